@@ -1,0 +1,16 @@
+//! Pure bookkeeping and policy domain for Work-books.
+//!
+//! Architecture invariant: this crate knows nothing of SQL, HTTP, clocks, files
+//! or wire formats. Time is passed in; every function is deterministic.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod ledger;
+pub mod money;
+pub mod reports;
+pub mod roles;
+
+pub use ledger::{
+    AccountType, BalancedEntry, EntryDraft, LedgerError, NewAccount, Posting, PostingDraft,
+};
+pub use money::{Currency, MoneyError};
+pub use roles::{Permission, Role};

@@ -1,0 +1,259 @@
+//! KEK (master key) wraps one DEK per company with XChaCha20-Poly1305.
+
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand::RngCore;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+const KEY_LEN: usize = 32;
+const NONCE_LEN: usize = 24;
+const WRAP_VERSION: u8 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("master key file {path}: {reason}")]
+    KeyFile { path: String, reason: String },
+    #[error("master key is malformed: expected 64 hex characters")]
+    MalformedMasterKey,
+    #[error("wrapped key is malformed or was wrapped by another master key")]
+    Unwrap,
+    #[error("encryption failed")]
+    Encrypt,
+    #[error("ciphertext is malformed, tampered with, or under another key")]
+    Decrypt,
+}
+
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+struct KeyBytes([u8; KEY_LEN]);
+
+impl KeyBytes {
+    fn random() -> KeyBytes {
+        let mut bytes = [0u8; KEY_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        KeyBytes(bytes)
+    }
+
+    fn from_hex(text: &str) -> Result<KeyBytes, CryptoError> {
+        let text = Zeroizing::new(text.trim().to_string());
+        let mut bytes = [0u8; KEY_LEN];
+        hex::decode_to_slice(text.as_bytes(), &mut bytes)
+            .map_err(|_| CryptoError::MalformedMasterKey)?;
+        Ok(KeyBytes(bytes))
+    }
+
+    fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let cipher = XChaCha20Poly1305::new((&self.0).into());
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let sealed = cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .map_err(|_| CryptoError::Encrypt)?;
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
+        out.push(WRAP_VERSION);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        if sealed.len() < 1 + NONCE_LEN || sealed[0] != WRAP_VERSION {
+            return Err(CryptoError::Decrypt);
+        }
+        let cipher = XChaCha20Poly1305::new((&self.0).into());
+        let nonce = XNonce::from_slice(&sealed[1..1 + NONCE_LEN]);
+        cipher
+            .decrypt(
+                nonce,
+                Payload {
+                    msg: &sealed[1 + NONCE_LEN..],
+                    aad,
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| CryptoError::Decrypt)
+    }
+}
+
+/// The key-encryption key. Never leaves this process unwrapped.
+#[derive(Clone)]
+pub struct MasterKey(KeyBytes);
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey(***)")
+    }
+}
+
+impl MasterKey {
+    pub fn generate() -> MasterKey {
+        MasterKey(KeyBytes::random())
+    }
+
+    /// Parses 64 hex characters (the `WORKBOOKS_MASTER_KEY` form).
+    pub fn from_hex(text: &str) -> Result<MasterKey, CryptoError> {
+        KeyBytes::from_hex(text).map(MasterKey)
+    }
+
+    /// Loads the key file, creating it (mode 0600) with a fresh key when absent.
+    pub fn load_or_create(path: &Path) -> Result<MasterKey, CryptoError> {
+        let err = |reason: String| CryptoError::KeyFile {
+            path: path.display().to_string(),
+            reason,
+        };
+        if path.exists() {
+            return MasterKey::load(path);
+        }
+        let key = MasterKey::generate();
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(path).map_err(|e| err(e.to_string()))?;
+        let encoded = Zeroizing::new(hex::encode(key.0 .0));
+        file.write_all(encoded.as_bytes())
+            .and_then(|_| file.write_all(b"\n"))
+            .and_then(|_| file.sync_all())
+            .map_err(|e| err(e.to_string()))?;
+        Ok(key)
+    }
+
+    pub fn load(path: &Path) -> Result<MasterKey, CryptoError> {
+        let err = |reason: String| CryptoError::KeyFile {
+            path: path.display().to_string(),
+            reason,
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(path)
+                .map_err(|e| err(e.to_string()))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(err(format!(
+                    "permissions {:o} let others read it; chmod 600",
+                    mode & 0o777
+                )));
+            }
+        }
+        let text = Zeroizing::new(fs::read_to_string(path).map_err(|e| err(e.to_string()))?);
+        MasterKey::from_hex(&text)
+    }
+
+    /// Wraps a data key; `context` (e.g. the company id) is bound as associated data,
+    /// so a wrapped key moved to another company does not unwrap.
+    pub fn wrap(&self, key: &DataKey, context: &str) -> Result<Vec<u8>, CryptoError> {
+        self.0.seal(&key.0 .0, context.as_bytes())
+    }
+
+    pub fn unwrap_key(&self, wrapped: &[u8], context: &str) -> Result<DataKey, CryptoError> {
+        let bytes = self
+            .0
+            .open(wrapped, context.as_bytes())
+            .map_err(|_| CryptoError::Unwrap)?;
+        let array: [u8; KEY_LEN] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| CryptoError::Unwrap)?;
+        Ok(DataKey(KeyBytes(array)))
+    }
+}
+
+/// A company's data-encryption key.
+#[derive(Clone)]
+pub struct DataKey(KeyBytes);
+
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DataKey(***)")
+    }
+}
+
+impl DataKey {
+    pub fn generate() -> DataKey {
+        DataKey(KeyBytes::random())
+    }
+
+    /// The SQLCipher raw-key literal `x'…'`, zeroized when dropped.
+    pub fn sqlcipher_pragma_value(&self) -> Zeroizing<String> {
+        Zeroizing::new(format!("x'{}'", hex::encode(self.0 .0)))
+    }
+
+    /// Authenticated encryption of a blob (attachments, segments, exports).
+    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        self.0.seal(plaintext, aad)
+    }
+
+    pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        self.0.open(sealed, aad)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_round_trips_and_binds_context() {
+        let kek = MasterKey::generate();
+        let dek = DataKey::generate();
+        let wrapped = kek.wrap(&dek, "company-a").unwrap();
+        let back = kek.unwrap_key(&wrapped, "company-a").unwrap();
+        assert_eq!(back.0 .0, dek.0 .0);
+        assert!(kek.unwrap_key(&wrapped, "company-b").is_err());
+        assert!(MasterKey::generate().unwrap_key(&wrapped, "company-a").is_err());
+        let mut tampered = wrapped.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert!(kek.unwrap_key(&tampered, "company-a").is_err());
+    }
+
+    #[test]
+    fn debug_never_prints_key_material() {
+        let dek = DataKey::generate();
+        let hexed = hex::encode(dek.0 .0);
+        assert_eq!(format!("{dek:?}"), "DataKey(***)");
+        assert!(!format!("{:?}", MasterKey::generate()).contains(&hexed));
+    }
+
+    #[test]
+    fn key_file_is_created_private_and_reloads() {
+        let dir = std::env::temp_dir().join(format!("wbkey-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("master.key");
+        let _ = std::fs::remove_file(&path);
+        let a = MasterKey::load_or_create(&path).unwrap();
+        let b = MasterKey::load_or_create(&path).unwrap();
+        assert_eq!(a.0 .0, b.0 .0);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            assert!(MasterKey::load(&path).is_err());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn malformed_master_key_is_refused() {
+        assert!(MasterKey::from_hex("abc").is_err());
+        assert!(MasterKey::from_hex(&"zz".repeat(32)).is_err());
+        assert!(MasterKey::from_hex(&"ab".repeat(32)).is_ok());
+    }
+}

@@ -1,0 +1,15 @@
+//! Key hierarchy and secrets for Work-books.
+//!
+//! Architecture invariant: this is the only crate that handles raw key material.
+//! Every secret type zeroizes on drop and prints `***` in `Debug`.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod keys;
+mod passphrase;
+mod secret;
+mod token;
+
+pub use keys::{CryptoError, DataKey, MasterKey};
+pub use passphrase::{check_strength, hash_passphrase, verify_passphrase, PassphraseError};
+pub use secret::Secret;
+pub use token::{new_token, token_hash, NewToken};

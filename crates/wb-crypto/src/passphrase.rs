@@ -1,0 +1,106 @@
+//! Argon2id passphrase hashing (OWASP parameters) and a strength check.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+
+use crate::Secret;
+
+pub const MIN_PASSPHRASE_CHARS: usize = 12;
+pub const MAX_PASSPHRASE_CHARS: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PassphraseError {
+    #[error("passphrase is too weak: {0}")]
+    Weak(String),
+    #[error("passphrase hashing failed")]
+    Hash,
+}
+
+fn argon2() -> Argon2<'static> {
+    // OWASP: Argon2id, m = 19 MiB, t = 2, p = 1.
+    let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+pub fn hash_passphrase(passphrase: &Secret) -> Result<String, PassphraseError> {
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    argon2()
+        .hash_password(passphrase.expose().as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|_| PassphraseError::Hash)
+}
+
+/// Constant-time verification; a malformed stored hash verifies nothing.
+pub fn verify_passphrase(stored_hash: &str, passphrase: &Secret) -> bool {
+    match PasswordHash::new(stored_hash) {
+        Ok(parsed) => argon2()
+            .verify_password(passphrase.expose().as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Refuses passphrases shorter than 12 characters or scoring below `min_score`
+/// (0–4) on zxcvbn, with zxcvbn's reason. `related` are the user's own words
+/// (email, company name) which make a passphrase guessable.
+pub fn check_strength(
+    passphrase: &Secret,
+    related: &[&str],
+    min_score: u8,
+) -> Result<(), PassphraseError> {
+    let text = passphrase.expose();
+    let chars = text.chars().count();
+    if chars < MIN_PASSPHRASE_CHARS {
+        return Err(PassphraseError::Weak(format!(
+            "use at least {MIN_PASSPHRASE_CHARS} characters"
+        )));
+    }
+    if chars > MAX_PASSPHRASE_CHARS {
+        return Err(PassphraseError::Weak(format!(
+            "use at most {MAX_PASSPHRASE_CHARS} characters"
+        )));
+    }
+    let estimate = zxcvbn::zxcvbn(text, related);
+    if u8::from(estimate.score()) >= min_score {
+        return Ok(());
+    }
+    let reason = estimate
+        .feedback()
+        .and_then(|f| f.warning().map(|w| w.to_string()))
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "it is easy to guess; add more unrelated words".to_string());
+    Err(PassphraseError::Weak(reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_verify_and_differ() {
+        let p = Secret::new("correct horse battery staple".into());
+        let a = hash_passphrase(&p).unwrap();
+        let b = hash_passphrase(&p).unwrap();
+        assert_ne!(a, b, "salted");
+        assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(verify_passphrase(&a, &p));
+        assert!(!verify_passphrase(&a, &Secret::new("correct horse battery stapler".into())));
+        assert!(!verify_passphrase("garbage", &p));
+    }
+
+    #[test]
+    fn strength_check_gives_reasons() {
+        let weak = [
+            "short",
+            "password1234",
+            "aaaaaaaaaaaaaaaa",
+            "qwertyuiopasdf",
+        ];
+        for w in weak {
+            let err = check_strength(&Secret::new(w.into()), &[], 3).unwrap_err();
+            assert!(matches!(err, PassphraseError::Weak(ref r) if !r.is_empty()), "{w}");
+        }
+        assert!(check_strength(&Secret::new("acmeledger12".into()), &["acme", "ledger"], 3).is_err());
+        assert!(check_strength(&Secret::new("violet orbit cactus thunder".into()), &[], 3).is_ok());
+    }
+}

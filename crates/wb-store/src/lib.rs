@@ -1,0 +1,20 @@
+//! Storage for Work-books: the only crate that speaks SQL.
+//!
+//! Architecture invariants:
+//! - A `TenantStore` is opened for one company; its methods take no company id,
+//!   so no query can mix two companies' data.
+//! - Every business change commits in one transaction with its change-journal
+//!   record and its audit record (see `sqlite::tenant_writer`).
+//! - Callers see `StoreError`, never a backend's error type.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod chain;
+mod error;
+mod model;
+pub mod sqlite;
+mod traits;
+
+pub use chain::{link as chain_link, GENESIS};
+pub use error::StoreError;
+pub use model::*;
+pub use traits::{ControlStore, TenantDirectory, TenantStore};

@@ -1,0 +1,234 @@
+//! Records the stores read and write. Plain data; no behaviour.
+
+use time::{Date, OffsetDateTime};
+use wb_core::{AccountType, Currency, Posting, Role};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompanyStatus {
+    Active,
+    Deprovisioned,
+}
+
+impl CompanyStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CompanyStatus::Active => "active",
+            CompanyStatus::Deprovisioned => "deprovisioned",
+        }
+    }
+    pub fn parse(s: &str) -> CompanyStatus {
+        match s {
+            "active" => CompanyStatus::Active,
+            _ => CompanyStatus::Deprovisioned,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct CompanyRecord {
+    pub id: String,
+    pub name: String,
+    pub status: CompanyStatus,
+    /// The company's DEK wrapped by the master key, bound to the company id.
+    pub wrapped_dek: Vec<u8>,
+    pub created_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for CompanyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompanyRecord")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("status", &self.status)
+            .field("wrapped_dek", &"***")
+            .finish()
+    }
+}
+
+#[derive(Clone)]
+pub struct UserRecord {
+    pub id: String,
+    pub email: String,
+    pub name: Option<String>,
+    pub passphrase_hash: String,
+    pub created_at: OffsetDateTime,
+    pub last_login_at: Option<OffsetDateTime>,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("passphrase_hash", &"***")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub company_id: String,
+    pub user_id: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub token_hash: String,
+    pub user_id: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub company_id: String,
+    pub name: String,
+    pub role: Role,
+    pub token_hash: String,
+    pub created_by: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// Who did something, how they authenticated, and from where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// "user:<id>", "api_key:<id>", "staff:<id>", "system".
+    pub id: String,
+    /// "session", "api_key", "passphrase", "cli".
+    pub auth: String,
+    pub client: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl Actor {
+    pub fn system(what: &str) -> Actor {
+        Actor {
+            id: "system".into(),
+            auth: what.into(),
+            client: None,
+            request_id: None,
+        }
+    }
+}
+
+/// An audit event to append. No secrets: targets are ids, details are reasons.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    pub at: OffsetDateTime,
+    pub actor: Actor,
+    pub company_id: Option<String>,
+    pub action: String,
+    pub target: Option<String>,
+    pub outcome: Outcome,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAuditEvent {
+    pub seq: i64,
+    pub at: OffsetDateTime,
+    pub actor: String,
+    pub auth: String,
+    pub client: Option<String>,
+    pub request_id: Option<String>,
+    pub company_id: Option<String>,
+    pub action: String,
+    pub target: Option<String>,
+    pub outcome: String,
+    pub detail: Option<String>,
+    pub hash: String,
+}
+
+/// Context of one write: who and when. Time comes from the caller's clock.
+#[derive(Debug, Clone)]
+pub struct WriteContext {
+    pub actor: Actor,
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: i64,
+    pub code: String,
+    pub name: String,
+    pub account_type: AccountType,
+    pub parent: Option<String>,
+    pub currency: Option<Currency>,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub id: i64,
+    pub date: Date,
+    pub description: String,
+    pub reference: Option<String>,
+    pub postings: Vec<Posting>,
+    /// The entry this one reverses.
+    pub reverses: Option<i64>,
+    /// The entry that reversed this one.
+    pub reversed_by: Option<i64>,
+    pub created_at: OffsetDateTime,
+    pub created_by: String,
+}
+
+/// A client's idempotency key with a digest of the request it came with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    pub key: String,
+    pub request_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posted {
+    pub entries: Vec<Entry>,
+    /// True when an earlier request with the same Idempotency-Key is answered again.
+    pub replayed: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EntryPage {
+    pub after: Option<i64>,
+    pub limit: u32,
+    pub from: Option<Date>,
+    pub to: Option<Date>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantStats {
+    pub accounts: i64,
+    pub entries: i64,
+    pub journal_seq: i64,
+    pub storage_bytes: u64,
+}
+
+/// A change-journal record: enough to replay the change on a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalRecord {
+    pub seq: i64,
+    pub at: OffsetDateTime,
+    pub kind: String,
+    pub payload: String,
+    pub prev_hash: String,
+    pub hash: String,
+}

@@ -1,0 +1,125 @@
+//! Opening SQLCipher connections, time and date columns, a small reader pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OpenFlags};
+use time::format_description::well_known::Rfc3339;
+use time::{Date, OffsetDateTime};
+use wb_crypto::DataKey;
+use wb_crypto::Secret;
+
+use crate::StoreError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    Create,
+    Existing,
+}
+
+/// Opens an SQLCipher database keyed with a raw 256-bit key (no PBKDF2 per open),
+/// in WAL mode with `synchronous=FULL`: a commit is durable when it returns.
+pub fn open_encrypted(path: &Path, key: &DataKey, mode: OpenMode) -> Result<Connection, StoreError> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    match mode {
+        OpenMode::Create => {
+            if path.exists() {
+                return Err(StoreError::Conflict(format!(
+                    "database {} already exists",
+                    path.display()
+                )));
+            }
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        OpenMode::Existing => {
+            if !path.exists() {
+                return Err(StoreError::NotFound("database file"));
+            }
+        }
+    }
+    let conn = Connection::open_with_flags(path, flags)?;
+    let statement = Secret::new(format!("PRAGMA key = \"{}\";", &*key.sqlcipher_pragma_value()));
+    // The error text of a failed PRAGMA could quote the statement: replace it.
+    conn.execute_batch(statement.expose())
+        .map_err(|_| StoreError::Backend("setting the database key failed".into()))?;
+    drop(statement);
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+        .map_err(|e| match StoreError::from(e) {
+            StoreError::WrongKey => StoreError::WrongKey,
+            other => other,
+        })?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 10000;
+         PRAGMA cache_size = -2048;
+         PRAGMA temp_store = MEMORY;",
+    )?;
+    Ok(conn)
+}
+
+pub(crate) fn ts(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+pub(crate) fn parse_ts(text: &str) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::parse(text, &Rfc3339)
+        .map_err(|_| StoreError::Corrupt(format!("bad timestamp {text:?}")))
+}
+
+pub(crate) fn day(date: Date) -> String {
+    date.to_string()
+}
+
+pub(crate) fn parse_day(text: &str) -> Result<Date, StoreError> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    Date::parse(text, format).map_err(|_| StoreError::Corrupt(format!("bad date {text:?}")))
+}
+
+/// Read connections for one database. WAL readers never wait for the writer.
+pub(crate) struct ReaderPool {
+    path: PathBuf,
+    key: DataKey,
+    idle: Mutex<Vec<Connection>>,
+    max_idle: usize,
+}
+
+impl ReaderPool {
+    pub(crate) fn new(path: PathBuf, key: DataKey, max_idle: usize) -> ReaderPool {
+        ReaderPool {
+            path,
+            key,
+            idle: Mutex::new(Vec::new()),
+            max_idle,
+        }
+    }
+
+    /// Runs `f` on a pooled connection on the blocking thread pool.
+    pub(crate) async fn with<T, F>(self: &std::sync::Arc<Self>, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match pool.idle.lock().map(|mut idle| idle.pop()) {
+                Ok(Some(conn)) => conn,
+                _ => {
+                    let conn = open_encrypted(&pool.path, &pool.key, OpenMode::Existing)?;
+                    conn.execute_batch("PRAGMA cache_size = -1024; PRAGMA query_only = ON;")?;
+                    conn
+                }
+            };
+            let result = f(&conn);
+            if let Ok(mut idle) = pool.idle.lock() {
+                if idle.len() < pool.max_idle {
+                    idle.push(conn);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
+    }
+}

@@ -1,0 +1,579 @@
+//! The control plane in its own SQLCipher database: companies (with wrapped
+//! DEKs), users, memberships, sessions, API keys and the platform audit log.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use time::OffsetDateTime;
+use wb_core::Role;
+use wb_crypto::DataKey;
+
+use super::conn::{open_encrypted, parse_ts, ts, OpenMode, ReaderPool};
+use crate::chain;
+use crate::model::*;
+use crate::{ControlStore, StoreError};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS companies (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    wrapped_dek BLOB NOT NULL,
+    created_at  TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS users (
+    id              TEXT PRIMARY KEY,
+    email           TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    name            TEXT,
+    passphrase_hash TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    last_login_at   TEXT
+) STRICT;
+CREATE TABLE IF NOT EXISTS memberships (
+    company_id TEXT NOT NULL REFERENCES companies(id),
+    user_id    TEXT NOT NULL REFERENCES users(id),
+    role       TEXT NOT NULL,
+    PRIMARY KEY (company_id, user_id)
+) STRICT;
+CREATE INDEX IF NOT EXISTS memberships_by_user ON memberships(user_id);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY,
+    user_id    TEXT NOT NULL REFERENCES users(id),
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    revoked_at TEXT
+) STRICT;
+CREATE TABLE IF NOT EXISTS api_keys (
+    id         TEXT PRIMARY KEY,
+    company_id TEXT NOT NULL REFERENCES companies(id),
+    name       TEXT NOT NULL,
+    role       TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    revoked_at TEXT
+) STRICT;
+CREATE TABLE IF NOT EXISTS audit_events (
+    seq        INTEGER PRIMARY KEY,
+    at         TEXT NOT NULL,
+    actor      TEXT NOT NULL,
+    auth       TEXT NOT NULL,
+    client     TEXT,
+    request_id TEXT,
+    company_id TEXT,
+    action     TEXT NOT NULL,
+    target     TEXT,
+    outcome    TEXT NOT NULL,
+    detail     TEXT,
+    prev_hash  TEXT NOT NULL,
+    hash       TEXT NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS audit_by_company ON audit_events(company_id, seq);
+CREATE TRIGGER IF NOT EXISTS audit_append_only BEFORE UPDATE ON audit_events
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"#;
+
+pub struct SqliteControl {
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<ReaderPool>,
+}
+
+impl std::fmt::Debug for SqliteControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteControl")
+    }
+}
+
+impl SqliteControl {
+    /// Opens (creating when absent) the control database at `path`.
+    pub fn open(path: &Path, key: &DataKey) -> Result<SqliteControl, StoreError> {
+        let mode = if path.exists() {
+            OpenMode::Existing
+        } else {
+            OpenMode::Create
+        };
+        let conn = open_encrypted(path, key, mode)?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(SqliteControl {
+            writer: Arc::new(Mutex::new(conn)),
+            readers: Arc::new(ReaderPool::new(path.to_path_buf(), key.clone(), 8)),
+        })
+    }
+
+    /// Runs `f` in one write transaction, appending `audit` to it when given.
+    async fn write<T, F>(&self, audit: Option<&AuditEvent>, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let writer = self.writer.clone();
+        let audit = audit.cloned();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = writer
+                .lock()
+                .map_err(|_| StoreError::Backend("control writer poisoned".into()))?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            if let Some(event) = &audit {
+                append_audit(&tx, event)?;
+            }
+            tx.commit()?;
+            Ok(value)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("control task failed: {e}")))?
+    }
+}
+
+fn append_audit(tx: &Transaction<'_>, event: &AuditEvent) -> Result<(), StoreError> {
+    let (prev_seq, prev_hash): (i64, String) = tx
+        .query_row(
+            "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?
+        .unwrap_or((0, chain::GENESIS.to_string()));
+    let seq = prev_seq + 1;
+    let at = ts(event.at);
+    let a = &event.actor;
+    let hash = chain::link(
+        &prev_hash,
+        seq,
+        &[
+            &at,
+            &a.id,
+            &a.auth,
+            a.client.as_deref().unwrap_or(""),
+            a.request_id.as_deref().unwrap_or(""),
+            event.company_id.as_deref().unwrap_or(""),
+            &event.action,
+            event.target.as_deref().unwrap_or(""),
+            event.outcome.as_str(),
+            event.detail.as_deref().unwrap_or(""),
+        ],
+    );
+    tx.prepare_cached(
+        "INSERT INTO audit_events (seq, at, actor, auth, client, request_id, company_id, action,
+                                   target, outcome, detail, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        seq,
+        at,
+        a.id,
+        a.auth,
+        a.client,
+        a.request_id,
+        event.company_id,
+        event.action,
+        event.target,
+        event.outcome.as_str(),
+        event.detail,
+        prev_hash,
+        hash
+    ])?;
+    Ok(())
+}
+
+fn insert_company(tx: &Transaction<'_>, c: &CompanyRecord) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO companies (id, name, status, wrapped_dek, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![c.id, c.name, c.status.as_str(), c.wrapped_dek, ts(c.created_at)],
+    )?;
+    Ok(())
+}
+
+fn insert_user(tx: &Transaction<'_>, u: &UserRecord) -> Result<(), StoreError> {
+    let exists: bool = tx
+        .query_row("SELECT 1 FROM users WHERE email = ?1", [&u.email], |_| Ok(true))
+        .optional()?
+        .unwrap_or(false);
+    if exists {
+        return Err(StoreError::Conflict(
+            "an account with this email already exists; log in instead".into(),
+        ));
+    }
+    tx.execute(
+        "INSERT INTO users (id, email, name, passphrase_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![u.id, u.email, u.name, u.passphrase_hash, ts(u.created_at)],
+    )?;
+    Ok(())
+}
+
+fn row_company(r: &Row<'_>) -> rusqlite::Result<(String, String, String, Vec<u8>, String)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn to_company(
+    (id, name, status, wrapped_dek, created_at): (String, String, String, Vec<u8>, String),
+) -> Result<CompanyRecord, StoreError> {
+    Ok(CompanyRecord {
+        id,
+        name,
+        status: CompanyStatus::parse(&status),
+        wrapped_dek,
+        created_at: parse_ts(&created_at)?,
+    })
+}
+
+fn row_user(r: &Row<'_>) -> rusqlite::Result<Result<UserRecord, StoreError>> {
+    let created: String = r.get(4)?;
+    let last: Option<String> = r.get(5)?;
+    let (id, email, name, hash) = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+    Ok((|| {
+        Ok(UserRecord {
+            id,
+            email,
+            name,
+            passphrase_hash: hash,
+            created_at: parse_ts(&created)?,
+            last_login_at: last.as_deref().map(parse_ts).transpose()?,
+        })
+    })())
+}
+
+fn parse_role(text: &str) -> Result<Role, StoreError> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("role {text:?}")))
+}
+
+fn row_api_key(r: &Row<'_>) -> rusqlite::Result<Result<ApiKeyRecord, StoreError>> {
+    let role: String = r.get(3)?;
+    let created: String = r.get(6)?;
+    let expires: String = r.get(7)?;
+    let revoked: Option<String> = r.get(8)?;
+    let (id, company_id, name, token_hash, created_by) =
+        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(4)?, r.get(5)?);
+    Ok((|| {
+        Ok(ApiKeyRecord {
+            id,
+            company_id,
+            name,
+            role: parse_role(&role)?,
+            token_hash,
+            created_by,
+            created_at: parse_ts(&created)?,
+            expires_at: parse_ts(&expires)?,
+            revoked_at: revoked.as_deref().map(parse_ts).transpose()?,
+        })
+    })())
+}
+
+const API_KEY_COLUMNS: &str =
+    "id, company_id, name, role, token_hash, created_by, created_at, expires_at, revoked_at";
+const USER_COLUMNS: &str = "id, email, name, passphrase_hash, created_at, last_login_at";
+
+#[async_trait]
+impl ControlStore for SqliteControl {
+    async fn signup(
+        &self,
+        company: &CompanyRecord,
+        owner: &UserRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let (company, owner) = (company.clone(), owner.clone());
+        self.write(Some(audit), move |tx| {
+            insert_company(tx, &company)?;
+            insert_user(tx, &owner)?;
+            tx.execute(
+                "INSERT INTO memberships (company_id, user_id, role) VALUES (?1, ?2, 'owner')",
+                params![company.id, owner.id],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_company(&self, company: &CompanyRecord, audit: &AuditEvent) -> Result<(), StoreError> {
+        let company = company.clone();
+        self.write(Some(audit), move |tx| insert_company(tx, &company))
+            .await
+    }
+
+    async fn company(&self, id: &str) -> Result<Option<CompanyRecord>, StoreError> {
+        let id = id.to_string();
+        self.readers
+            .with(move |conn| {
+                conn.prepare_cached(
+                    "SELECT id, name, status, wrapped_dek, created_at FROM companies WHERE id = ?1",
+                )?
+                .query_row([id], row_company)
+                .optional()?
+                .map(to_company)
+                .transpose()
+            })
+            .await
+    }
+
+    async fn companies(&self) -> Result<Vec<CompanyRecord>, StoreError> {
+        self.readers
+            .with(|conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, name, status, wrapped_dek, created_at FROM companies ORDER BY created_at, id",
+                )?;
+                let rows = stmt.query_map([], row_company)?;
+                rows.map(|r| to_company(r?)).collect()
+            })
+            .await
+    }
+
+    async fn create_user(&self, user: &UserRecord, audit: &AuditEvent) -> Result<(), StoreError> {
+        let user = user.clone();
+        self.write(Some(audit), move |tx| insert_user(tx, &user)).await
+    }
+
+    async fn user(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        let id = id.to_string();
+        self.readers
+            .with(move |conn| {
+                conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))?
+                    .query_row([id], row_user)
+                    .optional()?
+                    .transpose()
+            })
+            .await
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
+        let email = email.to_string();
+        self.readers
+            .with(move |conn| {
+                conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1"))?
+                    .query_row([email], row_user)
+                    .optional()?
+                    .transpose()
+            })
+            .await
+    }
+
+    async fn record_login(&self, user_id: &str, at: OffsetDateTime) -> Result<(), StoreError> {
+        let user_id = user_id.to_string();
+        self.write(None, move |tx| {
+            tx.execute(
+                "UPDATE users SET last_login_at = ?1 WHERE id = ?2",
+                params![ts(at), user_id],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn add_member(&self, m: &Membership, audit: &AuditEvent) -> Result<(), StoreError> {
+        let m = m.clone();
+        self.write(Some(audit), move |tx| {
+            tx.execute(
+                "INSERT INTO memberships (company_id, user_id, role) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (company_id, user_id) DO UPDATE SET role = excluded.role",
+                params![m.company_id, m.user_id, m.role.as_str()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn role(&self, user_id: &str, company_id: &str) -> Result<Option<Role>, StoreError> {
+        let (user_id, company_id) = (user_id.to_string(), company_id.to_string());
+        self.readers
+            .with(move |conn| {
+                let role: Option<String> = conn
+                    .prepare_cached(
+                        "SELECT m.role FROM memberships m JOIN companies c ON c.id = m.company_id
+                         WHERE m.user_id = ?1 AND m.company_id = ?2 AND c.status = 'active'",
+                    )?
+                    .query_row([user_id, company_id], |r| r.get(0))
+                    .optional()?;
+                role.as_deref().map(parse_role).transpose()
+            })
+            .await
+    }
+
+    async fn memberships_of(&self, user_id: &str) -> Result<Vec<Membership>, StoreError> {
+        let user_id = user_id.to_string();
+        self.readers
+            .with(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT company_id, user_id, role FROM memberships WHERE user_id = ?1 ORDER BY company_id",
+                )?;
+                let rows = stmt.query_map([user_id], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                })?;
+                rows.map(|r| {
+                    let (company_id, user_id, role) = r?;
+                    Ok(Membership {
+                        company_id,
+                        user_id,
+                        role: parse_role(&role)?,
+                    })
+                })
+                .collect()
+            })
+            .await
+    }
+
+    async fn create_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
+        let s = s.clone();
+        self.write(None, move |tx| {
+            tx.execute(
+                "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                params![s.token_hash, s.user_id, ts(s.created_at), ts(s.expires_at)],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let token_hash = token_hash.to_string();
+        self.readers
+            .with(move |conn| {
+                let row: Option<(String, String, String, String, Option<String>)> = conn
+                    .prepare_cached(
+                        "SELECT token_hash, user_id, created_at, expires_at, revoked_at
+                         FROM sessions WHERE token_hash = ?1",
+                    )?
+                    .query_row([token_hash], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    })
+                    .optional()?;
+                row.map(|(token_hash, user_id, created, expires, revoked)| {
+                    Ok(SessionRecord {
+                        token_hash,
+                        user_id,
+                        created_at: parse_ts(&created)?,
+                        expires_at: parse_ts(&expires)?,
+                        revoked_at: revoked.as_deref().map(parse_ts).transpose()?,
+                    })
+                })
+                .transpose()
+            })
+            .await
+    }
+
+    async fn revoke_session(&self, token_hash: &str, at: OffsetDateTime) -> Result<(), StoreError> {
+        let token_hash = token_hash.to_string();
+        self.write(None, move |tx| {
+            tx.execute(
+                "UPDATE sessions SET revoked_at = ?1 WHERE token_hash = ?2 AND revoked_at IS NULL",
+                params![ts(at), token_hash],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_api_key(&self, k: &ApiKeyRecord, audit: &AuditEvent) -> Result<(), StoreError> {
+        let k = k.clone();
+        self.write(Some(audit), move |tx| {
+            tx.execute(
+                &format!("INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL)"),
+                params![
+                    k.id,
+                    k.company_id,
+                    k.name,
+                    k.role.as_str(),
+                    k.token_hash,
+                    k.created_by,
+                    ts(k.created_at),
+                    ts(k.expires_at)
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn api_key(&self, token_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let token_hash = token_hash.to_string();
+        self.readers
+            .with(move |conn| {
+                conn.prepare_cached(&format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE token_hash = ?1"))?
+                    .query_row([token_hash], row_api_key)
+                    .optional()?
+                    .transpose()
+            })
+            .await
+    }
+
+    async fn api_keys(&self, company_id: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let company_id = company_id.to_string();
+        self.readers
+            .with(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE company_id = ?1 ORDER BY created_at, id"
+                ))?;
+                let rows = stmt.query_map([company_id], row_api_key)?;
+                rows.map(|r| r?).collect()
+            })
+            .await
+    }
+
+    async fn revoke_api_key(
+        &self,
+        company_id: &str,
+        key_id: &str,
+        audit: &AuditEvent,
+    ) -> Result<ApiKeyRecord, StoreError> {
+        let (company_id, key_id) = (company_id.to_string(), key_id.to_string());
+        let at = ts(audit.at);
+        self.write(Some(audit), move |tx| {
+            tx.execute(
+                "UPDATE api_keys SET revoked_at = ?1 WHERE id = ?2 AND company_id = ?3 AND revoked_at IS NULL",
+                params![at, key_id, company_id],
+            )?;
+            tx.prepare_cached(&format!(
+                "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?1 AND company_id = ?2"
+            ))?
+            .query_row([key_id, company_id], row_api_key)
+            .optional()?
+            .transpose()?
+            .ok_or(StoreError::NotFound("API key"))
+        })
+        .await
+    }
+
+    async fn audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        self.write(Some(event), |_| Ok(())).await
+    }
+
+    async fn audit_events(
+        &self,
+        company_id: Option<&str>,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredAuditEvent>, StoreError> {
+        let company_id = company_id.map(str::to_string);
+        self.readers
+            .with(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT seq, at, actor, auth, client, request_id, company_id, action, target, outcome, detail, hash
+                     FROM audit_events WHERE seq > ?1 AND (?2 IS NULL OR company_id = ?2)
+                     ORDER BY seq LIMIT ?3",
+                )?;
+                let mut rows = stmt.query(params![after_seq, company_id, limit.clamp(1, 1000)])?;
+                let mut out = Vec::new();
+                while let Some(r) = rows.next()? {
+                    let at: String = r.get(1)?;
+                    out.push(StoredAuditEvent {
+                        seq: r.get(0)?,
+                        at: parse_ts(&at)?,
+                        actor: r.get(2)?,
+                        auth: r.get(3)?,
+                        client: r.get(4)?,
+                        request_id: r.get(5)?,
+                        company_id: r.get(6)?,
+                        action: r.get(7)?,
+                        target: r.get(8)?,
+                        outcome: r.get(9)?,
+                        detail: r.get(10)?,
+                        hash: r.get(11)?,
+                    });
+                }
+                Ok(out)
+            })
+            .await
+    }
+}

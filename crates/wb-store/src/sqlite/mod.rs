@@ -1,0 +1,11 @@
+//! The embedded backend: one SQLCipher file per company, one for the control plane.
+
+mod conn;
+mod control;
+mod tenant;
+mod tenant_schema;
+mod tenant_writer;
+
+pub use conn::{open_encrypted, OpenMode};
+pub use control::SqliteControl;
+pub use tenant::{SqliteTenant, SqliteTenants};

@@ -1,0 +1,488 @@
+//! A company's SQLCipher database: reads on pooled connections, writes through
+//! the company's group-commit writer.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use time::Date;
+use tokio::sync::{mpsc, oneshot};
+use wb_core::reports::{Amounts, BalanceRow, RegisterPosting};
+use wb_core::{AccountType, Currency, EntryDraft, NewAccount, Posting};
+use wb_crypto::DataKey;
+
+use super::conn::{day, open_encrypted, parse_day, parse_ts, OpenMode, ReaderPool};
+use super::tenant_schema::{SCHEMA, SCHEMA_VERSION};
+use super::tenant_writer::{self, Command, Job, Output};
+use crate::model::*;
+use crate::{StoreError, TenantDirectory, TenantStore};
+
+const READERS_PER_COMPANY: usize = 2;
+pub const MAX_PAGE: u32 = 1000;
+
+pub struct SqliteTenant {
+    path: PathBuf,
+    writer: mpsc::Sender<Job>,
+    readers: Arc<ReaderPool>,
+}
+
+impl std::fmt::Debug for SqliteTenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteTenant").field("path", &self.path).finish()
+    }
+}
+
+impl SqliteTenant {
+    async fn send(&self, command: Command, ctx: WriteContext) -> Result<Output, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(Job {
+                command,
+                ctx,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+}
+
+fn unexpected() -> StoreError {
+    StoreError::Backend("writer answered with the wrong kind of result".into())
+}
+
+pub(crate) fn row_to_account(row: &Row<'_>) -> rusqlite::Result<Result<Account, StoreError>> {
+    let id: i64 = row.get(0)?;
+    let code: String = row.get(1)?;
+    let name: String = row.get(2)?;
+    let kind: String = row.get(3)?;
+    let parent: Option<String> = row.get(4)?;
+    let currency: Option<String> = row.get(5)?;
+    let created_at: String = row.get(6)?;
+    Ok((|| {
+        Ok(Account {
+            id,
+            code,
+            name,
+            account_type: kind
+                .parse::<AccountType>()
+                .map_err(|_| StoreError::Corrupt("account type".into()))?,
+            parent,
+            currency: currency
+                .map(|c| Currency::parse(&c))
+                .transpose()
+                .map_err(|_| StoreError::Corrupt("account currency".into()))?,
+            created_at: parse_ts(&created_at)?,
+        })
+    })())
+}
+
+fn postings_of(conn: &Connection, entry_id: i64) -> Result<Vec<Posting>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT a.code, p.currency, p.amount FROM postings p JOIN accounts a ON a.id = p.account_id
+         WHERE p.entry_id = ?1 ORDER BY p.line",
+    )?;
+    let rows = stmt.query_map([entry_id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+    })?;
+    let mut postings = Vec::new();
+    for row in rows {
+        let (account, currency, amount) = row?;
+        postings.push(Posting {
+            account,
+            currency: Currency::parse(&currency)
+                .map_err(|_| StoreError::Corrupt("posting currency".into()))?,
+            amount,
+        });
+    }
+    Ok(postings)
+}
+
+const ENTRY_COLUMNS: &str =
+    "id, date, description, reference, reverses, reversed_by, created_at, created_by";
+
+fn row_to_entry(conn: &Connection, row: &Row<'_>) -> Result<Entry, StoreError> {
+    let id: i64 = row.get(0)?;
+    let date: String = row.get(1)?;
+    let created_at: String = row.get(6)?;
+    Ok(Entry {
+        id,
+        date: parse_day(&date)?,
+        description: row.get(2)?,
+        reference: row.get(3)?,
+        reverses: row.get(4)?,
+        reversed_by: row.get(5)?,
+        created_at: parse_ts(&created_at)?,
+        created_by: row.get(7)?,
+        postings: postings_of(conn, id)?,
+    })
+}
+
+pub(crate) fn load_entry(conn: &Connection, id: i64) -> Result<Option<Entry>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE id = ?1"))?;
+    let mut rows = stmt.query([id])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(row_to_entry(conn, row)?)),
+        None => Ok(None),
+    }
+}
+
+fn balance_rows(
+    conn: &Connection,
+    sql: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<BalanceRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(args, |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (code, currency, amount) = row?;
+        out.push(BalanceRow {
+            code,
+            currency: Currency::parse(&currency)
+                .map_err(|_| StoreError::Corrupt("balance currency".into()))?,
+            amount: i128::from(amount),
+        });
+    }
+    Ok(out)
+}
+
+fn audit_row(row: &Row<'_>) -> Result<StoredAuditEvent, StoreError> {
+    let at: String = row.get(1)?;
+    Ok(StoredAuditEvent {
+        seq: row.get(0)?,
+        at: parse_ts(&at)?,
+        actor: row.get(2)?,
+        auth: row.get(3)?,
+        client: row.get(4)?,
+        request_id: row.get(5)?,
+        company_id: None,
+        action: row.get(6)?,
+        target: row.get(7)?,
+        outcome: row.get(8)?,
+        detail: row.get(9)?,
+        hash: row.get(10)?,
+    })
+}
+
+#[async_trait]
+impl TenantStore for SqliteTenant {
+    async fn create_account(&self, account: NewAccount, ctx: WriteContext) -> Result<Account, StoreError> {
+        match self.send(Command::CreateAccount(account), ctx).await? {
+            Output::Account(a) => Ok(a),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn post_entries(
+        &self,
+        drafts: Vec<EntryDraft>,
+        idempotency: Option<Idempotency>,
+        ctx: WriteContext,
+    ) -> Result<Posted, StoreError> {
+        match self.send(Command::Post { drafts, idempotency }, ctx).await? {
+            Output::Posted(p) => Ok(p),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn reverse_entry(
+        &self,
+        entry_id: i64,
+        date: Date,
+        description: Option<String>,
+        ctx: WriteContext,
+    ) -> Result<Entry, StoreError> {
+        let command = Command::Reverse {
+            entry_id,
+            date,
+            description,
+        };
+        match self.send(command, ctx).await? {
+            Output::Entry(e) => Ok(e),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn accounts(&self) -> Result<Vec<Account>, StoreError> {
+        self.readers
+            .with(|conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, code, name, type, parent, currency, created_at FROM accounts ORDER BY code",
+                )?;
+                let rows = stmt.query_map([], row_to_account)?;
+                rows.map(|r| r?).collect()
+            })
+            .await
+    }
+
+    async fn entry(&self, id: i64) -> Result<Option<Entry>, StoreError> {
+        self.readers.with(move |conn| load_entry(conn, id)).await
+    }
+
+    async fn entries(&self, page: EntryPage) -> Result<Vec<Entry>, StoreError> {
+        self.readers
+            .with(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {ENTRY_COLUMNS} FROM entries
+                     WHERE id > ?1 AND date >= ?2 AND date <= ?3 ORDER BY id LIMIT ?4"
+                ))?;
+                let from = page.from.map(day).unwrap_or_else(|| "0000-00-00".into());
+                let to = page.to.map(day).unwrap_or_else(|| "9999-99-99".into());
+                let limit = page.limit.clamp(1, MAX_PAGE);
+                let mut rows = stmt.query(params![page.after.unwrap_or(0), from, to, limit])?;
+                let mut out = Vec::new();
+                while let Some(row) = rows.next()? {
+                    out.push(row_to_entry(conn, row)?);
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn balances_as_of(&self, as_of: Date) -> Result<Vec<BalanceRow>, StoreError> {
+        self.readers
+            .with(move |conn| {
+                balance_rows(
+                    conn,
+                    "SELECT a.code, b.currency, SUM(b.amount) FROM day_balances b
+                     JOIN accounts a ON a.id = b.account_id
+                     WHERE b.day <= ?1 GROUP BY b.account_id, b.currency",
+                    &[&day(as_of)],
+                )
+            })
+            .await
+    }
+
+    async fn movements(&self, from: Date, to: Date) -> Result<Vec<BalanceRow>, StoreError> {
+        self.readers
+            .with(move |conn| {
+                balance_rows(
+                    conn,
+                    "SELECT a.code, b.currency, SUM(b.amount) FROM day_balances b
+                     JOIN accounts a ON a.id = b.account_id
+                     WHERE b.day >= ?1 AND b.day <= ?2 GROUP BY b.account_id, b.currency",
+                    &[&day(from), &day(to)],
+                )
+            })
+            .await
+    }
+
+    async fn register(
+        &self,
+        account_code: &str,
+        from: Date,
+        to: Date,
+        limit: u32,
+    ) -> Result<(Amounts, Vec<RegisterPosting>), StoreError> {
+        let code = account_code.to_string();
+        self.readers
+            .with(move |conn| {
+                let account_id: i64 = conn
+                    .prepare_cached("SELECT id FROM accounts WHERE code = ?1")?
+                    .query_row([&code], |r| r.get(0))
+                    .optional()?
+                    .ok_or(StoreError::NotFound("account"))?;
+                let mut opening = Amounts::new();
+                let mut stmt = conn.prepare_cached(
+                    "SELECT currency, SUM(amount) FROM day_balances
+                     WHERE account_id = ?1 AND day < ?2 GROUP BY currency",
+                )?;
+                let rows = stmt.query_map(params![account_id, day(from)], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })?;
+                for row in rows {
+                    let (currency, amount) = row?;
+                    let currency = Currency::parse(&currency)
+                        .map_err(|_| StoreError::Corrupt("currency".into()))?;
+                    opening.insert(currency, i128::from(amount));
+                }
+                let mut stmt = conn.prepare_cached(
+                    "SELECT p.date, p.entry_id, e.description, p.currency, p.amount
+                     FROM postings p JOIN entries e ON e.id = p.entry_id
+                     WHERE p.account_id = ?1 AND p.date >= ?2 AND p.date <= ?3
+                     ORDER BY p.date, p.entry_id, p.line LIMIT ?4",
+                )?;
+                let limit = limit.clamp(1, 100 * MAX_PAGE);
+                let rows = stmt.query_map(params![account_id, day(from), day(to), limit], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                })?;
+                let mut postings = Vec::new();
+                for row in rows {
+                    let (date, entry_id, description, currency, amount) = row?;
+                    postings.push(RegisterPosting {
+                        date: parse_day(&date)?,
+                        entry_id: entry_id.to_string(),
+                        description,
+                        currency: Currency::parse(&currency)
+                            .map_err(|_| StoreError::Corrupt("currency".into()))?,
+                        amount,
+                    });
+                }
+                Ok((opening, postings))
+            })
+            .await
+    }
+
+    async fn journal(&self, after_seq: i64, limit: u32) -> Result<Vec<JournalRecord>, StoreError> {
+        self.readers
+            .with(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT seq, at, kind, payload, prev_hash, hash FROM change_journal
+                     WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )?;
+                let mut rows = stmt.query(params![after_seq, limit.clamp(1, 100 * MAX_PAGE)])?;
+                let mut out = Vec::new();
+                while let Some(r) = rows.next()? {
+                    let at: String = r.get(1)?;
+                    out.push(JournalRecord {
+                        seq: r.get(0)?,
+                        at: parse_ts(&at)?,
+                        kind: r.get(2)?,
+                        payload: r.get(3)?,
+                        prev_hash: r.get(4)?,
+                        hash: r.get(5)?,
+                    });
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn audit_events(&self, after_seq: i64, limit: u32) -> Result<Vec<StoredAuditEvent>, StoreError> {
+        self.readers
+            .with(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT seq, at, actor, auth, client, request_id, action, target, outcome, detail, hash
+                     FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )?;
+                let mut rows = stmt.query(params![after_seq, limit.clamp(1, MAX_PAGE)])?;
+                let mut out = Vec::new();
+                while let Some(r) = rows.next()? {
+                    out.push(audit_row(r)?);
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn stats(&self) -> Result<TenantStats, StoreError> {
+        let path = self.path.clone();
+        self.readers
+            .with(move |conn| {
+                let accounts: i64 = conn.query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))?;
+                let entries: i64 =
+                    conn.query_row("SELECT COALESCE(MAX(id), 0) FROM entries", [], |r| r.get(0))?;
+                let journal_seq: i64 =
+                    conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM change_journal", [], |r| r.get(0))?;
+                let size = |p: PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+                let storage_bytes = size(path.clone()) + size(path.with_extension("db-wal"));
+                Ok(TenantStats {
+                    accounts,
+                    entries,
+                    journal_seq,
+                    storage_bytes,
+                })
+            })
+            .await
+    }
+}
+
+/// Company databases under one directory, `<dir>/<company id>.db`.
+pub struct SqliteTenants {
+    dir: PathBuf,
+    open: Mutex<HashMap<String, Arc<SqliteTenant>>>,
+}
+
+impl SqliteTenants {
+    pub fn new(dir: PathBuf) -> Result<SqliteTenants, StoreError> {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
+        Ok(SqliteTenants {
+            dir,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn path_of(&self, company_id: &str) -> Result<PathBuf, StoreError> {
+        // Ids are generated UUIDs; anything else must not become a path.
+        if company_id.is_empty()
+            || company_id.len() > 64
+            || !company_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(StoreError::NotFound("company"));
+        }
+        Ok(self.dir.join(format!("{company_id}.db")))
+    }
+
+    async fn start(
+        &self,
+        company_id: &str,
+        key: &DataKey,
+        mode: OpenMode,
+    ) -> Result<Arc<dyn TenantStore>, StoreError> {
+        if let Some(open) = self.get_open(company_id) {
+            if mode == OpenMode::Existing {
+                return Ok(open);
+            }
+        }
+        let path = self.path_of(company_id)?;
+        let key_for_open = key.clone();
+        let path_for_open = path.clone();
+        let conn = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
+            let conn = open_encrypted(&path_for_open, &key_for_open, mode)?;
+            conn.execute_batch(SCHEMA)?;
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)
+                 ON CONFLICT (key) DO NOTHING",
+                [SCHEMA_VERSION.to_string()],
+            )?;
+            Ok(conn)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("open task failed: {e}")))??;
+        let writer = tenant_writer::spawn(conn)?;
+        let tenant = Arc::new(SqliteTenant {
+            readers: Arc::new(ReaderPool::new(path.clone(), key.clone(), READERS_PER_COMPANY)),
+            path,
+            writer,
+        });
+        let mut open = self
+            .open
+            .lock()
+            .map_err(|_| StoreError::Backend("tenant registry poisoned".into()))?;
+        // Two requests may race to open the same company: keep the first.
+        let kept = open.entry(company_id.to_string()).or_insert(tenant).clone();
+        Ok(kept)
+    }
+}
+
+#[async_trait]
+impl TenantDirectory for SqliteTenants {
+    async fn create(&self, company_id: &str, key: &DataKey) -> Result<Arc<dyn TenantStore>, StoreError> {
+        self.start(company_id, key, OpenMode::Create).await
+    }
+
+    async fn open(&self, company_id: &str, key: &DataKey) -> Result<Arc<dyn TenantStore>, StoreError> {
+        self.start(company_id, key, OpenMode::Existing).await
+    }
+
+    fn get_open(&self, company_id: &str) -> Option<Arc<dyn TenantStore>> {
+        let open = self.open.lock().ok()?;
+        open.get(company_id).map(|t| t.clone() as Arc<dyn TenantStore>)
+    }
+
+    fn open_count(&self) -> usize {
+        self.open.lock().map(|o| o.len()).unwrap_or(0)
+    }
+}

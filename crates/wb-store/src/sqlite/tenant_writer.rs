@@ -1,0 +1,570 @@
+//! The single writer of one company database, with group commit.
+//!
+//! Requests queue on a channel; the writer takes whatever is waiting (up to
+//! `MAX_BATCH_COMMANDS`), applies each in its own SAVEPOINT so one bad request
+//! fails alone, and commits them all with one fsync. Every command writes its
+//! change-journal record and audit record inside the same transaction.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::json;
+use time::Date;
+use tokio::sync::{mpsc, oneshot};
+use wb_core::ledger::AccountRules;
+use wb_core::{AccountType, BalancedEntry, Currency, EntryDraft, LedgerError, NewAccount};
+
+use super::conn::{day, ts};
+use super::tenant::{load_entry, row_to_account};
+use crate::chain;
+use crate::model::*;
+use crate::StoreError;
+
+pub(crate) const MAX_BATCH_COMMANDS: usize = 256;
+const QUEUE_DEPTH: usize = 4096;
+
+pub(crate) enum Command {
+    CreateAccount(NewAccount),
+    Post {
+        drafts: Vec<EntryDraft>,
+        idempotency: Option<Idempotency>,
+    },
+    Reverse {
+        entry_id: i64,
+        date: Date,
+        description: Option<String>,
+    },
+}
+
+pub(crate) enum Output {
+    Account(Account),
+    Posted(Posted),
+    Entry(Entry),
+}
+
+pub(crate) struct Job {
+    pub command: Command,
+    pub ctx: WriteContext,
+    pub reply: oneshot::Sender<Result<Output, StoreError>>,
+}
+
+#[derive(Clone, Copy)]
+struct AccountMeta {
+    id: i64,
+    account_type: AccountType,
+    currency: Option<Currency>,
+}
+
+struct Head {
+    seq: i64,
+    hash: String,
+}
+
+pub(crate) struct WriterState {
+    conn: Connection,
+    accounts: HashMap<String, AccountMeta>,
+    journal: Head,
+    audit: Head,
+    next_entry_id: i64,
+}
+
+pub(crate) fn spawn(conn: Connection) -> Result<mpsc::Sender<Job>, StoreError> {
+    let state = WriterState::load(conn)?;
+    let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+    tokio::spawn(run(rx, state));
+    Ok(tx)
+}
+
+async fn run(mut rx: mpsc::Receiver<Job>, mut state: WriterState) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH_COMMANDS {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let (replies, work): (Vec<_>, Vec<_>) = jobs
+            .into_iter()
+            .map(|j| (j.reply, (j.command, j.ctx)))
+            .unzip();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let results = state.apply_batch(work);
+            (state, results)
+        })
+        .await;
+        match outcome {
+            Ok((returned, results)) => {
+                state = returned;
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "company writer panicked; stopping it");
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::WriterStopped));
+                }
+                return;
+            }
+        }
+    }
+}
+
+fn head(conn: &Connection, table: &str) -> Result<Head, StoreError> {
+    let sql = format!("SELECT seq, hash FROM {table} ORDER BY seq DESC LIMIT 1");
+    Ok(conn
+        .query_row(&sql, [], |r| {
+            Ok(Head {
+                seq: r.get(0)?,
+                hash: r.get(1)?,
+            })
+        })
+        .optional()?
+        .unwrap_or(Head {
+            seq: 0,
+            hash: chain::GENESIS.to_string(),
+        }))
+}
+
+impl WriterState {
+    fn load(conn: Connection) -> Result<WriterState, StoreError> {
+        let (accounts, journal, audit, next_entry_id) = WriterState::load_from(&conn)?;
+        Ok(WriterState {
+            conn,
+            accounts,
+            journal,
+            audit,
+            next_entry_id,
+        })
+    }
+
+    fn reload(&mut self) {
+        match WriterState::load_from(&self.conn) {
+            Ok((accounts, journal, audit, next)) => {
+                self.accounts = accounts;
+                self.journal = journal;
+                self.audit = audit;
+                self.next_entry_id = next;
+            }
+            Err(e) => tracing::error!(error = %e, "reloading writer state failed"),
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn load_from(
+        conn: &Connection,
+    ) -> Result<(HashMap<String, AccountMeta>, Head, Head, i64), StoreError> {
+        let mut accounts = HashMap::new();
+        let mut stmt =
+            conn.prepare("SELECT id, code, name, type, parent, currency, created_at FROM accounts")?;
+        for row in stmt.query_map([], row_to_account)? {
+            let a = row??;
+            accounts.insert(
+                a.code.clone(),
+                AccountMeta {
+                    id: a.id,
+                    account_type: a.account_type,
+                    currency: a.currency,
+                },
+            );
+        }
+        let next: i64 =
+            conn.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM entries", [], |r| r.get(0))?;
+        Ok((
+            accounts,
+            head(conn, "change_journal")?,
+            head(conn, "audit_events")?,
+            next,
+        ))
+    }
+
+    pub(crate) fn apply_batch(
+        &mut self,
+        work: Vec<(Command, WriteContext)>,
+    ) -> Vec<Result<Output, StoreError>> {
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            let message = e.to_string();
+            return work
+                .iter()
+                .map(|_| Err(StoreError::Backend(message.clone())))
+                .collect();
+        }
+        let mut results = Vec::with_capacity(work.len());
+        for (command, ctx) in work {
+            let journal = (self.journal.seq, self.journal.hash.clone());
+            let audit = (self.audit.seq, self.audit.hash.clone());
+            let next_entry_id = self.next_entry_id;
+            let result = self
+                .conn
+                .execute_batch("SAVEPOINT command")
+                .map_err(StoreError::from)
+                .and_then(|_| self.apply(command, &ctx));
+            match result {
+                Ok(output) => {
+                    let released = self.conn.execute_batch("RELEASE command");
+                    results.push(released.map(|_| output).map_err(StoreError::from));
+                }
+                Err(error) => {
+                    let _ = self
+                        .conn
+                        .execute_batch("ROLLBACK TO command; RELEASE command");
+                    self.journal = Head {
+                        seq: journal.0,
+                        hash: journal.1,
+                    };
+                    self.audit = Head {
+                        seq: audit.0,
+                        hash: audit.1,
+                    };
+                    self.next_entry_id = next_entry_id;
+                    results.push(Err(error));
+                }
+            }
+        }
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.reload();
+            let message = format!("commit failed: {e}");
+            return results
+                .into_iter()
+                .map(|_| Err(StoreError::Backend(message.clone())))
+                .collect();
+        }
+        results
+    }
+
+    fn apply(&mut self, command: Command, ctx: &WriteContext) -> Result<Output, StoreError> {
+        match command {
+            Command::CreateAccount(new) => self.create_account(new, ctx).map(Output::Account),
+            Command::Post {
+                drafts,
+                idempotency,
+            } => self.post(drafts, idempotency, ctx).map(Output::Posted),
+            Command::Reverse {
+                entry_id,
+                date,
+                description,
+            } => self
+                .reverse(entry_id, date, description, ctx)
+                .map(Output::Entry),
+        }
+    }
+
+    fn create_account(&mut self, new: NewAccount, ctx: &WriteContext) -> Result<Account, StoreError> {
+        if self.accounts.contains_key(&new.code) {
+            return Err(LedgerError::DuplicateAccountCode(new.code).into());
+        }
+        new.check_parent(
+            new.parent
+                .as_deref()
+                .and_then(|p| self.accounts.get(p))
+                .map(|m| m.account_type),
+        )?;
+        let at = ts(ctx.at);
+        self.conn
+            .prepare_cached(
+                "INSERT INTO accounts (code, name, type, parent, currency, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                new.code,
+                new.name,
+                new.account_type.as_str(),
+                new.parent,
+                new.currency.map(|c| c.code().to_string()),
+                at
+            ])?;
+        let account = Account {
+            id: self.conn.last_insert_rowid(),
+            code: new.code,
+            name: new.name,
+            account_type: new.account_type,
+            parent: new.parent,
+            currency: new.currency,
+            created_at: ctx.at,
+        };
+        let payload = json!({
+            "id": account.id, "code": account.code, "name": account.name,
+            "type": account.account_type.as_str(), "parent": account.parent,
+            "currency": account.currency.map(|c| c.code().to_string()), "created_at": at,
+        });
+        self.journal_append(ctx, "account_created", &payload.to_string())?;
+        self.audit_append(ctx, "account.create", Some(&format!("account:{}", account.code)), None)?;
+        self.accounts.insert(
+            account.code.clone(),
+            AccountMeta {
+                id: account.id,
+                account_type: account.account_type,
+                currency: account.currency,
+            },
+        );
+        Ok(account)
+    }
+
+    fn post(
+        &mut self,
+        drafts: Vec<EntryDraft>,
+        idempotency: Option<Idempotency>,
+        ctx: &WriteContext,
+    ) -> Result<Posted, StoreError> {
+        if let Some(idem) = &idempotency {
+            let found: Option<(String, String)> = self
+                .conn
+                .prepare_cached("SELECT request_hash, entry_ids FROM idempotency WHERE key = ?1")?
+                .query_row([&idem.key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            if let Some((hash, ids)) = found {
+                if hash != idem.request_hash {
+                    return Err(StoreError::IdempotencyMismatch);
+                }
+                let mut entries = Vec::new();
+                for id in ids.split(',').filter(|s| !s.is_empty()) {
+                    let id: i64 = id
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt("idempotency record".into()))?;
+                    entries.push(load_entry(&self.conn, id)?.ok_or(StoreError::NotFound("entry"))?);
+                }
+                return Ok(Posted {
+                    entries,
+                    replayed: true,
+                });
+            }
+        }
+        let accounts = &self.accounts;
+        let lookup = |code: &str| {
+            accounts.get(code).map(|m| AccountRules {
+                currency: m.currency,
+            })
+        };
+        let balanced = drafts
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                d.validate(lookup).map_err(|e| {
+                    if drafts.len() > 1 {
+                        StoreError::Conflict(format!("entry {i}: {e}"))
+                    } else {
+                        StoreError::Ledger(e)
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut entries = Vec::with_capacity(balanced.len());
+        let mut payloads = Vec::with_capacity(balanced.len());
+        for entry in &balanced {
+            let stored = self.insert_entry(entry, None, ctx)?;
+            payloads.push(entry_payload(&stored));
+            entries.push(stored);
+        }
+        if let Some(idem) = &idempotency {
+            let ids: Vec<String> = entries.iter().map(|e| e.id.to_string()).collect();
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO idempotency (key, request_hash, entry_ids, created_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![idem.key, idem.request_hash, ids.join(","), ts(ctx.at)])?;
+        }
+        let payload = json!({ "entries": payloads });
+        self.journal_append(ctx, "entries_posted", &payload.to_string())?;
+        let target = match (entries.first(), entries.last()) {
+            (Some(f), Some(l)) if f.id == l.id => format!("entry:{}", f.id),
+            (Some(f), Some(l)) => format!("entries:{}-{}", f.id, l.id),
+            _ => "entries:none".into(),
+        };
+        self.audit_append(ctx, "entry.post", Some(&target), None)?;
+        Ok(Posted {
+            entries,
+            replayed: false,
+        })
+    }
+
+    fn reverse(
+        &mut self,
+        entry_id: i64,
+        date: Date,
+        description: Option<String>,
+        ctx: &WriteContext,
+    ) -> Result<Entry, StoreError> {
+        let original = load_entry(&self.conn, entry_id)?.ok_or(StoreError::NotFound("entry"))?;
+        if original.reversed_by.is_some() {
+            return Err(LedgerError::AlreadyReversed(entry_id.to_string()).into());
+        }
+        if original.reverses.is_some() {
+            return Err(LedgerError::ReversalOfReversal(entry_id.to_string()).into());
+        }
+        let balanced = BalancedEntry::from_stored(
+            original.date,
+            original.description.clone(),
+            original.reference.clone(),
+            original.postings.clone(),
+        )?;
+        let reversal = balanced.reversal(date, description.as_deref())?;
+        let stored = self.insert_entry(&reversal, Some(entry_id), ctx)?;
+        self.conn
+            .prepare_cached("UPDATE entries SET reversed_by = ?1 WHERE id = ?2")?
+            .execute(params![stored.id, entry_id])?;
+        let payload = json!({ "reverses": entry_id, "entry": entry_payload(&stored) });
+        self.journal_append(ctx, "entry_reversed", &payload.to_string())?;
+        self.audit_append(
+            ctx,
+            "entry.reverse",
+            Some(&format!("entry:{entry_id}")),
+            Some(&format!("reversal entry:{}", stored.id)),
+        )?;
+        Ok(stored)
+    }
+
+    fn insert_entry(
+        &mut self,
+        entry: &BalancedEntry,
+        reverses: Option<i64>,
+        ctx: &WriteContext,
+    ) -> Result<Entry, StoreError> {
+        let id = self.next_entry_id;
+        let date = day(entry.date());
+        self.conn
+            .prepare_cached(
+                "INSERT INTO entries (id, date, description, reference, reverses, created_at, created_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                id,
+                date,
+                entry.description(),
+                entry.reference(),
+                reverses,
+                ts(ctx.at),
+                ctx.actor.id
+            ])?;
+        let mut per_account: BTreeMap<(i64, Currency), i64> = BTreeMap::new();
+        {
+            let mut insert = self.conn.prepare_cached(
+                "INSERT INTO postings (entry_id, line, account_id, currency, amount, date)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for (line, posting) in entry.postings().iter().enumerate() {
+                let meta = self
+                    .accounts
+                    .get(&posting.account)
+                    .ok_or_else(|| LedgerError::UnknownAccount {
+                        index: line,
+                        code: posting.account.clone(),
+                    })?;
+                insert.execute(params![
+                    id,
+                    line as i64,
+                    meta.id,
+                    posting.currency.code(),
+                    posting.amount,
+                    date
+                ])?;
+                let sum = per_account.entry((meta.id, posting.currency)).or_default();
+                *sum = sum.checked_add(posting.amount).ok_or(LedgerError::Overflow)?;
+            }
+        }
+        let mut upsert = self.conn.prepare_cached(
+            "INSERT INTO day_balances (account_id, currency, day, amount) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (account_id, currency, day) DO UPDATE SET amount = amount + excluded.amount",
+        )?;
+        for ((account_id, currency), amount) in per_account {
+            if amount != 0 {
+                upsert.execute(params![account_id, currency.code(), date, amount])?;
+            }
+        }
+        self.next_entry_id += 1;
+        Ok(Entry {
+            id,
+            date: entry.date(),
+            description: entry.description().to_string(),
+            reference: entry.reference().map(str::to_string),
+            postings: entry.postings().to_vec(),
+            reverses,
+            reversed_by: None,
+            created_at: ctx.at,
+            created_by: ctx.actor.id.clone(),
+        })
+    }
+
+    fn journal_append(&mut self, ctx: &WriteContext, kind: &str, payload: &str) -> Result<(), StoreError> {
+        let seq = self.journal.seq + 1;
+        let at = ts(ctx.at);
+        let hash = chain::link(&self.journal.hash, seq, &[&at, kind, payload]);
+        self.conn
+            .prepare_cached(
+                "INSERT INTO change_journal (seq, at, kind, payload, prev_hash, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![seq, at, kind, payload, self.journal.hash, hash])?;
+        self.journal = Head { seq, hash };
+        Ok(())
+    }
+
+    fn audit_append(
+        &mut self,
+        ctx: &WriteContext,
+        action: &str,
+        target: Option<&str>,
+        detail: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let seq = self.audit.seq + 1;
+        let at = ts(ctx.at);
+        let actor = &ctx.actor;
+        let outcome = Outcome::Success.as_str();
+        let hash = chain::link(
+            &self.audit.hash,
+            seq,
+            &[
+                &at,
+                &actor.id,
+                &actor.auth,
+                actor.client.as_deref().unwrap_or(""),
+                actor.request_id.as_deref().unwrap_or(""),
+                action,
+                target.unwrap_or(""),
+                outcome,
+                detail.unwrap_or(""),
+            ],
+        );
+        self.conn
+            .prepare_cached(
+                "INSERT INTO audit_events
+                   (seq, at, actor, auth, client, request_id, action, target, outcome, detail, prev_hash, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?
+            .execute(params![
+                seq,
+                at,
+                actor.id,
+                actor.auth,
+                actor.client,
+                actor.request_id,
+                action,
+                target,
+                outcome,
+                detail,
+                self.audit.hash,
+                hash
+            ])?;
+        self.audit = Head { seq, hash };
+        Ok(())
+    }
+}
+
+fn entry_payload(entry: &Entry) -> serde_json::Value {
+    json!({
+        "id": entry.id,
+        "date": day(entry.date),
+        "description": entry.description,
+        "reference": entry.reference,
+        "reverses": entry.reverses,
+        "created_at": ts(entry.created_at),
+        "created_by": entry.created_by,
+        "postings": entry.postings.iter().map(|p| json!({
+            "account": p.account,
+            "amount": p.currency.format(i128::from(p.amount)),
+            "currency": p.currency.code(),
+        })).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,133 @@
+//! The storage interface. Backends: SQLCipher (`sqlite`), PostgreSQL (next).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use time::{Date, OffsetDateTime};
+use wb_core::reports::{Amounts, BalanceRow, RegisterPosting};
+use wb_core::{EntryDraft, NewAccount, Role};
+use wb_crypto::DataKey;
+
+use crate::model::*;
+use crate::StoreError;
+
+/// The platform's own data: companies, users, memberships, sessions, API keys.
+#[async_trait]
+pub trait ControlStore: Send + Sync {
+    /// Creates a company, its owner (or reuses the user) and the membership, atomically.
+    async fn signup(
+        &self,
+        company: &CompanyRecord,
+        owner: &UserRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+    async fn create_company(
+        &self,
+        company: &CompanyRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+    async fn company(&self, id: &str) -> Result<Option<CompanyRecord>, StoreError>;
+    async fn companies(&self) -> Result<Vec<CompanyRecord>, StoreError>;
+
+    async fn create_user(&self, user: &UserRecord, audit: &AuditEvent) -> Result<(), StoreError>;
+    async fn user(&self, id: &str) -> Result<Option<UserRecord>, StoreError>;
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError>;
+    async fn record_login(&self, user_id: &str, at: OffsetDateTime) -> Result<(), StoreError>;
+
+    async fn add_member(
+        &self,
+        membership: &Membership,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+    async fn role(&self, user_id: &str, company_id: &str) -> Result<Option<Role>, StoreError>;
+    async fn memberships_of(&self, user_id: &str) -> Result<Vec<Membership>, StoreError>;
+
+    async fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
+    async fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError>;
+    async fn revoke_session(&self, token_hash: &str, at: OffsetDateTime)
+        -> Result<(), StoreError>;
+
+    async fn create_api_key(
+        &self,
+        key: &ApiKeyRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+    async fn api_key(&self, token_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+    async fn api_keys(&self, company_id: &str) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Revokes a key of this company; NotFound when the company has no such key.
+    async fn revoke_api_key(
+        &self,
+        company_id: &str,
+        key_id: &str,
+        audit: &AuditEvent,
+    ) -> Result<ApiKeyRecord, StoreError>;
+
+    /// Appends an event with no accompanying change (logins, refusals).
+    async fn audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
+    async fn audit_events(
+        &self,
+        company_id: Option<&str>,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredAuditEvent>, StoreError>;
+}
+
+/// One company's books. Opened for one company; nothing here names another.
+#[async_trait]
+pub trait TenantStore: Send + Sync {
+    async fn create_account(
+        &self,
+        account: NewAccount,
+        ctx: WriteContext,
+    ) -> Result<Account, StoreError>;
+    /// Posts the entries all-or-nothing, in one transaction shared with other
+    /// writers of this company (group commit).
+    async fn post_entries(
+        &self,
+        drafts: Vec<EntryDraft>,
+        idempotency: Option<Idempotency>,
+        ctx: WriteContext,
+    ) -> Result<Posted, StoreError>;
+    async fn reverse_entry(
+        &self,
+        entry_id: i64,
+        date: Date,
+        description: Option<String>,
+        ctx: WriteContext,
+    ) -> Result<Entry, StoreError>;
+
+    async fn accounts(&self) -> Result<Vec<Account>, StoreError>;
+    async fn entry(&self, id: i64) -> Result<Option<Entry>, StoreError>;
+    async fn entries(&self, page: EntryPage) -> Result<Vec<Entry>, StoreError>;
+    /// Signed balances of every account and currency, entries dated on or before `as_of`.
+    async fn balances_as_of(&self, as_of: Date) -> Result<Vec<BalanceRow>, StoreError>;
+    /// Signed movements of every account and currency between the dates, inclusive.
+    async fn movements(&self, from: Date, to: Date) -> Result<Vec<BalanceRow>, StoreError>;
+    /// Balances before `from`, then the postings of one account in order.
+    async fn register(
+        &self,
+        account_code: &str,
+        from: Date,
+        to: Date,
+        limit: u32,
+    ) -> Result<(Amounts, Vec<RegisterPosting>), StoreError>;
+    async fn journal(&self, after_seq: i64, limit: u32) -> Result<Vec<JournalRecord>, StoreError>;
+    async fn audit_events(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredAuditEvent>, StoreError>;
+    async fn stats(&self) -> Result<TenantStats, StoreError>;
+}
+
+/// Opens companies' stores. The caller unwraps the DEK; the directory never sees the KEK.
+#[async_trait]
+pub trait TenantDirectory: Send + Sync {
+    async fn create(&self, company_id: &str, key: &DataKey)
+        -> Result<Arc<dyn TenantStore>, StoreError>;
+    async fn open(&self, company_id: &str, key: &DataKey)
+        -> Result<Arc<dyn TenantStore>, StoreError>;
+    /// An already-open store, without needing the key again.
+    fn get_open(&self, company_id: &str) -> Option<Arc<dyn TenantStore>>;
+    fn open_count(&self) -> usize;
+}
