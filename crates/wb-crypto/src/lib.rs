@@ -12,4 +12,4 @@ mod token;
 pub use keys::{CryptoError, DataKey, MasterKey};
 pub use passphrase::{check_strength, hash_passphrase, verify_passphrase, PassphraseError};
 pub use secret::Secret;
-pub use token::{new_token, token_hash, NewToken};
+pub use token::{new_token, sha256_hex, token_hash, NewToken};

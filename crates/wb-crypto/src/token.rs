@@ -42,3 +42,8 @@ mod tests {
         assert_ne!(a.hash, b.hash);
     }
 }
+
+/// Hex SHA-256 of arbitrary bytes (request fingerprints for idempotency).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}

@@ -1,1 +1,23 @@
+//! Work-books HTTP server: axum over rustls, authentication, and the services
+//! that orchestrate the domain (`wb-core`) and storage (`wb-store`).
+//!
+//! Architecture invariants:
+//! - No global state: one `Platform` is passed explicitly (as `AppState`).
+//! - Handlers never touch SQL; they call `Platform` and `TenantStore` methods.
+//! - Every error leaves as an RFC 9457 problem document (`problem.rs`).
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod api;
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod dto;
+pub mod platform;
+pub mod problem;
+pub mod server;
+pub mod tls;
+
+pub use clock::{Clock, SystemClock};
+pub use config::{ServerConfig, TlsMode};
+pub use platform::Platform;
+pub use server::{start, RunningServer};

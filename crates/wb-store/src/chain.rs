@@ -25,7 +25,10 @@ mod tests {
 
     #[test]
     fn fields_are_unambiguous() {
-        assert_ne!(link(GENESIS, 1, &["ab", "c"]), link(GENESIS, 1, &["a", "bc"]));
+        assert_ne!(
+            link(GENESIS, 1, &["ab", "c"]),
+            link(GENESIS, 1, &["a", "bc"])
+        );
         assert_ne!(link(GENESIS, 1, &["a"]), link(GENESIS, 2, &["a"]));
         assert_eq!(link(GENESIS, 1, &["a"]), link(GENESIS, 1, &["a"]));
     }

@@ -44,8 +44,7 @@ pub trait ControlStore: Send + Sync {
 
     async fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
     async fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError>;
-    async fn revoke_session(&self, token_hash: &str, at: OffsetDateTime)
-        -> Result<(), StoreError>;
+    async fn revoke_session(&self, token_hash: &str, at: OffsetDateTime) -> Result<(), StoreError>;
 
     async fn create_api_key(
         &self,
@@ -123,11 +122,19 @@ pub trait TenantStore: Send + Sync {
 /// Opens companies' stores. The caller unwraps the DEK; the directory never sees the KEK.
 #[async_trait]
 pub trait TenantDirectory: Send + Sync {
-    async fn create(&self, company_id: &str, key: &DataKey)
-        -> Result<Arc<dyn TenantStore>, StoreError>;
-    async fn open(&self, company_id: &str, key: &DataKey)
-        -> Result<Arc<dyn TenantStore>, StoreError>;
+    async fn create(
+        &self,
+        company_id: &str,
+        key: &DataKey,
+    ) -> Result<Arc<dyn TenantStore>, StoreError>;
+    async fn open(
+        &self,
+        company_id: &str,
+        key: &DataKey,
+    ) -> Result<Arc<dyn TenantStore>, StoreError>;
     /// An already-open store, without needing the key again.
     fn get_open(&self, company_id: &str) -> Option<Arc<dyn TenantStore>>;
     fn open_count(&self) -> usize;
+    /// Closes and deletes a company database that was never recorded (failed creation).
+    async fn discard(&self, company_id: &str);
 }

@@ -1,1 +1,210 @@
-fn main() {}
+//! The `workbooks` binary.
+
+mod bench;
+mod cli;
+mod demo;
+
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use wb_crypto::{MasterKey, Secret};
+use wb_server::{Platform, ServerConfig, SystemClock};
+use wb_store::Actor;
+
+use cli::{Cli, Command, CompanyCommand, Deployment, UserCommand};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("workbooks: error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the error and its causes, joined.
+            eprintln!("workbooks: error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args.resolve("./workbooks-data")?, false).await,
+        Command::Demo(args) => serve(args.resolve("./workbooks-demo")?, true).await,
+        Command::Init(args) => {
+            let d = args.resolve()?;
+            open_platform(&d)?;
+            if d.json {
+                println!("{}", serde_json::json!({ "data": d.data }));
+            } else {
+                println!("initialized {}", d.data.display());
+            }
+            Ok(())
+        }
+        Command::Company(cmd) => company(cmd).await,
+        Command::User(cmd) => user(cmd).await,
+        Command::Bench(args) => bench::run(args).await,
+    }
+}
+
+pub fn master_key(d: &Deployment) -> Result<MasterKey> {
+    if let Some(file) = &d.master_key_file {
+        return Ok(MasterKey::load(file)?);
+    }
+    if let Ok(hex) = std::env::var("WORKBOOKS_MASTER_KEY") {
+        return MasterKey::from_hex(&hex).context("WORKBOOKS_MASTER_KEY");
+    }
+    create_private_dir(&d.data)?;
+    Ok(MasterKey::load_or_create(&d.data.join("master.key"))?)
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot restrict {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+pub fn open_platform(d: &Deployment) -> Result<Arc<Platform>> {
+    let key = master_key(d)?;
+    let platform = Platform::open_embedded(&d.data, key, Arc::new(SystemClock), time::Duration::hours(12))?;
+    Ok(Arc::new(platform))
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WORKBOOKS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+}
+
+async fn serve(settings: cli::Serve, demo: bool) -> Result<()> {
+    init_logging(settings.log_json);
+    let platform = open_platform(&settings.deployment)?;
+    let login = if demo { Some(demo::ensure(&platform, &settings.deployment.data).await?) } else { None };
+    let mut config = ServerConfig::new(settings.deployment.data.clone(), settings.listen);
+    config.tls = settings.tls.clone();
+    let server = wb_server::start(platform, &config, None).await?;
+    let url = server.url();
+    tracing::info!(%url, data = %settings.deployment.data.display(), "serving");
+    if let Some(login) = login {
+        println!("Work-books demo is running at {url}");
+        println!("  company:    {} ({})", login.company_name, login.company_id);
+        println!("  email:      {}", login.email);
+        println!("  passphrase: {}", login.passphrase.expose());
+        println!("Try:");
+        println!("  curl -sk {url}/api/v1/auth/login -H 'content-type: application/json' \\");
+        println!("    -d '{{\"email\":\"{}\",\"passphrase\":\"{}\"}}'", login.email, login.passphrase.expose());
+        println!("  curl -sk {url}/api/v1/companies/{}/reports/trial-balance -H \"authorization: Bearer $TOKEN\"", login.company_id);
+        println!("The certificate is self-signed ({}); press Ctrl-C to stop.", settings.deployment.data.join("tls/cert.pem").display());
+    } else {
+        println!("Work-books is serving at {url} (data: {})", settings.deployment.data.display());
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+async fn company(cmd: CompanyCommand) -> Result<()> {
+    match cmd {
+        CompanyCommand::List(args) => {
+            let d = args.resolve()?;
+            let platform = open_platform(&d)?;
+            let companies = platform.control.companies().await?;
+            if d.json {
+                let list: Vec<_> = companies
+                    .iter()
+                    .map(|c| serde_json::json!({"id": c.id, "name": c.name, "status": c.status.as_str(),
+                        "created_at": wb_server::dto::rfc3339(c.created_at)}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for c in companies {
+                    println!("{}  {:<14} {}", c.id, c.status.as_str(), c.name);
+                }
+            }
+            Ok(())
+        }
+        CompanyCommand::Create { deployment, name, owner } => {
+            let d = deployment.resolve()?;
+            let platform = open_platform(&d)?;
+            let company = platform.create_company(&name, owner.as_deref()).await?;
+            if d.json {
+                println!("{}", serde_json::json!({"id": company.id, "name": company.name}));
+            } else {
+                println!("{}", company.id);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn read_passphrase(path: &Path) -> Result<Secret> {
+    let mut text = String::new();
+    if path == Path::new("-") {
+        std::io::stdin().read_to_string(&mut text).context("reading the passphrase from standard input")?;
+    } else {
+        text = std::fs::read_to_string(path).with_context(|| format!("cannot read passphrase file {}", path.display()))?;
+    }
+    let line = text.lines().next().unwrap_or("").to_string();
+    Ok(Secret::from(line))
+}
+
+async fn user(cmd: UserCommand) -> Result<()> {
+    match cmd {
+        UserCommand::Create { deployment, email, passphrase_file, name, company, role } => {
+            let d = deployment.resolve()?;
+            let passphrase = read_passphrase(&passphrase_file)?;
+            let role = role.map(|r| r.parse::<wb_core::Role>()).transpose()?;
+            let platform = open_platform(&d)?;
+            if let Some(company) = &company {
+                platform.control.company(company).await?.context("no such company")?;
+            }
+            let user = platform.create_user(&email, &passphrase, name, Actor::system("cli")).await?;
+            if let (Some(company), Some(role)) = (&company, role) {
+                platform.add_member(company, &user.id, role, Actor::system("cli")).await?;
+            }
+            if d.json {
+                println!("{}", serde_json::json!({"id": user.id, "email": user.email}));
+            } else {
+                println!("{}", user.id);
+            }
+            Ok(())
+        }
+    }
+}

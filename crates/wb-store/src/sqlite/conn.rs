@@ -19,7 +19,11 @@ pub enum OpenMode {
 
 /// Opens an SQLCipher database keyed with a raw 256-bit key (no PBKDF2 per open),
 /// in WAL mode with `synchronous=FULL`: a commit is durable when it returns.
-pub fn open_encrypted(path: &Path, key: &DataKey, mode: OpenMode) -> Result<Connection, StoreError> {
+pub fn open_encrypted(
+    path: &Path,
+    key: &DataKey,
+    mode: OpenMode,
+) -> Result<Connection, StoreError> {
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     match mode {
         OpenMode::Create => {
@@ -38,7 +42,10 @@ pub fn open_encrypted(path: &Path, key: &DataKey, mode: OpenMode) -> Result<Conn
         }
     }
     let conn = Connection::open_with_flags(path, flags)?;
-    let statement = Secret::new(format!("PRAGMA key = \"{}\";", &*key.sqlcipher_pragma_value()));
+    let statement = Secret::new(format!(
+        "PRAGMA key = \"{}\";",
+        &*key.sqlcipher_pragma_value()
+    ));
     // The error text of a failed PRAGMA could quote the statement: replace it.
     conn.execute_batch(statement.expose())
         .map_err(|_| StoreError::Backend("setting the database key failed".into()))?;

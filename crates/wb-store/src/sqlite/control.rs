@@ -74,6 +74,8 @@ CREATE TABLE IF NOT EXISTS audit_events (
 CREATE INDEX IF NOT EXISTS audit_by_company ON audit_events(company_id, seq);
 CREATE TRIGGER IF NOT EXISTS audit_append_only BEFORE UPDATE ON audit_events
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_append_only_d BEFORE DELETE ON audit_events
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 "#;
 
 pub struct SqliteControl {
@@ -189,7 +191,9 @@ fn insert_company(tx: &Transaction<'_>, c: &CompanyRecord) -> Result<(), StoreEr
 
 fn insert_user(tx: &Transaction<'_>, u: &UserRecord) -> Result<(), StoreError> {
     let exists: bool = tx
-        .query_row("SELECT 1 FROM users WHERE email = ?1", [&u.email], |_| Ok(true))
+        .query_row("SELECT 1 FROM users WHERE email = ?1", [&u.email], |_| {
+            Ok(true)
+        })
         .optional()?
         .unwrap_or(false);
     if exists {
@@ -288,7 +292,11 @@ impl ControlStore for SqliteControl {
         .await
     }
 
-    async fn create_company(&self, company: &CompanyRecord, audit: &AuditEvent) -> Result<(), StoreError> {
+    async fn create_company(
+        &self,
+        company: &CompanyRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
         let company = company.clone();
         self.write(Some(audit), move |tx| insert_company(tx, &company))
             .await
@@ -323,7 +331,8 @@ impl ControlStore for SqliteControl {
 
     async fn create_user(&self, user: &UserRecord, audit: &AuditEvent) -> Result<(), StoreError> {
         let user = user.clone();
-        self.write(Some(audit), move |tx| insert_user(tx, &user)).await
+        self.write(Some(audit), move |tx| insert_user(tx, &user))
+            .await
     }
 
     async fn user(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
@@ -342,10 +351,12 @@ impl ControlStore for SqliteControl {
         let email = email.to_string();
         self.readers
             .with(move |conn| {
-                conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1"))?
-                    .query_row([email], row_user)
-                    .optional()?
-                    .transpose()
+                conn.prepare_cached(&format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE email = ?1"
+                ))?
+                .query_row([email], row_user)
+                .optional()?
+                .transpose()
             })
             .await
     }
@@ -490,10 +501,12 @@ impl ControlStore for SqliteControl {
         let token_hash = token_hash.to_string();
         self.readers
             .with(move |conn| {
-                conn.prepare_cached(&format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE token_hash = ?1"))?
-                    .query_row([token_hash], row_api_key)
-                    .optional()?
-                    .transpose()
+                conn.prepare_cached(&format!(
+                    "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE token_hash = ?1"
+                ))?
+                .query_row([token_hash], row_api_key)
+                .optional()?
+                .transpose()
             })
             .await
     }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
+use sha2::{Digest, Sha256};
 use time::Date;
 use tokio::sync::{mpsc, oneshot};
 use wb_core::reports::{Amounts, BalanceRow, RegisterPosting};
@@ -24,13 +25,18 @@ pub const MAX_PAGE: u32 = 1000;
 
 pub struct SqliteTenant {
     path: PathBuf,
+    /// Digest of the key the database was opened with, so that an open store is
+    /// handed out again only for the same key.
+    key_digest: [u8; 32],
     writer: mpsc::Sender<Job>,
     readers: Arc<ReaderPool>,
 }
 
 impl std::fmt::Debug for SqliteTenant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteTenant").field("path", &self.path).finish()
+        f.debug_struct("SqliteTenant")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -85,7 +91,11 @@ fn postings_of(conn: &Connection, entry_id: i64) -> Result<Vec<Posting>, StoreEr
          WHERE p.entry_id = ?1 ORDER BY p.line",
     )?;
     let rows = stmt.query_map([entry_id], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
     })?;
     let mut postings = Vec::new();
     for row in rows {
@@ -121,12 +131,27 @@ fn row_to_entry(conn: &Connection, row: &Row<'_>) -> Result<Entry, StoreError> {
 }
 
 pub(crate) fn load_entry(conn: &Connection, id: i64) -> Result<Option<Entry>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE id = ?1"))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ENTRY_COLUMNS} FROM entries WHERE id = ?1"
+    ))?;
     let mut rows = stmt.query([id])?;
     match rows.next()? {
         Some(row) => Ok(Some(row_to_entry(conn, row)?)),
         None => Ok(None),
     }
+}
+
+fn key_digest(key: &DataKey) -> [u8; 32] {
+    Sha256::digest(key.sqlcipher_pragma_value().as_bytes()).into()
+}
+
+/// A sum of i64 amounts can pass i64 (SQLite's SUM then fails): sum the high
+/// and low 32 bits separately, `SUM(x >> 32), SUM(x & 0xFFFFFFFF)`, and join the
+/// halves in i128.
+const SPLIT_SUM: &str = "SUM(b.amount >> 32), SUM(b.amount & 4294967295)";
+
+fn join_halves(high: i64, low: i64) -> i128 {
+    (i128::from(high) << 32) + i128::from(low)
 }
 
 fn balance_rows(
@@ -136,7 +161,11 @@ fn balance_rows(
 ) -> Result<Vec<BalanceRow>, StoreError> {
     let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt.query_map(args, |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            join_halves(r.get(2)?, r.get(3)?),
+        ))
     })?;
     let mut out = Vec::new();
     for row in rows {
@@ -145,7 +174,7 @@ fn balance_rows(
             code,
             currency: Currency::parse(&currency)
                 .map_err(|_| StoreError::Corrupt("balance currency".into()))?,
-            amount: i128::from(amount),
+            amount,
         });
     }
     Ok(out)
@@ -171,7 +200,11 @@ fn audit_row(row: &Row<'_>) -> Result<StoredAuditEvent, StoreError> {
 
 #[async_trait]
 impl TenantStore for SqliteTenant {
-    async fn create_account(&self, account: NewAccount, ctx: WriteContext) -> Result<Account, StoreError> {
+    async fn create_account(
+        &self,
+        account: NewAccount,
+        ctx: WriteContext,
+    ) -> Result<Account, StoreError> {
         match self.send(Command::CreateAccount(account), ctx).await? {
             Output::Account(a) => Ok(a),
             _ => Err(unexpected()),
@@ -184,7 +217,16 @@ impl TenantStore for SqliteTenant {
         idempotency: Option<Idempotency>,
         ctx: WriteContext,
     ) -> Result<Posted, StoreError> {
-        match self.send(Command::Post { drafts, idempotency }, ctx).await? {
+        match self
+            .send(
+                Command::Post {
+                    drafts,
+                    idempotency,
+                },
+                ctx,
+            )
+            .await?
+        {
             Output::Posted(p) => Ok(p),
             _ => Err(unexpected()),
         }
@@ -249,9 +291,11 @@ impl TenantStore for SqliteTenant {
             .with(move |conn| {
                 balance_rows(
                     conn,
-                    "SELECT a.code, b.currency, SUM(b.amount) FROM day_balances b
-                     JOIN accounts a ON a.id = b.account_id
-                     WHERE b.day <= ?1 GROUP BY b.account_id, b.currency",
+                    &format!(
+                        "SELECT a.code, b.currency, {SPLIT_SUM} FROM day_balances b
+                         JOIN accounts a ON a.id = b.account_id
+                         WHERE b.day <= ?1 GROUP BY b.account_id, b.currency"
+                    ),
                     &[&day(as_of)],
                 )
             })
@@ -263,9 +307,11 @@ impl TenantStore for SqliteTenant {
             .with(move |conn| {
                 balance_rows(
                     conn,
-                    "SELECT a.code, b.currency, SUM(b.amount) FROM day_balances b
-                     JOIN accounts a ON a.id = b.account_id
-                     WHERE b.day >= ?1 AND b.day <= ?2 GROUP BY b.account_id, b.currency",
+                    &format!(
+                        "SELECT a.code, b.currency, {SPLIT_SUM} FROM day_balances b
+                         JOIN accounts a ON a.id = b.account_id
+                         WHERE b.day >= ?1 AND b.day <= ?2 GROUP BY b.account_id, b.currency"
+                    ),
                     &[&day(from), &day(to)],
                 )
             })
@@ -288,18 +334,18 @@ impl TenantStore for SqliteTenant {
                     .optional()?
                     .ok_or(StoreError::NotFound("account"))?;
                 let mut opening = Amounts::new();
-                let mut stmt = conn.prepare_cached(
-                    "SELECT currency, SUM(amount) FROM day_balances
-                     WHERE account_id = ?1 AND day < ?2 GROUP BY currency",
-                )?;
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT b.currency, {SPLIT_SUM} FROM day_balances b
+                     WHERE b.account_id = ?1 AND b.day < ?2 GROUP BY b.currency"
+                ))?;
                 let rows = stmt.query_map(params![account_id, day(from)], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                    Ok((r.get::<_, String>(0)?, join_halves(r.get(1)?, r.get(2)?)))
                 })?;
                 for row in rows {
                     let (currency, amount) = row?;
                     let currency = Currency::parse(&currency)
                         .map_err(|_| StoreError::Corrupt("currency".into()))?;
-                    opening.insert(currency, i128::from(amount));
+                    opening.insert(currency, amount);
                 }
                 let mut stmt = conn.prepare_cached(
                     "SELECT p.date, p.entry_id, e.description, p.currency, p.amount
@@ -359,7 +405,11 @@ impl TenantStore for SqliteTenant {
             .await
     }
 
-    async fn audit_events(&self, after_seq: i64, limit: u32) -> Result<Vec<StoredAuditEvent>, StoreError> {
+    async fn audit_events(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredAuditEvent>, StoreError> {
         self.readers
             .with(move |conn| {
                 let mut stmt = conn.prepare_cached(
@@ -380,11 +430,15 @@ impl TenantStore for SqliteTenant {
         let path = self.path.clone();
         self.readers
             .with(move |conn| {
-                let accounts: i64 = conn.query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))?;
+                let accounts: i64 =
+                    conn.query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))?;
                 let entries: i64 =
                     conn.query_row("SELECT COALESCE(MAX(id), 0) FROM entries", [], |r| r.get(0))?;
-                let journal_seq: i64 =
-                    conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM change_journal", [], |r| r.get(0))?;
+                let journal_seq: i64 = conn.query_row(
+                    "SELECT COALESCE(MAX(seq), 0) FROM change_journal",
+                    [],
+                    |r| r.get(0),
+                )?;
                 let size = |p: PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
                 let storage_bytes = size(path.clone()) + size(path.with_extension("db-wal"));
                 Ok(TenantStats {
@@ -418,7 +472,9 @@ impl SqliteTenants {
         // Ids are generated UUIDs; anything else must not become a path.
         if company_id.is_empty()
             || company_id.len() > 64
-            || !company_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            || !company_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         {
             return Err(StoreError::NotFound("company"));
         }
@@ -431,8 +487,16 @@ impl SqliteTenants {
         key: &DataKey,
         mode: OpenMode,
     ) -> Result<Arc<dyn TenantStore>, StoreError> {
-        if let Some(open) = self.get_open(company_id) {
+        let already_open = self
+            .open
+            .lock()
+            .ok()
+            .and_then(|open| open.get(company_id).cloned());
+        if let Some(open) = already_open {
             if mode == OpenMode::Existing {
+                if open.key_digest != key_digest(key) {
+                    return Err(StoreError::WrongKey);
+                }
                 return Ok(open);
             }
         }
@@ -453,7 +517,12 @@ impl SqliteTenants {
         .map_err(|e| StoreError::Backend(format!("open task failed: {e}")))??;
         let writer = tenant_writer::spawn(conn)?;
         let tenant = Arc::new(SqliteTenant {
-            readers: Arc::new(ReaderPool::new(path.clone(), key.clone(), READERS_PER_COMPANY)),
+            readers: Arc::new(ReaderPool::new(
+                path.clone(),
+                key.clone(),
+                READERS_PER_COMPANY,
+            )),
+            key_digest: key_digest(key),
             path,
             writer,
         });
@@ -469,20 +538,42 @@ impl SqliteTenants {
 
 #[async_trait]
 impl TenantDirectory for SqliteTenants {
-    async fn create(&self, company_id: &str, key: &DataKey) -> Result<Arc<dyn TenantStore>, StoreError> {
+    async fn create(
+        &self,
+        company_id: &str,
+        key: &DataKey,
+    ) -> Result<Arc<dyn TenantStore>, StoreError> {
         self.start(company_id, key, OpenMode::Create).await
     }
 
-    async fn open(&self, company_id: &str, key: &DataKey) -> Result<Arc<dyn TenantStore>, StoreError> {
+    async fn open(
+        &self,
+        company_id: &str,
+        key: &DataKey,
+    ) -> Result<Arc<dyn TenantStore>, StoreError> {
         self.start(company_id, key, OpenMode::Existing).await
     }
 
     fn get_open(&self, company_id: &str) -> Option<Arc<dyn TenantStore>> {
         let open = self.open.lock().ok()?;
-        open.get(company_id).map(|t| t.clone() as Arc<dyn TenantStore>)
+        open.get(company_id)
+            .map(|t| t.clone() as Arc<dyn TenantStore>)
     }
 
     fn open_count(&self) -> usize {
         self.open.lock().map(|o| o.len()).unwrap_or(0)
+    }
+
+    async fn discard(&self, company_id: &str) {
+        if let Ok(mut open) = self.open.lock() {
+            open.remove(company_id);
+        }
+        if let Ok(path) = self.path_of(company_id) {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut file = path.clone().into_os_string();
+                file.push(suffix);
+                let _ = std::fs::remove_file(file);
+            }
+        }
     }
 }

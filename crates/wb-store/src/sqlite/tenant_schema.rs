@@ -102,4 +102,8 @@ CREATE TRIGGER IF NOT EXISTS journal_append_only_u BEFORE UPDATE ON change_journ
 BEGIN SELECT RAISE(ABORT, 'the change journal is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_append_only_u BEFORE UPDATE ON audit_events
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS journal_append_only_d BEFORE DELETE ON change_journal
+BEGIN SELECT RAISE(ABORT, 'the change journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_append_only_d BEFORE DELETE ON audit_events
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 "#;

@@ -156,8 +156,8 @@ impl WriterState {
         conn: &Connection,
     ) -> Result<(HashMap<String, AccountMeta>, Head, Head, i64), StoreError> {
         let mut accounts = HashMap::new();
-        let mut stmt =
-            conn.prepare("SELECT id, code, name, type, parent, currency, created_at FROM accounts")?;
+        let mut stmt = conn
+            .prepare("SELECT id, code, name, type, parent, currency, created_at FROM accounts")?;
         for row in stmt.query_map([], row_to_account)? {
             let a = row??;
             accounts.insert(
@@ -170,7 +170,9 @@ impl WriterState {
             );
         }
         let next: i64 =
-            conn.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM entries", [], |r| r.get(0))?;
+            conn.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM entries", [], |r| {
+                r.get(0)
+            })?;
         Ok((
             accounts,
             head(conn, "change_journal")?,
@@ -251,7 +253,11 @@ impl WriterState {
         }
     }
 
-    fn create_account(&mut self, new: NewAccount, ctx: &WriteContext) -> Result<Account, StoreError> {
+    fn create_account(
+        &mut self,
+        new: NewAccount,
+        ctx: &WriteContext,
+    ) -> Result<Account, StoreError> {
         if self.accounts.contains_key(&new.code) {
             return Err(LedgerError::DuplicateAccountCode(new.code).into());
         }
@@ -290,7 +296,12 @@ impl WriterState {
             "currency": account.currency.map(|c| c.code().to_string()), "created_at": at,
         });
         self.journal_append(ctx, "account_created", &payload.to_string())?;
-        self.audit_append(ctx, "account.create", Some(&format!("account:{}", account.code)), None)?;
+        self.audit_append(
+            ctx,
+            "account.create",
+            Some(&format!("account:{}", account.code)),
+            None,
+        )?;
         self.accounts.insert(
             account.code.clone(),
             AccountMeta {
@@ -364,7 +375,12 @@ impl WriterState {
                     "INSERT INTO idempotency (key, request_hash, entry_ids, created_at)
                      VALUES (?1, ?2, ?3, ?4)",
                 )?
-                .execute(params![idem.key, idem.request_hash, ids.join(","), ts(ctx.at)])?;
+                .execute(params![
+                    idem.key,
+                    idem.request_hash,
+                    ids.join(","),
+                    ts(ctx.at)
+                ])?;
         }
         let payload = json!({ "entries": payloads });
         self.journal_append(ctx, "entries_posted", &payload.to_string())?;
@@ -445,13 +461,12 @@ impl WriterState {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for (line, posting) in entry.postings().iter().enumerate() {
-                let meta = self
-                    .accounts
-                    .get(&posting.account)
-                    .ok_or_else(|| LedgerError::UnknownAccount {
+                let meta = self.accounts.get(&posting.account).ok_or_else(|| {
+                    LedgerError::UnknownAccount {
                         index: line,
                         code: posting.account.clone(),
-                    })?;
+                    }
+                })?;
                 insert.execute(params![
                     id,
                     line as i64,
@@ -461,7 +476,9 @@ impl WriterState {
                     date
                 ])?;
                 let sum = per_account.entry((meta.id, posting.currency)).or_default();
-                *sum = sum.checked_add(posting.amount).ok_or(LedgerError::Overflow)?;
+                *sum = sum
+                    .checked_add(posting.amount)
+                    .ok_or(LedgerError::Overflow)?;
             }
         }
         let mut upsert = self.conn.prepare_cached(
@@ -487,7 +504,12 @@ impl WriterState {
         })
     }
 
-    fn journal_append(&mut self, ctx: &WriteContext, kind: &str, payload: &str) -> Result<(), StoreError> {
+    fn journal_append(
+        &mut self,
+        ctx: &WriteContext,
+        kind: &str,
+        payload: &str,
+    ) -> Result<(), StoreError> {
         let seq = self.journal.seq + 1;
         let at = ts(ctx.at);
         let hash = chain::link(&self.journal.hash, seq, &[&at, kind, payload]);

@@ -1,0 +1,132 @@
+//! The HTTP API under `/api/v1`, its OpenAPI document and its middleware.
+
+pub mod api_keys;
+pub mod books;
+pub mod json;
+pub mod reports;
+pub mod session;
+
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+
+use crate::auth::AppState;
+use crate::config::ServerConfig;
+use crate::dto::Health;
+use crate::problem::{ApiError, Problem};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Work-books API", description = "Multi-tenant bookkeeping with enforced data-security policy. Errors are RFC 9457 problem documents."),
+    paths(
+        session::signup, session::login, session::logout, session::me,
+        books::company, books::list_accounts, books::create_account,
+        books::list_entries, books::post_entry, books::post_batch, books::get_entry, books::reverse_entry,
+        reports::trial_balance, reports::balance_sheet, reports::income_statement, reports::register,
+        api_keys::list, api_keys::create, api_keys::revoke,
+        healthz, readyz,
+    ),
+    components(schemas(Problem)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+async fn openapi() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "ops", security(), responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok".into() })
+}
+
+#[utoipa::path(get, path = "/readyz", tag = "ops", security(), responses((status = 200, body = Health), (status = 503, body = Problem)))]
+pub async fn readyz(State(platform): State<AppState>) -> Result<Json<Health>, ApiError> {
+    platform
+        .control
+        .company("readiness-probe")
+        .await
+        .map_err(|_| ApiError::unavailable("the control database is not reachable"))?;
+    Ok(Json(Health { status: "ready".into() }))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("resource")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed", "this path does not accept this method")
+}
+
+pub fn router(platform: AppState, config: &ServerConfig) -> Router {
+    let company = "/api/v1/companies/{company}";
+    let api = Router::new()
+        .route("/api/v1/signup", post(session::signup))
+        .route("/api/v1/auth/login", post(session::login))
+        .route("/api/v1/auth/logout", post(session::logout))
+        .route("/api/v1/me", get(session::me))
+        .route(company, get(books::company))
+        .route(&format!("{company}/accounts"), get(books::list_accounts).post(books::create_account))
+        .route(&format!("{company}/accounts/{{account}}/register"), get(reports::register))
+        .route(&format!("{company}/entries"), get(books::list_entries).post(books::post_entry))
+        .route(
+            &format!("{company}/entries/batch"),
+            post(books::post_batch).layer(DefaultBodyLimit::max(config.batch_body_limit_bytes)),
+        )
+        .route(&format!("{company}/entries/{{entry}}"), get(books::get_entry))
+        .route(&format!("{company}/entries/{{entry}}/reverse"), post(books::reverse_entry))
+        .route(&format!("{company}/reports/trial-balance"), get(reports::trial_balance))
+        .route(&format!("{company}/reports/balance-sheet"), get(reports::balance_sheet))
+        .route(&format!("{company}/reports/income-statement"), get(reports::income_statement))
+        .route(&format!("{company}/api-keys"), get(api_keys::list).post(api_keys::create))
+        .route(&format!("{company}/api-keys/{{key}}"), delete(api_keys::revoke))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(config.body_limit_bytes));
+    with_middleware(api, config.request_timeout).with_state(platform)
+}
+
+fn with_middleware(router: Router<AppState>, timeout: Duration) -> Router<AppState> {
+    let request_id = HeaderName::from_static("x-request-id");
+    let headers: [(HeaderName, &'static str); 6] = [
+        (header::STRICT_TRANSPORT_SECURITY, "max-age=63072000; includeSubDomains"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"),
+    ];
+    let mut router = router;
+    for (name, value) in headers {
+        router = router.layer(SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value)));
+    }
+    router
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}

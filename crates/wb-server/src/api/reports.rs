@@ -1,0 +1,160 @@
+//! Reports: trial balance, balance sheet, income statement, account register.
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::Deserialize;
+use time::{Date, Month};
+use utoipa::IntoParams;
+use wb_core::reports::{self, AccountInfo};
+use wb_core::Permission;
+
+use super::books::Books;
+use crate::auth::{AppState, Caller};
+use crate::dto::*;
+use crate::problem::{ApiError, ApiResult, Problem};
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AsOf {
+    /// YYYY-MM-DD; default today. Includes every entry dated on or before it.
+    pub as_of: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct Period {
+    /// YYYY-MM-DD; default the first of January of `to`'s year.
+    pub from: Option<String>,
+    /// YYYY-MM-DD; default today.
+    pub to: Option<String>,
+    /// Register only: at most this many postings (default 1000, at most 100000).
+    pub limit: Option<u32>,
+}
+
+fn as_of(platform: &AppState, q: &AsOf) -> ApiResult<Date> {
+    match q.as_of.as_deref() {
+        Some(d) => parse_date("as_of", d),
+        None => Ok(platform.now().date()),
+    }
+}
+
+fn period(platform: &AppState, q: &Period) -> ApiResult<(Date, Date)> {
+    let to = match q.to.as_deref() {
+        Some(d) => parse_date("to", d)?,
+        None => platform.now().date(),
+    };
+    let from = match q.from.as_deref() {
+        Some(d) => parse_date("from", d)?,
+        None => Date::from_calendar_date(to.year(), Month::January, 1).map_err(|_| ApiError::internal())?,
+    };
+    if from > to {
+        return Err(ApiError::unprocessable("invalid-period", "from must not be after to"));
+    }
+    Ok((from, to))
+}
+
+async fn account_infos(books: &Books) -> ApiResult<Vec<AccountInfo>> {
+    Ok(books
+        .store
+        .accounts()
+        .await?
+        .into_iter()
+        .map(|a| AccountInfo { code: a.code, name: a.name, account_type: a.account_type })
+        .collect())
+}
+
+#[utoipa::path(get, path = "/api/v1/companies/{company}/reports/trial-balance", tag = "reports",
+    params(("company" = String, Path), AsOf),
+    responses((status = 200, body = TrialBalanceView), (status = 404, body = Problem)))]
+pub async fn trial_balance(
+    State(platform): State<AppState>,
+    caller: Caller,
+    Path(company): Path<String>,
+    Query(q): Query<AsOf>,
+) -> ApiResult<Json<TrialBalanceView>> {
+    let date = as_of(&platform, &q)?;
+    let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
+    let rows = books.store.balances_as_of(date).await?;
+    let report = reports::trial_balance(date, &account_infos(&books).await?, &rows);
+    Ok(Json((&report).into()))
+}
+
+#[utoipa::path(get, path = "/api/v1/companies/{company}/reports/balance-sheet", tag = "reports",
+    params(("company" = String, Path), AsOf),
+    responses((status = 200, body = BalanceSheetView), (status = 404, body = Problem)))]
+pub async fn balance_sheet(
+    State(platform): State<AppState>,
+    caller: Caller,
+    Path(company): Path<String>,
+    Query(q): Query<AsOf>,
+) -> ApiResult<Json<BalanceSheetView>> {
+    let date = as_of(&platform, &q)?;
+    let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
+    let rows = books.store.balances_as_of(date).await?;
+    let report = reports::balance_sheet(date, &account_infos(&books).await?, &rows);
+    Ok(Json((&report).into()))
+}
+
+#[utoipa::path(get, path = "/api/v1/companies/{company}/reports/income-statement", tag = "reports",
+    params(("company" = String, Path), Period),
+    responses((status = 200, body = IncomeStatementView), (status = 404, body = Problem)))]
+pub async fn income_statement(
+    State(platform): State<AppState>,
+    caller: Caller,
+    Path(company): Path<String>,
+    Query(q): Query<Period>,
+) -> ApiResult<Json<IncomeStatementView>> {
+    let (from, to) = period(&platform, &q)?;
+    let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
+    let rows = books.store.movements(from, to).await?;
+    let report = reports::income_statement(from, to, &account_infos(&books).await?, &rows);
+    Ok(Json((&report).into()))
+}
+
+#[utoipa::path(get, path = "/api/v1/companies/{company}/accounts/{account}/register", tag = "reports",
+    params(("company" = String, Path), ("account" = String, Path, description = "account code"), Period),
+    responses((status = 200, body = RegisterView), (status = 404, body = Problem)))]
+pub async fn register(
+    State(platform): State<AppState>,
+    caller: Caller,
+    Path((company, account)): Path<(String, String)>,
+    Query(q): Query<Period>,
+) -> ApiResult<Json<RegisterView>> {
+    let to = match q.to.as_deref() {
+        Some(d) => parse_date("to", d)?,
+        None => platform.now().date(),
+    };
+    let from = match q.from.as_deref() {
+        Some(d) => parse_date("from", d)?,
+        None => wb_core::ledger::date_range().0,
+    };
+    if from > to {
+        return Err(ApiError::unprocessable("invalid-period", "from must not be after to"));
+    }
+    let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
+    let limit = q.limit.unwrap_or(1000).clamp(1, 100_000);
+    let (opening, postings) = books.store.register(&account, from, to, limit).await?;
+    let lines = reports::register(&opening, postings);
+    let mut closing = opening.clone();
+    for line in &lines {
+        closing.insert(line.posting.currency, line.balance);
+    }
+    Ok(Json(RegisterView {
+        account,
+        from: from.to_string(),
+        to: to.to_string(),
+        opening: amounts(&opening),
+        postings: lines
+            .iter()
+            .map(|l| RegisterLineView {
+                date: l.posting.date.to_string(),
+                entry_id: l.posting.entry_id.clone(),
+                description: l.posting.description.clone(),
+                amount: l.posting.currency.format(i128::from(l.posting.amount)),
+                currency: l.posting.currency.code().into(),
+                balance: l.posting.currency.format(l.balance),
+            })
+            .collect(),
+        closing: amounts(&closing),
+    }))
+}

@@ -1,0 +1,111 @@
+//! Signup, login, logout and the caller's own view.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use wb_crypto::Secret;
+
+use super::json::ApiJson;
+use crate::auth::{AppState, Caller, RequestMeta, CSRF_COOKIE, SESSION_COOKIE};
+use crate::dto::*;
+use crate::platform::{Principal, Session};
+use crate::problem::{ApiError, ApiResult, Problem};
+
+fn session_cookies(session: &Session, headers: &mut HeaderMap) {
+    let max_age = (session.expires_at - time::OffsetDateTime::now_utc()).whole_seconds().max(0);
+    let csrf = wb_crypto::new_token("csrf");
+    let cookies = [
+        format!(
+            "{SESSION_COOKIE}={}; Path=/; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict",
+            session.token.expose()
+        ),
+        format!(
+            "{CSRF_COOKIE}={}; Path=/; Max-Age={max_age}; Secure; SameSite=Strict",
+            csrf.token.expose()
+        ),
+    ];
+    for cookie in cookies {
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/signup", tag = "auth", request_body = SignupRequest,
+    responses((status = 201, body = SignupResponse), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn signup(
+    State(platform): State<AppState>,
+    meta: RequestMeta,
+    ApiJson(body): ApiJson<SignupRequest>,
+) -> ApiResult<Response> {
+    let passphrase = Secret::from(body.passphrase);
+    let (company, session) = platform
+        .signup(&body.company_name, &body.email, &passphrase, meta.anonymous_actor())
+        .await?;
+    let mut headers = HeaderMap::new();
+    session_cookies(&session, &mut headers);
+    let response = SignupResponse {
+        company: CompanyRef { id: company.id, name: company.name },
+        user: UserRef { id: session.user.id.clone(), email: session.user.email.clone() },
+        token: session.token.expose().to_string(),
+        expires_at: rfc3339(session.expires_at),
+    };
+    Ok((StatusCode::CREATED, headers, Json(response)).into_response())
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = LoginResponse), (status = 401, body = Problem), (status = 429, body = Problem)))]
+pub async fn login(
+    State(platform): State<AppState>,
+    meta: RequestMeta,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> ApiResult<Response> {
+    let passphrase = Secret::from(body.passphrase);
+    if passphrase.expose().len() > 1024 {
+        return Err(ApiError::unauthorized("email or passphrase is wrong"));
+    }
+    let session = platform.login(&body.email, &passphrase, meta.anonymous_actor()).await?;
+    let mut headers = HeaderMap::new();
+    session_cookies(&session, &mut headers);
+    let response = LoginResponse {
+        token: session.token.expose().to_string(),
+        expires_at: rfc3339(session.expires_at),
+    };
+    Ok((StatusCode::OK, headers, Json(response)).into_response())
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
+    responses((status = 204), (status = 401, body = Problem)))]
+pub async fn logout(State(platform): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    platform.logout(&caller.principal, caller.actor).await?;
+    let mut headers = HeaderMap::new();
+    for name in [SESSION_COOKIE, CSRF_COOKIE] {
+        if let Ok(v) = HeaderValue::from_str(&format!("{name}=; Path=/; Max-Age=0; Secure; SameSite=Strict")) {
+            headers.append(header::SET_COOKIE, v);
+        }
+    }
+    Ok((StatusCode::NO_CONTENT, headers).into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/me", tag = "auth",
+    responses((status = 200, body = MeResponse), (status = 401, body = Problem)))]
+pub async fn me(State(platform): State<AppState>, caller: Caller) -> ApiResult<Json<MeResponse>> {
+    let Principal::User { user_id, .. } = &caller.principal else {
+        return Err(ApiError::forbidden("API keys have no user; use a session"));
+    };
+    let user = platform.control.user(user_id).await?.ok_or_else(|| ApiError::not_found("user"))?;
+    let mut companies = Vec::new();
+    for m in platform.control.memberships_of(user_id).await? {
+        if let Some(c) = platform.control.company(&m.company_id).await? {
+            companies.push(MembershipView {
+                company: CompanyRef { id: c.id, name: c.name },
+                role: m.role.as_str().into(),
+            });
+        }
+    }
+    Ok(Json(MeResponse {
+        user: UserRef { id: user.id, email: user.email },
+        companies,
+    }))
+}

@@ -1,0 +1,408 @@
+//! Wire shapes of the public API (SPEC §5). Fields may be added, never renamed.
+//! Amounts are decimal strings; JSON numbers are refused with a clear message.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::{Date, OffsetDateTime};
+use utoipa::ToSchema;
+use wb_core::reports::{self, Amounts, ReportLine};
+use wb_store::{Account, ApiKeyRecord, Entry};
+
+pub fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+pub fn amounts(values: &Amounts) -> BTreeMap<String, String> {
+    values
+        .iter()
+        .map(|(c, a)| (c.code().to_string(), c.format(*a)))
+        .collect()
+}
+
+/// Accepts only a JSON string; a number gets a message saying why.
+fn decimal_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a decimal string such as \"100.50\"")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<String, E> {
+            Err(E::custom("amounts must be decimal strings such as \"100.50\", not JSON numbers"))
+        }
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<String, E> {
+            Err(E::custom("amounts must be decimal strings such as \"100.00\", not JSON numbers"))
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<String, E> {
+            Err(E::custom("amounts must be decimal strings such as \"100.00\", not JSON numbers"))
+        }
+    }
+    d.deserialize_any(Visitor)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignupRequest {
+    pub company_name: String,
+    pub email: String,
+    pub passphrase: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CompanyRef {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserRef {
+    pub id: String,
+    pub email: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignupResponse {
+    pub company: CompanyRef,
+    pub user: UserRef,
+    pub token: String,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    pub passphrase: String,
+    pub otp: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginResponse {
+    pub token: String,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeResponse {
+    pub user: UserRef,
+    pub companies: Vec<MembershipView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MembershipView {
+    pub company: CompanyRef,
+    pub role: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CompanyView {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+    pub created_at: String,
+    /// The caller's role in this company.
+    pub role: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccountRequest {
+    pub code: String,
+    pub name: String,
+    /// asset, liability, equity, income or expense
+    #[serde(rename = "type")]
+    pub account_type: String,
+    pub parent: Option<String>,
+    /// Restricts the account to one ISO 4217 currency.
+    pub currency: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountView {
+    pub id: String,
+    pub code: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub account_type: String,
+    pub parent: Option<String>,
+    pub currency: Option<String>,
+    pub created_at: String,
+}
+
+impl From<&Account> for AccountView {
+    fn from(a: &Account) -> Self {
+        AccountView {
+            id: a.id.to_string(),
+            code: a.code.clone(),
+            name: a.name.clone(),
+            account_type: a.account_type.as_str().into(),
+            parent: a.parent.clone(),
+            currency: a.currency.map(|c| c.code().to_string()),
+            created_at: rfc3339(a.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostingBody {
+    pub account: String,
+    /// Signed decimal string, debit positive: "100.00", "-100.00".
+    #[serde(deserialize_with = "decimal_string")]
+    pub amount: String,
+    pub currency: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewEntryRequest {
+    /// YYYY-MM-DD
+    pub date: String,
+    pub description: String,
+    pub reference: Option<String>,
+    pub postings: Vec<PostingBody>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    pub entries: Vec<NewEntryRequest>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EntryView {
+    pub id: String,
+    pub date: String,
+    pub description: String,
+    pub reference: Option<String>,
+    pub postings: Vec<PostingBody>,
+    pub reverses: Option<String>,
+    pub reversed_by: Option<String>,
+    pub created_at: String,
+    pub created_by: String,
+}
+
+impl From<&Entry> for EntryView {
+    fn from(e: &Entry) -> Self {
+        EntryView {
+            id: e.id.to_string(),
+            date: e.date.to_string(),
+            description: e.description.clone(),
+            reference: e.reference.clone(),
+            postings: e
+                .postings
+                .iter()
+                .map(|p| PostingBody {
+                    account: p.account.clone(),
+                    amount: p.currency.format(i128::from(p.amount)),
+                    currency: p.currency.code().to_string(),
+                })
+                .collect(),
+            reverses: e.reverses.map(|id| id.to_string()),
+            reversed_by: e.reversed_by.map(|id| id.to_string()),
+            created_at: rfc3339(e.created_at),
+            created_by: e.created_by.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResponse {
+    pub entries: Vec<EntryView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EntryList {
+    pub entries: Vec<EntryView>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    pub next_after: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReverseRequest {
+    pub date: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportAccount {
+    pub code: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub account_type: String,
+    pub balances: BTreeMap<String, String>,
+}
+
+impl From<&ReportLine> for ReportAccount {
+    fn from(l: &ReportLine) -> Self {
+        ReportAccount {
+            code: l.account.code.clone(),
+            name: l.account.name.clone(),
+            account_type: l.account.account_type.as_str().into(),
+            balances: amounts(&l.balances),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrialBalanceView {
+    pub as_of: String,
+    /// Signed balances, debit positive.
+    pub accounts: Vec<ReportAccount>,
+    pub totals: BTreeMap<String, String>,
+}
+
+impl From<&reports::TrialBalance> for TrialBalanceView {
+    fn from(t: &reports::TrialBalance) -> Self {
+        TrialBalanceView {
+            as_of: t.as_of.to_string(),
+            accounts: t.lines.iter().map(Into::into).collect(),
+            totals: amounts(&t.totals),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SectionView {
+    pub accounts: Vec<ReportAccount>,
+    pub totals: BTreeMap<String, String>,
+}
+
+impl From<&reports::Section> for SectionView {
+    fn from(s: &reports::Section) -> Self {
+        SectionView {
+            accounts: s.lines.iter().map(Into::into).collect(),
+            totals: amounts(&s.totals),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BalanceSheetView {
+    pub as_of: String,
+    /// Debit-normal amounts.
+    pub assets: SectionView,
+    /// Credit-normal amounts.
+    pub liabilities: SectionView,
+    /// Credit-normal amounts; totals include current earnings.
+    pub equity: SectionView,
+    pub current_earnings: BTreeMap<String, String>,
+    pub liabilities_and_equity: BTreeMap<String, String>,
+    pub balanced: bool,
+}
+
+impl From<&reports::BalanceSheet> for BalanceSheetView {
+    fn from(b: &reports::BalanceSheet) -> Self {
+        BalanceSheetView {
+            as_of: b.as_of.to_string(),
+            assets: (&b.assets).into(),
+            liabilities: (&b.liabilities).into(),
+            equity: (&b.equity).into(),
+            current_earnings: amounts(&b.current_earnings),
+            liabilities_and_equity: amounts(&b.liabilities_and_equity),
+            balanced: b.balanced,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IncomeStatementView {
+    pub from: String,
+    pub to: String,
+    pub income: SectionView,
+    pub expenses: SectionView,
+    pub net_income: BTreeMap<String, String>,
+}
+
+impl From<&reports::IncomeStatement> for IncomeStatementView {
+    fn from(i: &reports::IncomeStatement) -> Self {
+        IncomeStatementView {
+            from: i.from.to_string(),
+            to: i.to.to_string(),
+            income: (&i.income).into(),
+            expenses: (&i.expenses).into(),
+            net_income: amounts(&i.net_income),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegisterLineView {
+    pub date: String,
+    pub entry_id: String,
+    pub description: String,
+    pub amount: String,
+    pub currency: String,
+    /// Running balance in this currency after the posting.
+    pub balance: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegisterView {
+    pub account: String,
+    pub from: String,
+    pub to: String,
+    pub opening: BTreeMap<String, String>,
+    pub postings: Vec<RegisterLineView>,
+    pub closing: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewApiKeyRequest {
+    pub name: String,
+    /// admin, accountant or viewer
+    pub role: String,
+    /// 1 to 365; default 90.
+    pub expires_in_days: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyView {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub revoked_at: Option<String>,
+    /// Present only in the response that creates the key: it is not stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+impl From<&ApiKeyRecord> for ApiKeyView {
+    fn from(k: &ApiKeyRecord) -> Self {
+        ApiKeyView {
+            id: k.id.clone(),
+            name: k.name.clone(),
+            role: k.role.as_str().into(),
+            created_by: k.created_by.clone(),
+            created_at: rfc3339(k.created_at),
+            expires_at: rfc3339(k.expires_at),
+            revoked_at: k.revoked_at.map(rfc3339),
+            token: None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+pub fn parse_date(field: &str, text: &str) -> Result<Date, crate::problem::ApiError> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    Date::parse(text, format).map_err(|_| {
+        crate::problem::ApiError::unprocessable(
+            "invalid-date",
+            format!("{field} must be a date like 2026-01-31, not {:?}", text.chars().take(40).collect::<String>()),
+        )
+    })
+}

@@ -1,0 +1,549 @@
+//! Services: the orchestration between HTTP (or CLI), the domain and the stores.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use time::{Duration, OffsetDateTime};
+use wb_core::{Permission, Role};
+use wb_crypto::{
+    check_strength, hash_passphrase, new_token, token_hash, verify_passphrase, DataKey, MasterKey,
+    PassphraseError, Secret,
+};
+use wb_store::sqlite::{SqliteControl, SqliteTenants};
+use wb_store::{
+    Actor, ApiKeyRecord, AuditEvent, CompanyRecord, CompanyStatus, ControlStore, Membership,
+    Outcome, SessionRecord, TenantDirectory, TenantStore, UserRecord,
+};
+
+use crate::clock::Clock;
+use crate::problem::{ApiError, ApiResult};
+
+pub const MIN_PASSPHRASE_SCORE: u8 = 3;
+const FAILED_LOGINS_MAX: u32 = 5;
+const FAILED_LOGIN_WINDOW: Duration = Duration::minutes(15);
+const API_KEY_DEFAULT_DAYS: i64 = 90;
+const API_KEY_MAX_DAYS: i64 = 365;
+const CONTROL_KEY_CONTEXT: &str = "workbooks:control-plane";
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    User { user_id: String, token_hash: String },
+    ApiKey { key_id: String, company_id: String, role: Role },
+}
+
+impl Principal {
+    pub fn actor_id(&self) -> String {
+        match self {
+            Principal::User { user_id, .. } => format!("user:{user_id}"),
+            Principal::ApiKey { key_id, .. } => format!("api_key:{key_id}"),
+        }
+    }
+    pub fn auth_kind(&self) -> &'static str {
+        match self {
+            Principal::User { .. } => "session",
+            Principal::ApiKey { .. } => "api_key",
+        }
+    }
+}
+
+pub struct NewApiKey {
+    pub record: ApiKeyRecord,
+    pub token: Secret,
+}
+
+pub struct Session {
+    pub token: Secret,
+    pub expires_at: OffsetDateTime,
+    pub user: UserRecord,
+}
+
+pub struct Platform {
+    pub control: Arc<dyn ControlStore>,
+    pub tenants: Arc<dyn TenantDirectory>,
+    master: MasterKey,
+    pub clock: Arc<dyn Clock>,
+    pub session_ttl: Duration,
+    failed_logins: Mutex<HashMap<String, (u32, OffsetDateTime)>>,
+    /// Verified against when an email is unknown, so timing does not reveal accounts.
+    dummy_hash: String,
+}
+
+impl std::fmt::Debug for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Platform")
+    }
+}
+
+/// The control plane's own DEK, wrapped by the master key in `<data>/control.key`.
+fn control_key(data_dir: &Path, master: &MasterKey) -> anyhow::Result<DataKey> {
+    let path = data_dir.join("control.key");
+    if path.exists() {
+        let wrapped = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        return master
+            .unwrap_key(&wrapped, CONTROL_KEY_CONTEXT)
+            .context("the master key does not open this data directory (wrong key?)");
+    }
+    let key = DataKey::generate();
+    let wrapped = master.wrap(&key, CONTROL_KEY_CONTEXT)?;
+    std::fs::write(&path, wrapped).with_context(|| format!("writing {}", path.display()))?;
+    Ok(key)
+}
+
+impl Platform {
+    /// Opens (creating when new) the embedded deployment in `data_dir`.
+    pub fn open_embedded(
+        data_dir: &Path,
+        master: MasterKey,
+        clock: Arc<dyn Clock>,
+        session_ttl: Duration,
+    ) -> anyhow::Result<Platform> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+        let key = control_key(data_dir, &master)?;
+        let control = SqliteControl::open(&data_dir.join("control.db"), &key)
+            .context("opening the control database")?;
+        let tenants = SqliteTenants::new(data_dir.join("companies"))?;
+        let dummy_hash = hash_passphrase(&Secret::new("dummy passphrase for timing".into()))?;
+        Ok(Platform {
+            control: Arc::new(control),
+            tenants: Arc::new(tenants),
+            master,
+            clock,
+            session_ttl,
+            failed_logins: Mutex::new(HashMap::new()),
+            dummy_hash,
+        })
+    }
+
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    /// The open store of a company (opening it with its unwrapped DEK when needed).
+    pub async fn tenant(&self, company_id: &str) -> ApiResult<Arc<dyn TenantStore>> {
+        if let Some(open) = self.tenants.get_open(company_id) {
+            return Ok(open);
+        }
+        let company = self
+            .control
+            .company(company_id)
+            .await?
+            .filter(|c| c.status == CompanyStatus::Active)
+            .ok_or_else(|| ApiError::not_found("company"))?;
+        let key = self
+            .master
+            .unwrap_key(&company.wrapped_dek, &company.id)
+            .map_err(|e| anyhow::anyhow!("unwrapping the key of company {}: {e}", company.id))?;
+        Ok(self.tenants.open(&company.id, &key).await?)
+    }
+
+    fn new_company(&self, name: &str) -> ApiResult<(CompanyRecord, DataKey)> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return Err(ApiError::unprocessable(
+                "invalid-company-name",
+                "company name must be 1 to 200 printable characters",
+            ));
+        }
+        let id = uuid::Uuid::now_v7().to_string();
+        let key = DataKey::generate();
+        let wrapped_dek = self.master.wrap(&key, &id).map_err(anyhow::Error::from)?;
+        Ok((
+            CompanyRecord {
+                id,
+                name: name.to_string(),
+                status: CompanyStatus::Active,
+                wrapped_dek,
+                created_at: self.now(),
+            },
+            key,
+        ))
+    }
+
+    fn new_user(&self, email: &str, passphrase: &Secret, name: Option<String>, related: &[&str]) -> ApiResult<UserRecord> {
+        let email = normalize_email(email)?;
+        let local = email.split('@').next().unwrap_or("");
+        let mut words = vec![email.as_str(), local];
+        words.extend_from_slice(related);
+        check_strength(passphrase, &words, MIN_PASSPHRASE_SCORE).map_err(|e| match e {
+            PassphraseError::Weak(reason) => {
+                ApiError::unprocessable("weak-passphrase", format!("passphrase is too weak: {reason}"))
+            }
+            PassphraseError::Hash => ApiError::internal(),
+        })?;
+        Ok(UserRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            email,
+            name,
+            passphrase_hash: hash_passphrase(passphrase).map_err(|_| ApiError::internal())?,
+            created_at: self.now(),
+            last_login_at: None,
+        })
+    }
+
+    /// Creates a company and its owner, then opens a session for the owner.
+    pub async fn signup(
+        &self,
+        company_name: &str,
+        email: &str,
+        passphrase: &Secret,
+        actor: Actor,
+    ) -> ApiResult<(CompanyRecord, Session)> {
+        let (company, key) = self.new_company(company_name)?;
+        let name_words: Vec<&str> = company.name.split_whitespace().collect();
+        let user = self.new_user(email, passphrase, None, &name_words)?;
+        if self.control.user_by_email(&user.email).await?.is_some() {
+            return Err(ApiError::conflict(
+                "email-taken",
+                "an account with this email already exists; log in and create the company from there",
+            ));
+        }
+        // The company database exists before the control plane points at it; if
+        // recording the company fails, the unreferenced file is removed.
+        self.tenants.create(&company.id, &key).await?;
+        let audit = AuditEvent {
+            at: self.now(),
+            actor: Actor { id: format!("user:{}", user.id), ..actor.clone() },
+            company_id: Some(company.id.clone()),
+            action: "company.signup".into(),
+            target: Some(format!("company:{}", company.id)),
+            outcome: Outcome::Success,
+            detail: None,
+        };
+        if let Err(e) = self.control.signup(&company, &user, &audit).await {
+            self.tenants.discard(&company.id).await;
+            return Err(match e {
+                wb_store::StoreError::Conflict(d) => ApiError::conflict("email-taken", d),
+                other => other.into(),
+            });
+        }
+        let session = self.open_session(user).await?;
+        Ok((company, session))
+    }
+
+    /// Operator path (CLI): a company, optionally with an existing user as owner.
+    pub async fn create_company(&self, name: &str, owner_email: Option<&str>) -> ApiResult<CompanyRecord> {
+        let (company, key) = self.new_company(name)?;
+        let owner = match owner_email {
+            Some(email) => Some(
+                self.control
+                    .user_by_email(&normalize_email(email)?)
+                    .await?
+                    .ok_or_else(|| ApiError::not_found("user"))?,
+            ),
+            None => None,
+        };
+        self.tenants.create(&company.id, &key).await?;
+        let audit = AuditEvent {
+            at: self.now(),
+            actor: Actor::system("cli"),
+            company_id: Some(company.id.clone()),
+            action: "company.create".into(),
+            target: Some(format!("company:{}", company.id)),
+            outcome: Outcome::Success,
+            detail: None,
+        };
+        if let Err(e) = self.control.create_company(&company, &audit).await {
+            self.tenants.discard(&company.id).await;
+            return Err(e.into());
+        }
+        if let Some(owner) = owner {
+            self.add_member(&company.id, &owner.id, Role::Owner, Actor::system("cli")).await?;
+        }
+        Ok(company)
+    }
+
+    pub async fn create_user(&self, email: &str, passphrase: &Secret, name: Option<String>, actor: Actor) -> ApiResult<UserRecord> {
+        let user = self.new_user(email, passphrase, name, &[])?;
+        let audit = AuditEvent {
+            at: self.now(),
+            actor,
+            company_id: None,
+            action: "user.create".into(),
+            target: Some(format!("user:{}", user.id)),
+            outcome: Outcome::Success,
+            detail: None,
+        };
+        self.control.create_user(&user, &audit).await.map_err(|e| match e {
+            wb_store::StoreError::Conflict(d) => ApiError::conflict("email-taken", d),
+            other => other.into(),
+        })?;
+        Ok(user)
+    }
+
+    pub async fn add_member(&self, company_id: &str, user_id: &str, role: Role, actor: Actor) -> ApiResult<()> {
+        let audit = AuditEvent {
+            at: self.now(),
+            actor,
+            company_id: Some(company_id.to_string()),
+            action: "member.add".into(),
+            target: Some(format!("user:{user_id}")),
+            outcome: Outcome::Success,
+            detail: Some(format!("role {role}")),
+        };
+        let membership = Membership {
+            company_id: company_id.to_string(),
+            user_id: user_id.to_string(),
+            role,
+        };
+        Ok(self.control.add_member(&membership, &audit).await?)
+    }
+
+    async fn open_session(&self, user: UserRecord) -> ApiResult<Session> {
+        let now = self.now();
+        let token = new_token("wbs");
+        let expires_at = now + self.session_ttl;
+        self.control
+            .create_session(&SessionRecord {
+                token_hash: token.hash,
+                user_id: user.id.clone(),
+                created_at: now,
+                expires_at,
+                revoked_at: None,
+            })
+            .await?;
+        Ok(Session {
+            token: token.token,
+            expires_at,
+            user,
+        })
+    }
+
+    fn throttled(&self, keys: &[String]) -> Option<u64> {
+        let now = self.now();
+        let failures = self.failed_logins.lock().ok()?;
+        keys.iter()
+            .filter_map(|k| failures.get(k))
+            .filter(|(count, since)| *count >= FAILED_LOGINS_MAX && now - *since < FAILED_LOGIN_WINDOW)
+            .map(|(_, since)| (FAILED_LOGIN_WINDOW - (now - *since)).whole_seconds().max(1) as u64)
+            .max()
+    }
+
+    fn note_failure(&self, keys: &[String]) {
+        let now = self.now();
+        if let Ok(mut failures) = self.failed_logins.lock() {
+            if failures.len() > 100_000 {
+                failures.retain(|_, (_, since)| now - *since < FAILED_LOGIN_WINDOW);
+            }
+            for key in keys {
+                let slot = failures.entry(key.clone()).or_insert((0, now));
+                if now - slot.1 >= FAILED_LOGIN_WINDOW {
+                    *slot = (0, now);
+                }
+                slot.0 += 1;
+            }
+        }
+    }
+
+    /// Verifies a passphrase and opens a session. Failures are throttled per
+    /// account and per client address, and audited.
+    pub async fn login(&self, email: &str, passphrase: &Secret, actor: Actor) -> ApiResult<Session> {
+        let email = email.trim().to_lowercase();
+        let mut keys = vec![format!("email:{email}")];
+        if let Some(client) = &actor.client {
+            keys.push(format!("client:{client}"));
+        }
+        if let Some(wait) = self.throttled(&keys) {
+            return Err(ApiError::too_many("too many failed logins; try again later", wait));
+        }
+        let user = self.control.user_by_email(&email).await?;
+        let hash = user.as_ref().map_or(self.dummy_hash.clone(), |u| u.passphrase_hash.clone());
+        let pass = passphrase.clone();
+        let verified = tokio::task::spawn_blocking(move || verify_passphrase(&hash, &pass))
+            .await
+            .map_err(|_| ApiError::internal())?;
+        let user = match (user, verified) {
+            (Some(user), true) => user,
+            (user, _) => {
+                self.note_failure(&keys);
+                let event = AuditEvent {
+                    at: self.now(),
+                    actor: Actor {
+                        id: user.as_ref().map_or("anonymous".into(), |u| format!("user:{}", u.id)),
+                        auth: "passphrase".into(),
+                        ..actor
+                    },
+                    company_id: None,
+                    action: "auth.login".into(),
+                    target: Some(format!("email:{email}")),
+                    outcome: Outcome::Failure,
+                    detail: Some(if user.is_some() { "wrong passphrase" } else { "unknown email" }.into()),
+                };
+                self.control.audit(&event).await?;
+                return Err(ApiError::unauthorized("email or passphrase is wrong"));
+            }
+        };
+        let now = self.now();
+        self.control.record_login(&user.id, now).await?;
+        let session = self.open_session(user).await?;
+        self.control
+            .audit(&AuditEvent {
+                at: now,
+                actor: Actor {
+                    id: format!("user:{}", session.user.id),
+                    auth: "passphrase".into(),
+                    ..actor
+                },
+                company_id: None,
+                action: "auth.login".into(),
+                target: None,
+                outcome: Outcome::Success,
+                detail: None,
+            })
+            .await?;
+        Ok(session)
+    }
+
+    pub async fn logout(&self, principal: &Principal, actor: Actor) -> ApiResult<()> {
+        if let Principal::User { token_hash, .. } = principal {
+            self.control.revoke_session(token_hash, self.now()).await?;
+            self.control
+                .audit(&AuditEvent {
+                    at: self.now(),
+                    actor,
+                    company_id: None,
+                    action: "auth.logout".into(),
+                    target: None,
+                    outcome: Outcome::Success,
+                    detail: None,
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Resolves a bearer token (session or API key) to a principal.
+    pub async fn authenticate(&self, token: &Secret) -> ApiResult<Principal> {
+        let invalid = || ApiError::unauthorized("the session or API key is invalid, expired or revoked");
+        let hash = token_hash(token);
+        let now = self.now();
+        if token.expose().starts_with("wbk_") {
+            let key = self.control.api_key(&hash).await?.ok_or_else(invalid)?;
+            if key.revoked_at.is_some() || key.expires_at <= now {
+                return Err(invalid());
+            }
+            return Ok(Principal::ApiKey {
+                key_id: key.id,
+                company_id: key.company_id,
+                role: key.role,
+            });
+        }
+        let session = self.control.session(&hash).await?.ok_or_else(invalid)?;
+        if session.revoked_at.is_some() || session.expires_at <= now {
+            return Err(invalid());
+        }
+        Ok(Principal::User {
+            user_id: session.user_id,
+            token_hash: hash,
+        })
+    }
+
+    /// The caller's role in a company, or 404 (never 403) when the caller has
+    /// no business there, so company ids cannot be probed.
+    pub async fn authorize(&self, principal: &Principal, company_id: &str, permission: Permission, actor: &Actor) -> ApiResult<Role> {
+        let role = match principal {
+            Principal::User { user_id, .. } => self.control.role(user_id, company_id).await?,
+            Principal::ApiKey { company_id: own, role, .. } => (own == company_id).then_some(*role),
+        };
+        let Some(role) = role else {
+            self.control
+                .audit(&AuditEvent {
+                    at: self.now(),
+                    actor: actor.clone(),
+                    company_id: Some(company_id.chars().take(64).collect()),
+                    action: "access.company".into(),
+                    target: None,
+                    outcome: Outcome::Failure,
+                    detail: Some("not a member of this company".into()),
+                })
+                .await?;
+            return Err(ApiError::not_found("company"));
+        };
+        if !role.allows(permission) {
+            return Err(ApiError::forbidden(format!("the {role} role may not do this")));
+        }
+        Ok(role)
+    }
+
+    pub async fn create_api_key(
+        &self,
+        company_id: &str,
+        granter: Role,
+        name: &str,
+        role: Role,
+        expires_in_days: Option<i64>,
+        actor: Actor,
+    ) -> ApiResult<NewApiKey> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err(ApiError::unprocessable("invalid-api-key", "name must be 1 to 100 printable characters"));
+        }
+        if !granter.may_grant(role) || role == Role::Owner {
+            return Err(ApiError::forbidden(format!("a {granter} may not create a key with the {role} role")));
+        }
+        let days = expires_in_days.unwrap_or(API_KEY_DEFAULT_DAYS);
+        if !(1..=API_KEY_MAX_DAYS).contains(&days) {
+            return Err(ApiError::unprocessable(
+                "invalid-api-key",
+                format!("expires_in_days must be between 1 and {API_KEY_MAX_DAYS}"),
+            ));
+        }
+        let now = self.now();
+        let token = new_token("wbk");
+        let record = ApiKeyRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            company_id: company_id.to_string(),
+            name: name.to_string(),
+            role,
+            token_hash: token.hash,
+            created_by: actor.id.clone(),
+            created_at: now,
+            expires_at: now + Duration::days(days),
+            revoked_at: None,
+        };
+        let audit = AuditEvent {
+            at: now,
+            actor,
+            company_id: Some(company_id.to_string()),
+            action: "api_key.create".into(),
+            target: Some(format!("api_key:{}", record.id)),
+            outcome: Outcome::Success,
+            detail: Some(format!("role {role}, expires in {days} days")),
+        };
+        self.control.create_api_key(&record, &audit).await?;
+        Ok(NewApiKey {
+            record,
+            token: token.token,
+        })
+    }
+
+    pub async fn revoke_api_key(&self, company_id: &str, key_id: &str, actor: Actor) -> ApiResult<ApiKeyRecord> {
+        let audit = AuditEvent {
+            at: self.now(),
+            actor,
+            company_id: Some(company_id.to_string()),
+            action: "api_key.revoke".into(),
+            target: Some(format!("api_key:{key_id}")),
+            outcome: Outcome::Success,
+            detail: None,
+        };
+        Ok(self.control.revoke_api_key(company_id, key_id, &audit).await?)
+    }
+}
+
+pub fn normalize_email(email: &str) -> ApiResult<String> {
+    let email = email.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && matches!(email.split_once('@'), Some((local, domain))
+            if !local.is_empty() && domain.contains('.') && !domain.contains('@')
+               && !domain.starts_with('.') && !domain.ends_with('.'));
+    if valid {
+        Ok(email)
+    } else {
+        Err(ApiError::unprocessable("invalid-email", "email address is not valid"))
+    }
+}

@@ -1,0 +1,107 @@
+//! Starting and stopping the HTTPS server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum_server::tls_rustls::RustlsConfig;
+use axum_server::Handle;
+use wb_store::{Actor, AuditEvent, Outcome};
+
+use crate::api;
+use crate::config::{ServerConfig, TlsMode};
+use crate::platform::Platform;
+use crate::tls;
+
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub https: bool,
+    handle: Handle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    platform: Arc<Platform>,
+}
+
+impl RunningServer {
+    pub fn url(&self) -> String {
+        format!("{}://{}", if self.https { "https" } else { "http" }, self.addr)
+    }
+
+    /// Stops accepting, lets requests in flight finish (up to 10 s), records the stop.
+    pub async fn shutdown(self) -> Result<()> {
+        self.handle.graceful_shutdown(Some(Duration::from_secs(10)));
+        self.task.await.context("server task")??;
+        audit_system(&self.platform, "system.shutdown").await;
+        Ok(())
+    }
+
+    /// Runs until the task ends on its own (e.g. after a signal elsewhere triggers shutdown).
+    pub async fn wait(self) -> Result<()> {
+        self.task.await.context("server task")??;
+        Ok(())
+    }
+
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+}
+
+async fn audit_system(platform: &Platform, action: &str) {
+    let event = AuditEvent {
+        at: platform.now(),
+        actor: Actor::system("process"),
+        company_id: None,
+        action: action.into(),
+        target: None,
+        outcome: Outcome::Success,
+        detail: Some(format!("workbooks {}", env!("CARGO_PKG_VERSION"))),
+    };
+    if let Err(e) = platform.control.audit(&event).await {
+        tracing::error!(error = %e, action, "could not audit");
+    }
+}
+
+/// Binds `config.listen` (or uses `listener`, e.g. one bound to port 0 by a test)
+/// and serves the API over TLS unless `TlsMode::InsecureHttp`.
+pub async fn start(
+    platform: Arc<Platform>,
+    config: &ServerConfig,
+    listener: Option<std::net::TcpListener>,
+) -> Result<RunningServer> {
+    tls::install_crypto_provider();
+    let listener = match listener {
+        Some(l) => l,
+        None => std::net::TcpListener::bind(config.listen)
+            .with_context(|| format!("cannot listen on {}", config.listen))?,
+    };
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let app = api::router(platform.clone(), config)
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let handle = Handle::new();
+    let (https, task) = match &config.tls {
+        TlsMode::InsecureHttp => {
+            let server = axum_server::from_tcp(listener).handle(handle.clone());
+            (false, tokio::spawn(server.serve(app)))
+        }
+        mode => {
+            let (cert, key) = match mode {
+                TlsMode::Files { cert, key } => (cert.clone(), key.clone()),
+                _ => tls::self_signed(&config.data_dir)?,
+            };
+            let tls_config = RustlsConfig::from_pem_file(&cert, &key)
+                .await
+                .with_context(|| format!("loading TLS certificate {} and key {}", cert.display(), key.display()))?;
+            let server = axum_server::from_tcp_rustls(listener, tls_config).handle(handle.clone());
+            (true, tokio::spawn(server.serve(app)))
+        }
+    };
+    audit_system(&platform, "system.start").await;
+    Ok(RunningServer {
+        addr,
+        https,
+        handle,
+        task,
+        platform,
+    })
+}

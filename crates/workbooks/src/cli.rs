@@ -1,0 +1,238 @@
+//! Command-line interface: flags, environment variables and the config file.
+//!
+//! Precedence: flag, then `WORKBOOKS_*` environment variable, then the config
+//! file (`--config` / `WORKBOOKS_CONFIG`, TOML), then the default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+#[derive(Debug, Parser)]
+#[command(name = "workbooks", version, about = "Work-books: multi-tenant bookkeeping with an enforced data-security policy")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTPS API.
+    Serve(ServeArgs),
+    /// Serve with a sample company and a year of books, and print its login.
+    Demo(ServeArgs),
+    /// Create the data directory and master key without serving.
+    Init(DeploymentArgs),
+    /// Manage companies.
+    #[command(subcommand)]
+    Company(CompanyCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Measure throughput and latency; writes a results table.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeploymentArgs {
+    /// Data directory (embedded default: SQLCipher files, master key, TLS).
+    #[arg(long, env = "WORKBOOKS_DATA")]
+    pub data: Option<PathBuf>,
+    /// PostgreSQL URL for production placement (not yet supported by this build).
+    #[arg(long, env = "WORKBOOKS_DATABASE")]
+    pub database: Option<String>,
+    /// Object store URL for backups (not yet supported by this build).
+    #[arg(long, env = "WORKBOOKS_OBJECT_STORE")]
+    pub object_store: Option<String>,
+    /// Master key file (64 hex characters). Default: <data>/master.key, or the
+    /// WORKBOOKS_MASTER_KEY environment variable when set.
+    #[arg(long, env = "WORKBOOKS_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// TOML config file with the same keys as the long flags (data, listen, ...).
+    #[arg(long, env = "WORKBOOKS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub deployment: DeploymentArgs,
+    /// Address to listen on (default 127.0.0.1:8443).
+    #[arg(long, env = "WORKBOOKS_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate chain; with --tls-key, replaces the generated self-signed one.
+    #[arg(long, env = "WORKBOOKS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, env = "WORKBOOKS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP (only behind a TLS-terminating proxy).
+    #[arg(long, env = "WORKBOOKS_INSECURE_HTTP", conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub insecure_http: bool,
+    /// Log format: human or json.
+    #[arg(long, env = "WORKBOOKS_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CompanyCommand {
+    /// List companies.
+    List(DeploymentArgs),
+    /// Create a company, optionally owned by an existing user.
+    Create {
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+        #[arg(long)]
+        name: String,
+        /// Email of an existing user to make owner.
+        #[arg(long)]
+        owner: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user, optionally as a member of a company.
+    Create {
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+        #[arg(long)]
+        email: String,
+        /// File holding the passphrase (first line); "-" reads standard input.
+        #[arg(long)]
+        passphrase_file: PathBuf,
+        #[arg(long)]
+        name: Option<String>,
+        /// Company to add the user to.
+        #[arg(long, requires = "role")]
+        company: Option<String>,
+        /// Role in that company: owner, admin, accountant or viewer.
+        #[arg(long, requires = "company")]
+        role: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Where to write the results table (Markdown).
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    pub out: PathBuf,
+    /// Scratch directory for the benchmark's data (default: a temporary directory).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Seconds each timed load runs.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Entries in the large company for the trial-balance measurement.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub large_entries: u64,
+    /// Companies opened for the memory measurement.
+    #[arg(long, default_value_t = 1000)]
+    pub companies: u64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ConfigFile {
+    data: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    database: Option<String>,
+    object_store: Option<String>,
+    master_key_file: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    insecure_http: Option<bool>,
+    log_format: Option<String>,
+}
+
+fn read_config(path: Option<&Path>) -> Result<ConfigFile> {
+    let Some(path) = path else {
+        return Ok(ConfigFile::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| {
+        anyhow::anyhow!("config file {}: {}", path.display(), e.message())
+    })
+}
+
+/// A deployment's settings after flags, environment and config file are merged.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    pub data: PathBuf,
+    pub master_key_file: Option<PathBuf>,
+    pub json: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Serve {
+    pub deployment: Deployment,
+    pub listen: SocketAddr,
+    pub tls: wb_server::TlsMode,
+    pub log_json: bool,
+}
+
+impl DeploymentArgs {
+    pub fn resolve(&self) -> Result<Deployment> {
+        let file = read_config(self.config.as_deref())?;
+        self.resolve_with(&file)
+    }
+
+    fn resolve_with(&self, file: &ConfigFile) -> Result<Deployment> {
+        if self.database.is_some() || file.database.is_some() {
+            bail!("--database (PostgreSQL) is not supported by this build yet; omit it to use the embedded SQLCipher store");
+        }
+        if self.object_store.is_some() || file.object_store.is_some() {
+            bail!("--object-store is not supported by this build yet");
+        }
+        Ok(Deployment {
+            data: self
+                .data
+                .clone()
+                .or_else(|| file.data.clone())
+                .unwrap_or_else(|| PathBuf::from("./workbooks-data")),
+            master_key_file: self.master_key_file.clone().or_else(|| file.master_key_file.clone()),
+            json: self.json,
+        })
+    }
+}
+
+impl ServeArgs {
+    pub fn resolve(&self, default_data: &str) -> Result<Serve> {
+        let file = read_config(self.deployment.config.as_deref())?;
+        let mut deployment = self.deployment.resolve_with(&file)?;
+        if self.deployment.data.is_none() && file.data.is_none() {
+            deployment.data = PathBuf::from(default_data);
+        }
+        let listen = self
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8443)));
+        let insecure = self.insecure_http || file.insecure_http.unwrap_or(false);
+        let cert = self.tls_cert.clone().or_else(|| file.tls_cert.clone());
+        let key = self.tls_key.clone().or_else(|| file.tls_key.clone());
+        let tls = match (insecure, cert, key) {
+            (true, None, None) => wb_server::TlsMode::InsecureHttp,
+            (true, _, _) => bail!("--insecure-http cannot be combined with --tls-cert/--tls-key"),
+            (false, Some(cert), Some(key)) => wb_server::TlsMode::Files { cert, key },
+            (false, None, None) => wb_server::TlsMode::SelfSigned,
+            _ => bail!("--tls-cert and --tls-key must be given together"),
+        };
+        let log_format = self.log_format.clone().or(file.log_format).unwrap_or_else(|| "human".into());
+        let log_json = match log_format.as_str() {
+            "json" => true,
+            "human" => false,
+            other => bail!("--log-format must be human or json, not {other:?}"),
+        };
+        Ok(Serve {
+            deployment,
+            listen,
+            tls,
+            log_json,
+        })
+    }
+}
