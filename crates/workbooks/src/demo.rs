@@ -102,7 +102,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
 
 struct Builder {
     usd: Currency,
-    eur: Currency,
     entries: Vec<EntryDraft>,
 }
 
@@ -135,7 +134,7 @@ pub fn year_of_books(today: Date, seed: u64) -> Vec<EntryDraft> {
         return Vec::new();
     };
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut b = Builder { usd, eur, entries: Vec::new() };
+    let mut b = Builder { usd, entries: Vec::new() };
     let start = today - Duration::days(364);
     b.add(start, "Owner capital contribution", &[("1000", 5_000_000), ("3000", -5_000_000)]);
     b.add(start, "Bank loan drawn", &[("1000", 2_000_000), ("2500", -2_000_000)]);
