@@ -342,6 +342,9 @@ impl WriterState {
                 });
             }
         }
+        if drafts.is_empty() {
+            return Err(StoreError::Conflict("a batch holds at least one entry".into()));
+        }
         let accounts = &self.accounts;
         let lookup = |code: &str| {
             accounts.get(code).map(|m| AccountRules {
