@@ -1,9 +1,487 @@
-//! `workbooks bench`: see BENCHMARKS.md.
+//! `workbooks bench`: throughput, latency and memory of the embedded store,
+//! each figure next to a baseline measured in the same run, written as a
+//! Markdown table (BENCHMARKS.md). Not a test: numbers vary between machines
+//! and, for disk flushes, between runs.
 
-use anyhow::Result;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rusqlite::Connection;
+use serde_json::json;
+use time::macros::date;
+use wb_core::{EntryDraft, NewAccount, PostingDraft};
+use wb_crypto::MasterKey;
+use wb_server::{Platform, ServerConfig, SystemClock};
+use wb_store::{Actor, WriteContext};
 
 use crate::cli::BenchArgs;
 
-pub async fn run(_args: BenchArgs) -> Result<()> {
-    anyhow::bail!("bench is not implemented yet")
+const CLIENTS: usize = 64;
+const SPREAD_COMPANIES: usize = 16;
+const BATCH_SIZE: usize = 1000;
+const BATCH_CLIENTS: usize = 4;
+const STRONG_PASSPHRASE: &str = "quartz meadow lantern orbit";
+
+struct Row {
+    name: String,
+    measured: String,
+    baseline: String,
+    ratio: String,
+    target: String,
+    verdict: &'static str,
+}
+
+#[derive(Default)]
+struct Load {
+    ops: u64,
+    seconds: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+impl Load {
+    fn rate(&self) -> f64 {
+        self.ops as f64 / self.seconds
+    }
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[idx.min(sorted.len() - 1)]) / 1000.0
+}
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+struct Target {
+    url: String,
+    client: reqwest::Client,
+}
+
+impl Target {
+    async fn signup(&self, name: &str, email: &str) -> Result<(String, String)> {
+        let body = json!({"company_name": name, "email": email, "passphrase": STRONG_PASSPHRASE});
+        let response = self.client.post(format!("{}/api/v1/signup", self.url)).json(&body).send().await?;
+        let status = response.status();
+        let value: serde_json::Value = response.json().await?;
+        anyhow::ensure!(status.as_u16() == 201, "signup failed: {value}");
+        let company = value["company"]["id"].as_str().context("company id")?.to_string();
+        let token = value["token"].as_str().context("token")?.to_string();
+        for (code, kind) in [("1000", "asset"), ("4000", "income")] {
+            let r = self
+                .client
+                .post(format!("{}/api/v1/companies/{company}/accounts", self.url))
+                .bearer_auth(&token)
+                .json(&json!({"code": code, "name": format!("Account {code}"), "type": kind}))
+                .send()
+                .await?;
+            anyhow::ensure!(r.status().as_u16() == 201, "account creation failed");
+        }
+        Ok((company, token))
+    }
+}
+
+fn entry_json(i: u64) -> serde_json::Value {
+    let cents = 100 + (i % 10_000);
+    let amount = format!("{}.{:02}", cents / 100, cents % 100);
+    json!({
+        "date": "2026-06-30",
+        "description": format!("Sale {i}"),
+        "postings": [
+            {"account": "1000", "amount": amount, "currency": "USD"},
+            {"account": "4000", "amount": format!("-{amount}"), "currency": "USD"},
+        ]
+    })
+}
+
+/// Runs `clients` loops of `request` for `seconds`, timing each request.
+async fn load<F, Fut>(clients: usize, seconds: u64, per_op: u64, request: F) -> Load
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let request = Arc::new(request);
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for client in 0..clients {
+        let (request, stop, errors) = (request.clone(), stop.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies: Vec<u32> = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let ok = request(client, i).await;
+                latencies.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                if !ok {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+                i += 1;
+            }
+            latencies
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for task in tasks {
+        if let Ok(l) = task.await {
+            all.extend(l);
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let errors = errors.load(Ordering::Relaxed);
+    Load {
+        ops: (all.len() as u64 - errors) * per_op,
+        seconds: elapsed,
+        p50_ms: percentile(&all, 0.50),
+        p99_ms: percentile(&all, 0.99),
+        errors,
+    }
+}
+
+/// Raw SQLite on the same disk: small rows, WAL, synchronous=FULL, `per_tx` rows a commit.
+fn raw_sqlite(dir: &Path, per_tx: usize, seconds: u64) -> Result<f64> {
+    let path = dir.join(format!("raw-{per_tx}.db"));
+    let conn = Connection::open(&path)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+         CREATE TABLE t (id INTEGER PRIMARY KEY, account TEXT NOT NULL, amount INTEGER NOT NULL);",
+    )?;
+    let start = Instant::now();
+    let mut rows = 0u64;
+    while start.elapsed() < Duration::from_secs(seconds) {
+        let tx = conn.unchecked_transaction()?;
+        {
+            let mut stmt = tx.prepare_cached("INSERT INTO t (account, amount) VALUES (?1, ?2)")?;
+            for i in 0..per_tx {
+                stmt.execute(rusqlite::params!["1000", i as i64])?;
+            }
+        }
+        tx.commit()?;
+        rows += per_tx as u64;
+    }
+    Ok(rows as f64 / start.elapsed().as_secs_f64())
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "NOT met"
+    }
+}
+
+pub async fn run(args: BenchArgs) -> Result<()> {
+    let scratch = tempdir_in(args.data.as_deref())?;
+    let dir = scratch.path().to_path_buf();
+    let mut rows: Vec<Row> = Vec::new();
+    eprintln!("bench: scratch data in {}", dir.display());
+
+    // Memory first, in a fresh process: 1,000 companies open.
+    let rss_start = rss_mib();
+    let platform = Arc::new(Platform::open_embedded(
+        &dir.join("data"),
+        MasterKey::generate(),
+        Arc::new(SystemClock),
+        time::Duration::hours(12),
+    )?);
+    let memory = companies_open(&platform, args.companies).await?;
+    rows.push(Row {
+        name: format!("resident memory with {} companies open (each written once)", args.companies),
+        measured: format!("{:.0} MiB (+{:.0} MiB over start)", memory, memory - rss_start),
+        baseline: format!("{rss_start:.0} MiB at start"),
+        ratio: "-".into(),
+        target: "< 200 MiB".into(),
+        verdict: verdict(memory < 200.0),
+    });
+
+    let mut config = ServerConfig::new(dir.join("data"), "127.0.0.1:0".parse()?);
+    config.batch_body_limit_bytes = 64 * 1024 * 1024;
+    let server = wb_server::start(platform.clone(), &config, None).await?;
+    let target = Arc::new(Target { url: server.url(), client: client(&dir.join("data"))? });
+
+    eprintln!("bench: /healthz ceiling");
+    let t = target.clone();
+    let health = load(CLIENTS, args.seconds, 1, move |_, _| {
+        let t = t.clone();
+        async move {
+            matches!(t.client.get(format!("{}/healthz", t.url)).send().await, Ok(r) if r.status().is_success())
+        }
+    })
+    .await;
+
+    eprintln!("bench: raw SQLite baselines");
+    let raw_dir = dir.join("raw");
+    std::fs::create_dir_all(&raw_dir)?;
+    let seconds = args.seconds;
+    let raw_one = tokio::task::spawn_blocking({
+        let d = raw_dir.clone();
+        move || raw_sqlite(&d, 1, seconds)
+    })
+    .await??;
+    let raw_thousand = tokio::task::spawn_blocking({
+        let d = raw_dir.clone();
+        move || raw_sqlite(&d, 1000, seconds)
+    })
+    .await??;
+
+    eprintln!("bench: 64 clients, one company");
+    let (company, token) = target.signup("Bench One", "one@bench.example").await?;
+    let t = target.clone();
+    let one = load(CLIENTS, args.seconds, 1, move |client, i| {
+        let (t, company, token) = (t.clone(), company.clone(), token.clone());
+        async move {
+            let url = format!("{}/api/v1/companies/{company}/entries", t.url);
+            let body = entry_json(client as u64 * 1_000_000 + i);
+            matches!(t.client.post(url).bearer_auth(token).json(&body).send().await, Ok(r) if r.status().as_u16() == 201)
+        }
+    })
+    .await;
+
+    eprintln!("bench: 64 clients over 16 companies");
+    let mut spread_targets = Vec::new();
+    for n in 0..SPREAD_COMPANIES {
+        spread_targets.push(target.signup(&format!("Bench Spread {n}"), &format!("spread{n}@bench.example")).await?);
+    }
+    let spread_targets = Arc::new(spread_targets);
+    let t = target.clone();
+    let spread = load(CLIENTS, args.seconds, 1, move |client, i| {
+        let (t, targets) = (t.clone(), spread_targets.clone());
+        async move {
+            let (company, token) = &targets[client % SPREAD_COMPANIES];
+            let url = format!("{}/api/v1/companies/{company}/entries", t.url);
+            let body = entry_json(client as u64 * 1_000_000 + i);
+            matches!(t.client.post(url).bearer_auth(token).json(&body).send().await, Ok(r) if r.status().as_u16() == 201)
+        }
+    })
+    .await;
+
+    eprintln!("bench: batch endpoint");
+    let (company_b, token_b) = target.signup("Bench Batch", "batch@bench.example").await?;
+    let t = target.clone();
+    let batch = load(BATCH_CLIENTS, args.seconds, BATCH_SIZE as u64, move |client, i| {
+        let (t, company, token) = (t.clone(), company_b.clone(), token_b.clone());
+        async move {
+            let base = (client as u64 * 1_000_000 + i) * BATCH_SIZE as u64;
+            let entries: Vec<_> = (0..BATCH_SIZE as u64).map(|k| entry_json(base + k)).collect();
+            let body = serde_json::to_vec(&json!({ "entries": entries })).unwrap_or_default();
+            let url = format!("{}/api/v1/companies/{company}/entries/batch", t.url);
+            matches!(t.client.post(url).bearer_auth(token).header("content-type", "application/json").body(body).send().await,
+                Ok(r) if r.status().as_u16() == 201)
+        }
+    })
+    .await;
+
+    eprintln!("bench: trial balance over {} entries", args.large_entries);
+    let (tb_p50, tb_p99, populate_rate) = large_company(&platform, &target, args.large_entries).await?;
+
+    server.shutdown().await?;
+
+    rows.push(Row {
+        name: "GET /healthz over HTTPS, 64 clients (CPU ceiling)".into(),
+        measured: format!("{:.0} req/s, p50 {:.1} ms, p99 {:.1} ms", health.rate(), health.p50_ms, health.p99_ms),
+        baseline: "-".into(),
+        ratio: "-".into(),
+        target: "-".into(),
+        verdict: "-",
+    });
+    rows.push(Row {
+        name: "raw SQLite, 1 row per transaction, WAL + synchronous=FULL (disk ceiling)".into(),
+        measured: format!("{raw_one:.0} rows/s"),
+        baseline: "-".into(),
+        ratio: "-".into(),
+        target: "-".into(),
+        verdict: "-",
+    });
+    rows.push(Row {
+        name: "raw SQLite, 1,000 rows per transaction, WAL + synchronous=FULL".into(),
+        measured: format!("{raw_thousand:.0} rows/s"),
+        baseline: "-".into(),
+        ratio: "-".into(),
+        target: "-".into(),
+        verdict: "-",
+    });
+    for (name, l) in [("(a) POST /entries over HTTPS, 64 clients, 1 company", &one), ("(a) POST /entries over HTTPS, 64 clients, 16 companies", &spread)] {
+        let ratio = l.rate() / raw_one;
+        rows.push(Row {
+            name: name.into(),
+            measured: format!("{:.0} entries/s, p50 {:.1} ms, p99 {:.1} ms ({} errors)", l.rate(), l.p50_ms, l.p99_ms, l.errors),
+            baseline: format!("{raw_one:.0} rows/s (raw, 1 row/tx)"),
+            ratio: format!("{ratio:.1}x"),
+            target: ">= 10x baseline, >= 5,000/s, p99 < 50 ms".into(),
+            verdict: verdict(ratio >= 10.0 && l.rate() >= 5000.0 && l.p99_ms < 50.0 && l.errors == 0),
+        });
+    }
+    rows.push(Row {
+        name: format!("(b) POST /entries/batch, {BATCH_SIZE} entries a request, {BATCH_CLIENTS} clients"),
+        measured: format!("{:.0} entries/s, p50 {:.0} ms per batch ({} errors)", batch.rate(), batch.p50_ms, batch.errors),
+        baseline: format!("{raw_thousand:.0} rows/s (raw, 1,000 rows/tx)"),
+        ratio: format!("{:.2}x", batch.rate() / raw_thousand),
+        target: ">= 50,000 entries/s".into(),
+        verdict: verdict(batch.rate() >= 50_000.0 && batch.errors == 0),
+    });
+    rows.push(Row {
+        name: format!("trial balance over {} entries (HTTPS GET, 20 runs)", args.large_entries),
+        measured: format!("p50 {tb_p50:.1} ms, p99 {tb_p99:.1} ms"),
+        baseline: format!("populated at {populate_rate:.0} entries/s through the store"),
+        ratio: "-".into(),
+        target: "< 100 ms".into(),
+        verdict: verdict(tb_p99 < 100.0),
+    });
+    let table = render(&rows, &args);
+    println!("{table}");
+    write_results(&args.out, &table)?;
+    eprintln!("bench: results written to {}", args.out.display());
+    Ok(())
+}
+
+fn tempdir_in(base: Option<&Path>) -> Result<TempDir> {
+    let base = base.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
+    let path = base.join(format!("workbooks-bench-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&path)?;
+    Ok(TempDir(path))
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn client(data: &Path) -> Result<reqwest::Client> {
+    let pem = std::fs::read(data.join("tls/cert.pem"))?;
+    Ok(reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem)?)
+        .tls_built_in_root_certs(false)
+        .pool_max_idle_per_host(CLIENTS * 2)
+        .build()?)
+}
+
+/// Creates and writes to `count` companies; returns resident memory in MiB.
+async fn companies_open(platform: &Arc<Platform>, count: u64) -> Result<f64> {
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(8));
+    let mut tasks = Vec::new();
+    for n in 0..count {
+        let (platform, semaphore) = (platform.clone(), semaphore.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = semaphore.acquire().await?;
+            let company = platform.create_company(&format!("Memory {n}"), None).await?;
+            let store = platform.tenant(&company.id).await?;
+            let ctx = WriteContext { actor: Actor::system("bench"), at: platform.now() };
+            store.create_account(NewAccount::validate("1000", "Cash", "asset", None, None)?, ctx.clone()).await?;
+            store.create_account(NewAccount::validate("4000", "Sales", "income", None, None)?, ctx.clone()).await?;
+            store.post_entries(vec![draft(n)], None, ctx).await?;
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    anyhow::ensure!(platform.tenants.open_count() as u64 >= count, "companies were closed");
+    Ok(rss_mib())
+}
+
+fn draft(i: u64) -> EntryDraft {
+    let cents = 100 + (i % 10_000);
+    let amount = format!("{}.{:02}", cents / 100, cents % 100);
+    let day = date!(2026 - 01 - 01) + time::Duration::days((i % 365) as i64);
+    EntryDraft {
+        date: day,
+        description: format!("Sale {i}"),
+        reference: None,
+        postings: vec![
+            PostingDraft { account: "1000".into(), amount: amount.clone(), currency: "USD".into() },
+            PostingDraft { account: "4000".into(), amount: format!("-{amount}"), currency: "USD".into() },
+        ],
+    }
+}
+
+/// Fills one company with `entries` entries, then times its trial balance.
+async fn large_company(platform: &Arc<Platform>, target: &Target, entries: u64) -> Result<(f64, f64, f64)> {
+    let (company, token) = target.signup("Bench Large", "large@bench.example").await?;
+    let store = platform.tenant(&company).await?;
+    let start = Instant::now();
+    let chunk = 5000u64;
+    let mut posted = 0u64;
+    let mut pending = Vec::new();
+    while posted < entries {
+        let n = chunk.min(entries - posted);
+        let drafts: Vec<EntryDraft> = (posted..posted + n).map(draft).collect();
+        let (store, ctx) = (store.clone(), WriteContext { actor: Actor::system("bench"), at: platform.now() });
+        pending.push(tokio::spawn(async move { store.post_entries(drafts, None, ctx).await }));
+        if pending.len() >= 4 {
+            pending.remove(0).await??;
+        }
+        posted += n;
+    }
+    for p in pending {
+        p.await??;
+    }
+    let populate_rate = entries as f64 / start.elapsed().as_secs_f64();
+    let url = format!("{}/api/v1/companies/{company}/reports/trial-balance?as_of=2026-12-31", target.url);
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let r = target.client.get(&url).bearer_auth(&token).send().await?;
+        anyhow::ensure!(r.status().is_success(), "trial balance failed");
+        let body: serde_json::Value = r.json().await?;
+        times.push(t.elapsed().as_micros() as u32);
+        anyhow::ensure!(body["totals"]["USD"] == "0.00", "trial balance does not balance");
+    }
+    times.sort_unstable();
+    Ok((percentile(&times, 0.5), percentile(&times, 0.99), populate_rate))
+}
+
+fn render(rows: &[Row], args: &BenchArgs) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "Run: `workbooks bench --seconds {}` on {} cores, {} (release build), embedded SQLCipher store.\n\n",
+        args.seconds,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        time::OffsetDateTime::now_utc().date()
+    ));
+    out.push_str("| measurement | measured | baseline (same run) | ratio | target | verdict |\n|---|---|---|---|---|---|\n");
+    for r in rows {
+        out.push_str(&format!("| {} | {} | {} | {} | {} | {} |\n", r.name, r.measured, r.baseline, r.ratio, r.target, r.verdict));
+    }
+    out
+}
+
+/// Replaces the generated section of the results file, keeping the prose around it.
+fn write_results(path: &Path, table: &str) -> Result<()> {
+    const BEGIN: &str = "<!-- bench:begin -->";
+    const END: &str = "<!-- bench:end -->";
+    let existing = std::fs::read_to_string(path).unwrap_or_default();
+    let section = format!("{BEGIN}\n{table}{END}");
+    let text = match (existing.find(BEGIN), existing.find(END)) {
+        (Some(b), Some(e)) if e > b => format!("{}{}{}", &existing[..b], section, &existing[e + END.len()..]),
+        _ => format!("{existing}\n{section}\n"),
+    };
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
