@@ -475,32 +475,67 @@ mod tests {
 
     #[test]
     fn refuses_each_bad_input() {
-        let cases: Vec<(EntryDraft, fn(&LedgerError) -> bool)> = vec![
+        type Case = (EntryDraft, fn(&LedgerError) -> bool);
+        let cases: Vec<Case> = vec![
             (
-                draft(vec![posting("1000", "1.00", "USD"), posting("4000", "-0.99", "USD")]),
+                draft(vec![
+                    posting("1000", "1.00", "USD"),
+                    posting("4000", "-0.99", "USD"),
+                ]),
                 |e| matches!(e, LedgerError::Unbalanced { sum, .. } if sum == "0.01"),
             ),
             (draft(vec![posting("1000", "1.00", "USD")]), |e| {
                 matches!(e, LedgerError::TooFewPostings)
             }),
             (
-                draft(vec![posting("9999", "1.00", "USD"), posting("4000", "-1.00", "USD")]),
+                draft(vec![
+                    posting("9999", "1.00", "USD"),
+                    posting("4000", "-1.00", "USD"),
+                ]),
                 |e| matches!(e, LedgerError::UnknownAccount { index: 0, .. }),
             ),
             (
-                draft(vec![posting("1000", "1.001", "USD"), posting("4000", "-1.001", "USD")]),
-                |e| matches!(e, LedgerError::Money { source: MoneyError::TooManyDecimals { .. }, .. }),
+                draft(vec![
+                    posting("1000", "1.001", "USD"),
+                    posting("4000", "-1.001", "USD"),
+                ]),
+                |e| {
+                    matches!(
+                        e,
+                        LedgerError::Money {
+                            source: MoneyError::TooManyDecimals { .. },
+                            ..
+                        }
+                    )
+                },
             ),
             (
-                draft(vec![posting("1000", "1.00", "ABC"), posting("4000", "-1.00", "ABC")]),
-                |e| matches!(e, LedgerError::Money { source: MoneyError::UnknownCurrency(_), .. }),
+                draft(vec![
+                    posting("1000", "1.00", "ABC"),
+                    posting("4000", "-1.00", "ABC"),
+                ]),
+                |e| {
+                    matches!(
+                        e,
+                        LedgerError::Money {
+                            source: MoneyError::UnknownCurrency(_),
+                            ..
+                        }
+                    )
+                },
             ),
             (
-                draft(vec![posting("1000", "0", "USD"), posting("4000", "0", "USD")]),
+                draft(vec![
+                    posting("1000", "0", "USD"),
+                    posting("4000", "0", "USD"),
+                ]),
                 |e| matches!(e, LedgerError::ZeroAmount { index: 0 }),
             ),
             (
-                draft(vec![posting("1100", "1.00", "USD"), posting("4000", "-1.00", "USD")]),
+                draft(vec![
+                    posting("1100", "1.00", "USD"),
+                    posting("4000", "-1.00", "USD"),
+                ]),
                 |e| matches!(e, LedgerError::CurrencyNotAllowed { .. }),
             ),
             (
@@ -520,14 +555,26 @@ mod tests {
 
     #[test]
     fn refuses_bad_dates_and_descriptions() {
-        let mut d = draft(vec![posting("1000", "1", "USD"), posting("4000", "-1", "USD")]);
+        let mut d = draft(vec![
+            posting("1000", "1", "USD"),
+            posting("4000", "-1", "USD"),
+        ]);
         d.date = date!(1899 - 12 - 31);
-        assert!(matches!(d.validate(any_account), Err(LedgerError::DateOutOfRange(_))));
+        assert!(matches!(
+            d.validate(any_account),
+            Err(LedgerError::DateOutOfRange(_))
+        ));
         d.date = date!(2026 - 01 - 01);
         d.description = "  ".into();
-        assert_eq!(d.validate(any_account), Err(LedgerError::InvalidDescription));
+        assert_eq!(
+            d.validate(any_account),
+            Err(LedgerError::InvalidDescription)
+        );
         d.description = "x".repeat(501);
-        assert_eq!(d.validate(any_account), Err(LedgerError::InvalidDescription));
+        assert_eq!(
+            d.validate(any_account),
+            Err(LedgerError::InvalidDescription)
+        );
         d.description = "ok".into();
         d.reference = Some("a\u{0}b".into());
         assert_eq!(d.validate(any_account), Err(LedgerError::InvalidReference));

@@ -91,7 +91,10 @@ impl Currency {
                 .ok_or_else(overflow)?;
         }
         for i in 0..self.minor_units {
-            let digit = fraction.as_bytes().get(usize::from(i)).map_or(0, |b| b - b'0');
+            let digit = fraction
+                .as_bytes()
+                .get(usize::from(i))
+                .map_or(0, |b| b - b'0');
             value = value
                 .checked_mul(10)
                 .and_then(|v| v.checked_add(i64::from(digit)))
@@ -191,10 +194,7 @@ mod tests {
             usd().parse_amount("92233720368547758.08"),
             Err(MoneyError::Overflow(_))
         ));
-        assert_eq!(
-            usd().parse_amount("92233720368547758.07"),
-            Ok(i64::MAX)
-        );
+        assert_eq!(usd().parse_amount("92233720368547758.07"), Ok(i64::MAX));
         assert!(usd().parse_amount("99999999999999999999999999").is_err());
     }
 
@@ -211,7 +211,10 @@ mod tests {
         assert_eq!(usd().format(-5), "-0.05");
         assert_eq!(usd().format(123450), "1234.50");
         assert_eq!(Currency::parse("JPY").unwrap().format(-42), "-42");
-        assert_eq!(format_minor(i128::from(i64::MIN), 2), "-92233720368547758.08");
+        assert_eq!(
+            format_minor(i128::from(i64::MIN), 2),
+            "-92233720368547758.08"
+        );
     }
 
     proptest! {

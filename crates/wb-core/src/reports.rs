@@ -286,7 +286,10 @@ mod tests {
     fn entry_strategy() -> impl Strategy<Value = crate::BalancedEntry> {
         (
             1u32..=365,
-            prop::collection::vec((0usize..6, -1_000_000_000i64..1_000_000_000, 0usize..3), 1..6),
+            prop::collection::vec(
+                (0usize..6, -1_000_000_000i64..1_000_000_000, 0usize..3),
+                1..6,
+            ),
         )
             .prop_filter_map("needs a non-zero posting", |(day, legs)| {
                 let currencies = ["USD", "EUR", "JPY"];

@@ -85,8 +85,14 @@ mod tests {
         let table = [
             (Role::Owner, [true, true, true, true, true, true, true]),
             (Role::Admin, [true, true, true, true, true, true, false]),
-            (Role::Accountant, [true, true, false, false, false, false, false]),
-            (Role::Viewer, [true, false, false, false, false, false, false]),
+            (
+                Role::Accountant,
+                [true, true, false, false, false, false, false],
+            ),
+            (
+                Role::Viewer,
+                [true, false, false, false, false, false, false],
+            ),
         ];
         let perms = [
             ReadBooks,

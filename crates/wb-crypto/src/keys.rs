@@ -215,7 +215,9 @@ mod tests {
         let back = kek.unwrap_key(&wrapped, "company-a").unwrap();
         assert_eq!(back.0 .0, dek.0 .0);
         assert!(kek.unwrap_key(&wrapped, "company-b").is_err());
-        assert!(MasterKey::generate().unwrap_key(&wrapped, "company-a").is_err());
+        assert!(MasterKey::generate()
+            .unwrap_key(&wrapped, "company-a")
+            .is_err());
         let mut tampered = wrapped.clone();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;

@@ -2,7 +2,10 @@
 //!
 //! Architecture invariant: this is the only crate that handles raw key material.
 //! Every secret type zeroizes on drop and prints `***` in `Debug`.
-#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 mod keys;
 mod passphrase;

@@ -84,7 +84,10 @@ mod tests {
         assert_ne!(a, b, "salted");
         assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
         assert!(verify_passphrase(&a, &p));
-        assert!(!verify_passphrase(&a, &Secret::new("correct horse battery stapler".into())));
+        assert!(!verify_passphrase(
+            &a,
+            &Secret::new("correct horse battery stapler".into())
+        ));
         assert!(!verify_passphrase("garbage", &p));
     }
 
@@ -98,7 +101,10 @@ mod tests {
         ];
         for w in weak {
             let err = check_strength(&Secret::new(w.into()), &[], 3).unwrap_err();
-            assert!(matches!(err, PassphraseError::Weak(ref r) if !r.is_empty()), "{w}");
+            assert!(
+                matches!(err, PassphraseError::Weak(ref r) if !r.is_empty()),
+                "{w}"
+            );
         }
         // The user's own words (email, company name) make a passphrase guessable.
         let own = Secret::new("acmeledger12".into());

@@ -27,6 +27,11 @@ pub fn token_hash(token: &Secret) -> String {
     hex::encode(Sha256::digest(token.expose().as_bytes()))
 }
 
+/// Hex SHA-256 of arbitrary bytes (request fingerprints for idempotency).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,9 +46,4 @@ mod tests {
         assert_eq!(token_hash(&a.token), a.hash);
         assert_ne!(a.hash, b.hash);
     }
-}
-
-/// Hex SHA-256 of arbitrary bytes (request fingerprints for idempotency).
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }

@@ -93,7 +93,8 @@ impl FromRequestParts<AppState> for Caller {
                     .ok_or_else(|| ApiError::unauthorized("send a bearer token or log in"))?
                     .to_string();
                 // Cookies ride along on cross-site requests; a header cannot.
-                let unsafe_method = !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+                let unsafe_method =
+                    !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
                 if unsafe_method {
                     let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
                     let expected = cookie(parts, CSRF_COOKIE);
@@ -107,7 +108,9 @@ impl FromRequestParts<AppState> for Caller {
             }
         };
         if token.is_empty() || token.len() > 256 {
-            return Err(ApiError::unauthorized("the session or API key is invalid, expired or revoked"));
+            return Err(ApiError::unauthorized(
+                "the session or API key is invalid, expired or revoked",
+            ));
         }
         let principal = state.authenticate(&Secret::new(token)).await?;
         let meta = request_meta(parts);

@@ -8,7 +8,10 @@ use std::time::Duration;
 pub enum TlsMode {
     /// Generate (once) and use a self-signed certificate under `<data>/tls/`.
     SelfSigned,
-    Files { cert: PathBuf, key: PathBuf },
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
     /// Plain HTTP, only when explicitly asked for (behind a TLS-terminating proxy).
     InsecureHttp,
 }

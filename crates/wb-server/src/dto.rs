@@ -33,13 +33,19 @@ fn decimal_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
             Ok(v.to_string())
         }
         fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<String, E> {
-            Err(E::custom("amounts must be decimal strings such as \"100.50\", not JSON numbers"))
+            Err(E::custom(
+                "amounts must be decimal strings such as \"100.50\", not JSON numbers",
+            ))
         }
         fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<String, E> {
-            Err(E::custom("amounts must be decimal strings such as \"100.00\", not JSON numbers"))
+            Err(E::custom(
+                "amounts must be decimal strings such as \"100.00\", not JSON numbers",
+            ))
         }
         fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<String, E> {
-            Err(E::custom("amounts must be decimal strings such as \"100.00\", not JSON numbers"))
+            Err(E::custom(
+                "amounts must be decimal strings such as \"100.00\", not JSON numbers",
+            ))
         }
     }
     d.deserialize_any(Visitor)
@@ -402,7 +408,10 @@ pub fn parse_date(field: &str, text: &str) -> Result<Date, crate::problem::ApiEr
     Date::parse(text, format).map_err(|_| {
         crate::problem::ApiError::unprocessable(
             "invalid-date",
-            format!("{field} must be a date like 2026-01-31, not {:?}", text.chars().take(40).collect::<String>()),
+            format!(
+                "{field} must be a date like 2026-01-31, not {:?}",
+                text.chars().take(40).collect::<String>()
+            ),
         )
     })
 }

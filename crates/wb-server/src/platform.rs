@@ -30,8 +30,15 @@ const CONTROL_KEY_CONTEXT: &str = "workbooks:control-plane";
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub enum Principal {
-    User { user_id: String, token_hash: String },
-    ApiKey { key_id: String, company_id: String, role: Role },
+    User {
+        user_id: String,
+        token_hash: String,
+    },
+    ApiKey {
+        key_id: String,
+        company_id: String,
+        role: Role,
+    },
 }
 
 impl Principal {
@@ -81,7 +88,8 @@ impl std::fmt::Debug for Platform {
 fn control_key(data_dir: &Path, master: &MasterKey) -> anyhow::Result<DataKey> {
     let path = data_dir.join("control.key");
     if path.exists() {
-        let wrapped = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let wrapped =
+            std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         return master
             .unwrap_key(&wrapped, CONTROL_KEY_CONTEXT)
             .context("the master key does not open this data directory (wrong key?)");
@@ -163,15 +171,22 @@ impl Platform {
         ))
     }
 
-    fn new_user(&self, email: &str, passphrase: &Secret, name: Option<String>, related: &[&str]) -> ApiResult<UserRecord> {
+    fn new_user(
+        &self,
+        email: &str,
+        passphrase: &Secret,
+        name: Option<String>,
+        related: &[&str],
+    ) -> ApiResult<UserRecord> {
         let email = normalize_email(email)?;
         let local = email.split('@').next().unwrap_or("");
         let mut words = vec![email.as_str(), local];
         words.extend_from_slice(related);
         check_strength(passphrase, &words, MIN_PASSPHRASE_SCORE).map_err(|e| match e {
-            PassphraseError::Weak(reason) => {
-                ApiError::unprocessable("weak-passphrase", format!("passphrase is too weak: {reason}"))
-            }
+            PassphraseError::Weak(reason) => ApiError::unprocessable(
+                "weak-passphrase",
+                format!("passphrase is too weak: {reason}"),
+            ),
             PassphraseError::Hash => ApiError::internal(),
         })?;
         Ok(UserRecord {
@@ -206,7 +221,10 @@ impl Platform {
         self.tenants.create(&company.id, &key).await?;
         let audit = AuditEvent {
             at: self.now(),
-            actor: Actor { id: format!("user:{}", user.id), ..actor.clone() },
+            actor: Actor {
+                id: format!("user:{}", user.id),
+                ..actor.clone()
+            },
             company_id: Some(company.id.clone()),
             action: "company.signup".into(),
             target: Some(format!("company:{}", company.id)),
@@ -225,7 +243,11 @@ impl Platform {
     }
 
     /// Operator path (CLI): a company, optionally with an existing user as owner.
-    pub async fn create_company(&self, name: &str, owner_email: Option<&str>) -> ApiResult<CompanyRecord> {
+    pub async fn create_company(
+        &self,
+        name: &str,
+        owner_email: Option<&str>,
+    ) -> ApiResult<CompanyRecord> {
         let (company, key) = self.new_company(name)?;
         let owner = match owner_email {
             Some(email) => Some(
@@ -251,12 +273,19 @@ impl Platform {
             return Err(e.into());
         }
         if let Some(owner) = owner {
-            self.add_member(&company.id, &owner.id, Role::Owner, Actor::system("cli")).await?;
+            self.add_member(&company.id, &owner.id, Role::Owner, Actor::system("cli"))
+                .await?;
         }
         Ok(company)
     }
 
-    pub async fn create_user(&self, email: &str, passphrase: &Secret, name: Option<String>, actor: Actor) -> ApiResult<UserRecord> {
+    pub async fn create_user(
+        &self,
+        email: &str,
+        passphrase: &Secret,
+        name: Option<String>,
+        actor: Actor,
+    ) -> ApiResult<UserRecord> {
         let user = self.new_user(email, passphrase, name, &[])?;
         let audit = AuditEvent {
             at: self.now(),
@@ -267,14 +296,23 @@ impl Platform {
             outcome: Outcome::Success,
             detail: None,
         };
-        self.control.create_user(&user, &audit).await.map_err(|e| match e {
-            wb_store::StoreError::Conflict(d) => ApiError::conflict("email-taken", d),
-            other => other.into(),
-        })?;
+        self.control
+            .create_user(&user, &audit)
+            .await
+            .map_err(|e| match e {
+                wb_store::StoreError::Conflict(d) => ApiError::conflict("email-taken", d),
+                other => other.into(),
+            })?;
         Ok(user)
     }
 
-    pub async fn add_member(&self, company_id: &str, user_id: &str, role: Role, actor: Actor) -> ApiResult<()> {
+    pub async fn add_member(
+        &self,
+        company_id: &str,
+        user_id: &str,
+        role: Role,
+        actor: Actor,
+    ) -> ApiResult<()> {
         let audit = AuditEvent {
             at: self.now(),
             actor,
@@ -317,8 +355,14 @@ impl Platform {
         let failures = self.failed_logins.lock().ok()?;
         keys.iter()
             .filter_map(|k| failures.get(k))
-            .filter(|(count, since)| *count >= FAILED_LOGINS_MAX && now - *since < FAILED_LOGIN_WINDOW)
-            .map(|(_, since)| (FAILED_LOGIN_WINDOW - (now - *since)).whole_seconds().max(1) as u64)
+            .filter(|(count, since)| {
+                *count >= FAILED_LOGINS_MAX && now - *since < FAILED_LOGIN_WINDOW
+            })
+            .map(|(_, since)| {
+                (FAILED_LOGIN_WINDOW - (now - *since))
+                    .whole_seconds()
+                    .max(1) as u64
+            })
             .max()
     }
 
@@ -340,17 +384,27 @@ impl Platform {
 
     /// Verifies a passphrase and opens a session. Failures are throttled per
     /// account and per client address, and audited.
-    pub async fn login(&self, email: &str, passphrase: &Secret, actor: Actor) -> ApiResult<Session> {
+    pub async fn login(
+        &self,
+        email: &str,
+        passphrase: &Secret,
+        actor: Actor,
+    ) -> ApiResult<Session> {
         let email = email.trim().to_lowercase();
         let mut keys = vec![format!("email:{email}")];
         if let Some(client) = &actor.client {
             keys.push(format!("client:{client}"));
         }
         if let Some(wait) = self.throttled(&keys) {
-            return Err(ApiError::too_many("too many failed logins; try again later", wait));
+            return Err(ApiError::too_many(
+                "too many failed logins; try again later",
+                wait,
+            ));
         }
         let user = self.control.user_by_email(&email).await?;
-        let hash = user.as_ref().map_or(self.dummy_hash.clone(), |u| u.passphrase_hash.clone());
+        let hash = user
+            .as_ref()
+            .map_or(self.dummy_hash.clone(), |u| u.passphrase_hash.clone());
         let pass = passphrase.clone();
         let verified = tokio::task::spawn_blocking(move || verify_passphrase(&hash, &pass))
             .await
@@ -362,7 +416,9 @@ impl Platform {
                 let event = AuditEvent {
                     at: self.now(),
                     actor: Actor {
-                        id: user.as_ref().map_or("anonymous".into(), |u| format!("user:{}", u.id)),
+                        id: user
+                            .as_ref()
+                            .map_or("anonymous".into(), |u| format!("user:{}", u.id)),
                         auth: "passphrase".into(),
                         ..actor
                     },
@@ -370,7 +426,14 @@ impl Platform {
                     action: "auth.login".into(),
                     target: Some(format!("email:{email}")),
                     outcome: Outcome::Failure,
-                    detail: Some(if user.is_some() { "wrong passphrase" } else { "unknown email" }.into()),
+                    detail: Some(
+                        if user.is_some() {
+                            "wrong passphrase"
+                        } else {
+                            "unknown email"
+                        }
+                        .into(),
+                    ),
                 };
                 self.control.audit(&event).await?;
                 return Err(ApiError::unauthorized("email or passphrase is wrong"));
@@ -417,7 +480,8 @@ impl Platform {
 
     /// Resolves a bearer token (session or API key) to a principal.
     pub async fn authenticate(&self, token: &Secret) -> ApiResult<Principal> {
-        let invalid = || ApiError::unauthorized("the session or API key is invalid, expired or revoked");
+        let invalid =
+            || ApiError::unauthorized("the session or API key is invalid, expired or revoked");
         let hash = token_hash(token);
         let now = self.now();
         if token.expose().starts_with("wbk_") {
@@ -443,10 +507,20 @@ impl Platform {
 
     /// The caller's role in a company, or 404 (never 403) when the caller has
     /// no business there, so company ids cannot be probed.
-    pub async fn authorize(&self, principal: &Principal, company_id: &str, permission: Permission, actor: &Actor) -> ApiResult<Role> {
+    pub async fn authorize(
+        &self,
+        principal: &Principal,
+        company_id: &str,
+        permission: Permission,
+        actor: &Actor,
+    ) -> ApiResult<Role> {
         let role = match principal {
             Principal::User { user_id, .. } => self.control.role(user_id, company_id).await?,
-            Principal::ApiKey { company_id: own, role, .. } => (own == company_id).then_some(*role),
+            Principal::ApiKey {
+                company_id: own,
+                role,
+                ..
+            } => (own == company_id).then_some(*role),
         };
         let Some(role) = role else {
             self.control
@@ -463,7 +537,9 @@ impl Platform {
             return Err(ApiError::not_found("company"));
         };
         if !role.allows(permission) {
-            return Err(ApiError::forbidden(format!("the {role} role may not do this")));
+            return Err(ApiError::forbidden(format!(
+                "the {role} role may not do this"
+            )));
         }
         Ok(role)
     }
@@ -479,10 +555,15 @@ impl Platform {
     ) -> ApiResult<NewApiKey> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-            return Err(ApiError::unprocessable("invalid-api-key", "name must be 1 to 100 printable characters"));
+            return Err(ApiError::unprocessable(
+                "invalid-api-key",
+                "name must be 1 to 100 printable characters",
+            ));
         }
         if !granter.may_grant(role) || role == Role::Owner {
-            return Err(ApiError::forbidden(format!("a {granter} may not create a key with the {role} role")));
+            return Err(ApiError::forbidden(format!(
+                "a {granter} may not create a key with the {role} role"
+            )));
         }
         let days = expires_in_days.unwrap_or(API_KEY_DEFAULT_DAYS);
         if !(1..=API_KEY_MAX_DAYS).contains(&days) {
@@ -520,7 +601,12 @@ impl Platform {
         })
     }
 
-    pub async fn revoke_api_key(&self, company_id: &str, key_id: &str, actor: Actor) -> ApiResult<ApiKeyRecord> {
+    pub async fn revoke_api_key(
+        &self,
+        company_id: &str,
+        key_id: &str,
+        actor: Actor,
+    ) -> ApiResult<ApiKeyRecord> {
         let audit = AuditEvent {
             at: self.now(),
             actor,
@@ -530,7 +616,10 @@ impl Platform {
             outcome: Outcome::Success,
             detail: None,
         };
-        Ok(self.control.revoke_api_key(company_id, key_id, &audit).await?)
+        Ok(self
+            .control
+            .revoke_api_key(company_id, key_id, &audit)
+            .await?)
     }
 }
 
@@ -544,6 +633,9 @@ pub fn normalize_email(email: &str) -> ApiResult<String> {
     if valid {
         Ok(email)
     } else {
-        Err(ApiError::unprocessable("invalid-email", "email address is not valid"))
+        Err(ApiError::unprocessable(
+            "invalid-email",
+            "email address is not valid",
+        ))
     }
 }

@@ -31,7 +31,12 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, slug: &'static str, title: &'static str, detail: impl Into<String>) -> ApiError {
+    pub fn new(
+        status: StatusCode,
+        slug: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             status,
             slug,
@@ -44,22 +49,42 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, slug, "Bad request", detail)
     }
     pub fn unprocessable(slug: &'static str, detail: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, slug, "Unprocessable request", detail)
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            slug,
+            "Unprocessable request",
+            detail,
+        )
     }
     pub fn unauthorized(detail: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "Authentication required", detail)
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Authentication required",
+            detail,
+        )
     }
     pub fn forbidden(detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", detail)
     }
     pub fn not_found(what: &str) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "not-found", "Not found", format!("{what} not found"))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "Not found",
+            format!("{what} not found"),
+        )
     }
     pub fn conflict(slug: &'static str, detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::CONFLICT, slug, "Conflict", detail)
     }
     pub fn too_many(detail: impl Into<String>, retry_after_secs: u64) -> ApiError {
-        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too-many-requests", "Too many requests", detail);
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-requests",
+            "Too many requests",
+            detail,
+        );
         e.retry_after_secs = Some(retry_after_secs);
         e
     }
@@ -72,7 +97,12 @@ impl ApiError {
         )
     }
     pub fn unavailable(detail: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable", detail)
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service unavailable",
+            detail,
+        )
     }
 
     pub fn body(&self) -> Problem {
@@ -90,7 +120,10 @@ impl IntoResponse for ApiError {
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
         let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if let Some(secs) = self.retry_after_secs {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 headers.insert(header::RETRY_AFTER, v);
@@ -144,8 +177,12 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => ApiError::not_found(what),
             StoreError::Ledger(l) => l.into(),
             StoreError::Conflict(detail) => ApiError::unprocessable("invalid-batch", detail),
-            StoreError::IdempotencyMismatch => ApiError::unprocessable("idempotency-key-reused", e.to_string()),
-            StoreError::WriterStopped => ApiError::unavailable("the company's books are temporarily unavailable"),
+            StoreError::IdempotencyMismatch => {
+                ApiError::unprocessable("idempotency-key-reused", e.to_string())
+            }
+            StoreError::WriterStopped => {
+                ApiError::unavailable("the company's books are temporarily unavailable")
+            }
             other => {
                 tracing::error!(error = %other, "storage error");
                 ApiError::internal()

@@ -24,7 +24,11 @@ pub struct RunningServer {
 
 impl RunningServer {
     pub fn url(&self) -> String {
-        format!("{}://{}", if self.https { "https" } else { "http" }, self.addr)
+        format!(
+            "{}://{}",
+            if self.https { "https" } else { "http" },
+            self.addr
+        )
     }
 
     /// Stops accepting, lets requests in flight finish (up to 10 s), records the stop.
@@ -76,8 +80,8 @@ pub async fn start(
     };
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let app = api::router(platform.clone(), config)
-        .into_make_service_with_connect_info::<SocketAddr>();
+    let app =
+        api::router(platform.clone(), config).into_make_service_with_connect_info::<SocketAddr>();
     let handle = Handle::new();
     let (https, task) = match &config.tls {
         TlsMode::InsecureHttp => {
@@ -91,7 +95,13 @@ pub async fn start(
             };
             let tls_config = RustlsConfig::from_pem_file(&cert, &key)
                 .await
-                .with_context(|| format!("loading TLS certificate {} and key {}", cert.display(), key.display()))?;
+                .with_context(|| {
+                    format!(
+                        "loading TLS certificate {} and key {}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?;
             let server = axum_server::from_tcp_rustls(listener, tls_config).handle(handle.clone());
             (true, tokio::spawn(server.serve(app)))
         }

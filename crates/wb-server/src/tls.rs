@@ -16,8 +16,13 @@ pub fn self_signed(data_dir: &Path) -> Result<(PathBuf, PathBuf)> {
         return Ok((cert_path, key_path));
     }
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
-    let certified = rcgen::generate_simple_self_signed(names).context("generating a certificate")?;
+    let names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    let certified =
+        rcgen::generate_simple_self_signed(names).context("generating a certificate")?;
     write_private(&key_path, certified.key_pair.serialize_pem().as_bytes())?;
     fs::write(&cert_path, certified.cert.pem())
         .with_context(|| format!("writing {}", cert_path.display()))?;

@@ -61,9 +61,11 @@ fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
         })
         .map_or(0.0, |kb| kb / 1024.0)
 }
@@ -76,11 +78,19 @@ struct Target {
 impl Target {
     async fn signup(&self, name: &str, email: &str) -> Result<(String, String)> {
         let body = json!({"company_name": name, "email": email, "passphrase": STRONG_PASSPHRASE});
-        let response = self.client.post(format!("{}/api/v1/signup", self.url)).json(&body).send().await?;
+        let response = self
+            .client
+            .post(format!("{}/api/v1/signup", self.url))
+            .json(&body)
+            .send()
+            .await?;
         let status = response.status();
         let value: serde_json::Value = response.json().await?;
         anyhow::ensure!(status.as_u16() == 201, "signup failed: {value}");
-        let company = value["company"]["id"].as_str().context("company id")?.to_string();
+        let company = value["company"]["id"]
+            .as_str()
+            .context("company id")?
+            .to_string();
         let token = value["token"].as_str().context("token")?.to_string();
         for (code, kind) in [("1000", "asset"), ("4000", "income")] {
             let r = self
@@ -205,8 +215,15 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     )?);
     let memory = companies_open(&platform, args.companies).await?;
     rows.push(Row {
-        name: format!("resident memory with {} companies open (each written once)", args.companies),
-        measured: format!("{:.0} MiB (+{:.0} MiB over start)", memory, memory - rss_start),
+        name: format!(
+            "resident memory with {} companies open (each written once)",
+            args.companies
+        ),
+        measured: format!(
+            "{:.0} MiB (+{:.0} MiB over start)",
+            memory,
+            memory - rss_start
+        ),
         baseline: format!("{rss_start:.0} MiB at start"),
         ratio: "-".into(),
         target: "< 200 MiB".into(),
@@ -216,7 +233,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let mut config = ServerConfig::new(dir.join("data"), "127.0.0.1:0".parse()?);
     config.batch_body_limit_bytes = 64 * 1024 * 1024;
     let server = wb_server::start(platform.clone(), &config, None).await?;
-    let target = Arc::new(Target { url: server.url(), client: client(&dir.join("data"))? });
+    let target = Arc::new(Target {
+        url: server.url(),
+        client: client(&dir.join("data"))?,
+    });
 
     eprintln!("bench: /healthz ceiling");
     let t = target.clone();
@@ -259,7 +279,14 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     eprintln!("bench: 64 clients over 16 companies");
     let mut spread_targets = Vec::new();
     for n in 0..SPREAD_COMPANIES {
-        spread_targets.push(target.signup(&format!("Bench Spread {n}"), &format!("spread{n}@bench.example")).await?);
+        spread_targets.push(
+            target
+                .signup(
+                    &format!("Bench Spread {n}"),
+                    &format!("spread{n}@bench.example"),
+                )
+                .await?,
+        );
     }
     let spread_targets = Arc::new(spread_targets);
     let t = target.clone();
@@ -291,13 +318,19 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     .await;
 
     eprintln!("bench: trial balance over {} entries", args.large_entries);
-    let (tb_p50, tb_p99, populate_rate) = large_company(&platform, &target, args.large_entries).await?;
+    let (tb_p50, tb_p99, populate_rate) =
+        large_company(&platform, &target, args.large_entries).await?;
 
     server.shutdown().await?;
 
     rows.push(Row {
         name: "GET /healthz over HTTPS, 64 clients (CPU ceiling)".into(),
-        measured: format!("{:.0} req/s, p50 {:.1} ms, p99 {:.1} ms", health.rate(), health.p50_ms, health.p99_ms),
+        measured: format!(
+            "{:.0} req/s, p50 {:.1} ms, p99 {:.1} ms",
+            health.rate(),
+            health.p50_ms,
+            health.p99_ms
+        ),
         baseline: "-".into(),
         ratio: "-".into(),
         target: "-".into(),
@@ -319,27 +352,51 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         target: "-".into(),
         verdict: "-",
     });
-    for (name, l) in [("(a) POST /entries over HTTPS, 64 clients, 1 company", &one), ("(a) POST /entries over HTTPS, 64 clients, 16 companies", &spread)] {
+    for (name, l) in [
+        ("(a) POST /entries over HTTPS, 64 clients, 1 company", &one),
+        (
+            "(a) POST /entries over HTTPS, 64 clients, 16 companies",
+            &spread,
+        ),
+    ] {
         let ratio = l.rate() / raw_one;
         rows.push(Row {
             name: name.into(),
-            measured: format!("{:.0} entries/s, p50 {:.1} ms, p99 {:.1} ms ({} errors)", l.rate(), l.p50_ms, l.p99_ms, l.errors),
+            measured: format!(
+                "{:.0} entries/s, p50 {:.1} ms, p99 {:.1} ms ({} errors)",
+                l.rate(),
+                l.p50_ms,
+                l.p99_ms,
+                l.errors
+            ),
             baseline: format!("{raw_one:.0} rows/s (raw, 1 row/tx)"),
             ratio: format!("{ratio:.1}x"),
             target: ">= 10x baseline, >= 5,000/s, p99 < 50 ms".into(),
-            verdict: verdict(ratio >= 10.0 && l.rate() >= 5000.0 && l.p99_ms < 50.0 && l.errors == 0),
+            verdict: verdict(
+                ratio >= 10.0 && l.rate() >= 5000.0 && l.p99_ms < 50.0 && l.errors == 0,
+            ),
         });
     }
     rows.push(Row {
-        name: format!("(b) POST /entries/batch, {BATCH_SIZE} entries a request, {BATCH_CLIENTS} clients"),
-        measured: format!("{:.0} entries/s, p50 {:.0} ms per batch ({} errors)", batch.rate(), batch.p50_ms, batch.errors),
+        name: format!(
+            "(b) POST /entries/batch, {BATCH_SIZE} entries a request, {BATCH_CLIENTS} clients"
+        ),
+        measured: format!(
+            "{:.0} entries/s, p50 {:.0} ms per batch ({} errors)",
+            batch.rate(),
+            batch.p50_ms,
+            batch.errors
+        ),
         baseline: format!("{raw_thousand:.0} rows/s (raw, 1,000 rows/tx)"),
         ratio: format!("{:.2}x", batch.rate() / raw_thousand),
         target: ">= 50,000 entries/s".into(),
         verdict: verdict(batch.rate() >= 50_000.0 && batch.errors == 0),
     });
     rows.push(Row {
-        name: format!("trial balance over {} entries (HTTPS GET, 20 runs)", args.large_entries),
+        name: format!(
+            "trial balance over {} entries (HTTPS GET, 20 runs)",
+            args.large_entries
+        ),
         measured: format!("p50 {tb_p50:.1} ms, p99 {tb_p99:.1} ms"),
         baseline: format!("populated at {populate_rate:.0} entries/s through the store"),
         ratio: "-".into(),
@@ -354,7 +411,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
 }
 
 fn tempdir_in(base: Option<&Path>) -> Result<TempDir> {
-    let base = base.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
+    let base = base
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir);
     let path = base.join(format!("workbooks-bench-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&path)?;
     Ok(TempDir(path))
@@ -391,11 +450,26 @@ async fn companies_open(platform: &Arc<Platform>, count: u64) -> Result<f64> {
         let (platform, semaphore) = (platform.clone(), semaphore.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = semaphore.acquire().await?;
-            let company = platform.create_company(&format!("Memory {n}"), None).await?;
+            let company = platform
+                .create_company(&format!("Memory {n}"), None)
+                .await?;
             let store = platform.tenant(&company.id).await?;
-            let ctx = WriteContext { actor: Actor::system("bench"), at: platform.now() };
-            store.create_account(NewAccount::validate("1000", "Cash", "asset", None, None)?, ctx.clone()).await?;
-            store.create_account(NewAccount::validate("4000", "Sales", "income", None, None)?, ctx.clone()).await?;
+            let ctx = WriteContext {
+                actor: Actor::system("bench"),
+                at: platform.now(),
+            };
+            store
+                .create_account(
+                    NewAccount::validate("1000", "Cash", "asset", None, None)?,
+                    ctx.clone(),
+                )
+                .await?;
+            store
+                .create_account(
+                    NewAccount::validate("4000", "Sales", "income", None, None)?,
+                    ctx.clone(),
+                )
+                .await?;
             store.post_entries(vec![draft(n)], None, ctx).await?;
             anyhow::Ok(())
         }));
@@ -403,7 +477,10 @@ async fn companies_open(platform: &Arc<Platform>, count: u64) -> Result<f64> {
     for task in tasks {
         task.await??;
     }
-    anyhow::ensure!(platform.tenants.open_count() as u64 >= count, "companies were closed");
+    anyhow::ensure!(
+        platform.tenants.open_count() as u64 >= count,
+        "companies were closed"
+    );
     Ok(rss_mib())
 }
 
@@ -416,14 +493,26 @@ fn draft(i: u64) -> EntryDraft {
         description: format!("Sale {i}"),
         reference: None,
         postings: vec![
-            PostingDraft { account: "1000".into(), amount: amount.clone(), currency: "USD".into() },
-            PostingDraft { account: "4000".into(), amount: format!("-{amount}"), currency: "USD".into() },
+            PostingDraft {
+                account: "1000".into(),
+                amount: amount.clone(),
+                currency: "USD".into(),
+            },
+            PostingDraft {
+                account: "4000".into(),
+                amount: format!("-{amount}"),
+                currency: "USD".into(),
+            },
         ],
     }
 }
 
 /// Fills one company with `entries` entries, then times its trial balance.
-async fn large_company(platform: &Arc<Platform>, target: &Target, entries: u64) -> Result<(f64, f64, f64)> {
+async fn large_company(
+    platform: &Arc<Platform>,
+    target: &Target,
+    entries: u64,
+) -> Result<(f64, f64, f64)> {
     let (company, token) = target.signup("Bench Large", "large@bench.example").await?;
     let store = platform.tenant(&company).await?;
     let start = Instant::now();
@@ -433,8 +522,16 @@ async fn large_company(platform: &Arc<Platform>, target: &Target, entries: u64) 
     while posted < entries {
         let n = chunk.min(entries - posted);
         let drafts: Vec<EntryDraft> = (posted..posted + n).map(draft).collect();
-        let (store, ctx) = (store.clone(), WriteContext { actor: Actor::system("bench"), at: platform.now() });
-        pending.push(tokio::spawn(async move { store.post_entries(drafts, None, ctx).await }));
+        let (store, ctx) = (
+            store.clone(),
+            WriteContext {
+                actor: Actor::system("bench"),
+                at: platform.now(),
+            },
+        );
+        pending.push(tokio::spawn(async move {
+            store.post_entries(drafts, None, ctx).await
+        }));
         if pending.len() >= 4 {
             pending.remove(0).await??;
         }
@@ -444,7 +541,10 @@ async fn large_company(platform: &Arc<Platform>, target: &Target, entries: u64) 
         p.await??;
     }
     let populate_rate = entries as f64 / start.elapsed().as_secs_f64();
-    let url = format!("{}/api/v1/companies/{company}/reports/trial-balance?as_of=2026-12-31", target.url);
+    let url = format!(
+        "{}/api/v1/companies/{company}/reports/trial-balance?as_of=2026-12-31",
+        target.url
+    );
     let mut times = Vec::new();
     for _ in 0..20 {
         let t = Instant::now();
@@ -452,10 +552,17 @@ async fn large_company(platform: &Arc<Platform>, target: &Target, entries: u64) 
         anyhow::ensure!(r.status().is_success(), "trial balance failed");
         let body: serde_json::Value = r.json().await?;
         times.push(t.elapsed().as_micros() as u32);
-        anyhow::ensure!(body["totals"]["USD"] == "0.00", "trial balance does not balance");
+        anyhow::ensure!(
+            body["totals"]["USD"] == "0.00",
+            "trial balance does not balance"
+        );
     }
     times.sort_unstable();
-    Ok((percentile(&times, 0.5), percentile(&times, 0.99), populate_rate))
+    Ok((
+        percentile(&times, 0.5),
+        percentile(&times, 0.99),
+        populate_rate,
+    ))
 }
 
 fn render(rows: &[Row], args: &BenchArgs) -> String {
@@ -468,7 +575,10 @@ fn render(rows: &[Row], args: &BenchArgs) -> String {
     ));
     out.push_str("| measurement | measured | baseline (same run) | ratio | target | verdict |\n|---|---|---|---|---|---|\n");
     for r in rows {
-        out.push_str(&format!("| {} | {} | {} | {} | {} | {} |\n", r.name, r.measured, r.baseline, r.ratio, r.target, r.verdict));
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            r.name, r.measured, r.baseline, r.ratio, r.target, r.verdict
+        ));
     }
     out
 }
@@ -480,7 +590,12 @@ fn write_results(path: &Path, table: &str) -> Result<()> {
     let existing = std::fs::read_to_string(path).unwrap_or_default();
     let section = format!("{BEGIN}\n{table}{END}");
     let text = match (existing.find(BEGIN), existing.find(END)) {
-        (Some(b), Some(e)) if e > b => format!("{}{}{}", &existing[..b], section, &existing[e + END.len()..]),
+        (Some(b), Some(e)) if e > b => format!(
+            "{}{}{}",
+            &existing[..b],
+            section,
+            &existing[e + END.len()..]
+        ),
         _ => format!("{existing}\n{section}\n"),
     };
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))

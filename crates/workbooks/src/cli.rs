@@ -11,7 +11,11 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
 #[derive(Debug, Parser)]
-#[command(name = "workbooks", version, about = "Work-books: multi-tenant bookkeeping with an enforced data-security policy")]
+#[command(
+    name = "workbooks",
+    version,
+    about = "Work-books: multi-tenant bookkeeping with an enforced data-security policy"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -155,9 +159,8 @@ fn read_config(path: Option<&Path>) -> Result<ConfigFile> {
     };
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
-    toml::from_str(&text).map_err(|e| {
-        anyhow::anyhow!("config file {}: {}", path.display(), e.message())
-    })
+    toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("config file {}: {}", path.display(), e.message()))
 }
 
 /// A deployment's settings after flags, environment and config file are merged.
@@ -195,7 +198,10 @@ impl DeploymentArgs {
                 .clone()
                 .or_else(|| file.data.clone())
                 .unwrap_or_else(|| PathBuf::from("./workbooks-data")),
-            master_key_file: self.master_key_file.clone().or_else(|| file.master_key_file.clone()),
+            master_key_file: self
+                .master_key_file
+                .clone()
+                .or_else(|| file.master_key_file.clone()),
             json: self.json,
         })
     }
@@ -222,7 +228,11 @@ impl ServeArgs {
             (false, None, None) => wb_server::TlsMode::SelfSigned,
             _ => bail!("--tls-cert and --tls-key must be given together"),
         };
-        let log_format = self.log_format.clone().or(file.log_format).unwrap_or_else(|| "human".into());
+        let log_format = self
+            .log_format
+            .clone()
+            .or(file.log_format)
+            .unwrap_or_else(|| "human".into());
         let log_json = match log_format.as_str() {
             "json" => true,
             "human" => false,

@@ -53,7 +53,8 @@ pub const CHART: &[(&str, &str, &str, Option<&str>)] = &[
 pub async fn ensure(platform: &Platform, data: &Path) -> Result<DemoLogin> {
     let file = data.join("demo-login.json");
     if file.exists() {
-        let saved: SavedLogin = serde_json::from_slice(&std::fs::read(&file)?).context("reading demo-login.json")?;
+        let saved: SavedLogin =
+            serde_json::from_slice(&std::fs::read(&file)?).context("reading demo-login.json")?;
         return Ok(DemoLogin {
             company_id: saved.company_id,
             company_name: saved.company_name,
@@ -67,7 +68,10 @@ pub async fn ensure(platform: &Platform, data: &Path) -> Result<DemoLogin> {
         .await
         .context("creating the demo company")?;
     let store = platform.tenant(&company.id).await?;
-    let ctx = WriteContext { actor: Actor::system("demo"), at: platform.now() };
+    let ctx = WriteContext {
+        actor: Actor::system("demo"),
+        at: platform.now(),
+    };
     for (code, name, kind, currency) in CHART {
         let account = NewAccount::validate(code, name, kind, None, *currency)?;
         store.create_account(account, ctx.clone()).await?;
@@ -75,7 +79,9 @@ pub async fn ensure(platform: &Platform, data: &Path) -> Result<DemoLogin> {
     let today = platform.now().date();
     let entries = year_of_books(today, 2026);
     for chunk in entries.chunks(500) {
-        store.post_entries(chunk.to_vec(), None, ctx.clone()).await?;
+        store
+            .post_entries(chunk.to_vec(), None, ctx.clone())
+            .await?;
     }
     let saved = SavedLogin {
         company_id: company.id.clone(),
@@ -84,7 +90,12 @@ pub async fn ensure(platform: &Platform, data: &Path) -> Result<DemoLogin> {
         passphrase: passphrase.expose().to_string(),
     };
     write_private(&file, &serde_json::to_vec_pretty(&saved)?)?;
-    Ok(DemoLogin { company_id: company.id, company_name: company.name, email: EMAIL.into(), passphrase })
+    Ok(DemoLogin {
+        company_id: company.id,
+        company_name: company.name,
+        email: EMAIL.into(),
+        passphrase,
+    })
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -134,11 +145,26 @@ pub fn year_of_books(today: Date, seed: u64) -> Vec<EntryDraft> {
         return Vec::new();
     };
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut b = Builder { usd, entries: Vec::new() };
+    let mut b = Builder {
+        usd,
+        entries: Vec::new(),
+    };
     let start = today - Duration::days(364);
-    b.add(start, "Owner capital contribution", &[("1000", 5_000_000), ("3000", -5_000_000)]);
-    b.add(start, "Bank loan drawn", &[("1000", 2_000_000), ("2500", -2_000_000)]);
-    b.add(start, "Delivery van and shop fittings", &[("1500", 1_200_000), ("1000", -1_200_000)]);
+    b.add(
+        start,
+        "Owner capital contribution",
+        &[("1000", 5_000_000), ("3000", -5_000_000)],
+    );
+    b.add(
+        start,
+        "Bank loan drawn",
+        &[("1000", 2_000_000), ("2500", -2_000_000)],
+    );
+    b.add(
+        start,
+        "Delivery van and shop fittings",
+        &[("1500", 1_200_000), ("1000", -1_200_000)],
+    );
     let mut receivables: Vec<(Date, i64)> = Vec::new();
     let mut payables: Vec<(Date, i64)> = Vec::new();
     let mut day = start;
@@ -146,15 +172,27 @@ pub fn year_of_books(today: Date, seed: u64) -> Vec<EntryDraft> {
         let weekday = day.weekday();
         if day.day() == 1 {
             b.add(day, "Shop rent", &[("6000", 250_000), ("1000", -250_000)]);
-            b.add(day, "Loan repayment", &[("2500", 50_000), ("6500", 8_000), ("1000", -58_000)]);
-            b.add(day, "Monthly bank fees", &[("6400", 2_500), ("1000", -2_500)]);
+            b.add(
+                day,
+                "Loan repayment",
+                &[("2500", 50_000), ("6500", 8_000), ("1000", -58_000)],
+            );
+            b.add(
+                day,
+                "Monthly bank fees",
+                &[("6400", 2_500), ("1000", -2_500)],
+            );
         }
         if day.day() == 15 || day.day() == 28 {
             b.add(day, "Payroll", &[("6100", 420_000), ("1000", -420_000)]);
         }
         if day.day() == 20 {
             let bill = rng.gen_range(15_000..40_000);
-            b.add(day, "Electricity and water", &[("6200", bill), ("2000", -bill)]);
+            b.add(
+                day,
+                "Electricity and water",
+                &[("6200", bill), ("2000", -bill)],
+            );
             payables.push((day + Duration::days(14), bill));
         }
         if weekday == Weekday::Monday {
@@ -168,25 +206,50 @@ pub fn year_of_books(today: Date, seed: u64) -> Vec<EntryDraft> {
                 let tax = net * 8 / 100;
                 let cost = net * 40 / 100;
                 if rng.gen_bool(0.5) {
-                    b.add(day, "Counter sale", &[("1000", net + tax), ("4000", -net), ("2100", -tax)]);
+                    b.add(
+                        day,
+                        "Counter sale",
+                        &[("1000", net + tax), ("4000", -net), ("2100", -tax)],
+                    );
                 } else {
-                    b.add(day, "Sale on account", &[("1100", net + tax), ("4000", -net), ("2100", -tax)]);
+                    b.add(
+                        day,
+                        "Sale on account",
+                        &[("1100", net + tax), ("4000", -net), ("2100", -tax)],
+                    );
                     receivables.push((day + Duration::days(rng.gen_range(10..40)), net + tax));
                 }
-                b.add(day, "Cost of goods sold", &[("5000", cost), ("1200", -cost)]);
+                b.add(
+                    day,
+                    "Cost of goods sold",
+                    &[("5000", cost), ("1200", -cost)],
+                );
             }
             if rng.gen_bool(0.05) {
                 let fee = rng.gen_range(50_000..300_000);
-                b.add(day, "Consulting engagement", &[("1000", fee), ("4100", -fee)]);
+                b.add(
+                    day,
+                    "Consulting engagement",
+                    &[("1000", fee), ("4100", -fee)],
+                );
             }
             if rng.gen_bool(0.04) {
                 let eur_sale = rng.gen_range(10_000..100_000);
-                b.add_in(day, "Export sale to Lyon", eur, &[("1050", eur_sale), ("4000", -eur_sale)]);
+                b.add_in(
+                    day,
+                    "Export sale to Lyon",
+                    eur,
+                    &[("1050", eur_sale), ("4000", -eur_sale)],
+                );
             }
         }
         receivables.retain(|(due, amount)| {
             if *due == day {
-                b.add(day, "Customer payment received", &[("1000", *amount), ("1100", -amount)]);
+                b.add(
+                    day,
+                    "Customer payment received",
+                    &[("1000", *amount), ("1100", -amount)],
+                );
                 false
             } else {
                 true
@@ -194,7 +257,11 @@ pub fn year_of_books(today: Date, seed: u64) -> Vec<EntryDraft> {
         });
         payables.retain(|(due, amount)| {
             if *due == day {
-                b.add(day, "Supplier payment", &[("2000", *amount), ("1000", -amount)]);
+                b.add(
+                    day,
+                    "Supplier payment",
+                    &[("2000", *amount), ("1000", -amount)],
+                );
                 false
             } else {
                 true

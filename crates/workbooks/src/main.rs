@@ -19,7 +19,10 @@ use cli::{Cli, Command, CompanyCommand, Deployment, UserCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("workbooks: error: cannot start the async runtime: {e}");
@@ -80,21 +83,36 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 
 pub fn open_platform(d: &Deployment) -> Result<Arc<Platform>> {
     let key = master_key(d)?;
-    let platform = Platform::open_embedded(&d.data, key, Arc::new(SystemClock), time::Duration::hours(12))?;
+    let platform = Platform::open_embedded(
+        &d.data,
+        key,
+        Arc::new(SystemClock),
+        time::Duration::hours(12),
+    )?;
     Ok(Arc::new(platform))
 }
 
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WORKBOOKS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 async fn serve(settings: cli::Serve, demo: bool) -> Result<()> {
     init_logging(settings.log_json);
     let platform = open_platform(&settings.deployment)?;
-    let login = if demo { Some(demo::ensure(&platform, &settings.deployment.data).await?) } else { None };
+    let login = if demo {
+        Some(demo::ensure(&platform, &settings.deployment.data).await?)
+    } else {
+        None
+    };
     let mut config = ServerConfig::new(settings.deployment.data.clone(), settings.listen);
     config.tls = settings.tls.clone();
     let server = wb_server::start(platform, &config, None).await?;
@@ -102,16 +120,29 @@ async fn serve(settings: cli::Serve, demo: bool) -> Result<()> {
     tracing::info!(%url, data = %settings.deployment.data.display(), "serving");
     if let Some(login) = login {
         println!("Work-books demo is running at {url}");
-        println!("  company:    {} ({})", login.company_name, login.company_id);
+        println!(
+            "  company:    {} ({})",
+            login.company_name, login.company_id
+        );
         println!("  email:      {}", login.email);
         println!("  passphrase: {}", login.passphrase.expose());
         println!("Try:");
         println!("  curl -sk {url}/api/v1/auth/login -H 'content-type: application/json' \\");
-        println!("    -d '{{\"email\":\"{}\",\"passphrase\":\"{}\"}}'", login.email, login.passphrase.expose());
+        println!(
+            "    -d '{{\"email\":\"{}\",\"passphrase\":\"{}\"}}'",
+            login.email,
+            login.passphrase.expose()
+        );
         println!("  curl -sk {url}/api/v1/companies/{}/reports/trial-balance -H \"authorization: Bearer $TOKEN\"", login.company_id);
-        println!("The certificate is self-signed ({}); press Ctrl-C to stop.", settings.deployment.data.join("tls/cert.pem").display());
+        println!(
+            "The certificate is self-signed ({}); press Ctrl-C to stop.",
+            settings.deployment.data.join("tls/cert.pem").display()
+        );
     } else {
-        println!("Work-books is serving at {url} (data: {})", settings.deployment.data.display());
+        println!(
+            "Work-books is serving at {url} (data: {})",
+            settings.deployment.data.display()
+        );
     }
     shutdown_signal().await;
     tracing::info!("shutting down");
@@ -122,13 +153,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -149,8 +181,10 @@ async fn company(cmd: CompanyCommand) -> Result<()> {
             if d.json {
                 let list: Vec<_> = companies
                     .iter()
-                    .map(|c| serde_json::json!({"id": c.id, "name": c.name, "status": c.status.as_str(),
-                        "created_at": wb_server::dto::rfc3339(c.created_at)}))
+                    .map(|c| {
+                        serde_json::json!({"id": c.id, "name": c.name, "status": c.status.as_str(),
+                        "created_at": wb_server::dto::rfc3339(c.created_at)})
+                    })
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
@@ -160,12 +194,19 @@ async fn company(cmd: CompanyCommand) -> Result<()> {
             }
             Ok(())
         }
-        CompanyCommand::Create { deployment, name, owner } => {
+        CompanyCommand::Create {
+            deployment,
+            name,
+            owner,
+        } => {
             let d = deployment.resolve()?;
             let platform = open_platform(&d)?;
             let company = platform.create_company(&name, owner.as_deref()).await?;
             if d.json {
-                println!("{}", serde_json::json!({"id": company.id, "name": company.name}));
+                println!(
+                    "{}",
+                    serde_json::json!({"id": company.id, "name": company.name})
+                );
             } else {
                 println!("{}", company.id);
             }
@@ -177,9 +218,12 @@ async fn company(cmd: CompanyCommand) -> Result<()> {
 fn read_passphrase(path: &Path) -> Result<Secret> {
     let mut text = String::new();
     if path == Path::new("-") {
-        std::io::stdin().read_to_string(&mut text).context("reading the passphrase from standard input")?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the passphrase from standard input")?;
     } else {
-        text = std::fs::read_to_string(path).with_context(|| format!("cannot read passphrase file {}", path.display()))?;
+        text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read passphrase file {}", path.display()))?;
     }
     let line = text.lines().next().unwrap_or("").to_string();
     Ok(Secret::from(line))
@@ -187,20 +231,38 @@ fn read_passphrase(path: &Path) -> Result<Secret> {
 
 async fn user(cmd: UserCommand) -> Result<()> {
     match cmd {
-        UserCommand::Create { deployment, email, passphrase_file, name, company, role } => {
+        UserCommand::Create {
+            deployment,
+            email,
+            passphrase_file,
+            name,
+            company,
+            role,
+        } => {
             let d = deployment.resolve()?;
             let passphrase = read_passphrase(&passphrase_file)?;
             let role = role.map(|r| r.parse::<wb_core::Role>()).transpose()?;
             let platform = open_platform(&d)?;
             if let Some(company) = &company {
-                platform.control.company(company).await?.context("no such company")?;
+                platform
+                    .control
+                    .company(company)
+                    .await?
+                    .context("no such company")?;
             }
-            let user = platform.create_user(&email, &passphrase, name, Actor::system("cli")).await?;
+            let user = platform
+                .create_user(&email, &passphrase, name, Actor::system("cli"))
+                .await?;
             if let (Some(company), Some(role)) = (&company, role) {
-                platform.add_member(company, &user.id, role, Actor::system("cli")).await?;
+                platform
+                    .add_member(company, &user.id, role, Actor::system("cli"))
+                    .await?;
             }
             if d.json {
-                println!("{}", serde_json::json!({"id": user.id, "email": user.email}));
+                println!(
+                    "{}",
+                    serde_json::json!({"id": user.id, "email": user.email})
+                );
             } else {
                 println!("{}", user.id);
             }

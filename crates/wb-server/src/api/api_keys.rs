@@ -14,9 +14,28 @@ use crate::problem::{ApiError, ApiResult, Problem};
 #[utoipa::path(get, path = "/api/v1/companies/{company}/api-keys", tag = "api-keys",
     params(("company" = String, Path)),
     responses((status = 200, body = [ApiKeyView]), (status = 404, body = Problem)))]
-pub async fn list(State(platform): State<AppState>, caller: Caller, Path(company): Path<String>) -> ApiResult<Json<Vec<ApiKeyView>>> {
-    platform.authorize(&caller.principal, &company, Permission::ManageApiKeys, &caller.actor).await?;
-    Ok(Json(platform.control.api_keys(&company).await?.iter().map(Into::into).collect()))
+pub async fn list(
+    State(platform): State<AppState>,
+    caller: Caller,
+    Path(company): Path<String>,
+) -> ApiResult<Json<Vec<ApiKeyView>>> {
+    platform
+        .authorize(
+            &caller.principal,
+            &company,
+            Permission::ManageApiKeys,
+            &caller.actor,
+        )
+        .await?;
+    Ok(Json(
+        platform
+            .control
+            .api_keys(&company)
+            .await?
+            .iter()
+            .map(Into::into)
+            .collect(),
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/companies/{company}/api-keys", tag = "api-keys",
@@ -29,9 +48,21 @@ pub async fn create(
     ApiJson(body): ApiJson<NewApiKeyRequest>,
 ) -> ApiResult<(StatusCode, Json<ApiKeyView>)> {
     let books = Books::open(&platform, caller, &company, Permission::ManageApiKeys).await?;
-    let role: Role = body.role.parse().map_err(|e: wb_core::roles::UnknownRole| ApiError::unprocessable("invalid-role", e.to_string()))?;
+    let role: Role = body
+        .role
+        .parse()
+        .map_err(|e: wb_core::roles::UnknownRole| {
+            ApiError::unprocessable("invalid-role", e.to_string())
+        })?;
     let created = platform
-        .create_api_key(&company, books.role, &body.name, role, body.expires_in_days, books.caller.actor.clone())
+        .create_api_key(
+            &company,
+            books.role,
+            &body.name,
+            role,
+            body.expires_in_days,
+            books.caller.actor.clone(),
+        )
         .await?;
     let mut view = ApiKeyView::from(&created.record);
     view.token = Some(created.token.expose().to_string());
@@ -46,7 +77,16 @@ pub async fn revoke(
     caller: Caller,
     Path((company, key)): Path<(String, String)>,
 ) -> ApiResult<Json<ApiKeyView>> {
-    platform.authorize(&caller.principal, &company, Permission::ManageApiKeys, &caller.actor).await?;
-    let revoked = platform.revoke_api_key(&company, &key, caller.actor).await?;
+    platform
+        .authorize(
+            &caller.principal,
+            &company,
+            Permission::ManageApiKeys,
+            &caller.actor,
+        )
+        .await?;
+    let revoked = platform
+        .revoke_api_key(&company, &key, caller.actor)
+        .await?;
     Ok(Json((&revoked).into()))
 }

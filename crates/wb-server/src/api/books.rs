@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -13,7 +13,7 @@ use utoipa::IntoParams;
 use wb_core::{EntryDraft, NewAccount, Permission, PostingDraft, Role};
 use wb_store::{EntryPage, Idempotency, TenantStore, WriteContext};
 
-use super::json::{body_rejection, parse, ApiJson};
+use super::json::{body_rejection, parse, ApiJson, ApiQuery};
 use crate::auth::{AppState, Caller};
 use crate::dto::*;
 use crate::problem::{ApiError, ApiResult, Problem};
@@ -30,14 +30,29 @@ pub struct Books {
 }
 
 impl Books {
-    pub async fn open(platform: &AppState, caller: Caller, company_id: &str, permission: Permission) -> ApiResult<Books> {
-        let role = platform.authorize(&caller.principal, company_id, permission, &caller.actor).await?;
+    pub async fn open(
+        platform: &AppState,
+        caller: Caller,
+        company_id: &str,
+        permission: Permission,
+    ) -> ApiResult<Books> {
+        let role = platform
+            .authorize(&caller.principal, company_id, permission, &caller.actor)
+            .await?;
         let store = platform.tenant(company_id).await?;
-        Ok(Books { store, role, caller, company_id: company_id.to_string() })
+        Ok(Books {
+            store,
+            role,
+            caller,
+            company_id: company_id.to_string(),
+        })
     }
 
     pub fn write_context(&self, platform: &AppState) -> WriteContext {
-        WriteContext { actor: self.caller.actor.clone(), at: platform.now() }
+        WriteContext {
+            actor: self.caller.actor.clone(),
+            at: platform.now(),
+        }
     }
 }
 
@@ -49,7 +64,11 @@ pub fn entry_draft(body: NewEntryRequest) -> ApiResult<EntryDraft> {
         postings: body
             .postings
             .into_iter()
-            .map(|p| PostingDraft { account: p.account, amount: p.amount, currency: p.currency })
+            .map(|p| PostingDraft {
+                account: p.account,
+                amount: p.amount,
+                currency: p.currency,
+            })
             .collect(),
     })
 }
@@ -61,23 +80,44 @@ fn idempotency(headers: &HeaderMap, fingerprint: &[u8]) -> ApiResult<Option<Idem
     let key = value
         .to_str()
         .ok()
-        .filter(|k| !k.is_empty() && k.len() <= IDEMPOTENCY_KEY_MAX && k.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|k| {
+            !k.is_empty()
+                && k.len() <= IDEMPOTENCY_KEY_MAX
+                && k.bytes().all(|b| b.is_ascii_graphic())
+        })
         .ok_or_else(|| {
-            ApiError::bad_request("invalid-idempotency-key", "Idempotency-Key must be 1 to 200 printable ASCII characters")
+            ApiError::bad_request(
+                "invalid-idempotency-key",
+                "Idempotency-Key must be 1 to 200 printable ASCII characters",
+            )
         })?;
-    Ok(Some(Idempotency { key: key.to_string(), request_hash: wb_crypto::sha256_hex(fingerprint) }))
+    Ok(Some(Idempotency {
+        key: key.to_string(),
+        request_hash: wb_crypto::sha256_hex(fingerprint),
+    }))
 }
 
 fn entry_id(text: &str) -> ApiResult<i64> {
-    text.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| ApiError::not_found("entry"))
+    text.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| ApiError::not_found("entry"))
 }
 
 #[utoipa::path(get, path = "/api/v1/companies/{company}", tag = "books",
     params(("company" = String, Path)),
     responses((status = 200, body = CompanyView), (status = 404, body = Problem)))]
-pub async fn company(State(platform): State<AppState>, caller: Caller, Path(company): Path<String>) -> ApiResult<Json<CompanyView>> {
+pub async fn company(
+    State(platform): State<AppState>,
+    caller: Caller,
+    Path(company): Path<String>,
+) -> ApiResult<Json<CompanyView>> {
     let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
-    let record = platform.control.company(&company).await?.ok_or_else(|| ApiError::not_found("company"))?;
+    let record = platform
+        .control
+        .company(&company)
+        .await?
+        .ok_or_else(|| ApiError::not_found("company"))?;
     Ok(Json(CompanyView {
         id: record.id,
         name: record.name,
@@ -90,9 +130,21 @@ pub async fn company(State(platform): State<AppState>, caller: Caller, Path(comp
 #[utoipa::path(get, path = "/api/v1/companies/{company}/accounts", tag = "books",
     params(("company" = String, Path)),
     responses((status = 200, body = [AccountView]), (status = 404, body = Problem)))]
-pub async fn list_accounts(State(platform): State<AppState>, caller: Caller, Path(company): Path<String>) -> ApiResult<Json<Vec<AccountView>>> {
+pub async fn list_accounts(
+    State(platform): State<AppState>,
+    caller: Caller,
+    Path(company): Path<String>,
+) -> ApiResult<Json<Vec<AccountView>>> {
     let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
-    Ok(Json(books.store.accounts().await?.iter().map(Into::into).collect()))
+    Ok(Json(
+        books
+            .store
+            .accounts()
+            .await?
+            .iter()
+            .map(Into::into)
+            .collect(),
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/companies/{company}/accounts", tag = "books",
@@ -112,7 +164,10 @@ pub async fn create_account(
         body.parent.as_deref(),
         body.currency.as_deref(),
     )?;
-    let created = books.store.create_account(account, books.write_context(&platform)).await?;
+    let created = books
+        .store
+        .create_account(account, books.write_context(&platform))
+        .await?;
     Ok((StatusCode::CREATED, Json((&created).into())))
 }
 
@@ -134,23 +189,35 @@ pub async fn list_entries(
     State(platform): State<AppState>,
     caller: Caller,
     Path(company): Path<String>,
-    Query(q): Query<EntryQuery>,
+    ApiQuery(q): ApiQuery<EntryQuery>,
 ) -> ApiResult<Json<EntryList>> {
     let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let after = match q.after.as_deref() {
-        Some(a) => Some(a.parse::<i64>().map_err(|_| ApiError::unprocessable("invalid-cursor", "after must be an entry id"))?),
-        None => None,
-    };
+    let after =
+        match q.after.as_deref() {
+            Some(a) => Some(a.parse::<i64>().map_err(|_| {
+                ApiError::unprocessable("invalid-cursor", "after must be an entry id")
+            })?),
+            None => None,
+        };
     let page = EntryPage {
         after,
         limit,
-        from: q.from.as_deref().map(|d| parse_date("from", d)).transpose()?,
+        from: q
+            .from
+            .as_deref()
+            .map(|d| parse_date("from", d))
+            .transpose()?,
         to: q.to.as_deref().map(|d| parse_date("to", d)).transpose()?,
     };
     let entries = books.store.entries(page).await?;
-    let next_after = (entries.len() == limit as usize).then(|| entries.last().map(|e| e.id.to_string())).flatten();
-    Ok(Json(EntryList { entries: entries.iter().map(Into::into).collect(), next_after }))
+    let next_after = (entries.len() == limit as usize)
+        .then(|| entries.last().map(|e| e.id.to_string()))
+        .flatten();
+    Ok(Json(EntryList {
+        entries: entries.iter().map(Into::into).collect(),
+        next_after,
+    }))
 }
 
 #[utoipa::path(post, path = "/api/v1/companies/{company}/entries", tag = "books",
@@ -169,11 +236,16 @@ pub async fn post_entry(
     let request: NewEntryRequest = parse(&headers, &body)?;
     let idempotency = idempotency(&headers, &[b"entry\n".as_slice(), &body].concat())?;
     let draft = entry_draft(request)?;
-    let posted = books.store.post_entries(vec![draft], idempotency, books.write_context(&platform)).await?;
+    let posted = books
+        .store
+        .post_entries(vec![draft], idempotency, books.write_context(&platform))
+        .await?;
     let entry = posted.entries.first().ok_or_else(ApiError::internal)?;
     let mut response = (StatusCode::CREATED, Json(EntryView::from(entry))).into_response();
     if posted.replayed {
-        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
 }
@@ -210,14 +282,21 @@ pub async fn post_batch(
             })
         })
         .collect::<ApiResult<Vec<_>>>()?;
-    let posted = books.store.post_entries(drafts, idempotency, books.write_context(&platform)).await?;
+    let posted = books
+        .store
+        .post_entries(drafts, idempotency, books.write_context(&platform))
+        .await?;
     let mut response = (
         StatusCode::CREATED,
-        Json(BatchResponse { entries: posted.entries.iter().map(Into::into).collect() }),
+        Json(BatchResponse {
+            entries: posted.entries.iter().map(Into::into).collect(),
+        }),
     )
         .into_response();
     if posted.replayed {
-        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
 }
@@ -231,7 +310,11 @@ pub async fn get_entry(
     Path((company, entry)): Path<(String, String)>,
 ) -> ApiResult<Json<EntryView>> {
     let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
-    let entry = books.store.entry(entry_id(&entry)?).await?.ok_or_else(|| ApiError::not_found("entry"))?;
+    let entry = books
+        .store
+        .entry(entry_id(&entry)?)
+        .await?
+        .ok_or_else(|| ApiError::not_found("entry"))?;
     Ok(Json((&entry).into()))
 }
 
@@ -247,7 +330,11 @@ pub async fn reverse_entry(
 ) -> ApiResult<(StatusCode, Json<EntryView>)> {
     let body = body.map_err(body_rejection)?;
     let books = Books::open(&platform, caller, &company, Permission::WriteBooks).await?;
-    let request: ReverseRequest = if body.is_empty() { ReverseRequest::default() } else { parse(&headers, &body)? };
+    let request: ReverseRequest = if body.is_empty() {
+        ReverseRequest::default()
+    } else {
+        parse(&headers, &body)?
+    };
     let id = entry_id(&entry)?;
     let date = match request.date.as_deref() {
         Some(d) => parse_date("date", d)?,
@@ -255,7 +342,12 @@ pub async fn reverse_entry(
     };
     let reversal = books
         .store
-        .reverse_entry(id, date, request.description, books.write_context(&platform))
+        .reverse_entry(
+            id,
+            date,
+            request.description,
+            books.write_context(&platform),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json((&reversal).into())))
 }

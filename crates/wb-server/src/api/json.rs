@@ -85,3 +85,28 @@ pub fn body_rejection(e: axum::extract::rejection::BytesRejection) -> ApiError {
         ApiError::bad_request("malformed-body", e.body_text())
     }
 }
+
+/// A query-string extractor whose rejection is a problem document (unknown
+/// parameters, values of the wrong type).
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(ApiError::bad_request(
+                "invalid-query",
+                rejection.body_text(),
+            )),
+        }
+    }
+}

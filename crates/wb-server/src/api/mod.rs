@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -59,7 +59,9 @@ async fn openapi() -> impl IntoResponse {
 
 #[utoipa::path(get, path = "/healthz", tag = "ops", security(), responses((status = 200, body = Health)))]
 pub async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok".into() })
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "ops", security(), responses((status = 200, body = Health), (status = 503, body = Problem)))]
@@ -69,7 +71,9 @@ pub async fn readyz(State(platform): State<AppState>) -> Result<Json<Health>, Ap
         .company("readiness-probe")
         .await
         .map_err(|_| ApiError::unavailable("the control database is not reachable"))?;
-    Ok(Json(Health { status: "ready".into() }))
+    Ok(Json(Health {
+        status: "ready".into(),
+    }))
 }
 
 async fn not_found() -> ApiError {
@@ -77,7 +81,12 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed", "this path does not accept this method")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        "this path does not accept this method",
+    )
 }
 
 pub fn router(platform: AppState, config: &ServerConfig) -> Router {
@@ -88,20 +97,50 @@ pub fn router(platform: AppState, config: &ServerConfig) -> Router {
         .route("/api/v1/auth/logout", post(session::logout))
         .route("/api/v1/me", get(session::me))
         .route(company, get(books::company))
-        .route(&format!("{company}/accounts"), get(books::list_accounts).post(books::create_account))
-        .route(&format!("{company}/accounts/{{account}}/register"), get(reports::register))
-        .route(&format!("{company}/entries"), get(books::list_entries).post(books::post_entry))
+        .route(
+            &format!("{company}/accounts"),
+            get(books::list_accounts).post(books::create_account),
+        )
+        .route(
+            &format!("{company}/accounts/{{account}}/register"),
+            get(reports::register),
+        )
+        .route(
+            &format!("{company}/entries"),
+            get(books::list_entries).post(books::post_entry),
+        )
         .route(
             &format!("{company}/entries/batch"),
             post(books::post_batch).layer(DefaultBodyLimit::max(config.batch_body_limit_bytes)),
         )
-        .route(&format!("{company}/entries/{{entry}}"), get(books::get_entry))
-        .route(&format!("{company}/entries/{{entry}}/reverse"), post(books::reverse_entry))
-        .route(&format!("{company}/reports/trial-balance"), get(reports::trial_balance))
-        .route(&format!("{company}/reports/balance-sheet"), get(reports::balance_sheet))
-        .route(&format!("{company}/reports/income-statement"), get(reports::income_statement))
-        .route(&format!("{company}/api-keys"), get(api_keys::list).post(api_keys::create))
-        .route(&format!("{company}/api-keys/{{key}}"), delete(api_keys::revoke))
+        .route(
+            &format!("{company}/entries/{{entry}}"),
+            get(books::get_entry),
+        )
+        .route(
+            &format!("{company}/entries/{{entry}}/reverse"),
+            post(books::reverse_entry),
+        )
+        .route(
+            &format!("{company}/reports/trial-balance"),
+            get(reports::trial_balance),
+        )
+        .route(
+            &format!("{company}/reports/balance-sheet"),
+            get(reports::balance_sheet),
+        )
+        .route(
+            &format!("{company}/reports/income-statement"),
+            get(reports::income_statement),
+        )
+        .route(
+            &format!("{company}/api-keys"),
+            get(api_keys::list).post(api_keys::create),
+        )
+        .route(
+            &format!("{company}/api-keys/{{key}}"),
+            delete(api_keys::revoke),
+        )
         .route("/api/v1/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -114,19 +153,84 @@ pub fn router(platform: AppState, config: &ServerConfig) -> Router {
 fn with_middleware(router: Router<AppState>, timeout: Duration) -> Router<AppState> {
     let request_id = HeaderName::from_static("x-request-id");
     let headers: [(HeaderName, &'static str); 6] = [
-        (header::STRICT_TRANSPORT_SECURITY, "max-age=63072000; includeSubDomains"),
+        (
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=63072000; includeSubDomains",
+        ),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::CACHE_CONTROL, "no-store"),
         (header::REFERRER_POLICY, "no-referrer"),
-        (header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
     ];
-    let mut router = router;
+    // Timeouts and extractor rejections become problem documents too, and
+    // carry the security headers like every other response.
+    let mut router = router
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(axum::middleware::map_response(problem_safety_net));
     for (name, value) in headers {
-        router = router.layer(SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value)));
+        router = router.layer(SetResponseHeaderLayer::overriding(
+            name,
+            HeaderValue::from_static(value),
+        ));
     }
     router
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// Turns any error response that is not yet a problem document (a rejection by
+/// an extractor or a layer, e.g. an undecodable path segment or a timeout) into one.
+async fn problem_safety_net(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let is_text = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    let text = match axum::body::to_bytes(body, 4096).await {
+        Ok(bytes) if is_text => String::from_utf8_lossy(&bytes)
+            .chars()
+            .take(500)
+            .collect::<String>(),
+        _ => String::new(),
+    };
+    let title = status.canonical_reason().unwrap_or("Error");
+    let detail = if text.trim().is_empty() {
+        title.to_lowercase()
+    } else {
+        text
+    };
+    let slug = match status {
+        StatusCode::BAD_REQUEST => "bad-request",
+        StatusCode::NOT_FOUND => "not-found",
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        StatusCode::REQUEST_TIMEOUT => "request-timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "body-too-large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
+        StatusCode::TOO_MANY_REQUESTS => "too-many-requests",
+        s if s.is_server_error() => "internal",
+        _ => "bad-request",
+    };
+    let problem = ApiError::new(status, slug, title, detail).into_response();
+    let (problem_parts, problem_body) = problem.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    for (name, value) in &problem_parts.headers {
+        parts.headers.insert(name, value.clone());
+    }
+    Response::from_parts(parts, problem_body)
 }

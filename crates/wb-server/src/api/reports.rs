@@ -1,6 +1,6 @@
 //! Reports: trial balance, balance sheet, income statement, account register.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
 use time::{Date, Month};
@@ -9,6 +9,7 @@ use wb_core::reports::{self, AccountInfo};
 use wb_core::Permission;
 
 use super::books::Books;
+use super::json::ApiQuery;
 use crate::auth::{AppState, Caller};
 use crate::dto::*;
 use crate::problem::{ApiError, ApiResult, Problem};
@@ -45,10 +46,14 @@ fn period(platform: &AppState, q: &Period) -> ApiResult<(Date, Date)> {
     };
     let from = match q.from.as_deref() {
         Some(d) => parse_date("from", d)?,
-        None => Date::from_calendar_date(to.year(), Month::January, 1).map_err(|_| ApiError::internal())?,
+        None => Date::from_calendar_date(to.year(), Month::January, 1)
+            .map_err(|_| ApiError::internal())?,
     };
     if from > to {
-        return Err(ApiError::unprocessable("invalid-period", "from must not be after to"));
+        return Err(ApiError::unprocessable(
+            "invalid-period",
+            "from must not be after to",
+        ));
     }
     Ok((from, to))
 }
@@ -59,7 +64,11 @@ async fn account_infos(books: &Books) -> ApiResult<Vec<AccountInfo>> {
         .accounts()
         .await?
         .into_iter()
-        .map(|a| AccountInfo { code: a.code, name: a.name, account_type: a.account_type })
+        .map(|a| AccountInfo {
+            code: a.code,
+            name: a.name,
+            account_type: a.account_type,
+        })
         .collect())
 }
 
@@ -70,7 +79,7 @@ pub async fn trial_balance(
     State(platform): State<AppState>,
     caller: Caller,
     Path(company): Path<String>,
-    Query(q): Query<AsOf>,
+    ApiQuery(q): ApiQuery<AsOf>,
 ) -> ApiResult<Json<TrialBalanceView>> {
     let date = as_of(&platform, &q)?;
     let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
@@ -86,7 +95,7 @@ pub async fn balance_sheet(
     State(platform): State<AppState>,
     caller: Caller,
     Path(company): Path<String>,
-    Query(q): Query<AsOf>,
+    ApiQuery(q): ApiQuery<AsOf>,
 ) -> ApiResult<Json<BalanceSheetView>> {
     let date = as_of(&platform, &q)?;
     let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
@@ -102,7 +111,7 @@ pub async fn income_statement(
     State(platform): State<AppState>,
     caller: Caller,
     Path(company): Path<String>,
-    Query(q): Query<Period>,
+    ApiQuery(q): ApiQuery<Period>,
 ) -> ApiResult<Json<IncomeStatementView>> {
     let (from, to) = period(&platform, &q)?;
     let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
@@ -118,7 +127,7 @@ pub async fn register(
     State(platform): State<AppState>,
     caller: Caller,
     Path((company, account)): Path<(String, String)>,
-    Query(q): Query<Period>,
+    ApiQuery(q): ApiQuery<Period>,
 ) -> ApiResult<Json<RegisterView>> {
     let to = match q.to.as_deref() {
         Some(d) => parse_date("to", d)?,
@@ -129,7 +138,10 @@ pub async fn register(
         None => wb_core::ledger::date_range().0,
     };
     if from > to {
-        return Err(ApiError::unprocessable("invalid-period", "from must not be after to"));
+        return Err(ApiError::unprocessable(
+            "invalid-period",
+            "from must not be after to",
+        ));
     }
     let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 100_000);

@@ -13,7 +13,9 @@ use crate::platform::{Principal, Session};
 use crate::problem::{ApiError, ApiResult, Problem};
 
 fn session_cookies(session: &Session, headers: &mut HeaderMap) {
-    let max_age = (session.expires_at - time::OffsetDateTime::now_utc()).whole_seconds().max(0);
+    let max_age = (session.expires_at - time::OffsetDateTime::now_utc())
+        .whole_seconds()
+        .max(0);
     let csrf = wb_crypto::new_token("csrf");
     let cookies = [
         format!(
@@ -41,13 +43,24 @@ pub async fn signup(
 ) -> ApiResult<Response> {
     let passphrase = Secret::from(body.passphrase);
     let (company, session) = platform
-        .signup(&body.company_name, &body.email, &passphrase, meta.anonymous_actor())
+        .signup(
+            &body.company_name,
+            &body.email,
+            &passphrase,
+            meta.anonymous_actor(),
+        )
         .await?;
     let mut headers = HeaderMap::new();
     session_cookies(&session, &mut headers);
     let response = SignupResponse {
-        company: CompanyRef { id: company.id, name: company.name },
-        user: UserRef { id: session.user.id.clone(), email: session.user.email.clone() },
+        company: CompanyRef {
+            id: company.id,
+            name: company.name,
+        },
+        user: UserRef {
+            id: session.user.id.clone(),
+            email: session.user.email.clone(),
+        },
         token: session.token.expose().to_string(),
         expires_at: rfc3339(session.expires_at),
     };
@@ -65,7 +78,9 @@ pub async fn login(
     if passphrase.expose().len() > 1024 {
         return Err(ApiError::unauthorized("email or passphrase is wrong"));
     }
-    let session = platform.login(&body.email, &passphrase, meta.anonymous_actor()).await?;
+    let session = platform
+        .login(&body.email, &passphrase, meta.anonymous_actor())
+        .await?;
     let mut headers = HeaderMap::new();
     session_cookies(&session, &mut headers);
     let response = LoginResponse {
@@ -81,7 +96,9 @@ pub async fn logout(State(platform): State<AppState>, caller: Caller) -> ApiResu
     platform.logout(&caller.principal, caller.actor).await?;
     let mut headers = HeaderMap::new();
     for name in [SESSION_COOKIE, CSRF_COOKIE] {
-        if let Ok(v) = HeaderValue::from_str(&format!("{name}=; Path=/; Max-Age=0; Secure; SameSite=Strict")) {
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "{name}=; Path=/; Max-Age=0; Secure; SameSite=Strict"
+        )) {
             headers.append(header::SET_COOKIE, v);
         }
     }
@@ -94,18 +111,28 @@ pub async fn me(State(platform): State<AppState>, caller: Caller) -> ApiResult<J
     let Principal::User { user_id, .. } = &caller.principal else {
         return Err(ApiError::forbidden("API keys have no user; use a session"));
     };
-    let user = platform.control.user(user_id).await?.ok_or_else(|| ApiError::not_found("user"))?;
+    let user = platform
+        .control
+        .user(user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
     let mut companies = Vec::new();
     for m in platform.control.memberships_of(user_id).await? {
         if let Some(c) = platform.control.company(&m.company_id).await? {
             companies.push(MembershipView {
-                company: CompanyRef { id: c.id, name: c.name },
+                company: CompanyRef {
+                    id: c.id,
+                    name: c.name,
+                },
                 role: m.role.as_str().into(),
             });
         }
     }
     Ok(Json(MeResponse {
-        user: UserRef { id: user.id, email: user.email },
+        user: UserRef {
+            id: user.id,
+            email: user.email,
+        },
         companies,
     }))
 }

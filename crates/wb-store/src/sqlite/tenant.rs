@@ -20,7 +20,7 @@ use super::tenant_writer::{self, Command, Job, Output};
 use crate::model::*;
 use crate::{StoreError, TenantDirectory, TenantStore};
 
-const READERS_PER_COMPANY: usize = 2;
+const READERS_PER_COMPANY: usize = 4;
 pub const MAX_PAGE: u32 = 1000;
 
 pub struct SqliteTenant {

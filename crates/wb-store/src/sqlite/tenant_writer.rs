@@ -343,7 +343,9 @@ impl WriterState {
             }
         }
         if drafts.is_empty() {
-            return Err(StoreError::Conflict("a batch holds at least one entry".into()));
+            return Err(StoreError::Conflict(
+                "a batch holds at least one entry".into(),
+            ));
         }
         let accounts = &self.accounts;
         let lookup = |code: &str| {

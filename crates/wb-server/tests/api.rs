@@ -1,0 +1,16 @@
+//! End-to-end tests of the real HTTPS server: every request goes over TLS to a
+//! server started on a free port with its own data directory.
+
+#[path = "api/harness.rs"]
+mod harness;
+
+#[path = "api/auth.rs"]
+mod auth;
+#[path = "api/books.rs"]
+mod books;
+#[path = "api/isolation.rs"]
+mod isolation;
+#[path = "api/prop.rs"]
+mod prop;
+#[path = "api/web.rs"]
+mod web;

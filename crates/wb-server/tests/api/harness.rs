@@ -1,0 +1,362 @@
+//! A real Work-books HTTPS server on a free port, and a client that trusts its
+//! self-signed certificate.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use reqwest::header::{HeaderMap, CONTENT_TYPE};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use wb_crypto::MasterKey;
+use wb_server::clock::ManualClock;
+use wb_server::{Clock, Platform, RunningServer, ServerConfig, SystemClock, TlsMode};
+
+/// A passphrase the strength check accepts.
+pub const PASSPHRASE: &str = "quasar marmot plinth 47 ferrous kettle";
+
+pub struct TestServer {
+    pub platform: Arc<Platform>,
+    pub clock: Option<Arc<ManualClock>>,
+    pub base: String,
+    pub client: reqwest::Client,
+    server: RunningServer,
+    _dir: TempDir,
+}
+
+/// A company created by signup, with its owner's session.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: String,
+    pub user_id: String,
+    pub email: String,
+    pub token: String,
+}
+
+impl Tenant {
+    pub fn path(&self, rest: &str) -> String {
+        format!("/api/v1/companies/{}{rest}", self.id)
+    }
+}
+
+/// A response read in full.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub text: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("response is not JSON ({e}): {} {}", self.status, self.text))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a success status and returns the JSON body.
+    #[track_caller]
+    pub fn ok(&self, status: u16) -> Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        self.json()
+    }
+
+    /// Asserts an RFC 9457 problem document with this status and type slug.
+    #[track_caller]
+    pub fn problem(&self, status: u16, slug: &str) -> Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "error responses are problem documents; body: {}",
+            self.text
+        );
+        let body = self.json();
+        assert_eq!(
+            body["type"].as_str(),
+            Some(format!("urn:workbooks:problem:{slug}").as_str()),
+            "problem type; body: {}",
+            self.text
+        );
+        assert_eq!(
+            body["status"].as_u64(),
+            Some(u64::from(status)),
+            "problem status field"
+        );
+        assert!(body["title"].is_string(), "problem title");
+        assert!(body["detail"].is_string(), "problem detail");
+        body
+    }
+}
+
+/// A body to send.
+pub enum Body {
+    None,
+    Json(Value),
+    Raw {
+        content_type: Option<&'static str>,
+        bytes: Vec<u8>,
+    },
+}
+
+static EMAILS: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh email address (unique in this test process).
+pub fn fresh_email(prefix: &str) -> String {
+    format!(
+        "{prefix}{}@example.com",
+        EMAILS.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        TestServer::start_with(Arc::new(SystemClock), None).await
+    }
+
+    /// A server whose clock the test moves by hand.
+    pub async fn start_manual() -> TestServer {
+        let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+        TestServer::start_with(clock.clone(), Some(clock)).await
+    }
+
+    async fn start_with(clock: Arc<dyn Clock>, manual: Option<Arc<ManualClock>>) -> TestServer {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let platform = Arc::new(
+            Platform::open_embedded(
+                dir.path(),
+                MasterKey::generate(),
+                clock,
+                time::Duration::hours(12),
+            )
+            .expect("open platform"),
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut config = ServerConfig::new(
+            dir.path().to_path_buf(),
+            listener.local_addr().expect("addr"),
+        );
+        config.tls = TlsMode::SelfSigned;
+        let server = wb_server::start(platform.clone(), &config, Some(listener))
+            .await
+            .expect("start server");
+        assert!(server.https, "the server speaks HTTPS by default");
+        let pem = std::fs::read(dir.path().join("tls").join("cert.pem")).expect("cert.pem");
+        let cert = reqwest::Certificate::from_pem(&pem).expect("parse cert");
+        let client = reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(cert)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let base = format!("https://localhost:{}", server.addr.port());
+        TestServer {
+            platform,
+            clock: manual,
+            base,
+            client,
+            server,
+            _dir: dir,
+        }
+    }
+
+    pub async fn shutdown(self) {
+        self.server.shutdown().await.expect("graceful shutdown");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request with optional bearer token, body and extra headers.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Body,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        req = match body {
+            Body::None => req,
+            Body::Json(v) => req.json(&v),
+            Body::Raw {
+                content_type,
+                bytes,
+            } => {
+                let req = match content_type {
+                    Some(ct) => req.header(CONTENT_TYPE, ct),
+                    None => req,
+                };
+                req.body(bytes)
+            }
+        };
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request to {path} failed: {e:?}"));
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.expect("read body");
+        Resp {
+            status,
+            headers,
+            text,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        self.send(Method::GET, path, Some(token), Body::None, &[])
+            .await
+    }
+
+    pub async fn get_anon(&self, path: &str) -> Resp {
+        self.send(Method::GET, path, None, Body::None, &[]).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.send(Method::POST, path, Some(token), Body::Json(body), &[])
+            .await
+    }
+
+    pub async fn post_anon(&self, path: &str, body: Value) -> Resp {
+        self.send(Method::POST, path, None, Body::Json(body), &[])
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Resp {
+        self.send(Method::DELETE, path, Some(token), Body::None, &[])
+            .await
+    }
+
+    /// Signs up a company and checks the response shape of SPEC §5.
+    pub async fn signup(&self, company_name: &str) -> Tenant {
+        let email = fresh_email("owner");
+        let resp = self
+            .post_anon(
+                "/api/v1/signup",
+                json!({"company_name": company_name, "email": email, "passphrase": PASSPHRASE}),
+            )
+            .await;
+        let body = resp.ok(201);
+        let id = body["company"]["id"]
+            .as_str()
+            .expect("company.id")
+            .to_string();
+        assert_eq!(body["company"]["name"], company_name);
+        assert_eq!(body["user"]["email"], email.as_str());
+        let user_id = body["user"]["id"].as_str().expect("user.id").to_string();
+        let token = body["token"].as_str().expect("token").to_string();
+        assert!(!id.is_empty() && !user_id.is_empty() && !token.is_empty());
+        Tenant {
+            id,
+            user_id,
+            email,
+            token,
+        }
+    }
+
+    pub async fn login(&self, email: &str, passphrase: &str) -> Resp {
+        self.post_anon(
+            "/api/v1/auth/login",
+            json!({"email": email, "passphrase": passphrase}),
+        )
+        .await
+    }
+
+    /// Creates the standard chart of accounts used across the tests.
+    pub async fn chart(&self, tenant: &Tenant) {
+        for (code, name, kind) in CHART {
+            let resp = self
+                .post(
+                    &tenant.path("/accounts"),
+                    &tenant.token,
+                    json!({"code": code, "name": name, "type": kind}),
+                )
+                .await;
+            let body = resp.ok(201);
+            assert_eq!(body["code"], *code);
+            assert_eq!(body["name"], *name);
+            assert_eq!(body["type"], *kind);
+            assert!(body["id"].is_string());
+        }
+    }
+
+    /// Posts an entry and returns its id.
+    pub async fn post_entry(&self, tenant: &Tenant, entry: Value) -> String {
+        let body = self
+            .post(&tenant.path("/entries"), &tenant.token, entry)
+            .await
+            .ok(201);
+        body["id"].as_str().expect("entry id").to_string()
+    }
+
+    /// Every entry of the company, following the paging cursor.
+    pub async fn all_entries(&self, tenant: &Tenant, token: &str) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let path = match &after {
+                Some(a) => tenant.path(&format!("/entries?limit=1000&after={a}")),
+                None => tenant.path("/entries?limit=1000"),
+            };
+            let page = self.get(&path, token).await.ok(200);
+            all.extend(page["entries"].as_array().expect("entries").iter().cloned());
+            match page["next_after"].as_str() {
+                Some(next) => after = Some(next.to_string()),
+                None => return all,
+            }
+        }
+    }
+
+    pub async fn trial_balance(&self, tenant: &Tenant, token: &str, as_of: &str) -> Value {
+        self.get(
+            &tenant.path(&format!("/reports/trial-balance?as_of={as_of}")),
+            token,
+        )
+        .await
+        .ok(200)
+    }
+}
+
+pub const CHART: &[(&str, &str, &str)] = &[
+    ("1000", "Cash", "asset"),
+    ("1100", "Receivables", "asset"),
+    ("2000", "Loans", "liability"),
+    ("3000", "Capital", "equity"),
+    ("4000", "Sales", "income"),
+    ("5000", "Rent", "expense"),
+];
+
+/// An entry body with postings given as (account, amount, currency).
+pub fn entry(date: &str, description: &str, postings: &[(&str, &str, &str)]) -> Value {
+    json!({
+        "date": date,
+        "description": description,
+        "postings": postings
+            .iter()
+            .map(|(a, amt, c)| json!({"account": a, "amount": amt, "currency": c}))
+            .collect::<Vec<_>>(),
+    })
+}
