@@ -252,6 +252,10 @@ impl BalancedEntry {
     pub fn postings(&self) -> &[Posting] {
         &self.postings
     }
+    /// Date, description, reference and postings, moved out.
+    pub fn into_parts(self) -> (Date, String, Option<String>, Vec<Posting>) {
+        (self.date, self.description, self.reference, self.postings)
+    }
 
     /// Rebuilds a stored entry, re-checking the balance rule on the way in.
     pub fn from_stored(

@@ -17,6 +17,11 @@ use wb_store::Actor;
 
 use cli::{Cli, Command, CompanyCommand, Deployment, UserCommand};
 
+// Many small, short-lived allocations across threads (requests, SQL rows, JSON):
+// mimalloc measured faster than the system allocator in `workbooks bench`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

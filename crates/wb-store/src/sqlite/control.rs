@@ -101,7 +101,7 @@ impl SqliteControl {
         conn.execute_batch(SCHEMA)?;
         Ok(SqliteControl {
             writer: Arc::new(Mutex::new(conn)),
-            readers: Arc::new(ReaderPool::new(path.to_path_buf(), key.clone(), 32)),
+            readers: Arc::new(ReaderPool::new(path.to_path_buf(), key.clone(), 8)),
         })
     }
 

@@ -75,8 +75,34 @@ pub(crate) fn spawn(conn: Connection) -> Result<mpsc::Sender<Job>, StoreError> {
     Ok(tx)
 }
 
-async fn run(mut rx: mpsc::Receiver<Job>, mut state: WriterState) {
-    while let Some(first) = rx.recv().await {
+/// After this long without work, the writer releases its page and statement
+/// caches, so a thousand idle companies do not hold a thousand warm caches.
+pub(crate) const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(1);
+
+async fn next_job(rx: &mut mpsc::Receiver<Job>, state: &mut Option<WriterState>) -> Option<Job> {
+    match tokio::time::timeout(IDLE_RELEASE, rx.recv()).await {
+        Ok(job) => job,
+        Err(_) => {
+            if let Some(mut idle) = state.take() {
+                *state = tokio::task::spawn_blocking(move || {
+                    idle.release_memory();
+                    idle
+                })
+                .await
+                .ok();
+            }
+            rx.recv().await
+        }
+    }
+}
+
+async fn run(mut rx: mpsc::Receiver<Job>, state: WriterState) {
+    let mut slot = Some(state);
+    while let Some(first) = next_job(&mut rx, &mut slot).await {
+        let Some(mut state) = slot.take() else {
+            let _ = first.reply.send(Err(StoreError::WriterStopped));
+            return;
+        };
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH_COMMANDS {
             match rx.try_recv() {
@@ -95,7 +121,7 @@ async fn run(mut rx: mpsc::Receiver<Job>, mut state: WriterState) {
         .await;
         match outcome {
             Ok((returned, results)) => {
-                state = returned;
+                slot = Some(returned);
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(result);
                 }
@@ -137,6 +163,13 @@ impl WriterState {
             audit,
             next_entry_id,
         })
+    }
+
+    fn release_memory(&mut self) {
+        self.conn.flush_prepared_statement_cache();
+        if let Err(e) = self.conn.execute_batch("PRAGMA shrink_memory") {
+            tracing::warn!(error = %e, "releasing an idle company's cache failed");
+        }
     }
 
     fn reload(&mut self) {
@@ -366,13 +399,13 @@ impl WriterState {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let at = ts(ctx.at);
+        let mut balances = DayBalances::new();
         let mut entries = Vec::with_capacity(balanced.len());
-        let mut payloads = Vec::with_capacity(balanced.len());
-        for entry in &balanced {
-            let stored = self.insert_entry(entry, None, ctx)?;
-            payloads.push(entry_payload(&stored));
-            entries.push(stored);
+        for entry in balanced {
+            entries.push(self.insert_entry(entry, None, ctx, &at, &mut balances)?);
         }
+        self.flush_balances(balances)?;
         if let Some(idem) = &idempotency {
             let ids: Vec<String> = entries.iter().map(|e| e.id.to_string()).collect();
             self.conn
@@ -380,15 +413,12 @@ impl WriterState {
                     "INSERT INTO idempotency (key, request_hash, entry_ids, created_at)
                      VALUES (?1, ?2, ?3, ?4)",
                 )?
-                .execute(params![
-                    idem.key,
-                    idem.request_hash,
-                    ids.join(","),
-                    ts(ctx.at)
-                ])?;
+                .execute(params![idem.key, idem.request_hash, ids.join(","), at])?;
         }
-        let payload = json!({ "entries": payloads });
-        self.journal_append(ctx, "entries_posted", &payload.to_string())?;
+        let payload = EntriesPosted {
+            entries: entries.iter().map(|e| EntryRecord::new(e, &at)).collect(),
+        };
+        self.journal_append(ctx, "entries_posted", &to_json(&payload)?)?;
         let target = match (entries.first(), entries.last()) {
             (Some(f), Some(l)) if f.id == l.id => format!("entry:{}", f.id),
             (Some(f), Some(l)) => format!("entries:{}-{}", f.id, l.id),
@@ -422,12 +452,18 @@ impl WriterState {
             original.postings.clone(),
         )?;
         let reversal = balanced.reversal(date, description.as_deref())?;
-        let stored = self.insert_entry(&reversal, Some(entry_id), ctx)?;
+        let at = ts(ctx.at);
+        let mut balances = DayBalances::new();
+        let stored = self.insert_entry(reversal, Some(entry_id), ctx, &at, &mut balances)?;
+        self.flush_balances(balances)?;
         self.conn
             .prepare_cached("UPDATE entries SET reversed_by = ?1 WHERE id = ?2")?
             .execute(params![stored.id, entry_id])?;
-        let payload = json!({ "reverses": entry_id, "entry": entry_payload(&stored) });
-        self.journal_append(ctx, "entry_reversed", &payload.to_string())?;
+        let payload = EntryReversed {
+            reverses: entry_id,
+            entry: EntryRecord::new(&stored, &at),
+        };
+        self.journal_append(ctx, "entry_reversed", &to_json(&payload)?)?;
         self.audit_append(
             ctx,
             "entry.reverse",
@@ -437,76 +473,77 @@ impl WriterState {
         Ok(stored)
     }
 
+    /// Inserts the entry and its postings; balance movements accumulate in
+    /// `balances` and are written once per command by `flush_balances`.
     fn insert_entry(
         &mut self,
-        entry: &BalancedEntry,
+        entry: BalancedEntry,
         reverses: Option<i64>,
         ctx: &WriteContext,
+        at: &str,
+        balances: &mut DayBalances,
     ) -> Result<Entry, StoreError> {
         let id = self.next_entry_id;
-        let date = day(entry.date());
+        let (date, description, reference, postings) = entry.into_parts();
+        let day_text = day(date);
         self.conn
             .prepare_cached(
                 "INSERT INTO entries (id, date, description, reference, reverses, created_at, created_by)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
-            .execute(params![
-                id,
-                date,
-                entry.description(),
-                entry.reference(),
-                reverses,
-                ts(ctx.at),
-                ctx.actor.id
-            ])?;
-        let mut per_account: BTreeMap<(i64, Currency), i64> = BTreeMap::new();
-        {
-            let mut insert = self.conn.prepare_cached(
-                "INSERT INTO postings (entry_id, line, account_id, currency, amount, date)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for (line, posting) in entry.postings().iter().enumerate() {
-                let meta = self.accounts.get(&posting.account).ok_or_else(|| {
-                    LedgerError::UnknownAccount {
+            .execute(params![id, day_text, description, reference, reverses, at, ctx.actor.id])?;
+        let mut insert = self.conn.prepare_cached(
+            "INSERT INTO postings (entry_id, line, account_id, currency, amount, date)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for (line, posting) in postings.iter().enumerate() {
+            let meta =
+                self.accounts
+                    .get(&posting.account)
+                    .ok_or_else(|| LedgerError::UnknownAccount {
                         index: line,
                         code: posting.account.clone(),
-                    }
-                })?;
-                insert.execute(params![
-                    id,
-                    line as i64,
-                    meta.id,
-                    posting.currency.code(),
-                    posting.amount,
-                    date
-                ])?;
-                let sum = per_account.entry((meta.id, posting.currency)).or_default();
-                *sum = sum
-                    .checked_add(posting.amount)
-                    .ok_or(LedgerError::Overflow)?;
-            }
-        }
-        let mut upsert = self.conn.prepare_cached(
-            "INSERT INTO day_balances (account_id, currency, day, amount) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (account_id, currency, day) DO UPDATE SET amount = amount + excluded.amount",
-        )?;
-        for ((account_id, currency), amount) in per_account {
-            if amount != 0 {
-                upsert.execute(params![account_id, currency.code(), date, amount])?;
-            }
+                    })?;
+            insert.execute(params![
+                id,
+                line as i64,
+                meta.id,
+                posting.currency.code(),
+                posting.amount,
+                day_text
+            ])?;
+            let sum = balances
+                .entry((meta.id, posting.currency, date))
+                .or_default();
+            *sum = sum
+                .checked_add(posting.amount)
+                .ok_or(LedgerError::Overflow)?;
         }
         self.next_entry_id += 1;
         Ok(Entry {
             id,
-            date: entry.date(),
-            description: entry.description().to_string(),
-            reference: entry.reference().map(str::to_string),
-            postings: entry.postings().to_vec(),
+            date,
+            description,
+            reference,
+            postings,
             reverses,
             reversed_by: None,
             created_at: ctx.at,
             created_by: ctx.actor.id.clone(),
         })
+    }
+
+    fn flush_balances(&mut self, balances: DayBalances) -> Result<(), StoreError> {
+        let mut upsert = self.conn.prepare_cached(
+            "INSERT INTO day_balances (account_id, currency, day, amount) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (account_id, currency, day) DO UPDATE SET amount = amount + excluded.amount",
+        )?;
+        for ((account_id, currency, date), amount) in balances {
+            if amount != 0 {
+                upsert.execute(params![account_id, currency.code(), day(date), amount])?;
+            }
+        }
+        Ok(())
     }
 
     fn journal_append(
@@ -579,19 +616,64 @@ impl WriterState {
     }
 }
 
-fn entry_payload(entry: &Entry) -> serde_json::Value {
-    json!({
-        "id": entry.id,
-        "date": day(entry.date),
-        "description": entry.description,
-        "reference": entry.reference,
-        "reverses": entry.reverses,
-        "created_at": ts(entry.created_at),
-        "created_by": entry.created_by,
-        "postings": entry.postings.iter().map(|p| json!({
-            "account": p.account,
-            "amount": p.currency.format(i128::from(p.amount)),
-            "currency": p.currency.code(),
-        })).collect::<Vec<_>>(),
-    })
+/// Balance movements of one command, per account, currency and day.
+type DayBalances = BTreeMap<(i64, Currency, Date), i64>;
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Backend(format!("encoding a journal record: {e}")))
+}
+
+/// Change-journal payloads: everything needed to replay the change.
+#[derive(serde::Serialize)]
+struct EntriesPosted<'a> {
+    entries: Vec<EntryRecord<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct EntryReversed<'a> {
+    reverses: i64,
+    entry: EntryRecord<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct EntryRecord<'a> {
+    id: i64,
+    date: String,
+    description: &'a str,
+    reference: Option<&'a str>,
+    reverses: Option<i64>,
+    created_at: &'a str,
+    created_by: &'a str,
+    postings: Vec<PostingRecord<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct PostingRecord<'a> {
+    account: &'a str,
+    amount: String,
+    currency: &'a str,
+}
+
+impl<'a> EntryRecord<'a> {
+    fn new(entry: &'a Entry, created_at: &'a str) -> EntryRecord<'a> {
+        EntryRecord {
+            id: entry.id,
+            date: day(entry.date),
+            description: &entry.description,
+            reference: entry.reference.as_deref(),
+            reverses: entry.reverses,
+            created_at,
+            created_by: &entry.created_by,
+            postings: entry
+                .postings
+                .iter()
+                .map(|p| PostingRecord {
+                    account: &p.account,
+                    amount: p.currency.format(i128::from(p.amount)),
+                    currency: p.currency.code(),
+                })
+                .collect(),
+        }
+    }
 }
