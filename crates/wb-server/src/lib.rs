@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod auth_cache;
 pub mod clock;
 pub mod config;
 pub mod dto;

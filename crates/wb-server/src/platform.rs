@@ -17,6 +17,7 @@ use wb_store::{
     Outcome, SessionRecord, TenantDirectory, TenantStore, UserRecord,
 };
 
+use crate::auth_cache::AuthCache;
 use crate::clock::Clock;
 use crate::problem::{ApiError, ApiResult};
 
@@ -74,6 +75,7 @@ pub struct Platform {
     pub clock: Arc<dyn Clock>,
     pub session_ttl: Duration,
     failed_logins: Mutex<HashMap<String, (u32, OffsetDateTime)>>,
+    auth_cache: AuthCache,
     /// Verified against when an email is unknown, so timing does not reveal accounts.
     dummy_hash: String,
 }
@@ -122,6 +124,7 @@ impl Platform {
             clock,
             session_ttl,
             failed_logins: Mutex::new(HashMap::new()),
+            auth_cache: AuthCache::default(),
             dummy_hash,
         })
     }
@@ -327,7 +330,9 @@ impl Platform {
             user_id: user_id.to_string(),
             role,
         };
-        Ok(self.control.add_member(&membership, &audit).await?)
+        self.control.add_member(&membership, &audit).await?;
+        self.auth_cache.forget_role(user_id, company_id);
+        Ok(())
     }
 
     async fn open_session(&self, user: UserRecord) -> ApiResult<Session> {
@@ -463,6 +468,7 @@ impl Platform {
     pub async fn logout(&self, principal: &Principal, actor: Actor) -> ApiResult<()> {
         if let Principal::User { token_hash, .. } = principal {
             self.control.revoke_session(token_hash, self.now()).await?;
+            self.auth_cache.forget_token(token_hash);
             self.control
                 .audit(&AuditEvent {
                     at: self.now(),
@@ -484,25 +490,34 @@ impl Platform {
             || ApiError::unauthorized("the session or API key is invalid, expired or revoked");
         let hash = token_hash(token);
         let now = self.now();
-        if token.expose().starts_with("wbk_") {
+        if let Some(principal) = self.auth_cache.principal(&hash, now) {
+            return Ok(principal);
+        }
+        let (principal, expires_at) = if token.expose().starts_with("wbk_") {
             let key = self.control.api_key(&hash).await?.ok_or_else(invalid)?;
             if key.revoked_at.is_some() || key.expires_at <= now {
                 return Err(invalid());
             }
-            return Ok(Principal::ApiKey {
+            let principal = Principal::ApiKey {
                 key_id: key.id,
                 company_id: key.company_id,
                 role: key.role,
-            });
-        }
-        let session = self.control.session(&hash).await?.ok_or_else(invalid)?;
-        if session.revoked_at.is_some() || session.expires_at <= now {
-            return Err(invalid());
-        }
-        Ok(Principal::User {
-            user_id: session.user_id,
-            token_hash: hash,
-        })
+            };
+            (principal, key.expires_at)
+        } else {
+            let session = self.control.session(&hash).await?.ok_or_else(invalid)?;
+            if session.revoked_at.is_some() || session.expires_at <= now {
+                return Err(invalid());
+            }
+            let principal = Principal::User {
+                user_id: session.user_id,
+                token_hash: hash.clone(),
+            };
+            (principal, session.expires_at)
+        };
+        self.auth_cache
+            .remember_principal(&hash, &principal, now, expires_at);
+        Ok(principal)
     }
 
     /// The caller's role in a company, or 404 (never 403) when the caller has
@@ -515,7 +530,18 @@ impl Platform {
         actor: &Actor,
     ) -> ApiResult<Role> {
         let role = match principal {
-            Principal::User { user_id, .. } => self.control.role(user_id, company_id).await?,
+            Principal::User { user_id, .. } => {
+                let now = self.now();
+                match self.auth_cache.role(user_id, company_id, now) {
+                    Some(role) => role,
+                    None => {
+                        let role = self.control.role(user_id, company_id).await?;
+                        self.auth_cache
+                            .remember_role(user_id, company_id, role, now);
+                        role
+                    }
+                }
+            }
             Principal::ApiKey {
                 company_id: own,
                 role,
@@ -616,10 +642,12 @@ impl Platform {
             outcome: Outcome::Success,
             detail: None,
         };
-        Ok(self
+        let revoked = self
             .control
             .revoke_api_key(company_id, key_id, &audit)
-            .await?)
+            .await?;
+        self.auth_cache.forget_api_key(key_id);
+        Ok(revoked)
     }
 }
 

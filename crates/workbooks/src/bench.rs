@@ -31,7 +31,7 @@ struct Row {
     baseline: String,
     ratio: String,
     target: String,
-    verdict: &'static str,
+    verdict: String,
 }
 
 #[derive(Default)]
@@ -191,6 +191,23 @@ fn raw_sqlite(dir: &Path, per_tx: usize, seconds: u64) -> Result<f64> {
     Ok(rows as f64 / start.elapsed().as_secs_f64())
 }
 
+/// Target (a) has three parts; say which hold, and when ten times the disk
+/// baseline is above what the server can do at all (its /healthz rate), say so.
+fn a_verdict(l: &Load, raw_one: f64, ceiling: f64) -> String {
+    let tenfold = 10.0 * raw_one;
+    let mut parts = vec![
+        format!("5,000/s {}", verdict(l.rate() >= 5000.0 && l.errors == 0)),
+        format!("p99 {}", verdict(l.p99_ms < 50.0)),
+        format!("10x {}", verdict(l.rate() >= tenfold)),
+    ];
+    if l.rate() < tenfold && tenfold > ceiling {
+        parts.push(format!(
+            "(10x = {tenfold:.0}/s exceeds this run's /healthz ceiling of {ceiling:.0}/s)"
+        ));
+    }
+    parts.join("; ")
+}
+
 fn verdict(ok: bool) -> &'static str {
     if ok {
         "met"
@@ -235,7 +252,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         baseline: format!("{rss_start:.0} MiB at start"),
         ratio: "-".into(),
         target: "< 200 MiB".into(),
-        verdict: verdict(memory < 200.0),
+        verdict: verdict(memory < 200.0).into(),
     });
 
     let mut config = ServerConfig::new(dir.join("data"), "127.0.0.1:0".parse()?);
@@ -342,7 +359,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         baseline: "-".into(),
         ratio: "-".into(),
         target: "-".into(),
-        verdict: "-",
+        verdict: "-".into(),
     });
     rows.push(Row {
         name: "raw SQLite, 1 row per transaction, WAL + synchronous=FULL (disk ceiling)".into(),
@@ -350,7 +367,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         baseline: "-".into(),
         ratio: "-".into(),
         target: "-".into(),
-        verdict: "-",
+        verdict: "-".into(),
     });
     rows.push(Row {
         name: "raw SQLite, 1,000 rows per transaction, WAL + synchronous=FULL".into(),
@@ -358,7 +375,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         baseline: "-".into(),
         ratio: "-".into(),
         target: "-".into(),
-        verdict: "-",
+        verdict: "-".into(),
     });
     for (name, l) in [
         ("(a) POST /entries over HTTPS, 64 clients, 1 company", &one),
@@ -380,9 +397,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             baseline: format!("{raw_one:.0} rows/s (raw, 1 row/tx)"),
             ratio: format!("{ratio:.1}x"),
             target: ">= 10x baseline, >= 5,000/s, p99 < 50 ms".into(),
-            verdict: verdict(
-                ratio >= 10.0 && l.rate() >= 5000.0 && l.p99_ms < 50.0 && l.errors == 0,
-            ),
+            verdict: a_verdict(l, raw_one, health.rate()),
         });
     }
     rows.push(Row {
@@ -398,7 +413,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         baseline: format!("{raw_thousand:.0} rows/s (raw, 1,000 rows/tx)"),
         ratio: format!("{:.2}x", batch.rate() / raw_thousand),
         target: ">= 50,000 entries/s".into(),
-        verdict: verdict(batch.rate() >= 50_000.0 && batch.errors == 0),
+        verdict: verdict(batch.rate() >= 50_000.0 && batch.errors == 0).into(),
     });
     rows.push(Row {
         name: format!(
@@ -409,7 +424,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         baseline: format!("populated at {populate_rate:.0} entries/s through the store"),
         ratio: "-".into(),
         target: "< 100 ms".into(),
-        verdict: verdict(tb_p99 < 100.0),
+        verdict: verdict(tb_p99 < 100.0).into(),
     });
     let table = render(&rows, &args);
     println!("{table}");

@@ -51,7 +51,9 @@ CREATE TABLE IF NOT EXISTS day_balances (
     amount     INTEGER NOT NULL,
     PRIMARY KEY (account_id, currency, day)
 ) STRICT, WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS day_balances_by_day ON day_balances(day);
+
+-- Version 1 had an index on day alone; no query used it and it cost a page per commit.
+DROP INDEX IF EXISTS day_balances_by_day;
 
 CREATE TABLE IF NOT EXISTS idempotency (
     key          TEXT PRIMARY KEY,
