@@ -307,3 +307,179 @@ async fn demo_serves_real_books_over_https() {
     );
     drop(guard);
 }
+
+/// Starts `workbooks serve` on a random port and returns it with its URL.
+fn spawn_serve(data: &Path) -> (Killed, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_workbooks"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            data.to_str().unwrap(),
+        ])
+        .env_remove("WORKBOOKS_MASTER_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("https://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_string();
+    (Killed(child), url)
+}
+
+fn https_client(data: &Path) -> reqwest::Client {
+    let pem = std::fs::read(data.join("tls/cert.pem")).unwrap();
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .tls_built_in_root_certs(false)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_entry_survives_kill_9() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (server, url) = spawn_serve(&data);
+    let client = https_client(&data);
+    let signup: serde_json::Value = client
+        .post(format!("{url}/api/v1/signup"))
+        .json(
+            &serde_json::json!({"company_name": "Crash Test Ltd", "email": "crash@test.example",
+                                  "passphrase": "violet orbit cactus thunder"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let company = signup["company"]["id"].as_str().unwrap().to_string();
+    let token = signup["token"].as_str().unwrap().to_string();
+    for (code, kind) in [("1000", "asset"), ("4000", "income")] {
+        let r = client
+            .post(format!("{url}/api/v1/companies/{company}/accounts"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"code": code, "name": code, "type": kind}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+
+    // Sixteen writers post until the server dies under them.
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut writers = Vec::new();
+    for w in 0..16 {
+        let (client, url, company, token, acknowledged) = (
+            client.clone(),
+            url.clone(),
+            company.clone(),
+            token.clone(),
+            acknowledged.clone(),
+        );
+        writers.push(tokio::spawn(async move {
+            for i in 0.. {
+                let body = serde_json::json!({"date": "2026-03-01", "description": format!("w{w} #{i}"),
+                    "postings": [{"account": "1000", "amount": "1.25", "currency": "USD"},
+                                 {"account": "4000", "amount": "-1.25", "currency": "USD"}]});
+                let sent = client
+                    .post(format!("{url}/api/v1/companies/{company}/entries"))
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status() == 201 => {
+                        let v: serde_json::Value = match r.json().await {
+                            Ok(v) => v,
+                            Err(_) => return,
+                        };
+                        acknowledged.lock().unwrap().push(v["id"].as_str().unwrap().to_string());
+                    }
+                    _ => return,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(server); // SIGKILL: no graceful shutdown, no final checkpoint
+    for w in writers {
+        let _ = w.await;
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() > 50,
+        "only {} entries were acknowledged",
+        acknowledged.len()
+    );
+
+    let (_server, url) = spawn_serve(&data);
+    let login: serde_json::Value = client
+        .post(format!("{url}/api/v1/auth/login"))
+        .json(&serde_json::json!({"email": "crash@test.example", "passphrase": "violet orbit cactus thunder"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap();
+    let mut stored = std::collections::HashSet::new();
+    let mut after = String::from("0");
+    loop {
+        let page: serde_json::Value = client
+            .get(format!(
+                "{url}/api/v1/companies/{company}/entries?limit=1000&after={after}"
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for e in page["entries"].as_array().unwrap() {
+            stored.insert(e["id"].as_str().unwrap().to_string());
+        }
+        match page["next_after"].as_str() {
+            Some(next) => after = next.to_string(),
+            None => break,
+        }
+    }
+    let lost: Vec<_> = acknowledged
+        .iter()
+        .filter(|id| !stored.contains(*id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged entries were lost: {lost:?}",
+        lost.len()
+    );
+    let tb: serde_json::Value = client
+        .get(format!(
+            "{url}/api/v1/companies/{company}/reports/trial-balance?as_of=2026-12-31"
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tb["totals"]["USD"], "0.00");
+    let cash = format!("{:.2}", stored.len() as f64 * 1.25);
+    assert_eq!(
+        tb["accounts"][0]["balances"]["USD"],
+        cash.as_str(),
+        "balances match the entries"
+    );
+}
