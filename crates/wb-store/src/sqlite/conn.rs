@@ -90,7 +90,7 @@ pub fn open_encrypted(
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
          PRAGMA busy_timeout = 10000;
-         PRAGMA cache_size = -2048;
+         PRAGMA cache_size = -16384;
          PRAGMA temp_store = MEMORY;",
     )?;
     Ok(conn)
@@ -150,7 +150,7 @@ impl ReaderPool {
                 Ok(Some(conn)) => conn,
                 _ => {
                     let conn = open_encrypted(&pool.path, &pool.key, OpenMode::Existing)?;
-                    conn.execute_batch("PRAGMA cache_size = -1024; PRAGMA query_only = ON;")?;
+                    conn.execute_batch("PRAGMA cache_size = -4096; PRAGMA query_only = ON;")?;
                     conn
                 }
             };
