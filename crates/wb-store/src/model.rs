@@ -143,10 +143,12 @@ impl Outcome {
     }
 }
 
+/// An audit event as stored in its source's hash chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredAuditEvent {
     pub seq: i64,
-    pub at: OffsetDateTime,
+    /// RFC 3339, exactly as hashed.
+    pub at: String,
     pub actor: String,
     pub auth: String,
     pub client: Option<String>,
@@ -156,7 +158,59 @@ pub struct StoredAuditEvent {
     pub target: Option<String>,
     pub outcome: String,
     pub detail: Option<String>,
+    pub prev_hash: String,
     pub hash: String,
+}
+
+impl StoredAuditEvent {
+    pub fn fields(&self) -> wb_core::audit::AuditFields {
+        wb_core::audit::AuditFields {
+            at: self.at.clone(),
+            actor: self.actor.clone(),
+            auth: self.auth.clone(),
+            client: self.client.clone().unwrap_or_default(),
+            request_id: self.request_id.clone().unwrap_or_default(),
+            company_id: self.company_id.clone().unwrap_or_default(),
+            action: self.action.clone(),
+            target: self.target.clone().unwrap_or_default(),
+            outcome: self.outcome.clone(),
+            detail: self.detail.clone().unwrap_or_default(),
+        }
+    }
+
+    pub fn chained(&self) -> wb_core::audit::ChainedEvent {
+        wb_core::audit::ChainedEvent {
+            seq: self.seq,
+            prev_hash: self.prev_hash.clone(),
+            hash: self.hash.clone(),
+            fields: self.fields(),
+        }
+    }
+}
+
+/// An event in the central collection: a copy of a source chain's event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CentralEvent {
+    /// Position in the central collection (what drains and monitors page by).
+    pub central_seq: i64,
+    /// "control" or "company:<id>": the chain the event belongs to.
+    pub source: String,
+    /// The node that collected it.
+    pub node: String,
+    pub event: StoredAuditEvent,
+}
+
+/// A search over the central collection; every filter is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub after: i64,
+    pub limit: u32,
+    pub company_id: Option<String>,
+    pub action: Option<String>,
+    pub outcome: Option<String>,
+    pub actor: Option<String>,
+    /// RFC 3339 lower bound on `at`.
+    pub since: Option<String>,
 }
 
 /// Context of one write: who and when. Time comes from the caller's clock.

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use time::{Date, OffsetDateTime};
+use wb_core::audit::Checkpoint;
 use wb_core::reports::{Amounts, BalanceRow, RegisterPosting};
 use wb_core::{EntryDraft, NewAccount, Role};
 use wb_crypto::DataKey;
@@ -69,6 +70,38 @@ pub trait ControlStore: Send + Sync {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<StoredAuditEvent>, StoreError>;
+
+    /// Copies events of one source chain into the central collection; events
+    /// already there (same source and sequence) are skipped. Returns how many were new.
+    async fn central_append(
+        &self,
+        source: &str,
+        node: &str,
+        events: &[StoredAuditEvent],
+    ) -> Result<usize, StoreError>;
+    /// The highest sequence of `source` in the central collection (0 when none).
+    async fn central_head(&self, source: &str) -> Result<i64, StoreError>;
+    async fn central_events(&self, query: AuditQuery) -> Result<Vec<CentralEvent>, StoreError>;
+    async fn central_sources(&self) -> Result<Vec<String>, StoreError>;
+    /// One source's events in the central collection, by source sequence.
+    async fn central_source_events(
+        &self,
+        source: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<CentralEvent>, StoreError>;
+    async fn append_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
+    /// Checkpoints of a source in the order they were written.
+    async fn checkpoints(&self, source: &str) -> Result<Vec<Checkpoint>, StoreError>;
+    async fn register_node(
+        &self,
+        id: &str,
+        public_key_hex: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    async fn node_keys(&self) -> Result<Vec<(String, String)>, StoreError>;
+    async fn cursor(&self, name: &str) -> Result<i64, StoreError>;
+    async fn set_cursor(&self, name: &str, seq: i64) -> Result<(), StoreError>;
 }
 
 /// One company's books. Opened for one company; nothing here names another.
@@ -117,6 +150,12 @@ pub trait TenantStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<StoredAuditEvent>, StoreError>;
     async fn stats(&self) -> Result<TenantStats, StoreError>;
+    /// Appends an audit event with no change attached (reads, refusals); durable
+    /// when this returns (it shares the company's group commit).
+    async fn record(&self, event: AuditEvent) -> Result<(), StoreError>;
+    /// The last committed audit sequence number (cheap; for forwarders).
+    fn audit_head(&self) -> i64;
+    fn company_id(&self) -> &str;
 }
 
 /// Opens companies' stores. The caller unwraps the DEK; the directory never sees the KEK.

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use time::OffsetDateTime;
+use wb_core::audit::{AuditFields, Checkpoint};
 use wb_core::Role;
 use wb_crypto::DataKey;
 
@@ -72,6 +73,58 @@ CREATE TABLE IF NOT EXISTS audit_events (
     hash       TEXT NOT NULL
 ) STRICT;
 CREATE INDEX IF NOT EXISTS audit_by_company ON audit_events(company_id, seq);
+-- The central collection: copies of every source chain (this control plane's
+-- and each company's), in arrival order; (source, source_seq) is unique so
+-- forwarding can retry without duplicates.
+CREATE TABLE IF NOT EXISTS central_events (
+    central_seq INTEGER PRIMARY KEY,
+    source      TEXT NOT NULL,
+    source_seq  INTEGER NOT NULL,
+    node        TEXT NOT NULL,
+    at          TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    auth        TEXT NOT NULL,
+    client      TEXT,
+    request_id  TEXT,
+    company_id  TEXT,
+    action      TEXT NOT NULL,
+    target      TEXT,
+    outcome     TEXT NOT NULL,
+    detail      TEXT,
+    prev_hash   TEXT NOT NULL,
+    hash        TEXT NOT NULL,
+    UNIQUE (source, source_seq)
+) STRICT;
+CREATE INDEX IF NOT EXISTS central_by_company ON central_events(company_id, central_seq);
+CREATE INDEX IF NOT EXISTS central_by_action ON central_events(action, central_seq);
+CREATE TRIGGER IF NOT EXISTS central_append_only BEFORE UPDATE ON central_events
+BEGIN SELECT RAISE(ABORT, 'the central audit collection is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS central_undeletable BEFORE DELETE ON central_events
+BEGIN SELECT RAISE(ABORT, 'the central audit collection is append-only'); END;
+
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    source    TEXT NOT NULL,
+    seq       INTEGER NOT NULL,
+    hash      TEXT NOT NULL,
+    at        TEXT NOT NULL,
+    node      TEXT NOT NULL,
+    prev      TEXT NOT NULL,
+    signature BLOB NOT NULL,
+    PRIMARY KEY (source, seq)
+) STRICT;
+
+CREATE TABLE IF NOT EXISTS nodes (
+    id         TEXT PRIMARY KEY,
+    public_key TEXT NOT NULL,
+    created_at TEXT NOT NULL
+) STRICT;
+
+-- Progress of forwarders, drains and monitors, so they resume where they stopped.
+CREATE TABLE IF NOT EXISTS cursors (
+    name TEXT PRIMARY KEY,
+    seq  INTEGER NOT NULL
+) STRICT;
+
 CREATE TRIGGER IF NOT EXISTS audit_append_only BEFORE UPDATE ON audit_events
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_append_only_d BEFORE DELETE ON audit_events
@@ -140,24 +193,20 @@ fn append_audit(tx: &Transaction<'_>, event: &AuditEvent) -> Result<(), StoreErr
         .optional()?
         .unwrap_or((0, chain::GENESIS.to_string()));
     let seq = prev_seq + 1;
-    let at = ts(event.at);
     let a = &event.actor;
-    let hash = chain::link(
-        &prev_hash,
-        seq,
-        &[
-            &at,
-            &a.id,
-            &a.auth,
-            a.client.as_deref().unwrap_or(""),
-            a.request_id.as_deref().unwrap_or(""),
-            event.company_id.as_deref().unwrap_or(""),
-            &event.action,
-            event.target.as_deref().unwrap_or(""),
-            event.outcome.as_str(),
-            event.detail.as_deref().unwrap_or(""),
-        ],
-    );
+    let fields = AuditFields {
+        at: ts(event.at),
+        actor: a.id.clone(),
+        auth: a.auth.clone(),
+        client: a.client.clone().unwrap_or_default(),
+        request_id: a.request_id.clone().unwrap_or_default(),
+        company_id: event.company_id.clone().unwrap_or_default(),
+        action: event.action.clone(),
+        target: event.target.clone().unwrap_or_default(),
+        outcome: event.outcome.as_str().to_string(),
+        detail: event.detail.clone().unwrap_or_default(),
+    };
+    let hash = fields.hash(&prev_hash, seq);
     tx.prepare_cached(
         "INSERT INTO audit_events (seq, at, actor, auth, client, request_id, company_id, action,
                                    target, outcome, detail, prev_hash, hash)
@@ -165,7 +214,7 @@ fn append_audit(tx: &Transaction<'_>, event: &AuditEvent) -> Result<(), StoreErr
     )?
     .execute(params![
         seq,
-        at,
+        fields.at,
         a.id,
         a.auth,
         a.client,
@@ -173,12 +222,72 @@ fn append_audit(tx: &Transaction<'_>, event: &AuditEvent) -> Result<(), StoreErr
         event.company_id,
         event.action,
         event.target,
-        event.outcome.as_str(),
+        fields.outcome,
         event.detail,
         prev_hash,
         hash
     ])?;
     Ok(())
+}
+
+const AUDIT_COLUMNS: &str =
+    "seq, at, actor, auth, client, request_id, company_id, action, target, outcome, detail, prev_hash, hash";
+
+fn audit_row(r: &Row<'_>) -> rusqlite::Result<StoredAuditEvent> {
+    Ok(StoredAuditEvent {
+        seq: r.get(0)?,
+        at: r.get(1)?,
+        actor: r.get(2)?,
+        auth: r.get(3)?,
+        client: r.get(4)?,
+        request_id: r.get(5)?,
+        company_id: r.get(6)?,
+        action: r.get(7)?,
+        target: r.get(8)?,
+        outcome: r.get(9)?,
+        detail: r.get(10)?,
+        prev_hash: r.get(11)?,
+        hash: r.get(12)?,
+    })
+}
+
+const CENTRAL_COLUMNS: &str =
+    "central_seq, source, node, source_seq, at, actor, auth, client, request_id, \
+     company_id, action, target, outcome, detail, prev_hash, hash";
+
+fn central_row(r: &Row<'_>) -> rusqlite::Result<CentralEvent> {
+    Ok(CentralEvent {
+        central_seq: r.get(0)?,
+        source: r.get(1)?,
+        node: r.get(2)?,
+        event: StoredAuditEvent {
+            seq: r.get(3)?,
+            at: r.get(4)?,
+            actor: r.get(5)?,
+            auth: r.get(6)?,
+            client: r.get(7)?,
+            request_id: r.get(8)?,
+            company_id: r.get(9)?,
+            action: r.get(10)?,
+            target: r.get(11)?,
+            outcome: r.get(12)?,
+            detail: r.get(13)?,
+            prev_hash: r.get(14)?,
+            hash: r.get(15)?,
+        },
+    })
+}
+
+fn checkpoint_row(r: &Row<'_>) -> rusqlite::Result<Checkpoint> {
+    Ok(Checkpoint {
+        source: r.get(0)?,
+        seq: r.get(1)?,
+        hash: r.get(2)?,
+        at: r.get(3)?,
+        node: r.get(4)?,
+        prev: r.get(5)?,
+        signature: r.get(6)?,
+    })
 }
 
 fn insert_company(tx: &Transaction<'_>, c: &CompanyRecord) -> Result<(), StoreError> {
@@ -561,32 +670,215 @@ impl ControlStore for SqliteControl {
         let company_id = company_id.map(str::to_string);
         self.readers
             .with(move |conn| {
-                let mut stmt = conn.prepare_cached(
-                    "SELECT seq, at, actor, auth, client, request_id, company_id, action, target, outcome, detail, hash
-                     FROM audit_events WHERE seq > ?1 AND (?2 IS NULL OR company_id = ?2)
-                     ORDER BY seq LIMIT ?3",
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {AUDIT_COLUMNS} FROM audit_events
+                     WHERE seq > ?1 AND (?2 IS NULL OR company_id = ?2) ORDER BY seq LIMIT ?3"
+                ))?;
+                let rows = stmt.query_map(
+                    params![after_seq, company_id, limit.clamp(1, 100_000)],
+                    audit_row,
                 )?;
-                let mut rows = stmt.query(params![after_seq, company_id, limit.clamp(1, 1000)])?;
-                let mut out = Vec::new();
-                while let Some(r) = rows.next()? {
-                    let at: String = r.get(1)?;
-                    out.push(StoredAuditEvent {
-                        seq: r.get(0)?,
-                        at: parse_ts(&at)?,
-                        actor: r.get(2)?,
-                        auth: r.get(3)?,
-                        client: r.get(4)?,
-                        request_id: r.get(5)?,
-                        company_id: r.get(6)?,
-                        action: r.get(7)?,
-                        target: r.get(8)?,
-                        outcome: r.get(9)?,
-                        detail: r.get(10)?,
-                        hash: r.get(11)?,
-                    });
-                }
-                Ok(out)
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
             })
             .await
+    }
+
+    async fn central_append(
+        &self,
+        source: &str,
+        node: &str,
+        events: &[StoredAuditEvent],
+    ) -> Result<usize, StoreError> {
+        let (source, node, events) = (source.to_string(), node.to_string(), events.to_vec());
+        self.write(None, move |tx| {
+            let mut insert = tx.prepare_cached(&format!(
+                "INSERT OR IGNORE INTO central_events ({}) VALUES (NULL, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                CENTRAL_COLUMNS
+            ))?;
+            let mut inserted = 0;
+            for e in &events {
+                inserted += insert.execute(params![
+                    source, node, e.seq, e.at, e.actor, e.auth, e.client, e.request_id,
+                    e.company_id, e.action, e.target, e.outcome, e.detail, e.prev_hash, e.hash
+                ])?;
+            }
+            Ok(inserted)
+        })
+        .await
+    }
+
+    async fn central_head(&self, source: &str) -> Result<i64, StoreError> {
+        let source = source.to_string();
+        self.readers
+            .with(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "SELECT COALESCE(MAX(source_seq), 0) FROM central_events WHERE source = ?1",
+                    )?
+                    .query_row([source], |r| r.get(0))?)
+            })
+            .await
+    }
+
+    async fn central_events(&self, query: AuditQuery) -> Result<Vec<CentralEvent>, StoreError> {
+        self.readers
+            .with(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {CENTRAL_COLUMNS} FROM central_events
+                     WHERE central_seq > ?1 AND (?2 IS NULL OR company_id = ?2)
+                       AND (?3 IS NULL OR action = ?3) AND (?4 IS NULL OR outcome = ?4)
+                       AND (?5 IS NULL OR actor = ?5) AND (?6 IS NULL OR at >= ?6)
+                     ORDER BY central_seq LIMIT ?7"
+                ))?;
+                let rows = stmt.query_map(
+                    params![
+                        query.after,
+                        query.company_id,
+                        query.action,
+                        query.outcome,
+                        query.actor,
+                        query.since,
+                        query.limit.clamp(1, 100_000)
+                    ],
+                    central_row,
+                )?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+    }
+
+    async fn central_sources(&self) -> Result<Vec<String>, StoreError> {
+        self.readers
+            .with(|conn| {
+                let mut stmt = conn
+                    .prepare_cached("SELECT DISTINCT source FROM central_events ORDER BY source")?;
+                let rows = stmt.query_map([], |r| r.get(0))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+    }
+
+    async fn central_source_events(
+        &self,
+        source: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<CentralEvent>, StoreError> {
+        let source = source.to_string();
+        self.readers
+            .with(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {CENTRAL_COLUMNS} FROM central_events
+                     WHERE source = ?1 AND source_seq > ?2 ORDER BY source_seq LIMIT ?3"
+                ))?;
+                let rows = stmt.query_map(
+                    params![source, after_seq, limit.clamp(1, 100_000)],
+                    central_row,
+                )?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+    }
+
+    async fn append_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        let cp = checkpoint.clone();
+        self.write(None, move |tx| {
+            tx.execute(
+                "INSERT INTO audit_checkpoints (source, seq, hash, at, node, prev, signature)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    cp.source,
+                    cp.seq,
+                    cp.hash,
+                    cp.at,
+                    cp.node,
+                    cp.prev,
+                    cp.signature
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn checkpoints(&self, source: &str) -> Result<Vec<Checkpoint>, StoreError> {
+        let source = source.to_string();
+        self.readers
+            .with(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT source, seq, hash, at, node, prev, signature FROM audit_checkpoints
+                     WHERE source = ?1 ORDER BY rowid",
+                )?;
+                let rows = stmt.query_map([source], checkpoint_row)?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+    }
+
+    async fn register_node(
+        &self,
+        id: &str,
+        public_key_hex: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let (id, key) = (id.to_string(), public_key_hex.to_string());
+        self.write(None, move |tx| {
+            let existing: Option<String> = tx
+                .query_row("SELECT public_key FROM nodes WHERE id = ?1", [&id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            match existing {
+                Some(k) if k == key => Ok(()),
+                Some(_) => Err(StoreError::Conflict(format!(
+                    "node {id} is registered with another key"
+                ))),
+                None => {
+                    tx.execute(
+                        "INSERT INTO nodes (id, public_key, created_at) VALUES (?1, ?2, ?3)",
+                        params![id, key, ts(at)],
+                    )?;
+                    Ok(())
+                }
+            }
+        })
+        .await
+    }
+
+    async fn node_keys(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.readers
+            .with(|conn| {
+                let mut stmt =
+                    conn.prepare_cached("SELECT id, public_key FROM nodes ORDER BY id")?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+    }
+
+    async fn cursor(&self, name: &str) -> Result<i64, StoreError> {
+        let name = name.to_string();
+        self.readers
+            .with(move |conn| {
+                Ok(conn
+                    .prepare_cached("SELECT seq FROM cursors WHERE name = ?1")?
+                    .query_row([name], |r| r.get(0))
+                    .optional()?
+                    .unwrap_or(0))
+            })
+            .await
+    }
+
+    async fn set_cursor(&self, name: &str, seq: i64) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.write(None, move |tx| {
+            tx.execute(
+                "INSERT INTO cursors (name, seq) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+                params![name, seq],
+            )?;
+            Ok(())
+        })
+        .await
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -24,6 +25,8 @@ const READERS_PER_COMPANY: usize = 4;
 pub const MAX_PAGE: u32 = 1000;
 
 pub struct SqliteTenant {
+    company_id: String,
+    published_audit_seq: Arc<AtomicI64>,
     path: PathBuf,
     /// Digest of the key the database was opened with, so that an open store is
     /// handed out again only for the same key.
@@ -180,21 +183,21 @@ fn balance_rows(
     Ok(out)
 }
 
-fn audit_row(row: &Row<'_>) -> Result<StoredAuditEvent, StoreError> {
-    let at: String = row.get(1)?;
+fn audit_row(row: &Row<'_>, company_id: &str) -> Result<StoredAuditEvent, StoreError> {
     Ok(StoredAuditEvent {
         seq: row.get(0)?,
-        at: parse_ts(&at)?,
+        at: row.get(1)?,
         actor: row.get(2)?,
         auth: row.get(3)?,
         client: row.get(4)?,
         request_id: row.get(5)?,
-        company_id: None,
+        company_id: Some(company_id.to_string()),
         action: row.get(6)?,
         target: row.get(7)?,
         outcome: row.get(8)?,
         detail: row.get(9)?,
-        hash: row.get(10)?,
+        prev_hash: row.get(10)?,
+        hash: row.get(11)?,
     })
 }
 
@@ -410,20 +413,41 @@ impl TenantStore for SqliteTenant {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<StoredAuditEvent>, StoreError> {
+        let company_id = self.company_id.clone();
         self.readers
             .with(move |conn| {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT seq, at, actor, auth, client, request_id, action, target, outcome, detail, hash
+                    "SELECT seq, at, actor, auth, client, request_id, action, target, outcome, detail,
+                            prev_hash, hash
                      FROM audit_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
                 )?;
                 let mut rows = stmt.query(params![after_seq, limit.clamp(1, MAX_PAGE)])?;
                 let mut out = Vec::new();
                 while let Some(r) = rows.next()? {
-                    out.push(audit_row(r)?);
+                    out.push(audit_row(r, &company_id)?);
                 }
                 Ok(out)
             })
             .await
+    }
+
+    async fn record(&self, event: AuditEvent) -> Result<(), StoreError> {
+        let ctx = WriteContext {
+            actor: event.actor.clone(),
+            at: event.at,
+        };
+        match self.send(Command::Record(event), ctx).await? {
+            Output::Recorded => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn audit_head(&self) -> i64 {
+        self.published_audit_seq.load(Ordering::Acquire)
+    }
+
+    fn company_id(&self) -> &str {
+        &self.company_id
     }
 
     async fn stats(&self) -> Result<TenantStats, StoreError> {
@@ -515,8 +539,11 @@ impl SqliteTenants {
         })
         .await
         .map_err(|e| StoreError::Backend(format!("open task failed: {e}")))??;
-        let writer = tenant_writer::spawn(conn)?;
+        let published_audit_seq = Arc::new(AtomicI64::new(0));
+        let writer = tenant_writer::spawn(conn, company_id, published_audit_seq.clone())?;
         let tenant = Arc::new(SqliteTenant {
+            company_id: company_id.to_string(),
+            published_audit_seq,
             readers: Arc::new(ReaderPool::new(
                 path.clone(),
                 key.clone(),

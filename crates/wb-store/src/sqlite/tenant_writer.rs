@@ -19,6 +19,9 @@ use super::tenant::{load_entry, row_to_account};
 use crate::chain;
 use crate::model::*;
 use crate::StoreError;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use wb_core::audit::AuditFields;
 
 pub(crate) const MAX_BATCH_COMMANDS: usize = 256;
 const QUEUE_DEPTH: usize = 4096;
@@ -34,12 +37,27 @@ pub(crate) enum Command {
         date: Date,
         description: Option<String>,
     },
+    /// An audit event with no change attached (reads, refusals).
+    Record(AuditEvent),
+}
+
+impl Command {
+    /// The audit action of this command, also recorded when it fails.
+    fn action(&self) -> &'static str {
+        match self {
+            Command::CreateAccount(_) => "account.create",
+            Command::Post { .. } => "entry.post",
+            Command::Reverse { .. } => "entry.reverse",
+            Command::Record(_) => "audit.record",
+        }
+    }
 }
 
 pub(crate) enum Output {
     Account(Account),
     Posted(Posted),
     Entry(Entry),
+    Recorded,
 }
 
 pub(crate) struct Job {
@@ -62,14 +80,21 @@ struct Head {
 
 pub(crate) struct WriterState {
     conn: Connection,
+    company_id: String,
     accounts: HashMap<String, AccountMeta>,
     journal: Head,
     audit: Head,
     next_entry_id: i64,
+    /// The last committed audit sequence, for the forwarder to poll cheaply.
+    published_audit_seq: Arc<AtomicI64>,
 }
 
-pub(crate) fn spawn(conn: Connection) -> Result<mpsc::Sender<Job>, StoreError> {
-    let state = WriterState::load(conn)?;
+pub(crate) fn spawn(
+    conn: Connection,
+    company_id: &str,
+    published_audit_seq: Arc<AtomicI64>,
+) -> Result<mpsc::Sender<Job>, StoreError> {
+    let state = WriterState::load(conn, company_id, published_audit_seq)?;
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
     tokio::spawn(run(rx, state));
     Ok(tx)
@@ -154,14 +179,21 @@ fn head(conn: &Connection, table: &str) -> Result<Head, StoreError> {
 }
 
 impl WriterState {
-    fn load(conn: Connection) -> Result<WriterState, StoreError> {
+    fn load(
+        conn: Connection,
+        company_id: &str,
+        published_audit_seq: Arc<AtomicI64>,
+    ) -> Result<WriterState, StoreError> {
         let (accounts, journal, audit, next_entry_id) = WriterState::load_from(&conn)?;
+        published_audit_seq.store(audit.seq, Ordering::Release);
         Ok(WriterState {
             conn,
+            company_id: company_id.to_string(),
             accounts,
             journal,
             audit,
             next_entry_id,
+            published_audit_seq,
         })
     }
 
@@ -227,6 +259,7 @@ impl WriterState {
         }
         let mut results = Vec::with_capacity(work.len());
         for (command, ctx) in work {
+            let action = command.action();
             let journal = (self.journal.seq, self.journal.hash.clone());
             let audit = (self.audit.seq, self.audit.hash.clone());
             let next_entry_id = self.next_entry_id;
@@ -253,6 +286,13 @@ impl WriterState {
                         hash: audit.1,
                     };
                     self.next_entry_id = next_entry_id;
+                    // The refusal is audited too, outside the rolled-back savepoint.
+                    let detail = error.to_string();
+                    if let Err(e) =
+                        self.audit_append(&ctx, action, None, Outcome::Failure, Some(&detail))
+                    {
+                        tracing::error!(error = %e, "could not audit a refused command");
+                    }
                     results.push(Err(error));
                 }
             }
@@ -266,6 +306,8 @@ impl WriterState {
                 .map(|_| Err(StoreError::Backend(message.clone())))
                 .collect();
         }
+        self.published_audit_seq
+            .store(self.audit.seq, Ordering::Release);
         results
     }
 
@@ -283,6 +325,20 @@ impl WriterState {
             } => self
                 .reverse(entry_id, date, description, ctx)
                 .map(Output::Entry),
+            Command::Record(event) => {
+                let recorded = WriteContext {
+                    actor: event.actor.clone(),
+                    at: event.at,
+                };
+                self.audit_append(
+                    &recorded,
+                    &event.action,
+                    event.target.as_deref(),
+                    event.outcome,
+                    event.detail.as_deref(),
+                )?;
+                Ok(Output::Recorded)
+            }
         }
     }
 
@@ -333,6 +389,7 @@ impl WriterState {
             ctx,
             "account.create",
             Some(&format!("account:{}", account.code)),
+            Outcome::Success,
             None,
         )?;
         self.accounts.insert(
@@ -424,7 +481,7 @@ impl WriterState {
             (Some(f), Some(l)) => format!("entries:{}-{}", f.id, l.id),
             _ => "entries:none".into(),
         };
-        self.audit_append(ctx, "entry.post", Some(&target), None)?;
+        self.audit_append(ctx, "entry.post", Some(&target), Outcome::Success, None)?;
         Ok(Posted {
             entries,
             replayed: false,
@@ -468,6 +525,7 @@ impl WriterState {
             ctx,
             "entry.reverse",
             Some(&format!("entry:{entry_id}")),
+            Outcome::Success,
             Some(&format!("reversal entry:{}", stored.id)),
         )?;
         Ok(stored)
@@ -570,27 +628,24 @@ impl WriterState {
         ctx: &WriteContext,
         action: &str,
         target: Option<&str>,
+        outcome: Outcome,
         detail: Option<&str>,
     ) -> Result<(), StoreError> {
         let seq = self.audit.seq + 1;
-        let at = ts(ctx.at);
         let actor = &ctx.actor;
-        let outcome = Outcome::Success.as_str();
-        let hash = chain::link(
-            &self.audit.hash,
-            seq,
-            &[
-                &at,
-                &actor.id,
-                &actor.auth,
-                actor.client.as_deref().unwrap_or(""),
-                actor.request_id.as_deref().unwrap_or(""),
-                action,
-                target.unwrap_or(""),
-                outcome,
-                detail.unwrap_or(""),
-            ],
-        );
+        let fields = AuditFields {
+            at: ts(ctx.at),
+            actor: actor.id.clone(),
+            auth: actor.auth.clone(),
+            client: actor.client.clone().unwrap_or_default(),
+            request_id: actor.request_id.clone().unwrap_or_default(),
+            company_id: self.company_id.clone(),
+            action: action.to_string(),
+            target: target.unwrap_or_default().to_string(),
+            outcome: outcome.as_str().to_string(),
+            detail: detail.unwrap_or_default().to_string(),
+        };
+        let hash = fields.hash(&self.audit.hash, seq);
         self.conn
             .prepare_cached(
                 "INSERT INTO audit_events
@@ -599,14 +654,14 @@ impl WriterState {
             )?
             .execute(params![
                 seq,
-                at,
+                fields.at,
                 actor.id,
                 actor.auth,
                 actor.client,
                 actor.request_id,
                 action,
                 target,
-                outcome,
+                fields.outcome,
                 detail,
                 self.audit.hash,
                 hash
