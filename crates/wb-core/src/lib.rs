@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod ledger;
 pub mod money;
+pub mod monitor;
 pub mod reports;
 pub mod roles;
 

@@ -188,6 +188,10 @@ impl DataKey {
         DataKey(KeyBytes::random())
     }
 
+    pub(crate) fn bytes(&self) -> &[u8; KEY_LEN] {
+        &self.0 .0
+    }
+
     /// The SQLCipher raw-key literal `x'…'`, zeroized when dropped.
     pub fn sqlcipher_pragma_value(&self) -> Zeroizing<String> {
         Zeroizing::new(format!("x'{}'", hex::encode(self.0 .0)))

@@ -10,9 +10,11 @@
 mod keys;
 mod passphrase;
 mod secret;
+mod signing;
 mod token;
 
 pub use keys::{CryptoError, DataKey, MasterKey};
 pub use passphrase::{check_strength, hash_passphrase, verify_passphrase, PassphraseError};
 pub use secret::Secret;
+pub use signing::{verify_signature, NodeKey};
 pub use token::{new_token, sha256_hex, token_hash, NewToken};

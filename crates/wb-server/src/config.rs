@@ -16,6 +16,49 @@ pub enum TlsMode {
     InsecureHttp,
 }
 
+/// What happens to a request when the audit trail cannot record it. Writes are
+/// always refused (their audit record shares their transaction); staff access
+/// under a grant is always refused (`AccessKind::Staff`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AuditFailurePolicy {
+    /// Refuse writes, serve customers' own reads, raise an alert.
+    #[default]
+    RefuseWrites,
+    /// Refuse every request that cannot be audited.
+    RefuseAll,
+}
+
+impl std::str::FromStr for AuditFailurePolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "refuse-writes" => Ok(AuditFailurePolicy::RefuseWrites),
+            "refuse-all" => Ok(AuditFailurePolicy::RefuseAll),
+            other => Err(format!(
+                "audit failure policy must be refuse-writes or refuse-all, not {other:?}"
+            )),
+        }
+    }
+}
+
+/// Whose access is being audited, for the fail-closed decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessKind {
+    CustomerRead,
+    /// Platform staff acting under an access grant: never served unaudited.
+    Staff,
+}
+
+impl AuditFailurePolicy {
+    /// True when a request of this kind may proceed although its audit event failed.
+    pub fn allows_unaudited(self, kind: AccessKind) -> bool {
+        matches!(
+            (self, kind),
+            (AuditFailurePolicy::RefuseWrites, AccessKind::CustomerRead)
+        )
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub data_dir: PathBuf,
@@ -27,6 +70,10 @@ pub struct ServerConfig {
     pub batch_body_limit_bytes: usize,
     pub request_timeout: Duration,
     pub session_ttl: time::Duration,
+    /// Thresholds and windows of the monitoring rules.
+    pub monitor: wb_core::monitor::MonitorConfig,
+    /// Where the central audit collection is forwarded (syslog, JSONL, HTTPS).
+    pub audit_drains: Vec<crate::drains::DrainConfig>,
 }
 
 impl ServerConfig {
@@ -39,6 +86,8 @@ impl ServerConfig {
             batch_body_limit_bytes: 32 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             session_ttl: time::Duration::hours(12),
+            monitor: Default::default(),
+            audit_drains: Vec::new(),
         }
     }
 }

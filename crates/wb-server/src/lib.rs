@@ -11,11 +11,15 @@
 )]
 
 pub mod api;
+pub mod audit_verify;
 pub mod auth;
 pub mod auth_cache;
 pub mod clock;
 pub mod config;
+pub mod drains;
 pub mod dto;
+pub mod jobs;
+pub mod monitor_job;
 pub mod platform;
 pub mod problem;
 pub mod server;

@@ -9,7 +9,7 @@ use time::{Duration, OffsetDateTime};
 use wb_core::{Permission, Role};
 use wb_crypto::{
     check_strength, hash_passphrase, new_token, token_hash, verify_passphrase, DataKey, MasterKey,
-    PassphraseError, Secret,
+    NodeKey, PassphraseError, Secret,
 };
 use wb_store::sqlite::{SqliteControl, SqliteTenants};
 use wb_store::{
@@ -19,6 +19,7 @@ use wb_store::{
 
 use crate::auth_cache::AuthCache;
 use crate::clock::Clock;
+use crate::config::{AccessKind, AuditFailurePolicy};
 use crate::problem::{ApiError, ApiResult};
 
 pub const MIN_PASSPHRASE_SCORE: u8 = 3;
@@ -70,12 +71,18 @@ pub struct Session {
 
 pub struct Platform {
     pub control: Arc<dyn ControlStore>,
+    /// Monitoring alerts (the same control database).
+    pub alerts: Arc<dyn wb_store::AlertStore>,
     pub tenants: Arc<dyn TenantDirectory>,
     master: MasterKey,
     pub clock: Arc<dyn Clock>,
     pub session_ttl: Duration,
     failed_logins: Mutex<HashMap<String, (u32, OffsetDateTime)>>,
     auth_cache: AuthCache,
+    /// This node's identity and checkpoint-signing key.
+    pub node_id: String,
+    pub node_key: NodeKey,
+    audit_refuse_all: std::sync::atomic::AtomicBool,
     /// Verified against when an email is unknown, so timing does not reveal accounts.
     dummy_hash: String,
 }
@@ -84,6 +91,17 @@ impl std::fmt::Debug for Platform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Platform")
     }
+}
+
+/// A stable id for this node, `<data>/node.id`, created on first use.
+fn node_id(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("node.id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        return Ok(id.trim().to_string());
+    }
+    let id = format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
 }
 
 /// The control plane's own DEK, wrapped by the master key in `<data>/control.key`.
@@ -113,20 +131,96 @@ impl Platform {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating data directory {}", data_dir.display()))?;
         let key = control_key(data_dir, &master)?;
-        let control = SqliteControl::open(&data_dir.join("control.db"), &key)
-            .context("opening the control database")?;
+        let control = Arc::new(
+            SqliteControl::open(&data_dir.join("control.db"), &key)
+                .context("opening the control database")?,
+        );
         let tenants = SqliteTenants::new(data_dir.join("companies"))?;
         let dummy_hash = hash_passphrase(&Secret::new("dummy passphrase for timing".into()))?;
         Ok(Platform {
-            control: Arc::new(control),
+            control: control.clone(),
+            alerts: control,
             tenants: Arc::new(tenants),
-            master,
             clock,
             session_ttl,
             failed_logins: Mutex::new(HashMap::new()),
             auth_cache: AuthCache::default(),
+            node_id: node_id(data_dir)?,
+            node_key: NodeKey::load_or_create(&data_dir.join("node.key"), &master)?,
+            audit_refuse_all: std::sync::atomic::AtomicBool::new(false),
+            master,
             dummy_hash,
         })
+    }
+
+    pub fn audit_policy(&self) -> AuditFailurePolicy {
+        if self
+            .audit_refuse_all
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            AuditFailurePolicy::RefuseAll
+        } else {
+            AuditFailurePolicy::RefuseWrites
+        }
+    }
+
+    pub fn set_audit_policy(&self, policy: AuditFailurePolicy) {
+        self.audit_refuse_all.store(
+            policy == AuditFailurePolicy::RefuseAll,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Records access to company content; when the audit trail cannot take the
+    /// event, the policy decides whether the access goes ahead (and says so loudly).
+    pub async fn audit_access(
+        &self,
+        store: &dyn TenantStore,
+        event: AuditEvent,
+        kind: AccessKind,
+    ) -> ApiResult<()> {
+        let Err(error) = store.record(event.clone()).await else {
+            return Ok(());
+        };
+        tracing::error!(%error, company = store.company_id(), action = %event.action, "audit trail unavailable");
+        // Best effort: the platform trail raises the alarm (the monitor alerts on it).
+        let alarm = AuditEvent {
+            at: self.now(),
+            actor: Actor::system("audit"),
+            company_id: Some(store.company_id().to_string()),
+            action: "audit.unavailable".into(),
+            target: Some(event.action.clone()),
+            outcome: Outcome::Failure,
+            detail: Some(error.to_string()),
+        };
+        if let Err(e) = self.control.audit(&alarm).await {
+            tracing::error!(error = %e, "the platform audit trail is unavailable too");
+        }
+        if self.audit_policy().allows_unaudited(kind) {
+            Ok(())
+        } else {
+            Err(ApiError::audit_unavailable())
+        }
+    }
+
+    /// Records this node's public key so its checkpoints can be verified.
+    pub async fn register_node(&self) -> ApiResult<()> {
+        Ok(self
+            .control
+            .register_node(&self.node_id, &self.node_key.public_key_hex(), self.now())
+            .await?)
+    }
+
+    /// Every company on record (for jobs that visit them all).
+    pub async fn company_ids(&self) -> ApiResult<Vec<String>> {
+        Ok(self
+            .control
+            .companies()
+            .await?
+            .into_iter()
+            .filter(|c| c.status == CompanyStatus::Active)
+            .map(|c| c.id)
+            .collect())
     }
 
     pub fn now(&self) -> OffsetDateTime {

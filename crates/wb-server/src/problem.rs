@@ -96,6 +96,14 @@ impl ApiError {
             "the server could not complete the request; it has been logged",
         )
     }
+    pub fn audit_unavailable() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "audit-unavailable",
+            "Audit trail unavailable",
+            "the audit trail cannot be written, so this request is refused",
+        )
+    }
     pub fn unavailable(detail: impl Into<String>) -> ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -182,6 +190,10 @@ impl From<StoreError> for ApiError {
             }
             StoreError::WriterStopped => {
                 ApiError::unavailable("the company's books are temporarily unavailable")
+            }
+            StoreError::AuditUnavailable(detail) => {
+                tracing::error!(%detail, "audit trail unavailable; refusing");
+                ApiError::audit_unavailable()
             }
             other => {
                 tracing::error!(error = %other, "storage error");

@@ -11,15 +11,18 @@ use wb_store::{Actor, AuditEvent, Outcome};
 
 use crate::api;
 use crate::config::{ServerConfig, TlsMode};
+use crate::jobs::Jobs;
 use crate::platform::Platform;
 use crate::tls;
 
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub https: bool,
+    config_digest: String,
     handle: Handle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     platform: Arc<Platform>,
+    jobs: Jobs,
 }
 
 impl RunningServer {
@@ -35,7 +38,9 @@ impl RunningServer {
     pub async fn shutdown(self) -> Result<()> {
         self.handle.graceful_shutdown(Some(Duration::from_secs(10)));
         self.task.await.context("server task")??;
-        audit_system(&self.platform, "system.shutdown").await;
+        audit_system(&self.platform, "system.shutdown", &self.config_digest).await;
+        // Jobs stop last, so their final round collects the shutdown event.
+        self.jobs.stop().await;
         Ok(())
     }
 
@@ -48,9 +53,19 @@ impl RunningServer {
     pub fn handle(&self) -> Handle {
         self.handle.clone()
     }
+
+    pub fn platform(&self) -> &Arc<Platform> {
+        &self.platform
+    }
 }
 
-async fn audit_system(platform: &Platform, action: &str) {
+/// A digest of the configuration the process started with (no secrets in it).
+fn config_digest(config: &ServerConfig) -> String {
+    let text = format!("{config:?}");
+    format!("sha256:{}", &wb_crypto::sha256_hex(text.as_bytes())[..16])
+}
+
+async fn audit_system(platform: &Platform, action: &str, config_digest: &str) {
     let event = AuditEvent {
         at: platform.now(),
         actor: Actor::system("process"),
@@ -58,7 +73,11 @@ async fn audit_system(platform: &Platform, action: &str) {
         action: action.into(),
         target: None,
         outcome: Outcome::Success,
-        detail: Some(format!("workbooks {}", env!("CARGO_PKG_VERSION"))),
+        detail: Some(format!(
+            "workbooks {} on node {}, config {config_digest}",
+            env!("CARGO_PKG_VERSION"),
+            platform.node_id
+        )),
     };
     if let Err(e) = platform.control.audit(&event).await {
         tracing::error!(error = %e, action, "could not audit");
@@ -106,8 +125,29 @@ pub async fn start(
             (true, tokio::spawn(server.serve(app)))
         }
     };
-    audit_system(&platform, "system.start").await;
+    let digest = config_digest(config);
+    audit_system(&platform, "system.start", &digest).await;
+    platform
+        .register_node()
+        .await
+        .map_err(|e| anyhow::anyhow!("registering this node's audit key: {e}"))?;
+    let mut jobs = Jobs::start(platform.clone());
+    jobs.add(crate::monitor_job::spawn_monitor(
+        platform.clone(),
+        config.monitor.clone(),
+        Duration::from_secs(1),
+        jobs.stopper(),
+    ));
+    for drain in crate::drains::spawn_all(
+        platform.control.clone(),
+        &config.audit_drains,
+        jobs.stopper(),
+    ) {
+        jobs.add(drain);
+    }
     Ok(RunningServer {
+        config_digest: digest,
+        jobs,
         addr,
         https,
         handle,

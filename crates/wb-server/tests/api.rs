@@ -4,6 +4,8 @@
 #[path = "api/harness.rs"]
 mod harness;
 
+#[path = "api/audit.rs"]
+mod audit;
 #[path = "api/auth.rs"]
 mod auth;
 #[path = "api/books.rs"]

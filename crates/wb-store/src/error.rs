@@ -18,6 +18,8 @@ pub enum StoreError {
     Backend(String),
     #[error("the company's writer has stopped")]
     WriterStopped,
+    #[error("the audit trail cannot be written: {0}")]
+    AuditUnavailable(String),
 }
 
 impl From<rusqlite::Error> for StoreError {

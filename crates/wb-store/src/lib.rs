@@ -11,12 +11,14 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod alerts;
 mod chain;
 mod error;
 mod model;
 pub mod sqlite;
 mod traits;
 
+pub use alerts::{Alert, AlertStore};
 pub use chain::{link as chain_link, GENESIS};
 pub use error::StoreError;
 pub use model::*;

@@ -174,6 +174,8 @@ pub trait TenantDirectory: Send + Sync {
     /// An already-open store, without needing the key again.
     fn get_open(&self, company_id: &str) -> Option<Arc<dyn TenantStore>>;
     fn open_count(&self) -> usize;
+    /// Every store currently open.
+    fn open_tenants(&self) -> Vec<Arc<dyn TenantStore>>;
     /// Closes and deletes a company database that was never recorded (failed creation).
     async fn discard(&self, company_id: &str);
 }

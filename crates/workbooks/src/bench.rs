@@ -348,6 +348,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
 
     server.shutdown().await?;
 
+    eprintln!("bench: audit append and the cost of audit on posting");
+    let audit = audit_bench(&dir, args.seconds).await?;
+
     rows.push(Row {
         name: "GET /healthz over HTTPS, 64 clients (CPU ceiling)".into(),
         measured: format!(
@@ -425,6 +428,33 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         ratio: "-".into(),
         target: "< 100 ms".into(),
         verdict: verdict(tb_p99 < 100.0).into(),
+    });
+    rows.push(Row {
+        name: "audit events appended in batches of 1,000, durable (central collection)".into(),
+        measured: format!("{:.0} events/s", audit.batch_rate),
+        baseline: format!("{raw_thousand:.0} rows/s (raw, 1,000 rows/tx)"),
+        ratio: format!("{:.2}x", audit.batch_rate / raw_thousand),
+        target: ">= 200,000 events/s".into(),
+        verdict: verdict(audit.batch_rate >= 200_000.0).into(),
+    });
+    rows.push(Row {
+        name:
+            "audit events recorded one per call, 64 concurrent callers, one company (group commit)"
+                .into(),
+        measured: format!("{:.0} events/s", audit.single_rate),
+        baseline: format!("{raw_one:.0} rows/s (raw, 1 row/tx)"),
+        ratio: format!("{:.1}x", audit.single_rate / raw_one),
+        target: "-".into(),
+        verdict: "-".into(),
+    });
+    let cost = 1.0 - audit.posting_on / audit.posting_off;
+    rows.push(Row {
+        name: "cost of audit on posting: 64 concurrent single-entry posts to one company, store level, audit on vs off (alternating, 2 rounds each)".into(),
+        measured: format!("{:.0} entries/s with audit, {:.0} without: {:.1}% cost", audit.posting_on, audit.posting_off, cost * 100.0),
+        baseline: format!("{:.0} entries/s without audit", audit.posting_off),
+        ratio: format!("{:.2}x", audit.posting_on / audit.posting_off),
+        target: "< 10% cost".into(),
+        verdict: verdict(cost < 0.10).into(),
     });
     let table = render(&rows, &args);
     println!("{table}");
@@ -622,4 +652,146 @@ fn write_results(path: &Path, table: &str) -> Result<()> {
         _ => format!("{existing}\n{section}\n"),
     };
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+struct AuditBench {
+    batch_rate: f64,
+    single_rate: f64,
+    posting_on: f64,
+    posting_off: f64,
+}
+
+/// Chained audit events `first..first+count` of one source.
+fn chained_events(first: i64, count: i64, prev: &mut String) -> Vec<wb_store::StoredAuditEvent> {
+    (first..first + count)
+        .map(|seq| {
+            let fields = wb_core::audit::AuditFields {
+                at: "2026-11-22T10:00:00Z".into(),
+                actor: "user:bench".into(),
+                auth: "session".into(),
+                client: "127.0.0.1".into(),
+                request_id: format!("req-{seq}"),
+                company_id: "bench".into(),
+                action: "entry.read".into(),
+                target: format!("entry:{seq}"),
+                outcome: "success".into(),
+                detail: String::new(),
+            };
+            let hash = fields.hash(prev, seq);
+            let event = wb_store::StoredAuditEvent {
+                seq,
+                at: fields.at,
+                actor: fields.actor,
+                auth: fields.auth,
+                client: Some(fields.client),
+                request_id: Some(fields.request_id),
+                company_id: Some(fields.company_id),
+                action: fields.action,
+                target: Some(fields.target),
+                outcome: fields.outcome,
+                detail: None,
+                prev_hash: prev.clone(),
+                hash: hash.clone(),
+            };
+            *prev = hash;
+            event
+        })
+        .collect()
+}
+
+/// Posts single entries from 64 concurrent tasks for `seconds`; entries/s.
+async fn store_posting_rate(store: Arc<dyn wb_store::TenantStore>, seconds: u64) -> f64 {
+    let l = load(CLIENTS, seconds, 1, move |client, i| {
+        let store = store.clone();
+        async move {
+            let ctx = WriteContext {
+                actor: Actor::system("bench"),
+                at: time::OffsetDateTime::now_utc(),
+            };
+            store
+                .post_entries(vec![draft(client as u64 * 1_000_000 + i)], None, ctx)
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    l.rate()
+}
+
+async fn audit_bench(dir: &Path, seconds: u64) -> Result<AuditBench> {
+    use wb_store::{ControlStore, TenantDirectory};
+    let base = dir.join("audit-bench");
+    std::fs::create_dir_all(&base)?;
+    // Batches into the central collection, hashing included.
+    let control = wb_store::sqlite::SqliteControl::open(
+        &base.join("control.db"),
+        &wb_crypto::DataKey::generate(),
+    )?;
+    let mut prev = wb_core::audit::GENESIS.to_string();
+    let (mut next, start) = (1i64, Instant::now());
+    while start.elapsed() < Duration::from_secs(seconds) {
+        let batch = chained_events(next, 1000, &mut prev);
+        control
+            .central_append("company:bench", "bench-node", &batch)
+            .await?;
+        next += 1000;
+    }
+    let batch_rate = (next - 1) as f64 / start.elapsed().as_secs_f64();
+
+    let with_audit = wb_store::sqlite::SqliteTenants::new(base.join("on"))?;
+    let without_audit =
+        wb_store::sqlite::SqliteTenants::without_audit_for_benchmarks(base.join("off"))?;
+    let mut stores = Vec::new();
+    for tenants in [&with_audit, &without_audit] {
+        let store = tenants
+            .create("bench", &wb_crypto::DataKey::generate())
+            .await?;
+        let ctx = WriteContext {
+            actor: Actor::system("bench"),
+            at: time::OffsetDateTime::now_utc(),
+        };
+        store
+            .create_account(
+                NewAccount::validate("1000", "Cash", "asset", None, None)?,
+                ctx.clone(),
+            )
+            .await?;
+        store
+            .create_account(
+                NewAccount::validate("4000", "Sales", "income", None, None)?,
+                ctx,
+            )
+            .await?;
+        stores.push(store);
+    }
+    // One event per call, as reads are recorded.
+    let store = stores[0].clone();
+    let single = load(CLIENTS, seconds, 1, move |_, i| {
+        let store = store.clone();
+        async move {
+            let event = wb_store::AuditEvent {
+                at: time::OffsetDateTime::now_utc(),
+                actor: Actor::system("bench"),
+                company_id: Some("bench".into()),
+                action: "entry.read".into(),
+                target: Some(format!("entry:{i}")),
+                outcome: wb_store::Outcome::Success,
+                detail: None,
+            };
+            store.record(event).await.is_ok()
+        }
+    })
+    .await;
+    let half = (seconds / 2).max(1);
+    let (mut on, mut off) = (0.0, 0.0);
+    for _ in 0..2 {
+        on += store_posting_rate(stores[0].clone(), half).await;
+        off += store_posting_rate(stores[1].clone(), half).await;
+    }
+    Ok(AuditBench {
+        batch_rate,
+        single_rate: single.rate(),
+        posting_on: on / 2.0,
+        posting_off: off / 2.0,
+    })
 }

@@ -35,8 +35,64 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Triage monitoring alerts.
+    #[command(subcommand)]
+    Alerts(crate::alerts_cmd::AlertsCommand),
+    /// Mark planned maintenance, so a shutdown soon after raises no alert.
+    Maintenance(crate::alerts_cmd::MaintenanceArgs),
     /// Measure throughput and latency; writes a results table.
     Bench(BenchArgs),
+    /// Verify and search the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Read the application log.
+    Logs(LogsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify every audit chain (local and central) against its signed
+    /// checkpoints, or a JSON-lines export with --file. Exit 0 only when all verify.
+    Verify {
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+        /// A JSON-lines audit export (e.g. a jsonl:// drain file) to verify instead.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Search the central audit collection.
+    Search {
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+        #[arg(long)]
+        company: Option<String>,
+        /// Exact action (auth.login) or its last part (login).
+        #[arg(long)]
+        action: Option<String>,
+        /// success or failure
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Actor id, e.g. user:<id> or api_key:<id>.
+        #[arg(long)]
+        actor: Option<String>,
+        /// How far back: 90s, 15m, 1h, 7d, or an RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub deployment: DeploymentArgs,
+    /// Print the last lines and keep following the log.
+    #[arg(long)]
+    pub tail: bool,
+    /// How many past lines to print.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub lines: usize,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -80,6 +136,18 @@ pub struct ServeArgs {
     /// Log format: human or json.
     #[arg(long, env = "WORKBOOKS_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Forward the central audit trail to a drain (repeatable; the environment
+    /// variable is comma-separated): syslog+tcp://HOST:PORT, syslog+tls://HOST:PORT,
+    /// jsonl:///ABSOLUTE/PATH or https://HOST[:PORT]/PATH.
+    #[arg(
+        long = "audit-drain",
+        env = "WORKBOOKS_AUDIT_DRAINS",
+        value_delimiter = ','
+    )]
+    pub audit_drain: Vec<String>,
+    /// PEM file of the CA that signs the TLS drains' certificates (default: the system's CAs).
+    #[arg(long, env = "WORKBOOKS_AUDIT_DRAIN_CA")]
+    pub audit_drain_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,6 +219,9 @@ struct ConfigFile {
     tls_key: Option<PathBuf>,
     insecure_http: Option<bool>,
     log_format: Option<String>,
+    monitor: Option<wb_core::monitor::MonitorConfig>,
+    audit_drain: Option<Vec<String>>,
+    audit_drain_ca: Option<PathBuf>,
 }
 
 fn read_config(path: Option<&Path>) -> Result<ConfigFile> {
@@ -177,6 +248,8 @@ pub struct Serve {
     pub listen: SocketAddr,
     pub tls: wb_server::TlsMode,
     pub log_json: bool,
+    pub monitor: wb_core::monitor::MonitorConfig,
+    pub audit_drains: Vec<wb_server::drains::DrainConfig>,
 }
 
 impl DeploymentArgs {
@@ -238,11 +311,26 @@ impl ServeArgs {
             "human" => false,
             other => bail!("--log-format must be human or json, not {other:?}"),
         };
+        let drain_ca = self.audit_drain_ca.clone().or(file.audit_drain_ca);
+        let drain_urls = if self.audit_drain.is_empty() {
+            file.audit_drain.unwrap_or_default()
+        } else {
+            self.audit_drain.clone()
+        };
+        let audit_drains = drain_urls
+            .iter()
+            .filter(|url| !url.trim().is_empty())
+            .map(|url| wb_server::drains::DrainConfig::parse(url, drain_ca.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let monitor = file.monitor.unwrap_or_default();
+        monitor.validate()?;
         Ok(Serve {
+            monitor,
             deployment,
             listen,
             tls,
             log_json,
+            audit_drains,
         })
     }
 }

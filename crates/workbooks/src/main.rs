@@ -1,5 +1,7 @@
 //! The `workbooks` binary.
 
+mod alerts_cmd;
+mod audit_cmd;
 mod bench;
 mod cli;
 mod demo;
@@ -61,6 +63,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Company(cmd) => company(cmd).await,
         Command::User(cmd) => user(cmd).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Alerts(cmd) => alerts_cmd::run(cmd).await,
+        Command::Maintenance(args) => alerts_cmd::maintenance(args).await,
+        Command::Audit(cmd) => audit_cmd::run(cmd).await,
+        Command::Logs(args) => audit_cmd::logs(args).await,
     }
 }
 
@@ -97,21 +103,50 @@ pub fn open_platform(d: &Deployment) -> Result<Arc<Platform>> {
     Ok(Arc::new(platform))
 }
 
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WORKBOOKS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
+/// Structured logs to standard error (human or JSON) and, always as JSON lines,
+/// to `<data>/logs/workbooks.log`, which `workbooks logs --tail` follows.
+fn init_logging(json: bool, data: &Path) -> Result<()> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("WORKBOOKS_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
     };
+    let path = audit_cmd::log_path(data);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot open log file {}", path.display()))?;
+    let to_file = tracing_subscriber::fmt::layer()
+        .json()
+        .with_writer(std::sync::Mutex::new(file))
+        .with_filter(filter());
+    let to_stderr = if json {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_filter(filter())
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(filter())
+            .boxed()
+    };
+    let _ = tracing_subscriber::registry()
+        .with(to_stderr)
+        .with(to_file)
+        .try_init();
+    Ok(())
 }
 
 async fn serve(settings: cli::Serve, demo: bool) -> Result<()> {
-    init_logging(settings.log_json);
+    init_logging(settings.log_json, &settings.deployment.data)?;
     let platform = open_platform(&settings.deployment)?;
     let login = if demo {
         Some(demo::ensure(&platform, &settings.deployment.data).await?)
@@ -120,6 +155,8 @@ async fn serve(settings: cli::Serve, demo: bool) -> Result<()> {
     };
     let mut config = ServerConfig::new(settings.deployment.data.clone(), settings.listen);
     config.tls = settings.tls.clone();
+    config.monitor = settings.monitor.clone();
+    config.audit_drains = settings.audit_drains.clone();
     let server = wb_server::start(platform, &config, None).await?;
     let url = server.url();
     tracing::info!(%url, data = %settings.deployment.data.display(), "serving");

@@ -11,10 +11,11 @@ use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use wb_core::{EntryDraft, NewAccount, Permission, PostingDraft, Role};
-use wb_store::{EntryPage, Idempotency, TenantStore, WriteContext};
+use wb_store::{AuditEvent, EntryPage, Idempotency, Outcome, TenantStore, WriteContext};
 
 use super::json::{body_rejection, parse, ApiJson, ApiQuery};
 use crate::auth::{AppState, Caller};
+use crate::config::AccessKind;
 use crate::dto::*;
 use crate::problem::{ApiError, ApiResult, Problem};
 
@@ -46,6 +47,27 @@ impl Books {
             caller,
             company_id: company_id.to_string(),
         })
+    }
+
+    /// Records a read of this company's content before it is answered.
+    pub async fn audit_read(
+        &self,
+        platform: &AppState,
+        action: &str,
+        target: Option<String>,
+    ) -> ApiResult<()> {
+        let event = AuditEvent {
+            at: platform.now(),
+            actor: self.caller.actor.clone(),
+            company_id: Some(self.company_id.clone()),
+            action: action.to_string(),
+            target,
+            outcome: Outcome::Success,
+            detail: None,
+        };
+        platform
+            .audit_access(&*self.store, event, AccessKind::CustomerRead)
+            .await
     }
 
     pub fn write_context(&self, platform: &AppState) -> WriteContext {
@@ -113,6 +135,7 @@ pub async fn company(
     Path(company): Path<String>,
 ) -> ApiResult<Json<CompanyView>> {
     let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
+    books.audit_read(&platform, "company.read", None).await?;
     let record = platform
         .control
         .company(&company)
@@ -136,6 +159,7 @@ pub async fn list_accounts(
     Path(company): Path<String>,
 ) -> ApiResult<Json<Vec<AccountView>>> {
     let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
+    books.audit_read(&platform, "accounts.list", None).await?;
     Ok(Json(
         books
             .store
@@ -192,6 +216,7 @@ pub async fn list_entries(
     ApiQuery(q): ApiQuery<EntryQuery>,
 ) -> ApiResult<Json<EntryList>> {
     let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
+    books.audit_read(&platform, "entries.list", None).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let after =
         match q.after.as_deref() {
@@ -310,6 +335,16 @@ pub async fn get_entry(
     Path((company, entry)): Path<(String, String)>,
 ) -> ApiResult<Json<EntryView>> {
     let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
+    books
+        .audit_read(
+            &platform,
+            "entry.read",
+            Some(format!(
+                "entry:{}",
+                entry.chars().take(32).collect::<String>()
+            )),
+        )
+        .await?;
     let entry = books
         .store
         .entry(entry_id(&entry)?)

@@ -1,6 +1,7 @@
 //! The HTTP API under `/api/v1`, its OpenAPI document and its middleware.
 
 pub mod api_keys;
+pub mod audit;
 pub mod books;
 pub mod json;
 pub mod reports;
@@ -16,6 +17,7 @@ use axum::{Json, Router};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::OpenApi;
 
 use crate::auth::AppState;
@@ -32,6 +34,7 @@ use crate::problem::{ApiError, Problem};
         books::list_entries, books::post_entry, books::post_batch, books::get_entry, books::reverse_entry,
         reports::trial_balance, reports::balance_sheet, reports::income_statement, reports::register,
         api_keys::list, api_keys::create, api_keys::revoke,
+        audit::list,
         healthz, readyz,
     ),
     components(schemas(Problem)),
@@ -141,6 +144,7 @@ pub fn router(platform: AppState, config: &ServerConfig) -> Router {
             &format!("{company}/api-keys/{{key}}"),
             delete(api_keys::revoke),
         )
+        .route(&format!("{company}/audit"), get(audit::list))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -181,8 +185,25 @@ fn with_middleware(router: Router<AppState>, timeout: Duration) -> Router<AppSta
         ));
     }
     router
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// One span per request: method, path (never the query, which may carry
+/// search terms) and the request id that audit events also carry.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
 }
 
 /// Turns any error response that is not yet a problem document (a rejection by

@@ -83,6 +83,13 @@ pub async fn trial_balance(
 ) -> ApiResult<Json<TrialBalanceView>> {
     let date = as_of(&platform, &q)?;
     let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
+    books
+        .audit_read(
+            &platform,
+            "report.trial_balance",
+            Some(format!("as_of:{date}")),
+        )
+        .await?;
     let rows = books.store.balances_as_of(date).await?;
     let report = reports::trial_balance(date, &account_infos(&books).await?, &rows);
     Ok(Json((&report).into()))
@@ -99,6 +106,13 @@ pub async fn balance_sheet(
 ) -> ApiResult<Json<BalanceSheetView>> {
     let date = as_of(&platform, &q)?;
     let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
+    books
+        .audit_read(
+            &platform,
+            "report.balance_sheet",
+            Some(format!("as_of:{date}")),
+        )
+        .await?;
     let rows = books.store.balances_as_of(date).await?;
     let report = reports::balance_sheet(date, &account_infos(&books).await?, &rows);
     Ok(Json((&report).into()))
@@ -115,6 +129,13 @@ pub async fn income_statement(
 ) -> ApiResult<Json<IncomeStatementView>> {
     let (from, to) = period(&platform, &q)?;
     let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
+    books
+        .audit_read(
+            &platform,
+            "report.income_statement",
+            Some(format!("period:{from}..{to}")),
+        )
+        .await?;
     let rows = books.store.movements(from, to).await?;
     let report = reports::income_statement(from, to, &account_infos(&books).await?, &rows);
     Ok(Json((&report).into()))
@@ -144,6 +165,13 @@ pub async fn register(
         ));
     }
     let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
+    books
+        .audit_read(
+            &platform,
+            "account.register",
+            Some(format!("account:{account}")),
+        )
+        .await?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 100_000);
     let (opening, postings) = books.store.register(&account, from, to, limit).await?;
     let lines = reports::register(&opening, postings);

@@ -17,6 +17,8 @@ pub const PASSPHRASE: &str = "quasar marmot plinth 47 ferrous kettle";
 
 pub struct TestServer {
     pub platform: Arc<Platform>,
+    pub master: MasterKey,
+    pub data_dir: std::path::PathBuf,
     pub clock: Option<Arc<ManualClock>>,
     pub base: String,
     pub client: reqwest::Client,
@@ -136,14 +138,10 @@ impl TestServer {
     async fn start_with(clock: Arc<dyn Clock>, manual: Option<Arc<ManualClock>>) -> TestServer {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("temp dir");
+        let master = MasterKey::generate();
         let platform = Arc::new(
-            Platform::open_embedded(
-                dir.path(),
-                MasterKey::generate(),
-                clock,
-                time::Duration::hours(12),
-            )
-            .expect("open platform"),
+            Platform::open_embedded(dir.path(), master.clone(), clock, time::Duration::hours(12))
+                .expect("open platform"),
         );
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let mut config = ServerConfig::new(
@@ -166,6 +164,8 @@ impl TestServer {
         let base = format!("https://localhost:{}", server.addr.port());
         TestServer {
             platform,
+            master,
+            data_dir: dir.path().to_path_buf(),
             clock: manual,
             base,
             client,

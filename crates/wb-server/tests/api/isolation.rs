@@ -109,6 +109,7 @@ async fn every_company_route_is_isolated() {
             None,
         ),
         (Method::GET, b.path("/accounts/1000/register"), None),
+        (Method::GET, b.path("/audit"), None),
         (Method::GET, b.path("/api-keys"), None),
         (
             Method::POST,

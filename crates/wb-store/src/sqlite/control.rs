@@ -133,7 +133,7 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 
 pub struct SqliteControl {
     writer: Arc<Mutex<Connection>>,
-    readers: Arc<ReaderPool>,
+    pub(super) readers: Arc<ReaderPool>,
 }
 
 impl std::fmt::Debug for SqliteControl {
@@ -152,6 +152,7 @@ impl SqliteControl {
         };
         let conn = open_encrypted(path, key, mode)?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(super::control_alerts::ALERTS_SCHEMA)?;
         Ok(SqliteControl {
             writer: Arc::new(Mutex::new(conn)),
             readers: Arc::new(ReaderPool::new(path.to_path_buf(), key.clone(), 8)),
@@ -159,7 +160,11 @@ impl SqliteControl {
     }
 
     /// Runs `f` in one write transaction, appending `audit` to it when given.
-    async fn write<T, F>(&self, audit: Option<&AuditEvent>, f: F) -> Result<T, StoreError>
+    pub(super) async fn write<T, F>(
+        &self,
+        audit: Option<&AuditEvent>,
+        f: F,
+    ) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
@@ -183,7 +188,7 @@ impl SqliteControl {
     }
 }
 
-fn append_audit(tx: &Transaction<'_>, event: &AuditEvent) -> Result<(), StoreError> {
+pub(super) fn append_audit(tx: &Transaction<'_>, event: &AuditEvent) -> Result<(), StoreError> {
     let (prev_seq, prev_hash): (i64, String) = tx
         .query_row(
             "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1",
@@ -726,7 +731,7 @@ impl ControlStore for SqliteControl {
                 let mut stmt = conn.prepare_cached(&format!(
                     "SELECT {CENTRAL_COLUMNS} FROM central_events
                      WHERE central_seq > ?1 AND (?2 IS NULL OR company_id = ?2)
-                       AND (?3 IS NULL OR action = ?3) AND (?4 IS NULL OR outcome = ?4)
+                       AND (?3 IS NULL OR action = ?3 OR action LIKE '%.' || ?3) AND (?4 IS NULL OR outcome = ?4)
                        AND (?5 IS NULL OR actor = ?5) AND (?6 IS NULL OR at >= ?6)
                      ORDER BY central_seq LIMIT ?7"
                 ))?;

@@ -2,6 +2,7 @@
 
 mod conn;
 mod control;
+mod control_alerts;
 mod tenant;
 mod tenant_schema;
 mod tenant_writer;

@@ -480,6 +480,7 @@ impl TenantStore for SqliteTenant {
 pub struct SqliteTenants {
     dir: PathBuf,
     open: Mutex<HashMap<String, Arc<SqliteTenant>>>,
+    audit: bool,
 }
 
 impl SqliteTenants {
@@ -489,7 +490,17 @@ impl SqliteTenants {
         Ok(SqliteTenants {
             dir,
             open: Mutex::new(HashMap::new()),
+            audit: true,
         })
+    }
+
+    /// Company stores whose writers record no audit events: only for measuring
+    /// what auditing costs (`workbooks bench`). No configuration reaches this.
+    #[doc(hidden)]
+    pub fn without_audit_for_benchmarks(dir: PathBuf) -> Result<SqliteTenants, StoreError> {
+        let mut tenants = SqliteTenants::new(dir)?;
+        tenants.audit = false;
+        Ok(tenants)
     }
 
     pub fn path_of(&self, company_id: &str) -> Result<PathBuf, StoreError> {
@@ -540,7 +551,8 @@ impl SqliteTenants {
         .await
         .map_err(|e| StoreError::Backend(format!("open task failed: {e}")))??;
         let published_audit_seq = Arc::new(AtomicI64::new(0));
-        let writer = tenant_writer::spawn(conn, company_id, published_audit_seq.clone())?;
+        let writer =
+            tenant_writer::spawn(conn, company_id, published_audit_seq.clone(), self.audit)?;
         let tenant = Arc::new(SqliteTenant {
             company_id: company_id.to_string(),
             published_audit_seq,
@@ -589,6 +601,17 @@ impl TenantDirectory for SqliteTenants {
 
     fn open_count(&self) -> usize {
         self.open.lock().map(|o| o.len()).unwrap_or(0)
+    }
+
+    fn open_tenants(&self) -> Vec<Arc<dyn TenantStore>> {
+        self.open
+            .lock()
+            .map(|o| {
+                o.values()
+                    .map(|t| t.clone() as Arc<dyn TenantStore>)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     async fn discard(&self, company_id: &str) {

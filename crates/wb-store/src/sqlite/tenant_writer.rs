@@ -87,14 +87,18 @@ pub(crate) struct WriterState {
     next_entry_id: i64,
     /// The last committed audit sequence, for the forwarder to poll cheaply.
     published_audit_seq: Arc<AtomicI64>,
+    /// False only in benchmarks that measure the cost of auditing.
+    audit_enabled: bool,
 }
 
 pub(crate) fn spawn(
     conn: Connection,
     company_id: &str,
     published_audit_seq: Arc<AtomicI64>,
+    audit_enabled: bool,
 ) -> Result<mpsc::Sender<Job>, StoreError> {
-    let state = WriterState::load(conn, company_id, published_audit_seq)?;
+    let mut state = WriterState::load(conn, company_id, published_audit_seq)?;
+    state.audit_enabled = audit_enabled;
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
     tokio::spawn(run(rx, state));
     Ok(tx)
@@ -194,6 +198,7 @@ impl WriterState {
             audit,
             next_entry_id,
             published_audit_seq,
+            audit_enabled: true,
         })
     }
 
@@ -631,6 +636,9 @@ impl WriterState {
         outcome: Outcome,
         detail: Option<&str>,
     ) -> Result<(), StoreError> {
+        if !self.audit_enabled {
+            return Ok(());
+        }
         let seq = self.audit.seq + 1;
         let actor = &ctx.actor;
         let fields = AuditFields {
@@ -646,12 +654,14 @@ impl WriterState {
             detail: detail.unwrap_or_default().to_string(),
         };
         let hash = fields.hash(&self.audit.hash, seq);
+        let unavailable = |e: rusqlite::Error| StoreError::AuditUnavailable(e.to_string());
         self.conn
             .prepare_cached(
                 "INSERT INTO audit_events
                    (seq, at, actor, auth, client, request_id, action, target, outcome, detail, prev_hash, hash)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            )?
+            )
+            .map_err(unavailable)?
             .execute(params![
                 seq,
                 fields.at,
@@ -665,7 +675,8 @@ impl WriterState {
                 detail,
                 self.audit.hash,
                 hash
-            ])?;
+            ])
+            .map_err(unavailable)?;
         self.audit = Head { seq, hash };
         Ok(())
     }

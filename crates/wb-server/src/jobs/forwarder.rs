@@ -1,0 +1,195 @@
+//! Collects every source chain (the control plane's and each open company's)
+//! into the central audit collection, and signs checkpoints over what it holds.
+//!
+//! Copies are idempotent (source, sequence), so a crash between reading and
+//! recording, or two nodes forwarding at once, never duplicates or loses events.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use wb_core::audit::{Checkpoint, GENESIS};
+use wb_store::{StoredAuditEvent, TenantStore};
+
+use crate::dto::rfc3339;
+use crate::platform::Platform;
+use crate::problem::ApiResult;
+
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
+const CHECKPOINT_AFTER_EVENTS: i64 = 1000;
+const PAGE: u32 = 1000;
+
+pub const CONTROL_SOURCE: &str = "control";
+
+pub fn company_source(company_id: &str) -> String {
+    format!("company:{company_id}")
+}
+
+/// What the forwarder knows of each source between rounds.
+#[derive(Default)]
+pub struct ForwarderState {
+    forwarded: HashMap<String, i64>,
+    checkpointed: HashMap<String, i64>,
+    last_checkpoint: Option<Instant>,
+}
+
+async fn forwarded_head(
+    platform: &Platform,
+    state: &mut ForwarderState,
+    source: &str,
+) -> ApiResult<i64> {
+    if let Some(seq) = state.forwarded.get(source) {
+        return Ok(*seq);
+    }
+    let seq = platform.control.central_head(source).await?;
+    state.forwarded.insert(source.to_string(), seq);
+    Ok(seq)
+}
+
+async fn copy(
+    platform: &Platform,
+    state: &mut ForwarderState,
+    source: &str,
+    events: Vec<StoredAuditEvent>,
+) -> ApiResult<usize> {
+    let Some(last) = events.last().map(|e| e.seq) else {
+        return Ok(0);
+    };
+    let inserted = platform
+        .control
+        .central_append(source, &platform.node_id, &events)
+        .await?;
+    state.forwarded.insert(source.to_string(), last);
+    Ok(inserted)
+}
+
+async fn forward_tenant(
+    platform: &Platform,
+    state: &mut ForwarderState,
+    tenant: &Arc<dyn TenantStore>,
+) -> ApiResult<usize> {
+    let source = company_source(tenant.company_id());
+    let mut after = forwarded_head(platform, state, &source).await?;
+    let mut total = 0;
+    while tenant.audit_head() > after {
+        let events = tenant.audit_events(after, PAGE).await?;
+        let Some(last) = events.last().map(|e| e.seq) else {
+            break;
+        };
+        total += copy(platform, state, &source, events).await?;
+        after = last;
+    }
+    Ok(total)
+}
+
+/// One round: copies what is new in the control chain and in every open company.
+pub async fn forward_once(platform: &Platform, state: &mut ForwarderState) -> ApiResult<usize> {
+    let mut total = 0;
+    loop {
+        let after = forwarded_head(platform, state, CONTROL_SOURCE).await?;
+        let events = platform.control.audit_events(None, after, PAGE).await?;
+        if events.is_empty() {
+            break;
+        }
+        total += copy(platform, state, CONTROL_SOURCE, events).await?;
+    }
+    for tenant in platform.tenants.open_tenants() {
+        total += forward_tenant(platform, state, &tenant).await?;
+    }
+    Ok(total)
+}
+
+/// Opens every company once so events written before a crash are collected.
+pub async fn catch_up_all(platform: &Platform, state: &mut ForwarderState) -> ApiResult<usize> {
+    let mut total = forward_once(platform, state).await?;
+    for id in platform.company_ids().await? {
+        let tenant = platform.tenant(&id).await?;
+        total += forward_tenant(platform, state, &tenant).await?;
+    }
+    Ok(total)
+}
+
+/// Signs a checkpoint for every source whose collected chain has grown.
+pub async fn checkpoint_once(platform: &Platform, state: &mut ForwarderState) -> ApiResult<usize> {
+    let mut written = 0;
+    let sources: Vec<(String, i64)> = state
+        .forwarded
+        .iter()
+        .map(|(s, q)| (s.clone(), *q))
+        .collect();
+    for (source, head) in sources {
+        let previous = platform.control.checkpoints(&source).await?;
+        let done = state
+            .checkpointed
+            .get(&source)
+            .copied()
+            .unwrap_or_else(|| previous.last().map_or(0, |c| c.seq));
+        if head <= done {
+            continue;
+        }
+        let Some(last) = platform
+            .control
+            .central_source_events(&source, head - 1, 1)
+            .await?
+            .pop()
+        else {
+            continue;
+        };
+        let mut checkpoint = Checkpoint {
+            source: source.clone(),
+            seq: last.event.seq,
+            hash: last.event.hash.clone(),
+            at: rfc3339(platform.now()),
+            node: platform.node_id.clone(),
+            prev: previous
+                .last()
+                .map_or(GENESIS.to_string(), Checkpoint::digest),
+            signature: Vec::new(),
+        };
+        checkpoint.signature = platform.node_key.sign(&checkpoint.message());
+        platform.control.append_checkpoint(&checkpoint).await?;
+        state.checkpointed.insert(source, checkpoint.seq);
+        written += 1;
+    }
+    state.last_checkpoint = Some(Instant::now());
+    Ok(written)
+}
+
+fn checkpoint_due(state: &ForwarderState, every: Duration) -> bool {
+    let grown = state.forwarded.iter().any(|(s, q)| {
+        q - state.checkpointed.get(s).copied().unwrap_or(0) >= CHECKPOINT_AFTER_EVENTS
+    });
+    grown || state.last_checkpoint.is_none_or(|t| t.elapsed() >= every)
+}
+
+pub fn spawn(
+    platform: Arc<Platform>,
+    interval: Duration,
+    checkpoint_every: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut state = ForwarderState::default();
+        if let Err(e) = catch_up_all(&platform, &mut state).await {
+            tracing::error!(error = %e, "audit catch-up failed; will retry");
+        }
+        loop {
+            if let Err(e) = forward_once(&platform, &mut state).await {
+                tracing::error!(error = %e, "audit forwarding failed; will retry");
+            }
+            if checkpoint_due(&state, checkpoint_every) {
+                if let Err(e) = checkpoint_once(&platform, &mut state).await {
+                    tracing::error!(error = %e, "audit checkpoint failed; will retry");
+                }
+            }
+            if super::pause(&mut stop, interval).await {
+                // A final round so a clean stop leaves nothing uncollected.
+                let _ = forward_once(&platform, &mut state).await;
+                let _ = checkpoint_once(&platform, &mut state).await;
+                return;
+            }
+        }
+    })
+}

@@ -1,0 +1,356 @@
+//! The audit trail over HTTPS: every category is recorded for success and
+//! failure with who, how, from where and which request; customers read only
+//! their own company's events; an unwritable trail refuses writes.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use wb_server::config::AuditFailurePolicy;
+use wb_store::sqlite::{open_encrypted, OpenMode};
+use wb_store::AuditQuery;
+
+use crate::harness::{fresh_email, TestServer, PASSPHRASE};
+
+fn entry(amount: &str, other: &str) -> Value {
+    json!({"date": "2026-02-01", "description": "Sale", "postings": [
+        {"account": "1000", "amount": amount, "currency": "USD"},
+        {"account": "4000", "amount": other, "currency": "USD"}]})
+}
+
+/// The company's audit events once `ready` holds (the forwarder collects within a second).
+async fn company_events(
+    s: &TestServer,
+    path: &str,
+    token: &str,
+    ready: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    for _ in 0..100 {
+        let page = s.get(path, token).await.ok(200);
+        let events = page["events"].as_array().expect("events").clone();
+        if ready(&events) {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("audit events never became complete");
+}
+
+fn find<'a>(events: &'a [Value], action: &str, outcome: &str) -> &'a Value {
+    events
+        .iter()
+        .find(|e| e["action"] == action && e["outcome"] == outcome)
+        .unwrap_or_else(|| panic!("no {action} {outcome} in {events:#?}"))
+}
+
+fn assert_http_actor(e: &Value, actor: &str, auth: &str) {
+    assert_eq!(e["actor"], actor, "{e}");
+    assert_eq!(e["auth"], auth, "{e}");
+    assert_eq!(e["client"], "127.0.0.1", "{e}");
+    assert!(
+        e["request_id"].as_str().is_some_and(|r| r.len() >= 16),
+        "{e}"
+    );
+    assert!(e["at"].as_str().is_some_and(|t| t.starts_with("20")), "{e}");
+    assert!(e["hash"].as_str().is_some_and(|h| h.len() == 64), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_category_is_audited_for_success_and_failure() {
+    let s = TestServer::start().await;
+    let a = s.signup("Audited Ltd").await;
+    let b = s.signup("Other Ltd").await;
+    s.chart(&a).await;
+    let me = format!("user:{}", a.user_id);
+
+    // Authentication: success, failure, logout.
+    let session = s.login(&a.email, PASSPHRASE).await.ok(200)["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.login(&a.email, "not the passphrase at all")
+        .await
+        .problem(401, "unauthorized");
+    s.send(
+        reqwest::Method::POST,
+        "/api/v1/auth/logout",
+        Some(&session),
+        crate::harness::Body::None,
+        &[],
+    )
+    .await;
+    // Writes: success and refusal.
+    let id = s.post_entry(&a, entry("10.00", "-10.00")).await;
+    s.post(&a.path("/entries"), &a.token, entry("10.00", "-9.99"))
+        .await
+        .problem(422, "unbalanced-entry");
+    s.post(
+        &a.path("/accounts"),
+        &a.token,
+        json!({"code": "1000", "name": "Dup", "type": "asset"}),
+    )
+    .await
+    .problem(409, "duplicate-account-code");
+    s.post(
+        &a.path(&format!("/entries/{id}/reverse")),
+        &a.token,
+        json!({}),
+    )
+    .await
+    .ok(201);
+    // Reads of every kind.
+    for path in [
+        format!("/entries/{id}"),
+        "/entries".into(),
+        "/accounts".into(),
+        "/reports/trial-balance".into(),
+        "/reports/balance-sheet".into(),
+        "/reports/income-statement".into(),
+        "/accounts/1000/register".into(),
+    ] {
+        s.get(&a.path(&path), &a.token).await.ok(200);
+    }
+    // Key management, and a read with the key.
+    let key = s
+        .post(
+            &a.path("/api-keys"),
+            &a.token,
+            json!({"name": "ci", "role": "viewer"}),
+        )
+        .await
+        .ok(201);
+    let key_id = key["id"].as_str().unwrap().to_string();
+    s.get(&a.path("/accounts"), key["token"].as_str().unwrap())
+        .await
+        .ok(200);
+    s.delete(&a.path(&format!("/api-keys/{key_id}")), &a.token)
+        .await
+        .ok(200);
+    // A refused cross-company request, by B's owner.
+    s.get(&a.path("/accounts"), &b.token)
+        .await
+        .problem(404, "not-found");
+
+    let events = company_events(&s, &a.path("/audit?limit=1000"), &a.token, |ev| {
+        ev.iter().any(|e| e["action"] == "access.company")
+            && ev.iter().any(|e| e["action"] == "api_key.revoke")
+    })
+    .await;
+    for (action, outcome) in [
+        ("company.signup", "success"),
+        ("account.create", "success"),
+        ("account.create", "failure"),
+        ("entry.post", "success"),
+        ("entry.post", "failure"),
+        ("entry.reverse", "success"),
+        ("entry.read", "success"),
+        ("entries.list", "success"),
+        ("accounts.list", "success"),
+        ("report.trial_balance", "success"),
+        ("report.balance_sheet", "success"),
+        ("report.income_statement", "success"),
+        ("account.register", "success"),
+        ("api_key.create", "success"),
+        ("api_key.revoke", "success"),
+    ] {
+        let e = find(&events, action, outcome);
+        if action != "company.signup" {
+            assert_http_actor(e, &me, "session");
+        }
+    }
+    assert!(find(&events, "entry.post", "failure")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("does not balance"));
+    assert_eq!(
+        find(&events, "entry.reverse", "success")["target"],
+        format!("entry:{id}").as_str()
+    );
+    let by_key = events
+        .iter()
+        .find(|e| e["action"] == "accounts.list" && e["auth"] == "api_key")
+        .expect("the API key's read");
+    assert_http_actor(by_key, &format!("api_key:{key_id}"), "api_key");
+    let refused = find(&events, "access.company", "failure");
+    assert_http_actor(refused, &format!("user:{}", b.user_id), "session");
+
+    // Platform events without a company: logins, logout, start.
+    let mut control = Vec::new();
+    for _ in 0..50 {
+        control = s
+            .platform
+            .control
+            .central_events(AuditQuery {
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if control.iter().any(|c| c.event.action == "auth.logout") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let has = |action: &str, outcome: &str| {
+        control.iter().any(|c| {
+            c.event.action == action && c.event.outcome == outcome && c.source == "control"
+        })
+    };
+    assert!(has("system.start", "success"));
+    assert!(has("auth.login", "success"));
+    assert!(has("auth.login", "failure"));
+    assert!(has("auth.logout", "success"));
+    let start = control
+        .iter()
+        .find(|c| c.event.action == "system.start")
+        .unwrap();
+    assert!(
+        start
+            .event
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("config sha256:"),
+        "{:?}",
+        start.event.detail
+    );
+    // No secret ever lands in the trail.
+    let all = format!("{control:?}{events:?}");
+    assert!(
+        !all.contains(PASSPHRASE)
+            && !all.contains(&a.token)
+            && !all.contains(key["token"].as_str().unwrap())
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_read_only_their_own_trail() {
+    let s = TestServer::start().await;
+    let a = s.signup("Mine Ltd").await;
+    let b = s.signup("Theirs Ltd").await;
+    s.chart(&a).await;
+    s.chart(&b).await;
+    s.post_entry(&b, entry("5.00", "-5.00")).await;
+    // B probes A: refused, and recorded in A's trail, not B's.
+    s.get(&a.path("/audit"), &b.token)
+        .await
+        .problem(404, "not-found");
+    let events = company_events(&s, &a.path("/audit?limit=1000"), &a.token, |ev| {
+        ev.iter().any(|e| e["action"] == "access.company")
+    })
+    .await;
+    let text = serde_json::to_string(&events).unwrap();
+    assert!(!text.contains(&b.id), "A's trail names B's company: {text}");
+    assert!(events
+        .iter()
+        .all(|e| e["source"] == format!("company:{}", a.id).as_str() || e["source"] == "control"));
+    // Filters and paging.
+    let failures = s
+        .get(&a.path("/audit?outcome=failure"), &a.token)
+        .await
+        .ok(200);
+    assert!(failures["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["outcome"] == "failure"));
+    let first = s.get(&a.path("/audit?limit=1"), &a.token).await.ok(200);
+    let next = first["next_after"].as_i64().expect("a next page");
+    let second = s
+        .get(&a.path(&format!("/audit?limit=1&after={next}")), &a.token)
+        .await
+        .ok(200);
+    assert!(second["events"][0]["position"].as_i64().unwrap() > next);
+    s.get(&a.path("/audit?outcome=maybe"), &a.token)
+        .await
+        .problem(422, "invalid-query");
+    // Only owners and admins read the trail.
+    let email = fresh_email("viewer");
+    let viewer = s
+        .platform
+        .create_user(
+            &email,
+            &wb_crypto::Secret::new(PASSPHRASE.into()),
+            None,
+            wb_store::Actor::system("test"),
+        )
+        .await
+        .unwrap();
+    s.platform
+        .add_member(
+            &a.id,
+            &viewer.id,
+            wb_core::Role::Viewer,
+            wb_store::Actor::system("test"),
+        )
+        .await
+        .unwrap();
+    let token = s.login(&email, PASSPHRASE).await.ok(200)["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.get(&a.path("/audit"), &token)
+        .await
+        .problem(403, "forbidden");
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_trail_refuses_writes_and_raises_the_alarm() {
+    let s = TestServer::start().await;
+    let a = s.signup("Fragile Ltd").await;
+    s.chart(&a).await;
+    s.post_entry(&a, entry("1.00", "-1.00")).await;
+    let before = s.all_entries(&a, &a.token).await.len();
+
+    // Make the company's audit table refuse every insert, as a failing disk would.
+    let company = s.platform.control.company(&a.id).await.unwrap().unwrap();
+    let key = s.master.unwrap_key(&company.wrapped_dek, &a.id).unwrap();
+    let db = open_encrypted(
+        &s.data_dir.join("companies").join(format!("{}.db", a.id)),
+        &key,
+        OpenMode::Existing,
+    )
+    .unwrap();
+    db.execute_batch("CREATE TRIGGER broken BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'I/O error'); END;")
+        .unwrap();
+
+    // Default policy: writes refused, the customer's own reads served.
+    s.post(&a.path("/entries"), &a.token, entry("2.00", "-2.00"))
+        .await
+        .problem(503, "audit-unavailable");
+    s.post(
+        &a.path("/accounts"),
+        &a.token,
+        json!({"code": "9000", "name": "X", "type": "asset"}),
+    )
+    .await
+    .problem(503, "audit-unavailable");
+    s.get(&a.path("/reports/trial-balance"), &a.token)
+        .await
+        .ok(200);
+    // The platform trail carries the alarm.
+    let alarms = s
+        .platform
+        .control
+        .audit_events(Some(&a.id), 0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "audit.unavailable" && e.outcome == "failure")
+        .count();
+    assert!(alarms >= 1);
+    // Refuse-all: reads are refused too.
+    s.platform.set_audit_policy(AuditFailurePolicy::RefuseAll);
+    s.get(&a.path("/reports/trial-balance"), &a.token)
+        .await
+        .problem(503, "audit-unavailable");
+    // Nothing was written while the trail was down; writes resume when it is back.
+    db.execute_batch("DROP TRIGGER broken;").unwrap();
+    s.platform
+        .set_audit_policy(AuditFailurePolicy::RefuseWrites);
+    assert_eq!(s.all_entries(&a, &a.token).await.len(), before);
+    s.post_entry(&a, entry("3.00", "-3.00")).await;
+    assert_eq!(s.all_entries(&a, &a.token).await.len(), before + 1);
+    s.shutdown().await;
+}

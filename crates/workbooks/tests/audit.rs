@@ -1,0 +1,216 @@
+//! `workbooks audit verify` over a real deployment: untouched it verifies; each
+//! kind of tampering with the stored trail is found and named.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use rusqlite::Connection;
+use wb_crypto::MasterKey;
+use wb_store::sqlite::{open_encrypted, OpenMode};
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn workbooks(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_workbooks"))
+        .args(args)
+        .env_remove("WORKBOOKS_MASTER_KEY")
+        .env_remove("WORKBOOKS_DATA")
+        .output()
+        .unwrap()
+}
+
+/// Runs a server, does some audited work, and stops it gracefully (SIGTERM),
+/// so its last forwarding round and checkpoint are written.
+async fn deployment_with_history(data: &Path) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_workbooks"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            data.to_str().unwrap(),
+        ])
+        .env_remove("WORKBOOKS_MASTER_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let server = Server(child);
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("https://"))
+        .unwrap()
+        .to_string();
+    let pem = std::fs::read(data.join("tls/cert.pem")).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .tls_built_in_root_certs(false)
+        .build()
+        .unwrap();
+    let signup: serde_json::Value = client
+        .post(format!("{url}/api/v1/signup"))
+        .json(
+            &serde_json::json!({"company_name": "Tamper Ltd", "email": "t@tamper.example",
+                                  "passphrase": "violet orbit cactus thunder"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let company = signup["company"]["id"].as_str().unwrap().to_string();
+    let token = signup["token"].as_str().unwrap().to_string();
+    for attempt in 0..6 {
+        let body = serde_json::json!({"email": "t@tamper.example", "passphrase": format!("wrong guess {attempt}")});
+        client
+            .post(format!("{url}/api/v1/auth/login"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+    }
+    for code in ["1000", "1100", "4000", "1000"] {
+        client
+            .post(format!("{url}/api/v1/companies/{company}/accounts"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"code": code, "name": "A", "type": "asset"}))
+            .send()
+            .await
+            .unwrap();
+    }
+    client
+        .get(format!(
+            "{url}/api/v1/companies/{company}/reports/trial-balance"
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let pid = server.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut server = server;
+    let status = server.0.wait().unwrap();
+    assert!(status.success(), "graceful stop");
+}
+
+fn control_db(data: &Path) -> Connection {
+    let master =
+        MasterKey::from_hex(&std::fs::read_to_string(data.join("master.key")).unwrap()).unwrap();
+    let wrapped = std::fs::read(data.join("control.key")).unwrap();
+    let key = master
+        .unwrap_key(&wrapped, "workbooks:control-plane")
+        .unwrap();
+    open_encrypted(&data.join("control.db"), &key, OpenMode::Existing).unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn verify(data: &Path) -> (bool, String) {
+    let out = workbooks(&["audit", "verify", "--data", data.to_str().unwrap()]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn tampered(base: &Path, name: &str, sql: &str) -> (bool, String) {
+    let copy: PathBuf = base.parent().unwrap().join(name);
+    copy_dir(base, &copy);
+    let db = control_db(&copy);
+    db.execute_batch(&format!(
+        "DROP TRIGGER IF EXISTS audit_append_only; DROP TRIGGER IF EXISTS audit_append_only_d; {sql}"
+    ))
+    .unwrap();
+    drop(db);
+    verify(&copy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_passes_untouched_and_names_each_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    deployment_with_history(&data).await;
+
+    let (ok, text) = verify(&data);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("verified ") && text.contains("last checkpoint at 20"),
+        "{text}"
+    );
+
+    let count: i64 = control_db(&data)
+        .query_row("SELECT count(*) FROM audit_events", [], |r| r.get(0))
+        .unwrap();
+    assert!(count >= 8, "control chain has {count} events");
+
+    let cases = [
+        ("edit", "UPDATE audit_events SET detail = 'unknown email' WHERE seq = 3", "event 3 was altered"),
+        ("delete", "DELETE FROM audit_events WHERE seq = 4", "event 4 is missing"),
+        (
+            "swap",
+            "UPDATE audit_events SET seq = -5 WHERE seq = 5; UPDATE audit_events SET seq = 5 WHERE seq = 6;
+             UPDATE audit_events SET seq = 6 WHERE seq = -5",
+            "event 5",
+        ),
+        ("truncate", "DELETE FROM audit_events WHERE seq > 4", "truncated"),
+        (
+            "replay",
+            "INSERT INTO audit_checkpoints (source, seq, hash, at, node, prev, signature)
+             SELECT source, seq, hash, at, node, prev, signature FROM audit_checkpoints
+             WHERE source = 'control' ORDER BY rowid LIMIT 1",
+            "replayed",
+        ),
+    ];
+    for (name, sql, expected) in cases {
+        // The replayed checkpoint has the same key as the original: give it a new one.
+        let sql = if name == "replay" {
+            "CREATE TABLE cp AS SELECT * FROM audit_checkpoints WHERE source = 'control' ORDER BY rowid LIMIT 1;
+             DELETE FROM audit_checkpoints WHERE rowid = (SELECT min(rowid) FROM audit_checkpoints WHERE source = 'control');
+             INSERT INTO audit_checkpoints SELECT * FROM cp;".to_string()
+        } else {
+            sql.to_string()
+        };
+        let (ok, text) = tampered(&data, name, &sql);
+        assert!(!ok, "{name}: tampering went unnoticed:\n{text}");
+        assert!(
+            text.contains(expected),
+            "{name}: expected {expected:?} in:\n{text}"
+        );
+        let last = text.lines().last().unwrap_or("");
+        assert!(
+            last.starts_with("workbooks: error: audit trail does not verify"),
+            "{name}: {last}"
+        );
+    }
+}
