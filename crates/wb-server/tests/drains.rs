@@ -109,7 +109,7 @@ impl Chain {
     async fn append(&mut self, control: &dyn ControlStore, n: usize) {
         let events = self.next(n);
         let added = control
-            .central_append(&self.source, "node-1", &events)
+            .central_append(&self.source, "node-1", events.clone())
             .await
             .unwrap();
         assert_eq!(added, n);

@@ -36,7 +36,7 @@ fn failed_login(at: OffsetDateTime, email: &str, client: &str) -> AuditEvent {
 async fn collect(control: &Arc<dyn ControlStore>) {
     let events = control.audit_events(None, 0, 1000).await.unwrap();
     control
-        .central_append("control", "test-node", &events)
+        .central_append("control", "test-node", events.clone())
         .await
         .unwrap();
 }
@@ -155,7 +155,7 @@ async fn a_gap_in_a_collected_chain_is_critical() {
     let mut events = control.audit_events(None, 0, 1000).await.unwrap();
     events.remove(2); // event 3 never reaches the collector
     control
-        .central_append("control", "test-node", &events)
+        .central_append("control", "test-node", events.clone())
         .await
         .unwrap();
     let mut state = MonitorState::new(MonitorConfig::default());

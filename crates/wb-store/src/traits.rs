@@ -77,7 +77,7 @@ pub trait ControlStore: Send + Sync {
         &self,
         source: &str,
         node: &str,
-        events: &[StoredAuditEvent],
+        events: Vec<StoredAuditEvent>,
     ) -> Result<usize, StoreError>;
     /// The highest sequence of `source` in the central collection (0 when none).
     async fn central_head(&self, source: &str) -> Result<i64, StoreError>;

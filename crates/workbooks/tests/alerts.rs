@@ -74,7 +74,7 @@ async fn shutdown_and_monitor(data: &Path) -> usize {
     let events = platform.control.audit_events(None, 0, 1000).await.unwrap();
     platform
         .control
-        .central_append("control", "test-node", &events)
+        .central_append("control", "test-node", events.clone())
         .await
         .unwrap();
     let mut state = MonitorState::new(MonitorConfig::default());

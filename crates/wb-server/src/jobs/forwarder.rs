@@ -59,7 +59,7 @@ async fn copy(
     };
     let inserted = platform
         .control
-        .central_append(source, &platform.node_id, &events)
+        .central_append(source, &platform.node_id, events)
         .await?;
     state.forwarded.insert(source.to_string(), last);
     Ok(inserted)

@@ -75,10 +75,15 @@ CREATE TABLE IF NOT EXISTS audit_events (
 CREATE INDEX IF NOT EXISTS audit_by_company ON audit_events(company_id, seq);
 -- The central collection: copies of every source chain (this control plane's
 -- and each company's), in arrival order; (source, source_seq) is unique so
--- forwarding can retry without duplicates.
-CREATE TABLE IF NOT EXISTS central_events (
+-- forwarding can retry without duplicates. Sources are numbered to keep rows
+-- and the unique index small (appends run at hundreds of thousands a second).
+CREATE TABLE IF NOT EXISTS collected_sources (
+    id   INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+) STRICT;
+CREATE TABLE IF NOT EXISTS collected_events (
     central_seq INTEGER PRIMARY KEY,
-    source      TEXT NOT NULL,
+    source      INTEGER NOT NULL REFERENCES collected_sources(id),
     source_seq  INTEGER NOT NULL,
     node        TEXT NOT NULL,
     at          TEXT NOT NULL,
@@ -95,11 +100,10 @@ CREATE TABLE IF NOT EXISTS central_events (
     hash        TEXT NOT NULL,
     UNIQUE (source, source_seq)
 ) STRICT;
-CREATE INDEX IF NOT EXISTS central_by_company ON central_events(company_id, central_seq);
-CREATE INDEX IF NOT EXISTS central_by_action ON central_events(action, central_seq);
-CREATE TRIGGER IF NOT EXISTS central_append_only BEFORE UPDATE ON central_events
+CREATE INDEX IF NOT EXISTS collected_by_company ON collected_events(company_id, central_seq);
+CREATE TRIGGER IF NOT EXISTS collected_append_only BEFORE UPDATE ON collected_events
 BEGIN SELECT RAISE(ABORT, 'the central audit collection is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS central_undeletable BEFORE DELETE ON central_events
+CREATE TRIGGER IF NOT EXISTS collected_undeletable BEFORE DELETE ON collected_events
 BEGIN SELECT RAISE(ABORT, 'the central audit collection is append-only'); END;
 
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
@@ -256,9 +260,11 @@ fn audit_row(r: &Row<'_>) -> rusqlite::Result<StoredAuditEvent> {
     })
 }
 
+/// Columns of a central event, read through `FROM collected_events c JOIN collected_sources s`.
 const CENTRAL_COLUMNS: &str =
-    "central_seq, source, node, source_seq, at, actor, auth, client, request_id, \
-     company_id, action, target, outcome, detail, prev_hash, hash";
+    "c.central_seq, s.name, c.node, c.source_seq, c.at, c.actor, c.auth, c.client, c.request_id, \
+     c.company_id, c.action, c.target, c.outcome, c.detail, c.prev_hash, c.hash";
+const CENTRAL_FROM: &str = "collected_events c JOIN collected_sources s ON s.id = c.source";
 
 fn central_row(r: &Row<'_>) -> rusqlite::Result<CentralEvent> {
     Ok(CentralEvent {
@@ -692,18 +698,24 @@ impl ControlStore for SqliteControl {
         &self,
         source: &str,
         node: &str,
-        events: &[StoredAuditEvent],
+        events: Vec<StoredAuditEvent>,
     ) -> Result<usize, StoreError> {
-        let (source, node, events) = (source.to_string(), node.to_string(), events.to_vec());
+        let (source, node) = (source.to_string(), node.to_string());
         self.write(None, move |tx| {
-            let mut insert = tx.prepare_cached(&format!(
-                "INSERT OR IGNORE INTO central_events ({}) VALUES (NULL, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-                CENTRAL_COLUMNS
-            ))?;
+            tx.prepare_cached("INSERT OR IGNORE INTO collected_sources (name) VALUES (?1)")?
+                .execute([&source])?;
+            let source_id: i64 = tx
+                .prepare_cached("SELECT id FROM collected_sources WHERE name = ?1")?
+                .query_row([&source], |r| r.get(0))?;
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO collected_events (central_seq, source, node, source_seq, at, actor,
+                    auth, client, request_id, company_id, action, target, outcome, detail, prev_hash, hash)
+                 VALUES (NULL, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            )?;
             let mut inserted = 0;
             for e in &events {
                 inserted += insert.execute(params![
-                    source, node, e.seq, e.at, e.actor, e.auth, e.client, e.request_id,
+                    source_id, node, e.seq, e.at, e.actor, e.auth, e.client, e.request_id,
                     e.company_id, e.action, e.target, e.outcome, e.detail, e.prev_hash, e.hash
                 ])?;
             }
@@ -718,7 +730,8 @@ impl ControlStore for SqliteControl {
             .with(move |conn| {
                 Ok(conn
                     .prepare_cached(
-                        "SELECT COALESCE(MAX(source_seq), 0) FROM central_events WHERE source = ?1",
+                        "SELECT COALESCE(MAX(source_seq), 0) FROM collected_events
+                         WHERE source = (SELECT id FROM collected_sources WHERE name = ?1)",
                     )?
                     .query_row([source], |r| r.get(0))?)
             })
@@ -729,11 +742,12 @@ impl ControlStore for SqliteControl {
         self.readers
             .with(move |conn| {
                 let mut stmt = conn.prepare_cached(&format!(
-                    "SELECT {CENTRAL_COLUMNS} FROM central_events
-                     WHERE central_seq > ?1 AND (?2 IS NULL OR company_id = ?2)
-                       AND (?3 IS NULL OR action = ?3 OR action LIKE '%.' || ?3) AND (?4 IS NULL OR outcome = ?4)
-                       AND (?5 IS NULL OR actor = ?5) AND (?6 IS NULL OR at >= ?6)
-                     ORDER BY central_seq LIMIT ?7"
+                    "SELECT {CENTRAL_COLUMNS} FROM {CENTRAL_FROM}
+                     WHERE c.central_seq > ?1 AND (?2 IS NULL OR c.company_id = ?2)
+                       AND (?3 IS NULL OR c.action = ?3 OR c.action LIKE '%.' || ?3)
+                       AND (?4 IS NULL OR c.outcome = ?4)
+                       AND (?5 IS NULL OR c.actor = ?5) AND (?6 IS NULL OR c.at >= ?6)
+                     ORDER BY c.central_seq LIMIT ?7"
                 ))?;
                 let rows = stmt.query_map(
                     params![
@@ -755,8 +769,8 @@ impl ControlStore for SqliteControl {
     async fn central_sources(&self) -> Result<Vec<String>, StoreError> {
         self.readers
             .with(|conn| {
-                let mut stmt = conn
-                    .prepare_cached("SELECT DISTINCT source FROM central_events ORDER BY source")?;
+                let mut stmt =
+                    conn.prepare_cached("SELECT name FROM collected_sources ORDER BY name")?;
                 let rows = stmt.query_map([], |r| r.get(0))?;
                 Ok(rows.collect::<Result<Vec<_>, _>>()?)
             })
@@ -773,8 +787,8 @@ impl ControlStore for SqliteControl {
         self.readers
             .with(move |conn| {
                 let mut stmt = conn.prepare_cached(&format!(
-                    "SELECT {CENTRAL_COLUMNS} FROM central_events
-                     WHERE source = ?1 AND source_seq > ?2 ORDER BY source_seq LIMIT ?3"
+                    "SELECT {CENTRAL_COLUMNS} FROM {CENTRAL_FROM}
+                     WHERE s.name = ?1 AND c.source_seq > ?2 ORDER BY c.source_seq LIMIT ?3"
                 ))?;
                 let rows = stmt.query_map(
                     params![source, after_seq, limit.clamp(1, 100_000)],
