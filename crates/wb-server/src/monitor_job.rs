@@ -36,6 +36,11 @@ pub const WARMUP_EVENTS: i64 = 50_000;
 pub struct MonitorState {
     monitor: Monitor,
     warmed: bool,
+    /// The last event fed to the rules: a round that failed half-way is
+    /// retried from the cursor, but no event is observed twice.
+    observed_up_to: i64,
+    /// Findings not yet stored (a failed round keeps them for the next).
+    pending: Vec<wb_core::monitor::AlertDraft>,
 }
 
 impl MonitorState {
@@ -43,8 +48,33 @@ impl MonitorState {
         MonitorState {
             monitor: Monitor::new(config),
             warmed: false,
+            observed_up_to: 0,
+            pending: Vec::new(),
         }
     }
+}
+
+async fn raise_pending(
+    platform: &Platform,
+    state: &mut MonitorState,
+    round: &mut MonitorRound,
+) -> ApiResult<()> {
+    while let Some(draft) = state.pending.first() {
+        let raised = platform.alerts.raise(draft, platform.now()).await?;
+        round.findings += 1;
+        if raised.new {
+            round.new_alerts += 1;
+            tracing::warn!(
+                alert = raised.alert.id,
+                rule = draft.rule,
+                severity = %draft.severity,
+                title = %draft.title,
+                "alert raised"
+            );
+        }
+        state.pending.remove(0);
+    }
+    Ok(())
 }
 
 /// What one round did.
@@ -125,32 +155,25 @@ pub async fn run_monitor_once(
     if !state.warmed {
         warm_up(platform, state, cursor).await?;
         state.warmed = true;
+        state.observed_up_to = state.observed_up_to.max(cursor);
     }
     state
         .monitor
         .set_admins(platform.alerts.admin_user_ids().await?);
     let mut round = MonitorRound::default();
+    raise_pending(platform, state, &mut round).await?;
     loop {
         let events = page(platform, cursor, PAGE).await?;
         let Some(last) = events.last().map(|e| e.central_seq) else {
             break;
         };
-        for e in &events {
-            for draft in state.monitor.observe(&observed(e, platform.now())) {
-                let raised = platform.alerts.raise(&draft, platform.now()).await?;
-                round.findings += 1;
-                if raised.new {
-                    round.new_alerts += 1;
-                    tracing::warn!(
-                        alert = raised.alert.id,
-                        rule = draft.rule,
-                        severity = %draft.severity,
-                        title = %draft.title,
-                        "alert raised"
-                    );
-                }
-            }
+        let seen = state.observed_up_to;
+        for e in events.iter().filter(|e| e.central_seq > seen) {
+            let drafts = state.monitor.observe(&observed(e, platform.now()));
+            state.pending.extend(drafts);
+            state.observed_up_to = e.central_seq;
         }
+        raise_pending(platform, state, &mut round).await?;
         round.events += events.len();
         platform.control.set_cursor(MONITOR_CURSOR, last).await?;
         cursor = last;

@@ -182,24 +182,48 @@ impl Platform {
         let Err(error) = store.record(event.clone()).await else {
             return Ok(());
         };
-        tracing::error!(%error, company = store.company_id(), action = %event.action, "audit trail unavailable");
-        // Best effort: the platform trail raises the alarm (the monitor alerts on it).
+        self.raise_audit_alarm(store.company_id(), &event.action, &error)
+            .await;
+        if self.audit_policy().allows_unaudited(kind) {
+            Ok(())
+        } else {
+            Err(ApiError::audit_unavailable())
+        }
+    }
+
+    /// Maps a store result, raising the alarm when a write was refused because
+    /// its audit record could not be written.
+    pub async fn checked<T>(
+        &self,
+        company_id: &str,
+        action: &str,
+        result: Result<T, wb_store::StoreError>,
+    ) -> ApiResult<T> {
+        if let Err(error @ wb_store::StoreError::AuditUnavailable(_)) = &result {
+            self.raise_audit_alarm(company_id, action, error).await;
+        }
+        Ok(result?)
+    }
+
+    /// Best effort: the platform trail carries the alarm (the monitor alerts on it).
+    async fn raise_audit_alarm(
+        &self,
+        company_id: &str,
+        action: &str,
+        error: &wb_store::StoreError,
+    ) {
+        tracing::error!(%error, company = company_id, action, "audit trail unavailable");
         let alarm = AuditEvent {
             at: self.now(),
             actor: Actor::system("audit"),
-            company_id: Some(store.company_id().to_string()),
+            company_id: Some(company_id.to_string()),
             action: "audit.unavailable".into(),
-            target: Some(event.action.clone()),
+            target: Some(action.to_string()),
             outcome: Outcome::Failure,
             detail: Some(error.to_string()),
         };
         if let Err(e) = self.control.audit(&alarm).await {
             tracing::error!(error = %e, "the platform audit trail is unavailable too");
-        }
-        if self.audit_policy().allows_unaudited(kind) {
-            Ok(())
-        } else {
-            Err(ApiError::audit_unavailable())
         }
     }
 
@@ -523,7 +547,12 @@ impl Platform {
                     },
                     company_id: None,
                     action: "auth.login".into(),
-                    target: Some(format!("email:{email}")),
+                    // Only a well-formed address is kept: anything else typed
+                    // here (a pasted passphrase) must not enter the trail.
+                    target: Some(match normalize_email(&email) {
+                        Ok(address) => format!("email:{address}"),
+                        Err(_) => "email:(not an email address)".to_string(),
+                    }),
                     outcome: Outcome::Failure,
                     detail: Some(
                         if user.is_some() {

@@ -93,6 +93,8 @@ pub trait ControlStore: Send + Sync {
     async fn append_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
     /// Checkpoints of a source in the order they were written.
     async fn checkpoints(&self, source: &str) -> Result<Vec<Checkpoint>, StoreError>;
+    /// The newest checkpoint of a source.
+    async fn last_checkpoint(&self, source: &str) -> Result<Option<Checkpoint>, StoreError>;
     async fn register_node(
         &self,
         id: &str,

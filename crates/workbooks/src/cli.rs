@@ -136,6 +136,10 @@ pub struct ServeArgs {
     /// Log format: human or json.
     #[arg(long, env = "WORKBOOKS_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// When the audit trail cannot be written: refuse-writes (default; customers'
+    /// own reads go on, an alert is raised) or refuse-all. Staff access is always refused.
+    #[arg(long, env = "WORKBOOKS_AUDIT_FAILURE_POLICY")]
+    pub audit_failure_policy: Option<String>,
     /// Forward the central audit trail to a drain (repeatable; the environment
     /// variable is comma-separated): syslog+tcp://HOST:PORT, syslog+tls://HOST:PORT,
     /// jsonl:///ABSOLUTE/PATH or https://HOST[:PORT]/PATH.
@@ -219,6 +223,7 @@ struct ConfigFile {
     tls_key: Option<PathBuf>,
     insecure_http: Option<bool>,
     log_format: Option<String>,
+    audit_failure_policy: Option<String>,
     monitor: Option<wb_core::monitor::MonitorConfig>,
     audit_drain: Option<Vec<String>>,
     audit_drain_ca: Option<PathBuf>,
@@ -248,6 +253,7 @@ pub struct Serve {
     pub listen: SocketAddr,
     pub tls: wb_server::TlsMode,
     pub log_json: bool,
+    pub audit_failure_policy: wb_server::config::AuditFailurePolicy,
     pub monitor: wb_core::monitor::MonitorConfig,
     pub audit_drains: Vec<wb_server::drains::DrainConfig>,
 }
@@ -322,9 +328,20 @@ impl ServeArgs {
             .filter(|url| !url.trim().is_empty())
             .map(|url| wb_server::drains::DrainConfig::parse(url, drain_ca.clone()))
             .collect::<Result<Vec<_>, _>>()?;
+        let audit_failure_policy = self
+            .audit_failure_policy
+            .clone()
+            .or(file.audit_failure_policy)
+            .map(|p| {
+                p.parse()
+                    .map_err(|e: String| anyhow::anyhow!("--audit-failure-policy: {e}"))
+            })
+            .transpose()?
+            .unwrap_or_default();
         let monitor = file.monitor.unwrap_or_default();
         monitor.validate()?;
         Ok(Serve {
+            audit_failure_policy,
             monitor,
             deployment,
             listen,

@@ -156,6 +156,7 @@ async fn serve(settings: cli::Serve, demo: bool) -> Result<()> {
     let mut config = ServerConfig::new(settings.deployment.data.clone(), settings.listen);
     config.tls = settings.tls.clone();
     config.monitor = settings.monitor.clone();
+    platform.set_audit_policy(settings.audit_failure_policy);
     config.audit_drains = settings.audit_drains.clone();
     let server = wb_server::start(platform, &config, None).await?;
     let url = server.url();

@@ -149,7 +149,7 @@ fn tampered(base: &Path, name: &str, sql: &str) -> (bool, String) {
     copy_dir(base, &copy);
     let db = control_db(&copy);
     db.execute_batch(&format!(
-        "DROP TRIGGER IF EXISTS audit_append_only; DROP TRIGGER IF EXISTS audit_append_only_d; {sql}"
+        "DROP TRIGGER IF EXISTS audit_append_only; DROP TRIGGER IF EXISTS audit_append_only_d;\n         DROP TRIGGER IF EXISTS checkpoints_append_only; DROP TRIGGER IF EXISTS checkpoints_undeletable; {sql}"
     ))
     .unwrap();
     drop(db);
@@ -184,6 +184,11 @@ async fn verify_passes_untouched_and_names_each_tampering() {
             "event 5",
         ),
         ("truncate", "DELETE FROM audit_events WHERE seq > 4", "truncated"),
+        (
+            "unvouched",
+            "DELETE FROM audit_checkpoints WHERE source = 'control'",
+            "no signed checkpoint",
+        ),
         (
             "replay",
             "INSERT INTO audit_checkpoints (source, seq, hash, at, node, prev, signature)

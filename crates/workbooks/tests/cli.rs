@@ -143,6 +143,16 @@ fn bad_input_fails_with_one_line_and_changes_nothing() {
             vec!["company", "list", "--master-key-file", "/nonexistent.key"],
             "master key file",
         ),
+        (
+            vec![
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--audit-failure-policy",
+                "maybe",
+            ],
+            "audit-failure-policy",
+        ),
     ];
     for (args, expected) in cases {
         let out = workbooks(&args, &data);

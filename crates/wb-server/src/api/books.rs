@@ -191,6 +191,9 @@ pub async fn create_account(
     let created = books
         .store
         .create_account(account, books.write_context(&platform))
+        .await;
+    let created = platform
+        .checked(&company, "account.create", created)
         .await?;
     Ok((StatusCode::CREATED, Json((&created).into())))
 }
@@ -264,7 +267,8 @@ pub async fn post_entry(
     let posted = books
         .store
         .post_entries(vec![draft], idempotency, books.write_context(&platform))
-        .await?;
+        .await;
+    let posted = platform.checked(&company, "entry.post", posted).await?;
     let entry = posted.entries.first().ok_or_else(ApiError::internal)?;
     let mut response = (StatusCode::CREATED, Json(EntryView::from(entry))).into_response();
     if posted.replayed {
@@ -310,7 +314,8 @@ pub async fn post_batch(
     let posted = books
         .store
         .post_entries(drafts, idempotency, books.write_context(&platform))
-        .await?;
+        .await;
+    let posted = platform.checked(&company, "entry.post", posted).await?;
     let mut response = (
         StatusCode::CREATED,
         Json(BatchResponse {
@@ -383,6 +388,9 @@ pub async fn reverse_entry(
             request.description,
             books.write_context(&platform),
         )
+        .await;
+    let reversal = platform
+        .checked(&company, "entry.reverse", reversal)
         .await?;
     Ok((StatusCode::CREATED, Json((&reversal).into())))
 }

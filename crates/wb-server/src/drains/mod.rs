@@ -125,9 +125,27 @@ impl fmt::Display for DrainConfig {
     }
 }
 
+/// The URL as it may be shown: no user, password, query or fragment.
+fn redacted(url: &str) -> String {
+    let without_tail = url.split(['?', '#']).next().unwrap_or("");
+    match without_tail.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+            let host = authority.rsplit('@').next().unwrap_or(authority);
+            let path = if path.is_empty() {
+                String::new()
+            } else {
+                format!("/{path}")
+            };
+            format!("{scheme}://{host}{path}")
+        }
+        None => without_tail.chars().take(64).collect(),
+    }
+}
+
 fn bad(url: &str, reason: impl Into<String>) -> DrainError {
     DrainError::Config {
-        url: url.to_string(),
+        url: redacted(url),
         reason: reason.into(),
     }
 }
@@ -480,6 +498,21 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_errors_never_show_credentials() {
+        let err = DrainConfig::parse(
+            "http://alice:s3cret@collector.example/in?token=t0k3n#frag",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            !err.contains("s3cret") && !err.contains("t0k3n") && !err.contains("alice"),
+            "{err}"
+        );
+        assert!(err.contains("collector.example"), "{err}");
+    }
 
     #[test]
     fn parses_each_kind() {

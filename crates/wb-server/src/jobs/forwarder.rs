@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use wb_core::audit::{Checkpoint, GENESIS};
-use wb_store::{StoredAuditEvent, TenantStore};
+use wb_store::{Actor, AuditEvent, Outcome, StoredAuditEvent, TenantStore};
 
 use crate::dto::rfc3339;
 use crate::platform::Platform;
@@ -32,7 +32,9 @@ pub fn company_source(company_id: &str) -> String {
 pub struct ForwarderState {
     forwarded: HashMap<String, i64>,
     checkpointed: HashMap<String, i64>,
+    last_checkpoints: HashMap<String, Checkpoint>,
     last_checkpoint: Option<Instant>,
+    caught_up: bool,
 }
 
 async fn forwarded_head(
@@ -85,6 +87,7 @@ async fn forward_tenant(
 }
 
 /// One round: copies what is new in the control chain and in every open company.
+/// A source that fails is logged and retried next round; the others go on.
 pub async fn forward_once(platform: &Platform, state: &mut ForwarderState) -> ApiResult<usize> {
     let mut total = 0;
     loop {
@@ -96,7 +99,12 @@ pub async fn forward_once(platform: &Platform, state: &mut ForwarderState) -> Ap
         total += copy(platform, state, CONTROL_SOURCE, events).await?;
     }
     for tenant in platform.tenants.open_tenants() {
-        total += forward_tenant(platform, state, &tenant).await?;
+        match forward_tenant(platform, state, &tenant).await {
+            Ok(n) => total += n,
+            Err(e) => {
+                tracing::error!(company = tenant.company_id(), error = %e, "collecting a company's audit events failed")
+            }
+        }
     }
     Ok(total)
 }
@@ -104,14 +112,29 @@ pub async fn forward_once(platform: &Platform, state: &mut ForwarderState) -> Ap
 /// Opens every company once so events written before a crash are collected.
 pub async fn catch_up_all(platform: &Platform, state: &mut ForwarderState) -> ApiResult<usize> {
     let mut total = forward_once(platform, state).await?;
+    let mut failed = 0;
     for id in platform.company_ids().await? {
-        let tenant = platform.tenant(&id).await?;
-        total += forward_tenant(platform, state, &tenant).await?;
+        let result = match platform.tenant(&id).await {
+            Ok(tenant) => forward_tenant(platform, state, &tenant).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(n) => total += n,
+            Err(e) => {
+                failed += 1;
+                tracing::error!(company = %id, error = %e, "catching up a company's audit events failed");
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(anyhow::anyhow!("{failed} companies could not be caught up").into());
     }
     Ok(total)
 }
 
-/// Signs a checkpoint for every source whose collected chain has grown.
+/// Signs a checkpoint for every source whose collected chain has grown, and
+/// records each company checkpoint in the platform chain too, so drains carry
+/// the checkpoints off the machine (a witness the database's owner cannot rewrite).
 pub async fn checkpoint_once(platform: &Platform, state: &mut ForwarderState) -> ApiResult<usize> {
     let mut written = 0;
     let sources: Vec<(String, i64)> = state
@@ -120,41 +143,79 @@ pub async fn checkpoint_once(platform: &Platform, state: &mut ForwarderState) ->
         .map(|(s, q)| (s.clone(), *q))
         .collect();
     for (source, head) in sources {
-        let previous = platform.control.checkpoints(&source).await?;
-        let done = state
-            .checkpointed
-            .get(&source)
-            .copied()
-            .unwrap_or_else(|| previous.last().map_or(0, |c| c.seq));
-        if head <= done {
-            continue;
+        match checkpoint_source(platform, state, &source, head).await {
+            Ok(true) => written += 1,
+            Ok(false) => {}
+            Err(e) => tracing::error!(%source, error = %e, "signing an audit checkpoint failed"),
         }
-        let Some(last) = platform
-            .control
-            .central_source_events(&source, head - 1, 1)
-            .await?
-            .pop()
-        else {
-            continue;
-        };
-        let mut checkpoint = Checkpoint {
-            source: source.clone(),
-            seq: last.event.seq,
-            hash: last.event.hash.clone(),
-            at: rfc3339(platform.now()),
-            node: platform.node_id.clone(),
-            prev: previous
-                .last()
-                .map_or(GENESIS.to_string(), Checkpoint::digest),
-            signature: Vec::new(),
-        };
-        checkpoint.signature = platform.node_key.sign(&checkpoint.message());
-        platform.control.append_checkpoint(&checkpoint).await?;
-        state.checkpointed.insert(source, checkpoint.seq);
-        written += 1;
     }
     state.last_checkpoint = Some(Instant::now());
     Ok(written)
+}
+
+async fn checkpoint_source(
+    platform: &Platform,
+    state: &mut ForwarderState,
+    source: &str,
+    head: i64,
+) -> ApiResult<bool> {
+    let previous = match state.last_checkpoints.get(source) {
+        Some(cp) => Some(cp.clone()),
+        None => platform.control.last_checkpoint(source).await?,
+    };
+    let done = previous.as_ref().map_or(0, |c| c.seq);
+    state.checkpointed.insert(source.to_string(), done);
+    if head <= done {
+        return Ok(false);
+    }
+    let Some(last) = platform
+        .control
+        .central_source_events(source, head - 1, 1)
+        .await?
+        .pop()
+    else {
+        return Ok(false);
+    };
+    let mut checkpoint = Checkpoint {
+        source: source.to_string(),
+        seq: last.event.seq,
+        hash: last.event.hash.clone(),
+        at: rfc3339(platform.now()),
+        node: platform.node_id.clone(),
+        prev: previous
+            .as_ref()
+            .map_or(GENESIS.to_string(), Checkpoint::digest),
+        signature: Vec::new(),
+    };
+    checkpoint.signature = platform.node_key.sign(&checkpoint.message());
+    platform.control.append_checkpoint(&checkpoint).await?;
+    if source != CONTROL_SOURCE {
+        // Not for the platform chain itself: that would grow it every round.
+        let event = AuditEvent {
+            at: platform.now(),
+            actor: Actor::system("audit"),
+            company_id: None,
+            action: "audit.checkpoint".into(),
+            target: Some(source.to_string()),
+            outcome: Outcome::Success,
+            detail: Some(format!(
+                "seq={} hash={} node={} key={} signature={}",
+                checkpoint.seq,
+                checkpoint.hash,
+                checkpoint.node,
+                platform.node_key.public_key_hex(),
+                hex::encode(&checkpoint.signature)
+            )),
+        };
+        platform.control.audit(&event).await?;
+    }
+    state
+        .checkpointed
+        .insert(source.to_string(), checkpoint.seq);
+    state
+        .last_checkpoints
+        .insert(source.to_string(), checkpoint);
+    Ok(true)
 }
 
 fn checkpoint_due(state: &ForwarderState, every: Duration) -> bool {
@@ -172,10 +233,13 @@ pub fn spawn(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut state = ForwarderState::default();
-        if let Err(e) = catch_up_all(&platform, &mut state).await {
-            tracing::error!(error = %e, "audit catch-up failed; will retry");
-        }
         loop {
+            if !state.caught_up {
+                match catch_up_all(&platform, &mut state).await {
+                    Ok(_) => state.caught_up = true,
+                    Err(e) => tracing::error!(error = %e, "audit catch-up failed; will retry"),
+                }
+            }
             if let Err(e) = forward_once(&platform, &mut state).await {
                 tracing::error!(error = %e, "audit forwarding failed; will retry");
             }

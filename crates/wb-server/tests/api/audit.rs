@@ -326,10 +326,20 @@ async fn an_unwritable_trail_refuses_writes_and_raises_the_alarm() {
     )
     .await
     .problem(503, "audit-unavailable");
+    // The platform trail carries the alarm for each refused write.
+    let write_alarms = s
+        .platform
+        .control
+        .audit_events(Some(&a.id), 0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "audit.unavailable")
+        .count();
+    assert_eq!(write_alarms, 2, "one alarm per refused write");
     s.get(&a.path("/reports/trial-balance"), &a.token)
         .await
         .ok(200);
-    // The platform trail carries the alarm.
     let alarms = s
         .platform
         .control

@@ -117,6 +117,11 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
     PRIMARY KEY (source, seq)
 ) STRICT;
 
+CREATE TRIGGER IF NOT EXISTS checkpoints_append_only BEFORE UPDATE ON audit_checkpoints
+BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_undeletable BEFORE DELETE ON audit_checkpoints
+BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+
 CREATE TABLE IF NOT EXISTS nodes (
     id         TEXT PRIMARY KEY,
     public_key TEXT NOT NULL,
@@ -830,6 +835,21 @@ impl ControlStore for SqliteControl {
                 )?;
                 let rows = stmt.query_map([source], checkpoint_row)?;
                 Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+    }
+
+    async fn last_checkpoint(&self, source: &str) -> Result<Option<Checkpoint>, StoreError> {
+        let source = source.to_string();
+        self.readers
+            .with(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "SELECT source, seq, hash, at, node, prev, signature FROM audit_checkpoints
+                         WHERE source = ?1 ORDER BY rowid DESC LIMIT 1",
+                    )?
+                    .query_row([source], checkpoint_row)
+                    .optional()?)
             })
             .await
     }
