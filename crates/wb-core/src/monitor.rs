@@ -35,6 +35,7 @@ pub mod rule {
     pub const AUDIT_CHAIN_BREAK: &str = "audit-chain-break";
     pub const MASS_EXPORT: &str = "mass-export";
     pub const UNPLANNED_SHUTDOWN: &str = "unplanned-shutdown";
+    pub const UNCLEAN_RESTART: &str = "unclean-restart";
     pub const AUDIT_UNAVAILABLE: &str = "audit-unavailable";
     pub const ALL: [&str; 8] = [
         FAILED_LOGINS_ACCOUNT,
@@ -404,6 +405,8 @@ pub struct Monitor {
     /// Whether a source first seen must start at sequence 1.
     complete_sources: bool,
     last_maintenance: Option<OffsetDateTime>,
+    /// Nodes whose last recorded system event was a start.
+    running: std::collections::HashSet<String>,
     latest: Option<OffsetDateTime>,
     /// Observations since the last sweep.
     observed: u64,
@@ -423,6 +426,7 @@ impl Monitor {
             chains: HashMap::new(),
             complete_sources: false,
             last_maintenance: None,
+            running: std::collections::HashSet::new(),
             latest: None,
             observed: 0,
         }
@@ -485,7 +489,11 @@ impl Monitor {
             "system.maintenance" if self.last_maintenance.is_none_or(|m| e.at > m) => {
                 self.last_maintenance = Some(e.at);
             }
-            "system.shutdown" => self.shutdown(e, &mut out),
+            "system.shutdown" => {
+                self.running.remove(&node_of(e));
+                self.shutdown(e, &mut out);
+            }
+            "system.start" => self.start(e, &mut out),
             "audit.unavailable" => {
                 let scope = e
                     .company_id
@@ -764,6 +772,30 @@ impl Monitor {
         );
     }
 
+    /// A node that starts again with no shutdown recorded since its last start
+    /// went down uncleanly: a crash, `kill -9` or a power cut.
+    fn start(&mut self, e: &ObservedEvent, out: &mut Vec<AlertDraft>) {
+        let node = node_of(e);
+        if !self.running.insert(node.clone()) {
+            self.push(
+                out,
+                AlertDraft {
+                    rule: rule::UNCLEAN_RESTART,
+                    severity: Severity::High,
+                    dedupe_key: format!("{}:{node}", rule::UNCLEAN_RESTART),
+                    title: format!("Node {node} restarted without a recorded shutdown"),
+                    detail: format!(
+                        "{} recorded system.start ({}) while its previous start had no system.shutdown: crash, kill or power loss",
+                        e.source,
+                        e.detail.as_deref().unwrap_or("no detail")
+                    ),
+                    company_id: None,
+                    at: e.at,
+                },
+            );
+        }
+    }
+
     fn shutdown(&mut self, e: &ObservedEvent, out: &mut Vec<AlertDraft>) {
         let window = Duration::seconds(self.config.maintenance_window_secs);
         let planned = self
@@ -825,6 +857,17 @@ fn minutes(secs: i64) -> String {
     } else {
         format!("{secs} seconds")
     }
+}
+
+/// The node a system event is about: its detail reads "... on node <id>, ...".
+fn node_of(e: &ObservedEvent) -> String {
+    e.detail
+        .as_deref()
+        .and_then(|d| d.split(" on node ").nth(1))
+        .and_then(|rest| rest.split([',', ' ']).next())
+        .filter(|n| !n.is_empty())
+        .unwrap_or("unknown")
+        .to_string()
 }
 
 #[cfg(test)]
@@ -1207,6 +1250,15 @@ mod tests {
         f.send(system(0, "system.maintenance"));
         assert!(f.send(system(600, "system.shutdown")).is_empty());
         assert!(f.send(system(700, "system.start")).is_empty());
+        // A start with no shutdown since the previous start: unclean.
+        let mut g = Feed::new();
+        let started = |at: i64| {
+            let mut e = system(at, "system.start");
+            e.detail = Some("workbooks 0.1.0 on node n1, config sha256:x".into());
+            e
+        };
+        assert!(g.send(started(0)).is_empty());
+        assert_eq!(rules(&g.send(started(60))), vec![rule::UNCLEAN_RESTART]);
         // A second shutdown after the window: unplanned.
         assert_eq!(
             rules(&f.send(system(3600, "system.shutdown"))),

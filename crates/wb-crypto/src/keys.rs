@@ -85,6 +85,20 @@ impl KeyBytes {
     }
 }
 
+/// Writes key material (wrapped or not) to a new file readable by its owner only.
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
 /// The key-encryption key. Never leaves this process unwrapped.
 #[derive(Clone)]
 pub struct MasterKey(KeyBytes);

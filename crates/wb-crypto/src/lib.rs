@@ -13,7 +13,7 @@ mod secret;
 mod signing;
 mod token;
 
-pub use keys::{CryptoError, DataKey, MasterKey};
+pub use keys::{write_private_file, CryptoError, DataKey, MasterKey};
 pub use passphrase::{check_strength, hash_passphrase, verify_passphrase, PassphraseError};
 pub use secret::Secret;
 pub use signing::{verify_signature, NodeKey};

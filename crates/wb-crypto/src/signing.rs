@@ -36,7 +36,7 @@ impl NodeKey {
         }
         let key = DataKey::generate();
         let wrapped = master.wrap(&key, CONTEXT)?;
-        std::fs::write(path, wrapped).map_err(|e| err(e.to_string()))?;
+        crate::keys::write_private_file(path, &wrapped).map_err(|e| err(e.to_string()))?;
         Ok(NodeKey::from_data_key(&key))
     }
 

@@ -116,7 +116,8 @@ fn control_key(data_dir: &Path, master: &MasterKey) -> anyhow::Result<DataKey> {
     }
     let key = DataKey::generate();
     let wrapped = master.wrap(&key, CONTROL_KEY_CONTEXT)?;
-    std::fs::write(&path, wrapped).with_context(|| format!("writing {}", path.display()))?;
+    wb_crypto::write_private_file(&path, &wrapped)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(key)
 }
 
