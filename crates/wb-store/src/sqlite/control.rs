@@ -96,8 +96,9 @@ CREATE TABLE IF NOT EXISTS collected_events (
     target      TEXT,
     outcome     TEXT NOT NULL,
     detail      TEXT,
-    prev_hash   TEXT NOT NULL,
-    hash        TEXT NOT NULL,
+    -- SHA-256 values as 32 bytes (hex in the API): a sixth of each row.
+    prev_hash   BLOB NOT NULL,
+    hash        BLOB NOT NULL,
     UNIQUE (source, source_seq)
 ) STRICT;
 CREATE INDEX IF NOT EXISTS collected_by_company ON collected_events(company_id, central_seq);
@@ -288,10 +289,18 @@ fn central_row(r: &Row<'_>) -> rusqlite::Result<CentralEvent> {
             target: r.get(11)?,
             outcome: r.get(12)?,
             detail: r.get(13)?,
-            prev_hash: r.get(14)?,
-            hash: r.get(15)?,
+            prev_hash: hex::encode(r.get::<_, Vec<u8>>(14)?),
+            hash: hex::encode(r.get::<_, Vec<u8>>(15)?),
         },
     })
+}
+
+fn hash_bytes(hex_text: &str) -> Result<[u8; 32], StoreError> {
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(hex_text, &mut bytes).map_err(|_| {
+        StoreError::Corrupt(format!("audit hash {hex_text:?} is not 64 hex characters"))
+    })?;
+    Ok(bytes)
 }
 
 fn checkpoint_row(r: &Row<'_>) -> rusqlite::Result<Checkpoint> {
@@ -719,9 +728,11 @@ impl ControlStore for SqliteControl {
             )?;
             let mut inserted = 0;
             for e in &events {
+                let prev = hash_bytes(&e.prev_hash)?;
+                let hash = hash_bytes(&e.hash)?;
                 inserted += insert.execute(params![
                     source_id, node, e.seq, e.at, e.actor, e.auth, e.client, e.request_id,
-                    e.company_id, e.action, e.target, e.outcome, e.detail, e.prev_hash, e.hash
+                    e.company_id, e.action, e.target, e.outcome, e.detail, prev, hash
                 ])?;
             }
             Ok(inserted)
