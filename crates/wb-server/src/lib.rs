@@ -14,6 +14,7 @@ pub mod api;
 pub mod audit_verify;
 pub mod auth;
 pub mod auth_cache;
+pub mod backup;
 pub mod clock;
 pub mod config;
 pub mod drains;

@@ -82,6 +82,8 @@ pub struct Platform {
     /// This node's identity and checkpoint-signing key.
     pub node_id: String,
     pub node_key: NodeKey,
+    /// Where change-journal segments are shipped (`<data>/objects` by default).
+    pub objects: Arc<dyn object_store::ObjectStore>,
     audit_refuse_all: std::sync::atomic::AtomicBool,
     /// Verified against when an email is unknown, so timing does not reveal accounts.
     dummy_hash: String,
@@ -138,7 +140,13 @@ impl Platform {
         );
         let tenants = SqliteTenants::new(data_dir.join("companies"))?;
         let dummy_hash = hash_passphrase(&Secret::new("dummy passphrase for timing".into()))?;
+        let objects_dir = data_dir.join("objects");
+        std::fs::create_dir_all(&objects_dir)
+            .with_context(|| format!("creating {}", objects_dir.display()))?;
+        let objects = object_store::local::LocalFileSystem::new_with_prefix(&objects_dir)
+            .with_context(|| format!("opening object store {}", objects_dir.display()))?;
         Ok(Platform {
+            objects: Arc::new(objects),
             control: control.clone(),
             alerts: control,
             tenants: Arc::new(tenants),
@@ -268,6 +276,59 @@ impl Platform {
             .unwrap_key(&company.wrapped_dek, &company.id)
             .map_err(|e| anyhow::anyhow!("unwrapping the key of company {}: {e}", company.id))?;
         Ok(self.tenants.open(&company.id, &key).await?)
+    }
+
+    /// A company's data key (DEK), unwrapped with the master key.
+    pub(crate) async fn company_key(&self, company_id: &str) -> ApiResult<DataKey> {
+        let company = self
+            .control
+            .company(company_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("company"))?;
+        Ok(self
+            .master
+            .unwrap_key(&company.wrapped_dek, &company.id)
+            .map_err(|e| anyhow::anyhow!("unwrapping the key of company {}: {e}", company.id))?)
+    }
+
+    /// Creates a company's store without recording the company in the control
+    /// plane; `record_staged_company` records it, `tenants.discard` drops it.
+    /// Used by restore so a failed replay leaves no company behind.
+    pub async fn stage_company(
+        &self,
+        name: &str,
+    ) -> ApiResult<(CompanyRecord, Arc<dyn TenantStore>)> {
+        let (company, key) = self.new_company(name)?;
+        let store = self.tenants.create(&company.id, &key).await?;
+        Ok((company, store))
+    }
+
+    /// Records a staged company and gives it these members.
+    pub async fn record_staged_company(
+        &self,
+        company: &CompanyRecord,
+        members: &[(String, Role)],
+        actor: Actor,
+        detail: String,
+    ) -> ApiResult<()> {
+        let audit = AuditEvent {
+            at: self.now(),
+            actor: actor.clone(),
+            company_id: Some(company.id.clone()),
+            action: "company.restore".into(),
+            target: Some(format!("company:{}", company.id)),
+            outcome: Outcome::Success,
+            detail: Some(detail),
+        };
+        if let Err(e) = self.control.create_company(company, &audit).await {
+            self.tenants.discard(&company.id).await;
+            return Err(e.into());
+        }
+        for (user, role) in members {
+            self.add_member(&company.id, user, *role, actor.clone())
+                .await?;
+        }
+        Ok(())
     }
 
     fn new_company(&self, name: &str) -> ApiResult<(CompanyRecord, DataKey)> {

@@ -42,6 +42,8 @@ pub trait ControlStore: Send + Sync {
     ) -> Result<(), StoreError>;
     async fn role(&self, user_id: &str, company_id: &str) -> Result<Option<Role>, StoreError>;
     async fn memberships_of(&self, user_id: &str) -> Result<Vec<Membership>, StoreError>;
+    /// Every membership of one company.
+    async fn members_of(&self, company_id: &str) -> Result<Vec<Membership>, StoreError>;
 
     async fn create_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
     async fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError>;

@@ -47,6 +47,11 @@ pub enum Command {
     Audit(AuditCommand),
     /// Read the application log.
     Logs(LogsArgs),
+    /// Change-journal shipping (backups).
+    #[command(subcommand)]
+    Backup(crate::backup_cmd::BackupCommand),
+    /// Restore a company from its shipped journal into a new company.
+    Restore(crate::backup_cmd::RestoreArgs),
 }
 
 #[derive(Debug, Subcommand)]

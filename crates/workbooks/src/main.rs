@@ -2,6 +2,7 @@
 
 mod alerts_cmd;
 mod audit_cmd;
+mod backup_cmd;
 mod bench;
 mod cli;
 mod demo;
@@ -67,6 +68,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Maintenance(args) => alerts_cmd::maintenance(args).await,
         Command::Audit(cmd) => audit_cmd::run(cmd).await,
         Command::Logs(args) => audit_cmd::logs(args).await,
+        Command::Backup(cmd) => backup_cmd::run(cmd).await,
+        Command::Restore(args) => backup_cmd::restore(args).await,
     }
 }
 

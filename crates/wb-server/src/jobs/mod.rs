@@ -1,6 +1,7 @@
 //! Background jobs started with the server, stopped with it.
 
 pub mod forwarder;
+pub mod shipper;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,12 +20,15 @@ pub struct Jobs {
 impl Jobs {
     pub fn start(platform: Arc<Platform>) -> Jobs {
         let (stop, watch) = watch::channel(false);
-        let handles = vec![forwarder::spawn(
-            platform,
-            Duration::from_millis(200),
-            forwarder::CHECKPOINT_EVERY,
-            watch,
-        )];
+        let handles = vec![
+            shipper::spawn(platform.clone(), shipper::SHIP_EVERY, watch.clone()),
+            forwarder::spawn(
+                platform,
+                Duration::from_millis(200),
+                forwarder::CHECKPOINT_EVERY,
+                watch,
+            ),
+        ];
         Jobs { stop, handles }
     }
 

@@ -559,6 +559,29 @@ impl ControlStore for SqliteControl {
             .await
     }
 
+    async fn members_of(&self, company_id: &str) -> Result<Vec<Membership>, StoreError> {
+        let company_id = company_id.to_string();
+        self.readers
+            .with(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT company_id, user_id, role FROM memberships WHERE company_id = ?1 ORDER BY user_id",
+                )?;
+                let rows = stmt.query_map([company_id], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                })?;
+                rows.map(|r| {
+                    let (company_id, user_id, role) = r?;
+                    Ok(Membership {
+                        company_id,
+                        user_id,
+                        role: parse_role(&role)?,
+                    })
+                })
+                .collect()
+            })
+            .await
+    }
+
     async fn create_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
         let s = s.clone();
         self.write(None, move |tx| {

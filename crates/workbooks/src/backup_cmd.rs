@@ -1,0 +1,101 @@
+//! `workbooks backup status` (shipping position of every company) and
+//! `workbooks restore` (point-in-time restore of a company into a new company).
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use wb_server::backup::{self, RestoreTarget};
+
+use crate::cli::DeploymentArgs;
+use crate::open_platform;
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Per company: journal head, shipped position and lag (records).
+    Status {
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["latest", "to_seq", "to"])))]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub deployment: DeploymentArgs,
+    /// The company to restore (it is left untouched; a new company is created).
+    #[arg(long)]
+    pub company: String,
+    /// Everything shipped.
+    #[arg(long)]
+    pub latest: bool,
+    /// Up to and including this change-journal sequence number.
+    #[arg(long)]
+    pub to_seq: Option<i64>,
+    /// Every change committed at or before this RFC 3339 time.
+    #[arg(long)]
+    pub to: Option<String>,
+}
+
+pub async fn run(cmd: BackupCommand) -> Result<()> {
+    match cmd {
+        BackupCommand::Status { deployment } => {
+            let d = deployment.resolve()?;
+            let platform = open_platform(&d)?;
+            let rows = backup::status(&platform).await?;
+            if d.json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<36}  {:>12}  {:>12}  {:>8}  name",
+                    "company", "journal", "shipped", "lag"
+                );
+                for r in rows {
+                    println!(
+                        "{:<36}  {:>12}  {:>12}  {:>8}  {}",
+                        r.company_id, r.journal_seq, r.shipped_seq, r.lag_records, r.name
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+pub async fn restore(args: RestoreArgs) -> Result<()> {
+    let target = match (args.latest, args.to_seq, &args.to) {
+        (true, None, None) => RestoreTarget::Latest,
+        (false, Some(n), None) => RestoreTarget::Seq(n),
+        (false, None, Some(t)) => RestoreTarget::Time(
+            OffsetDateTime::parse(t, &Rfc3339)
+                .with_context(|| format!("--to {t:?} is not an RFC 3339 time"))?,
+        ),
+        _ => bail!("give exactly one of --latest, --to-seq N, --to TIME"),
+    };
+    let d = args.deployment.resolve()?;
+    let platform = open_platform(&d)?;
+    let restored = backup::restore(&platform, &args.company, target).await?;
+    if d.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "id": restored.company.id,
+                "name": restored.company.name,
+                "source": args.company,
+                "last_seq": restored.last_seq,
+                "records": restored.records,
+            })
+        );
+    } else {
+        println!(
+            "restored company {} up to journal record {} ({} records) into {} ({})",
+            args.company,
+            restored.last_seq,
+            restored.records,
+            restored.company.id,
+            restored.company.name
+        );
+    }
+    Ok(())
+}

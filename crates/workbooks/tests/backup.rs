@@ -1,0 +1,200 @@
+//! `workbooks backup status` and `workbooks restore` through the built binary:
+//! JSON output, the restored company's books, and one-line failures.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use wb_core::{EntryDraft, NewAccount, PostingDraft};
+use wb_crypto::MasterKey;
+use wb_server::jobs::shipper::{ship_once, ShipperState};
+use wb_server::{Platform, SystemClock};
+use wb_store::{Actor, WriteContext};
+
+fn workbooks(args: &[&str], data: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_workbooks"))
+        .args(args)
+        .env_remove("WORKBOOKS_MASTER_KEY")
+        .env_remove("WORKBOOKS_CONFIG")
+        .env("WORKBOOKS_DATA", data)
+        .output()
+        .expect("run workbooks")
+}
+
+fn stderr_line(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).trim().to_string()
+}
+
+#[track_caller]
+fn ok_json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", stderr_line(out));
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+#[track_caller]
+fn fails_with(out: &Output, expected: &str) {
+    assert!(
+        !out.status.success(),
+        "succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let line = stderr_line(out);
+    assert_eq!(line.lines().count(), 1, "{line}");
+    assert!(line.starts_with("workbooks: error:"), "{line}");
+    assert!(line.contains(expected), "expected {expected:?} in {line}");
+}
+
+fn open(data: &Path) -> Platform {
+    Platform::open_embedded(
+        data,
+        MasterKey::load(&data.join("master.key")).unwrap(),
+        Arc::new(SystemClock),
+        time::Duration::hours(12),
+    )
+    .unwrap()
+}
+
+fn ctx() -> WriteContext {
+    WriteContext {
+        actor: Actor::system("test"),
+        at: time::OffsetDateTime::now_utc(),
+    }
+}
+
+/// A company with two accounts and `entries` entries, shipped in one segment
+/// per round; returns its id.
+async fn books(data: &Path, rounds: usize) -> String {
+    let platform = open(data);
+    let company = platform.create_company("Acme", None).await.unwrap();
+    let store = platform.tenant(&company.id).await.unwrap();
+    for (code, name, kind) in [("1000", "Cash", "asset"), ("4000", "Sales", "income")] {
+        let account = NewAccount::validate(code, name, kind, None, None).unwrap();
+        store.create_account(account, ctx()).await.unwrap();
+    }
+    let mut state = ShipperState::default();
+    ship_once(&platform, &mut state).await.unwrap();
+    for n in 0..rounds {
+        let amount = format!("{}.00", n + 1);
+        let draft = EntryDraft {
+            date: time::macros::date!(2026 - 04 - 01),
+            description: format!("Sale {n}"),
+            reference: None,
+            postings: vec![
+                PostingDraft {
+                    account: "1000".into(),
+                    amount: amount.clone(),
+                    currency: "EUR".into(),
+                },
+                PostingDraft {
+                    account: "4000".into(),
+                    amount: format!("-{amount}"),
+                    currency: "EUR".into(),
+                },
+            ],
+        };
+        store.post_entries(vec![draft], None, ctx()).await.unwrap();
+        ship_once(&platform, &mut state).await.unwrap();
+    }
+    company.id
+}
+
+fn segments(data: &Path, company: &str) -> Vec<PathBuf> {
+    let dir = data.join("objects/companies").join(company).join("journal");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+fn company_count(data: &Path) -> usize {
+    ok_json(&workbooks(&["company", "list", "--json"], data))
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or_else(|| panic!("company list is not an array"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_and_restore_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(workbooks(&["init"], &data).status.success());
+    let source = books(&data, 3).await;
+
+    let status = ok_json(&workbooks(&["backup", "status", "--json"], &data));
+    let row = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["company_id"] == source.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(row["journal_seq"], 5);
+    assert_eq!(row["shipped_seq"], 5);
+    assert_eq!(row["lag_records"], 0);
+    let text = workbooks(&["backup", "status"], &data);
+    assert!(text.status.success());
+    assert!(String::from_utf8_lossy(&text.stdout).contains(&source));
+
+    let restored = ok_json(&workbooks(
+        &["restore", "--company", &source, "--latest", "--json"],
+        &data,
+    ));
+    let id = restored["id"].as_str().unwrap().to_string();
+    assert_ne!(id, source);
+    assert_eq!(restored["last_seq"], 5);
+    {
+        let platform = open(&data);
+        let a = platform.tenant(&source).await.unwrap();
+        let b = platform.tenant(&id).await.unwrap();
+        let day = time::macros::date!(2026 - 12 - 31);
+        assert_eq!(
+            a.balances_as_of(day).await.unwrap(),
+            b.balances_as_of(day).await.unwrap()
+        );
+        assert_eq!(b.stats().await.unwrap().entries, 3);
+    }
+
+    let to_seq = ok_json(&workbooks(
+        &["restore", "--company", &source, "--to-seq", "3", "--json"],
+        &data,
+    ));
+    assert_eq!(to_seq["last_seq"], 3);
+    let before = company_count(&data);
+
+    let no_target = workbooks(&["restore", "--company", &source, "--json"], &data);
+    assert!(!no_target.status.success());
+    assert!(stderr_line(&no_target).contains("--latest"));
+    fails_with(
+        &workbooks(&["restore", "--company", "nope", "--latest"], &data),
+        "no company nope",
+    );
+    fails_with(
+        &workbooks(
+            &["restore", "--company", &source, "--to", "yesterday"],
+            &data,
+        ),
+        "not an RFC 3339 time",
+    );
+
+    let files = segments(&data, &source);
+    let middle = files[2].clone();
+    let original = std::fs::read(&middle).unwrap();
+    let mut flipped = original.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x80;
+    std::fs::write(&middle, &flipped).unwrap();
+    fails_with(
+        &workbooks(&["restore", "--company", &source, "--latest"], &data),
+        "fails authentication",
+    );
+    assert_eq!(company_count(&data), before);
+
+    std::fs::remove_file(&middle).unwrap();
+    fails_with(
+        &workbooks(&["restore", "--company", &source, "--latest"], &data),
+        "journal segment missing: records 4..4",
+    );
+    assert_eq!(company_count(&data), before);
+}
