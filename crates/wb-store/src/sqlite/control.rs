@@ -374,6 +374,27 @@ fn row_user(r: &Row<'_>) -> rusqlite::Result<Result<UserRecord, StoreError>> {
     })())
 }
 
+/// Memberships selected by `sql` (company_id, user_id, role) with one key parameter.
+fn memberships(conn: &Connection, sql: &str, key: &str) -> Result<Vec<Membership>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map([key], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    rows.map(|r| {
+        let (company_id, user_id, role) = r?;
+        Ok(Membership {
+            company_id,
+            user_id,
+            role: parse_role(&role)?,
+        })
+    })
+    .collect()
+}
+
 fn parse_role(text: &str) -> Result<Role, StoreError> {
     text.parse()
         .map_err(|_| StoreError::Corrupt(format!("role {text:?}")))
@@ -540,21 +561,11 @@ impl ControlStore for SqliteControl {
         let user_id = user_id.to_string();
         self.readers
             .with(move |conn| {
-                let mut stmt = conn.prepare_cached(
+                memberships(
+                    conn,
                     "SELECT company_id, user_id, role FROM memberships WHERE user_id = ?1 ORDER BY company_id",
-                )?;
-                let rows = stmt.query_map([user_id], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
-                })?;
-                rows.map(|r| {
-                    let (company_id, user_id, role) = r?;
-                    Ok(Membership {
-                        company_id,
-                        user_id,
-                        role: parse_role(&role)?,
-                    })
-                })
-                .collect()
+                    &user_id,
+                )
             })
             .await
     }
@@ -563,21 +574,11 @@ impl ControlStore for SqliteControl {
         let company_id = company_id.to_string();
         self.readers
             .with(move |conn| {
-                let mut stmt = conn.prepare_cached(
+                memberships(
+                    conn,
                     "SELECT company_id, user_id, role FROM memberships WHERE company_id = ?1 ORDER BY user_id",
-                )?;
-                let rows = stmt.query_map([company_id], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
-                })?;
-                rows.map(|r| {
-                    let (company_id, user_id, role) = r?;
-                    Ok(Membership {
-                        company_id,
-                        user_id,
-                        role: parse_role(&role)?,
-                    })
-                })
-                .collect()
+                    &company_id,
+                )
             })
             .await
     }
