@@ -69,7 +69,6 @@ pub struct ServerConfig {
     /// Largest batch-posting request body accepted.
     pub batch_body_limit_bytes: usize,
     pub request_timeout: Duration,
-    pub session_ttl: time::Duration,
     /// Thresholds and windows of the monitoring rules.
     pub monitor: wb_core::monitor::MonitorConfig,
     /// Where the central audit collection is forwarded (syslog, JSONL, HTTPS).
@@ -85,7 +84,6 @@ impl ServerConfig {
             body_limit_bytes: 1024 * 1024,
             batch_body_limit_bytes: 32 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
-            session_ttl: time::Duration::hours(12),
             monitor: Default::default(),
             audit_drains: Vec::new(),
         }

@@ -43,20 +43,6 @@ impl RunningServer {
         self.jobs.stop().await;
         Ok(())
     }
-
-    /// Runs until the task ends on its own (e.g. after a signal elsewhere triggers shutdown).
-    pub async fn wait(self) -> Result<()> {
-        self.task.await.context("server task")??;
-        Ok(())
-    }
-
-    pub fn handle(&self) -> Handle {
-        self.handle.clone()
-    }
-
-    pub fn platform(&self) -> &Arc<Platform> {
-        &self.platform
-    }
 }
 
 /// A digest of the configuration the process started with (no secrets in it).

@@ -1,59 +1,15 @@
 //! `workbooks alerts list|ack|resolve` and `workbooks maintenance` through the
 //! built binary: output, exit codes, and that triage is recorded.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
-use std::sync::Arc;
 
 use wb_core::monitor::MonitorConfig;
-use wb_crypto::MasterKey;
 use wb_server::monitor_job::{run_monitor_once, MonitorState};
-use wb_server::{Platform, SystemClock};
 use wb_store::{Actor, AuditEvent, Outcome};
 
-fn workbooks(args: &[&str], data: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_workbooks"))
-        .args(args)
-        .env_remove("WORKBOOKS_MASTER_KEY")
-        .env_remove("WORKBOOKS_CONFIG")
-        .env("WORKBOOKS_DATA", data)
-        .env("WORKBOOKS_OPERATOR", "olga")
-        .output()
-        .expect("run workbooks")
-}
-
-fn stderr_line(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).trim().to_string()
-}
-
-#[track_caller]
-fn ok_json(out: &Output) -> serde_json::Value {
-    assert!(out.status.success(), "{}", stderr_line(out));
-    serde_json::from_slice(&out.stdout).expect("JSON output")
-}
-
-#[track_caller]
-fn fails_with(out: &Output, expected: &str) {
-    assert!(
-        !out.status.success(),
-        "succeeded: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let line = stderr_line(out);
-    assert_eq!(line.lines().count(), 1, "{line}");
-    assert!(line.starts_with("workbooks: error:"), "{line}");
-    assert!(line.contains(expected), "expected {expected:?} in {line}");
-}
-
-fn open(data: &Path) -> Platform {
-    Platform::open_embedded(
-        data,
-        MasterKey::load(&data.join("master.key")).unwrap(),
-        Arc::new(SystemClock),
-        time::Duration::hours(12),
-    )
-    .unwrap()
-}
+use common::{fails_with, ok_json, open, stderr_line, workbooks};
 
 /// Records a shutdown in the control chain, collects it, and runs the monitor.
 async fn shutdown_and_monitor(data: &Path) -> usize {

@@ -1,65 +1,22 @@
 //! `workbooks audit verify` over a real deployment: untouched it verifies; each
 //! kind of tampering with the stored trail is found and named.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use rusqlite::Connection;
 use wb_crypto::MasterKey;
 use wb_store::sqlite::{open_encrypted, OpenMode};
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn workbooks(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_workbooks"))
-        .args(args)
-        .env_remove("WORKBOOKS_MASTER_KEY")
-        .env_remove("WORKBOOKS_DATA")
-        .output()
-        .unwrap()
-}
+use common::{https_client, spawn_serve};
 
 /// Runs a server, does some audited work, and stops it gracefully (SIGTERM),
 /// so its last forwarding round and checkpoint are written.
 async fn deployment_with_history(data: &Path) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_workbooks"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-            data.to_str().unwrap(),
-        ])
-        .env_remove("WORKBOOKS_MASTER_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let server = Server(child);
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("https://"))
-        .unwrap()
-        .to_string();
-    let pem = std::fs::read(data.join("tls/cert.pem")).unwrap();
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-        .tls_built_in_root_certs(false)
-        .build()
-        .unwrap();
+    let (server, url) = spawn_serve(data);
+    let client = https_client(data);
     let signup: serde_json::Value = client
         .post(format!("{url}/api/v1/signup"))
         .json(
@@ -135,7 +92,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn verify(data: &Path) -> (bool, String) {
-    let out = workbooks(&["audit", "verify", "--data", data.to_str().unwrap()]);
+    let out = common::workbooks(&["audit", "verify"], data);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -1,23 +1,12 @@
 //! Runs the built `workbooks` binary: exit codes, output, and the demo end to end.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn workbooks(args: &[&str], data: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_workbooks"))
-        .args(args)
-        .env_remove("WORKBOOKS_MASTER_KEY")
-        .env_remove("WORKBOOKS_CONFIG")
-        .env("WORKBOOKS_DATA", data)
-        .output()
-        .expect("run workbooks")
-}
-
-fn stderr_line(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).trim().to_string()
-}
+use common::{https_client, spawn_serve, stderr_line, workbooks, Killed};
 
 #[test]
 fn company_and_user_commands_round_trip_as_json() {
@@ -207,15 +196,6 @@ fn config_file_sets_the_data_directory() {
     );
 }
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_serves_real_books_over_https() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -316,41 +296,6 @@ async fn demo_serves_real_books_over_https() {
         "a year of books"
     );
     drop(guard);
-}
-
-/// Starts `workbooks serve` on a random port and returns it with its URL.
-fn spawn_serve(data: &Path) -> (Killed, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_workbooks"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-            data.to_str().unwrap(),
-        ])
-        .env_remove("WORKBOOKS_MASTER_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("https://"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .to_string();
-    (Killed(child), url)
-}
-
-fn https_client(data: &Path) -> reqwest::Client {
-    let pem = std::fs::read(data.join("tls/cert.pem")).unwrap();
-    reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-        .tls_built_in_root_certs(false)
-        .build()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
