@@ -211,6 +211,19 @@ impl DataKey {
         Zeroizing::new(format!("x'{}'", hex::encode(self.0 .0)))
     }
 
+    /// A password derived from this key for one purpose (a company's database
+    /// role): never stored, so it exists only while the wrapped DEK does.
+    pub fn derived_password(&self, purpose: &str) -> crate::Secret {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update(b"workbooks derived password v1\0");
+        hasher.update((purpose.len() as u64).to_be_bytes());
+        hasher.update(purpose.as_bytes());
+        hasher.update(self.bytes());
+        let digest = Zeroizing::new(hasher.finalize().to_vec());
+        crate::Secret::new(hex::encode(&*digest))
+    }
+
     /// Authenticated encryption of a blob (attachments, segments, exports).
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
         self.0.seal(plaintext, aad)
@@ -224,6 +237,17 @@ impl DataKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derived_passwords_depend_on_key_and_purpose() {
+        let a = DataKey::generate();
+        let b = DataKey::generate();
+        let pa = a.derived_password("postgres-role");
+        assert_eq!(pa.expose(), a.derived_password("postgres-role").expose());
+        assert_ne!(pa.expose(), a.derived_password("other").expose());
+        assert_ne!(pa.expose(), b.derived_password("postgres-role").expose());
+        assert_eq!(pa.expose().len(), 64);
+    }
 
     #[test]
     fn wrap_round_trips_and_binds_context() {

@@ -20,6 +20,9 @@ pub enum StoreError {
     WriterStopped,
     #[error("the audit trail cannot be written: {0}")]
     AuditUnavailable(String),
+    /// A database server could not be reached or refused us; one line, no secrets.
+    #[error("{0}")]
+    Connect(String),
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -15,6 +15,7 @@ pub mod alerts;
 mod chain;
 mod error;
 mod model;
+pub mod postgres;
 pub mod sqlite;
 mod traits;
 
@@ -23,3 +24,13 @@ pub use chain::{link as chain_link, GENESIS};
 pub use error::StoreError;
 pub use model::*;
 pub use traits::{ControlStore, TenantDirectory, TenantStore};
+
+/// Milliseconds since the Unix epoch, for columns compared as numbers.
+pub(crate) fn unix_millis(at: time::OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn from_unix_millis(millis: i64) -> Result<time::OffsetDateTime, StoreError> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .map_err(|_| StoreError::Corrupt(format!("bad timestamp {millis}")))
+}

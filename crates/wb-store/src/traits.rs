@@ -1,9 +1,9 @@
-//! The storage interface. Backends: SQLCipher (`sqlite`), PostgreSQL (next).
+//! The storage interface. Backends: SQLCipher (`sqlite`), PostgreSQL (`postgres`).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use time::{Date, OffsetDateTime};
+use time::{Date, Duration, OffsetDateTime};
 use wb_core::audit::Checkpoint;
 use wb_core::reports::{Amounts, BalanceRow, RegisterPosting};
 use wb_core::{EntryDraft, NewAccount, Role};
@@ -106,6 +106,29 @@ pub trait ControlStore: Send + Sync {
     async fn node_keys(&self) -> Result<Vec<(String, String)>, StoreError>;
     async fn cursor(&self, name: &str) -> Result<i64, StoreError>;
     async fn set_cursor(&self, name: &str, seq: i64) -> Result<(), StoreError>;
+
+    /// Counts one failed login against each key. A count whose window (which
+    /// starts at its first failure) is older than `window` restarts at one.
+    async fn note_login_failures(
+        &self,
+        keys: &[String],
+        at: OffsetDateTime,
+        window: Duration,
+    ) -> Result<(), StoreError>;
+    /// `(failures, window start)` of each key that has any.
+    async fn login_failures(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<(u32, OffsetDateTime)>, StoreError>;
+    /// Takes or renews the lease `name` for `node` until `until` when it is
+    /// free, expired (at `now`) or already this node's. True when `node` holds it.
+    async fn try_lease(
+        &self,
+        name: &str,
+        node: &str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
 }
 
 /// One company's books. Opened for one company; nothing here names another.

@@ -1,6 +1,8 @@
 //! The alert store: raising with dedupe, the triage life cycle, and that every
 //! step is audited in the control plane's hash chain.
 
+use std::sync::Arc;
+
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 use wb_core::monitor::{AlertDraft, AlertState, Severity};
@@ -14,12 +16,65 @@ use wb_store::{
 
 const T0: OffsetDateTime = datetime!(2026-03-01 09:00 UTC);
 
-fn open() -> (tempfile::TempDir, SqliteControl) {
+mod pg_backend;
+
+/// Both stores the stories need: the control plane and its alerts.
+trait Control: ControlStore + AlertStore {}
+impl<T: ControlStore + AlertStore> Control for T {}
+
+/// A control store of one backend, with whatever must outlive it.
+struct Backend {
+    _dir: Option<tempfile::TempDir>,
+    control: Arc<dyn Control>,
+}
+
+fn sqlite() -> Backend {
     let dir = tempfile::tempdir().unwrap();
     let control =
         SqliteControl::open(&dir.path().join("control.db"), &DataKey::generate()).unwrap();
-    (dir, control)
+    Backend {
+        _dir: Some(dir),
+        control: Arc::new(control),
+    }
 }
+
+async fn postgres() -> Backend {
+    Backend {
+        _dir: None,
+        control: Arc::new(pg_backend::pg_control("alerts").await),
+    }
+}
+
+/// Runs each story as one test per backend: `sqlite::<story>` and `postgres::<story>`.
+macro_rules! on_both_backends {
+    ($($story:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $story() {
+                    let b = super::sqlite();
+                    super::$story(&*b.control).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $story() {
+                    let b = super::postgres().await;
+                    super::$story(&*b.control).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    raise_dedupes_while_active_and_starts_afresh_after_resolve,
+    triage_follows_the_life_cycle_and_is_audited,
+    dedupe_repeats_are_not_audited_again,
+    admin_user_ids_are_owners_and_admins_of_active_companies,
+);
 
 fn draft(key: &str, at: OffsetDateTime) -> AlertDraft {
     AlertDraft {
@@ -42,7 +97,7 @@ fn operator(name: &str) -> Actor {
     }
 }
 
-async fn audit_log(control: &SqliteControl) -> Vec<StoredAuditEvent> {
+async fn audit_log(control: &dyn Control) -> Vec<StoredAuditEvent> {
     control.audit_events(None, 0, 10_000).await.unwrap()
 }
 
@@ -56,9 +111,7 @@ fn assert_chained(events: &[StoredAuditEvent]) {
     }
 }
 
-#[tokio::test]
-async fn raise_dedupes_while_active_and_starts_afresh_after_resolve() {
-    let (_dir, control) = open();
+async fn raise_dedupes_while_active_and_starts_afresh_after_resolve(control: &dyn Control) {
     let first = control.raise(&draft("ann", T0), T0).await.unwrap();
     assert!(first.new);
     let a = first.alert;
@@ -124,9 +177,7 @@ async fn raise_dedupes_while_active_and_starts_afresh_after_resolve() {
     assert_eq!(control.list(None, 1).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn triage_follows_the_life_cycle_and_is_audited() {
-    let (_dir, control) = open();
+async fn triage_follows_the_life_cycle_and_is_audited(control: &dyn Control) {
     let a = control.raise(&draft("ann", T0), T0).await.unwrap().alert;
     let b = control.raise(&draft("bob", T0), T0).await.unwrap().alert;
     let t1 = T0 + Duration::minutes(5);
@@ -205,7 +256,7 @@ async fn triage_follows_the_life_cycle_and_is_audited() {
     assert_eq!(control.get(9999).await.unwrap(), None);
 
     // The control chain holds every step, in order, and still verifies.
-    let log = audit_log(&control).await;
+    let log = audit_log(control).await;
     assert_chained(&log);
     let steps: Vec<(&str, &str, &str, &str)> = log
         .iter()
@@ -251,23 +302,19 @@ async fn triage_follows_the_life_cycle_and_is_audited() {
     assert!(log[5].detail.as_deref().unwrap().contains("refused"));
 }
 
-#[tokio::test]
-async fn dedupe_repeats_are_not_audited_again() {
-    let (_dir, control) = open();
+async fn dedupe_repeats_are_not_audited_again(control: &dyn Control) {
     for i in 0..5 {
         control
             .raise(&draft("ann", T0 + Duration::minutes(i)), T0)
             .await
             .unwrap();
     }
-    let log = audit_log(&control).await;
+    let log = audit_log(control).await;
     assert_eq!(log.len(), 1);
     assert_eq!(control.list(None, 10).await.unwrap()[0].count, 5);
 }
 
-#[tokio::test]
-async fn admin_user_ids_are_owners_and_admins_of_active_companies() {
-    let (_dir, control) = open();
+async fn admin_user_ids_are_owners_and_admins_of_active_companies(control: &dyn Control) {
     let event = AuditEvent {
         at: T0,
         actor: Actor::system("test"),

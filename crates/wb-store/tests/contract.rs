@@ -28,6 +28,8 @@ use wb_store::{
     StoreError, StoredAuditEvent, TenantDirectory, TenantStore, UserRecord, WriteContext, GENESIS,
 };
 
+mod pg_backend;
+
 // ---------------------------------------------------------------------------
 // Backends
 // ---------------------------------------------------------------------------
@@ -1974,6 +1976,70 @@ fn sqlite_ledger_model() {
 }
 
 // ---------------------------------------------------------------------------
+// PostgreSQL backend: the same stories
+// ---------------------------------------------------------------------------
+
+async fn pg_backend(prefix: &str) -> (Arc<dyn ControlStore>, Arc<dyn TenantDirectory>) {
+    let (control, tenants) = pg_backend::pg_stores(prefix).await;
+    (control, tenants)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_accounts() {
+    let (control, tenants) = pg_backend("accounts").await;
+    accounts_story(control, tenants).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_posting() {
+    let (control, tenants) = pg_backend("posting").await;
+    posting_story(control, tenants).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_idempotency() {
+    let (control, tenants) = pg_backend("idempotency").await;
+    idempotency_story(control, tenants).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_reversal() {
+    let (control, tenants) = pg_backend("reversal").await;
+    reversal_story(control, tenants).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_overflow() {
+    let (control, tenants) = pg_backend("overflow").await;
+    overflow_story(control, tenants).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_group_commit() {
+    let (control, tenants) = pg_backend("group_commit").await;
+    group_commit_story(control, tenants).await;
+}
+
+#[test]
+fn postgres_ledger_model() {
+    let config = ProptestConfig {
+        failure_persistence: None,
+        ..ProptestConfig::with_cases(8)
+    };
+    proptest!(config, |(case in model_case())| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let (_control, tenants) = pg_backend("model").await;
+            ledger_model_story(tenants, case).await;
+        });
+    });
+}
+
+// ---------------------------------------------------------------------------
 // SQLCipher backend: beneath the interface
 // ---------------------------------------------------------------------------
 
@@ -2228,4 +2294,14 @@ async fn sqlite_only_immutability() {
     let events = all_control_audit(&*b.control, None).await;
     assert_eq!(events.len(), 1);
     verify_control_audit_chain(&events);
+}
+
+// ---------------------------------------------------------------------------
+// PostgreSQL backend: the stories
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_control() {
+    let control = pg_backend::pg_control("contract_control").await;
+    control_story(Arc::new(control)).await;
 }

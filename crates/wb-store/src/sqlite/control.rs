@@ -129,6 +129,21 @@ CREATE TABLE IF NOT EXISTS nodes (
     created_at TEXT NOT NULL
 ) STRICT;
 
+-- Failed logins per account and per client address, shared by every node.
+CREATE TABLE IF NOT EXISTS login_failures (
+    key   TEXT PRIMARY KEY,
+    count INTEGER NOT NULL,
+    -- Unix milliseconds: compared as numbers.
+    since INTEGER NOT NULL
+) STRICT;
+
+-- Background jobs run on the one node holding their lease.
+CREATE TABLE IF NOT EXISTS leases (
+    name   TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until  INTEGER NOT NULL -- Unix milliseconds
+) STRICT;
+
 -- Progress of forwarders, drains and monitors, so they resume where they stopped.
 CREATE TABLE IF NOT EXISTS cursors (
     name TEXT PRIMARY KEY,
@@ -952,6 +967,81 @@ impl ControlStore for SqliteControl {
                 params![name, seq],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn note_login_failures(
+        &self,
+        keys: &[String],
+        at: OffsetDateTime,
+        window: time::Duration,
+    ) -> Result<(), StoreError> {
+        let keys = keys.to_vec();
+        let now = crate::unix_millis(at);
+        let window_start = crate::unix_millis(at - window);
+        self.write(None, move |tx| {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO login_failures (key, count, since) VALUES (?1, 1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET
+                   count = CASE WHEN since <= ?3 THEN 1 ELSE count + 1 END,
+                   since = CASE WHEN since <= ?3 THEN excluded.since ELSE since END",
+            )?;
+            for key in &keys {
+                upsert.execute(params![key, now, window_start])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn login_failures(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<(u32, OffsetDateTime)>, StoreError> {
+        let keys = keys.to_vec();
+        self.readers
+            .with(move |conn| {
+                let mut stmt =
+                    conn.prepare_cached("SELECT count, since FROM login_failures WHERE key = ?1")?;
+                let mut found = Vec::new();
+                for key in &keys {
+                    let row: Option<(i64, i64)> = stmt
+                        .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()?;
+                    if let Some((count, since)) = row {
+                        found.push((
+                            u32::try_from(count).unwrap_or(u32::MAX),
+                            crate::from_unix_millis(since)?,
+                        ));
+                    }
+                }
+                Ok(found)
+            })
+            .await
+    }
+
+    async fn try_lease(
+        &self,
+        name: &str,
+        node: &str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let (name, node, now, until) = (
+            name.to_string(),
+            node.to_string(),
+            crate::unix_millis(now),
+            crate::unix_millis(until),
+        );
+        self.write(None, move |tx| {
+            let changed = tx.execute(
+                "INSERT INTO leases (name, holder, until) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+                 WHERE leases.holder = excluded.holder OR leases.until <= ?4",
+                params![name, node, until, now],
+            )?;
+            Ok(changed == 1)
         })
         .await
     }

@@ -1,11 +1,11 @@
 //! The embedded backend: one SQLCipher file per company, one for the control plane.
 
-mod conn;
+pub(crate) mod conn;
 mod control;
 mod control_alerts;
 mod tenant;
 mod tenant_schema;
-mod tenant_writer;
+pub(crate) mod tenant_writer;
 
 pub use conn::{open_encrypted, OpenMode};
 pub use control::SqliteControl;

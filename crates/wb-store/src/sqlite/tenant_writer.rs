@@ -384,12 +384,7 @@ impl WriterState {
             currency: new.currency,
             created_at: ctx.at,
         };
-        let payload = json!({
-            "id": account.id, "code": account.code, "name": account.name,
-            "type": account.account_type.as_str(), "parent": account.parent,
-            "currency": account.currency.map(|c| c.code().to_string()), "created_at": at,
-        });
-        self.journal_append(ctx, "account_created", &payload.to_string())?;
+        self.journal_append(ctx, "account_created", &account_created(&account, &at))?;
         self.audit_append(
             ctx,
             "account.create",
@@ -682,28 +677,38 @@ impl WriterState {
     }
 }
 
+/// The change-journal payload of a new account (the same on every backend).
+pub(crate) fn account_created(account: &Account, at: &str) -> String {
+    json!({
+        "id": account.id, "code": account.code, "name": account.name,
+        "type": account.account_type.as_str(), "parent": account.parent,
+        "currency": account.currency.map(|c| c.code().to_string()), "created_at": at,
+    })
+    .to_string()
+}
+
 /// Balance movements of one command, per account, currency and day.
 type DayBalances = BTreeMap<(i64, Currency, Date), i64>;
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value)
         .map_err(|e| StoreError::Backend(format!("encoding a journal record: {e}")))
 }
 
 /// Change-journal payloads: everything needed to replay the change.
 #[derive(serde::Serialize)]
-struct EntriesPosted<'a> {
-    entries: Vec<EntryRecord<'a>>,
+pub(crate) struct EntriesPosted<'a> {
+    pub(crate) entries: Vec<EntryRecord<'a>>,
 }
 
 #[derive(serde::Serialize)]
-struct EntryReversed<'a> {
-    reverses: i64,
-    entry: EntryRecord<'a>,
+pub(crate) struct EntryReversed<'a> {
+    pub(crate) reverses: i64,
+    pub(crate) entry: EntryRecord<'a>,
 }
 
 #[derive(serde::Serialize)]
-struct EntryRecord<'a> {
+pub(crate) struct EntryRecord<'a> {
     id: i64,
     date: String,
     description: &'a str,
@@ -715,14 +720,14 @@ struct EntryRecord<'a> {
 }
 
 #[derive(serde::Serialize)]
-struct PostingRecord<'a> {
+pub(crate) struct PostingRecord<'a> {
     account: &'a str,
     amount: String,
     currency: &'a str,
 }
 
 impl<'a> EntryRecord<'a> {
-    fn new(entry: &'a Entry, created_at: &'a str) -> EntryRecord<'a> {
+    pub(crate) fn new(entry: &'a Entry, created_at: &'a str) -> EntryRecord<'a> {
         EntryRecord {
             id: entry.id,
             date: day(entry.date),

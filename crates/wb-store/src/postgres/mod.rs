@@ -1,0 +1,38 @@
+//! The production backend: the control plane in its own PostgreSQL database,
+//! and each company in a database of its own, reached with that company's own
+//! role over verified TLS.
+
+mod connect;
+mod control;
+mod control_alerts;
+mod placement;
+mod pool;
+mod provision;
+mod tenant;
+mod tenant_schema;
+mod tenant_writer;
+
+pub use connect::PgEndpoint;
+pub use control::PgControl;
+pub use placement::{Placement, Placements};
+pub use pool::{ConnectionBudget, PgConn, PgPool};
+pub use tenant::{PgTenant, PgTenants, PoolLimits};
+
+use crate::StoreError;
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> StoreError {
+        use tokio_postgres::error::SqlState;
+        if let Some(db) = e.as_db_error() {
+            let code = db.code();
+            if *code == SqlState::NUMERIC_VALUE_OUT_OF_RANGE {
+                return StoreError::Ledger(wb_core::LedgerError::Overflow);
+            }
+            if *code == SqlState::UNIQUE_VIOLATION {
+                return StoreError::Conflict(db.message().to_string());
+            }
+            return StoreError::Backend(db.message().to_string());
+        }
+        StoreError::Backend(e.to_string())
+    }
+}

@@ -1,0 +1,674 @@
+//! Companies on PostgreSQL: each in its own database, reached with its own
+//! role; reads on the company's bounded pool, writes through its writer.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use time::Date;
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::Row;
+use wb_core::reports::{Amounts, BalanceRow, RegisterPosting};
+use wb_core::{AccountType, Currency, EntryDraft, NewAccount, Posting};
+use wb_crypto::DataKey;
+
+use super::connect::PgEndpoint;
+use super::placement::{Placement, Placements};
+use super::pool::{ConnectionBudget, PgConn, PgPool};
+use super::provision;
+use super::tenant_schema::{SCHEMA, SCHEMA_VERSION};
+use super::tenant_writer::{self, Command, Job, Output};
+use crate::chain;
+use crate::model::*;
+use crate::sqlite::conn::{day, parse_day, parse_ts};
+use crate::{StoreError, TenantDirectory, TenantStore};
+
+pub const MAX_PAGE: u32 = 1000;
+
+pub(crate) const ACCOUNT_COLUMNS: &str = "id, code, name, type, parent, currency, created_at";
+
+pub struct PgTenant {
+    company_id: String,
+    pool: PgPool,
+    published_audit_seq: Arc<AtomicI64>,
+    writer: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for PgTenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgTenant({})", self.pool.endpoint().describe())
+    }
+}
+
+fn unexpected() -> StoreError {
+    StoreError::Backend("writer answered with the wrong kind of result".into())
+}
+
+pub(crate) fn row_to_account(row: &Row) -> Result<Account, StoreError> {
+    let kind: String = row.try_get(3)?;
+    let currency: Option<String> = row.try_get(5)?;
+    let created_at: String = row.try_get(6)?;
+    Ok(Account {
+        id: row.try_get(0)?,
+        code: row.try_get(1)?,
+        name: row.try_get(2)?,
+        account_type: kind
+            .parse::<AccountType>()
+            .map_err(|_| StoreError::Corrupt("account type".into()))?,
+        parent: row.try_get(4)?,
+        currency: currency
+            .map(|c| Currency::parse(&c))
+            .transpose()
+            .map_err(|_| StoreError::Corrupt("account currency".into()))?,
+        created_at: parse_ts(&created_at)?,
+    })
+}
+
+fn currency(text: &str) -> Result<Currency, StoreError> {
+    Currency::parse(text).map_err(|_| StoreError::Corrupt("currency".into()))
+}
+
+const ENTRIES_BY_ID: &str =
+    "SELECT id, date, description, reference, reverses, reversed_by, created_at, created_by
+     FROM entries WHERE id = ANY($1) ORDER BY id";
+const POSTINGS_OF: &str = "SELECT p.entry_id, a.code, p.currency, p.amount FROM postings p
+     JOIN accounts a ON a.id = p.account_id WHERE p.entry_id = ANY($1) ORDER BY p.entry_id, p.line";
+const ENTRIES_PAGE: &str =
+    "SELECT id, date, description, reference, reverses, reversed_by, created_at, created_by
+     FROM entries WHERE id > $1 AND date >= $2 AND date <= $3 ORDER BY id LIMIT $4";
+
+async fn entries_from_rows(conn: &mut PgConn, rows: Vec<Row>) -> Result<Vec<Entry>, StoreError> {
+    let mut entries = Vec::with_capacity(rows.len());
+    for row in rows {
+        let date: String = row.try_get(1)?;
+        let created_at: String = row.try_get(6)?;
+        entries.push(Entry {
+            id: row.try_get(0)?,
+            date: parse_day(&date)?,
+            description: row.try_get(2)?,
+            reference: row.try_get(3)?,
+            reverses: row.try_get(4)?,
+            reversed_by: row.try_get(5)?,
+            created_at: parse_ts(&created_at)?,
+            created_by: row.try_get(7)?,
+            postings: Vec::new(),
+        });
+    }
+    if entries.is_empty() {
+        return Ok(entries);
+    }
+    let ids: Vec<i64> = entries.iter().map(|e| e.id).collect();
+    let statement = conn.prepare_cached(POSTINGS_OF).await?;
+    let mut by_entry: HashMap<i64, Vec<Posting>> = HashMap::new();
+    for row in conn.query(&statement, &[&ids]).await? {
+        let code: String = row.try_get(2)?;
+        by_entry.entry(row.try_get(0)?).or_default().push(Posting {
+            account: row.try_get(1)?,
+            currency: currency(&code)?,
+            amount: row.try_get(3)?,
+        });
+    }
+    for entry in &mut entries {
+        entry.postings = by_entry.remove(&entry.id).unwrap_or_default();
+    }
+    Ok(entries)
+}
+
+/// Entries (with postings) by id, in id order; missing ids are skipped.
+pub(crate) async fn load_entries(conn: &mut PgConn, ids: &[i64]) -> Result<Vec<Entry>, StoreError> {
+    let statement = conn.prepare_cached(ENTRIES_BY_ID).await?;
+    let rows = conn.query(&statement, &[&ids]).await?;
+    entries_from_rows(conn, rows).await
+}
+
+fn amount_of(text: &str) -> Result<i128, StoreError> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt("balance amount".into()))
+}
+
+fn balance_rows(rows: Vec<Row>) -> Result<Vec<BalanceRow>, StoreError> {
+    rows.iter()
+        .map(|r| {
+            let code: String = r.try_get(1)?;
+            let amount: String = r.try_get(2)?;
+            Ok(BalanceRow {
+                code: r.try_get(0)?,
+                currency: currency(&code)?,
+                amount: amount_of(&amount)?,
+            })
+        })
+        .collect()
+}
+
+impl PgTenant {
+    async fn send(&self, command: Command, ctx: WriteContext) -> Result<Output, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(Job {
+                command,
+                ctx,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// The company's pool (tests look at how many connections it keeps).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl TenantStore for PgTenant {
+    async fn create_account(
+        &self,
+        account: NewAccount,
+        ctx: WriteContext,
+    ) -> Result<Account, StoreError> {
+        match self.send(Command::CreateAccount(account), ctx).await? {
+            Output::Account(a) => Ok(a),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn post_entries(
+        &self,
+        drafts: Vec<EntryDraft>,
+        idempotency: Option<Idempotency>,
+        ctx: WriteContext,
+    ) -> Result<Posted, StoreError> {
+        let command = Command::Post {
+            drafts,
+            idempotency,
+        };
+        match self.send(command, ctx).await? {
+            Output::Posted(p) => Ok(p),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn reverse_entry(
+        &self,
+        entry_id: i64,
+        date: Date,
+        description: Option<String>,
+        ctx: WriteContext,
+    ) -> Result<Entry, StoreError> {
+        let command = Command::Reverse {
+            entry_id,
+            date,
+            description,
+        };
+        match self.send(command, ctx).await? {
+            Output::Entry(e) => Ok(e),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn accounts(&self) -> Result<Vec<Account>, StoreError> {
+        const SQL: &str =
+            "SELECT id, code, name, type, parent, currency, created_at FROM accounts ORDER BY code";
+        let mut conn = self.pool.get().await?;
+        let statement = conn.prepare_cached(SQL).await?;
+        conn.query(&statement, &[])
+            .await?
+            .iter()
+            .map(row_to_account)
+            .collect()
+    }
+
+    async fn entry(&self, id: i64) -> Result<Option<Entry>, StoreError> {
+        let mut conn = self.pool.get().await?;
+        Ok(load_entries(&mut conn, &[id]).await?.pop())
+    }
+
+    async fn entries(&self, page: EntryPage) -> Result<Vec<Entry>, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let statement = conn.prepare_cached(ENTRIES_PAGE).await?;
+        let from = page.from.map(day).unwrap_or_else(|| "0000-00-00".into());
+        let to = page.to.map(day).unwrap_or_else(|| "9999-99-99".into());
+        let limit = i64::from(page.limit.clamp(1, MAX_PAGE));
+        let rows = conn
+            .query(&statement, &[&page.after.unwrap_or(0), &from, &to, &limit])
+            .await?;
+        entries_from_rows(&mut conn, rows).await
+    }
+
+    async fn balances_as_of(&self, as_of: Date) -> Result<Vec<BalanceRow>, StoreError> {
+        const SQL: &str = "SELECT a.code, b.currency, SUM(b.amount)::text FROM day_balances b
+             JOIN accounts a ON a.id = b.account_id
+             WHERE b.day <= $1 GROUP BY a.code, b.currency";
+        let mut conn = self.pool.get().await?;
+        let statement = conn.prepare_cached(SQL).await?;
+        balance_rows(conn.query(&statement, &[&day(as_of)]).await?)
+    }
+
+    async fn movements(&self, from: Date, to: Date) -> Result<Vec<BalanceRow>, StoreError> {
+        const SQL: &str = "SELECT a.code, b.currency, SUM(b.amount)::text FROM day_balances b
+             JOIN accounts a ON a.id = b.account_id
+             WHERE b.day >= $1 AND b.day <= $2 GROUP BY a.code, b.currency";
+        let mut conn = self.pool.get().await?;
+        let statement = conn.prepare_cached(SQL).await?;
+        balance_rows(conn.query(&statement, &[&day(from), &day(to)]).await?)
+    }
+
+    async fn register(
+        &self,
+        account_code: &str,
+        from: Date,
+        to: Date,
+        limit: u32,
+    ) -> Result<(Amounts, Vec<RegisterPosting>), StoreError> {
+        const ACCOUNT: &str = "SELECT id FROM accounts WHERE code = $1";
+        const OPENING: &str = "SELECT currency, SUM(amount)::text FROM day_balances
+             WHERE account_id = $1 AND day < $2 GROUP BY currency";
+        const POSTINGS: &str = "SELECT p.date, p.entry_id, e.description, p.currency, p.amount
+             FROM postings p JOIN entries e ON e.id = p.entry_id
+             WHERE p.account_id = $1 AND p.date >= $2 AND p.date <= $3
+             ORDER BY p.date, p.entry_id, p.line LIMIT $4";
+        let mut conn = self.pool.get().await?;
+        let statement = conn.prepare_cached(ACCOUNT).await?;
+        let account_id: i64 = conn
+            .query_opt(&statement, &[&account_code])
+            .await?
+            .ok_or(StoreError::NotFound("account"))?
+            .try_get(0)?;
+        let mut opening = Amounts::new();
+        let statement = conn.prepare_cached(OPENING).await?;
+        for row in conn.query(&statement, &[&account_id, &day(from)]).await? {
+            let code: String = row.try_get(0)?;
+            let amount: String = row.try_get(1)?;
+            opening.insert(currency(&code)?, amount_of(&amount)?);
+        }
+        let statement = conn.prepare_cached(POSTINGS).await?;
+        let limit = i64::from(limit.clamp(1, 100 * MAX_PAGE));
+        let rows = conn
+            .query(&statement, &[&account_id, &day(from), &day(to), &limit])
+            .await?;
+        let mut postings = Vec::with_capacity(rows.len());
+        for row in rows {
+            let date: String = row.try_get(0)?;
+            let entry_id: i64 = row.try_get(1)?;
+            let code: String = row.try_get(3)?;
+            postings.push(RegisterPosting {
+                date: parse_day(&date)?,
+                entry_id: entry_id.to_string(),
+                description: row.try_get(2)?,
+                currency: currency(&code)?,
+                amount: row.try_get(4)?,
+            });
+        }
+        Ok((opening, postings))
+    }
+
+    async fn journal(&self, after_seq: i64, limit: u32) -> Result<Vec<JournalRecord>, StoreError> {
+        const SQL: &str = "SELECT seq, at, kind, payload, prev_hash, hash FROM change_journal
+             WHERE seq > $1 ORDER BY seq LIMIT $2";
+        let mut conn = self.pool.get().await?;
+        let statement = conn.prepare_cached(SQL).await?;
+        let limit = i64::from(limit.clamp(1, 100 * MAX_PAGE));
+        let rows = conn.query(&statement, &[&after_seq, &limit]).await?;
+        rows.iter()
+            .map(|r| {
+                let at: String = r.try_get(1)?;
+                Ok(JournalRecord {
+                    seq: r.try_get(0)?,
+                    at: parse_ts(&at)?,
+                    kind: r.try_get(2)?,
+                    payload: r.try_get(3)?,
+                    prev_hash: r.try_get(4)?,
+                    hash: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn audit_events(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredAuditEvent>, StoreError> {
+        const SQL: &str =
+            "SELECT seq, at, actor, auth, client, request_id, action, target, outcome, detail,
+                    prev_hash, hash
+             FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2";
+        let mut conn = self.pool.get().await?;
+        let statement = conn.prepare_cached(SQL).await?;
+        let limit = i64::from(limit.clamp(1, MAX_PAGE));
+        let rows = conn.query(&statement, &[&after_seq, &limit]).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredAuditEvent {
+                    seq: r.try_get(0)?,
+                    at: r.try_get(1)?,
+                    actor: r.try_get(2)?,
+                    auth: r.try_get(3)?,
+                    client: r.try_get(4)?,
+                    request_id: r.try_get(5)?,
+                    company_id: Some(self.company_id.clone()),
+                    action: r.try_get(6)?,
+                    target: r.try_get(7)?,
+                    outcome: r.try_get(8)?,
+                    detail: r.try_get(9)?,
+                    prev_hash: r.try_get(10)?,
+                    hash: r.try_get(11)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn stats(&self) -> Result<TenantStats, StoreError> {
+        const SQL: &str = "SELECT (SELECT count(*) FROM accounts), (SELECT COALESCE(MAX(id), 0) FROM entries),
+                    (SELECT journal_seq FROM heads WHERE id = 1), pg_database_size(current_database())";
+        let mut conn = self.pool.get().await?;
+        let statement = conn.prepare_cached(SQL).await?;
+        let row = conn.query_one(&statement, &[]).await?;
+        let size: i64 = row.try_get(3)?;
+        Ok(TenantStats {
+            accounts: row.try_get(0)?,
+            entries: row.try_get(1)?,
+            journal_seq: row.try_get(2)?,
+            storage_bytes: u64::try_from(size).unwrap_or(0),
+        })
+    }
+
+    async fn record(&self, event: AuditEvent) -> Result<(), StoreError> {
+        let ctx = WriteContext {
+            actor: event.actor.clone(),
+            at: event.at,
+        };
+        match self.send(Command::Record(event), ctx).await? {
+            Output::Recorded => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn audit_head(&self) -> i64 {
+        self.published_audit_seq.load(Ordering::Acquire)
+    }
+
+    fn company_id(&self) -> &str {
+        &self.company_id
+    }
+}
+
+/// Limits of the PostgreSQL backend's connections.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolLimits {
+    /// Connections one company may hold at once (its writer and readers).
+    pub per_company: usize,
+}
+
+impl Default for PoolLimits {
+    fn default() -> PoolLimits {
+        PoolLimits { per_company: 4 }
+    }
+}
+
+/// Company databases on one or more PostgreSQL servers.
+pub struct PgTenants {
+    placements: Placements,
+    /// Each server by name, as the service role (which may create databases and roles).
+    servers: Vec<(String, PgEndpoint)>,
+    budget: Arc<ConnectionBudget>,
+    limits: PoolLimits,
+    open: Mutex<HashMap<String, Arc<PgTenant>>>,
+    audit: bool,
+}
+
+impl std::fmt::Debug for PgTenants {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTenants")
+            .field("servers", &self.servers)
+            .finish()
+    }
+}
+
+impl PgTenants {
+    /// `control` is the control database (which holds placements); `servers`
+    /// name the PostgreSQL servers companies may be placed on.
+    pub async fn new(
+        control: PgPool,
+        servers: Vec<(String, PgEndpoint)>,
+        budget: Arc<ConnectionBudget>,
+        limits: PoolLimits,
+    ) -> Result<PgTenants, StoreError> {
+        if servers.is_empty() {
+            return Err(StoreError::Connect(
+                "no PostgreSQL server is configured for company databases".into(),
+            ));
+        }
+        let placements = Placements::open(control).await?;
+        Ok(PgTenants {
+            placements,
+            servers,
+            budget,
+            limits,
+            open: Mutex::new(HashMap::new()),
+            audit: true,
+        })
+    }
+
+    /// Company stores whose writers record no audit events: only for measuring
+    /// what auditing costs (`workbooks bench`).
+    #[doc(hidden)]
+    pub fn without_audit_for_benchmarks(mut self) -> PgTenants {
+        self.audit = false;
+        self
+    }
+
+    pub fn placements(&self) -> &Placements {
+        &self.placements
+    }
+
+    pub fn budget(&self) -> &Arc<ConnectionBudget> {
+        &self.budget
+    }
+
+    fn server(&self, name: &str) -> Result<&PgEndpoint, StoreError> {
+        self.servers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, e)| e)
+            .ok_or_else(|| {
+                StoreError::Connect(format!(
+                    "company database is on PostgreSQL server {name:?}, which is not configured"
+                ))
+            })
+    }
+
+    pub fn server_names(&self) -> Vec<String> {
+        self.servers.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    /// The endpoint of a company's database, as its own role.
+    pub fn company_endpoint(
+        &self,
+        placement: &Placement,
+        key: &DataKey,
+    ) -> Result<PgEndpoint, StoreError> {
+        Ok(self
+            .server(&placement.server)?
+            .with_database(&placement.database)
+            .with_credentials(&placement.role, &provision::role_password(key)))
+    }
+
+    /// Creates the database and role of a company on `server`, with its schema.
+    pub async fn provision(
+        &self,
+        company_id: &str,
+        server: &str,
+        key: &DataKey,
+    ) -> Result<Placement, StoreError> {
+        let name = provision::object_name(company_id)?;
+        let admin = self.server(server)?.with_database("postgres");
+        provision::create_company_database(&admin, &name, key).await?;
+        let placement = Placement {
+            company_id: company_id.to_string(),
+            server: server.to_string(),
+            database: name.clone(),
+            role: name.clone(),
+        };
+        let endpoint = self.company_endpoint(&placement, key)?;
+        let created = async {
+            let client = endpoint.connect().await?;
+            client.batch_execute(SCHEMA).await?;
+            client
+                .execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', $1)
+                     ON CONFLICT (key) DO NOTHING",
+                    &[&SCHEMA_VERSION.to_string()],
+                )
+                .await?;
+            client
+                .execute(
+                    "INSERT INTO heads (id, journal_seq, journal_hash, audit_seq, audit_hash,
+                                        next_entry_id, next_account_id)
+                     VALUES (1, 0, $1, 0, $1, 1, 1) ON CONFLICT (id) DO NOTHING",
+                    &[&chain::GENESIS],
+                )
+                .await?;
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        if let Err(e) = created {
+            let _ = provision::drop_company_database(&admin, &name).await;
+            return Err(e);
+        }
+        Ok(placement)
+    }
+
+    /// Drops a company's database and role on a server (after a move, or a failed creation).
+    pub async fn drop_database(&self, placement: &Placement) -> Result<(), StoreError> {
+        let admin = self.server(&placement.server)?.with_database("postgres");
+        provision::drop_company_database(&admin, &placement.database).await
+    }
+
+    /// Forgets an open store, so the next open follows the current placement.
+    pub fn forget(&self, company_id: &str) {
+        if let Ok(mut open) = self.open.lock() {
+            open.remove(company_id);
+        }
+    }
+
+    async fn start(
+        &self,
+        placement: &Placement,
+        key: &DataKey,
+    ) -> Result<Arc<dyn TenantStore>, StoreError> {
+        let endpoint = self.company_endpoint(placement, key)?;
+        let pool = PgPool::new(endpoint, self.limits.per_company, self.budget.clone());
+        let published_audit_seq = Arc::new(AtomicI64::new(0));
+        let writer = tenant_writer::spawn(
+            pool.clone(),
+            &placement.company_id,
+            published_audit_seq.clone(),
+            self.audit,
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::Connect(message) if message.contains("password authentication failed") => {
+                StoreError::WrongKey
+            }
+            other => other,
+        })?;
+        let tenant = Arc::new(PgTenant {
+            company_id: placement.company_id.clone(),
+            pool,
+            published_audit_seq,
+            writer,
+        });
+        let mut open = self
+            .open
+            .lock()
+            .map_err(|_| StoreError::Backend("tenant registry poisoned".into()))?;
+        let kept = open
+            .entry(placement.company_id.clone())
+            .or_insert(tenant)
+            .clone();
+        Ok(kept)
+    }
+
+    /// The least-loaded configured server (fewest companies placed).
+    async fn least_loaded(&self) -> Result<String, StoreError> {
+        let counts = self.placements.counts().await?;
+        self.servers
+            .iter()
+            .map(|(name, _)| (counts.get(name).copied().unwrap_or(0), name))
+            .min()
+            .map(|(_, name)| name.clone())
+            .ok_or_else(|| StoreError::Connect("no PostgreSQL server configured".into()))
+    }
+}
+
+#[async_trait]
+impl TenantDirectory for PgTenants {
+    async fn create(
+        &self,
+        company_id: &str,
+        key: &DataKey,
+    ) -> Result<Arc<dyn TenantStore>, StoreError> {
+        if self.placements.get(company_id).await?.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "company {company_id} already has a database"
+            )));
+        }
+        let server = self.least_loaded().await?;
+        let placement = self.provision(company_id, &server, key).await?;
+        if let Err(e) = self.placements.insert(&placement).await {
+            let _ = self.drop_database(&placement).await;
+            return Err(e);
+        }
+        self.start(&placement, key).await
+    }
+
+    async fn open(
+        &self,
+        company_id: &str,
+        key: &DataKey,
+    ) -> Result<Arc<dyn TenantStore>, StoreError> {
+        if let Some(open) = self.get_open(company_id) {
+            return Ok(open);
+        }
+        let placement = self
+            .placements
+            .get(company_id)
+            .await?
+            .ok_or(StoreError::NotFound("company database"))?;
+        self.start(&placement, key).await
+    }
+
+    fn get_open(&self, company_id: &str) -> Option<Arc<dyn TenantStore>> {
+        let open = self.open.lock().ok()?;
+        open.get(company_id)
+            .map(|t| t.clone() as Arc<dyn TenantStore>)
+    }
+
+    fn open_count(&self) -> usize {
+        self.open.lock().map(|o| o.len()).unwrap_or(0)
+    }
+
+    fn open_tenants(&self) -> Vec<Arc<dyn TenantStore>> {
+        self.open
+            .lock()
+            .map(|o| {
+                o.values()
+                    .map(|t| t.clone() as Arc<dyn TenantStore>)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    async fn discard(&self, company_id: &str) {
+        self.forget(company_id);
+        if let Ok(Some(placement)) = self.placements.get(company_id).await {
+            if let Err(e) = self.drop_database(&placement).await {
+                tracing::warn!(company = company_id, error = %e, "dropping a discarded company database failed");
+            }
+            let _ = self.placements.remove(company_id).await;
+        }
+    }
+}

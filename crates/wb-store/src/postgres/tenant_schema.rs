@@ -1,0 +1,134 @@
+//! Schema of a company database on PostgreSQL: the same tables and rules as
+//! the SQLCipher schema (`sqlite::tenant_schema`), plus `heads`, the one row
+//! every writer locks first, so writers on several nodes take turns and each
+//! continues the chains where the last one stopped.
+
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+pub(crate) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS heads (
+    id              INTEGER PRIMARY KEY CHECK (id = 1),
+    journal_seq     BIGINT NOT NULL,
+    journal_hash    TEXT NOT NULL,
+    audit_seq       BIGINT NOT NULL,
+    audit_hash      TEXT NOT NULL,
+    next_entry_id   BIGINT NOT NULL,
+    next_account_id BIGINT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS accounts (
+    id         BIGINT PRIMARY KEY,
+    code       TEXT NOT NULL UNIQUE,
+    name       TEXT NOT NULL,
+    type       TEXT NOT NULL,
+    parent     TEXT,
+    currency   TEXT,
+    created_at TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS entries (
+    id          BIGINT PRIMARY KEY,
+    date        TEXT NOT NULL,
+    description TEXT NOT NULL,
+    reference   TEXT,
+    reverses    BIGINT UNIQUE REFERENCES entries(id),
+    reversed_by BIGINT,
+    created_at  TEXT NOT NULL,
+    created_by  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_by_date ON entries(date, id);
+
+CREATE TABLE IF NOT EXISTS postings (
+    entry_id   BIGINT NOT NULL REFERENCES entries(id),
+    line       INTEGER NOT NULL,
+    account_id BIGINT NOT NULL REFERENCES accounts(id),
+    currency   TEXT NOT NULL,
+    amount     BIGINT NOT NULL,
+    date       TEXT NOT NULL,
+    PRIMARY KEY (entry_id, line)
+);
+CREATE INDEX IF NOT EXISTS postings_by_account ON postings(account_id, date, entry_id);
+
+CREATE TABLE IF NOT EXISTS day_balances (
+    account_id BIGINT NOT NULL,
+    currency   TEXT NOT NULL,
+    day        TEXT NOT NULL,
+    amount     BIGINT NOT NULL,
+    PRIMARY KEY (account_id, currency, day)
+);
+
+CREATE TABLE IF NOT EXISTS idempotency (
+    key          TEXT PRIMARY KEY,
+    request_hash TEXT NOT NULL,
+    entry_ids    TEXT NOT NULL,
+    created_at   TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS change_journal (
+    seq       BIGINT PRIMARY KEY,
+    at        TEXT NOT NULL,
+    kind      TEXT NOT NULL,
+    payload   TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash      TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS audit_events (
+    seq        BIGINT PRIMARY KEY,
+    at         TEXT NOT NULL,
+    actor      TEXT NOT NULL,
+    auth       TEXT NOT NULL,
+    client     TEXT,
+    request_id TEXT,
+    action     TEXT NOT NULL,
+    target     TEXT,
+    outcome    TEXT NOT NULL,
+    detail     TEXT,
+    prev_hash  TEXT NOT NULL,
+    hash       TEXT NOT NULL
+);
+
+CREATE OR REPLACE FUNCTION workbooks_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION '%', TG_ARGV[0]; END $$;
+
+CREATE OR REPLACE FUNCTION workbooks_entry_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF OLD.reversed_by IS NOT NULL
+     OR NEW.id IS DISTINCT FROM OLD.id OR NEW.date IS DISTINCT FROM OLD.date
+     OR NEW.description IS DISTINCT FROM OLD.description
+     OR NEW.reference IS DISTINCT FROM OLD.reference
+     OR NEW.reverses IS DISTINCT FROM OLD.reverses
+     OR NEW.created_at IS DISTINCT FROM OLD.created_at
+     OR NEW.created_by IS DISTINCT FROM OLD.created_by THEN
+    RAISE EXCEPTION 'posted entries are immutable';
+  END IF;
+  RETURN NEW;
+END $$;
+
+DROP TRIGGER IF EXISTS postings_immutable ON postings;
+CREATE TRIGGER postings_immutable BEFORE UPDATE OR DELETE ON postings
+  FOR EACH ROW EXECUTE FUNCTION workbooks_refuse('posted entries are immutable');
+DROP TRIGGER IF EXISTS entries_undeletable ON entries;
+CREATE TRIGGER entries_undeletable BEFORE DELETE ON entries
+  FOR EACH ROW EXECUTE FUNCTION workbooks_refuse('posted entries are immutable');
+DROP TRIGGER IF EXISTS entries_immutable ON entries;
+CREATE TRIGGER entries_immutable BEFORE UPDATE ON entries
+  FOR EACH ROW EXECUTE FUNCTION workbooks_entry_update();
+DROP TRIGGER IF EXISTS journal_append_only ON change_journal;
+CREATE TRIGGER journal_append_only BEFORE UPDATE OR DELETE ON change_journal
+  FOR EACH ROW EXECUTE FUNCTION workbooks_refuse('the change journal is append-only');
+DROP TRIGGER IF EXISTS audit_append_only ON audit_events;
+CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit_events
+  FOR EACH ROW EXECUTE FUNCTION workbooks_refuse('the audit log is append-only');
+DROP TRIGGER IF EXISTS journal_no_truncate ON change_journal;
+CREATE TRIGGER journal_no_truncate BEFORE TRUNCATE ON change_journal
+  FOR EACH STATEMENT EXECUTE FUNCTION workbooks_refuse('the change journal is append-only');
+DROP TRIGGER IF EXISTS audit_no_truncate ON audit_events;
+CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit_events
+  FOR EACH STATEMENT EXECUTE FUNCTION workbooks_refuse('the audit log is append-only');
+"#;

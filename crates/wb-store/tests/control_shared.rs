@@ -1,0 +1,815 @@
+//! The control store as several nodes share it: leases, failed-login counts,
+//! the central collection and checkpoints, on both backends; and, on
+//! PostgreSQL, several processes ("nodes") writing one database at once.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use time::format_description::well_known::Rfc3339;
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+use wb_core::audit::{AuditFields, Checkpoint};
+use wb_core::monitor::{AlertDraft, AlertState, Severity};
+use wb_crypto::DataKey;
+use wb_store::postgres::PgControl;
+use wb_store::sqlite::SqliteControl;
+use wb_store::{
+    Actor, AlertStore, AuditEvent, AuditQuery, ControlStore, Outcome, StoreError, StoredAuditEvent,
+    GENESIS,
+};
+
+mod pg_backend;
+
+const T0: OffsetDateTime = datetime!(2026-03-01 09:00 UTC);
+
+// ---------------------------------------------------------------------------
+// Backends
+// ---------------------------------------------------------------------------
+
+/// A control store of one backend, with whatever must outlive it.
+struct Backend {
+    _dir: Option<tempfile::TempDir>,
+    control: Arc<dyn ControlStore>,
+}
+
+fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let control = SqliteControl::open(&dir.path().join("control.db"), &DataKey::generate())
+        .expect("open control");
+    Backend {
+        _dir: Some(dir),
+        control: Arc::new(control),
+    }
+}
+
+async fn postgres() -> Backend {
+    Backend {
+        _dir: None,
+        control: Arc::new(pg_backend::pg_control("control_shared").await),
+    }
+}
+
+/// Runs each story as one test per backend: `sqlite::<story>` and `postgres::<story>`.
+macro_rules! on_both_backends {
+    ($($story:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $story() {
+                    let b = super::sqlite();
+                    super::$story(&*b.control).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $story() {
+                    let b = super::postgres().await;
+                    super::$story(&*b.control).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    leases_go_to_one_node_until_they_expire,
+    login_failures_count_per_key_within_a_window,
+    central_collection_skips_what_it_has,
+    central_queries_filter_and_page,
+    checkpoints_nodes_and_cursors,
+);
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).expect("format timestamp")
+}
+
+fn event(action: &str) -> AuditEvent {
+    AuditEvent {
+        at: OffsetDateTime::now_utc(),
+        actor: Actor {
+            id: "user:shared".into(),
+            auth: "session".into(),
+            client: Some("192.0.2.7".into()),
+            request_id: None,
+        },
+        company_id: None,
+        action: action.into(),
+        target: None,
+        outcome: Outcome::Success,
+        detail: None,
+    }
+}
+
+/// A source chain of `n` events as a forwarder would read it, with varied fields.
+fn source_chain(n: i64) -> Vec<StoredAuditEvent> {
+    let actions = ["entry.post", "account.create", "login", "entry.reverse"];
+    let mut prev = GENESIS.to_string();
+    (1..=n)
+        .map(|seq| {
+            let i = usize::try_from(seq).expect("seq");
+            let fields = AuditFields {
+                at: rfc3339(T0 + Duration::minutes(seq)),
+                actor: format!("user:u{}", seq % 3),
+                auth: "session".into(),
+                client: if seq % 2 == 0 {
+                    String::new()
+                } else {
+                    "198.51.100.4".into()
+                },
+                request_id: format!("req-{seq}"),
+                company_id: if seq % 4 == 0 {
+                    String::new()
+                } else {
+                    "c1".into()
+                },
+                action: actions[i % actions.len()].into(),
+                target: format!("entry:{seq}"),
+                outcome: if seq % 5 == 0 { "failure" } else { "success" }.into(),
+                detail: if seq % 3 == 0 {
+                    String::new()
+                } else {
+                    format!("detail {seq}")
+                },
+            };
+            let hash = fields.hash(&prev, seq);
+            let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
+            let e = StoredAuditEvent {
+                seq,
+                at: fields.at.clone(),
+                actor: fields.actor.clone(),
+                auth: fields.auth.clone(),
+                client: opt(&fields.client),
+                request_id: opt(&fields.request_id),
+                company_id: opt(&fields.company_id),
+                action: fields.action.clone(),
+                target: opt(&fields.target),
+                outcome: fields.outcome.clone(),
+                detail: opt(&fields.detail),
+                prev_hash: prev.clone(),
+                hash: hash.clone(),
+            };
+            prev = hash;
+            e
+        })
+        .collect()
+}
+
+async fn all_control_audit(control: &dyn ControlStore) -> Vec<StoredAuditEvent> {
+    let mut out: Vec<StoredAuditEvent> = Vec::new();
+    loop {
+        let after = out.last().map_or(0, |e| e.seq);
+        let page = control
+            .audit_events(None, after, 1000)
+            .await
+            .expect("control audit");
+        if page.is_empty() {
+            return out;
+        }
+        out.extend(page);
+    }
+}
+
+/// As contract.rs: verifies with wb-core's verifier, linked from GENESIS without gaps.
+fn verify_audit_chain(events: &[StoredAuditEvent]) {
+    let chained: Vec<_> = events.iter().map(StoredAuditEvent::chained).collect();
+    let verified = wb_core::audit::verify(&chained, &[], |_| true).expect("audit chain verifies");
+    assert_eq!(verified.events as usize, events.len());
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.seq, i as i64 + 1, "audit sequence has a gap");
+    }
+}
+
+fn query() -> AuditQuery {
+    AuditQuery {
+        limit: 1000,
+        ..AuditQuery::default()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Stories on both backends
+// ---------------------------------------------------------------------------
+
+async fn leases_go_to_one_node_until_they_expire(control: &dyn ControlStore) {
+    let s = Duration::seconds;
+    let lease = |name: &'static str, node: &'static str, now: OffsetDateTime, until| {
+        control.try_lease(name, node, now, until)
+    };
+    assert!(lease("forwarder", "node-a", T0, T0 + s(10)).await.unwrap());
+    assert!(
+        !lease("forwarder", "node-b", T0 + s(1), T0 + s(11))
+            .await
+            .unwrap(),
+        "taken while unexpired"
+    );
+    assert!(
+        lease("forwarder", "node-a", T0 + s(5), T0 + s(15))
+            .await
+            .unwrap(),
+        "the holder renews"
+    );
+    assert!(
+        !lease("forwarder", "node-b", T0 + s(14), T0 + s(24))
+            .await
+            .unwrap(),
+        "the renewal moved the expiry"
+    );
+    // Another lease is independent.
+    assert!(lease("monitor", "node-b", T0, T0 + s(10)).await.unwrap());
+    // At its expiry the lease is free.
+    assert!(
+        lease("forwarder", "node-b", T0 + s(15), T0 + s(25))
+            .await
+            .unwrap(),
+        "expired lease taken over"
+    );
+    assert!(
+        !lease("forwarder", "node-a", T0 + s(16), T0 + s(26))
+            .await
+            .unwrap(),
+        "the former holder is refused"
+    );
+    assert!(lease("forwarder", "node-b", T0 + s(20), T0 + s(30))
+        .await
+        .unwrap());
+    assert!(!lease("monitor", "node-a", T0 + s(9), T0 + s(19))
+        .await
+        .unwrap());
+}
+
+async fn login_failures_count_per_key_within_a_window(control: &dyn ControlStore) {
+    let window = Duration::minutes(15);
+    let keys = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let ann = keys(&["account:ann@example.com", "client:192.0.2.1"]);
+    let ann_only = keys(&["account:ann@example.com"]);
+    let asked = keys(&[
+        "account:ann@example.com",
+        "client:192.0.2.1",
+        "account:nobody",
+    ]);
+
+    assert!(control.login_failures(&asked).await.unwrap().is_empty());
+    assert!(control.login_failures(&[]).await.unwrap().is_empty());
+    control.note_login_failures(&[], T0, window).await.unwrap();
+
+    control.note_login_failures(&ann, T0, window).await.unwrap();
+    control
+        .note_login_failures(&ann_only, T0 + Duration::minutes(1), window)
+        .await
+        .unwrap();
+    control
+        .note_login_failures(&ann_only, T0 + Duration::minutes(14), window)
+        .await
+        .unwrap();
+    assert_eq!(
+        control.login_failures(&asked).await.unwrap(),
+        vec![(3, T0), (1, T0)],
+        "per key, in the order asked, unknown keys left out"
+    );
+    // In the other order, the answer follows.
+    let reversed: Vec<String> = asked.iter().rev().cloned().collect();
+    assert_eq!(
+        control.login_failures(&reversed).await.unwrap(),
+        vec![(1, T0), (3, T0)]
+    );
+
+    // A window that started `window` ago or earlier restarts at one.
+    let later = T0 + Duration::minutes(20);
+    control
+        .note_login_failures(&ann_only, later, window)
+        .await
+        .unwrap();
+    let boundary = T0 + window;
+    control
+        .note_login_failures(&keys(&["client:192.0.2.1"]), boundary, window)
+        .await
+        .unwrap();
+    assert_eq!(
+        control.login_failures(&asked).await.unwrap(),
+        vec![(1, later), (1, boundary)]
+    );
+    control
+        .note_login_failures(&ann, later + Duration::seconds(30), window)
+        .await
+        .unwrap();
+    assert_eq!(
+        control.login_failures(&asked).await.unwrap(),
+        vec![(2, later), (2, boundary)]
+    );
+}
+
+async fn central_collection_skips_what_it_has(control: &dyn ControlStore) {
+    let chain = source_chain(8);
+    assert_eq!(control.central_head("company:c1").await.unwrap(), 0);
+    assert!(control.central_sources().await.unwrap().is_empty());
+
+    assert_eq!(
+        control
+            .central_append("company:c1", "node-a", chain[..3].to_vec())
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(control.central_head("company:c1").await.unwrap(), 3);
+    // A retry with more: only the new ones count.
+    assert_eq!(
+        control
+            .central_append("company:c1", "node-b", chain[..6].to_vec())
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        control
+            .central_append("company:c1", "node-b", chain[..6].to_vec())
+            .await
+            .unwrap(),
+        0
+    );
+    // A batch repeating a sequence keeps the first.
+    let mut repeated = chain[6..8].to_vec();
+    repeated.push(chain[6].clone());
+    assert_eq!(
+        control
+            .central_append("company:c1", "node-a", repeated)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(control.central_head("company:c1").await.unwrap(), 8);
+    assert_eq!(
+        control
+            .central_append("company:c1", "node-a", Vec::new())
+            .await
+            .unwrap(),
+        0
+    );
+
+    // A bad hash refuses the whole batch.
+    let control_chain = source_chain(2);
+    let mut bad = control_chain.clone();
+    bad[1].hash = "not hex".into();
+    let err = control
+        .central_append("control", "node-a", bad)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    assert_eq!(control.central_head("control").await.unwrap(), 0);
+    assert_eq!(
+        control
+            .central_append("control", "node-a", control_chain.clone())
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(control.central_head("nothing").await.unwrap(), 0);
+
+    // The copies are exact, and numbered in arrival order.
+    let all = control.central_events(query()).await.unwrap();
+    assert_eq!(all.len(), 10);
+    assert!(all.windows(2).all(|w| w[0].central_seq < w[1].central_seq));
+    let of_c1: Vec<_> = all
+        .iter()
+        .filter(|c| c.source == "company:c1")
+        .map(|c| c.event.clone())
+        .collect();
+    assert_eq!(of_c1, chain);
+    let nodes: Vec<&str> = all.iter().map(|c| c.node.as_str()).collect();
+    assert_eq!(
+        nodes,
+        [
+            "node-a", "node-a", "node-a", "node-b", "node-b", "node-b", "node-a", "node-a",
+            "node-a", "node-a"
+        ]
+    );
+    assert_eq!(
+        all.iter().map(|c| c.source.as_str()).collect::<Vec<_>>()[8..],
+        ["control", "control"]
+    );
+    let control_copies: Vec<_> = all[8..].iter().map(|c| c.event.clone()).collect();
+    assert_eq!(control_copies, control_chain);
+    assert_eq!(
+        control.central_sources().await.unwrap(),
+        vec!["company:c1".to_string(), "control".to_string()]
+    );
+}
+
+async fn central_queries_filter_and_page(control: &dyn ControlStore) {
+    let chain = source_chain(20);
+    control
+        .central_append("company:c1", "node-a", chain.clone())
+        .await
+        .unwrap();
+    let other = source_chain(3);
+    control
+        .central_append("company:c2", "node-a", other.clone())
+        .await
+        .unwrap();
+
+    let seqs = |events: &[wb_store::CentralEvent]| -> Vec<i64> {
+        events.iter().map(|c| c.event.seq).collect()
+    };
+    let matching = |f: &dyn Fn(&StoredAuditEvent) -> bool| -> Vec<i64> {
+        chain.iter().filter(|e| f(e)).map(|e| e.seq).collect()
+    };
+
+    // Paging by central position.
+    let first = control
+        .central_events(AuditQuery {
+            limit: 7,
+            ..query()
+        })
+        .await
+        .unwrap();
+    assert_eq!(seqs(&first), (1..=7).collect::<Vec<_>>());
+    let next = control
+        .central_events(AuditQuery {
+            after: first.last().unwrap().central_seq,
+            limit: 7,
+            ..query()
+        })
+        .await
+        .unwrap();
+    assert_eq!(seqs(&next), (8..=14).collect::<Vec<_>>());
+
+    // Filters.
+    let by = |q: AuditQuery| async move { control.central_events(q).await.unwrap() };
+    let posts = by(AuditQuery {
+        action: Some("entry.post".into()),
+        ..query()
+    })
+    .await;
+    assert_eq!(
+        seqs(&posts),
+        matching(&|e| e.action == "entry.post")
+            .into_iter()
+            .chain(
+                other
+                    .iter()
+                    .filter(|e| e.action == "entry.post")
+                    .map(|e| e.seq)
+            )
+            .collect::<Vec<_>>()
+    );
+    let suffix = by(AuditQuery {
+        action: Some("post".into()),
+        ..query()
+    })
+    .await;
+    assert_eq!(
+        seqs(&suffix),
+        seqs(&posts),
+        "an action matches by its last part"
+    );
+    let suffix_case = by(AuditQuery {
+        action: Some("POST".into()),
+        ..query()
+    })
+    .await;
+    assert_eq!(
+        seqs(&suffix_case),
+        seqs(&posts),
+        "the suffix ignores ASCII case"
+    );
+    assert!(by(AuditQuery {
+        action: Some("ost".into()),
+        ..query()
+    })
+    .await
+    .is_empty());
+    let c1 = by(AuditQuery {
+        company_id: Some("c1".into()),
+        ..query()
+    })
+    .await;
+    assert!(c1.iter().all(|c| c.source == "company:c1"));
+    assert_eq!(
+        seqs(&c1),
+        matching(&|e| e.company_id.as_deref() == Some("c1"))
+    );
+    let failures = by(AuditQuery {
+        outcome: Some("failure".into()),
+        company_id: Some("c1".into()),
+        ..query()
+    })
+    .await;
+    assert_eq!(
+        seqs(&failures),
+        matching(&|e| e.outcome == "failure" && e.company_id.as_deref() == Some("c1"))
+    );
+    let u1 = by(AuditQuery {
+        actor: Some("user:u1".into()),
+        ..query()
+    })
+    .await;
+    assert_eq!(
+        seqs(&u1),
+        matching(&|e| e.actor == "user:u1")
+            .into_iter()
+            .chain(other.iter().filter(|e| e.actor == "user:u1").map(|e| e.seq))
+            .collect::<Vec<_>>()
+    );
+    let since = rfc3339(T0 + Duration::minutes(18));
+    let recent = by(AuditQuery {
+        since: Some(since.clone()),
+        ..query()
+    })
+    .await;
+    assert_eq!(seqs(&recent), vec![18, 19, 20]);
+
+    // One source's events, by source sequence.
+    let page = control
+        .central_source_events("company:c1", 5, 4)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&page), vec![6, 7, 8, 9]);
+    assert!(page.iter().all(|c| c.source == "company:c1"));
+    assert_eq!(
+        seqs(
+            &control
+                .central_source_events("company:c2", 0, 100)
+                .await
+                .unwrap()
+        ),
+        vec![1, 2, 3]
+    );
+    assert!(control
+        .central_source_events("company:none", 0, 100)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn checkpoints_nodes_and_cursors(control: &dyn ControlStore) {
+    let checkpoint = |source: &str, seq: i64, prev: &str| Checkpoint {
+        source: source.into(),
+        seq,
+        hash: format!("{seq:064x}"),
+        at: rfc3339(T0 + Duration::seconds(seq)),
+        node: "node-a".into(),
+        prev: prev.into(),
+        signature: vec![seq as u8; 64],
+    };
+    assert!(control.last_checkpoint("control").await.unwrap().is_none());
+    assert!(control.checkpoints("control").await.unwrap().is_empty());
+    let written = [
+        checkpoint("control", 10, GENESIS),
+        checkpoint("control", 5, "a"),
+        checkpoint("control", 30, "b"),
+    ];
+    for cp in &written {
+        control.append_checkpoint(cp).await.unwrap();
+    }
+    control
+        .append_checkpoint(&checkpoint("company:c1", 1, GENESIS))
+        .await
+        .unwrap();
+    assert!(
+        control.append_checkpoint(&written[0]).await.is_err(),
+        "one checkpoint per source and sequence"
+    );
+    assert_eq!(
+        control.checkpoints("control").await.unwrap(),
+        written.to_vec(),
+        "in the order written"
+    );
+    assert_eq!(
+        control.last_checkpoint("control").await.unwrap(),
+        Some(written[2].clone())
+    );
+
+    control.register_node("node-b", "bb", T0).await.unwrap();
+    control.register_node("node-a", "aa", T0).await.unwrap();
+    control
+        .register_node("node-a", "aa", T0 + Duration::hours(1))
+        .await
+        .unwrap();
+    let err = control.register_node("node-a", "cc", T0).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(
+        control.node_keys().await.unwrap(),
+        vec![
+            ("node-a".to_string(), "aa".to_string()),
+            ("node-b".to_string(), "bb".to_string())
+        ]
+    );
+
+    assert_eq!(control.cursor("drain:syslog").await.unwrap(), 0);
+    control.set_cursor("drain:syslog", 5).await.unwrap();
+    control.set_cursor("drain:syslog", 7).await.unwrap();
+    control.set_cursor("monitor", 2).await.unwrap();
+    assert_eq!(control.cursor("drain:syslog").await.unwrap(), 7);
+    assert_eq!(control.cursor("monitor").await.unwrap(), 2);
+}
+
+// ---------------------------------------------------------------------------
+// PostgreSQL: several nodes on one control database
+// ---------------------------------------------------------------------------
+
+/// Two nodes (two stores, each with its own pool) opening one fresh database at once.
+async fn two_nodes(prefix: &str) -> (Arc<PgControl>, Arc<PgControl>) {
+    let url = pg_backend::fresh_database_url(prefix).await;
+    let (a, b) = tokio::join!(
+        pg_backend::pg_control_at(&url, pg_backend::budget()),
+        pg_backend::pg_control_at(&url, pg_backend::budget()),
+    );
+    (Arc::new(a), Arc::new(b))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_nodes_share_one_gap_free_audit_chain() {
+    let (a, b) = two_nodes("two_nodes_audit").await;
+    let mut tasks = Vec::new();
+    for (name, node) in [("a", a.clone()), ("b", b.clone())] {
+        for i in 0..50 {
+            let node = node.clone();
+            tasks.push(tokio::spawn(async move {
+                node.audit(&event(&format!("test.{name}{i}"))).await
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.expect("task").expect("audit");
+    }
+    let events = all_control_audit(&*a).await;
+    assert_eq!(events.len(), 100);
+    verify_audit_chain(&events);
+    let actions: BTreeSet<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions.len(), 100, "every event once");
+    assert_eq!(
+        all_control_audit(&*b).await,
+        events,
+        "both nodes read the same chain"
+    );
+
+    // Business writes and alerts append to the same chain, from both nodes.
+    let draft = |at| AlertDraft {
+        rule: "failed-logins-account",
+        severity: Severity::High,
+        dedupe_key: "failed-logins-account:ann".into(),
+        title: "Repeated failed logins for ann".into(),
+        detail: "5 failed logins".into(),
+        company_id: None,
+        at,
+    };
+    let mut raises = Vec::new();
+    for i in 0..20 {
+        for node in [a.clone(), b.clone()] {
+            raises.push(tokio::spawn(async move {
+                node.raise(&draft(T0 + Duration::seconds(i)), T0).await
+            }));
+        }
+    }
+    let mut new = 0;
+    for r in raises {
+        if r.await.expect("task").expect("raise").new {
+            new += 1;
+        }
+    }
+    assert_eq!(new, 1, "one alert for one finding, whichever node saw it");
+    let alerts = a.list(None, 10).await.unwrap();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].count, 40);
+    assert_eq!(alerts[0].state, AlertState::Open);
+    assert_eq!(alerts[0].last_seen, T0 + Duration::seconds(19));
+
+    let events = all_control_audit(&*b).await;
+    assert_eq!(events.len(), 101);
+    verify_audit_chain(&events);
+    assert_eq!(events[100].action, "alert.raise");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_nodes_collect_one_source_without_duplicates() {
+    let (a, b) = two_nodes("two_nodes_central").await;
+    let chain = source_chain(400);
+    let mut tasks = Vec::new();
+    for node in [a.clone(), b.clone()] {
+        let chain = chain.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut new = 0;
+            for batch in chain.chunks(50) {
+                new += node
+                    .central_append("company:c1", "node", batch.to_vec())
+                    .await
+                    .expect("append");
+            }
+            new
+        }));
+    }
+    let mut new = 0;
+    for t in tasks {
+        new += t.await.expect("task");
+    }
+    assert_eq!(new, 400, "each event counted new once");
+    let all = a.central_events(query()).await.unwrap();
+    assert_eq!(all.len(), 400);
+    assert!(all.windows(2).all(|w| w[0].central_seq < w[1].central_seq));
+    let mut copies: Vec<_> = all.into_iter().map(|c| c.event).collect();
+    copies.sort_by_key(|e| e.seq);
+    assert_eq!(copies, chain);
+    assert_eq!(b.central_head("company:c1").await.unwrap(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_audit_tables_are_append_only() {
+    let (a, b) = two_nodes("append_only").await;
+    a.audit(&event("test.one")).await.unwrap();
+    a.central_append("control", "node-a", source_chain(2))
+        .await
+        .unwrap();
+    a.append_checkpoint(&Checkpoint {
+        source: "control".into(),
+        seq: 2,
+        hash: source_chain(2)[1].hash.clone(),
+        at: rfc3339(T0),
+        node: "node-a".into(),
+        prev: GENESIS.into(),
+        signature: vec![1; 64],
+    })
+    .await
+    .unwrap();
+
+    let conn = a.pool().get().await.unwrap();
+    for sql in [
+        "UPDATE audit_events SET action = 'x'",
+        "DELETE FROM audit_events",
+        "TRUNCATE audit_events",
+        "UPDATE collected_events SET actor = 'nobody'",
+        "DELETE FROM collected_events",
+        "TRUNCATE collected_events CASCADE",
+        "UPDATE audit_checkpoints SET node = 'x'",
+        "DELETE FROM audit_checkpoints",
+        "TRUNCATE audit_checkpoints",
+    ] {
+        let err = conn.batch_execute(sql).await.expect_err(sql);
+        let message = err
+            .as_db_error()
+            .map(|e| e.message().to_string())
+            .unwrap_or_else(|| err.to_string());
+        assert!(message.contains("append-only"), "{sql}: {message}");
+    }
+    drop(conn);
+    let events = all_control_audit(&*b).await;
+    assert_eq!(events.len(), 1);
+    verify_audit_chain(&events);
+    assert_eq!(b.central_events(query()).await.unwrap().len(), 2);
+    assert_eq!(b.checkpoints("control").await.unwrap().len(), 1);
+
+    // Opening again (a restart) keeps everything and changes nothing.
+    let reopened = PgControl::open(a.pool().clone()).await.unwrap();
+    assert_eq!(all_control_audit(&reopened).await, events);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_emails_are_unique_ignoring_ascii_case_only() {
+    let control = pg_backend::pg_control("email_case").await;
+    let user = |id: &str, email: &str| wb_store::UserRecord {
+        id: id.into(),
+        email: email.into(),
+        name: None,
+        passphrase_hash: "x".into(),
+        created_at: T0,
+        last_login_at: None,
+    };
+    control
+        .create_user(&user("u1", "Ann@Example.com"), &event("user.create"))
+        .await
+        .unwrap();
+    let err = control
+        .create_user(&user("u2", "ann@EXAMPLE.COM"), &event("user.create"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(
+        control
+            .user_by_email("ANN@example.COM")
+            .await
+            .unwrap()
+            .map(|u| u.id),
+        Some("u1".into())
+    );
+    // As SQLite's NOCASE: only ASCII letters fold.
+    control
+        .create_user(&user("u3", "élise@example.com"), &event("user.create"))
+        .await
+        .unwrap();
+    control
+        .create_user(&user("u4", "Élise@example.com"), &event("user.create"))
+        .await
+        .unwrap();
+    assert_eq!(
+        control
+            .user_by_email("Élise@example.com")
+            .await
+            .unwrap()
+            .map(|u| u.id),
+        Some("u4".into())
+    );
+}
