@@ -24,9 +24,11 @@ pub mod monitor_job;
 pub mod platform;
 pub mod problem;
 pub mod server;
+pub mod storage;
 pub mod tls;
 
 pub use clock::{Clock, SystemClock};
 pub use config::{ServerConfig, TlsMode};
 pub use platform::Platform;
 pub use server::{start, RunningServer};
+pub use storage::{PostgresConfig, StorageConfig};

@@ -1,8 +1,7 @@
 //! Services: the orchestration between HTTP (or CLI), the domain and the stores.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::Context;
 use time::{Duration, OffsetDateTime};
@@ -21,6 +20,7 @@ use crate::auth_cache::AuthCache;
 use crate::clock::Clock;
 use crate::config::{AccessKind, AuditFailurePolicy};
 use crate::problem::{ApiError, ApiResult};
+use crate::storage::{StorageConfig, Stores};
 
 pub const MIN_PASSPHRASE_SCORE: u8 = 3;
 const FAILED_LOGINS_MAX: u32 = 5;
@@ -74,10 +74,11 @@ pub struct Platform {
     /// Monitoring alerts (the same control database).
     pub alerts: Arc<dyn wb_store::AlertStore>,
     pub tenants: Arc<dyn TenantDirectory>,
+    /// The PostgreSQL company directory (placements, moves), when that is the backend.
+    pub postgres: Option<Arc<wb_store::postgres::PgTenants>>,
     master: MasterKey,
     pub clock: Arc<dyn Clock>,
     pub session_ttl: Duration,
-    failed_logins: Mutex<HashMap<String, (u32, OffsetDateTime)>>,
     auth_cache: AuthCache,
     /// This node's identity and checkpoint-signing key.
     pub node_id: String,
@@ -139,6 +140,43 @@ impl Platform {
                 .context("opening the control database")?,
         );
         let tenants = SqliteTenants::new(data_dir.join("companies"))?;
+        let stores = Stores {
+            control: control.clone(),
+            alerts: control,
+            tenants: Arc::new(tenants),
+            postgres: None,
+        };
+        Platform::assemble(data_dir, master, clock, session_ttl, stores)
+    }
+
+    /// Opens the deployment with the storage the configuration names.
+    pub async fn open(
+        data_dir: &Path,
+        master: MasterKey,
+        clock: Arc<dyn Clock>,
+        session_ttl: Duration,
+        storage: &StorageConfig,
+    ) -> anyhow::Result<Platform> {
+        match storage {
+            StorageConfig::Embedded => {
+                Platform::open_embedded(data_dir, master, clock, session_ttl)
+            }
+            StorageConfig::Postgres(config) => {
+                std::fs::create_dir_all(data_dir)
+                    .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+                let stores = crate::storage::open_postgres(config).await?;
+                Platform::assemble(data_dir, master, clock, session_ttl, stores)
+            }
+        }
+    }
+
+    fn assemble(
+        data_dir: &Path,
+        master: MasterKey,
+        clock: Arc<dyn Clock>,
+        session_ttl: Duration,
+        stores: Stores,
+    ) -> anyhow::Result<Platform> {
         let dummy_hash = hash_passphrase(&Secret::new("dummy passphrase for timing".into()))?;
         let objects_dir = data_dir.join("objects");
         std::fs::create_dir_all(&objects_dir)
@@ -147,12 +185,12 @@ impl Platform {
             .with_context(|| format!("opening object store {}", objects_dir.display()))?;
         Ok(Platform {
             objects: Arc::new(objects),
-            control: control.clone(),
-            alerts: control,
-            tenants: Arc::new(tenants),
+            control: stores.control,
+            alerts: stores.alerts,
+            tenants: stores.tenants,
+            postgres: stores.postgres,
             clock,
             session_ttl,
-            failed_logins: Mutex::new(HashMap::new()),
             auth_cache: AuthCache::default(),
             node_id: node_id(data_dir)?,
             node_key: NodeKey::load_or_create(&data_dir.join("node.key"), &master)?,
@@ -535,36 +573,27 @@ impl Platform {
         })
     }
 
-    fn throttled(&self, keys: &[String]) -> Option<u64> {
+    /// Seconds to wait when any key has too many recent failures. Counts live
+    /// in the control store, so every node sees the same ones.
+    async fn throttled(&self, keys: &[String]) -> ApiResult<Option<u64>> {
         let now = self.now();
-        let failures = self.failed_logins.lock().ok()?;
-        keys.iter()
-            .filter_map(|k| failures.get(k))
+        Ok(self
+            .control
+            .login_failures(keys)
+            .await?
+            .into_iter()
             .filter(|(count, since)| {
                 *count >= FAILED_LOGINS_MAX && now - *since < FAILED_LOGIN_WINDOW
             })
-            .map(|(_, since)| {
-                (FAILED_LOGIN_WINDOW - (now - *since))
-                    .whole_seconds()
-                    .max(1) as u64
-            })
-            .max()
+            .map(|(_, since)| (FAILED_LOGIN_WINDOW - (now - since)).whole_seconds().max(1) as u64)
+            .max())
     }
 
-    fn note_failure(&self, keys: &[String]) {
-        let now = self.now();
-        if let Ok(mut failures) = self.failed_logins.lock() {
-            if failures.len() > 100_000 {
-                failures.retain(|_, (_, since)| now - *since < FAILED_LOGIN_WINDOW);
-            }
-            for key in keys {
-                let slot = failures.entry(key.clone()).or_insert((0, now));
-                if now - slot.1 >= FAILED_LOGIN_WINDOW {
-                    *slot = (0, now);
-                }
-                slot.0 += 1;
-            }
-        }
+    async fn note_failure(&self, keys: &[String]) -> ApiResult<()> {
+        self.control
+            .note_login_failures(keys, self.now(), FAILED_LOGIN_WINDOW)
+            .await?;
+        Ok(())
     }
 
     /// Verifies a passphrase and opens a session. Failures are throttled per
@@ -580,7 +609,7 @@ impl Platform {
         if let Some(client) = &actor.client {
             keys.push(format!("client:{client}"));
         }
-        if let Some(wait) = self.throttled(&keys) {
+        if let Some(wait) = self.throttled(&keys).await? {
             return Err(ApiError::too_many(
                 "too many failed logins; try again later",
                 wait,
@@ -597,7 +626,7 @@ impl Platform {
         let user = match (user, verified) {
             (Some(user), true) => user,
             (user, _) => {
-                self.note_failure(&keys);
+                self.note_failure(&keys).await?;
                 let event = AuditEvent {
                     at: self.now(),
                     actor: Actor {

@@ -4,6 +4,9 @@
 #[path = "api/harness.rs"]
 mod harness;
 
+/// The storage these tests run against (`api_postgres.rs` runs them on PostgreSQL).
+const BACKEND: harness::Backend = harness::Backend::Sqlite;
+
 #[path = "api/audit.rs"]
 mod audit;
 #[path = "api/auth.rs"]

@@ -108,6 +108,11 @@ fn event(action: &str) -> AuditEvent {
 
 /// A source chain of `n` events as a forwarder would read it, with varied fields.
 fn source_chain(n: i64) -> Vec<StoredAuditEvent> {
+    company_chain(n, "c1")
+}
+
+/// As `source_chain`, of events that name `company` (every fourth names none).
+fn company_chain(n: i64, company: &str) -> Vec<StoredAuditEvent> {
     let actions = ["entry.post", "account.create", "login", "entry.reverse"];
     let mut prev = GENESIS.to_string();
     (1..=n)
@@ -126,7 +131,7 @@ fn source_chain(n: i64) -> Vec<StoredAuditEvent> {
                 company_id: if seq % 4 == 0 {
                     String::new()
                 } else {
-                    "c1".into()
+                    company.into()
                 },
                 action: actions[i % actions.len()].into(),
                 target: format!("entry:{seq}"),
@@ -406,7 +411,7 @@ async fn central_queries_filter_and_page(control: &dyn ControlStore) {
         .central_append("company:c1", "node-a", chain.clone())
         .await
         .unwrap();
-    let other = source_chain(3);
+    let other = company_chain(3, "c2");
     control
         .central_append("company:c2", "node-a", other.clone())
         .await

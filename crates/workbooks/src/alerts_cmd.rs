@@ -100,7 +100,7 @@ pub async fn run(cmd: AlertsCommand) -> Result<()> {
                 .map(str::parse::<AlertState>)
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--state: {e}"))?;
-            let platform = open_platform(&d)?;
+            let platform = open_platform(&d).await?;
             let alerts = platform.alerts.list(state, limit).await?;
             let views: Vec<AlertView> = alerts.iter().map(AlertView::from).collect();
             if d.json {
@@ -129,7 +129,7 @@ pub async fn run(cmd: AlertsCommand) -> Result<()> {
 async fn triage(args: TriageArgs, to: AlertState) -> Result<()> {
     let d = args.deployment.resolve()?;
     let reason = reason(&args.reason)?;
-    let platform = open_platform(&d)?;
+    let platform = open_platform(&d).await?;
     let by = operator();
     let at = platform.now();
     let alert = match to {
@@ -153,7 +153,7 @@ async fn triage(args: TriageArgs, to: AlertState) -> Result<()> {
 pub async fn maintenance(args: MaintenanceArgs) -> Result<()> {
     let d = args.deployment.resolve()?;
     let reason = reason(&args.reason)?;
-    let platform = open_platform(&d)?;
+    let platform = open_platform(&d).await?;
     let at = platform.now();
     platform
         .control

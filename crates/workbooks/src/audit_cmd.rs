@@ -25,7 +25,7 @@ pub async fn run(cmd: AuditCommand) -> Result<()> {
                     verify_records(&records)
                 }
                 None => {
-                    let platform = open_platform(&d)?;
+                    let platform = open_platform(&d).await?;
                     verify_deployment(&platform).await?
                 }
             };
@@ -47,7 +47,7 @@ pub async fn run(cmd: AuditCommand) -> Result<()> {
                 }
             }
             let since = since.as_deref().map(parse_since).transpose()?;
-            let platform = open_platform(&d)?;
+            let platform = open_platform(&d).await?;
             let events = platform
                 .control
                 .central_events(AuditQuery {

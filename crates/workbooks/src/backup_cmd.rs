@@ -42,7 +42,7 @@ pub async fn run(cmd: BackupCommand) -> Result<()> {
     match cmd {
         BackupCommand::Status { deployment } => {
             let d = deployment.resolve()?;
-            let platform = open_platform(&d)?;
+            let platform = open_platform(&d).await?;
             let rows = backup::status(&platform).await?;
             if d.json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -74,7 +74,7 @@ pub async fn restore(args: RestoreArgs) -> Result<()> {
         _ => bail!("give exactly one of --latest, --to-seq N, --to TIME"),
     };
     let d = args.deployment.resolve()?;
-    let platform = open_platform(&d)?;
+    let platform = open_platform(&d).await?;
     let restored = backup::restore(&platform, &args.company, target).await?;
     if d.json {
         println!(

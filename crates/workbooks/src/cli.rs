@@ -105,9 +105,13 @@ pub struct DeploymentArgs {
     /// Data directory (embedded default: SQLCipher files, master key, TLS).
     #[arg(long, env = "WORKBOOKS_DATA")]
     pub data: Option<PathBuf>,
-    /// PostgreSQL URL for production placement (not yet supported by this build).
+    /// PostgreSQL control database, postgres://user:password@host:port/database
+    /// (always TLS with sslmode=verify-full). Default: the embedded SQLCipher store.
     #[arg(long, env = "WORKBOOKS_DATABASE")]
     pub database: Option<String>,
+    /// CA certificate (PEM) that signed the PostgreSQL servers' certificates.
+    #[arg(long, env = "WORKBOOKS_DATABASE_CA")]
+    pub database_ca: Option<PathBuf>,
     /// Object store URL for backups (not yet supported by this build).
     #[arg(long, env = "WORKBOOKS_OBJECT_STORE")]
     pub object_store: Option<String>,
@@ -222,6 +226,11 @@ struct ConfigFile {
     data: Option<PathBuf>,
     listen: Option<SocketAddr>,
     database: Option<String>,
+    database_ca: Option<PathBuf>,
+    /// More PostgreSQL servers for company databases: `name = "postgres://..."`.
+    database_servers: Option<std::collections::BTreeMap<String, String>>,
+    database_max_connections: Option<usize>,
+    database_connections_per_company: Option<usize>,
     object_store: Option<String>,
     master_key_file: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
@@ -248,6 +257,7 @@ fn read_config(path: Option<&Path>) -> Result<ConfigFile> {
 #[derive(Debug, Clone)]
 pub struct Deployment {
     pub data: PathBuf,
+    pub storage: wb_server::StorageConfig,
     pub master_key_file: Option<PathBuf>,
     pub json: bool,
 }
@@ -270,13 +280,39 @@ impl DeploymentArgs {
     }
 
     fn resolve_with(&self, file: &ConfigFile) -> Result<Deployment> {
-        if self.database.is_some() || file.database.is_some() {
-            bail!("--database (PostgreSQL) is not supported by this build yet; omit it to use the embedded SQLCipher store");
-        }
         if self.object_store.is_some() || file.object_store.is_some() {
             bail!("--object-store is not supported by this build yet");
         }
+        let storage = match self.database.clone().or_else(|| file.database.clone()) {
+            None => {
+                if file.database_servers.is_some() {
+                    bail!("database-servers needs database (the PostgreSQL control database)");
+                }
+                wb_server::StorageConfig::Embedded
+            }
+            Some(url) => {
+                let ca = self
+                    .database_ca
+                    .clone()
+                    .or_else(|| file.database_ca.clone());
+                let mut config = wb_server::PostgresConfig::new(url, ca);
+                if let Some(servers) = &file.database_servers {
+                    config.servers = servers.clone().into_iter().collect();
+                }
+                if let Some(n) = file.database_max_connections {
+                    config.max_connections = n;
+                }
+                if let Some(n) = file.database_connections_per_company {
+                    config.connections_per_company = n;
+                }
+                if config.max_connections < 2 || config.connections_per_company < 1 {
+                    bail!("database-max-connections must be at least 2 and database-connections-per-company at least 1");
+                }
+                wb_server::StorageConfig::Postgres(config)
+            }
+        };
         Ok(Deployment {
+            storage,
             data: self
                 .data
                 .clone()

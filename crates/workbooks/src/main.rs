@@ -53,7 +53,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => serve(args.resolve("./workbooks-demo")?, true).await,
         Command::Init(args) => {
             let d = args.resolve()?;
-            open_platform(&d)?;
+            open_platform(&d).await?;
             if d.json {
                 println!("{}", serde_json::json!({ "data": d.data }));
             } else {
@@ -95,14 +95,16 @@ fn create_private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn open_platform(d: &Deployment) -> Result<Arc<Platform>> {
+pub async fn open_platform(d: &Deployment) -> Result<Arc<Platform>> {
     let key = master_key(d)?;
-    let platform = Platform::open_embedded(
+    let platform = Platform::open(
         &d.data,
         key,
         Arc::new(SystemClock),
         time::Duration::hours(12),
-    )?;
+        &d.storage,
+    )
+    .await?;
     Ok(Arc::new(platform))
 }
 
@@ -150,7 +152,7 @@ fn init_logging(json: bool, data: &Path) -> Result<()> {
 
 async fn serve(settings: cli::Serve, demo: bool) -> Result<()> {
     init_logging(settings.log_json, &settings.deployment.data)?;
-    let platform = open_platform(&settings.deployment)?;
+    let platform = open_platform(&settings.deployment).await?;
     let login = if demo {
         Some(demo::ensure(&platform, &settings.deployment.data).await?)
     } else {
@@ -222,7 +224,7 @@ async fn company(cmd: CompanyCommand) -> Result<()> {
     match cmd {
         CompanyCommand::List(args) => {
             let d = args.resolve()?;
-            let platform = open_platform(&d)?;
+            let platform = open_platform(&d).await?;
             let companies = platform.control.companies().await?;
             if d.json {
                 let list: Vec<_> = companies
@@ -246,7 +248,7 @@ async fn company(cmd: CompanyCommand) -> Result<()> {
             owner,
         } => {
             let d = deployment.resolve()?;
-            let platform = open_platform(&d)?;
+            let platform = open_platform(&d).await?;
             let company = platform.create_company(&name, owner.as_deref()).await?;
             if d.json {
                 println!(
@@ -288,7 +290,7 @@ async fn user(cmd: UserCommand) -> Result<()> {
             let d = deployment.resolve()?;
             let passphrase = read_passphrase(&passphrase_file)?;
             let role = role.map(|r| r.parse::<wb_core::Role>()).transpose()?;
-            let platform = open_platform(&d)?;
+            let platform = open_platform(&d).await?;
             if let Some(company) = &company {
                 platform
                     .control

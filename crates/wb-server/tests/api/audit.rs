@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use wb_server::config::AuditFailurePolicy;
-use wb_store::sqlite::{open_encrypted, OpenMode};
 use wb_store::AuditQuery;
 
 use crate::harness::{fresh_email, TestServer, PASSPHRASE};
@@ -304,16 +303,7 @@ async fn an_unwritable_trail_refuses_writes_and_raises_the_alarm() {
     let before = s.all_entries(&a, &a.token).await.len();
 
     // Make the company's audit table refuse every insert, as a failing disk would.
-    let company = s.platform.control.company(&a.id).await.unwrap().unwrap();
-    let key = s.master.unwrap_key(&company.wrapped_dek, &a.id).unwrap();
-    let db = open_encrypted(
-        &s.data_dir.join("companies").join(format!("{}.db", a.id)),
-        &key,
-        OpenMode::Existing,
-    )
-    .unwrap();
-    db.execute_batch("CREATE TRIGGER broken BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'I/O error'); END;")
-        .unwrap();
+    s.break_company_audit(&a.id).await;
 
     // Default policy: writes refused, the customer's own reads served.
     s.post(&a.path("/entries"), &a.token, entry("2.00", "-2.00"))
@@ -356,7 +346,7 @@ async fn an_unwritable_trail_refuses_writes_and_raises_the_alarm() {
         .await
         .problem(503, "audit-unavailable");
     // Nothing was written while the trail was down; writes resume when it is back.
-    db.execute_batch("DROP TRIGGER broken;").unwrap();
+    s.repair_company_audit(&a.id).await;
     s.platform
         .set_audit_policy(AuditFailurePolicy::RefuseWrites);
     assert_eq!(s.all_entries(&a, &a.token).await.len(), before);

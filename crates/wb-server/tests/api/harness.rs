@@ -10,7 +10,17 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 use wb_crypto::MasterKey;
 use wb_server::clock::ManualClock;
-use wb_server::{Clock, Platform, RunningServer, ServerConfig, SystemClock, TlsMode};
+use wb_server::{
+    Clock, Platform, PostgresConfig, RunningServer, ServerConfig, StorageConfig, SystemClock,
+    TlsMode,
+};
+
+/// Which storage backend a test server uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
 
 /// A passphrase the strength check accepts.
 pub const PASSPHRASE: &str = "quasar marmot plinth 47 ferrous kettle";
@@ -139,9 +149,30 @@ impl TestServer {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("temp dir");
         let master = MasterKey::generate();
+        let storage = match crate::BACKEND {
+            Backend::Sqlite => StorageConfig::Embedded,
+            Backend::Postgres => {
+                let cluster = tokio::task::spawn_blocking(wb_pgtest::PgCluster::shared)
+                    .await
+                    .expect("start the PostgreSQL test cluster");
+                let url = tokio::task::spawn_blocking(|| cluster.fresh_database("api_control"))
+                    .await
+                    .expect("create a control database");
+                let mut config = PostgresConfig::new(url, Some(cluster.ca_file().to_path_buf()));
+                config.max_connections = 32;
+                StorageConfig::Postgres(config)
+            }
+        };
         let platform = Arc::new(
-            Platform::open_embedded(dir.path(), master.clone(), clock, time::Duration::hours(12))
-                .expect("open platform"),
+            Platform::open(
+                dir.path(),
+                master.clone(),
+                clock,
+                time::Duration::hours(12),
+                &storage,
+            )
+            .await
+            .expect("open platform"),
         );
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let mut config = ServerConfig::new(
@@ -171,6 +202,71 @@ impl TestServer {
             client,
             server,
             _dir: dir,
+        }
+    }
+
+    /// Makes a company's audit table refuse every insert, as a failing disk
+    /// would, by reaching beneath the server into the company's database.
+    pub async fn break_company_audit(&self, company_id: &str) {
+        self.company_sql(
+            company_id,
+            "CREATE TRIGGER broken BEFORE INSERT ON audit_events
+             BEGIN SELECT RAISE(ABORT, 'I/O error'); END;",
+            "CREATE FUNCTION broken() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN RAISE EXCEPTION 'I/O error'; END $$;
+             CREATE TRIGGER broken BEFORE INSERT ON audit_events
+               FOR EACH ROW EXECUTE FUNCTION broken();",
+        )
+        .await;
+    }
+
+    pub async fn repair_company_audit(&self, company_id: &str) {
+        self.company_sql(
+            company_id,
+            "DROP TRIGGER broken;",
+            "DROP TRIGGER broken ON audit_events;",
+        )
+        .await;
+    }
+
+    /// Runs SQL in a company's own database, beneath the server (the text for
+    /// this test binary's backend).
+    pub async fn company_sql(&self, company_id: &str, sqlite: &str, postgres: &str) {
+        let company = self
+            .platform
+            .control
+            .company(company_id)
+            .await
+            .unwrap()
+            .unwrap();
+        let key = self
+            .master
+            .unwrap_key(&company.wrapped_dek, company_id)
+            .unwrap();
+        match crate::BACKEND {
+            Backend::Sqlite => {
+                let db = wb_store::sqlite::open_encrypted(
+                    &self
+                        .data_dir
+                        .join("companies")
+                        .join(format!("{company_id}.db")),
+                    &key,
+                    wb_store::sqlite::OpenMode::Existing,
+                )
+                .unwrap();
+                db.execute_batch(sqlite).unwrap();
+            }
+            Backend::Postgres => {
+                let tenants = self.platform.postgres.as_ref().unwrap();
+                let placement = tenants.placements().get(company_id).await.unwrap().unwrap();
+                let client = tenants
+                    .company_endpoint(&placement, &key)
+                    .unwrap()
+                    .connect()
+                    .await
+                    .unwrap();
+                client.batch_execute(postgres).await.unwrap();
+            }
         }
     }
 

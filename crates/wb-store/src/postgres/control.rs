@@ -883,35 +883,23 @@ impl ControlStore for PgControl {
         node: &str,
         events: Vec<StoredAuditEvent>,
     ) -> Result<usize, StoreError> {
-        // Columns as arrays, for one INSERT ... SELECT FROM UNNEST. A sequence
-        // repeated within the batch keeps its first event (INSERT OR IGNORE).
+        // Validate every hash first: a bad one refuses the whole batch. A
+        // sequence repeated within the batch keeps its first event (as
+        // INSERT OR IGNORE does).
         let mut seen = HashSet::with_capacity(events.len());
-        let mut hashes: Vec<([u8; 32], [u8; 32])> = Vec::with_capacity(events.len());
-        let mut kept: Vec<&StoredAuditEvent> = Vec::with_capacity(events.len());
+        let mut batch: Vec<(&StoredAuditEvent, [u8; 32], [u8; 32])> =
+            Vec::with_capacity(events.len());
         for e in &events {
-            let pair = (hash_bytes(&e.prev_hash)?, hash_bytes(&e.hash)?);
+            let (prev, hash) = (hash_bytes(&e.prev_hash)?, hash_bytes(&e.hash)?);
             if seen.insert(e.seq) {
-                hashes.push(pair);
-                kept.push(e);
+                batch.push((e, prev, hash));
             }
         }
-        let seqs: Vec<i64> = kept.iter().map(|e| e.seq).collect();
-        let at: Vec<&str> = kept.iter().map(|e| e.at.as_str()).collect();
-        let actor: Vec<&str> = kept.iter().map(|e| e.actor.as_str()).collect();
-        let auth: Vec<&str> = kept.iter().map(|e| e.auth.as_str()).collect();
-        let client: Vec<Option<&str>> = kept.iter().map(|e| e.client.as_deref()).collect();
-        let request: Vec<Option<&str>> = kept.iter().map(|e| e.request_id.as_deref()).collect();
-        let company: Vec<Option<&str>> = kept.iter().map(|e| e.company_id.as_deref()).collect();
-        let action: Vec<&str> = kept.iter().map(|e| e.action.as_str()).collect();
-        let target: Vec<Option<&str>> = kept.iter().map(|e| e.target.as_deref()).collect();
-        let outcome: Vec<&str> = kept.iter().map(|e| e.outcome.as_str()).collect();
-        let detail: Vec<Option<&str>> = kept.iter().map(|e| e.detail.as_deref()).collect();
-        let prev: Vec<&[u8]> = hashes.iter().map(|(p, _)| p.as_slice()).collect();
-        let hash: Vec<&[u8]> = hashes.iter().map(|(_, h)| h.as_slice()).collect();
 
         let mut conn = self.conn().await?;
         let tx = begin(&mut conn).await?;
-        // One appender at a time, so central_seq order is commit order.
+        // One appender at a time (on any node), so central_seq order is commit
+        // order and no retry can race another into the same rows.
         tx.execute_typed("SELECT pg_advisory_xact_lock($1)", &[int8(&CENTRAL_LOCK)])
             .await?;
         let (source_id, new_source) = match self.cached_source(source) {
@@ -932,9 +920,61 @@ impl ControlStore for PgControl {
                 (id, true)
             }
         };
-        let inserted = if seqs.is_empty() {
+        // Leave out what the collection already has, so retries consume no
+        // central_seq numbers. Forwarders send runs of consecutive sequences:
+        // one index range scan finds them; a sparse batch probes each.
+        if !batch.is_empty() {
+            let seqs: Vec<i64> = batch.iter().map(|(e, _, _)| e.seq).collect();
+            let (low, high) = seqs
+                .iter()
+                .fold((i64::MAX, i64::MIN), |(l, h), &s| (l.min(s), h.max(s)));
+            let span = u64::try_from(high.saturating_sub(low)).unwrap_or(u64::MAX);
+            let existing = if span < 4 * seqs.len() as u64 {
+                tx.query_typed(
+                    "SELECT source_seq FROM collected_events
+                     WHERE source = $1 AND source_seq BETWEEN $2 AND $3",
+                    &[int8(&source_id), int8(&low), int8(&high)],
+                )
+                .await?
+            } else {
+                tx.query_typed(
+                    "SELECT source_seq FROM collected_events
+                     WHERE source = $1 AND source_seq = ANY($2)",
+                    &[int8(&source_id), (&seqs, Type::INT8_ARRAY)],
+                )
+                .await?
+            };
+            if !existing.is_empty() {
+                let existing = existing
+                    .iter()
+                    .map(|r| r.try_get::<_, i64>(0))
+                    .collect::<Result<HashSet<i64>, _>>()?;
+                batch.retain(|(e, _, _)| !existing.contains(&e.seq));
+            }
+        }
+        let inserted = if batch.is_empty() {
             0
         } else {
+            // Columns as arrays, for one INSERT ... SELECT FROM UNNEST.
+            let seqs: Vec<i64> = batch.iter().map(|(e, _, _)| e.seq).collect();
+            let text_column = |f: fn(&StoredAuditEvent) -> &str| -> Vec<&str> {
+                batch.iter().map(|(e, _, _)| f(e)).collect()
+            };
+            let optional_column = |f: fn(&StoredAuditEvent) -> Option<&str>| -> Vec<Option<&str>> {
+                batch.iter().map(|(e, _, _)| f(e)).collect()
+            };
+            let at = text_column(|e| &e.at);
+            let actor = text_column(|e| &e.actor);
+            let auth = text_column(|e| &e.auth);
+            let action = text_column(|e| &e.action);
+            let outcome = text_column(|e| &e.outcome);
+            let client = optional_column(|e| e.client.as_deref());
+            let request = optional_column(|e| e.request_id.as_deref());
+            let company = optional_column(|e| e.company_id.as_deref());
+            let target = optional_column(|e| e.target.as_deref());
+            let detail = optional_column(|e| e.detail.as_deref());
+            let prev: Vec<&[u8]> = batch.iter().map(|(_, p, _)| p.as_slice()).collect();
+            let hash: Vec<&[u8]> = batch.iter().map(|(_, _, h)| h.as_slice()).collect();
             let (text_array, bytea_array) = (Type::TEXT_ARRAY, Type::BYTEA_ARRAY);
             tx.execute_typed(
                 "INSERT INTO collected_events (source, node, source_seq, at, actor, auth, client,
@@ -946,8 +986,6 @@ impl ControlStore for PgControl {
                              $13::text[], $14::bytea[], $15::bytea[])
                       WITH ORDINALITY AS e(seq, at, actor, auth, client, request_id, company_id,
                                            action, target, outcome, detail, prev_hash, hash, ord)
-                 WHERE NOT EXISTS (SELECT 1 FROM collected_events x
-                                   WHERE x.source = $1 AND x.source_seq = e.seq)
                  ORDER BY e.ord
                  ON CONFLICT (source, source_seq) DO NOTHING",
                 &[
