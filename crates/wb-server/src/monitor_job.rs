@@ -184,6 +184,8 @@ pub async fn run_monitor_once(
     Ok(round)
 }
 
+pub const MONITOR_LEASE: &str = "monitor";
+
 /// Runs the monitor every `interval` until `stop` turns true (one last round then).
 pub fn spawn_monitor(
     platform: Arc<Platform>,
@@ -194,8 +196,11 @@ pub fn spawn_monitor(
     tokio::spawn(async move {
         let mut state = MonitorState::new(config);
         loop {
-            if let Err(e) = run_monitor_once(&platform, &mut state).await {
-                tracing::error!(error = %e, "monitor round failed; retrying");
+            // Alerts are raised by one node at a time.
+            if crate::jobs::hold_lease(&*platform.control, &platform.node_id, MONITOR_LEASE).await {
+                if let Err(e) = run_monitor_once(&platform, &mut state).await {
+                    tracing::error!(error = %e, "monitor round failed; retrying");
+                }
             }
             let stopping = *stop.borrow() || {
                 tokio::select! {

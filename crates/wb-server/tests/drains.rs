@@ -421,6 +421,7 @@ async fn syslog_tcp_reaches_rsyslog_and_catches_up_after_an_outage() {
     let (stop_tx, stop_rx) = watch::channel(false);
     let task = spawn_drain(
         control.clone(),
+        "test-node".to_string(),
         name.clone(),
         config.clone(),
         Duration::from_millis(100),
@@ -836,6 +837,7 @@ async fn https_endpoint_gets_every_event_once_across_503s() {
     let (stop_tx, stop_rx) = watch::channel(false);
     let task = spawn_drain(
         control.clone(),
+        "test-node".to_string(),
         name.clone(),
         config.clone(),
         Duration::from_millis(100),

@@ -59,4 +59,23 @@ async fn bench() {
             .unwrap();
     }
     println!("retry all: {:?}", start.elapsed());
+    let dir = tempfile::tempdir().unwrap();
+    let sq = wb_store::sqlite::SqliteControl::open(
+        &dir.path().join("c.db"),
+        &wb_crypto::DataKey::generate(),
+    )
+    .unwrap();
+    let start = Instant::now();
+    let mut n = 0;
+    for b in events.chunks(1000) {
+        n += sq
+            .central_append("company:c1", "n", b.to_vec())
+            .await
+            .unwrap();
+    }
+    let el = start.elapsed();
+    println!(
+        "sqlite {n} events in {el:?}: {:.0}/s",
+        n as f64 / el.as_secs_f64()
+    );
 }

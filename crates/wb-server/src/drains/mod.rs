@@ -334,6 +334,7 @@ fn backoff(interval: Duration, failures: u32) -> Duration {
 /// with exponential backoff (reconnecting) after failures.
 pub fn spawn_drain(
     control: Arc<dyn ControlStore>,
+    node: String,
     name: String,
     config: DrainConfig,
     interval: Duration,
@@ -358,6 +359,14 @@ pub fn spawn_drain(
                         tracing::error!(drain = %name, error = %e, "cannot open the audit drain");
                     }
                 }
+            }
+            // One node delivers to a drain at a time; the cursor is shared.
+            let lease = format!("drain:{name}");
+            if !crate::jobs::hold_lease(&*control, &node, &lease).await {
+                if super::jobs::pause(&mut stop, interval).await {
+                    break;
+                }
+                continue;
             }
             if let Some(d) = drain.as_mut() {
                 match forward_once(&*control, &name, d.as_mut(), DEFAULT_BATCH).await {
@@ -405,6 +414,7 @@ pub fn spawn_drain(
 /// Starts one task per distinct drain (by name), checking every `DEFAULT_INTERVAL`.
 pub fn spawn_all(
     control: Arc<dyn ControlStore>,
+    node: &str,
     configs: &[DrainConfig],
     stop: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
@@ -416,6 +426,7 @@ pub fn spawn_all(
             tracing::info!(drain = %c, "starting audit drain");
             spawn_drain(
                 control.clone(),
+                node.to_string(),
                 c.name(),
                 c.clone(),
                 DEFAULT_INTERVAL,

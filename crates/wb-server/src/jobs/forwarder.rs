@@ -225,6 +225,9 @@ fn checkpoint_due(state: &ForwarderState, every: Duration) -> bool {
     grown || state.last_checkpoint.is_none_or(|t| t.elapsed() >= every)
 }
 
+/// Checkpoints are signed on one node at a time, so no source's checkpoint chain forks.
+pub const CHECKPOINT_LEASE: &str = "audit-checkpoint";
+
 pub fn spawn(
     platform: Arc<Platform>,
     interval: Duration,
@@ -243,7 +246,9 @@ pub fn spawn(
             if let Err(e) = forward_once(&platform, &mut state).await {
                 tracing::error!(error = %e, "audit forwarding failed; will retry");
             }
-            if checkpoint_due(&state, checkpoint_every) {
+            if checkpoint_due(&state, checkpoint_every)
+                && super::hold_lease(&*platform.control, &platform.node_id, CHECKPOINT_LEASE).await
+            {
                 if let Err(e) = checkpoint_once(&platform, &mut state).await {
                     tracing::error!(error = %e, "audit checkpoint failed; will retry");
                 }
@@ -251,7 +256,10 @@ pub fn spawn(
             if super::pause(&mut stop, interval).await {
                 // A final round so a clean stop leaves nothing uncollected.
                 let _ = forward_once(&platform, &mut state).await;
-                let _ = checkpoint_once(&platform, &mut state).await;
+                if super::hold_lease(&*platform.control, &platform.node_id, CHECKPOINT_LEASE).await
+                {
+                    let _ = checkpoint_once(&platform, &mut state).await;
+                }
                 return;
             }
         }

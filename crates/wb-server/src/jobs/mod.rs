@@ -48,6 +48,26 @@ impl Jobs {
     }
 }
 
+/// How long a job's lease lasts; the holder renews it every round, and another
+/// node takes the job over this long after the holder stops renewing.
+pub const LEASE_TTL: Duration = Duration::from_secs(15);
+
+/// True when this node holds (or has just taken) the lease `name`: jobs that
+/// must run on one node at a time (checkpoints, monitor, drains, shipping a
+/// company) do their round only then. Leases live in the control store, so
+/// every node against the same control plane takes turns.
+pub async fn hold_lease(control: &dyn wb_store::ControlStore, node: &str, name: &str) -> bool {
+    // Wall-clock time: leases are compared across nodes, not with a test clock.
+    let now = time::OffsetDateTime::now_utc();
+    match control.try_lease(name, node, now, now + LEASE_TTL).await {
+        Ok(held) => held,
+        Err(e) => {
+            tracing::warn!(lease = name, error = %e, "cannot take or renew a job lease");
+            false
+        }
+    }
+}
+
 /// Sleeps for `period`, returning true when asked to stop instead.
 pub async fn pause(stop: &mut watch::Receiver<bool>, period: Duration) -> bool {
     if *stop.borrow() {

@@ -83,10 +83,18 @@ async fn ship_tenant(
 ) -> ApiResult<usize> {
     let id = tenant.company_id().to_string();
     let cursor = cursor_name(&id);
-    let mut after = match state.shipped.get(&id) {
-        Some(seq) => *seq,
-        None => platform.control.cursor(&cursor).await?,
-    };
+    if let Some(shipped) = state.shipped.get(&id) {
+        if tenant.journal(*shipped, 1).await?.is_empty() {
+            return Ok(0);
+        }
+    }
+    // One node ships a company at a time; the holder reads the shared cursor,
+    // so a lease that moves between nodes never re-ships or skips records.
+    let lease = format!("ship:{id}");
+    if !super::hold_lease(&*platform.control, &platform.node_id, &lease).await {
+        return Ok(0);
+    }
+    let mut after = platform.control.cursor(&cursor).await?;
     let mut key = None;
     let mut total = 0;
     loop {

@@ -17,6 +17,7 @@ use wb_server::{
 
 /// Which storage backend a test server uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // each test binary constructs one
 pub enum Backend {
     Sqlite,
     Postgres,
