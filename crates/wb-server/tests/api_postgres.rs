@@ -16,6 +16,8 @@ mod auth;
 mod books;
 #[path = "api/isolation.rs"]
 mod isolation;
+#[path = "api/nodes.rs"]
+mod nodes;
 #[path = "api/prop.rs"]
 mod prop;
 #[path = "api/web.rs"]

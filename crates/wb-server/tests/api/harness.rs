@@ -28,6 +28,7 @@ pub const PASSPHRASE: &str = "quasar marmot plinth 47 ferrous kettle";
 
 pub struct TestServer {
     pub platform: Arc<Platform>,
+    pub storage: StorageConfig,
     pub master: MasterKey,
     pub data_dir: std::path::PathBuf,
     pub clock: Option<Arc<ManualClock>>,
@@ -147,9 +148,6 @@ impl TestServer {
     }
 
     async fn start_with(clock: Arc<dyn Clock>, manual: Option<Arc<ManualClock>>) -> TestServer {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = tempfile::tempdir().expect("temp dir");
-        let master = MasterKey::generate();
         let storage = match crate::BACKEND {
             Backend::Sqlite => StorageConfig::Embedded,
             Backend::Postgres => {
@@ -164,6 +162,29 @@ impl TestServer {
                 StorageConfig::Postgres(config)
             }
         };
+        TestServer::start_node(clock, manual, storage, MasterKey::generate()).await
+    }
+
+    /// Another node of the same deployment: same storage and master key, its
+    /// own data directory (node id, node key, TLS certificate).
+    pub async fn another_node(&self) -> TestServer {
+        TestServer::start_node(
+            Arc::new(SystemClock),
+            None,
+            self.storage.clone(),
+            self.master.clone(),
+        )
+        .await
+    }
+
+    async fn start_node(
+        clock: Arc<dyn Clock>,
+        manual: Option<Arc<ManualClock>>,
+        storage: StorageConfig,
+        master: MasterKey,
+    ) -> TestServer {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().expect("temp dir");
         let platform = Arc::new(
             Platform::open(
                 dir.path(),
@@ -196,6 +217,7 @@ impl TestServer {
         let base = format!("https://localhost:{}", server.addr.port());
         TestServer {
             platform,
+            storage,
             master,
             data_dir: dir.path().to_path_buf(),
             clock: manual,
