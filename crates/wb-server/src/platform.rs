@@ -500,6 +500,54 @@ impl Platform {
         Ok(company)
     }
 
+    /// Moves a company's database to another PostgreSQL server (writers pause
+    /// while it is copied), audited in the platform trail.
+    pub async fn move_company(
+        &self,
+        company_id: &str,
+        to_server: &str,
+        actor: Actor,
+    ) -> ApiResult<wb_store::postgres::MoveReport> {
+        let Some(postgres) = &self.postgres else {
+            return Err(ApiError::unprocessable(
+                "not-supported",
+                "moving companies between database servers needs the PostgreSQL backend",
+            ));
+        };
+        self.control
+            .company(company_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("company"))?;
+        let key = self.company_key(company_id).await?;
+        let moved = postgres.move_company(company_id, to_server, &key).await;
+        let (outcome, detail) = match &moved {
+            Ok(r) => (
+                Outcome::Success,
+                format!(
+                    "{} -> {}: {} rows, journal at {}, writes paused {} ms",
+                    r.from,
+                    r.to,
+                    r.rows,
+                    r.journal_seq,
+                    r.write_pause.as_millis()
+                ),
+            ),
+            Err(e) => (Outcome::Failure, format!("to {to_server}: {e}")),
+        };
+        self.control
+            .audit(&AuditEvent {
+                at: self.now(),
+                actor,
+                company_id: Some(company_id.to_string()),
+                action: "company.move".into(),
+                target: Some(format!("company:{company_id}")),
+                outcome,
+                detail: Some(detail),
+            })
+            .await?;
+        Ok(moved?)
+    }
+
     pub async fn create_user(
         &self,
         email: &str,

@@ -191,6 +191,14 @@ impl From<StoreError> for ApiError {
             StoreError::WriterStopped => {
                 ApiError::unavailable("the company's books are temporarily unavailable")
             }
+            StoreError::Moved => {
+                // Nothing was written; the retry reaches the company's new server.
+                let mut e = ApiError::unavailable(
+                    "the company's books moved to another database server; retry",
+                );
+                e.retry_after_secs = Some(1);
+                e
+            }
             StoreError::AuditUnavailable(detail) => {
                 tracing::error!(%detail, "audit trail unavailable; refusing");
                 ApiError::audit_unavailable()

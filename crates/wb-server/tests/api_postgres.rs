@@ -18,6 +18,8 @@ mod books;
 mod isolation;
 #[path = "api/nodes.rs"]
 mod nodes;
+#[path = "api/placement.rs"]
+mod placement;
 #[path = "api/prop.rs"]
 mod prop;
 #[path = "api/web.rs"]

@@ -20,6 +20,9 @@ pub enum StoreError {
     WriterStopped,
     #[error("the audit trail cannot be written: {0}")]
     AuditUnavailable(String),
+    /// The company's database moved to another server; open it again.
+    #[error("the company's database has moved to another server; retry")]
+    Moved,
     /// A database server could not be reached or refused us; one line, no secrets.
     #[error("{0}")]
     Connect(String),

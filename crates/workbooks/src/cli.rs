@@ -177,6 +177,19 @@ pub enum CompanyCommand {
         #[arg(long)]
         owner: Option<String>,
     },
+    /// Move a company's database to another PostgreSQL server (named in
+    /// `database-servers`); writes pause while it is copied, none is lost.
+    Move {
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+        #[arg(long)]
+        company: String,
+        /// The server's name in the configuration.
+        #[arg(long)]
+        to: String,
+    },
+    /// Where each company's database lives (PostgreSQL).
+    Placements(DeploymentArgs),
 }
 
 #[derive(Debug, Subcommand)]

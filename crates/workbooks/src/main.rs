@@ -260,6 +260,56 @@ async fn company(cmd: CompanyCommand) -> Result<()> {
             }
             Ok(())
         }
+        CompanyCommand::Move {
+            deployment,
+            company,
+            to,
+        } => {
+            let d = deployment.resolve()?;
+            let platform = open_platform(&d).await?;
+            let report = platform
+                .move_company(&company, &to, Actor::system("cli"))
+                .await?;
+            if d.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"company": report.company_id, "from": report.from,
+                        "to": report.to, "rows": report.rows, "journal_seq": report.journal_seq,
+                        "write_pause_ms": report.write_pause.as_millis() as u64})
+                );
+            } else {
+                println!(
+                    "moved {} from {} to {}: {} rows, journal at {}, writes paused {} ms",
+                    report.company_id,
+                    report.from,
+                    report.to,
+                    report.rows,
+                    report.journal_seq,
+                    report.write_pause.as_millis()
+                );
+            }
+            Ok(())
+        }
+        CompanyCommand::Placements(args) => {
+            let d = args.resolve()?;
+            let platform = open_platform(&d).await?;
+            let Some(postgres) = &platform.postgres else {
+                anyhow::bail!("placements exist only with the PostgreSQL backend (--database)");
+            };
+            let placements = postgres.placements().all().await?;
+            if d.json {
+                let list: Vec<_> = placements
+                    .iter()
+                    .map(|p| serde_json::json!({"company": p.company_id, "server": p.server, "database": p.database}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for p in placements {
+                    println!("{}  {:<12} {}", p.company_id, p.server, p.database);
+                }
+            }
+            Ok(())
+        }
     }
 }
 

@@ -1,5 +1,7 @@
 //! A real Work-books HTTPS server on a free port, and a client that trusts its
 //! self-signed certificate.
+// Shared by the SQLCipher and PostgreSQL test binaries; each uses part of it.
+#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -163,6 +165,11 @@ impl TestServer {
             }
         };
         TestServer::start_node(clock, manual, storage, MasterKey::generate()).await
+    }
+
+    /// A server on the given storage, with a fresh master key.
+    pub async fn start_with_storage(storage: StorageConfig) -> TestServer {
+        TestServer::start_node(Arc::new(SystemClock), None, storage, MasterKey::generate()).await
     }
 
     /// Another node of the same deployment: same storage and master key, its

@@ -37,8 +37,8 @@ async fn two_nodes_serve_one_deployment() {
     };
     let mut ids = BTreeSet::new();
     for round in 0..5 {
-        let from_a: Vec<_> = (0..8).map(|i| post(&a, round * 100 + i)).collect();
-        let from_b: Vec<_> = (0..8).map(|i| post(&b, round * 100 + 50 + i)).collect();
+        let from_a: Vec<_> = (0..8).map(|i| post(a, round * 100 + i)).collect();
+        let from_b: Vec<_> = (0..8).map(|i| post(b, round * 100 + 50 + i)).collect();
         let (ra, rb) = tokio::join!(join_all(from_a), join_all(from_b));
         ids.extend(ra);
         ids.extend(rb);

@@ -32,7 +32,7 @@ impl std::fmt::Debug for PgEndpoint {
 
 impl PgEndpoint {
     /// Parses `postgres://user:password@host:port/database`. The CA comes from
-    /// `ca_file` or the URL's `sslrootcert`; `sslmode`, when given, must be
+    /// the URL's `sslrootcert`, else `ca_file`; `sslmode`, when given, must be
     /// `verify-full`: anything weaker would not authenticate the server.
     pub fn parse(url: &str, ca_file: Option<&Path>) -> Result<PgEndpoint, StoreError> {
         let bad = |why: &str| StoreError::Connect(format!("bad PostgreSQL URL: {why}"));
@@ -54,11 +54,8 @@ impl PgEndpoint {
                         "sslmode={value} is not accepted; Work-books connects with sslmode=verify-full only"
                     )))
                 }
-                "sslrootcert" => {
-                    if root_cert.is_none() {
-                        root_cert = Some(PathBuf::from(value));
-                    }
-                }
+                // A server's own CA (in its URL) wins over the deployment's.
+                "sslrootcert" => root_cert = Some(PathBuf::from(value)),
                 _ => kept.push(pair),
             }
         }

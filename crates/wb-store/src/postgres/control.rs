@@ -3,10 +3,10 @@
 //! central audit collection. The same contract as `sqlite::SqliteControl`,
 //! but several nodes may use one database at once:
 //!
-//! - every append to the control audit chain takes [`AUDIT_LOCK`] (an
+//! - every append to the control audit chain takes `AUDIT_LOCK` (an
 //!   advisory transaction lock) before reading the chain head, so the chain
 //!   stays one gap-free line and commits in sequence order;
-//! - appends to the central collection take [`CENTRAL_LOCK`], so
+//! - appends to the central collection take `CENTRAL_LOCK`, so
 //!   `central_seq` is assigned in commit order (drains and monitors page by it
 //!   and must never find a smaller number committed after a larger one);
 //! - transactions run at READ COMMITTED, so a statement issued after a lock

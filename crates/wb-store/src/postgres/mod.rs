@@ -2,6 +2,7 @@
 //! and each company in a database of its own, reached with that company's own
 //! role over verified TLS.
 
+mod company_move;
 mod connect;
 mod control;
 mod control_alerts;
@@ -12,6 +13,7 @@ mod tenant;
 mod tenant_schema;
 mod tenant_writer;
 
+pub use company_move::MoveReport;
 pub use connect::PgEndpoint;
 pub use control::PgControl;
 pub use placement::{Placement, Placements};

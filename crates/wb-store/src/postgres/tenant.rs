@@ -26,19 +26,75 @@ use crate::{StoreError, TenantDirectory, TenantStore};
 
 pub const MAX_PAGE: u32 = 1000;
 
+fn key_digest(key: &DataKey) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(provision::role_password(key).expose().as_bytes()).into()
+}
+
 pub(crate) const ACCOUNT_COLUMNS: &str = "id, code, name, type, parent, currency, created_at";
 
+/// Where a company's database is now, and the pool and writer that reach it.
+struct Route {
+    placement: Placement,
+    pool: PgPool,
+    writer: mpsc::Sender<Job>,
+}
+
+impl Route {
+    async fn send(&self, command: Command, ctx: WriteContext) -> Result<Output, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(Job {
+                command,
+                ctx,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+}
+
+/// Errors after which the company may live elsewhere now: look again.
+fn may_have_moved(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::Moved | StoreError::Connect(_) | StoreError::Backend(_)
+    )
+}
+
+/// A company's store. When its database moves to another server, the next
+/// request that finds the old one gone follows the placement and retries
+/// there; writes are retried only when nothing was written.
 pub struct PgTenant {
     company_id: String,
-    pool: PgPool,
+    key: DataKey,
+    key_digest: [u8; 32],
+    locator: Arc<Locator>,
+    route: Mutex<Arc<Route>>,
     published_audit_seq: Arc<AtomicI64>,
-    writer: mpsc::Sender<Job>,
 }
 
 impl std::fmt::Debug for PgTenant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PgTenant({})", self.pool.endpoint().describe())
+        write!(f, "PgTenant({})", self.route().pool.endpoint().describe())
     }
+}
+
+/// Runs `$body` (an expression using `$route`) on the company's current route,
+/// and once more on its new route when the database turned out to have moved.
+macro_rules! rerouted {
+    ($self:ident, $route:ident => $body:expr) => {{
+        let $route = $self.route();
+        let first: Result<_, StoreError> = $body;
+        match first {
+            Err(e) if may_have_moved(&e) => match $self.reroute(&$route).await? {
+                Some($route) => $body,
+                None => Err(e),
+            },
+            other => other,
+        }
+    }};
 }
 
 fn unexpected() -> StoreError {
@@ -142,22 +198,52 @@ fn balance_rows(rows: Vec<Row>) -> Result<Vec<BalanceRow>, StoreError> {
 }
 
 impl PgTenant {
-    async fn send(&self, command: Command, ctx: WriteContext) -> Result<Output, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.writer
-            .send(Job {
-                command,
-                ctx,
-                reply,
-            })
-            .await
-            .map_err(|_| StoreError::WriterStopped)?;
-        answer.await.map_err(|_| StoreError::WriterStopped)?
+    fn route(&self) -> Arc<Route> {
+        self.route.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The company's pool (tests look at how many connections it keeps).
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+    /// A new route when the placement no longer names the database `seen` used.
+    async fn reroute(&self, seen: &Route) -> Result<Option<Arc<Route>>, StoreError> {
+        let placement = self
+            .locator
+            .placements
+            .get(&self.company_id)
+            .await?
+            .ok_or(StoreError::NotFound("company database"))?;
+        if placement == seen.placement {
+            return Ok(None);
+        }
+        let current = self.route();
+        if current.placement == placement {
+            return Ok(Some(current));
+        }
+        let route = self
+            .locator
+            .route(placement, &self.key, self.published_audit_seq.clone())
+            .await?;
+        *self.route.lock().unwrap_or_else(|e| e.into_inner()) = route.clone();
+        Ok(Some(route))
+    }
+
+    async fn send(&self, command: Command, ctx: WriteContext) -> Result<Output, StoreError> {
+        let route = self.route();
+        let work = (command, ctx);
+        let retry = tenant_writer::clone_work(&work);
+        match route.send(work.0, work.1).await {
+            // Refused before anything was written: safe to send again.
+            Err(e @ (StoreError::Moved | StoreError::Connect(_))) => {
+                match self.reroute(&route).await? {
+                    Some(route) => route.send(retry.0, retry.1).await,
+                    None => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// The company's current pool (tests look at how many connections it keeps).
+    pub fn pool(&self) -> PgPool {
+        self.route().pool.clone()
     }
 }
 
@@ -211,48 +297,63 @@ impl TenantStore for PgTenant {
     async fn accounts(&self) -> Result<Vec<Account>, StoreError> {
         const SQL: &str =
             "SELECT id, code, name, type, parent, currency, created_at FROM accounts ORDER BY code";
-        let mut conn = self.pool.get().await?;
-        let statement = conn.prepare_cached(SQL).await?;
-        conn.query(&statement, &[])
-            .await?
-            .iter()
-            .map(row_to_account)
-            .collect()
+        rerouted!(self, route => async {
+            let mut conn = route.pool.get().await?;
+            let statement = conn.prepare_cached(SQL).await?;
+            conn.query(&statement, &[])
+                .await?
+                .iter()
+                .map(row_to_account)
+                .collect()
+        }
+        .await)
     }
 
     async fn entry(&self, id: i64) -> Result<Option<Entry>, StoreError> {
-        let mut conn = self.pool.get().await?;
-        Ok(load_entries(&mut conn, &[id]).await?.pop())
+        rerouted!(self, route => async {
+            let mut conn = route.pool.get().await?;
+            Ok(load_entries(&mut conn, &[id]).await?.pop())
+        }
+        .await)
     }
 
     async fn entries(&self, page: EntryPage) -> Result<Vec<Entry>, StoreError> {
-        let mut conn = self.pool.get().await?;
-        let statement = conn.prepare_cached(ENTRIES_PAGE).await?;
-        let from = page.from.map(day).unwrap_or_else(|| "0000-00-00".into());
-        let to = page.to.map(day).unwrap_or_else(|| "9999-99-99".into());
-        let limit = i64::from(page.limit.clamp(1, MAX_PAGE));
-        let rows = conn
-            .query(&statement, &[&page.after.unwrap_or(0), &from, &to, &limit])
-            .await?;
-        entries_from_rows(&mut conn, rows).await
+        rerouted!(self, route => async {
+            let mut conn = route.pool.get().await?;
+            let statement = conn.prepare_cached(ENTRIES_PAGE).await?;
+            let from = page.from.map(day).unwrap_or_else(|| "0000-00-00".into());
+            let to = page.to.map(day).unwrap_or_else(|| "9999-99-99".into());
+            let limit = i64::from(page.limit.clamp(1, MAX_PAGE));
+            let rows = conn
+                .query(&statement, &[&page.after.unwrap_or(0), &from, &to, &limit])
+                .await?;
+            entries_from_rows(&mut conn, rows).await
+        }
+        .await)
     }
 
     async fn balances_as_of(&self, as_of: Date) -> Result<Vec<BalanceRow>, StoreError> {
         const SQL: &str = "SELECT a.code, b.currency, SUM(b.amount)::text FROM day_balances b
              JOIN accounts a ON a.id = b.account_id
              WHERE b.day <= $1 GROUP BY a.code, b.currency";
-        let mut conn = self.pool.get().await?;
-        let statement = conn.prepare_cached(SQL).await?;
-        balance_rows(conn.query(&statement, &[&day(as_of)]).await?)
+        rerouted!(self, route => async {
+            let mut conn = route.pool.get().await?;
+            let statement = conn.prepare_cached(SQL).await?;
+            balance_rows(conn.query(&statement, &[&day(as_of)]).await?)
+        }
+        .await)
     }
 
     async fn movements(&self, from: Date, to: Date) -> Result<Vec<BalanceRow>, StoreError> {
         const SQL: &str = "SELECT a.code, b.currency, SUM(b.amount)::text FROM day_balances b
              JOIN accounts a ON a.id = b.account_id
              WHERE b.day >= $1 AND b.day <= $2 GROUP BY a.code, b.currency";
-        let mut conn = self.pool.get().await?;
-        let statement = conn.prepare_cached(SQL).await?;
-        balance_rows(conn.query(&statement, &[&day(from), &day(to)]).await?)
+        rerouted!(self, route => async {
+            let mut conn = route.pool.get().await?;
+            let statement = conn.prepare_cached(SQL).await?;
+            balance_rows(conn.query(&statement, &[&day(from), &day(to)]).await?)
+        }
+        .await)
     }
 
     async fn register(
@@ -269,61 +370,67 @@ impl TenantStore for PgTenant {
              FROM postings p JOIN entries e ON e.id = p.entry_id
              WHERE p.account_id = $1 AND p.date >= $2 AND p.date <= $3
              ORDER BY p.date, p.entry_id, p.line LIMIT $4";
-        let mut conn = self.pool.get().await?;
-        let statement = conn.prepare_cached(ACCOUNT).await?;
-        let account_id: i64 = conn
-            .query_opt(&statement, &[&account_code])
-            .await?
-            .ok_or(StoreError::NotFound("account"))?
-            .try_get(0)?;
-        let mut opening = Amounts::new();
-        let statement = conn.prepare_cached(OPENING).await?;
-        for row in conn.query(&statement, &[&account_id, &day(from)]).await? {
-            let code: String = row.try_get(0)?;
-            let amount: String = row.try_get(1)?;
-            opening.insert(currency(&code)?, amount_of(&amount)?);
+        rerouted!(self, route => async {
+            let mut conn = route.pool.get().await?;
+            let statement = conn.prepare_cached(ACCOUNT).await?;
+            let account_id: i64 = conn
+                .query_opt(&statement, &[&account_code])
+                .await?
+                .ok_or(StoreError::NotFound("account"))?
+                .try_get(0)?;
+            let mut opening = Amounts::new();
+            let statement = conn.prepare_cached(OPENING).await?;
+            for row in conn.query(&statement, &[&account_id, &day(from)]).await? {
+                let code: String = row.try_get(0)?;
+                let amount: String = row.try_get(1)?;
+                opening.insert(currency(&code)?, amount_of(&amount)?);
+            }
+            let statement = conn.prepare_cached(POSTINGS).await?;
+            let limit = i64::from(limit.clamp(1, 100 * MAX_PAGE));
+            let rows = conn
+                .query(&statement, &[&account_id, &day(from), &day(to), &limit])
+                .await?;
+            let mut postings = Vec::with_capacity(rows.len());
+            for row in rows {
+                let date: String = row.try_get(0)?;
+                let entry_id: i64 = row.try_get(1)?;
+                let code: String = row.try_get(3)?;
+                postings.push(RegisterPosting {
+                    date: parse_day(&date)?,
+                    entry_id: entry_id.to_string(),
+                    description: row.try_get(2)?,
+                    currency: currency(&code)?,
+                    amount: row.try_get(4)?,
+                });
+            }
+            Ok((opening, postings))
         }
-        let statement = conn.prepare_cached(POSTINGS).await?;
-        let limit = i64::from(limit.clamp(1, 100 * MAX_PAGE));
-        let rows = conn
-            .query(&statement, &[&account_id, &day(from), &day(to), &limit])
-            .await?;
-        let mut postings = Vec::with_capacity(rows.len());
-        for row in rows {
-            let date: String = row.try_get(0)?;
-            let entry_id: i64 = row.try_get(1)?;
-            let code: String = row.try_get(3)?;
-            postings.push(RegisterPosting {
-                date: parse_day(&date)?,
-                entry_id: entry_id.to_string(),
-                description: row.try_get(2)?,
-                currency: currency(&code)?,
-                amount: row.try_get(4)?,
-            });
-        }
-        Ok((opening, postings))
+        .await)
     }
 
     async fn journal(&self, after_seq: i64, limit: u32) -> Result<Vec<JournalRecord>, StoreError> {
         const SQL: &str = "SELECT seq, at, kind, payload, prev_hash, hash FROM change_journal
              WHERE seq > $1 ORDER BY seq LIMIT $2";
-        let mut conn = self.pool.get().await?;
-        let statement = conn.prepare_cached(SQL).await?;
-        let limit = i64::from(limit.clamp(1, 100 * MAX_PAGE));
-        let rows = conn.query(&statement, &[&after_seq, &limit]).await?;
-        rows.iter()
-            .map(|r| {
-                let at: String = r.try_get(1)?;
-                Ok(JournalRecord {
-                    seq: r.try_get(0)?,
-                    at: parse_ts(&at)?,
-                    kind: r.try_get(2)?,
-                    payload: r.try_get(3)?,
-                    prev_hash: r.try_get(4)?,
-                    hash: r.try_get(5)?,
+        rerouted!(self, route => async {
+            let mut conn = route.pool.get().await?;
+            let statement = conn.prepare_cached(SQL).await?;
+            let limit = i64::from(limit.clamp(1, 100 * MAX_PAGE));
+            let rows = conn.query(&statement, &[&after_seq, &limit]).await?;
+            rows.iter()
+                .map(|r| {
+                    let at: String = r.try_get(1)?;
+                    Ok(JournalRecord {
+                        seq: r.try_get(0)?,
+                        at: parse_ts(&at)?,
+                        kind: r.try_get(2)?,
+                        payload: r.try_get(3)?,
+                        prev_hash: r.try_get(4)?,
+                        hash: r.try_get(5)?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        }
+        .await)
     }
 
     async fn audit_events(
@@ -335,44 +442,50 @@ impl TenantStore for PgTenant {
             "SELECT seq, at, actor, auth, client, request_id, action, target, outcome, detail,
                     prev_hash, hash
              FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2";
-        let mut conn = self.pool.get().await?;
-        let statement = conn.prepare_cached(SQL).await?;
-        let limit = i64::from(limit.clamp(1, MAX_PAGE));
-        let rows = conn.query(&statement, &[&after_seq, &limit]).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredAuditEvent {
-                    seq: r.try_get(0)?,
-                    at: r.try_get(1)?,
-                    actor: r.try_get(2)?,
-                    auth: r.try_get(3)?,
-                    client: r.try_get(4)?,
-                    request_id: r.try_get(5)?,
-                    company_id: Some(self.company_id.clone()),
-                    action: r.try_get(6)?,
-                    target: r.try_get(7)?,
-                    outcome: r.try_get(8)?,
-                    detail: r.try_get(9)?,
-                    prev_hash: r.try_get(10)?,
-                    hash: r.try_get(11)?,
+        rerouted!(self, route => async {
+            let mut conn = route.pool.get().await?;
+            let statement = conn.prepare_cached(SQL).await?;
+            let limit = i64::from(limit.clamp(1, MAX_PAGE));
+            let rows = conn.query(&statement, &[&after_seq, &limit]).await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(StoredAuditEvent {
+                        seq: r.try_get(0)?,
+                        at: r.try_get(1)?,
+                        actor: r.try_get(2)?,
+                        auth: r.try_get(3)?,
+                        client: r.try_get(4)?,
+                        request_id: r.try_get(5)?,
+                        company_id: Some(self.company_id.clone()),
+                        action: r.try_get(6)?,
+                        target: r.try_get(7)?,
+                        outcome: r.try_get(8)?,
+                        detail: r.try_get(9)?,
+                        prev_hash: r.try_get(10)?,
+                        hash: r.try_get(11)?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        }
+        .await)
     }
 
     async fn stats(&self) -> Result<TenantStats, StoreError> {
         const SQL: &str = "SELECT (SELECT count(*) FROM accounts), (SELECT COALESCE(MAX(id), 0) FROM entries),
                     (SELECT journal_seq FROM heads WHERE id = 1), pg_database_size(current_database())";
-        let mut conn = self.pool.get().await?;
-        let statement = conn.prepare_cached(SQL).await?;
-        let row = conn.query_one(&statement, &[]).await?;
-        let size: i64 = row.try_get(3)?;
-        Ok(TenantStats {
-            accounts: row.try_get(0)?,
-            entries: row.try_get(1)?,
-            journal_seq: row.try_get(2)?,
-            storage_bytes: u64::try_from(size).unwrap_or(0),
-        })
+        rerouted!(self, route => async {
+            let mut conn = route.pool.get().await?;
+            let statement = conn.prepare_cached(SQL).await?;
+            let row = conn.query_one(&statement, &[]).await?;
+            let size: i64 = row.try_get(3)?;
+            Ok(TenantStats {
+                accounts: row.try_get(0)?,
+                entries: row.try_get(1)?,
+                journal_seq: row.try_get(2)?,
+                storage_bytes: u64::try_from(size).unwrap_or(0),
+            })
+        }
+        .await)
     }
 
     async fn record(&self, event: AuditEvent) -> Result<(), StoreError> {
@@ -408,21 +521,80 @@ impl Default for PoolLimits {
     }
 }
 
-/// Company databases on one or more PostgreSQL servers.
-pub struct PgTenants {
+/// What company stores share to find (and reach) their databases.
+pub(crate) struct Locator {
     placements: Placements,
     /// Each server by name, as the service role (which may create databases and roles).
     servers: Vec<(String, PgEndpoint)>,
     budget: Arc<ConnectionBudget>,
     limits: PoolLimits,
-    open: Mutex<HashMap<String, Arc<PgTenant>>>,
     audit: bool,
+}
+
+impl Locator {
+    fn server(&self, name: &str) -> Result<&PgEndpoint, StoreError> {
+        self.servers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, e)| e)
+            .ok_or_else(|| {
+                StoreError::Connect(format!(
+                    "company database is on PostgreSQL server {name:?}, which is not configured"
+                ))
+            })
+    }
+
+    fn company_endpoint(
+        &self,
+        placement: &Placement,
+        key: &DataKey,
+    ) -> Result<PgEndpoint, StoreError> {
+        Ok(self
+            .server(&placement.server)?
+            .with_database(&placement.database)
+            .with_credentials(&placement.role, &provision::role_password(key)))
+    }
+
+    /// A pool and a writer for the company's database where `placement` says it is.
+    async fn route(
+        &self,
+        placement: Placement,
+        key: &DataKey,
+        published_audit_seq: Arc<AtomicI64>,
+    ) -> Result<Arc<Route>, StoreError> {
+        let endpoint = self.company_endpoint(&placement, key)?;
+        let pool = PgPool::new(endpoint, self.limits.per_company, self.budget.clone());
+        let writer = tenant_writer::spawn(
+            pool.clone(),
+            &placement.company_id,
+            published_audit_seq,
+            self.audit,
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::Connect(message) if message.contains("password authentication failed") => {
+                StoreError::WrongKey
+            }
+            other => other,
+        })?;
+        Ok(Arc::new(Route {
+            placement,
+            pool,
+            writer,
+        }))
+    }
+}
+
+/// Company databases on one or more PostgreSQL servers.
+pub struct PgTenants {
+    locator: Arc<Locator>,
+    open: Mutex<HashMap<String, Arc<PgTenant>>>,
 }
 
 impl std::fmt::Debug for PgTenants {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgTenants")
-            .field("servers", &self.servers)
+            .field("servers", &self.locator.servers)
             .finish()
     }
 }
@@ -443,12 +615,14 @@ impl PgTenants {
         }
         let placements = Placements::open(control).await?;
         Ok(PgTenants {
-            placements,
-            servers,
-            budget,
-            limits,
+            locator: Arc::new(Locator {
+                placements,
+                servers,
+                budget,
+                limits,
+                audit: true,
+            }),
             open: Mutex::new(HashMap::new()),
-            audit: true,
         })
     }
 
@@ -456,32 +630,30 @@ impl PgTenants {
     /// what auditing costs (`workbooks bench`).
     #[doc(hidden)]
     pub fn without_audit_for_benchmarks(mut self) -> PgTenants {
-        self.audit = false;
+        if let Some(locator) = Arc::get_mut(&mut self.locator) {
+            locator.audit = false;
+        }
         self
     }
 
     pub fn placements(&self) -> &Placements {
-        &self.placements
+        &self.locator.placements
     }
 
     pub fn budget(&self) -> &Arc<ConnectionBudget> {
-        &self.budget
+        &self.locator.budget
     }
 
     fn server(&self, name: &str) -> Result<&PgEndpoint, StoreError> {
-        self.servers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, e)| e)
-            .ok_or_else(|| {
-                StoreError::Connect(format!(
-                    "company database is on PostgreSQL server {name:?}, which is not configured"
-                ))
-            })
+        self.locator.server(name)
     }
 
     pub fn server_names(&self) -> Vec<String> {
-        self.servers.iter().map(|(n, _)| n.clone()).collect()
+        self.locator
+            .servers
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 
     /// The endpoint of a company's database, as its own role.
@@ -490,10 +662,7 @@ impl PgTenants {
         placement: &Placement,
         key: &DataKey,
     ) -> Result<PgEndpoint, StoreError> {
-        Ok(self
-            .server(&placement.server)?
-            .with_database(&placement.database)
-            .with_credentials(&placement.role, &provision::role_password(key)))
+        self.locator.company_endpoint(placement, key)
     }
 
     /// Creates the database and role of a company on `server`, with its schema.
@@ -559,32 +728,24 @@ impl PgTenants {
         placement: &Placement,
         key: &DataKey,
     ) -> Result<Arc<dyn TenantStore>, StoreError> {
-        let endpoint = self.company_endpoint(placement, key)?;
-        let pool = PgPool::new(endpoint, self.limits.per_company, self.budget.clone());
         let published_audit_seq = Arc::new(AtomicI64::new(0));
-        let writer = tenant_writer::spawn(
-            pool.clone(),
-            &placement.company_id,
-            published_audit_seq.clone(),
-            self.audit,
-        )
-        .await
-        .map_err(|e| match e {
-            StoreError::Connect(message) if message.contains("password authentication failed") => {
-                StoreError::WrongKey
-            }
-            other => other,
-        })?;
+        let route = self
+            .locator
+            .route(placement.clone(), key, published_audit_seq.clone())
+            .await?;
         let tenant = Arc::new(PgTenant {
             company_id: placement.company_id.clone(),
-            pool,
+            key: key.clone(),
+            key_digest: key_digest(key),
+            locator: self.locator.clone(),
+            route: Mutex::new(route),
             published_audit_seq,
-            writer,
         });
         let mut open = self
             .open
             .lock()
             .map_err(|_| StoreError::Backend("tenant registry poisoned".into()))?;
+        // Two requests may race to open the same company: keep the first.
         let kept = open
             .entry(placement.company_id.clone())
             .or_insert(tenant)
@@ -594,8 +755,9 @@ impl PgTenants {
 
     /// The least-loaded configured server (fewest companies placed).
     async fn least_loaded(&self) -> Result<String, StoreError> {
-        let counts = self.placements.counts().await?;
-        self.servers
+        let counts = self.placements().counts().await?;
+        self.locator
+            .servers
             .iter()
             .map(|(name, _)| (counts.get(name).copied().unwrap_or(0), name))
             .min()
@@ -611,14 +773,14 @@ impl TenantDirectory for PgTenants {
         company_id: &str,
         key: &DataKey,
     ) -> Result<Arc<dyn TenantStore>, StoreError> {
-        if self.placements.get(company_id).await?.is_some() {
+        if self.placements().get(company_id).await?.is_some() {
             return Err(StoreError::Conflict(format!(
                 "company {company_id} already has a database"
             )));
         }
         let server = self.least_loaded().await?;
         let placement = self.provision(company_id, &server, key).await?;
-        if let Err(e) = self.placements.insert(&placement).await {
+        if let Err(e) = self.placements().insert(&placement).await {
             let _ = self.drop_database(&placement).await;
             return Err(e);
         }
@@ -630,11 +792,19 @@ impl TenantDirectory for PgTenants {
         company_id: &str,
         key: &DataKey,
     ) -> Result<Arc<dyn TenantStore>, StoreError> {
-        if let Some(open) = self.get_open(company_id) {
+        let already = self
+            .open
+            .lock()
+            .ok()
+            .and_then(|o| o.get(company_id).cloned());
+        if let Some(open) = already {
+            if open.key_digest != key_digest(key) {
+                return Err(StoreError::WrongKey);
+            }
             return Ok(open);
         }
         let placement = self
-            .placements
+            .placements()
             .get(company_id)
             .await?
             .ok_or(StoreError::NotFound("company database"))?;
@@ -664,11 +834,11 @@ impl TenantDirectory for PgTenants {
 
     async fn discard(&self, company_id: &str) {
         self.forget(company_id);
-        if let Ok(Some(placement)) = self.placements.get(company_id).await {
+        if let Ok(Some(placement)) = self.placements().get(company_id).await {
             if let Err(e) = self.drop_database(&placement).await {
                 tracing::warn!(company = company_id, error = %e, "dropping a discarded company database failed");
             }
-            let _ = self.placements.remove(company_id).await;
+            let _ = self.placements().remove(company_id).await;
         }
     }
 }

@@ -18,7 +18,10 @@ CREATE TABLE IF NOT EXISTS heads (
     audit_seq       BIGINT NOT NULL,
     audit_hash      TEXT NOT NULL,
     next_entry_id   BIGINT NOT NULL,
-    next_account_id BIGINT NOT NULL
+    next_account_id BIGINT NOT NULL,
+    -- Set when the company moved to another server: writers still holding
+    -- this database stop here instead of writing where nobody reads.
+    moved           BOOLEAN NOT NULL DEFAULT false
 );
 
 CREATE TABLE IF NOT EXISTS accounts (

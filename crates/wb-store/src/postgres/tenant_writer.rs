@@ -198,8 +198,8 @@ async fn run(mut rx: mpsc::Receiver<Job>, mut writer: Writer) {
     }
 }
 
-const HEADS_SQL: &str = "SELECT journal_seq, journal_hash, audit_seq, audit_hash, next_entry_id, next_account_id FROM heads WHERE id = 1";
-const HEADS_LOCK_SQL: &str = "SELECT journal_seq, journal_hash, audit_seq, audit_hash, next_entry_id, next_account_id FROM heads WHERE id = 1 FOR UPDATE";
+const HEADS_SQL: &str = "SELECT journal_seq, journal_hash, audit_seq, audit_hash, next_entry_id, next_account_id, moved FROM heads WHERE id = 1";
+const HEADS_LOCK_SQL: &str = "SELECT journal_seq, journal_hash, audit_seq, audit_hash, next_entry_id, next_account_id, moved FROM heads WHERE id = 1 FOR UPDATE";
 
 async fn read_heads(conn: &mut PgConn, lock: bool) -> Result<Heads, StoreError> {
     let statement = conn
@@ -209,6 +209,9 @@ async fn read_heads(conn: &mut PgConn, lock: bool) -> Result<Heads, StoreError> 
         .query_opt(&statement, &[])
         .await?
         .ok_or_else(|| StoreError::Corrupt("the company database has no heads row".into()))?;
+    if row.try_get::<_, bool>(6)? {
+        return Err(StoreError::Moved);
+    }
     Ok(Heads {
         journal_seq: row.try_get(0)?,
         journal_hash: row.try_get(1)?,
@@ -285,6 +288,7 @@ impl Writer {
                             StoreError::Ledger(LedgerError::Overflow) => {
                                 StoreError::Ledger(LedgerError::Overflow)
                             }
+                            StoreError::Moved => StoreError::Moved,
                             _ => StoreError::Backend(message.clone()),
                         })
                     })
@@ -441,7 +445,7 @@ const fn const_format_accounts() -> &'static str {
     "SELECT id, code, name, type, parent, currency, created_at FROM accounts"
 }
 
-fn clone_work((command, ctx): &(Command, WriteContext)) -> (Command, WriteContext) {
+pub(crate) fn clone_work((command, ctx): &(Command, WriteContext)) -> (Command, WriteContext) {
     let command = match command {
         Command::CreateAccount(a) => Command::CreateAccount(a.clone()),
         Command::Post {
