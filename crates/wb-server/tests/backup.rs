@@ -11,11 +11,18 @@ use time::macros::{date, datetime};
 use time::{Duration, OffsetDateTime};
 use wb_core::reports::{trial_balance, AccountInfo, TrialBalance};
 use wb_core::{EntryDraft, NewAccount, PostingDraft, Role};
-use wb_crypto::{MasterKey, Secret};
+use wb_crypto::Secret;
 use wb_server::backup::{self, RestoreTarget};
 use wb_server::jobs::shipper::{ship_once, ShipperState};
 use wb_server::{Platform, SystemClock};
 use wb_store::{Actor, Entry, EntryPage, TenantStore, WriteContext};
+
+#[path = "support/platforms.rs"]
+mod platforms;
+
+/// The backend these stories run on (`backup_postgres.rs` runs them on PostgreSQL).
+#[allow(dead_code)]
+const POSTGRES: bool = false;
 
 const PASSPHRASE: &str = "quasar marmot plinth 47 ferrous kettle";
 const T0: OffsetDateTime = datetime!(2026-11-22 10:00:00 UTC);
@@ -98,13 +105,7 @@ struct Fixture {
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_path_buf();
-    let platform = Platform::open_embedded(
-        &data,
-        MasterKey::generate(),
-        Arc::new(SystemClock),
-        Duration::hours(12),
-    )
-    .unwrap();
+    let platform = platforms::open(&data, Arc::new(SystemClock), crate::POSTGRES).await;
     let (company, session) = platform
         .signup(
             "Acme",
@@ -210,10 +211,6 @@ fn segment_files(data: &Path, company: &str) -> Vec<PathBuf> {
     files
 }
 
-fn company_files(data: &Path) -> usize {
-    std::fs::read_dir(data.join("companies")).unwrap().count()
-}
-
 async fn restored_books(platform: &Platform, id: &str) -> Books {
     books(&platform.tenant(id).await.unwrap()).await
 }
@@ -298,7 +295,7 @@ async fn shipped_journal_restores_to_latest_and_to_a_point() {
 async fn tampered_or_missing_segments_are_refused_and_leave_nothing_behind() {
     let f = fixture().await;
     let companies = f.platform.control.companies().await.unwrap().len();
-    let files = company_files(&f.data);
+    let files = platforms::company_databases(&f.platform, &f.data).await;
     let segments = segment_files(&f.data, &f.source);
     let middle = segments[1].clone();
     let original = std::fs::read(&middle).unwrap();
@@ -317,7 +314,11 @@ async fn tampered_or_missing_segments_are_refused_and_leave_nothing_behind() {
         f.platform.control.companies().await.unwrap().len(),
         companies
     );
-    assert_eq!(company_files(&f.data), files, "no half-restored store left");
+    assert_eq!(
+        platforms::company_databases(&f.platform, &f.data).await,
+        files,
+        "no half-restored store left"
+    );
 
     // A point before the damaged segment is still restorable.
     let early = backup::restore(&f.platform, &f.source, RestoreTarget::Seq(3))
@@ -328,7 +329,7 @@ async fn tampered_or_missing_segments_are_refused_and_leave_nothing_behind() {
         f.history[&3]
     );
     let companies = companies + 1;
-    let files = company_files(&f.data);
+    let files = platforms::company_databases(&f.platform, &f.data).await;
 
     // A segment swapped in from another range fails authentication too.
     std::fs::write(&middle, std::fs::read(&segments[2]).unwrap()).unwrap();
@@ -353,7 +354,10 @@ async fn tampered_or_missing_segments_are_refused_and_leave_nothing_behind() {
         f.platform.control.companies().await.unwrap().len(),
         companies
     );
-    assert_eq!(company_files(&f.data), files);
+    assert_eq!(
+        platforms::company_databases(&f.platform, &f.data).await,
+        files
+    );
 
     // Put back, the journal restores again.
     std::fs::write(&middle, &original).unwrap();
@@ -382,15 +386,8 @@ async fn tampered_or_missing_segments_are_refused_and_leave_nothing_behind() {
 #[tokio::test]
 async fn the_server_job_ships_new_records_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
-    let platform = Arc::new(
-        Platform::open_embedded(
-            dir.path(),
-            MasterKey::generate(),
-            Arc::new(SystemClock),
-            Duration::hours(12),
-        )
-        .unwrap(),
-    );
+    let platform =
+        Arc::new(platforms::open(dir.path(), Arc::new(SystemClock), crate::POSTGRES).await);
     let company = platform.create_company("Shipped", None).await.unwrap();
     let store = platform.tenant(&company.id).await.unwrap();
     // Nothing shipped yet: an empty company restores to an empty company.

@@ -5,15 +5,20 @@ use std::sync::Arc;
 
 use time::{Duration, OffsetDateTime};
 use wb_core::monitor::{AlertState, MonitorConfig, Severity};
-use wb_crypto::MasterKey;
 use wb_server::clock::ManualClock;
 use wb_server::monitor_job::{run_monitor_once, MonitorState, MONITOR_CURSOR};
 use wb_server::Platform;
 use wb_store::{Actor, AuditEvent, ControlStore, Outcome};
 
-fn platform(dir: &std::path::Path, clock: Arc<ManualClock>) -> Platform {
-    Platform::open_embedded(dir, MasterKey::generate(), clock, Duration::hours(12))
-        .expect("open platform")
+#[path = "support/platforms.rs"]
+mod platforms;
+
+/// The backend these stories run on (`monitor_postgres.rs` runs them on PostgreSQL).
+#[allow(dead_code)]
+const POSTGRES: bool = false;
+
+async fn platform(dir: &std::path::Path, clock: Arc<ManualClock>) -> Platform {
+    platforms::open(dir, clock, crate::POSTGRES).await
 }
 
 fn failed_login(at: OffsetDateTime, email: &str, client: &str) -> AuditEvent {
@@ -45,7 +50,7 @@ async fn collect(control: &Arc<dyn ControlStore>) {
 async fn six_failed_logins_raise_one_high_alert_for_the_account() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
-    let platform = platform(dir.path(), clock.clone());
+    let platform = platform(dir.path(), clock.clone()).await;
     let control = platform.control.clone();
 
     // Normal traffic around the attack: a failure for another account, and
@@ -135,7 +140,7 @@ async fn six_failed_logins_raise_one_high_alert_for_the_account() {
 async fn a_gap_in_a_collected_chain_is_critical() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
-    let platform = platform(dir.path(), clock.clone());
+    let platform = platform(dir.path(), clock.clone()).await;
     let control = platform.control.clone();
     for _ in 0..5 {
         clock.advance(Duration::seconds(1));
