@@ -306,29 +306,32 @@ async fn a_company_role_cannot_reach_another_company_database() {
 
 // ------------------------------------------------------------ TLS and auth
 
+/// What a stand-in server saw of its one client: the first 8 bytes (the
+/// SSLRequest) and whatever came after its answer, in clear or, when the
+/// TLS handshake succeeded, inside TLS (`None`: the client broke the handshake off).
+type Seen = ([u8; 8], Option<Vec<u8>>);
+
+/// Length 8, then the SSLRequest code 80877103.
+const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+
+/// Reads until the client hangs up (or 5 s pass).
+async fn rest_of<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Vec<u8> {
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+    rest
+}
+
 /// A server that answers the SSLRequest with `N` (no TLS), as a plaintext
-/// PostgreSQL (or a downgrading attacker) would.
-async fn plaintext_server() -> (u16, tokio::task::JoinHandle<()>) {
+/// PostgreSQL (or a downgrading attacker) would. Serves one client.
+async fn plaintext_server() -> (u16, tokio::task::JoinHandle<Seen>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let task = tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let mut request = [0u8; 8];
-            if socket.read_exact(&mut request).await.is_err() {
-                continue;
-            }
-            // Length 8, then the SSLRequest code 80877103.
-            assert_eq!(request, [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f], "SSLRequest");
-            let _ = socket.write_all(b"N").await;
-            // Wait for the client to give up (it must not send a startup message in clear).
-            let mut rest = Vec::new();
-            let _ = socket.read_to_end(&mut rest).await;
-            assert!(
-                rest.is_empty(),
-                "the client sent {} bytes in clear after N",
-                rest.len()
-            );
-        }
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = [0u8; 8];
+        socket.read_exact(&mut request).await.unwrap();
+        socket.write_all(b"N").await.unwrap();
+        (request, Some(rest_of(&mut socket).await))
     });
     (port, task)
 }
@@ -350,7 +353,7 @@ fn new_ca(name: &str) -> (String, rcgen::Certificate, rcgen::KeyPair) {
 async fn tls_server_for_another_name(
     ca: &rcgen::Certificate,
     ca_key: &rcgen::KeyPair,
-) -> (u16, tokio::task::JoinHandle<()>) {
+) -> (u16, tokio::task::JoinHandle<Seen>) {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
     let key = rcgen::KeyPair::generate().unwrap();
     let params = rcgen::CertificateParams::new(vec!["other.example".to_string()]).unwrap();
@@ -369,22 +372,15 @@ async fn tls_server_for_another_name(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let task = tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let mut request = [0u8; 8];
-            if socket.read_exact(&mut request).await.is_err() {
-                continue;
-            }
-            let _ = socket.write_all(b"S").await;
-            if let Ok(mut tls) = acceptor.accept(socket).await {
-                // A client that accepted this certificate would send its
-                // startup message (user name, database) now.
-                let mut startup = Vec::new();
-                let _ = tls.read_to_end(&mut startup).await;
-                assert!(
-                    startup.is_empty(),
-                    "the client accepted a certificate for another name"
-                );
-            }
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = [0u8; 8];
+        socket.read_exact(&mut request).await.unwrap();
+        socket.write_all(b"S").await.unwrap();
+        match acceptor.accept(socket).await {
+            // A client that accepted this certificate sends its startup
+            // message (user name, database) now.
+            Ok(mut tls) => (request, Some(rest_of(&mut tls).await)),
+            Err(_) => (request, None),
         }
     });
     (port, task)
@@ -409,7 +405,13 @@ async fn plaintext_servers_and_wrong_cas_are_refused() {
     assert!(line.contains("only connects over TLS"), "{line}");
     assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
     assert!(!line.contains(secret), "the password leaked: {line}");
-    fake.abort();
+    let (request, after) = fake.await.unwrap();
+    assert_eq!(request, SSL_REQUEST, "the client asks for TLS first");
+    assert_eq!(
+        after,
+        Some(Vec::new()),
+        "after N the client hangs up without sending anything in clear"
+    );
 
     // (b) The real cluster, but trusting another CA: its certificate is refused.
     let (other_pem, other_ca, other_key) = new_ca("not the cluster's CA");
@@ -443,7 +445,9 @@ async fn plaintext_servers_and_wrong_cas_are_refused() {
     assert!(line.contains("not valid for name"), "{line}");
     assert!(line.contains("does not name this host"), "{line}");
     assert!(!line.contains(secret), "the password leaked: {line}");
-    fake.abort();
+    let (request, after) = fake.await.unwrap();
+    assert_eq!(request, SSL_REQUEST);
+    assert_eq!(after, None, "the client broke the handshake off");
 
     // (d) No CA at all, or a weaker sslmode: refused before connecting.
     let url = cluster.service_url("postgres");

@@ -25,31 +25,31 @@ const BATCH_SIZE: usize = 1000;
 const BATCH_CLIENTS: usize = 4;
 const STRONG_PASSPHRASE: &str = "quartz meadow lantern orbit";
 
-struct Row {
-    name: String,
-    measured: String,
-    baseline: String,
-    ratio: String,
-    target: String,
-    verdict: String,
+pub(crate) struct Row {
+    pub(crate) name: String,
+    pub(crate) measured: String,
+    pub(crate) baseline: String,
+    pub(crate) ratio: String,
+    pub(crate) target: String,
+    pub(crate) verdict: String,
 }
 
 #[derive(Default)]
-struct Load {
-    ops: u64,
-    seconds: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: u64,
+pub(crate) struct Load {
+    pub(crate) ops: u64,
+    pub(crate) seconds: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) errors: u64,
 }
 
 impl Load {
-    fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         self.ops as f64 / self.seconds
     }
 }
 
-fn percentile(sorted: &[u32], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -57,7 +57,7 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[idx.min(sorted.len() - 1)]) / 1000.0
 }
 
-fn rss_mib() -> f64 {
+pub(crate) fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -70,13 +70,13 @@ fn rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-struct Target {
-    url: String,
-    client: reqwest::Client,
+pub(crate) struct Target {
+    pub(crate) url: String,
+    pub(crate) client: reqwest::Client,
 }
 
 impl Target {
-    async fn signup(&self, name: &str, email: &str) -> Result<(String, String)> {
+    pub(crate) async fn signup(&self, name: &str, email: &str) -> Result<(String, String)> {
         let body = json!({"company_name": name, "email": email, "passphrase": STRONG_PASSPHRASE});
         let response = self
             .client
@@ -106,7 +106,7 @@ impl Target {
     }
 }
 
-fn entry_json(i: u64) -> serde_json::Value {
+pub(crate) fn entry_json(i: u64) -> serde_json::Value {
     let cents = 100 + (i % 10_000);
     let amount = format!("{}.{:02}", cents / 100, cents % 100);
     json!({
@@ -120,7 +120,7 @@ fn entry_json(i: u64) -> serde_json::Value {
 }
 
 /// Runs `clients` loops of `request` for `seconds`, timing each request.
-async fn load<F, Fut>(clients: usize, seconds: u64, per_op: u64, request: F) -> Load
+pub(crate) async fn load<F, Fut>(clients: usize, seconds: u64, per_op: u64, request: F) -> Load
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send,
@@ -213,7 +213,7 @@ fn a_verdict(l: &Load, raw_one: f64, ceiling: f64) -> String {
     parts.join("; ")
 }
 
-fn verdict(ok: bool) -> &'static str {
+pub(crate) fn verdict(ok: bool) -> &'static str {
     if ok {
         "met"
     } else {
@@ -222,6 +222,9 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 pub async fn run(args: BenchArgs) -> Result<()> {
+    if args.postgres {
+        return crate::bench_postgres::run(args).await;
+    }
     let scratch = tempdir_in(args.data.as_deref())?;
     let dir = scratch.path().to_path_buf();
     let mut rows: Vec<Row> = Vec::new();
@@ -466,12 +469,12 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     });
     let table = render(&rows, &args);
     println!("{table}");
-    write_results(&args.out, &table)?;
+    write_results(&args.out, "bench", None, &table)?;
     eprintln!("bench: results written to {}", args.out.display());
     Ok(())
 }
 
-fn tempdir_in(base: Option<&Path>) -> Result<TempDir> {
+pub(crate) fn tempdir_in(base: Option<&Path>) -> Result<TempDir> {
     let base = base
         .map(Path::to_path_buf)
         .unwrap_or_else(std::env::temp_dir);
@@ -480,10 +483,10 @@ fn tempdir_in(base: Option<&Path>) -> Result<TempDir> {
     Ok(TempDir(path))
 }
 
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -494,7 +497,7 @@ impl Drop for TempDir {
     }
 }
 
-fn client(data: &Path) -> Result<reqwest::Client> {
+pub(crate) fn client(data: &Path) -> Result<reqwest::Client> {
     let pem = std::fs::read(data.join("tls/cert.pem"))?;
     Ok(reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&pem)?)
@@ -504,7 +507,7 @@ fn client(data: &Path) -> Result<reqwest::Client> {
 }
 
 /// Creates and writes to `count` companies; returns resident memory in MiB.
-async fn companies_open(platform: &Arc<Platform>, count: u64) -> Result<f64> {
+pub(crate) async fn companies_open(platform: &Arc<Platform>, count: u64) -> Result<f64> {
     let semaphore = Arc::new(tokio::sync::Semaphore::new(8));
     let mut tasks = Vec::new();
     for n in 0..count {
@@ -627,13 +630,26 @@ async fn large_company(
 }
 
 fn render(rows: &[Row], args: &BenchArgs) -> String {
-    let mut out = String::new();
-    out.push_str(&format!(
-        "Run: `workbooks bench --seconds {}` on {} cores, {} (release build), embedded SQLCipher store.\n\n",
-        args.seconds,
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        time::OffsetDateTime::now_utc().date()
-    ));
+    render_rows(
+        &format!(
+            "Run: `workbooks bench --seconds {}` on {} cores, {} (release build), embedded SQLCipher store.",
+            args.seconds,
+            cores(),
+            time::OffsetDateTime::now_utc().date()
+        ),
+        rows,
+    )
+}
+
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// A "Run: ..." line and the rows as a Markdown table.
+pub(crate) fn render_rows(run_line: &str, rows: &[Row]) -> String {
+    let mut out = format!("{run_line}\n\n");
     out.push_str("| measurement | measured | baseline (same run) | ratio | target | verdict |\n|---|---|---|---|---|---|\n");
     for r in rows {
         out.push_str(&format!(
@@ -644,20 +660,31 @@ fn render(rows: &[Row], args: &BenchArgs) -> String {
     out
 }
 
-/// Replaces the generated section of the results file, keeping the prose around it.
-fn write_results(path: &Path, table: &str) -> Result<()> {
-    const BEGIN: &str = "<!-- bench:begin -->";
-    const END: &str = "<!-- bench:end -->";
+/// Replaces the generated section between `<!-- {marker}:begin -->` and
+/// `<!-- {marker}:end -->`, keeping the prose around it and any other
+/// section (the embedded and the PostgreSQL runs each own one). A file
+/// without these markers gets the section appended, under `heading` if given.
+pub(crate) fn write_results(
+    path: &Path,
+    marker: &str,
+    heading: Option<&str>,
+    table: &str,
+) -> Result<()> {
+    let begin = format!("<!-- {marker}:begin -->");
+    let end = format!("<!-- {marker}:end -->");
     let existing = std::fs::read_to_string(path).unwrap_or_default();
-    let section = format!("{BEGIN}\n{table}{END}");
-    let text = match (existing.find(BEGIN), existing.find(END)) {
+    let section = format!("{begin}\n{table}{end}");
+    let text = match (existing.find(&begin), existing.find(&end)) {
         (Some(b), Some(e)) if e > b => format!(
             "{}{}{}",
             &existing[..b],
             section,
-            &existing[e + END.len()..]
+            &existing[e + end.len()..]
         ),
-        _ => format!("{existing}\n{section}\n"),
+        _ => match heading {
+            Some(h) => format!("{}\n\n{h}\n\n{section}\n", existing.trim_end()),
+            None => format!("{existing}\n{section}\n"),
+        },
     };
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }

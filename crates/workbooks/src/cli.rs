@@ -231,6 +231,13 @@ pub struct BenchArgs {
     /// Companies opened for the memory measurement.
     #[arg(long, default_value_t = 1000)]
     pub companies: u64,
+    /// Run only the PostgreSQL benchmark, on a throwaway local cluster
+    /// (initdb/pg_ctl/pgbench from the system), and write its own section.
+    #[arg(long)]
+    pub postgres: bool,
+    /// Companies opened for the PostgreSQL memory-per-idle-company measurement.
+    #[arg(long, default_value_t = 200)]
+    pub pg_companies: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]

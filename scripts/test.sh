@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine too: installs what the tests need
+# when it is missing (Debian packages), then runs `cargo test --workspace`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_install() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "scripts/test.sh: missing $*; install it (as root: apt-get install -y $*)" >&2
+    exit 1
+  fi
+  if [ -z "${APT_UPDATED:-}" ]; then
+    apt-get update -qq
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+}
+
+# Build needs: a C compiler, make and perl (SQLCipher with vendored OpenSSL).
+for tool in cc make perl; do
+  command -v "$tool" >/dev/null 2>&1 || { apt_install build-essential perl; break; }
+done
+# The audit drain tests deliver to a real syslog collector.
+command -v rsyslogd >/dev/null 2>&1 || apt_install rsyslog
+# The PostgreSQL tests start a throwaway cluster (crates/wb-pgtest) with the
+# system's initdb and pg_ctl; psql runs its setup SQL.
+if ! command -v initdb >/dev/null 2>&1 && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+  apt_install postgresql
+fi
+command -v psql >/dev/null 2>&1 || apt_install postgresql-client
+# `workbooks bench --postgres` compares with pgbench (not needed by the tests).
+command -v pgbench >/dev/null 2>&1 || apt_install postgresql-contrib || true
+
+cargo test --workspace "$@"
