@@ -1151,6 +1151,14 @@ async fn overflow_story(control: Arc<dyn ControlStore>, tenants: Arc<dyn TenantD
         }
     }
     verify_journal_chain(&all_journal(&*store).await);
+    // Each refusal is in the company's trail, whichever layer caught it.
+    let trail = all_tenant_audit(&*store).await;
+    let refusals = trail
+        .iter()
+        .filter(|e| e.action == "entry.post" && e.outcome == "failure")
+        .count();
+    assert!(refusals >= 3, "overflow refusals are audited: {refusals}");
+    verify_tenant_audit_chain(&trail);
 }
 
 /// 64 writers, 20 entries each, plus one refused entry each mixed into the stream.

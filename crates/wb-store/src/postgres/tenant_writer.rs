@@ -262,21 +262,21 @@ impl Writer {
         work: Vec<(Command, WriteContext)>,
     ) -> Vec<Result<Output, StoreError>> {
         let count = work.len();
-        match self.try_batch(work, count > 1).await {
+        match self.try_batch(work).await {
             Ok(results) => results,
-            Err((error, Some(work))) => {
+            Err((error, Some(work))) if count > 1 => {
                 // The database refused the plan as a whole: one command at a time.
                 tracing::debug!(error = %error, "group write refused; retrying one by one");
                 let mut results = Vec::with_capacity(work.len());
                 for one in work {
-                    let mut single = match self.try_batch(vec![one], false).await {
-                        Ok(r) => r,
-                        Err((e, _)) => vec![Err(e)],
-                    };
-                    results.push(single.pop().unwrap_or(Err(StoreError::WriterStopped)));
+                    results.push(self.apply_one(one).await);
                 }
                 results
             }
+            Err((error, Some(mut work))) => match work.pop() {
+                Some((command, ctx)) => vec![self.refused(error, command.action(), ctx).await],
+                None => Vec::new(),
+            },
             Err((error, None)) => {
                 let message = error.to_string();
                 (0..count)
@@ -297,13 +297,48 @@ impl Writer {
         }
     }
 
-    /// Plans and writes one batch. On a database refusal of the writes, hands
-    /// the work back (when `can_split`) so it can be retried command by command.
+    async fn apply_one(&mut self, one: (Command, WriteContext)) -> Result<Output, StoreError> {
+        match self.try_batch(vec![one]).await {
+            Ok(mut results) => results.pop().unwrap_or(Err(StoreError::WriterStopped)),
+            Err((error, Some(mut work))) => match work.pop() {
+                Some((command, ctx)) => self.refused(error, command.action(), ctx).await,
+                None => Err(error),
+            },
+            Err((error, None)) => Err(error),
+        }
+    }
+
+    /// A command the database refused (a balance overflowing, say) is audited
+    /// as a refusal, as validation failures are, in its own transaction.
+    async fn refused(
+        &mut self,
+        error: StoreError,
+        action: &str,
+        ctx: WriteContext,
+    ) -> Result<Output, StoreError> {
+        if !matches!(error, StoreError::AuditUnavailable(_)) {
+            let event = AuditEvent {
+                at: ctx.at,
+                actor: ctx.actor.clone(),
+                company_id: Some(self.company_id.clone()),
+                action: action.to_string(),
+                target: None,
+                outcome: Outcome::Failure,
+                detail: Some(error.to_string()),
+            };
+            if let Err((e, _)) = self.try_batch(vec![(Command::Record(event), ctx)]).await {
+                tracing::error!(error = %e, "could not audit a refused command");
+            }
+        }
+        Err(error)
+    }
+
+    /// Plans and writes one batch. When the database refuses the writes, the
+    /// work comes back so it can be retried command by command.
     #[allow(clippy::type_complexity)]
     async fn try_batch(
         &mut self,
         work: Vec<(Command, WriteContext)>,
-        can_split: bool,
     ) -> Result<Vec<Result<Output, StoreError>>, (StoreError, Option<Vec<(Command, WriteContext)>>)>
     {
         let mut conn = self.pool.get().await.map_err(|e| (e, None))?;
@@ -319,12 +354,6 @@ impl Writer {
                 return Err((e, None));
             }
         };
-        // Planning consumes the commands; keep them for a retry one by one.
-        let retry: Option<Vec<(Command, WriteContext)>> = if can_split {
-            Some(work.iter().map(clone_work).collect())
-        } else {
-            None
-        };
         let mut plan = Planner {
             heads: heads.clone(),
             accounts: &self.accounts,
@@ -337,10 +366,10 @@ impl Writer {
         };
         let mut writes = Writes::default();
         let mut results = Vec::with_capacity(work.len());
-        for (command, ctx) in work {
+        for (command, ctx) in &work {
             let action = command.action();
             let before = plan.heads.clone();
-            let outcome = plan.apply(command, &ctx).and_then(|(output, w)| {
+            let outcome = plan.apply(command, ctx).and_then(|(output, w)| {
                 writes.merge(w)?;
                 Ok(output)
             });
@@ -370,8 +399,7 @@ impl Writer {
             Err(failure) => {
                 let _ = conn.batch_execute("ROLLBACK").await;
                 let error = failure.into_error();
-                // A batch of one cannot be split; its error is the answer.
-                return Err((error, retry));
+                return Err((error, Some(work)));
             }
         }
         if let Err(e) = conn.batch_execute("COMMIT").await {
@@ -490,21 +518,23 @@ impl Planner<'_> {
 
     fn apply(
         &mut self,
-        command: Command,
+        command: &Command,
         ctx: &WriteContext,
     ) -> Result<(Output, Writes), StoreError> {
         let mut w = Writes::default();
         let output = match command {
-            Command::CreateAccount(new) => Output::Account(self.create_account(new, ctx, &mut w)?),
+            Command::CreateAccount(new) => {
+                Output::Account(self.create_account(new.clone(), ctx, &mut w)?)
+            }
             Command::Post {
                 drafts,
                 idempotency,
-            } => Output::Posted(self.post(drafts, idempotency, ctx, &mut w)?),
+            } => Output::Posted(self.post(drafts, idempotency.as_ref(), ctx, &mut w)?),
             Command::Reverse {
                 entry_id,
                 date,
                 description,
-            } => Output::Entry(self.reverse(entry_id, date, description, ctx, &mut w)?),
+            } => Output::Entry(self.reverse(*entry_id, *date, description.clone(), ctx, &mut w)?),
             Command::Record(event) => {
                 let recorded = WriteContext {
                     actor: event.actor.clone(),
@@ -573,12 +603,12 @@ impl Planner<'_> {
 
     fn post(
         &mut self,
-        drafts: Vec<EntryDraft>,
-        idempotency: Option<Idempotency>,
+        drafts: &[EntryDraft],
+        idempotency: Option<&Idempotency>,
         ctx: &WriteContext,
         w: &mut Writes,
     ) -> Result<Posted, StoreError> {
-        if let Some(idem) = &idempotency {
+        if let Some(idem) = idempotency {
             if let Some((hash, ids)) = self.preloaded.idempotency.get(&idem.key) {
                 if *hash != idem.request_hash {
                     return Err(StoreError::IdempotencyMismatch);
@@ -637,7 +667,7 @@ impl Planner<'_> {
         for entry in balanced {
             entries.push(self.entry(entry, None, ctx, &at, w)?);
         }
-        if let Some(idem) = &idempotency {
+        if let Some(idem) = idempotency {
             let ids: Vec<String> = entries.iter().map(|e| e.id.to_string()).collect();
             w.idempotency.push((
                 idem.key.clone(),
