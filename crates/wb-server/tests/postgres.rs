@@ -705,10 +705,6 @@ async fn connections_stay_within_the_budget_and_idle_ones_close() {
 /// signups must not open connections beyond it. On a private cluster, so
 /// every client connection PostgreSQL reports is this node's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: provisioning connects outside the ConnectionBudget \
-            (wb-store/src/postgres/provision.rs create_company_database, \
-            tenant.rs PgTenants::provision): 24 concurrent creations with a budget \
-            of 6 showed 28 connections on the server"]
 async fn company_creation_stays_within_the_budget() {
     let private = Arc::new(
         tokio::task::spawn_blocking(PgCluster::start)

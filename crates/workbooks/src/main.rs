@@ -4,6 +4,7 @@ mod alerts_cmd;
 mod audit_cmd;
 mod backup_cmd;
 mod bench;
+mod bench_postgres;
 mod cli;
 mod demo;
 

@@ -89,8 +89,14 @@ impl PgTenants {
         target: &Placement,
         key: &DataKey,
     ) -> Result<MoveReport, StoreError> {
-        let from = self.company_endpoint(source, key)?.connect().await?;
-        let into = self.company_endpoint(target, key)?.connect().await?;
+        let from = self
+            .budget()
+            .connect(&self.company_endpoint(source, key)?)
+            .await?;
+        let into = self
+            .budget()
+            .connect(&self.company_endpoint(target, key)?)
+            .await?;
         from.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
             .await?;
         let paused = Instant::now();

@@ -259,6 +259,16 @@ impl PgControl {
             tx.batch_execute(super::control_alerts::ALERTS_SCHEMA)
                 .await?;
             tx.commit().await?;
+            // Company roles must not even connect here. Only the database's
+            // owner may revoke; a database set up by someone else keeps its ACL.
+            let revoke = "DO $$ BEGIN
+                IF (SELECT datdba = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+                    FROM pg_database WHERE datname = current_database()) THEN
+                  EXECUTE format('REVOKE ALL ON DATABASE %I FROM PUBLIC', current_database());
+                END IF; END $$";
+            if let Err(e) = conn.batch_execute(revoke).await {
+                tracing::warn!(error = %e, "could not revoke PUBLIC access to the control database");
+            }
         }
         Ok(PgControl {
             pool,

@@ -117,6 +117,31 @@ impl ConnectionBudget {
     }
 }
 
+/// A connection outside any pool (provisioning, moves), counted in the budget
+/// while it is open.
+pub struct BudgetedClient {
+    client: Client,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Deref for BudgetedClient {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl ConnectionBudget {
+    /// Opens one connection that counts against the budget until dropped.
+    pub async fn connect(&self, endpoint: &PgEndpoint) -> Result<BudgetedClient, StoreError> {
+        let permit = self.acquire().await?;
+        Ok(BudgetedClient {
+            client: endpoint.connect().await?,
+            _permit: permit,
+        })
+    }
+}
+
 struct Idle {
     client: Client,
     statements: Statements,

@@ -10,6 +10,7 @@
 use wb_crypto::{DataKey, Secret};
 
 use super::connect::PgEndpoint;
+use super::pool::ConnectionBudget;
 use crate::StoreError;
 
 /// Names in PostgreSQL for one company: its role and its database share one.
@@ -34,11 +35,12 @@ pub(crate) fn role_password(key: &DataKey) -> Secret {
 
 /// Creates the role and the database. Leaves nothing behind on failure.
 pub(crate) async fn create_company_database(
+    budget: &ConnectionBudget,
     admin: &PgEndpoint,
     name: &str,
     key: &DataKey,
 ) -> Result<(), StoreError> {
-    let client = admin.connect().await?;
+    let client = budget.connect(admin).await?;
     let verifier =
         postgres_protocol::password::scram_sha_256(role_password(key).expose().as_bytes());
     let steps = [
@@ -52,7 +54,7 @@ pub(crate) async fn create_company_database(
     for step in &steps {
         if let Err(e) = client.batch_execute(step).await {
             drop(client);
-            let _ = drop_company_database(admin, name).await;
+            let _ = drop_company_database(budget, admin, name).await;
             return Err(StoreError::Backend(format!(
                 "creating the company database: {}",
                 e.as_db_error()
@@ -65,10 +67,11 @@ pub(crate) async fn create_company_database(
 
 /// Drops the database and role when they exist (a failed creation, a move's source).
 pub(crate) async fn drop_company_database(
+    budget: &ConnectionBudget,
     admin: &PgEndpoint,
     name: &str,
 ) -> Result<(), StoreError> {
-    let client = admin.connect().await?;
+    let client = budget.connect(admin).await?;
     let role_exists = client
         .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&name])
         .await?

@@ -674,7 +674,7 @@ impl PgTenants {
     ) -> Result<Placement, StoreError> {
         let name = provision::object_name(company_id)?;
         let admin = self.server(server)?.with_database("postgres");
-        provision::create_company_database(&admin, &name, key).await?;
+        provision::create_company_database(self.budget(), &admin, &name, key).await?;
         let placement = Placement {
             company_id: company_id.to_string(),
             server: server.to_string(),
@@ -683,7 +683,7 @@ impl PgTenants {
         };
         let endpoint = self.company_endpoint(&placement, key)?;
         let created = async {
-            let client = endpoint.connect().await?;
+            let client = self.budget().connect(&endpoint).await?;
             client.batch_execute(SCHEMA).await?;
             client
                 .execute(
@@ -704,7 +704,7 @@ impl PgTenants {
         }
         .await;
         if let Err(e) = created {
-            let _ = provision::drop_company_database(&admin, &name).await;
+            let _ = provision::drop_company_database(self.budget(), &admin, &name).await;
             return Err(e);
         }
         Ok(placement)
@@ -713,7 +713,7 @@ impl PgTenants {
     /// Drops a company's database and role on a server (after a move, or a failed creation).
     pub async fn drop_database(&self, placement: &Placement) -> Result<(), StoreError> {
         let admin = self.server(&placement.server)?.with_database("postgres");
-        provision::drop_company_database(&admin, &placement.database).await
+        provision::drop_company_database(self.budget(), &admin, &placement.database).await
     }
 
     /// Forgets an open store, so the next open follows the current placement.

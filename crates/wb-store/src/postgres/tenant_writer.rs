@@ -381,7 +381,7 @@ impl Writer {
                     let mut refusal = Writes::default();
                     plan.audit(
                         &mut refusal,
-                        &ctx,
+                        ctx,
                         action,
                         None,
                         Outcome::Failure,

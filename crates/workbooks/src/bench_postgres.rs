@@ -1,0 +1,741 @@
+//! `workbooks bench --postgres`: the HTTP API on PostgreSQL, next to `pgbench`
+//! on the same throwaway cluster (TLS only, `fsync = on`) in the same run, plus
+//! both ceilings (the server's `/healthz` rate for CPU, raw `pgbench` for the
+//! disk), the time to create a company and the memory an idle company costs.
+//! Writes its own section of BENCHMARKS.md; the embedded store's stays as is.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use wb_crypto::MasterKey;
+use wb_pgtest::PgCluster;
+use wb_server::{Platform, PostgresConfig, ServerConfig, StorageConfig, SystemClock};
+use wb_store::postgres::PgEndpoint;
+
+use crate::bench::{
+    client, companies_open, cores, entry_json, load, percentile, render_rows, rss_mib, tempdir_in,
+    verdict, write_results, Load, Row, Target,
+};
+use crate::cli::BenchArgs;
+
+/// Concurrency of every load in this section (the issue's figure).
+const CLIENTS: usize = 16;
+/// Companies of the spread load: one client each.
+const SPREAD_COMPANIES: usize = 16;
+/// Companies created one after another for the creation time.
+const TIMED_CREATIONS: usize = 20;
+/// The latency target of the HTTP loads.
+const P99_TARGET_MS: f64 = 50.0;
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn run(args: BenchArgs) -> Result<()> {
+    let scratch = tempdir_in(args.data.as_deref())?;
+    let dir = scratch.path().to_path_buf();
+    let data = dir.join("data");
+    eprintln!("bench: scratch data in {}", dir.display());
+    eprintln!("bench: starting a throwaway PostgreSQL cluster (TLS, fsync on)");
+    let cluster = Arc::new(
+        tokio::task::spawn_blocking(PgCluster::start)
+            .await
+            .context("starting PostgreSQL (initdb/pg_ctl from the system)")?,
+    );
+    let version = sql(&cluster, "postgres", "SHOW server_version").await?;
+    let control_url = fresh_database(&cluster, "bench_control").await?;
+    let pgbench_url = fresh_database(&cluster, "bench_pgbench").await?;
+    sql(
+        &cluster,
+        &url_parts(&pgbench_url)?.database,
+        "CREATE TABLE t (id bigserial primary key, a bigint not null, b text not null);
+         ALTER TABLE t OWNER TO workbooks;",
+    )
+    .await?;
+
+    let rss_start = rss_mib();
+    let mut config = PostgresConfig::new(control_url, Some(cluster.ca_file().to_path_buf()));
+    config.max_connections = 64;
+    config.connections_per_company = 4;
+    config.idle_timeout = IDLE_TIMEOUT;
+    let platform = Arc::new(
+        Platform::open(
+            &data,
+            MasterKey::generate(),
+            Arc::new(SystemClock),
+            time::Duration::hours(12),
+            &StorageConfig::Postgres(config),
+        )
+        .await?,
+    );
+    let pg = platform
+        .postgres
+        .clone()
+        .context("the platform runs on PostgreSQL")?;
+
+    // Memory first, before any load has grown the allocator's heap.
+    eprintln!(
+        "bench: memory of {} idle companies (each written once)",
+        args.pg_companies
+    );
+    let rss_platform = rss_mib();
+    let creating = Instant::now();
+    let rss_busy = companies_open(&platform, args.pg_companies).await?;
+    let creating = creating.elapsed().as_secs_f64();
+    let connections_busy = pg.budget().open();
+    // Pools close connections idle for IDLE_TIMEOUT; the reaper runs every second.
+    tokio::time::sleep(IDLE_TIMEOUT + Duration::from_secs(3)).await;
+    let rss_idle = rss_mib();
+    let connections_idle = pg.budget().open();
+    let backends_idle = sql(
+        &cluster,
+        "postgres",
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND usename <> 'postgres'",
+    )
+    .await?;
+    let open_companies = platform.tenants.open_count();
+
+    eprintln!("bench: time to create a company ({TIMED_CREATIONS}, one after another)");
+    let mut creations = Vec::new();
+    for n in 0..TIMED_CREATIONS {
+        let t = Instant::now();
+        platform
+            .create_company(&format!("Timed {n}"), None)
+            .await
+            .map_err(|e| anyhow::anyhow!("creating a company: {e:?}"))?;
+        creations.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+    }
+    creations.sort_unstable();
+
+    let server_config = ServerConfig::new(data.clone(), "127.0.0.1:0".parse()?);
+    let server = wb_server::start(platform.clone(), &server_config, None).await?;
+    let target = Arc::new(Target {
+        url: server.url(),
+        client: client(&data)?,
+    });
+
+    eprintln!("bench: PostgreSQL round trip over TLS");
+    let rtt_us = round_trip_us(&pgbench_url, cluster.ca_file()).await?;
+
+    eprintln!("bench: /healthz ceiling, {CLIENTS} clients");
+    let before = Snapshot::take(&cluster).await?;
+    let t = target.clone();
+    let health = load(CLIENTS, args.seconds, 1, move |_, _| {
+        let t = t.clone();
+        async move {
+            matches!(t.client.get(format!("{}/healthz", t.url)).send().await, Ok(r) if r.status().is_success())
+        }
+    })
+    .await;
+    let health_use = Snapshot::take(&cluster).await?.since(&before);
+
+    let pgbench_dir = dir.join("pgbench");
+    std::fs::create_dir_all(&pgbench_dir)?;
+    let short = (args.seconds / 2).max(2);
+    eprintln!("bench: pgbench, 1 client, {short} s (commit latency)");
+    let solo = pgbench(&cluster, &pgbench_url, 1, short, &pgbench_dir, "solo").await?;
+    eprintln!("bench: pgbench, {CLIENTS} clients (baseline, before the HTTP loads)");
+    let bench_before = pgbench(
+        &cluster,
+        &pgbench_url,
+        CLIENTS,
+        args.seconds,
+        &pgbench_dir,
+        "before",
+    )
+    .await?;
+
+    eprintln!("bench: {CLIENTS} HTTPS clients, one company");
+    let (company, token) = target
+        .signup("Bench PG One", "pg-one@bench.example")
+        .await?;
+    let one_db = database_of(&pg, &company).await?;
+    let before = Snapshot::take(&cluster).await?;
+    let t = target.clone();
+    let one = load(CLIENTS, args.seconds, 1, move |client, i| {
+        let (t, company, token) = (t.clone(), company.clone(), token.clone());
+        async move {
+            let url = format!("{}/api/v1/companies/{company}/entries", t.url);
+            let body = entry_json(client as u64 * 1_000_000 + i);
+            matches!(t.client.post(url).bearer_auth(token).json(&body).send().await, Ok(r) if r.status().as_u16() == 201)
+        }
+    })
+    .await;
+    let one_use = Snapshot::take(&cluster).await?.since(&before);
+    let one_batches = batches(&cluster, &[one_db]).await?;
+
+    eprintln!("bench: {CLIENTS} HTTPS clients over {SPREAD_COMPANIES} companies");
+    let mut spread_targets = Vec::new();
+    let mut spread_dbs = Vec::new();
+    for n in 0..SPREAD_COMPANIES {
+        let (company, token) = target
+            .signup(
+                &format!("Bench PG Spread {n}"),
+                &format!("pg-spread{n}@bench.example"),
+            )
+            .await?;
+        spread_dbs.push(database_of(&pg, &company).await?);
+        spread_targets.push((company, token));
+    }
+    let spread_targets = Arc::new(spread_targets);
+    let before = Snapshot::take(&cluster).await?;
+    let t = target.clone();
+    let spread = load(CLIENTS, args.seconds, 1, move |client, i| {
+        let (t, targets) = (t.clone(), spread_targets.clone());
+        async move {
+            let (company, token) = &targets[client % SPREAD_COMPANIES];
+            let url = format!("{}/api/v1/companies/{company}/entries", t.url);
+            let body = entry_json(client as u64 * 1_000_000 + i);
+            matches!(t.client.post(url).bearer_auth(token).json(&body).send().await, Ok(r) if r.status().as_u16() == 201)
+        }
+    })
+    .await;
+    let spread_use = Snapshot::take(&cluster).await?.since(&before);
+    let spread_batches = batches(&cluster, &spread_dbs).await?;
+
+    eprintln!("bench: pgbench, {CLIENTS} clients (baseline, after the HTTP loads)");
+    let bench_after = pgbench(
+        &cluster,
+        &pgbench_url,
+        CLIENTS,
+        args.seconds,
+        &pgbench_dir,
+        "after",
+    )
+    .await?;
+    server.shutdown().await?;
+
+    // ------------------------------------------------------------ the table
+    let baseline = (bench_before.tps + bench_after.tps) / 2.0;
+    let mut rows = vec![Row {
+        name: format!("GET /healthz over HTTPS, {CLIENTS} clients (CPU ceiling)"),
+        measured: format!(
+            "{:.0} req/s, p50 {:.1} ms, p99 {:.1} ms",
+            health.rate(),
+            health.p50_ms,
+            health.p99_ms
+        ),
+        baseline: "-".into(),
+        ratio: "-".into(),
+        target: "-".into(),
+        verdict: "-".into(),
+    }];
+    rows.push(Row {
+        name: format!(
+            "pgbench, 1 INSERT per transaction, {CLIENTS} clients, TLS, prepared (disk ceiling; baseline)"
+        ),
+        measured: format!(
+            "{baseline:.0} tps (mean of {:.0} before and {:.0} after the HTTP loads); latency avg {:.1} / {:.1} ms, p99 {:.1} / {:.1} ms",
+            bench_before.tps,
+            bench_after.tps,
+            bench_before.latency_avg_ms,
+            bench_after.latency_avg_ms,
+            bench_before.p99_ms,
+            bench_after.p99_ms
+        ),
+        baseline: "-".into(),
+        ratio: "-".into(),
+        target: "-".into(),
+        verdict: "-".into(),
+    });
+    rows.push(Row {
+        name: "pgbench, 1 INSERT per transaction, 1 client (one durable commit at a time)".into(),
+        measured: format!(
+            "{:.0} tps, latency avg {:.2} ms, p99 {:.2} ms",
+            solo.tps, solo.latency_avg_ms, solo.p99_ms
+        ),
+        baseline: "-".into(),
+        ratio: "-".into(),
+        target: "-".into(),
+        verdict: "-".into(),
+    });
+    for (name, l) in [
+        (
+            format!("POST /entries over HTTPS, {CLIENTS} clients, 1 company"),
+            &one,
+        ),
+        (
+            format!("POST /entries over HTTPS, {CLIENTS} clients, {SPREAD_COMPANIES} companies (1 client each)"),
+            &spread,
+        ),
+    ] {
+        rows.push(Row {
+            name,
+            measured: format!(
+                "{:.0} entries/s, p50 {:.1} ms, p99 {:.1} ms ({} errors)",
+                l.rate(),
+                l.p50_ms,
+                l.p99_ms,
+                l.errors
+            ),
+            baseline: format!("{baseline:.0} tps (pgbench, {CLIENTS} clients)"),
+            ratio: format!("{:.2}x", l.rate() / baseline),
+            target: format!(">= baseline, p99 < {P99_TARGET_MS:.0} ms"),
+            verdict: http_verdict(l, baseline),
+        });
+    }
+    let median_create = percentile(&creations, 0.5) / 1000.0;
+    let max_create = creations.last().map_or(0.0, |&us| f64::from(us) / 1e6);
+    rows.push(Row {
+        name: format!(
+            "create a company (role + database + schema + placement), {TIMED_CREATIONS} one after another"
+        ),
+        measured: format!("median {median_create:.2} s, max {max_create:.2} s"),
+        baseline: format!(
+            "{:.2} s a company while creating {} with 8 at a time",
+            creating / args.pg_companies.max(1) as f64,
+            args.pg_companies
+        ),
+        ratio: "-".into(),
+        target: "< 1 s".into(),
+        verdict: verdict(max_create < 1.0).into(),
+    });
+    let per_company_kib = (rss_idle - rss_platform) * 1024.0 / args.pg_companies.max(1) as f64;
+    rows.push(Row {
+        name: format!(
+            "memory per idle company ({} companies open, each written once, then {} s idle)",
+            args.pg_companies,
+            (IDLE_TIMEOUT + Duration::from_secs(3)).as_secs()
+        ),
+        measured: format!(
+            "{per_company_kib:.0} KiB a company ({rss_idle:.0} MiB idle, {rss_busy:.0} MiB right after the writes; {open_companies} companies open); PostgreSQL connections held: {connections_idle} idle (PostgreSQL sees {backends_idle} client backends), {connections_busy} right after the writes",
+        ),
+        baseline: format!(
+            "{rss_platform:.0} MiB with the platform open, no company ({rss_start:.0} MiB at start)"
+        ),
+        ratio: "-".into(),
+        target: "-".into(),
+        verdict: "-".into(),
+    });
+
+    let diagnostics = vec![
+        pgbench_diagnostic("pgbench, 1 client", &solo),
+        pgbench_diagnostic(
+            &format!("pgbench, {CLIENTS} clients (before)"),
+            &bench_before,
+        ),
+        pgbench_diagnostic(&format!("pgbench, {CLIENTS} clients (after)"), &bench_after),
+        health_diagnostic(
+            &format!("GET /healthz, {CLIENTS} clients"),
+            &health,
+            &health_use,
+        ),
+        writer_diagnostic(
+            &format!("POST /entries, {CLIENTS} clients, 1 company"),
+            &one,
+            &one_use,
+            &one_batches,
+        ),
+        writer_diagnostic(
+            &format!("POST /entries, {CLIENTS} clients, {SPREAD_COMPANIES} companies"),
+            &spread,
+            &spread_use,
+            &spread_batches,
+        ),
+    ];
+
+    let mut table = render_rows(
+        &format!(
+            "Run: `workbooks bench --postgres --seconds {}` on {} cores, {} (release build), PostgreSQL {version} (throwaway local cluster: TLS only, scram-sha-256, fsync on, 128 MB shared buffers; default synchronous_commit and commit_delay).",
+            args.seconds,
+            cores(),
+            time::OffsetDateTime::now_utc().date()
+        ),
+        &rows,
+    );
+    table.push_str(&format!(
+        "\nWhere the time goes (same run). One PostgreSQL round trip over TLS (`SELECT 1`, prepared, one connection, idle machine): median {rtt_us:.0} µs. \
+         CPU is the share of the machine's {} cores busy (all processes) and the cores this process (HTTPS server, its clients, the writer) used; \
+         transactions are counted from `xmin` of the rows written (one per writer batch), WAL from `pg_current_wal_lsn()`.\n\n",
+        cores()
+    ));
+    table.push_str("| phase | rate | machine CPU busy | workbooks process CPU | transactions | rows per transaction (mean / median / max) | time per transaction | WAL per row |\n|---|---|---|---|---|---|---|---|\n");
+    for d in &diagnostics {
+        table.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]
+        ));
+    }
+    println!("{table}");
+    write_results(
+        &args.out,
+        "bench-postgres",
+        Some("## Latest run on PostgreSQL"),
+        &table,
+    )?;
+    eprintln!("bench: results written to {}", args.out.display());
+    drop(platform);
+    drop(cluster);
+    Ok(())
+}
+
+fn http_verdict(l: &Load, baseline: f64) -> String {
+    let rate = l.rate() >= baseline && l.errors == 0;
+    format!(
+        "rate {}; p99 {}",
+        verdict(rate),
+        verdict(l.p99_ms < P99_TARGET_MS)
+    )
+}
+
+fn pgbench_diagnostic(name: &str, b: &PgBench) -> [String; 8] {
+    let transactions = b.tps * b.usage.seconds;
+    [
+        name.to_string(),
+        format!("{:.0} tps", b.tps),
+        format!("{:.0}%", b.usage.machine_busy * 100.0),
+        "- (pgbench is another process)".into(),
+        format!("{transactions:.0}"),
+        "1".into(),
+        format!("{:.2} ms (latency avg)", b.latency_avg_ms),
+        format!(
+            "{:.0} B per row",
+            b.usage.wal_bytes as f64 / transactions.max(1.0)
+        ),
+    ]
+}
+
+fn health_diagnostic(name: &str, l: &Load, usage: &Usage) -> [String; 8] {
+    [
+        name.to_string(),
+        format!("{:.0} req/s", l.rate()),
+        format!("{:.0}%", usage.machine_busy * 100.0),
+        format!("{:.2} cores", usage.own_cores),
+        "-".into(),
+        "-".into(),
+        "-".into(),
+        "-".into(),
+    ]
+}
+
+fn writer_diagnostic(name: &str, l: &Load, usage: &Usage, b: &Batches) -> [String; 8] {
+    // Each company's writer commits its batches one after another.
+    let writers = b.databases.max(1) as f64;
+    [
+        name.to_string(),
+        format!("{:.0} entries/s", l.rate()),
+        format!("{:.0}%", usage.machine_busy * 100.0),
+        format!("{:.2} cores", usage.own_cores),
+        format!(
+            "{} ({:.0}/s)",
+            b.transactions,
+            b.transactions as f64 / usage.seconds
+        ),
+        format!(
+            "{:.1} / {:.0} / {}",
+            b.rows as f64 / b.transactions.max(1) as f64,
+            b.median,
+            b.max
+        ),
+        format!(
+            "{:.2} ms per batch per writer",
+            usage.seconds * 1000.0 * writers / b.transactions.max(1) as f64
+        ),
+        format!(
+            "{:.0} B per entry",
+            usage.wal_bytes as f64 / b.rows.max(1) as f64
+        ),
+    ]
+}
+
+// ---------------------------------------------------------------- pgbench
+
+struct PgBench {
+    tps: f64,
+    latency_avg_ms: f64,
+    p99_ms: f64,
+    usage: Usage,
+}
+
+/// `pgbench` with a one-INSERT script against `url`'s database (table `t`),
+/// over TLS with the cluster's CA; p99 from its per-transaction log.
+async fn pgbench(
+    cluster: &Arc<PgCluster>,
+    url: &str,
+    clients: usize,
+    seconds: u64,
+    dir: &Path,
+    tag: &str,
+) -> Result<PgBench> {
+    let parts = url_parts(url)?;
+    let script = dir.join("insert.sql");
+    std::fs::write(
+        &script,
+        "INSERT INTO t (a, b) VALUES (:client_id, 'sale');\n",
+    )?;
+    let prefix = dir.join(format!("pgbench-{tag}"));
+    let mut cmd = Command::new(find_pgbench());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("PG") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("PGHOST", &parts.host)
+        .env("PGPORT", &parts.port)
+        .env("PGUSER", &parts.user)
+        .env("PGPASSWORD", &parts.password)
+        .env("PGDATABASE", &parts.database)
+        .env("PGSSLMODE", "verify-full")
+        .env("PGSSLROOTCERT", cluster.ca_file())
+        .args(["-n", "-M", "prepared", "--log"])
+        .arg(format!("-c{clients}"))
+        .arg(format!("-j{}", clients.min(2)))
+        .arg(format!("-T{seconds}"))
+        .arg(format!("--log-prefix={}", prefix.display()))
+        .arg("-f")
+        .arg(&script)
+        .current_dir(dir);
+    let before = Snapshot::take(cluster).await?;
+    let output = tokio::task::spawn_blocking(move || cmd.output())
+        .await?
+        .context("running pgbench")?;
+    let usage = Snapshot::take(cluster).await?.since(&before);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(
+        output.status.success(),
+        "pgbench failed ({}): {}{}",
+        output.status,
+        stdout,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let number_after = |label: &str| -> Option<f64> {
+        stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+    };
+    let tps = number_after("tps = ").context("pgbench printed no tps")?;
+    let latency_avg_ms = number_after("latency average = ").unwrap_or(0.0);
+    // Per-transaction log lines: client_id transaction_no time_us script_no epoch epoch_us.
+    let mut latencies: Vec<u32> = Vec::new();
+    let name = format!("pgbench-{tag}.");
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with(&name) {
+            let text = std::fs::read_to_string(entry.path())?;
+            latencies.extend(
+                text.lines()
+                    .filter_map(|l| l.split_whitespace().nth(2))
+                    .filter_map(|us| us.parse::<u32>().ok()),
+            );
+        }
+    }
+    latencies.sort_unstable();
+    Ok(PgBench {
+        tps,
+        latency_avg_ms,
+        p99_ms: percentile(&latencies, 0.99),
+        usage,
+    })
+}
+
+/// `pgbench` on `PATH`, else next to the highest installed server version.
+fn find_pgbench() -> PathBuf {
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("pgbench"))
+            .find(|p| p.is_file())
+    });
+    on_path
+        .or_else(|| {
+            let mut found: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+                .ok()?
+                .filter_map(Result::ok)
+                .filter_map(|e| {
+                    let version = e
+                        .file_name()
+                        .to_str()?
+                        .split('.')
+                        .map(|p| p.parse().ok())
+                        .collect::<Option<Vec<u32>>>()?;
+                    let program = e.path().join("bin/pgbench");
+                    program.is_file().then_some((version, program))
+                })
+                .collect();
+            found.sort();
+            found.pop().map(|(_, p)| p)
+        })
+        .unwrap_or_else(|| PathBuf::from("pgbench"))
+}
+
+struct UrlParts {
+    user: String,
+    password: String,
+    host: String,
+    port: String,
+    database: String,
+}
+
+/// `postgres://user:password@host:port/database` (as wb-pgtest writes them).
+fn url_parts(url: &str) -> Result<UrlParts> {
+    let rest = url
+        .strip_prefix("postgres://")
+        .context("a postgres:// URL")?;
+    let (userinfo, rest) = rest.rsplit_once('@').context("user and password")?;
+    let (user, password) = userinfo.split_once(':').context("a password")?;
+    let (hostport, database) = rest.split_once('/').context("a database")?;
+    let (host, port) = hostport.rsplit_once(':').context("a port")?;
+    let database = database.split('?').next().unwrap_or(database);
+    Ok(UrlParts {
+        user: user.into(),
+        password: password.into(),
+        host: host.into(),
+        port: port.into(),
+        database: database.into(),
+    })
+}
+
+// ------------------------------------------------------------ measurements
+
+async fn sql(cluster: &Arc<PgCluster>, database: &str, sql: &str) -> Result<String> {
+    let (cluster, database, sql) = (cluster.clone(), database.to_string(), sql.to_string());
+    Ok(tokio::task::spawn_blocking(move || cluster.superuser_sql(&database, &sql)).await?)
+}
+
+async fn fresh_database(cluster: &Arc<PgCluster>, prefix: &'static str) -> Result<String> {
+    let cluster = cluster.clone();
+    Ok(tokio::task::spawn_blocking(move || cluster.fresh_database(prefix)).await?)
+}
+
+async fn database_of(pg: &wb_store::postgres::PgTenants, company: &str) -> Result<String> {
+    Ok(pg
+        .placements()
+        .get(company)
+        .await?
+        .context("the company has a placement")?
+        .database)
+}
+
+/// Median of 2,000 `SELECT 1` round trips on one TLS connection.
+async fn round_trip_us(url: &str, ca: &Path) -> Result<f64> {
+    let client = PgEndpoint::parse(url, Some(ca))?.connect().await?;
+    let statement = client.prepare("SELECT 1").await?;
+    for _ in 0..200 {
+        client.query_one(&statement, &[]).await?;
+    }
+    let mut times = Vec::with_capacity(2000);
+    for _ in 0..2000 {
+        let t = Instant::now();
+        client.query_one(&statement, &[]).await?;
+        times.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+    }
+    times.sort_unstable();
+    Ok(percentile(&times, 0.5) * 1000.0)
+}
+
+#[derive(Default)]
+struct Batches {
+    databases: usize,
+    transactions: u64,
+    rows: u64,
+    median: f64,
+    max: u64,
+}
+
+/// Writer batches in company databases: entries written by one transaction
+/// share its `xmin`, and the writer commits one transaction per batch.
+async fn batches(cluster: &Arc<PgCluster>, databases: &[String]) -> Result<Batches> {
+    let mut sizes: Vec<u32> = Vec::new();
+    for database in databases {
+        let out = sql(
+            cluster,
+            database,
+            "SELECT count(*) FROM entries GROUP BY xmin::text::bigint ORDER BY 1",
+        )
+        .await?;
+        sizes.extend(out.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+    }
+    sizes.sort_unstable();
+    Ok(Batches {
+        databases: databases.len(),
+        transactions: sizes.len() as u64,
+        rows: sizes.iter().map(|&n| u64::from(n)).sum(),
+        median: percentile(&sizes, 0.5) * 1000.0,
+        max: sizes.last().copied().map_or(0, u64::from),
+    })
+}
+
+/// CPU counters of the machine and of this process, and the WAL position.
+struct Snapshot {
+    at: Instant,
+    machine_busy: u64,
+    machine_total: u64,
+    own: u64,
+    wal: u64,
+}
+
+struct Usage {
+    seconds: f64,
+    /// Share of the machine's capacity in use (all cores).
+    machine_busy: f64,
+    /// Cores this process used.
+    own_cores: f64,
+    wal_bytes: u64,
+}
+
+impl Snapshot {
+    async fn take(cluster: &Arc<PgCluster>) -> Result<Snapshot> {
+        let wal = sql(cluster, "postgres", "SELECT pg_current_wal_lsn() - '0/0'")
+            .await?
+            .trim()
+            .split('.')
+            .next()
+            .unwrap_or("0")
+            .parse()
+            .unwrap_or(0);
+        let (machine_busy, machine_total) = machine_ticks();
+        Ok(Snapshot {
+            at: Instant::now(),
+            machine_busy,
+            machine_total,
+            own: own_ticks(),
+            wal,
+        })
+    }
+
+    fn since(&self, before: &Snapshot) -> Usage {
+        let total = self
+            .machine_total
+            .saturating_sub(before.machine_total)
+            .max(1) as f64;
+        Usage {
+            seconds: self.at.duration_since(before.at).as_secs_f64(),
+            machine_busy: self.machine_busy.saturating_sub(before.machine_busy) as f64 / total,
+            own_cores: self.own.saturating_sub(before.own) as f64 / total * cores() as f64,
+            wal_bytes: self.wal.saturating_sub(before.wal),
+        }
+    }
+}
+
+/// (busy, total) clock ticks of all cores, from /proc/stat.
+fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    (total.saturating_sub(idle), total)
+}
+
+/// User + system clock ticks of this process, from /proc/self/stat.
+fn own_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let get = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime is field 14 and stime field 15 of the whole line: 11 and 12 here.
+    get(11) + get(12)
+}
