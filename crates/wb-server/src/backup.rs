@@ -221,7 +221,7 @@ pub async fn restore(
         Ok::<_, anyhow::Error>((done, members))
     }
     .await;
-    let ((last_seq, records), members) = match replayed {
+    let ((last_seq, records, _), members) = match replayed {
         Ok(done) => done,
         Err(e) => {
             drop(store);
@@ -254,10 +254,11 @@ async fn replay_segments(
     target: RestoreTarget,
     shipped: i64,
     store: &Arc<dyn TenantStore>,
-) -> anyhow::Result<(i64, usize)> {
+) -> anyhow::Result<(i64, usize, Option<OffsetDateTime>)> {
     let mut expected = 1;
     let mut prev_hash = wb_core::audit::GENESIS.to_string();
     let mut records = 0;
+    let mut last_at = None;
     // True once the target was reached (rather than the segments running out).
     let mut stopped = false;
     let reached = |seq: i64, at: OffsetDateTime| match target {
@@ -299,6 +300,7 @@ async fn replay_segments(
             prev_hash = record.hash;
             expected += 1;
             records += 1;
+            last_at = Some(at);
         }
     }
     let last = expected - 1;
@@ -316,7 +318,45 @@ async fn replay_segments(
             bail!("company {source_id}'s journal is shipped only up to record {last}, not {n}");
         }
     }
-    Ok((last, records))
+    Ok((last, records, last_at))
+}
+
+/// What replaying a company's shipped journal reached.
+#[derive(Debug, Clone)]
+pub struct Replayed {
+    pub last_seq: i64,
+    pub records: usize,
+    /// Commit time of the last record replayed (None when nothing was shipped).
+    pub last_at: Option<OffsetDateTime>,
+}
+
+/// Replays every shipped record of `company_id` into `store` (new and empty),
+/// checking authentication, order and the hash chain; `shipped` is how far the
+/// object store must reach at least. Disaster recovery restores each company
+/// under its own id with this.
+pub async fn replay_shipped(
+    platform: &Platform,
+    key: &DataKey,
+    company_id: &str,
+    shipped: i64,
+    store: &Arc<dyn TenantStore>,
+) -> anyhow::Result<Replayed> {
+    let segments = segments(platform, company_id).await?;
+    let (last_seq, records, last_at) = replay_segments(
+        platform,
+        key,
+        company_id,
+        &segments,
+        RestoreTarget::Latest,
+        shipped,
+        store,
+    )
+    .await?;
+    Ok(Replayed {
+        last_seq,
+        records,
+        last_at,
+    })
 }
 
 fn verify(record: &SegmentRecord, expected: i64, prev_hash: &str) -> anyhow::Result<()> {
