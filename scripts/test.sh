@@ -32,5 +32,18 @@ command -v psql >/dev/null 2>&1 || apt_install postgresql-client
 if ! command -v pgbench >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
   apt_install postgresql-contrib || true
 fi
+# The S3 tests (crates/wb-server/tests/s3.rs) start a real S3-protocol server:
+# moto, from PyPI.
+command -v python3 >/dev/null 2>&1 || apt_install python3 python3-pip
+if ! python3 -c 'import moto.server' 2>/dev/null; then
+  python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+  # Debian's Python refuses pip installs outside a venv unless told otherwise.
+  python3 -m pip install --quiet 'moto[server]' ||
+    python3 -m pip install --quiet --break-system-packages 'moto[server]'
+fi
+
+# Customer exports are checked against the standard age tool
+# (crates/workbooks/tests/export.rs).
+command -v age >/dev/null 2>&1 || apt_install age
 
 cargo test --workspace "$@"

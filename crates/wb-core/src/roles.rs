@@ -21,6 +21,8 @@ pub enum Permission {
     ManageSecurity,
     ReadAudit,
     Deprovision,
+    /// Take a full export of the company (books, audit trail, journal).
+    ExportData,
 }
 
 impl Role {
@@ -108,6 +110,15 @@ mod tests {
                 assert_eq!(role.allows(*perm), allowed, "{role} {perm:?}");
             }
         }
+    }
+
+    #[test]
+    fn only_owners_and_admins_export() {
+        let exporters: Vec<Role> = Role::ALL
+            .into_iter()
+            .filter(|r| r.allows(Permission::ExportData))
+            .collect();
+        assert_eq!(exporters, [Role::Owner, Role::Admin]);
     }
 
     #[test]

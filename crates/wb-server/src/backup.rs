@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use object_store::path::Path as ObjectPath;
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
@@ -21,8 +22,11 @@ use wb_store::{Actor, CompanyRecord, TenantStore, WriteContext};
 use crate::jobs::shipper::{cursor_name, journal_prefix, segment_aad, SegmentRecord};
 use crate::platform::Platform;
 
+/// Journal records replayed at once during a restore.
+const REPLAY_WINDOW: usize = 256;
+
 /// One company's shipping position.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct BackupStatus {
     pub company_id: String,
     pub name: String,
@@ -32,6 +36,9 @@ pub struct BackupStatus {
     pub shipped_seq: i64,
     /// Records not yet shipped.
     pub lag_records: i64,
+    /// Age of the oldest record not yet shipped (0 when caught up): how much
+    /// time of changes would be lost if this node's disk were lost now.
+    pub lag_seconds: f64,
 }
 
 /// The shipping position of every company (opens each company's store).
@@ -44,12 +51,20 @@ pub async fn status(platform: &Platform) -> anyhow::Result<Vec<BackupStatus>> {
             .map_err(|e| anyhow!("opening company {}: {e}", company.id))?;
         let journal_seq = tenant.stats().await?.journal_seq;
         let shipped_seq = platform.control.cursor(&cursor_name(&company.id)).await?;
+        let lag_seconds = match tenant.journal(shipped_seq, 1).await?.first() {
+            Some(oldest) => {
+                let age = (platform.now() - oldest.at).as_seconds_f64().max(0.0);
+                (age * 1000.0).round() / 1000.0
+            }
+            None => 0.0,
+        };
         out.push(BackupStatus {
             company_id: company.id.clone(),
             name: company.name.clone(),
             journal_seq,
             shipped_seq,
             lag_records: (journal_seq - shipped_seq).max(0),
+            lag_seconds,
         });
     }
     Ok(out)
@@ -170,6 +185,65 @@ pub async fn restore(
     source_id: &str,
     target: RestoreTarget,
 ) -> anyhow::Result<Restored> {
+    let staged = stage_restore(platform, source_id, target, "restored").await?;
+    let members: Vec<_> = match platform.control.members_of(source_id).await {
+        Ok(members) => members.into_iter().map(|m| (m.user_id, m.role)).collect(),
+        Err(e) => {
+            staged.discard(platform).await;
+            return Err(e.into());
+        }
+    };
+    let StagedRestore {
+        company,
+        store,
+        last_seq,
+        records,
+    } = staged;
+    drop(store);
+    platform
+        .record_staged_company(
+            &company,
+            &members,
+            Actor::system("restore"),
+            format!("restored from company:{source_id} up to journal record {last_seq}"),
+        )
+        .await
+        .map_err(|e| anyhow!("recording the restored company: {e}"))?;
+    Ok(Restored {
+        company,
+        last_seq,
+        records,
+    })
+}
+
+/// A company's shipped journal replayed into a staged store: the company is
+/// not in the control plane. `restore` records it; backup verification
+/// compares it with the source and discards it.
+pub(crate) struct StagedRestore {
+    pub(crate) company: CompanyRecord,
+    pub(crate) store: Arc<dyn TenantStore>,
+    /// The last source journal sequence replayed (0 when none).
+    pub(crate) last_seq: i64,
+    pub(crate) records: usize,
+}
+
+impl StagedRestore {
+    /// Closes and deletes the staged store; nothing of it remains.
+    pub(crate) async fn discard(self, platform: &Platform) {
+        drop(self.store);
+        platform.tenants.discard(&self.company.id).await;
+    }
+}
+
+/// Replays `source_id`'s shipped journal up to `target` into a new staged
+/// company named after the source (`"{name} ({label} {time})"`). On failure
+/// the staged store is discarded.
+pub(crate) async fn stage_restore(
+    platform: &Platform,
+    source_id: &str,
+    target: RestoreTarget,
+    label: &str,
+) -> anyhow::Result<StagedRestore> {
     let source = platform
         .control
         .company(source_id)
@@ -195,7 +269,7 @@ pub async fn restore(
         .unwrap_or(now)
         .format(&Rfc3339)
         .unwrap_or_default();
-    let suffix = format!(" (restored {stamp})");
+    let suffix = format!(" ({label} {stamp})");
     let base: String = source
         .name
         .chars()
@@ -206,44 +280,23 @@ pub async fn restore(
         .await
         .map_err(|e| anyhow!("creating the restored company: {e}"))?;
 
-    let replayed = async {
-        let done = replay_segments(
-            platform, &key, source_id, &segments, target, shipped, &store,
-        )
-        .await?;
-        let members: Vec<_> = platform
-            .control
-            .members_of(source_id)
-            .await?
-            .into_iter()
-            .map(|m| (m.user_id, m.role))
-            .collect();
-        Ok::<_, anyhow::Error>((done, members))
-    }
-    .await;
-    let ((last_seq, records, _), members) = match replayed {
-        Ok(done) => done,
+    match replay_segments(
+        platform, &key, source_id, &segments, target, shipped, &store,
+    )
+    .await
+    {
+        Ok((last_seq, records, _)) => Ok(StagedRestore {
+            company,
+            store,
+            last_seq,
+            records,
+        }),
         Err(e) => {
             drop(store);
             platform.tenants.discard(&company.id).await;
-            return Err(e);
+            Err(e)
         }
-    };
-    drop(store);
-    platform
-        .record_staged_company(
-            &company,
-            &members,
-            Actor::system("restore"),
-            format!("restored from company:{source_id} up to journal record {last_seq}"),
-        )
-        .await
-        .map_err(|e| anyhow!("recording the restored company: {e}"))?;
-    Ok(Restored {
-        company,
-        last_seq,
-        records,
-    })
+    }
 }
 
 async fn replay_segments(
@@ -259,6 +312,9 @@ async fn replay_segments(
     let mut prev_hash = wb_core::audit::GENESIS.to_string();
     let mut records = 0;
     let mut last_at = None;
+    let mut in_flight: FuturesOrdered<
+        std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>,
+    > = FuturesOrdered::new();
     // True once the target was reached (rather than the segments running out).
     let mut stopped = false;
     let reached = |seq: i64, at: OffsetDateTime| match target {
@@ -294,14 +350,28 @@ async fn replay_segments(
                 break 'segments;
             }
             verify(&record, expected, &prev_hash)?;
-            replay(store, &record, at)
-                .await
-                .with_context(|| format!("replaying journal record {}", record.seq))?;
-            prev_hash = record.hash;
+            prev_hash = record.hash.clone();
             expected += 1;
             records += 1;
             last_at = Some(at);
+            // Many records in flight: the company's writer commits them in
+            // groups, in the order they were sent (its queue is FIFO, and
+            // FuturesOrdered first polls futures in the order they were pushed).
+            let (store, seq) = (store.clone(), record.seq);
+            in_flight.push_back(Box::pin(async move {
+                replay(&store, &record, at)
+                    .await
+                    .with_context(|| format!("replaying journal record {seq}"))
+            }));
+            if in_flight.len() >= REPLAY_WINDOW {
+                if let Some(done) = in_flight.next().await {
+                    done?;
+                }
+            }
         }
+    }
+    while let Some(done) = in_flight.next().await {
+        done?;
     }
     let last = expected - 1;
     if let RestoreTarget::Seq(n) = target {

@@ -73,6 +73,14 @@ pub struct ServerConfig {
     pub monitor: wb_core::monitor::MonitorConfig,
     /// Where the central audit collection is forwarded (syslog, JSONL, HTTPS).
     pub audit_drains: Vec<crate::drains::DrainConfig>,
+    /// How often every company's backup is restored into a scratch store and
+    /// compared with the source (`jobs/verifier.rs`); the first round runs a
+    /// minute after start. Zero disables the scheduled verification.
+    pub backup_verify_every: Duration,
+    /// Raise the backup-lag alert when a company's oldest unshipped change is
+    /// older than this, or after this many failed shipping rounds in a row.
+    pub backup_lag_alert: Duration,
+    pub backup_failures_alert: u32,
 }
 
 impl ServerConfig {
@@ -86,6 +94,9 @@ impl ServerConfig {
             request_timeout: Duration::from_secs(30),
             monitor: Default::default(),
             audit_drains: Vec::new(),
+            backup_verify_every: crate::jobs::verifier::EVERY,
+            backup_lag_alert: crate::jobs::shipper::LAG_ALERT_AFTER,
+            backup_failures_alert: crate::jobs::shipper::FAILURES_ALERT_AFTER,
         }
     }
 }

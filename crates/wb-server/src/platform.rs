@@ -83,8 +83,11 @@ pub struct Platform {
     /// This node's identity and checkpoint-signing key.
     pub node_id: String,
     pub node_key: NodeKey,
-    /// Where change-journal segments are shipped (`<data>/objects` by default).
+    /// Where change-journal segments are shipped (`<data>/objects` by default;
+    /// `with_object_store` replaces it).
     pub objects: Arc<dyn object_store::ObjectStore>,
+    /// Shipping lag and counters (`GET /metrics`, the backup-lag alert).
+    pub shipping: Arc<crate::jobs::shipper::ShippingStats>,
     audit_refuse_all: std::sync::atomic::AtomicBool,
     /// Verified against when an email is unknown, so timing does not reveal accounts.
     dummy_hash: String,
@@ -185,6 +188,7 @@ impl Platform {
             .with_context(|| format!("opening object store {}", objects_dir.display()))?;
         Ok(Platform {
             objects: Arc::new(objects),
+            shipping: Arc::default(),
             control: stores.control,
             alerts: stores.alerts,
             tenants: stores.tenants,
@@ -198,6 +202,13 @@ impl Platform {
             master,
             dummy_hash,
         })
+    }
+
+    /// Ships change journals to `store` instead of `<data>/objects`
+    /// (see `crate::objects::open`).
+    pub fn with_object_store(mut self, store: Arc<dyn object_store::ObjectStore>) -> Platform {
+        self.objects = store;
+        self
     }
 
     pub fn audit_policy(&self) -> AuditFailurePolicy {
@@ -317,6 +328,11 @@ impl Platform {
     }
 
     /// A company's data key (DEK), unwrapped with the master key.
+    /// The KEK, for wrapping and unwrapping backup keys (never leaves this crate).
+    pub(crate) fn master(&self) -> &MasterKey {
+        &self.master
+    }
+
     pub(crate) async fn company_key(&self, company_id: &str) -> ApiResult<DataKey> {
         let company = self
             .control

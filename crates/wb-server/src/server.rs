@@ -117,11 +117,20 @@ pub async fn start(
         .register_node()
         .await
         .map_err(|e| anyhow::anyhow!("registering this node's audit key: {e}"))?;
+    platform
+        .shipping
+        .configure(config.backup_lag_alert, config.backup_failures_alert);
     let mut jobs = Jobs::start(platform.clone());
     jobs.add(crate::monitor_job::spawn_monitor(
         platform.clone(),
         config.monitor.clone(),
         Duration::from_secs(1),
+        jobs.stopper(),
+    ));
+    jobs.add(crate::jobs::verifier::spawn(
+        platform.clone(),
+        config.backup_verify_every,
+        crate::jobs::verifier::FIRST_AFTER,
         jobs.stopper(),
     ));
     for drain in crate::drains::spawn_all(

@@ -33,6 +33,8 @@ pub trait ControlStore: Send + Sync {
     async fn create_user(&self, user: &UserRecord, audit: &AuditEvent) -> Result<(), StoreError>;
     async fn user(&self, id: &str) -> Result<Option<UserRecord>, StoreError>;
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// Every user, by id (configuration backups).
+    async fn users(&self) -> Result<Vec<UserRecord>, StoreError>;
     async fn record_login(&self, user_id: &str, at: OffsetDateTime) -> Result<(), StoreError>;
 
     async fn add_member(

@@ -1017,6 +1017,41 @@ async fn reversal_story(control: Arc<dyn ControlStore>, tenants: Arc<dyn TenantD
     );
     verify_tenant_audit_chain(&audit);
     assert_trial_balance_zero(&*store, FAR_FUTURE).await;
+
+    // An entry and its reversal queued together (one group commit): the
+    // reversal sees the entry posted just before it in the same transaction,
+    // and a second reversal of it in the same group is refused.
+    let next_id = store.stats().await.expect("stats").entries + 1;
+    let (posted, reversed, twice) = tokio::join!(
+        store.post_entries(
+            vec![draft(
+                day2,
+                "Posted and reversed together",
+                vec![p("1100", "9.00", "USD"), p("4000", "-9.00", "USD")],
+            )],
+            None,
+            ctx(),
+        ),
+        store.reverse_entry(next_id, day3, None, ctx()),
+        store.reverse_entry(next_id, day3, None, ctx()),
+    );
+    assert_eq!(posted.expect("posted").entries[0].id, next_id);
+    let reversal = reversed.expect("reversed in the same group");
+    assert_eq!(reversal.reverses, Some(next_id));
+    assert!(matches!(
+        twice.expect_err("reversed twice"),
+        StoreError::Ledger(LedgerError::AlreadyReversed(_))
+    ));
+    assert_eq!(
+        store
+            .entry(next_id)
+            .await
+            .expect("read")
+            .expect("entry")
+            .reversed_by,
+        Some(reversal.id)
+    );
+    verify_journal_chain(&all_journal(&*store).await);
 }
 
 async fn overflow_story(control: Arc<dyn ControlStore>, tenants: Arc<dyn TenantDirectory>) {

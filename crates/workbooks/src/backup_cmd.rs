@@ -12,10 +12,21 @@ use crate::open_platform;
 
 #[derive(Debug, Subcommand)]
 pub enum BackupCommand {
-    /// Per company: journal head, shipped position and lag (records).
+    /// Per company: journal head, shipped position and lag (records and
+    /// seconds: the age of the oldest change not yet shipped).
     Status {
         #[command(flatten)]
         deployment: DeploymentArgs,
+    },
+    /// Restore each company (or one) from its shipped journal into a scratch
+    /// store and compare its books with the source's at that point; exit 0
+    /// only when every company verifies.
+    Verify {
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+        /// Verify only this company.
+        #[arg(long)]
+        company: Option<String>,
     },
 }
 
@@ -48,18 +59,27 @@ pub async fn run(cmd: BackupCommand) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 println!(
-                    "{:<36}  {:>12}  {:>12}  {:>8}  name",
-                    "company", "journal", "shipped", "lag"
+                    "{:<36}  {:>12}  {:>12}  {:>8}  {:>9}  name",
+                    "company", "journal", "shipped", "lag", "lag s"
                 );
                 for r in rows {
                     println!(
-                        "{:<36}  {:>12}  {:>12}  {:>8}  {}",
-                        r.company_id, r.journal_seq, r.shipped_seq, r.lag_records, r.name
+                        "{:<36}  {:>12}  {:>12}  {:>8}  {:>9.3}  {}",
+                        r.company_id,
+                        r.journal_seq,
+                        r.shipped_seq,
+                        r.lag_records,
+                        r.lag_seconds,
+                        r.name
                     );
                 }
             }
             Ok(())
         }
+        BackupCommand::Verify {
+            deployment,
+            company,
+        } => crate::backup_verify_cmd::verify(deployment, company).await,
     }
 }
 

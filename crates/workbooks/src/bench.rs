@@ -508,9 +508,18 @@ pub(crate) fn client(data: &Path) -> Result<reqwest::Client> {
 
 /// Creates and writes to `count` companies; returns resident memory in MiB.
 pub(crate) async fn companies_open(platform: &Arc<Platform>, count: u64) -> Result<f64> {
+    companies_open_range(platform, 0..count).await
+}
+
+/// As `companies_open`, for the companies numbered `range` (names are "Memory n").
+pub(crate) async fn companies_open_range(
+    platform: &Arc<Platform>,
+    range: std::ops::Range<u64>,
+) -> Result<f64> {
+    let count = range.end;
     let semaphore = Arc::new(tokio::sync::Semaphore::new(8));
     let mut tasks = Vec::new();
-    for n in 0..count {
+    for n in range {
         let (platform, semaphore) = (platform.clone(), semaphore.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = semaphore.acquire().await?;

@@ -16,8 +16,8 @@ use wb_server::{Platform, PostgresConfig, ServerConfig, StorageConfig, SystemClo
 use wb_store::postgres::PgEndpoint;
 
 use crate::bench::{
-    client, companies_open, cores, entry_json, load, percentile, render_rows, rss_mib, tempdir_in,
-    verdict, write_results, Load, Row, Target,
+    client, companies_open_range, cores, entry_json, load, percentile, render_rows, rss_mib,
+    tempdir_in, verdict, write_results, Load, Row, Target,
 };
 use crate::cli::BenchArgs;
 
@@ -32,6 +32,7 @@ const P99_TARGET_MS: f64 = 50.0;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run(args: BenchArgs) -> Result<()> {
+    let load_at_start = load_average();
     let scratch = tempdir_in(args.data.as_deref())?;
     let dir = scratch.path().to_path_buf();
     let data = dir.join("data");
@@ -42,6 +43,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             .await
             .context("starting PostgreSQL (initdb/pg_ctl from the system)")?,
     );
+    if args.pg_statements {
+        enable_statements(&cluster).await?;
+    }
     let version = sql(&cluster, "postgres", "SHOW server_version").await?;
     let control_url = fresh_database(&cluster, "bench_control").await?;
     let pgbench_url = fresh_database(&cluster, "bench_pgbench").await?;
@@ -73,15 +77,24 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         .clone()
         .context("the platform runs on PostgreSQL")?;
 
-    // Memory first, before any load has grown the allocator's heap.
+    // Memory first, before any load has grown the allocator's heap. An idle
+    // company's cost is the growth of the settled (idle) resident set from
+    // half the companies to all of them, so what the process holds anyway
+    // (the allocator's retained pages, the runtime) cancels out.
+    let rss_platform = rss_mib();
+    let half = args.pg_companies / 2;
     eprintln!(
-        "bench: memory of {} idle companies (each written once)",
+        "bench: memory of idle companies ({half}, then {})",
         args.pg_companies
     );
-    let rss_platform = rss_mib();
     let creating = Instant::now();
-    let rss_busy = companies_open(&platform, args.pg_companies).await?;
-    let creating = creating.elapsed().as_secs_f64();
+    companies_open_range(&platform, 0..half).await?;
+    let mut creating = creating.elapsed().as_secs_f64();
+    tokio::time::sleep(IDLE_TIMEOUT + Duration::from_secs(3)).await;
+    let rss_half = rss_mib();
+    let t = Instant::now();
+    let rss_busy = companies_open_range(&platform, half..args.pg_companies).await?;
+    creating += t.elapsed().as_secs_f64();
     let connections_busy = pg.budget().open();
     // Pools close connections idle for IDLE_TIMEOUT; the reaper runs every second.
     tokio::time::sleep(IDLE_TIMEOUT + Duration::from_secs(3)).await;
@@ -150,6 +163,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         .signup("Bench PG One", "pg-one@bench.example")
         .await?;
     let one_db = database_of(&pg, &company).await?;
+    reset_statements(&cluster, args.pg_statements).await?;
     let before = Snapshot::take(&cluster).await?;
     let t = target.clone();
     let one = load(CLIENTS, args.seconds, 1, move |client, i| {
@@ -163,6 +177,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     .await;
     let one_use = Snapshot::take(&cluster).await?.since(&before);
     let one_batches = batches(&cluster, &[one_db]).await?;
+    report_statements(&cluster, args.pg_statements, "one company", &one).await?;
 
     eprintln!("bench: {CLIENTS} HTTPS clients over {SPREAD_COMPANIES} companies");
     let mut spread_targets = Vec::new();
@@ -178,6 +193,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         spread_targets.push((company, token));
     }
     let spread_targets = Arc::new(spread_targets);
+    reset_statements(&cluster, args.pg_statements).await?;
     let before = Snapshot::take(&cluster).await?;
     let t = target.clone();
     let spread = load(CLIENTS, args.seconds, 1, move |client, i| {
@@ -192,6 +208,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     .await;
     let spread_use = Snapshot::take(&cluster).await?.since(&before);
     let spread_batches = batches(&cluster, &spread_dbs).await?;
+    report_statements(&cluster, args.pg_statements, "spread", &spread).await?;
 
     eprintln!("bench: pgbench, {CLIENTS} clients (baseline, after the HTTP loads)");
     let bench_after = pgbench(
@@ -204,6 +221,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     )
     .await?;
     server.shutdown().await?;
+
+    eprintln!("bench: the writer's SQL replayed by pgbench (diagnosis)");
+    let replays = replay(&cluster, &platform, &pgbench_url, short, &pgbench_dir).await?;
 
     // ------------------------------------------------------------ the table
     let baseline = (bench_before.tps + bench_after.tps) / 2.0;
@@ -290,15 +310,16 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         target: "< 1 s".into(),
         verdict: verdict(max_create < 1.0).into(),
     });
-    let per_company_kib = (rss_idle - rss_platform) * 1024.0 / args.pg_companies.max(1) as f64;
+    let added = (args.pg_companies - half).max(1) as f64;
+    let per_company_kib = (rss_idle - rss_half) * 1024.0 / added;
     rows.push(Row {
         name: format!(
-            "memory per idle company ({} companies open, each written once, then {} s idle)",
+            "memory per idle company (companies open, each written once, then {} s idle: {half} vs {})",
+            (IDLE_TIMEOUT + Duration::from_secs(3)).as_secs(),
             args.pg_companies,
-            (IDLE_TIMEOUT + Duration::from_secs(3)).as_secs()
         ),
         measured: format!(
-            "{per_company_kib:.0} KiB a company ({rss_idle:.0} MiB idle, {rss_busy:.0} MiB right after the writes; {open_companies} companies open); PostgreSQL connections held: {connections_idle} idle (PostgreSQL sees {backends_idle} client backends), {connections_busy} right after the writes",
+            "{per_company_kib:.0} KiB a company: {rss_half:.1} MiB idle with {half}, {rss_idle:.1} MiB idle with {open_companies} ({rss_busy:.0} MiB right after the writes); PostgreSQL connections held when idle: {connections_idle} (PostgreSQL sees {backends_idle} client backends), {connections_busy} right after the writes",
         ),
         baseline: format!(
             "{rss_platform:.0} MiB with the platform open, no company ({rss_start:.0} MiB at start)"
@@ -336,10 +357,11 @@ pub async fn run(args: BenchArgs) -> Result<()> {
 
     let mut table = render_rows(
         &format!(
-            "Run: `workbooks bench --postgres --seconds {}` on {} cores, {} (release build), PostgreSQL {version} (throwaway local cluster: TLS only, scram-sha-256, fsync on, 128 MB shared buffers; default synchronous_commit and commit_delay).",
+            "Run: `workbooks bench --postgres --seconds {}` on {} cores, {} (release build), PostgreSQL {version} (throwaway local cluster: TLS only, scram-sha-256, fsync on, 128 MB shared buffers; default synchronous_commit and commit_delay). Load average (1 min) before the run {load_at_start}, after it {}.",
             args.seconds,
             cores(),
-            time::OffsetDateTime::now_utc().date()
+            time::OffsetDateTime::now_utc().date(),
+            load_average()
         ),
         &rows,
     );
@@ -356,14 +378,38 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]
         ));
     }
+    table.push_str(&format!(
+        "\nThe writer's SQL for posting entries (the same statements: heads locked, UNNEST inserts of entries, postings joined to accounts, day-balance upsert, journal and audit records, heads update, COMMIT), replayed by pgbench with the server stopped, {short} s each, on companies created for it:\n\n"
+    ));
+    table.push_str("| replay | companies x clients | entries per transaction | round trips per transaction | entries/s | latency avg (p99) per transaction | machine CPU busy | WAL per entry |\n|---|---|---|---|---|---|---|---|\n");
+    for r in &replays {
+        let per_entry_wal = r.result.usage.wal_bytes as f64
+            / (r.result.tps * r.result.usage.seconds * r.entries as f64).max(1.0);
+        table.push_str(&format!(
+            "| {} | {} x 1 | {} | {} | {:.0} | {:.2} ms ({:.2} ms) | {:.0}% | {:.0} B |\n",
+            r.name,
+            r.companies,
+            r.entries,
+            r.round_trips,
+            r.result.tps * r.entries as f64,
+            r.result.latency_avg_ms,
+            r.result.p99_ms,
+            r.result.usage.machine_busy * 100.0,
+            per_entry_wal
+        ));
+    }
     println!("{table}");
-    write_results(
-        &args.out,
-        "bench-postgres",
-        Some("## Latest run on PostgreSQL"),
-        &table,
-    )?;
-    eprintln!("bench: results written to {}", args.out.display());
+    if args.pg_statements {
+        eprintln!("bench: --pg-statements adds its own overhead; results not written");
+    } else {
+        write_results(
+            &args.out,
+            "bench-postgres",
+            Some("## Latest run on PostgreSQL"),
+            &table,
+        )?;
+        eprintln!("bench: results written to {}", args.out.display());
+    }
     drop(platform);
     drop(cluster);
     Ok(())
@@ -447,8 +493,7 @@ struct PgBench {
     usage: Usage,
 }
 
-/// `pgbench` with a one-INSERT script against `url`'s database (table `t`),
-/// over TLS with the cluster's CA; p99 from its per-transaction log.
+/// `pgbench` with a one-INSERT script against `url`'s database (table `t`).
 async fn pgbench(
     cluster: &Arc<PgCluster>,
     url: &str,
@@ -463,53 +508,95 @@ async fn pgbench(
         &script,
         "INSERT INTO t (a, b) VALUES (:client_id, 'sale');\n",
     )?;
-    let prefix = dir.join(format!("pgbench-{tag}"));
-    let mut cmd = Command::new(find_pgbench());
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("PG") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("PGHOST", &parts.host)
-        .env("PGPORT", &parts.port)
-        .env("PGUSER", &parts.user)
-        .env("PGPASSWORD", &parts.password)
-        .env("PGDATABASE", &parts.database)
-        .env("PGSSLMODE", "verify-full")
-        .env("PGSSLROOTCERT", cluster.ca_file())
-        .args(["-n", "-M", "prepared", "--log"])
-        .arg(format!("-c{clients}"))
-        .arg(format!("-j{}", clients.min(2)))
-        .arg(format!("-T{seconds}"))
-        .arg(format!("--log-prefix={}", prefix.display()))
-        .arg("-f")
-        .arg(&script)
-        .current_dir(dir);
+    pgbench_run(
+        cluster,
+        &parts,
+        &[(parts.database.clone(), script)],
+        clients,
+        seconds,
+        dir,
+        tag,
+    )
+    .await
+}
+
+/// One `pgbench` process per (database, script), all at once, `clients`
+/// each, as the service role over TLS (`verify-full` against the cluster's
+/// CA). Transactions per second are summed; latency is averaged over the
+/// processes, and the p99 comes from their per-transaction logs.
+async fn pgbench_run(
+    cluster: &Arc<PgCluster>,
+    service: &UrlParts,
+    targets: &[(String, PathBuf)],
+    clients: usize,
+    seconds: u64,
+    dir: &Path,
+    tag: &str,
+) -> Result<PgBench> {
+    let mut children = Vec::new();
     let before = Snapshot::take(cluster).await?;
-    let output = tokio::task::spawn_blocking(move || cmd.output())
-        .await?
-        .context("running pgbench")?;
+    for (n, (database, script)) in targets.iter().enumerate() {
+        let mut cmd = Command::new(find_pgbench());
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("PG") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env("PGHOST", &service.host)
+            .env("PGPORT", &service.port)
+            .env("PGUSER", &service.user)
+            .env("PGPASSWORD", &service.password)
+            .env("PGDATABASE", database)
+            .env("PGSSLMODE", "verify-full")
+            .env("PGSSLROOTCERT", cluster.ca_file())
+            .args(["-n", "-M", "prepared", "--log"])
+            .arg(format!("-c{clients}"))
+            .arg(format!("-j{}", clients.min(2)))
+            .arg(format!("-T{seconds}"))
+            .arg(format!(
+                "--log-prefix={}",
+                dir.join(format!("pgbench-{tag}-{n}")).display()
+            ))
+            .arg("-f")
+            .arg(script)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        children.push(cmd.spawn().context("starting pgbench")?);
+    }
+    let outputs = tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|c| c.wait_with_output())
+            .collect::<std::io::Result<Vec<_>>>()
+    })
+    .await?
+    .context("running pgbench")?;
     let usage = Snapshot::take(cluster).await?.since(&before);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    anyhow::ensure!(
-        output.status.success(),
-        "pgbench failed ({}): {}{}",
-        output.status,
-        stdout,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let number_after = |label: &str| -> Option<f64> {
-        stdout
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(label))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-    };
-    let tps = number_after("tps = ").context("pgbench printed no tps")?;
-    let latency_avg_ms = number_after("latency average = ").unwrap_or(0.0);
+    let (mut tps, mut latency_sum) = (0.0, 0.0);
+    for output in &outputs {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let number_after = |label: &str| -> Option<f64> {
+            stdout
+                .lines()
+                .find_map(|l| l.trim().strip_prefix(label))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+        };
+        anyhow::ensure!(
+            output.status.success()
+                && number_after("number of failed transactions: ").unwrap_or(0.0) == 0.0,
+            "pgbench failed ({}): {}{}",
+            output.status,
+            stdout,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        tps += number_after("tps = ").context("pgbench printed no tps")?;
+        latency_sum += number_after("latency average = ").unwrap_or(0.0);
+    }
     // Per-transaction log lines: client_id transaction_no time_us script_no epoch epoch_us.
     let mut latencies: Vec<u32> = Vec::new();
-    let name = format!("pgbench-{tag}.");
+    let name = format!("pgbench-{tag}-");
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         if entry.file_name().to_string_lossy().starts_with(&name) {
@@ -524,7 +611,7 @@ async fn pgbench(
     latencies.sort_unstable();
     Ok(PgBench {
         tps,
-        latency_avg_ms,
+        latency_avg_ms: latency_sum / outputs.len().max(1) as f64,
         p99_ms: percentile(&latencies, 0.99),
         usage,
     })
@@ -559,6 +646,228 @@ fn find_pgbench() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("pgbench"))
 }
 
+struct Replay {
+    name: &'static str,
+    companies: usize,
+    entries: usize,
+    round_trips: usize,
+    result: PgBench,
+}
+
+/// The writer's statements for posting, driven by pgbench against real
+/// company databases (schema, triggers and foreign keys as created by the
+/// platform), to separate the cost of the SQL from that of the HTTPS path:
+/// one after another as the writer sends them, and pipelined.
+async fn replay(
+    cluster: &Arc<PgCluster>,
+    platform: &Arc<Platform>,
+    service_url: &str,
+    seconds: u64,
+    dir: &Path,
+) -> Result<Vec<Replay>> {
+    use wb_core::NewAccount;
+    use wb_store::{Actor, WriteContext};
+    let service = url_parts(service_url)?;
+    let pg = platform
+        .postgres
+        .clone()
+        .context("the platform runs on PostgreSQL")?;
+    let mut companies = Vec::new();
+    for n in 0..SPREAD_COMPANIES {
+        let company = platform
+            .create_company(&format!("Replay {n}"), None)
+            .await
+            .map_err(|e| anyhow::anyhow!("creating a company: {e:?}"))?;
+        let store = platform
+            .tenant(&company.id)
+            .await
+            .map_err(|e| anyhow::anyhow!("opening a company: {e:?}"))?;
+        for (code, name, kind) in [("1000", "Cash", "asset"), ("4000", "Sales", "income")] {
+            let ctx = WriteContext {
+                actor: Actor::system("bench"),
+                at: platform.now(),
+            };
+            store
+                .create_account(NewAccount::validate(code, name, kind, None, None)?, ctx)
+                .await?;
+        }
+        let database = database_of(&pg, &company.id).await?;
+        sql(
+            cluster,
+            &database,
+            &format!(
+                "GRANT CONNECT ON DATABASE {database} TO workbooks;
+                 GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO workbooks;"
+            ),
+        )
+        .await?;
+        let ids = sql(
+            cluster,
+            &database,
+            "SELECT id FROM accounts WHERE code IN ('1000', '4000') ORDER BY code",
+        )
+        .await?;
+        let ids: Vec<i64> = ids.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        anyhow::ensure!(ids.len() == 2, "two accounts");
+        companies.push((database, (ids[0], ids[1])));
+    }
+    let variants: [(&'static str, usize, usize, bool); 5] = [
+        (
+            "as the writer sends them, one company each",
+            SPREAD_COMPANIES,
+            1,
+            false,
+        ),
+        ("pipelined, one company each", SPREAD_COMPANIES, 1, true),
+        (
+            "as the writer sends them, batches of 8, one company",
+            1,
+            8,
+            false,
+        ),
+        ("pipelined, batches of 8, one company", 1, 8, true),
+        (
+            "pipelined, one company each, postings without their 2 foreign keys",
+            SPREAD_COMPANIES,
+            1,
+            true,
+        ),
+    ];
+    let mut out = Vec::new();
+    for (v, (name, count, entries, pipelined)) in variants.into_iter().enumerate() {
+        if name.contains("without") {
+            for (database, _) in &companies {
+                sql(
+                    cluster,
+                    database,
+                    "ALTER TABLE postings DROP CONSTRAINT postings_entry_id_fkey,
+                                      DROP CONSTRAINT postings_account_id_fkey",
+                )
+                .await?;
+            }
+        }
+        let mut targets = Vec::new();
+        for (i, (database, accounts)) in companies.iter().take(count).enumerate() {
+            let path = dir.join(format!("replay-{v}-{i}.sql"));
+            std::fs::write(&path, writer_script(entries, pipelined, *accounts))?;
+            targets.push((database.clone(), path));
+        }
+        let result = pgbench_run(
+            cluster,
+            &service,
+            &targets,
+            1,
+            seconds,
+            dir,
+            &format!("replay{v}"),
+        )
+        .await?;
+        out.push(Replay {
+            name,
+            companies: count,
+            entries,
+            round_trips: if pipelined { 3 } else { 9 },
+            result,
+        });
+    }
+    Ok(out)
+}
+
+/// A pgbench script doing what the writer does for a batch of `entries`
+/// single entries (two postings each): BEGIN; lock heads; one statement per
+/// table; update heads; COMMIT. Pipelined, everything after the heads lock
+/// goes in one round trip.
+fn writer_script(entries: usize, pipelined: bool, (cash, sales): (i64, i64)) -> String {
+    // pgbench reads any `:name` as a variable, even inside quotes: the
+    // texts keep their real lengths with `.` and `=` where `:` would be.
+    const AT: &str = "2026-11-22T12.00.00.123456Z";
+    const DAY: &str = "2026-06-30";
+    let hash = "9f".repeat(32);
+    let payload = format!(
+        r#"{{"entries":[{{"id":1,"date":"{DAY}","description":"Sale 1","reference":null,"reverses":null,"created_at":"{AT}","created_by":"user-0b6f0a1c-5d7e-4c1a-9a53-1f0e2d3c4b5a","postings":[{{"account":"1000","amount":"1.00","currency":"USD"}},{{"account":"4000","amount":"-1.00","currency":"USD"}}]}}]}}"#
+    )
+    .replace(':', "=");
+    let n = entries;
+    let list = |value: &str, times: usize| vec![value.to_string(); times].join(", ");
+    let offsets = |base: &str, times: usize| {
+        (0..times)
+            .map(|k| format!("CAST(:{base} AS bigint) + {}", k + 1))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let entry_ids = (0..n)
+        .map(|k| format!("CAST(:eid AS bigint) + {k}"))
+        .collect::<Vec<_>>();
+    let posting_ids = entry_ids
+        .iter()
+        .flat_map(|id| [id.clone(), id.clone()])
+        .collect::<Vec<_>>()
+        .join(", ");
+    let amounts = (0..n)
+        .flat_map(|k| [100 + k as i64, -(100 + k as i64)])
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let total: i64 = (0..n).map(|k| 100 + k as i64).sum();
+    let mut script = String::from("BEGIN;\n");
+    script.push_str("SELECT journal_seq AS js, journal_hash AS jh, audit_seq AS aus, audit_hash AS ah, next_entry_id AS eid, next_account_id AS aid, moved AS mv FROM heads WHERE id = 1 FOR UPDATE \\gset\n");
+    if pipelined {
+        script.push_str("\\startpipeline\n");
+    }
+    script.push_str(&format!(
+        "INSERT INTO entries (id, date, description, reference, reverses, created_at, created_by) SELECT * FROM UNNEST(ARRAY[{}]::bigint[], ARRAY[{}]::text[], ARRAY[{}]::text[], ARRAY[{}]::text[], ARRAY[{}]::bigint[], ARRAY[{}]::text[], ARRAY[{}]::text[]);\n",
+        entry_ids.join(", "),
+        list(&format!("'{DAY}'"), n),
+        list("'Sale 1'", n),
+        list("NULL", n),
+        list("NULL", n),
+        list(&format!("'{AT}'"), n),
+        list("'user-0b6f0a1c-5d7e-4c1a-9a53-1f0e2d3c4b5a'", n),
+    ));
+    script.push_str(&format!(
+        "INSERT INTO postings (entry_id, line, account_id, currency, amount, date) SELECT u.entry_id, u.line, a.id, u.currency, u.amount, u.date FROM UNNEST(ARRAY[{posting_ids}]::bigint[], ARRAY[{}]::int[], ARRAY[{}]::text[], ARRAY[{}]::text[], ARRAY[{amounts}]::bigint[], ARRAY[{}]::text[]) AS u(entry_id, line, code, currency, amount, date) JOIN accounts a ON a.code = u.code;\n",
+        list("0, 1", n),
+        list("'1000', '4000'", n),
+        list("'USD'", 2 * n),
+        list(&format!("'{DAY}'"), 2 * n),
+    ));
+    script.push_str(&format!(
+        "INSERT INTO day_balances (account_id, currency, day, amount) SELECT * FROM UNNEST(ARRAY[{cash}, {sales}]::bigint[], ARRAY['USD', 'USD']::text[], ARRAY['{DAY}', '{DAY}']::text[], ARRAY[{total}, -{total}]::bigint[]) ON CONFLICT (account_id, currency, day) DO UPDATE SET amount = day_balances.amount + EXCLUDED.amount;\n"
+    ));
+    script.push_str(&format!(
+        "INSERT INTO change_journal (seq, at, kind, payload, prev_hash, hash) SELECT * FROM UNNEST(ARRAY[{}]::bigint[], ARRAY[{}]::text[], ARRAY[{}]::text[], ARRAY[{}]::text[], ARRAY[{}]::text[], ARRAY[{}]::text[]);\n",
+        offsets("js", n),
+        list(&format!("'{AT}'"), n),
+        list("'entries_posted'", n),
+        list(&format!("'{payload}'"), n),
+        list(&format!("'{hash}'"), n),
+        list(&format!("'{hash}'"), n),
+    ));
+    script.push_str(&format!(
+        "INSERT INTO audit_events (seq, at, actor, auth, client, request_id, action, target, outcome, detail, prev_hash, hash) SELECT * FROM UNNEST(ARRAY[{}]::bigint[], ARRAY[{}]::text[], ARRAY[{}]::text[], ARRAY[{}]::text[], ARRAY[{}]::text[], ARRAY[{}]::text[], ARRAY[{}]::text[], ARRAY[{}]::text[], ARRAY[{}]::text[], ARRAY[{}]::text[], ARRAY[{}]::text[], ARRAY[{}]::text[]);\n",
+        offsets("aus", n),
+        list(&format!("'{AT}'"), n),
+        list("'user-0b6f0a1c-5d7e-4c1a-9a53-1f0e2d3c4b5a'", n),
+        list("'session'", n),
+        list("'127.0.0.1'", n),
+        list("'5c1e8f2a-7b3d-4e6f-8a9b-0c1d2e3f4a5b'", n),
+        list("'entry.post'", n),
+        list("'entry-1'", n),
+        list("'success'", n),
+        list("NULL", n),
+        list(&format!("'{hash}'"), n),
+        list(&format!("'{hash}'"), n),
+    ));
+    script.push_str(&format!(
+        "UPDATE heads SET journal_seq = CAST(:js AS bigint) + {n}, journal_hash = '{hash}', audit_seq = CAST(:aus AS bigint) + {n}, audit_hash = '{hash}', next_entry_id = CAST(:eid AS bigint) + {n}, next_account_id = next_account_id WHERE id = 1;\n"
+    ));
+    script.push_str("COMMIT;\n");
+    if pipelined {
+        script.push_str("\\endpipeline\n");
+    }
+    script
+}
+
 struct UrlParts {
     user: String,
     password: String,
@@ -587,6 +896,88 @@ fn url_parts(url: &str) -> Result<UrlParts> {
 }
 
 // ------------------------------------------------------------ measurements
+
+/// Loads pg_stat_statements (a restart of the throwaway cluster).
+async fn enable_statements(cluster: &Arc<PgCluster>) -> Result<()> {
+    sql(
+        cluster,
+        "postgres",
+        "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'",
+    )
+    .await?;
+    let c = cluster.clone();
+    tokio::task::spawn_blocking(move || {
+        c.stop();
+        c.restart();
+    })
+    .await?;
+    sql(cluster, "postgres", "CREATE EXTENSION pg_stat_statements").await?;
+    Ok(())
+}
+
+async fn reset_statements(cluster: &Arc<PgCluster>, enabled: bool) -> Result<()> {
+    if enabled {
+        sql(cluster, "postgres", "SELECT pg_stat_statements_reset()").await?;
+    }
+    Ok(())
+}
+
+/// Server time per statement since the last reset, company databases summed.
+async fn report_statements(
+    cluster: &Arc<PgCluster>,
+    enabled: bool,
+    phase: &str,
+    l: &Load,
+) -> Result<()> {
+    if !enabled {
+        return Ok(());
+    }
+    let out = sql(
+        cluster,
+        "postgres",
+        r"SELECT sum(calls),
+                 round(sum(total_exec_time)::numeric, 0),
+                 round((1000 * sum(total_exec_time) / sum(calls))::numeric, 0),
+                 CASE WHEN d.datname LIKE 'wb\_%' THEN 'company' ELSE d.datname END,
+                 left(regexp_replace(query, '\s+', ' ', 'g'), 90)
+          FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+          WHERE query NOT LIKE '%pg_stat_statements%'
+          GROUP BY 4, 5 ORDER BY 2 DESC LIMIT 25",
+    )
+    .await?;
+    let entries = l.ops.max(1) as f64;
+    println!(
+        "\nServer time per statement, {phase} ({} entries in {:.1} s):\n",
+        l.ops, l.seconds
+    );
+    println!("| calls | calls per entry | total ms | µs per call | µs per entry | database | statement |\n|---|---|---|---|---|---|---|");
+    let mut total = 0.0;
+    for line in out.lines() {
+        let f: Vec<&str> = line.splitn(5, '|').collect();
+        if f.len() < 5 {
+            continue;
+        }
+        let calls: f64 = f[0].parse().unwrap_or(0.0);
+        let ms: f64 = f[1].parse().unwrap_or(0.0);
+        total += ms;
+        println!(
+            "| {} | {:.2} | {} | {} | {:.0} | {} | `{}` |",
+            f[0],
+            calls / entries,
+            f[1],
+            f[2],
+            ms * 1000.0 / entries,
+            f[3],
+            f[4]
+        );
+    }
+    println!(
+        "\nserver execution in total: {total:.0} ms = {:.0} µs per entry, {:.2} backend-seconds per second",
+        total * 1000.0 / entries,
+        total / 1000.0 / l.seconds
+    );
+    Ok(())
+}
 
 async fn sql(cluster: &Arc<PgCluster>, database: &str, sql: &str) -> Result<String> {
     let (cluster, database, sql) = (cluster.clone(), database.to_string(), sql.to_string());
@@ -706,6 +1097,14 @@ impl Snapshot {
             wal_bytes: self.wal.saturating_sub(before.wal),
         }
     }
+}
+
+/// The 1-minute load average (other work on the machine skews every figure).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
 }
 
 /// (busy, total) clock ticks of all cores, from /proc/stat.

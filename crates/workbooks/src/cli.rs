@@ -52,6 +52,12 @@ pub enum Command {
     Backup(crate::backup_cmd::BackupCommand),
     /// Restore a company from its shipped journal into a new company.
     Restore(crate::backup_cmd::RestoreArgs),
+    /// Disaster recovery from the object store.
+    #[command(subcommand)]
+    Dr(crate::dr_cmd::DrCommand),
+    /// Customer exports: decrypt and verify one offline.
+    #[command(subcommand)]
+    Export(crate::export_cmd::ExportCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,7 +118,10 @@ pub struct DeploymentArgs {
     /// CA certificate (PEM) that signed the PostgreSQL servers' certificates.
     #[arg(long, env = "WORKBOOKS_DATABASE_CA")]
     pub database_ca: Option<PathBuf>,
-    /// Object store URL for backups (not yet supported by this build).
+    /// Object store for backups: file:///ABSOLUTE/PATH, or
+    /// s3://BUCKET[/PREFIX][?endpoint=URL&region=R&timeout=10s] with credentials
+    /// from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN (plain
+    /// http endpoints only on loopback). Default: <data>/objects.
     #[arg(long, env = "WORKBOOKS_OBJECT_STORE")]
     pub object_store: Option<String>,
     /// Master key file (64 hex characters). Default: <data>/master.key, or the
@@ -238,6 +247,11 @@ pub struct BenchArgs {
     /// Companies opened for the PostgreSQL memory-per-idle-company measurement.
     #[arg(long, default_value_t = 200)]
     pub pg_companies: u64,
+    /// With --postgres: load pg_stat_statements into the throwaway cluster and
+    /// print the server time of each statement during the HTTP loads (a
+    /// diagnosis; results are then not written to the results file).
+    #[arg(long, requires = "postgres")]
+    pub pg_statements: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -261,6 +275,8 @@ struct ConfigFile {
     monitor: Option<wb_core::monitor::MonitorConfig>,
     audit_drain: Option<Vec<String>>,
     audit_drain_ca: Option<PathBuf>,
+    /// Alert when a company's oldest unshipped change is older than this (default 60).
+    backup_lag_alert_secs: Option<u64>,
 }
 
 fn read_config(path: Option<&Path>) -> Result<ConfigFile> {
@@ -279,6 +295,8 @@ pub struct Deployment {
     pub data: PathBuf,
     pub storage: wb_server::StorageConfig,
     pub master_key_file: Option<PathBuf>,
+    /// Object store URL for backups (None: `<data>/objects`).
+    pub object_store: Option<String>,
     pub json: bool,
 }
 
@@ -291,6 +309,7 @@ pub struct Serve {
     pub audit_failure_policy: wb_server::config::AuditFailurePolicy,
     pub monitor: wb_core::monitor::MonitorConfig,
     pub audit_drains: Vec<wb_server::drains::DrainConfig>,
+    pub backup_lag_alert: std::time::Duration,
 }
 
 impl DeploymentArgs {
@@ -300,8 +319,13 @@ impl DeploymentArgs {
     }
 
     fn resolve_with(&self, file: &ConfigFile) -> Result<Deployment> {
-        if self.object_store.is_some() || file.object_store.is_some() {
-            bail!("--object-store is not supported by this build yet");
+        let object_store = self
+            .object_store
+            .clone()
+            .or_else(|| file.object_store.clone())
+            .filter(|url| !url.trim().is_empty());
+        if let Some(url) = &object_store {
+            wb_server::objects::ObjectStoreUrl::parse(url).context("--object-store")?;
         }
         let storage = match self.database.clone().or_else(|| file.database.clone()) {
             None => {
@@ -342,6 +366,7 @@ impl DeploymentArgs {
                 .master_key_file
                 .clone()
                 .or_else(|| file.master_key_file.clone()),
+            object_store,
             json: self.json,
         })
     }
@@ -401,7 +426,13 @@ impl ServeArgs {
             .unwrap_or_default();
         let monitor = file.monitor.unwrap_or_default();
         monitor.validate()?;
+        let backup_lag_alert = match file.backup_lag_alert_secs {
+            Some(0) => bail!("backup-lag-alert-secs must be at least 1"),
+            Some(secs) => std::time::Duration::from_secs(secs),
+            None => wb_server::jobs::shipper::LAG_ALERT_AFTER,
+        };
         Ok(Serve {
+            backup_lag_alert,
             audit_failure_policy,
             monitor,
             deployment,

@@ -3,10 +3,13 @@
 mod alerts_cmd;
 mod audit_cmd;
 mod backup_cmd;
+mod backup_verify_cmd;
 mod bench;
 mod bench_postgres;
 mod cli;
 mod demo;
+mod dr_cmd;
+mod export_cmd;
 
 use std::io::Read;
 use std::path::Path;
@@ -71,6 +74,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Logs(args) => audit_cmd::logs(args).await,
         Command::Backup(cmd) => backup_cmd::run(cmd).await,
         Command::Restore(args) => backup_cmd::restore(args).await,
+        Command::Dr(cmd) => dr_cmd::run(cmd).await,
+        Command::Export(cmd) => export_cmd::run(cmd),
     }
 }
 
@@ -106,7 +111,8 @@ pub async fn open_platform(d: &Deployment) -> Result<Arc<Platform>> {
         &d.storage,
     )
     .await?;
-    Ok(Arc::new(platform))
+    let objects = wb_server::objects::open(d.object_store.as_deref(), &d.data)?;
+    Ok(Arc::new(platform.with_object_store(objects)))
 }
 
 /// Structured logs to standard error (human or JSON) and, always as JSON lines,
@@ -164,6 +170,7 @@ async fn serve(settings: cli::Serve, demo: bool) -> Result<()> {
     config.monitor = settings.monitor.clone();
     platform.set_audit_policy(settings.audit_failure_policy);
     config.audit_drains = settings.audit_drains.clone();
+    config.backup_lag_alert = settings.backup_lag_alert;
     let server = wb_server::start(platform, &config, None).await?;
     let url = server.url();
     tracing::info!(%url, data = %settings.deployment.data.display(), "serving");

@@ -122,7 +122,7 @@ fn bad_input_fails_with_one_line_and_changes_nothing() {
         (vec!["company", "create", "--name", ""], "company name"),
         (
             vec!["company", "list", "--database", "postgres://x"],
-            "not supported",
+            "bad PostgreSQL URL",
         ),
         (
             vec!["company", "list", "--config", "/nonexistent.toml"],

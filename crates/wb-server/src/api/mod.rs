@@ -3,7 +3,9 @@
 pub mod api_keys;
 pub mod audit;
 pub mod books;
+pub mod exports;
 pub mod json;
+pub mod metrics;
 pub mod reports;
 pub mod session;
 
@@ -35,6 +37,7 @@ use crate::problem::{ApiError, Problem};
         reports::trial_balance, reports::balance_sheet, reports::income_statement, reports::register,
         api_keys::list, api_keys::create, api_keys::revoke,
         audit::list,
+        exports::create, exports::list, exports::get, exports::download,
         healthz, readyz,
     ),
     components(schemas(Problem)),
@@ -145,9 +148,19 @@ pub fn router(platform: AppState, config: &ServerConfig) -> Router {
             delete(api_keys::revoke),
         )
         .route(&format!("{company}/audit"), get(audit::list))
+        .route(
+            &format!("{company}/exports"),
+            get(exports::list).post(exports::create),
+        )
+        .route(&format!("{company}/exports/{{export}}"), get(exports::get))
+        .route(
+            &format!("{company}/exports/{{export}}/download"),
+            get(exports::download),
+        )
         .route("/api/v1/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(config.body_limit_bytes));

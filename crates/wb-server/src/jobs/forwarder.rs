@@ -35,6 +35,26 @@ pub struct ForwarderState {
     last_checkpoints: HashMap<String, Checkpoint>,
     last_checkpoint: Option<Instant>,
     caught_up: bool,
+    /// Open stores known to be recorded companies (see `recorded`).
+    recorded: std::collections::HashSet<String>,
+}
+
+/// True when the open store is a recorded company. A store staged by a restore
+/// or a backup verification is not (yet): its events are collected once it is
+/// recorded, and a discarded one leaves no central copy behind.
+async fn recorded(platform: &Platform, state: &mut ForwarderState, company_id: &str) -> bool {
+    if state.recorded.contains(company_id) {
+        return true;
+    }
+    match platform.control.company(company_id).await {
+        Ok(Some(_)) => {
+            state.recorded.insert(company_id.to_string());
+            true
+        }
+        Ok(None) => false,
+        // Unknown: collect as before rather than fall behind.
+        Err(_) => true,
+    }
 }
 
 async fn forwarded_head(
@@ -99,6 +119,9 @@ pub async fn forward_once(platform: &Platform, state: &mut ForwarderState) -> Ap
         total += copy(platform, state, CONTROL_SOURCE, events).await?;
     }
     for tenant in platform.tenants.open_tenants() {
+        if !recorded(platform, state, tenant.company_id()).await {
+            continue;
+        }
         match forward_tenant(platform, state, &tenant).await {
             Ok(n) => total += n,
             Err(e) => {

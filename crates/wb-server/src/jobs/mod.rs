@@ -2,6 +2,7 @@
 
 pub mod forwarder;
 pub mod shipper;
+pub mod verifier;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,11 @@ impl Jobs {
         let (stop, watch) = watch::channel(false);
         let handles = vec![
             shipper::spawn(platform.clone(), shipper::SHIP_EVERY, watch.clone()),
+            crate::dr::spawn(
+                platform.clone(),
+                crate::dr::CONFIG_BACKUP_EVERY,
+                watch.clone(),
+            ),
             forwarder::spawn(
                 platform,
                 Duration::from_millis(200),

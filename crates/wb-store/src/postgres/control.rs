@@ -661,6 +661,17 @@ impl ControlStore for PgControl {
         .transpose()
     }
 
+    async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.query(
+            &format!("SELECT {USER_COLUMNS} FROM users ORDER BY id COLLATE \"C\""),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(user_row)
+        .collect()
+    }
+
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
         self.query_opt(
             &format!(

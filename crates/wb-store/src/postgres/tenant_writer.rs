@@ -359,6 +359,7 @@ impl Writer {
             accounts: &self.accounts,
             new_accounts: HashMap::new(),
             preloaded: &preloaded,
+            planned: HashMap::new(),
             used_keys: HashSet::new(),
             reversed: HashSet::new(),
             company_id: &self.company_id,
@@ -370,7 +371,10 @@ impl Writer {
             let action = command.action();
             let before = plan.heads.clone();
             let outcome = plan.apply(command, ctx).and_then(|(output, w)| {
+                let posted: Vec<Entry> = w.entries.clone();
                 writes.merge(w)?;
+                // Later commands of this batch see these entries (to reverse them).
+                plan.planned.extend(posted.into_iter().map(|e| (e.id, e)));
                 Ok(output)
             });
             match outcome {
@@ -503,6 +507,8 @@ struct Planner<'a> {
     accounts: &'a HashMap<String, AccountMeta>,
     new_accounts: HashMap<String, AccountMeta>,
     preloaded: &'a Preloaded,
+    /// Entries posted by earlier commands of this batch.
+    planned: HashMap<i64, Entry>,
     used_keys: HashSet<String>,
     reversed: HashSet<i64>,
     company_id: &'a str,
@@ -705,6 +711,7 @@ impl Planner<'_> {
             .preloaded
             .entries
             .get(&entry_id)
+            .or_else(|| self.planned.get(&entry_id))
             .ok_or(StoreError::NotFound("entry"))?;
         if original.reversed_by.is_some() || self.reversed.contains(&entry_id) {
             return Err(LedgerError::AlreadyReversed(entry_id.to_string()).into());

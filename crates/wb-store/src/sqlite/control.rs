@@ -517,6 +517,17 @@ impl ControlStore for SqliteControl {
             .await
     }
 
+    async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.readers
+            .with(move |conn| {
+                let mut stmt =
+                    conn.prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY id"))?;
+                let rows = stmt.query_map([], row_user)?;
+                rows.map(|r| r?).collect()
+            })
+            .await
+    }
+
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
         let email = email.to_string();
         self.readers

@@ -1,0 +1,284 @@
+//! Customer exports: a full, encrypted copy of a company (books, audit trail,
+//! change journal) that the customer can download and read offline with the
+//! age identity or passphrase it chose (`crate::exports` has the format).
+//!
+//! Owners and admins only (`Permission::ExportData`). Every creation and
+//! download is audited in the company's chain as `export.create` /
+//! `export.download` (the monitor's mass-export rule counts `export.*`), and
+//! an export is never created or served when that event cannot be written.
+//! A passphrase is used to encrypt and dropped: it is not stored, logged or
+//! echoed, and the platform cannot decrypt an export.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use wb_core::Permission;
+use wb_crypto::Secret;
+use wb_store::{AuditEvent, Outcome};
+
+use super::books::Books;
+use super::json::ApiJson;
+use crate::auth::{AppState, Caller};
+use crate::exports::{self, Counts, ExportKey, ExportRecord, KeyError};
+use crate::problem::{ApiError, ApiResult, Problem};
+
+/// Exactly one of `recipient` and `passphrase`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewExportRequest {
+    /// An age X25519 recipient (`age1…`, from `age-keygen`); the customer keeps the identity.
+    pub recipient: Option<String>,
+    /// A passphrase (at least 12 characters, strong); never stored or echoed.
+    pub passphrase: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportView {
+    pub id: String,
+    /// `ready`: exports are built before the creating request returns.
+    pub status: String,
+    pub created_at: String,
+    pub created_by: String,
+    /// Size of the encrypted file.
+    pub size_bytes: u64,
+    /// Hex SHA-256 of the encrypted file.
+    pub sha256: String,
+    /// `age-x25519` or `age-scrypt` (passphrase).
+    pub encryption: String,
+    /// The age recipient it is encrypted to (absent for a passphrase).
+    pub recipient: Option<String>,
+    /// The books are as of this change-journal record.
+    pub journal_seq: i64,
+    pub audit_seq: i64,
+    pub counts: Counts,
+    /// Where to download the encrypted file.
+    pub download: String,
+}
+
+impl From<ExportRecord> for ExportView {
+    fn from(r: ExportRecord) -> Self {
+        let download = format!(
+            "/api/v1/companies/{}/exports/{}/download",
+            r.company_id, r.id
+        );
+        ExportView {
+            id: r.id,
+            status: r.status,
+            created_at: r.created_at,
+            created_by: r.created_by,
+            size_bytes: r.size_bytes,
+            sha256: r.sha256,
+            encryption: r.encryption,
+            recipient: r.recipient,
+            journal_seq: r.journal_seq,
+            audit_seq: r.audit_seq,
+            counts: r.counts,
+            download,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExportList {
+    /// Newest first.
+    pub exports: Vec<ExportView>,
+}
+
+fn export_key(body: NewExportRequest, company_name: &str) -> ApiResult<ExportKey> {
+    match (body.recipient, body.passphrase) {
+        (Some(recipient), None) => ExportKey::recipient(&recipient)
+            .map_err(|e| ApiError::unprocessable("invalid-recipient", e.to_string())),
+        (None, Some(passphrase)) => {
+            let passphrase = Secret::from(passphrase);
+            let mut related: Vec<&str> = company_name.split_whitespace().collect();
+            related.push(company_name);
+            ExportKey::passphrase(passphrase, &related).map_err(|e| match e {
+                KeyError::WeakPassphrase(_) => {
+                    ApiError::unprocessable("weak-passphrase", e.to_string())
+                }
+                KeyError::BadRecipient(_) => {
+                    ApiError::unprocessable("invalid-recipient", e.to_string())
+                }
+            })
+        }
+        _ => Err(ApiError::unprocessable(
+            "invalid-export-key",
+            "give exactly one of recipient (an age X25519 recipient, age1…) and passphrase",
+        )),
+    }
+}
+
+/// Appends an event to the company's chain; refuses the request when it cannot.
+async fn audit(books: &Books, platform: &AppState, event: AuditEvent) -> ApiResult<()> {
+    let action = event.action.clone();
+    platform
+        .checked(&books.company_id, &action, books.store.record(event).await)
+        .await
+}
+
+fn event(
+    books: &Books,
+    platform: &AppState,
+    action: &str,
+    export_id: &str,
+    outcome: Outcome,
+    detail: Option<String>,
+) -> AuditEvent {
+    AuditEvent {
+        at: platform.now(),
+        actor: books.caller.actor.clone(),
+        company_id: Some(books.company_id.clone()),
+        action: action.into(),
+        target: Some(format!("export:{export_id}")),
+        outcome,
+        detail,
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/companies/{company}/exports", tag = "exports",
+    params(("company" = String, Path)), request_body = NewExportRequest,
+    responses((status = 201, body = ExportView), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn create(
+    State(platform): State<AppState>,
+    caller: Caller,
+    Path(company): Path<String>,
+    ApiJson(body): ApiJson<NewExportRequest>,
+) -> ApiResult<(StatusCode, Json<ExportView>)> {
+    let books = Books::open(&platform, caller, &company, Permission::ExportData).await?;
+    let name = platform
+        .control
+        .company(&company)
+        .await?
+        .map(|c| c.name)
+        .unwrap_or_default();
+    let key = export_key(body, &name)?;
+    let detail = match key.public_recipient() {
+        Some(r) => format!("encrypted to age recipient {r}"),
+        None => "encrypted to a passphrase".to_string(),
+    };
+    let prepared = exports::prepare(&platform, &*books.store, key, &books.caller.actor.id).await?;
+    let id = prepared.record.id.clone();
+    audit(
+        &books,
+        &platform,
+        event(
+            &books,
+            &platform,
+            "export.create",
+            &id,
+            Outcome::Success,
+            Some(detail),
+        ),
+    )
+    .await?;
+    match exports::save(&platform, prepared).await {
+        Ok(record) => Ok((StatusCode::CREATED, Json(record.into()))),
+        Err(e) => {
+            tracing::error!(error = %e, company = %company, export = %id, "storing an export failed");
+            let failed = event(
+                &books,
+                &platform,
+                "export.create",
+                &id,
+                Outcome::Failure,
+                Some("the export could not be stored".into()),
+            );
+            if let Err(e) = books.store.record(failed).await {
+                tracing::error!(error = %e, "recording the failed export");
+            }
+            Err(ApiError::unavailable(
+                "the export could not be stored; try again later",
+            ))
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/companies/{company}/exports", tag = "exports",
+    params(("company" = String, Path)),
+    responses((status = 200, body = ExportList), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn list(
+    State(platform): State<AppState>,
+    caller: Caller,
+    Path(company): Path<String>,
+) -> ApiResult<Json<ExportList>> {
+    platform
+        .authorize(
+            &caller.principal,
+            &company,
+            Permission::ExportData,
+            &caller.actor,
+        )
+        .await?;
+    let records = exports::list(&platform, &company).await?;
+    Ok(Json(ExportList {
+        exports: records.into_iter().map(Into::into).collect(),
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/companies/{company}/exports/{export}", tag = "exports",
+    params(("company" = String, Path), ("export" = String, Path)),
+    responses((status = 200, body = ExportView), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn get(
+    State(platform): State<AppState>,
+    caller: Caller,
+    Path((company, export)): Path<(String, String)>,
+) -> ApiResult<Json<ExportView>> {
+    platform
+        .authorize(
+            &caller.principal,
+            &company,
+            Permission::ExportData,
+            &caller.actor,
+        )
+        .await?;
+    let record = exports::get(&platform, &company, &export)
+        .await?
+        .ok_or_else(|| ApiError::not_found("export"))?;
+    Ok(Json(record.into()))
+}
+
+#[utoipa::path(get, path = "/api/v1/companies/{company}/exports/{export}/download", tag = "exports",
+    params(("company" = String, Path), ("export" = String, Path)),
+    responses((status = 200, description = "The encrypted export (an age file)", content_type = "application/octet-stream"),
+        (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn download(
+    State(platform): State<AppState>,
+    caller: Caller,
+    Path((company, export)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let books = Books::open(&platform, caller, &company, Permission::ExportData).await?;
+    let (record, bytes) = exports::download(&platform, &company, &export)
+        .await?
+        .ok_or_else(|| ApiError::not_found("export"))?;
+    audit(
+        &books,
+        &platform,
+        event(
+            &books,
+            &platform,
+            "export.download",
+            &record.id,
+            Outcome::Success,
+            None,
+        ),
+    )
+    .await?;
+    let disposition = format!(
+        "attachment; filename=\"workbooks-export-{}-{}.age\"",
+        record.company_id, record.id
+    );
+    let mut response = bytes.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}

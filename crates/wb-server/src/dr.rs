@@ -1,0 +1,524 @@
+//! Configuration backups and disaster recovery.
+//!
+//! Every minute, when it changed, the platform's configuration — companies
+//! (without key material), users (with passphrase hashes), memberships and API
+//! keys (hashes only), and how far each company's journal was shipped — is
+//! sealed with the platform backup key and put at `config/{millis}-{digest}.sealed`.
+//! Each company's KEK-wrapped DEK is its own object, `keys/companies/{id}.dek`,
+//! so deleting it makes that company's backups unreadable for good
+//! (crypto-shredding), and the platform backup key is itself wrapped by the
+//! KEK at `keys/platform.dek`.
+//!
+//! `restore` rebuilds a deployment from the object store and the master key
+//! alone: the latest configuration, then every company under its own id from
+//! its shipped journal.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use wb_core::Role;
+use wb_crypto::DataKey;
+use wb_store::{
+    Actor, ApiKeyRecord, AuditEvent, CompanyRecord, CompanyStatus, Membership, Outcome, UserRecord,
+};
+
+use crate::jobs::shipper::cursor_name;
+use crate::platform::Platform;
+
+const FORMAT: u32 = 1;
+const PLATFORM_KEY: &str = "keys/platform.dek";
+const PLATFORM_KEY_CONTEXT: &str = "workbooks:platform-backup-key";
+const CONFIG_PREFIX: &str = "config";
+const CONFIG_AAD: &[u8] = b"workbooks-config-backup/v1";
+/// How often the job looks for changes.
+pub const CONFIG_BACKUP_EVERY: Duration = Duration::from_secs(60);
+pub const CONFIG_BACKUP_LEASE: &str = "config-backup";
+
+fn dek_path(company_id: &str) -> ObjectPath {
+    ObjectPath::from(format!("keys/companies/{company_id}.dek"))
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+fn parse_time(text: &str) -> anyhow::Result<OffsetDateTime> {
+    OffsetDateTime::parse(text, &Rfc3339).with_context(|| format!("bad time {text:?}"))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct CompanyConfig {
+    id: String,
+    name: String,
+    status: String,
+    created_at: String,
+    /// How far its journal was shipped when this snapshot was taken.
+    shipped_seq: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct UserConfig {
+    id: String,
+    email: String,
+    name: Option<String>,
+    passphrase_hash: String,
+    created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct MemberConfig {
+    company_id: String,
+    user_id: String,
+    role: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct ApiKeyConfig {
+    id: String,
+    company_id: String,
+    name: String,
+    role: String,
+    token_hash: String,
+    created_by: String,
+    created_at: String,
+    expires_at: String,
+    revoked_at: Option<String>,
+}
+
+/// The platform's configuration, as backed up.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct ConfigSnapshot {
+    format: u32,
+    companies: Vec<CompanyConfig>,
+    users: Vec<UserConfig>,
+    members: Vec<MemberConfig>,
+    api_keys: Vec<ApiKeyConfig>,
+}
+
+impl ConfigSnapshot {
+    async fn take(platform: &Platform) -> anyhow::Result<ConfigSnapshot> {
+        let control = &platform.control;
+        let mut companies = Vec::new();
+        let mut members = Vec::new();
+        let mut api_keys = Vec::new();
+        for c in control.companies().await? {
+            companies.push(CompanyConfig {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                status: c.status.as_str().to_string(),
+                created_at: rfc3339(c.created_at),
+                shipped_seq: control.cursor(&cursor_name(&c.id)).await?,
+            });
+            for m in control.members_of(&c.id).await? {
+                members.push(MemberConfig {
+                    company_id: m.company_id,
+                    user_id: m.user_id,
+                    role: m.role.as_str().to_string(),
+                });
+            }
+            for k in control.api_keys(&c.id).await? {
+                api_keys.push(ApiKeyConfig {
+                    id: k.id,
+                    company_id: k.company_id,
+                    name: k.name,
+                    role: k.role.as_str().to_string(),
+                    token_hash: k.token_hash,
+                    created_by: k.created_by,
+                    created_at: rfc3339(k.created_at),
+                    expires_at: rfc3339(k.expires_at),
+                    revoked_at: k.revoked_at.map(rfc3339),
+                });
+            }
+        }
+        let users = control
+            .users()
+            .await?
+            .into_iter()
+            .map(|u| UserConfig {
+                id: u.id,
+                email: u.email,
+                name: u.name,
+                passphrase_hash: u.passphrase_hash,
+                created_at: rfc3339(u.created_at),
+            })
+            .collect();
+        Ok(ConfigSnapshot {
+            format: FORMAT,
+            companies,
+            users,
+            members,
+            api_keys,
+        })
+    }
+
+    fn digest(&self) -> anyhow::Result<String> {
+        let bytes = serde_json::to_vec(self)?;
+        Ok(wb_crypto::sha256_hex(&bytes)[..16].to_string())
+    }
+}
+
+/// The platform backup key: created (and stored wrapped by the KEK) on first use.
+async fn platform_key(platform: &Platform, create: bool) -> anyhow::Result<DataKey> {
+    let path = ObjectPath::from(PLATFORM_KEY);
+    match platform.objects.get(&path).await {
+        Ok(found) => {
+            let wrapped = found.bytes().await?;
+            platform
+                .master()
+                .unwrap_key(&wrapped, PLATFORM_KEY_CONTEXT)
+                .map_err(|_| {
+                    anyhow!("the master key does not open this object store's backups (wrong key?)")
+                })
+        }
+        Err(object_store::Error::NotFound { .. }) if create => {
+            let key = DataKey::generate();
+            let wrapped = platform.master().wrap(&key, PLATFORM_KEY_CONTEXT)?;
+            platform
+                .objects
+                .put(&path, PutPayload::from(wrapped))
+                .await
+                .context("storing the platform backup key")?;
+            Ok(key)
+        }
+        Err(object_store::Error::NotFound { .. }) => {
+            bail!("the object store holds no Work-books configuration backup (no {PLATFORM_KEY})")
+        }
+        Err(e) => Err(anyhow!("reading {PLATFORM_KEY}: {e}")),
+    }
+}
+
+/// State of the configuration backup job between rounds.
+#[derive(Default)]
+pub struct ConfigBackupState {
+    last_digest: Option<String>,
+    dek_objects: BTreeSet<String>,
+}
+
+/// One round: stores each company's wrapped DEK that is not stored yet, and a
+/// configuration snapshot when it differs from the last one. Returns whether a
+/// snapshot was written.
+pub async fn backup_config_once(
+    platform: &Platform,
+    state: &mut ConfigBackupState,
+) -> anyhow::Result<bool> {
+    let key = platform_key(platform, true).await?;
+    for company in platform.control.companies().await? {
+        if state.dek_objects.contains(&company.id) {
+            continue;
+        }
+        let path = dek_path(&company.id);
+        if platform.objects.head(&path).await.is_err() {
+            platform
+                .objects
+                .put(&path, PutPayload::from(company.wrapped_dek.clone()))
+                .await
+                .with_context(|| format!("storing the wrapped key of company {}", company.id))?;
+        }
+        state.dek_objects.insert(company.id.clone());
+    }
+    let snapshot = ConfigSnapshot::take(platform).await?;
+    let digest = snapshot.digest()?;
+    if state.last_digest.is_none() {
+        state.last_digest = latest_config(platform).await?.map(|(_, d)| d.to_string());
+    }
+    if state.last_digest.as_deref() == Some(digest.as_str()) {
+        return Ok(false);
+    }
+    let sealed = key
+        .seal(&serde_json::to_vec(&snapshot)?, CONFIG_AAD)
+        .map_err(|e| anyhow!("sealing the configuration backup: {e}"))?;
+    let millis = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    let path = ObjectPath::from(format!("{CONFIG_PREFIX}/{millis:020}-{digest}.sealed"));
+    platform
+        .objects
+        .put(&path, PutPayload::from(sealed))
+        .await
+        .context("storing the configuration backup")?;
+    state.last_digest = Some(digest);
+    Ok(true)
+}
+
+/// The newest configuration snapshot's path and digest.
+async fn latest_config(platform: &Platform) -> anyhow::Result<Option<(ObjectPath, String)>> {
+    let listing = platform
+        .objects
+        .list_with_delimiter(Some(&ObjectPath::from(CONFIG_PREFIX)))
+        .await
+        .context("listing configuration backups")?;
+    Ok(listing
+        .objects
+        .into_iter()
+        .filter_map(|m| {
+            let name = m.location.filename()?.to_string();
+            let digest = name.strip_suffix(".sealed")?.split_once('-')?.1.to_string();
+            Some((m.location, digest))
+        })
+        .max_by(|a, b| a.0.as_ref().cmp(b.0.as_ref())))
+}
+
+/// Runs `backup_config_once` every `every` on the node holding the lease.
+pub fn spawn(
+    platform: std::sync::Arc<Platform>,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut state = ConfigBackupState::default();
+        loop {
+            if crate::jobs::hold_lease(&*platform.control, &platform.node_id, CONFIG_BACKUP_LEASE)
+                .await
+            {
+                if let Err(e) = backup_config_once(&platform, &mut state).await {
+                    tracing::error!(error = %e, "configuration backup failed; will retry");
+                }
+            }
+            if crate::jobs::pause(&mut stop, every).await {
+                return;
+            }
+        }
+    })
+}
+
+/// What disaster recovery did for one company.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompanyRecovery {
+    pub company_id: String,
+    pub name: String,
+    pub restored: bool,
+    pub records: usize,
+    pub last_seq: i64,
+    /// Commit time of the last record recovered: anything committed after it was lost.
+    pub restored_to: Option<String>,
+    /// Seconds between `restored_to` and the end of the recovery.
+    pub age_seconds: Option<i64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DrReport {
+    pub configuration_from: String,
+    pub users: usize,
+    pub companies: Vec<CompanyRecovery>,
+    /// How long the whole recovery took (the RTO of this run).
+    pub seconds: f64,
+}
+
+/// Rebuilds the platform from its object store: an empty control plane is
+/// required. Companies whose wrapped key is gone (crypto-shredded) or whose
+/// journal fails verification are reported, not restored; the others are.
+pub async fn restore(platform: &Platform) -> anyhow::Result<DrReport> {
+    let started = Instant::now();
+    if !platform.control.companies().await?.is_empty()
+        || !platform.control.users().await?.is_empty()
+    {
+        bail!("disaster recovery restores into an empty deployment; this one already has companies or users");
+    }
+    let key = platform_key(platform, false).await?;
+    let (path, _) = latest_config(platform)
+        .await?
+        .ok_or_else(|| anyhow!("the object store holds no configuration backup"))?;
+    let sealed = platform.objects.get(&path).await?.bytes().await?;
+    let plain = key.open(&sealed, CONFIG_AAD).map_err(|_| {
+        anyhow!(
+            "configuration backup {path} fails authentication (tampered or not this platform's)"
+        )
+    })?;
+    let snapshot: ConfigSnapshot =
+        serde_json::from_slice(&plain).context("reading the configuration backup")?;
+    if snapshot.format != FORMAT {
+        bail!(
+            "configuration backup format {} is not supported by this build",
+            snapshot.format
+        );
+    }
+    let now = platform.now();
+    let audit = |action: &str, company: Option<&str>, detail: String| AuditEvent {
+        at: now,
+        actor: Actor::system("dr"),
+        company_id: company.map(str::to_string),
+        action: action.into(),
+        target: company.map(|c| format!("company:{c}")),
+        outcome: Outcome::Success,
+        detail: Some(detail),
+    };
+    for u in &snapshot.users {
+        let user = UserRecord {
+            id: u.id.clone(),
+            email: u.email.clone(),
+            name: u.name.clone(),
+            passphrase_hash: u.passphrase_hash.clone(),
+            created_at: parse_time(&u.created_at)?,
+            last_login_at: None,
+        };
+        platform
+            .control
+            .create_user(
+                &user,
+                &audit("dr.restore_user", None, format!("user:{}", u.id)),
+            )
+            .await?;
+    }
+    let mut members: BTreeMap<&str, Vec<&MemberConfig>> = BTreeMap::new();
+    for m in &snapshot.members {
+        members.entry(m.company_id.as_str()).or_default().push(m);
+    }
+    let mut companies = Vec::new();
+    for c in &snapshot.companies {
+        let outcome = restore_company(platform, c).await;
+        let mut recovery = CompanyRecovery {
+            company_id: c.id.clone(),
+            name: c.name.clone(),
+            restored: false,
+            records: 0,
+            last_seq: 0,
+            restored_to: None,
+            age_seconds: None,
+            error: None,
+        };
+        match outcome {
+            Ok(replayed) => {
+                recovery.restored = true;
+                recovery.records = replayed.records;
+                recovery.last_seq = replayed.last_seq;
+                recovery.restored_to = replayed.last_at.map(rfc3339);
+                recovery.age_seconds = replayed
+                    .last_at
+                    .map(|t| (platform.now() - t).whole_seconds());
+                for m in members.get(c.id.as_str()).into_iter().flatten() {
+                    let membership = Membership {
+                        company_id: m.company_id.clone(),
+                        user_id: m.user_id.clone(),
+                        role: Role::from_str(&m.role)?,
+                    };
+                    platform
+                        .control
+                        .add_member(
+                            &membership,
+                            &audit(
+                                "dr.restore_member",
+                                Some(&c.id),
+                                format!("user:{}", m.user_id),
+                            ),
+                        )
+                        .await?;
+                }
+                for k in snapshot.api_keys.iter().filter(|k| k.company_id == c.id) {
+                    let record = ApiKeyRecord {
+                        id: k.id.clone(),
+                        company_id: k.company_id.clone(),
+                        name: k.name.clone(),
+                        role: Role::from_str(&k.role)?,
+                        token_hash: k.token_hash.clone(),
+                        created_by: k.created_by.clone(),
+                        created_at: parse_time(&k.created_at)?,
+                        expires_at: parse_time(&k.expires_at)?,
+                        revoked_at: k.revoked_at.as_deref().map(parse_time).transpose()?,
+                    };
+                    platform
+                        .control
+                        .create_api_key(
+                            &record,
+                            &audit(
+                                "dr.restore_api_key",
+                                Some(&c.id),
+                                format!("api_key:{}", k.id),
+                            ),
+                        )
+                        .await?;
+                }
+            }
+            Err(e) => recovery.error = Some(format!("{e:#}")),
+        }
+        companies.push(recovery);
+    }
+    platform
+        .control
+        .audit(&audit(
+            "dr.restore",
+            None,
+            format!(
+                "from {path}: {} of {} companies, {} users",
+                companies.iter().filter(|c| c.restored).count(),
+                companies.len(),
+                snapshot.users.len()
+            ),
+        ))
+        .await?;
+    Ok(DrReport {
+        configuration_from: path.to_string(),
+        users: snapshot.users.len(),
+        companies,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// One company under its own id: its wrapped key from the object store, its
+/// store created and the shipped journal replayed, then recorded.
+async fn restore_company(
+    platform: &Platform,
+    c: &CompanyConfig,
+) -> anyhow::Result<crate::backup::Replayed> {
+    let wrapped = match platform.objects.get(&dek_path(&c.id)).await {
+        Ok(found) => found.bytes().await?.to_vec(),
+        Err(object_store::Error::NotFound { .. }) => {
+            bail!("its key is not in the object store (destroyed): its backups cannot be read")
+        }
+        Err(e) => return Err(anyhow!("reading its wrapped key: {e}")),
+    };
+    let key = platform
+        .master()
+        .unwrap_key(&wrapped, &c.id)
+        .map_err(|_| anyhow!("its wrapped key does not open with this master key"))?;
+    let store = platform
+        .tenants
+        .create(&c.id, &key)
+        .await
+        .map_err(|e| anyhow!("creating its database: {e}"))?;
+    let replayed =
+        crate::backup::replay_shipped(platform, &key, &c.id, c.shipped_seq, &store).await;
+    let replayed = match replayed {
+        Ok(r) => r,
+        Err(e) => {
+            drop(store);
+            platform.tenants.discard(&c.id).await;
+            return Err(e);
+        }
+    };
+    drop(store);
+    let record = CompanyRecord {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        status: CompanyStatus::parse(&c.status),
+        wrapped_dek: wrapped,
+        created_at: parse_time(&c.created_at)?,
+    };
+    let event = AuditEvent {
+        at: platform.now(),
+        actor: Actor::system("dr"),
+        company_id: Some(c.id.clone()),
+        action: "company.restore".into(),
+        target: Some(format!("company:{}", c.id)),
+        outcome: Outcome::Success,
+        detail: Some(format!(
+            "disaster recovery up to journal record {}",
+            replayed.last_seq
+        )),
+    };
+    if let Err(e) = platform.control.create_company(&record, &event).await {
+        platform.tenants.discard(&c.id).await;
+        return Err(anyhow!("recording it: {e}"));
+    }
+    // Shipping continues after what is already in the object store.
+    platform
+        .control
+        .set_cursor(&cursor_name(&c.id), replayed.last_seq)
+        .await?;
+    Ok(replayed)
+}

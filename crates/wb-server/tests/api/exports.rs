@@ -1,0 +1,519 @@
+//! Customer exports end to end over HTTPS (run by `exports.rs` on SQLCipher and
+//! `exports_postgres.rs` on PostgreSQL): create, list, fetch, download, decrypt
+//! offline, the mass-export alert, and every refusal.
+
+use crate::harness::{entry, Resp, Tenant, TestServer};
+use serde_json::{json, Value};
+use wb_crypto::Secret;
+use wb_server::exports::age::x25519;
+use wb_server::exports::{self, ReadError, Unlock};
+
+const SECRET_DESCRIPTION: &str = "Consulting for Zyxwvut Quillfeather";
+const EXPORT_PASSPHRASE: &str = "lantern oxide mosaic 93 turnip galaxy";
+
+/// A company with a chart, a few entries and one reversal.
+async fn books(s: &TestServer, name: &str) -> Tenant {
+    let t = s.signup(name).await;
+    s.chart(&t).await;
+    s.post_entry(
+        &t,
+        entry(
+            "2026-01-05",
+            "Owner capital",
+            &[("1000", "5000.00", "EUR"), ("3000", "-5000.00", "EUR")],
+        ),
+    )
+    .await;
+    s.post_entry(
+        &t,
+        entry(
+            "2026-01-20",
+            SECRET_DESCRIPTION,
+            &[("1100", "1200.50", "EUR"), ("4000", "-1200.50", "EUR")],
+        ),
+    )
+    .await;
+    let rent = s
+        .post_entry(
+            &t,
+            entry(
+                "2026-02-01",
+                "Rent February",
+                &[("5000", "800.00", "EUR"), ("1000", "-800.00", "EUR")],
+            ),
+        )
+        .await;
+    s.post(
+        &t.path(&format!("/entries/{rent}/reverse")),
+        &t.token,
+        json!({}),
+    )
+    .await
+    .ok(201);
+    t
+}
+
+/// Downloads an export's bytes (binary, so not through `Resp::text`).
+async fn download(
+    s: &TestServer,
+    token: &str,
+    path: &str,
+) -> (reqwest::StatusCode, Vec<u8>, reqwest::header::HeaderMap) {
+    let resp = s
+        .client
+        .get(s.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("download");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    (status, resp.bytes().await.expect("body").to_vec(), headers)
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+async fn company_audit(s: &TestServer, company: &str) -> Vec<wb_store::StoredAuditEvent> {
+    let store = s.platform.tenant(company).await.unwrap();
+    let mut all = Vec::new();
+    loop {
+        let after = all.last().map_or(0, |e: &wb_store::StoredAuditEvent| e.seq);
+        let page = store.audit_events(after, 1000).await.unwrap();
+        if page.is_empty() {
+            return all;
+        }
+        all.extend(page);
+    }
+}
+
+fn assert_export_view(body: &Value, t: &Tenant) -> String {
+    let id = body["id"].as_str().expect("id").to_string();
+    assert_eq!(body["status"], "ready");
+    assert!(body["created_at"].is_string());
+    assert!(body["size_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(body["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        body["download"],
+        format!("/api/v1/companies/{}/exports/{id}/download", t.id)
+    );
+    id
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recipient_export_holds_the_books_and_audit_trail() {
+    let s = TestServer::start().await;
+    let t = books(&s, "Exporting Co").await;
+    let identity = x25519::Identity::generate();
+    let recipient = identity.to_public().to_string();
+
+    let created = s
+        .post(
+            &t.path("/exports"),
+            &t.token,
+            json!({ "recipient": recipient }),
+        )
+        .await
+        .ok(201);
+    let id = assert_export_view(&created, &t);
+    assert_eq!(created["encryption"], "age-x25519");
+    assert_eq!(created["recipient"], recipient.as_str());
+    assert_eq!(created["counts"]["entries"], 4);
+    assert_eq!(created["counts"]["accounts"], 6);
+
+    let fetched = s
+        .get(&t.path(&format!("/exports/{id}")), &t.token)
+        .await
+        .ok(200);
+    assert_eq!(fetched, created);
+    let listed = s.get(&t.path("/exports"), &t.token).await.ok(200);
+    assert_eq!(listed["exports"], json!([created]));
+
+    let (status, bytes, headers) =
+        download(&s, &t.token, created["download"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/octet-stream");
+    let disposition = headers["content-disposition"].to_str().unwrap();
+    assert!(
+        disposition.starts_with("attachment; filename="),
+        "{disposition}"
+    );
+    assert_eq!(bytes.len() as u64, created["size_bytes"].as_u64().unwrap());
+    assert_eq!(
+        wb_crypto::sha256_hex(&bytes),
+        created["sha256"].as_str().unwrap()
+    );
+    assert!(bytes.starts_with(b"age-encryption.org/v1\n"));
+    assert!(
+        !contains(&bytes, SECRET_DESCRIPTION),
+        "plaintext in the export"
+    );
+    assert!(!contains(&bytes, "Exporting Co"), "plaintext in the export");
+    // Nor at rest in the object store.
+    for file in walk(
+        &s.data_dir
+            .join("objects")
+            .join("companies")
+            .join(&t.id)
+            .join("exports"),
+    ) {
+        let stored = std::fs::read(&file).unwrap();
+        assert!(!contains(&stored, SECRET_DESCRIPTION), "{}", file.display());
+    }
+
+    let contents = exports::decrypt_and_read(&bytes, &Unlock::identity(identity)).unwrap();
+    let m = &contents.manifest;
+    assert_eq!(m.format, "workbooks-export");
+    assert_eq!(m.version, 1);
+    assert_eq!(m.export_id, id);
+    assert_eq!(m.company.id, t.id);
+    assert_eq!(m.company.name, "Exporting Co");
+    assert_eq!(m.created_by, format!("user:{}", t.user_id));
+    assert!(m.files.is_empty());
+    assert_eq!(m.parts.len(), 4);
+
+    // The books equal what the API serves.
+    let accounts = s.get(&t.path("/accounts"), &t.token).await.ok(200);
+    assert_eq!(serde_json::to_value(&contents.accounts).unwrap(), accounts);
+    let entries = s.all_entries(&t, &t.token).await;
+    assert_eq!(
+        serde_json::to_value(&contents.entries).unwrap(),
+        json!(entries)
+    );
+    assert!(contents
+        .entries
+        .iter()
+        .any(|e| e.description == SECRET_DESCRIPTION));
+
+    // The journal is complete up to the company's head.
+    let store = s.platform.tenant(&t.id).await.unwrap();
+    let head = store.stats().await.unwrap().journal_seq;
+    assert_eq!(m.journal_seq, head);
+    assert_eq!(contents.journal.len() as i64, head);
+    assert_eq!(contents.journal.first().unwrap().seq, 1);
+
+    // The audit trail equals the company's chain up to the export, and the
+    // chain now records the export and its download.
+    let audit = company_audit(&s, &t.id).await;
+    let exported: Vec<_> = audit
+        .iter()
+        .take_while(|e| e.seq <= m.audit_seq)
+        .map(exports::ExportAuditEvent::from)
+        .collect();
+    assert_eq!(contents.audit, exported);
+    assert!(contents.audit.iter().any(|e| e.action == "entry.post"));
+    assert!(contents.audit.iter().any(|e| e.action == "entry.reverse"));
+    let later: Vec<&str> = audit
+        .iter()
+        .filter(|e| e.seq > m.audit_seq)
+        .map(|e| e.action.as_str())
+        .collect();
+    assert!(later.contains(&"export.create"), "{later:?}");
+    assert!(later.contains(&"export.download"), "{later:?}");
+    let create = audit.iter().find(|e| e.action == "export.create").unwrap();
+    assert_eq!(
+        create.target.as_deref(),
+        Some(format!("export:{id}").as_str())
+    );
+    assert_eq!(create.actor, format!("user:{}", t.user_id));
+
+    // Another identity opens nothing.
+    let other = x25519::Identity::generate();
+    let err = exports::decrypt_and_read(&bytes, &Unlock::identity(other)).unwrap_err();
+    assert!(matches!(err, ReadError::Decrypt(_)), "{err}");
+    // Nor a passphrase.
+    let err = exports::decrypt_and_read(
+        &bytes,
+        &Unlock::Passphrase(Secret::new(EXPORT_PASSPHRASE.into())),
+    )
+    .unwrap_err();
+    assert!(matches!(err, ReadError::Decrypt(_)), "{err}");
+    // The OpenAPI document lists the routes.
+    let doc = s.get_anon("/api/v1/openapi.json").await.ok(200);
+    for path in [
+        "/api/v1/companies/{company}/exports",
+        "/api/v1/companies/{company}/exports/{export}",
+        "/api/v1/companies/{company}/exports/{export}/download",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from OpenAPI"
+        );
+    }
+    s.shutdown().await;
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tampered_exports_fail() {
+    let s = TestServer::start().await;
+    let t = books(&s, "Tamper Co").await;
+    let identity = x25519::Identity::generate();
+    let created = s
+        .post(
+            &t.path("/exports"),
+            &t.token,
+            json!({ "recipient": identity.to_public().to_string() }),
+        )
+        .await
+        .ok(201);
+    let (_, bytes, _) = download(&s, &t.token, created["download"].as_str().unwrap()).await;
+    let unlock = Unlock::identity(identity);
+    assert!(exports::decrypt_and_read(&bytes, &unlock).is_ok());
+    for at in [bytes.len() - 1, bytes.len() / 2, bytes.len() - 17] {
+        let mut tampered = bytes.clone();
+        tampered[at] ^= 0x01;
+        let err = exports::decrypt_and_read(&tampered, &unlock).unwrap_err();
+        assert!(matches!(err, ReadError::Decrypt(_)), "byte {at}: {err}");
+    }
+    let err = exports::decrypt_and_read(&bytes[..bytes.len() - 100], &unlock).unwrap_err();
+    assert!(matches!(err, ReadError::Decrypt(_)), "truncated: {err}");
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn passphrase_export_opens_with_the_passphrase_only() {
+    let s = TestServer::start().await;
+    let t = books(&s, "Passphrase Co").await;
+    let resp = s
+        .post(
+            &t.path("/exports"),
+            &t.token,
+            json!({ "passphrase": EXPORT_PASSPHRASE }),
+        )
+        .await;
+    assert!(!resp.text.contains(EXPORT_PASSPHRASE), "passphrase echoed");
+    let created = resp.ok(201);
+    assert_export_view(&created, &t);
+    assert_eq!(created["encryption"], "age-scrypt");
+    assert!(created["recipient"].is_null());
+
+    let (status, bytes, _) = download(&s, &t.token, created["download"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    assert!(!contains(&bytes, SECRET_DESCRIPTION));
+    assert!(!contains(&bytes, EXPORT_PASSPHRASE));
+
+    let contents = exports::decrypt_and_read(
+        &bytes,
+        &Unlock::Passphrase(Secret::new(EXPORT_PASSPHRASE.into())),
+    )
+    .unwrap();
+    assert_eq!(contents.manifest.company.id, t.id);
+    assert_eq!(contents.entries.len(), 4);
+
+    let err = exports::decrypt_and_read(
+        &bytes,
+        &Unlock::Passphrase(Secret::new("lantern oxide mosaic 93 turnip galaxz".into())),
+    )
+    .unwrap_err();
+    assert_eq!(err, ReadError::Decrypt("wrong passphrase".into()));
+    let err = exports::decrypt_and_read(&bytes, &Unlock::identity(x25519::Identity::generate()))
+        .unwrap_err();
+    assert!(matches!(err, ReadError::Decrypt(_)), "{err}");
+
+    // The passphrase is nowhere: not in the metadata, the object store, the
+    // audit trail or the log.
+    for file in walk(&s.data_dir.join("objects")) {
+        let stored = std::fs::read(&file).unwrap();
+        assert!(!contains(&stored, EXPORT_PASSPHRASE), "{}", file.display());
+    }
+    for e in company_audit(&s, &t.id).await {
+        assert!(!format!("{e:?}").contains(EXPORT_PASSPHRASE));
+    }
+    for file in walk(&s.data_dir) {
+        if file.extension().is_some_and(|x| x == "log" || x == "jsonl") {
+            let text = std::fs::read(&file).unwrap();
+            assert!(!contains(&text, EXPORT_PASSPHRASE), "{}", file.display());
+        }
+    }
+    s.shutdown().await;
+}
+
+async fn api_key(s: &TestServer, t: &Tenant, role: &str) -> String {
+    let body = s
+        .post(
+            &t.path("/api-keys"),
+            &t.token,
+            json!({"name": format!("{role} key"), "role": role}),
+        )
+        .await
+        .ok(201);
+    body["token"].as_str().unwrap().to_string()
+}
+
+fn no_exports(resp: Resp) {
+    assert_eq!(resp.ok(200)["exports"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_create_nothing() {
+    let s = TestServer::start().await;
+    let t = books(&s, "Careful Co").await;
+    let other = s.signup("Nosy Co").await;
+    let recipient = x25519::Identity::generate().to_public().to_string();
+    let exports_path = t.path("/exports");
+
+    // Bad inputs: 422 problems.
+    s.post(&exports_path, &t.token, json!({}))
+        .await
+        .problem(422, "invalid-export-key");
+    s.post(
+        &exports_path,
+        &t.token,
+        json!({"recipient": recipient, "passphrase": EXPORT_PASSPHRASE}),
+    )
+    .await
+    .problem(422, "invalid-export-key");
+    let bad = s
+        .post(&exports_path, &t.token, json!({"recipient": "age1notakey"}))
+        .await
+        .problem(422, "invalid-recipient");
+    assert!(
+        bad["detail"].as_str().unwrap().contains("recipient"),
+        "{bad}"
+    );
+    s.post(
+        &exports_path,
+        &t.token,
+        json!({"recipient": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA"}),
+    )
+    .await
+    .problem(422, "invalid-recipient");
+    for weak in ["password1234", "short", "Careful Co 2026"] {
+        let resp = s
+            .post(&exports_path, &t.token, json!({"passphrase": weak}))
+            .await;
+        assert!(
+            !resp.text.contains(weak),
+            "weak passphrase echoed: {}",
+            resp.text
+        );
+        resp.problem(422, "weak-passphrase");
+    }
+    s.post(
+        &exports_path,
+        &t.token,
+        json!({"recipient": recipient, "bucket": "x"}),
+    )
+    .await
+    .problem(422, "invalid-field");
+    no_exports(s.get(&exports_path, &t.token).await);
+
+    // Roles: accountants and viewers may not export, admins may.
+    for role in ["viewer", "accountant"] {
+        let key = api_key(&s, &t, role).await;
+        s.post(&exports_path, &key, json!({"recipient": recipient}))
+            .await
+            .problem(403, "forbidden");
+        s.get(&exports_path, &key).await.problem(403, "forbidden");
+    }
+    no_exports(s.get(&exports_path, &t.token).await);
+
+    // Another company's caller: 404 everywhere, nothing created.
+    s.post(&exports_path, &other.token, json!({"recipient": recipient}))
+        .await
+        .problem(404, "not-found");
+    s.get(&exports_path, &other.token)
+        .await
+        .problem(404, "not-found");
+    no_exports(s.get(&exports_path, &t.token).await);
+
+    // An existing export is invisible from the other company, under either path.
+    let admin = api_key(&s, &t, "admin").await;
+    let created = s
+        .post(&exports_path, &admin, json!({"recipient": recipient}))
+        .await
+        .ok(201);
+    let id = created["id"].as_str().unwrap();
+    assert!(created["created_by"]
+        .as_str()
+        .unwrap()
+        .starts_with("api_key:"));
+    for path in [
+        t.path(&format!("/exports/{id}")),
+        t.path(&format!("/exports/{id}/download")),
+    ] {
+        s.get(&path, &other.token).await.problem(404, "not-found");
+    }
+    for path in [
+        other.path(&format!("/exports/{id}")),
+        other.path(&format!("/exports/{id}/download")),
+    ] {
+        s.get(&path, &other.token).await.problem(404, "not-found");
+    }
+    no_exports(s.get(&other.path("/exports"), &other.token).await);
+    // Unknown and malformed export ids.
+    for bad in [
+        "0190a1b2-0000-7000-8000-000000000000",
+        "not-an-id",
+        "..%2F..%2Fjournal",
+        "0190A1B2-0000-7000-8000-000000000000",
+    ] {
+        s.get(&t.path(&format!("/exports/{bad}")), &t.token)
+            .await
+            .problem(404, "not-found");
+        s.get(&t.path(&format!("/exports/{bad}/download")), &t.token)
+            .await
+            .problem(404, "not-found");
+    }
+    let listed = s.get(&exports_path, &t.token).await.ok(200);
+    assert_eq!(listed["exports"].as_array().unwrap().len(), 1);
+    s.shutdown().await;
+}
+
+/// Five exports or downloads by one caller within ten minutes raise the
+/// monitor's mass-export alert for the company.
+#[tokio::test(flavor = "multi_thread")]
+async fn many_exports_raise_the_mass_export_alert() {
+    let s = TestServer::start().await;
+    let t = books(&s, "Hoarding Co").await;
+    let recipient = x25519::Identity::generate().to_public().to_string();
+    let mut downloads = Vec::new();
+    for _ in 0..3 {
+        let created = s
+            .post(
+                &t.path("/exports"),
+                &t.token,
+                json!({ "recipient": recipient }),
+            )
+            .await
+            .ok(201);
+        downloads.push(created["download"].as_str().unwrap().to_string());
+    }
+    for path in &downloads[..2] {
+        let (status, _, _) = download(&s, &t.token, path).await;
+        assert_eq!(status, 200);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let alerts = s.platform.alerts.list(None, 100).await.unwrap();
+        if let Some(alert) = alerts.iter().find(|a| a.rule == "mass-export") {
+            assert_eq!(alert.company_id.as_deref(), Some(t.id.as_str()));
+            assert!(alert.title.contains(&t.user_id), "{}", alert.title);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no mass-export alert: {alerts:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    s.shutdown().await;
+}

@@ -1,0 +1,232 @@
+//! Configuration backups and disaster recovery: a fresh node with only the
+//! master key and the object store gets back every company (under its own id,
+//! to its last shipped record), every user, membership and API key.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::ObjectStoreExt;
+use time::macros::date;
+use time::{Duration, OffsetDateTime};
+use wb_core::{EntryDraft, NewAccount, PostingDraft, Role};
+use wb_crypto::{MasterKey, Secret};
+use wb_server::dr::{self, ConfigBackupState};
+use wb_server::jobs::shipper::{ship_once, ShipperState};
+use wb_server::{Platform, SystemClock};
+use wb_store::{Actor, EntryPage, TenantStore, WriteContext};
+
+const PASSPHRASE: &str = "quasar marmot plinth 47 ferrous kettle";
+
+fn platform(dir: &Path, objects: &Path, master: &MasterKey) -> Platform {
+    let mut platform = Platform::open_embedded(
+        dir,
+        master.clone(),
+        Arc::new(SystemClock),
+        Duration::hours(12),
+    )
+    .expect("open platform");
+    platform.objects = Arc::new(LocalFileSystem::new_with_prefix(objects).expect("objects"));
+    platform
+}
+
+fn ctx() -> WriteContext {
+    WriteContext {
+        actor: Actor::system("test"),
+        at: OffsetDateTime::now_utc(),
+    }
+}
+
+async fn books(store: &Arc<dyn TenantStore>) -> (Vec<String>, Vec<String>) {
+    let accounts = store
+        .accounts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| format!("{} {} {}", a.id, a.code, a.name))
+        .collect();
+    let entries = store
+        .entries(EntryPage {
+            after: None,
+            from: None,
+            to: None,
+            limit: 1000,
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            format!(
+                "{} {} {} {:?} {:?}",
+                e.id, e.date, e.description, e.postings, e.reversed_by
+            )
+        })
+        .collect();
+    (accounts, entries)
+}
+
+async fn company_with_books(p: &Platform, name: &str, email: &str, entries: usize) -> String {
+    let (company, _) = p
+        .signup(
+            name,
+            email,
+            &Secret::new(PASSPHRASE.into()),
+            Actor::system("test"),
+        )
+        .await
+        .unwrap();
+    let store = p.tenant(&company.id).await.unwrap();
+    for (code, kind) in [("1000", "asset"), ("4000", "income")] {
+        store
+            .create_account(
+                NewAccount::validate(code, &format!("Account {code}"), kind, None, None).unwrap(),
+                ctx(),
+            )
+            .await
+            .unwrap();
+    }
+    for i in 0..entries {
+        let draft = EntryDraft {
+            date: date!(2026 - 05 - 01),
+            description: format!("{name} sale {i}"),
+            reference: None,
+            postings: vec![
+                PostingDraft {
+                    account: "1000".into(),
+                    amount: format!("{}.00", i + 1),
+                    currency: "USD".into(),
+                },
+                PostingDraft {
+                    account: "4000".into(),
+                    amount: format!("-{}.00", i + 1),
+                    currency: "USD".into(),
+                },
+            ],
+        };
+        store.post_entries(vec![draft], None, ctx()).await.unwrap();
+    }
+    store
+        .reverse_entry(1, date!(2026 - 05 - 02), None, ctx())
+        .await
+        .unwrap();
+    company.id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_node_restores_everything_from_the_object_store() {
+    let objects = tempfile::tempdir().unwrap();
+    let old_dir = tempfile::tempdir().unwrap();
+    let master = MasterKey::generate();
+    let old = platform(old_dir.path(), objects.path(), &master);
+
+    let a = company_with_books(&old, "Alpha Ltd", "alpha@example.com", 12).await;
+    let b = company_with_books(&old, "Beta Ltd", "beta@example.com", 5).await;
+    let shredded = company_with_books(&old, "Gone Ltd", "gone@example.com", 3).await;
+    let key = old
+        .create_api_key(
+            &a,
+            Role::Owner,
+            "ci",
+            Role::Viewer,
+            Some(30),
+            Actor::system("test"),
+        )
+        .await
+        .unwrap();
+    let mut shipper = ShipperState::default();
+    ship_once(&old, &mut shipper).await.unwrap();
+    let mut config = ConfigBackupState::default();
+    assert!(dr::backup_config_once(&old, &mut config).await.unwrap());
+    assert!(
+        !dr::backup_config_once(&old, &mut config).await.unwrap(),
+        "an unchanged configuration is not stored again"
+    );
+    // A company whose key is destroyed cannot come back.
+    let dek = ObjectPath::from(format!("keys/companies/{shredded}.dek"));
+    old.objects.delete(&dek).await.unwrap();
+
+    // Nothing in the object store is readable without the master key.
+    for entry in walkdir(objects.path()) {
+        let bytes = std::fs::read(&entry).unwrap();
+        for needle in [
+            b"Alpha Ltd sale".as_slice(),
+            b"alpha@example.com",
+            b"argon2",
+        ] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{} holds plaintext",
+                entry.display()
+            );
+        }
+    }
+
+    // The fresh node: empty data directory, same master key, same object store.
+    let new_dir = tempfile::tempdir().unwrap();
+    let wrong = platform(new_dir.path(), objects.path(), &MasterKey::generate());
+    let err = dr::restore(&wrong).await.unwrap_err().to_string();
+    assert!(err.contains("master key"), "{err}");
+    drop(wrong);
+    let new_dir = tempfile::tempdir().unwrap();
+    let fresh = platform(new_dir.path(), objects.path(), &master);
+    let report = dr::restore(&fresh).await.unwrap();
+    assert_eq!(report.users, 3);
+    let by_id = |id: &str| {
+        report
+            .companies
+            .iter()
+            .find(|c| c.company_id == id)
+            .unwrap()
+    };
+    assert!(by_id(&a).restored && by_id(&b).restored);
+    assert_eq!(by_id(&a).records, 2 + 12 + 1);
+    assert!(by_id(&a).restored_to.is_some());
+    let gone = by_id(&shredded);
+    assert!(!gone.restored);
+    assert!(gone.error.as_deref().unwrap().contains("key"), "{gone:?}");
+
+    for id in [&a, &b] {
+        let before = books(&old.tenant(id).await.unwrap()).await;
+        let after = books(&fresh.tenant(id).await.unwrap()).await;
+        assert_eq!(
+            before, after,
+            "company {id} restored under its own id, same books"
+        );
+    }
+    assert!(fresh.control.company(&shredded).await.unwrap().is_none());
+    // People sign in as before, with their roles; the API key still works.
+    let session = fresh
+        .login(
+            "alpha@example.com",
+            &Secret::new(PASSPHRASE.into()),
+            Actor::system("test"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        fresh.control.role(&session.user.id, &a).await.unwrap(),
+        Some(Role::Owner)
+    );
+    fresh.authenticate(&key.token).await.unwrap();
+    // The recovery is in the new platform trail.
+    let trail = fresh.control.audit_events(None, 0, 1000).await.unwrap();
+    assert!(trail.iter().any(|e| e.action == "dr.restore"));
+
+    // A second recovery into the now non-empty deployment is refused.
+    let again = dr::restore(&fresh).await.unwrap_err().to_string();
+    assert!(again.contains("empty"), "{again}");
+}
+
+fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walkdir(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -1,0 +1,515 @@
+//! Change-journal shipping to a real S3-protocol server: moto (`moto[server]`
+//! from PyPI, installed by scripts/test.sh) started on 127.0.0.1 for each test.
+//! Segments land in the bucket encrypted and restore to the same books; when
+//! the store stops answering (SIGSTOP), writes go on, the lag grows, the
+//! backup-lag alert is raised once and counts up, and when it answers again
+//! (SIGCONT) shipping catches up and a restore holds every acknowledged entry.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
+
+use time::macros::date;
+use time::OffsetDateTime;
+use wb_core::reports::{trial_balance, AccountInfo, TrialBalance};
+use wb_core::{EntryDraft, NewAccount, PostingDraft};
+use wb_crypto::MasterKey;
+use wb_server::backup::{self, BackupStatus, RestoreTarget};
+use wb_server::jobs::shipper::{ship_once, ShipperState, BACKUP_LAG_RULE};
+use wb_server::{Platform, ServerConfig, SystemClock, TlsMode};
+use wb_store::{Actor, Alert, Entry, EntryPage, TenantStore, WriteContext};
+
+const BUCKET: &str = "wb-backups";
+/// Written into an entry's description: must never appear in a stored object.
+const SECRET_DESCRIPTION: &str = "Confidential sale to Zanzibar Widgets 8472";
+
+/// A moto S3 server on a free loopback port, killed on drop (also when stopped).
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Moto {
+    async fn start() -> Moto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 is needed for the S3 tests");
+        let mut moto = Moto { child, port };
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            if let Ok(response) = client.get(moto.endpoint()).send().await {
+                if response.status().is_success() {
+                    break;
+                }
+            }
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!(
+                    "moto exited ({status}); install it with python3 -m pip install 'moto[server]' (scripts/test.sh does)"
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "moto did not answer on port {port} within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // moto accepts an unsigned bucket creation.
+        let created = client
+            .put(format!("{}/{BUCKET}", moto.endpoint()))
+            .send()
+            .await
+            .unwrap();
+        assert!(created.status().is_success(), "{}", created.status());
+        moto
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The object-store URL of `prefix` in the test bucket.
+    fn url(&self, prefix: &str, options: &str) -> String {
+        format!(
+            "s3://{BUCKET}/{prefix}?endpoint={}&region=us-east-1{options}",
+            self.endpoint()
+        )
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal}");
+    }
+
+    /// Keys under `prefix`, read straight from the bucket over HTTP.
+    async fn keys(&self, prefix: &str) -> Vec<String> {
+        let xml = reqwest::Client::new()
+            .get(format!("{}/{BUCKET}", self.endpoint()))
+            .query(&[("list-type", "2"), ("prefix", prefix)])
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        xml.split("<Key>")
+            .skip(1)
+            .filter_map(|part| part.split_once("</Key>").map(|(key, _)| key.to_string()))
+            .collect()
+    }
+
+    /// An object by its full key, through a signed client of the whole bucket.
+    async fn object(&self, key: &str) -> Vec<u8> {
+        use object_store::ObjectStoreExt;
+        credentials();
+        let bucket = wb_server::objects::ObjectStoreUrl::parse(&self.url("", ""))
+            .unwrap()
+            .open()
+            .unwrap();
+        bucket
+            .get(&object_store::path::Path::from(key))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Fake credentials for moto, set once before any store is built.
+fn credentials() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+        std::env::set_var("AWS_SESSION_TOKEN", "testing");
+    });
+}
+
+fn open(dir: &Path, url: &str) -> Platform {
+    credentials();
+    let store = wb_server::objects::open(Some(url), dir).unwrap();
+    Platform::open_embedded(
+        dir,
+        MasterKey::generate(),
+        Arc::new(SystemClock),
+        time::Duration::hours(12),
+    )
+    .unwrap()
+    .with_object_store(store)
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Books {
+    trial_balance: TrialBalance,
+    entries: Vec<Entry>,
+}
+
+async fn books(store: &Arc<dyn TenantStore>) -> Books {
+    let accounts: Vec<AccountInfo> = store
+        .accounts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| AccountInfo {
+            code: a.code,
+            name: a.name,
+            account_type: a.account_type,
+        })
+        .collect();
+    let as_of = date!(2026 - 12 - 31);
+    let rows = store.balances_as_of(as_of).await.unwrap();
+    let entries = store
+        .entries(EntryPage {
+            after: None,
+            limit: 1000,
+            from: None,
+            to: None,
+        })
+        .await
+        .unwrap();
+    Books {
+        trial_balance: trial_balance(as_of, &accounts, &rows),
+        entries,
+    }
+}
+
+fn ctx() -> WriteContext {
+    WriteContext {
+        actor: Actor::system("test"),
+        at: OffsetDateTime::now_utc(),
+    }
+}
+
+async fn accounts(store: &Arc<dyn TenantStore>) {
+    for (code, name, kind) in [("1000", "Cash", "asset"), ("4000", "Sales", "income")] {
+        let account = NewAccount::validate(code, name, kind, None, None).unwrap();
+        store.create_account(account, ctx()).await.unwrap();
+    }
+}
+
+/// Posts one entry and returns its id (the write is acknowledged).
+async fn post(store: &Arc<dyn TenantStore>, description: &str, cents: u64) -> i64 {
+    let amount = format!("{}.{:02}", cents / 100, cents % 100);
+    let draft = EntryDraft {
+        date: date!(2026 - 05 - 04),
+        description: description.into(),
+        reference: None,
+        postings: vec![
+            PostingDraft {
+                account: "1000".into(),
+                amount: amount.clone(),
+                currency: "EUR".into(),
+            },
+            PostingDraft {
+                account: "4000".into(),
+                amount: format!("-{amount}"),
+                currency: "EUR".into(),
+            },
+        ],
+    };
+    let posted = store
+        .post_entries(vec![draft], None, ctx())
+        .await
+        .expect("writes go on whatever the object store does");
+    posted.entries[0].id
+}
+
+async fn status_of(platform: &Platform, company: &str) -> BackupStatus {
+    backup::status(platform)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.company_id == company)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_segments_land_in_s3_encrypted_and_restore() {
+    let moto = Moto::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let platform = open(dir.path(), &moto.url("backups/eu", ""));
+    let company = platform.create_company("Acme", None).await.unwrap();
+    let store = platform.tenant(&company.id).await.unwrap();
+    accounts(&store).await;
+    let mut state = ShipperState::default();
+    assert_eq!(ship_once(&platform, &mut state).await.unwrap(), 2);
+    post(&store, SECRET_DESCRIPTION, 12_345).await;
+    for n in 0..5 {
+        post(&store, &format!("Sale {n}"), 100 + n).await;
+    }
+    assert_eq!(ship_once(&platform, &mut state).await.unwrap(), 6);
+
+    let status = status_of(&platform, &company.id).await;
+    assert_eq!(
+        (status.journal_seq, status.shipped_seq, status.lag_records),
+        (8, 8, 0)
+    );
+    assert_eq!(status.lag_seconds, 0.0);
+    let snapshot = platform.shipping.snapshot(platform.now());
+    assert_eq!(snapshot.shipped_records_total, 8);
+    assert_eq!(snapshot.lag_seconds_max, 0.0);
+
+    // In the bucket, under the prefix: two segments, neither readable.
+    let prefix = format!("backups/eu/companies/{}/journal/", company.id);
+    let keys = moto.keys(&prefix).await;
+    assert_eq!(
+        keys,
+        vec![
+            format!("{prefix}00000000000000000001-00000000000000000002.seg"),
+            format!("{prefix}00000000000000000003-00000000000000000008.seg"),
+        ]
+    );
+    for key in &keys {
+        let bytes = moto.object(key).await;
+        assert!(
+            bytes.len() > 40,
+            "{key}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        for needle in [SECRET_DESCRIPTION, "Zanzibar", "entries_posted", "1000"] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{key} holds {needle:?} in clear"
+            );
+        }
+    }
+    assert!(
+        moto.keys("companies/").await.is_empty(),
+        "nothing outside the prefix"
+    );
+
+    let restored = backup::restore(&platform, &company.id, RestoreTarget::Latest)
+        .await
+        .unwrap();
+    assert_eq!((restored.last_seq, restored.records), (8, 8));
+    let copy = platform.tenant(&restored.company.id).await.unwrap();
+    let (source, copy) = (books(&store).await, books(&copy).await);
+    assert_eq!(copy, source);
+    assert!(source
+        .entries
+        .iter()
+        .any(|e| e.description == SECRET_DESCRIPTION));
+}
+
+async fn backup_lag_alerts(platform: &Platform, company: &str) -> Vec<Alert> {
+    platform
+        .alerts
+        .list(None, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.rule == BACKUP_LAG_RULE && a.company_id.as_deref() == Some(company))
+        .collect()
+}
+
+/// The value of a metric in a Prometheus text page.
+fn metric(page: &str, name: &str) -> f64 {
+    page.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} missing from\n{page}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+async fn metrics(addr: SocketAddr) -> String {
+    let response = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    response.text().await.unwrap()
+}
+
+async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipping_survives_an_object_store_outage() {
+    let moto = Moto::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A short client timeout and no client retries: a request to the stopped
+    // store fails after 2 s, and the shipper's next round tries again.
+    let url = moto.url("outage", "&timeout=2s&connect-timeout=1s&retries=0");
+    let platform = Arc::new(open(dir.path(), &url));
+    let mut config = ServerConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
+    config.tls = TlsMode::InsecureHttp;
+    config.backup_lag_alert = Duration::from_secs(2);
+    let server = wb_server::start(platform.clone(), &config, None)
+        .await
+        .unwrap();
+    let addr = server.addr;
+    let company = platform.create_company("Acme", None).await.unwrap();
+    let id = company.id.clone();
+    let store = platform.tenant(&id).await.unwrap();
+    accounts(&store).await;
+    let mut acknowledged: Vec<(i64, String)> = Vec::new();
+    for n in 0..10 {
+        let description = format!("Before the outage {n}");
+        acknowledged.push((post(&store, &description, 100 + n).await, description));
+    }
+    wait_for(
+        "shipping before the outage",
+        Duration::from_secs(20),
+        || async { status_of(&platform, &id).await.lag_records == 0 },
+    )
+    .await;
+    let page = metrics(addr).await;
+    assert!(
+        metric(&page, "workbooks_backup_shipped_records_total") >= 12.0,
+        "{page}"
+    );
+    assert_eq!(
+        metric(&page, "workbooks_backup_companies_lagging"),
+        0.0,
+        "{page}"
+    );
+
+    // The store stops answering; writes go on and the lag grows.
+    moto.signal("-STOP");
+    let outage = Instant::now();
+    let mut n = 0;
+    let mut samples = Vec::new();
+    while outage.elapsed() < Duration::from_secs(8) {
+        let description = format!("During the outage {n}");
+        acknowledged.push((post(&store, &description, 1_000 + n).await, description));
+        n += 1;
+        if n % 10 == 0 {
+            samples.push(status_of(&platform, &id).await);
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let during = status_of(&platform, &id).await;
+    assert!(during.lag_records >= n as i64, "{during:?}");
+    assert!(during.lag_seconds >= 6.0, "{during:?}");
+    assert!(
+        samples
+            .windows(2)
+            .all(|w| w[1].lag_seconds > w[0].lag_seconds && w[1].lag_records > w[0].lag_records),
+        "the lag grows: {samples:?}"
+    );
+
+    // One alert for the company, raised again (count) while the outage lasts.
+    wait_for("the backup-lag alert", Duration::from_secs(20), || async {
+        backup_lag_alerts(&platform, &id)
+            .await
+            .first()
+            .is_some_and(|a| a.count >= 2)
+    })
+    .await;
+    let alerts = backup_lag_alerts(&platform, &id).await;
+    assert_eq!(alerts.len(), 1, "deduplicated: {alerts:?}");
+    let alert = &alerts[0];
+    assert_eq!(alert.severity, wb_core::monitor::Severity::High);
+    assert!(alert.title.contains(&id), "{alert:?}");
+    let page = metrics(addr).await;
+    assert!(
+        metric(&page, "workbooks_backup_lag_seconds_max") > 6.0,
+        "{page}"
+    );
+    assert_eq!(
+        metric(&page, "workbooks_backup_companies_lagging"),
+        1.0,
+        "{page}"
+    );
+    assert!(
+        metric(&page, "workbooks_backup_ship_failures_total") >= 1.0,
+        "{page}"
+    );
+    assert!(!page.contains(&id), "no company ids: {page}");
+
+    // The store answers again: shipping catches up without loss.
+    moto.signal("-CONT");
+    for n in 0..5 {
+        let description = format!("After the outage {n}");
+        acknowledged.push((post(&store, &description, 5_000 + n).await, description));
+    }
+    wait_for("shipping to catch up", Duration::from_secs(60), || async {
+        status_of(&platform, &id).await.lag_records == 0
+    })
+    .await;
+    let caught_up = status_of(&platform, &id).await;
+    assert_eq!(caught_up.lag_seconds, 0.0, "{caught_up:?}");
+    assert_eq!(caught_up.shipped_seq, caught_up.journal_seq);
+    wait_for(
+        "the metrics to show it",
+        Duration::from_secs(10),
+        || async {
+            let page = metrics(addr).await;
+            metric(&page, "workbooks_backup_lag_seconds_max") == 0.0
+                && metric(&page, "workbooks_backup_companies_lagging") == 0.0
+        },
+    )
+    .await;
+    assert_eq!(
+        backup_lag_alerts(&platform, &id).await.len(),
+        1,
+        "still one alert after the outage"
+    );
+    server.shutdown().await.unwrap();
+
+    // Every acknowledged entry, once, with the books equal to the source's.
+    let restored = backup::restore(&platform, &id, RestoreTarget::Latest)
+        .await
+        .unwrap();
+    assert_eq!(restored.last_seq, caught_up.journal_seq);
+    let copy = platform.tenant(&restored.company.id).await.unwrap();
+    let (source, copy) = (books(&store).await, books(&copy).await);
+    assert_eq!(copy, source);
+    let restored_entries: Vec<(i64, String)> = copy
+        .entries
+        .iter()
+        .map(|e| (e.id, e.description.clone()))
+        .collect();
+    let unique: BTreeSet<i64> = restored_entries.iter().map(|(id, _)| *id).collect();
+    assert_eq!(unique.len(), restored_entries.len(), "no duplicates");
+    let mut expected = acknowledged.clone();
+    expected.sort();
+    let mut got = restored_entries;
+    got.sort();
+    assert_eq!(got, expected, "every acknowledged entry, nothing else");
+}

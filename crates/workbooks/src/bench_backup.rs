@@ -1,0 +1,240 @@
+//! `workbooks bench --backup`: continuous protection. Shipping lag (RPO) of
+//! every record under the foundation posting load, measured from each
+//! record's commit time to the time its segment landed in the object store;
+//! the replay rate of a restore; and the time to restore a company of
+//! `--large-entries` entries (one entry per journal record).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use object_store::ObjectStoreExt;
+use wb_crypto::MasterKey;
+use wb_server::backup::{self, RestoreTarget};
+use wb_server::{Platform, ServerConfig, SystemClock};
+use wb_store::{Actor, WriteContext};
+
+use crate::bench::{cores, draft, entry_json, load, percentile, render_rows, tempdir_in, Row};
+use crate::bench::{client, verdict, Target, CLIENTS, SPREAD_COMPANIES};
+use crate::cli::BenchArgs;
+
+pub async fn run(args: &BenchArgs) -> Result<()> {
+    let scratch = tempdir_in(args.data.as_deref())?;
+    let dir = scratch.path().join("data");
+    eprintln!("bench --backup: scratch data in {}", dir.display());
+    let platform = Arc::new(Platform::open_embedded(
+        &dir,
+        MasterKey::generate(),
+        Arc::new(SystemClock),
+        time::Duration::hours(12),
+    )?);
+    let config = ServerConfig::new(dir.clone(), "127.0.0.1:0".parse()?);
+    let server = wb_server::start(platform.clone(), &config, None).await?;
+    let target = Arc::new(Target {
+        url: server.url(),
+        client: client(&dir)?,
+    });
+    let mut rows = Vec::new();
+
+    eprintln!("bench --backup: shipping lag under {CLIENTS} clients over {SPREAD_COMPANIES} companies");
+    let mut companies = Vec::new();
+    for n in 0..SPREAD_COMPANIES {
+        companies.push(
+            target
+                .signup(&format!("Ship {n}"), &format!("ship{n}@bench.example"))
+                .await?,
+        );
+    }
+    let companies = Arc::new(companies);
+    let t = target.clone();
+    let c = companies.clone();
+    let posting = load(CLIENTS, args.seconds, 1, move |client, i| {
+        let (t, c) = (t.clone(), c.clone());
+        async move {
+            let (company, token) = &c[client % SPREAD_COMPANIES];
+            let url = format!("{}/api/v1/companies/{company}/entries", t.url);
+            let body = entry_json(client as u64 * 1_000_000 + i);
+            matches!(t.client.post(url).bearer_auth(token).json(&body).send().await, Ok(r) if r.status().as_u16() == 201)
+        }
+    })
+    .await;
+    // Let the shipper catch up with the tail of the load.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut delays_us: Vec<u32> = Vec::new();
+    let mut largest: Option<(String, usize)> = None;
+    for (company, _) in companies.iter() {
+        let landed = segment_times(&platform, company).await?;
+        let store = platform.tenant(company).await?;
+        let mut after = 0;
+        let mut count = 0;
+        loop {
+            let records = store.journal(after, 10_000).await?;
+            let Some(last) = records.last().map(|r| r.seq) else {
+                break;
+            };
+            for r in &records {
+                if let Some((_, at)) = landed.range(r.seq..).next() {
+                    let delay = (*at - r.at).whole_microseconds().max(0);
+                    delays_us.push(u32::try_from(delay).unwrap_or(u32::MAX));
+                }
+            }
+            count += records.len();
+            after = last;
+        }
+        if largest.as_ref().is_none_or(|(_, n)| count > *n) {
+            largest = Some((company.clone(), count));
+        }
+    }
+    delays_us.sort_unstable();
+    let (p50, p99) = (
+        percentile(&delays_us, 0.50),
+        percentile(&delays_us, 0.99),
+    );
+    rows.push(Row {
+        name: format!(
+            "shipping lag per record (commit → segment in the object store), {CLIENTS} HTTPS clients over {SPREAD_COMPANIES} companies"
+        ),
+        measured: format!(
+            "p50 {p50:.0} ms, p99 {p99:.0} ms over {} records",
+            delays_us.len()
+        ),
+        baseline: format!(
+            "posting load {:.0} entries/s (p99 {:.1} ms); shipper runs every 200 ms",
+            posting.rate(),
+            posting.p99_ms
+        ),
+        ratio: "-".into(),
+        target: "RPO p99 < 1 s".into(),
+        verdict: verdict(p99 < 1000.0).into(),
+    });
+
+    if let Some((company, records)) = largest {
+        eprintln!("bench --backup: restore of a company with {records} records");
+        let started = Instant::now();
+        let restored = backup::restore(&platform, &company, RestoreTarget::Latest).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        rows.push(Row {
+            name: format!("restore replay rate ({} records, one entry each)", restored.records),
+            measured: format!("{:.0} records/s", restored.records as f64 / seconds),
+            baseline: format!("posting rate of the load above {:.0}/s", posting.rate()),
+            ratio: format!("{:.2}x", restored.records as f64 / seconds / posting.rate().max(1.0)),
+            target: "≥ 100,000 records/s".into(),
+            verdict: verdict(restored.records as f64 / seconds >= 100_000.0).into(),
+        });
+    }
+    server.shutdown().await?;
+
+    eprintln!("bench --backup: a company with {} entries", args.large_entries);
+    let (company, populate_rate) = large_company(&platform, args.large_entries).await?;
+    let mut state = wb_server::jobs::shipper::ShipperState::default();
+    let ship_started = Instant::now();
+    while wb_server::jobs::shipper::ship_once(&platform, &mut state).await? > 0 {}
+    let ship_seconds = ship_started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let restored = backup::restore(&platform, &company, RestoreTarget::Latest).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    rows.push(Row {
+        name: format!(
+            "restore of a company with {} entries ({} journal records)",
+            args.large_entries, restored.records
+        ),
+        measured: format!(
+            "{seconds:.1} s ({:.0} records/s)",
+            restored.records as f64 / seconds
+        ),
+        baseline: format!(
+            "writing it: {:.1} s ({populate_rate:.0} entries/s); shipping it: {ship_seconds:.1} s",
+            args.large_entries as f64 / populate_rate
+        ),
+        ratio: format!(
+            "{:.2}x of write time",
+            seconds / (args.large_entries as f64 / populate_rate)
+        ),
+        target: "< 30 s".into(),
+        verdict: verdict(seconds < 30.0).into(),
+    });
+
+    let table = render_rows(
+        &format!(
+            "Run: `workbooks bench --backup --seconds {} --large-entries {}` on {} cores, {} (release build), embedded SQLCipher store, local-directory object store.",
+            args.seconds,
+            args.large_entries,
+            cores(),
+            time::OffsetDateTime::now_utc().date()
+        ),
+        &rows,
+    );
+    print!("{table}");
+    crate::bench::write_results(
+        &args.out,
+        "backup",
+        Some("## Continuous protection (`workbooks bench --backup`)"),
+        &table,
+    )
+}
+
+/// When each shipped segment landed, by its last record's sequence.
+async fn segment_times(
+    platform: &Platform,
+    company: &str,
+) -> Result<BTreeMap<i64, time::OffsetDateTime>> {
+    use futures_util::TryStreamExt;
+    let prefix = wb_server::jobs::shipper::journal_prefix(company);
+    let metas: Vec<_> = platform.objects.list(Some(&prefix)).try_collect().await?;
+    let mut out = BTreeMap::new();
+    for meta in metas {
+        let Some(name) = meta.location.filename() else {
+            continue;
+        };
+        let Some((_, last)) = name.strip_suffix(".seg").and_then(|s| s.split_once('-')) else {
+            continue;
+        };
+        let last: i64 = last.parse().context("segment name")?;
+        let at = time::OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(meta.last_modified.timestamp_nanos_opt().unwrap_or(0)),
+        )?;
+        // A range re-shipped after a crash keeps its first landing.
+        out.entry(last).or_insert(at);
+    }
+    Ok(out)
+}
+
+/// One entry per journal record, many requests in flight (as many clients would).
+async fn large_company(platform: &Arc<Platform>, entries: u64) -> Result<(String, f64)> {
+    let company = platform.create_company("Bench Restore", None).await?;
+    let store = platform.tenant(&company.id).await?;
+    for (code, kind) in [("1000", "asset"), ("4000", "income")] {
+        store
+            .create_account(
+                wb_core::NewAccount::validate(code, &format!("Account {code}"), kind, None, None)?,
+                WriteContext {
+                    actor: Actor::system("bench"),
+                    at: platform.now(),
+                },
+            )
+            .await?;
+    }
+    let started = Instant::now();
+    let in_flight = 512u64;
+    let mut tasks = Vec::new();
+    for worker in 0..in_flight {
+        let (store, platform) = (store.clone(), platform.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut i = worker;
+            while i < entries {
+                let ctx = WriteContext {
+                    actor: Actor::system("bench"),
+                    at: platform.now(),
+                };
+                store.post_entries(vec![draft(i)], None, ctx).await?;
+                i += in_flight;
+            }
+            Ok::<_, wb_store::StoreError>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok((company.id, entries as f64 / started.elapsed().as_secs_f64()))
+}
