@@ -9,7 +9,6 @@
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
-use futures_util::stream::{FuturesOrdered, StreamExt};
 use object_store::path::Path as ObjectPath;
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
@@ -21,9 +20,6 @@ use wb_store::{Actor, CompanyRecord, TenantStore, WriteContext};
 
 use crate::jobs::shipper::{cursor_name, journal_prefix, segment_aad, SegmentRecord};
 use crate::platform::Platform;
-
-/// Journal records replayed at once during a restore.
-const REPLAY_WINDOW: usize = 256;
 
 /// One company's shipping position.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -312,9 +308,6 @@ async fn replay_segments(
     let mut prev_hash = wb_core::audit::GENESIS.to_string();
     let mut records = 0;
     let mut last_at = None;
-    let mut in_flight: FuturesOrdered<
-        std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send>>,
-    > = FuturesOrdered::new();
     // True once the target was reached (rather than the segments running out).
     let mut stopped = false;
     let reached = |seq: i64, at: OffsetDateTime| match target {
@@ -354,24 +347,14 @@ async fn replay_segments(
             expected += 1;
             records += 1;
             last_at = Some(at);
-            // Many records in flight: the company's writer commits them in
-            // groups, in the order they were sent (its queue is FIFO, and
-            // FuturesOrdered first polls futures in the order they were pushed).
-            let (store, seq) = (store.clone(), record.seq);
-            in_flight.push_back(Box::pin(async move {
-                replay(&store, &record, at)
-                    .await
-                    .with_context(|| format!("replaying journal record {seq}"))
-            }));
-            if in_flight.len() >= REPLAY_WINDOW {
-                if let Some(done) = in_flight.next().await {
-                    done?;
-                }
-            }
+            // One record at a time, each awaited: ids must come out as in the
+            // source. (Keeping many in flight reordered them under tokio's
+            // cooperative scheduling; a batch replay API is the way to speed
+            // this up.)
+            replay(store, &record, at)
+                .await
+                .with_context(|| format!("replaying journal record {}", record.seq))?;
         }
-    }
-    while let Some(done) = in_flight.next().await {
-        done?;
     }
     let last = expected - 1;
     if let RestoreTarget::Seq(n) = target {

@@ -33,6 +33,14 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run(args: BenchArgs) -> Result<()> {
     let load_at_start = load_average();
+    // The platform logs what it hides behind a 500 (WORKBOOKS_LOG, default warn).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WORKBOOKS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
     let scratch = tempdir_in(args.data.as_deref())?;
     let dir = scratch.path().to_path_buf();
     let data = dir.join("data");
@@ -119,6 +127,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         creations.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
     }
     creations.sort_unstable();
+
+    // Creating hundreds of databases wrote gigabytes of WAL and woke autovacuum.
+    eprintln!("bench: checkpoint, and wait for the cluster to idle");
+    let settled = settle(&cluster).await?;
 
     let server_config = ServerConfig::new(data.clone(), "127.0.0.1:0".parse()?);
     let server = wb_server::start(platform.clone(), &server_config, None).await?;
@@ -223,6 +235,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     server.shutdown().await?;
 
     eprintln!("bench: the writer's SQL replayed by pgbench (diagnosis)");
+    settle(&cluster).await?;
     let replays = replay(&cluster, &platform, &pgbench_url, short, &pgbench_dir).await?;
 
     // ------------------------------------------------------------ the table
@@ -366,27 +379,24 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         &rows,
     );
     table.push_str(&format!(
-        "\nWhere the time goes (same run). One PostgreSQL round trip over TLS (`SELECT 1`, prepared, one connection, idle machine): median {rtt_us:.0} µs. \
-         CPU is the share of the machine's {} cores busy (all processes) and the cores this process (HTTPS server, its clients, the writer) used; \
-         transactions are counted from `xmin` of the rows written (one per writer batch), WAL from `pg_current_wal_lsn()`.\n\n",
+        "\nWhere the time goes (same run). Before the loads: a CHECKPOINT and {settled:.0} s until the cluster idled (creating the companies above wrote much WAL and woke autovacuum). One PostgreSQL round trip over TLS (`SELECT 1`, prepared, one connection, before the loads): median {rtt_us:.0} µs. \
+         CPU is in cores (of {}): this process (HTTPS server, its clients, the writers; pgbench in its phases) / the cluster's processes / everything else on the machine; \
+         transactions are counted from `xmin` of the entries written (one per writer batch), WAL from `pg_current_wal_lsn()`.\n\n",
         cores()
     ));
-    table.push_str("| phase | rate | machine CPU busy | workbooks process CPU | transactions | rows per transaction (mean / median / max) | time per transaction | WAL per row |\n|---|---|---|---|---|---|---|---|\n");
+    table.push_str("| phase | rate | CPU cores: own / PostgreSQL / other | transactions | entries per transaction (mean / median / max) | time per transaction | WAL per entry (row) |\n|---|---|---|---|---|---|---|\n");
     for d in &diagnostics {
-        table.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]
-        ));
+        table.push_str(&format!("| {} |\n", d.join(" | ")));
     }
     table.push_str(&format!(
         "\nThe writer's SQL for posting entries (the same statements: heads locked, UNNEST inserts of entries, postings joined to accounts, day-balance upsert, journal and audit records, heads update, COMMIT), replayed by pgbench with the server stopped, {short} s each, on companies created for it:\n\n"
     ));
-    table.push_str("| replay | companies x clients | entries per transaction | round trips per transaction | entries/s | latency avg (p99) per transaction | machine CPU busy | WAL per entry |\n|---|---|---|---|---|---|---|---|\n");
+    table.push_str("| replay | companies x clients | entries per transaction | round trips per transaction | entries/s | latency avg (p99) per transaction | CPU cores: pgbench / PostgreSQL / other | WAL per entry |\n|---|---|---|---|---|---|---|---|\n");
     for r in &replays {
         let per_entry_wal = r.result.usage.wal_bytes as f64
             / (r.result.tps * r.result.usage.seconds * r.entries as f64).max(1.0);
         table.push_str(&format!(
-            "| {} | {} x 1 | {} | {} | {:.0} | {:.2} ms ({:.2} ms) | {:.0}% | {:.0} B |\n",
+            "| {} | {} x 1 | {} | {} | {:.0} | {:.2} ms ({:.2} ms) | {} | {:.0} B |\n",
             r.name,
             r.companies,
             r.entries,
@@ -394,7 +404,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             r.result.tps * r.entries as f64,
             r.result.latency_avg_ms,
             r.result.p99_ms,
-            r.result.usage.machine_busy * 100.0,
+            r.result.usage.split(),
             per_entry_wal
         ));
     }
@@ -424,13 +434,12 @@ fn http_verdict(l: &Load, baseline: f64) -> String {
     )
 }
 
-fn pgbench_diagnostic(name: &str, b: &PgBench) -> [String; 8] {
+fn pgbench_diagnostic(name: &str, b: &PgBench) -> [String; 7] {
     let transactions = b.tps * b.usage.seconds;
     [
         name.to_string(),
         format!("{:.0} tps", b.tps),
-        format!("{:.0}%", b.usage.machine_busy * 100.0),
-        "- (pgbench is another process)".into(),
+        b.usage.split(),
         format!("{transactions:.0}"),
         "1".into(),
         format!("{:.2} ms (latency avg)", b.latency_avg_ms),
@@ -441,12 +450,11 @@ fn pgbench_diagnostic(name: &str, b: &PgBench) -> [String; 8] {
     ]
 }
 
-fn health_diagnostic(name: &str, l: &Load, usage: &Usage) -> [String; 8] {
+fn health_diagnostic(name: &str, l: &Load, usage: &Usage) -> [String; 7] {
     [
         name.to_string(),
         format!("{:.0} req/s", l.rate()),
-        format!("{:.0}%", usage.machine_busy * 100.0),
-        format!("{:.2} cores", usage.own_cores),
+        usage.split(),
         "-".into(),
         "-".into(),
         "-".into(),
@@ -454,14 +462,13 @@ fn health_diagnostic(name: &str, l: &Load, usage: &Usage) -> [String; 8] {
     ]
 }
 
-fn writer_diagnostic(name: &str, l: &Load, usage: &Usage, b: &Batches) -> [String; 8] {
+fn writer_diagnostic(name: &str, l: &Load, usage: &Usage, b: &Batches) -> [String; 7] {
     // Each company's writer commits its batches one after another.
     let writers = b.databases.max(1) as f64;
     [
         name.to_string(),
         format!("{:.0} entries/s", l.rate()),
-        format!("{:.0}%", usage.machine_busy * 100.0),
-        format!("{:.2} cores", usage.own_cores),
+        usage.split(),
         format!(
             "{} ({:.0}/s)",
             b.transactions,
@@ -1047,22 +1054,44 @@ async fn batches(cluster: &Arc<PgCluster>, databases: &[String]) -> Result<Batch
     })
 }
 
-/// CPU counters of the machine and of this process, and the WAL position.
+/// CPU counters (the machine, this process with its waited-for children,
+/// the cluster's processes) and the WAL position.
 struct Snapshot {
     at: Instant,
     machine_busy: u64,
     machine_total: u64,
     own: u64,
+    postgres: u64,
     wal: u64,
 }
 
 struct Usage {
     seconds: f64,
-    /// Share of the machine's capacity in use (all cores).
-    machine_busy: f64,
-    /// Cores this process used.
+    /// Cores in use, all processes.
+    busy_cores: f64,
+    /// Cores used by this process (HTTPS server, its clients, the writers)
+    /// or, in pgbench phases, by pgbench (a waited-for child).
     own_cores: f64,
+    /// Cores used by the cluster's processes (backends, WAL writer, ...).
+    postgres_cores: f64,
     wal_bytes: u64,
+}
+
+impl Usage {
+    /// Cores used by everything else on the machine (other work skews the figures).
+    fn other_cores(&self) -> f64 {
+        (self.busy_cores - self.own_cores - self.postgres_cores).max(0.0)
+    }
+
+    /// "own / PostgreSQL / other" in cores.
+    fn split(&self) -> String {
+        format!(
+            "{:.2} / {:.2} / {:.2}",
+            self.own_cores,
+            self.postgres_cores,
+            self.other_cores()
+        )
+    }
 }
 
 impl Snapshot {
@@ -1081,6 +1110,7 @@ impl Snapshot {
             machine_busy,
             machine_total,
             own: own_ticks(),
+            postgres: cluster_ticks(cluster),
             wal,
         })
     }
@@ -1090,13 +1120,34 @@ impl Snapshot {
             .machine_total
             .saturating_sub(before.machine_total)
             .max(1) as f64;
+        let cores_of =
+            |after: u64, before: u64| after.saturating_sub(before) as f64 / total * cores() as f64;
         Usage {
             seconds: self.at.duration_since(before.at).as_secs_f64(),
-            machine_busy: self.machine_busy.saturating_sub(before.machine_busy) as f64 / total,
-            own_cores: self.own.saturating_sub(before.own) as f64 / total * cores() as f64,
+            busy_cores: cores_of(self.machine_busy, before.machine_busy),
+            own_cores: cores_of(self.own, before.own),
+            postgres_cores: cores_of(self.postgres, before.postgres),
             wal_bytes: self.wal.saturating_sub(before.wal),
         }
     }
+}
+
+/// CHECKPOINT, then waits (at most a minute) until the cluster's processes
+/// use under 5% of a core; returns the seconds waited.
+async fn settle(cluster: &Arc<PgCluster>) -> Result<f64> {
+    let start = Instant::now();
+    sql(cluster, "postgres", "CHECKPOINT").await?;
+    while start.elapsed() < Duration::from_secs(60) {
+        let (before, machine_before) = (cluster_ticks(cluster), machine_ticks().1);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (after, machine_after) = (cluster_ticks(cluster), machine_ticks().1);
+        let total = machine_after.saturating_sub(machine_before).max(1) as f64;
+        let used = after.saturating_sub(before) as f64 / total * cores() as f64;
+        if used < 0.05 {
+            break;
+        }
+    }
+    Ok(start.elapsed().as_secs_f64())
 }
 
 /// The 1-minute load average (other work on the machine skews every figure).
@@ -1123,18 +1174,52 @@ fn machine_ticks() -> (u64, u64) {
     (total.saturating_sub(idle), total)
 }
 
-/// User + system clock ticks of this process, from /proc/self/stat.
-fn own_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// (pid, ppid, utime + stime, cutime + cstime) from a /proc/<pid>/stat.
+fn process_ticks(pid: &str) -> Option<(u32, u32, u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) start at field 3.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let get = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
+    let (head, rest) = stat.rsplit_once(')')?;
+    let pid = head.split_whitespace().next()?.parse().ok()?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let get = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    // ppid is field 4; utime, stime, cutime, cstime are fields 14 to 17.
+    let ppid = fields.get(1)?.parse().ok()?;
+    Some((pid, ppid, get(11)? + get(12)?, get(13)? + get(14)?))
+}
+
+/// Clock ticks of this process and of the children it has waited for (pgbench).
+fn own_ticks() -> u64 {
+    process_ticks("self").map_or(0, |(_, _, own, children)| own + children)
+}
+
+/// Clock ticks of the cluster: the postmaster, its live children, and the
+/// children it has reaped (backends of closed connections).
+fn cluster_ticks(cluster: &PgCluster) -> u64 {
+    let Some(postmaster) = cluster
+        .ca_file()
+        .parent()
+        .and_then(|root| std::fs::read_to_string(root.join("data/postmaster.pid")).ok())
+        .and_then(|text| {
+            text.lines()
+                .next()
+                .and_then(|l| l.trim().parse::<u32>().ok())
+        })
+    else {
+        return 0;
     };
-    // utime is field 14 and stime field 15 of the whole line: 11 and 12 here.
-    get(11) + get(12)
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().and_then(process_ticks))
+        .map(|(pid, ppid, own, children)| {
+            if pid == postmaster {
+                own + children
+            } else if ppid == postmaster {
+                own
+            } else {
+                0
+            }
+        })
+        .sum()
 }
