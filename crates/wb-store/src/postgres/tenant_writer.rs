@@ -866,19 +866,59 @@ const INSERT_AUDIT: &str = "INSERT INTO audit_events
 const UPDATE_HEADS: &str = "UPDATE heads SET journal_seq = $1, journal_hash = $2, audit_seq = $3,
        audit_hash = $4, next_entry_id = $5, next_account_id = $6 WHERE id = 1";
 
-async fn exec(
-    conn: &mut PgConn,
-    sql: &'static str,
-    params: &[&(dyn ToSql + Sync)],
-) -> Result<(), StoreError> {
-    let statement = conn.prepare_cached(sql).await?;
-    conn.execute(&statement, params).await?;
+#[derive(Clone, Copy)]
+enum Stage {
+    Audit,
+    Other,
+}
+
+type Param<'a> = Box<dyn ToSql + Sync + Send + 'a>;
+type Step<'a> = (&'static str, Vec<Param<'a>>, Stage);
+
+fn boxed<'a, T: ToSql + Sync + Send + 'a>(value: T) -> Param<'a> {
+    Box::new(value)
+}
+
+/// Prepares (once per connection) and sends the statements in order, then
+/// reads their answers; the first failure names its stage.
+async fn run_steps(conn: &mut PgConn, steps: Vec<Step<'_>>) -> Result<(), WriteFailure> {
+    let mut statements = Vec::with_capacity(steps.len());
+    for (sql, _, _) in &steps {
+        statements.push(
+            conn.prepare_cached(sql)
+                .await
+                .map_err(WriteFailure::Other)?,
+        );
+    }
+    let client: &tokio_postgres::Client = conn;
+    let pending = steps
+        .iter()
+        .zip(&statements)
+        .map(|((_, params, stage), statement)| {
+            let refs: Vec<&(dyn ToSql + Sync)> = params
+                .iter()
+                .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                .collect();
+            async move { (client.execute(statement, &refs).await, *stage) }
+        });
+    // join_all polls in order, so the requests go out in order.
+    for (result, stage) in futures_util::future::join_all(pending).await {
+        if let Err(e) = result {
+            let error = StoreError::from(e);
+            return Err(match stage {
+                Stage::Audit => WriteFailure::Audit(error),
+                Stage::Other => WriteFailure::Other(error),
+            });
+        }
+    }
     Ok(())
 }
 
-/// Writes a planned batch with one statement per table.
+/// Writes a planned batch with one statement per table, sent back to back:
+/// tokio-postgres pipelines requests that are in flight together, so the
+/// batch costs one round trip rather than one per table.
 async fn write(conn: &mut PgConn, w: &Writes, heads: &Heads) -> Result<(), WriteFailure> {
-    use WriteFailure::Other;
+    let mut steps: Vec<Step<'_>> = Vec::new();
     if !w.accounts.is_empty() {
         let a = &w.accounts;
         let ids: Vec<i64> = a.iter().map(|a| a.id).collect();
@@ -891,21 +931,19 @@ async fn write(conn: &mut PgConn, w: &Writes, heads: &Heads) -> Result<(), Write
             .map(|a| a.currency.map(|c| c.code().to_string()))
             .collect();
         let created: Vec<String> = a.iter().map(|a| ts(a.created_at)).collect();
-        exec(
-            conn,
+        steps.push((
             INSERT_ACCOUNTS,
-            &[
-                &ids,
-                &codes,
-                &names,
-                &types,
-                &parents,
-                &currencies,
-                &created,
+            vec![
+                boxed(ids),
+                boxed(codes),
+                boxed(names),
+                boxed(types),
+                boxed(parents),
+                boxed(currencies),
+                boxed(created),
             ],
-        )
-        .await
-        .map_err(Other)?;
+            Stage::Other,
+        ));
     }
     if !w.entries.is_empty() {
         let e = &w.entries;
@@ -915,35 +953,34 @@ async fn write(conn: &mut PgConn, w: &Writes, heads: &Heads) -> Result<(), Write
         let references: Vec<Option<&str>> = e.iter().map(|e| e.reference.as_deref()).collect();
         let reverses: Vec<Option<i64>> = e.iter().map(|e| e.reverses).collect();
         let by: Vec<&str> = e.iter().map(|e| e.created_by.as_str()).collect();
-        exec(
-            conn,
+        steps.push((
             INSERT_ENTRIES,
-            &[
-                &ids,
-                &dates,
-                &descriptions,
-                &references,
-                &reverses,
-                &w.created_at,
-                &by,
+            vec![
+                boxed(ids),
+                boxed(dates),
+                boxed(descriptions),
+                boxed(references),
+                boxed(reverses),
+                boxed(&w.created_at),
+                boxed(by),
             ],
-        )
-        .await
-        .map_err(Other)?;
+            Stage::Other,
+        ));
         let mut entry_ids = Vec::new();
         let mut lines = Vec::new();
         let mut account_ids = Vec::new();
         let mut currencies = Vec::new();
         let mut amounts = Vec::new();
-        let mut posting_dates = Vec::new();
-        for (entry, date) in e.iter().zip(&dates) {
+        let mut posting_dates: Vec<String> = Vec::new();
+        for entry in e.iter() {
+            let date = day(entry.date);
             for (line, p) in entry.postings.iter().enumerate() {
                 entry_ids.push(entry.id);
                 lines.push(i32::try_from(line).unwrap_or(i32::MAX));
                 account_ids.push(p.account.as_str());
                 currencies.push(p.currency.code());
                 amounts.push(p.amount);
-                posting_dates.push(date.as_str());
+                posting_dates.push(date.clone());
             }
         }
         // Account codes resolve to ids in SQL: accounts of this batch are
@@ -955,20 +992,18 @@ async fn write(conn: &mut PgConn, w: &Writes, heads: &Heads) -> Result<(), Write
                   AS u(entry_id, line, code, currency, amount, date)
              JOIN accounts a ON a.code = u.code";
         let _ = INSERT_POSTINGS;
-        exec(
-            conn,
+        steps.push((
             INSERT_POSTINGS_BY_CODE,
-            &[
-                &entry_ids,
-                &lines,
-                &account_ids,
-                &currencies,
-                &amounts,
-                &posting_dates,
+            vec![
+                boxed(entry_ids),
+                boxed(lines),
+                boxed(account_ids),
+                boxed(currencies),
+                boxed(amounts),
+                boxed(posting_dates),
             ],
-        )
-        .await
-        .map_err(Other)?;
+            Stage::Other,
+        ));
     }
     let balances: Vec<_> = w.balances.iter().filter(|(_, a)| **a != 0).collect();
     if !balances.is_empty() {
@@ -976,20 +1011,25 @@ async fn write(conn: &mut PgConn, w: &Writes, heads: &Heads) -> Result<(), Write
         let currencies: Vec<&str> = balances.iter().map(|((_, c, _), _)| c.code()).collect();
         let days: Vec<String> = balances.iter().map(|((_, _, d), _)| day(*d)).collect();
         let amounts: Vec<i64> = balances.iter().map(|(_, a)| **a).collect();
-        exec(
-            conn,
+        steps.push((
             UPSERT_BALANCES,
-            &[&accounts, &currencies, &days, &amounts],
-        )
-        .await
-        .map_err(Other)?;
+            vec![
+                boxed(accounts),
+                boxed(currencies),
+                boxed(days),
+                boxed(amounts),
+            ],
+            Stage::Other,
+        ));
     }
     if !w.reversed.is_empty() {
         let originals: Vec<i64> = w.reversed.iter().map(|(o, _)| *o).collect();
         let reversals: Vec<i64> = w.reversed.iter().map(|(_, r)| *r).collect();
-        exec(conn, MARK_REVERSED, &[&originals, &reversals])
-            .await
-            .map_err(Other)?;
+        steps.push((
+            MARK_REVERSED,
+            vec![boxed(originals), boxed(reversals)],
+            Stage::Other,
+        ));
     }
     if !w.idempotency.is_empty() {
         let i = &w.idempotency;
@@ -997,9 +1037,11 @@ async fn write(conn: &mut PgConn, w: &Writes, heads: &Heads) -> Result<(), Write
         let hashes: Vec<&str> = i.iter().map(|r| r.1.as_str()).collect();
         let ids: Vec<&str> = i.iter().map(|r| r.2.as_str()).collect();
         let at: Vec<&str> = i.iter().map(|r| r.3.as_str()).collect();
-        exec(conn, INSERT_IDEMPOTENCY, &[&keys, &hashes, &ids, &at])
-            .await
-            .map_err(Other)?;
+        steps.push((
+            INSERT_IDEMPOTENCY,
+            vec![boxed(keys), boxed(hashes), boxed(ids), boxed(at)],
+            Stage::Other,
+        ));
     }
     if !w.journal.is_empty() {
         let j = &w.journal;
@@ -1007,20 +1049,18 @@ async fn write(conn: &mut PgConn, w: &Writes, heads: &Heads) -> Result<(), Write
         let kinds: Vec<&str> = j.iter().map(|r| r[1].as_str()).collect();
         let payloads: Vec<&str> = j.iter().map(|r| r[2].as_str()).collect();
         let hashes: Vec<&str> = j.iter().map(|r| r[3].as_str()).collect();
-        exec(
-            conn,
+        steps.push((
             INSERT_JOURNAL,
-            &[
-                &w.journal_seq,
-                &at,
-                &kinds,
-                &payloads,
-                &w.journal_prev,
-                &hashes,
+            vec![
+                boxed(&w.journal_seq),
+                boxed(at),
+                boxed(kinds),
+                boxed(payloads),
+                boxed(&w.journal_prev),
+                boxed(hashes),
             ],
-        )
-        .await
-        .map_err(Other)?;
+            Stage::Other,
+        ));
     }
     if !w.audit.is_empty() {
         let a = &w.audit;
@@ -1036,32 +1076,38 @@ async fn write(conn: &mut PgConn, w: &Writes, heads: &Heads) -> Result<(), Write
         let detail: Vec<Option<&str>> = a.iter().map(|r| r.detail.as_deref()).collect();
         let prev: Vec<&str> = a.iter().map(|r| r.prev_hash.as_str()).collect();
         let hash: Vec<&str> = a.iter().map(|r| r.hash.as_str()).collect();
-        exec(
-            conn,
+        steps.push((
             INSERT_AUDIT,
-            &[
-                &seq, &at, &actor, &auth, &client, &request, &action, &target, &outcome, &detail,
-                &prev, &hash,
+            vec![
+                boxed(seq),
+                boxed(at),
+                boxed(actor),
+                boxed(auth),
+                boxed(client),
+                boxed(request),
+                boxed(action),
+                boxed(target),
+                boxed(outcome),
+                boxed(detail),
+                boxed(prev),
+                boxed(hash),
             ],
-        )
-        .await
-        .map_err(WriteFailure::Audit)?;
+            Stage::Audit,
+        ));
     }
-    exec(
-        conn,
+    steps.push((
         UPDATE_HEADS,
-        &[
-            &heads.journal_seq,
-            &heads.journal_hash,
-            &heads.audit_seq,
-            &heads.audit_hash,
-            &heads.next_entry_id,
-            &heads.next_account_id,
+        vec![
+            boxed(&heads.journal_seq),
+            boxed(&heads.journal_hash),
+            boxed(&heads.audit_seq),
+            boxed(&heads.audit_hash),
+            boxed(&heads.next_entry_id),
+            boxed(&heads.next_account_id),
         ],
-    )
-    .await
-    .map_err(Other)?;
-    Ok(())
+        Stage::Other,
+    ));
+    run_steps(conn, steps).await
 }
 
 #[allow(dead_code)]
