@@ -1098,12 +1098,12 @@ async fn write(conn: &mut PgConn, w: &Writes, heads: &Heads) -> Result<(), Write
     steps.push((
         UPDATE_HEADS,
         vec![
-            boxed(&heads.journal_seq),
+            boxed(heads.journal_seq),
             boxed(&heads.journal_hash),
-            boxed(&heads.audit_seq),
+            boxed(heads.audit_seq),
             boxed(&heads.audit_hash),
-            boxed(&heads.next_entry_id),
-            boxed(&heads.next_account_id),
+            boxed(heads.next_entry_id),
+            boxed(heads.next_account_id),
         ],
         Stage::Other,
     ));
