@@ -121,6 +121,32 @@ async fn segments(platform: &Platform, company_id: &str) -> anyhow::Result<Vec<S
     Ok(out)
 }
 
+/// When each shipped segment of a company landed in the object store, by the
+/// sequence of its last record (for measuring shipping lag).
+pub async fn segment_landings(
+    platform: &Platform,
+    company_id: &str,
+) -> anyhow::Result<std::collections::BTreeMap<i64, OffsetDateTime>> {
+    let listing = platform
+        .objects
+        .list_with_delimiter(Some(&journal_prefix(company_id)))
+        .await
+        .with_context(|| format!("listing the journal segments of company {company_id}"))?;
+    let mut out = std::collections::BTreeMap::new();
+    for meta in listing.objects {
+        let Some((_, last)) = meta.location.filename().and_then(parse_segment_name) else {
+            continue;
+        };
+        let nanos = meta.last_modified.timestamp_nanos_opt().unwrap_or(0);
+        let landed = OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))?;
+        // A range re-shipped after a crash keeps its first landing.
+        out.entry(last)
+            .and_modify(|t: &mut OffsetDateTime| *t = (*t).min(landed))
+            .or_insert(landed);
+    }
+    Ok(out)
+}
+
 async fn read_segment(
     platform: &Platform,
     key: &DataKey,

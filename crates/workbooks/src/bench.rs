@@ -19,8 +19,8 @@ use wb_store::{Actor, WriteContext};
 
 use crate::cli::BenchArgs;
 
-const CLIENTS: usize = 64;
-const SPREAD_COMPANIES: usize = 16;
+pub(crate) const CLIENTS: usize = 64;
+pub(crate) const SPREAD_COMPANIES: usize = 16;
 const BATCH_SIZE: usize = 1000;
 const BATCH_CLIENTS: usize = 4;
 const STRONG_PASSPHRASE: &str = "quartz meadow lantern orbit";
@@ -224,6 +224,9 @@ pub(crate) fn verdict(ok: bool) -> &'static str {
 pub async fn run(args: BenchArgs) -> Result<()> {
     if args.postgres {
         return crate::bench_postgres::run(args).await;
+    }
+    if args.backup {
+        return crate::bench_backup::run(&args).await;
     }
     let scratch = tempdir_in(args.data.as_deref())?;
     let dir = scratch.path().to_path_buf();
@@ -557,7 +560,7 @@ pub(crate) async fn companies_open_range(
     Ok(rss_mib())
 }
 
-fn draft(i: u64) -> EntryDraft {
+pub(crate) fn draft(i: u64) -> EntryDraft {
     let cents = 100 + (i % 10_000);
     let amount = format!("{}.{:02}", cents / 100, cents % 100);
     let day = date!(2026 - 01 - 01) + time::Duration::days((i % 365) as i64);

@@ -4,19 +4,17 @@
 //! the replay rate of a restore; and the time to restore a company of
 //! `--large-entries` entries (one entry per journal record).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use object_store::ObjectStoreExt;
+use anyhow::Result;
 use wb_crypto::MasterKey;
 use wb_server::backup::{self, RestoreTarget};
 use wb_server::{Platform, ServerConfig, SystemClock};
 use wb_store::{Actor, WriteContext};
 
-use crate::bench::{cores, draft, entry_json, load, percentile, render_rows, tempdir_in, Row};
 use crate::bench::{client, verdict, Target, CLIENTS, SPREAD_COMPANIES};
+use crate::bench::{cores, draft, entry_json, load, percentile, render_rows, tempdir_in, Row};
 use crate::cli::BenchArgs;
 
 pub async fn run(args: &BenchArgs) -> Result<()> {
@@ -37,7 +35,9 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     });
     let mut rows = Vec::new();
 
-    eprintln!("bench --backup: shipping lag under {CLIENTS} clients over {SPREAD_COMPANIES} companies");
+    eprintln!(
+        "bench --backup: shipping lag under {CLIENTS} clients over {SPREAD_COMPANIES} companies"
+    );
     let mut companies = Vec::new();
     for n in 0..SPREAD_COMPANIES {
         companies.push(
@@ -64,7 +64,7 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     let mut delays_us: Vec<u32> = Vec::new();
     let mut largest: Option<(String, usize)> = None;
     for (company, _) in companies.iter() {
-        let landed = segment_times(&platform, company).await?;
+        let landed = backup::segment_landings(&platform, company).await?;
         let store = platform.tenant(company).await?;
         let mut after = 0;
         let mut count = 0;
@@ -87,10 +87,7 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
         }
     }
     delays_us.sort_unstable();
-    let (p50, p99) = (
-        percentile(&delays_us, 0.50),
-        percentile(&delays_us, 0.99),
-    );
+    let (p50, p99) = (percentile(&delays_us, 0.50), percentile(&delays_us, 0.99));
     rows.push(Row {
         name: format!(
             "shipping lag per record (commit → segment in the object store), {CLIENTS} HTTPS clients over {SPREAD_COMPANIES} companies"
@@ -115,17 +112,26 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
         let restored = backup::restore(&platform, &company, RestoreTarget::Latest).await?;
         let seconds = started.elapsed().as_secs_f64();
         rows.push(Row {
-            name: format!("restore replay rate ({} records, one entry each)", restored.records),
+            name: format!(
+                "restore replay rate ({} records, one entry each)",
+                restored.records
+            ),
             measured: format!("{:.0} records/s", restored.records as f64 / seconds),
             baseline: format!("posting rate of the load above {:.0}/s", posting.rate()),
-            ratio: format!("{:.2}x", restored.records as f64 / seconds / posting.rate().max(1.0)),
+            ratio: format!(
+                "{:.2}x",
+                restored.records as f64 / seconds / posting.rate().max(1.0)
+            ),
             target: "≥ 100,000 records/s".into(),
             verdict: verdict(restored.records as f64 / seconds >= 100_000.0).into(),
         });
     }
     server.shutdown().await?;
 
-    eprintln!("bench --backup: a company with {} entries", args.large_entries);
+    eprintln!(
+        "bench --backup: a company with {} entries",
+        args.large_entries
+    );
     let (company, populate_rate) = large_company(&platform, args.large_entries).await?;
     let mut state = wb_server::jobs::shipper::ShipperState::default();
     let ship_started = Instant::now();
@@ -172,32 +178,6 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
         Some("## Continuous protection (`workbooks bench --backup`)"),
         &table,
     )
-}
-
-/// When each shipped segment landed, by its last record's sequence.
-async fn segment_times(
-    platform: &Platform,
-    company: &str,
-) -> Result<BTreeMap<i64, time::OffsetDateTime>> {
-    use futures_util::TryStreamExt;
-    let prefix = wb_server::jobs::shipper::journal_prefix(company);
-    let metas: Vec<_> = platform.objects.list(Some(&prefix)).try_collect().await?;
-    let mut out = BTreeMap::new();
-    for meta in metas {
-        let Some(name) = meta.location.filename() else {
-            continue;
-        };
-        let Some((_, last)) = name.strip_suffix(".seg").and_then(|s| s.split_once('-')) else {
-            continue;
-        };
-        let last: i64 = last.parse().context("segment name")?;
-        let at = time::OffsetDateTime::from_unix_timestamp_nanos(
-            i128::from(meta.last_modified.timestamp_nanos_opt().unwrap_or(0)),
-        )?;
-        // A range re-shipped after a crash keeps its first landing.
-        out.entry(last).or_insert(at);
-    }
-    Ok(out)
 }
 
 /// One entry per journal record, many requests in flight (as many clients would).

@@ -244,6 +244,10 @@ pub struct BenchArgs {
     /// (initdb/pg_ctl/pgbench from the system), and write its own section.
     #[arg(long)]
     pub postgres: bool,
+    /// Run only the continuous-protection benchmark (shipping lag, restore
+    /// rate, restore of a --large-entries company) and write its own section.
+    #[arg(long, conflicts_with = "postgres")]
+    pub backup: bool,
     /// Companies opened for the PostgreSQL memory-per-idle-company measurement.
     #[arg(long, default_value_t = 200)]
     pub pg_companies: u64,

@@ -5,6 +5,7 @@ mod audit_cmd;
 mod backup_cmd;
 mod backup_verify_cmd;
 mod bench;
+mod bench_backup;
 mod bench_postgres;
 mod cli;
 mod demo;
