@@ -16,7 +16,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime};
 use wb_core::{EntryDraft, NewAccount, PostingDraft};
 use wb_crypto::DataKey;
-use wb_store::{Actor, CompanyRecord, TenantStore, WriteContext};
+use wb_store::{Actor, Applied, Change, CompanyRecord, TenantStore, WriteContext};
 
 use crate::jobs::shipper::{cursor_name, journal_prefix, segment_aad, SegmentRecord};
 use crate::platform::Platform;
@@ -334,6 +334,7 @@ async fn replay_segments(
     let mut prev_hash = wb_core::audit::GENESIS.to_string();
     let mut records = 0;
     let mut last_at = None;
+    let mut batch = Vec::new();
     // True once the target was reached (rather than the segments running out).
     let mut stopped = false;
     let reached = |seq: i64, at: OffsetDateTime| match target {
@@ -373,15 +374,15 @@ async fn replay_segments(
             expected += 1;
             records += 1;
             last_at = Some(at);
-            // One record at a time, each awaited: ids must come out as in the
-            // source. (Keeping many in flight reordered them under tokio's
-            // cooperative scheduling; a batch replay API is the way to speed
-            // this up.)
-            replay(store, &record, at)
-                .await
+            let (change, ctx, expect) = change_of(&record, at)
                 .with_context(|| format!("replaying journal record {}", record.seq))?;
+            batch.push((record.seq, change, ctx, expect));
+            if batch.len() >= REPLAY_BATCH {
+                apply_batch(store, std::mem::take(&mut batch)).await?;
+            }
         }
     }
+    apply_batch(store, batch).await?;
     let last = expected - 1;
     if let RestoreTarget::Seq(n) = target {
         stopped |= last >= n;
@@ -518,11 +519,68 @@ fn author(created_by: &str) -> Actor {
     }
 }
 
-async fn replay(
+/// What a replayed record must produce: the source's ids.
+enum Expect {
+    Account { code: String, id: i64 },
+    Entries(Vec<i64>),
+    Reversal { of: i64, id: i64 },
+}
+
+/// Journal records queued to the restored store at once: its writer commits
+/// them in groups, in order.
+const REPLAY_BATCH: usize = 1000;
+
+async fn apply_batch(
     store: &Arc<dyn TenantStore>,
+    batch: Vec<(i64, Change, WriteContext, Expect)>,
+) -> anyhow::Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let (meta, changes): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .map(|(seq, change, ctx, expect)| ((seq, expect), (change, ctx)))
+        .unzip();
+    let results = store.apply_in_order(changes).await;
+    for ((seq, expect), result) in meta.into_iter().zip(results) {
+        check(expect, result?).with_context(|| format!("replaying journal record {seq}"))?;
+    }
+    Ok(())
+}
+
+fn check(expect: Expect, applied: Applied) -> anyhow::Result<()> {
+    match (expect, applied) {
+        (Expect::Account { code, id }, Applied::Account(account)) => {
+            if account.id != id {
+                bail!(
+                    "account {code} was restored with id {}, not {id}",
+                    account.id
+                );
+            }
+        }
+        (Expect::Entries(ids), Applied::Posted(posted)) => {
+            let got: Vec<i64> = posted.entries.iter().map(|e| e.id).collect();
+            if got != ids {
+                bail!("entries were restored with ids {got:?}, not {ids:?}");
+            }
+        }
+        (Expect::Reversal { of, id }, Applied::Entry(entry)) => {
+            if entry.id != id {
+                bail!(
+                    "the reversal of entry {of} was restored with id {}, not {id}",
+                    entry.id
+                );
+            }
+        }
+        _ => bail!("the store answered a replayed record with the wrong kind of result"),
+    }
+    Ok(())
+}
+
+fn change_of(
     record: &SegmentRecord,
     at: OffsetDateTime,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(Change, WriteContext, Expect)> {
     match record.kind.as_str() {
         "account_created" => {
             let a: AccountCreated = serde_json::from_str(&record.payload)?;
@@ -537,22 +595,21 @@ async fn replay(
                 actor: Actor::system("restore"),
                 at,
             };
-            let account = store.create_account(new, ctx).await?;
-            if account.id != a.id {
-                bail!(
-                    "account {} was restored with id {}, not {}",
-                    a.code,
-                    account.id,
-                    a.id
-                );
-            }
+            Ok((
+                Change::CreateAccount(new),
+                ctx,
+                Expect::Account {
+                    code: a.code,
+                    id: a.id,
+                },
+            ))
         }
         "entries_posted" => {
             let p: EntriesPosted = serde_json::from_str(&record.payload)?;
-            let Some(first) = p.entries.first() else {
-                return Ok(());
+            let actor = match p.entries.first() {
+                Some(first) => author(&first.created_by),
+                None => Actor::system("restore"),
             };
-            let actor = author(&first.created_by);
             let ids: Vec<i64> = p.entries.iter().map(|e| e.id).collect();
             let drafts = p
                 .entries
@@ -574,13 +631,11 @@ async fn replay(
                     })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let posted = store
-                .post_entries(drafts, None, WriteContext { actor, at })
-                .await?;
-            let got: Vec<i64> = posted.entries.iter().map(|e| e.id).collect();
-            if got != ids {
-                bail!("entries were restored with ids {got:?}, not {ids:?}");
-            }
+            Ok((
+                Change::Post(drafts),
+                WriteContext { actor, at },
+                Expect::Entries(ids),
+            ))
         }
         "entry_reversed" => {
             let r: EntryReversed = serde_json::from_str(&record.payload)?;
@@ -588,24 +643,19 @@ async fn replay(
                 actor: author(&r.entry.created_by),
                 at,
             };
-            let entry = store
-                .reverse_entry(
-                    r.reverses,
-                    parse_date(&r.entry.date)?,
-                    Some(r.entry.description),
-                    ctx,
-                )
-                .await?;
-            if entry.id != r.entry.id {
-                bail!(
-                    "the reversal of entry {} was restored with id {}, not {}",
-                    r.reverses,
-                    entry.id,
-                    r.entry.id
-                );
-            }
+            Ok((
+                Change::Reverse {
+                    entry_id: r.reverses,
+                    date: parse_date(&r.entry.date)?,
+                    description: Some(r.entry.description),
+                },
+                ctx,
+                Expect::Reversal {
+                    of: r.reverses,
+                    id: r.entry.id,
+                },
+            ))
         }
         other => bail!("unknown journal record kind {other:?}; this build cannot replay it"),
     }
-    Ok(())
 }

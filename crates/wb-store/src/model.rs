@@ -253,6 +253,26 @@ pub struct Idempotency {
     pub request_hash: String,
 }
 
+/// One change to apply with `TenantStore::apply_in_order` (journal replay).
+#[derive(Debug, Clone)]
+pub enum Change {
+    CreateAccount(wb_core::NewAccount),
+    Post(Vec<wb_core::EntryDraft>),
+    Reverse {
+        entry_id: i64,
+        date: time::Date,
+        description: Option<String>,
+    },
+}
+
+/// What an applied `Change` produced.
+#[derive(Debug, Clone)]
+pub enum Applied {
+    Account(Account),
+    Posted(Posted),
+    Entry(Entry),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Posted {
     pub entries: Vec<Entry>,

@@ -157,6 +157,14 @@ pub trait TenantStore: Send + Sync {
         ctx: WriteContext,
     ) -> Result<Entry, StoreError>;
 
+    /// Queues the changes in this order all at once, so the company's writer
+    /// commits them in groups, and answers each in the same order (a journal
+    /// replay). Meant for a store no one else writes to.
+    async fn apply_in_order(
+        &self,
+        changes: Vec<(Change, WriteContext)>,
+    ) -> Vec<Result<Applied, StoreError>>;
+
     async fn accounts(&self) -> Result<Vec<Account>, StoreError>;
     async fn entry(&self, id: i64) -> Result<Option<Entry>, StoreError>;
     async fn entries(&self, page: EntryPage) -> Result<Vec<Entry>, StoreError>;

@@ -55,7 +55,6 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         enable_statements(&cluster).await?;
     }
     let version = sql(&cluster, "postgres", "SHOW server_version").await?;
-    let control_url = fresh_database(&cluster, "bench_control").await?;
     let pgbench_url = fresh_database(&cluster, "bench_pgbench").await?;
     sql(
         &cluster,
@@ -66,55 +65,16 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     .await?;
 
     let rss_start = rss_mib();
-    let mut config = PostgresConfig::new(control_url, Some(cluster.ca_file().to_path_buf()));
-    config.max_connections = 64;
-    config.connections_per_company = 4;
-    config.idle_timeout = IDLE_TIMEOUT;
-    let platform = Arc::new(
-        Platform::open(
-            &data,
-            MasterKey::generate(),
-            Arc::new(SystemClock),
-            time::Duration::hours(12),
-            &StorageConfig::Postgres(config),
-        )
-        .await?,
-    );
+    // Memory first, on a fresh heap and a platform of its own, closed
+    // afterwards so its companies do not burden the loads.
+    let idle = idle_companies(&cluster, &dir.join("data-memory"), &args).await?;
+    settle(&cluster).await?;
+
+    let platform = open_platform(&cluster, &data, "bench_control").await?;
     let pg = platform
         .postgres
         .clone()
         .context("the platform runs on PostgreSQL")?;
-
-    // Memory first, before any load has grown the allocator's heap. An idle
-    // company's cost is the growth of the settled (idle) resident set from
-    // half the companies to all of them, so what the process holds anyway
-    // (the allocator's retained pages, the runtime) cancels out.
-    let rss_platform = rss_mib();
-    let half = args.pg_companies / 2;
-    eprintln!(
-        "bench: memory of idle companies ({half}, then {})",
-        args.pg_companies
-    );
-    let creating = Instant::now();
-    companies_open_range(&platform, 0..half).await?;
-    let mut creating = creating.elapsed().as_secs_f64();
-    tokio::time::sleep(IDLE_TIMEOUT + Duration::from_secs(3)).await;
-    let rss_half = rss_mib();
-    let t = Instant::now();
-    let rss_busy = companies_open_range(&platform, half..args.pg_companies).await?;
-    creating += t.elapsed().as_secs_f64();
-    let connections_busy = pg.budget().open();
-    // Pools close connections idle for IDLE_TIMEOUT; the reaper runs every second.
-    tokio::time::sleep(IDLE_TIMEOUT + Duration::from_secs(3)).await;
-    let rss_idle = rss_mib();
-    let connections_idle = pg.budget().open();
-    let backends_idle = sql(
-        &cluster,
-        "postgres",
-        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND usename <> 'postgres'",
-    )
-    .await?;
-    let open_companies = platform.tenants.open_count();
 
     eprintln!("bench: time to create a company ({TIMED_CREATIONS}, one after another)");
     let mut creations = Vec::new();
@@ -128,7 +88,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     creations.sort_unstable();
 
-    // Creating hundreds of databases wrote gigabytes of WAL and woke autovacuum.
+    // Creating databases writes much WAL and wakes autovacuum.
     eprintln!("bench: checkpoint, and wait for the cluster to idle");
     let settled = settle(&cluster).await?;
 
@@ -316,26 +276,47 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         measured: format!("median {median_create:.2} s, max {max_create:.2} s"),
         baseline: format!(
             "{:.2} s a company while creating {} with 8 at a time",
-            creating / args.pg_companies.max(1) as f64,
+            idle.creating_s / idle.count.max(1) as f64,
             args.pg_companies
         ),
         ratio: "-".into(),
         target: "< 1 s".into(),
         verdict: verdict(max_create < 1.0).into(),
     });
-    let added = (args.pg_companies - half).max(1) as f64;
-    let per_company_kib = (rss_idle - rss_half) * 1024.0 / added;
+    let added = (idle.count - idle.half).max(1) as f64;
+    let per_company_kib = (idle.rss_idle - idle.rss_half) * 1024.0 / added;
     rows.push(Row {
         name: format!(
-            "memory per idle company (companies open, each written once, then {} s idle: {half} vs {})",
+            "memory per idle company (companies open, each written once, server stopped, then {} s idle: {} vs {})",
             (IDLE_TIMEOUT + Duration::from_secs(3)).as_secs(),
-            args.pg_companies,
+            idle.half,
+            idle.count,
         ),
         measured: format!(
-            "{per_company_kib:.0} KiB a company: {rss_half:.1} MiB idle with {half}, {rss_idle:.1} MiB idle with {open_companies} ({rss_busy:.0} MiB right after the writes); PostgreSQL connections held when idle: {connections_idle} (PostgreSQL sees {backends_idle} client backends), {connections_busy} right after the writes",
+            "{per_company_kib:.0} KiB a company: {:.1} MiB idle with {}, {:.1} MiB idle with {} ({:.0} MiB right after the writes); PostgreSQL connections held when idle: {} (PostgreSQL sees {} client backends), {} right after the writes",
+            idle.rss_half, idle.half, idle.rss_idle, idle.open, idle.rss_busy,
+            idle.connections_idle, idle.backends_idle, idle.connections_busy
         ),
         baseline: format!(
-            "{rss_platform:.0} MiB with the platform open, no company ({rss_start:.0} MiB at start)"
+            "{:.0} MiB with the platform open, no company ({rss_start:.0} MiB at start)",
+            idle.rss_platform
+        ),
+        ratio: "-".into(),
+        target: "-".into(),
+        verdict: "-".into(),
+    });
+    rows.push(Row {
+        name: format!(
+            "the same {} companies with the server running and idle (background jobs only, {} s)",
+            idle.open, args.seconds
+        ),
+        measured: format!(
+            "PostgreSQL {:.2} cores, this process {:.2} cores; {:.0} new PostgreSQL sessions/s; {} connections held; {:.0} MiB resident",
+            idle.jobs.postgres_cores, idle.jobs.own_cores, idle.jobs_sessions_per_s, idle.jobs_connections, idle.rss_jobs
+        ),
+        baseline: format!(
+            "{} connections held with the server stopped; budget {}",
+            idle.connections_idle, idle.budget
         ),
         ratio: "-".into(),
         target: "-".into(),
@@ -353,6 +334,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             &format!("GET /healthz, {CLIENTS} clients"),
             &health,
             &health_use,
+        ),
+        idle_diagnostic(
+            &format!("server idle, {} companies open", idle.open),
+            &idle.jobs,
         ),
         writer_diagnostic(
             &format!("POST /entries, {CLIENTS} clients, 1 company"),
@@ -425,6 +410,135 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+async fn open_platform(
+    cluster: &Arc<PgCluster>,
+    data: &Path,
+    control: &'static str,
+) -> Result<Arc<Platform>> {
+    let control_url = fresh_database(cluster, control).await?;
+    let mut config = PostgresConfig::new(control_url, Some(cluster.ca_file().to_path_buf()));
+    config.max_connections = 64;
+    config.connections_per_company = 4;
+    config.idle_timeout = IDLE_TIMEOUT;
+    Ok(Arc::new(
+        Platform::open(
+            data,
+            MasterKey::generate(),
+            Arc::new(SystemClock),
+            time::Duration::hours(12),
+            &StorageConfig::Postgres(config),
+        )
+        .await?,
+    ))
+}
+
+struct IdleCompanies {
+    count: u64,
+    half: u64,
+    open: usize,
+    creating_s: f64,
+    rss_platform: f64,
+    rss_half: f64,
+    rss_busy: f64,
+    rss_idle: f64,
+    rss_jobs: f64,
+    connections_busy: usize,
+    connections_idle: usize,
+    backends_idle: String,
+    budget: usize,
+    jobs: Usage,
+    jobs_sessions_per_s: f64,
+    jobs_connections: usize,
+}
+
+/// Opens `--pg-companies` companies (each written once) on a platform of
+/// its own and measures the resident set once they idle; then starts a
+/// server on them and measures what its background jobs cost while no
+/// request arrives. The platform is closed before returning.
+async fn idle_companies(
+    cluster: &Arc<PgCluster>,
+    data: &Path,
+    args: &BenchArgs,
+) -> Result<IdleCompanies> {
+    let platform = open_platform(cluster, data, "bench_memory_control").await?;
+    let pg = platform
+        .postgres
+        .clone()
+        .context("the platform runs on PostgreSQL")?;
+    // Opening computed an Argon2 hash (19 MiB); let the allocator settle.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss_platform = rss_mib();
+    // An idle company's cost is the growth of the settled (idle) resident
+    // set from half the companies to all of them, so what the process holds
+    // anyway (the allocator's retained pages, the runtime) cancels out.
+    let count = args.pg_companies;
+    let half = count / 2;
+    eprintln!("bench: memory of idle companies ({half}, then {count})");
+    let t = Instant::now();
+    companies_open_range(&platform, 0..half).await?;
+    let mut creating_s = t.elapsed().as_secs_f64();
+    // Pools close connections idle for IDLE_TIMEOUT; the reaper runs every second.
+    tokio::time::sleep(IDLE_TIMEOUT + Duration::from_secs(3)).await;
+    let rss_half = rss_mib();
+    let t = Instant::now();
+    let rss_busy = companies_open_range(&platform, half..count).await?;
+    creating_s += t.elapsed().as_secs_f64();
+    let connections_busy = pg.budget().open();
+    tokio::time::sleep(IDLE_TIMEOUT + Duration::from_secs(3)).await;
+    let rss_idle = rss_mib();
+    let connections_idle = pg.budget().open();
+    let backends_idle = sql(
+        cluster,
+        "postgres",
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND usename <> 'postgres'",
+    )
+    .await?;
+    let open = platform.tenants.open_count();
+
+    // The same companies with the server running: its background jobs visit
+    // every open company (the shipper reads each one's journal every 200 ms).
+    eprintln!("bench: the server idle with {open} companies open");
+    settle(cluster).await?;
+    let server_config = ServerConfig::new(data.to_path_buf(), "127.0.0.1:0".parse()?);
+    let server = wb_server::start(platform.clone(), &server_config, None).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let sessions = || async {
+        sql(
+            cluster,
+            "postgres",
+            "SELECT sum(sessions) FROM pg_stat_database",
+        )
+        .await
+        .map(|n| n.trim().parse::<f64>().unwrap_or(0.0))
+    };
+    let sessions_before = sessions().await?;
+    let before = Snapshot::take(cluster).await?;
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    let jobs = Snapshot::take(cluster).await?.since(&before);
+    let jobs_sessions_per_s = (sessions().await? - sessions_before) / jobs.seconds;
+    let jobs_connections = pg.budget().open();
+    let rss_jobs = rss_mib();
+    server.shutdown().await?;
+    Ok(IdleCompanies {
+        count,
+        half,
+        open,
+        creating_s,
+        rss_platform,
+        rss_half,
+        rss_busy,
+        rss_idle,
+        rss_jobs,
+        connections_busy,
+        connections_idle,
+        backends_idle,
+        budget: pg.budget().total(),
+        jobs,
+        jobs_sessions_per_s,
+        jobs_connections,
+    })
+}
+
 fn http_verdict(l: &Load, baseline: f64) -> String {
     let rate = l.rate() >= baseline && l.errors == 0;
     format!(
@@ -459,6 +573,18 @@ fn health_diagnostic(name: &str, l: &Load, usage: &Usage) -> [String; 7] {
         "-".into(),
         "-".into(),
         "-".into(),
+    ]
+}
+
+fn idle_diagnostic(name: &str, usage: &Usage) -> [String; 7] {
+    [
+        name.to_string(),
+        "-".into(),
+        usage.split(),
+        "-".into(),
+        "-".into(),
+        "-".into(),
+        format!("{:.0} B/s", usage.wal_bytes as f64 / usage.seconds),
     ]
 }
 

@@ -91,6 +91,9 @@ impl From<&JournalRecord> for SegmentRecord {
 #[derive(Default)]
 pub struct ShipperState {
     shipped: HashMap<String, i64>,
+    /// Until when this node may ship a company without renewing its lease
+    /// (half the lease's life after the last renewal).
+    leases: HashMap<String, std::time::Instant>,
     /// An upload failed in this round: the rest of it only measures lag.
     store_down: bool,
 }
@@ -309,13 +312,35 @@ async fn ship_tenant(
     }
     // One node ships a company at a time; the holder reads the shared cursor,
     // so a lease that moves between nodes never re-ships or skips records.
-    let lease = format!("ship:{id}");
-    if !super::hold_lease(&*platform.control, &platform.node_id, &lease).await {
-        // Another node ships it (and reports its lag).
-        stats.caught_up(&id);
-        return Ok(0);
+    // Renewing the lease is a durable write: do it every half lease, not
+    // every round. While it is held without a gap, this node's own record of
+    // what it shipped is the cursor.
+    let held = state
+        .leases
+        .get(&id)
+        .is_some_and(|until| std::time::Instant::now() < *until);
+    let cached = if held {
+        state.shipped.get(&id).copied()
+    } else {
+        None
+    };
+    if cached.is_none() {
+        let lease = format!("ship:{id}");
+        let asked = std::time::Instant::now();
+        if !super::hold_lease(&*platform.control, &platform.node_id, &lease).await {
+            // Another node ships it (and reports its lag).
+            state.leases.remove(&id);
+            stats.caught_up(&id);
+            return Ok(0);
+        }
+        state
+            .leases
+            .insert(id.clone(), asked + super::LEASE_TTL / 2);
     }
-    let mut after = platform.control.cursor(&cursor).await?;
+    let mut after = match cached {
+        Some(shipped) => shipped,
+        None => platform.control.cursor(&cursor).await?,
+    };
     if state.store_down {
         // Measure only: the store failed earlier in this round.
         if let Some(next) = tenant.journal(after, 1).await?.first() {

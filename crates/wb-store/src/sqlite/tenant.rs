@@ -58,6 +58,34 @@ impl SqliteTenant {
     }
 }
 
+fn command_of(change: Change) -> Command {
+    match change {
+        Change::CreateAccount(a) => Command::CreateAccount(a),
+        Change::Post(drafts) => Command::Post {
+            drafts,
+            idempotency: None,
+        },
+        Change::Reverse {
+            entry_id,
+            date,
+            description,
+        } => Command::Reverse {
+            entry_id,
+            date,
+            description,
+        },
+    }
+}
+
+fn applied_of(output: Output) -> Result<Applied, StoreError> {
+    match output {
+        Output::Account(a) => Ok(Applied::Account(a)),
+        Output::Posted(p) => Ok(Applied::Posted(p)),
+        Output::Entry(e) => Ok(Applied::Entry(e)),
+        Output::Recorded => Err(unexpected()),
+    }
+}
+
 fn unexpected() -> StoreError {
     StoreError::Backend("writer answered with the wrong kind of result".into())
 }
@@ -251,6 +279,37 @@ impl TenantStore for SqliteTenant {
             Output::Entry(e) => Ok(e),
             _ => Err(unexpected()),
         }
+    }
+
+    async fn apply_in_order(
+        &self,
+        changes: Vec<(Change, WriteContext)>,
+    ) -> Vec<Result<Applied, StoreError>> {
+        let mut answers = Vec::with_capacity(changes.len());
+        // Sent one after another from this one task: the queue keeps the order.
+        for (change, ctx) in changes {
+            let (reply, answer) = oneshot::channel();
+            let job = Job {
+                command: command_of(change),
+                ctx,
+                reply,
+            };
+            answers.push(match self.writer.send(job).await {
+                Ok(()) => Some(answer),
+                Err(_) => None,
+            });
+        }
+        let mut results = Vec::with_capacity(answers.len());
+        for answer in answers {
+            results.push(match answer {
+                Some(answer) => match answer.await {
+                    Ok(output) => output.and_then(applied_of),
+                    Err(_) => Err(StoreError::WriterStopped),
+                },
+                None => Err(StoreError::WriterStopped),
+            });
+        }
+        results
     }
 
     async fn accounts(&self) -> Result<Vec<Account>, StoreError> {
