@@ -1267,6 +1267,12 @@ mod tests {
             ) -> Result<Entry, wb_store::StoreError> {
                 unimplemented!()
             }
+            async fn apply_in_order(
+                &self,
+                _: Vec<(wb_store::Change, wb_store::WriteContext)>,
+            ) -> Vec<Result<wb_store::Applied, wb_store::StoreError>> {
+                unimplemented!()
+            }
             async fn accounts(&self) -> Result<Vec<Account>, wb_store::StoreError> {
                 Ok(Vec::new())
             }
