@@ -90,13 +90,21 @@ impl From<&JournalRecord> for SegmentRecord {
 /// What the shipper knows between rounds: each company's shipped sequence.
 #[derive(Default)]
 pub struct ShipperState {
-    shipped: HashMap<String, i64>,
-    /// Until when this node may ship a company without renewing its lease
-    /// (half the lease's life after the last renewal).
-    leases: HashMap<String, std::time::Instant>,
-    /// An upload failed in this round: the rest of it only measures lag.
-    store_down: bool,
+    companies: HashMap<String, Slot>,
 }
+
+/// What the shipper remembers of one company between rounds.
+#[derive(Default)]
+struct Slot {
+    /// The last sequence this node shipped.
+    shipped: Option<i64>,
+    /// Until when this node may ship it without renewing its lease (half the
+    /// lease's life after the last renewal).
+    lease_until: Option<std::time::Instant>,
+}
+
+/// Companies shipped at once in a round.
+const SHIP_CONCURRENCY: usize = 8;
 
 /// One company's shipping lag as this node's shipper sees it.
 #[derive(Debug, Clone, Default)]
@@ -295,14 +303,15 @@ impl ShippingStats {
 
 async fn ship_tenant(
     platform: &Platform,
-    state: &mut ShipperState,
+    slot: &mut Slot,
+    store_down: &std::sync::atomic::AtomicBool,
     tenant: &Arc<dyn TenantStore>,
 ) -> anyhow::Result<usize> {
     let id = tenant.company_id().to_string();
     let stats = &platform.shipping;
     let cursor = cursor_name(&id);
-    if let Some(shipped) = state.shipped.get(&id) {
-        match tenant.journal(*shipped, 1).await?.first() {
+    if let Some(shipped) = slot.shipped {
+        match tenant.journal(shipped, 1).await?.first() {
             None => {
                 stats.caught_up(&id);
                 return Ok(0);
@@ -315,33 +324,26 @@ async fn ship_tenant(
     // Renewing the lease is a durable write: do it every half lease, not
     // every round. While it is held without a gap, this node's own record of
     // what it shipped is the cursor.
-    let held = state
-        .leases
-        .get(&id)
-        .is_some_and(|until| std::time::Instant::now() < *until);
-    let cached = if held {
-        state.shipped.get(&id).copied()
-    } else {
-        None
-    };
+    let held = slot
+        .lease_until
+        .is_some_and(|until| std::time::Instant::now() < until);
+    let cached = if held { slot.shipped } else { None };
     if cached.is_none() {
         let lease = format!("ship:{id}");
         let asked = std::time::Instant::now();
         if !super::hold_lease(&*platform.control, &platform.node_id, &lease).await {
             // Another node ships it (and reports its lag).
-            state.leases.remove(&id);
+            slot.lease_until = None;
             stats.caught_up(&id);
             return Ok(0);
         }
-        state
-            .leases
-            .insert(id.clone(), asked + super::LEASE_TTL / 2);
+        slot.lease_until = Some(asked + super::LEASE_TTL / 2);
     }
     let mut after = match cached {
         Some(shipped) => shipped,
         None => platform.control.cursor(&cursor).await?,
     };
-    if state.store_down {
+    if store_down.load(std::sync::atomic::Ordering::Relaxed) {
         // Measure only: the store failed earlier in this round.
         if let Some(next) = tenant.journal(after, 1).await?.first() {
             stats.pending(&id, next.at);
@@ -383,11 +385,11 @@ async fn ship_tenant(
             .put(&segment_path(&id, first, last), PutPayload::from(sealed))
             .await
         {
-            state.store_down = true;
+            store_down.store(true, std::sync::atomic::Ordering::Relaxed);
             anyhow::bail!("uploading journal segment {first}-{last}: {e}");
         }
         platform.control.set_cursor(&cursor, last).await?;
-        state.shipped.insert(id.clone(), last);
+        slot.shipped = Some(last);
         let failed_before = stats.shipped(&id, records.len());
         if failed_before > 0 {
             tracing::info!(company = %id, failed_rounds = failed_before, "shipping works again; catching up");
@@ -403,14 +405,40 @@ async fn ship_tenant(
 /// logged and retried next round; the others go on. Returns records shipped.
 /// Companies that fall behind raise the `backup-lag` alert.
 pub async fn ship_once(platform: &Platform, state: &mut ShipperState) -> ApiResult<usize> {
+    use futures_util::stream::StreamExt;
     let mut total = 0;
-    state.store_down = false;
+    let store_down = std::sync::atomic::AtomicBool::new(false);
     let tenants = platform.tenants.open_tenants();
     let open = tenants.iter().map(|t| t.company_id()).collect();
     platform.shipping.retain_open(&open);
-    for tenant in &tenants {
+    let work: Vec<_> = tenants
+        .iter()
+        .map(|t| {
+            (
+                t,
+                state.companies.remove(t.company_id()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let store_down = &store_down;
+    type Shipped<'a> = (&'a Arc<dyn TenantStore>, Slot, anyhow::Result<usize>);
+    let mut rounds: Vec<
+        std::pin::Pin<Box<dyn std::future::Future<Output = Shipped<'_>> + Send + '_>>,
+    > = Vec::with_capacity(work.len());
+    for (tenant, mut slot) in work {
+        rounds.push(Box::pin(async move {
+            let result = ship_tenant(platform, &mut slot, store_down, tenant).await;
+            (tenant, slot, result)
+        }));
+    }
+    let done: Vec<Shipped<'_>> = futures_util::stream::iter(rounds)
+        .buffer_unordered(SHIP_CONCURRENCY)
+        .collect()
+        .await;
+    for (tenant, slot, result) in done {
         let id = tenant.company_id();
-        match ship_tenant(platform, state, tenant).await {
+        state.companies.insert(id.to_string(), slot);
+        match result {
             Ok(n) => total += n,
             Err(e) => {
                 let in_a_row = platform.shipping.failed(id, &format!("{e:#}"));
