@@ -1273,6 +1273,9 @@ mod tests {
             ) -> Vec<Result<wb_store::Applied, wb_store::StoreError>> {
                 unimplemented!()
             }
+            fn journal_head(&self) -> i64 {
+                self.0.load(Ordering::SeqCst)
+            }
             async fn accounts(&self) -> Result<Vec<Account>, wb_store::StoreError> {
                 Ok(Vec::new())
             }

@@ -306,3 +306,19 @@ pub struct JournalRecord {
     pub prev_hash: String,
     pub hash: String,
 }
+
+/// What a company's writer last committed, readable without a query (the
+/// audit forwarder and the journal shipper poll it).
+#[derive(Debug, Default)]
+pub struct Published {
+    pub audit_seq: std::sync::atomic::AtomicI64,
+    pub journal_seq: std::sync::atomic::AtomicI64,
+}
+
+impl Published {
+    pub(crate) fn set(&self, audit_seq: i64, journal_seq: i64) {
+        use std::sync::atomic::Ordering::Release;
+        self.audit_seq.store(audit_seq, Release);
+        self.journal_seq.store(journal_seq, Release);
+    }
+}

@@ -192,6 +192,10 @@ pub trait TenantStore: Send + Sync {
     async fn record(&self, event: AuditEvent) -> Result<(), StoreError>;
     /// The last committed audit sequence number (cheap; for forwarders).
     fn audit_head(&self) -> i64;
+    /// The last change-journal sequence this process committed or read at
+    /// open (cheap; for the shipper). Writes by another node show up here
+    /// only after this node's next write.
+    fn journal_head(&self) -> i64;
     fn company_id(&self) -> &str;
 }
 

@@ -2,7 +2,7 @@
 //! role; reads on the company's bounded pool, writes through its writer.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -72,7 +72,7 @@ pub struct PgTenant {
     key_digest: [u8; 32],
     locator: Arc<Locator>,
     route: Mutex<Arc<Route>>,
-    published_audit_seq: Arc<AtomicI64>,
+    published: Arc<Published>,
 }
 
 impl std::fmt::Debug for PgTenant {
@@ -247,7 +247,7 @@ impl PgTenant {
         }
         let route = self
             .locator
-            .route(placement, &self.key, self.published_audit_seq.clone())
+            .route(placement, &self.key, self.published.clone())
             .await?;
         *self.route.lock().unwrap_or_else(|e| e.into_inner()) = route.clone();
         Ok(Some(route))
@@ -560,7 +560,11 @@ impl TenantStore for PgTenant {
     }
 
     fn audit_head(&self) -> i64 {
-        self.published_audit_seq.load(Ordering::Acquire)
+        self.published.audit_seq.load(Ordering::Acquire)
+    }
+
+    fn journal_head(&self) -> i64 {
+        self.published.journal_seq.load(Ordering::Acquire)
     }
 
     fn company_id(&self) -> &str {
@@ -620,23 +624,21 @@ impl Locator {
         &self,
         placement: Placement,
         key: &DataKey,
-        published_audit_seq: Arc<AtomicI64>,
+        published: Arc<Published>,
     ) -> Result<Arc<Route>, StoreError> {
         let endpoint = self.company_endpoint(&placement, key)?;
         let pool = PgPool::new(endpoint, self.limits.per_company, self.budget.clone());
-        let writer = tenant_writer::spawn(
-            pool.clone(),
-            &placement.company_id,
-            published_audit_seq,
-            self.audit,
-        )
-        .await
-        .map_err(|e| match e {
-            StoreError::Connect(message) if message.contains("password authentication failed") => {
-                StoreError::WrongKey
-            }
-            other => other,
-        })?;
+        let writer =
+            tenant_writer::spawn(pool.clone(), &placement.company_id, published, self.audit)
+                .await
+                .map_err(|e| match e {
+                    StoreError::Connect(message)
+                        if message.contains("password authentication failed") =>
+                    {
+                        StoreError::WrongKey
+                    }
+                    other => other,
+                })?;
         Ok(Arc::new(Route {
             placement,
             pool,
@@ -788,10 +790,10 @@ impl PgTenants {
         placement: &Placement,
         key: &DataKey,
     ) -> Result<Arc<dyn TenantStore>, StoreError> {
-        let published_audit_seq = Arc::new(AtomicI64::new(0));
+        let published = Arc::new(Published::default());
         let route = self
             .locator
-            .route(placement.clone(), key, published_audit_seq.clone())
+            .route(placement.clone(), key, published.clone())
             .await?;
         let tenant = Arc::new(PgTenant {
             company_id: placement.company_id.clone(),
@@ -799,7 +801,7 @@ impl PgTenants {
             key_digest: key_digest(key),
             locator: self.locator.clone(),
             route: Mutex::new(route),
-            published_audit_seq,
+            published,
         });
         let mut open = self
             .open

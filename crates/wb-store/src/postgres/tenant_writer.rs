@@ -10,7 +10,6 @@
 //! so exactly the offending one fails.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use time::Date;
@@ -146,14 +145,14 @@ pub(crate) struct Writer {
     /// The journal head this writer last committed or saw; another value in
     /// `heads` means another node wrote, and cached accounts are reloaded.
     seen_journal_seq: i64,
-    published_audit_seq: Arc<AtomicI64>,
+    published: Arc<Published>,
     audit_enabled: bool,
 }
 
 pub(crate) async fn spawn(
     pool: PgPool,
     company_id: &str,
-    published_audit_seq: Arc<AtomicI64>,
+    published: Arc<Published>,
     audit_enabled: bool,
 ) -> Result<mpsc::Sender<Job>, StoreError> {
     let mut writer = Writer {
@@ -161,7 +160,7 @@ pub(crate) async fn spawn(
         company_id: company_id.to_string(),
         accounts: HashMap::new(),
         seen_journal_seq: -1,
-        published_audit_seq,
+        published,
         audit_enabled,
     };
     {
@@ -169,9 +168,7 @@ pub(crate) async fn spawn(
         let heads = read_heads(&mut conn, false).await?;
         writer.reload_accounts(&mut conn).await?;
         writer.seen_journal_seq = heads.journal_seq;
-        writer
-            .published_audit_seq
-            .store(heads.audit_seq, Ordering::Release);
+        writer.published.set(heads.audit_seq, heads.journal_seq);
     }
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
     tokio::spawn(run(rx, writer));
@@ -414,8 +411,8 @@ impl Writer {
             self.accounts.insert(code, meta);
         }
         self.seen_journal_seq = heads_after.journal_seq;
-        self.published_audit_seq
-            .store(heads_after.audit_seq, Ordering::Release);
+        self.published
+            .set(heads_after.audit_seq, heads_after.journal_seq);
         Ok(results)
     }
 

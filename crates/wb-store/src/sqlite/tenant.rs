@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -26,7 +26,7 @@ pub const MAX_PAGE: u32 = 1000;
 
 pub struct SqliteTenant {
     company_id: String,
-    published_audit_seq: Arc<AtomicI64>,
+    published: Arc<Published>,
     path: PathBuf,
     /// Digest of the key the database was opened with, so that an open store is
     /// handed out again only for the same key.
@@ -502,7 +502,11 @@ impl TenantStore for SqliteTenant {
     }
 
     fn audit_head(&self) -> i64 {
-        self.published_audit_seq.load(Ordering::Acquire)
+        self.published.audit_seq.load(Ordering::Acquire)
+    }
+
+    fn journal_head(&self) -> i64 {
+        self.published.journal_seq.load(Ordering::Acquire)
     }
 
     fn company_id(&self) -> &str {
@@ -609,12 +613,11 @@ impl SqliteTenants {
         })
         .await
         .map_err(|e| StoreError::Backend(format!("open task failed: {e}")))??;
-        let published_audit_seq = Arc::new(AtomicI64::new(0));
-        let writer =
-            tenant_writer::spawn(conn, company_id, published_audit_seq.clone(), self.audit)?;
+        let published = Arc::new(Published::default());
+        let writer = tenant_writer::spawn(conn, company_id, published.clone(), self.audit)?;
         let tenant = Arc::new(SqliteTenant {
             company_id: company_id.to_string(),
-            published_audit_seq,
+            published,
             readers: Arc::new(ReaderPool::new(
                 path.clone(),
                 key.clone(),

@@ -19,7 +19,6 @@ use super::tenant::{load_entry, row_to_account};
 use crate::chain;
 use crate::model::*;
 use crate::StoreError;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use wb_core::audit::AuditFields;
 
@@ -86,7 +85,7 @@ pub(crate) struct WriterState {
     audit: Head,
     next_entry_id: i64,
     /// The last committed audit sequence, for the forwarder to poll cheaply.
-    published_audit_seq: Arc<AtomicI64>,
+    published: Arc<Published>,
     /// False only in benchmarks that measure the cost of auditing.
     audit_enabled: bool,
 }
@@ -94,10 +93,10 @@ pub(crate) struct WriterState {
 pub(crate) fn spawn(
     conn: Connection,
     company_id: &str,
-    published_audit_seq: Arc<AtomicI64>,
+    published: Arc<Published>,
     audit_enabled: bool,
 ) -> Result<mpsc::Sender<Job>, StoreError> {
-    let mut state = WriterState::load(conn, company_id, published_audit_seq)?;
+    let mut state = WriterState::load(conn, company_id, published)?;
     state.audit_enabled = audit_enabled;
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
     tokio::spawn(run(rx, state));
@@ -186,10 +185,10 @@ impl WriterState {
     fn load(
         conn: Connection,
         company_id: &str,
-        published_audit_seq: Arc<AtomicI64>,
+        published: Arc<Published>,
     ) -> Result<WriterState, StoreError> {
         let (accounts, journal, audit, next_entry_id) = WriterState::load_from(&conn)?;
-        published_audit_seq.store(audit.seq, Ordering::Release);
+        published.set(audit.seq, journal.seq);
         Ok(WriterState {
             conn,
             company_id: company_id.to_string(),
@@ -197,7 +196,7 @@ impl WriterState {
             journal,
             audit,
             next_entry_id,
-            published_audit_seq,
+            published,
             audit_enabled: true,
         })
     }
@@ -311,8 +310,7 @@ impl WriterState {
                 .map(|_| Err(StoreError::Backend(message.clone())))
                 .collect();
         }
-        self.published_audit_seq
-            .store(self.audit.seq, Ordering::Release);
+        self.published.set(self.audit.seq, self.journal.seq);
         results
     }
 
