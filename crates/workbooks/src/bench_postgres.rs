@@ -16,7 +16,7 @@ use wb_server::{Platform, PostgresConfig, ServerConfig, StorageConfig, SystemClo
 use wb_store::postgres::PgEndpoint;
 
 use crate::bench::{
-    client, companies_open_range, cores, entry_json, load, percentile, render_rows, rss_mib,
+    client, companies_open_range, cores, draft, entry_json, load, percentile, render_rows, rss_mib,
     tempdir_in, verdict, write_results, Load, Row, Target,
 };
 use crate::cli::BenchArgs;
@@ -181,6 +181,37 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let spread_use = Snapshot::take(&cluster).await?.since(&before);
     let spread_batches = batches(&cluster, &spread_dbs).await?;
     report_statements(&cluster, args.pg_statements, "spread", &spread).await?;
+
+    // The same single-entry posts to one company without HTTP: what the
+    // writer and the database do alone, on the same runtime.
+    eprintln!("bench: {CLIENTS} tasks posting through the store, one company (no HTTP)");
+    let (company, _) = target
+        .signup("Bench PG Store", "pg-store@bench.example")
+        .await?;
+    let direct_db = database_of(&pg, &company).await?;
+    let store = platform
+        .tenant(&company)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening a company: {e:?}"))?;
+    reset_statements(&cluster, args.pg_statements).await?;
+    let before = Snapshot::take(&cluster).await?;
+    let direct = load(CLIENTS, args.seconds, 1, move |client, i| {
+        let store = store.clone();
+        async move {
+            let ctx = wb_store::WriteContext {
+                actor: wb_store::Actor::system("bench"),
+                at: time::OffsetDateTime::now_utc(),
+            };
+            store
+                .post_entries(vec![draft(client as u64 * 1_000_000 + i)], None, ctx)
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    let direct_use = Snapshot::take(&cluster).await?.since(&before);
+    let direct_batches = batches(&cluster, &[direct_db]).await?;
+    report_statements(&cluster, args.pg_statements, "store level", &direct).await?;
 
     eprintln!("bench: pgbench, {CLIENTS} clients (baseline, after the HTTP loads)");
     let bench_after = pgbench(
@@ -350,6 +381,12 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             &spread,
             &spread_use,
             &spread_batches,
+        ),
+        writer_diagnostic(
+            &format!("store level, no HTTP: {CLIENTS} tasks posting single entries, 1 company"),
+            &direct,
+            &direct_use,
+            &direct_batches,
         ),
     ];
 
@@ -790,7 +827,8 @@ struct Replay {
 /// The writer's statements for posting, driven by pgbench against real
 /// company databases (schema, triggers and foreign keys as created by the
 /// platform), to separate the cost of the SQL from that of the HTTPS path:
-/// one after another as the writer sends them, and pipelined.
+/// one statement per round trip, as the writer sends them (writes
+/// pipelined), and with COMMIT pipelined too.
 async fn replay(
     cluster: &Arc<PgCluster>,
     platform: &Arc<Platform>,
@@ -844,30 +882,53 @@ async fn replay(
         anyhow::ensure!(ids.len() == 2, "two accounts");
         companies.push((database, (ids[0], ids[1])));
     }
-    let variants: [(&'static str, usize, usize, bool); 5] = [
+    use Trips::{All, Each, Writer};
+    let variants: [(&'static str, usize, usize, Trips); 7] = [
         (
-            "as the writer sends them, one company each",
+            "one statement per round trip (the writer before pipelining), one company each",
             SPREAD_COMPANIES,
             1,
-            false,
+            Each,
         ),
-        ("pipelined, one company each", SPREAD_COMPANIES, 1, true),
+        (
+            "as the writer sends them (writes pipelined), one company each",
+            SPREAD_COMPANIES,
+            1,
+            Writer,
+        ),
+        (
+            "COMMIT pipelined with the writes too, one company each",
+            SPREAD_COMPANIES,
+            1,
+            All,
+        ),
+        (
+            "one statement per round trip, batches of 8, one company",
+            1,
+            8,
+            Each,
+        ),
         (
             "as the writer sends them, batches of 8, one company",
             1,
             8,
-            false,
+            Writer,
         ),
-        ("pipelined, batches of 8, one company", 1, 8, true),
         (
-            "pipelined, one company each, postings without their 2 foreign keys",
+            "COMMIT pipelined with the writes too, batches of 8, one company",
+            1,
+            8,
+            All,
+        ),
+        (
+            "as the writer sends them, one company each, postings without their 2 foreign keys",
             SPREAD_COMPANIES,
             1,
-            true,
+            Writer,
         ),
     ];
     let mut out = Vec::new();
-    for (v, (name, count, entries, pipelined)) in variants.into_iter().enumerate() {
+    for (v, (name, count, entries, trips)) in variants.into_iter().enumerate() {
         if name.contains("without") {
             for (database, _) in &companies {
                 sql(
@@ -882,7 +943,7 @@ async fn replay(
         let mut targets = Vec::new();
         for (i, (database, accounts)) in companies.iter().take(count).enumerate() {
             let path = dir.join(format!("replay-{v}-{i}.sql"));
-            std::fs::write(&path, writer_script(entries, pipelined, *accounts))?;
+            std::fs::write(&path, writer_script(entries, trips, *accounts))?;
             targets.push((database.clone(), path));
         }
         let result = pgbench_run(
@@ -899,18 +960,39 @@ async fn replay(
             name,
             companies: count,
             entries,
-            round_trips: if pipelined { 3 } else { 9 },
+            round_trips: trips.count(),
             result,
         });
     }
     Ok(out)
 }
 
+/// How a replayed batch reaches the server.
+#[derive(Clone, Copy)]
+enum Trips {
+    /// BEGIN, the heads lock, each of the 6 writes and COMMIT apart: 9.
+    Each,
+    /// As the writer does now: BEGIN, the heads lock, the writes pipelined, COMMIT: 4.
+    Writer,
+    /// BEGIN, the heads lock, then the writes and COMMIT pipelined: 3.
+    All,
+}
+
+impl Trips {
+    fn count(self) -> usize {
+        match self {
+            Trips::Each => 9,
+            Trips::Writer => 4,
+            Trips::All => 3,
+        }
+    }
+}
+
 /// A pgbench script doing what the writer does for a batch of `entries`
 /// single entries (two postings each): BEGIN; lock heads; one statement per
-/// table; update heads; COMMIT. Pipelined, everything after the heads lock
-/// goes in one round trip.
-fn writer_script(entries: usize, pipelined: bool, (cash, sales): (i64, i64)) -> String {
+/// table; update heads; COMMIT, in `trips` round trips.
+fn writer_script(entries: usize, trips: Trips, (cash, sales): (i64, i64)) -> String {
+    let pipelined = !matches!(trips, Trips::Each);
     // pgbench reads any `:name` as a variable, even inside quotes: the
     // texts keep their real lengths with `.` and `=` where `:` would be.
     const AT: &str = "2026-11-22T12.00.00.123456Z";
@@ -994,9 +1076,10 @@ fn writer_script(entries: usize, pipelined: bool, (cash, sales): (i64, i64)) -> 
     script.push_str(&format!(
         "UPDATE heads SET journal_seq = CAST(:js AS bigint) + {n}, journal_hash = '{hash}', audit_seq = CAST(:aus AS bigint) + {n}, audit_hash = '{hash}', next_entry_id = CAST(:eid AS bigint) + {n}, next_account_id = next_account_id WHERE id = 1;\n"
     ));
-    script.push_str("COMMIT;\n");
-    if pipelined {
-        script.push_str("\\endpipeline\n");
+    match trips {
+        Trips::Each => script.push_str("COMMIT;\n"),
+        Trips::Writer => script.push_str("\\endpipeline\nCOMMIT;\n"),
+        Trips::All => script.push_str("COMMIT;\n\\endpipeline\n"),
     }
     script
 }

@@ -97,17 +97,26 @@ impl PgTenants {
             .budget()
             .connect(&self.company_endpoint(target, key)?)
             .await?;
-        from.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-            .await?;
+        // The table lock comes before the snapshot (LOCK is not a query), so
+        // the snapshot includes every writer that committed before it and no
+        // writer can commit after it: they wait on `heads` until the switch.
+        from.batch_execute(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ; LOCK TABLE heads IN EXCLUSIVE MODE",
+        )
+        .await?;
         let paused = Instant::now();
         let heads = from
             .query_one(
-                "SELECT journal_seq, journal_hash, audit_seq, audit_hash FROM heads
-                 WHERE id = 1 AND NOT moved FOR UPDATE",
+                "SELECT journal_seq, journal_hash, audit_seq, audit_hash, moved FROM heads
+                 WHERE id = 1",
                 &[],
             )
-            .await
-            .map_err(|_| StoreError::Conflict("the company is already moving".into()))?;
+            .await?;
+        if heads.try_get::<_, bool>(4)? {
+            return Err(StoreError::Conflict(
+                "the company's database has already moved".into(),
+            ));
+        }
         let journal_seq: i64 = heads.try_get(0)?;
         into.batch_execute("BEGIN; DELETE FROM heads; DELETE FROM meta")
             .await?;
