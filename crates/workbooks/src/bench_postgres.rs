@@ -103,6 +103,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let rtt_us = round_trip_us(&pgbench_url, cluster.ca_file()).await?;
 
     eprintln!("bench: /healthz ceiling, {CLIENTS} clients");
+    // A checkpoint now rather than one (and its full-page writes) during the phase.
+    sql(&cluster, "postgres", "CHECKPOINT").await?;
     let before = Snapshot::take(&cluster).await?;
     let t = target.clone();
     let health = load(CLIENTS, args.seconds, 1, move |_, _| {
@@ -136,6 +138,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         .await?;
     let one_db = database_of(&pg, &company).await?;
     reset_statements(&cluster, args.pg_statements).await?;
+    // A checkpoint now rather than one (and its full-page writes) during the phase.
+    sql(&cluster, "postgres", "CHECKPOINT").await?;
     let before = Snapshot::take(&cluster).await?;
     let t = target.clone();
     let one = load(CLIENTS, args.seconds, 1, move |client, i| {
@@ -166,6 +170,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     let spread_targets = Arc::new(spread_targets);
     reset_statements(&cluster, args.pg_statements).await?;
+    // A checkpoint now rather than one (and its full-page writes) during the phase.
+    sql(&cluster, "postgres", "CHECKPOINT").await?;
     let before = Snapshot::take(&cluster).await?;
     let t = target.clone();
     let spread = load(CLIENTS, args.seconds, 1, move |client, i| {
@@ -194,6 +200,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("opening a company: {e:?}"))?;
     reset_statements(&cluster, args.pg_statements).await?;
+    // A checkpoint now rather than one (and its full-page writes) during the phase.
+    sql(&cluster, "postgres", "CHECKPOINT").await?;
     let before = Snapshot::take(&cluster).await?;
     let direct = load(CLIENTS, args.seconds, 1, move |client, i| {
         let store = store.clone();
@@ -401,7 +409,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         &rows,
     );
     table.push_str(&format!(
-        "\nWhere the time goes (same run). Before the loads: a CHECKPOINT and {settled:.0} s until the cluster idled (creating the companies above wrote much WAL and woke autovacuum). One PostgreSQL round trip over TLS (`SELECT 1`, prepared, one connection, before the loads): median {rtt_us:.0} µs. \
+        "\nWhere the time goes (same run). Before the loads: a CHECKPOINT and {settled:.0} s until the cluster idled (creating the companies above wrote much WAL and woke autovacuum), and a CHECKPOINT before every timed phase, so none falls inside one. One PostgreSQL round trip over TLS (`SELECT 1`, prepared, one connection, before the loads): median {rtt_us:.0} µs. \
          CPU is in cores (of {}): this process (HTTPS server, its clients, the writers; pgbench in its phases) / the cluster's processes / everything else on the machine; \
          transactions are counted from `xmin` of the entries written (one per writer batch), WAL from `pg_current_wal_lsn()`.\n\n",
         cores()
@@ -549,6 +557,8 @@ async fn idle_companies(
         .map(|n| n.trim().parse::<f64>().unwrap_or(0.0))
     };
     let sessions_before = sessions().await?;
+    // A checkpoint now rather than one (and its full-page writes) during the phase.
+    sql(cluster, "postgres", "CHECKPOINT").await?;
     let before = Snapshot::take(cluster).await?;
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     let jobs = Snapshot::take(cluster).await?.since(&before);
@@ -704,6 +714,8 @@ async fn pgbench_run(
     tag: &str,
 ) -> Result<PgBench> {
     let mut children = Vec::new();
+    // A checkpoint now rather than one (and its full-page writes) during the phase.
+    sql(cluster, "postgres", "CHECKPOINT").await?;
     let before = Snapshot::take(cluster).await?;
     for (n, (database, script)) in targets.iter().enumerate() {
         let mut cmd = Command::new(find_pgbench());
