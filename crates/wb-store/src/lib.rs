@@ -18,6 +18,7 @@ mod model;
 pub mod postgres;
 pub mod sqlite;
 mod traits;
+mod writer_jobs;
 
 pub use alerts::{Alert, AlertStore};
 pub use chain::{link as chain_link, GENESIS};

@@ -18,10 +18,11 @@ use super::placement::{Placement, Placements};
 use super::pool::{ConnectionBudget, PgConn, PgPool};
 use super::provision;
 use super::tenant_schema::{SCHEMA, SCHEMA_VERSION};
-use super::tenant_writer::{self, Command, Job, Output};
+use super::tenant_writer;
 use crate::chain;
 use crate::model::*;
 use crate::sqlite::conn::{day, parse_day, parse_ts};
+use crate::writer_jobs::{applied_of, command_of, Command, Job, Output};
 use crate::{StoreError, TenantDirectory, TenantStore};
 
 pub const MAX_PAGE: u32 = 1000;
@@ -95,34 +96,6 @@ macro_rules! rerouted {
             other => other,
         }
     }};
-}
-
-fn command_of(change: Change) -> Command {
-    match change {
-        Change::CreateAccount(a) => Command::CreateAccount(a),
-        Change::Post(drafts) => Command::Post {
-            drafts,
-            idempotency: None,
-        },
-        Change::Reverse {
-            entry_id,
-            date,
-            description,
-        } => Command::Reverse {
-            entry_id,
-            date,
-            description,
-        },
-    }
-}
-
-fn applied_of(output: Output) -> Result<Applied, StoreError> {
-    match output {
-        Output::Account(a) => Ok(Applied::Account(a)),
-        Output::Posted(p) => Ok(Applied::Posted(p)),
-        Output::Entry(e) => Ok(Applied::Entry(e)),
-        Output::Recorded => Err(unexpected()),
-    }
 }
 
 fn unexpected() -> StoreError {
@@ -256,7 +229,7 @@ impl PgTenant {
     async fn send(&self, command: Command, ctx: WriteContext) -> Result<Output, StoreError> {
         let route = self.route();
         let work = (command, ctx);
-        let retry = tenant_writer::clone_work(&work);
+        let retry = (work.0.clone(), work.1.clone());
         match route.send(work.0, work.1).await {
             // Refused before anything was written: safe to send again.
             Err(e @ (StoreError::Moved | StoreError::Connect(_))) => {

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use time::Date;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_postgres::types::ToSql;
 use wb_core::audit::AuditFields;
 use wb_core::ledger::AccountRules;
@@ -27,48 +27,11 @@ use crate::sqlite::conn::{day, ts};
 use crate::sqlite::tenant_writer::{
     account_created, to_json, EntriesPosted, EntryRecord, EntryReversed,
 };
+use crate::writer_jobs::{Command, Job, Output};
 use crate::StoreError;
 
 const MAX_BATCH_COMMANDS: usize = 256;
 const QUEUE_DEPTH: usize = 4096;
-
-pub(crate) enum Command {
-    CreateAccount(NewAccount),
-    Post {
-        drafts: Vec<EntryDraft>,
-        idempotency: Option<Idempotency>,
-    },
-    Reverse {
-        entry_id: i64,
-        date: Date,
-        description: Option<String>,
-    },
-    Record(AuditEvent),
-}
-
-impl Command {
-    fn action(&self) -> &'static str {
-        match self {
-            Command::CreateAccount(_) => "account.create",
-            Command::Post { .. } => "entry.post",
-            Command::Reverse { .. } => "entry.reverse",
-            Command::Record(_) => "audit.record",
-        }
-    }
-}
-
-pub(crate) enum Output {
-    Account(Account),
-    Posted(Posted),
-    Entry(Entry),
-    Recorded,
-}
-
-pub(crate) struct Job {
-    pub command: Command,
-    pub ctx: WriteContext,
-    pub reply: oneshot::Sender<Result<Output, StoreError>>,
-}
 
 #[derive(Clone, Copy)]
 struct AccountMeta {
@@ -472,30 +435,6 @@ impl Writer {
 
 const fn const_format_accounts() -> &'static str {
     "SELECT id, code, name, type, parent, currency, created_at FROM accounts"
-}
-
-pub(crate) fn clone_work((command, ctx): &(Command, WriteContext)) -> (Command, WriteContext) {
-    let command = match command {
-        Command::CreateAccount(a) => Command::CreateAccount(a.clone()),
-        Command::Post {
-            drafts,
-            idempotency,
-        } => Command::Post {
-            drafts: drafts.clone(),
-            idempotency: idempotency.clone(),
-        },
-        Command::Reverse {
-            entry_id,
-            date,
-            description,
-        } => Command::Reverse {
-            entry_id: *entry_id,
-            date: *date,
-            description: description.clone(),
-        },
-        Command::Record(e) => Command::Record(e.clone()),
-    };
-    (command, ctx.clone())
 }
 
 /// Plans a batch in memory: pure, except for what was preloaded.

@@ -17,8 +17,9 @@ use wb_crypto::DataKey;
 
 use super::conn::{day, open_encrypted, parse_day, parse_ts, OpenMode, ReaderPool};
 use super::tenant_schema::{SCHEMA, SCHEMA_VERSION};
-use super::tenant_writer::{self, Command, Job, Output};
+use super::tenant_writer;
 use crate::model::*;
+use crate::writer_jobs::{applied_of, command_of, Command, Job, Output};
 use crate::{StoreError, TenantDirectory, TenantStore};
 
 const READERS_PER_COMPANY: usize = 4;
@@ -55,34 +56,6 @@ impl SqliteTenant {
             .await
             .map_err(|_| StoreError::WriterStopped)?;
         answer.await.map_err(|_| StoreError::WriterStopped)?
-    }
-}
-
-fn command_of(change: Change) -> Command {
-    match change {
-        Change::CreateAccount(a) => Command::CreateAccount(a),
-        Change::Post(drafts) => Command::Post {
-            drafts,
-            idempotency: None,
-        },
-        Change::Reverse {
-            entry_id,
-            date,
-            description,
-        } => Command::Reverse {
-            entry_id,
-            date,
-            description,
-        },
-    }
-}
-
-fn applied_of(output: Output) -> Result<Applied, StoreError> {
-    match output {
-        Output::Account(a) => Ok(Applied::Account(a)),
-        Output::Posted(p) => Ok(Applied::Posted(p)),
-        Output::Entry(e) => Ok(Applied::Entry(e)),
-        Output::Recorded => Err(unexpected()),
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
 use time::Date;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use wb_core::ledger::AccountRules;
 use wb_core::{AccountType, BalancedEntry, Currency, EntryDraft, LedgerError, NewAccount};
 
@@ -18,52 +18,13 @@ use super::conn::{day, ts};
 use super::tenant::{load_entry, row_to_account};
 use crate::chain;
 use crate::model::*;
+use crate::writer_jobs::{Command, Job, Output};
 use crate::StoreError;
 use std::sync::Arc;
 use wb_core::audit::AuditFields;
 
 pub(crate) const MAX_BATCH_COMMANDS: usize = 256;
 const QUEUE_DEPTH: usize = 4096;
-
-pub(crate) enum Command {
-    CreateAccount(NewAccount),
-    Post {
-        drafts: Vec<EntryDraft>,
-        idempotency: Option<Idempotency>,
-    },
-    Reverse {
-        entry_id: i64,
-        date: Date,
-        description: Option<String>,
-    },
-    /// An audit event with no change attached (reads, refusals).
-    Record(AuditEvent),
-}
-
-impl Command {
-    /// The audit action of this command, also recorded when it fails.
-    fn action(&self) -> &'static str {
-        match self {
-            Command::CreateAccount(_) => "account.create",
-            Command::Post { .. } => "entry.post",
-            Command::Reverse { .. } => "entry.reverse",
-            Command::Record(_) => "audit.record",
-        }
-    }
-}
-
-pub(crate) enum Output {
-    Account(Account),
-    Posted(Posted),
-    Entry(Entry),
-    Recorded,
-}
-
-pub(crate) struct Job {
-    pub command: Command,
-    pub ctx: WriteContext,
-    pub reply: oneshot::Sender<Result<Output, StoreError>>,
-}
 
 #[derive(Clone, Copy)]
 struct AccountMeta {

@@ -1,0 +1,79 @@
+//! What the company writers of both backends accept and answer.
+
+use time::Date;
+use tokio::sync::oneshot;
+use wb_core::{EntryDraft, NewAccount};
+
+use crate::model::*;
+use crate::StoreError;
+
+#[derive(Clone)]
+pub(crate) enum Command {
+    CreateAccount(NewAccount),
+    Post {
+        drafts: Vec<EntryDraft>,
+        idempotency: Option<Idempotency>,
+    },
+    Reverse {
+        entry_id: i64,
+        date: Date,
+        description: Option<String>,
+    },
+    /// An audit event with no change attached (reads, refusals).
+    Record(AuditEvent),
+}
+
+impl Command {
+    /// The audit action of this command, also recorded when it fails.
+    pub(crate) fn action(&self) -> &'static str {
+        match self {
+            Command::CreateAccount(_) => "account.create",
+            Command::Post { .. } => "entry.post",
+            Command::Reverse { .. } => "entry.reverse",
+            Command::Record(_) => "audit.record",
+        }
+    }
+}
+
+pub(crate) enum Output {
+    Account(Account),
+    Posted(Posted),
+    Entry(Entry),
+    Recorded,
+}
+
+pub(crate) struct Job {
+    pub command: Command,
+    pub ctx: WriteContext,
+    pub reply: oneshot::Sender<Result<Output, StoreError>>,
+}
+
+pub(crate) fn command_of(change: Change) -> Command {
+    match change {
+        Change::CreateAccount(a) => Command::CreateAccount(a),
+        Change::Post(drafts) => Command::Post {
+            drafts,
+            idempotency: None,
+        },
+        Change::Reverse {
+            entry_id,
+            date,
+            description,
+        } => Command::Reverse {
+            entry_id,
+            date,
+            description,
+        },
+    }
+}
+
+pub(crate) fn applied_of(output: Output) -> Result<Applied, StoreError> {
+    match output {
+        Output::Account(a) => Ok(Applied::Account(a)),
+        Output::Posted(p) => Ok(Applied::Posted(p)),
+        Output::Entry(e) => Ok(Applied::Entry(e)),
+        Output::Recorded => Err(StoreError::Backend(
+            "writer answered with the wrong kind of result".into(),
+        )),
+    }
+}
