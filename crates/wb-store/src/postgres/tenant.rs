@@ -32,8 +32,6 @@ fn key_digest(key: &DataKey) -> [u8; 32] {
     Sha256::digest(provision::role_password(key).expose().as_bytes()).into()
 }
 
-pub(crate) const ACCOUNT_COLUMNS: &str = "id, code, name, type, parent, currency, created_at";
-
 /// Where a company's database is now, and the pool and writer that reach it.
 struct Route {
     placement: Placement,

@@ -20,7 +20,7 @@ use wb_core::ledger::AccountRules;
 use wb_core::{AccountType, BalancedEntry, Currency, EntryDraft, LedgerError, NewAccount};
 
 use super::pool::{PgConn, PgPool};
-use super::tenant::{load_entries, row_to_account, ACCOUNT_COLUMNS};
+use super::tenant::{load_entries, row_to_account};
 use crate::chain;
 use crate::model::*;
 use crate::sqlite::conn::{day, ts};
@@ -199,7 +199,7 @@ impl WriteFailure {
 
 impl Writer {
     async fn reload_accounts(&mut self, conn: &mut PgConn) -> Result<(), StoreError> {
-        const SQL: &str = const_format_accounts();
+        const SQL: &str = "SELECT id, code, name, type, parent, currency, created_at FROM accounts";
         let statement = conn.prepare_cached(SQL).await?;
         let mut accounts = HashMap::new();
         for row in conn.query(&statement, &[]).await? {
@@ -431,10 +431,6 @@ impl Writer {
         }
         Ok((heads, preloaded))
     }
-}
-
-const fn const_format_accounts() -> &'static str {
-    "SELECT id, code, name, type, parent, currency, created_at FROM accounts"
 }
 
 /// Plans a batch in memory: pure, except for what was preloaded.
@@ -783,8 +779,6 @@ const INSERT_ACCOUNTS: &str = "INSERT INTO accounts (id, code, name, type, paren
      SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])";
 const INSERT_ENTRIES: &str = "INSERT INTO entries (id, date, description, reference, reverses, created_at, created_by)
      SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[])";
-const INSERT_POSTINGS: &str = "INSERT INTO postings (entry_id, line, account_id, currency, amount, date)
-     SELECT * FROM UNNEST($1::bigint[], $2::int[], $3::bigint[], $4::text[], $5::bigint[], $6::text[])";
 const UPSERT_BALANCES: &str = "INSERT INTO day_balances (account_id, currency, day, amount)
      SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[])
      ON CONFLICT (account_id, currency, day) DO UPDATE SET amount = day_balances.amount + EXCLUDED.amount";
@@ -927,7 +921,6 @@ async fn write(conn: &mut PgConn, w: &Writes, heads: &Heads) -> Result<(), Write
              FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::text[], $5::bigint[], $6::text[])
                   AS u(entry_id, line, code, currency, amount, date)
              JOIN accounts a ON a.code = u.code";
-        let _ = INSERT_POSTINGS;
         steps.push((
             INSERT_POSTINGS_BY_CODE,
             vec![
@@ -1045,6 +1038,3 @@ async fn write(conn: &mut PgConn, w: &Writes, heads: &Heads) -> Result<(), Write
     ));
     run_steps(conn, steps).await
 }
-
-#[allow(dead_code)]
-const _: &str = ACCOUNT_COLUMNS;
