@@ -253,11 +253,49 @@ pub struct Idempotency {
     pub request_hash: String,
 }
 
+/// An entry as a restore reproduces it: the source's id, reversal link,
+/// author and time are kept, so the restored books equal the source's.
+#[derive(Debug, Clone)]
+pub struct RestoredEntry {
+    pub id: i64,
+    pub draft: wb_core::EntryDraft,
+    pub reverses: Option<i64>,
+    pub created_at: OffsetDateTime,
+    pub created_by: String,
+}
+
+/// A source journal record a restore writes into the restored store's journal
+/// unchanged (so both chains carry the same hashes), with what it holds.
+#[derive(Debug, Clone)]
+pub struct ReplayedRecord {
+    pub seq: i64,
+    /// The record's time exactly as the source's journal holds it (hashed).
+    pub at: String,
+    pub kind: String,
+    pub payload: String,
+    pub hash: String,
+    pub content: ReplayedContent,
+}
+
+#[derive(Debug, Clone)]
+pub enum ReplayedContent {
+    Account {
+        id: i64,
+        account: wb_core::NewAccount,
+        created_at: OffsetDateTime,
+    },
+    Entries(Vec<RestoredEntry>),
+}
+
 /// One change to apply with `TenantStore::apply_in_order` (journal replay).
 #[derive(Debug, Clone)]
 pub enum Change {
     CreateAccount(wb_core::NewAccount),
     Post(Vec<wb_core::EntryDraft>),
+    /// Journal records replayed in bulk by a restore, kept verbatim: each
+    /// must be the next in this store's chain, and what it holds is applied
+    /// under its recorded ids (entries validated like a post).
+    Replay(Vec<ReplayedRecord>),
     Reverse {
         entry_id: i64,
         date: time::Date,
@@ -271,6 +309,10 @@ pub enum Applied {
     Account(Account),
     Posted(Posted),
     Entry(Entry),
+    /// The store's journal now ends at this replayed record.
+    Replayed {
+        last_seq: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

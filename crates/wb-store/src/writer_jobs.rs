@@ -19,6 +19,7 @@ pub(crate) enum Command {
         date: Date,
         description: Option<String>,
     },
+    Replay(Vec<ReplayedRecord>),
     /// An audit event with no change attached (reads, refusals).
     Record(AuditEvent),
 }
@@ -30,6 +31,7 @@ impl Command {
             Command::CreateAccount(_) => "account.create",
             Command::Post { .. } => "entry.post",
             Command::Reverse { .. } => "entry.reverse",
+            Command::Replay(_) => "journal.replay",
             Command::Record(_) => "audit.record",
         }
     }
@@ -39,6 +41,7 @@ pub(crate) enum Output {
     Account(Account),
     Posted(Posted),
     Entry(Entry),
+    Replayed(i64),
     Recorded,
 }
 
@@ -55,6 +58,7 @@ pub(crate) fn command_of(change: Change) -> Command {
             drafts,
             idempotency: None,
         },
+        Change::Replay(records) => Command::Replay(records),
         Change::Reverse {
             entry_id,
             date,
@@ -72,6 +76,7 @@ pub(crate) fn applied_of(output: Output) -> Result<Applied, StoreError> {
         Output::Account(a) => Ok(Applied::Account(a)),
         Output::Posted(p) => Ok(Applied::Posted(p)),
         Output::Entry(e) => Ok(Applied::Entry(e)),
+        Output::Replayed(last_seq) => Ok(Applied::Replayed { last_seq }),
         Output::Recorded => Err(StoreError::Backend(
             "writer answered with the wrong kind of result".into(),
         )),

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use time::Date;
+use time::{Date, OffsetDateTime};
 use tokio::sync::mpsc;
 use tokio_postgres::types::ToSql;
 use wb_core::audit::AuditFields;
@@ -25,7 +25,7 @@ use crate::chain;
 use crate::model::*;
 use crate::sqlite::conn::{day, ts};
 use crate::sqlite::tenant_writer::{
-    account_created, to_json, EntriesPosted, EntryRecord, EntryReversed,
+    account_created, entries_target, to_json, EntriesPosted, EntryRecord, EntryReversed,
 };
 use crate::writer_jobs::{Command, Job, Output};
 use crate::StoreError;
@@ -404,9 +404,21 @@ impl Writer {
         let mut entry_ids: Vec<i64> = work
             .iter()
             .filter_map(|(c, _)| match c {
-                Command::Reverse { entry_id, .. } => Some(*entry_id),
+                Command::Reverse { entry_id, .. } => Some(vec![*entry_id]),
+                Command::Replay(records) => Some(
+                    records
+                        .iter()
+                        .filter_map(|r| match &r.content {
+                            ReplayedContent::Entries(entries) => Some(entries),
+                            ReplayedContent::Account { .. } => None,
+                        })
+                        .flatten()
+                        .filter_map(|e| e.reverses)
+                        .collect(),
+                ),
                 _ => None,
             })
+            .flatten()
             .collect();
         if !keys.is_empty() {
             const SQL: &str =
@@ -473,6 +485,7 @@ impl Planner<'_> {
                 date,
                 description,
             } => Output::Entry(self.reverse(*entry_id, *date, description.clone(), ctx, &mut w)?),
+            Command::Replay(records) => Output::Replayed(self.replay(records, ctx, &mut w)?),
             Command::Record(event) => {
                 let recorded = WriteContext {
                     actor: event.actor.clone(),
@@ -498,26 +511,8 @@ impl Planner<'_> {
         ctx: &WriteContext,
         w: &mut Writes,
     ) -> Result<Account, StoreError> {
-        if self.account(&new.code).is_some() {
-            return Err(LedgerError::DuplicateAccountCode(new.code).into());
-        }
-        new.check_parent(
-            new.parent
-                .as_deref()
-                .and_then(|p| self.account(p))
-                .map(|m| m.account_type),
-        )?;
         let at = ts(ctx.at);
-        let account = Account {
-            id: self.heads.next_account_id,
-            code: new.code,
-            name: new.name,
-            account_type: new.account_type,
-            parent: new.parent,
-            currency: new.currency,
-            created_at: ctx.at,
-        };
-        self.heads.next_account_id += 1;
+        let account = self.plan_account(new, ctx.at, w)?;
         self.journal(w, ctx, "account_created", account_created(&account, &at));
         self.audit(
             w,
@@ -527,6 +522,34 @@ impl Planner<'_> {
             Outcome::Success,
             None,
         );
+        Ok(account)
+    }
+
+    fn plan_account(
+        &mut self,
+        new: NewAccount,
+        created_at: OffsetDateTime,
+        w: &mut Writes,
+    ) -> Result<Account, StoreError> {
+        if self.account(&new.code).is_some() {
+            return Err(LedgerError::DuplicateAccountCode(new.code).into());
+        }
+        new.check_parent(
+            new.parent
+                .as_deref()
+                .and_then(|p| self.account(p))
+                .map(|m| m.account_type),
+        )?;
+        let account = Account {
+            id: self.heads.next_account_id,
+            code: new.code,
+            name: new.name,
+            account_type: new.account_type,
+            parent: new.parent,
+            currency: new.currency,
+            created_at,
+        };
+        self.heads.next_account_id += 1;
         self.new_accounts.insert(
             account.code.clone(),
             AccountMeta {
@@ -603,7 +626,7 @@ impl Planner<'_> {
         let at = ts(ctx.at);
         let mut entries = Vec::with_capacity(balanced.len());
         for entry in balanced {
-            entries.push(self.entry(entry, None, ctx, &at, w)?);
+            entries.push(self.entry(entry, None, (&ctx.actor.id, ctx.at), &at, w)?);
         }
         if let Some(idem) = idempotency {
             let ids: Vec<String> = entries.iter().map(|e| e.id.to_string()).collect();
@@ -619,11 +642,7 @@ impl Planner<'_> {
             entries: entries.iter().map(|e| EntryRecord::new(e, &at)).collect(),
         };
         self.journal(w, ctx, "entries_posted", to_json(&payload)?);
-        let target = match (entries.first(), entries.last()) {
-            (Some(f), Some(l)) if f.id == l.id => format!("entry:{}", f.id),
-            (Some(f), Some(l)) => format!("entries:{}-{}", f.id, l.id),
-            _ => "entries:none".into(),
-        };
+        let target = entries_target(&entries);
         self.audit(w, ctx, "entry.post", Some(&target), Outcome::Success, None);
         Ok(Posted {
             entries,
@@ -659,7 +678,7 @@ impl Planner<'_> {
         )?;
         let reversal = balanced.reversal(date, description.as_deref())?;
         let at = ts(ctx.at);
-        let stored = self.entry(reversal, Some(entry_id), ctx, &at, w)?;
+        let stored = self.entry(reversal, Some(entry_id), (&ctx.actor.id, ctx.at), &at, w)?;
         w.reversed.push((entry_id, stored.id));
         self.reversed.insert(entry_id);
         let payload = EntryReversed {
@@ -678,14 +697,138 @@ impl Planner<'_> {
         Ok(stored)
     }
 
+    /// Plans journal records a restore replays: each record verbatim (it
+    /// must continue this database's chain) with what it holds, under its
+    /// recorded ids; one audit event for the lot.
+    fn replay(
+        &mut self,
+        records: &[ReplayedRecord],
+        ctx: &WriteContext,
+        w: &mut Writes,
+    ) -> Result<i64, StoreError> {
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return Err(StoreError::Conflict(
+                "a replay holds at least one record".into(),
+            ));
+        };
+        let target = format!("journal:{}-{}", first.seq, last.seq);
+        // Entries of this command, by id, for reversals within it.
+        let mut local: HashMap<i64, Entry> = HashMap::new();
+        for record in records {
+            match &record.content {
+                ReplayedContent::Account {
+                    id,
+                    account,
+                    created_at,
+                } => {
+                    let stored = self.plan_account(account.clone(), *created_at, w)?;
+                    if stored.id != *id {
+                        return Err(StoreError::Conflict(format!(
+                            "account {} would be restored as account {}, not {id}",
+                            stored.code, stored.id
+                        )));
+                    }
+                }
+                ReplayedContent::Entries(entries) => {
+                    for r in entries {
+                        let stored = self.restore_entry(r, &local, w)?;
+                        local.insert(stored.id, stored);
+                    }
+                }
+            }
+            self.journal_verbatim(w, record)?;
+        }
+        self.audit(
+            w,
+            ctx,
+            "journal.replay",
+            Some(&target),
+            Outcome::Success,
+            None,
+        );
+        Ok(self.heads.journal_seq)
+    }
+
+    fn restore_entry(
+        &mut self,
+        r: &RestoredEntry,
+        local: &HashMap<i64, Entry>,
+        w: &mut Writes,
+    ) -> Result<Entry, StoreError> {
+        if r.id != self.heads.next_entry_id {
+            return Err(StoreError::Conflict(format!(
+                "restored entry {} would be stored as entry {}: the journal skips or repeats entries",
+                r.id, self.heads.next_entry_id
+            )));
+        }
+        let balanced = r
+            .draft
+            .validate(|code: &str| {
+                self.account(code).map(|m| AccountRules {
+                    currency: m.currency,
+                })
+            })
+            .map_err(|e| StoreError::Conflict(format!("restored entry {}: {e}", r.id)))?;
+        if let Some(original) = r.reverses {
+            let found = self
+                .preloaded
+                .entries
+                .get(&original)
+                .or_else(|| self.planned.get(&original))
+                .or_else(|| local.get(&original))
+                .ok_or(StoreError::NotFound("entry"))?;
+            if found.reversed_by.is_some() || self.reversed.contains(&original) {
+                return Err(LedgerError::AlreadyReversed(original.to_string()).into());
+            }
+            if found.reverses.is_some() {
+                return Err(LedgerError::ReversalOfReversal(original.to_string()).into());
+            }
+        }
+        let at = ts(r.created_at);
+        let stored = self.entry(balanced, r.reverses, (&r.created_by, r.created_at), &at, w)?;
+        if let Some(original) = r.reverses {
+            w.reversed.push((original, stored.id));
+            self.reversed.insert(original);
+        }
+        Ok(stored)
+    }
+
+    /// Plans a record replayed from another journal, unchanged: it must be
+    /// the next in this chain and carry the hash its content gives.
+    fn journal_verbatim(&mut self, w: &mut Writes, r: &ReplayedRecord) -> Result<(), StoreError> {
+        let seq = self.heads.journal_seq + 1;
+        if r.seq != seq {
+            return Err(StoreError::Conflict(format!(
+                "replayed journal record {} does not follow record {}",
+                r.seq, self.heads.journal_seq
+            )));
+        }
+        let hash = chain::link(&self.heads.journal_hash, seq, &[&r.at, &r.kind, &r.payload]);
+        if hash != r.hash {
+            return Err(StoreError::Conflict(format!(
+                "replayed journal record {seq} does not carry the hash of its content and chain"
+            )));
+        }
+        w.journal_seq.push(seq);
+        w.journal_prev.push(std::mem::replace(
+            &mut self.heads.journal_hash,
+            hash.clone(),
+        ));
+        w.journal
+            .push([r.at.clone(), r.kind.clone(), r.payload.clone(), hash]);
+        self.heads.journal_seq = seq;
+        Ok(())
+    }
+
     fn entry(
         &mut self,
         entry: BalancedEntry,
         reverses: Option<i64>,
-        ctx: &WriteContext,
+        author: (&str, OffsetDateTime),
         at: &str,
         w: &mut Writes,
     ) -> Result<Entry, StoreError> {
+        let (created_by, created_at) = author;
         let id = self.heads.next_entry_id;
         let (date, description, reference, postings) = entry.into_parts();
         for (line, posting) in postings.iter().enumerate() {
@@ -713,8 +856,8 @@ impl Planner<'_> {
             postings,
             reverses,
             reversed_by: None,
-            created_at: ctx.at,
-            created_by: ctx.actor.id.clone(),
+            created_at,
+            created_by: created_by.to_string(),
         };
         w.entries.push(entry.clone());
         w.created_at.push(at.to_string());

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
-use time::Date;
+use time::{Date, OffsetDateTime};
 use tokio::sync::mpsc;
 use wb_core::ledger::AccountRules;
 use wb_core::{AccountType, BalancedEntry, Currency, EntryDraft, LedgerError, NewAccount};
@@ -289,6 +289,7 @@ impl WriterState {
             } => self
                 .reverse(entry_id, date, description, ctx)
                 .map(Output::Entry),
+            Command::Replay(records) => self.replay(records, ctx).map(Output::Replayed),
             Command::Record(event) => {
                 let recorded = WriteContext {
                     actor: event.actor.clone(),
@@ -311,6 +312,25 @@ impl WriterState {
         new: NewAccount,
         ctx: &WriteContext,
     ) -> Result<Account, StoreError> {
+        let at = ts(ctx.at);
+        let account = self.insert_account(new, ctx.at, &at)?;
+        self.journal_append(ctx, "account_created", &account_created(&account, &at))?;
+        self.audit_append(
+            ctx,
+            "account.create",
+            Some(&format!("account:{}", account.code)),
+            Outcome::Success,
+            None,
+        )?;
+        Ok(account)
+    }
+
+    fn insert_account(
+        &mut self,
+        new: NewAccount,
+        created_at: OffsetDateTime,
+        at: &str,
+    ) -> Result<Account, StoreError> {
         if self.accounts.contains_key(&new.code) {
             return Err(LedgerError::DuplicateAccountCode(new.code).into());
         }
@@ -320,7 +340,6 @@ impl WriterState {
                 .and_then(|p| self.accounts.get(p))
                 .map(|m| m.account_type),
         )?;
-        let at = ts(ctx.at);
         self.conn
             .prepare_cached(
                 "INSERT INTO accounts (code, name, type, parent, currency, created_at)
@@ -341,16 +360,8 @@ impl WriterState {
             account_type: new.account_type,
             parent: new.parent,
             currency: new.currency,
-            created_at: ctx.at,
+            created_at,
         };
-        self.journal_append(ctx, "account_created", &account_created(&account, &at))?;
-        self.audit_append(
-            ctx,
-            "account.create",
-            Some(&format!("account:{}", account.code)),
-            Outcome::Success,
-            None,
-        )?;
         self.accounts.insert(
             account.code.clone(),
             AccountMeta {
@@ -419,7 +430,13 @@ impl WriterState {
         let mut balances = DayBalances::new();
         let mut entries = Vec::with_capacity(balanced.len());
         for entry in balanced {
-            entries.push(self.insert_entry(entry, None, ctx, &at, &mut balances)?);
+            entries.push(self.insert_entry(
+                entry,
+                None,
+                (&ctx.actor.id, ctx.at),
+                &at,
+                &mut balances,
+            )?);
         }
         self.flush_balances(balances)?;
         if let Some(idem) = &idempotency {
@@ -435,11 +452,7 @@ impl WriterState {
             entries: entries.iter().map(|e| EntryRecord::new(e, &at)).collect(),
         };
         self.journal_append(ctx, "entries_posted", &to_json(&payload)?)?;
-        let target = match (entries.first(), entries.last()) {
-            (Some(f), Some(l)) if f.id == l.id => format!("entry:{}", f.id),
-            (Some(f), Some(l)) => format!("entries:{}-{}", f.id, l.id),
-            _ => "entries:none".into(),
-        };
+        let target = entries_target(&entries);
         self.audit_append(ctx, "entry.post", Some(&target), Outcome::Success, None)?;
         Ok(Posted {
             entries,
@@ -470,7 +483,13 @@ impl WriterState {
         let reversal = balanced.reversal(date, description.as_deref())?;
         let at = ts(ctx.at);
         let mut balances = DayBalances::new();
-        let stored = self.insert_entry(reversal, Some(entry_id), ctx, &at, &mut balances)?;
+        let stored = self.insert_entry(
+            reversal,
+            Some(entry_id),
+            (&ctx.actor.id, ctx.at),
+            &at,
+            &mut balances,
+        )?;
         self.flush_balances(balances)?;
         self.conn
             .prepare_cached("UPDATE entries SET reversed_by = ?1 WHERE id = ?2")?
@@ -490,16 +509,120 @@ impl WriterState {
         Ok(stored)
     }
 
+    /// Writes journal records a restore replays: each record verbatim (it
+    /// must continue this store's chain) with what it holds, under its
+    /// recorded ids; one audit event for the lot.
+    fn replay(
+        &mut self,
+        records: Vec<ReplayedRecord>,
+        ctx: &WriteContext,
+    ) -> Result<i64, StoreError> {
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return Err(StoreError::Conflict(
+                "a replay holds at least one record".into(),
+            ));
+        };
+        let target = format!("journal:{}-{}", first.seq, last.seq);
+        let mut balances = DayBalances::new();
+        for record in records {
+            match record.content {
+                ReplayedContent::Account {
+                    id,
+                    account,
+                    created_at,
+                } => {
+                    let code = account.code.clone();
+                    let stored = self.insert_account(account, created_at, &ts(created_at))?;
+                    if stored.id != id {
+                        return Err(StoreError::Conflict(format!(
+                            "account {code} would be restored as account {}, not {id}",
+                            stored.id
+                        )));
+                    }
+                }
+                ReplayedContent::Entries(entries) => {
+                    for entry in entries {
+                        self.restore_entry(entry, &mut balances)?;
+                    }
+                }
+            }
+            self.journal_verbatim(
+                record.seq,
+                &record.at,
+                &record.kind,
+                &record.payload,
+                &record.hash,
+            )?;
+        }
+        self.flush_balances(balances)?;
+        self.audit_append(ctx, "journal.replay", Some(&target), Outcome::Success, None)?;
+        Ok(self.journal.seq)
+    }
+
+    fn restore_entry(
+        &mut self,
+        r: RestoredEntry,
+        balances: &mut DayBalances,
+    ) -> Result<(), StoreError> {
+        if r.id != self.next_entry_id {
+            return Err(StoreError::Conflict(format!(
+                "restored entry {} would be stored as entry {}: the journal skips or repeats entries",
+                r.id, self.next_entry_id
+            )));
+        }
+        let accounts = &self.accounts;
+        let balanced = r
+            .draft
+            .validate(|code: &str| {
+                accounts.get(code).map(|m| AccountRules {
+                    currency: m.currency,
+                })
+            })
+            .map_err(|e| StoreError::Conflict(format!("restored entry {}: {e}", r.id)))?;
+        if let Some(original) = r.reverses {
+            let found: Option<(Option<i64>, Option<i64>)> = self
+                .conn
+                .prepare_cached("SELECT reverses, reversed_by FROM entries WHERE id = ?1")?
+                .query_row([original], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()?;
+            match found {
+                None => return Err(StoreError::NotFound("entry")),
+                Some((_, Some(_))) => {
+                    return Err(LedgerError::AlreadyReversed(original.to_string()).into())
+                }
+                Some((Some(_), None)) => {
+                    return Err(LedgerError::ReversalOfReversal(original.to_string()).into())
+                }
+                Some((None, None)) => {}
+            }
+        }
+        let at = ts(r.created_at);
+        let stored = self.insert_entry(
+            balanced,
+            r.reverses,
+            (&r.created_by, r.created_at),
+            &at,
+            balances,
+        )?;
+        if let Some(original) = r.reverses {
+            self.conn
+                .prepare_cached("UPDATE entries SET reversed_by = ?1 WHERE id = ?2")?
+                .execute(params![stored.id, original])?;
+        }
+        Ok(())
+    }
+
     /// Inserts the entry and its postings; balance movements accumulate in
     /// `balances` and are written once per command by `flush_balances`.
     fn insert_entry(
         &mut self,
         entry: BalancedEntry,
         reverses: Option<i64>,
-        ctx: &WriteContext,
+        author: (&str, OffsetDateTime),
         at: &str,
         balances: &mut DayBalances,
     ) -> Result<Entry, StoreError> {
+        let (created_by, created_at) = author;
         let id = self.next_entry_id;
         let (date, description, reference, postings) = entry.into_parts();
         let day_text = day(date);
@@ -508,7 +631,7 @@ impl WriterState {
                 "INSERT INTO entries (id, date, description, reference, reverses, created_at, created_by)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
-            .execute(params![id, day_text, description, reference, reverses, at, ctx.actor.id])?;
+            .execute(params![id, day_text, description, reference, reverses, at, created_by])?;
         let mut insert = self.conn.prepare_cached(
             "INSERT INTO postings (entry_id, line, account_id, currency, amount, date)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -545,8 +668,8 @@ impl WriterState {
             postings,
             reverses,
             reversed_by: None,
-            created_at: ctx.at,
-            created_by: ctx.actor.id.clone(),
+            created_at,
+            created_by: created_by.to_string(),
         })
     }
 
@@ -579,6 +702,40 @@ impl WriterState {
             )?
             .execute(params![seq, at, kind, payload, self.journal.hash, hash])?;
         self.journal = Head { seq, hash };
+        Ok(())
+    }
+
+    /// Appends a record replayed from another journal, unchanged: it must be
+    /// the next in this chain and carry the hash its content gives.
+    fn journal_verbatim(
+        &mut self,
+        seq: i64,
+        at: &str,
+        kind: &str,
+        payload: &str,
+        hash: &str,
+    ) -> Result<(), StoreError> {
+        if seq != self.journal.seq + 1 {
+            return Err(StoreError::Conflict(format!(
+                "replayed journal record {seq} does not follow record {}",
+                self.journal.seq
+            )));
+        }
+        if chain::link(&self.journal.hash, seq, &[at, kind, payload]) != hash {
+            return Err(StoreError::Conflict(format!(
+                "replayed journal record {seq} does not carry the hash of its content and chain"
+            )));
+        }
+        self.conn
+            .prepare_cached(
+                "INSERT INTO change_journal (seq, at, kind, payload, prev_hash, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![seq, at, kind, payload, self.journal.hash, hash])?;
+        self.journal = Head {
+            seq,
+            hash: hash.to_string(),
+        };
         Ok(())
     }
 
@@ -644,6 +801,15 @@ pub(crate) fn account_created(account: &Account, at: &str) -> String {
         "currency": account.currency.map(|c| c.code().to_string()), "created_at": at,
     })
     .to_string()
+}
+
+/// The audit target of a group of entries: `entry:7` or `entries:7-12`.
+pub(crate) fn entries_target(entries: &[Entry]) -> String {
+    match (entries.first(), entries.last()) {
+        (Some(f), Some(l)) if f.id == l.id => format!("entry:{}", f.id),
+        (Some(f), Some(l)) => format!("entries:{}-{}", f.id, l.id),
+        _ => "entries:none".into(),
+    }
 }
 
 /// Balance movements of one command, per account, currency and day.

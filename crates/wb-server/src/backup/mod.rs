@@ -1,0 +1,388 @@
+//! Backup status and point-in-time restore from shipped change-journal segments
+//! (see `jobs/shipper.rs` for the segment format).
+//!
+//! A restore creates a NEW company: its store is created but the company is
+//! recorded in the control plane only after every record up to the target has
+//! been decrypted, chain-verified and replayed; on any failure the store is
+//! discarded, so no half-restored company remains.
+
+use std::sync::Arc;
+
+mod replay;
+mod segments;
+pub mod snapshot;
+
+use anyhow::{anyhow, bail, Context};
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use wb_crypto::DataKey;
+use wb_store::{Actor, CompanyRecord, TenantStore};
+
+use crate::jobs::shipper::cursor_name;
+use crate::platform::Platform;
+use replay::Replayer;
+pub use segments::segment_landings;
+use segments::{read_segment, segments, verify};
+
+/// One company's shipping position.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BackupStatus {
+    pub company_id: String,
+    pub name: String,
+    /// The last change-journal sequence committed in the company's store.
+    pub journal_seq: i64,
+    /// The last sequence shipped to object storage.
+    pub shipped_seq: i64,
+    /// Records not yet shipped.
+    pub lag_records: i64,
+    /// Age of the oldest record not yet shipped (0 when caught up): how much
+    /// time of changes would be lost if this node's disk were lost now.
+    pub lag_seconds: f64,
+}
+
+/// The shipping position of every company (opens each company's store).
+pub async fn status(platform: &Platform) -> anyhow::Result<Vec<BackupStatus>> {
+    let mut out = Vec::new();
+    for company in platform.control.companies().await? {
+        let tenant = platform
+            .tenant(&company.id)
+            .await
+            .map_err(|e| anyhow!("opening company {}: {e}", company.id))?;
+        let journal_seq = tenant.stats().await?.journal_seq;
+        let shipped_seq = platform.control.cursor(&cursor_name(&company.id)).await?;
+        let lag_seconds = match tenant.journal(shipped_seq, 1).await?.first() {
+            Some(oldest) => {
+                let age = (platform.now() - oldest.at).as_seconds_f64().max(0.0);
+                (age * 1000.0).round() / 1000.0
+            }
+            None => 0.0,
+        };
+        out.push(BackupStatus {
+            company_id: company.id.clone(),
+            name: company.name.clone(),
+            journal_seq,
+            shipped_seq,
+            lag_records: (journal_seq - shipped_seq).max(0),
+            lag_seconds,
+        });
+    }
+    Ok(out)
+}
+
+/// How far to replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreTarget {
+    /// Everything shipped.
+    Latest,
+    /// Up to and including this journal sequence.
+    Seq(i64),
+    /// Every record committed at or before this time.
+    Time(OffsetDateTime),
+}
+
+#[derive(Debug, Clone)]
+pub struct Restored {
+    pub company: CompanyRecord,
+    /// The last source journal sequence replayed (0 when none).
+    pub last_seq: i64,
+    /// Journal records replayed from segments (after the snapshot, if any).
+    pub records: usize,
+    /// The snapshot the restore started from, if any.
+    pub snapshot: Option<i64>,
+}
+
+/// Restores a company from its shipped journal into a new company that has the
+/// source's members. Nothing is left behind when this fails.
+pub async fn restore(
+    platform: &Platform,
+    source_id: &str,
+    target: RestoreTarget,
+) -> anyhow::Result<Restored> {
+    let staged = stage_restore(platform, source_id, target, "restored").await?;
+    let members: Vec<_> = match platform.control.members_of(source_id).await {
+        Ok(members) => members.into_iter().map(|m| (m.user_id, m.role)).collect(),
+        Err(e) => {
+            staged.discard(platform).await;
+            return Err(e.into());
+        }
+    };
+    let StagedRestore {
+        company,
+        store,
+        last_seq,
+        records,
+        snapshot,
+    } = staged;
+    drop(store);
+    platform
+        .record_staged_company(
+            &company,
+            &members,
+            Actor::system("restore"),
+            format!("restored from company:{source_id} up to journal record {last_seq}"),
+        )
+        .await
+        .map_err(|e| anyhow!("recording the restored company: {e}"))?;
+    Ok(Restored {
+        company,
+        last_seq,
+        records,
+        snapshot,
+    })
+}
+
+/// A company's shipped journal replayed into a staged store: the company is
+/// not in the control plane. `restore` records it; backup verification
+/// compares it with the source and discards it.
+pub(crate) struct StagedRestore {
+    pub(crate) company: CompanyRecord,
+    pub(crate) store: Arc<dyn TenantStore>,
+    /// The last source journal sequence replayed (0 when none).
+    pub(crate) last_seq: i64,
+    pub(crate) records: usize,
+    pub(crate) snapshot: Option<i64>,
+}
+
+impl StagedRestore {
+    /// Closes and deletes the staged store; nothing of it remains.
+    pub(crate) async fn discard(self, platform: &Platform) {
+        drop(self.store);
+        platform.tenants.discard(&self.company.id).await;
+    }
+}
+
+/// Replays `source_id`'s shipped journal up to `target` into a new staged
+/// company named after the source (`"{name} ({label} {time})"`). On failure
+/// the staged store is discarded.
+pub(crate) async fn stage_restore(
+    platform: &Platform,
+    source_id: &str,
+    target: RestoreTarget,
+    label: &str,
+) -> anyhow::Result<StagedRestore> {
+    let source = platform
+        .control
+        .company(source_id)
+        .await?
+        .ok_or_else(|| anyhow!("no company {source_id}"))?;
+    let key = platform
+        .company_key(source_id)
+        .await
+        .map_err(|e| anyhow!("the key of company {source_id}: {e}"))?;
+    // The shipper's cursor says how far the object store must reach: a missing
+    // last segment is a gap too.
+    let shipped = platform.control.cursor(&cursor_name(source_id)).await?;
+    if let RestoreTarget::Seq(n) = target {
+        if n < 0 {
+            bail!("--to-seq must be at least 0");
+        }
+    }
+
+    let now = platform.now();
+    let stamp = now
+        .replace_nanosecond(0)
+        .unwrap_or(now)
+        .format(&Rfc3339)
+        .unwrap_or_default();
+    let suffix = format!(" ({label} {stamp})");
+    let base: String = source
+        .name
+        .chars()
+        .take(200 - suffix.chars().count())
+        .collect();
+    let (company, store) = platform
+        .stage_company(&format!("{base}{suffix}"))
+        .await
+        .map_err(|e| anyhow!("creating the restored company: {e}"))?;
+
+    match rebuild(platform, &key, source_id, target, shipped, &store).await {
+        Ok(rebuilt) => Ok(StagedRestore {
+            company,
+            store,
+            last_seq: rebuilt.last_seq,
+            records: rebuilt.records,
+            snapshot: rebuilt.snapshot,
+        }),
+        Err(e) => {
+            drop(store);
+            platform.tenants.discard(&company.id).await;
+            Err(e)
+        }
+    }
+}
+
+/// What rebuilding a company from its backup reached.
+struct Rebuilt {
+    last_seq: i64,
+    /// Segment records replayed after the snapshot.
+    records: usize,
+    last_at: Option<OffsetDateTime>,
+    /// The snapshot loaded first, if any.
+    snapshot: Option<i64>,
+}
+
+/// The newest snapshot a restore to `target` can start from.
+async fn base_snapshot(
+    platform: &Platform,
+    key: &DataKey,
+    source_id: &str,
+    target: RestoreTarget,
+) -> anyhow::Result<Option<snapshot::Manifest>> {
+    for seq in snapshot::list(platform, source_id).await?.into_iter().rev() {
+        if let RestoreTarget::Seq(n) = target {
+            if seq > n {
+                continue;
+            }
+        }
+        let manifest = snapshot::read_manifest(platform, key, source_id, seq).await?;
+        if let RestoreTarget::Time(t) = target {
+            if manifest.at()? > t {
+                continue;
+            }
+        }
+        return Ok(Some(manifest));
+    }
+    Ok(None)
+}
+
+/// Loads the newest usable snapshot, then replays the shipped segments after
+/// it up to `target`, checking authentication, order and the hash chain.
+async fn rebuild(
+    platform: &Platform,
+    key: &DataKey,
+    source_id: &str,
+    target: RestoreTarget,
+    shipped: i64,
+    store: &Arc<dyn TenantStore>,
+) -> anyhow::Result<Rebuilt> {
+    let base = base_snapshot(platform, key, source_id, target).await?;
+    let segments = segments(platform, source_id).await?;
+    let mut replayer = Replayer::new(store.clone());
+    let mut expected = 1;
+    let mut prev_hash = wb_core::audit::GENESIS.to_string();
+    let mut last_at = None;
+    if let Some(base) = &base {
+        snapshot::load(platform, key, base, &mut replayer).await?;
+        expected = base.seq + 1;
+        prev_hash = base.hash.clone();
+        last_at = Some(base.at()?);
+    }
+    let mut records = 0;
+    // True once the target was reached (rather than the segments running out).
+    let mut stopped = false;
+    let reached = |seq: i64, at: OffsetDateTime| match target {
+        RestoreTarget::Latest => false,
+        RestoreTarget::Seq(n) => seq > n,
+        RestoreTarget::Time(t) => at > t,
+    };
+    'segments: for segment in &segments {
+        if let RestoreTarget::Seq(n) = target {
+            if expected > n {
+                stopped = true;
+                break;
+            }
+        }
+        if segment.last < expected {
+            continue; // covered by a snapshot or a longer segment (re-shipped after a crash)
+        }
+        if segment.first > expected {
+            if let Some(base) = &base {
+                bail!(
+                    "records {expected}..{} of company {source_id} are not in the object store: \
+                     that point lies outside the retention window, or a segment is missing; \
+                     the nearest earlier restorable point is snapshot {} at {}",
+                    segment.first - 1,
+                    base.seq,
+                    base.at
+                );
+            }
+            bail!(
+                "journal segment missing: records {expected}..{} of company {source_id} are not in the object store",
+                segment.first - 1
+            );
+        }
+        for record in read_segment(platform, key, source_id, segment).await? {
+            if record.seq < expected {
+                continue;
+            }
+            let at = OffsetDateTime::parse(&record.at, &Rfc3339).with_context(|| {
+                format!("journal record {}: bad time {:?}", record.seq, record.at)
+            })?;
+            if reached(record.seq, at) {
+                stopped = true;
+                break 'segments;
+            }
+            verify(&record, expected, &prev_hash)?;
+            prev_hash = record.hash.clone();
+            expected += 1;
+            records += 1;
+            last_at = Some(at);
+            replayer
+                .push(&record)
+                .await
+                .with_context(|| format!("replaying journal record {}", record.seq))?;
+        }
+    }
+    replayer.finish().await?;
+    let last = expected - 1;
+    if let RestoreTarget::Seq(n) = target {
+        stopped |= last >= n;
+    }
+    if !stopped && last < shipped {
+        bail!(
+            "journal segment missing: records {}..{shipped} of company {source_id} were shipped but are not in the object store",
+            last + 1
+        );
+    }
+    if let RestoreTarget::Seq(n) = target {
+        if last < n {
+            bail!("company {source_id}'s journal is shipped only up to record {last}, not {n}");
+        }
+    }
+    Ok(Rebuilt {
+        last_seq: last,
+        records,
+        last_at,
+        snapshot: base.map(|b| b.seq),
+    })
+}
+
+/// What replaying a company's shipped journal reached.
+#[derive(Debug, Clone)]
+pub struct Replayed {
+    pub last_seq: i64,
+    pub records: usize,
+    /// Commit time of the last record replayed (None when nothing was shipped).
+    pub last_at: Option<OffsetDateTime>,
+    /// The snapshot the replay started from, if any.
+    pub snapshot: Option<i64>,
+}
+
+/// Replays every shipped record of `company_id` into `store` (new and empty),
+/// checking authentication, order and the hash chain; `shipped` is how far the
+/// object store must reach at least. Disaster recovery restores each company
+/// under its own id with this.
+pub async fn replay_shipped(
+    platform: &Platform,
+    key: &DataKey,
+    company_id: &str,
+    shipped: i64,
+    store: &Arc<dyn TenantStore>,
+) -> anyhow::Result<Replayed> {
+    let rebuilt = rebuild(
+        platform,
+        key,
+        company_id,
+        RestoreTarget::Latest,
+        shipped,
+        store,
+    )
+    .await?;
+    Ok(Replayed {
+        last_seq: rebuilt.last_seq,
+        records: rebuilt.records,
+        last_at: rebuilt.last_at,
+        snapshot: rebuilt.snapshot,
+    })
+}
