@@ -12,6 +12,7 @@ pub mod ledger;
 pub mod money;
 pub mod monitor;
 pub mod reports;
+pub mod retention;
 pub mod roles;
 
 pub use ledger::{

@@ -81,6 +81,8 @@ pub struct ServerConfig {
     /// older than this, or after this many failed shipping rounds in a row.
     pub backup_lag_alert: Duration,
     pub backup_failures_alert: u32,
+    /// Snapshot schedule and retention of snapshots and segments.
+    pub backup: crate::backup::BackupPolicy,
 }
 
 impl ServerConfig {
@@ -97,6 +99,7 @@ impl ServerConfig {
             backup_verify_every: crate::jobs::verifier::EVERY,
             backup_lag_alert: crate::jobs::shipper::LAG_ALERT_AFTER,
             backup_failures_alert: crate::jobs::shipper::FAILURES_ALERT_AFTER,
+            backup: Default::default(),
         }
     }
 }

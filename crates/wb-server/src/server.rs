@@ -133,6 +133,11 @@ pub async fn start(
         crate::jobs::verifier::FIRST_AFTER,
         jobs.stopper(),
     ));
+    jobs.add(crate::jobs::snapshotter::spawn(
+        platform.clone(),
+        config.backup,
+        jobs.stopper(),
+    ));
     for drain in crate::drains::spawn_all(
         platform.control.clone(),
         &platform.node_id,

@@ -410,3 +410,146 @@ async fn the_server_job_ships_new_records_within_a_second() {
     jobs.stop().await;
     assert_eq!(segment_files(dir.path(), &company.id).len(), 1);
 }
+
+fn snapshot_parts(data: &Path, company: &str, seq: i64) -> Vec<PathBuf> {
+    let dir = data
+        .join("objects/companies")
+        .join(company)
+        .join("snapshots")
+        .join(format!("{seq:020}"));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("part-")
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test]
+async fn snapshots_shorten_restores_and_retention_keeps_the_window() {
+    let f = fixture().await;
+    let mut history = f.history.clone();
+    let store = f.platform.tenant(&f.source).await.unwrap();
+    let manifest = backup::snapshot::take(&f.platform, &f.source)
+        .await
+        .unwrap()
+        .expect("a snapshot of seven records");
+    assert_eq!((manifest.seq, manifest.parts.len()), (7, 1));
+    assert!(
+        backup::snapshot::take(&f.platform, &f.source)
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing new: no second snapshot"
+    );
+
+    store
+        .post_entries(
+            vec![entry(20, "After", &[("1000", "7.00"), ("4000", "-7.00")])],
+            None,
+            ctx(10),
+        )
+        .await
+        .unwrap();
+    snap(&store, &mut history).await;
+    ship_once(&f.platform, &mut ShipperState::default())
+        .await
+        .unwrap();
+
+    // Latest: the snapshot, then one record from a segment.
+    let latest = backup::restore(&f.platform, &f.source, RestoreTarget::Latest)
+        .await
+        .unwrap();
+    assert_eq!(
+        (latest.snapshot, latest.last_seq, latest.records),
+        (Some(7), 8, 1)
+    );
+    assert_eq!(
+        restored_books(&f.platform, &latest.company.id).await,
+        history[&8]
+    );
+    // Before the snapshot: from the segments alone.
+    let early = backup::restore(&f.platform, &f.source, RestoreTarget::Seq(5))
+        .await
+        .unwrap();
+    assert_eq!(early.snapshot, None);
+    assert_eq!(
+        restored_books(&f.platform, &early.company.id).await,
+        history[&5]
+    );
+
+    // A damaged or missing part fails the restore by name; nothing is left.
+    let companies = f.platform.control.companies().await.unwrap().len();
+    let part = snapshot_parts(&f.data, &f.source, 7)[0].clone();
+    let original = std::fs::read(&part).unwrap();
+    let mut flipped = original.clone();
+    flipped[original.len() / 3] ^= 0x40;
+    std::fs::write(&part, &flipped).unwrap();
+    let err = backup::restore(&f.platform, &f.source, RestoreTarget::Latest)
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("does not match its manifest"),
+        "{err:#}"
+    );
+    std::fs::remove_file(&part).unwrap();
+    let err = backup::restore(&f.platform, &f.source, RestoreTarget::Latest)
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("is incomplete"), "{err:#}");
+    assert_eq!(
+        f.platform.control.companies().await.unwrap().len(),
+        companies
+    );
+    std::fs::write(&part, &original).unwrap();
+
+    // The job takes a snapshot once enough records were shipped since the last.
+    let policy = backup::BackupPolicy {
+        snapshot_records: 1,
+        ..Default::default()
+    };
+    let taken = wb_server::jobs::snapshotter::snapshot_round(&f.platform, &policy)
+        .await
+        .unwrap();
+    assert_eq!(taken, 1);
+    assert_eq!(
+        backup::snapshot::list(&f.platform, &f.source)
+            .await
+            .unwrap(),
+        vec![7, 8]
+    );
+
+    // Retention with a one-minute window: the records are hours old, so the
+    // newest snapshot is the base; snapshot 7 (same day) and every segment
+    // it covers go.
+    let retention = wb_core::retention::RetentionPolicy {
+        pitr: Duration::minutes(1),
+        daily: Duration::days(30),
+    };
+    let pruned = backup::prune(&f.platform, &f.source, retention)
+        .await
+        .unwrap();
+    assert_eq!(pruned.snapshots_deleted, vec![7]);
+    assert_eq!((pruned.segments_deleted, pruned.segments_kept), (4, 0));
+    let latest = backup::restore(&f.platform, &f.source, RestoreTarget::Latest)
+        .await
+        .unwrap();
+    assert_eq!((latest.snapshot, latest.records), (Some(8), 0));
+    assert_eq!(
+        restored_books(&f.platform, &latest.company.id).await,
+        history[&8]
+    );
+    let err = backup::restore(&f.platform, &f.source, RestoreTarget::Seq(5))
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("outside the retention window"),
+        "{err:#}"
+    );
+}

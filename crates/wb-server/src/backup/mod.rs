@@ -9,8 +9,11 @@
 use std::sync::Arc;
 
 mod replay;
+pub mod retention;
 mod segments;
 pub mod snapshot;
+
+pub use retention::{prune, BackupPolicy, Pruned};
 
 use anyhow::{anyhow, bail, Context};
 use serde::Serialize;
@@ -227,9 +230,10 @@ async fn base_snapshot(
     platform: &Platform,
     key: &DataKey,
     source_id: &str,
+    snapshots: &[i64],
     target: RestoreTarget,
 ) -> anyhow::Result<Option<snapshot::Manifest>> {
-    for seq in snapshot::list(platform, source_id).await?.into_iter().rev() {
+    for &seq in snapshots.iter().rev() {
         if let RestoreTarget::Seq(n) = target {
             if seq > n {
                 continue;
@@ -256,7 +260,9 @@ async fn rebuild(
     shipped: i64,
     store: &Arc<dyn TenantStore>,
 ) -> anyhow::Result<Rebuilt> {
-    let base = base_snapshot(platform, key, source_id, target).await?;
+    let snapshots = snapshot::list(platform, source_id).await?;
+    let oldest_snapshot = snapshots.first().copied();
+    let base = base_snapshot(platform, key, source_id, &snapshots, target).await?;
     let segments = segments(platform, source_id).await?;
     let mut replayer = Replayer::new(store.clone());
     let mut expected = 1;
@@ -297,6 +303,14 @@ async fn rebuild(
                     base.at
                 );
             }
+            if let Some(oldest) = oldest_snapshot {
+                bail!(
+                    "records {expected}..{} of company {source_id} are not in the object store: \
+                     that point lies outside the retention window, or a segment is missing; \
+                     the oldest kept snapshot is {oldest}",
+                    segment.first - 1
+                );
+            }
             bail!(
                 "journal segment missing: records {expected}..{} of company {source_id} are not in the object store",
                 segment.first - 1
@@ -330,6 +344,14 @@ async fn rebuild(
         stopped |= last >= n;
     }
     if !stopped && last < shipped {
+        if let (None, Some(oldest)) = (&base, oldest_snapshot) {
+            bail!(
+                "records {}..{shipped} of company {source_id} are not in the object store: \
+                 that point lies outside the retention window, or a segment is missing; \
+                 the oldest kept snapshot is {oldest}",
+                last + 1
+            );
+        }
         bail!(
             "journal segment missing: records {}..{shipped} of company {source_id} were shipped but are not in the object store",
             last + 1

@@ -2,6 +2,7 @@
 
 pub mod forwarder;
 pub mod shipper;
+pub mod snapshotter;
 pub mod verifier;
 
 use std::sync::Arc;

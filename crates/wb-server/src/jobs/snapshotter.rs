@@ -1,0 +1,113 @@
+//! Snapshots and retention. Every minute, for each company whose lease this
+//! node holds (`snapshot:{id}`): a snapshot when the company shipped
+//! `snapshot_records` records since its last one, or changed and its last one
+//! is `snapshot_every` old. Every hour, the retention policy prunes each
+//! company's snapshots and segments. A failure is logged and retried next
+//! round; it never stops the job.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::backup::{prune, snapshot, BackupPolicy};
+use crate::jobs::shipper::cursor_name;
+use crate::platform::Platform;
+
+pub const CHECK_EVERY: Duration = Duration::from_secs(60);
+pub const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
+
+fn lease(company_id: &str) -> String {
+    format!("snapshot:{company_id}")
+}
+
+/// True when the company is due a snapshot under `policy`.
+pub async fn due(
+    platform: &Platform,
+    company_id: &str,
+    policy: &BackupPolicy,
+) -> anyhow::Result<bool> {
+    let control = &platform.control;
+    let shipped = control.cursor(&cursor_name(company_id)).await?;
+    let last = control.cursor(&snapshot::seq_cursor(company_id)).await?;
+    if shipped <= last {
+        return Ok(false);
+    }
+    if shipped - last >= policy.snapshot_records {
+        return Ok(true);
+    }
+    let last_at = control.cursor(&snapshot::time_cursor(company_id)).await?;
+    let age = platform.now().unix_timestamp() - last_at;
+    Ok(age >= i64::try_from(policy.snapshot_every.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// One round of snapshots over every company this node may take; returns how
+/// many were taken.
+pub async fn snapshot_round(platform: &Platform, policy: &BackupPolicy) -> anyhow::Result<usize> {
+    let mut taken = 0;
+    for company in platform.control.companies().await? {
+        if !super::hold_lease(&*platform.control, &platform.node_id, &lease(&company.id)).await {
+            continue;
+        }
+        match due(platform, &company.id, policy).await {
+            Ok(true) => match snapshot::take(platform, &company.id).await {
+                Ok(Some(m)) => {
+                    taken += 1;
+                    tracing::info!(company = %company.id, seq = m.seq, parts = m.parts.len(), bytes = m.bytes, "snapshot taken");
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(company = %company.id, error = %format!("{e:#}"), "snapshot failed")
+                }
+            },
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(company = %company.id, error = %e, "cannot tell whether a snapshot is due")
+            }
+        }
+    }
+    Ok(taken)
+}
+
+async fn prune_round(platform: &Platform, policy: &BackupPolicy) -> anyhow::Result<()> {
+    for company in platform.control.companies().await? {
+        if !super::hold_lease(&*platform.control, &platform.node_id, &lease(&company.id)).await {
+            continue;
+        }
+        match prune(platform, &company.id, policy.retention).await {
+            Ok(p) if !p.snapshots_deleted.is_empty() || p.segments_deleted > 0 => {
+                tracing::info!(company = %company.id, snapshots = p.snapshots_deleted.len(), segments = p.segments_deleted, "retention pruned backups");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(company = %company.id, error = %format!("{e:#}"), "retention failed")
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn spawn(
+    platform: Arc<Platform>,
+    policy: BackupPolicy,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last_prune: Option<Instant> = None;
+        loop {
+            if super::pause(&mut stop, CHECK_EVERY).await {
+                return;
+            }
+            if let Err(e) = snapshot_round(&platform, &policy).await {
+                tracing::warn!(error = %e, "snapshot round failed");
+            }
+            if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                last_prune = Some(Instant::now());
+                if let Err(e) = prune_round(&platform, &policy).await {
+                    tracing::warn!(error = %e, "retention round failed");
+                }
+            }
+        }
+    })
+}
