@@ -13,6 +13,7 @@ pub mod money;
 pub mod monitor;
 pub mod reports;
 pub mod retention;
+pub mod revert;
 pub mod roles;
 
 pub use ledger::{

@@ -553,3 +553,72 @@ async fn snapshots_shorten_restores_and_retention_keeps_the_window() {
         "{err:#}"
     );
 }
+
+#[tokio::test]
+async fn restore_in_place_brings_the_books_back_with_compensating_entries() {
+    let f = fixture().await;
+    let store = f.platform.tenant(&f.source).await.unwrap();
+    // Balances per account, and non-zero totals: after a revert a currency
+    // that was used shows a total of zero where the point had none.
+    let balances = |b: &Books| {
+        let mut totals = b.trial_balance.totals.clone();
+        totals.retain(|_, amount| *amount != 0);
+        (b.trial_balance.lines.clone(), totals)
+    };
+
+    // Record 5 is before the reversal of entry 2 (record 6) and entry 4 (record 7).
+    let reverted = backup::revert_in_place(
+        &f.platform,
+        &f.source,
+        RestoreTarget::Seq(5),
+        Actor::system("test"),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!((reverted.to_seq, reverted.from_seq), (5, 7));
+    assert_eq!((reverted.reversed, reverted.reinstated), (1, 1));
+    let now = books(&store).await;
+    assert_eq!(balances(&now), balances(&f.history[&5]));
+    assert_eq!(now.entries.len(), 4 + 1 + 1 + 1, "nothing deleted");
+    assert!(reverted.last_seq > 7, "the journal goes on");
+
+    // Further back, by time: before any entry (record 3 at T0 + 3 min).
+    let reverted = backup::revert_in_place(
+        &f.platform,
+        &f.source,
+        RestoreTarget::Time(T0 + Duration::minutes(3) + Duration::seconds(10)),
+        Actor::system("test"),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(reverted.to_seq, 3);
+    assert_eq!(balances(&books(&store).await), balances(&f.history[&3]));
+
+    // The journal after the reverts still ships and restores to the same books.
+    ship_once(&f.platform, &mut ShipperState::default())
+        .await
+        .unwrap();
+    let latest = backup::restore(&f.platform, &f.source, RestoreTarget::Latest)
+        .await
+        .unwrap();
+    assert_eq!(
+        restored_books(&f.platform, &latest.company.id).await,
+        books(&store).await
+    );
+
+    // Beyond the journal: refused, nothing written.
+    let head = store.stats().await.unwrap().journal_seq;
+    let err = backup::revert_in_place(
+        &f.platform,
+        &f.source,
+        RestoreTarget::Seq(head + 5),
+        Actor::system("test"),
+        &|_, _| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("outside"), "{err}");
+    assert_eq!(store.stats().await.unwrap().journal_seq, head);
+}

@@ -18,6 +18,21 @@ pub enum BackupCommand {
         #[command(flatten)]
         deployment: DeploymentArgs,
     },
+    /// Take a snapshot of each company (or one) now, whatever the schedule.
+    Snapshot {
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+        #[arg(long)]
+        company: Option<String>,
+    },
+    /// Apply the retention policy now: delete the snapshots and segments no
+    /// longer needed (pitr-days, snapshot-retention-days in the config file).
+    Prune {
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+        #[arg(long)]
+        company: Option<String>,
+    },
     /// Restore each company (or one) from its shipped journal into a scratch
     /// store and compare its books with the source's at that point; exit 0
     /// only when every company verifies.
@@ -59,20 +74,85 @@ pub async fn run(cmd: BackupCommand) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 println!(
-                    "{:<36}  {:>12}  {:>12}  {:>8}  {:>9}  name",
-                    "company", "journal", "shipped", "lag", "lag s"
+                    "{:<36}  {:>12}  {:>12}  {:>8}  {:>9}  {:>12}  name",
+                    "company", "journal", "shipped", "lag", "lag s", "snapshot"
                 );
                 for r in rows {
                     println!(
-                        "{:<36}  {:>12}  {:>12}  {:>8}  {:>9.3}  {}",
+                        "{:<36}  {:>12}  {:>12}  {:>8}  {:>9.3}  {:>12}  {}",
                         r.company_id,
                         r.journal_seq,
                         r.shipped_seq,
                         r.lag_records,
                         r.lag_seconds,
+                        r.snapshot_seq,
                         r.name
                     );
                 }
+            }
+            Ok(())
+        }
+        BackupCommand::Snapshot {
+            deployment,
+            company,
+        } => {
+            let d = deployment.resolve()?;
+            let platform = open_platform(&d).await?;
+            let mut out = Vec::new();
+            for id in company_ids(&platform, company).await? {
+                let started = std::time::Instant::now();
+                let taken = backup::snapshot::take(&platform, &id)
+                    .await
+                    .with_context(|| format!("snapshot of company {id}"))?;
+                let seconds = started.elapsed().as_secs_f64();
+                if !d.json {
+                    match &taken {
+                        Some(m) => println!(
+                            "company {id}: snapshot up to record {} ({} parts, {} bytes) in {seconds:.1} s",
+                            m.seq,
+                            m.parts.len(),
+                            m.bytes
+                        ),
+                        None => println!("company {id}: nothing new since its last snapshot"),
+                    }
+                }
+                out.push(serde_json::json!({
+                    "company_id": id,
+                    "seq": taken.as_ref().map(|m| m.seq),
+                    "parts": taken.as_ref().map(|m| m.parts.len()),
+                    "bytes": taken.as_ref().map(|m| m.bytes),
+                    "seconds": seconds,
+                }));
+            }
+            if d.json {
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            }
+            Ok(())
+        }
+        BackupCommand::Prune {
+            deployment,
+            company,
+        } => {
+            let d = deployment.resolve()?;
+            let platform = open_platform(&d).await?;
+            let mut out = Vec::new();
+            for id in company_ids(&platform, company).await? {
+                let pruned = backup::prune(&platform, &id, d.backup.retention)
+                    .await
+                    .with_context(|| format!("pruning company {id}"))?;
+                if !d.json {
+                    println!(
+                        "company {id}: deleted {} snapshots and {} segments; kept {} and {}",
+                        pruned.snapshots_deleted.len(),
+                        pruned.segments_deleted,
+                        pruned.snapshots_kept,
+                        pruned.segments_kept
+                    );
+                }
+                out.push(pruned);
+            }
+            if d.json {
+                println!("{}", serde_json::to_string_pretty(&out)?);
             }
             Ok(())
         }
@@ -80,6 +160,28 @@ pub async fn run(cmd: BackupCommand) -> Result<()> {
             deployment,
             company,
         } => crate::backup_verify_cmd::verify(deployment, company).await,
+    }
+}
+
+/// The named company (which must exist) or every company.
+async fn company_ids(
+    platform: &wb_server::Platform,
+    company: Option<String>,
+) -> Result<Vec<String>> {
+    match company {
+        Some(id) => {
+            if platform.control.company(&id).await?.is_none() {
+                bail!("no company {id}");
+            }
+            Ok(vec![id])
+        }
+        None => Ok(platform
+            .control
+            .companies()
+            .await?
+            .into_iter()
+            .map(|c| c.id)
+            .collect()),
     }
 }
 

@@ -281,6 +281,16 @@ struct ConfigFile {
     audit_drain_ca: Option<PathBuf>,
     /// Alert when a company's oldest unshipped change is older than this (default 60).
     backup_lag_alert_secs: Option<u64>,
+    /// Hours between scheduled backup verifications (default 24; 0 disables).
+    backup_verify_every_hours: Option<u64>,
+    /// A company gets a snapshot this many hours after its last one, once it changed (default 24).
+    snapshot_every_hours: Option<u64>,
+    /// ...or once this many records were shipped since its last one (default 100000).
+    snapshot_every_records: Option<i64>,
+    /// Days of point-in-time restore kept (default 7).
+    pitr_days: Option<u64>,
+    /// Days daily snapshots are kept (default 30).
+    snapshot_retention_days: Option<u64>,
 }
 
 fn read_config(path: Option<&Path>) -> Result<ConfigFile> {
@@ -302,6 +312,9 @@ pub struct Deployment {
     /// Object store URL for backups (None: `<data>/objects`).
     pub object_store: Option<String>,
     pub json: bool,
+    /// Snapshot schedule and retention (config file keys).
+    pub backup: wb_server::backup::BackupPolicy,
+    pub backup_verify_every: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -359,7 +372,10 @@ impl DeploymentArgs {
                 wb_server::StorageConfig::Postgres(config)
             }
         };
+        let (backup, backup_verify_every) = backup_policy(file)?;
         Ok(Deployment {
+            backup,
+            backup_verify_every,
             storage,
             data: self
                 .data
@@ -374,6 +390,43 @@ impl DeploymentArgs {
             json: self.json,
         })
     }
+}
+
+fn backup_policy(
+    file: &ConfigFile,
+) -> Result<(wb_server::backup::BackupPolicy, std::time::Duration)> {
+    use std::time::Duration;
+    let mut policy = wb_server::backup::BackupPolicy::default();
+    let hours = |h: u64| Duration::from_secs(h.saturating_mul(3600));
+    if let Some(h) = file.snapshot_every_hours {
+        if h == 0 {
+            bail!("snapshot-every-hours must be at least 1");
+        }
+        policy.snapshot_every = hours(h);
+    }
+    if let Some(n) = file.snapshot_every_records {
+        if n < 1 {
+            bail!("snapshot-every-records must be at least 1");
+        }
+        policy.snapshot_records = n;
+    }
+    if let Some(d) = file.pitr_days {
+        if d == 0 || d > 3650 {
+            bail!("pitr-days must be between 1 and 3650");
+        }
+        policy.retention.pitr = time::Duration::days(d as i64);
+    }
+    if let Some(d) = file.snapshot_retention_days {
+        if d == 0 || d > 3650 {
+            bail!("snapshot-retention-days must be between 1 and 3650");
+        }
+        policy.retention.daily = time::Duration::days(d as i64);
+    }
+    let verify = match file.backup_verify_every_hours {
+        Some(h) => hours(h),
+        None => wb_server::jobs::verifier::EVERY,
+    };
+    Ok((policy, verify))
 }
 
 impl ServeArgs {

@@ -10,10 +10,12 @@ use std::sync::Arc;
 
 mod replay;
 pub mod retention;
+mod revert;
 mod segments;
 pub mod snapshot;
 
 pub use retention::{prune, BackupPolicy, Pruned};
+pub use revert::{revert_in_place, Reverted};
 
 use anyhow::{anyhow, bail, Context};
 use serde::Serialize;
@@ -42,6 +44,10 @@ pub struct BackupStatus {
     /// Age of the oldest record not yet shipped (0 when caught up): how much
     /// time of changes would be lost if this node's disk were lost now.
     pub lag_seconds: f64,
+    /// The last record covered by the company's newest snapshot (0: none yet).
+    pub snapshot_seq: i64,
+    /// When that snapshot was taken.
+    pub snapshot_taken_at: Option<String>,
 }
 
 /// The shipping position of every company (opens each company's store).
@@ -61,7 +67,25 @@ pub async fn status(platform: &Platform) -> anyhow::Result<Vec<BackupStatus>> {
             }
             None => 0.0,
         };
+        let snapshot_seq = platform
+            .control
+            .cursor(&snapshot::seq_cursor(&company.id))
+            .await?;
+        let snapshot_taken_at = match snapshot_seq {
+            0 => None,
+            _ => {
+                let unix = platform
+                    .control
+                    .cursor(&snapshot::time_cursor(&company.id))
+                    .await?;
+                OffsetDateTime::from_unix_timestamp(unix)
+                    .ok()
+                    .map(crate::dto::rfc3339)
+            }
+        };
         out.push(BackupStatus {
+            snapshot_seq,
+            snapshot_taken_at,
             company_id: company.id.clone(),
             name: company.name.clone(),
             journal_seq,
