@@ -162,7 +162,7 @@ async fn verify_company(platform: &Platform, company: &CompanyRecord) -> Verific
 }
 
 async fn check(platform: &Platform, id: &str, v: &mut Verification) -> anyhow::Result<()> {
-    let staged = stage_restore(platform, id, RestoreTarget::Latest, "verify").await?;
+    let staged = stage_restore(platform, id, RestoreTarget::Latest, "verify", None).await?;
     v.seq = staged.last_seq;
     v.records = staged.records;
     let compared = compare(platform, id, &staged.store, staged.last_seq, v).await;

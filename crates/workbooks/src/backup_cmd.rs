@@ -50,9 +50,18 @@ pub enum BackupCommand {
 pub struct RestoreArgs {
     #[command(flatten)]
     pub deployment: DeploymentArgs,
-    /// The company to restore (it is left untouched; a new company is created).
+    /// The company to restore (left untouched unless --in-place: a new
+    /// company is created).
     #[arg(long)]
     pub company: String,
+    /// Bring the company itself back to that point, with compensating entries
+    /// (posted entries are never deleted; the revert is audited and can be
+    /// undone). Asks for confirmation unless --yes.
+    #[arg(long)]
+    pub in_place: bool,
+    /// Confirm an in-place restore without asking.
+    #[arg(long, requires = "in_place")]
+    pub yes: bool,
     /// Everything shipped.
     #[arg(long)]
     pub latest: bool,
@@ -185,6 +194,46 @@ async fn company_ids(
     }
 }
 
+fn progress_bar(what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+fn progress_of(bar: &indicatif::ProgressBar) -> backup::Progress {
+    let bar = bar.clone();
+    std::sync::Arc::new(move |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+}
+
+/// Asks the operator to type the company id; refuses without a terminal.
+fn confirm_in_place(company: &str, name: &str) -> Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        bail!("an in-place restore needs confirmation: run it at a terminal, or pass --yes");
+    }
+    eprintln!(
+        "This brings company {company} ({name}) back to the chosen point by reversing every later entry (and reinstating entries reversed since)."
+    );
+    eprint!("Type the company id to confirm: ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    if line.trim() != company {
+        bail!("not confirmed; nothing was changed");
+    }
+    Ok(())
+}
+
 pub async fn restore(args: RestoreArgs) -> Result<()> {
     let target = match (args.latest, args.to_seq, &args.to) {
         (true, None, None) => RestoreTarget::Latest,
@@ -197,7 +246,56 @@ pub async fn restore(args: RestoreArgs) -> Result<()> {
     };
     let d = args.deployment.resolve()?;
     let platform = open_platform(&d).await?;
-    let restored = backup::restore(&platform, &args.company, target).await?;
+    if args.in_place {
+        let company = platform
+            .control
+            .company(&args.company)
+            .await?
+            .with_context(|| format!("no company {}", args.company))?;
+        if !args.yes {
+            confirm_in_place(&company.id, &company.name)?;
+        }
+        let bar = progress_bar("reverting");
+        let reporter = progress_of(&bar);
+        let reverted = backup::revert_in_place(
+            &platform,
+            &args.company,
+            target,
+            wb_store::Actor::system("cli"),
+            &move |done, total| reporter(done, total),
+        )
+        .await?;
+        bar.finish_and_clear();
+        if d.json {
+            println!(
+                "{}",
+                serde_json::to_string(&serde_json::json!({
+                    "id": reverted.company_id,
+                    "in_place": true,
+                    "to_seq": reverted.to_seq,
+                    "from_seq": reverted.from_seq,
+                    "reversed": reverted.reversed,
+                    "reinstated": reverted.reinstated,
+                    "last_seq": reverted.last_seq,
+                }))?
+            );
+        } else {
+            println!(
+                "company {} restored in place to journal record {} (head was {}): {} entries reversed, {} reinstated; nothing deleted",
+                reverted.company_id,
+                reverted.to_seq,
+                reverted.from_seq,
+                reverted.reversed,
+                reverted.reinstated
+            );
+        }
+        return Ok(());
+    }
+    let bar = progress_bar("restoring");
+    let restored =
+        backup::restore_with_progress(&platform, &args.company, target, Some(progress_of(&bar)))
+            .await?;
+    bar.finish_and_clear();
     if d.json {
         println!(
             "{}",
@@ -207,16 +305,17 @@ pub async fn restore(args: RestoreArgs) -> Result<()> {
                 "source": args.company,
                 "last_seq": restored.last_seq,
                 "records": restored.records,
+                "snapshot": restored.snapshot,
             })
         );
     } else {
+        let from = match restored.snapshot {
+            Some(seq) => format!("snapshot {seq} + {} records", restored.records),
+            None => format!("{} records", restored.records),
+        };
         println!(
-            "restored company {} up to journal record {} ({} records) into {} ({})",
-            args.company,
-            restored.last_seq,
-            restored.records,
-            restored.company.id,
-            restored.company.name
+            "restored company {} up to journal record {} ({from}) into {} ({})",
+            args.company, restored.last_seq, restored.company.id, restored.company.name
         );
     }
     Ok(())

@@ -155,3 +155,109 @@ async fn status_and_restore_through_the_cli() {
     );
     assert_eq!(company_count(&data), before);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn snapshot_prune_and_in_place_restore_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(workbooks(&["init"], &data).status.success());
+    let source = books(&data, 3).await;
+
+    let taken = ok_json(&workbooks(
+        &["backup", "snapshot", "--company", &source, "--json"],
+        &data,
+    ));
+    assert_eq!(taken[0]["seq"], 5);
+    let again = ok_json(&workbooks(
+        &["backup", "snapshot", "--company", &source, "--json"],
+        &data,
+    ));
+    assert!(again[0]["seq"].is_null(), "nothing new: {again}");
+    let status = ok_json(&workbooks(&["backup", "status", "--json"], &data));
+    let row = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["company_id"] == source.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(row["snapshot_seq"], 5);
+
+    // A restore now starts from the snapshot.
+    let restored = ok_json(&workbooks(
+        &["restore", "--company", &source, "--latest", "--json"],
+        &data,
+    ));
+    assert_eq!(
+        (restored["snapshot"].clone(), restored["records"].clone()),
+        (5.into(), 0.into())
+    );
+
+    // Default retention: everything is younger than 7 days, nothing goes.
+    let pruned = ok_json(&workbooks(
+        &["backup", "prune", "--company", &source, "--json"],
+        &data,
+    ));
+    assert_eq!(pruned[0]["segments_deleted"], 0);
+    assert_eq!(pruned[0]["snapshots_kept"], 1);
+    // A bad policy is refused with one line.
+    let config = dir.path().join("workbooks.toml");
+    std::fs::write(&config, "pitr-days = 0\n").unwrap();
+    fails_with(
+        &workbooks(
+            &["backup", "prune", "--config", config.to_str().unwrap()],
+            &data,
+        ),
+        "pitr-days must be between 1 and 3650",
+    );
+
+    // In place: without a terminal and without --yes, refused and unchanged.
+    fails_with(
+        &workbooks(
+            &[
+                "restore",
+                "--company",
+                &source,
+                "--to-seq",
+                "3",
+                "--in-place",
+            ],
+            &data,
+        ),
+        "needs confirmation",
+    );
+    let reverted = ok_json(&workbooks(
+        &[
+            "restore",
+            "--company",
+            &source,
+            "--to-seq",
+            "3",
+            "--in-place",
+            "--yes",
+            "--json",
+        ],
+        &data,
+    ));
+    assert_eq!(reverted["id"], source.as_str());
+    assert_eq!(
+        (reverted["to_seq"].clone(), reverted["reversed"].clone()),
+        (3.into(), 2.into())
+    );
+    let platform = open(&data);
+    let store = platform.tenant(&source).await.unwrap();
+    let day = time::macros::date!(2026 - 12 - 31);
+    let balances: Vec<_> = store
+        .balances_as_of(day)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.amount != 0)
+        .collect();
+    assert_eq!(
+        balances.len(),
+        2,
+        "only the first sale's balances remain: {balances:?}"
+    );
+    assert!(balances.iter().all(|r| r.amount.abs() == 100));
+}

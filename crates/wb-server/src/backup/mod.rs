@@ -26,6 +26,7 @@ use wb_store::{Actor, CompanyRecord, TenantStore};
 
 use crate::jobs::shipper::cursor_name;
 use crate::platform::Platform;
+pub use replay::Progress;
 use replay::Replayer;
 pub use segments::segment_landings;
 use segments::{read_segment, segments, verify};
@@ -126,7 +127,17 @@ pub async fn restore(
     source_id: &str,
     target: RestoreTarget,
 ) -> anyhow::Result<Restored> {
-    let staged = stage_restore(platform, source_id, target, "restored").await?;
+    restore_with_progress(platform, source_id, target, None).await
+}
+
+/// `restore`, telling `progress` how far it got.
+pub async fn restore_with_progress(
+    platform: &Platform,
+    source_id: &str,
+    target: RestoreTarget,
+    progress: Option<Progress>,
+) -> anyhow::Result<Restored> {
+    let staged = stage_restore(platform, source_id, target, "restored", progress).await?;
     let members: Vec<_> = match platform.control.members_of(source_id).await {
         Ok(members) => members.into_iter().map(|m| (m.user_id, m.role)).collect(),
         Err(e) => {
@@ -187,6 +198,7 @@ pub(crate) async fn stage_restore(
     source_id: &str,
     target: RestoreTarget,
     label: &str,
+    progress: Option<Progress>,
 ) -> anyhow::Result<StagedRestore> {
     let source = platform
         .control
@@ -223,7 +235,7 @@ pub(crate) async fn stage_restore(
         .await
         .map_err(|e| anyhow!("creating the restored company: {e}"))?;
 
-    match rebuild(platform, &key, source_id, target, shipped, &store).await {
+    match rebuild(platform, &key, source_id, target, shipped, &store, progress).await {
         Ok(rebuilt) => Ok(StagedRestore {
             company,
             store,
@@ -283,12 +295,20 @@ async fn rebuild(
     target: RestoreTarget,
     shipped: i64,
     store: &Arc<dyn TenantStore>,
+    progress: Option<Progress>,
 ) -> anyhow::Result<Rebuilt> {
     let snapshots = snapshot::list(platform, source_id).await?;
     let oldest_snapshot = snapshots.first().copied();
     let base = base_snapshot(platform, key, source_id, &snapshots, target).await?;
     let segments = segments(platform, source_id).await?;
-    let mut replayer = Replayer::new(store.clone());
+    let expected_records = match target {
+        RestoreTarget::Seq(n) => n,
+        _ => shipped,
+    };
+    let mut replayer = Replayer::new(
+        store.clone(),
+        progress.map(|p| (p, u64::try_from(expected_records).unwrap_or(0))),
+    );
     let mut expected = 1;
     let mut prev_hash = wb_core::audit::GENESIS.to_string();
     let mut last_at = None;
@@ -423,6 +443,7 @@ pub async fn replay_shipped(
         RestoreTarget::Latest,
         shipped,
         store,
+        None,
     )
     .await?;
     Ok(Replayed {

@@ -145,8 +145,13 @@ fn restored_entry(e: EntryRecord) -> anyhow::Result<RestoredEntry> {
 type Queued = Vec<(Change, WriteContext, i64)>;
 
 /// Feeds journal records to a store in order, in bulk.
+/// Hears (records done, records expected) as a restore goes.
+pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
 pub(crate) struct Replayer {
     store: Arc<dyn TenantStore>,
+    progress: Option<(Progress, u64)>,
+    pushed: u64,
     group: Vec<ReplayedRecord>,
     group_entries: usize,
     queued: Queued,
@@ -155,9 +160,11 @@ pub(crate) struct Replayer {
 }
 
 impl Replayer {
-    pub(crate) fn new(store: Arc<dyn TenantStore>) -> Replayer {
+    pub(crate) fn new(store: Arc<dyn TenantStore>, progress: Option<(Progress, u64)>) -> Replayer {
         Replayer {
             store,
+            progress,
+            pushed: 0,
             group: Vec::new(),
             group_entries: 0,
             queued: Vec::new(),
@@ -203,6 +210,12 @@ impl Replayer {
             hash: record.hash.clone(),
             content,
         });
+        self.pushed += 1;
+        if let Some((progress, total)) = &self.progress {
+            if self.pushed % 5_000 == 0 {
+                progress(self.pushed, (*total).max(self.pushed));
+            }
+        }
         if self.group_entries >= ENTRIES_PER_CHANGE || self.group.len() >= RECORDS_PER_CHANGE {
             self.close_group();
         }
@@ -257,7 +270,11 @@ impl Replayer {
     pub(crate) async fn finish(mut self) -> anyhow::Result<()> {
         self.close_group();
         self.send().await?;
-        self.wait().await
+        self.wait().await?;
+        if let Some((progress, _)) = &self.progress {
+            progress(self.pushed, self.pushed);
+        }
+        Ok(())
     }
 }
 
