@@ -23,9 +23,10 @@ use wb_core::{
 use wb_crypto::{new_token, DataKey, MasterKey};
 use wb_store::sqlite::{open_encrypted, OpenMode, SqliteControl, SqliteTenants};
 use wb_store::{
-    chain_link, Account, Actor, ApiKeyRecord, AuditEvent, CompanyRecord, CompanyStatus,
-    ControlStore, Entry, EntryPage, Idempotency, JournalRecord, Membership, Outcome, SessionRecord,
-    StoreError, StoredAuditEvent, TenantDirectory, TenantStore, UserRecord, WriteContext, GENESIS,
+    chain_link, Account, Actor, ApiKeyRecord, Applied, AuditEvent, Change, CompanyRecord,
+    CompanyStatus, ControlStore, Entry, EntryPage, Idempotency, JournalRecord, Membership, Outcome,
+    ReplayedContent, ReplayedRecord, RestoredEntry, SessionRecord, StoreError, StoredAuditEvent,
+    TenantDirectory, TenantStore, UserRecord, WriteContext, GENESIS,
 };
 
 mod pg_backend;
@@ -2347,4 +2348,179 @@ async fn sqlite_only_immutability() {
 async fn postgres_control() {
     let control = pg_backend::pg_control("contract_control").await;
     control_story(Arc::new(control)).await;
+}
+
+// ---------------------------------------------------------------------------
+// Replay: a restore writes another company's journal records verbatim
+// ---------------------------------------------------------------------------
+
+fn replayed(record: &JournalRecord) -> ReplayedRecord {
+    let payload: Value = serde_json::from_str(&record.payload).expect("payload");
+    let text = |v: &Value| v.as_str().map(str::to_string);
+    let entry = |e: &Value, reverses: Option<i64>| RestoredEntry {
+        id: e["id"].as_i64().expect("id"),
+        draft: EntryDraft {
+            date: Date::parse(
+                e["date"].as_str().expect("date"),
+                time::macros::format_description!("[year]-[month]-[day]"),
+            )
+            .expect("date"),
+            description: text(&e["description"]).expect("description"),
+            reference: text(&e["reference"]),
+            postings: e["postings"]
+                .as_array()
+                .expect("postings")
+                .iter()
+                .map(|line| {
+                    p(
+                        line["account"].as_str().unwrap(),
+                        line["amount"].as_str().unwrap(),
+                        line["currency"].as_str().unwrap(),
+                    )
+                })
+                .collect(),
+        },
+        reverses: reverses.or(e["reverses"].as_i64()),
+        created_at: OffsetDateTime::parse(e["created_at"].as_str().expect("created_at"), &Rfc3339)
+            .expect("time"),
+        created_by: text(&e["created_by"]).expect("author"),
+    };
+    let content = match record.kind.as_str() {
+        "account_created" => ReplayedContent::Account {
+            id: payload["id"].as_i64().expect("id"),
+            account: new_account(
+                payload["code"].as_str().unwrap(),
+                payload["name"].as_str().unwrap(),
+                payload["type"].as_str().unwrap(),
+                payload["parent"].as_str(),
+                payload["currency"].as_str(),
+            ),
+            created_at: record.at,
+        },
+        "entries_posted" => ReplayedContent::Entries(
+            payload["entries"]
+                .as_array()
+                .expect("entries")
+                .iter()
+                .map(|e| entry(e, None))
+                .collect(),
+        ),
+        "entry_reversed" => {
+            ReplayedContent::Entries(vec![entry(&payload["entry"], payload["reverses"].as_i64())])
+        }
+        other => panic!("unexpected record kind {other}"),
+    };
+    ReplayedRecord {
+        seq: record.seq,
+        at: rfc3339(record.at),
+        kind: record.kind.clone(),
+        payload: record.payload.clone(),
+        hash: record.hash.clone(),
+        content,
+    }
+}
+
+async fn replay_story(control: Arc<dyn ControlStore>, tenants: Arc<dyn TenantDirectory>) {
+    let source = new_company(&*control, &*tenants, "Source").await;
+    standard_chart(&*source.store).await;
+    let d = date!(2026 - 02 - 01);
+    source
+        .store
+        .post_entries(
+            vec![
+                draft(
+                    d,
+                    "one",
+                    vec![p("1000", "10.00", "USD"), p("4000", "-10.00", "USD")],
+                ),
+                draft(
+                    d,
+                    "two",
+                    vec![p("1100", "2.50", "USD"), p("4000", "-2.50", "USD")],
+                ),
+            ],
+            None,
+            ctx(),
+        )
+        .await
+        .expect("post");
+    source
+        .store
+        .reverse_entry(1, date!(2026 - 02 - 03), None, ctx())
+        .await
+        .expect("reverse");
+    let journal = all_journal(&*source.store).await;
+    let records: Vec<ReplayedRecord> = journal.iter().map(replayed).collect();
+
+    // In two changes queued at once: the same journal, hashes and books.
+    let target = new_company(&*control, &*tenants, "Target").await;
+    let (first, rest) = records.split_at(3);
+    let results = target
+        .store
+        .apply_in_order(vec![
+            (Change::Replay(first.to_vec()), ctx()),
+            (Change::Replay(rest.to_vec()), ctx()),
+        ])
+        .await;
+    let heads: Vec<i64> = results
+        .into_iter()
+        .map(|r| match r.expect("replayed") {
+            Applied::Replayed { last_seq } => last_seq,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(heads, vec![3, journal.len() as i64]);
+    assert_eq!(all_journal(&*target.store).await, journal);
+    assert_eq!(
+        all_entries(&*target.store).await,
+        all_entries(&*source.store).await
+    );
+    let day = date!(2026 - 12 - 31);
+    assert_eq!(
+        balances(&*target.store, day).await,
+        balances(&*source.store, day).await
+    );
+
+    // Refused, and nothing of the change written: a record whose content does
+    // not match its hash, a record out of sequence, an entry under another id.
+    for (what, broken) in [
+        ("hash", {
+            let mut r = records.clone();
+            r[0].payload.push(' ');
+            r
+        }),
+        ("sequence", records[1..].to_vec()),
+        ("entry id", {
+            let mut r = records.clone();
+            let at = r
+                .iter()
+                .position(|x| matches!(x.content, ReplayedContent::Entries(_)))
+                .unwrap();
+            if let ReplayedContent::Entries(entries) = &mut r[at].content {
+                entries[0].id += 10;
+            }
+            r
+        }),
+    ] {
+        let fresh = new_company(&*control, &*tenants, "Broken").await;
+        let result = fresh
+            .store
+            .apply_in_order(vec![(Change::Replay(broken), ctx())])
+            .await;
+        assert!(result[0].is_err(), "a broken {what} must be refused");
+        assert_eq!(fresh.store.stats().await.unwrap().journal_seq, 0, "{what}");
+        assert!(fresh.store.accounts().await.unwrap().is_empty(), "{what}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_replay() {
+    let b = sqlite_backend();
+    replay_story(b.control.clone(), b.tenants.clone()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replay() {
+    let (control, tenants) = pg_backend("replay").await;
+    replay_story(control, tenants).await;
 }

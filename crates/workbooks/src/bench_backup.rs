@@ -172,9 +172,7 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
             args.large_entries
         ),
         measured: format!("{seconds:.1} s"),
-        baseline: format!(
-            "writing it: {write_seconds:.1} s; shipping it: {ship_seconds:.1} s"
-        ),
+        baseline: format!("writing it: {write_seconds:.1} s; shipping it: {ship_seconds:.1} s"),
         ratio: format!("{:.2}x of write time", seconds / write_seconds),
         target: "1,000,000 entries in < 30 s".into(),
         verdict: verdict_1m(seconds),

@@ -24,6 +24,9 @@ use std::sync::Arc;
 use wb_core::audit::AuditFields;
 
 pub(crate) const MAX_BATCH_COMMANDS: usize = 256;
+/// The writer's page cache normally, and while a restore replays into it.
+const NORMAL_CACHE: &str = "PRAGMA cache_size = -16384";
+const BULK_CACHE: &str = "PRAGMA cache_size = -262144";
 const QUEUE_DEPTH: usize = 4096;
 
 #[derive(Clone, Copy)]
@@ -49,6 +52,8 @@ pub(crate) struct WriterState {
     published: Arc<Published>,
     /// False only in benchmarks that measure the cost of auditing.
     audit_enabled: bool,
+    /// True while the page cache is enlarged for a restore's replay.
+    bulk_cache: bool,
 }
 
 pub(crate) fn spawn(
@@ -159,11 +164,17 @@ impl WriterState {
             next_entry_id,
             published,
             audit_enabled: true,
+            bulk_cache: false,
         })
     }
 
     fn release_memory(&mut self) {
         self.conn.flush_prepared_statement_cache();
+        if std::mem::take(&mut self.bulk_cache) {
+            if let Err(e) = self.conn.execute_batch(NORMAL_CACHE) {
+                tracing::warn!(error = %e, "resetting a company's cache size failed");
+            }
+        }
         if let Err(e) = self.conn.execute_batch("PRAGMA shrink_memory") {
             tracing::warn!(error = %e, "releasing an idle company's cache failed");
         }
@@ -215,6 +226,9 @@ impl WriterState {
         &mut self,
         work: Vec<(Command, WriteContext)>,
     ) -> Vec<Result<Output, StoreError>> {
+        if work.iter().all(|(c, _)| matches!(c, Command::Replay(_))) {
+            return self.apply_replay(work);
+        }
         if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
             let message = e.to_string();
             return work
@@ -273,6 +287,54 @@ impl WriterState {
         }
         self.published.set(self.audit.seq, self.journal.seq);
         results
+    }
+
+    /// A restore's replay: all or nothing (the restore is discarded on any
+    /// failure), so no savepoint per command, whose statement journal would
+    /// copy every page a group touches; and a large page cache while it runs
+    /// (given back when the writer goes idle).
+    fn apply_replay(
+        &mut self,
+        work: Vec<(Command, WriteContext)>,
+    ) -> Vec<Result<Output, StoreError>> {
+        let count = work.len();
+        let fail = |message: String| {
+            (0..count)
+                .map(|_| Err(StoreError::Backend(message.clone())))
+                .collect()
+        };
+        if !self.bulk_cache {
+            if let Err(e) = self.conn.execute_batch(BULK_CACHE) {
+                return fail(e.to_string());
+            }
+            self.bulk_cache = true;
+        }
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            return fail(e.to_string());
+        }
+        let mut results = Vec::with_capacity(count);
+        for (command, ctx) in work {
+            match self.apply(command, &ctx) {
+                Ok(output) => results.push(output),
+                Err(error) => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    self.reload();
+                    let message = error.to_string();
+                    let mut out: Vec<Result<Output, StoreError>> = (0..count)
+                        .map(|_| Err(StoreError::Backend(message.clone())))
+                        .collect();
+                    out[results.len()] = Err(error);
+                    return out;
+                }
+            }
+        }
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.reload();
+            return fail(format!("commit failed: {e}"));
+        }
+        self.published.set(self.audit.seq, self.journal.seq);
+        results.into_iter().map(Ok).collect()
     }
 
     fn apply(&mut self, command: Command, ctx: &WriteContext) -> Result<Output, StoreError> {
