@@ -179,6 +179,17 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     });
     drop(restored);
 
+    eprintln!("bench --backup: raw SQLCipher ceiling for the same rows");
+    let ceiling = raw_replay_ceiling(scratch.path(), args.large_entries)?;
+    rows.push(Row {
+        name: "raw SQLCipher ceiling: the rows one replayed record writes (entry, 2 postings with their indexes, journal row), prepared statements, 20,000 per transaction, no validation, hashing or JSON".into(),
+        measured: format!("{ceiling:.0} records/s"),
+        baseline: "same database settings as a company store (WAL, 256 MiB cache while replaying)".into(),
+        ratio: "-".into(),
+        target: "-".into(),
+        verdict: "ceiling".into(),
+    });
+
     eprintln!("bench --backup: snapshot, then restore from it");
     let started = Instant::now();
     let manifest = backup::snapshot::take(&platform, &company)
@@ -265,4 +276,66 @@ async fn large_company(platform: &Arc<Platform>, entries: u64) -> Result<(String
         t.await??;
     }
     Ok((company.id, entries as f64 / started.elapsed().as_secs_f64()))
+}
+
+/// Writes `records` replay-shaped rows straight into a fresh SQLCipher file:
+/// what the disk and SQLCipher allow before any of our code runs.
+fn raw_replay_ceiling(dir: &std::path::Path, records: u64) -> Result<f64> {
+    let path = dir.join("raw-ceiling.db");
+    let conn = wb_store::sqlite::open_encrypted(
+        &path,
+        &wb_crypto::DataKey::generate(),
+        wb_store::sqlite::OpenMode::Create,
+    )?;
+    conn.execute_batch(
+        "PRAGMA cache_size = -262144;
+         CREATE TABLE entries (id INTEGER PRIMARY KEY, date TEXT NOT NULL, description TEXT NOT NULL,
+             reference TEXT, reverses INTEGER UNIQUE, reversed_by INTEGER, created_at TEXT NOT NULL,
+             created_by TEXT NOT NULL) STRICT;
+         CREATE INDEX entries_by_date ON entries(date, id);
+         CREATE TABLE postings (entry_id INTEGER NOT NULL, line INTEGER NOT NULL, account_id INTEGER NOT NULL,
+             currency TEXT NOT NULL, amount INTEGER NOT NULL, date TEXT NOT NULL,
+             PRIMARY KEY (entry_id, line)) STRICT, WITHOUT ROWID;
+         CREATE INDEX postings_by_account ON postings(account_id, date, entry_id);
+         CREATE TABLE change_journal (seq INTEGER PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL,
+             payload TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL) STRICT;",
+    )?;
+    let payload = "x".repeat(330);
+    let hash = "0".repeat(64);
+    let started = Instant::now();
+    let mut n = 0u64;
+    while n < records {
+        let tx = conn.unchecked_transaction()?;
+        {
+            let mut entry = tx.prepare_cached(
+                "INSERT INTO entries (id, date, description, reference, reverses, created_at, created_by)
+                 VALUES (?1, ?2, ?3, NULL, NULL, ?4, ?5)",
+            )?;
+            let mut posting = tx.prepare_cached(
+                "INSERT INTO postings (entry_id, line, account_id, currency, amount, date)
+                 VALUES (?1, ?2, ?3, 'EUR', ?4, ?5)",
+            )?;
+            let mut journal = tx.prepare_cached(
+                "INSERT INTO change_journal (seq, at, kind, payload, prev_hash, hash)
+                 VALUES (?1, ?2, 'entries_posted', ?3, ?4, ?4)",
+            )?;
+            for _ in 0..20_000.min(records - n) {
+                n += 1;
+                let id = n as i64;
+                let date = format!("2026-{:02}-{:02}", id % 12 + 1, id % 28 + 1);
+                entry.execute(rusqlite::params![
+                    id,
+                    date,
+                    "Sale",
+                    "2026-11-22T10:00:00Z",
+                    "system:bench"
+                ])?;
+                posting.execute(rusqlite::params![id, 0, 1, 100 + id, date])?;
+                posting.execute(rusqlite::params![id, 1, 2, -100 - id, date])?;
+                journal.execute(rusqlite::params![id, "2026-11-22T10:00:00Z", payload, hash])?;
+            }
+        }
+        tx.commit()?;
+    }
+    Ok(records as f64 / started.elapsed().as_secs_f64())
 }

@@ -212,7 +212,7 @@ impl Replayer {
         });
         self.pushed += 1;
         if let Some((progress, total)) = &self.progress {
-            if self.pushed % 5_000 == 0 {
+            if self.pushed.is_multiple_of(5_000) {
                 progress(self.pushed, (*total).max(self.pushed));
             }
         }
