@@ -481,8 +481,12 @@ async fn restore_company(
         .create(&c.id, &key)
         .await
         .map_err(|e| anyhow!("creating its database: {e}"))?;
-    let replayed =
-        crate::backup::replay_shipped(platform, &key, &c.id, c.shipped_seq, &store).await;
+    let audit = crate::backup::audit_trail::import(platform, &key, &c.id, &store).await;
+    let imported_audit = *audit.as_ref().unwrap_or(&0);
+    let replayed = match audit {
+        Ok(_) => crate::backup::replay_shipped(platform, &key, &c.id, c.shipped_seq, &store).await,
+        Err(e) => Err(e),
+    };
     let replayed = match replayed {
         Ok(r) => r,
         Err(e) => {
@@ -519,6 +523,13 @@ async fn restore_company(
     platform
         .control
         .set_cursor(&cursor_name(&c.id), replayed.last_seq)
+        .await?;
+    platform
+        .control
+        .set_cursor(
+            &crate::backup::audit_trail::cursor_name(&c.id),
+            imported_audit,
+        )
         .await?;
     Ok(replayed)
 }

@@ -144,7 +144,7 @@ impl Outcome {
 }
 
 /// An audit event as stored in its source's hash chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoredAuditEvent {
     pub seq: i64,
     /// RFC 3339, exactly as hashed.
@@ -296,6 +296,9 @@ pub enum Change {
     /// must be the next in this store's chain, and what it holds is applied
     /// under its recorded ids (entries validated like a post).
     Replay(Vec<ReplayedRecord>),
+    /// A company's audit events, copied verbatim into a new, empty store
+    /// (disaster recovery): each must be the next in the chain.
+    ImportAudit(Vec<StoredAuditEvent>),
     Reverse {
         entry_id: i64,
         date: time::Date,
@@ -311,6 +314,10 @@ pub enum Applied {
     Entry(Entry),
     /// The store's journal now ends at this replayed record.
     Replayed {
+        last_seq: i64,
+    },
+    /// The store's audit trail now ends at this imported event.
+    AuditImported {
         last_seq: i64,
     },
 }

@@ -20,6 +20,7 @@ pub(crate) enum Command {
         description: Option<String>,
     },
     Replay(Vec<ReplayedRecord>),
+    ImportAudit(Vec<StoredAuditEvent>),
     /// An audit event with no change attached (reads, refusals).
     Record(AuditEvent),
 }
@@ -32,6 +33,7 @@ impl Command {
             Command::Post { .. } => "entry.post",
             Command::Reverse { .. } => "entry.reverse",
             Command::Replay(_) => "journal.replay",
+            Command::ImportAudit(_) => "audit.import",
             Command::Record(_) => "audit.record",
         }
     }
@@ -42,6 +44,7 @@ pub(crate) enum Output {
     Posted(Posted),
     Entry(Entry),
     Replayed(i64),
+    AuditImported(i64),
     Recorded,
 }
 
@@ -59,6 +62,7 @@ pub(crate) fn command_of(change: Change) -> Command {
             idempotency: None,
         },
         Change::Replay(records) => Command::Replay(records),
+        Change::ImportAudit(events) => Command::ImportAudit(events),
         Change::Reverse {
             entry_id,
             date,
@@ -77,6 +81,7 @@ pub(crate) fn applied_of(output: Output) -> Result<Applied, StoreError> {
         Output::Posted(p) => Ok(Applied::Posted(p)),
         Output::Entry(e) => Ok(Applied::Entry(e)),
         Output::Replayed(last_seq) => Ok(Applied::Replayed { last_seq }),
+        Output::AuditImported(last_seq) => Ok(Applied::AuditImported { last_seq }),
         Output::Recorded => Err(StoreError::Backend(
             "writer answered with the wrong kind of result".into(),
         )),

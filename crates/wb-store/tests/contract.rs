@@ -2481,6 +2481,50 @@ async fn replay_story(control: Arc<dyn ControlStore>, tenants: Arc<dyn TenantDir
         balances(&*source.store, day).await
     );
 
+    // Disaster recovery: the same company's store recreated empty takes its
+    // audit trail verbatim, then its journal; a gap, or another company's
+    // trail, is refused.
+    let trail = all_tenant_audit(&*source.store).await;
+    let other = new_company(&*control, &*tenants, "Other").await;
+    let refused = other
+        .store
+        .apply_in_order(vec![(Change::ImportAudit(trail.clone()), ctx())])
+        .await;
+    assert!(refused[0].is_err(), "another company's trail is refused");
+    let gap = new_company(&*control, &*tenants, "Gap").await;
+    let mut gapped: Vec<StoredAuditEvent> = trail[1..].to_vec();
+    for event in &mut gapped {
+        event.company_id = Some(gap.id.clone());
+    }
+    let refused = gap
+        .store
+        .apply_in_order(vec![(Change::ImportAudit(gapped), ctx())])
+        .await;
+    assert!(refused[0].is_err(), "an audit trail with a gap is refused");
+    let Company { id, key, store } = source;
+    drop(store);
+    tenants.discard(&id).await;
+    let recovered = tenants.create(&id, &key).await.expect("recreate");
+    let imported = recovered
+        .apply_in_order(vec![
+            (Change::ImportAudit(trail.clone()), ctx()),
+            (Change::Replay(records.clone()), ctx()),
+        ])
+        .await;
+    assert!(
+        matches!(
+            imported[0],
+            Ok(Applied::AuditImported { last_seq }) if last_seq == trail.len() as i64
+        ),
+        "{:?}",
+        imported[0]
+    );
+    assert!(imported[1].is_ok(), "{:?}", imported[1]);
+    let after = all_tenant_audit(&*recovered).await;
+    assert_eq!(after[..trail.len()], trail[..]);
+    verify_tenant_audit_chain(&after);
+    assert_eq!(all_journal(&*recovered).await, journal);
+
     // Refused, and nothing of the change written: a record whose content does
     // not match its hash, a record out of sequence, an entry under another id.
     for (what, broken) in [

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+pub mod audit_trail;
 mod replay;
 pub mod retention;
 mod revert;

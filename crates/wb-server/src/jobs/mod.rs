@@ -24,6 +24,7 @@ impl Jobs {
         let (stop, watch) = watch::channel(false);
         let handles = vec![
             shipper::spawn(platform.clone(), shipper::SHIP_EVERY, watch.clone()),
+            crate::backup::audit_trail::spawn(platform.clone(), watch.clone()),
             crate::dr::spawn(
                 platform.clone(),
                 crate::dr::CONFIG_BACKUP_EVERY,

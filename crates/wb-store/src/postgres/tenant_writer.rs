@@ -486,6 +486,9 @@ impl Planner<'_> {
                 description,
             } => Output::Entry(self.reverse(*entry_id, *date, description.clone(), ctx, &mut w)?),
             Command::Replay(records) => Output::Replayed(self.replay(records, ctx, &mut w)?),
+            Command::ImportAudit(events) => {
+                Output::AuditImported(self.import_audit(events, &mut w)?)
+            }
             Command::Record(event) => {
                 let recorded = WriteContext {
                     actor: event.actor.clone(),
@@ -791,6 +794,56 @@ impl Planner<'_> {
             self.reversed.insert(original);
         }
         Ok(stored)
+    }
+
+    /// Plans audit events copied verbatim: each must continue this chain.
+    fn import_audit(
+        &mut self,
+        events: &[StoredAuditEvent],
+        w: &mut Writes,
+    ) -> Result<i64, StoreError> {
+        for event in events {
+            if event
+                .company_id
+                .as_deref()
+                .is_some_and(|c| c != self.company_id)
+            {
+                return Err(StoreError::Conflict(format!(
+                    "imported audit event {} belongs to another company",
+                    event.seq
+                )));
+            }
+            if event.seq != self.heads.audit_seq + 1 || event.prev_hash != self.heads.audit_hash {
+                return Err(StoreError::Conflict(format!(
+                    "imported audit event {} does not follow event {}",
+                    event.seq, self.heads.audit_seq
+                )));
+            }
+            let fields = event.fields();
+            if fields.hash(&self.heads.audit_hash, event.seq) != event.hash {
+                return Err(StoreError::Conflict(format!(
+                    "imported audit event {} does not carry the hash of its content and chain",
+                    event.seq
+                )));
+            }
+            self.heads.audit_seq = event.seq;
+            self.heads.audit_hash = event.hash.clone();
+            w.audit.push(AuditRow {
+                seq: event.seq,
+                fields,
+                actor: Actor {
+                    id: event.actor.clone(),
+                    auth: event.auth.clone(),
+                    client: event.client.clone(),
+                    request_id: event.request_id.clone(),
+                },
+                target: event.target.clone(),
+                detail: event.detail.clone(),
+                prev_hash: event.prev_hash.clone(),
+                hash: event.hash.clone(),
+            });
+        }
+        Ok(self.heads.audit_seq)
     }
 
     /// Plans a record replayed from another journal, unchanged: it must be

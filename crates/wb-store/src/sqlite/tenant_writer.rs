@@ -226,7 +226,10 @@ impl WriterState {
         &mut self,
         work: Vec<(Command, WriteContext)>,
     ) -> Vec<Result<Output, StoreError>> {
-        if work.iter().all(|(c, _)| matches!(c, Command::Replay(_))) {
+        if work
+            .iter()
+            .all(|(c, _)| matches!(c, Command::Replay(_) | Command::ImportAudit(_)))
+        {
             return self.apply_replay(work);
         }
         if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
@@ -352,6 +355,7 @@ impl WriterState {
                 .reverse(entry_id, date, description, ctx)
                 .map(Output::Entry),
             Command::Replay(records) => self.replay(records, ctx).map(Output::Replayed),
+            Command::ImportAudit(events) => self.import_audit(events).map(Output::AuditImported),
             Command::Record(event) => {
                 let recorded = WriteContext {
                     actor: event.actor.clone(),
@@ -765,6 +769,59 @@ impl WriterState {
             .execute(params![seq, at, kind, payload, self.journal.hash, hash])?;
         self.journal = Head { seq, hash };
         Ok(())
+    }
+
+    /// Copies audit events verbatim: each must continue this store's chain.
+    fn import_audit(&mut self, events: Vec<StoredAuditEvent>) -> Result<i64, StoreError> {
+        for event in events {
+            if event
+                .company_id
+                .as_deref()
+                .is_some_and(|c| c != self.company_id)
+            {
+                return Err(StoreError::Conflict(format!(
+                    "imported audit event {} belongs to another company",
+                    event.seq
+                )));
+            }
+            if event.seq != self.audit.seq + 1 || event.prev_hash != self.audit.hash {
+                return Err(StoreError::Conflict(format!(
+                    "imported audit event {} does not follow event {}",
+                    event.seq, self.audit.seq
+                )));
+            }
+            if event.fields().hash(&self.audit.hash, event.seq) != event.hash {
+                return Err(StoreError::Conflict(format!(
+                    "imported audit event {} does not carry the hash of its content and chain",
+                    event.seq
+                )));
+            }
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO audit_events
+                       (seq, at, actor, auth, client, request_id, action, target, outcome, detail, prev_hash, hash)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                )?
+                .execute(params![
+                    event.seq,
+                    event.at,
+                    event.actor,
+                    event.auth,
+                    event.client,
+                    event.request_id,
+                    event.action,
+                    event.target,
+                    event.outcome,
+                    event.detail,
+                    event.prev_hash,
+                    event.hash
+                ])?;
+            self.audit = Head {
+                seq: event.seq,
+                hash: event.hash,
+            };
+        }
+        Ok(self.audit.seq)
     }
 
     /// Appends a record replayed from another journal, unchanged: it must be

@@ -1,0 +1,212 @@
+//! Each company's own audit trail, shipped to object storage so disaster
+//! recovery restores it: sealed segments like the journal's, at
+//! `companies/{id}/audit/{first:020}-{last:020}.seg` (associated data
+//! `workbooks-audit-segment/v1\n{company}\n{first}\n{last}`), cursor
+//! `ship-audit:company:{id}`. Not on the 200 ms journal path: the trail is
+//! also copied into the central collection within a second; this copy is for
+//! losing the whole deployment, and ships every few seconds.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, PutPayload};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use wb_crypto::DataKey;
+use wb_store::{Applied, Change, StoredAuditEvent, TenantStore, WriteContext};
+
+use super::segments::parse_segment_name;
+use crate::platform::Platform;
+
+pub const SHIP_EVERY: Duration = Duration::from_secs(5);
+/// Ask the store for events written on other nodes this often.
+const RECHECK: Duration = Duration::from_secs(30);
+const SEGMENT_EVENTS: u32 = 5_000;
+
+pub fn cursor_name(company_id: &str) -> String {
+    format!("ship-audit:company:{company_id}")
+}
+
+fn prefix(company_id: &str) -> ObjectPath {
+    ObjectPath::from(format!("companies/{company_id}/audit"))
+}
+
+fn segment_path(company_id: &str, first: i64, last: i64) -> ObjectPath {
+    ObjectPath::from(format!(
+        "companies/{company_id}/audit/{first:020}-{last:020}.seg"
+    ))
+}
+
+fn aad(company_id: &str, first: i64, last: i64) -> Vec<u8> {
+    format!("workbooks-audit-segment/v1\n{company_id}\n{first}\n{last}").into_bytes()
+}
+
+/// What the audit shipper remembers between rounds, per company.
+#[derive(Default)]
+pub struct AuditShipperState {
+    shipped: HashMap<String, (i64, Instant)>,
+}
+
+/// Ships new audit events of every open company this node may ship.
+pub async fn ship_once(
+    platform: &Platform,
+    state: &mut AuditShipperState,
+) -> anyhow::Result<usize> {
+    let mut total = 0;
+    for tenant in platform.tenants.open_tenants() {
+        let id = tenant.company_id().to_string();
+        match ship_company(platform, state, &tenant).await {
+            Ok(n) => total += n,
+            Err(e) => {
+                state.shipped.remove(&id);
+                tracing::warn!(company = %id, error = %format!("{e:#}"), "shipping the audit trail failed");
+            }
+        }
+    }
+    Ok(total)
+}
+
+async fn ship_company(
+    platform: &Platform,
+    state: &mut AuditShipperState,
+    tenant: &Arc<dyn TenantStore>,
+) -> anyhow::Result<usize> {
+    let id = tenant.company_id().to_string();
+    if let Some((shipped, checked)) = state.shipped.get(&id) {
+        if tenant.audit_head() <= *shipped && checked.elapsed() < RECHECK {
+            return Ok(0);
+        }
+    }
+    let lease = format!("ship-audit:{id}");
+    if !crate::jobs::hold_lease(&*platform.control, &platform.node_id, &lease).await {
+        state.shipped.remove(&id);
+        return Ok(0);
+    }
+    // A store open but not recorded (a restore in progress) has no key yet.
+    if platform.control.company(&id).await?.is_none() {
+        return Ok(0);
+    }
+    let cursor = cursor_name(&id);
+    let mut after = platform.control.cursor(&cursor).await?;
+    let mut key: Option<DataKey> = None;
+    let mut total = 0;
+    loop {
+        let events = tenant.audit_events(after, SEGMENT_EVENTS).await?;
+        let (Some(first), Some(last)) = (events.first(), events.last()) else {
+            break;
+        };
+        let (first, last) = (first.seq, last.seq);
+        let key = match &key {
+            Some(k) => k,
+            None => key.insert(platform.company_key(&id).await?),
+        };
+        let mut plain = Vec::new();
+        for event in &events {
+            serde_json::to_writer(&mut plain, event)?;
+            plain.push(b'\n');
+        }
+        let sealed = key
+            .seal(&plain, &aad(&id, first, last))
+            .map_err(|e| anyhow!("sealing an audit segment: {e}"))?;
+        platform
+            .objects
+            .put(&segment_path(&id, first, last), PutPayload::from(sealed))
+            .await
+            .with_context(|| format!("uploading audit segment {first}-{last}"))?;
+        platform.control.set_cursor(&cursor, last).await?;
+        total += events.len();
+        after = last;
+    }
+    state.shipped.insert(id, (after, Instant::now()));
+    Ok(total)
+}
+
+pub fn spawn(platform: Arc<Platform>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut state = AuditShipperState::default();
+        loop {
+            if crate::jobs::pause(&mut stop, SHIP_EVERY).await {
+                return;
+            }
+            if let Err(e) = ship_once(&platform, &mut state).await {
+                tracing::warn!(error = %e, "audit shipping round failed");
+            }
+        }
+    })
+}
+
+/// Copies a company's shipped audit trail, verified, into `store` (new and
+/// empty, before anything else is written to it); returns the last event.
+pub async fn import(
+    platform: &Platform,
+    key: &DataKey,
+    company_id: &str,
+    store: &Arc<dyn TenantStore>,
+) -> anyhow::Result<i64> {
+    let listing = platform
+        .objects
+        .list_with_delimiter(Some(&prefix(company_id)))
+        .await
+        .with_context(|| format!("listing the audit segments of company {company_id}"))?;
+    let mut segments: Vec<(i64, i64, ObjectPath)> = listing
+        .objects
+        .into_iter()
+        .filter_map(|meta| {
+            let (first, last) = parse_segment_name(meta.location.filename()?)?;
+            Some((first, last, meta.location))
+        })
+        .collect();
+    segments.sort_by_key(|(first, last, _)| (*first, std::cmp::Reverse(*last)));
+    let mut expected = 1;
+    for (first, last, path) in segments {
+        if last < expected {
+            continue;
+        }
+        if first > expected {
+            bail!(
+                "audit segment missing: events {expected}..{} of company {company_id}",
+                first - 1
+            );
+        }
+        let sealed = platform
+            .objects
+            .get(&path)
+            .await
+            .with_context(|| format!("reading {path}"))?
+            .bytes()
+            .await
+            .with_context(|| format!("reading {path}"))?;
+        let plain = key
+            .open(&sealed, &aad(company_id, first, last))
+            .map_err(|_| anyhow!("audit segment {path} fails authentication"))?;
+        let mut events = Vec::new();
+        for line in plain.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let event: StoredAuditEvent = serde_json::from_slice(line)
+                .with_context(|| format!("audit segment {path} holds a malformed line"))?;
+            if event.seq >= expected {
+                events.push(event);
+            }
+        }
+        let Some(end) = events.last().map(|e| e.seq) else {
+            continue;
+        };
+        let ctx = WriteContext {
+            actor: wb_store::Actor::system("dr"),
+            at: platform.now(),
+        };
+        let result = store
+            .apply_in_order(vec![(Change::ImportAudit(events), ctx)])
+            .await
+            .pop()
+            .ok_or_else(|| anyhow!("the store answered nothing"))?
+            .with_context(|| format!("importing audit segment {path}"))?;
+        match result {
+            Applied::AuditImported { last_seq } if last_seq == end => expected = end + 1,
+            _ => bail!("importing audit segment {path} did not end at event {end}"),
+        }
+    }
+    Ok(expected - 1)
+}
