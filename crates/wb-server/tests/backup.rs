@@ -622,3 +622,43 @@ async fn restore_in_place_brings_the_books_back_with_compensating_entries() {
     assert!(err.to_string().contains("outside"), "{err}");
     assert_eq!(store.stats().await.unwrap().journal_seq, head);
 }
+
+#[tokio::test]
+async fn after_a_restart_unshipped_changes_of_unused_companies_are_shipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = wb_crypto::MasterKey::generate();
+    let storage = platforms::storage(crate::POSTGRES).await;
+    let open = || async {
+        Platform::open(
+            dir.path(),
+            master.clone(),
+            Arc::new(SystemClock),
+            Duration::hours(12),
+            &storage,
+        )
+        .await
+        .unwrap()
+    };
+    let id = {
+        let platform = open().await;
+        let company = platform.create_company("Quiet", None).await.unwrap();
+        let store = platform.tenant(&company.id).await.unwrap();
+        let account = NewAccount::validate("1000", "Cash", "asset", None, None).unwrap();
+        store.create_account(account, ctx(1)).await.unwrap();
+        company.id
+        // The process goes away before its shipper ran.
+    };
+    let platform = Arc::new(open().await);
+    assert_eq!(platform.tenants.open_count(), 0, "nobody uses the company");
+    let jobs = wb_server::jobs::Jobs::start(platform.clone());
+    let cursor = wb_server::jobs::shipper::cursor_name(&id);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while platform.control.cursor(&cursor).await.unwrap() < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the change committed before the restart was not shipped"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    jobs.stop().await;
+}

@@ -261,3 +261,93 @@ async fn snapshot_prune_and_in_place_restore_through_the_cli() {
     );
     assert!(balances.iter().all(|r| r.amount.abs() == 100));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn disaster_recovery_through_the_cli_keeps_every_audit_chain_verifiable() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(workbooks(&["init"], &data).status.success());
+    let source = books(&data, 3).await;
+    {
+        let platform = open(&data);
+        // The shipper ships open companies (a server opens every company at start).
+        platform.tenant(&source).await.unwrap();
+        wb_server::backup::audit_trail::ship_once(
+            &platform,
+            &mut wb_server::backup::audit_trail::AuditShipperState::default(),
+        )
+        .await
+        .unwrap();
+        let mut state = wb_server::dr::ConfigBackupState::default();
+        assert!(wb_server::dr::backup_config_once(&platform, &mut state)
+            .await
+            .unwrap());
+    }
+    let fresh = dir.path().join("fresh");
+    let objects = format!("file://{}", data.join("objects").display());
+    let key_file = data.join("master.key");
+    let report = ok_json(&workbooks(
+        &[
+            "dr",
+            "restore",
+            "--from",
+            &objects,
+            "--master-key-file",
+            key_file.to_str().unwrap(),
+            "--json",
+        ],
+        &fresh,
+    ));
+    let company = report["companies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["company_id"] == source.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(company["restored"], true, "{report}");
+    let platform = wb_server::Platform::open_embedded(
+        &fresh,
+        wb_crypto::MasterKey::load(&key_file).unwrap(),
+        std::sync::Arc::new(wb_server::SystemClock),
+        time::Duration::hours(1),
+    )
+    .unwrap();
+    // What a running server does within seconds: copy the chains into the
+    // central collection and sign checkpoints over them.
+    platform.register_node().await.unwrap();
+    let mut forwarder = wb_server::jobs::forwarder::ForwarderState::default();
+    wb_server::jobs::forwarder::catch_up_all(&platform, &mut forwarder)
+        .await
+        .unwrap();
+    wb_server::jobs::forwarder::checkpoint_once(&platform, &mut forwarder)
+        .await
+        .unwrap();
+    let verify = workbooks(
+        &[
+            "audit",
+            "verify",
+            "--master-key-file",
+            key_file.to_str().unwrap(),
+            "--object-store",
+            &objects,
+        ],
+        &fresh,
+    );
+    assert!(
+        verify.status.success(),
+        "audit verify after DR: {}",
+        stderr_line(&verify)
+    );
+    let trail = platform
+        .tenant(&source)
+        .await
+        .unwrap()
+        .audit_events(0, 1000)
+        .await
+        .unwrap();
+    assert!(
+        trail.iter().filter(|e| e.action == "entry.post").count() == 3,
+        "the company's own trail came back: {trail:?}"
+    );
+}
