@@ -20,6 +20,7 @@ pub(crate) enum Command {
         description: Option<String>,
     },
     Replay(Vec<ReplayedRecord>),
+    AddFile(NewFile),
     /// An audit event with no change attached (reads, refusals).
     Record(AuditEvent),
 }
@@ -32,6 +33,7 @@ impl Command {
             Command::Post { .. } => "entry.post",
             Command::Reverse { .. } => "entry.reverse",
             Command::Replay(_) => "journal.replay",
+            Command::AddFile(_) => "file.upload",
             Command::Record(_) => "audit.record",
         }
     }
@@ -42,6 +44,7 @@ pub(crate) enum Output {
     Posted(Posted),
     Entry(Entry),
     Replayed(i64),
+    File(FileRecord),
     Recorded,
 }
 
@@ -77,7 +80,7 @@ pub(crate) fn applied_of(output: Output) -> Result<Applied, StoreError> {
         Output::Posted(p) => Ok(Applied::Posted(p)),
         Output::Entry(e) => Ok(Applied::Entry(e)),
         Output::Replayed(last_seq) => Ok(Applied::Replayed { last_seq }),
-        Output::Recorded => Err(StoreError::Backend(
+        Output::File(_) | Output::Recorded => Err(StoreError::Backend(
             "writer answered with the wrong kind of result".into(),
         )),
     }
