@@ -81,10 +81,27 @@ pub struct Stored {
     pub deduplicated: bool,
 }
 
-/// A temporary object being written by a multipart upload.
+/// A temporary object being written by a multipart upload. Dropped
+/// unfinished (the request was cancelled), it aborts the upload.
 struct Staging {
     path: ObjectPath,
-    writer: WriteMultipart,
+    writer: Option<WriteMultipart>,
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let (Some(writer), Ok(runtime)) =
+            (self.writer.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let path = self.path.clone();
+        runtime.spawn(async move {
+            if let Err(e) = writer.abort().await {
+                tracing::warn!(path = %path, error = %e, "aborting a cancelled file upload failed");
+            }
+        });
+    }
 }
 
 impl Staging {
@@ -93,36 +110,39 @@ impl Staging {
         let upload = objects.put_multipart(&path).await?;
         Ok(Staging {
             path,
-            writer: WriteMultipart::new_with_chunk_size(upload, PART_BYTES),
+            writer: Some(WriteMultipart::new_with_chunk_size(upload, PART_BYTES)),
         })
     }
 
     async fn write(&mut self, sealed: &[u8]) -> Result<(), UploadError> {
-        if !sealed.is_empty() {
-            self.writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
-            self.writer.write(sealed);
+        if let (false, Some(writer)) = (sealed.is_empty(), self.writer.as_mut()) {
+            writer.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+            writer.write(sealed);
         }
         Ok(())
     }
 
-    async fn abort(self) {
-        if let Err(e) = self.writer.abort().await {
-            tracing::warn!(path = %self.path, error = %e, "aborting a file upload failed");
+    async fn abort(mut self) {
+        if let Some(writer) = self.writer.take() {
+            if let Err(e) = writer.abort().await {
+                tracing::warn!(path = %self.path, error = %e, "aborting a file upload failed");
+            }
         }
     }
 
     /// Completes the upload and moves the object to `target`; false when
     /// `target` already held an object (equal content: it stays).
     async fn finish(
-        self,
+        mut self,
         objects: &dyn ObjectStore,
         target: &ObjectPath,
     ) -> Result<bool, UploadError> {
-        let Staging { path, writer } = self;
-        writer.finish().await?;
-        let placed = place(objects, &path, target).await;
-        if let Err(e) = objects.delete(&path).await {
-            tracing::warn!(path = %path, error = %e, "deleting a temporary file object failed");
+        if let Some(writer) = self.writer.take() {
+            writer.finish().await?;
+        }
+        let placed = place(objects, &self.path, target).await;
+        if let Err(e) = objects.delete(&self.path).await {
+            tracing::warn!(path = %self.path, error = %e, "deleting a temporary file object failed");
         }
         Ok(placed?)
     }
