@@ -7,6 +7,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod attachments;
 pub mod audit;
 pub mod ledger;
 pub mod money;

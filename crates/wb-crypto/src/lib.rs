@@ -7,12 +7,17 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod files;
 mod keys;
 mod passphrase;
 mod secret;
 mod signing;
 mod token;
 
+pub use files::{
+    is_content_address, ChunkOpener, ChunkSealer, ContentHasher, FileCryptoError, SealedTail,
+    CHUNK_LEN, HEADER_LEN, SEALED_CHUNK_LEN,
+};
 pub use keys::{write_private_file, CryptoError, DataKey, MasterKey};
 pub use passphrase::{check_strength, hash_passphrase, verify_passphrase, PassphraseError};
 pub use secret::Secret;

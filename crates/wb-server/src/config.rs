@@ -69,6 +69,11 @@ pub struct ServerConfig {
     /// Largest batch-posting request body accepted.
     pub batch_body_limit_bytes: usize,
     pub request_timeout: Duration,
+    /// Largest attachment accepted (bytes of the file).
+    pub file_max_bytes: u64,
+    /// How long one attachment upload may take in all; each piece of its
+    /// body must still arrive within `request_timeout` of the last.
+    pub file_upload_timeout: Duration,
     /// Thresholds and windows of the monitoring rules.
     pub monitor: wb_core::monitor::MonitorConfig,
     /// Where the central audit collection is forwarded (syslog, JSONL, HTTPS).
@@ -94,6 +99,8 @@ impl ServerConfig {
             body_limit_bytes: 1024 * 1024,
             batch_body_limit_bytes: 32 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            file_max_bytes: crate::files::DEFAULT_MAX_BYTES,
+            file_upload_timeout: Duration::from_secs(60 * 60),
             monitor: Default::default(),
             audit_drains: Vec::new(),
             backup_verify_every: crate::jobs::verifier::EVERY,

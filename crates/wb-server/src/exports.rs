@@ -1276,6 +1276,25 @@ mod tests {
             fn journal_head(&self) -> i64 {
                 self.0.load(Ordering::SeqCst)
             }
+            async fn add_file(
+                &self,
+                _: wb_store::NewFile,
+                _: wb_store::WriteContext,
+            ) -> Result<wb_store::FileRecord, wb_store::StoreError> {
+                unimplemented!()
+            }
+            async fn files(
+                &self,
+                _: wb_store::FilePage,
+            ) -> Result<Vec<wb_store::FileRecord>, wb_store::StoreError> {
+                Ok(Vec::new())
+            }
+            async fn file(
+                &self,
+                _: i64,
+            ) -> Result<Option<wb_store::FileRecord>, wb_store::StoreError> {
+                Ok(None)
+            }
             async fn accounts(&self) -> Result<Vec<Account>, wb_store::StoreError> {
                 Ok(Vec::new())
             }

@@ -22,6 +22,7 @@ pub mod dr;
 pub mod drains;
 pub mod dto;
 pub mod exports;
+pub mod files;
 pub mod jobs;
 pub mod monitor_job;
 pub mod objects;

@@ -13,6 +13,8 @@ mod audit;
 mod auth;
 #[path = "api/books.rs"]
 mod books;
+#[path = "api/files.rs"]
+mod files;
 #[path = "api/isolation.rs"]
 mod isolation;
 #[path = "api/prop.rs"]

@@ -513,3 +513,99 @@ async fn shipping_survives_an_object_store_outage() {
     got.sort();
     assert_eq!(got, expected, "every acknowledged entry, nothing else");
 }
+
+/// Attachments on S3: a multipart upload (two parts), deduplication without
+/// an atomic copy-if-absent (plain S3), a streamed download, a refused
+/// oversized upload leaving nothing, and deleting a company's files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_stream_through_s3() {
+    use futures_util::StreamExt;
+    use wb_server::files::{self, UploadLimits};
+
+    let moto = Moto::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    credentials();
+    let master = MasterKey::generate();
+    let platform = Platform::open_embedded(
+        dir.path(),
+        master.clone(),
+        Arc::new(SystemClock),
+        time::Duration::hours(12),
+    )
+    .unwrap()
+    .with_object_store(wb_server::objects::open(Some(&moto.url("eu", "")), dir.path()).unwrap());
+    let company = platform.create_company("Acme", None).await.unwrap();
+    let key = master
+        .unwrap_key(&company.wrapped_dek, &company.id)
+        .unwrap();
+    let marker = SECRET_DESCRIPTION.as_bytes();
+    let mut content: Vec<u8> = (0..6 * 1024 * 1024 + 4321)
+        .map(|i: usize| (i % 251) as u8)
+        .collect();
+    content[3_000_000..3_000_000 + marker.len()].copy_from_slice(marker);
+    let body = || {
+        futures_util::stream::iter(
+            content
+                .chunks(100_000)
+                .map(|c| Ok::<_, std::io::Error>(axum::body::Bytes::copy_from_slice(c)))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let limits = UploadLimits {
+        max_bytes: 64 * 1024 * 1024,
+        idle: Duration::from_secs(10),
+    };
+    let first = files::upload(&*platform.objects, &key, &company.id, body(), limits)
+        .await
+        .unwrap();
+    assert!(!first.deduplicated);
+    let second = files::upload(&*platform.objects, &key, &company.id, body(), limits)
+        .await
+        .unwrap();
+    assert!(second.deduplicated);
+    assert_eq!(first.address, second.address);
+    let prefix = format!("eu/companies/{}/files/", company.id);
+    let object = format!("{prefix}{}", first.address);
+    assert_eq!(moto.keys(&prefix).await, std::slice::from_ref(&object));
+    let sealed = moto.object(&object).await;
+    assert_eq!(
+        sealed.len() as u64,
+        files::sealed_size(content.len() as u64)
+    );
+    assert!(!sealed.windows(marker.len()).any(|w| w == marker));
+
+    let record = wb_store::FileRecord {
+        id: 1,
+        address: first.address.clone(),
+        name: "scan.tiff".into(),
+        content_type: "image/tiff".into(),
+        size: first.size,
+        entry_id: None,
+        created_at: OffsetDateTime::now_utc(),
+        created_by: "user:test".into(),
+    };
+    let mut plain = files::download(platform.objects.clone(), &key, &company.id, &record)
+        .await
+        .unwrap();
+    let mut back = Vec::new();
+    while let Some(piece) = plain.next().await {
+        back.extend_from_slice(&piece.unwrap());
+    }
+    assert!(back == content);
+
+    let small = UploadLimits {
+        max_bytes: 1024 * 1024,
+        ..limits
+    };
+    let refused = files::upload(&*platform.objects, &key, &company.id, body(), small).await;
+    assert!(
+        matches!(refused, Err(files::UploadError::TooLarge(_))),
+        "{refused:?}"
+    );
+    assert_eq!(moto.keys(&prefix).await, [object]);
+
+    files::delete_all(&*platform.objects, &company.id)
+        .await
+        .unwrap();
+    assert!(moto.keys(&prefix).await.is_empty());
+}

@@ -14,6 +14,7 @@
 pub mod alerts;
 mod chain;
 mod error;
+mod file_records;
 mod model;
 pub mod postgres;
 pub mod sqlite;

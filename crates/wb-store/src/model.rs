@@ -285,6 +285,9 @@ pub enum ReplayedContent {
         created_at: OffsetDateTime,
     },
     Entries(Vec<RestoredEntry>),
+    /// An attachment's record, under its recorded id (its object is checked
+    /// and copied by the restore, not by the store).
+    File(FileRecord),
 }
 
 /// One change to apply with `TenantStore::apply_in_order` (journal replay).
@@ -335,6 +338,43 @@ pub struct EntryPage {
     pub limit: u32,
     pub from: Option<Date>,
     pub to: Option<Date>,
+}
+
+/// An attachment to record; its encrypted object is already stored under `address`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFile {
+    /// The content address (64 hex characters) of the object holding it.
+    pub address: String,
+    pub name: String,
+    /// A media type, as `wb_core::attachments::normalize_content_type` gives it.
+    pub content_type: String,
+    /// Plaintext bytes.
+    pub size: u64,
+    /// The entry it belongs to, if any (entries stay immutable: the file points at it).
+    pub entry_id: Option<i64>,
+}
+
+/// An attachment's metadata. Immutable once recorded; its content is the
+/// company's object at `address`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRecord {
+    pub id: i64,
+    pub address: String,
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+    pub entry_id: Option<i64>,
+    pub created_at: OffsetDateTime,
+    pub created_by: String,
+}
+
+/// A page of attachments in id order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FilePage {
+    pub after: Option<i64>,
+    pub limit: u32,
+    /// Only the files linked to this entry.
+    pub entry_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -165,6 +165,12 @@ pub trait TenantStore: Send + Sync {
         changes: Vec<(Change, WriteContext)>,
     ) -> Vec<Result<Applied, StoreError>>;
 
+    /// Records an attachment whose object is already stored (journal record
+    /// `file_added`, audit action `file.upload`). A linked entry must exist.
+    async fn add_file(&self, file: NewFile, ctx: WriteContext) -> Result<FileRecord, StoreError>;
+    async fn files(&self, page: FilePage) -> Result<Vec<FileRecord>, StoreError>;
+    async fn file(&self, id: i64) -> Result<Option<FileRecord>, StoreError>;
+
     async fn accounts(&self) -> Result<Vec<Account>, StoreError>;
     async fn entry(&self, id: i64) -> Result<Option<Entry>, StoreError>;
     async fn entries(&self, page: EntryPage) -> Result<Vec<Entry>, StoreError>;

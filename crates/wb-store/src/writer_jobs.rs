@@ -21,6 +21,7 @@ pub(crate) enum Command {
     },
     Replay(Vec<ReplayedRecord>),
     ImportAudit(Vec<StoredAuditEvent>),
+    AddFile(NewFile),
     /// An audit event with no change attached (reads, refusals).
     Record(AuditEvent),
 }
@@ -34,6 +35,7 @@ impl Command {
             Command::Reverse { .. } => "entry.reverse",
             Command::Replay(_) => "journal.replay",
             Command::ImportAudit(_) => "audit.import",
+            Command::AddFile(_) => "file.upload",
             Command::Record(_) => "audit.record",
         }
     }
@@ -45,6 +47,7 @@ pub(crate) enum Output {
     Entry(Entry),
     Replayed(i64),
     AuditImported(i64),
+    File(FileRecord),
     Recorded,
 }
 
@@ -82,7 +85,7 @@ pub(crate) fn applied_of(output: Output) -> Result<Applied, StoreError> {
         Output::Entry(e) => Ok(Applied::Entry(e)),
         Output::Replayed(last_seq) => Ok(Applied::Replayed { last_seq }),
         Output::AuditImported(last_seq) => Ok(Applied::AuditImported { last_seq }),
-        Output::Recorded => Err(StoreError::Backend(
+        Output::File(_) | Output::Recorded => Err(StoreError::Backend(
             "writer answered with the wrong kind of result".into(),
         )),
     }

@@ -4,6 +4,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod books;
 pub mod exports;
+pub mod files;
 pub mod json;
 pub mod metrics;
 pub mod reports;
@@ -11,14 +12,13 @@ pub mod session;
 
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::OpenApi;
 
@@ -38,6 +38,7 @@ use crate::problem::{ApiError, Problem};
         api_keys::list, api_keys::create, api_keys::revoke,
         audit::list,
         exports::create, exports::list, exports::get, exports::download,
+        files::list, files::upload, files::download,
         healthz, readyz,
     ),
     components(schemas(Problem)),
@@ -157,6 +158,17 @@ pub fn router(platform: AppState, config: &ServerConfig) -> Router {
             &format!("{company}/exports/{{export}}/download"),
             get(exports::download),
         )
+        .route(
+            &format!("{company}/files"),
+            get(files::list).post(files::upload),
+        )
+        .route(&format!("{company}/files/{{file}}"), get(files::download))
+        .layer(Extension(files::FileSettings {
+            limits: crate::files::UploadLimits {
+                max_bytes: config.file_max_bytes,
+                idle: config.request_timeout,
+            },
+        }))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -164,10 +176,50 @@ pub fn router(platform: AppState, config: &ServerConfig) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(config.body_limit_bytes));
-    with_middleware(api, config.request_timeout).with_state(platform)
+    let timeouts = Timeouts {
+        request: config.request_timeout,
+        upload: config.file_upload_timeout,
+    };
+    with_middleware(api, timeouts).with_state(platform)
 }
 
-fn with_middleware(router: Router<AppState>, timeout: Duration) -> Router<AppState> {
+/// How long a request may take: attachment uploads stream large bodies, so
+/// they get longer (each piece must still come within `request`).
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    request: Duration,
+    upload: Duration,
+}
+
+impl Timeouts {
+    fn of(&self, request: &Request) -> Duration {
+        let path = request.uri().path();
+        let upload = request.method() == axum::http::Method::POST
+            && path.starts_with("/api/v1/companies/")
+            && path.ends_with("/files");
+        if upload {
+            self.upload
+        } else {
+            self.request
+        }
+    }
+}
+
+/// Answers 408 (a problem document, by the safety net) when the handler
+/// takes longer than its route may.
+async fn time_limit(
+    timeouts: Timeouts,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let limit = timeouts.of(&request);
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => StatusCode::REQUEST_TIMEOUT.into_response(),
+    }
+}
+
+fn with_middleware(router: Router<AppState>, timeouts: Timeouts) -> Router<AppState> {
     let request_id = HeaderName::from_static("x-request-id");
     let headers: [(HeaderName, &'static str); 6] = [
         (
@@ -186,9 +238,10 @@ fn with_middleware(router: Router<AppState>, timeout: Duration) -> Router<AppSta
     // Timeouts and extractor rejections become problem documents too, and
     // carry the security headers like every other response.
     let mut router = router
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
+        .layer(axum::middleware::from_fn(
+            move |request: Request, next: axum::middleware::Next| {
+                time_limit(timeouts, request, next)
+            },
         ))
         .layer(axum::middleware::map_response(problem_safety_net));
     for (name, value) in headers {

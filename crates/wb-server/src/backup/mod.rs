@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+mod attachments;
 pub mod audit_trail;
 mod replay;
 pub mod retention;
@@ -146,6 +147,12 @@ pub async fn restore_with_progress(
             return Err(e.into());
         }
     };
+    if let Err(e) = attachments::copy(platform, source_id, &staged.company, &staged.store).await {
+        let id = staged.company.id.clone();
+        staged.discard(platform).await;
+        attachments::discard(platform, &id).await;
+        return Err(e);
+    }
     let StagedRestore {
         company,
         store,
@@ -154,15 +161,18 @@ pub async fn restore_with_progress(
         snapshot,
     } = staged;
     drop(store);
-    platform
+    let recorded = platform
         .record_staged_company(
             &company,
             &members,
             Actor::system("restore"),
             format!("restored from company:{source_id} up to journal record {last_seq}"),
         )
-        .await
-        .map_err(|e| anyhow!("recording the restored company: {e}"))?;
+        .await;
+    if let Err(e) = recorded {
+        attachments::discard(platform, &company.id).await;
+        bail!("recording the restored company: {e}");
+    }
     Ok(Restored {
         company,
         last_seq,
@@ -384,6 +394,7 @@ async fn rebuild(
         }
     }
     replayer.finish().await?;
+    attachments::check(platform, source_id, store).await?;
     let last = expected - 1;
     if let RestoreTarget::Seq(n) = target {
         stopped |= last >= n;

@@ -19,8 +19,8 @@ use time::{Date, OffsetDateTime};
 use tokio::task::JoinHandle;
 use wb_core::{EntryDraft, NewAccount, PostingDraft};
 use wb_store::{
-    Actor, Applied, Change, ReplayedContent, ReplayedRecord, RestoredEntry, TenantStore,
-    WriteContext,
+    Actor, Applied, Change, FileRecord, ReplayedContent, ReplayedRecord, RestoredEntry,
+    TenantStore, WriteContext,
 };
 
 use crate::jobs::shipper::SegmentRecord;
@@ -80,10 +80,41 @@ struct EntryReversed {
     entry: EntryRecord,
 }
 
+/// An attachment as `file_added` carries it.
+#[derive(Deserialize)]
+struct FileAdded {
+    id: i64,
+    address: String,
+    name: String,
+    content_type: String,
+    size: u64,
+    entry_id: Option<i64>,
+    created_at: String,
+    created_by: String,
+}
+
+impl FileAdded {
+    fn record(self) -> anyhow::Result<FileRecord> {
+        let created_at = OffsetDateTime::parse(&self.created_at, &Rfc3339)
+            .with_context(|| format!("file {}: bad time {:?}", self.id, self.created_at))?;
+        Ok(FileRecord {
+            id: self.id,
+            address: self.address,
+            name: self.name,
+            content_type: self.content_type,
+            size: self.size,
+            entry_id: self.entry_id,
+            created_at,
+            created_by: self.created_by,
+        })
+    }
+}
+
 /// What one journal record holds, decoded.
 enum Decoded {
     Account(AccountCreated),
     Entries(Vec<EntryRecord>),
+    File(FileAdded),
 }
 
 /// Decodes a record; entries come back with their time and reversal link
@@ -107,6 +138,7 @@ fn decode(kind: &str, payload: &str, at: &str) -> anyhow::Result<Decoded> {
             entry.reverses = Some(r.reverses);
             Ok(Decoded::Entries(vec![entry]))
         }
+        "file_added" => Ok(Decoded::File(serde_json::from_str(payload)?)),
         other => bail!("unknown journal record kind {other:?}; this build cannot replay it"),
     }
 }
@@ -201,6 +233,7 @@ impl Replayer {
                         .collect::<anyhow::Result<_>>()?,
                 )
             }
+            Decoded::File(file) => ReplayedContent::File(file.record()?),
         };
         self.group.push(ReplayedRecord {
             seq: record.seq,

@@ -150,7 +150,25 @@ impl TestServer {
     }
 
     async fn start_with(clock: Arc<dyn Clock>, manual: Option<Arc<ManualClock>>) -> TestServer {
-        let storage = match crate::BACKEND {
+        let storage = TestServer::test_storage().await;
+        TestServer::start_node(clock, manual, storage, MasterKey::generate()).await
+    }
+
+    /// A server whose configuration the test adjusts first.
+    pub async fn start_configured(configure: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        let storage = TestServer::test_storage().await;
+        TestServer::start_node_with(
+            Arc::new(SystemClock),
+            None,
+            storage,
+            MasterKey::generate(),
+            configure,
+        )
+        .await
+    }
+
+    async fn test_storage() -> StorageConfig {
+        match crate::BACKEND {
             Backend::Sqlite => StorageConfig::Embedded,
             Backend::Postgres => {
                 let cluster = tokio::task::spawn_blocking(wb_pgtest::PgCluster::shared)
@@ -163,8 +181,7 @@ impl TestServer {
                 config.max_connections = 32;
                 StorageConfig::Postgres(config)
             }
-        };
-        TestServer::start_node(clock, manual, storage, MasterKey::generate()).await
+        }
     }
 
     /// A server on the given storage, with a fresh master key.
@@ -190,6 +207,16 @@ impl TestServer {
         storage: StorageConfig,
         master: MasterKey,
     ) -> TestServer {
+        TestServer::start_node_with(clock, manual, storage, master, |_| {}).await
+    }
+
+    async fn start_node_with(
+        clock: Arc<dyn Clock>,
+        manual: Option<Arc<ManualClock>>,
+        storage: StorageConfig,
+        master: MasterKey,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> TestServer {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("temp dir");
         let platform = Arc::new(
@@ -209,6 +236,7 @@ impl TestServer {
             listener.local_addr().expect("addr"),
         );
         config.tls = TlsMode::SelfSigned;
+        configure(&mut config);
         let server = wb_server::start(platform.clone(), &config, Some(listener))
             .await
             .expect("start server");

@@ -26,6 +26,7 @@ const TABLES: &[&str] = &[
     "accounts",
     "entries",
     "postings",
+    "files",
     "day_balances",
     "idempotency",
     "change_journal",
@@ -97,6 +98,9 @@ impl PgTenants {
             .budget()
             .connect(&self.company_endpoint(target, key)?)
             .await?;
+        // A source written only by an older build lacks newer tables: bring
+        // it up to the schema the target was created with.
+        super::tenant_schema::migrate(&from).await?;
         // The table lock comes before the snapshot (LOCK is not a query), so
         // the snapshot includes every writer that committed before it and no
         // writer can commit after it: they wait on `heads` until the switch.

@@ -10,6 +10,7 @@ mod placement;
 mod pool;
 mod provision;
 mod tenant;
+mod tenant_files;
 mod tenant_schema;
 mod tenant_writer;
 

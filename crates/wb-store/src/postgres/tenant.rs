@@ -17,6 +17,7 @@ use super::connect::PgEndpoint;
 use super::placement::{Placement, Placements};
 use super::pool::{ConnectionBudget, PgConn, PgPool};
 use super::provision;
+use super::tenant_files;
 use super::tenant_schema::{SCHEMA, SCHEMA_VERSION};
 use super::tenant_writer;
 use crate::chain;
@@ -323,6 +324,29 @@ impl TenantStore for PgTenant {
             });
         }
         results
+    }
+
+    async fn add_file(&self, file: NewFile, ctx: WriteContext) -> Result<FileRecord, StoreError> {
+        match self.send(Command::AddFile(file), ctx).await? {
+            Output::File(f) => Ok(f),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn files(&self, page: FilePage) -> Result<Vec<FileRecord>, StoreError> {
+        rerouted!(self, route => async {
+            let mut conn = route.pool.get().await?;
+            tenant_files::files(&mut conn, &page, MAX_PAGE).await
+        }
+        .await)
+    }
+
+    async fn file(&self, id: i64) -> Result<Option<FileRecord>, StoreError> {
+        rerouted!(self, route => async {
+            let mut conn = route.pool.get().await?;
+            tenant_files::file(&mut conn, id).await
+        }
+        .await)
     }
 
     async fn accounts(&self) -> Result<Vec<Account>, StoreError> {

@@ -3,7 +3,9 @@
 //! every writer locks first, so writers on several nodes take turns and each
 //! continues the chains where the last one stopped.
 
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+/// 2: attachments (`files`). `SCHEMA` is idempotent: `migrate` re-applies it
+/// to a database recorded at an older version.
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 pub(crate) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (
@@ -96,6 +98,20 @@ CREATE TABLE IF NOT EXISTS audit_events (
     hash       TEXT NOT NULL
 );
 
+-- Attachments: metadata of encrypted, content-addressed objects in the
+-- object store; immutable, like entries, and linked to one when given.
+CREATE TABLE IF NOT EXISTS files (
+    id           BIGINT PRIMARY KEY,
+    address      TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size         BIGINT NOT NULL CHECK (size >= 0),
+    entry_id     BIGINT REFERENCES entries(id),
+    created_at   TEXT NOT NULL,
+    created_by   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_by_entry ON files(entry_id, id) WHERE entry_id IS NOT NULL;
+
 CREATE OR REPLACE FUNCTION workbooks_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN RAISE EXCEPTION '%', TG_ARGV[0]; END $$;
 
@@ -122,6 +138,9 @@ CREATE TRIGGER entries_undeletable BEFORE DELETE ON entries
 DROP TRIGGER IF EXISTS entries_immutable ON entries;
 CREATE TRIGGER entries_immutable BEFORE UPDATE ON entries
   FOR EACH ROW EXECUTE FUNCTION workbooks_entry_update();
+DROP TRIGGER IF EXISTS files_immutable ON files;
+CREATE TRIGGER files_immutable BEFORE UPDATE OR DELETE ON files
+  FOR EACH ROW EXECUTE FUNCTION workbooks_refuse('files are immutable');
 DROP TRIGGER IF EXISTS journal_append_only ON change_journal;
 CREATE TRIGGER journal_append_only BEFORE UPDATE OR DELETE ON change_journal
   FOR EACH ROW EXECUTE FUNCTION workbooks_refuse('the change journal is append-only');
@@ -135,3 +154,44 @@ DROP TRIGGER IF EXISTS audit_no_truncate ON audit_events;
 CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit_events
   FOR EACH STATEMENT EXECUTE FUNCTION workbooks_refuse('the audit log is append-only');
 "#;
+
+/// Brings a company database created by an older build up to
+/// `SCHEMA_VERSION`: re-applies the (idempotent) schema under the `heads`
+/// lock, so writers and migrators on other nodes wait, then records the
+/// version. Cheap when nothing is to do.
+pub(crate) async fn migrate(client: &tokio_postgres::Client) -> Result<(), crate::StoreError> {
+    const VERSION: &str = "SELECT value FROM meta WHERE key = 'schema_version'";
+    let current = |row: Option<tokio_postgres::Row>| -> Result<i64, crate::StoreError> {
+        let text: String = match row {
+            Some(row) => row.try_get(0)?,
+            None => return Ok(0),
+        };
+        text.parse()
+            .map_err(|_| crate::StoreError::Corrupt(format!("schema version {text:?}")))
+    };
+    if current(client.query_opt(VERSION, &[]).await?)? >= SCHEMA_VERSION {
+        return Ok(());
+    }
+    client
+        .batch_execute("BEGIN; SELECT 1 FROM heads WHERE id = 1 FOR UPDATE")
+        .await?;
+    let migrated = async {
+        if current(client.query_opt(VERSION, &[]).await?)? < SCHEMA_VERSION {
+            client.batch_execute(SCHEMA).await?;
+            client
+                .execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', $1)
+                     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                    &[&SCHEMA_VERSION.to_string()],
+                )
+                .await?;
+        }
+        client.batch_execute("COMMIT").await?;
+        Ok::<_, crate::StoreError>(())
+    }
+    .await;
+    if migrated.is_err() {
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    migrated
+}

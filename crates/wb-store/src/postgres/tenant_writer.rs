@@ -21,7 +21,9 @@ use wb_core::{AccountType, BalancedEntry, Currency, EntryDraft, LedgerError, New
 
 use super::pool::{PgConn, PgPool};
 use super::tenant::{load_entries, row_to_account};
+use super::{tenant_files, tenant_schema};
 use crate::chain;
+use crate::file_records;
 use crate::model::*;
 use crate::sqlite::conn::{day, ts};
 use crate::sqlite::tenant_writer::{
@@ -48,6 +50,8 @@ struct Heads {
     audit_hash: String,
     next_entry_id: i64,
     next_account_id: i64,
+    /// Not kept in `heads`: read from `files` when a batch records files.
+    next_file_id: i64,
 }
 
 /// Rows one command adds; merged into the batch only when the command succeeds.
@@ -59,6 +63,7 @@ struct Writes {
     balances: BTreeMap<(i64, Currency, Date), i64>,
     reversed: Vec<(i64, i64)>,
     idempotency: Vec<(String, String, String, String)>,
+    files: Vec<FileRecord>,
     journal: Vec<[String; 4]>,
     journal_seq: Vec<i64>,
     journal_prev: Vec<String>,
@@ -86,6 +91,7 @@ impl Writes {
         }
         self.reversed.extend(other.reversed);
         self.idempotency.extend(other.idempotency);
+        self.files.extend(other.files);
         self.journal.extend(other.journal);
         self.journal_seq.extend(other.journal_seq);
         self.journal_prev.extend(other.journal_prev);
@@ -99,6 +105,8 @@ impl Writes {
 struct Preloaded {
     idempotency: HashMap<String, (String, String)>,
     entries: HashMap<i64, Entry>,
+    /// Which of the entries files of this batch link to exist.
+    existing_entries: HashSet<i64>,
 }
 
 pub(crate) struct Writer {
@@ -128,6 +136,7 @@ pub(crate) async fn spawn(
     };
     {
         let mut conn = writer.pool.get().await?;
+        tenant_schema::migrate(&conn).await?;
         let heads = read_heads(&mut conn, false).await?;
         writer.reload_accounts(&mut conn).await?;
         writer.seen_journal_seq = heads.journal_seq;
@@ -179,6 +188,7 @@ async fn read_heads(conn: &mut PgConn, lock: bool) -> Result<Heads, StoreError> 
         audit_hash: row.try_get(3)?,
         next_entry_id: row.try_get(4)?,
         next_account_id: row.try_get(5)?,
+        next_file_id: 0,
     })
 }
 
@@ -385,7 +395,7 @@ impl Writer {
         conn: &mut PgConn,
         work: &[(Command, WriteContext)],
     ) -> Result<(Heads, Preloaded), StoreError> {
-        let heads = read_heads(conn, true).await?;
+        let mut heads = read_heads(conn, true).await?;
         if heads.journal_seq != self.seen_journal_seq {
             self.reload_accounts(conn).await?;
             self.seen_journal_seq = heads.journal_seq;
@@ -410,7 +420,7 @@ impl Writer {
                         .iter()
                         .filter_map(|r| match &r.content {
                             ReplayedContent::Entries(entries) => Some(entries),
-                            ReplayedContent::Account { .. } => None,
+                            ReplayedContent::Account { .. } | ReplayedContent::File(_) => None,
                         })
                         .flatten()
                         .filter_map(|e| e.reverses)
@@ -441,7 +451,45 @@ impl Writer {
                 preloaded.entries.insert(entry.id, entry);
             }
         }
+        self.prepare_files(conn, work, &mut heads, &mut preloaded)
+            .await?;
         Ok((heads, preloaded))
+    }
+
+    /// The next file id and which linked entries exist, when the batch records files.
+    async fn prepare_files(
+        &mut self,
+        conn: &mut PgConn,
+        work: &[(Command, WriteContext)],
+        heads: &mut Heads,
+        preloaded: &mut Preloaded,
+    ) -> Result<(), StoreError> {
+        let records_files = work.iter().any(|(c, _)| match c {
+            Command::AddFile(_) => true,
+            Command::Replay(records) => records
+                .iter()
+                .any(|r| matches!(r.content, ReplayedContent::File(_))),
+            _ => false,
+        });
+        if !records_files {
+            return Ok(());
+        }
+        let statement = conn.prepare_cached(tenant_files::NEXT_ID).await?;
+        heads.next_file_id = conn.query_one(&statement, &[]).await?.try_get(0)?;
+        let linked: Vec<i64> = work
+            .iter()
+            .filter_map(|(c, _)| match c {
+                Command::AddFile(file) => file.entry_id,
+                _ => None,
+            })
+            .collect();
+        if !linked.is_empty() {
+            let statement = conn.prepare_cached(tenant_files::EXISTING_ENTRIES).await?;
+            for row in conn.query(&statement, &[&linked]).await? {
+                preloaded.existing_entries.insert(row.try_get(0)?);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -489,6 +537,7 @@ impl Planner<'_> {
             Command::ImportAudit(events) => {
                 Output::AuditImported(self.import_audit(events, &mut w)?)
             }
+            Command::AddFile(file) => Output::File(self.add_file(file.clone(), ctx, &mut w)?),
             Command::Record(event) => {
                 let recorded = WriteContext {
                     actor: event.actor.clone(),
@@ -506,6 +555,54 @@ impl Planner<'_> {
             }
         };
         Ok((output, w))
+    }
+
+    fn add_file(
+        &mut self,
+        file: NewFile,
+        ctx: &WriteContext,
+        w: &mut Writes,
+    ) -> Result<FileRecord, StoreError> {
+        file_records::check(&file)?;
+        if let Some(entry) = file.entry_id {
+            if !self.preloaded.existing_entries.contains(&entry)
+                && !self.planned.contains_key(&entry)
+            {
+                return Err(StoreError::NotFound("entry"));
+            }
+        }
+        let record = file_records::record(self.heads.next_file_id, file, ctx);
+        self.plan_file(record.clone(), w)?;
+        let at = ts(ctx.at);
+        self.journal(
+            w,
+            ctx,
+            file_records::FILE_ADDED,
+            file_records::payload(&record, &at),
+        );
+        let (target, detail) = file_records::audit_fields(&record);
+        self.audit(
+            w,
+            ctx,
+            file_records::FILE_UPLOAD,
+            Some(&target),
+            Outcome::Success,
+            Some(&detail),
+        );
+        Ok(record)
+    }
+
+    /// Plans a file record, which must take the next file id.
+    fn plan_file(&mut self, file: FileRecord, w: &mut Writes) -> Result<(), StoreError> {
+        if file.id != self.heads.next_file_id {
+            return Err(StoreError::Conflict(format!(
+                "file {} would be stored as file {}: the journal skips or repeats files",
+                file.id, self.heads.next_file_id
+            )));
+        }
+        self.heads.next_file_id += 1;
+        w.files.push(file);
+        Ok(())
     }
 
     fn create_account(
@@ -738,6 +835,7 @@ impl Planner<'_> {
                         local.insert(stored.id, stored);
                     }
                 }
+                ReplayedContent::File(file) => self.plan_file(file.clone(), w)?,
             }
             self.journal_verbatim(w, record)?;
         }
@@ -1165,6 +1263,34 @@ async fn write(conn: &mut PgConn, w: &Writes, heads: &Heads) -> Result<(), Write
         steps.push((
             INSERT_IDEMPOTENCY,
             vec![boxed(keys), boxed(hashes), boxed(ids), boxed(at)],
+            Stage::Other,
+        ));
+    }
+    if !w.files.is_empty() {
+        let f = &w.files;
+        let ids: Vec<i64> = f.iter().map(|f| f.id).collect();
+        let addresses: Vec<&str> = f.iter().map(|f| f.address.as_str()).collect();
+        let names: Vec<&str> = f.iter().map(|f| f.name.as_str()).collect();
+        let types: Vec<&str> = f.iter().map(|f| f.content_type.as_str()).collect();
+        let sizes: Vec<i64> = f
+            .iter()
+            .map(|f| file_records::stored_size(f.size))
+            .collect();
+        let entries: Vec<Option<i64>> = f.iter().map(|f| f.entry_id).collect();
+        let created: Vec<String> = f.iter().map(|f| ts(f.created_at)).collect();
+        let by: Vec<&str> = f.iter().map(|f| f.created_by.as_str()).collect();
+        steps.push((
+            tenant_files::INSERT,
+            vec![
+                boxed(ids),
+                boxed(addresses),
+                boxed(names),
+                boxed(types),
+                boxed(sizes),
+                boxed(entries),
+                boxed(created),
+                boxed(by),
+            ],
             Stage::Other,
         ));
     }

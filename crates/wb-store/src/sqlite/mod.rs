@@ -4,6 +4,7 @@ pub(crate) mod conn;
 mod control;
 mod control_alerts;
 mod tenant;
+mod tenant_files;
 mod tenant_schema;
 pub(crate) mod tenant_writer;
 

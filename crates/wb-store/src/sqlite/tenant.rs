@@ -16,6 +16,7 @@ use wb_core::{AccountType, Currency, EntryDraft, NewAccount, Posting};
 use wb_crypto::DataKey;
 
 use super::conn::{day, open_encrypted, parse_day, parse_ts, OpenMode, ReaderPool};
+use super::tenant_files;
 use super::tenant_schema::{SCHEMA, SCHEMA_VERSION};
 use super::tenant_writer;
 use crate::model::*;
@@ -283,6 +284,25 @@ impl TenantStore for SqliteTenant {
             });
         }
         results
+    }
+
+    async fn add_file(&self, file: NewFile, ctx: WriteContext) -> Result<FileRecord, StoreError> {
+        match self.send(Command::AddFile(file), ctx).await? {
+            Output::File(f) => Ok(f),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn files(&self, page: FilePage) -> Result<Vec<FileRecord>, StoreError> {
+        self.readers
+            .with(move |conn| tenant_files::files(conn, &page, MAX_PAGE))
+            .await
+    }
+
+    async fn file(&self, id: i64) -> Result<Option<FileRecord>, StoreError> {
+        self.readers
+            .with(move |conn| tenant_files::file(conn, id))
+            .await
     }
 
     async fn accounts(&self) -> Result<Vec<Account>, StoreError> {
@@ -579,7 +599,8 @@ impl SqliteTenants {
             conn.execute_batch(SCHEMA)?;
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)
-                 ON CONFLICT (key) DO NOTHING",
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value
+                 WHERE CAST(meta.value AS INTEGER) < CAST(excluded.value AS INTEGER)",
                 [SCHEMA_VERSION.to_string()],
             )?;
             Ok(conn)

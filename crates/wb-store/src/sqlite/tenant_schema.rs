@@ -1,7 +1,9 @@
 //! Schema of a company database. STRICT tables: an integer overflow in a balance
 //! update yields a REAL, which a STRICT INTEGER column refuses.
 
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+/// 2: attachments (`files`). Every statement below is idempotent and runs at
+/// each open, so an older database gains what it lacks.
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 pub(crate) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS meta (
@@ -85,6 +87,24 @@ CREATE TABLE IF NOT EXISTS audit_events (
     prev_hash  TEXT NOT NULL,
     hash       TEXT NOT NULL
 ) STRICT;
+
+-- Attachments: metadata of encrypted, content-addressed objects in the
+-- object store; immutable, like entries, and linked to one when given.
+CREATE TABLE IF NOT EXISTS files (
+    id           INTEGER PRIMARY KEY,
+    address      TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size         INTEGER NOT NULL CHECK (size >= 0),
+    entry_id     INTEGER REFERENCES entries(id),
+    created_at   TEXT NOT NULL,
+    created_by   TEXT NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS files_by_entry ON files(entry_id, id) WHERE entry_id IS NOT NULL;
+CREATE TRIGGER IF NOT EXISTS files_immutable BEFORE UPDATE ON files
+BEGIN SELECT RAISE(ABORT, 'files are immutable'); END;
+CREATE TRIGGER IF NOT EXISTS files_undeletable BEFORE DELETE ON files
+BEGIN SELECT RAISE(ABORT, 'files are immutable'); END;
 
 -- Posted entries are immutable: only the link to a reversal may be set, once.
 CREATE TRIGGER IF NOT EXISTS postings_immutable BEFORE UPDATE ON postings

@@ -16,7 +16,9 @@ use wb_core::{AccountType, BalancedEntry, Currency, EntryDraft, LedgerError, New
 
 use super::conn::{day, ts};
 use super::tenant::{load_entry, row_to_account};
+use super::tenant_files;
 use crate::chain;
+use crate::file_records;
 use crate::model::*;
 use crate::writer_jobs::{Command, Job, Output};
 use crate::StoreError;
@@ -48,6 +50,7 @@ pub(crate) struct WriterState {
     journal: Head,
     audit: Head,
     next_entry_id: i64,
+    next_file_id: i64,
     /// The last committed audit sequence, for the forwarder to poll cheaply.
     published: Arc<Published>,
     /// False only in benchmarks that measure the cost of auditing.
@@ -153,7 +156,8 @@ impl WriterState {
         company_id: &str,
         published: Arc<Published>,
     ) -> Result<WriterState, StoreError> {
-        let (accounts, journal, audit, next_entry_id) = WriterState::load_from(&conn)?;
+        let (accounts, journal, audit, next_entry_id, next_file_id) =
+            WriterState::load_from(&conn)?;
         published.set(audit.seq, journal.seq);
         Ok(WriterState {
             conn,
@@ -162,6 +166,7 @@ impl WriterState {
             journal,
             audit,
             next_entry_id,
+            next_file_id,
             published,
             audit_enabled: true,
             bulk_cache: false,
@@ -182,11 +187,12 @@ impl WriterState {
 
     fn reload(&mut self) {
         match WriterState::load_from(&self.conn) {
-            Ok((accounts, journal, audit, next)) => {
+            Ok((accounts, journal, audit, next, next_file)) => {
                 self.accounts = accounts;
                 self.journal = journal;
                 self.audit = audit;
                 self.next_entry_id = next;
+                self.next_file_id = next_file;
             }
             Err(e) => tracing::error!(error = %e, "reloading writer state failed"),
         }
@@ -195,7 +201,7 @@ impl WriterState {
     #[allow(clippy::type_complexity)]
     fn load_from(
         conn: &Connection,
-    ) -> Result<(HashMap<String, AccountMeta>, Head, Head, i64), StoreError> {
+    ) -> Result<(HashMap<String, AccountMeta>, Head, Head, i64, i64), StoreError> {
         let mut accounts = HashMap::new();
         let mut stmt = conn
             .prepare("SELECT id, code, name, type, parent, currency, created_at FROM accounts")?;
@@ -219,6 +225,7 @@ impl WriterState {
             head(conn, "change_journal")?,
             head(conn, "audit_events")?,
             next,
+            tenant_files::next_id(conn)?,
         ))
     }
 
@@ -245,6 +252,7 @@ impl WriterState {
             let journal = (self.journal.seq, self.journal.hash.clone());
             let audit = (self.audit.seq, self.audit.hash.clone());
             let next_entry_id = self.next_entry_id;
+            let next_file_id = self.next_file_id;
             let result = self
                 .conn
                 .execute_batch("SAVEPOINT command")
@@ -268,6 +276,7 @@ impl WriterState {
                         hash: audit.1,
                     };
                     self.next_entry_id = next_entry_id;
+                    self.next_file_id = next_file_id;
                     // The refusal is audited too, outside the rolled-back savepoint.
                     let detail = error.to_string();
                     if let Err(e) =
@@ -356,6 +365,7 @@ impl WriterState {
                 .map(Output::Entry),
             Command::Replay(records) => self.replay(records, ctx).map(Output::Replayed),
             Command::ImportAudit(events) => self.import_audit(events).map(Output::AuditImported),
+            Command::AddFile(file) => self.add_file(file, ctx).map(Output::File),
             Command::Record(event) => {
                 let recorded = WriteContext {
                     actor: event.actor.clone(),
@@ -389,6 +399,45 @@ impl WriterState {
             None,
         )?;
         Ok(account)
+    }
+
+    fn add_file(&mut self, file: NewFile, ctx: &WriteContext) -> Result<FileRecord, StoreError> {
+        file_records::check(&file)?;
+        if let Some(entry) = file.entry_id {
+            if !tenant_files::entry_exists(&self.conn, entry)? {
+                return Err(StoreError::NotFound("entry"));
+            }
+        }
+        let record = file_records::record(self.next_file_id, file, ctx);
+        self.insert_file(&record)?;
+        let at = ts(ctx.at);
+        self.journal_append(
+            ctx,
+            file_records::FILE_ADDED,
+            &file_records::payload(&record, &at),
+        )?;
+        let (target, detail) = file_records::audit_fields(&record);
+        self.audit_append(
+            ctx,
+            file_records::FILE_UPLOAD,
+            Some(&target),
+            Outcome::Success,
+            Some(&detail),
+        )?;
+        Ok(record)
+    }
+
+    /// Inserts a file record, which must take the next file id.
+    fn insert_file(&mut self, file: &FileRecord) -> Result<(), StoreError> {
+        if file.id != self.next_file_id {
+            return Err(StoreError::Conflict(format!(
+                "file {} would be stored as file {}: the journal skips or repeats files",
+                file.id, self.next_file_id
+            )));
+        }
+        tenant_files::insert(&self.conn, file)?;
+        self.next_file_id += 1;
+        Ok(())
     }
 
     fn insert_account(
@@ -611,6 +660,7 @@ impl WriterState {
                         self.restore_entry(entry, &mut balances)?;
                     }
                 }
+                ReplayedContent::File(file) => self.insert_file(&file)?,
             }
             self.journal_verbatim(
                 record.seq,
