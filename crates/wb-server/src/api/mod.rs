@@ -3,6 +3,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod books;
+pub mod export_schedule;
 pub mod exports;
 pub mod json;
 pub mod metrics;
@@ -38,6 +39,7 @@ use crate::problem::{ApiError, Problem};
         api_keys::list, api_keys::create, api_keys::revoke,
         audit::list,
         exports::create, exports::list, exports::get, exports::download,
+        export_schedule::get, export_schedule::put, export_schedule::delete,
         healthz, readyz,
     ),
     components(schemas(Problem)),
@@ -151,6 +153,12 @@ pub fn router(platform: AppState, config: &ServerConfig) -> Router {
         .route(
             &format!("{company}/exports"),
             get(exports::list).post(exports::create),
+        )
+        .route(
+            &format!("{company}/export-schedule"),
+            get(export_schedule::get)
+                .put(export_schedule::put)
+                .delete(export_schedule::delete),
         )
         .route(&format!("{company}/exports/{{export}}"), get(exports::get))
         .route(
