@@ -90,6 +90,9 @@ pub struct ServerConfig {
     /// addresses (a local MinIO, tests). Default false: a customer could
     /// otherwise make the server send requests into its own network.
     pub export_allow_private_endpoints: bool,
+    /// How often due export schedules are pushed (`jobs/export_pusher.rs`);
+    /// zero disables the job (tests call `export_push::push_due` instead).
+    pub export_push_every: Duration,
 }
 
 impl ServerConfig {
@@ -109,6 +112,7 @@ impl ServerConfig {
             backup: Default::default(),
             export_file_root: None,
             export_allow_private_endpoints: false,
+            export_push_every: crate::jobs::export_pusher::EVERY,
         }
     }
 }

@@ -142,11 +142,13 @@ pub async fn start(
         config.backup,
         jobs.stopper(),
     ));
-    jobs.add(crate::jobs::export_pusher::spawn(
-        platform.clone(),
-        crate::jobs::export_pusher::EVERY,
-        jobs.stopper(),
-    ));
+    if !config.export_push_every.is_zero() {
+        jobs.add(crate::jobs::export_pusher::spawn(
+            platform.clone(),
+            config.export_push_every,
+            jobs.stopper(),
+        ));
+    }
     for drain in crate::drains::spawn_all(
         platform.control.clone(),
         &platform.node_id,

@@ -155,18 +155,11 @@ pub async fn put(
         recipient,
         every_hours: body.every_hours,
     };
-    let key_id = new
-        .credentials
-        .as_ref()
-        .map(|c| c.access_key_id.expose().to_string());
-    let saved = schedule::set(&platform, &company, new, caller.actor.clone()).await?;
-    let key_id = match key_id {
-        Some(id) => Some(id),
-        // Credentials kept: show the stored key id.
-        None => schedule::get(&platform, &company)
-            .await?
-            .and_then(|(_, id)| id),
-    };
+    schedule::set(&platform, &company, new, caller.actor.clone()).await?;
+    // As stored (and as GET shows it).
+    let (saved, key_id) = schedule::get(&platform, &company)
+        .await?
+        .ok_or_else(|| ApiError::not_found("export schedule"))?;
     Ok(Json(view(saved, key_id)))
 }
 

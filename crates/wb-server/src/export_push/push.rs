@@ -39,7 +39,7 @@ const PER_ROUND: u32 = 200;
 /// Pushes under way at once on one node.
 const CONCURRENCY: usize = 4;
 /// Longest error kept on a schedule.
-const MAX_ERROR_CHARS: usize = 300;
+const MAX_ERROR_CHARS: usize = 500;
 
 /// What one round did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -244,6 +244,21 @@ fn clean(text: &str, credentials: Option<&Credentials>) -> String {
         .collect()
 }
 
+/// An error and its causes on one line (the cause says why: refused,
+/// timed out, 403).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Builds the export and uploads it; the error is fit to store and show.
 async fn push(platform: &Platform, schedule: &ExportSchedule) -> Result<Pushed, String> {
     let company = schedule.company_id.as_str();
@@ -284,8 +299,8 @@ async fn push(platform: &Platform, schedule: &ExportSchedule) -> Result<Pushed, 
         export: &record,
     })
     .map_err(|e| format!("the sidecar could not be written: {e}"))?;
-    upload(&*store, &blob, prepared.bytes, &destination, credentials).await?;
-    upload(&*store, &sidecar, sidecar_json, &destination, credentials).await?;
+    upload(&*store, &blob, prepared.bytes, credentials).await?;
+    upload(&*store, &sidecar, sidecar_json, credentials).await?;
     Ok(Pushed {
         object: destination.describe(&blob),
         record,
@@ -296,7 +311,6 @@ async fn upload(
     store: &dyn ObjectStore,
     path: &object_store::path::Path,
     bytes: Vec<u8>,
-    destination: &Destination,
     credentials: Option<&Credentials>,
 ) -> Result<(), String> {
     store
@@ -304,8 +318,9 @@ async fn upload(
         .await
         .map(|_| ())
         .map_err(|e| {
+            let what = path.extension().unwrap_or("object");
             clean(
-                &format!("uploading {} failed: {e}", destination.describe(path)),
+                &format!("uploading the {what} file failed: {}", with_causes(&e)),
                 credentials,
             )
         })

@@ -140,16 +140,26 @@ pub fn fresh_email(prefix: &str) -> String {
 
 impl TestServer {
     pub async fn start() -> TestServer {
-        TestServer::start_with(Arc::new(SystemClock), None).await
+        TestServer::start_with(Arc::new(SystemClock), None, |_| {}).await
+    }
+
+    /// A server whose configuration the test adjusts (e.g. export-push
+    /// destinations); `config.data_dir` is the server's fresh data directory.
+    pub async fn start_configured(configure: fn(&mut ServerConfig)) -> TestServer {
+        TestServer::start_with(Arc::new(SystemClock), None, configure).await
     }
 
     /// A server whose clock the test moves by hand.
     pub async fn start_manual() -> TestServer {
         let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
-        TestServer::start_with(clock.clone(), Some(clock)).await
+        TestServer::start_with(clock.clone(), Some(clock), |_| {}).await
     }
 
-    async fn start_with(clock: Arc<dyn Clock>, manual: Option<Arc<ManualClock>>) -> TestServer {
+    async fn start_with(
+        clock: Arc<dyn Clock>,
+        manual: Option<Arc<ManualClock>>,
+        configure: fn(&mut ServerConfig),
+    ) -> TestServer {
         let storage = match crate::BACKEND {
             Backend::Sqlite => StorageConfig::Embedded,
             Backend::Postgres => {
@@ -164,12 +174,19 @@ impl TestServer {
                 StorageConfig::Postgres(config)
             }
         };
-        TestServer::start_node(clock, manual, storage, MasterKey::generate()).await
+        TestServer::start_node(clock, manual, storage, MasterKey::generate(), configure).await
     }
 
     /// A server on the given storage, with a fresh master key.
     pub async fn start_with_storage(storage: StorageConfig) -> TestServer {
-        TestServer::start_node(Arc::new(SystemClock), None, storage, MasterKey::generate()).await
+        TestServer::start_node(
+            Arc::new(SystemClock),
+            None,
+            storage,
+            MasterKey::generate(),
+            |_| {},
+        )
+        .await
     }
 
     /// Another node of the same deployment: same storage and master key, its
@@ -180,6 +197,7 @@ impl TestServer {
             None,
             self.storage.clone(),
             self.master.clone(),
+            |_| {},
         )
         .await
     }
@@ -189,6 +207,7 @@ impl TestServer {
         manual: Option<Arc<ManualClock>>,
         storage: StorageConfig,
         master: MasterKey,
+        configure: fn(&mut ServerConfig),
     ) -> TestServer {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("temp dir");
@@ -209,6 +228,7 @@ impl TestServer {
             listener.local_addr().expect("addr"),
         );
         config.tls = TlsMode::SelfSigned;
+        configure(&mut config);
         let server = wb_server::start(platform.clone(), &config, Some(listener))
             .await
             .expect("start server");
