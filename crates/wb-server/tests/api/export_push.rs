@@ -457,7 +457,7 @@ async fn push_to_a_directory_holds_the_books() {
 
     let now = OffsetDateTime::now_utc();
     let report = export_push::push_due(&s.platform, now).await.unwrap();
-    assert_eq!(report.pushed, [t.id.clone()], "{report:?}");
+    assert_eq!(report.pushed, std::slice::from_ref(&t.id), "{report:?}");
     let files = files_in(&dir);
     assert_eq!(files.len(), 2, "{files:?}");
     let (blob, sidecar) = (&files[0], &files[1]);
@@ -512,7 +512,7 @@ async fn push_to_a_directory_holds_the_books() {
     // Different file names need different seconds on the platform's clock.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let report = export_push::push_due(&s.platform, later).await.unwrap();
-    assert_eq!(report.pushed, [t.id.clone()]);
+    assert_eq!(report.pushed, std::slice::from_ref(&t.id));
     let files = files_in(&dir);
     assert_eq!(files.len(), 4, "{files:?}");
     assert_export_of(
@@ -552,7 +552,7 @@ async fn push_to_an_s3_bucket_holds_the_books() {
     let report = export_push::push_due(&s.platform, OffsetDateTime::now_utc())
         .await
         .unwrap();
-    assert_eq!(report.pushed, [t.id.clone()], "{report:?}");
+    assert_eq!(report.pushed, std::slice::from_ref(&t.id), "{report:?}");
     let keys = moto.keys("customer/acme/").await;
     assert_eq!(keys.len(), 2, "{keys:?}");
     assert!(
