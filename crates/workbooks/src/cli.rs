@@ -516,3 +516,34 @@ impl ServeArgs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_with_config(text: &str) -> Result<Serve> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("workbooks.toml");
+        std::fs::write(&path, text)?;
+        let cli = Cli::try_parse_from(["workbooks", "serve", "--config", path.to_str().unwrap()])?;
+        match cli.command {
+            Command::Serve(args) => args.resolve("./workbooks-data"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn export_push_destinations_are_opt_in() {
+        let default = serve_with_config("").unwrap();
+        assert_eq!(default.export_file_root, None);
+        assert!(!default.export_allow_private_endpoints);
+        let open = serve_with_config(
+            "export-file-root = \"/srv/exports\"\nexport-allow-private-endpoints = true\n",
+        )
+        .unwrap();
+        assert_eq!(open.export_file_root, Some(PathBuf::from("/srv/exports")));
+        assert!(open.export_allow_private_endpoints);
+        let relative = serve_with_config("export-file-root = \"exports\"\n").unwrap_err();
+        assert!(relative.to_string().contains("absolute"), "{relative}");
+    }
+}
