@@ -27,9 +27,13 @@ use crate::objects::{ObjectStoreUrl, S3Location};
 
 /// Longest destination URL accepted.
 pub const MAX_URL_CHARS: usize = 2048;
+/// Per-request timeout of a push unless the URL sets one: an export is one
+/// PUT, so this bounds how large an export a slow link can take.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// Bounds on the S3 client options a customer may set, so one destination
-/// cannot hold the pusher for long.
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+/// cannot hold a pusher slot for long (and an attempt, retries included,
+/// ends before its claim does: `push::CLAIM_FOR`).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 pub const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_RETRIES: usize = 5;
 
@@ -119,7 +123,7 @@ fn check_s3(s3: &S3Location, policy: &DestinationPolicy) -> Result<(), Destinati
         }
     }
     if s3.timeout.is_some_and(|t| t > MAX_TIMEOUT) {
-        return Err(refuse("option timeout may be at most 60s"));
+        return Err(refuse("option timeout may be at most 20m"));
     }
     if s3.connect_timeout.is_some_and(|t| t > MAX_CONNECT_TIMEOUT) {
         return Err(refuse("option connect-timeout may be at most 30s"));
@@ -179,8 +183,9 @@ impl Destination {
             }
         }
         match ObjectStoreUrl::parse(text).map_err(|e| refuse(e.to_string()))? {
-            ObjectStoreUrl::S3(s3) => {
+            ObjectStoreUrl::S3(mut s3) => {
                 check_s3(&s3, policy)?;
+                s3.timeout.get_or_insert(DEFAULT_TIMEOUT);
                 Ok(Destination::S3(s3))
             }
             ObjectStoreUrl::Local(dir) => {
@@ -301,7 +306,11 @@ mod tests {
         assert!(refused("s3://b?secret_access_key=s3cr3t", &strict()).contains("access_key_id"));
         assert!(refused("ftp://b", &strict()).contains("unsupported scheme"));
         assert!(refused("", &strict()).contains("required"));
-        assert!(refused("s3://b?timeout=10m", &strict()).contains("at most 60s"));
+        assert!(refused("s3://b?timeout=30m", &strict()).contains("at most 20m"));
+        let Destination::S3(s3) = Destination::parse("s3://b", &strict()).unwrap() else {
+            panic!("not s3")
+        };
+        assert_eq!(s3.timeout, Some(DEFAULT_TIMEOUT));
         assert!(refused("s3://b?retries=50", &strict()).contains("at most 5"));
     }
 

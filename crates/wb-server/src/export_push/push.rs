@@ -32,8 +32,10 @@ use crate::platform::Platform;
 pub const EXPORT_PUSH_RULE: &str = "export-push-failing";
 /// Failed pushes in a row that raise the alert.
 pub const FAILURES_ALERT_AFTER: u32 = 3;
-/// How long a claimed attempt may take before the schedule is due again.
-const CLAIM_FOR: time::Duration = time::Duration::minutes(30);
+/// How long a claimed attempt may take before the schedule is due again:
+/// longer than an upload can last (`destination::MAX_TIMEOUT`, twice for
+/// retries), so a slow push is never started again by another node.
+pub const CLAIM_FOR: time::Duration = time::Duration::hours(1);
 /// Schedules looked at per round (the rest wait for the next one).
 const PER_ROUND: u32 = 200;
 /// Pushes under way at once on one node.
