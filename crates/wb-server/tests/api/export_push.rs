@@ -566,7 +566,30 @@ async fn push_to_an_s3_bucket_holds_the_books() {
     let status = s.get(&t.path("/export-schedule"), &t.token).await.ok(200);
     assert_eq!(status["last_push_status"], "success");
     assert_eq!(status["last_object"], format!("s3://{BUCKET}/{}", keys[0]));
+
+    // A bucket the server refuses (here: one that does not exist) is a
+    // failure recorded with the server's reason, and nothing is written.
+    let wrong = books(&s, "Wrong Bucket Co").await;
+    let missing = destination.replace(BUCKET, "no-such-bucket");
+    put(&s, &wrong, &wrong.token, s3_schedule(&missing, &recipient))
+        .await
+        .ok(200);
+    let report = export_push::push_due(&s.platform, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert!(report.pushed.is_empty(), "{report:?}");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    let status = s
+        .get(&wrong.path("/export-schedule"), &wrong.token)
+        .await
+        .ok(200);
+    assert_eq!(status["last_push_status"], "failure");
+    let why = status["last_error"].as_str().unwrap();
+    assert!(why.contains("NoSuchBucket") || why.contains("404"), "{why}");
+    assert_no_secret("the recorded error", why);
+    assert_eq!(moto.keys("customer/acme/").await.len(), 2);
     assert_secrets_absent(&s, &t).await;
+    assert_secrets_absent(&s, &wrong).await;
     s.shutdown().await;
 }
 
