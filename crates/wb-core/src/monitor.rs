@@ -13,6 +13,9 @@
 //!   do not link to the previous hash, fail their own hash, or an explicit
 //!   `audit.chain_break` event (critical);
 //! - `mass-export`: N `export.*` events by one actor in a window (high);
+//!   changes to an export schedule (`export.schedule.*`) and the scheduled
+//!   pushes themselves (`export.push`, by the system, at most hourly per
+//!   company) are not exports anyone asked for in a burst, and do not count;
 //! - `unplanned-shutdown`: `system.shutdown` without a `system.maintenance`
 //!   mark in the window before it (medium);
 //! - `audit-unavailable`: an `audit.unavailable` event, i.e. a company's
@@ -516,7 +519,7 @@ impl Monitor {
                     },
                 );
             }
-            action if action.starts_with("export.") => self.export(e, &mut out),
+            action if counts_as_export(action) => self.export(e, &mut out),
             _ => {}
         }
         out
@@ -868,6 +871,13 @@ fn node_of(e: &ObservedEvent) -> String {
         .filter(|n| !n.is_empty())
         .unwrap_or("unknown")
         .to_string()
+}
+
+/// True for the `export.*` events the mass-export rule counts.
+fn counts_as_export(action: &str) -> bool {
+    action.starts_with("export.")
+        && action != "export.push"
+        && !action.starts_with("export.schedule.")
 }
 
 #[cfg(test)]
@@ -1236,6 +1246,25 @@ mod tests {
         events.extend((0..5).map(|i| export(i * 60, &format!("user:v{i}"), "c1")));
         events.extend((0..5).map(|i| export(1000 + i * 200, "user:u2", "c1")));
         assert!(f.send_all(events).is_empty());
+
+        // Scheduled pushes (by the system, in every company) and schedule
+        // changes are not a burst of exports.
+        let mut f = Feed::new();
+        let mut events = Vec::new();
+        for i in 0..10 {
+            let company = format!("c{i}");
+            for action in [
+                "export.push",
+                "export.schedule.set",
+                "export.schedule.delete",
+            ] {
+                let mut e = export(i * 10, "system", &company);
+                e.action = action.into();
+                events.push(e);
+            }
+        }
+        assert!(f.send_all(events).is_empty());
+        assert!(counts_as_export("export.create") && counts_as_export("export.download"));
     }
 
     #[test]

@@ -88,6 +88,16 @@ pub struct ServerConfig {
     pub backup_failures_alert: u32,
     /// Snapshot schedule and retention of snapshots and segments.
     pub backup: crate::backup::BackupPolicy,
+    /// Company admins may name `file:///…` export-push destinations inside
+    /// this directory (self-hosting, tests). None (default): s3:// only.
+    pub export_file_root: Option<PathBuf>,
+    /// Allow export-push endpoints on loopback, private or link-local
+    /// addresses (a local MinIO, tests). Default false: a customer could
+    /// otherwise make the server send requests into its own network.
+    pub export_allow_private_endpoints: bool,
+    /// How often due export schedules are pushed (`jobs/export_pusher.rs`);
+    /// zero disables the job (tests call `export_push::push_due` instead).
+    pub export_push_every: Duration,
 }
 
 impl ServerConfig {
@@ -107,6 +117,9 @@ impl ServerConfig {
             backup_lag_alert: crate::jobs::shipper::LAG_ALERT_AFTER,
             backup_failures_alert: crate::jobs::shipper::FAILURES_ALERT_AFTER,
             backup: Default::default(),
+            export_file_root: None,
+            export_allow_private_endpoints: false,
+            export_push_every: crate::jobs::export_pusher::EVERY,
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod config;
 pub mod dr;
 pub mod drains;
 pub mod dto;
+pub mod export_push;
 pub mod exports;
 pub mod files;
 pub mod jobs;

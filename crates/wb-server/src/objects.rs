@@ -216,10 +216,34 @@ fn effective_endpoint(s3: &S3Location) -> Option<String> {
 }
 
 fn open_s3(s3: &S3Location) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    build_s3(AmazonS3Builder::from_env(), s3, effective_endpoint(s3))
+}
+
+impl S3Location {
+    /// A client of this location that uses these credentials and nothing
+    /// from the environment (no `AWS_*` credentials, endpoint or settings):
+    /// for a bucket the platform does not own, such as a customer's.
+    pub fn open_with_credentials(
+        &self,
+        access_key_id: &str,
+        secret_access_key: &str,
+    ) -> anyhow::Result<Arc<dyn ObjectStore>> {
+        let builder = AmazonS3Builder::new()
+            .with_access_key_id(access_key_id)
+            .with_secret_access_key(secret_access_key);
+        build_s3(builder, self, self.endpoint.clone())
+    }
+}
+
+fn build_s3(
+    mut builder: AmazonS3Builder,
+    s3: &S3Location,
+    endpoint: Option<String>,
+) -> anyhow::Result<Arc<dyn ObjectStore>> {
     // The S3 client's TLS uses the process-wide rustls provider (ring).
     crate::tls::install_crypto_provider();
-    let mut builder = AmazonS3Builder::from_env().with_bucket_name(&s3.bucket);
-    let allow_http = match effective_endpoint(s3) {
+    builder = builder.with_bucket_name(&s3.bucket);
+    let allow_http = match endpoint {
         Some(endpoint) => {
             let allow = check_endpoint(&endpoint)?;
             builder = builder.with_endpoint(endpoint);

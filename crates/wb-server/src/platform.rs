@@ -89,6 +89,8 @@ pub struct Platform {
     /// Shipping lag and counters (`GET /metrics`, the backup-lag alert).
     pub shipping: Arc<crate::jobs::shipper::ShippingStats>,
     audit_refuse_all: std::sync::atomic::AtomicBool,
+    /// What customers may name as export-push destinations (`ServerConfig`).
+    export_destinations: std::sync::RwLock<crate::export_push::DestinationPolicy>,
     /// Verified against when an email is unknown, so timing does not reveal accounts.
     dummy_hash: String,
 }
@@ -199,6 +201,7 @@ impl Platform {
             node_id: node_id(data_dir)?,
             node_key: NodeKey::load_or_create(&data_dir.join("node.key"), &master)?,
             audit_refuse_all: std::sync::atomic::AtomicBool::new(false),
+            export_destinations: Default::default(),
             master,
             dummy_hash,
         })
@@ -227,6 +230,21 @@ impl Platform {
             policy == AuditFailurePolicy::RefuseAll,
             std::sync::atomic::Ordering::Relaxed,
         );
+    }
+
+    /// What customers may name as export-push destinations.
+    pub fn export_destination_policy(&self) -> crate::export_push::DestinationPolicy {
+        self.export_destinations
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_export_destination_policy(&self, policy: crate::export_push::DestinationPolicy) {
+        *self
+            .export_destinations
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = policy;
     }
 
     /// Records access to company content; when the audit trail cannot take the

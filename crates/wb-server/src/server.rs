@@ -78,6 +78,10 @@ pub async fn start(
     listener: Option<std::net::TcpListener>,
 ) -> Result<RunningServer> {
     tls::install_crypto_provider();
+    platform.set_export_destination_policy(crate::export_push::DestinationPolicy {
+        file_root: config.export_file_root.clone(),
+        allow_private_endpoints: config.export_allow_private_endpoints,
+    });
     let listener = match listener {
         Some(l) => l,
         None => std::net::TcpListener::bind(config.listen)
@@ -138,6 +142,13 @@ pub async fn start(
         config.backup,
         jobs.stopper(),
     ));
+    if !config.export_push_every.is_zero() {
+        jobs.add(crate::jobs::export_pusher::spawn(
+            platform.clone(),
+            config.export_push_every,
+            jobs.stopper(),
+        ));
+    }
     for drain in crate::drains::spawn_all(
         platform.control.clone(),
         &platform.node_id,

@@ -8,10 +8,13 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
+#[path = "support/moto.rs"]
+mod moto;
+
+use moto::Moto;
 use time::macros::date;
 use time::OffsetDateTime;
 use wb_core::reports::{trial_balance, AccountInfo, TrialBalance};
@@ -22,129 +25,8 @@ use wb_server::jobs::shipper::{ship_once, ShipperState, BACKUP_LAG_RULE};
 use wb_server::{Platform, ServerConfig, SystemClock, TlsMode};
 use wb_store::{Actor, Alert, Entry, EntryPage, TenantStore, WriteContext};
 
-const BUCKET: &str = "wb-backups";
 /// Written into an entry's description: must never appear in a stored object.
 const SECRET_DESCRIPTION: &str = "Confidential sale to Zanzibar Widgets 8472";
-
-/// A moto S3 server on a free loopback port, killed on drop (also when stopped).
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Moto {
-    async fn start() -> Moto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 is needed for the S3 tests");
-        let mut moto = Moto { child, port };
-        let client = reqwest::Client::new();
-        let started = Instant::now();
-        loop {
-            if let Ok(response) = client.get(moto.endpoint()).send().await {
-                if response.status().is_success() {
-                    break;
-                }
-            }
-            if let Ok(Some(status)) = moto.child.try_wait() {
-                panic!(
-                    "moto exited ({status}); install it with python3 -m pip install 'moto[server]' (scripts/test.sh does)"
-                );
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "moto did not answer on port {port} within 60 s"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        // moto accepts an unsigned bucket creation.
-        let created = client
-            .put(format!("{}/{BUCKET}", moto.endpoint()))
-            .send()
-            .await
-            .unwrap();
-        assert!(created.status().is_success(), "{}", created.status());
-        moto
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// The object-store URL of `prefix` in the test bucket.
-    fn url(&self, prefix: &str, options: &str) -> String {
-        format!(
-            "s3://{BUCKET}/{prefix}?endpoint={}&region=us-east-1{options}",
-            self.endpoint()
-        )
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill {signal}");
-    }
-
-    /// Keys under `prefix`, read straight from the bucket over HTTP.
-    async fn keys(&self, prefix: &str) -> Vec<String> {
-        let xml = reqwest::Client::new()
-            .get(format!("{}/{BUCKET}", self.endpoint()))
-            .query(&[("list-type", "2"), ("prefix", prefix)])
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        xml.split("<Key>")
-            .skip(1)
-            .filter_map(|part| part.split_once("</Key>").map(|(key, _)| key.to_string()))
-            .collect()
-    }
-
-    /// An object by its full key, through a signed client of the whole bucket.
-    async fn object(&self, key: &str) -> Vec<u8> {
-        use object_store::ObjectStoreExt;
-        credentials();
-        let bucket = wb_server::objects::ObjectStoreUrl::parse(&self.url("", ""))
-            .unwrap()
-            .open()
-            .unwrap();
-        bucket
-            .get(&object_store::path::Path::from(key))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-            .to_vec()
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Fake credentials for moto, set once before any store is built.
 fn credentials() {

@@ -14,6 +14,7 @@
 pub mod alerts;
 mod chain;
 mod error;
+pub mod export_schedules;
 mod file_records;
 mod model;
 pub mod postgres;
@@ -24,6 +25,7 @@ mod writer_jobs;
 pub use alerts::{Alert, AlertStore};
 pub use chain::{link as chain_link, GENESIS};
 pub use error::StoreError;
+pub use export_schedules::{ExportSchedule, ExportScheduleStore, PushResult};
 pub use model::*;
 pub use traits::{ControlStore, TenantDirectory, TenantStore};
 

@@ -291,6 +291,12 @@ struct ConfigFile {
     pitr_days: Option<u64>,
     /// Days daily snapshots are kept (default 30).
     snapshot_retention_days: Option<u64>,
+    /// Company admins may push scheduled exports to file:///… directories
+    /// inside this absolute directory (default: none, s3:// only).
+    export_file_root: Option<PathBuf>,
+    /// Allow scheduled-export endpoints on loopback or private addresses
+    /// (a local MinIO); default false.
+    export_allow_private_endpoints: Option<bool>,
 }
 
 fn read_config(path: Option<&Path>) -> Result<ConfigFile> {
@@ -327,6 +333,8 @@ pub struct Serve {
     pub monitor: wb_core::monitor::MonitorConfig,
     pub audit_drains: Vec<wb_server::drains::DrainConfig>,
     pub backup_lag_alert: std::time::Duration,
+    pub export_file_root: Option<PathBuf>,
+    pub export_allow_private_endpoints: bool,
 }
 
 impl DeploymentArgs {
@@ -488,7 +496,15 @@ impl ServeArgs {
             Some(secs) => std::time::Duration::from_secs(secs),
             None => wb_server::jobs::shipper::LAG_ALERT_AFTER,
         };
+        let export_file_root = file.export_file_root.clone();
+        if let Some(root) = &export_file_root {
+            if !root.is_absolute() {
+                bail!("export-file-root must be an absolute directory");
+            }
+        }
         Ok(Serve {
+            export_file_root,
+            export_allow_private_endpoints: file.export_allow_private_endpoints.unwrap_or(false),
             backup_lag_alert,
             audit_failure_policy,
             monitor,
@@ -498,5 +514,36 @@ impl ServeArgs {
             log_json,
             audit_drains,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_with_config(text: &str) -> Result<Serve> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("workbooks.toml");
+        std::fs::write(&path, text)?;
+        let cli = Cli::try_parse_from(["workbooks", "serve", "--config", path.to_str().unwrap()])?;
+        match cli.command {
+            Command::Serve(args) => args.resolve("./workbooks-data"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn export_push_destinations_are_opt_in() {
+        let default = serve_with_config("").unwrap();
+        assert_eq!(default.export_file_root, None);
+        assert!(!default.export_allow_private_endpoints);
+        let open = serve_with_config(
+            "export-file-root = \"/srv/exports\"\nexport-allow-private-endpoints = true\n",
+        )
+        .unwrap();
+        assert_eq!(open.export_file_root, Some(PathBuf::from("/srv/exports")));
+        assert!(open.export_allow_private_endpoints);
+        let relative = serve_with_config("export-file-root = \"exports\"\n").unwrap_err();
+        assert!(relative.to_string().contains("absolute"), "{relative}");
     }
 }

@@ -172,6 +172,8 @@ async fn serve(settings: cli::Serve, demo: bool) -> Result<()> {
     platform.set_audit_policy(settings.audit_failure_policy);
     config.audit_drains = settings.audit_drains.clone();
     config.backup_lag_alert = settings.backup_lag_alert;
+    config.export_file_root = settings.export_file_root.clone();
+    config.export_allow_private_endpoints = settings.export_allow_private_endpoints;
     config.backup = settings.deployment.backup;
     config.backup_verify_every = settings.deployment.backup_verify_every;
     let server = wb_server::start(platform, &config, None).await?;

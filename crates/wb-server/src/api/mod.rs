@@ -3,6 +3,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod books;
+pub mod export_schedule;
 pub mod exports;
 pub mod files;
 pub mod json;
@@ -39,6 +40,7 @@ use crate::problem::{ApiError, Problem};
         audit::list,
         exports::create, exports::list, exports::get, exports::download,
         files::list, files::upload, files::download,
+        export_schedule::get, export_schedule::put, export_schedule::delete,
         healthz, readyz,
     ),
     components(schemas(Problem)),
@@ -152,6 +154,12 @@ pub fn router(platform: AppState, config: &ServerConfig) -> Router {
         .route(
             &format!("{company}/exports"),
             get(exports::list).post(exports::create),
+        )
+        .route(
+            &format!("{company}/export-schedule"),
+            get(export_schedule::get)
+                .put(export_schedule::put)
+                .delete(export_schedule::delete),
         )
         .route(&format!("{company}/exports/{{export}}"), get(exports::get))
         .route(

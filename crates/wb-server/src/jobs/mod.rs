@@ -1,5 +1,6 @@
 //! Background jobs started with the server, stopped with it.
 
+pub mod export_pusher;
 pub mod forwarder;
 pub mod shipper;
 pub mod snapshotter;

@@ -140,21 +140,11 @@ pub fn fresh_email(prefix: &str) -> String {
 
 impl TestServer {
     pub async fn start() -> TestServer {
-        TestServer::start_with(Arc::new(SystemClock), None).await
+        TestServer::start_with(Arc::new(SystemClock), None, |_| {}).await
     }
 
-    /// A server whose clock the test moves by hand.
-    pub async fn start_manual() -> TestServer {
-        let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
-        TestServer::start_with(clock.clone(), Some(clock)).await
-    }
-
-    async fn start_with(clock: Arc<dyn Clock>, manual: Option<Arc<ManualClock>>) -> TestServer {
-        let storage = TestServer::test_storage().await;
-        TestServer::start_node(clock, manual, storage, MasterKey::generate()).await
-    }
-
-    /// A server whose configuration the test adjusts first.
+    /// A server whose configuration the test adjusts first (e.g. export-push
+    /// destinations); `config.data_dir` is the server's fresh data directory.
     pub async fn start_configured(configure: impl FnOnce(&mut ServerConfig)) -> TestServer {
         let storage = TestServer::test_storage().await;
         TestServer::start_node_with(
@@ -165,6 +155,21 @@ impl TestServer {
             configure,
         )
         .await
+    }
+
+    /// A server whose clock the test moves by hand.
+    pub async fn start_manual() -> TestServer {
+        let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+        TestServer::start_with(clock.clone(), Some(clock), |_| {}).await
+    }
+
+    async fn start_with(
+        clock: Arc<dyn Clock>,
+        manual: Option<Arc<ManualClock>>,
+        configure: fn(&mut ServerConfig),
+    ) -> TestServer {
+        let storage = TestServer::test_storage().await;
+        TestServer::start_node(clock, manual, storage, MasterKey::generate(), configure).await
     }
 
     async fn test_storage() -> StorageConfig {
@@ -186,7 +191,14 @@ impl TestServer {
 
     /// A server on the given storage, with a fresh master key.
     pub async fn start_with_storage(storage: StorageConfig) -> TestServer {
-        TestServer::start_node(Arc::new(SystemClock), None, storage, MasterKey::generate()).await
+        TestServer::start_node(
+            Arc::new(SystemClock),
+            None,
+            storage,
+            MasterKey::generate(),
+            |_| {},
+        )
+        .await
     }
 
     /// Another node of the same deployment: same storage and master key, its
@@ -197,6 +209,7 @@ impl TestServer {
             None,
             self.storage.clone(),
             self.master.clone(),
+            |_| {},
         )
         .await
     }
@@ -206,8 +219,9 @@ impl TestServer {
         manual: Option<Arc<ManualClock>>,
         storage: StorageConfig,
         master: MasterKey,
+        configure: fn(&mut ServerConfig),
     ) -> TestServer {
-        TestServer::start_node_with(clock, manual, storage, master, |_| {}).await
+        TestServer::start_node_with(clock, manual, storage, master, configure).await
     }
 
     async fn start_node_with(

@@ -258,6 +258,8 @@ impl PgControl {
             tx.batch_execute(SCHEMA).await?;
             tx.batch_execute(super::control_alerts::ALERTS_SCHEMA)
                 .await?;
+            tx.batch_execute(super::control_export_schedules::EXPORT_SCHEDULES_SCHEMA)
+                .await?;
             tx.commit().await?;
             // Company roles must not even connect here. Only the database's
             // owner may revoke; a database set up by someone else keeps its ACL.

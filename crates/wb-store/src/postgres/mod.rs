@@ -6,6 +6,7 @@ mod company_move;
 mod connect;
 mod control;
 mod control_alerts;
+mod control_export_schedules;
 mod placement;
 mod pool;
 mod provision;

@@ -178,6 +178,7 @@ impl SqliteControl {
         let conn = open_encrypted(path, key, mode)?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(super::control_alerts::ALERTS_SCHEMA)?;
+        conn.execute_batch(super::control_export_schedules::EXPORT_SCHEDULES_SCHEMA)?;
         Ok(SqliteControl {
             writer: Arc::new(Mutex::new(conn)),
             readers: Arc::new(ReaderPool::new(path.to_path_buf(), key.clone(), 8)),

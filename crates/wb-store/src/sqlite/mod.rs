@@ -3,6 +3,7 @@
 pub(crate) mod conn;
 mod control;
 mod control_alerts;
+mod control_export_schedules;
 mod tenant;
 mod tenant_files;
 mod tenant_schema;
