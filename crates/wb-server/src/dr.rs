@@ -26,7 +26,8 @@ use time::OffsetDateTime;
 use wb_core::Role;
 use wb_crypto::DataKey;
 use wb_store::{
-    Actor, ApiKeyRecord, AuditEvent, CompanyRecord, CompanyStatus, Membership, Outcome, UserRecord,
+    Actor, ApiKeyRecord, AuditEvent, CompanyRecord, CompanyStatus, ExportSchedule, Membership,
+    Outcome, UserRecord,
 };
 
 use crate::jobs::shipper::cursor_name;
@@ -92,6 +93,20 @@ struct ApiKeyConfig {
     revoked_at: Option<String>,
 }
 
+/// A company's export schedule; its bucket credentials stay sealed under the
+/// company's key (hex), as the control store holds them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct ScheduleConfig {
+    company_id: String,
+    id: String,
+    destination: String,
+    recipient: String,
+    every_hours: u32,
+    sealed_credentials: Option<String>,
+    created_by: String,
+    created_at: String,
+}
+
 /// The platform's configuration, as backed up.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct ConfigSnapshot {
@@ -100,6 +115,9 @@ struct ConfigSnapshot {
     users: Vec<UserConfig>,
     members: Vec<MemberConfig>,
     api_keys: Vec<ApiKeyConfig>,
+    /// Absent in snapshots written before schedules existed.
+    #[serde(default)]
+    export_schedules: Vec<ScheduleConfig>,
 }
 
 impl ConfigSnapshot {
@@ -108,7 +126,20 @@ impl ConfigSnapshot {
         let mut companies = Vec::new();
         let mut members = Vec::new();
         let mut api_keys = Vec::new();
+        let mut export_schedules = Vec::new();
         for c in control.companies().await? {
+            if let Some(e) = control.export_schedule(&c.id).await? {
+                export_schedules.push(ScheduleConfig {
+                    company_id: e.company_id,
+                    id: e.id,
+                    destination: e.destination,
+                    recipient: e.recipient,
+                    every_hours: e.every_hours,
+                    sealed_credentials: e.sealed_credentials.map(hex::encode),
+                    created_by: e.created_by,
+                    created_at: rfc3339(e.created_at),
+                });
+            }
             companies.push(CompanyConfig {
                 id: c.id.clone(),
                 name: c.name.clone(),
@@ -155,6 +186,7 @@ impl ConfigSnapshot {
             users,
             members,
             api_keys,
+            export_schedules,
         })
     }
 
@@ -405,6 +437,43 @@ pub async fn restore(platform: &Platform) -> anyhow::Result<DrReport> {
                                 "dr.restore_member",
                                 Some(&c.id),
                                 format!("user:{}", m.user_id),
+                            ),
+                        )
+                        .await?;
+                }
+                for e in snapshot
+                    .export_schedules
+                    .iter()
+                    .filter(|e| e.company_id == c.id)
+                {
+                    let schedule = ExportSchedule {
+                        company_id: e.company_id.clone(),
+                        id: e.id.clone(),
+                        destination: e.destination.clone(),
+                        recipient: e.recipient.clone(),
+                        every_hours: e.every_hours,
+                        sealed_credentials: e
+                            .sealed_credentials
+                            .as_deref()
+                            .map(hex::decode)
+                            .transpose()?,
+                        created_at: parse_time(&e.created_at)?,
+                        created_by: e.created_by.clone(),
+                        next_push_at: platform.now(),
+                        last_push_at: None,
+                        last_push_status: None,
+                        last_error: None,
+                        last_object: None,
+                        failures: 0,
+                    };
+                    platform
+                        .control
+                        .put_export_schedule(
+                            &schedule,
+                            &audit(
+                                "dr.restore_export_schedule",
+                                Some(&c.id),
+                                e.destination.clone(),
                             ),
                         )
                         .await?;

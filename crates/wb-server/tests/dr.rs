@@ -134,6 +134,35 @@ async fn a_fresh_node_restores_everything_from_the_object_store() {
         )
         .await
         .unwrap();
+    let schedule = wb_store::ExportSchedule {
+        company_id: a.clone(),
+        id: "schedule-1".into(),
+        destination: "s3://alpha-backups/books?endpoint=https://s3.example&region=eu-west-1".into(),
+        recipient: "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p".into(),
+        every_hours: 24,
+        sealed_credentials: Some(vec![1, 2, 3, 4]),
+        created_at: OffsetDateTime::now_utc(),
+        created_by: "user:test".into(),
+        next_push_at: OffsetDateTime::now_utc(),
+        last_push_at: None,
+        last_push_status: None,
+        last_error: None,
+        last_object: None,
+        failures: 0,
+    };
+    let event = wb_store::AuditEvent {
+        at: OffsetDateTime::now_utc(),
+        actor: Actor::system("test"),
+        company_id: Some(a.clone()),
+        action: "export.schedule.set".into(),
+        target: None,
+        outcome: wb_store::Outcome::Success,
+        detail: None,
+    };
+    old.control
+        .put_export_schedule(&schedule, &event)
+        .await
+        .unwrap();
     let mut shipper = ShipperState::default();
     ship_once(&old, &mut shipper).await.unwrap();
     let shipped_audit = wb_server::backup::audit_trail::ship_once(
@@ -230,6 +259,16 @@ async fn a_fresh_node_restores_everything_from_the_object_store() {
         );
     }
     assert!(fresh.control.company(&shredded).await.unwrap().is_none());
+    // The customer's export schedule came back, its credentials still sealed.
+    let back = fresh.control.export_schedule(&a).await.unwrap().unwrap();
+    assert_eq!(
+        (back.destination, back.recipient, back.sealed_credentials),
+        (
+            schedule.destination.clone(),
+            schedule.recipient.clone(),
+            schedule.sealed_credentials.clone()
+        )
+    );
     // People sign in as before, with their roles; the API key still works.
     let session = fresh
         .login(
