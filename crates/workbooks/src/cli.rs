@@ -297,6 +297,10 @@ struct ConfigFile {
     /// Allow scheduled-export endpoints on loopback or private addresses
     /// (a local MinIO); default false.
     export_allow_private_endpoints: Option<bool>,
+    /// Largest attachment accepted, in MiB (default 1024).
+    file_max_mib: Option<u64>,
+    /// How long one attachment upload may take in all, in minutes (default 60).
+    file_upload_timeout_minutes: Option<u64>,
 }
 
 fn read_config(path: Option<&Path>) -> Result<ConfigFile> {
@@ -335,6 +339,8 @@ pub struct Serve {
     pub backup_lag_alert: std::time::Duration,
     pub export_file_root: Option<PathBuf>,
     pub export_allow_private_endpoints: bool,
+    pub file_max_bytes: u64,
+    pub file_upload_timeout: std::time::Duration,
 }
 
 impl DeploymentArgs {
@@ -502,7 +508,19 @@ impl ServeArgs {
                 bail!("export-file-root must be an absolute directory");
             }
         }
+        let file_max_bytes = match file.file_max_mib {
+            Some(0) => bail!("file-max-mib must be at least 1"),
+            Some(mib) => mib.saturating_mul(1024 * 1024),
+            None => wb_server::files::DEFAULT_MAX_BYTES,
+        };
+        let file_upload_timeout = match file.file_upload_timeout_minutes {
+            Some(0) => bail!("file-upload-timeout-minutes must be at least 1"),
+            Some(minutes) => std::time::Duration::from_secs(minutes.saturating_mul(60)),
+            None => std::time::Duration::from_secs(60 * 60),
+        };
         Ok(Serve {
+            file_max_bytes,
+            file_upload_timeout,
             export_file_root,
             export_allow_private_endpoints: file.export_allow_private_endpoints.unwrap_or(false),
             backup_lag_alert,
@@ -545,5 +563,17 @@ mod tests {
         assert!(open.export_allow_private_endpoints);
         let relative = serve_with_config("export-file-root = \"exports\"\n").unwrap_err();
         assert!(relative.to_string().contains("absolute"), "{relative}");
+    }
+
+    #[test]
+    fn attachment_limits_come_from_the_config_file() {
+        let default = serve_with_config("").unwrap();
+        assert_eq!(default.file_max_bytes, wb_server::files::DEFAULT_MAX_BYTES);
+        let set =
+            serve_with_config("file-max-mib = 25\nfile-upload-timeout-minutes = 5\n").unwrap();
+        assert_eq!(set.file_max_bytes, 25 * 1024 * 1024);
+        assert_eq!(set.file_upload_timeout, std::time::Duration::from_secs(300));
+        let zero = serve_with_config("file-max-mib = 0\n").unwrap_err();
+        assert!(zero.to_string().contains("file-max-mib"), "{zero}");
     }
 }

@@ -174,6 +174,8 @@ async fn serve(settings: cli::Serve, demo: bool) -> Result<()> {
     config.backup_lag_alert = settings.backup_lag_alert;
     config.export_file_root = settings.export_file_root.clone();
     config.export_allow_private_endpoints = settings.export_allow_private_endpoints;
+    config.file_max_bytes = settings.file_max_bytes;
+    config.file_upload_timeout = settings.file_upload_timeout;
     config.backup = settings.deployment.backup;
     config.backup_verify_every = settings.deployment.backup_verify_every;
     let server = wb_server::start(platform, &config, None).await?;

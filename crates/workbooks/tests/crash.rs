@@ -1,6 +1,7 @@
 //! Kill -9 under load: `workbooks serve` is killed while several clients post,
 //! post batches and reverse entries; restarted on the same data directory,
-//! every acknowledged change is there, the audit trail verifies, the company's
+//! every acknowledged change is there, balances match the entries, the audit
+//! trail verifies, the company's
 //! change journal is gap-free and hash-linked (a restore replays it from record
 //! 1, checking every link), and the shipped backup verifies.
 
@@ -248,6 +249,31 @@ async fn kill_9_under_load_loses_nothing_and_the_backup_verifies() {
     }
     let ids: HashSet<&String> = stored.keys().collect();
     assert!(ids.len() >= acked.entries.len());
+    // Balances match the entries: every post moved 1.25 into cash, every
+    // reversal 1.25 out, and the trial balance sums to zero.
+    let tb: serde_json::Value = client
+        .get(format!(
+            "{url}/api/v1/companies/{company}/reports/trial-balance?as_of=2026-12-31"
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tb["totals"]["USD"], "0.00");
+    let reversals = stored
+        .values()
+        .filter(|(reverses, _)| reverses.is_some())
+        .count();
+    let posts = stored.len() - reversals;
+    let cash = format!("{:.2}", (posts as f64 - reversals as f64) * 1.25);
+    assert_eq!(
+        tb["accounts"][0]["balances"]["USD"],
+        cash.as_str(),
+        "balances match the entries"
+    );
 
     // The restarted server ships what the killed one had not.
     let deadline = Instant::now() + Duration::from_secs(60);
