@@ -623,6 +623,8 @@ async fn restore_in_place_brings_the_books_back_with_compensating_entries() {
     assert_eq!(store.stats().await.unwrap().journal_seq, head);
 }
 
+/// The audit forwarder opens every company once at start (to collect events a
+/// crash left behind), which puts each in view of the shipper too.
 #[tokio::test]
 async fn after_a_restart_unshipped_changes_of_unused_companies_are_shipped() {
     let dir = tempfile::tempdir().unwrap();
@@ -639,14 +641,24 @@ async fn after_a_restart_unshipped_changes_of_unused_companies_are_shipped() {
         .await
         .unwrap()
     };
-    let id = {
+    let (id, _shipped) = {
         let platform = open().await;
+        let shipped = platform.create_company("Shipped", None).await.unwrap();
+        let store = platform.tenant(&shipped.id).await.unwrap();
+        let account = NewAccount::validate("1000", "Cash", "asset", None, None).unwrap();
+        store.create_account(account, ctx(1)).await.unwrap();
+        ship_once(&platform, &mut ShipperState::default())
+            .await
+            .unwrap();
+        wb_server::backup::audit_trail::ship_once(&platform, &mut Default::default())
+            .await
+            .unwrap();
         let company = platform.create_company("Quiet", None).await.unwrap();
         let store = platform.tenant(&company.id).await.unwrap();
         let account = NewAccount::validate("1000", "Cash", "asset", None, None).unwrap();
         store.create_account(account, ctx(1)).await.unwrap();
-        company.id
-        // The process goes away before its shipper ran.
+        (company.id, shipped.id)
+        // The process goes away before its shipper ran again.
     };
     let platform = Arc::new(open().await);
     assert_eq!(platform.tenants.open_count(), 0, "nobody uses the company");

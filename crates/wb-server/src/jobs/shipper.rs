@@ -482,25 +482,6 @@ pub async fn ship_once(platform: &Platform, state: &mut ShipperState) -> ApiResu
     Ok(total)
 }
 
-/// Shipping follows open companies. After a restart (a crash, say), a company
-/// nobody has used since may hold changes committed but not yet shipped:
-/// opening every company once puts them all in view of the shipper (and of the
-/// audit-trail shipper).
-async fn open_every_company(platform: &Platform) {
-    let companies = match platform.control.companies().await {
-        Ok(companies) => companies,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot list companies to ship what a restart left behind");
-            return;
-        }
-    };
-    for company in companies {
-        if let Err(e) = platform.tenant(&company.id).await {
-            tracing::warn!(company = %company.id, error = %e, "cannot open a company to ship its journal");
-        }
-    }
-}
-
 pub fn spawn(
     platform: Arc<Platform>,
     period: Duration,
@@ -508,7 +489,6 @@ pub fn spawn(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut state = ShipperState::default();
-        open_every_company(&platform).await;
         loop {
             if let Err(e) = ship_once(&platform, &mut state).await {
                 tracing::error!(error = %e, "shipping change journals failed");
