@@ -35,7 +35,7 @@ pub struct SnapshotPoint {
 }
 
 /// A shipped segment's record range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SegmentRange {
     pub first: i64,
     pub last: i64,

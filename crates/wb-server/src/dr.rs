@@ -545,23 +545,36 @@ async fn restore_company(
         .master()
         .unwrap_key(&wrapped, &c.id)
         .map_err(|_| anyhow!("its wrapped key does not open with this master key"))?;
-    let store = platform
-        .tenants
-        .create(&c.id, &key)
-        .await
-        .map_err(|e| anyhow!("creating its database: {e}"))?;
-    let audit = crate::backup::audit_trail::import(platform, &key, &c.id, &store).await;
-    let imported_audit = *audit.as_ref().unwrap_or(&0);
-    let replayed = match audit {
-        Ok(_) => crate::backup::replay_shipped(platform, &key, &c.id, c.shipped_seq, &store).await,
-        Err(e) => Err(e),
-    };
-    let replayed = match replayed {
-        Ok(r) => r,
-        Err(e) => {
-            drop(store);
-            platform.tenants.discard(&c.id).await;
-            return Err(e);
+    // A snapshot that fails to load is stepped over: the company is rebuilt
+    // again from an older one (or the segments alone).
+    let mut skip = Vec::new();
+    let (store, imported_audit, replayed) = loop {
+        let store = platform
+            .tenants
+            .create(&c.id, &key)
+            .await
+            .map_err(|e| anyhow!("creating its database: {e}"))?;
+        let outcome = async {
+            let audit = crate::backup::audit_trail::import(platform, &key, &c.id, &store).await?;
+            let replayed =
+                crate::backup::replay_shipped(platform, &key, &c.id, c.shipped_seq, &store, &skip)
+                    .await?;
+            anyhow::Ok((audit, replayed))
+        }
+        .await;
+        match outcome {
+            Ok((audit, replayed)) => break (store, audit, replayed),
+            Err(e) => {
+                drop(store);
+                platform.tenants.discard(&c.id).await;
+                match crate::backup::broken_snapshot(&e) {
+                    Some(seq) if skip.len() < 3 => {
+                        tracing::warn!(company = %c.id, snapshot = seq, error = %format!("{e:#}"), "recovering without a broken snapshot");
+                        skip.push(seq);
+                    }
+                    _ => return Err(e),
+                }
+            }
         }
     };
     drop(store);

@@ -23,6 +23,8 @@ pub struct RunningServer {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     platform: Arc<Platform>,
     jobs: Jobs,
+    /// Held while the server runs (see `data_lock`).
+    _data_lock: std::fs::File,
 }
 
 impl RunningServer {
@@ -78,6 +80,7 @@ pub async fn start(
     listener: Option<std::net::TcpListener>,
 ) -> Result<RunningServer> {
     tls::install_crypto_provider();
+    let data_lock = crate::data_lock::lock(&config.data_dir)?;
     platform.set_export_destination_policy(crate::export_push::DestinationPolicy {
         file_root: config.export_file_root.clone(),
         allow_private_endpoints: config.export_allow_private_endpoints,
@@ -158,6 +161,7 @@ pub async fn start(
         jobs.add(drain);
     }
     Ok(RunningServer {
+        _data_lock: data_lock,
         config_digest: digest,
         jobs,
         addr,

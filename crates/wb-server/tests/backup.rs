@@ -417,9 +417,16 @@ fn snapshot_parts(data: &Path, company: &str, seq: i64) -> Vec<PathBuf> {
         .join(company)
         .join("snapshots")
         .join(format!("{seq:020}"));
+    // Parts sit in one directory per attempt; the test takes one attempt.
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .flat_map(|attempt| {
+            std::fs::read_dir(attempt)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+        })
         .filter(|p| {
             p.file_name()
                 .unwrap()
@@ -484,29 +491,26 @@ async fn snapshots_shorten_restores_and_retention_keeps_the_window() {
         history[&5]
     );
 
-    // A damaged or missing part fails the restore by name; nothing is left.
-    let companies = f.platform.control.companies().await.unwrap().len();
+    // A damaged or missing part: the snapshot is stepped over and the company
+    // is rebuilt from the segments, which are still kept.
     let part = snapshot_parts(&f.data, &f.source, 7)[0].clone();
     let original = std::fs::read(&part).unwrap();
     let mut flipped = original.clone();
     flipped[original.len() / 3] ^= 0x40;
     std::fs::write(&part, &flipped).unwrap();
-    let err = backup::restore(&f.platform, &f.source, RestoreTarget::Latest)
+    let fallback = backup::restore(&f.platform, &f.source, RestoreTarget::Latest)
         .await
-        .unwrap_err();
-    assert!(
-        format!("{err:#}").contains("does not match its manifest"),
-        "{err:#}"
+        .unwrap();
+    assert_eq!((fallback.snapshot, fallback.records), (None, 8));
+    assert_eq!(
+        restored_books(&f.platform, &fallback.company.id).await,
+        history[&8]
     );
     std::fs::remove_file(&part).unwrap();
-    let err = backup::restore(&f.platform, &f.source, RestoreTarget::Latest)
+    let fallback = backup::restore(&f.platform, &f.source, RestoreTarget::Latest)
         .await
-        .unwrap_err();
-    assert!(format!("{err:#}").contains("is incomplete"), "{err:#}");
-    assert_eq!(
-        f.platform.control.companies().await.unwrap().len(),
-        companies
-    );
+        .unwrap();
+    assert_eq!(fallback.snapshot, None);
     std::fs::write(&part, &original).unwrap();
 
     // The job takes a snapshot once enough records were shipped since the last.
@@ -551,6 +555,35 @@ async fn snapshots_shorten_restores_and_retention_keeps_the_window() {
     assert!(
         format!("{err:#}").contains("outside the retention window"),
         "{err:#}"
+    );
+
+    // With the segments it covers gone, a damaged base snapshot fails the
+    // restore with its name, and leaves nothing behind.
+    let companies = f.platform.control.companies().await.unwrap().len();
+    let files = platforms::company_databases(&f.platform, &f.data).await;
+    let part = snapshot_parts(&f.data, &f.source, 8)[0].clone();
+    let mut flipped = std::fs::read(&part).unwrap();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x01;
+    std::fs::write(&part, &flipped).unwrap();
+    let err = backup::restore(&f.platform, &f.source, RestoreTarget::Latest)
+        .await
+        .unwrap_err();
+    let message = format!("{err:#}");
+    assert!(!message.contains('\n'), "{message}");
+    assert!(
+        message.contains("snapshot 8 cannot be loaded")
+            && message.contains("does not match its manifest")
+            && message.contains("not in the object store"),
+        "{message}"
+    );
+    assert_eq!(
+        f.platform.control.companies().await.unwrap().len(),
+        companies
+    );
+    assert_eq!(
+        platforms::company_databases(&f.platform, &f.data).await,
+        files
     );
 }
 

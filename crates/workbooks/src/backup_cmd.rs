@@ -252,6 +252,16 @@ pub async fn restore(args: RestoreArgs) -> Result<()> {
             .company(&args.company)
             .await?
             .with_context(|| format!("no company {}", args.company))?;
+        // On the embedded store the company's books are files the server's
+        // writer owns: revert only while no server runs on them.
+        let _lock = match d.storage {
+            wb_server::StorageConfig::Embedded => {
+                Some(wb_server::data_lock::lock(&d.data).context(
+                    "an in-place restore on the embedded store needs the server stopped",
+                )?)
+            }
+            wb_server::StorageConfig::Postgres(_) => None,
+        };
         if !args.yes {
             confirm_in_place(&company.id, &company.name)?;
         }

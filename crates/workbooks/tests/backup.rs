@@ -351,3 +351,48 @@ async fn disaster_recovery_through_the_cli_keeps_every_audit_chain_verifiable() 
         "the company's own trail came back: {trail:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_server_owns_its_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(workbooks(&["init"], &data).status.success());
+    let source = books(&data, 2).await;
+    let (server, _url) = common::spawn_serve(&data);
+    // A second server on the same embedded data would run a second writer.
+    fails_with(
+        &workbooks(&["serve", "--listen", "127.0.0.1:0"], &data),
+        "a Work-books server is running",
+    );
+    // So would an in-place restore: refused, books unchanged.
+    fails_with(
+        &workbooks(
+            &[
+                "restore",
+                "--company",
+                &source,
+                "--to-seq",
+                "2",
+                "--in-place",
+                "--yes",
+            ],
+            &data,
+        ),
+        "needs the server stopped",
+    );
+    drop(server);
+    let reverted = ok_json(&workbooks(
+        &[
+            "restore",
+            "--company",
+            &source,
+            "--to-seq",
+            "2",
+            "--in-place",
+            "--yes",
+            "--json",
+        ],
+        &data,
+    ));
+    assert_eq!(reverted["reversed"], 2);
+}

@@ -29,6 +29,11 @@ use wb_store::{Actor, CompanyRecord, TenantStore};
 use crate::jobs::shipper::cursor_name;
 use crate::platform::Platform;
 pub use replay::Progress;
+
+/// The snapshot a failed replay could not load, if that is why it failed.
+pub fn broken_snapshot(error: &anyhow::Error) -> Option<i64> {
+    error.downcast_ref::<BrokenSnapshot>().map(|b| b.seq)
+}
 use replay::Replayer;
 pub use segments::segment_landings;
 use segments::{read_segment, segments, verify};
@@ -241,26 +246,72 @@ pub(crate) async fn stage_restore(
         .chars()
         .take(200 - suffix.chars().count())
         .collect();
-    let (company, store) = platform
-        .stage_company(&format!("{base}{suffix}"))
-        .await
-        .map_err(|e| anyhow!("creating the restored company: {e}"))?;
-
-    match rebuild(platform, &key, source_id, target, shipped, &store, progress).await {
-        Ok(rebuilt) => Ok(StagedRestore {
-            company,
-            store,
-            last_seq: rebuilt.last_seq,
-            records: rebuilt.records,
-            snapshot: rebuilt.snapshot,
-        }),
-        Err(e) => {
-            drop(store);
-            platform.tenants.discard(&company.id).await;
-            Err(e)
+    let mut skip = Vec::new();
+    let mut first_broken: Option<String> = None;
+    loop {
+        let (company, store) = platform
+            .stage_company(&format!("{base}{suffix}"))
+            .await
+            .map_err(|e| anyhow!("creating the restored company: {e}"))?;
+        let rebuilt = rebuild(
+            platform,
+            &key,
+            source_id,
+            target,
+            shipped,
+            &store,
+            progress.clone(),
+            &skip,
+        )
+        .await;
+        match rebuilt {
+            Ok(rebuilt) => {
+                return Ok(StagedRestore {
+                    company,
+                    store,
+                    last_seq: rebuilt.last_seq,
+                    records: rebuilt.records,
+                    snapshot: rebuilt.snapshot,
+                })
+            }
+            Err(e) => {
+                drop(store);
+                platform.tenants.discard(&company.id).await;
+                match e.downcast_ref::<BrokenSnapshot>() {
+                    Some(broken) if skip.len() < SNAPSHOT_FALLBACKS => {
+                        tracing::warn!(company = source_id, error = %broken, "restoring without a broken snapshot");
+                        skip.push(broken.seq);
+                        first_broken.get_or_insert_with(|| broken.to_string());
+                    }
+                    _ => {
+                        return Err(match first_broken {
+                            Some(broken) => e.context(format!("{broken}; without it")),
+                            None => e,
+                        })
+                    }
+                }
+            }
         }
     }
 }
+
+/// A snapshot that could not be loaded: the restore starts again without it.
+#[derive(Debug)]
+pub(crate) struct BrokenSnapshot {
+    pub(crate) seq: i64,
+    reason: String,
+}
+
+impl std::fmt::Display for BrokenSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "snapshot {} cannot be loaded: {}", self.seq, self.reason)
+    }
+}
+
+impl std::error::Error for BrokenSnapshot {}
+
+/// At most this many broken snapshots are stepped over before a restore gives up.
+const SNAPSHOT_FALLBACKS: usize = 3;
 
 /// What rebuilding a company from its backup reached.
 struct Rebuilt {
@@ -286,7 +337,14 @@ async fn base_snapshot(
                 continue;
             }
         }
-        let manifest = snapshot::read_manifest(platform, key, source_id, seq).await?;
+        let manifest = match snapshot::read_manifest(platform, key, source_id, seq).await {
+            Ok(manifest) => manifest,
+            Err(e) => {
+                // An older snapshot (or the segments) may still reach the target.
+                tracing::warn!(company = source_id, snapshot = seq, error = %format!("{e:#}"), "skipping an unreadable snapshot");
+                continue;
+            }
+        };
         if let RestoreTarget::Time(t) = target {
             if manifest.at()? > t {
                 continue;
@@ -307,8 +365,13 @@ async fn rebuild(
     shipped: i64,
     store: &Arc<dyn TenantStore>,
     progress: Option<Progress>,
+    skip: &[i64],
 ) -> anyhow::Result<Rebuilt> {
-    let snapshots = snapshot::list(platform, source_id).await?;
+    let snapshots: Vec<i64> = snapshot::list(platform, source_id)
+        .await?
+        .into_iter()
+        .filter(|seq| !skip.contains(seq))
+        .collect();
     let oldest_snapshot = snapshots.first().copied();
     let base = base_snapshot(platform, key, source_id, &snapshots, target).await?;
     let segments = segments(platform, source_id).await?;
@@ -324,7 +387,13 @@ async fn rebuild(
     let mut prev_hash = wb_core::audit::GENESIS.to_string();
     let mut last_at = None;
     if let Some(base) = &base {
-        snapshot::load(platform, key, base, &mut replayer).await?;
+        if let Err(e) = snapshot::load(platform, key, base, &mut replayer).await {
+            replayer.abandon().await;
+            return Err(anyhow::Error::new(BrokenSnapshot {
+                seq: base.seq,
+                reason: format!("{e:#}"),
+            }));
+        }
         expected = base.seq + 1;
         prev_hash = base.hash.clone();
         last_at = Some(base.at()?);
@@ -337,61 +406,69 @@ async fn rebuild(
         RestoreTarget::Seq(n) => seq > n,
         RestoreTarget::Time(t) => at > t,
     };
-    'segments: for segment in &segments {
-        if let RestoreTarget::Seq(n) = target {
-            if expected > n {
-                stopped = true;
-                break;
+    let replayed = async {
+        'segments: for segment in &segments {
+            if let RestoreTarget::Seq(n) = target {
+                if expected > n {
+                    stopped = true;
+                    break;
+                }
             }
-        }
-        if segment.last < expected {
-            continue; // covered by a snapshot or a longer segment (re-shipped after a crash)
-        }
-        if segment.first > expected {
-            if let Some(base) = &base {
-                bail!(
-                    "records {expected}..{} of company {source_id} are not in the object store: \
-                     that point lies outside the retention window, or a segment is missing; \
-                     the nearest earlier restorable point is snapshot {} at {}",
-                    segment.first - 1,
-                    base.seq,
-                    base.at
-                );
+            if segment.last < expected {
+                continue; // covered by a snapshot or a longer segment (re-shipped after a crash)
             }
-            if let Some(oldest) = oldest_snapshot {
+            if segment.first > expected {
+                if let Some(base) = &base {
+                    bail!(
+                        "records {expected}..{} of company {source_id} are not in the object store: \
+                         that point lies outside the retention window, or a segment is missing; \
+                         the nearest earlier restorable point is snapshot {} at {}",
+                        segment.first - 1,
+                        base.seq,
+                        base.at
+                    );
+                }
+                if let Some(oldest) = oldest_snapshot {
+                    bail!(
+                        "records {expected}..{} of company {source_id} are not in the object store: \
+                         that point lies outside the retention window, or a segment is missing; \
+                         the oldest kept snapshot is {oldest}",
+                        segment.first - 1
+                    );
+                }
                 bail!(
-                    "records {expected}..{} of company {source_id} are not in the object store: \
-                     that point lies outside the retention window, or a segment is missing; \
-                     the oldest kept snapshot is {oldest}",
+                    "journal segment missing: records {expected}..{} of company {source_id} are not in the object store",
                     segment.first - 1
                 );
             }
-            bail!(
-                "journal segment missing: records {expected}..{} of company {source_id} are not in the object store",
-                segment.first - 1
-            );
-        }
-        for record in read_segment(platform, key, source_id, segment).await? {
-            if record.seq < expected {
-                continue;
+            for record in read_segment(platform, key, source_id, segment).await? {
+                if record.seq < expected {
+                    continue;
+                }
+                let at = OffsetDateTime::parse(&record.at, &Rfc3339).with_context(|| {
+                    format!("journal record {}: bad time {:?}", record.seq, record.at)
+                })?;
+                if reached(record.seq, at) {
+                    stopped = true;
+                    break 'segments;
+                }
+                verify(&record, expected, &prev_hash)?;
+                prev_hash = record.hash.clone();
+                expected += 1;
+                records += 1;
+                last_at = Some(at);
+                replayer
+                    .push(&record)
+                    .await
+                    .with_context(|| format!("replaying journal record {}", record.seq))?;
             }
-            let at = OffsetDateTime::parse(&record.at, &Rfc3339).with_context(|| {
-                format!("journal record {}: bad time {:?}", record.seq, record.at)
-            })?;
-            if reached(record.seq, at) {
-                stopped = true;
-                break 'segments;
-            }
-            verify(&record, expected, &prev_hash)?;
-            prev_hash = record.hash.clone();
-            expected += 1;
-            records += 1;
-            last_at = Some(at);
-            replayer
-                .push(&record)
-                .await
-                .with_context(|| format!("replaying journal record {}", record.seq))?;
         }
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = replayed {
+        replayer.abandon().await;
+        return Err(e);
     }
     replayer.finish().await?;
     attachments::check(platform, source_id, store).await?;
@@ -439,7 +516,9 @@ pub struct Replayed {
 
 /// Replays every shipped record of `company_id` into `store` (new and empty),
 /// checking authentication, order and the hash chain; `shipped` is how far the
-/// object store must reach at least. Disaster recovery restores each company
+/// object store must reach at least; snapshots in `skip` are not used. A
+/// snapshot that fails to load comes back as a `broken_snapshot` error: the
+/// caller discards the store and tries again without it. Disaster recovery restores each company
 /// under its own id with this.
 pub async fn replay_shipped(
     platform: &Platform,
@@ -447,6 +526,7 @@ pub async fn replay_shipped(
     company_id: &str,
     shipped: i64,
     store: &Arc<dyn TenantStore>,
+    skip: &[i64],
 ) -> anyhow::Result<Replayed> {
     let rebuilt = rebuild(
         platform,
@@ -456,6 +536,7 @@ pub async fn replay_shipped(
         shipped,
         store,
         None,
+        skip,
     )
     .await?;
     Ok(Replayed {

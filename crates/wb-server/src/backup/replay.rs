@@ -31,8 +31,10 @@ const ENTRIES_PER_CHANGE: usize = 2_000;
 const RECORDS_PER_CHANGE: usize = 2_000;
 /// Entries queued to the store in one `apply_in_order` call.
 const ENTRIES_PER_APPLY: usize = 20_000;
-/// Changes queued in one `apply_in_order` call (accounts count one each).
+/// Changes queued in one `apply_in_order` call.
 const CHANGES_PER_APPLY: usize = 1_000;
+/// Records queued in one `apply_in_order` call, whatever they hold.
+const RECORDS_PER_APPLY: usize = 20_000;
 
 #[derive(Deserialize)]
 struct AccountCreated {
@@ -188,6 +190,7 @@ pub(crate) struct Replayer {
     group_entries: usize,
     queued: Queued,
     queued_entries: usize,
+    queued_records: usize,
     in_flight: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -201,6 +204,7 @@ impl Replayer {
             group_entries: 0,
             queued: Vec::new(),
             queued_entries: 0,
+            queued_records: 0,
             in_flight: None,
         }
     }
@@ -252,7 +256,10 @@ impl Replayer {
         if self.group_entries >= ENTRIES_PER_CHANGE || self.group.len() >= RECORDS_PER_CHANGE {
             self.close_group();
         }
-        if self.queued.len() >= CHANGES_PER_APPLY || self.queued_entries >= ENTRIES_PER_APPLY {
+        if self.queued.len() >= CHANGES_PER_APPLY
+            || self.queued_entries >= ENTRIES_PER_APPLY
+            || self.queued_records >= RECORDS_PER_APPLY
+        {
             self.send().await?;
         }
         Ok(())
@@ -265,6 +272,7 @@ impl Replayer {
         let last_seq = last.seq;
         let at = OffsetDateTime::parse(&last.at, &Rfc3339).unwrap_or(OffsetDateTime::UNIX_EPOCH);
         self.queued_entries += self.group_entries;
+        self.queued_records += self.group.len();
         self.group_entries = 0;
         let group = std::mem::take(&mut self.group);
         self.queued.push((
@@ -282,6 +290,7 @@ impl Replayer {
         self.wait().await?;
         let queued = std::mem::take(&mut self.queued);
         self.queued_entries = 0;
+        self.queued_records = 0;
         if queued.is_empty() {
             return Ok(());
         }
@@ -297,6 +306,12 @@ impl Replayer {
                 .map_err(|e| anyhow!("restore writer task failed: {e}"))?,
             None => Ok(()),
         }
+    }
+
+    /// Gives up: waits for the group the store is writing (so nothing writes
+    /// to a store about to be discarded), ignoring its outcome.
+    pub(crate) async fn abandon(mut self) {
+        let _ = self.wait().await;
     }
 
     /// Applies everything still queued; the store then holds every record pushed.

@@ -54,12 +54,19 @@ pub async fn prune(
         .await
         .map_err(|e| anyhow!("the key of company {company_id}: {e}"))?;
     let mut points = Vec::new();
+    let mut unreadable = 0;
     for seq in snapshot::list(platform, company_id).await? {
-        let manifest = snapshot::read_manifest(platform, &key, company_id, seq).await?;
-        points.push(SnapshotPoint {
-            seq,
-            at: manifest.at()?,
-        });
+        // An unreadable snapshot is neither trusted as a base nor deleted.
+        match snapshot::read_manifest(platform, &key, company_id, seq)
+            .await
+            .and_then(|m| m.at())
+        {
+            Ok(at) => points.push(SnapshotPoint { seq, at }),
+            Err(e) => {
+                unreadable += 1;
+                tracing::warn!(company = company_id, snapshot = seq, error = %format!("{e:#}"), "retention skips an unreadable snapshot");
+            }
+        }
     }
     let segments = segments(platform, company_id).await?;
     let ranges: Vec<SegmentRange> = segments
@@ -73,12 +80,14 @@ pub async fn prune(
     for seq in &decision.snapshots {
         snapshot::delete(platform, company_id, *seq).await?;
     }
+    let doomed: std::collections::HashSet<SegmentRange> =
+        decision.segments.iter().copied().collect();
     for segment in &segments {
         let range = SegmentRange {
             first: segment.first,
             last: segment.last,
         };
-        if decision.segments.contains(&range) {
+        if doomed.contains(&range) {
             platform
                 .objects
                 .delete(&segment.path)
@@ -88,7 +97,7 @@ pub async fn prune(
     }
     Ok(Pruned {
         company_id: company_id.to_string(),
-        snapshots_kept: points.len() - decision.snapshots.len(),
+        snapshots_kept: points.len() - decision.snapshots.len() + unreadable,
         segments_kept: segments.len() - decision.segments.len(),
         snapshots_deleted: decision.snapshots,
         segments_deleted: decision.segments.len(),

@@ -45,8 +45,14 @@ fn manifest_path(company_id: &str, seq: i64) -> ObjectPath {
     ObjectPath::from(format!("{}/manifest", snapshot_dir(company_id, seq)))
 }
 
-fn part_path(company_id: &str, seq: i64, n: usize) -> ObjectPath {
-    ObjectPath::from(format!("{}/part-{n:06}", snapshot_dir(company_id, seq)))
+/// Parts live under a directory of their own per attempt, so two nodes
+/// snapshotting the same point never overwrite each other's parts: the
+/// manifest written last names the attempt whose parts it lists.
+fn part_path(company_id: &str, seq: i64, attempt: &str, n: usize) -> ObjectPath {
+    ObjectPath::from(format!(
+        "{}/{attempt}/part-{n:06}",
+        snapshot_dir(company_id, seq)
+    ))
 }
 
 fn manifest_aad(company_id: &str, seq: i64) -> Vec<u8> {
@@ -78,6 +84,8 @@ pub struct Manifest {
     /// That record's commit time.
     pub at: String,
     pub taken_at: String,
+    /// The attempt whose parts this manifest lists.
+    pub attempt: String,
     /// SHA-256 of each sealed part, in order.
     pub parts: Vec<String>,
     /// Sealed bytes of all parts.
@@ -103,13 +111,14 @@ pub async fn list(platform: &Platform, company_id: &str) -> anyhow::Result<Vec<i
         let Some(seq) = dir.filename().and_then(|n| n.parse::<i64>().ok()) else {
             continue;
         };
-        let has_manifest = platform
-            .objects
-            .head(&manifest_path(company_id, seq))
-            .await
-            .is_ok();
-        if has_manifest {
-            seqs.push(seq);
+        match platform.objects.head(&manifest_path(company_id, seq)).await {
+            Ok(_) => seqs.push(seq),
+            // Parts of an attempt that never finished: no snapshot.
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("reading the snapshots of company {company_id}"))
+            }
         }
     }
     seqs.sort_unstable();
@@ -159,7 +168,7 @@ pub(crate) async fn load(
     let mut expected = 1;
     let mut prev_hash = wb_core::audit::GENESIS.to_string();
     for (n, digest) in manifest.parts.iter().enumerate() {
-        let path = part_path(company_id, manifest.seq, n);
+        let path = part_path(company_id, manifest.seq, &manifest.attempt, n);
         let sealed = get(platform, &path).await.with_context(|| {
             format!(
                 "snapshot {} of company {company_id} is incomplete",
@@ -201,6 +210,7 @@ struct Parts<'a> {
     key: &'a DataKey,
     company_id: &'a str,
     seq: i64,
+    attempt: String,
     buffer: Vec<u8>,
     digests: Vec<String>,
     bytes: u64,
@@ -228,7 +238,7 @@ impl Parts<'_> {
         self.buffer.clear();
         self.digests.push(hex::encode(Sha256::digest(&sealed)));
         self.bytes += sealed.len() as u64;
-        let path = part_path(self.company_id, self.seq, n);
+        let path = part_path(self.company_id, self.seq, &self.attempt, n);
         self.platform
             .objects
             .put(&path, PutPayload::from(sealed))
@@ -249,7 +259,13 @@ pub async fn take(platform: &Platform, company_id: &str) -> anyhow::Result<Optio
         .tenant(company_id)
         .await
         .map_err(|e| anyhow!("opening company {company_id}: {e}"))?;
-    let head = tenant.stats().await?.journal_seq;
+    // Never ahead of what was shipped: a snapshot must extend the shipped
+    // chain, not a local tail the object store has not seen.
+    let shipped = platform
+        .control
+        .cursor(&crate::jobs::shipper::cursor_name(company_id))
+        .await?;
+    let head = tenant.stats().await?.journal_seq.min(shipped);
     if head == 0 || list(platform, company_id).await?.last() == Some(&head) {
         return Ok(None);
     }
@@ -258,6 +274,7 @@ pub async fn take(platform: &Platform, company_id: &str) -> anyhow::Result<Optio
         key: &key,
         company_id,
         seq: head,
+        attempt: uuid::Uuid::now_v7().to_string(),
         buffer: Vec::with_capacity(PART_BYTES + (1 << 20)),
         digests: Vec::new(),
         bytes: 0,
@@ -292,6 +309,7 @@ pub async fn take(platform: &Platform, company_id: &str) -> anyhow::Result<Optio
         hash: prev_hash,
         at: last_at,
         taken_at: rfc3339(platform.now()),
+        attempt: parts.attempt,
         parts: parts.digests,
         bytes: parts.bytes,
     };
@@ -321,19 +339,20 @@ pub async fn take(platform: &Platform, company_id: &str) -> anyhow::Result<Optio
 /// Deletes a snapshot: its manifest first, so it stops existing before its
 /// parts go.
 pub async fn delete(platform: &Platform, company_id: &str, seq: i64) -> anyhow::Result<()> {
+    use futures_util::TryStreamExt;
     let manifest = manifest_path(company_id, seq);
-    platform
-        .objects
-        .delete(&manifest)
-        .await
-        .with_context(|| format!("deleting {manifest}"))?;
+    match platform.objects.delete(&manifest).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => return Err(e).with_context(|| format!("deleting {manifest}")),
+    }
     let prefix = ObjectPath::from(snapshot_dir(company_id, seq));
-    let listing = platform
+    let parts: Vec<_> = platform
         .objects
-        .list_with_delimiter(Some(&prefix))
+        .list(Some(&prefix))
+        .try_collect()
         .await
         .with_context(|| format!("listing {prefix}"))?;
-    for part in listing.objects {
+    for part in parts {
         platform
             .objects
             .delete(&part.location)

@@ -901,11 +901,7 @@ impl Planner<'_> {
         w: &mut Writes,
     ) -> Result<i64, StoreError> {
         for event in events {
-            if event
-                .company_id
-                .as_deref()
-                .is_some_and(|c| c != self.company_id)
-            {
+            if event.company_id.as_deref() != Some(self.company_id) {
                 return Err(StoreError::Conflict(format!(
                     "imported audit event {} belongs to another company",
                     event.seq

@@ -824,11 +824,7 @@ impl WriterState {
     /// Copies audit events verbatim: each must continue this store's chain.
     fn import_audit(&mut self, events: Vec<StoredAuditEvent>) -> Result<i64, StoreError> {
         for event in events {
-            if event
-                .company_id
-                .as_deref()
-                .is_some_and(|c| c != self.company_id)
-            {
+            if event.company_id.as_deref() != Some(self.company_id.as_str()) {
                 return Err(StoreError::Conflict(format!(
                     "imported audit event {} belongs to another company",
                     event.seq
