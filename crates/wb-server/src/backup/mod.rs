@@ -357,6 +357,7 @@ async fn base_snapshot(
 
 /// Loads the newest usable snapshot, then replays the shipped segments after
 /// it up to `target`, checking authentication, order and the hash chain.
+#[allow(clippy::too_many_arguments)]
 async fn rebuild(
     platform: &Platform,
     key: &DataKey,
