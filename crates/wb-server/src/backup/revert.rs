@@ -6,7 +6,6 @@
 
 use anyhow::{anyhow, bail, Context};
 use serde::Serialize;
-use time::OffsetDateTime;
 use wb_core::revert::{plan, LaterEntry, RevertAction};
 use wb_core::{EntryDraft, PostingDraft};
 use wb_store::{Actor, AuditEvent, Change, EntryPage, Outcome, TenantStore, WriteContext};
@@ -30,48 +29,50 @@ pub struct Reverted {
     pub last_seq: i64,
 }
 
-/// The journal sequence a target names in the company's own journal.
+/// The journal sequence a target names in the company's own journal. For a
+/// time, the same rule as a restore: the longest prefix of records all
+/// committed at or before it.
 async fn resolve(store: &dyn TenantStore, target: RestoreTarget, head: i64) -> anyhow::Result<i64> {
     match target {
         RestoreTarget::Latest => Ok(head),
         RestoreTarget::Seq(n) if (0..=head).contains(&n) => Ok(n),
         RestoreTarget::Seq(n) => bail!("--to-seq {n} is outside the company's journal (0..{head})"),
         RestoreTarget::Time(t) => {
-            // Commit times grow with the sequence: the last record at or before t.
-            let (mut lo, mut hi) = (0, head);
-            while lo < hi {
-                let mid = lo + (hi - lo + 1) / 2;
-                let at = record_time(store, mid).await?;
-                if at <= t {
-                    lo = mid;
-                } else {
-                    hi = mid - 1;
+            let mut last = 0;
+            while last < head {
+                let page = store.journal(last, PAGE).await?;
+                if page.is_empty() {
+                    break;
+                }
+                for record in &page {
+                    if record.seq > head || record.at > t {
+                        return Ok(last);
+                    }
+                    last = record.seq;
                 }
             }
-            Ok(lo)
+            Ok(last)
         }
     }
 }
 
-async fn record_time(store: &dyn TenantStore, seq: i64) -> anyhow::Result<OffsetDateTime> {
-    store
-        .journal(seq - 1, 1)
-        .await?
-        .into_iter()
-        .next()
-        .map(|r| r.at)
-        .ok_or_else(|| anyhow!("the company's journal has no record {seq}"))
-}
+/// Journal records read at a time.
+const PAGE: u32 = 10_000;
 
-/// The first entry id posted after record `seq`, if any.
-async fn first_entry_after(store: &dyn TenantStore, seq: i64) -> anyhow::Result<Option<i64>> {
-    let mut after = seq;
-    loop {
-        let page = store.journal(after, 1000).await?;
+/// The first and last entry ids the records after `from` up to `head` posted.
+async fn entries_between(
+    store: &dyn TenantStore,
+    from: i64,
+    head: i64,
+) -> anyhow::Result<Option<(i64, i64)>> {
+    let mut range: Option<(i64, i64)> = None;
+    let mut after = from;
+    while after < head {
+        let page = store.journal(after, PAGE).await?;
         let Some(last) = page.last().map(|r| r.seq) else {
-            return Ok(None);
+            break;
         };
-        for record in &page {
+        for record in page.iter().filter(|r| r.seq <= head) {
             let payload: serde_json::Value = match record.kind.as_str() {
                 "entries_posted" | "entries_restored" | "entry_reversed" => {
                     serde_json::from_str(&record.payload)
@@ -79,15 +80,33 @@ async fn first_entry_after(store: &dyn TenantStore, seq: i64) -> anyhow::Result<
                 }
                 _ => continue,
             };
-            let first = payload["entries"][0]["id"]
-                .as_i64()
-                .or_else(|| payload["entry"]["id"].as_i64());
-            if first.is_some() {
-                return Ok(first);
+            let ids = payload["entries"]
+                .as_array()
+                .map(|list| list.iter().filter_map(|e| e["id"].as_i64()).collect())
+                .unwrap_or_else(|| {
+                    payload["entry"]["id"]
+                        .as_i64()
+                        .into_iter()
+                        .collect::<Vec<_>>()
+                });
+            for id in ids {
+                range = Some(match range {
+                    Some((first, last)) => (first.min(id), last.max(id)),
+                    None => (id, id),
+                });
             }
         }
         after = last;
     }
+    Ok(range)
+}
+
+/// What the revert needs of an entry posted after the point.
+struct LaterRow {
+    id: i64,
+    date: time::Date,
+    reverses: Option<i64>,
+    reversed_by: Option<i64>,
 }
 
 /// Reverts company `company_id` in place to `target`; `progress` hears
@@ -108,65 +127,64 @@ pub async fn revert_in_place(
         .map_err(|e| anyhow!("opening company {company_id}: {e}"))?;
     let head = store.stats().await?.journal_seq;
     let to_seq = resolve(&*store, target, head).await?;
+    // Only what was committed up to `head`: entries posted while the revert
+    // runs are kept.
+    let Some((first_after, last)) = entries_between(&*store, to_seq, head).await? else {
+        return finish(platform, &*store, company_id, to_seq, head, 0, 0, actor).await;
+    };
     let mut later = Vec::new();
-    if let Some(first_after) = first_entry_after(&*store, to_seq).await? {
-        let mut after = first_after - 1;
-        loop {
-            let page = store
-                .entries(EntryPage {
-                    after: Some(after),
-                    limit: 1000,
-                    from: None,
-                    to: None,
-                })
-                .await?;
-            let Some(last) = page.last().map(|e| e.id) else {
-                break;
-            };
-            later.extend(page);
-            after = last;
-        }
-        let links: Vec<LaterEntry> = later
-            .iter()
-            .map(|e| LaterEntry {
-                id: e.id,
-                reverses: e.reverses,
-                reversed_by: e.reversed_by,
+    let mut after = first_after - 1;
+    while after < last {
+        let page = store
+            .entries(EntryPage {
+                after: Some(after),
+                limit: 1000,
+                from: None,
+                to: None,
             })
-            .collect();
-        let actions = plan(first_after, &links);
-        apply(
-            platform, &*store, &later, &actions, to_seq, &actor, progress,
-        )
-        .await?;
-        let reversed = actions
-            .iter()
-            .filter(|a| matches!(a, RevertAction::Reverse(_)))
-            .count();
-        return finish(
-            platform,
-            &*store,
-            company_id,
-            to_seq,
-            head,
-            reversed,
-            actions.len() - reversed,
-            actor,
-        )
-        .await;
+            .await?;
+        let Some(page_last) = page.last().map(|e| e.id) else {
+            break;
+        };
+        later.extend(page.into_iter().filter(|e| e.id <= last).map(|e| LaterRow {
+            id: e.id,
+            date: e.date,
+            reverses: e.reverses,
+            reversed_by: e.reversed_by,
+        }));
+        after = page_last;
     }
-    finish(platform, &*store, company_id, to_seq, head, 0, 0, actor).await
+    let links: Vec<LaterEntry> = later
+        .iter()
+        .map(|e| LaterEntry {
+            id: e.id,
+            reverses: e.reverses,
+            reversed_by: e.reversed_by,
+        })
+        .collect();
+    let actions = plan(first_after, &links);
+    let (reversed, reinstated) = apply(
+        platform, &*store, &later, &actions, to_seq, &actor, progress,
+    )
+    .await?;
+    finish(
+        platform, &*store, company_id, to_seq, head, reversed, reinstated, actor,
+    )
+    .await
 }
 
+/// Applies the plan; returns (reversed, reinstated). An entry someone else
+/// reversed since the plan was made needs nothing more.
 async fn apply(
     platform: &Platform,
     store: &dyn TenantStore,
-    later: &[wb_store::Entry],
+    later: &[LaterRow],
     actions: &[RevertAction],
     to_seq: i64,
     actor: &Actor,
     progress: &(dyn Fn(u64, u64) + Sync),
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(usize, usize)> {
+    let (mut reversed, mut reinstated) = (0, 0);
     let total = actions.len() as u64;
     let mut done = 0u64;
     progress(0, total);
@@ -180,9 +198,9 @@ async fn apply(
             let change = match *action {
                 RevertAction::Reverse(id) => {
                     let entry = later
-                        .iter()
-                        .find(|e| e.id == id)
-                        .ok_or_else(|| anyhow!("entry {id} vanished during the revert"))?;
+                        .binary_search_by_key(&id, |e| e.id)
+                        .map(|i| &later[i])
+                        .map_err(|_| anyhow!("entry {id} vanished during the revert"))?;
                     Change::Reverse {
                         entry_id: id,
                         date: entry.date,
@@ -220,13 +238,25 @@ async fn apply(
             };
             changes.push((change, ctx));
         }
-        for result in store.apply_in_order(changes).await {
-            result.context("applying a compensating entry")?;
+        for (action, result) in chunk.iter().zip(store.apply_in_order(changes).await) {
+            match (action, result) {
+                (RevertAction::Reverse(_), Ok(_)) => reversed += 1,
+                (RevertAction::Reinstate(_), Ok(_)) => reinstated += 1,
+                (
+                    RevertAction::Reverse(_),
+                    Err(wb_store::StoreError::Ledger(wb_core::LedgerError::AlreadyReversed(_))),
+                ) => {}
+                (_, Err(e)) => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "applying a compensating entry ({reversed} reversed and {reinstated} reinstated so far; running the same restore again completes it)"
+                    )))
+                }
+            }
         }
         done += chunk.len() as u64;
         progress(done, total);
     }
-    Ok(())
+    Ok((reversed, reinstated))
 }
 
 #[allow(clippy::too_many_arguments)]
