@@ -331,6 +331,8 @@ pub struct CompanyRecovery {
     /// Seconds between `restored_to` and the end of the recovery.
     pub age_seconds: Option<i64>,
     pub error: Option<String>,
+    /// Restored, but not whole: e.g. its audit trail only up to a damaged segment.
+    pub warning: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -413,9 +415,11 @@ pub async fn restore(platform: &Platform) -> anyhow::Result<DrReport> {
             restored_to: None,
             age_seconds: None,
             error: None,
+            warning: None,
         };
         match outcome {
-            Ok(replayed) => {
+            Ok((replayed, warning)) => {
+                recovery.warning = warning;
                 recovery.restored = true;
                 recovery.records = replayed.records;
                 recovery.last_seq = replayed.last_seq;
@@ -533,7 +537,7 @@ pub async fn restore(platform: &Platform) -> anyhow::Result<DrReport> {
 async fn restore_company(
     platform: &Platform,
     c: &CompanyConfig,
-) -> anyhow::Result<crate::backup::Replayed> {
+) -> anyhow::Result<(crate::backup::Replayed, Option<String>)> {
     let wrapped = match platform.objects.get(&dek_path(&c.id)).await {
         Ok(found) => found.bytes().await?.to_vec(),
         Err(object_store::Error::NotFound { .. }) => {
@@ -556,6 +560,9 @@ async fn restore_company(
             .map_err(|e| anyhow!("creating its database: {e}"))?;
         let outcome = async {
             let audit = crate::backup::audit_trail::import(platform, &key, &c.id, &store).await?;
+            if let Some(problem) = &audit.problem {
+                tracing::warn!(company = %c.id, restored_to = audit.last_seq, problem = %problem, "the company's audit trail is restored only in part");
+            }
             let replayed =
                 crate::backup::replay_shipped(platform, &key, &c.id, c.shipped_seq, &store, &skip)
                     .await?;
@@ -610,8 +617,14 @@ async fn restore_company(
         .control
         .set_cursor(
             &crate::backup::audit_trail::cursor_name(&c.id),
-            imported_audit,
+            imported_audit.last_seq,
         )
         .await?;
-    Ok(replayed)
+    let warning = imported_audit.problem.map(|problem| {
+        format!(
+            "its audit trail is restored up to event {} only: {problem}",
+            imported_audit.last_seq
+        )
+    });
+    Ok((replayed, warning))
 }

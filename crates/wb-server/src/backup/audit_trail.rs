@@ -138,14 +138,25 @@ pub fn spawn(platform: Arc<Platform>, mut stop: watch::Receiver<bool>) -> JoinHa
     })
 }
 
+/// How much of a company's shipped audit trail an import restored.
+#[derive(Debug, Clone, Default)]
+pub struct Imported {
+    pub last_seq: i64,
+    /// Why it stopped short (a missing or damaged segment): the trail is
+    /// restored up to `last_seq` and continues from there.
+    pub problem: Option<String>,
+}
+
 /// Copies a company's shipped audit trail, verified, into `store` (new and
-/// empty, before anything else is written to it); returns the last event.
+/// empty, before anything else is written to it). A missing or damaged
+/// segment stops the import there (the books are still worth restoring);
+/// only an unreadable listing is an error.
 pub async fn import(
     platform: &Platform,
     key: &DataKey,
     company_id: &str,
     store: &Arc<dyn TenantStore>,
-) -> anyhow::Result<i64> {
+) -> anyhow::Result<Imported> {
     let listing = platform
         .objects
         .list_with_delimiter(Some(&prefix(company_id)))
@@ -165,48 +176,81 @@ pub async fn import(
         if last < expected {
             continue;
         }
-        if first > expected {
-            bail!(
-                "audit segment missing: events {expected}..{} of company {company_id}",
-                first - 1
-            );
-        }
-        let sealed = platform
-            .objects
-            .get(&path)
-            .await
-            .with_context(|| format!("reading {path}"))?
-            .bytes()
-            .await
-            .with_context(|| format!("reading {path}"))?;
-        let plain = key
-            .open(&sealed, &aad(company_id, first, last))
-            .map_err(|_| anyhow!("audit segment {path} fails authentication"))?;
-        let mut events = Vec::new();
-        for line in plain.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let event: StoredAuditEvent = serde_json::from_slice(line)
-                .with_context(|| format!("audit segment {path} holds a malformed line"))?;
-            if event.seq >= expected {
-                events.push(event);
+        match import_segment(
+            platform,
+            key,
+            company_id,
+            store,
+            (first, last, &path),
+            expected,
+        )
+        .await
+        {
+            Ok(Some(end)) => expected = end + 1,
+            Ok(None) => {}
+            Err(e) => {
+                return Ok(Imported {
+                    last_seq: expected - 1,
+                    problem: Some(format!("{e:#}")),
+                })
             }
         }
-        let Some(end) = events.last().map(|e| e.seq) else {
-            continue;
-        };
-        let ctx = WriteContext {
-            actor: wb_store::Actor::system("dr"),
-            at: platform.now(),
-        };
-        let result = store
-            .apply_in_order(vec![(Change::ImportAudit(events), ctx)])
-            .await
-            .pop()
-            .ok_or_else(|| anyhow!("the store answered nothing"))?
-            .with_context(|| format!("importing audit segment {path}"))?;
-        match result {
-            Applied::AuditImported { last_seq } if last_seq == end => expected = end + 1,
-            _ => bail!("importing audit segment {path} did not end at event {end}"),
+    }
+    Ok(Imported {
+        last_seq: expected - 1,
+        problem: None,
+    })
+}
+
+/// Imports one segment's events from `expected` on; the last event imported.
+async fn import_segment(
+    platform: &Platform,
+    key: &DataKey,
+    company_id: &str,
+    store: &Arc<dyn TenantStore>,
+    (first, last, path): (i64, i64, &ObjectPath),
+    expected: i64,
+) -> anyhow::Result<Option<i64>> {
+    if first > expected {
+        bail!(
+            "audit segment missing: events {expected}..{} of company {company_id}",
+            first - 1
+        );
+    }
+    let sealed = platform
+        .objects
+        .get(path)
+        .await
+        .with_context(|| format!("reading {path}"))?
+        .bytes()
+        .await
+        .with_context(|| format!("reading {path}"))?;
+    let plain = key
+        .open(&sealed, &aad(company_id, first, last))
+        .map_err(|_| anyhow!("audit segment {path} fails authentication"))?;
+    let mut events = Vec::new();
+    for line in plain.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let event: StoredAuditEvent = serde_json::from_slice(line)
+            .with_context(|| format!("audit segment {path} holds a malformed line"))?;
+        if event.seq >= expected {
+            events.push(event);
         }
     }
-    Ok(expected - 1)
+    let Some(end) = events.last().map(|e| e.seq) else {
+        return Ok(None);
+    };
+    let ctx = WriteContext {
+        actor: wb_store::Actor::system("dr"),
+        at: platform.now(),
+    };
+    let result = store
+        .apply_in_order(vec![(Change::ImportAudit(events), ctx)])
+        .await
+        .pop()
+        .ok_or_else(|| anyhow!("the store answered nothing"))?
+        .with_context(|| format!("importing audit segment {path}"))?;
+    match result {
+        Applied::AuditImported { last_seq } if last_seq == end => Ok(Some(end)),
+        _ => bail!("importing audit segment {path} did not end at event {end}"),
+    }
 }

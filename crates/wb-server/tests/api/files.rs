@@ -61,10 +61,13 @@ async fn download(
     reqwest::header::HeaderMap,
     Result<Vec<u8>, reqwest::Error>,
 ) {
+    // A download the server cuts off leaves its connection dead: never pool
+    // it, or the next request could be sent on it.
     let resp = srv
         .client
         .get(srv.url(path))
         .bearer_auth(token)
+        .header(reqwest::header::CONNECTION, "close")
         .send()
         .await
         .expect("send");

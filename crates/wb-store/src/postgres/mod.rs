@@ -35,7 +35,21 @@ impl From<tokio_postgres::Error> for StoreError {
             if *code == SqlState::UNIQUE_VIOLATION {
                 return StoreError::Conflict(db.message().to_string());
             }
+            // The database went away under this connection (a company move
+            // drops its old database with FORCE): look again and retry.
+            if [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::INVALID_CATALOG_NAME,
+                SqlState::CANNOT_CONNECT_NOW,
+            ]
+            .contains(code)
+            {
+                return StoreError::Connect(db.message().to_string());
+            }
             return StoreError::Backend(db.message().to_string());
+        }
+        if e.is_closed() {
+            return StoreError::Connect(e.to_string());
         }
         StoreError::Backend(e.to_string())
     }

@@ -259,6 +259,9 @@ impl Writer {
                                 StoreError::Ledger(LedgerError::Overflow)
                             }
                             StoreError::Moved => StoreError::Moved,
+                            // Nothing was written: the caller may look for
+                            // the company elsewhere and send it again.
+                            StoreError::Connect(_) => StoreError::Connect(message.clone()),
                             _ => StoreError::Backend(message.clone()),
                         })
                     })
