@@ -93,7 +93,7 @@ pub use snapshot::{snapshot, SnapshotError};
 pub use storage::{
     blob_path, download, get, list, meta_path, prefix, prepare, save, ExportRecord, Prepared,
 };
-pub use stream::{write_to, write_to_store, Written};
+pub use stream::{write_to_store, Written};
 
 /// The `format` field of every manifest.
 pub const FORMAT: &str = "workbooks-export";

@@ -128,7 +128,7 @@ fn valid_id(export_id: &str) -> bool {
 
 /// Reads the company (one consistent snapshot) and reads every attachment
 /// once to take its SHA-256 for the manifest; nothing is encrypted or
-/// stored yet (`save`, `write_to_store` or `write_to` do that).
+/// stored yet (`save` or `write_to_store` do that).
 pub async fn prepare(
     platform: &Platform,
     store: &dyn TenantStore,

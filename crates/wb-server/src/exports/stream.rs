@@ -1,5 +1,5 @@
 //! Writing an export as a stream, in bounded memory: tar → age → a
-//! multipart upload (or any `Write`).
+//! multipart upload.
 //!
 //! The archive is written by synchronous code (`tar`, `age`) in a blocking
 //! task. Its encrypted output goes, in 64 KiB pieces, through a bounded
@@ -324,17 +324,4 @@ pub async fn write_to_store(
             Err(e)
         }
     }
-}
-
-/// Writes the encrypted export to `out` (a file, a buffer), streaming.
-pub async fn write_to<W: Write + Send + 'static>(
-    prepared: Prepared,
-    out: W,
-) -> anyhow::Result<(ExportRecord, W)> {
-    let (pending, job) = prepared.into_job();
-    let handle = Handle::current();
-    let (written, out) = tokio::task::spawn_blocking(move || job.run(out, &handle))
-        .await
-        .map_err(|e| anyhow::anyhow!("writing an export: {e}"))??;
-    Ok((pending.record(written), out))
 }
