@@ -1,8 +1,10 @@
 //! `workbooks export decrypt` on export files written by the library: it needs
-//! no server, data directory or master key, verifies the parts and writes them.
+//! no server, data directory or master key, verifies the parts and the
+//! attachments (streaming) and writes them.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -10,7 +12,7 @@ use wb_core::{EntryDraft, NewAccount, PostingDraft};
 use wb_crypto::{MasterKey, Secret};
 use wb_server::exports::age::secrecy::ExposeSecret;
 use wb_server::exports::age::x25519;
-use wb_server::exports::{self, CompanyInfo, ExportKey};
+use wb_server::exports::{self, CompanyInfo, ExportFile, ExportKey};
 use wb_server::{Platform, SystemClock};
 use wb_store::{Actor, WriteContext};
 
@@ -18,6 +20,43 @@ use common::{fails_with, ok_json, stderr_line, workbooks};
 
 const DESCRIPTION: &str = "Invoice 42 for Brightwater Mills";
 const PASSPHRASE: &str = "velvet quarry nimbus 58 orchard tundra";
+const INVOICE_MARKER: &str = "INVOICE-Brightwater-0042";
+/// Archive paths of the two attachments.
+const SCAN: &str = "files/1-scan_2026-03.tiff";
+const INVOICE: &str = "files/2-invoice__42_.txt";
+
+/// Two attachments: a scan of several MiB, and an invoice linked to entry 1.
+fn attachments() -> (Vec<ExportFile>, BTreeMap<i64, Vec<u8>>) {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let scan: Vec<u8> = (0..5 * 1024 * 1024 + 777)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let invoice = format!("{INVOICE_MARKER}\nTotal 10.00 EUR\n").into_bytes();
+    let files = vec![
+        ExportFile {
+            id: 1,
+            address: "a".repeat(64),
+            name: "scan 2026-03.tiff".into(),
+            content_type: "image/tiff".into(),
+            size: scan.len() as u64,
+            entry_id: None,
+        },
+        ExportFile {
+            id: 2,
+            address: "b".repeat(64),
+            name: "invoice (42).txt".into(),
+            content_type: "text/plain".into(),
+            size: invoice.len() as u64,
+            entry_id: Some(1),
+        },
+    ];
+    (files, BTreeMap::from([(1, scan), (2, invoice)]))
+}
 
 fn ctx() -> WriteContext {
     WriteContext {
@@ -26,7 +65,8 @@ fn ctx() -> WriteContext {
     }
 }
 
-/// A company with two accounts and three entries, exported (plaintext archive).
+/// A company with two accounts, three entries and two attachments, exported
+/// (plaintext archive).
 async fn export_plain(dir: &Path) -> Vec<u8> {
     let platform = Platform::open_embedded(
         dir,
@@ -61,7 +101,7 @@ async fn export_plain(dir: &Path) -> Vec<u8> {
         };
         store.post_entries(vec![draft], None, ctx()).await.unwrap();
     }
-    let snapshot = exports::snapshot(
+    let mut snapshot = exports::snapshot(
         &*store,
         CompanyInfo {
             id: company.id.clone(),
@@ -70,11 +110,14 @@ async fn export_plain(dir: &Path) -> Vec<u8> {
     )
     .await
     .unwrap();
-    let (_, plain) = exports::package(
+    let (files, contents) = attachments();
+    snapshot.files = files;
+    let (_, plain) = exports::package_with_files(
         &snapshot,
         "01900000-0000-7000-8000-000000000001",
         time::OffsetDateTime::now_utc(),
         "user:test",
+        &contents,
     )
     .unwrap();
     plain
@@ -115,6 +158,7 @@ async fn decrypts_an_identity_export_and_writes_its_parts() {
     assert!(text.contains("entries   3 (6 postings)"), "{text}");
     assert!(text.contains("accounts  2"), "{text}");
     assert!(text.contains("chain verified"), "{text}");
+    assert!(text.contains("files     2 ("), "{text}");
 
     let out_dir = dir.path().join("out");
     let summary = ok_json(&decrypt(&[
@@ -131,9 +175,32 @@ async fn decrypts_an_identity_export_and_writes_its_parts() {
     assert_eq!(manifest["company"]["name"], "Brightwater");
     assert_eq!(manifest["counts"]["entries"], 3);
     assert_eq!(manifest["counts"]["accounts"], 2);
-    assert_eq!(manifest["files"], serde_json::json!([]));
     assert_eq!(manifest["journal_seq"], 5);
-    assert_eq!(summary["written"].as_array().unwrap().len(), 5);
+    assert_eq!(manifest["version"], 2);
+    assert_eq!(summary["written"].as_array().unwrap().len(), 7);
+    assert_eq!(summary["files"]["count"], 2);
+    // The attachments: listed, written at their flat paths, exact bytes.
+    let (_, contents) = attachments();
+    let files = manifest["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2);
+    assert_eq!(files[0]["path"], SCAN);
+    assert_eq!(files[1]["path"], INVOICE);
+    assert_eq!(files[1]["name"], "invoice (42).txt");
+    assert_eq!(files[1]["content_type"], "text/plain");
+    assert_eq!(files[1]["entry"], "1");
+    assert!(files[0]["entry"].is_null());
+    assert_eq!(
+        summary["files"]["bytes"],
+        (contents[&1].len() + contents[&2].len()) as u64
+    );
+    for (id, path) in [(1, SCAN), (2, INVOICE)] {
+        let written = std::fs::read(out_dir.join(path)).unwrap();
+        assert!(written == contents[&id], "{path} holds the exact bytes");
+        assert_eq!(
+            files[id as usize - 1]["sha256"],
+            wb_crypto::sha256_hex(&written).as_str()
+        );
+    }
     // Each written part is exactly what the manifest describes.
     for part in manifest["parts"].as_array().unwrap() {
         let bytes = std::fs::read(out_dir.join(part["name"].as_str().unwrap())).unwrap();
@@ -322,6 +389,29 @@ async fn standard_tools_read_an_export() {
         );
     }
 
+    // The attachments, extracted by tar, are what the manifest describes.
+    let (_, contents) = attachments();
+    let files = manifest["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2);
+    for (file, id) in files.iter().zip([1, 2]) {
+        let bytes = std::fs::read(out_dir.join(file["path"].as_str().unwrap())).unwrap();
+        assert!(
+            bytes == contents[&id],
+            "{} holds the exact bytes",
+            file["path"]
+        );
+        assert_eq!(
+            wb_crypto::sha256_hex(&bytes),
+            file["sha256"].as_str().unwrap()
+        );
+        assert_eq!(bytes.len() as u64, file["bytes"].as_u64().unwrap());
+    }
+    assert_eq!(
+        std::fs::read_dir(out_dir.join("files")).unwrap().count(),
+        2,
+        "nothing else under files/"
+    );
+
     let summary = ok_json(&decrypt(&[
         "--in",
         file.to_str().unwrap(),
@@ -330,4 +420,61 @@ async fn standard_tools_read_an_export() {
         "--json",
     ]));
     assert_eq!(summary["manifest"], manifest);
+}
+
+/// An attachment altered inside an export (re-encrypted to the customer's
+/// public key, so age itself cannot tell) fails `workbooks export decrypt`
+/// with one clear line, and `--out` keeps nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_altered_attachment_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plain = export_plain(&dir.path().join("server")).await;
+    let at = plain
+        .windows(INVOICE_MARKER.len())
+        .position(|w| w == INVOICE_MARKER.as_bytes())
+        .expect("the invoice is in the archive");
+    plain[at] ^= 0x20;
+    let key = ExportKey::passphrase(Secret::new(PASSPHRASE.into()), &[]).unwrap();
+    let file = dir.path().join("altered.age");
+    std::fs::write(&file, exports::encrypt(&plain, &key).unwrap()).unwrap();
+    let pass = dir.path().join("pass.txt");
+    std::fs::write(&pass, PASSPHRASE).unwrap();
+    let args = [
+        "--in",
+        file.to_str().unwrap(),
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+    ];
+
+    let out = decrypt(&args);
+    fails_with(
+        &out,
+        &format!("{INVOICE} does not match its SHA-256 in the manifest"),
+    );
+    assert_eq!(
+        stderr_line(&out).lines().count(),
+        1,
+        "{}",
+        stderr_line(&out)
+    );
+
+    let out_dir = dir.path().join("out");
+    let mut with_out = args.to_vec();
+    with_out.extend(["--out", out_dir.to_str().unwrap()]);
+    fails_with(&decrypt(&with_out), "does not match its SHA-256");
+    let left: Vec<_> = walk(&out_dir);
+    assert!(left.is_empty(), "a failed export leaves nothing: {left:?}");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

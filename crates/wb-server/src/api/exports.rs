@@ -1,5 +1,5 @@
-//! Customer exports: a full, encrypted copy of a company (books, audit trail,
-//! change journal) that the customer can download and read offline with the
+//! Customer exports: a full, encrypted copy of a company (books, attachments,
+//! audit trail, change journal) that the customer can download and read offline with the
 //! age identity or passphrase it chose (`crate::exports` has the format).
 //!
 //! Owners and admins only (`Permission::ExportData`). Every creation and
@@ -161,7 +161,7 @@ pub async fn create(
         None => "encrypted to a passphrase".to_string(),
     };
     let prepared = exports::prepare(&platform, &*books.store, key, &books.caller.actor.id).await?;
-    let id = prepared.record.id.clone();
+    let id = prepared.id.clone();
     audit(
         &books,
         &platform,
@@ -251,7 +251,7 @@ pub async fn download(
     Path((company, export)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let books = Books::open(&platform, caller, &company, Permission::ExportData).await?;
-    let (record, bytes) = exports::download(&platform, &company, &export)
+    let (record, found) = exports::download(&platform, &company, &export)
         .await?
         .ok_or_else(|| ApiError::not_found("export"))?;
     audit(
@@ -271,8 +271,11 @@ pub async fn download(
         "attachment; filename=\"workbooks-export-{}-{}.age\"",
         record.company_id, record.id
     );
-    let mut response = bytes.into_response();
+    // Streamed from the object store: never read whole into memory.
+    let size = found.meta.size;
+    let mut response = axum::body::Body::from_stream(found.into_stream()).into_response();
     let headers = response.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),

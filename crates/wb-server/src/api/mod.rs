@@ -191,8 +191,9 @@ pub fn router(platform: AppState, config: &ServerConfig) -> Router {
     with_middleware(api, timeouts).with_state(platform)
 }
 
-/// How long a request may take: attachment uploads stream large bodies, so
-/// they get longer (each piece must still come within `request`).
+/// How long a request may take: attachment uploads stream large bodies, and
+/// creating an export streams every attachment, so they get longer (each
+/// piece of an upload must still come within `request`).
 #[derive(Debug, Clone, Copy)]
 struct Timeouts {
     request: Duration,
@@ -202,10 +203,12 @@ struct Timeouts {
 impl Timeouts {
     fn of(&self, request: &Request) -> Duration {
         let path = request.uri().path();
-        let upload = request.method() == axum::http::Method::POST
+        // Creating an export reads and writes every attachment (twice
+        // reading): as long as uploading them may take.
+        let long = request.method() == axum::http::Method::POST
             && path.starts_with("/api/v1/companies/")
-            && path.ends_with("/files");
-        if upload {
+            && (path.ends_with("/files") || path.ends_with("/exports"));
+        if long {
             self.upload
         } else {
             self.request

@@ -5,7 +5,8 @@
 //! destination (`destination.rs`), the access key of that bucket, an age
 //! recipient and a period. `jobs/export_pusher.rs` calls [`push_due`]
 //! (`push.rs`) every minute: for each due schedule it builds a full export
-//! with `crate::exports::prepare` (the same export a download gives),
+//! with `crate::exports::prepare` and streams it with
+//! `crate::exports::write_to_store` (the same export a download gives),
 //! encrypted to the recipient, and uploads it with a JSON sidecar.
 //!
 //! Secrets: the bucket's access key is sealed under the company's DEK

@@ -1,6 +1,6 @@
 //! One round of scheduled pushes: every due schedule whose company lease
 //! this node holds is claimed, its export built (`crate::exports::prepare`)
-//! and uploaded to the customer's destination as
+//! and streamed (multipart, `crate::exports::write_to_store`) to the customer's destination as
 //! `{prefix}/workbooks-{company}-{YYYYMMDDTHHMMSSZ}.age`, then a JSON sidecar
 //! (`.json`: the export's id, size, SHA-256 of the encrypted file, journal
 //! and audit positions, counts) written last, so a sidecar means a complete
@@ -292,8 +292,16 @@ async fn push(platform: &Platform, schedule: &ExportSchedule) -> Result<Pushed, 
     let prepared = exports::prepare(platform, &*tenant, key, &target(&schedule.id))
         .await
         .map_err(|e| format!("the export could not be built: {e}"))?;
-    let record = prepared.record;
     let (blob, sidecar) = object_names(company, platform.now());
+    // Streamed to the customer's store (multipart), never held in memory.
+    let record = exports::write_to_store(prepared, store.clone(), &blob)
+        .await
+        .map_err(|e| {
+            clean(
+                &format!("uploading the age file failed: {}", with_causes(e.as_ref())),
+                credentials,
+            )
+        })?;
     let sidecar_json = serde_json::to_vec_pretty(&Sidecar {
         format: "workbooks-export-push",
         version: 1,
@@ -301,7 +309,6 @@ async fn push(platform: &Platform, schedule: &ExportSchedule) -> Result<Pushed, 
         export: &record,
     })
     .map_err(|e| format!("the sidecar could not be written: {e}"))?;
-    upload(&*store, &blob, prepared.bytes, credentials).await?;
     upload(&*store, &sidecar, sidecar_json, credentials).await?;
     Ok(Pushed {
         object: destination.describe(&blob),

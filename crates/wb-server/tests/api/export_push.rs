@@ -390,7 +390,7 @@ async fn assert_export_of(
     bytes: &[u8],
     sidecar: &[u8],
     identity: x25519::Identity,
-) {
+) -> exports::ExportContents {
     assert!(bytes.starts_with(b"age-encryption.org/v1\n"));
     let contents = exports::decrypt_and_read(bytes, &Unlock::identity(identity)).unwrap();
     let (accounts, entries) = api_books(s, t).await;
@@ -414,6 +414,41 @@ async fn assert_export_of(
     assert_eq!(sidecar["size_bytes"], bytes.len() as u64);
     assert_eq!(sidecar["journal_seq"], head);
     assert_eq!(sidecar["encryption"], "age-x25519");
+    assert_eq!(
+        sidecar["counts"]["files"],
+        contents.manifest.files.len() as u64
+    );
+    contents
+}
+
+/// Uploads a 7 MiB attachment (more than one 5 MiB multipart part once
+/// exported); returns it and its archive path.
+async fn attach_scan(s: &TestServer, t: &Tenant) -> (Vec<u8>, String) {
+    let scan: Vec<u8> = (0..7 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let uploaded = s
+        .send(
+            Method::POST,
+            &t.path("/files?name=scan.tiff"),
+            Some(&t.token),
+            Body::Raw {
+                content_type: Some("image/tiff"),
+                bytes: scan.clone(),
+            },
+            &[],
+        )
+        .await
+        .ok(201);
+    let path = format!("files/{}-scan.tiff", uploaded["id"].as_str().unwrap());
+    (scan, path)
+}
+
+/// The export holds exactly the one attachment, byte for byte.
+fn assert_holds_scan(contents: &exports::ExportContents, scan: &[u8], path: &str) {
+    assert_eq!(contents.manifest.files.len(), 1);
+    assert_eq!(contents.manifest.files[0].path, path);
+    assert!(contents.files[path] == scan, "the attachment's exact bytes");
 }
 
 fn files_in(dir: &Path) -> Vec<PathBuf> {
@@ -455,6 +490,9 @@ async fn push_to_a_directory_holds_the_books() {
     .await
     .problem(422, "invalid-destination");
 
+    // An attachment (several MiB: more than one multipart part) goes along.
+    let (scan, path) = attach_scan(&s, &t).await;
+
     let now = OffsetDateTime::now_utc();
     let report = export_push::push_due(&s.platform, now).await.unwrap();
     assert_eq!(report.pushed, std::slice::from_ref(&t.id), "{report:?}");
@@ -470,7 +508,7 @@ async fn push_to_a_directory_holds_the_books() {
         sidecar.file_name().unwrap().to_str().unwrap(),
         name.replace(".age", ".json")
     );
-    assert_export_of(
+    let contents = assert_export_of(
         &s,
         &t,
         &std::fs::read(blob).unwrap(),
@@ -478,6 +516,7 @@ async fn push_to_a_directory_holds_the_books() {
         identity.clone(),
     )
     .await;
+    assert_holds_scan(&contents, &scan, &path);
 
     let status = s.get(&t.path("/export-schedule"), &t.token).await.ok(200);
     assert_eq!(status["last_push_status"], "success");
@@ -542,6 +581,7 @@ async fn push_to_an_s3_bucket_holds_the_books() {
     let moto = Moto::start().await;
     let s = TestServer::start_configured(configure).await;
     let t = books(&s, "Bucket Push Co").await;
+    let (scan, path) = attach_scan(&s, &t).await;
     let identity = x25519::Identity::generate();
     let recipient = identity.to_public().to_string();
     let destination = moto.url("customer/acme", "");
@@ -561,7 +601,10 @@ async fn push_to_an_s3_bucket_holds_the_books() {
     );
     let blob = moto.object(&keys[0]).await;
     let sidecar = moto.object(&keys[1]).await;
-    assert_export_of(&s, &t, &blob, &sidecar, identity).await;
+    let contents = assert_export_of(&s, &t, &blob, &sidecar, identity).await;
+    // Two multipart parts (5 MiB and the rest) on a real S3-protocol server.
+    assert!(blob.len() > 7 * 1024 * 1024, "{}", blob.len());
+    assert_holds_scan(&contents, &scan, &path);
 
     let status = s.get(&t.path("/export-schedule"), &t.token).await.ok(200);
     assert_eq!(status["last_push_status"], "success");

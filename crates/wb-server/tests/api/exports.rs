@@ -1,8 +1,9 @@
 //! Customer exports end to end over HTTPS (run by `exports.rs` on SQLCipher and
 //! `exports_postgres.rs` on PostgreSQL): create, list, fetch, download, decrypt
-//! offline, the mass-export alert, and every refusal.
+//! offline, attachments in the export, the mass-export alert, and every refusal.
 
-use crate::harness::{entry, Resp, Tenant, TestServer};
+use crate::harness::{entry, Body, Resp, Tenant, TestServer};
+use reqwest::Method;
 use serde_json::{json, Value};
 use wb_crypto::Secret;
 use wb_server::exports::age::x25519;
@@ -167,7 +168,7 @@ async fn recipient_export_holds_the_books_and_audit_trail() {
     let contents = exports::decrypt_and_read(&bytes, &Unlock::identity(identity)).unwrap();
     let m = &contents.manifest;
     assert_eq!(m.format, "workbooks-export");
-    assert_eq!(m.version, 1);
+    assert_eq!(m.version, 2);
     assert_eq!(m.export_id, id);
     assert_eq!(m.company.id, t.id);
     assert_eq!(m.company.name, "Exporting Co");
@@ -515,5 +516,207 @@ async fn many_exports_raise_the_mass_export_alert() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+    s.shutdown().await;
+}
+
+/// Deterministic bytes that do not repeat (no compression could hide them).
+fn content(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 56) as u8
+        })
+        .collect()
+}
+
+/// Uploads an attachment; returns its JSON view.
+async fn upload(
+    s: &TestServer,
+    t: &Tenant,
+    query: &str,
+    content_type: &'static str,
+    bytes: Vec<u8>,
+) -> Value {
+    s.send(
+        Method::POST,
+        &t.path(&format!("/files{query}")),
+        Some(&t.token),
+        Body::Raw {
+            content_type: Some(content_type),
+            bytes,
+        },
+        &[],
+    )
+    .await
+    .ok(201)
+}
+
+const RECEIPT_MARKER: &str = "RECEIPT-Quillfeather-4471";
+
+/// An export holds every attachment recorded before it, decrypted, at a
+/// safe flat path, listed in the manifest, with either key; files recorded
+/// after it are not in it.
+#[tokio::test(flavor = "multi_thread")]
+async fn exports_hold_the_attachments() {
+    let s = TestServer::start().await;
+    let t = books(&s, "Attached Co").await;
+    let entries = s.all_entries(&t, &t.token).await;
+    let linked = entries[1]["id"].as_str().unwrap().to_string();
+    let mut scan = content(6 * 1024 * 1024 + 12_345, 7);
+    scan[3_000_000..3_000_000 + RECEIPT_MARKER.len()].copy_from_slice(RECEIPT_MARKER.as_bytes());
+    let receipt = format!("{RECEIPT_MARKER}: 1200.50 EUR, paid\n").into_bytes();
+    let big = upload(
+        &s,
+        &t,
+        "?name=scan%202026%3A01%20(final).tiff",
+        "image/tiff",
+        scan.clone(),
+    )
+    .await;
+    let small = upload(
+        &s,
+        &t,
+        &format!("?name=re%C3%A7u.txt&entry={linked}"),
+        "text/plain",
+        receipt.clone(),
+    )
+    .await;
+
+    let identity = x25519::Identity::generate();
+    let created = s
+        .post(
+            &t.path("/exports"),
+            &t.token,
+            json!({ "recipient": identity.to_public().to_string() }),
+        )
+        .await
+        .ok(201);
+    assert_eq!(created["counts"]["files"], 2);
+    assert_eq!(
+        created["counts"]["file_bytes"],
+        (scan.len() + receipt.len()) as u64
+    );
+    // A file recorded after the export is not in it.
+    upload(&s, &t, "?name=later.txt", "text/plain", b"later".to_vec()).await;
+
+    let (status, bytes, headers) =
+        download(&s, &t.token, created["download"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        headers["content-length"].to_str().unwrap(),
+        bytes.len().to_string()
+    );
+    assert_eq!(bytes.len() as u64, created["size_bytes"].as_u64().unwrap());
+    assert_eq!(
+        wb_crypto::sha256_hex(&bytes),
+        created["sha256"].as_str().unwrap()
+    );
+    assert!(!contains(&bytes, RECEIPT_MARKER), "plaintext in the export");
+    for file in walk(
+        &s.data_dir
+            .join("objects")
+            .join("companies")
+            .join(&t.id)
+            .join("exports"),
+    ) {
+        let stored = std::fs::read(&file).unwrap();
+        assert!(!contains(&stored, RECEIPT_MARKER), "{}", file.display());
+    }
+
+    let contents = exports::decrypt_and_read(&bytes, &Unlock::identity(identity)).unwrap();
+    let m = &contents.manifest;
+    assert_eq!(m.version, 2);
+    assert_eq!(m.counts.files, 2);
+    let big_id = big["id"].as_str().unwrap();
+    let small_id = small["id"].as_str().unwrap();
+    let paths: Vec<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            format!("files/{big_id}-scan_2026_01__final_.tiff"),
+            format!("files/{small_id}-re_u.txt")
+        ]
+    );
+    let (first, second) = (&m.files[0], &m.files[1]);
+    assert_eq!(first.id, big_id);
+    assert_eq!(first.name, "scan 2026:01 (final).tiff");
+    assert_eq!(first.content_type, "image/tiff");
+    assert_eq!(first.entry, None);
+    assert_eq!(first.bytes, scan.len() as u64);
+    assert_eq!(first.sha256, wb_crypto::sha256_hex(&scan));
+    assert_eq!(second.name, "reçu.txt");
+    assert_eq!(second.content_type, "text/plain");
+    assert_eq!(second.entry.as_deref(), Some(linked.as_str()));
+    assert_eq!(second.sha256, wb_crypto::sha256_hex(&receipt));
+    assert!(
+        contents.files[&first.path] == scan,
+        "the scan's exact bytes"
+    );
+    assert_eq!(contents.files[&second.path], receipt);
+    // The journal records both uploads, up to the export's position.
+    let added = contents
+        .journal
+        .iter()
+        .filter(|r| r.kind == "file_added")
+        .count();
+    assert_eq!(added, 2);
+
+    // A passphrase export holds the same files.
+    let created = s
+        .post(
+            &t.path("/exports"),
+            &t.token,
+            json!({ "passphrase": EXPORT_PASSPHRASE }),
+        )
+        .await
+        .ok(201);
+    assert_eq!(created["counts"]["files"], 3);
+    let (_, bytes, _) = download(&s, &t.token, created["download"].as_str().unwrap()).await;
+    let contents = exports::decrypt_and_read(
+        &bytes,
+        &Unlock::Passphrase(Secret::new(EXPORT_PASSPHRASE.into())),
+    )
+    .unwrap();
+    assert_eq!(contents.manifest.files.len(), 3);
+    let scan_path = &contents.manifest.files[0].path;
+    assert!(contents.files[scan_path] == scan, "the scan's exact bytes");
+    assert_eq!(contents.files[&contents.manifest.files[2].path], b"later");
+    s.shutdown().await;
+}
+
+/// An attachment whose object is gone makes the export fail, leaving no
+/// export behind (never an export that silently lacks a file).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_with_an_unreadable_attachment_fails() {
+    let s = TestServer::start().await;
+    let t = books(&s, "Broken Files Co").await;
+    let file = upload(
+        &s,
+        &t,
+        "?name=gone.pdf",
+        "application/pdf",
+        content(1000, 3),
+    )
+    .await;
+    let address = file["address"].as_str().unwrap();
+    use object_store::ObjectStoreExt;
+    s.platform
+        .objects
+        .delete(&wb_server::files::object_path(&t.id, address))
+        .await
+        .unwrap();
+    let recipient = x25519::Identity::generate().to_public().to_string();
+    let resp = s
+        .post(
+            &t.path("/exports"),
+            &t.token,
+            json!({ "recipient": recipient }),
+        )
+        .await;
+    assert!(resp.status.is_server_error(), "{}", resp.text);
+    no_exports(s.get(&t.path("/exports"), &t.token).await);
     s.shutdown().await;
 }
