@@ -6,9 +6,8 @@
 //! this process held at once (the server runs in this process). Its own test
 //! binary, so no other test's allocations are counted.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -21,71 +20,17 @@ mod harness;
 
 const BACKEND: harness::Backend = harness::Backend::Sqlite;
 
-struct Counting;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
+use counting_alloc::{baseline, piece, MIB, PEAK, PIECE};
 
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
-        if !new.is_null() {
-            if new_size > layout.size() {
-                let grown = new_size - layout.size();
-                let now = CURRENT.fetch_add(grown, Ordering::Relaxed) + grown;
-                PEAK.fetch_max(now, Ordering::Relaxed);
-            } else {
-                CURRENT.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-            }
-        }
-        new
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-const MIB: usize = 1024 * 1024;
 const FILE: usize = 64 * MIB;
-const PIECE: usize = 256 * 1024;
 /// The most heap creating, downloading or verifying the export may add: a
 /// multipart part being filled and two uploading (5 MiB each), the channel
 /// between the archive writer and the upload (1 MiB) and buffers; far below
 /// the attachment's size.
 const BOUND: usize = 24 * MIB;
-
-fn piece(i: usize) -> Vec<u8> {
-    let mut state = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (0..PIECE)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
-/// Resets the peak to what is held now; returns that baseline.
-fn baseline() -> usize {
-    let now = CURRENT.load(Ordering::Relaxed);
-    PEAK.store(now, Ordering::Relaxed);
-    now
-}
 
 fn mib(bytes: usize) -> f64 {
     bytes as f64 / MIB as f64

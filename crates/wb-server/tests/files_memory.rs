@@ -4,8 +4,7 @@
 //! server runs in this process). Its own test binary, so no other test's
 //! allocations are counted.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -16,69 +15,15 @@ mod harness;
 
 const BACKEND: harness::Backend = harness::Backend::Sqlite;
 
-struct Counting;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
+use counting_alloc::{baseline, piece, MIB, PEAK, PIECE};
 
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
-        if !new.is_null() {
-            if new_size > layout.size() {
-                let grown = new_size - layout.size();
-                let now = CURRENT.fetch_add(grown, Ordering::Relaxed) + grown;
-                PEAK.fetch_max(now, Ordering::Relaxed);
-            } else {
-                CURRENT.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-            }
-        }
-        new
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-const MIB: usize = 1024 * 1024;
 const FILE: usize = 64 * MIB;
-const PIECE: usize = 256 * 1024;
 /// The most heap the upload or the download may add: a few multipart parts
 /// (5 MiB each) and buffers, far below the file's size.
 const BOUND: usize = 16 * MIB;
-
-fn piece(i: usize) -> Vec<u8> {
-    let mut state = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (0..PIECE)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
-/// Resets the peak to what is held now; returns that baseline.
-fn baseline() -> usize {
-    let now = CURRENT.load(Ordering::Relaxed);
-    PEAK.store(now, Ordering::Relaxed);
-    now
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_64_mib_file_streams_in_bounded_memory() {
