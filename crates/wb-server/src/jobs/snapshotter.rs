@@ -42,6 +42,26 @@ pub async fn due(
     Ok(age >= i64::try_from(policy.snapshot_every.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// Runs `work` while renewing the company's snapshot lease every third of its
+/// lifetime, so another node does not take over a long snapshot or prune.
+async fn with_lease_renewed<T>(
+    platform: &Platform,
+    company_id: &str,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let name = lease(company_id);
+    let renew = async {
+        loop {
+            tokio::time::sleep(super::LEASE_TTL / 3).await;
+            super::hold_lease(&*platform.control, &platform.node_id, &name).await;
+        }
+    };
+    tokio::select! {
+        out = work => out,
+        never = renew => never,
+    }
+}
+
 /// One round of snapshots over every company this node may take; returns how
 /// many were taken.
 pub async fn snapshot_round(platform: &Platform, policy: &BackupPolicy) -> anyhow::Result<usize> {
@@ -51,7 +71,13 @@ pub async fn snapshot_round(platform: &Platform, policy: &BackupPolicy) -> anyho
             continue;
         }
         match due(platform, &company.id, policy).await {
-            Ok(true) => match snapshot::take(platform, &company.id).await {
+            Ok(true) => match with_lease_renewed(
+                platform,
+                &company.id,
+                snapshot::take(platform, &company.id),
+            )
+            .await
+            {
                 Ok(Some(m)) => {
                     taken += 1;
                     tracing::info!(company = %company.id, seq = m.seq, parts = m.parts.len(), bytes = m.bytes, "snapshot taken");
@@ -75,7 +101,13 @@ async fn prune_round(platform: &Platform, policy: &BackupPolicy) -> anyhow::Resu
         if !super::hold_lease(&*platform.control, &platform.node_id, &lease(&company.id)).await {
             continue;
         }
-        match prune(platform, &company.id, policy.retention).await {
+        match with_lease_renewed(
+            platform,
+            &company.id,
+            prune(platform, &company.id, policy.retention),
+        )
+        .await
+        {
             Ok(p) if !p.snapshots_deleted.is_empty() || p.segments_deleted > 0 => {
                 tracing::info!(company = %company.id, snapshots = p.snapshots_deleted.len(), segments = p.segments_deleted, "retention pruned backups");
             }
