@@ -128,7 +128,7 @@ pub struct NewAccountRequest {
     pub currency: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AccountView {
     pub id: String,
     pub code: String,
@@ -154,7 +154,7 @@ impl From<&Account> for AccountView {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostingBody {
     pub account: String,
@@ -180,7 +180,7 @@ pub struct BatchRequest {
     pub entries: Vec<NewEntryRequest>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EntryView {
     pub id: String,
     pub date: String,

@@ -4,9 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use wb_store::{Account, Entry, FileRecord, StoredAuditEvent};
+use wb_store::{FileRecord, StoredAuditEvent};
 
-use crate::dto::rfc3339;
 use crate::jobs::shipper::SegmentRecord;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -80,76 +79,12 @@ pub struct Manifest {
     pub files: Vec<FileRef>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExportAccount {
-    pub id: String,
-    pub code: String,
-    pub name: String,
-    #[serde(rename = "type")]
-    pub account_type: String,
-    pub parent: Option<String>,
-    pub currency: Option<String>,
-    pub created_at: String,
-}
-
-impl From<&Account> for ExportAccount {
-    fn from(a: &Account) -> Self {
-        ExportAccount {
-            id: a.id.to_string(),
-            code: a.code.clone(),
-            name: a.name.clone(),
-            account_type: a.account_type.as_str().into(),
-            parent: a.parent.clone(),
-            currency: a.currency.map(|c| c.code().to_string()),
-            created_at: rfc3339(a.created_at),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExportPosting {
-    pub account: String,
-    /// Signed decimal string, debit positive.
-    pub amount: String,
-    pub currency: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExportEntry {
-    pub id: String,
-    pub date: String,
-    pub description: String,
-    pub reference: Option<String>,
-    pub postings: Vec<ExportPosting>,
-    pub reverses: Option<String>,
-    pub reversed_by: Option<String>,
-    pub created_at: String,
-    pub created_by: String,
-}
-
-impl From<&Entry> for ExportEntry {
-    fn from(e: &Entry) -> Self {
-        ExportEntry {
-            id: e.id.to_string(),
-            date: e.date.to_string(),
-            description: e.description.clone(),
-            reference: e.reference.clone(),
-            postings: e
-                .postings
-                .iter()
-                .map(|p| ExportPosting {
-                    account: p.account.clone(),
-                    amount: p.currency.format(i128::from(p.amount)),
-                    currency: p.currency.code().to_string(),
-                })
-                .collect(),
-            reverses: e.reverses.map(|id| id.to_string()),
-            reversed_by: e.reversed_by.map(|id| id.to_string()),
-            created_at: rfc3339(e.created_at),
-            created_by: e.created_by.clone(),
-        }
-    }
-}
+/// Accounts, entries and postings are written exactly as the API returns
+/// them (`GET …/accounts`, `GET …/entries/{id}`): one type for both, so the
+/// export cannot drift from the API.
+pub type ExportAccount = crate::dto::AccountView;
+pub type ExportEntry = crate::dto::EntryView;
+pub type ExportPosting = crate::dto::PostingBody;
 
 /// An event of the company's audit chain, with its links.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
