@@ -1,7 +1,7 @@
 //! What the company writers of both backends accept and answer.
 
 use time::Date;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use wb_core::{EntryDraft, NewAccount};
 
 use crate::model::*;
@@ -89,4 +89,34 @@ pub(crate) fn applied_of(output: Output) -> Result<Applied, StoreError> {
             "writer answered with the wrong kind of result".into(),
         )),
     }
+}
+
+/// Queues the changes on a company writer in this order, all at once (sent
+/// one after another from this one task, so the queue keeps the order), and
+/// collects each one's result.
+pub(crate) async fn apply_in_order(
+    writer: &mpsc::Sender<Job>,
+    changes: Vec<(Change, WriteContext)>,
+) -> Vec<Result<Applied, StoreError>> {
+    let mut answers = Vec::with_capacity(changes.len());
+    for (change, ctx) in changes {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            command: command_of(change),
+            ctx,
+            reply,
+        };
+        answers.push(writer.send(job).await.ok().map(|()| answer));
+    }
+    let mut results = Vec::with_capacity(answers.len());
+    for answer in answers {
+        results.push(match answer {
+            Some(answer) => match answer.await {
+                Ok(output) => output.and_then(applied_of),
+                Err(_) => Err(StoreError::WriterStopped),
+            },
+            None => Err(StoreError::WriterStopped),
+        });
+    }
+    results
 }

@@ -23,7 +23,7 @@ use super::tenant_writer;
 use crate::chain;
 use crate::model::*;
 use crate::sqlite::conn::{day, parse_day, parse_ts};
-use crate::writer_jobs::{applied_of, command_of, Command, Job, Output};
+use crate::writer_jobs::{Command, Job, Output};
 use crate::{StoreError, TenantDirectory, TenantStore};
 
 pub const MAX_PAGE: u32 = 1000;
@@ -299,31 +299,7 @@ impl TenantStore for PgTenant {
         changes: Vec<(Change, WriteContext)>,
     ) -> Vec<Result<Applied, StoreError>> {
         let route = self.route();
-        let mut answers = Vec::with_capacity(changes.len());
-        // Sent one after another from this one task: the queue keeps the order.
-        for (change, ctx) in changes {
-            let (reply, answer) = oneshot::channel();
-            let job = Job {
-                command: command_of(change),
-                ctx,
-                reply,
-            };
-            answers.push(match route.writer.send(job).await {
-                Ok(()) => Some(answer),
-                Err(_) => None,
-            });
-        }
-        let mut results = Vec::with_capacity(answers.len());
-        for answer in answers {
-            results.push(match answer {
-                Some(answer) => match answer.await {
-                    Ok(output) => output.and_then(applied_of),
-                    Err(_) => Err(StoreError::WriterStopped),
-                },
-                None => Err(StoreError::WriterStopped),
-            });
-        }
-        results
+        crate::writer_jobs::apply_in_order(&route.writer, changes).await
     }
 
     async fn add_file(&self, file: NewFile, ctx: WriteContext) -> Result<FileRecord, StoreError> {
