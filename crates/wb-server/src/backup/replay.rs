@@ -47,8 +47,8 @@ struct AccountCreated {
     currency: Option<String>,
 }
 
-/// An entry as journal payloads carry it (`entries_posted`,
-/// `entries_restored`, and inside `entry_reversed`).
+/// An entry as journal payloads carry it (`entries_posted`, and inside
+/// `entry_reversed`).
 #[derive(Deserialize)]
 struct EntryRecord {
     id: i64,
@@ -130,7 +130,7 @@ fn decode(kind: &str, payload: &str, at: &str) -> anyhow::Result<Decoded> {
     };
     match kind {
         "account_created" => Ok(Decoded::Account(serde_json::from_str(payload)?)),
-        "entries_posted" | "entries_restored" => {
+        "entries_posted" => {
             let p: EntriesPayload = serde_json::from_str(payload)?;
             Ok(Decoded::Entries(p.entries.into_iter().map(fill).collect()))
         }

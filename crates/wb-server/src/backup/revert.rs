@@ -74,7 +74,7 @@ async fn entries_between(
         };
         for record in page.iter().filter(|r| r.seq <= head) {
             let payload: serde_json::Value = match record.kind.as_str() {
-                "entries_posted" | "entries_restored" | "entry_reversed" => {
+                "entries_posted" | "entry_reversed" => {
                     serde_json::from_str(&record.payload)
                         .with_context(|| format!("journal record {} is malformed", record.seq))?
                 }
