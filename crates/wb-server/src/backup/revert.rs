@@ -74,10 +74,8 @@ async fn entries_between(
         };
         for record in page.iter().filter(|r| r.seq <= head) {
             let payload: serde_json::Value = match record.kind.as_str() {
-                "entries_posted" | "entry_reversed" => {
-                    serde_json::from_str(&record.payload)
-                        .with_context(|| format!("journal record {} is malformed", record.seq))?
-                }
+                "entries_posted" | "entry_reversed" => serde_json::from_str(&record.payload)
+                    .with_context(|| format!("journal record {} is malformed", record.seq))?,
                 _ => continue,
             };
             let ids = payload["entries"]
