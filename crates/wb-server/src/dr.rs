@@ -3,7 +3,13 @@
 //! Every minute, when it changed, the platform's configuration — companies
 //! (without key material), users (with passphrase hashes), memberships and API
 //! keys (hashes only), and how far each company's journal was shipped — is
-//! sealed with the platform backup key and put at `config/{millis}-{digest}.sealed`.
+//! sealed with the platform backup key and put at `config/{millis}-{digest}.v2.sealed`,
+//! its object name (so its time) bound as associated data: an older backup's
+//! bytes copied over the newest name fail authentication, and restore refuses
+//! them rather than fall back. Backups of earlier versions
+//! (`config/{millis}-{digest}.sealed`, constant associated data) still restore
+//! while no newer-format backup exists; once one does, an old-format backup
+//! named as newer is refused.
 //! Each company's KEK-wrapped DEK is its own object, `keys/companies/{id}.dek`,
 //! so deleting it makes that company's backups unreadable for good
 //! (crypto-shredding), and the platform backup key is itself wrapped by the
@@ -37,13 +43,55 @@ const FORMAT: u32 = 1;
 const PLATFORM_KEY: &str = "keys/platform.dek";
 const PLATFORM_KEY_CONTEXT: &str = "workbooks:platform-backup-key";
 const CONFIG_PREFIX: &str = "config";
-const CONFIG_AAD: &[u8] = b"workbooks-config-backup/v1";
+/// Associated data of configuration backups written before it named the object.
+const LEGACY_CONFIG_AAD: &[u8] = b"workbooks-config-backup/v1";
+const CONFIG_SUFFIX: &str = ".v2.sealed";
+const LEGACY_CONFIG_SUFFIX: &str = ".sealed";
 /// How often the job looks for changes.
 pub const CONFIG_BACKUP_EVERY: Duration = Duration::from_secs(60);
 pub const CONFIG_BACKUP_LEASE: &str = "config-backup";
 
 fn dek_path(company_id: &str) -> ObjectPath {
     ObjectPath::from(format!("keys/companies/{company_id}.dek"))
+}
+
+/// Associated data of a configuration backup: its full object name, which
+/// holds the time it was taken and its digest.
+fn config_aad(path: &ObjectPath) -> Vec<u8> {
+    format!("workbooks-config-backup/v2\n{path}").into_bytes()
+}
+
+/// A configuration backup in the object store, by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ConfigObject {
+    path: ObjectPath,
+    digest: String,
+    /// Written by a version that binds the name into the associated data.
+    named: bool,
+}
+
+impl ConfigObject {
+    fn parse(path: ObjectPath) -> Option<ConfigObject> {
+        let name = path.filename()?;
+        let (stem, named) = match name.strip_suffix(CONFIG_SUFFIX) {
+            Some(stem) => (stem, true),
+            None => (name.strip_suffix(LEGACY_CONFIG_SUFFIX)?, false),
+        };
+        let digest = stem.split_once('-')?.1.to_string();
+        Some(ConfigObject {
+            digest,
+            named,
+            path,
+        })
+    }
+
+    fn aad(&self) -> Vec<u8> {
+        if self.named {
+            config_aad(&self.path)
+        } else {
+            LEGACY_CONFIG_AAD.to_vec()
+        }
+    }
 }
 
 fn rfc3339(at: OffsetDateTime) -> String {
@@ -258,16 +306,24 @@ pub async fn backup_config_once(
     let snapshot = ConfigSnapshot::take(platform).await?;
     let digest = snapshot.digest()?;
     if state.last_digest.is_none() {
-        state.last_digest = latest_config(platform).await?.map(|(_, d)| d.to_string());
+        // An old-format newest backup is written again in the new format, so
+        // old-format ones can no longer pass as the newest.
+        state.last_digest = config_objects(platform)
+            .await?
+            .pop()
+            .filter(|o| o.named)
+            .map(|o| o.digest);
     }
     if state.last_digest.as_deref() == Some(digest.as_str()) {
         return Ok(false);
     }
-    let sealed = key
-        .seal(&serde_json::to_vec(&snapshot)?, CONFIG_AAD)
-        .map_err(|e| anyhow!("sealing the configuration backup: {e}"))?;
     let millis = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-    let path = ObjectPath::from(format!("{CONFIG_PREFIX}/{millis:020}-{digest}.sealed"));
+    let path = ObjectPath::from(format!(
+        "{CONFIG_PREFIX}/{millis:020}-{digest}{CONFIG_SUFFIX}"
+    ));
+    let sealed = key
+        .seal(&serde_json::to_vec(&snapshot)?, &config_aad(&path))
+        .map_err(|e| anyhow!("sealing the configuration backup: {e}"))?;
     platform
         .objects
         .put(&path, PutPayload::from(sealed))
@@ -277,22 +333,49 @@ pub async fn backup_config_once(
     Ok(true)
 }
 
-/// The newest configuration snapshot's path and digest.
-async fn latest_config(platform: &Platform) -> anyhow::Result<Option<(ObjectPath, String)>> {
+/// Every configuration backup, oldest first (names start with the time).
+async fn config_objects(platform: &Platform) -> anyhow::Result<Vec<ConfigObject>> {
     let listing = platform
         .objects
         .list_with_delimiter(Some(&ObjectPath::from(CONFIG_PREFIX)))
         .await
         .context("listing configuration backups")?;
-    Ok(listing
+    let mut objects: Vec<ConfigObject> = listing
         .objects
         .into_iter()
-        .filter_map(|m| {
-            let name = m.location.filename()?.to_string();
-            let digest = name.strip_suffix(".sealed")?.split_once('-')?.1.to_string();
-            Some((m.location, digest))
-        })
-        .max_by(|a, b| a.0.as_ref().cmp(b.0.as_ref())))
+        .filter_map(|m| ConfigObject::parse(m.location))
+        .collect();
+    objects.sort_by(|a, b| a.path.as_ref().cmp(b.path.as_ref()));
+    Ok(objects)
+}
+
+/// The newest configuration backup, authenticated under its own name. Never
+/// an older one instead: a newest backup that fails is refused, not skipped.
+async fn latest_config(
+    platform: &Platform,
+    key: &DataKey,
+) -> anyhow::Result<(ObjectPath, ConfigSnapshot)> {
+    let objects = config_objects(platform).await?;
+    let newest = objects
+        .last()
+        .ok_or_else(|| anyhow!("the object store holds no configuration backup"))?;
+    let path = &newest.path;
+    if !newest.named {
+        if let Some(named) = objects.iter().rev().find(|o| o.named) {
+            bail!(
+                "configuration backup {path} is in the old format but newer than {}, a new-format one: refusing it (an older backup copied over?)",
+                named.path
+            );
+        }
+    }
+    let sealed = platform.objects.get(path).await?.bytes().await?;
+    let plain = key.open(&sealed, &newest.aad()).map_err(|_| {
+        anyhow!(
+            "configuration backup {path} fails authentication (tampered with, an older backup copied over it, or not this platform's): refusing to restore an older configuration in its place"
+        )
+    })?;
+    let snapshot = serde_json::from_slice(&plain).context("reading the configuration backup")?;
+    Ok((path.clone(), snapshot))
 }
 
 /// Runs `backup_config_once` every `every` on the node holding the lease.
@@ -355,17 +438,7 @@ pub async fn restore(platform: &Platform) -> anyhow::Result<DrReport> {
         bail!("disaster recovery restores into an empty deployment; this one already has companies or users");
     }
     let key = platform_key(platform, false).await?;
-    let (path, _) = latest_config(platform)
-        .await?
-        .ok_or_else(|| anyhow!("the object store holds no configuration backup"))?;
-    let sealed = platform.objects.get(&path).await?.bytes().await?;
-    let plain = key.open(&sealed, CONFIG_AAD).map_err(|_| {
-        anyhow!(
-            "configuration backup {path} fails authentication (tampered or not this platform's)"
-        )
-    })?;
-    let snapshot: ConfigSnapshot =
-        serde_json::from_slice(&plain).context("reading the configuration backup")?;
+    let (path, snapshot) = latest_config(platform, &key).await?;
     if snapshot.format != FORMAT {
         bail!(
             "configuration backup format {} is not supported by this build",

@@ -304,3 +304,145 @@ fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// The configuration backups in `objects`, oldest first.
+fn config_backups(objects: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = walkdir(&objects.join("config"));
+    found.sort();
+    found
+}
+
+async fn signup(p: &Platform, name: &str, email: &str) {
+    p.signup(
+        name,
+        email,
+        &Secret::new(PASSPHRASE.into()),
+        Actor::system("test"),
+    )
+    .await
+    .unwrap();
+}
+
+/// A configuration backup is bound to its object name (its time): an older
+/// backup's bytes put over the newest fail authentication, and restore refuses
+/// with one line instead of bringing back the older configuration. Untouched,
+/// it restores the newest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_configuration_backup_cannot_pass_as_the_newest() {
+    let objects = tempfile::tempdir().unwrap();
+    let old_dir = tempfile::tempdir().unwrap();
+    let master = MasterKey::generate();
+    let old = platform(old_dir.path(), objects.path(), &master);
+    let mut config = ConfigBackupState::default();
+    signup(&old, "First Ltd", "first@example.com").await;
+    assert!(dr::backup_config_once(&old, &mut config).await.unwrap());
+    signup(&old, "Second Ltd", "second@example.com").await;
+    assert!(dr::backup_config_once(&old, &mut config).await.unwrap());
+    ship_once(&old, &mut ShipperState::default()).await.unwrap();
+    let backups = config_backups(objects.path());
+    assert_eq!(backups.len(), 2, "{backups:?}");
+    let newest_name = backups[1]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+
+    // Rolled back: the newest object now holds the older backup.
+    let newest = std::fs::read(&backups[1]).unwrap();
+    std::fs::copy(&backups[0], &backups[1]).unwrap();
+    let new_dir = tempfile::tempdir().unwrap();
+    let fresh = platform(new_dir.path(), objects.path(), &master);
+    let err = format!("{:#}", dr::restore(&fresh).await.unwrap_err());
+    assert!(
+        err.contains(&newest_name) && err.contains("fails authentication") && !err.contains('\n'),
+        "{err}"
+    );
+    assert!(
+        fresh.control.users().await.unwrap().is_empty(),
+        "nothing restored"
+    );
+
+    std::fs::write(&backups[1], newest).unwrap();
+    let report = dr::restore(&fresh).await.unwrap();
+    assert!(report.configuration_from.ends_with(&newest_name));
+    assert_eq!(report.users, 2, "the newest configuration");
+    assert_eq!(report.companies.len(), 2);
+}
+
+/// A store whose only configuration backup was written by the previous
+/// version (constant associated data, `.sealed` name) still restores; the
+/// next backup round writes the configuration in the new format, after which
+/// an old-format backup named as the newest is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_backups_of_the_previous_format_restore_but_not_as_newer() {
+    let objects = tempfile::tempdir().unwrap();
+    let old_dir = tempfile::tempdir().unwrap();
+    let master = MasterKey::generate();
+    let old = platform(old_dir.path(), objects.path(), &master);
+    signup(&old, "Legacy Ltd", "legacy@example.com").await;
+    assert!(
+        dr::backup_config_once(&old, &mut ConfigBackupState::default())
+            .await
+            .unwrap()
+    );
+    ship_once(&old, &mut ShipperState::default()).await.unwrap();
+
+    // Rewrite it as the previous version wrote it.
+    let wrapped = std::fs::read(objects.path().join("keys/platform.dek")).unwrap();
+    let key = master
+        .unwrap_key(&wrapped, "workbooks:platform-backup-key")
+        .unwrap();
+    let backups = config_backups(objects.path());
+    assert_eq!(backups.len(), 1);
+    let name = backups[0]
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let stem = name.strip_suffix(".v2.sealed").expect("new-format name");
+    let plain = key
+        .open(
+            &std::fs::read(&backups[0]).unwrap(),
+            format!("workbooks-config-backup/v2\nconfig/{name}").as_bytes(),
+        )
+        .unwrap();
+    let legacy_bytes = key.seal(&plain, b"workbooks-config-backup/v1").unwrap();
+    let legacy = objects.path().join("config").join(format!("{stem}.sealed"));
+    std::fs::write(&legacy, &legacy_bytes).unwrap();
+    std::fs::remove_file(&backups[0]).unwrap();
+
+    let new_dir = tempfile::tempdir().unwrap();
+    let fresh = platform(new_dir.path(), objects.path(), &master);
+    let report = dr::restore(&fresh).await.unwrap();
+    assert_eq!(report.users, 1);
+    assert!(report.configuration_from.ends_with(".sealed"));
+
+    // The next round rewrites the unchanged configuration in the new format.
+    assert!(
+        dr::backup_config_once(&old, &mut ConfigBackupState::default())
+            .await
+            .unwrap()
+    );
+    let backups = config_backups(objects.path());
+    assert_eq!(backups.len(), 2);
+    assert!(backups[1].to_str().unwrap().ends_with(".v2.sealed"));
+    // An old-format backup named as newer than it is refused.
+    let replayed = objects.path().join("config").join(format!(
+        "99999999999999999999-{}.sealed",
+        stem.split_once('-').unwrap().1
+    ));
+    std::fs::write(&replayed, &legacy_bytes).unwrap();
+    let new_dir = tempfile::tempdir().unwrap();
+    let fresh = platform(new_dir.path(), objects.path(), &master);
+    let err = format!("{:#}", dr::restore(&fresh).await.unwrap_err());
+    assert!(
+        err.contains("99999999999999999999-") && err.contains("old format") && !err.contains('\n'),
+        "{err}"
+    );
+    std::fs::remove_file(&replayed).unwrap();
+    let report = dr::restore(&fresh).await.unwrap();
+    assert!(report.configuration_from.ends_with(".v2.sealed"));
+    assert_eq!(report.users, 1);
+}
