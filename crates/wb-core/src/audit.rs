@@ -114,6 +114,20 @@ pub enum ChainError {
     BadSignature { seq: i64 },
     #[error("checkpoint at event {seq} is out of order or replayed")]
     CheckpointReplayed { seq: i64 },
+    #[error("checkpoint at event {seq} is signed by node {node}, whose key is not certified by this deployment's master key (a forged node, or one that never ran a version that certifies its key)")]
+    Uncertified { seq: i64, node: String },
+}
+
+/// What a checkpoint's signature establishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signer {
+    /// Not signed by the key its node is registered with.
+    Invalid,
+    /// Signed by its node's registered key, which nothing vouches for: the
+    /// register lives in the database the checkpoints protect.
+    Uncertified,
+    /// Signed by a node key certified by a holder of the master key.
+    Certified,
 }
 
 /// What a successful verification establishes.
@@ -125,11 +139,34 @@ pub struct Verified {
 }
 
 /// Verifies events (in stored order, starting at sequence 1) and the
-/// checkpoints of their source, oldest first.
+/// checkpoints of their source, oldest first; every checkpoint whose signature
+/// checks counts as certified.
 pub fn verify(
     events: &[ChainedEvent],
     checkpoints: &[Checkpoint],
     signature_ok: impl Fn(&Checkpoint) -> bool,
+) -> Result<Verified, ChainError> {
+    verify_certified(events, checkpoints, |cp| {
+        if signature_ok(cp) {
+            Signer::Certified
+        } else {
+            Signer::Invalid
+        }
+    })
+}
+
+/// Verifies as `verify`, and requires the newest checkpoint to be signed by a
+/// certified node key. Checkpoints signed by an uncertified (but registered)
+/// key are accepted only before a certified one: each checkpoint links to the
+/// digest of the one before it and vouches for the chain hash at its event,
+/// so a certified checkpoint vouches for everything before it, those older
+/// checkpoints included. (Node keys registered before certification existed
+/// thus stop mattering once a certified node signs a newer checkpoint; a
+/// forged node key can never be the last word.)
+pub fn verify_certified(
+    events: &[ChainedEvent],
+    checkpoints: &[Checkpoint],
+    signer: impl Fn(&Checkpoint) -> Signer,
 ) -> Result<Verified, ChainError> {
     let mut expected_seq = 1;
     let mut prev_hash = GENESIS.to_string();
@@ -163,9 +200,15 @@ pub fn verify(
     let last_seq = expected_seq - 1;
     let mut prev_checkpoint = GENESIS.to_string();
     let mut prev_checkpoint_seq = 0;
+    // The first checkpoint after the last certified one, if any.
+    let mut uncertified: Option<&Checkpoint> = None;
     for cp in checkpoints {
-        if !signature_ok(cp) {
-            return Err(ChainError::BadSignature { seq: cp.seq });
+        match signer(cp) {
+            Signer::Invalid => return Err(ChainError::BadSignature { seq: cp.seq }),
+            Signer::Uncertified => {
+                uncertified.get_or_insert(cp);
+            }
+            Signer::Certified => uncertified = None,
         }
         if cp.prev != prev_checkpoint || cp.seq < prev_checkpoint_seq {
             return Err(ChainError::CheckpointReplayed { seq: cp.seq });
@@ -184,6 +227,12 @@ pub fn verify(
         }
         prev_checkpoint = cp.digest();
         prev_checkpoint_seq = cp.seq;
+    }
+    if let Some(cp) = uncertified {
+        return Err(ChainError::Uncertified {
+            seq: cp.seq,
+            node: cp.node.clone(),
+        });
     }
     Ok(Verified {
         events: events.len() as u64,
@@ -328,7 +377,81 @@ mod tests {
         );
     }
 
+    /// A chain of checkpoints at events 1..=n, signed by the nodes named.
+    fn checkpoints_by(events: &[ChainedEvent], nodes: &[&str]) -> Vec<Checkpoint> {
+        let mut out: Vec<Checkpoint> = Vec::new();
+        for (i, node) in nodes.iter().enumerate() {
+            let prev = out.last().map_or(GENESIS.to_string(), Checkpoint::digest);
+            let mut cp = checkpoint(events, i as i64 + 1, &prev);
+            cp.node = node.to_string();
+            out.push(cp);
+        }
+        out
+    }
+
+    fn by_node(cp: &Checkpoint) -> Signer {
+        match cp.node.as_str() {
+            "certified" => Signer::Certified,
+            "legacy" | "forged" => Signer::Uncertified,
+            _ => Signer::Invalid,
+        }
+    }
+
+    #[test]
+    fn the_newest_checkpoint_must_be_certified() {
+        let events = chain(6);
+        // Keys registered before certification existed, then a certified node.
+        let upgraded = checkpoints_by(&events, &["legacy", "legacy", "certified"]);
+        assert!(verify_certified(&events, &upgraded, by_node).is_ok());
+        // A forged node re-signed the tail.
+        let forged = checkpoints_by(&events, &["certified", "forged", "forged"]);
+        assert_eq!(
+            verify_certified(&events, &forged, by_node),
+            Err(ChainError::Uncertified {
+                seq: 2,
+                node: "forged".into()
+            })
+        );
+        let message = verify_certified(&events, &forged, by_node)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("node forged") && !message.contains('\n'));
+        // Nothing certified at all.
+        let legacy = checkpoints_by(&events, &["legacy"]);
+        assert!(matches!(
+            verify_certified(&events, &legacy, by_node),
+            Err(ChainError::Uncertified { seq: 1, .. })
+        ));
+        // A checkpoint no registered key signed is a bad signature, certified or not.
+        let unknown = checkpoints_by(&events, &["unknown", "certified"]);
+        assert_eq!(
+            verify_certified(&events, &unknown, by_node),
+            Err(ChainError::BadSignature { seq: 1 })
+        );
+        // `verify` treats every valid signature as certified.
+        assert!(verify(&events, &forged, |_| true).is_ok());
+    }
+
     proptest! {
+        #[test]
+        fn certified_iff_the_last_checkpoint_is(certified in proptest::collection::vec(any::<bool>(), 0..8)) {
+            let events = chain(8);
+            let nodes: Vec<&str> = certified.iter().map(|c| if *c { "certified" } else { "legacy" }).collect();
+            let cps = checkpoints_by(&events, &nodes);
+            let result = verify_certified(&events, &cps, by_node);
+            match certified.iter().rposition(|c| *c) {
+                _ if certified.is_empty() => prop_assert!(result.is_ok()),
+                Some(last) if last + 1 == certified.len() => prop_assert!(result.is_ok()),
+                last => {
+                    let first_after = last.map_or(0, |l| l + 1);
+                    prop_assert_eq!(result, Err(ChainError::Uncertified {
+                        seq: first_after as i64 + 1,
+                        node: "legacy".into(),
+                    }));
+                }
+            }
+        }
+
         #[test]
         fn verifies_iff_untouched(n in 1i64..40, victim in 0usize..40, byte in 0usize..8) {
             let events = chain(n);

@@ -174,6 +174,11 @@ impl MasterKey {
         self.0.seal(&key.0 .0, context.as_bytes())
     }
 
+    /// The raw key, for deriving purpose-bound keys inside this crate only.
+    pub(crate) fn bytes(&self) -> &[u8; KEY_LEN] {
+        &self.0 .0
+    }
+
     pub fn unwrap_key(&self, wrapped: &[u8], context: &str) -> Result<DataKey, CryptoError> {
         let bytes = self
             .0

@@ -21,5 +21,5 @@ pub use files::{
 pub use keys::{write_private_file, CryptoError, DataKey, MasterKey};
 pub use passphrase::{check_strength, hash_passphrase, verify_passphrase, PassphraseError};
 pub use secret::Secret;
-pub use signing::{verify_signature, NodeKey};
+pub use signing::{verify_signature, NodeCertifier, NodeKey};
 pub use token::{new_token, sha256_hex, token_hash, NewToken};

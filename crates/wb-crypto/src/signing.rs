@@ -1,5 +1,11 @@
 //! A node's ed25519 signing key for audit checkpoints. The secret seed is a
 //! data key wrapped by the master key; only the public key leaves this module.
+//!
+//! The node keys themselves are listed in the control store, which anyone with
+//! write access to that database could add to. So each node key is certified by
+//! the deployment's certification key, an ed25519 key derived from the master
+//! key (HKDF-SHA256) that is never stored: a node row whose certificate does not
+//! verify under it was not written by a holder of the master key.
 
 use std::fmt;
 use std::path::Path;
@@ -9,6 +15,8 @@ use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use crate::keys::{CryptoError, DataKey, MasterKey};
 
 const CONTEXT: &str = "workbooks:node-signing-key";
+/// HKDF info for the certification key, and the domain of what it signs.
+const CERTIFICATION: &str = "workbooks-node-certification/v1";
 
 pub struct NodeKey(SigningKey);
 
@@ -50,6 +58,63 @@ impl NodeKey {
 
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
         self.0.sign(message).to_bytes().to_vec()
+    }
+}
+
+/// The deployment's node-certification key: derived from the master key each
+/// time it is needed, never stored, so only a holder of the master key can
+/// certify a node key. (A master-key rotation changes it: rotation must
+/// re-certify every node whose certificate verifies under the old key.)
+pub struct NodeCertifier(SigningKey);
+
+impl fmt::Debug for NodeCertifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeCertifier(public {})", self.public_key_hex())
+    }
+}
+
+impl NodeCertifier {
+    pub fn new(master: &MasterKey) -> NodeCertifier {
+        let hkdf = hkdf::Hkdf::<sha2::Sha256>::new(None, master.bytes());
+        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+        // 32 bytes is far below HKDF-SHA256's limit of 255 * 32: cannot fail.
+        let _ = hkdf.expand(CERTIFICATION.as_bytes(), seed.as_mut());
+        NodeCertifier(SigningKey::from_bytes(&seed))
+    }
+
+    /// What a certificate signs: the node's id and its public key, each
+    /// length-prefixed so no two (id, key) pairs share a message.
+    fn message(node_id: &str, public_key_hex: &str) -> Vec<u8> {
+        let mut message = Vec::with_capacity(64 + node_id.len() + public_key_hex.len());
+        message.extend_from_slice(CERTIFICATION.as_bytes());
+        for field in [node_id, public_key_hex] {
+            message.extend_from_slice(&(field.len() as u64).to_be_bytes());
+            message.extend_from_slice(field.as_bytes());
+        }
+        message
+    }
+
+    /// A certificate binding `public_key_hex` to `node_id`.
+    pub fn certify(&self, node_id: &str, public_key_hex: &str) -> Vec<u8> {
+        self.0
+            .sign(&NodeCertifier::message(node_id, public_key_hex))
+            .to_bytes()
+            .to_vec()
+    }
+
+    /// True when `certificate` was made by `certify` for this node and key.
+    pub fn is_certified(&self, node_id: &str, public_key_hex: &str, certificate: &[u8]) -> bool {
+        let Ok(signature) = Signature::from_slice(certificate) else {
+            return false;
+        };
+        self.0
+            .verifying_key()
+            .verify_strict(&NodeCertifier::message(node_id, public_key_hex), &signature)
+            .is_ok()
+    }
+
+    pub fn public_key_hex(&self) -> String {
+        hex::encode(self.0.verifying_key().to_bytes())
     }
 }
 
@@ -96,5 +161,34 @@ mod tests {
         assert!(NodeKey::load_or_create(&path, &MasterKey::generate()).is_err());
         assert!(!format!("{a:?}").contains(&hex::encode(a.0.to_bytes())));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn certificates_bind_node_key_and_master_key() {
+        let master = MasterKey::generate();
+        let certifier = NodeCertifier::new(&master);
+        let again = NodeCertifier::new(&master);
+        assert_eq!(certifier.public_key_hex(), again.public_key_hex());
+        let node = NodeKey::generate();
+        let cert = certifier.certify("node-a", &node.public_key_hex());
+        assert!(again.is_certified("node-a", &node.public_key_hex(), &cert));
+        // Another node's key, another node id, another master key, garbage.
+        let other = NodeKey::generate().public_key_hex();
+        assert!(!certifier.is_certified("node-a", &other, &cert));
+        assert!(!certifier.is_certified("node-b", &node.public_key_hex(), &cert));
+        let foreign = NodeCertifier::new(&MasterKey::generate());
+        assert!(!foreign.is_certified("node-a", &node.public_key_hex(), &cert));
+        assert!(!certifier.is_certified("node-a", &node.public_key_hex(), b"short"));
+        let mut flipped = cert.clone();
+        flipped[7] ^= 1;
+        assert!(!certifier.is_certified("node-a", &node.public_key_hex(), &flipped));
+        // Length prefixes: moving bytes between id and key changes the message.
+        assert_ne!(
+            NodeCertifier::message("ab", "c"),
+            NodeCertifier::message("a", "bc")
+        );
+        // The certification key is derived, not the master key itself.
+        assert!(!format!("{certifier:?}").contains(&hex::encode(master.bytes())));
+        assert_ne!(certifier.public_key_hex(), hex::encode(master.bytes()));
     }
 }

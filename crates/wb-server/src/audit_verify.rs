@@ -4,9 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use wb_core::audit::{self, ChainedEvent, Checkpoint};
-use wb_crypto::verify_signature;
-use wb_store::{CentralEvent, StoredAuditEvent};
+use wb_core::audit::{self, ChainedEvent, Checkpoint, Signer};
+use wb_crypto::{verify_signature, NodeCertifier};
+use wb_store::{CentralEvent, RegisteredNode, StoredAuditEvent};
 
 use crate::jobs::forwarder::{company_source, CONTROL_SOURCE};
 use crate::platform::Platform;
@@ -28,10 +28,42 @@ pub struct ChainReport {
     pub problem: Option<String>,
 }
 
-fn signature_checker(keys: &HashMap<String, String>) -> impl Fn(&Checkpoint) -> bool + '_ {
-    move |cp: &Checkpoint| {
-        keys.get(&cp.node)
-            .is_some_and(|pk| verify_signature(pk, &cp.message(), &cp.signature))
+/// The registered node keys, each with whether the master key certified it.
+/// The `nodes` table is in the database the checkpoints protect, so a row
+/// proves nothing by itself: only its certificate does.
+struct NodeKeys(HashMap<String, (String, bool)>);
+
+impl NodeKeys {
+    fn new(nodes: Vec<RegisteredNode>, certifier: &NodeCertifier) -> NodeKeys {
+        NodeKeys(
+            nodes
+                .into_iter()
+                .map(|n| {
+                    let certified = n
+                        .certificate
+                        .as_deref()
+                        .is_some_and(|c| certifier.is_certified(&n.id, &n.public_key, c));
+                    (n.id, (n.public_key, certified))
+                })
+                .collect(),
+        )
+    }
+
+    fn none() -> NodeKeys {
+        NodeKeys(HashMap::new())
+    }
+
+    fn signer(&self, cp: &Checkpoint) -> Signer {
+        match self.0.get(&cp.node) {
+            Some((pk, certified)) if verify_signature(pk, &cp.message(), &cp.signature) => {
+                if *certified {
+                    Signer::Certified
+                } else {
+                    Signer::Uncertified
+                }
+            }
+            _ => Signer::Invalid,
+        }
     }
 }
 
@@ -40,12 +72,12 @@ fn report(
     copy: &'static str,
     events: &[ChainedEvent],
     checkpoints: &[Checkpoint],
-    keys: &HashMap<String, String>,
+    keys: &NodeKeys,
 ) -> ChainReport {
     // Without a signed checkpoint, a chain rewritten end to end would still
     // link up: only a checkpoint (or a drain's copy) can tell.
     let unvouched = copy != "file" && !events.is_empty() && checkpoints.is_empty();
-    match audit::verify(events, checkpoints, signature_checker(keys)) {
+    match audit::verify_certified(events, checkpoints, |cp| keys.signer(cp)) {
         Ok(v) if unvouched => ChainReport {
             source: source.to_string(),
             copy,
@@ -144,7 +176,10 @@ fn compare_copies(local: &[StoredAuditEvent], central: &[CentralEvent]) -> Optio
 /// and the first problem of each that did not. A company that cannot be opened
 /// is reported, not fatal.
 pub async fn verify_deployment(platform: &Platform) -> ApiResult<Vec<ChainReport>> {
-    let keys: HashMap<String, String> = platform.control.node_keys().await?.into_iter().collect();
+    let keys = NodeKeys::new(
+        platform.control.node_keys().await?,
+        &platform.node_certifier(),
+    );
     let companies: BTreeSet<String> = platform.company_ids().await?.into_iter().collect();
     let mut sources: BTreeSet<String> = companies.iter().map(|c| company_source(c)).collect();
     sources.insert(CONTROL_SOURCE.to_string());
@@ -217,7 +252,7 @@ pub fn verify_records(records: &[StoredAuditEventWithSource]) -> Vec<ChainReport
     }
     by_source
         .into_iter()
-        .map(|(source, events)| report(source, "file", &events, &[], &HashMap::new()))
+        .map(|(source, events)| report(source, "file", &events, &[], &NodeKeys::none()))
         .collect()
 }
 

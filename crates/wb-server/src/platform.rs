@@ -303,12 +303,22 @@ impl Platform {
         }
     }
 
-    /// Records this node's public key so its checkpoints can be verified.
+    /// Records this node's public key, certified with the master key, so its
+    /// checkpoints can be verified. A node certifies only its own key (whose
+    /// seed it unwrapped with the master key), never another row; a node
+    /// registered by an earlier version gets its certificate here.
     pub async fn register_node(&self) -> ApiResult<()> {
+        let public_key = self.node_key.public_key_hex();
+        let certificate = self.node_certifier().certify(&self.node_id, &public_key);
         Ok(self
             .control
-            .register_node(&self.node_id, &self.node_key.public_key_hex(), self.now())
+            .register_node(&self.node_id, &public_key, &certificate, self.now())
             .await?)
+    }
+
+    /// The deployment's node-certification key (derived from the master key).
+    pub(crate) fn node_certifier(&self) -> wb_crypto::NodeCertifier {
+        wb_crypto::NodeCertifier::new(&self.master)
     }
 
     /// Every company on record (for jobs that visit them all).

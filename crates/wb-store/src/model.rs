@@ -200,6 +200,17 @@ pub struct CentralEvent {
     pub event: StoredAuditEvent,
 }
 
+/// A node's checkpoint-signing key as registered in the control store, with
+/// the certificate the node made for it with the master key (None for a node
+/// registered by a version before certification). The row itself is only as
+/// trustworthy as the database: check the certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisteredNode {
+    pub id: String,
+    pub public_key: String,
+    pub certificate: Option<Vec<u8>>,
+}
+
 /// A search over the central collection; every filter is optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditQuery {

@@ -101,13 +101,18 @@ pub trait ControlStore: ExportScheduleStore + Send + Sync {
     async fn checkpoints(&self, source: &str) -> Result<Vec<Checkpoint>, StoreError>;
     /// The newest checkpoint of a source.
     async fn last_checkpoint(&self, source: &str) -> Result<Option<Checkpoint>, StoreError>;
+    /// Records a node's public key and its certificate; a node registered
+    /// before keeps its key (another key is a conflict) and takes the new
+    /// certificate.
     async fn register_node(
         &self,
         id: &str,
         public_key_hex: &str,
+        certificate: &[u8],
         at: OffsetDateTime,
     ) -> Result<(), StoreError>;
-    async fn node_keys(&self) -> Result<Vec<(String, String)>, StoreError>;
+    /// Every registered node, by id.
+    async fn node_keys(&self) -> Result<Vec<RegisteredNode>, StoreError>;
     async fn cursor(&self, name: &str) -> Result<i64, StoreError>;
     async fn set_cursor(&self, name: &str, seq: i64) -> Result<(), StoreError>;
 

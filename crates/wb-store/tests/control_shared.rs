@@ -589,19 +589,34 @@ async fn checkpoints_nodes_and_cursors(control: &dyn ControlStore) {
         Some(written[2].clone())
     );
 
-    control.register_node("node-b", "bb", T0).await.unwrap();
-    control.register_node("node-a", "aa", T0).await.unwrap();
     control
-        .register_node("node-a", "aa", T0 + Duration::hours(1))
+        .register_node("node-b", "bb", b"cert-b", T0)
         .await
         .unwrap();
-    let err = control.register_node("node-a", "cc", T0).await.unwrap_err();
+    control
+        .register_node("node-a", "aa", b"cert-a", T0)
+        .await
+        .unwrap();
+    // Registering again (each start) keeps the key and takes the new certificate.
+    control
+        .register_node("node-a", "aa", b"cert-a2", T0 + Duration::hours(1))
+        .await
+        .unwrap();
+    let err = control
+        .register_node("node-a", "cc", b"cert-c", T0)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let node = |id: &str, key: &str, cert: &[u8]| wb_store::RegisteredNode {
+        id: id.into(),
+        public_key: key.into(),
+        certificate: Some(cert.to_vec()),
+    };
     assert_eq!(
         control.node_keys().await.unwrap(),
         vec![
-            ("node-a".to_string(), "aa".to_string()),
-            ("node-b".to_string(), "bb".to_string())
+            node("node-a", "aa", b"cert-a2"),
+            node("node-b", "bb", b"cert-b")
         ]
     );
 
@@ -817,4 +832,64 @@ async fn postgres_emails_are_unique_ignoring_ascii_case_only() {
             .map(|u| u.id),
         Some("u4".into())
     );
+}
+
+/// A control database made before node certificates existed: opening it adds
+/// the column, its nodes read as uncertified, and a node that registers again
+/// gets its certificate.
+async fn old_nodes_table_gains_certificates(control: &dyn ControlStore) {
+    let old = control.node_keys().await.unwrap();
+    assert_eq!(
+        old,
+        vec![wb_store::RegisteredNode {
+            id: "node-old".into(),
+            public_key: "ab".into(),
+            certificate: None,
+        }]
+    );
+    control
+        .register_node("node-old", "ab", b"certified", T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        control.node_keys().await.unwrap()[0].certificate.as_deref(),
+        Some(b"certified".as_slice())
+    );
+}
+
+const OLD_NODES: &str =
+    "CREATE TABLE nodes (id TEXT PRIMARY KEY, public_key TEXT NOT NULL, created_at TEXT NOT NULL);
+     INSERT INTO nodes VALUES ('node-old', 'ab', '2026-01-01T00:00:00Z');";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_old_nodes_table_gains_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("control.db");
+    let key = DataKey::generate();
+    wb_store::sqlite::open_encrypted(&path, &key, wb_store::sqlite::OpenMode::Create)
+        .unwrap()
+        .execute_batch(OLD_NODES)
+        .unwrap();
+    let control = SqliteControl::open(&path, &key).unwrap();
+    old_nodes_table_gains_certificates(&control).await;
+    drop(control);
+    // Opening again adds nothing twice.
+    let control = SqliteControl::open(&path, &key).unwrap();
+    assert!(control.node_keys().await.unwrap()[0].certificate.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_old_nodes_table_gains_certificates() {
+    let url = pg_backend::fresh_database_url("old_nodes").await;
+    let pool = pg_backend::pool(&url, pg_backend::budget()).await;
+    pool.get()
+        .await
+        .unwrap()
+        .batch_execute(OLD_NODES)
+        .await
+        .unwrap();
+    let control = PgControl::open(pool.clone()).await.unwrap();
+    old_nodes_table_gains_certificates(&control).await;
+    let again = PgControl::open(pool).await.unwrap();
+    assert!(again.node_keys().await.unwrap()[0].certificate.is_some());
 }

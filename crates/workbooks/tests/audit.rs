@@ -175,4 +175,126 @@ async fn verify_passes_untouched_and_names_each_tampering() {
             "{name}: {last}"
         );
     }
+
+    // Write access to the control database, not the master key: an event
+    // rewritten, the chain and its central copy rebuilt after it, and every
+    // checkpoint re-signed by a node key of the attacker's own (registered
+    // with a copy of the real node's certificate). Only certification tells.
+    let (ok, text) = tampered(&data, "forged", &forged_node_sql(&data));
+    assert!(!ok, "forged checkpoints went unnoticed:\n{text}");
+    let last = text.lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("workbooks: error: audit trail does not verify: control (")
+            && last.contains("signed by node node-forged, whose key is not certified"),
+        "{last}"
+    );
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The SQL that rewrites platform audit event 1 and re-signs the control
+/// chain's checkpoints with a forged node's key, leaving chain, central copy
+/// and checkpoints consistent with each other.
+fn forged_node_sql(data: &Path) -> String {
+    use wb_core::audit::{Checkpoint, GENESIS};
+    let db = control_db(data);
+    let events: Vec<wb_store::StoredAuditEvent> = db
+        .prepare(
+            "SELECT seq, at, actor, auth, client, request_id, company_id, action, target,
+                    outcome, detail, prev_hash, hash FROM audit_events ORDER BY seq",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok(wb_store::StoredAuditEvent {
+                seq: r.get(0)?,
+                at: r.get(1)?,
+                actor: r.get(2)?,
+                auth: r.get(3)?,
+                client: r.get(4)?,
+                request_id: r.get(5)?,
+                company_id: r.get(6)?,
+                action: r.get(7)?,
+                target: r.get(8)?,
+                outcome: r.get(9)?,
+                detail: r.get(10)?,
+                prev_hash: r.get(11)?,
+                hash: r.get(12)?,
+            })
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let checkpoints: Vec<Checkpoint> = db
+        .prepare(
+            "SELECT source, seq, hash, at, node, prev, signature FROM audit_checkpoints
+             WHERE source = 'control' ORDER BY rowid",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok(Checkpoint {
+                source: r.get(0)?,
+                seq: r.get(1)?,
+                hash: r.get(2)?,
+                at: r.get(3)?,
+                node: r.get(4)?,
+                prev: r.get(5)?,
+                signature: r.get(6)?,
+            })
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(!checkpoints.is_empty());
+    let mut sql = "DROP TRIGGER collected_append_only;".to_string();
+    let mut hashes = Vec::new();
+    let mut prev = GENESIS.to_string();
+    for (i, e) in events.iter().enumerate() {
+        let mut e = e.clone();
+        if i == 0 {
+            e.detail = Some("nothing happened".into());
+        }
+        let hash = e.chained().fields.hash(&prev, e.seq);
+        let detail = e.detail.as_deref().map_or("NULL".to_string(), |d| {
+            format!("'{}'", d.replace('\'', "''"))
+        });
+        sql += &format!(
+            "UPDATE audit_events SET detail = {detail}, prev_hash = '{prev}', hash = '{hash}' WHERE seq = {seq};
+             UPDATE collected_events SET detail = {detail}, prev_hash = X'{prev}', hash = X'{hash}'
+             WHERE source = (SELECT id FROM collected_sources WHERE name = 'control') AND source_seq = {seq};",
+            seq = e.seq
+        );
+        hashes.push(hash.clone());
+        prev = hash;
+    }
+    let key = wb_crypto::NodeKey::generate();
+    sql += &format!(
+        "INSERT INTO nodes (id, public_key, created_at, certificate)
+         VALUES ('node-forged', '{}', '2026-01-01T00:00:00Z', (SELECT certificate FROM nodes LIMIT 1));
+         DELETE FROM audit_checkpoints WHERE source = 'control';",
+        key.public_key_hex()
+    );
+    let mut prev_checkpoint = GENESIS.to_string();
+    for cp in checkpoints {
+        let mut forged = Checkpoint {
+            hash: hashes[(cp.seq - 1) as usize].clone(),
+            node: "node-forged".into(),
+            prev: prev_checkpoint.clone(),
+            signature: Vec::new(),
+            ..cp
+        };
+        forged.signature = key.sign(&forged.message());
+        sql += &format!(
+            "INSERT INTO audit_checkpoints (source, seq, hash, at, node, prev, signature)
+             VALUES ('control', {}, '{}', '{}', 'node-forged', '{}', X'{}');",
+            forged.seq,
+            forged.hash,
+            forged.at,
+            forged.prev,
+            hex(&forged.signature)
+        );
+        prev_checkpoint = forged.digest();
+    }
+    sql
 }

@@ -354,3 +354,179 @@ async fn an_unwritable_trail_refuses_writes_and_raises_the_alarm() {
     assert_eq!(s.all_entries(&a, &a.token).await.len(), before + 1);
     s.shutdown().await;
 }
+
+/// Hex bytes as an SQL literal of each backend: (SQLite, PostgreSQL).
+fn blob(hex: &str) -> (String, String) {
+    (format!("X'{hex}'"), format!("decode('{hex}', 'hex')"))
+}
+
+/// Someone with write access to the control database (not the master key)
+/// rewrites a platform audit event, rebuilds the hash chain after it in the
+/// chain and in its central copy, registers a node key of their own (with a
+/// copy of the real node's certificate) and re-signs every checkpoint of the
+/// chain with it. `audit verify` refuses the chain, naming the forged node;
+/// the untouched deployment verified, and a node registered before
+/// certification existed certifies its own key when it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_re_signed_by_a_forged_node_are_refused() {
+    use wb_core::audit::{Checkpoint, GENESIS};
+    use wb_server::audit_verify::verify_deployment;
+
+    let s = TestServer::start().await;
+    let a = s.signup("Forged Ltd").await;
+    s.chart(&a).await;
+    let node = s.platform.node_id.clone();
+    let stopped = s.stop().await;
+    let p = stopped.platform.clone();
+    let problems = |reports: Vec<wb_server::audit_verify::ChainReport>| -> Vec<String> {
+        reports
+            .into_iter()
+            .filter_map(|r| r.problem.map(|p| format!("{} ({}): {p}", r.source, r.copy)))
+            .collect()
+    };
+    let untouched = verify_deployment(&p).await.unwrap();
+    assert!(untouched.len() >= 4, "{untouched:#?}");
+    assert_eq!(problems(untouched), Vec::<String>::new());
+
+    // A node row from before certificates: uncertified until the node starts again.
+    stopped
+        .control_sql(
+            "UPDATE nodes SET certificate = NULL",
+            "UPDATE nodes SET certificate = NULL",
+        )
+        .await;
+    let legacy = problems(verify_deployment(&p).await.unwrap());
+    assert!(
+        !legacy.is_empty()
+            && legacy
+                .iter()
+                .all(|l| l.contains(&format!("node {node},")) && l.contains("not certified")),
+        "{legacy:#?}"
+    );
+    p.register_node().await.unwrap();
+    assert_eq!(
+        problems(verify_deployment(&p).await.unwrap()),
+        Vec::<String>::new()
+    );
+
+    // The rewrite: event 1 of the platform chain says something else, and
+    // every later hash is recomputed so the chain links up again.
+    let events = p.control.audit_events(None, 0, 10_000).await.unwrap();
+    let mut rewritten = Vec::new();
+    let mut prev = GENESIS.to_string();
+    for (i, e) in events.iter().enumerate() {
+        let mut e = e.clone();
+        if i == 0 {
+            e.detail = Some("nothing happened".into());
+        }
+        e.prev_hash = prev.clone();
+        e.hash = e.chained().fields.hash(&prev, e.seq);
+        prev = e.hash.clone();
+        rewritten.push(e);
+    }
+    let hash_at = |seq: i64| rewritten[(seq - 1) as usize].hash.clone();
+    let forged_key = wb_crypto::NodeKey::generate();
+    let mut forged: Vec<Checkpoint> = Vec::new();
+    for cp in p.control.checkpoints("control").await.unwrap() {
+        let mut f = Checkpoint {
+            hash: hash_at(cp.seq),
+            node: "node-forged".into(),
+            prev: forged
+                .last()
+                .map_or(GENESIS.to_string(), Checkpoint::digest),
+            signature: Vec::new(),
+            ..cp
+        };
+        f.signature = forged_key.sign(&f.message());
+        forged.push(f);
+    }
+    assert!(!forged.is_empty());
+    let (mut lite, mut pg) = (
+        "DROP TRIGGER audit_append_only; DROP TRIGGER collected_append_only;
+         DROP TRIGGER checkpoints_undeletable;"
+            .to_string(),
+        "ALTER TABLE audit_events DISABLE TRIGGER USER;
+         ALTER TABLE collected_events DISABLE TRIGGER USER;
+         ALTER TABLE audit_checkpoints DISABLE TRIGGER USER;"
+            .to_string(),
+    );
+    let source = "(SELECT id FROM collected_sources WHERE name = 'control')";
+    for e in &rewritten {
+        let detail = e.detail.as_deref().map_or("NULL".to_string(), |d| {
+            format!("'{}'", d.replace('\'', "''"))
+        });
+        lite += &format!(
+            "UPDATE audit_events SET detail = {detail}, prev_hash = '{}', hash = '{}' WHERE seq = {};",
+            e.prev_hash, e.hash, e.seq
+        );
+        pg += &format!(
+            "UPDATE audit_events SET detail = {detail}, prev_hash = '{}', hash = '{}' WHERE seq = {};",
+            e.prev_hash, e.hash, e.seq
+        );
+        let (lp, pp) = blob(&e.prev_hash);
+        let (lh, ph) = blob(&e.hash);
+        lite += &format!(
+            "UPDATE collected_events SET detail = {detail}, prev_hash = {lp}, hash = {lh}
+             WHERE source = {source} AND source_seq = {};",
+            e.seq
+        );
+        pg += &format!(
+            "UPDATE collected_events SET detail = {detail}, prev_hash = {pp}, hash = {ph}
+             WHERE source = {source} AND source_seq = {};",
+            e.seq
+        );
+    }
+    let copy_of_real_certificate = format!("(SELECT certificate FROM nodes WHERE id = '{node}')");
+    let insert_node = format!(
+        "INSERT INTO nodes (id, public_key, created_at, certificate)
+         VALUES ('node-forged', '{}', '2026-01-01T00:00:00Z', {copy_of_real_certificate});
+         DELETE FROM audit_checkpoints WHERE source = 'control';",
+        forged_key.public_key_hex()
+    );
+    lite += &insert_node;
+    pg += &insert_node;
+    for cp in &forged {
+        let (ls, ps) = blob(&hex::encode(&cp.signature));
+        let row = |sig: &str| {
+            format!(
+                "INSERT INTO audit_checkpoints (source, seq, hash, at, node, prev, signature)
+                 VALUES ('control', {}, '{}', '{}', 'node-forged', '{}', {sig});",
+                cp.seq, cp.hash, cp.at, cp.prev
+            )
+        };
+        lite += &row(&ls);
+        pg += &row(&ps);
+    }
+    stopped.control_sql(&lite, &pg).await;
+
+    // The rewrite itself is consistent: chain, copy and checkpoints agree.
+    let chain: Vec<_> = p
+        .control
+        .audit_events(None, 0, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.chained())
+        .collect();
+    assert_eq!(chain[0].fields.detail, "nothing happened");
+    let checkpoints = p.control.checkpoints("control").await.unwrap();
+    assert!(
+        wb_core::audit::verify(&chain, &checkpoints, |cp| wb_crypto::verify_signature(
+            &forged_key.public_key_hex(),
+            &cp.message(),
+            &cp.signature
+        ))
+        .is_ok()
+    );
+
+    // Only the node certificates tell it apart.
+    let found = problems(verify_deployment(&p).await.unwrap());
+    assert_eq!(found.len(), 2, "the chain and its central copy: {found:#?}");
+    for line in &found {
+        assert!(line.starts_with("control ("), "{line}");
+        assert!(
+            line.contains("signed by node node-forged, whose key is not certified"),
+            "{line}"
+        );
+    }
+}

@@ -346,6 +346,19 @@ impl TestServer {
         self.server.shutdown().await.expect("graceful shutdown");
     }
 
+    /// Stops the server (its background jobs run their last rounds) and keeps
+    /// its platform and data for the test to inspect.
+    pub async fn stop(self) -> Stopped {
+        self.server.shutdown().await.expect("graceful shutdown");
+        Stopped {
+            platform: self.platform,
+            storage: self.storage,
+            master: self.master,
+            data_dir: self.data_dir,
+            _dir: self._dir,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -527,4 +540,47 @@ pub fn entry(date: &str, description: &str, postings: &[(&str, &str, &str)]) -> 
             .map(|(a, amt, c)| json!({"account": a, "amount": amt, "currency": c}))
             .collect::<Vec<_>>(),
     })
+}
+
+/// A stopped server's platform and data.
+pub struct Stopped {
+    pub platform: Arc<Platform>,
+    pub storage: StorageConfig,
+    pub master: MasterKey,
+    pub data_dir: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+impl Stopped {
+    /// Runs SQL in the control database beneath the platform, as someone with
+    /// write access to it would (the text for this test binary's backend).
+    pub async fn control_sql(&self, sqlite: &str, postgres: &str) {
+        match &self.storage {
+            StorageConfig::Embedded => {
+                let wrapped = std::fs::read(self.data_dir.join("control.key")).unwrap();
+                let key = self
+                    .master
+                    .unwrap_key(&wrapped, "workbooks:control-plane")
+                    .unwrap();
+                let db = wb_store::sqlite::open_encrypted(
+                    &self.data_dir.join("control.db"),
+                    &key,
+                    wb_store::sqlite::OpenMode::Existing,
+                )
+                .unwrap();
+                db.execute_batch(sqlite).unwrap();
+            }
+            StorageConfig::Postgres(config) => {
+                let client = wb_store::postgres::PgEndpoint::parse(
+                    &config.control_url,
+                    config.ca_file.as_deref(),
+                )
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+                client.batch_execute(postgres).await.unwrap();
+            }
+        }
+    }
 }

@@ -146,6 +146,8 @@ CREATE TABLE IF NOT EXISTS nodes (
     public_key TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
+-- The master key's certification of (id, public_key).
+ALTER TABLE nodes ADD COLUMN IF NOT EXISTS certificate BYTEA;
 -- Failed logins per account and per client address, shared by every node.
 CREATE TABLE IF NOT EXISTS login_failures (
     key   TEXT PRIMARY KEY,
@@ -1168,6 +1170,7 @@ impl ControlStore for PgControl {
         &self,
         id: &str,
         public_key_hex: &str,
+        certificate: &[u8],
         at: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let at = ts(at);
@@ -1179,11 +1182,13 @@ impl ControlStore for PgControl {
             &[text(&id), text(&public_key_hex), text(&at)],
         )
         .await?;
-        let registered: String = tx
-            .query_typed_one("SELECT public_key FROM nodes WHERE id = $1", &[text(&id)])
-            .await?
-            .try_get(0)?;
-        if registered != public_key_hex {
+        let certified = tx
+            .execute_typed(
+                "UPDATE nodes SET certificate = $3 WHERE id = $1 AND public_key = $2",
+                &[text(&id), text(&public_key_hex), bytea(&certificate)],
+            )
+            .await?;
+        if certified != 1 {
             return Err(StoreError::Conflict(format!(
                 "node {id} is registered with another key"
             )));
@@ -1192,13 +1197,22 @@ impl ControlStore for PgControl {
         Ok(())
     }
 
-    async fn node_keys(&self) -> Result<Vec<(String, String)>, StoreError> {
+    async fn node_keys(&self) -> Result<Vec<RegisteredNode>, StoreError> {
         let found = self
-            .query("SELECT id, public_key FROM nodes ORDER BY id", &[])
+            .query(
+                "SELECT id, public_key, certificate FROM nodes ORDER BY id",
+                &[],
+            )
             .await?;
         found
             .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| {
+                Ok(RegisteredNode {
+                    id: r.try_get(0)?,
+                    public_key: r.try_get(1)?,
+                    certificate: r.try_get(2)?,
+                })
+            })
             .collect()
     }
 

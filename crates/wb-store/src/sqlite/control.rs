@@ -124,9 +124,12 @@ CREATE TRIGGER IF NOT EXISTS checkpoints_undeletable BEFORE DELETE ON audit_chec
 BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
 
 CREATE TABLE IF NOT EXISTS nodes (
-    id         TEXT PRIMARY KEY,
-    public_key TEXT NOT NULL,
-    created_at TEXT NOT NULL
+    id          TEXT PRIMARY KEY,
+    public_key  TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    -- The master key's certification of (id, public_key); added by
+    -- `add_node_certificates` to databases made before it existed.
+    certificate BLOB
 ) STRICT;
 
 -- Failed logins per account and per client address, shared by every node.
@@ -167,6 +170,20 @@ impl std::fmt::Debug for SqliteControl {
     }
 }
 
+/// Adds `nodes.certificate` to a control database created before it existed
+/// (SQLite has no `ADD COLUMN IF NOT EXISTS`).
+fn add_node_certificates(conn: &rusqlite::Connection) -> Result<(), StoreError> {
+    let present: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('nodes') WHERE name = 'certificate'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !present {
+        conn.execute_batch("ALTER TABLE nodes ADD COLUMN certificate BLOB")?;
+    }
+    Ok(())
+}
+
 impl SqliteControl {
     /// Opens (creating when absent) the control database at `path`.
     pub fn open(path: &Path, key: &DataKey) -> Result<SqliteControl, StoreError> {
@@ -177,6 +194,7 @@ impl SqliteControl {
         };
         let conn = open_encrypted(path, key, mode)?;
         conn.execute_batch(SCHEMA)?;
+        add_node_certificates(&conn)?;
         conn.execute_batch(super::control_alerts::ALERTS_SCHEMA)?;
         conn.execute_batch(super::control_export_schedules::EXPORT_SCHEDULES_SCHEMA)?;
         Ok(SqliteControl {
@@ -920,9 +938,14 @@ impl ControlStore for SqliteControl {
         &self,
         id: &str,
         public_key_hex: &str,
+        certificate: &[u8],
         at: OffsetDateTime,
     ) -> Result<(), StoreError> {
-        let (id, key) = (id.to_string(), public_key_hex.to_string());
+        let (id, key, certificate) = (
+            id.to_string(),
+            public_key_hex.to_string(),
+            certificate.to_vec(),
+        );
         self.write(None, move |tx| {
             let existing: Option<String> = tx
                 .query_row("SELECT public_key FROM nodes WHERE id = ?1", [&id], |r| {
@@ -930,14 +953,21 @@ impl ControlStore for SqliteControl {
                 })
                 .optional()?;
             match existing {
-                Some(k) if k == key => Ok(()),
+                Some(k) if k == key => {
+                    tx.execute(
+                        "UPDATE nodes SET certificate = ?2 WHERE id = ?1",
+                        params![id, certificate],
+                    )?;
+                    Ok(())
+                }
                 Some(_) => Err(StoreError::Conflict(format!(
                     "node {id} is registered with another key"
                 ))),
                 None => {
                     tx.execute(
-                        "INSERT INTO nodes (id, public_key, created_at) VALUES (?1, ?2, ?3)",
-                        params![id, key, ts(at)],
+                        "INSERT INTO nodes (id, public_key, created_at, certificate)
+                         VALUES (?1, ?2, ?3, ?4)",
+                        params![id, key, ts(at), certificate],
                     )?;
                     Ok(())
                 }
@@ -946,12 +976,18 @@ impl ControlStore for SqliteControl {
         .await
     }
 
-    async fn node_keys(&self) -> Result<Vec<(String, String)>, StoreError> {
+    async fn node_keys(&self) -> Result<Vec<RegisteredNode>, StoreError> {
         self.readers
             .with(|conn| {
-                let mut stmt =
-                    conn.prepare_cached("SELECT id, public_key FROM nodes ORDER BY id")?;
-                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                let mut stmt = conn
+                    .prepare_cached("SELECT id, public_key, certificate FROM nodes ORDER BY id")?;
+                let rows = stmt.query_map([], |r| {
+                    Ok(RegisteredNode {
+                        id: r.get(0)?,
+                        public_key: r.get(1)?,
+                        certificate: r.get(2)?,
+                    })
+                })?;
                 Ok(rows.collect::<Result<Vec<_>, _>>()?)
             })
             .await
