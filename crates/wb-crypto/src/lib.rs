@@ -19,7 +19,9 @@ pub use files::{
     CHUNK_LEN, HEADER_LEN, SEALED_CHUNK_LEN,
 };
 pub use keys::{write_private_file, CryptoError, DataKey, MasterKey};
-pub use passphrase::{check_strength, hash_passphrase, verify_passphrase, PassphraseError};
+pub use passphrase::{
+    check_strength, hash_passphrase, verify_passphrase, PassphraseError, MAX_PASSPHRASE_BYTES,
+};
 pub use secret::Secret;
 pub use signing::{verify_signature, NodeCertifier, NodeKey};
 pub use token::{new_token, sha256_hex, token_hash, NewToken};

@@ -6,7 +6,9 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use crate::Secret;
 
 pub const MIN_PASSPHRASE_CHARS: usize = 12;
-pub const MAX_PASSPHRASE_CHARS: usize = 1024;
+/// The longest passphrase accepted anywhere (setting one, logging in), in
+/// bytes of UTF-8: one limit, so whatever was accepted can be typed again.
+pub const MAX_PASSPHRASE_BYTES: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PassphraseError {
@@ -40,7 +42,8 @@ pub fn verify_passphrase(stored_hash: &str, passphrase: &Secret) -> bool {
     }
 }
 
-/// Refuses passphrases shorter than 12 characters or scoring below `min_score`
+/// Refuses passphrases shorter than 12 characters, longer than
+/// `MAX_PASSPHRASE_BYTES` bytes, or scoring below `min_score`
 /// (0–4) on zxcvbn, with zxcvbn's reason. `related` are the user's own words
 /// (email, company name) which make a passphrase guessable.
 pub fn check_strength(
@@ -49,15 +52,17 @@ pub fn check_strength(
     min_score: u8,
 ) -> Result<(), PassphraseError> {
     let text = passphrase.expose();
-    let chars = text.chars().count();
-    if chars < MIN_PASSPHRASE_CHARS {
+    // Bytes first: the long ones are refused before anything costs time.
+    if text.len() > MAX_PASSPHRASE_BYTES {
         return Err(PassphraseError::Weak(format!(
-            "use at least {MIN_PASSPHRASE_CHARS} characters"
+            "use at most {MAX_PASSPHRASE_BYTES} bytes (this one has {}; \
+             accented letters take two bytes, emoji four)",
+            text.len()
         )));
     }
-    if chars > MAX_PASSPHRASE_CHARS {
+    if text.chars().count() < MIN_PASSPHRASE_CHARS {
         return Err(PassphraseError::Weak(format!(
-            "use at most {MAX_PASSPHRASE_CHARS} characters"
+            "use at least {MIN_PASSPHRASE_CHARS} characters"
         )));
     }
     let estimate = zxcvbn::zxcvbn(text, related);
@@ -111,5 +116,31 @@ mod tests {
         assert!(check_strength(&own, &[], 4).is_ok());
         assert!(check_strength(&own, &["acme", "ledger"], 4).is_err());
         assert!(check_strength(&Secret::new("violet orbit cactus thunder".into()), &[], 3).is_ok());
+    }
+
+    #[test]
+    fn the_length_limit_is_in_bytes() {
+        let strong = "quasar marmot plinth 47 ferrous kettle";
+        // 1,024 bytes in 531 characters: accepted; one byte more is not.
+        let longest = format!(
+            "{strong}{}",
+            "é".repeat((MAX_PASSPHRASE_BYTES - strong.len()) / 2)
+        );
+        assert_eq!(longest.len(), MAX_PASSPHRASE_BYTES);
+        assert!(check_strength(&Secret::new(longest.clone()), &[], 3).is_ok());
+        let Err(PassphraseError::Weak(reason)) =
+            check_strength(&Secret::new(format!("{longest}x")), &[], 3)
+        else {
+            panic!("a passphrase of 1,025 bytes is refused");
+        };
+        assert!(
+            reason.contains("at most 1024 bytes") && reason.contains("1025"),
+            "{reason}"
+        );
+        // Four-byte characters: 1,024 bytes in 286 characters.
+        let emoji = format!("{strong}{}xx", "🦀".repeat(246));
+        assert_eq!(emoji.len(), MAX_PASSPHRASE_BYTES);
+        assert!(check_strength(&Secret::new(emoji.clone()), &[], 3).is_ok());
+        assert!(check_strength(&Secret::new(format!("{emoji}x")), &[], 3).is_err());
     }
 }

@@ -59,6 +59,9 @@ impl AuditFailurePolicy {
     }
 }
 
+/// Signups accepted from one client address per hour, by default.
+pub const DEFAULT_SIGNUPS_PER_ADDRESS_PER_HOUR: u32 = 10;
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub data_dir: PathBuf,
@@ -98,6 +101,9 @@ pub struct ServerConfig {
     /// How often due export schedules are pushed (`jobs/export_pusher.rs`);
     /// zero disables the job (tests call `export_push::push_due` instead).
     pub export_push_every: Duration,
+    /// Signups accepted from one client address per hour, counted in the
+    /// control store (so across nodes); more are answered 429.
+    pub signups_per_address_per_hour: u32,
 }
 
 impl ServerConfig {
@@ -120,6 +126,7 @@ impl ServerConfig {
             export_file_root: None,
             export_allow_private_endpoints: false,
             export_push_every: crate::jobs::export_pusher::EVERY,
+            signups_per_address_per_hour: DEFAULT_SIGNUPS_PER_ADDRESS_PER_HOUR,
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod backup;
 pub mod backup_verify;
 pub mod clock;
 pub mod config;
+pub mod cpu_work;
 pub mod data_lock;
 pub mod dr;
 pub mod drains;

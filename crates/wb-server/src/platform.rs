@@ -1,7 +1,9 @@
 //! Services: the orchestration between HTTP (or CLI), the domain and the stores.
 
+use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use time::{Duration, OffsetDateTime};
@@ -12,19 +14,29 @@ use wb_crypto::{
 };
 use wb_store::sqlite::{SqliteControl, SqliteTenants};
 use wb_store::{
-    Actor, ApiKeyRecord, AuditEvent, CompanyRecord, CompanyStatus, ControlStore, Membership,
-    Outcome, SessionRecord, TenantDirectory, TenantStore, UserRecord,
+    Actor, ApiKeyRecord, Attempt, AuditEvent, CompanyRecord, CompanyStatus, ControlStore,
+    Membership, Outcome, SessionRecord, TenantDirectory, TenantStore, UserRecord,
 };
 
 use crate::auth_cache::AuthCache;
 use crate::clock::Clock;
 use crate::config::{AccessKind, AuditFailurePolicy};
+use crate::cpu_work::CpuWork;
 use crate::problem::{ApiError, ApiResult};
 use crate::storage::{StorageConfig, Stores};
 
 pub const MIN_PASSPHRASE_SCORE: u8 = 3;
-const FAILED_LOGINS_MAX: u32 = 5;
+/// Failed logins counted per account and per client address in a window;
+/// attempts being judged count too, so parallel guesses cannot overtake it.
+pub const FAILED_LOGINS_MAX: u32 = 5;
 const FAILED_LOGIN_WINDOW: Duration = Duration::minutes(15);
+/// Signups per client address are counted over this window
+/// (`ServerConfig::signups_per_address_per_hour`).
+const SIGNUP_WINDOW: Duration = Duration::hours(1);
+/// How long a signup takes after hashing, until real ones have been timed.
+const SIGNUP_TAIL_DEFAULT: std::time::Duration = std::time::Duration::from_millis(40);
+/// Real signups whose timing a signup with a taken email imitates.
+const SIGNUP_TAILS_KEPT: usize = 32;
 const API_KEY_DEFAULT_DAYS: i64 = 90;
 const API_KEY_MAX_DAYS: i64 = 365;
 const CONTROL_KEY_CONTEXT: &str = "workbooks:control-plane";
@@ -69,6 +81,34 @@ pub struct Session {
     pub user: UserRecord,
 }
 
+/// The outcome of `Platform::signup_request`.
+pub enum Signup {
+    /// A new company and its owner, with the owner's session.
+    Created {
+        company: CompanyRecord,
+        session: Session,
+    },
+    /// The email already has an account: nothing was created, the refusal is
+    /// in the platform trail. `company` and `session` are a decoy shaped
+    /// like a new signup's (fresh ids, a token that was never stored), so the
+    /// public API's answer does not tell who has an account.
+    EmailTaken {
+        company: CompanyRecord,
+        session: Session,
+    },
+}
+
+impl Signup {
+    /// What the public API answers: the same shape either way.
+    pub fn into_answer(self) -> (CompanyRecord, Session) {
+        match self {
+            Signup::Created { company, session } | Signup::EmailTaken { company, session } => {
+                (company, session)
+            }
+        }
+    }
+}
+
 pub struct Platform {
     pub control: Arc<dyn ControlStore>,
     /// Monitoring alerts (the same control database).
@@ -93,6 +133,12 @@ pub struct Platform {
     export_destinations: std::sync::RwLock<crate::export_push::DestinationPolicy>,
     /// Verified against when an email is unknown, so timing does not reveal accounts.
     dummy_hash: String,
+    /// Where passphrase hashing, verification and strength checks run.
+    pub cpu: CpuWork,
+    /// Signups allowed per client address per hour (`ServerConfig`).
+    signup_limit: AtomicU32,
+    /// How long recent real signups took after hashing, for the decoy answer.
+    signup_tails: Mutex<VecDeque<std::time::Duration>>,
 }
 
 impl std::fmt::Debug for Platform {
@@ -204,6 +250,9 @@ impl Platform {
             export_destinations: Default::default(),
             master,
             dummy_hash,
+            cpu: CpuWork::per_core(),
+            signup_limit: AtomicU32::new(crate::config::DEFAULT_SIGNUPS_PER_ADDRESS_PER_HOUR),
+            signup_tails: Mutex::new(VecDeque::with_capacity(SIGNUP_TAILS_KEPT)),
         })
     }
 
@@ -212,6 +261,12 @@ impl Platform {
     pub fn with_object_store(mut self, store: Arc<dyn object_store::ObjectStore>) -> Platform {
         self.objects = store;
         self
+    }
+
+    /// Signups allowed per client address per hour.
+    pub fn set_signup_limit(&self, per_address_per_hour: u32) {
+        self.signup_limit
+            .store(per_address_per_hour, Ordering::Relaxed);
     }
 
     pub fn audit_policy(&self) -> AuditFailurePolicy {
@@ -436,7 +491,9 @@ impl Platform {
         ))
     }
 
-    fn new_user(
+    /// A new user record: the passphrase checked for strength and hashed,
+    /// off the async runtime and bounded (`CpuWork`).
+    async fn new_user(
         &self,
         email: &str,
         passphrase: &Secret,
@@ -445,9 +502,18 @@ impl Platform {
     ) -> ApiResult<UserRecord> {
         let email = normalize_email(email)?;
         let local = email.split('@').next().unwrap_or("");
-        let mut words = vec![email.as_str(), local];
-        words.extend_from_slice(related);
-        check_strength(passphrase, &words, MIN_PASSPHRASE_SCORE).map_err(|e| match e {
+        let mut words: Vec<String> = vec![email.clone(), local.to_string()];
+        words.extend(related.iter().map(|w| w.to_string()));
+        let passphrase = passphrase.clone();
+        let hashed = self
+            .cpu
+            .run(move || {
+                let words: Vec<&str> = words.iter().map(String::as_str).collect();
+                check_strength(&passphrase, &words, MIN_PASSPHRASE_SCORE)?;
+                hash_passphrase(&passphrase)
+            })
+            .await?;
+        let passphrase_hash = hashed.map_err(|e| match e {
             PassphraseError::Weak(reason) => ApiError::unprocessable(
                 "weak-passphrase",
                 format!("passphrase is too weak: {reason}"),
@@ -458,13 +524,15 @@ impl Platform {
             id: uuid::Uuid::now_v7().to_string(),
             email,
             name,
-            passphrase_hash: hash_passphrase(passphrase).map_err(|_| ApiError::internal())?,
+            passphrase_hash,
             created_at: self.now(),
             last_login_at: None,
         })
     }
 
     /// Creates a company and its owner, then opens a session for the owner.
+    /// An email that already has an account is refused with `email-taken`
+    /// (for operators and tools; the public API uses `signup_request`).
     pub async fn signup(
         &self,
         company_name: &str,
@@ -472,14 +540,47 @@ impl Platform {
         passphrase: &Secret,
         actor: Actor,
     ) -> ApiResult<(CompanyRecord, Session)> {
-        let (company, key) = self.new_company(company_name)?;
-        let name_words: Vec<&str> = company.name.split_whitespace().collect();
-        let user = self.new_user(email, passphrase, None, &name_words)?;
-        if self.control.user_by_email(&user.email).await?.is_some() {
-            return Err(ApiError::conflict(
+        match self
+            .signup_request(company_name, email, passphrase, actor)
+            .await?
+        {
+            Signup::Created { company, session } => Ok((company, session)),
+            Signup::EmailTaken { .. } => Err(ApiError::conflict(
                 "email-taken",
                 "an account with this email already exists; log in and create the company from there",
-            ));
+            )),
+        }
+    }
+
+    /// A signup as the public API takes it: counted against the client
+    /// address's budget (429 beyond it), the passphrase checked and hashed
+    /// on the bounded CPU pool, and an email that already has an account
+    /// answered with a decoy after as long as a real signup takes
+    /// (`Signup::EmailTaken`), so neither the answer nor its timing tells
+    /// who has an account.
+    pub async fn signup_request(
+        &self,
+        company_name: &str,
+        email: &str,
+        passphrase: &Secret,
+        actor: Actor,
+    ) -> ApiResult<Signup> {
+        let (company, key) = self.new_company(company_name)?;
+        let email = normalize_email(email)?;
+        let budget = self.reserve_signup(&actor).await?;
+        let name_words: Vec<&str> = company.name.split_whitespace().collect();
+        let user = match self.new_user(&email, passphrase, None, &name_words).await {
+            Ok(user) => user,
+            Err(e) => {
+                // Refused before anything was created: not counted.
+                self.release_attempt(&budget).await;
+                return Err(e);
+            }
+        };
+        // From here on, both outcomes take as long as a real signup.
+        let started = std::time::Instant::now();
+        if self.control.user_by_email(&user.email).await?.is_some() {
+            return self.signup_email_taken(company, user, actor, started).await;
         }
         // The company database exists before the control plane points at it; if
         // recording the company fails, the unreferenced file is removed.
@@ -498,13 +599,125 @@ impl Platform {
         };
         if let Err(e) = self.control.signup(&company, &user, &audit).await {
             self.tenants.discard(&company.id).await;
-            return Err(match e {
-                wb_store::StoreError::Conflict(d) => ApiError::conflict("email-taken", d),
-                other => other.into(),
-            });
+            return match e {
+                // Taken by a signup that raced this one.
+                wb_store::StoreError::Conflict(_) => {
+                    self.signup_email_taken(company, user, actor, started).await
+                }
+                other => Err(other.into()),
+            };
         }
         let session = self.open_session(user).await?;
-        Ok((company, session))
+        self.note_signup_tail(started.elapsed());
+        Ok(Signup::Created { company, session })
+    }
+
+    /// Counts a signup against the client address's hourly budget; 429 (and
+    /// an audited refusal) beyond it. Without an address, nothing to count.
+    async fn reserve_signup(&self, actor: &Actor) -> ApiResult<Vec<(String, OffsetDateTime)>> {
+        let Some(client) = &actor.client else {
+            return Ok(Vec::new());
+        };
+        let now = self.now();
+        let max = self.signup_limit.load(Ordering::Relaxed);
+        let keys = [format!("signup:client:{client}")];
+        match self
+            .control
+            .reserve_attempt(&keys, now, SIGNUP_WINDOW, max)
+            .await?
+        {
+            Attempt::Counted(counted) => Ok(counted),
+            Attempt::Refused { until } => {
+                self.control
+                    .audit(&AuditEvent {
+                        at: now,
+                        actor: actor.clone(),
+                        company_id: None,
+                        action: "company.signup".into(),
+                        target: None,
+                        outcome: Outcome::Failure,
+                        detail: Some(format!(
+                            "refused: more than {max} signups from this address within an hour"
+                        )),
+                    })
+                    .await?;
+                Err(ApiError::too_many(
+                    "too many signups from this address; try again later",
+                    seconds_until(now, until),
+                ))
+            }
+        }
+    }
+
+    /// The answer to a signup whose email already has an account: the refusal
+    /// audited, nothing created, and a decoy returned once as much time has
+    /// passed as a real signup takes.
+    async fn signup_email_taken(
+        &self,
+        company: CompanyRecord,
+        user: UserRecord,
+        actor: Actor,
+        started: std::time::Instant,
+    ) -> ApiResult<Signup> {
+        let now = self.now();
+        self.control
+            .audit(&AuditEvent {
+                at: now,
+                actor,
+                company_id: None,
+                action: "company.signup".into(),
+                target: Some(format!("email:{}", user.email)),
+                outcome: Outcome::Failure,
+                detail: Some(
+                    "the email already has an account; nothing created, answered like a new signup"
+                        .into(),
+                ),
+            })
+            .await?;
+        let session = Session {
+            token: new_token("wbs").token,
+            expires_at: now + self.session_ttl,
+            user: UserRecord {
+                passphrase_hash: String::new(),
+                ..user
+            },
+        };
+        let tail = self.signup_tail();
+        if let Some(rest) = tail.checked_sub(started.elapsed()) {
+            tokio::time::sleep(rest).await;
+        }
+        Ok(Signup::EmailTaken { company, session })
+    }
+
+    fn note_signup_tail(&self, took: std::time::Duration) {
+        let mut tails = self.signup_tails.lock().unwrap_or_else(|e| e.into_inner());
+        if tails.len() == SIGNUP_TAILS_KEPT {
+            tails.pop_front();
+        }
+        tails.push_back(took);
+    }
+
+    /// One of the recent real signups' durations after hashing, at random,
+    /// so decoys are timed as real signups are distributed.
+    fn signup_tail(&self) -> std::time::Duration {
+        use rand::seq::SliceRandom;
+        let tails = self.signup_tails.lock().unwrap_or_else(|e| e.into_inner());
+        let (front, back) = tails.as_slices();
+        let all: Vec<std::time::Duration> = front.iter().chain(back).copied().collect();
+        all.choose(&mut rand::thread_rng())
+            .copied()
+            .unwrap_or(SIGNUP_TAIL_DEFAULT)
+    }
+
+    /// Gives back attempts counted by `reserve_attempt` (best effort: when it
+    /// fails, they stay counted until their window ends).
+    async fn release_attempt(&self, counted: &[(String, OffsetDateTime)]) {
+        if counted.is_empty() {
+            return;
+        }
+        if let Err(error) = self.control.release_attempt(counted).await {
+            tracing::warn!(%error, "could not release a counted attempt");
+        }
     }
 
     /// Operator path (CLI): a company, optionally with an existing user as owner.
@@ -599,7 +812,7 @@ impl Platform {
         name: Option<String>,
         actor: Actor,
     ) -> ApiResult<UserRecord> {
-        let user = self.new_user(email, passphrase, name, &[])?;
+        let user = self.new_user(email, passphrase, name, &[]).await?;
         let audit = AuditEvent {
             at: self.now(),
             actor,
@@ -665,31 +878,10 @@ impl Platform {
         })
     }
 
-    /// Seconds to wait when any key has too many recent failures. Counts live
-    /// in the control store, so every node sees the same ones.
-    async fn throttled(&self, keys: &[String]) -> ApiResult<Option<u64>> {
-        let now = self.now();
-        Ok(self
-            .control
-            .login_failures(keys)
-            .await?
-            .into_iter()
-            .filter(|(count, since)| {
-                *count >= FAILED_LOGINS_MAX && now - *since < FAILED_LOGIN_WINDOW
-            })
-            .map(|(_, since)| (FAILED_LOGIN_WINDOW - (now - since)).whole_seconds().max(1) as u64)
-            .max())
-    }
-
-    async fn note_failure(&self, keys: &[String]) -> ApiResult<()> {
-        self.control
-            .note_login_failures(keys, self.now(), FAILED_LOGIN_WINDOW)
-            .await?;
-        Ok(())
-    }
-
     /// Verifies a passphrase and opens a session. Failures are throttled per
-    /// account and per client address, and audited.
+    /// account and per client address, and audited. The attempt is counted
+    /// before the passphrase is verified and given back only when it was
+    /// right, so parallel guesses cannot get past the limit.
     pub async fn login(
         &self,
         email: &str,
@@ -701,55 +893,55 @@ impl Platform {
         if let Some(client) = &actor.client {
             keys.push(format!("client:{client}"));
         }
-        if let Some(wait) = self.throttled(&keys).await? {
-            return Err(ApiError::too_many(
-                "too many failed logins; try again later",
-                wait,
-            ));
-        }
-        let user = self.control.user_by_email(&email).await?;
-        let hash = user
-            .as_ref()
-            .map_or(self.dummy_hash.clone(), |u| u.passphrase_hash.clone());
-        let pass = passphrase.clone();
-        let verified = tokio::task::spawn_blocking(move || verify_passphrase(&hash, &pass))
-            .await
-            .map_err(|_| ApiError::internal())?;
-        let user = match (user, verified) {
-            (Some(user), true) => user,
-            (user, _) => {
-                self.note_failure(&keys).await?;
-                let event = AuditEvent {
-                    at: self.now(),
-                    actor: Actor {
-                        id: user
-                            .as_ref()
-                            .map_or("anonymous".into(), |u| format!("user:{}", u.id)),
-                        auth: "passphrase".into(),
-                        ..actor
-                    },
-                    company_id: None,
-                    action: "auth.login".into(),
-                    // Only a well-formed address is kept: anything else typed
-                    // here (a pasted passphrase) must not enter the trail.
-                    target: Some(match normalize_email(&email) {
-                        Ok(address) => format!("email:{address}"),
-                        Err(_) => "email:(not an email address)".to_string(),
-                    }),
-                    outcome: Outcome::Failure,
-                    detail: Some(
-                        if user.is_some() {
-                            "wrong passphrase"
-                        } else {
-                            "unknown email"
-                        }
-                        .into(),
-                    ),
-                };
-                self.control.audit(&event).await?;
-                return Err(ApiError::unauthorized("email or passphrase is wrong"));
+        let now = self.now();
+        let counted = match self
+            .control
+            .reserve_attempt(&keys, now, FAILED_LOGIN_WINDOW, FAILED_LOGINS_MAX)
+            .await?
+        {
+            Attempt::Counted(counted) => counted,
+            Attempt::Refused { until } => {
+                self.audit_failed_login(&email, None, actor, "throttled: too many failed logins")
+                    .await?;
+                return Err(ApiError::too_many(
+                    "too many failed logins; try again later",
+                    seconds_until(now, until),
+                ));
             }
         };
+        let judged = async {
+            let user = self.control.user_by_email(&email).await?;
+            let hash = user
+                .as_ref()
+                .map_or(self.dummy_hash.clone(), |u| u.passphrase_hash.clone());
+            let pass = passphrase.clone();
+            let verified = self
+                .cpu
+                .run(move || verify_passphrase(&hash, &pass))
+                .await?;
+            Ok::<_, ApiError>((user, verified))
+        }
+        .await;
+        let user = match judged {
+            Ok((Some(user), true)) => user,
+            Ok((user, _)) => {
+                // The counted attempt stays: it is this failure.
+                let detail = if user.is_some() {
+                    "wrong passphrase"
+                } else {
+                    "unknown email"
+                };
+                self.audit_failed_login(&email, user.as_ref(), actor, detail)
+                    .await?;
+                return Err(ApiError::unauthorized("email or passphrase is wrong"));
+            }
+            Err(e) => {
+                // Never judged (busy, storage error): not a failure.
+                self.release_attempt(&counted).await;
+                return Err(e);
+            }
+        };
+        self.release_attempt(&counted).await;
         let now = self.now();
         self.control.record_login(&user.id, now).await?;
         let session = self.open_session(user).await?;
@@ -769,6 +961,34 @@ impl Platform {
             })
             .await?;
         Ok(session)
+    }
+
+    async fn audit_failed_login(
+        &self,
+        email: &str,
+        user: Option<&UserRecord>,
+        actor: Actor,
+        detail: &str,
+    ) -> ApiResult<()> {
+        let event = AuditEvent {
+            at: self.now(),
+            actor: Actor {
+                id: user.map_or("anonymous".into(), |u| format!("user:{}", u.id)),
+                auth: "passphrase".into(),
+                ..actor
+            },
+            company_id: None,
+            action: "auth.login".into(),
+            // Only a well-formed address is kept: anything else typed
+            // here (a pasted passphrase) must not enter the trail.
+            target: Some(match normalize_email(email) {
+                Ok(address) => format!("email:{address}"),
+                Err(_) => "email:(not an email address)".to_string(),
+            }),
+            outcome: Outcome::Failure,
+            detail: Some(detail.into()),
+        };
+        Ok(self.control.audit(&event).await?)
     }
 
     pub async fn logout(&self, principal: &Principal, actor: Actor) -> ApiResult<()> {
@@ -933,6 +1153,23 @@ impl Platform {
         })
     }
 
+    /// The answer to an API key asking for a new key (403), audited.
+    pub async fn refuse_api_key_creation(&self, company_id: &str, actor: Actor) -> ApiError {
+        let audit = AuditEvent {
+            at: self.now(),
+            actor,
+            company_id: Some(company_id.to_string()),
+            action: "api_key.create".into(),
+            target: None,
+            outcome: Outcome::Failure,
+            detail: Some("refused: API keys may not create API keys".into()),
+        };
+        if let Err(e) = self.control.audit(&audit).await {
+            return e.into();
+        }
+        ApiError::forbidden("API keys may not create API keys; use a session")
+    }
+
     pub async fn revoke_api_key(
         &self,
         company_id: &str,
@@ -955,6 +1192,13 @@ impl Platform {
         self.auth_cache.forget_api_key(key_id);
         Ok(revoked)
     }
+}
+
+/// Whole seconds from `now` until `until`, at least one (for Retry-After).
+fn seconds_until(now: OffsetDateTime, until: OffsetDateTime) -> u64 {
+    u64::try_from((until - now).whole_seconds())
+        .unwrap_or(0)
+        .max(1)
 }
 
 pub fn normalize_email(email: &str) -> ApiResult<String> {

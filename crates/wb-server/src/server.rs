@@ -85,6 +85,7 @@ pub async fn start(
         file_root: config.export_file_root.clone(),
         allow_private_endpoints: config.export_allow_private_endpoints,
     });
+    platform.set_signup_limit(config.signups_per_address_per_hour);
     let listener = match listener {
         Some(l) => l,
         None => std::net::TcpListener::bind(config.listen)

@@ -34,6 +34,15 @@ pub(crate) fn unix_millis(at: time::OffsetDateTime) -> i64 {
     i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
+/// The keys of one attempt (`ControlStore::reserve_attempt`), each once and
+/// in one order, so concurrent attempts lock shared keys in the same order.
+pub(crate) fn attempt_keys(keys: &[String]) -> Vec<String> {
+    let mut keys = keys.to_vec();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
 pub(crate) fn from_unix_millis(millis: i64) -> Result<time::OffsetDateTime, StoreError> {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
         .map_err(|_| StoreError::Corrupt(format!("bad timestamp {millis}")))

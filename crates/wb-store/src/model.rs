@@ -94,6 +94,17 @@ pub struct ApiKeyRecord {
     pub revoked_at: Option<OffsetDateTime>,
 }
 
+/// The answer of `ControlStore::reserve_attempt`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// Counted against every key: each with the start of the window it was
+    /// counted in (what `ControlStore::release_attempt` takes back).
+    Counted(Vec<(String, OffsetDateTime)>),
+    /// A key already had its maximum in its window, so nothing was counted;
+    /// the last such window ends at `until`.
+    Refused { until: OffsetDateTime },
+}
+
 /// Who did something, how they authenticated, and from where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {

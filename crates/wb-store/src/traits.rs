@@ -116,15 +116,26 @@ pub trait ControlStore: ExportScheduleStore + Send + Sync {
     async fn cursor(&self, name: &str) -> Result<i64, StoreError>;
     async fn set_cursor(&self, name: &str, seq: i64) -> Result<(), StoreError>;
 
-    /// Counts one failed login against each key. A count whose window (which
-    /// starts at its first failure) is older than `window` restarts at one.
-    async fn note_login_failures(
+    /// Counts one attempt (a login, a signup) against every key at once, or
+    /// none: when each key has fewer than `max` attempts counted in its
+    /// window, one more is counted against each (`Attempt::Counted`);
+    /// otherwise nothing is (`Attempt::Refused`). A window starts at its
+    /// key's first attempt; one that started `window` ago or earlier
+    /// restarts at this attempt. Atomic across concurrent callers and nodes:
+    /// however many race, at most `max` are counted per key and window.
+    async fn reserve_attempt(
         &self,
         keys: &[String],
         at: OffsetDateTime,
         window: Duration,
-    ) -> Result<(), StoreError>;
-    /// `(failures, window start)` of each key that has any.
+        max: u32,
+    ) -> Result<Attempt, StoreError>;
+    /// Takes back attempts `reserve_attempt` counted (the login succeeded, or
+    /// was never judged): one less against each key, unless its window has
+    /// since restarted (that count is another attempt's).
+    async fn release_attempt(&self, counted: &[(String, OffsetDateTime)])
+        -> Result<(), StoreError>;
+    /// `(attempts, window start)` of each key that has any, in the order asked.
     async fn login_failures(
         &self,
         keys: &[String],

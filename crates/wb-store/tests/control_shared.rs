@@ -14,8 +14,8 @@ use wb_crypto::DataKey;
 use wb_store::postgres::PgControl;
 use wb_store::sqlite::SqliteControl;
 use wb_store::{
-    Actor, AlertStore, AuditEvent, AuditQuery, ControlStore, Outcome, StoreError, StoredAuditEvent,
-    GENESIS,
+    Actor, AlertStore, Attempt, AuditEvent, AuditQuery, ControlStore, Outcome, StoreError,
+    StoredAuditEvent, GENESIS,
 };
 
 mod pg_backend;
@@ -75,7 +75,9 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     leases_go_to_one_node_until_they_expire,
-    login_failures_count_per_key_within_a_window,
+    attempts_count_per_key_within_a_window,
+    attempts_are_refused_at_the_maximum_and_released,
+    concurrent_attempts_never_exceed_the_maximum,
     central_collection_skips_what_it_has,
     central_queries_filter_and_page,
     checkpoints_nodes_and_cursors,
@@ -248,9 +250,21 @@ async fn leases_go_to_one_node_until_they_expire(control: &dyn ControlStore) {
         .unwrap());
 }
 
-async fn login_failures_count_per_key_within_a_window(control: &dyn ControlStore) {
+fn keys(k: &[&str]) -> Vec<String> {
+    k.iter().map(|s| s.to_string()).collect()
+}
+
+/// `reserve_attempt` with a generous maximum: the attempt must be counted.
+async fn count(control: &dyn ControlStore, k: &[String], at: OffsetDateTime) {
+    let attempt = control
+        .reserve_attempt(k, at, Duration::minutes(15), 100)
+        .await
+        .unwrap();
+    assert!(matches!(attempt, Attempt::Counted(_)), "{attempt:?}");
+}
+
+async fn attempts_count_per_key_within_a_window(control: &dyn ControlStore) {
     let window = Duration::minutes(15);
-    let keys = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let ann = keys(&["account:ann@example.com", "client:192.0.2.1"]);
     let ann_only = keys(&["account:ann@example.com"]);
     let asked = keys(&[
@@ -261,17 +275,14 @@ async fn login_failures_count_per_key_within_a_window(control: &dyn ControlStore
 
     assert!(control.login_failures(&asked).await.unwrap().is_empty());
     assert!(control.login_failures(&[]).await.unwrap().is_empty());
-    control.note_login_failures(&[], T0, window).await.unwrap();
+    assert_eq!(
+        control.reserve_attempt(&[], T0, window, 5).await.unwrap(),
+        Attempt::Counted(Vec::new())
+    );
 
-    control.note_login_failures(&ann, T0, window).await.unwrap();
-    control
-        .note_login_failures(&ann_only, T0 + Duration::minutes(1), window)
-        .await
-        .unwrap();
-    control
-        .note_login_failures(&ann_only, T0 + Duration::minutes(14), window)
-        .await
-        .unwrap();
+    count(control, &ann, T0).await;
+    count(control, &ann_only, T0 + Duration::minutes(1)).await;
+    count(control, &ann_only, T0 + Duration::minutes(14)).await;
     assert_eq!(
         control.login_failures(&asked).await.unwrap(),
         vec![(3, T0), (1, T0)],
@@ -286,27 +297,177 @@ async fn login_failures_count_per_key_within_a_window(control: &dyn ControlStore
 
     // A window that started `window` ago or earlier restarts at one.
     let later = T0 + Duration::minutes(20);
-    control
-        .note_login_failures(&ann_only, later, window)
-        .await
-        .unwrap();
+    count(control, &ann_only, later).await;
     let boundary = T0 + window;
-    control
-        .note_login_failures(&keys(&["client:192.0.2.1"]), boundary, window)
-        .await
-        .unwrap();
+    count(control, &keys(&["client:192.0.2.1"]), boundary).await;
     assert_eq!(
         control.login_failures(&asked).await.unwrap(),
         vec![(1, later), (1, boundary)]
     );
-    control
-        .note_login_failures(&ann, later + Duration::seconds(30), window)
-        .await
-        .unwrap();
+    // A key named twice is counted once.
+    let twice = keys(&[
+        "account:ann@example.com",
+        "client:192.0.2.1",
+        "client:192.0.2.1",
+    ]);
+    count(control, &twice, later + Duration::seconds(30)).await;
     assert_eq!(
         control.login_failures(&asked).await.unwrap(),
         vec![(2, later), (2, boundary)]
     );
+}
+
+async fn attempts_are_refused_at_the_maximum_and_released(control: &dyn ControlStore) {
+    let window = Duration::minutes(15);
+    let (ann, client) = ("account:ann@example.com", "client:192.0.2.1");
+    let both = keys(&[ann, client]);
+    let reserve = |k: Vec<String>, at: OffsetDateTime| async move {
+        control.reserve_attempt(&k, at, window, 3).await.unwrap()
+    };
+
+    // Each answer names the keys with the window they were counted in.
+    let first = reserve(both.clone(), T0).await;
+    assert_eq!(
+        first,
+        Attempt::Counted(vec![(ann.to_string(), T0), (client.to_string(), T0)])
+    );
+    reserve(keys(&[ann]), T0 + Duration::minutes(1)).await;
+    let third = reserve(keys(&[ann]), T0 + Duration::minutes(2)).await;
+    assert_eq!(third, Attempt::Counted(vec![(ann.to_string(), T0)]));
+
+    // At the maximum: refused until the window ends, and nothing is counted,
+    // not even against the key that had room.
+    for at in [T0 + Duration::minutes(3), T0 + Duration::minutes(14)] {
+        assert_eq!(
+            reserve(both.clone(), at).await,
+            Attempt::Refused { until: T0 + window }
+        );
+    }
+    assert_eq!(
+        control.login_failures(&both).await.unwrap(),
+        vec![(3, T0), (1, T0)]
+    );
+    // Another key is unaffected.
+    assert!(matches!(
+        reserve(keys(&[client]), T0 + Duration::minutes(4)).await,
+        Attempt::Counted(_)
+    ));
+
+    // A release takes one back: one more attempt fits.
+    let Attempt::Counted(counted) = third else {
+        unreachable!()
+    };
+    control.release_attempt(&counted).await.unwrap();
+    assert_eq!(
+        control.login_failures(&keys(&[ann])).await.unwrap(),
+        vec![(2, T0)]
+    );
+    assert!(matches!(
+        reserve(both.clone(), T0 + Duration::minutes(5)).await,
+        Attempt::Counted(_)
+    ));
+    assert!(matches!(
+        reserve(both.clone(), T0 + Duration::minutes(5)).await,
+        Attempt::Refused { .. }
+    ));
+
+    // After the window, counting starts again; a late release of an attempt
+    // from the old window leaves the new window's count alone.
+    let later = T0 + window;
+    let fresh = reserve(keys(&[ann]), later).await;
+    assert_eq!(fresh, Attempt::Counted(vec![(ann.to_string(), later)]));
+    control.release_attempt(&counted).await.unwrap();
+    assert_eq!(
+        control.login_failures(&keys(&[ann])).await.unwrap(),
+        vec![(1, later)]
+    );
+    // Released to nothing, the key is forgotten.
+    let Attempt::Counted(fresh) = fresh else {
+        unreachable!()
+    };
+    control.release_attempt(&fresh).await.unwrap();
+    assert!(control
+        .login_failures(&keys(&[ann]))
+        .await
+        .unwrap()
+        .is_empty());
+    control.release_attempt(&fresh).await.unwrap();
+    assert!(control
+        .login_failures(&keys(&[ann]))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// Many attempts at once: at most `max` are counted per key, and the stored
+/// count is exactly the number answered `Counted` (a read-then-write would
+/// let every racer through).
+async fn concurrent_attempts_never_exceed_the_maximum(control: &dyn ControlStore) {
+    const MAX: u32 = 5;
+    let window = Duration::minutes(15);
+    // Two accounts, guessed from one address and from addresses of their own.
+    let attempts: Vec<Vec<String>> = (0..60)
+        .map(|i| {
+            let account = format!("account:{}@example.com", ["ann", "bob"][i % 2]);
+            let client = if i % 3 == 0 {
+                "client:192.0.2.1".to_string()
+            } else {
+                format!("client:198.51.100.{i}")
+            };
+            vec![account, client]
+        })
+        .collect();
+    let answers = futures_util::future::join_all(
+        attempts
+            .iter()
+            .map(|k| control.reserve_attempt(k, T0, window, MAX)),
+    )
+    .await;
+    let mut counted: std::collections::BTreeMap<String, u32> = Default::default();
+    let mut refused = 0;
+    let mut reservations = Vec::new();
+    for answer in answers {
+        match answer.unwrap() {
+            Attempt::Counted(keys) => {
+                for (key, since) in &keys {
+                    assert_eq!(*since, T0);
+                    *counted.entry(key.clone()).or_default() += 1;
+                }
+                reservations.push(keys);
+            }
+            Attempt::Refused { until } => {
+                assert_eq!(until, T0 + window);
+                refused += 1;
+            }
+        }
+    }
+    // Each account has 20 attempts from addresses of their own, so it
+    // reaches its maximum whatever the order; never more.
+    for account in ["account:ann@example.com", "account:bob@example.com"] {
+        assert_eq!(counted[account], MAX, "{account}: {counted:?}");
+    }
+    assert_eq!(refused, 60 - 2 * MAX as usize, "{counted:?}");
+    assert!(counted.get("client:192.0.2.1").copied().unwrap_or(0) <= MAX);
+    for (key, n) in &counted {
+        assert_eq!(
+            control
+                .login_failures(std::slice::from_ref(key))
+                .await
+                .unwrap(),
+            vec![(*n, T0)],
+            "{key}: the store holds what was answered"
+        );
+    }
+
+    // Released all at once, every count goes back to nothing.
+    let released =
+        futures_util::future::join_all(reservations.iter().map(|r| control.release_attempt(r)))
+            .await;
+    for r in released {
+        r.unwrap();
+    }
+    let all: Vec<String> = counted.keys().cloned().collect();
+    assert!(control.login_failures(&all).await.unwrap().is_empty());
 }
 
 async fn central_collection_skips_what_it_has(control: &dyn ControlStore) {
@@ -703,6 +864,32 @@ async fn postgres_nodes_share_one_gap_free_audit_chain() {
     assert_eq!(events.len(), 101);
     verify_audit_chain(&events);
     assert_eq!(events[100].action, "alert.raise");
+}
+
+/// Guesses at one account arriving at two nodes at once count against one
+/// budget: the database, not a node, decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_nodes_share_one_attempt_budget() {
+    let (a, b) = two_nodes("two_nodes_attempts").await;
+    let account = vec!["account:ann@example.com".to_string()];
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let (account, client) = (account[0].clone(), format!("client:198.51.100.{i}"));
+        tasks.push(tokio::spawn(async move {
+            node.reserve_attempt(&[account, client], T0, Duration::minutes(15), 5)
+                .await
+        }));
+    }
+    let mut counted = 0;
+    for task in tasks {
+        if let Attempt::Counted(_) = task.await.expect("task").expect("reserve") {
+            counted += 1;
+        }
+    }
+    assert_eq!(counted, 5);
+    assert_eq!(a.login_failures(&account).await.unwrap(), vec![(5, T0)]);
+    assert_eq!(b.login_failures(&account).await.unwrap(), vec![(5, T0)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

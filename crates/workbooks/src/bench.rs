@@ -268,6 +268,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
 
     let mut config = ServerConfig::new(dir.join("data"), "127.0.0.1:0".parse()?);
     config.batch_body_limit_bytes = 64 * 1024 * 1024;
+    // The bench signs up many companies from one address.
+    config.signups_per_address_per_hour = u32::MAX;
     let server = wb_server::start(platform.clone(), &config, None).await?;
     let target = Arc::new(Target {
         url: server.url(),

@@ -28,7 +28,9 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
         Arc::new(SystemClock),
         time::Duration::hours(12),
     )?);
-    let config = ServerConfig::new(dir.clone(), "127.0.0.1:0".parse()?);
+    let mut config = ServerConfig::new(dir.clone(), "127.0.0.1:0".parse()?);
+    // The bench signs up many companies from one address.
+    config.signups_per_address_per_hour = u32::MAX;
     let server = wb_server::start(platform.clone(), &config, None).await?;
     let target = Arc::new(Target {
         url: server.url(),

@@ -9,6 +9,7 @@ use super::books::Books;
 use super::json::ApiJson;
 use crate::auth::{AppState, Caller};
 use crate::dto::*;
+use crate::platform::Principal;
 use crate::problem::{ApiError, ApiResult, Problem};
 
 #[utoipa::path(get, path = "/api/v1/companies/{company}/api-keys", tag = "api-keys",
@@ -38,6 +39,7 @@ pub async fn list(
     ))
 }
 
+/// Only a user's session may create keys; an API key gets 403.
 #[utoipa::path(post, path = "/api/v1/companies/{company}/api-keys", tag = "api-keys",
     params(("company" = String, Path)), request_body = NewApiKeyRequest,
     responses((status = 201, body = ApiKeyView), (status = 403, body = Problem), (status = 422, body = Problem)))]
@@ -48,6 +50,13 @@ pub async fn create(
     ApiJson(body): ApiJson<NewApiKeyRequest>,
 ) -> ApiResult<(StatusCode, Json<ApiKeyView>)> {
     let books = Books::open(&platform, caller, &company, Permission::ManageApiKeys).await?;
+    if let Principal::ApiKey { .. } = &books.caller.principal {
+        // A key minting keys could renew itself forever, and its children
+        // would outlive its revocation: only people create keys.
+        return Err(platform
+            .refuse_api_key_creation(&company, books.caller.actor.clone())
+            .await);
+    }
     let role: Role = body
         .role
         .parse()

@@ -155,7 +155,8 @@ pub async fn create(
         .await?
         .map(|c| c.name)
         .unwrap_or_default();
-    let key = export_key(body, &name)?;
+    // zxcvbn on a passphrase of up to 1 KiB: off the runtime, bounded.
+    let key = platform.cpu.run(move || export_key(body, &name)).await??;
     let detail = match key.public_recipient() {
         Some(r) => format!("encrypted to age recipient {r}"),
         None => "encrypted to a passphrase".to_string(),

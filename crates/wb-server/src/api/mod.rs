@@ -101,8 +101,14 @@ async fn method_not_allowed() -> ApiError {
 pub fn router(platform: AppState, config: &ServerConfig) -> Router {
     let company = "/api/v1/companies/{company}";
     let api = Router::new()
-        .route("/api/v1/signup", post(session::signup))
-        .route("/api/v1/auth/login", post(session::login))
+        .route(
+            "/api/v1/signup",
+            post(session::signup).layer(DefaultBodyLimit::max(session::AUTH_BODY_LIMIT_BYTES)),
+        )
+        .route(
+            "/api/v1/auth/login",
+            post(session::login).layer(DefaultBodyLimit::max(session::AUTH_BODY_LIMIT_BYTES)),
+        )
         .route("/api/v1/auth/logout", post(session::logout))
         .route("/api/v1/me", get(session::me))
         .route(company, get(books::company))

@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use wb_crypto::Secret;
+use wb_crypto::{Secret, MAX_PASSPHRASE_BYTES};
 
 use super::json::ApiJson;
 use crate::auth::{AppState, Caller, RequestMeta, CSRF_COOKIE, SESSION_COOKIE};
@@ -34,8 +34,18 @@ fn session_cookies(session: &Session, headers: &mut HeaderMap) {
     }
 }
 
+/// The largest signup or login body: room for the longest passphrase, the
+/// longest email and company name even when every character is sent as a
+/// JSON `\uXXXX` escape (six bytes per byte of UTF-8, at worst).
+pub const AUTH_BODY_LIMIT_BYTES: usize = 16 * 1024;
+const _: () = assert!(AUTH_BODY_LIMIT_BYTES >= 6 * (MAX_PASSPHRASE_BYTES + 254 + 4 * 200) + 512);
+
+/// An email that already has an account is answered like a new signup (201,
+/// the same shape, after as long) with ids and a token that work nowhere,
+/// so signup does not tell who has an account; the refusal is audited.
 #[utoipa::path(post, path = "/api/v1/signup", tag = "auth", request_body = SignupRequest,
-    responses((status = 201, body = SignupResponse), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 201, body = SignupResponse), (status = 422, body = Problem),
+        (status = 429, body = Problem), (status = 503, body = Problem)))]
 pub async fn signup(
     State(platform): State<AppState>,
     meta: RequestMeta,
@@ -43,13 +53,14 @@ pub async fn signup(
 ) -> ApiResult<Response> {
     let passphrase = Secret::from(body.passphrase);
     let (company, session) = platform
-        .signup(
+        .signup_request(
             &body.company_name,
             &body.email,
             &passphrase,
             meta.anonymous_actor(),
         )
-        .await?;
+        .await?
+        .into_answer();
     let mut headers = HeaderMap::new();
     session_cookies(&session, &mut headers);
     let response = SignupResponse {
@@ -68,14 +79,16 @@ pub async fn signup(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = 401, body = Problem), (status = 429, body = Problem)))]
+    responses((status = 200, body = LoginResponse), (status = 401, body = Problem), (status = 429, body = Problem),
+        (status = 503, body = Problem)))]
 pub async fn login(
     State(platform): State<AppState>,
     meta: RequestMeta,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
     let passphrase = Secret::from(body.passphrase);
-    if passphrase.expose().len() > 1024 {
+    // No account has a longer one (signup refuses it): nothing to verify.
+    if passphrase.expose().len() > MAX_PASSPHRASE_BYTES {
         return Err(ApiError::unauthorized("email or passphrase is wrong"));
     }
     let session = platform

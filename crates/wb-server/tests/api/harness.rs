@@ -250,6 +250,8 @@ impl TestServer {
             listener.local_addr().expect("addr"),
         );
         config.tls = TlsMode::SelfSigned;
+        // Every test signs up from 127.0.0.1; tests of the limit lower it.
+        config.signups_per_address_per_hour = 10_000;
         configure(&mut config);
         let server = wb_server::start(platform.clone(), &config, Some(listener))
             .await

@@ -1238,28 +1238,76 @@ impl ControlStore for PgControl {
         Ok(())
     }
 
-    async fn note_login_failures(
+    async fn reserve_attempt(
         &self,
         keys: &[String],
         at: OffsetDateTime,
         window: time::Duration,
-    ) -> Result<(), StoreError> {
+        max: u32,
+    ) -> Result<Attempt, StoreError> {
         let now = crate::unix_millis(at);
         let window_start = crate::unix_millis(at - window);
-        // A fixed order, so two nodes counting overlapping keys cannot deadlock.
-        let mut keys: Vec<&String> = keys.iter().collect();
-        keys.sort();
+        let window_ms = i64::try_from(window.whole_milliseconds()).unwrap_or(i64::MAX);
+        // In one order, so two attempts sharing keys cannot deadlock.
+        let keys = crate::attempt_keys(keys);
         let mut conn = self.conn().await?;
         let tx = begin(&mut conn).await?;
-        for key in keys {
+        let mut counted = Vec::with_capacity(keys.len());
+        let mut refused_until: Option<i64> = None;
+        for key in &keys {
+            // The upsert locks the key's row until the transaction ends, so a
+            // concurrent attempt on the same key waits, then counts after us.
+            let row = tx
+                .query_typed_one(
+                    "INSERT INTO login_failures (key, count, since) VALUES ($1, 1, $2)
+                     ON CONFLICT (key) DO UPDATE SET
+                       count = CASE WHEN login_failures.since <= $3 THEN 1
+                                    ELSE login_failures.count + 1 END,
+                       since = CASE WHEN login_failures.since <= $3 THEN EXCLUDED.since
+                                    ELSE login_failures.since END
+                     RETURNING count, since",
+                    &[text(key), int8(&now), int8(&window_start)],
+                )
+                .await?;
+            let (count, since): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+            if count > i64::from(max) {
+                refused_until = refused_until.max(Some(since.saturating_add(window_ms)));
+            } else {
+                counted.push((key.clone(), crate::from_unix_millis(since)?));
+            }
+        }
+        if let Some(until) = refused_until {
+            // Nothing is counted when any key refuses.
+            tx.rollback().await?;
+            return Ok(Attempt::Refused {
+                until: crate::from_unix_millis(until)?,
+            });
+        }
+        tx.commit().await?;
+        Ok(Attempt::Counted(counted))
+    }
+
+    async fn release_attempt(
+        &self,
+        counted: &[(String, OffsetDateTime)],
+    ) -> Result<(), StoreError> {
+        let mut counted: Vec<(&String, i64)> = counted
+            .iter()
+            .map(|(key, since)| (key, crate::unix_millis(*since)))
+            .collect();
+        counted.sort();
+        let mut conn = self.conn().await?;
+        let tx = begin(&mut conn).await?;
+        for (key, since) in counted {
             tx.execute_typed(
-                "INSERT INTO login_failures (key, count, since) VALUES ($1, 1, $2)
-                 ON CONFLICT (key) DO UPDATE SET
-                   count = CASE WHEN login_failures.since <= $3 THEN 1
-                                ELSE login_failures.count + 1 END,
-                   since = CASE WHEN login_failures.since <= $3 THEN EXCLUDED.since
-                                ELSE login_failures.since END",
-                &[text(key), int8(&now), int8(&window_start)],
+                "UPDATE login_failures SET count = count - 1
+                 WHERE key = $1 AND since = $2 AND count > 0",
+                &[text(key), int8(&since)],
+            )
+            .await?;
+            tx.execute_typed(
+                "DELETE FROM login_failures WHERE key = $1 AND count <= 0",
+                &[text(key)],
             )
             .await?;
         }

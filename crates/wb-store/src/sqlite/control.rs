@@ -1019,24 +1019,79 @@ impl ControlStore for SqliteControl {
         .await
     }
 
-    async fn note_login_failures(
+    async fn reserve_attempt(
         &self,
         keys: &[String],
         at: OffsetDateTime,
         window: time::Duration,
-    ) -> Result<(), StoreError> {
-        let keys = keys.to_vec();
+        max: u32,
+    ) -> Result<Attempt, StoreError> {
+        let keys = crate::attempt_keys(keys);
         let now = crate::unix_millis(at);
         let window_start = crate::unix_millis(at - window);
+        let window_ms = i64::try_from(window.whole_milliseconds()).unwrap_or(i64::MAX);
+        // One IMMEDIATE transaction: the database's write lock is held from
+        // the first read, so no other attempt reads a count between ours
+        // and our increment.
         self.write(None, move |tx| {
+            let mut current = tx.prepare_cached(
+                "SELECT count, since FROM login_failures WHERE key = ?1 AND since > ?2",
+            )?;
+            let mut counted = Vec::with_capacity(keys.len());
+            let mut refused_until: Option<i64> = None;
+            for key in &keys {
+                let row: Option<(i64, i64)> = current
+                    .query_row(params![key, window_start], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                match row {
+                    Some((count, since)) if count >= i64::from(max) => {
+                        refused_until = refused_until.max(Some(since.saturating_add(window_ms)));
+                    }
+                    Some((_, since)) => counted.push((key.clone(), since)),
+                    None => counted.push((key.clone(), now)),
+                }
+            }
+            if let Some(until) = refused_until {
+                return Ok(Attempt::Refused {
+                    until: crate::from_unix_millis(until)?,
+                });
+            }
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO login_failures (key, count, since) VALUES (?1, 1, ?2)
                  ON CONFLICT (key) DO UPDATE SET
                    count = CASE WHEN since <= ?3 THEN 1 ELSE count + 1 END,
                    since = CASE WHEN since <= ?3 THEN excluded.since ELSE since END",
             )?;
-            for key in &keys {
+            for (key, _) in &counted {
                 upsert.execute(params![key, now, window_start])?;
+            }
+            counted
+                .into_iter()
+                .map(|(key, since)| Ok((key, crate::from_unix_millis(since)?)))
+                .collect::<Result<_, StoreError>>()
+                .map(Attempt::Counted)
+        })
+        .await
+    }
+
+    async fn release_attempt(
+        &self,
+        counted: &[(String, OffsetDateTime)],
+    ) -> Result<(), StoreError> {
+        let counted: Vec<(String, i64)> = counted
+            .iter()
+            .map(|(key, since)| (key.clone(), crate::unix_millis(*since)))
+            .collect();
+        self.write(None, move |tx| {
+            let mut release = tx.prepare_cached(
+                "UPDATE login_failures SET count = count - 1
+                 WHERE key = ?1 AND since = ?2 AND count > 0",
+            )?;
+            let mut forget =
+                tx.prepare_cached("DELETE FROM login_failures WHERE key = ?1 AND count <= 0")?;
+            for (key, since) in &counted {
+                release.execute(params![key, since])?;
+                forget.execute(params![key])?;
             }
             Ok(())
         })
