@@ -859,14 +859,22 @@ async fn exports_beyond_the_node_and_company_limits_are_refused_with_retry_after
     }
     assert_eq!(s.platform.export_slots.running(), 2);
 
-    let node_full = s
-        .post(&c.path("/exports"), &c.token, passphrase.clone())
-        .await;
+    // Refused at once (without a limit they would wait at the gate too).
+    let refused = |t: &Tenant| {
+        let (s, t, body) = (s.clone(), t.clone(), passphrase.clone());
+        async move {
+            tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                s.post(&t.path("/exports"), &t.token, body),
+            )
+            .await
+            .expect("an export beyond the limits was not refused")
+        }
+    };
+    let node_full = refused(&c).await;
     node_full.problem(503, "exports-busy");
     assert_eq!(node_full.header("retry-after"), Some("10"));
-    let company_busy = s
-        .post(&a.path("/exports"), &a.token, passphrase.clone())
-        .await;
+    let company_busy = refused(&a).await;
     company_busy.problem(429, "export-in-progress");
     assert_eq!(company_busy.header("retry-after"), Some("10"));
     // Refused before anything was read or recorded.
