@@ -317,3 +317,61 @@ async fn connections_beyond_the_cap_wait_for_a_free_one() {
     assert_eq!(status, 200);
     s.shutdown().await;
 }
+
+/// A client that asks for a large response and then reads nothing of it
+/// does not hold the connection: once the send buffers are full and stay
+/// full for the idle timeout (1 s), the server gives up on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_a_response_is_cut_off() {
+    let s = server(ConnectionLimits {
+        header_read_timeout: Duration::from_secs(60),
+        ..one_second_limits()
+    })
+    .await;
+    let t = s.signup("Unread Ltd").await;
+    // Larger than the kernel's largest send buffer (4 MiB) and our small
+    // receive buffer together.
+    const SIZE: usize = 12 * 1024 * 1024;
+    let uploaded = s
+        .send(
+            reqwest::Method::POST,
+            &t.path("/files?name=big.bin"),
+            Some(&t.token),
+            crate::harness::Body::Raw {
+                content_type: Some("application/octet-stream"),
+                bytes: (0..SIZE).map(|i| (i % 251) as u8).collect(),
+            },
+            &[],
+        )
+        .await
+        .ok(201);
+    let file = uploaded["id"].as_str().unwrap().to_string();
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket
+        .connect(([127, 0, 0, 1], port(&s)).into())
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut stream = tls(&s, &[b"http/1.1"]).connect(name, tcp).await.unwrap();
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\r\n",
+        t.path(&format!("/files/{file}")),
+        t.token
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    // Read nothing for several idle timeouts, then read what is left.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let received = cut_off(&mut stream, "a client reading nothing of its response").await;
+    assert!(
+        String::from_utf8_lossy(&received[..received.len().min(64)]).starts_with("HTTP/1.1 200"),
+        "the download had started"
+    );
+    assert!(
+        received.len() < SIZE,
+        "the server waited for the client: {} of {SIZE} bytes sent",
+        received.len()
+    );
+    s.shutdown().await;
+}
