@@ -56,11 +56,12 @@ fn request_meta(parts: &Parts) -> RequestMeta {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip().to_string()),
+        // The id the server generated (`crate::request_id`), never a
+        // client's header.
         request_id: parts
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.chars().take(64).collect()),
+            .extensions
+            .get::<crate::request_id::RequestIds>()
+            .map(|ids| ids.server.clone()),
     }
 }
 

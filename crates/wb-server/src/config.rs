@@ -104,6 +104,56 @@ pub struct ServerConfig {
     /// Signups accepted from one client address per hour, counted in the
     /// control store (so across nodes); more are answered 429.
     pub signups_per_address_per_hour: u32,
+    /// How many connections, and for how long slow or idle clients may hold them.
+    pub connections: ConnectionLimits,
+    /// How many customer exports may be built at once.
+    pub exports: crate::exports::ExportLimits,
+}
+
+/// What keeps slow or idle clients from holding the server's connections
+/// (`crate::connections`, `crate::body_rate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections served at once; more wait in the listen backlog until one closes.
+    pub max_connections: usize,
+    /// A client must finish the TLS handshake within this.
+    pub tls_handshake_timeout: Duration,
+    /// A request's head (request line and headers) must arrive within this,
+    /// counted from when the connection is ready for it: after the
+    /// handshake, or after the previous response on a kept-alive HTTP/1.1
+    /// connection (so an idle HTTP/1.1 connection is closed after this too).
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed (any
+    /// protocol), and so is one whose client reads nothing of a response
+    /// for this long.
+    pub idle_timeout: Duration,
+    /// The slowest a request body may arrive; None: not enforced.
+    pub body_min_rate: Option<MinRate>,
+}
+
+/// At least `bytes_per_second * window` bytes of a request body must arrive
+/// in each `window` of time the server spends waiting for it (the first
+/// window is the grace period; time the server is busy with what it already
+/// received does not count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinRate {
+    pub bytes_per_second: u64,
+    pub window: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 1024,
+            tls_handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            body_min_rate: Some(MinRate {
+                bytes_per_second: 16 * 1024,
+                window: Duration::from_secs(10),
+            }),
+        }
+    }
 }
 
 impl ServerConfig {
@@ -127,6 +177,8 @@ impl ServerConfig {
             export_allow_private_endpoints: false,
             export_push_every: crate::jobs::export_pusher::EVERY,
             signups_per_address_per_hour: DEFAULT_SIGNUPS_PER_ADDRESS_PER_HOUR,
+            connections: ConnectionLimits::default(),
+            exports: Default::default(),
         }
     }
 }

@@ -131,6 +131,8 @@ pub struct Platform {
     audit_refuse_all: std::sync::atomic::AtomicBool,
     /// What customers may name as export-push destinations (`ServerConfig`).
     export_destinations: std::sync::RwLock<crate::export_push::DestinationPolicy>,
+    /// How many exports this node builds at once (`ServerConfig::exports`).
+    pub export_slots: Arc<crate::exports::ExportSlots>,
     /// Verified against when an email is unknown, so timing does not reveal accounts.
     dummy_hash: String,
     /// Where passphrase hashing, verification and strength checks run.
@@ -248,6 +250,7 @@ impl Platform {
             node_key: NodeKey::load_or_create(&data_dir.join("node.key"), &master)?,
             audit_refuse_all: std::sync::atomic::AtomicBool::new(false),
             export_destinations: Default::default(),
+            export_slots: Arc::new(crate::exports::ExportSlots::new(Default::default())),
             master,
             dummy_hash,
             cpu: CpuWork::per_core(),

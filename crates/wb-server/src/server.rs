@@ -5,15 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use axum_server::Handle;
 use wb_store::{Actor, AuditEvent, Outcome};
 
-use crate::api;
-use crate::config::{ServerConfig, TlsMode};
+use crate::config::{ConnectionLimits, ServerConfig, TlsMode};
 use crate::jobs::Jobs;
 use crate::platform::Platform;
 use crate::tls;
+use crate::{api, connections};
 
 pub struct RunningServer {
     pub addr: SocketAddr,
@@ -72,6 +72,17 @@ async fn audit_system(platform: &Platform, action: &str, config_digest: &str) {
     }
 }
 
+/// hyper's own limits: without a timer its header-read timeout does nothing.
+fn time_limits(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    limits: &ConnectionLimits,
+) {
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+}
+
 /// Binds `config.listen` (or uses `listener`, e.g. one bound to port 0 by a test)
 /// and serves the API over TLS unless `TlsMode::InsecureHttp`.
 pub async fn start(
@@ -86,6 +97,7 @@ pub async fn start(
         allow_private_endpoints: config.export_allow_private_endpoints,
     });
     platform.set_signup_limit(config.signups_per_address_per_hour);
+    platform.export_slots.set_limits(config.exports);
     let listener = match listener {
         Some(l) => l,
         None => std::net::TcpListener::bind(config.listen)
@@ -93,12 +105,19 @@ pub async fn start(
     };
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let app =
-        api::router(platform.clone(), config).into_make_service_with_connect_info::<SocketAddr>();
+    let limits = config.connections;
+    let app = connections::Limited::new(
+        api::router(platform.clone(), config).into_make_service_with_connect_info::<SocketAddr>(),
+        limits.max_connections,
+    );
+    let guard = connections::GuardAcceptor::new(&limits);
     let handle = Handle::new();
     let (https, task) = match &config.tls {
         TlsMode::InsecureHttp => {
-            let server = axum_server::from_tcp(listener).handle(handle.clone());
+            let mut server = axum_server::from_tcp(listener)
+                .acceptor(guard)
+                .handle(handle.clone());
+            time_limits(server.http_builder(), &limits);
             (false, tokio::spawn(server.serve(app)))
         }
         mode => {
@@ -115,7 +134,13 @@ pub async fn start(
                         key.display()
                     )
                 })?;
-            let server = axum_server::from_tcp_rustls(listener, tls_config).handle(handle.clone());
+            let acceptor = RustlsAcceptor::new(tls_config)
+                .handshake_timeout(limits.tls_handshake_timeout)
+                .acceptor(guard);
+            let mut server = axum_server::from_tcp(listener)
+                .acceptor(acceptor)
+                .handle(handle.clone());
+            time_limits(server.http_builder(), &limits);
             (true, tokio::spawn(server.serve(app)))
         }
     };

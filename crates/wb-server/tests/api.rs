@@ -17,6 +17,8 @@ mod books;
 mod files;
 #[path = "api/isolation.rs"]
 mod isolation;
+#[path = "api/limits.rs"]
+mod limits;
 #[path = "api/prop.rs"]
 mod prop;
 #[path = "api/web.rs"]

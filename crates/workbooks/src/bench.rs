@@ -228,6 +228,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     if args.backup {
         return crate::bench_backup::run(&args).await;
     }
+    if args.exports {
+        return crate::bench_exports::run(&args).await;
+    }
     let scratch = tempdir_in(args.data.as_deref())?;
     let dir = scratch.path().to_path_buf();
     let mut rows: Vec<Row> = Vec::new();

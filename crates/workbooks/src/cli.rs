@@ -248,6 +248,11 @@ pub struct BenchArgs {
     /// rate, restore of a --large-entries company) and write its own section.
     #[arg(long, conflicts_with = "postgres")]
     pub backup: bool,
+    /// Run only the concurrent-exports benchmark (peak memory of parallel
+    /// passphrase exports, with and without the node bound) and write its
+    /// own section.
+    #[arg(long, conflicts_with_all = ["postgres", "backup"])]
+    pub exports: bool,
     /// Companies opened for the PostgreSQL memory-per-idle-company measurement.
     #[arg(long, default_value_t = 200)]
     pub pg_companies: u64,
@@ -301,6 +306,25 @@ struct ConfigFile {
     file_max_mib: Option<u64>,
     /// How long one attachment upload may take in all, in minutes (default 60).
     file_upload_timeout_minutes: Option<u64>,
+    /// Connections served at once (default 1024); more wait until one closes.
+    max_connections: Option<usize>,
+    /// Seconds a client has to finish the TLS handshake (default 10).
+    tls_handshake_timeout_seconds: Option<u64>,
+    /// Seconds a request's head may take to arrive, also the longest wait
+    /// for the next request on an idle HTTP/1.1 connection (default 10).
+    header_read_timeout_seconds: Option<u64>,
+    /// Seconds a connection may stay without a request in flight, or a
+    /// client read nothing of a response (default 60).
+    idle_timeout_seconds: Option<u64>,
+    /// The slowest a request body may arrive, bytes per second (default
+    /// 16384; 0 turns the check off).
+    body_min_bytes_per_second: Option<u64>,
+    /// ...measured over windows of this many seconds of waiting (default 10).
+    body_min_rate_window_seconds: Option<u64>,
+    /// Customer exports built at once on this node (default: half the cores, at least 1).
+    max_concurrent_exports: Option<usize>,
+    /// ...and for one company (default 1).
+    max_concurrent_exports_per_company: Option<usize>,
 }
 
 fn read_config(path: Option<&Path>) -> Result<ConfigFile> {
@@ -341,6 +365,8 @@ pub struct Serve {
     pub export_allow_private_endpoints: bool,
     pub file_max_bytes: u64,
     pub file_upload_timeout: std::time::Duration,
+    pub connections: wb_server::config::ConnectionLimits,
+    pub exports: wb_server::exports::ExportLimits,
 }
 
 impl DeploymentArgs {
@@ -447,6 +473,8 @@ impl ServeArgs {
     pub fn resolve(&self, default_data: &str) -> Result<Serve> {
         let file = read_config(self.deployment.config.as_deref())?;
         let mut deployment = self.deployment.resolve_with(&file)?;
+        let connections = connection_limits(&file)?;
+        let exports = export_limits(&file)?;
         if self.deployment.data.is_none() && file.data.is_none() {
             deployment.data = PathBuf::from(default_data);
         }
@@ -519,6 +547,8 @@ impl ServeArgs {
             None => std::time::Duration::from_secs(60 * 60),
         };
         Ok(Serve {
+            connections,
+            exports,
             file_max_bytes,
             file_upload_timeout,
             export_file_root,
@@ -533,6 +563,88 @@ impl ServeArgs {
             audit_drains,
         })
     }
+}
+
+/// Seconds from the config file: at least 1 when given.
+fn seconds(
+    value: Option<u64>,
+    key: &str,
+    default: std::time::Duration,
+) -> Result<std::time::Duration> {
+    match value {
+        Some(0) => bail!("{key} must be at least 1"),
+        Some(secs) => Ok(std::time::Duration::from_secs(secs)),
+        None => Ok(default),
+    }
+}
+
+fn connection_limits(file: &ConfigFile) -> Result<wb_server::config::ConnectionLimits> {
+    let default = wb_server::config::ConnectionLimits::default();
+    let max_connections = match file.max_connections {
+        Some(0) => bail!("max-connections must be at least 1"),
+        Some(n) => n,
+        None => default.max_connections,
+    };
+    let default_rate = default.body_min_rate.unwrap_or(wb_server::config::MinRate {
+        bytes_per_second: 16 * 1024,
+        window: std::time::Duration::from_secs(10),
+    });
+    let window = seconds(
+        file.body_min_rate_window_seconds,
+        "body-min-rate-window-seconds",
+        default_rate.window,
+    )?;
+    let body_min_rate = match file.body_min_bytes_per_second {
+        Some(0) => None,
+        Some(bytes_per_second) => Some(wb_server::config::MinRate {
+            bytes_per_second,
+            window,
+        }),
+        None => Some(wb_server::config::MinRate {
+            window,
+            ..default_rate
+        }),
+    };
+    Ok(wb_server::config::ConnectionLimits {
+        max_connections,
+        tls_handshake_timeout: seconds(
+            file.tls_handshake_timeout_seconds,
+            "tls-handshake-timeout-seconds",
+            default.tls_handshake_timeout,
+        )?,
+        header_read_timeout: seconds(
+            file.header_read_timeout_seconds,
+            "header-read-timeout-seconds",
+            default.header_read_timeout,
+        )?,
+        idle_timeout: seconds(
+            file.idle_timeout_seconds,
+            "idle-timeout-seconds",
+            default.idle_timeout,
+        )?,
+        body_min_rate,
+    })
+}
+
+fn export_limits(file: &ConfigFile) -> Result<wb_server::exports::ExportLimits> {
+    let default = wb_server::exports::ExportLimits::default();
+    let at_least_one = |value: Option<usize>, key: &str, default: usize| match value {
+        Some(0) => bail!("{key} must be at least 1"),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    };
+    Ok(wb_server::exports::ExportLimits {
+        per_node: at_least_one(
+            file.max_concurrent_exports,
+            "max-concurrent-exports",
+            default.per_node,
+        )?,
+        per_company: at_least_one(
+            file.max_concurrent_exports_per_company,
+            "max-concurrent-exports-per-company",
+            default.per_company,
+        )?,
+    })
 }
 
 #[cfg(test)]
@@ -575,5 +687,56 @@ mod tests {
         assert_eq!(set.file_upload_timeout, std::time::Duration::from_secs(300));
         let zero = serve_with_config("file-max-mib = 0\n").unwrap_err();
         assert!(zero.to_string().contains("file-max-mib"), "{zero}");
+    }
+
+    #[test]
+    fn connection_and_export_limits_come_from_the_config_file() {
+        use std::time::Duration;
+        let default = serve_with_config("").unwrap();
+        assert_eq!(
+            default.connections,
+            wb_server::config::ConnectionLimits::default()
+        );
+        assert_eq!(default.exports, wb_server::exports::ExportLimits::default());
+        assert!(default.exports.per_node >= 1 && default.exports.per_company == 1);
+        let set = serve_with_config(
+            "max-connections = 50\ntls-handshake-timeout-seconds = 3\n\
+             header-read-timeout-seconds = 4\nidle-timeout-seconds = 5\n\
+             body-min-bytes-per-second = 100\nbody-min-rate-window-seconds = 6\n\
+             max-concurrent-exports = 3\nmax-concurrent-exports-per-company = 2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            set.connections,
+            wb_server::config::ConnectionLimits {
+                max_connections: 50,
+                tls_handshake_timeout: Duration::from_secs(3),
+                header_read_timeout: Duration::from_secs(4),
+                idle_timeout: Duration::from_secs(5),
+                body_min_rate: Some(wb_server::config::MinRate {
+                    bytes_per_second: 100,
+                    window: Duration::from_secs(6),
+                }),
+            }
+        );
+        assert_eq!(
+            set.exports,
+            wb_server::exports::ExportLimits {
+                per_node: 3,
+                per_company: 2
+            }
+        );
+        let off = serve_with_config("body-min-bytes-per-second = 0\n").unwrap();
+        assert_eq!(off.connections.body_min_rate, None);
+        for zero in [
+            "max-connections = 0",
+            "idle-timeout-seconds = 0",
+            "header-read-timeout-seconds = 0",
+            "max-concurrent-exports = 0",
+        ] {
+            let err = serve_with_config(&format!("{zero}\n")).unwrap_err();
+            let key = zero.split(' ').next().unwrap();
+            assert!(err.to_string().contains(key), "{err}");
+        }
     }
 }

@@ -6,6 +6,7 @@ mod backup_cmd;
 mod backup_verify_cmd;
 mod bench;
 mod bench_backup;
+mod bench_exports;
 mod bench_postgres;
 mod cli;
 mod demo;
@@ -176,6 +177,8 @@ async fn serve(settings: cli::Serve, demo: bool) -> Result<()> {
     config.export_allow_private_endpoints = settings.export_allow_private_endpoints;
     config.file_max_bytes = settings.file_max_bytes;
     config.file_upload_timeout = settings.file_upload_timeout;
+    config.connections = settings.connections;
+    config.exports = settings.exports;
     config.backup = settings.deployment.backup;
     config.backup_verify_every = settings.deployment.backup_verify_every;
     let server = wb_server::start(platform, &config, None).await?;

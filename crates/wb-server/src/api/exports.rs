@@ -111,6 +111,30 @@ fn export_key(body: NewExportRequest, company_name: &str) -> ApiResult<ExportKey
     }
 }
 
+/// Seconds a client is asked to wait before trying again when no export
+/// slot is free (a passphrase export takes a few seconds).
+pub const BUSY_RETRY_AFTER_SECS: u64 = 10;
+
+/// 429 when the company's own exports fill its slots, 503 when the node's
+/// are full; both with `Retry-After`.
+fn export_busy(busy: exports::Busy) -> ApiError {
+    let (status, slug, title) = match busy {
+        exports::Busy::Company(_) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "export-in-progress",
+            "Too many requests",
+        ),
+        exports::Busy::Node(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "exports-busy",
+            "Service unavailable",
+        ),
+    };
+    let mut error = ApiError::new(status, slug, title, busy.to_string());
+    error.retry_after_secs = Some(BUSY_RETRY_AFTER_SECS);
+    error
+}
+
 /// Appends an event to the company's chain; refuses the request when it cannot.
 async fn audit(books: &Books, platform: &AppState, event: AuditEvent) -> ApiResult<()> {
     let action = event.action.clone();
@@ -141,7 +165,9 @@ fn event(
 #[utoipa::path(post, path = "/api/v1/companies/{company}/exports", tag = "exports",
     params(("company" = String, Path)), request_body = NewExportRequest,
     responses((status = 201, body = ExportView), (status = 403, body = Problem), (status = 404, body = Problem),
-        (status = 409, body = Problem), (status = 422, body = Problem)))]
+        (status = 409, body = Problem), (status = 422, body = Problem),
+        (status = 429, description = "The company's exports fill its slots; see Retry-After", body = Problem),
+        (status = 503, description = "This server's export slots are full; see Retry-After", body = Problem)))]
 pub async fn create(
     State(platform): State<AppState>,
     caller: Caller,
@@ -155,6 +181,11 @@ pub async fn create(
         .await?
         .map(|c| c.name)
         .unwrap_or_default();
+    // Held until the export is stored: bounds the memory and CPU exports take.
+    let _slot = platform
+        .export_slots
+        .try_acquire(&company)
+        .map_err(export_busy)?;
     // zxcvbn on a passphrase of up to 1 KiB: off the runtime, bounded.
     let key = platform.cpu.run(move || export_key(body, &name)).await??;
     let detail = match key.public_recipient() {

@@ -18,7 +18,6 @@ use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::OpenApi;
@@ -194,7 +193,7 @@ pub fn router(platform: AppState, config: &ServerConfig) -> Router {
         request: config.request_timeout,
         upload: config.file_upload_timeout,
     };
-    with_middleware(api, timeouts).with_state(platform)
+    with_middleware(api, timeouts, config.connections.body_min_rate).with_state(platform)
 }
 
 /// How long a request may take: attachment uploads stream large bodies, and
@@ -236,8 +235,18 @@ async fn time_limit(
     }
 }
 
-fn with_middleware(router: Router<AppState>, timeouts: Timeouts) -> Router<AppState> {
-    let request_id = HeaderName::from_static("x-request-id");
+fn with_middleware(
+    mut router: Router<AppState>,
+    timeouts: Timeouts,
+    body_min_rate: Option<crate::config::MinRate>,
+) -> Router<AppState> {
+    if let Some(rate) = body_min_rate {
+        router = router.layer(axum::middleware::from_fn(
+            move |request: Request, next: axum::middleware::Next| {
+                crate::body_rate::enforce(rate, request, next)
+            },
+        ));
+    }
     let headers: [(HeaderName, &'static str); 6] = [
         (
             header::STRICT_TRANSPORT_SECURITY,
@@ -274,19 +283,21 @@ fn with_middleware(router: Router<AppState>, timeouts: Timeouts) -> Router<AppSt
                 .on_request(())
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        // Outermost: the server names the request before anything else sees it.
+        .layer(axum::middleware::from_fn(crate::request_id::assign))
 }
 
 /// One span per request: method, path (never the query, which may carry
-/// search terms) and the request id that audit events also carry.
+/// search terms), the server's request id that audit events also carry and,
+/// apart, the client's own id when it is acceptable (`crate::request_id`).
 fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
-    let id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-");
-    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+    let ids = request.extensions().get::<crate::request_id::RequestIds>();
+    let id = ids.map_or("-", |ids| ids.server.as_str());
+    let span = tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id, client_request_id = tracing::field::Empty);
+    if let Some(client) = ids.and_then(|ids| ids.client.as_deref()) {
+        span.record("client_request_id", client);
+    }
+    span
 }
 
 /// Turns any error response that is not yet a problem document (a rejection by

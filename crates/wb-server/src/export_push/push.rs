@@ -289,6 +289,8 @@ async fn push(platform: &Platform, schedule: &ExportSchedule) -> Result<Pushed, 
         .tenant(company)
         .await
         .map_err(|e| format!("the company's books cannot be opened: {e}"))?;
+    // Shares the node's export slots with on-demand exports; waits for one.
+    let _slot = platform.export_slots.acquire(company).await;
     let prepared = exports::prepare(platform, &*tenant, key, &target(&schedule.id))
         .await
         .map_err(|e| format!("the export could not be built: {e}"))?;

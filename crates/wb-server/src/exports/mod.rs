@@ -71,6 +71,7 @@
 
 mod archive;
 mod keys;
+mod limit;
 mod model;
 mod read;
 mod snapshot;
@@ -84,6 +85,7 @@ pub use keys::{
     decrypt, decrypt_and_read, decrypting_reader, encrypt, encrypting_writer, ExportKey, KeyError,
     ReadError, Unlock,
 };
+pub use limit::{default_per_node, Busy, ExportLimits, ExportSlot, ExportSlots};
 pub use model::{
     CompanyInfo, Counts, ExportAccount, ExportAuditEvent, ExportContents, ExportEntry, ExportFile,
     ExportPosting, FileRef, Manifest, PartInfo, Snapshot,

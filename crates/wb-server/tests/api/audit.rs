@@ -530,3 +530,67 @@ async fn checkpoints_re_signed_by_a_forged_node_are_refused() {
         );
     }
 }
+
+/// The request id an audit event records is the server's own, whatever the
+/// client sends as `X-Request-Id`: an oversized value, one with characters
+/// outside the allowed set, a clean one, or another request's id (which
+/// would make two requests indistinguishable in the trail). The response
+/// names the server's id too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_events_record_the_servers_request_id_never_the_clients() {
+    let s = TestServer::start().await;
+    let a = s.signup("Request Ids Ltd").await;
+    let first = s.get(&a.path(""), &a.token).await;
+    first.ok(200);
+    let first_id = first
+        .header("x-request-id")
+        .expect("x-request-id")
+        .to_string();
+    let long = "x".repeat(10_000);
+    let sent = [
+        long.as_str(),
+        "evil\" forged=1; actor=user:admin",
+        "client-trace-1",
+        first_id.as_str(),
+    ];
+    let mut ids = vec![first_id.clone()];
+    for value in sent {
+        let resp = s
+            .send(
+                reqwest::Method::GET,
+                &a.path(""),
+                Some(&a.token),
+                crate::harness::Body::None,
+                &[("x-request-id", value)],
+            )
+            .await;
+        resp.ok(200);
+        let id = resp.header("x-request-id").expect("x-request-id");
+        assert!(uuid::Uuid::parse_str(id).is_ok(), "a server id: {id}");
+        assert_ne!(id, value, "the client's id is not echoed");
+        ids.push(id.to_string());
+    }
+    let events = company_events(&s, &a.path("/audit?limit=1000"), &a.token, |ev| {
+        ev.iter().filter(|e| e["action"] == "company.read").count() == ids.len()
+    })
+    .await;
+    let mut recorded: Vec<String> = events
+        .iter()
+        .filter(|e| e["action"] == "company.read")
+        .map(|e| e["request_id"].as_str().expect("request_id").to_string())
+        .collect();
+    recorded.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(recorded, expected, "each read carries its response's id");
+    expected.dedup();
+    assert_eq!(expected.len(), ids.len(), "no two requests share an id");
+    for e in &events {
+        let id = e["request_id"].as_str().unwrap_or_default();
+        assert!(
+            !id.starts_with("xxxx") && !id.contains("evil") && id != "client-trace-1",
+            "a client's id reached the trail: {e}"
+        );
+    }
+    s.shutdown().await;
+}

@@ -720,3 +720,191 @@ async fn an_export_with_an_unreadable_attachment_fails() {
     no_exports(s.get(&t.path("/exports"), &t.token).await);
     s.shutdown().await;
 }
+
+/// The platform's object store with a gate in front of export uploads: each
+/// export being written waits there, counted, until the test opens it.
+#[derive(Debug)]
+struct Gated {
+    inner: std::sync::Arc<dyn object_store::ObjectStore>,
+    open: tokio::sync::watch::Receiver<bool>,
+    waiting: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl std::fmt::Display for Gated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Gated({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::ObjectStore for Gated {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        if location.as_ref().contains("/exports/") {
+            use std::sync::atomic::Ordering;
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            let mut open = self.open.clone();
+            let _ = open.wait_for(|open| *open).await;
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures_util::stream::BoxStream<
+            'static,
+            object_store::Result<object_store::path::Path>,
+        >,
+    ) -> futures_util::stream::BoxStream<'static, object_store::Result<object_store::path::Path>>
+    {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures_util::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+    {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// With room for two exports on the node and one per company, two exports
+/// being written at once (held at the gate, so they overlap for certain)
+/// leave a third company a 503 and the first company's second export a 429,
+/// each a problem document with Retry-After that creates nothing; once the
+/// two are written, the others succeed.
+#[tokio::test(flavor = "multi_thread")]
+async fn exports_beyond_the_node_and_company_limits_are_refused_with_retry_after() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let waiting = Arc::new(AtomicUsize::new(0));
+    let s = Arc::new(
+        TestServer::start_with_objects(
+            {
+                let waiting = waiting.clone();
+                move |inner| {
+                    Arc::new(Gated {
+                        inner,
+                        open: gate,
+                        waiting,
+                    })
+                }
+            },
+            |config| {
+                config.exports = exports::ExportLimits {
+                    per_node: 2,
+                    per_company: 1,
+                }
+            },
+        )
+        .await,
+    );
+    let a = books(&s, "First Exporter").await;
+    let b = books(&s, "Second Exporter").await;
+    let c = books(&s, "Third Exporter").await;
+    let passphrase = json!({ "passphrase": EXPORT_PASSPHRASE });
+    let running: Vec<_> = [&a, &b]
+        .into_iter()
+        .map(|t| {
+            let (s, t, body) = (s.clone(), t.clone(), passphrase.clone());
+            tokio::spawn(async move { s.post(&t.path("/exports"), &t.token, body).await })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while waiting.load(Ordering::SeqCst) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the exports never reached the gate"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(s.platform.export_slots.running(), 2);
+
+    // Refused at once (without a limit they would wait at the gate too).
+    let refused = |t: &Tenant| {
+        let (s, t, body) = (s.clone(), t.clone(), passphrase.clone());
+        async move {
+            tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                s.post(&t.path("/exports"), &t.token, body),
+            )
+            .await
+            .expect("an export beyond the limits was not refused")
+        }
+    };
+    let node_full = refused(&c).await;
+    node_full.problem(503, "exports-busy");
+    assert_eq!(node_full.header("retry-after"), Some("10"));
+    let company_busy = refused(&a).await;
+    company_busy.problem(429, "export-in-progress");
+    assert_eq!(company_busy.header("retry-after"), Some("10"));
+    // Refused before anything was read or recorded.
+    no_exports(s.get(&c.path("/exports"), &c.token).await);
+    assert!(!company_audit(&s, &c.id)
+        .await
+        .iter()
+        .any(|e| e.action.starts_with("export.")));
+
+    open.send(true).unwrap();
+    for task in running {
+        task.await.unwrap().ok(201);
+    }
+    assert_eq!(s.platform.export_slots.running(), 0);
+    assert_eq!(
+        s.get(&a.path("/exports"), &a.token).await.ok(200)["exports"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "the refused second export of A created nothing"
+    );
+    s.post(&c.path("/exports"), &c.token, passphrase.clone())
+        .await
+        .ok(201);
+    s.post(&a.path("/exports"), &a.token, passphrase)
+        .await
+        .ok(201);
+    match Arc::try_unwrap(s) {
+        Ok(s) => s.shutdown().await,
+        Err(_) => panic!("the server is still shared"),
+    }
+}

@@ -157,6 +157,24 @@ impl TestServer {
         .await
     }
 
+    /// A server whose platform object store the test wraps (e.g. to hold
+    /// uploads at a gate) and whose configuration it adjusts.
+    pub async fn start_with_objects(
+        wrap: impl FnOnce(Arc<dyn object_store::ObjectStore>) -> Arc<dyn object_store::ObjectStore>,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> TestServer {
+        let storage = TestServer::test_storage().await;
+        TestServer::start_node_wrapped(
+            Arc::new(SystemClock),
+            None,
+            storage,
+            MasterKey::generate(),
+            wrap,
+            configure,
+        )
+        .await
+    }
+
     /// A server whose clock the test moves by hand.
     pub async fn start_manual() -> TestServer {
         let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
@@ -231,19 +249,32 @@ impl TestServer {
         master: MasterKey,
         configure: impl FnOnce(&mut ServerConfig),
     ) -> TestServer {
+        TestServer::start_node_wrapped(clock, manual, storage, master, |o| o, configure).await
+    }
+
+    async fn start_node_wrapped(
+        clock: Arc<dyn Clock>,
+        manual: Option<Arc<ManualClock>>,
+        storage: StorageConfig,
+        master: MasterKey,
+        wrap_objects: impl FnOnce(
+            Arc<dyn object_store::ObjectStore>,
+        ) -> Arc<dyn object_store::ObjectStore>,
+        configure: impl FnOnce(&mut ServerConfig),
+    ) -> TestServer {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("temp dir");
-        let platform = Arc::new(
-            Platform::open(
-                dir.path(),
-                master.clone(),
-                clock,
-                time::Duration::hours(12),
-                &storage,
-            )
-            .await
-            .expect("open platform"),
-        );
+        let platform = Platform::open(
+            dir.path(),
+            master.clone(),
+            clock,
+            time::Duration::hours(12),
+            &storage,
+        )
+        .await
+        .expect("open platform");
+        let objects = wrap_objects(platform.objects.clone());
+        let platform = Arc::new(platform.with_object_store(objects));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let mut config = ServerConfig::new(
             dir.path().to_path_buf(),
