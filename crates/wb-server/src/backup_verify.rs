@@ -106,7 +106,27 @@ pub(crate) async fn verify_until(
         if stop() {
             break;
         }
-        out.push(verify_company(platform, &company).await);
+        // One company is a unit of work: a panic fails its verification
+        // (and is alerted) and the others are verified.
+        let work = verify_company(platform, &company);
+        let verified = crate::jobs::unit(
+            platform,
+            "backup-verify",
+            &company.id,
+            Some(&company.id),
+            work,
+        )
+        .await
+        .unwrap_or_else(|panicked| Verification {
+            company_id: company.id.clone(),
+            name: company.name.clone(),
+            seq: 0,
+            records: 0,
+            source_seq: 0,
+            checksum: None,
+            failure: Some(format!("{panicked} (see the server log)")),
+        });
+        out.push(verified);
     }
     Ok(out)
 }

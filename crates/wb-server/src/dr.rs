@@ -390,8 +390,13 @@ pub fn spawn(
             if crate::jobs::hold_lease(&*platform.control, &platform.node_id, CONFIG_BACKUP_LEASE)
                 .await
             {
-                if let Err(e) = backup_config_once(&platform, &mut state).await {
-                    tracing::error!(error = %e, "configuration backup failed; will retry");
+                let round = backup_config_once(&platform, &mut state);
+                match crate::jobs::unit(&platform, "config-backup", "round", None, round).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "configuration backup failed; will retry")
+                    }
+                    Err(_) => state = ConfigBackupState::default(),
                 }
             }
             if crate::jobs::pause(&mut stop, every).await {

@@ -25,6 +25,7 @@ pub mod data_lock;
 pub mod dr;
 pub mod drains;
 pub mod dto;
+pub mod egress;
 pub mod export_push;
 pub mod exports;
 pub mod files;

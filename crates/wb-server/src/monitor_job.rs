@@ -7,6 +7,10 @@
 //! counts (the store dedupes by key). On start the job replays up to
 //! `WARMUP_EVENTS` events before its cursor without raising anything, so
 //! windows, known networks and chain heads survive a restart.
+//!
+//! An event on which the rules panic is skipped and alerted (`job-panicked`),
+//! and a round that panics is caught (`crate::jobs::unit`): the monitor goes
+//! on with the events after it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +28,8 @@ use crate::dto::rfc3339;
 use crate::platform::Platform;
 use crate::problem::ApiResult;
 
+/// The job's name in logs and the `job-panicked` alert.
+const JOB: &str = "monitor";
 /// The monitor's cursor in the control store.
 pub const MONITOR_CURSOR: &str = "monitor";
 /// Events read per page.
@@ -169,8 +175,23 @@ pub async fn run_monitor_once(
         };
         let seen = state.observed_up_to;
         for e in events.iter().filter(|e| e.central_seq > seen) {
-            let drafts = state.monitor.observe(&observed(e, platform.now()));
-            state.pending.extend(drafts);
+            let event = observed(e, platform.now());
+            // One event that makes the rules panic is skipped (and alerted),
+            // so it cannot stop the monitoring of everything after it.
+            let monitor = &mut state.monitor;
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| monitor.observe(&event)))
+            {
+                Ok(drafts) => state.pending.extend(drafts),
+                Err(_) => {
+                    tracing::error!(source = %e.source, seq = e.event.seq, central_seq = e.central_seq, "the monitoring rules panicked on an event; it is skipped");
+                    let panicked = crate::jobs::Panicked {
+                        job: JOB,
+                        unit: "rules".into(),
+                    };
+                    crate::jobs::alert_panic(&*platform.alerts, &panicked, None, platform.now())
+                        .await;
+                }
+            }
             state.observed_up_to = e.central_seq;
         }
         raise_pending(platform, state, &mut round).await?;
@@ -194,12 +215,16 @@ pub fn spawn_monitor(
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut state = MonitorState::new(config);
+        let mut state = MonitorState::new(config.clone());
         loop {
             // Alerts are raised by one node at a time.
             if crate::jobs::hold_lease(&*platform.control, &platform.node_id, MONITOR_LEASE).await {
-                if let Err(e) = run_monitor_once(&platform, &mut state).await {
-                    tracing::error!(error = %e, "monitor round failed; retrying");
+                let round = run_monitor_once(&platform, &mut state);
+                match crate::jobs::unit(&platform, JOB, "round", None, round).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "monitor round failed; retrying"),
+                    // Start afresh: warm up again from the cursor.
+                    Err(_) => state = MonitorState::new(config.clone()),
                 }
             }
             let stopping = *stop.borrow() || {
@@ -209,7 +234,8 @@ pub fn spawn_monitor(
                 }
             };
             if stopping {
-                if let Err(e) = run_monitor_once(&platform, &mut state).await {
+                let round = run_monitor_once(&platform, &mut state);
+                if let Ok(Err(e)) = crate::jobs::unit(&platform, JOB, "round", None, round).await {
                     tracing::error!(error = %e, "final monitor round failed");
                 }
                 break;

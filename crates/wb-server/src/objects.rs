@@ -11,6 +11,15 @@
 //!   plain `http://` only when its host is a loopback address (a test or a
 //!   sidecar on the same machine); anything else must be `https://`.
 //!
+//! Every part of an s3 URL is checked against a strict grammar before any
+//! client is built, because object_store builds request URLs by pasting
+//! them together (`https://s3.{region}.amazonaws.com/{bucket}`): a bucket
+//! follows S3's bucket naming rules, a region is 1 to 32 lowercase letters,
+//! digits and hyphens, a prefix is segments of S3's safe characters (no
+//! `.` or `..` segment), and an endpoint is an http(s) URL without user,
+//! query or fragment, kept in its normalised form so that every parser
+//! downstream reads the same host.
+//!
 //! Building the store does not contact it: an unreachable store lets the
 //! server start (writes go on, shipping retries and the lag alert fires),
 //! while a malformed URL fails at start with one line.
@@ -107,6 +116,82 @@ fn is_loopback(host: &url::Host<&str>) -> bool {
     }
 }
 
+/// Longest key prefix accepted (S3 keys are at most 1,024 bytes).
+pub const MAX_PREFIX_CHARS: usize = 512;
+
+/// S3's bucket naming rules: 3 to 63 lowercase letters, digits, dots and
+/// hyphens, starting and ending with a letter or digit, no two dots in a
+/// row, not shaped like an IPv4 address, none of the reserved prefixes and
+/// suffixes.
+pub fn check_bucket(bucket: &str) -> anyhow::Result<()> {
+    let valid = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && bucket.ends_with(|c: char| c.is_ascii_alphanumeric())
+        && !bucket.contains("..")
+        && bucket.parse::<std::net::Ipv4Addr>().is_err()
+        && !["xn--", "sthree-", "amzn-s3-demo-"]
+            .iter()
+            .any(|p| bucket.starts_with(p))
+        && !["-s3alias", "--ol-s3", "--x-s3", "--table-s3", ".mrap"]
+            .iter()
+            .any(|x| bucket.ends_with(x));
+    if !valid {
+        bail!(
+            "the bucket name must follow S3's naming rules: 3 to 63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit"
+        );
+    }
+    Ok(())
+}
+
+/// A region: 1 to 32 lowercase letters, digits and hyphens, starting and
+/// ending with a letter or digit (`eu-west-1`, `auto`, `nyc3`).
+pub fn check_region(region: &str) -> anyhow::Result<()> {
+    let valid = (1..=32).contains(&region.len())
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && region.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && region.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if !valid {
+        bail!(
+            "option region must be 1 to 32 lowercase letters, digits and hyphens, like eu-west-1"
+        );
+    }
+    Ok(())
+}
+
+/// A key prefix (without its outer slashes): segments of S3's safe
+/// characters (letters, digits, `!-_.*'()`), none empty, `.` or `..`.
+pub fn check_prefix(prefix: &str) -> anyhow::Result<()> {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "!-_.*'()".contains(c);
+    let valid = prefix.len() <= MAX_PREFIX_CHARS
+        && prefix
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && seg.chars().all(safe));
+    if !valid {
+        bail!(
+            "the key prefix must be at most {MAX_PREFIX_CHARS} characters of path segments made of letters, digits and !-_.*'() (no empty, . or .. segment)"
+        );
+    }
+    Ok(())
+}
+
+/// Parses an S3 endpoint and returns it normalised (as `url` serialises it,
+/// without a trailing slash): what the S3 client is given, so that it and
+/// every check read the same host.
+pub fn normalize_endpoint(endpoint: &str) -> anyhow::Result<String> {
+    let url = url::Url::parse(endpoint)
+        .map_err(|e| anyhow!("the endpoint {endpoint:?} is not a URL: {e}"))?;
+    if url.query().is_some() || url.fragment().is_some() {
+        bail!("the endpoint takes no query or fragment: https://HOST[:PORT][/PATH]");
+    }
+    check_endpoint(url.as_str())?;
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
 /// Checks an S3 endpoint; returns whether plain HTTP must be allowed for it.
 pub fn check_endpoint(endpoint: &str) -> anyhow::Result<bool> {
     let url = url::Url::parse(endpoint)
@@ -156,7 +241,14 @@ impl ObjectStoreUrl {
                 if bucket.is_empty() {
                     bail!("the s3 URL names no bucket: s3://BUCKET[/PREFIX]");
                 }
+                check_bucket(&bucket)?;
+                if url.port().is_some() || url.fragment().is_some() {
+                    bail!("an s3 URL is s3://BUCKET[/PREFIX][?OPTIONS], without port or fragment");
+                }
                 let prefix = url.path().trim_matches('/');
+                if !prefix.is_empty() {
+                    check_prefix(prefix)?;
+                }
                 let mut s3 = S3Location {
                     bucket,
                     prefix: (!prefix.is_empty()).then(|| prefix.to_string()),
@@ -170,11 +262,11 @@ impl ObjectStoreUrl {
                 for (key, value) in url.query_pairs() {
                     let value = value.trim().to_string();
                     match key.replace('_', "-").as_str() {
-                        "endpoint" => {
-                            check_endpoint(&value)?;
-                            s3.endpoint = Some(value.trim_end_matches('/').to_string());
+                        "endpoint" => s3.endpoint = Some(normalize_endpoint(&value)?),
+                        "region" if !value.is_empty() => {
+                            check_region(&value)?;
+                            s3.region = Some(value)
                         }
-                        "region" if !value.is_empty() => s3.region = Some(value),
                         "timeout" => s3.timeout = Some(duration("timeout", &value)?),
                         "connect-timeout" => {
                             s3.connect_timeout = Some(duration("connect-timeout", &value)?)
@@ -220,18 +312,62 @@ fn open_s3(s3: &S3Location) -> anyhow::Result<Arc<dyn ObjectStore>> {
 }
 
 impl S3Location {
+    /// Checks every part again (a location may be built without `parse`).
+    fn check(&self) -> anyhow::Result<()> {
+        check_bucket(&self.bucket)?;
+        if let Some(region) = &self.region {
+            check_region(region)?;
+        }
+        if let Some(prefix) = &self.prefix {
+            check_prefix(prefix)?;
+        }
+        if let Some(endpoint) = &self.endpoint {
+            normalize_endpoint(endpoint)?;
+        }
+        Ok(())
+    }
+
+    /// The URL requests go to, built here rather than left to object_store:
+    /// the endpoint, else AWS's for the region (`us-east-1` when none), with
+    /// the bucket in the host name when the location is virtual-hosted.
+    pub fn request_endpoint(&self) -> anyhow::Result<url::Url> {
+        self.check()?;
+        let region = self.region.as_deref().unwrap_or("us-east-1");
+        let text = match (&self.endpoint, self.virtual_hosted.unwrap_or(false)) {
+            (Some(endpoint), _) => endpoint.clone(),
+            (None, true) => format!("https://{}.s3.{region}.amazonaws.com", self.bucket),
+            (None, false) => format!("https://s3.{region}.amazonaws.com"),
+        };
+        url::Url::parse(&text).map_err(|e| anyhow!("the endpoint {text:?} is not a URL: {e}"))
+    }
+
     /// A client of this location that uses these credentials and nothing
-    /// from the environment (no `AWS_*` credentials, endpoint or settings):
-    /// for a bucket the platform does not own, such as a customer's.
+    /// from the environment (no `AWS_*` credentials, endpoint, proxy or
+    /// settings): for a bucket the platform does not own, such as a
+    /// customer's. Its requests go through `egress`'s guarded client
+    /// (`crate::egress`): no internal address unless `egress` allows private
+    /// endpoints, no redirects, no proxy.
     pub fn open_with_credentials(
         &self,
         access_key_id: &str,
         secret_access_key: &str,
+        egress: &crate::egress::Egress,
     ) -> anyhow::Result<Arc<dyn ObjectStore>> {
+        let endpoint = self.request_endpoint()?;
+        let allow_http = check_endpoint(endpoint.as_str())?;
+        crate::egress::check_url(&endpoint, egress.allow_private(), allow_http)
+            .map_err(|e| anyhow!("{e}"))?;
         let builder = AmazonS3Builder::new()
             .with_access_key_id(access_key_id)
-            .with_secret_access_key(secret_access_key);
-        build_s3(builder, self, self.endpoint.clone())
+            .with_secret_access_key(secret_access_key)
+            .with_virtual_hosted_style_request(self.virtual_hosted.unwrap_or(false))
+            .with_http_connector(egress.connector(
+                allow_http,
+                self.timeout.unwrap_or(DEFAULT_TIMEOUT),
+                self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            ));
+        let endpoint = endpoint.as_str().trim_end_matches('/').to_string();
+        build_s3(builder, self, Some(endpoint))
     }
 }
 
@@ -240,6 +376,7 @@ fn build_s3(
     s3: &S3Location,
     endpoint: Option<String>,
 ) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    s3.check()?;
     // The S3 client's TLS uses the process-wide rustls provider (ring).
     crate::tls::install_crypto_provider();
     builder = builder.with_bucket_name(&s3.bucket);
@@ -351,11 +488,11 @@ mod tests {
         let plain = s3("s3://backups");
         assert_eq!((plain.prefix, plain.endpoint), (None, None));
         // Percent-encoded endpoints work too.
-        let encoded = s3("s3://b?endpoint=https%3A%2F%2Fs3.example.com%2F");
+        let encoded = s3("s3://bkt?endpoint=https%3A%2F%2Fs3.example.com%2F");
         assert_eq!(encoded.endpoint.as_deref(), Some("https://s3.example.com"));
         assert_eq!(
-            ObjectStoreUrl::S3(s3("s3://b/p?endpoint=https://s3.example.com")).to_string(),
-            "s3://b/p at https://s3.example.com"
+            ObjectStoreUrl::S3(s3("s3://bkt/p?endpoint=https://s3.example.com")).to_string(),
+            "s3://bkt/p at https://s3.example.com"
         );
     }
 
@@ -366,9 +503,14 @@ mod tests {
         assert!(refused("/var/lib/objects").contains("not a URL"));
         assert!(refused("s3://").contains("no bucket"));
         assert!(refused("s3:///prefix").contains("no bucket"));
-        assert!(refused("s3://b?colour=blue").contains("unknown option"));
-        assert!(refused("s3://b?timeout=soon").contains("timeout"));
-        assert!(refused("s3://b?timeout=0s").contains("more than 0"));
+        assert!(refused("s3://bkt?colour=blue").contains("unknown option"));
+        assert!(refused("s3://bkt?timeout=soon").contains("timeout"));
+        assert!(refused("s3://bkt?timeout=0s").contains("more than 0"));
+        // The platform's own store follows the same grammar (issue 10).
+        assert!(refused("s3://bkt?region=x%3A1").contains("region"));
+        assert!(refused("s3://bkt?region=x%4010.0.0.5%3A22%2F").contains("region"));
+        assert!(refused("s3://b").contains("bucket"));
+        assert!(refused("s3://bkt/a%2F..").contains("prefix"));
     }
 
     #[test]
@@ -390,8 +532,8 @@ mod tests {
             let err = check_endpoint(bad).unwrap_err().to_string();
             assert!(err.contains("not loopback"), "{bad}: {err}");
         }
-        assert!(refused("s3://b?endpoint=http://192.168.1.2:9000").contains("use https"));
-        assert!(refused("s3://b?endpoint=ftp://127.0.0.1").contains("scheme"));
+        assert!(refused("s3://bkt?endpoint=http://192.168.1.2:9000").contains("use https"));
+        assert!(refused("s3://bkt?endpoint=ftp://127.0.0.1").contains("scheme"));
     }
 
     #[test]
@@ -399,7 +541,7 @@ mod tests {
         let err = refused("s3://AKIA:secret@bucket");
         assert!(err.contains("credentials"), "{err}");
         assert!(!err.contains("secret"), "{err}");
-        assert!(refused("s3://b?secret_access_key=x").contains("AWS_SECRET_ACCESS_KEY"));
+        assert!(refused("s3://bkt?secret_access_key=x").contains("AWS_SECRET_ACCESS_KEY"));
         assert!(check_endpoint("https://k:s@s3.example.com")
             .unwrap_err()
             .to_string()

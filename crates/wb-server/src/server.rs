@@ -180,6 +180,7 @@ pub async fn start(
     }
     for drain in crate::drains::spawn_all(
         platform.control.clone(),
+        platform.alerts.clone(),
         &platform.node_id,
         &config.audit_drains,
         jobs.stopper(),

@@ -22,6 +22,8 @@ use super::segments::parse_segment_name;
 use crate::platform::Platform;
 
 pub const SHIP_EVERY: Duration = Duration::from_secs(5);
+/// The job's name in logs and the `job-panicked` alert.
+const JOB: &str = "audit-shipper";
 /// Ask the store for events written on other nodes this often.
 const RECHECK: Duration = Duration::from_secs(30);
 const SEGMENT_EVENTS: u32 = 5_000;
@@ -58,7 +60,12 @@ pub async fn ship_once(
     let mut total = 0;
     for tenant in platform.tenants.open_tenants() {
         let id = tenant.company_id().to_string();
-        match ship_company(platform, state, &tenant).await {
+        let work = ship_company(platform, state, &tenant);
+        let shipped = match crate::jobs::unit(platform, JOB, &id, Some(&id), work).await {
+            Ok(shipped) => shipped,
+            Err(panicked) => Err(panicked.into()),
+        };
+        match shipped {
             Ok(n) => total += n,
             Err(e) => {
                 state.shipped.remove(&id);
@@ -131,8 +138,11 @@ pub fn spawn(platform: Arc<Platform>, mut stop: watch::Receiver<bool>) -> JoinHa
             if crate::jobs::pause(&mut stop, SHIP_EVERY).await {
                 return;
             }
-            if let Err(e) = ship_once(&platform, &mut state).await {
-                tracing::warn!(error = %e, "audit shipping round failed");
+            let round = ship_once(&platform, &mut state);
+            match crate::jobs::unit(&platform, JOB, "round", None, round).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "audit shipping round failed"),
+                Err(_) => state = AuditShipperState::default(),
             }
         }
     })

@@ -32,7 +32,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use wb_store::{AuditQuery, CentralEvent, ControlStore, StoreError};
+use wb_store::{AlertStore, AuditQuery, CentralEvent, ControlStore, StoreError};
 
 pub use json::DrainRecord;
 
@@ -70,7 +70,12 @@ pub enum DrainError {
     File { path: PathBuf, reason: String },
     #[error("audit drain could not read its events or cursor: {0}")]
     Store(#[from] StoreError),
+    #[error("audit drain internal error (a panic; see the log)")]
+    Panicked,
 }
+
+/// The drains' name in logs and the `job-panicked` alert.
+const JOB: &str = "audit-drain";
 
 /// Where a drain sends events.
 #[derive(Clone, PartialEq, Eq)]
@@ -338,6 +343,21 @@ pub fn spawn_drain(
     name: String,
     config: DrainConfig,
     interval: Duration,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    spawn_drain_alerting(control, None, node, name, config, interval, stop)
+}
+
+/// [`spawn_drain`], raising the `job-panicked` alert in `alerts` when
+/// sending a batch panics. A panic is caught (`crate::jobs::catch`) and
+/// taken as a failed delivery: the drain reconnects and retries with backoff.
+pub fn spawn_drain_alerting(
+    control: Arc<dyn ControlStore>,
+    alerts: Option<Arc<dyn AlertStore>>,
+    node: String,
+    name: String,
+    config: DrainConfig,
+    interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let interval = interval.clamp(Duration::from_millis(10), Duration::from_secs(3600));
@@ -369,7 +389,18 @@ pub fn spawn_drain(
                 continue;
             }
             if let Some(d) = drain.as_mut() {
-                match forward_once(&*control, &name, d.as_mut(), DEFAULT_BATCH).await {
+                let batch = forward_once(&*control, &name, d.as_mut(), DEFAULT_BATCH);
+                let sent = match crate::jobs::catch(JOB, &name, batch).await {
+                    Ok(sent) => sent,
+                    Err(panicked) => {
+                        if let Some(alerts) = &alerts {
+                            let now = time::OffsetDateTime::now_utc();
+                            crate::jobs::alert_panic(&**alerts, &panicked, None, now).await;
+                        }
+                        Err(DrainError::Panicked)
+                    }
+                };
+                match sent {
                     Ok(sent) => {
                         if was_failing {
                             tracing::info!(drain = %name, "audit drain delivering again");
@@ -411,9 +442,12 @@ pub fn spawn_drain(
     })
 }
 
-/// Starts one task per distinct drain (by name), checking every `DEFAULT_INTERVAL`.
+/// Starts one task per distinct drain (by name), checking every
+/// `DEFAULT_INTERVAL`; a panic while sending raises the `job-panicked` alert
+/// in `alerts`.
 pub fn spawn_all(
     control: Arc<dyn ControlStore>,
+    alerts: Arc<dyn AlertStore>,
     node: &str,
     configs: &[DrainConfig],
     stop: watch::Receiver<bool>,
@@ -424,8 +458,9 @@ pub fn spawn_all(
         .filter(|c| names.insert(c.name()))
         .map(|c| {
             tracing::info!(drain = %c, "starting audit drain");
-            spawn_drain(
+            spawn_drain_alerting(
                 control.clone(),
+                Some(alerts.clone()),
                 node.to_string(),
                 c.name(),
                 c.clone(),

@@ -5,15 +5,17 @@
 //!
 //! A customer-named destination makes the server send requests where the
 //! customer says, so by default it may not point at the server's own
-//! machine or network: endpoints on loopback, private, link-local or
-//! unspecified addresses (and `localhost`) are refused unless the operator
-//! allows them (`ServerConfig::export_allow_private_endpoints`, for
-//! self-hosters and tests), and `file://` destinations are refused unless
-//! they lie under `ServerConfig::export_file_root`. Host names are not
-//! resolved here: a public name that resolves to a private address is not
-//! caught (the operator's egress firewall is the control for that).
+//! machine or network. Every part of the URL follows a strict grammar
+//! (`crate::objects`: bucket, region, prefix, endpoint); the URL requests
+//! will go to is built here and its host checked: a literal internal address
+//! (`crate::egress::is_internal`: loopback, private, link-local, reserved,
+//! …) or `localhost` is refused unless the operator allows private endpoints
+//! (`ServerConfig::export_allow_private_endpoints`, for self-hosters and
+//! tests). Host names are resolved, and their addresses checked, when a push
+//! connects (`crate::egress`), so a name that resolves to an internal
+//! address is refused then, as are redirects. `file://` destinations are
+//! refused unless they lie under `ServerConfig::export_file_root`.
 
-use std::net::IpAddr;
 use std::path::{Component, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +25,7 @@ use object_store::ObjectStore;
 use time::OffsetDateTime;
 
 use super::Credentials;
+use crate::egress::Egress;
 use crate::objects::{ObjectStoreUrl, S3Location};
 
 /// Longest destination URL accepted.
@@ -73,54 +76,20 @@ impl std::fmt::Display for Destination {
     }
 }
 
-/// True for addresses of this machine or its private network.
-fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                // 100.64.0.0/10, carrier-grade NAT (shared address space)
-                || (a == 100 && (64..128).contains(&b))
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
-                || (first & 0xffc0) == 0xfe80 // link-local fe80::/10
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_internal(IpAddr::V4(v4)))
-        }
-    }
-}
-
-fn internal_host(host: &url::Host<&str>) -> bool {
-    match host {
-        url::Host::Ipv4(ip) => is_internal(IpAddr::V4(*ip)),
-        url::Host::Ipv6(ip) => is_internal(IpAddr::V6(*ip)),
-        url::Host::Domain(name) => {
-            let name = name.trim_end_matches('.').to_ascii_lowercase();
-            name == "localhost" || name.ends_with(".localhost")
-        }
-    }
-}
-
 fn check_s3(s3: &S3Location, policy: &DestinationPolicy) -> Result<(), DestinationError> {
-    if let Some(endpoint) = &s3.endpoint {
-        let url = url::Url::parse(endpoint)
-            .map_err(|e| refuse(format!("the endpoint is not a URL: {e}")))?;
-        let host = url
-            .host()
-            .ok_or_else(|| refuse("the endpoint has no host"))?;
-        if internal_host(&host) && !policy.allow_private_endpoints {
+    let url = s3.request_endpoint().map_err(|e| refuse(e.to_string()))?;
+    let allow_http =
+        crate::objects::check_endpoint(url.as_str()).map_err(|e| refuse(e.to_string()))?;
+    match crate::egress::check_url(&url, policy.allow_private_endpoints, allow_http) {
+        Ok(()) => {}
+        Err(crate::egress::EgressError::Internal) => {
             return Err(refuse(format!(
-                "the endpoint {endpoint} is on a loopback, private or link-local address; \
-                 name a bucket reachable over the internet with https"
-            )));
+                "the endpoint {} is on a loopback, private, link-local or reserved address; \
+                 name a bucket reachable over the internet with https",
+                url.as_str().trim_end_matches('/')
+            )))
         }
+        Err(e) => return Err(refuse(format!("the endpoint is refused: {e}"))),
     }
     if s3.timeout.is_some_and(|t| t > MAX_TIMEOUT) {
         return Err(refuse("option timeout may be at most 20m"));
@@ -200,12 +169,19 @@ impl Destination {
         matches!(self, Destination::S3(_))
     }
 
-    /// A client of the destination (not contacted yet).
-    pub fn open(&self, credentials: Option<&Credentials>) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    /// A client of the destination (not contacted yet), its requests guarded
+    /// by `egress` (`crate::egress`).
+    pub fn open(
+        &self,
+        credentials: Option<&Credentials>,
+        egress: &Egress,
+    ) -> anyhow::Result<Arc<dyn ObjectStore>> {
         match (self, credentials) {
-            (Destination::S3(s3), Some(c)) => {
-                s3.open_with_credentials(c.access_key_id.expose(), c.secret_access_key.expose())
-            }
+            (Destination::S3(s3), Some(c)) => s3.open_with_credentials(
+                c.access_key_id.expose(),
+                c.secret_access_key.expose(),
+                egress,
+            ),
             (Destination::S3(_), None) => anyhow::bail!("the destination needs credentials"),
             (Destination::File(dir), _) => ObjectStoreUrl::Local(dir.clone()).open(),
         }
@@ -273,19 +249,26 @@ mod tests {
     #[test]
     fn internal_endpoints_need_the_operator_opt_in() {
         for url in [
-            "s3://b?endpoint=http://127.0.0.1:9000",
-            "s3://b?endpoint=https://localhost:9000",
-            "s3://b?endpoint=https://10.1.2.3",
-            "s3://b?endpoint=https://192.168.0.10",
-            "s3://b?endpoint=https://169.254.169.254",
-            "s3://b?endpoint=https://[::1]:9000",
-            "s3://b?endpoint=https://[fd00::1]",
-            "s3://b?endpoint=https://[::ffff:10.0.0.1]",
-            "s3://b?endpoint=https://100.64.0.1",
+            "s3://bkt?endpoint=http://127.0.0.1:9000",
+            "s3://bkt?endpoint=https://localhost:9000",
+            "s3://bkt?endpoint=https://LocalHost.:9000",
+            "s3://bkt?endpoint=https://10.1.2.3",
+            "s3://bkt?endpoint=https://192.168.0.10",
+            "s3://bkt?endpoint=https://169.254.169.254",
+            "s3://bkt?endpoint=https://[::1]:9000",
+            "s3://bkt?endpoint=https://[fd00::1]",
+            "s3://bkt?endpoint=https://[::ffff:10.0.0.1]",
+            "s3://bkt?endpoint=https://100.64.0.1",
+            "s3://bkt?endpoint=https://0.0.0.0",
+            "s3://bkt?endpoint=https://198.18.0.1",
+            "s3://bkt?endpoint=https://[64:ff9b::a00:5]",
+            "s3://bkt?endpoint=https://[2002:a00:5::1]",
+            "s3://bkt?endpoint=https://[::10.0.0.5]",
+            "s3://bkt?endpoint=https://0x7f.1",
         ] {
             let why = refused(url, &strict());
             assert!(
-                why.contains("loopback, private or link-local"),
+                why.contains("loopback, private, link-local or reserved"),
                 "{url}: {why}"
             );
         }
@@ -293,9 +276,103 @@ mod tests {
             allow_private_endpoints: true,
             ..strict()
         };
-        assert!(Destination::parse("s3://b?endpoint=http://127.0.0.1:9000", &open).is_ok());
+        assert!(Destination::parse("s3://bkt?endpoint=http://127.0.0.1:9000", &open).is_ok());
         // Plain http stays refused off loopback, whatever the policy.
-        assert!(refused("s3://b?endpoint=http://10.1.2.3", &open).contains("https"));
+        assert!(refused("s3://bkt?endpoint=http://10.1.2.3", &open).contains("https"));
+    }
+
+    /// Issue 10: object_store pastes the region into a URL, so a region
+    /// holding `@`, `:` or `/` moved the request to any host and port, or
+    /// made object_store panic. Every part now follows a grammar.
+    #[test]
+    fn url_parts_outside_their_grammar_are_refused() {
+        for (url, why) in [
+            ("s3://bkt?region=x%4010.0.0.5%3A22%2F", "region"),
+            ("s3://bkt?region=x%3A1", "region"),
+            ("s3://bkt?region=x@10.0.0.5:22/", "region"),
+            ("s3://bkt?region=eu-west-1.evil.example%23", "region"),
+            ("s3://bkt?region=EU-WEST-1", "region"),
+            ("s3://bkt?region=-eu", "region"),
+            (
+                "s3://bkt?region=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                "region",
+            ),
+            ("s3://b", "bucket"),
+            ("s3://Bucket", "bucket"),
+            ("s3://bkt%40evil", "bucket"),
+            ("s3://bkt_under", "bucket"),
+            ("s3://a..b", "bucket"),
+            ("s3://-bkt", "bucket"),
+            ("s3://10.0.0.5", "bucket"),
+            ("s3://xn--bkt", "bucket"),
+            ("s3://bkt:22", "port"),
+            ("s3://bkt/a%2F..%2Fb", "prefix"),
+            ("s3://bkt/a//b", "prefix"),
+            ("s3://bkt/a%40b", "prefix"),
+            ("s3://bkt/a%0Ab", "prefix"),
+            ("s3://bkt?endpoint=https://s3.example.com?x=1", "query"),
+            ("s3://bkt?endpoint=https://s3.example.com%23frag", "query"),
+        ] {
+            let text = refused(url, &strict());
+            assert!(text.contains(why), "{url}: {text}");
+        }
+        // Normal names are fine, and the endpoint is kept normalised (what
+        // the S3 client gets is what was checked).
+        let Destination::S3(s3) = Destination::parse(
+            "s3://acme.backups-2/eu/node_1/(daily)?endpoint=HTTPS://S3.Example.COM:443/&region=auto",
+            &strict(),
+        )
+        .unwrap() else {
+            panic!("not s3")
+        };
+        assert_eq!(s3.endpoint.as_deref(), Some("https://s3.example.com"));
+        assert_eq!(s3.prefix.as_deref(), Some("eu/node_1/(daily)"));
+        assert_eq!(
+            s3.request_endpoint().unwrap().as_str(),
+            "https://s3.example.com/"
+        );
+        // Dot segments, even encoded, are resolved by the URL parser before
+        // the prefix is read: nothing climbs out of the bucket.
+        let Destination::S3(s3) = Destination::parse("s3://bkt/a/%2e%2e/b", &strict()).unwrap()
+        else {
+            panic!("not s3")
+        };
+        assert_eq!(s3.prefix.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn the_request_endpoint_is_built_here() {
+        let s3 = |text: &str| match Destination::parse(text, &strict()).unwrap() {
+            Destination::S3(s3) => s3.request_endpoint().unwrap().to_string(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(s3("s3://bkt"), "https://s3.us-east-1.amazonaws.com/");
+        assert_eq!(
+            s3("s3://bkt?region=eu-west-1"),
+            "https://s3.eu-west-1.amazonaws.com/"
+        );
+        assert_eq!(
+            s3("s3://bkt.eu?region=eu-west-1&virtual-hosted=true"),
+            "https://bkt.eu.s3.eu-west-1.amazonaws.com/"
+        );
+        // A location built without `parse` is checked again.
+        let forged = S3Location {
+            bucket: "bkt".into(),
+            prefix: None,
+            endpoint: None,
+            region: Some("x:1".into()),
+            timeout: None,
+            connect_timeout: None,
+            retries: None,
+            virtual_hosted: None,
+        };
+        assert!(forged.request_endpoint().is_err());
+        let err = forged
+            .open_with_credentials("k", "s", &Egress::new(true))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("region"), "{err}");
     }
 
     #[test]
@@ -303,15 +380,15 @@ mod tests {
         let why = refused("s3://AKIAEXAMPLE:s3cr3t@bucket", &strict());
         assert!(why.contains("access_key_id"), "{why}");
         assert!(!why.contains("s3cr3t"), "{why}");
-        assert!(refused("s3://b?secret_access_key=s3cr3t", &strict()).contains("access_key_id"));
-        assert!(refused("ftp://b", &strict()).contains("unsupported scheme"));
+        assert!(refused("s3://bkt?secret_access_key=s3cr3t", &strict()).contains("access_key_id"));
+        assert!(refused("ftp://bkt", &strict()).contains("unsupported scheme"));
         assert!(refused("", &strict()).contains("required"));
-        assert!(refused("s3://b?timeout=30m", &strict()).contains("at most 20m"));
-        let Destination::S3(s3) = Destination::parse("s3://b", &strict()).unwrap() else {
+        assert!(refused("s3://bkt?timeout=30m", &strict()).contains("at most 20m"));
+        let Destination::S3(s3) = Destination::parse("s3://bkt", &strict()).unwrap() else {
             panic!("not s3")
         };
         assert_eq!(s3.timeout, Some(DEFAULT_TIMEOUT));
-        assert!(refused("s3://b?retries=50", &strict()).contains("at most 5"));
+        assert!(refused("s3://bkt?retries=50", &strict()).contains("at most 5"));
     }
 
     #[test]

@@ -7,7 +7,13 @@
 //! export.
 //!
 //! Each attempt is recorded on the schedule and audited (`export.push`,
-//! success or failure) in one control-store transaction. A failure is
+//! success or failure) in one control-store transaction. What a failure
+//! records is a coarse class (`crate::egress::Failure`: could not connect,
+//! timed out, TLS handshake failed, refused: internal address, HTTP 403, …),
+//! never the destination's answer, so the record cannot be used to probe
+//! what answers where. A push is one unit of the job's work
+//! (`crate::jobs::unit`): if it panics, it is recorded and audited as failed
+//! ("internal error"), alerted, and the other pushes go on. A failure is
 //! retried with backoff (`schedule::retry_at`); after
 //! [`FAILURES_ALERT_AFTER`] in a row the company's `export-push-failing`
 //! alert is raised (one per company; later failures bump its count).
@@ -16,7 +22,7 @@
 //! another node (or a slow attempt outliving its lease) never pushes the
 //! same period twice; a node that dies mid-push leaves the claim to expire.
 
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStoreExt, PutPayload};
 use serde::Serialize;
 use time::OffsetDateTime;
 use wb_core::monitor::{AlertDraft, Severity};
@@ -25,6 +31,7 @@ use wb_store::{Actor, AuditEvent, ExportSchedule, Outcome, PushResult};
 use super::destination::object_names;
 use super::schedule::{describe_url, next_at, retry_at, target};
 use super::{Credentials, Destination};
+use crate::egress::Egress;
 use crate::exports::{self, ExportKey, ExportRecord};
 use crate::platform::Platform;
 
@@ -68,9 +75,26 @@ fn lease(company_id: &str) -> String {
     format!("export-push:{company_id}")
 }
 
+/// The job name pushes are alerted and logged under when they panic.
+pub const JOB: &str = "export-push";
+
+/// A hook called in each push's unit of work before it starts.
+pub type BeforePush<'a> = &'a (dyn Fn(&ExportSchedule) + Sync);
+
 /// Pushes every schedule due at `now` (the job calls this every minute;
 /// tests call it with any `now`).
 pub async fn push_due(platform: &Platform, now: OffsetDateTime) -> anyhow::Result<PushReport> {
+    push_due_with(platform, now, &|_| {}).await
+}
+
+/// [`push_due`], calling `before` inside each push's unit of work (tests
+/// make one company's push panic with it).
+#[doc(hidden)]
+pub async fn push_due_with(
+    platform: &Platform,
+    now: OffsetDateTime,
+    before: BeforePush<'_>,
+) -> anyhow::Result<PushReport> {
     use futures_util::stream::StreamExt;
     let due = platform
         .control
@@ -79,7 +103,7 @@ pub async fn push_due(platform: &Platform, now: OffsetDateTime) -> anyhow::Resul
     let outcomes: Vec<Option<(String, Result<(), String>)>> = futures_util::stream::iter(due)
         .map(|schedule| async move {
             let company = schedule.company_id.clone();
-            attempt(platform, schedule, now)
+            attempt(platform, schedule, now, before)
                 .await
                 .map(|outcome| (company, outcome))
         })
@@ -101,6 +125,7 @@ async fn attempt(
     platform: &Platform,
     schedule: ExportSchedule,
     now: OffsetDateTime,
+    before: BeforePush<'_>,
 ) -> Option<Result<(), String>> {
     let company = schedule.company_id.as_str();
     if !crate::jobs::hold_lease(&*platform.control, &platform.node_id, &lease(company)).await {
@@ -123,7 +148,14 @@ async fn attempt(
             return None;
         }
     }
-    let outcome = push(platform, &schedule).await;
+    let work = async {
+        before(&schedule);
+        push(platform, &schedule).await
+    };
+    let outcome = match crate::jobs::unit(platform, JOB, company, Some(company), work).await {
+        Ok(outcome) => outcome,
+        Err(panicked) => Err(panicked.to_string()),
+    };
     let (result, detail) = match &outcome {
         Ok(pushed) => (
             PushResult {
@@ -246,21 +278,6 @@ fn clean(text: &str, credentials: Option<&Credentials>) -> String {
         .collect()
 }
 
-/// An error and its causes on one line (the cause says why: refused,
-/// timed out, 403).
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text = format!("{text}: {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// Builds the export and uploads it; the error is fit to store and show.
 async fn push(platform: &Platform, schedule: &ExportSchedule) -> Result<Pushed, String> {
     let company = schedule.company_id.as_str();
@@ -281,8 +298,9 @@ async fn push(platform: &Platform, schedule: &ExportSchedule) -> Result<Pushed, 
         None => None,
     };
     let credentials = credentials.as_ref();
+    let egress = Egress::new(platform.export_destination_policy().allow_private_endpoints);
     let store = destination
-        .open(credentials)
+        .open(credentials, &egress)
         .map_err(|e| clean(&format!("{e:#}"), credentials))?;
     let key = ExportKey::recipient(&schedule.recipient).map_err(|e| e.to_string())?;
     let tenant = platform
@@ -298,12 +316,7 @@ async fn push(platform: &Platform, schedule: &ExportSchedule) -> Result<Pushed, 
     // Streamed to the customer's store (multipart), never held in memory.
     let record = exports::write_to_store(prepared, store.clone(), &blob)
         .await
-        .map_err(|e| {
-            clean(
-                &format!("uploading the age file failed: {}", with_causes(e.as_ref())),
-                credentials,
-            )
-        })?;
+        .map_err(|e| upload_failed("age", e.as_ref(), &egress, company, credentials))?;
     let sidecar_json = serde_json::to_vec_pretty(&Sidecar {
         format: "workbooks-export-push",
         version: 1,
@@ -311,28 +324,32 @@ async fn push(platform: &Platform, schedule: &ExportSchedule) -> Result<Pushed, 
         export: &record,
     })
     .map_err(|e| format!("the sidecar could not be written: {e}"))?;
-    upload(&*store, &sidecar, sidecar_json, credentials).await?;
+    store
+        .put(&sidecar, PutPayload::from(sidecar_json))
+        .await
+        .map_err(|e| upload_failed("json", &e, &egress, company, credentials))?;
     Ok(Pushed {
         object: destination.describe(&blob),
         record,
     })
 }
 
-async fn upload(
-    store: &dyn ObjectStore,
-    path: &object_store::path::Path,
-    bytes: Vec<u8>,
+/// What a failed upload records: its class only. The whole error (which
+/// may hold the destination's answer) goes to the operator's log.
+fn upload_failed(
+    what: &str,
+    error: &(dyn std::error::Error + 'static),
+    egress: &Egress,
+    company: &str,
     credentials: Option<&Credentials>,
-) -> Result<(), String> {
-    store
-        .put(path, PutPayload::from(bytes))
-        .await
-        .map(|_| ())
-        .map_err(|e| {
-            let what = path.extension().unwrap_or("object");
-            clean(
-                &format!("uploading the {what} file failed: {}", with_causes(&e)),
-                credentials,
-            )
-        })
+) -> String {
+    tracing::warn!(
+        company,
+        error = %clean(&crate::drains::error_chain(error), credentials),
+        "uploading a scheduled export failed"
+    );
+    format!(
+        "uploading the {what} file failed: {}",
+        egress.classify(error)
+    )
 }

@@ -1,6 +1,8 @@
 //! Pushes due export schedules to the buckets customers named
 //! (`crate::export_push`), every minute. A round's failure is logged and the
-//! next round tries again; it never stops the job.
+//! next round tries again; it never stops the job. Each push is a unit of
+//! work of its own (`super::unit`, in `push_due`), and so is each round: a
+//! panic is caught, recorded and alerted, and the job goes on.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::export_push::push::JOB;
 use crate::export_push::push_due;
 use crate::platform::Platform;
 
@@ -24,16 +27,17 @@ pub fn spawn(
                 return;
             }
             // Wall-clock time: schedules are compared across nodes.
-            match push_due(&platform, time::OffsetDateTime::now_utc()).await {
-                Ok(report) if !report.pushed.is_empty() || !report.failed.is_empty() => {
+            let round = push_due(&platform, time::OffsetDateTime::now_utc());
+            match super::unit(&platform, JOB, "round", None, round).await {
+                Ok(Ok(report)) if !report.pushed.is_empty() || !report.failed.is_empty() => {
                     tracing::info!(
                         pushed = report.pushed.len(),
                         failed = report.failed.len(),
                         "export push round"
                     );
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "export push round failed"),
+                Ok(Ok(_)) | Err(_) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "export push round failed"),
             }
         }
     })

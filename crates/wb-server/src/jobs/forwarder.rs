@@ -3,6 +3,8 @@
 //!
 //! Copies are idempotent (source, sequence), so a crash between reading and
 //! recording, or two nodes forwarding at once, never duplicates or loses events.
+//! Each company's copy and each source's checkpoint is a unit of work
+//! (`super::unit`): a panic in one is caught and alerted, and the others go on.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,6 +20,9 @@ use crate::platform::Platform;
 use crate::problem::ApiResult;
 
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
+/// Job names in logs and the `job-panicked` alert.
+const JOB: &str = "audit-forwarder";
+const CHECKPOINT_JOB: &str = "audit-checkpoint";
 const CHECKPOINT_AFTER_EVENTS: i64 = 1000;
 const PAGE: u32 = 1000;
 
@@ -122,7 +127,7 @@ pub async fn forward_once(platform: &Platform, state: &mut ForwarderState) -> Ap
         if !recorded(platform, state, tenant.company_id()).await {
             continue;
         }
-        match forward_tenant(platform, state, &tenant).await {
+        match forward_unit(platform, state, &tenant).await {
             Ok(n) => total += n,
             Err(e) => {
                 tracing::error!(company = tenant.company_id(), error = %e, "collecting a company's audit events failed")
@@ -132,14 +137,32 @@ pub async fn forward_once(platform: &Platform, state: &mut ForwarderState) -> Ap
     Ok(total)
 }
 
+/// `forward_tenant` as a unit of the job's work: a panic is caught, alerted
+/// and returned as an error; the company's position is read again next time.
+async fn forward_unit(
+    platform: &Platform,
+    state: &mut ForwarderState,
+    tenant: &Arc<dyn TenantStore>,
+) -> anyhow::Result<usize> {
+    let id = tenant.company_id();
+    let work = forward_tenant(platform, state, tenant);
+    match super::unit(platform, JOB, id, Some(id), work).await {
+        Ok(result) => Ok(result?),
+        Err(panicked) => {
+            state.forwarded.remove(&company_source(id));
+            Err(panicked.into())
+        }
+    }
+}
+
 /// Opens every company once so events written before a crash are collected.
 pub async fn catch_up_all(platform: &Platform, state: &mut ForwarderState) -> ApiResult<usize> {
     let mut total = forward_once(platform, state).await?;
     let mut failed = 0;
     for id in platform.company_ids().await? {
         let result = match platform.tenant(&id).await {
-            Ok(tenant) => forward_tenant(platform, state, &tenant).await,
-            Err(e) => Err(e),
+            Ok(tenant) => forward_unit(platform, state, &tenant).await,
+            Err(e) => Err(e.into()),
         };
         match result {
             Ok(n) => total += n,
@@ -166,10 +189,16 @@ pub async fn checkpoint_once(platform: &Platform, state: &mut ForwarderState) ->
         .map(|(s, q)| (s.clone(), *q))
         .collect();
     for (source, head) in sources {
-        match checkpoint_source(platform, state, &source, head).await {
-            Ok(true) => written += 1,
-            Ok(false) => {}
-            Err(e) => tracing::error!(%source, error = %e, "signing an audit checkpoint failed"),
+        let work = checkpoint_source(platform, state, &source, head);
+        match super::unit(platform, CHECKPOINT_JOB, &source, None, work).await {
+            Ok(Ok(true)) => written += 1,
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(%source, error = %e, "signing an audit checkpoint failed")
+            }
+            Err(_) => {
+                state.last_checkpoints.remove(&source);
+            }
         }
     }
     state.last_checkpoint = Some(Instant::now());
@@ -248,6 +277,26 @@ fn checkpoint_due(state: &ForwarderState, every: Duration) -> bool {
     grown || state.last_checkpoint.is_none_or(|t| t.elapsed() >= every)
 }
 
+/// One round of the job: catch up once, forward, and sign checkpoints when due.
+async fn round(platform: &Platform, state: &mut ForwarderState, checkpoint_every: Duration) {
+    if !state.caught_up {
+        match catch_up_all(platform, state).await {
+            Ok(_) => state.caught_up = true,
+            Err(e) => tracing::error!(error = %e, "audit catch-up failed; will retry"),
+        }
+    }
+    if let Err(e) = forward_once(platform, state).await {
+        tracing::error!(error = %e, "audit forwarding failed; will retry");
+    }
+    if checkpoint_due(state, checkpoint_every)
+        && super::hold_lease(&*platform.control, &platform.node_id, CHECKPOINT_LEASE).await
+    {
+        if let Err(e) = checkpoint_once(platform, state).await {
+            tracing::error!(error = %e, "audit checkpoint failed; will retry");
+        }
+    }
+}
+
 /// Checkpoints are signed on one node at a time, so no source's checkpoint chain forks.
 pub const CHECKPOINT_LEASE: &str = "audit-checkpoint";
 
@@ -260,29 +309,26 @@ pub fn spawn(
     tokio::spawn(async move {
         let mut state = ForwarderState::default();
         loop {
-            if !state.caught_up {
-                match catch_up_all(&platform, &mut state).await {
-                    Ok(_) => state.caught_up = true,
-                    Err(e) => tracing::error!(error = %e, "audit catch-up failed; will retry"),
-                }
-            }
-            if let Err(e) = forward_once(&platform, &mut state).await {
-                tracing::error!(error = %e, "audit forwarding failed; will retry");
-            }
-            if checkpoint_due(&state, checkpoint_every)
-                && super::hold_lease(&*platform.control, &platform.node_id, CHECKPOINT_LEASE).await
+            // A panic outside a source's unit leaves the state unknown:
+            // start afresh (positions are read again from the store).
+            let round = round(&platform, &mut state, checkpoint_every);
+            if super::unit(&platform, JOB, "round", None, round)
+                .await
+                .is_err()
             {
-                if let Err(e) = checkpoint_once(&platform, &mut state).await {
-                    tracing::error!(error = %e, "audit checkpoint failed; will retry");
-                }
+                state = ForwarderState::default();
             }
             if super::pause(&mut stop, interval).await {
                 // A final round so a clean stop leaves nothing uncollected.
-                let _ = forward_once(&platform, &mut state).await;
-                if super::hold_lease(&*platform.control, &platform.node_id, CHECKPOINT_LEASE).await
-                {
-                    let _ = checkpoint_once(&platform, &mut state).await;
-                }
+                let last = async {
+                    let _ = forward_once(&platform, &mut state).await;
+                    if super::hold_lease(&*platform.control, &platform.node_id, CHECKPOINT_LEASE)
+                        .await
+                    {
+                        let _ = checkpoint_once(&platform, &mut state).await;
+                    }
+                };
+                let _ = super::unit(&platform, JOB, "round", None, last).await;
                 return;
             }
         }

@@ -15,6 +15,11 @@
 //! grows while the condition lasts). When an upload fails, the rest of the
 //! round only measures (the store is likely down for everyone), so a round
 //! stays as short as one failed request; the next round tries again.
+//!
+//! Each company is a unit of work (`super::unit`): a panic while shipping
+//! one is caught, counted as a failed round for that company (so its
+//! `backup-lag` alert follows), alerted (`job-panicked`), and the others
+//! are shipped.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -34,6 +39,8 @@ use crate::dto::rfc3339;
 use crate::platform::Platform;
 use crate::problem::ApiResult;
 
+/// The job's name in logs and the `job-panicked` alert.
+const JOB: &str = "shipper";
 /// At most this many records in one segment.
 pub const SEGMENT_RECORDS: u32 = 10_000;
 pub const SHIP_EVERY: Duration = Duration::from_millis(200);
@@ -441,7 +448,17 @@ pub async fn ship_once(platform: &Platform, state: &mut ShipperState) -> ApiResu
     > = Vec::with_capacity(work.len());
     for (tenant, mut slot) in work {
         rounds.push(Box::pin(async move {
-            let result = ship_tenant(platform, &mut slot, store_down, tenant).await;
+            let id = tenant.company_id();
+            let shipping = ship_tenant(platform, &mut slot, store_down, tenant);
+            let result = match super::unit(platform, JOB, id, Some(id), shipping).await {
+                Ok(result) => result,
+                Err(panicked) => {
+                    // Forget what this node knew of the company: the next
+                    // round starts again from the shared cursor.
+                    slot = Slot::default();
+                    Err(anyhow::Error::new(panicked))
+                }
+            };
             (tenant, slot, result)
         }));
     }
@@ -490,12 +507,17 @@ pub fn spawn(
     tokio::spawn(async move {
         let mut state = ShipperState::default();
         loop {
-            if let Err(e) = ship_once(&platform, &mut state).await {
-                tracing::error!(error = %e, "shipping change journals failed");
+            let round = ship_once(&platform, &mut state);
+            match super::unit(&platform, JOB, "round", None, round).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "shipping change journals failed"),
+                // What the round knew may be half-updated: start afresh.
+                Err(_) => state = ShipperState::default(),
             }
             if super::pause(&mut stop, period).await {
                 // Ship what was written up to the stop.
-                let _ = ship_once(&platform, &mut state).await;
+                let round = ship_once(&platform, &mut state);
+                let _ = super::unit(&platform, JOB, "round", None, round).await;
                 return;
             }
         }

@@ -3,7 +3,8 @@
 //! `snapshot_records` records since its last one, or changed and its last one
 //! is `snapshot_every` old. Every hour, the retention policy prunes each
 //! company's snapshots and segments. A failure is logged and retried next
-//! round; it never stops the job.
+//! round; it never stops the job. Each company is a unit of work
+//! (`super::unit`): a panic is caught, logged and alerted, and the others go on.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +17,9 @@ use crate::jobs::shipper::cursor_name;
 use crate::platform::Platform;
 
 pub const CHECK_EVERY: Duration = Duration::from_secs(60);
+/// Job names for logs and the `job-panicked` alert.
+const JOB: &str = "snapshot";
+const PRUNE_JOB: &str = "retention";
 pub const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
 
 fn lease(company_id: &str) -> String {
@@ -70,26 +74,32 @@ pub async fn snapshot_round(platform: &Platform, policy: &BackupPolicy) -> anyho
         if !super::hold_lease(&*platform.control, &platform.node_id, &lease(&company.id)).await {
             continue;
         }
-        match due(platform, &company.id, policy).await {
-            Ok(true) => match with_lease_renewed(
-                platform,
-                &company.id,
-                snapshot::take(platform, &company.id),
-            )
-            .await
-            {
-                Ok(Some(m)) => {
-                    taken += 1;
-                    tracing::info!(company = %company.id, seq = m.seq, parts = m.parts.len(), bytes = m.bytes, "snapshot taken");
+        let work = async {
+            match due(platform, &company.id, policy).await {
+                Ok(true) => {
+                    with_lease_renewed(platform, &company.id, snapshot::take(platform, &company.id))
+                        .await
+                        .map(Some)
+                        .map_err(|e| format!("{e:#}"))
                 }
-                Ok(None) => {}
+                Ok(false) => Ok(None),
                 Err(e) => {
-                    tracing::warn!(company = %company.id, error = %format!("{e:#}"), "snapshot failed")
+                    tracing::warn!(company = %company.id, error = %e, "cannot tell whether a snapshot is due");
+                    Ok(None)
                 }
-            },
-            Ok(false) => {}
+            }
+        };
+        let outcome = super::unit(platform, JOB, &company.id, Some(&company.id), work)
+            .await
+            .unwrap_or_else(|panicked| Err(panicked.to_string()));
+        match outcome {
+            Ok(Some(Some(m))) => {
+                taken += 1;
+                tracing::info!(company = %company.id, seq = m.seq, parts = m.parts.len(), bytes = m.bytes, "snapshot taken");
+            }
+            Ok(_) => {}
             Err(e) => {
-                tracing::warn!(company = %company.id, error = %e, "cannot tell whether a snapshot is due")
+                tracing::warn!(company = %company.id, error = %e, "snapshot failed")
             }
         }
     }
@@ -101,20 +111,20 @@ async fn prune_round(platform: &Platform, policy: &BackupPolicy) -> anyhow::Resu
         if !super::hold_lease(&*platform.control, &platform.node_id, &lease(&company.id)).await {
             continue;
         }
-        match with_lease_renewed(
+        let work = with_lease_renewed(
             platform,
             &company.id,
             prune(platform, &company.id, policy.retention),
-        )
-        .await
-        {
-            Ok(p) if !p.snapshots_deleted.is_empty() || p.segments_deleted > 0 => {
+        );
+        match super::unit(platform, PRUNE_JOB, &company.id, Some(&company.id), work).await {
+            Ok(Ok(p)) if !p.snapshots_deleted.is_empty() || p.segments_deleted > 0 => {
                 tracing::info!(company = %company.id, snapshots = p.snapshots_deleted.len(), segments = p.segments_deleted, "retention pruned backups");
             }
-            Ok(_) => {}
-            Err(e) => {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
                 tracing::warn!(company = %company.id, error = %format!("{e:#}"), "retention failed")
             }
+            Err(_) => {}
         }
     }
     Ok(())
@@ -131,12 +141,14 @@ pub fn spawn(
             if super::pause(&mut stop, CHECK_EVERY).await {
                 return;
             }
-            if let Err(e) = snapshot_round(&platform, &policy).await {
+            let round = snapshot_round(&platform, &policy);
+            if let Ok(Err(e)) = super::unit(&platform, JOB, "round", None, round).await {
                 tracing::warn!(error = %e, "snapshot round failed");
             }
             if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
                 last_prune = Some(Instant::now());
-                if let Err(e) = prune_round(&platform, &policy).await {
+                let round = prune_round(&platform, &policy);
+                if let Ok(Err(e)) = super::unit(&platform, PRUNE_JOB, "round", None, round).await {
                     tracing::warn!(error = %e, "retention round failed");
                 }
             }

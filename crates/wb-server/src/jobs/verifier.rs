@@ -149,7 +149,11 @@ pub fn spawn(
                 let stop = stop.clone();
                 move || *stop.borrow()
             };
-            match round(&platform, &stopping).await {
+            let this_round = round(&platform, &stopping);
+            let outcome = super::unit(&platform, "backup-verify", "round", None, this_round)
+                .await
+                .unwrap_or_else(|panicked| Err(panicked.into()));
+            match outcome {
                 Ok(Some(_)) => {}
                 // Another node verifies; look again when a round would be due.
                 Ok(None) => {

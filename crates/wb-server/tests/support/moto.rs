@@ -107,9 +107,9 @@ impl Moto {
     pub async fn object(&self, key: &str) -> Vec<u8> {
         use object_store::ObjectStoreExt;
         let bucket = match wb_server::objects::ObjectStoreUrl::parse(&self.url("", "")).unwrap() {
-            wb_server::objects::ObjectStoreUrl::S3(s3) => {
-                s3.open_with_credentials("testing", "testing").unwrap()
-            }
+            wb_server::objects::ObjectStoreUrl::S3(s3) => s3
+                .open_with_credentials("testing", "testing", &wb_server::egress::Egress::new(true))
+                .unwrap(),
             other => panic!("not an s3 URL: {other:?}"),
         };
         bucket
