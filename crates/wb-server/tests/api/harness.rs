@@ -294,6 +294,11 @@ impl TestServer {
             .tls_built_in_root_certs(false)
             .add_root_certificate(cert)
             .redirect(reqwest::redirect::Policy::none())
+            // The server closes a kept-alive connection that sends no request
+            // within its header-read timeout (10 s by default): a well-behaved
+            // client drops pooled connections before that, or a request can be
+            // sent on one the server is closing.
+            .pool_idle_timeout(std::time::Duration::from_secs(5))
             .build()
             .expect("client");
         let base = format!("https://localhost:{}", server.addr.port());
