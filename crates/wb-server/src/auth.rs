@@ -3,13 +3,15 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
 use axum::http::{header, Method};
+use wb_core::Permission;
 use wb_crypto::Secret;
 use wb_store::Actor;
 
-use crate::platform::{Platform, Principal};
+use crate::access::Admission;
+use crate::platform::Platform;
 use crate::problem::ApiError;
 
 pub const SESSION_COOKIE: &str = "wb_session";
@@ -18,12 +20,12 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 
 pub type AppState = Arc<Platform>;
 
-/// Who is calling, and the actor to record in audit events.
+pub use crate::access::Caller;
+
+/// The authenticated caller of a request (bearer token, or session cookie
+/// with the CSRF header).
 #[derive(Debug, Clone)]
-pub struct Caller {
-    pub principal: Principal,
-    pub actor: Actor,
-}
+pub struct Authenticated(pub Caller);
 
 /// The request's client address and id, for audit even before authentication.
 #[derive(Debug, Clone)]
@@ -77,7 +79,7 @@ fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-impl FromRequestParts<AppState> for Caller {
+impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
@@ -121,6 +123,69 @@ impl FromRequestParts<AppState> for Caller {
             client: meta.client,
             request_id: meta.request_id,
         };
-        Ok(Caller { principal, actor })
+        Ok(Authenticated(Caller { principal, actor }))
+    }
+}
+
+/// What a company route needs: the permission its extractor asks the door for.
+pub trait Need: Send + Sync + 'static {
+    const PERMISSION: Permission;
+}
+
+macro_rules! needs {
+    ($($name:ident),* $(,)?) => {$(
+        #[doc = concat!("The `", stringify!($name), "` permission, for [`Company`].")]
+        #[derive(Debug)]
+        pub struct $name;
+        impl Need for $name {
+            const PERMISSION: Permission = Permission::$name;
+        }
+    )*};
+}
+needs!(ReadBooks, WriteBooks, ManageApiKeys, ReadAudit, ExportData);
+
+/// A company route's caller, admitted by the door (`Platform::admit`) to the
+/// `{company}` of the path for `P`'s permission. Handlers reach company data
+/// only by turning this into a `CompanyScope` (a recorded read or a change).
+#[derive(Debug)]
+pub struct Company<P: Need> {
+    pub admission: Admission,
+    need: std::marker::PhantomData<P>,
+}
+
+impl<P: Need> Company<P> {
+    pub fn into_admission(self) -> Admission {
+        self.admission
+    }
+}
+
+impl<P: Need> std::ops::Deref for Company<P> {
+    type Target = Admission;
+    fn deref(&self) -> &Admission {
+        &self.admission
+    }
+}
+
+impl<P: Need> FromRequestParts<AppState> for Company<P> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Authenticated(caller) = Authenticated::from_request_parts(parts, state).await?;
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::not_found("company"))?;
+        let company = params
+            .iter()
+            .find(|(name, _)| *name == "company")
+            .map(|(_, value)| value.to_string())
+            .ok_or_else(|| {
+                tracing::error!(path = %parts.uri.path(), "a company extractor on a route without {{company}}");
+                ApiError::internal()
+            })?;
+        let admission = state.admit(caller, &company, P::PERMISSION).await?;
+        Ok(Company {
+            admission,
+            need: std::marker::PhantomData,
+        })
     }
 }

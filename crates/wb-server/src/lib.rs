@@ -1,9 +1,11 @@
-//! Work-books HTTP server: axum over rustls, authentication, and the services
-//! that orchestrate the domain (`wb-core`) and storage (`wb-store`).
+//! Work-books HTTP server: axum over rustls, the adapter between HTTP and
+//! the services of `wb-app`.
 //!
 //! Architecture invariants:
 //! - No global state: one `Platform` is passed explicitly (as `AppState`).
-//! - Handlers never touch SQL; they call `Platform` and `TenantStore` methods.
+//! - Handlers never touch SQL and never open a company's store: a company
+//!   route takes an `auth::Company<…>` extractor (the door) and works
+//!   through the `CompanyScope` it yields.
 //! - Every error leaves as an RFC 9457 problem document (`problem.rs`).
 #![cfg_attr(
     not(test),
@@ -11,33 +13,21 @@
 )]
 
 pub mod api;
-pub mod audit_verify;
 pub mod auth;
-pub mod auth_cache;
-pub mod backup;
-pub mod backup_verify;
 pub mod body_rate;
-pub mod clock;
 pub mod config;
 pub mod connections;
-pub mod cpu_work;
-pub mod data_lock;
-pub mod dr;
-pub mod drains;
-pub mod dto;
-pub mod egress;
-pub mod export_push;
-pub mod exports;
-pub mod files;
-pub mod jobs;
-pub mod monitor_job;
-pub mod objects;
-pub mod platform;
 pub mod problem;
 pub mod request_id;
 pub mod server;
-pub mod storage;
 pub mod tls;
+
+// The services, under the paths this crate has always offered them at.
+pub use wb_app::{
+    access, audit_verify, auth_cache, backup, backup_verify, clock, cpu_work, data_lock, dr,
+    drains, dto, egress, export_push, exports, files, jobs, keyring, monitor_job, objects,
+    platform, storage,
+};
 
 pub use clock::{Clock, SystemClock};
 pub use config::{ServerConfig, TlsMode};

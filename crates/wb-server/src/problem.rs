@@ -6,7 +6,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
-use wb_core::{LedgerError, MoneyError};
+use wb_app::error::{ErrorKind, ServiceError};
+use wb_core::LedgerError;
 use wb_store::StoreError;
 
 pub const TYPE_PREFIX: &str = "urn:workbooks:problem:";
@@ -141,80 +142,48 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn ledger_slug(e: &LedgerError) -> &'static str {
-    use LedgerError::*;
-    match e {
-        InvalidAccountCode(_) => "invalid-account-code",
-        InvalidAccountName => "invalid-account-name",
-        UnknownAccountType(_) => "unknown-account-type",
-        DuplicateAccountCode(_) => "duplicate-account-code",
-        UnknownParent(_) | ParentTypeMismatch { .. } => "invalid-parent-account",
-        TooFewPostings | TooManyPostings => "invalid-postings",
-        UnknownAccount { .. } => "unknown-account",
-        Money { source, .. } => match source {
-            MoneyError::UnknownCurrency(_) => "unknown-currency",
-            MoneyError::Malformed(_) => "invalid-amount",
-            MoneyError::TooManyDecimals { .. } => "too-many-decimals",
-            MoneyError::Overflow(_) => "amount-overflow",
-        },
-        ZeroAmount { .. } => "invalid-amount",
-        CurrencyNotAllowed { .. } => "currency-not-allowed",
-        Unbalanced { .. } => "unbalanced-entry",
-        DateOutOfRange(_) => "date-out-of-range",
-        InvalidDescription | InvalidReference => "invalid-entry-text",
-        AlreadyReversed(_) | ReversalOfReversal(_) => "already-reversed",
-        Overflow => "amount-overflow",
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> ApiError {
+        let status = match e.kind {
+            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::Timeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError {
+            status,
+            slug: e.slug,
+            title: e.title,
+            detail: e.detail,
+            retry_after_secs: e.retry_after_secs,
+        }
     }
 }
 
 impl From<LedgerError> for ApiError {
     fn from(e: LedgerError) -> ApiError {
-        let slug = ledger_slug(&e);
-        match e {
-            LedgerError::DuplicateAccountCode(_)
-            | LedgerError::AlreadyReversed(_)
-            | LedgerError::ReversalOfReversal(_) => ApiError::conflict(slug, e.to_string()),
-            _ => ApiError::unprocessable(slug, e.to_string()),
-        }
+        ServiceError::from(e).into()
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
-        match e {
-            StoreError::NotFound(what) => ApiError::not_found(what),
-            StoreError::Ledger(l) => l.into(),
-            StoreError::Conflict(detail) => ApiError::unprocessable("invalid-batch", detail),
-            StoreError::IdempotencyMismatch => {
-                ApiError::unprocessable("idempotency-key-reused", e.to_string())
-            }
-            StoreError::WriterStopped => {
-                ApiError::unavailable("the company's books are temporarily unavailable")
-            }
-            StoreError::Moved => {
-                // Nothing was written; the retry reaches the company's new server.
-                let mut e = ApiError::unavailable(
-                    "the company's books moved to another database server; retry",
-                );
-                e.retry_after_secs = Some(1);
-                e
-            }
-            StoreError::AuditUnavailable(detail) => {
-                tracing::error!(%detail, "audit trail unavailable; refusing");
-                ApiError::audit_unavailable()
-            }
-            other => {
-                tracing::error!(error = %other, "storage error");
-                ApiError::internal()
-            }
-        }
+        ServiceError::from(e).into()
     }
 }
 
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> ApiError {
-        tracing::error!(error = %e, "internal error");
-        ApiError::internal()
+        ServiceError::from(e).into()
     }
 }
 

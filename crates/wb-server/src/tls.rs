@@ -45,7 +45,4 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Installs ring as rustls's process-wide crypto provider (idempotent).
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use wb_app::install_crypto_provider;

@@ -14,6 +14,8 @@ mod audit;
 mod auth;
 #[path = "api/books.rs"]
 mod books;
+#[path = "api/door.rs"]
+mod door;
 #[path = "api/files.rs"]
 mod files;
 #[path = "api/isolation.rs"]

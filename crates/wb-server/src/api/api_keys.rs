@@ -3,11 +3,10 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use wb_core::{Permission, Role};
+use wb_core::Role;
 
-use super::books::Books;
 use super::json::ApiJson;
-use crate::auth::{AppState, Caller};
+use crate::auth::{AppState, Company, ManageApiKeys};
 use crate::dto::*;
 use crate::platform::Principal;
 use crate::problem::{ApiError, ApiResult, Problem};
@@ -17,21 +16,16 @@ use crate::problem::{ApiError, ApiResult, Problem};
     responses((status = 200, body = [ApiKeyView]), (status = 404, body = Problem)))]
 pub async fn list(
     State(platform): State<AppState>,
-    caller: Caller,
-    Path(company): Path<String>,
+    door: Company<ManageApiKeys>,
 ) -> ApiResult<Json<Vec<ApiKeyView>>> {
-    platform
-        .authorize(
-            &caller.principal,
-            &company,
-            Permission::ManageApiKeys,
-            &caller.actor,
-        )
+    let scope = door
+        .into_admission()
+        .read(&platform, "api_keys.list", None)
         .await?;
     Ok(Json(
         platform
             .control
-            .api_keys(&company)
+            .api_keys(scope.company_id())
             .await?
             .iter()
             .map(Into::into)
@@ -45,17 +39,18 @@ pub async fn list(
     responses((status = 201, body = ApiKeyView), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn create(
     State(platform): State<AppState>,
-    caller: Caller,
-    Path(company): Path<String>,
+    door: Company<ManageApiKeys>,
     ApiJson(body): ApiJson<NewApiKeyRequest>,
 ) -> ApiResult<(StatusCode, Json<ApiKeyView>)> {
-    let books = Books::open(&platform, caller, &company, Permission::ManageApiKeys).await?;
-    if let Principal::ApiKey { .. } = &books.caller.principal {
+    let books = door.into_admission().operate(&platform).await?;
+    let company = books.company_id();
+    if let Principal::ApiKey { .. } = &books.caller().principal {
         // A key minting keys could renew itself forever, and its children
         // would outlive its revocation: only people create keys.
         return Err(platform
-            .refuse_api_key_creation(&company, books.caller.actor.clone())
-            .await);
+            .refuse_api_key_creation(company, books.actor().clone())
+            .await
+            .into());
     }
     let role: Role = body
         .role
@@ -65,12 +60,12 @@ pub async fn create(
         })?;
     let created = platform
         .create_api_key(
-            &company,
-            books.role,
+            company,
+            books.role(),
             &body.name,
             role,
             body.expires_in_days,
-            books.caller.actor.clone(),
+            books.actor().clone(),
         )
         .await?;
     let mut view = ApiKeyView::from(&created.record);
@@ -83,19 +78,12 @@ pub async fn create(
     responses((status = 200, body = ApiKeyView), (status = 404, body = Problem)))]
 pub async fn revoke(
     State(platform): State<AppState>,
-    caller: Caller,
-    Path((company, key)): Path<(String, String)>,
+    door: Company<ManageApiKeys>,
+    Path((_, key)): Path<(String, String)>,
 ) -> ApiResult<Json<ApiKeyView>> {
-    platform
-        .authorize(
-            &caller.principal,
-            &company,
-            Permission::ManageApiKeys,
-            &caller.actor,
-        )
-        .await?;
+    let scope = door.into_admission().operate(&platform).await?;
     let revoked = platform
-        .revoke_api_key(&company, &key, caller.actor)
+        .revoke_api_key(scope.company_id(), &key, scope.actor().clone())
         .await?;
     Ok(Json((&revoked).into()))
 }

@@ -1,15 +1,15 @@
 //! A company's own audit trail ("access transparency"): every event about the
 //! company, from its own chain and from the platform's, as collected centrally.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use wb_core::Permission;
+
 use wb_store::{AuditQuery, CentralEvent};
 
 use super::json::ApiQuery;
-use crate::auth::{AppState, Caller};
+use crate::auth::{AppState, Company, ReadAudit};
 use crate::dto::parse_date;
 use crate::problem::{ApiError, ApiResult, Problem};
 
@@ -82,18 +82,9 @@ pub struct AuditPage {
     responses((status = 200, body = AuditPage), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn list(
     State(platform): State<AppState>,
-    caller: Caller,
-    Path(company): Path<String>,
+    door: Company<ReadAudit>,
     ApiQuery(q): ApiQuery<AuditParams>,
 ) -> ApiResult<Json<AuditPage>> {
-    platform
-        .authorize(
-            &caller.principal,
-            &company,
-            Permission::ReadAudit,
-            &caller.actor,
-        )
-        .await?;
     if let Some(outcome) = q.outcome.as_deref() {
         if !matches!(outcome, "success" | "failure") {
             return Err(ApiError::unprocessable(
@@ -108,12 +99,16 @@ pub async fn list(
         .map(|d| parse_date("since", d).map(|d| format!("{d}T00:00:00Z")))
         .transpose()?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let scope = door
+        .into_admission()
+        .read(&platform, "audit.list", None)
+        .await?;
     let events = platform
         .control
         .central_events(AuditQuery {
             after: q.after.unwrap_or(0).max(0),
             limit,
-            company_id: Some(company),
+            company_id: Some(scope.company_id().to_string()),
             action: q.action,
             outcome: q.outcome,
             actor: None,

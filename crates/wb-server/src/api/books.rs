@@ -1,7 +1,5 @@
 //! Company, accounts, entries and reversals.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
@@ -10,73 +8,16 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
-use wb_core::{EntryDraft, NewAccount, Permission, PostingDraft, Role};
-use wb_store::{AuditEvent, EntryPage, Idempotency, Outcome, TenantStore, WriteContext};
+use wb_core::{EntryDraft, NewAccount, PostingDraft};
+use wb_store::{EntryPage, Idempotency};
 
 use super::json::{body_rejection, parse, ApiJson, ApiQuery};
-use crate::auth::{AppState, Caller};
-use crate::config::AccessKind;
+use crate::auth::{AppState, Company, ReadBooks, WriteBooks};
 use crate::dto::*;
 use crate::problem::{ApiError, ApiResult, Problem};
 
 pub const MAX_BATCH_ENTRIES: usize = 10_000;
 const IDEMPOTENCY_KEY_MAX: usize = 200;
-
-/// A caller admitted to one company's books with a given permission.
-pub struct Books {
-    pub store: Arc<dyn TenantStore>,
-    pub role: Role,
-    pub caller: Caller,
-    pub company_id: String,
-}
-
-impl Books {
-    pub async fn open(
-        platform: &AppState,
-        caller: Caller,
-        company_id: &str,
-        permission: Permission,
-    ) -> ApiResult<Books> {
-        let role = platform
-            .authorize(&caller.principal, company_id, permission, &caller.actor)
-            .await?;
-        let store = platform.tenant(company_id).await?;
-        Ok(Books {
-            store,
-            role,
-            caller,
-            company_id: company_id.to_string(),
-        })
-    }
-
-    /// Records a read of this company's content before it is answered.
-    pub async fn audit_read(
-        &self,
-        platform: &AppState,
-        action: &str,
-        target: Option<String>,
-    ) -> ApiResult<()> {
-        let event = AuditEvent {
-            at: platform.now(),
-            actor: self.caller.actor.clone(),
-            company_id: Some(self.company_id.clone()),
-            action: action.to_string(),
-            target,
-            outcome: Outcome::Success,
-            detail: None,
-        };
-        platform
-            .audit_access(&*self.store, event, AccessKind::CustomerRead)
-            .await
-    }
-
-    pub fn write_context(&self, platform: &AppState) -> WriteContext {
-        WriteContext {
-            actor: self.caller.actor.clone(),
-            at: platform.now(),
-        }
-    }
-}
 
 pub fn entry_draft(body: NewEntryRequest) -> ApiResult<EntryDraft> {
     Ok(EntryDraft {
@@ -131,14 +72,15 @@ fn entry_id(text: &str) -> ApiResult<i64> {
     responses((status = 200, body = CompanyView), (status = 404, body = Problem)))]
 pub async fn company(
     State(platform): State<AppState>,
-    caller: Caller,
-    Path(company): Path<String>,
+    door: Company<ReadBooks>,
 ) -> ApiResult<Json<CompanyView>> {
-    let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
-    books.audit_read(&platform, "company.read", None).await?;
+    let books = door
+        .into_admission()
+        .read(&platform, "company.read", None)
+        .await?;
     let record = platform
         .control
-        .company(&company)
+        .company(books.company_id())
         .await?
         .ok_or_else(|| ApiError::not_found("company"))?;
     Ok(Json(CompanyView {
@@ -146,7 +88,7 @@ pub async fn company(
         name: record.name,
         status: record.status.as_str().into(),
         created_at: rfc3339(record.created_at),
-        role: books.role.as_str().into(),
+        role: books.role().as_str().into(),
     }))
 }
 
@@ -155,14 +97,15 @@ pub async fn company(
     responses((status = 200, body = [AccountView]), (status = 404, body = Problem)))]
 pub async fn list_accounts(
     State(platform): State<AppState>,
-    caller: Caller,
-    Path(company): Path<String>,
+    door: Company<ReadBooks>,
 ) -> ApiResult<Json<Vec<AccountView>>> {
-    let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
-    books.audit_read(&platform, "accounts.list", None).await?;
+    let books = door
+        .into_admission()
+        .read(&platform, "accounts.list", None)
+        .await?;
     Ok(Json(
         books
-            .store
+            .store()
             .accounts()
             .await?
             .iter()
@@ -176,11 +119,10 @@ pub async fn list_accounts(
     responses((status = 201, body = AccountView), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_account(
     State(platform): State<AppState>,
-    caller: Caller,
-    Path(company): Path<String>,
+    door: Company<WriteBooks>,
     ApiJson(body): ApiJson<NewAccountRequest>,
 ) -> ApiResult<(StatusCode, Json<AccountView>)> {
-    let books = Books::open(&platform, caller, &company, Permission::WriteBooks).await?;
+    let books = door.into_admission().operate(&platform).await?;
     let account = NewAccount::validate(
         &body.code,
         &body.name,
@@ -189,11 +131,11 @@ pub async fn create_account(
         body.currency.as_deref(),
     )?;
     let created = books
-        .store
-        .create_account(account, books.write_context(&platform))
+        .store()
+        .create_account(account, books.write_context(platform.now()))
         .await;
     let created = platform
-        .checked(&company, "account.create", created)
+        .checked(books.company_id(), "account.create", created)
         .await?;
     Ok((StatusCode::CREATED, Json((&created).into())))
 }
@@ -214,12 +156,13 @@ pub struct EntryQuery {
     responses((status = 200, body = EntryList), (status = 404, body = Problem)))]
 pub async fn list_entries(
     State(platform): State<AppState>,
-    caller: Caller,
-    Path(company): Path<String>,
+    door: Company<ReadBooks>,
     ApiQuery(q): ApiQuery<EntryQuery>,
 ) -> ApiResult<Json<EntryList>> {
-    let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
-    books.audit_read(&platform, "entries.list", None).await?;
+    let books = door
+        .into_admission()
+        .read(&platform, "entries.list", None)
+        .await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let after =
         match q.after.as_deref() {
@@ -238,7 +181,7 @@ pub async fn list_entries(
             .transpose()?,
         to: q.to.as_deref().map(|d| parse_date("to", d)).transpose()?,
     };
-    let entries = books.store.entries(page).await?;
+    let entries = books.store().entries(page).await?;
     let next_after = (entries.len() == limit as usize)
         .then(|| entries.last().map(|e| e.id.to_string()))
         .flatten();
@@ -254,21 +197,26 @@ pub async fn list_entries(
     responses((status = 201, body = EntryView), (status = 422, body = Problem)))]
 pub async fn post_entry(
     State(platform): State<AppState>,
-    caller: Caller,
-    Path(company): Path<String>,
+    door: Company<WriteBooks>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let body = body.map_err(body_rejection)?;
-    let books = Books::open(&platform, caller, &company, Permission::WriteBooks).await?;
+    let books = door.into_admission().operate(&platform).await?;
     let request: NewEntryRequest = parse(&headers, &body)?;
     let idempotency = idempotency(&headers, &[b"entry\n".as_slice(), &body].concat())?;
     let draft = entry_draft(request)?;
     let posted = books
-        .store
-        .post_entries(vec![draft], idempotency, books.write_context(&platform))
+        .store()
+        .post_entries(
+            vec![draft],
+            idempotency,
+            books.write_context(platform.now()),
+        )
         .await;
-    let posted = platform.checked(&company, "entry.post", posted).await?;
+    let posted = platform
+        .checked(books.company_id(), "entry.post", posted)
+        .await?;
     let entry = posted.entries.first().ok_or_else(ApiError::internal)?;
     let mut response = (StatusCode::CREATED, Json(EntryView::from(entry))).into_response();
     if posted.replayed {
@@ -285,13 +233,12 @@ pub async fn post_entry(
     responses((status = 201, body = BatchResponse), (status = 422, body = Problem)))]
 pub async fn post_batch(
     State(platform): State<AppState>,
-    caller: Caller,
-    Path(company): Path<String>,
+    door: Company<WriteBooks>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let body = body.map_err(body_rejection)?;
-    let books = Books::open(&platform, caller, &company, Permission::WriteBooks).await?;
+    let books = door.into_admission().operate(&platform).await?;
     let request: BatchRequest = parse(&headers, &body)?;
     if request.entries.is_empty() || request.entries.len() > MAX_BATCH_ENTRIES {
         return Err(ApiError::unprocessable(
@@ -312,10 +259,12 @@ pub async fn post_batch(
         })
         .collect::<ApiResult<Vec<_>>>()?;
     let posted = books
-        .store
-        .post_entries(drafts, idempotency, books.write_context(&platform))
+        .store()
+        .post_entries(drafts, idempotency, books.write_context(platform.now()))
         .await;
-    let posted = platform.checked(&company, "entry.post", posted).await?;
+    let posted = platform
+        .checked(books.company_id(), "entry.post", posted)
+        .await?;
     let mut response = (
         StatusCode::CREATED,
         Json(BatchResponse {
@@ -336,12 +285,12 @@ pub async fn post_batch(
     responses((status = 200, body = EntryView), (status = 404, body = Problem)))]
 pub async fn get_entry(
     State(platform): State<AppState>,
-    caller: Caller,
-    Path((company, entry)): Path<(String, String)>,
+    door: Company<ReadBooks>,
+    Path((_, entry)): Path<(String, String)>,
 ) -> ApiResult<Json<EntryView>> {
-    let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
-    books
-        .audit_read(
+    let books = door
+        .into_admission()
+        .read(
             &platform,
             "entry.read",
             Some(format!(
@@ -351,7 +300,7 @@ pub async fn get_entry(
         )
         .await?;
     let entry = books
-        .store
+        .store()
         .entry(entry_id(&entry)?)
         .await?
         .ok_or_else(|| ApiError::not_found("entry"))?;
@@ -363,13 +312,13 @@ pub async fn get_entry(
     responses((status = 201, body = EntryView), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn reverse_entry(
     State(platform): State<AppState>,
-    caller: Caller,
-    Path((company, entry)): Path<(String, String)>,
+    door: Company<WriteBooks>,
+    Path((_, entry)): Path<(String, String)>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<EntryView>)> {
     let body = body.map_err(body_rejection)?;
-    let books = Books::open(&platform, caller, &company, Permission::WriteBooks).await?;
+    let books = door.into_admission().operate(&platform).await?;
     let request: ReverseRequest = if body.is_empty() {
         ReverseRequest::default()
     } else {
@@ -381,16 +330,16 @@ pub async fn reverse_entry(
         None => platform.now().date(),
     };
     let reversal = books
-        .store
+        .store()
         .reverse_entry(
             id,
             date,
             request.description,
-            books.write_context(&platform),
+            books.write_context(platform.now()),
         )
         .await;
     let reversal = platform
-        .checked(&company, "entry.reverse", reversal)
+        .checked(books.company_id(), "entry.reverse", reversal)
         .await?;
     Ok((StatusCode::CREATED, Json((&reversal).into())))
 }

@@ -5,18 +5,18 @@
 //! `"secret_access_key": "***"`. A passphrase is refused: the platform would
 //! have to store it to encrypt later exports, and could then open them.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use wb_core::Permission;
+
 use wb_crypto::Secret;
 use wb_store::ExportSchedule;
 
 use super::json::ApiJson;
-use crate::auth::{AppState, Caller};
+use crate::auth::{AppState, Company, ExportData};
 use crate::dto::rfc3339;
 use crate::export_push::schedule::{self, NewSchedule};
 use crate::export_push::Credentials;
@@ -85,28 +85,18 @@ fn view(s: ExportSchedule, access_key_id: Option<String>) -> ScheduleView {
     }
 }
 
-async fn authorize(platform: &AppState, caller: &Caller, company: &str) -> ApiResult<()> {
-    platform
-        .authorize(
-            &caller.principal,
-            company,
-            Permission::ExportData,
-            &caller.actor,
-        )
-        .await?;
-    Ok(())
-}
-
 #[utoipa::path(get, path = "/api/v1/companies/{company}/export-schedule", tag = "exports",
     params(("company" = String, Path)),
     responses((status = 200, body = ScheduleView), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn get(
     State(platform): State<AppState>,
-    caller: Caller,
-    Path(company): Path<String>,
+    door: Company<ExportData>,
 ) -> ApiResult<Json<ScheduleView>> {
-    authorize(&platform, &caller, &company).await?;
-    let (s, key_id) = schedule::get(&platform, &company)
+    let scope = door
+        .into_admission()
+        .read(&platform, "export_schedule.read", None)
+        .await?;
+    let (s, key_id) = schedule::get(&platform, scope.company_id())
         .await?
         .ok_or_else(|| ApiError::not_found("export schedule"))?;
     Ok(Json(view(s, key_id)))
@@ -118,11 +108,11 @@ pub async fn get(
         (status = 422, body = Problem)))]
 pub async fn put(
     State(platform): State<AppState>,
-    caller: Caller,
-    Path(company): Path<String>,
+    door: Company<ExportData>,
     ApiJson(body): ApiJson<ScheduleRequest>,
 ) -> ApiResult<Json<ScheduleView>> {
-    authorize(&platform, &caller, &company).await?;
+    let scope = door.into_admission().operate(&platform).await?;
+    let company = scope.company_id();
     if body.passphrase.is_some() {
         return Err(ApiError::unprocessable(
             "passphrase-not-allowed",
@@ -155,9 +145,9 @@ pub async fn put(
         recipient,
         every_hours: body.every_hours,
     };
-    schedule::set(&platform, &company, new, caller.actor.clone()).await?;
+    schedule::set(&platform, company, new, scope.actor().clone()).await?;
     // As stored (and as GET shows it).
-    let (saved, key_id) = schedule::get(&platform, &company)
+    let (saved, key_id) = schedule::get(&platform, company)
         .await?
         .ok_or_else(|| ApiError::not_found("export schedule"))?;
     Ok(Json(view(saved, key_id)))
@@ -168,10 +158,9 @@ pub async fn put(
     responses((status = 204, description = "Deleted: no more pushes"), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn delete(
     State(platform): State<AppState>,
-    caller: Caller,
-    Path(company): Path<String>,
+    door: Company<ExportData>,
 ) -> ApiResult<StatusCode> {
-    authorize(&platform, &caller, &company).await?;
-    schedule::delete(&platform, &company, caller.actor.clone()).await?;
+    let scope = door.into_admission().operate(&platform).await?;
+    schedule::delete(&platform, scope.company_id(), scope.actor().clone()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

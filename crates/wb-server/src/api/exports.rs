@@ -15,13 +15,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use wb_core::Permission;
 use wb_crypto::Secret;
 use wb_store::{AuditEvent, Outcome};
 
-use super::books::Books;
 use super::json::ApiJson;
-use crate::auth::{AppState, Caller};
+use crate::access::CompanyScope;
+use crate::auth::{AppState, Company, ExportData};
 use crate::exports::{self, Counts, ExportKey, ExportRecord, KeyError};
 use crate::problem::{ApiError, ApiResult, Problem};
 
@@ -136,15 +135,12 @@ fn export_busy(busy: exports::Busy) -> ApiError {
 }
 
 /// Appends an event to the company's chain; refuses the request when it cannot.
-async fn audit(books: &Books, platform: &AppState, event: AuditEvent) -> ApiResult<()> {
-    let action = event.action.clone();
-    platform
-        .checked(&books.company_id, &action, books.store.record(event).await)
-        .await
+async fn audit(books: &CompanyScope, platform: &AppState, event: AuditEvent) -> ApiResult<()> {
+    Ok(books.record(platform, event).await?)
 }
 
 fn event(
-    books: &Books,
+    books: &CompanyScope,
     platform: &AppState,
     action: &str,
     export_id: &str,
@@ -153,8 +149,8 @@ fn event(
 ) -> AuditEvent {
     AuditEvent {
         at: platform.now(),
-        actor: books.caller.actor.clone(),
-        company_id: Some(books.company_id.clone()),
+        actor: books.actor().clone(),
+        company_id: Some(books.company_id().to_string()),
         action: action.into(),
         target: Some(format!("export:{export_id}")),
         outcome,
@@ -170,11 +166,11 @@ fn event(
         (status = 503, description = "This server's export slots are full; see Retry-After", body = Problem)))]
 pub async fn create(
     State(platform): State<AppState>,
-    caller: Caller,
-    Path(company): Path<String>,
+    door: Company<ExportData>,
     ApiJson(body): ApiJson<NewExportRequest>,
 ) -> ApiResult<(StatusCode, Json<ExportView>)> {
-    let books = Books::open(&platform, caller, &company, Permission::ExportData).await?;
+    let books = door.into_admission().operate(&platform).await?;
+    let company = books.company_id().to_string();
     let name = platform
         .control
         .company(&company)
@@ -192,7 +188,7 @@ pub async fn create(
         Some(r) => format!("encrypted to age recipient {r}"),
         None => "encrypted to a passphrase".to_string(),
     };
-    let prepared = exports::prepare(&platform, &*books.store, key, &books.caller.actor.id).await?;
+    let prepared = exports::prepare(&platform, books.store(), key, &books.actor().id).await?;
     let id = prepared.id.clone();
     audit(
         &books,
@@ -219,7 +215,7 @@ pub async fn create(
                 Outcome::Failure,
                 Some("the export could not be stored".into()),
             );
-            if let Err(e) = books.store.record(failed).await {
+            if let Err(e) = books.store().record(failed).await {
                 tracing::error!(error = %e, "recording the failed export");
             }
             Err(ApiError::unavailable(
@@ -234,18 +230,13 @@ pub async fn create(
     responses((status = 200, body = ExportList), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn list(
     State(platform): State<AppState>,
-    caller: Caller,
-    Path(company): Path<String>,
+    door: Company<ExportData>,
 ) -> ApiResult<Json<ExportList>> {
-    platform
-        .authorize(
-            &caller.principal,
-            &company,
-            Permission::ExportData,
-            &caller.actor,
-        )
+    let scope = door
+        .into_admission()
+        .read(&platform, "exports.list", None)
         .await?;
-    let records = exports::list(&platform, &company).await?;
+    let records = exports::list(&platform, scope.company_id()).await?;
     Ok(Json(ExportList {
         exports: records.into_iter().map(Into::into).collect(),
     }))
@@ -256,18 +247,21 @@ pub async fn list(
     responses((status = 200, body = ExportView), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn get(
     State(platform): State<AppState>,
-    caller: Caller,
-    Path((company, export)): Path<(String, String)>,
+    door: Company<ExportData>,
+    Path((_, export)): Path<(String, String)>,
 ) -> ApiResult<Json<ExportView>> {
-    platform
-        .authorize(
-            &caller.principal,
-            &company,
-            Permission::ExportData,
-            &caller.actor,
+    let scope = door
+        .into_admission()
+        .read(
+            &platform,
+            "exports.get",
+            Some(format!(
+                "export:{}",
+                export.chars().take(64).collect::<String>()
+            )),
         )
         .await?;
-    let record = exports::get(&platform, &company, &export)
+    let record = exports::get(&platform, scope.company_id(), &export)
         .await?
         .ok_or_else(|| ApiError::not_found("export"))?;
     Ok(Json(record.into()))
@@ -279,11 +273,11 @@ pub async fn get(
         (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn download(
     State(platform): State<AppState>,
-    caller: Caller,
-    Path((company, export)): Path<(String, String)>,
+    door: Company<ExportData>,
+    Path((_, export)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let books = Books::open(&platform, caller, &company, Permission::ExportData).await?;
-    let (record, found) = exports::download(&platform, &company, &export)
+    let books = door.into_admission().operate(&platform).await?;
+    let (record, found) = exports::download(&platform, books.company_id(), &export)
         .await?
         .ok_or_else(|| ApiError::not_found("export"))?;
     audit(

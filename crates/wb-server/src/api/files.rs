@@ -16,12 +16,11 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use wb_core::attachments::{normalize_content_type, validate_file_name};
-use wb_core::Permission;
 use wb_store::{AuditEvent, FilePage, FileRecord, NewFile, Outcome};
 
-use super::books::Books;
 use super::json::ApiQuery;
-use crate::auth::{AppState, Caller};
+use crate::access::CompanyScope;
+use crate::auth::{AppState, Company, ReadBooks, WriteBooks};
 use crate::dto::rfc3339;
 use crate::files::{self, DownloadError, UploadError, UploadLimits};
 use crate::problem::{ApiError, ApiResult, Problem};
@@ -116,7 +115,7 @@ fn unknown_entry(text: &str) -> ApiError {
 }
 
 /// The entry a file is to be linked to: it must exist (entries are never deleted).
-async fn linked_entry(books: &Books, entry: Option<&str>) -> ApiResult<Option<i64>> {
+async fn linked_entry(books: &CompanyScope, entry: Option<&str>) -> ApiResult<Option<i64>> {
     let Some(text) = entry else {
         return Ok(None);
     };
@@ -125,7 +124,7 @@ async fn linked_entry(books: &Books, entry: Option<&str>) -> ApiResult<Option<i6
         .ok()
         .filter(|id| *id > 0)
         .ok_or_else(|| unknown_entry(text))?;
-    match books.store.entry(id).await? {
+    match books.store().entry(id).await? {
         Some(_) => Ok(Some(id)),
         None => Err(unknown_entry(text)),
     }
@@ -155,17 +154,17 @@ pub fn content_disposition(name: &str) -> String {
 
 /// Records a refused upload in the company's chain (best effort: the
 /// refusal is answered either way).
-async fn audit_refusal(books: &Books, platform: &AppState, detail: &str) {
+async fn audit_refusal(books: &CompanyScope, platform: &AppState, detail: &str) {
     let event = AuditEvent {
         at: platform.now(),
-        actor: books.caller.actor.clone(),
-        company_id: Some(books.company_id.clone()),
+        actor: books.actor().clone(),
+        company_id: Some(books.company_id().to_string()),
         action: "file.upload".into(),
         target: None,
         outcome: Outcome::Failure,
         detail: Some(detail.to_string()),
     };
-    if let Err(e) = books.store.record(event).await {
+    if let Err(e) = books.store().record(event).await {
         tracing::error!(error = %e, "recording a refused upload");
     }
 }
@@ -179,13 +178,13 @@ async fn audit_refusal(books: &Books, platform: &AppState, detail: &str) {
 pub async fn upload(
     State(platform): State<AppState>,
     Extension(settings): Extension<FileSettings>,
-    caller: Caller,
-    Path(company): Path<String>,
+    door: Company<WriteBooks>,
     ApiQuery(query): ApiQuery<UploadQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let books = Books::open(&platform, caller, &company, Permission::WriteBooks).await?;
+    let books = door.into_admission().operate(&platform).await?;
+    let company = books.company_id().to_string();
     let name = query.name.unwrap_or_default();
     validate_file_name(&name)
         .map_err(|e| ApiError::unprocessable("invalid-file-name", e.to_string()))?;
@@ -207,7 +206,7 @@ pub async fn upload(
         audit_refusal(&books, &platform, "larger than the file size limit").await;
         return Err(too_large(limit));
     }
-    let key = platform.company_key(&company).await?;
+    let key = platform.scope_key(&books).await?;
     let stored = files::upload(
         &*platform.objects,
         &key,
@@ -245,8 +244,8 @@ pub async fn upload(
         entry_id,
     };
     let recorded = books
-        .store
-        .add_file(file, books.write_context(&platform))
+        .store()
+        .add_file(file, books.write_context(platform.now()))
         .await;
     // The object stays when this fails: another file may share it.
     let record = platform.checked(&company, "file.upload", recorded).await?;
@@ -263,12 +262,13 @@ pub async fn upload(
     responses((status = 200, body = FileList), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn list(
     State(platform): State<AppState>,
-    caller: Caller,
-    Path(company): Path<String>,
+    door: Company<ReadBooks>,
     ApiQuery(q): ApiQuery<FileQuery>,
 ) -> ApiResult<Json<FileList>> {
-    let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
-    books.audit_read(&platform, "files.list", None).await?;
+    let books = door
+        .into_admission()
+        .read(&platform, "files.list", None)
+        .await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let after =
         match q.after.as_deref() {
@@ -285,7 +285,7 @@ pub async fn list(
             None => None,
         };
     let files = books
-        .store
+        .store()
         .files(FilePage {
             after,
             limit,
@@ -308,12 +308,12 @@ pub async fn list(
         (status = 404, body = Problem), (status = 500, body = Problem)))]
 pub async fn download(
     State(platform): State<AppState>,
-    caller: Caller,
-    Path((company, file)): Path<(String, String)>,
+    door: Company<ReadBooks>,
+    Path((_, file)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
-    books
-        .audit_read(
+    let books = door
+        .into_admission()
+        .read(
             &platform,
             "file.download",
             Some(format!(
@@ -323,11 +323,12 @@ pub async fn download(
         )
         .await?;
     let record = books
-        .store
+        .store()
         .file(file_id(&file)?)
         .await?
         .ok_or_else(|| ApiError::not_found("file"))?;
-    let key = platform.company_key(&company).await?;
+    let company = books.company_id().to_string();
+    let key = platform.scope_key(&books).await?;
     let unreadable = |e: DownloadError| {
         tracing::error!(error = %e, company = %company, "an attachment cannot be read");
         match e {

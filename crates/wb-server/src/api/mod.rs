@@ -16,7 +16,7 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::{Extension, Json, Router};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -97,8 +97,65 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
+/// Where every company-scoped route lives.
+pub const COMPANY_PREFIX: &str = "/api/v1/companies/{company}";
+
+/// Every route under [`COMPANY_PREFIX`], in one table: each handler takes a
+/// `Company<…>` extractor (the door, `crate::access`), and the door test
+/// (`tests/api/door.rs`) walks this table and the OpenAPI document to prove
+/// that each one refuses another company's caller and records its reads.
+fn company_routes(batch_body_limit: usize) -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("", get(books::company)),
+        (
+            "/accounts",
+            get(books::list_accounts).post(books::create_account),
+        ),
+        ("/accounts/{account}/register", get(reports::register)),
+        ("/entries", get(books::list_entries).post(books::post_entry)),
+        (
+            "/entries/batch",
+            post(books::post_batch).layer(DefaultBodyLimit::max(batch_body_limit)),
+        ),
+        ("/entries/{entry}", get(books::get_entry)),
+        ("/entries/{entry}/reverse", post(books::reverse_entry)),
+        ("/reports/trial-balance", get(reports::trial_balance)),
+        ("/reports/balance-sheet", get(reports::balance_sheet)),
+        ("/reports/income-statement", get(reports::income_statement)),
+        ("/api-keys", get(api_keys::list).post(api_keys::create)),
+        ("/api-keys/{key}", delete(api_keys::revoke)),
+        ("/audit", get(audit::list)),
+        ("/exports", get(exports::list).post(exports::create)),
+        (
+            "/export-schedule",
+            get(export_schedule::get)
+                .put(export_schedule::put)
+                .delete(export_schedule::delete),
+        ),
+        ("/exports/{export}", get(exports::get)),
+        ("/exports/{export}/download", get(exports::download)),
+        ("/files", get(files::list).post(files::upload)),
+        ("/files/{file}", get(files::download)),
+    ]
+}
+
+/// The paths of every company-scoped route (for the door test).
+pub fn company_route_paths() -> Vec<String> {
+    company_routes(0)
+        .into_iter()
+        .map(|(path, _)| format!("{COMPANY_PREFIX}{path}"))
+        .collect()
+}
+
+fn company_router(batch_body_limit: usize) -> Router<AppState> {
+    company_routes(batch_body_limit)
+        .into_iter()
+        .fold(Router::new(), |router, (path, methods)| {
+            router.route(&format!("{COMPANY_PREFIX}{path}"), methods)
+        })
+}
+
 pub fn router(platform: AppState, config: &ServerConfig) -> Router {
-    let company = "/api/v1/companies/{company}";
     let api = Router::new()
         .route(
             "/api/v1/signup",
@@ -110,72 +167,7 @@ pub fn router(platform: AppState, config: &ServerConfig) -> Router {
         )
         .route("/api/v1/auth/logout", post(session::logout))
         .route("/api/v1/me", get(session::me))
-        .route(company, get(books::company))
-        .route(
-            &format!("{company}/accounts"),
-            get(books::list_accounts).post(books::create_account),
-        )
-        .route(
-            &format!("{company}/accounts/{{account}}/register"),
-            get(reports::register),
-        )
-        .route(
-            &format!("{company}/entries"),
-            get(books::list_entries).post(books::post_entry),
-        )
-        .route(
-            &format!("{company}/entries/batch"),
-            post(books::post_batch).layer(DefaultBodyLimit::max(config.batch_body_limit_bytes)),
-        )
-        .route(
-            &format!("{company}/entries/{{entry}}"),
-            get(books::get_entry),
-        )
-        .route(
-            &format!("{company}/entries/{{entry}}/reverse"),
-            post(books::reverse_entry),
-        )
-        .route(
-            &format!("{company}/reports/trial-balance"),
-            get(reports::trial_balance),
-        )
-        .route(
-            &format!("{company}/reports/balance-sheet"),
-            get(reports::balance_sheet),
-        )
-        .route(
-            &format!("{company}/reports/income-statement"),
-            get(reports::income_statement),
-        )
-        .route(
-            &format!("{company}/api-keys"),
-            get(api_keys::list).post(api_keys::create),
-        )
-        .route(
-            &format!("{company}/api-keys/{{key}}"),
-            delete(api_keys::revoke),
-        )
-        .route(&format!("{company}/audit"), get(audit::list))
-        .route(
-            &format!("{company}/exports"),
-            get(exports::list).post(exports::create),
-        )
-        .route(
-            &format!("{company}/export-schedule"),
-            get(export_schedule::get)
-                .put(export_schedule::put)
-                .delete(export_schedule::delete),
-        )
-        .route(&format!("{company}/exports/{{export}}"), get(exports::get))
-        .route(
-            &format!("{company}/exports/{{export}}/download"),
-            get(exports::download),
-        )
-        .route(
-            &format!("{company}/files"),
-            get(files::list).post(files::upload),
-        )
-        .route(&format!("{company}/files/{{file}}"), get(files::download))
+        .merge(company_router(config.batch_body_limit_bytes))
         .layer(Extension(files::FileSettings {
             limits: crate::files::UploadLimits {
                 max_bytes: config.file_max_bytes,

@@ -6,11 +6,10 @@ use serde::Deserialize;
 use time::{Date, Month};
 use utoipa::IntoParams;
 use wb_core::reports::{self, AccountInfo};
-use wb_core::Permission;
 
-use super::books::Books;
 use super::json::ApiQuery;
-use crate::auth::{AppState, Caller};
+use crate::access::CompanyScope;
+use crate::auth::{AppState, Company, ReadBooks};
 use crate::dto::*;
 use crate::problem::{ApiError, ApiResult, Problem};
 
@@ -34,7 +33,7 @@ pub struct Period {
 
 fn as_of(platform: &AppState, q: &AsOf) -> ApiResult<Date> {
     match q.as_of.as_deref() {
-        Some(d) => parse_date("as_of", d),
+        Some(d) => Ok(parse_date("as_of", d)?),
         None => Ok(platform.now().date()),
     }
 }
@@ -58,9 +57,9 @@ fn period(platform: &AppState, q: &Period) -> ApiResult<(Date, Date)> {
     Ok((from, to))
 }
 
-async fn account_infos(books: &Books) -> ApiResult<Vec<AccountInfo>> {
+async fn account_infos(books: &CompanyScope) -> ApiResult<Vec<AccountInfo>> {
     Ok(books
-        .store
+        .store()
         .accounts()
         .await?
         .into_iter()
@@ -77,20 +76,19 @@ async fn account_infos(books: &Books) -> ApiResult<Vec<AccountInfo>> {
     responses((status = 200, body = TrialBalanceView), (status = 404, body = Problem)))]
 pub async fn trial_balance(
     State(platform): State<AppState>,
-    caller: Caller,
-    Path(company): Path<String>,
+    door: Company<ReadBooks>,
     ApiQuery(q): ApiQuery<AsOf>,
 ) -> ApiResult<Json<TrialBalanceView>> {
     let date = as_of(&platform, &q)?;
-    let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
-    books
-        .audit_read(
+    let books = door
+        .into_admission()
+        .read(
             &platform,
             "report.trial_balance",
             Some(format!("as_of:{date}")),
         )
         .await?;
-    let rows = books.store.balances_as_of(date).await?;
+    let rows = books.store().balances_as_of(date).await?;
     let report = reports::trial_balance(date, &account_infos(&books).await?, &rows);
     Ok(Json((&report).into()))
 }
@@ -100,20 +98,19 @@ pub async fn trial_balance(
     responses((status = 200, body = BalanceSheetView), (status = 404, body = Problem)))]
 pub async fn balance_sheet(
     State(platform): State<AppState>,
-    caller: Caller,
-    Path(company): Path<String>,
+    door: Company<ReadBooks>,
     ApiQuery(q): ApiQuery<AsOf>,
 ) -> ApiResult<Json<BalanceSheetView>> {
     let date = as_of(&platform, &q)?;
-    let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
-    books
-        .audit_read(
+    let books = door
+        .into_admission()
+        .read(
             &platform,
             "report.balance_sheet",
             Some(format!("as_of:{date}")),
         )
         .await?;
-    let rows = books.store.balances_as_of(date).await?;
+    let rows = books.store().balances_as_of(date).await?;
     let report = reports::balance_sheet(date, &account_infos(&books).await?, &rows);
     Ok(Json((&report).into()))
 }
@@ -123,20 +120,19 @@ pub async fn balance_sheet(
     responses((status = 200, body = IncomeStatementView), (status = 404, body = Problem)))]
 pub async fn income_statement(
     State(platform): State<AppState>,
-    caller: Caller,
-    Path(company): Path<String>,
+    door: Company<ReadBooks>,
     ApiQuery(q): ApiQuery<Period>,
 ) -> ApiResult<Json<IncomeStatementView>> {
     let (from, to) = period(&platform, &q)?;
-    let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
-    books
-        .audit_read(
+    let books = door
+        .into_admission()
+        .read(
             &platform,
             "report.income_statement",
             Some(format!("period:{from}..{to}")),
         )
         .await?;
-    let rows = books.store.movements(from, to).await?;
+    let rows = books.store().movements(from, to).await?;
     let report = reports::income_statement(from, to, &account_infos(&books).await?, &rows);
     Ok(Json((&report).into()))
 }
@@ -146,8 +142,8 @@ pub async fn income_statement(
     responses((status = 200, body = RegisterView), (status = 404, body = Problem)))]
 pub async fn register(
     State(platform): State<AppState>,
-    caller: Caller,
-    Path((company, account)): Path<(String, String)>,
+    door: Company<ReadBooks>,
+    Path((_, account)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<Period>,
 ) -> ApiResult<Json<RegisterView>> {
     let to = match q.to.as_deref() {
@@ -164,16 +160,16 @@ pub async fn register(
             "from must not be after to",
         ));
     }
-    let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
-    books
-        .audit_read(
+    let books = door
+        .into_admission()
+        .read(
             &platform,
             "account.register",
             Some(format!("account:{account}")),
         )
         .await?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 100_000);
-    let (opening, postings) = books.store.register(&account, from, to, limit).await?;
+    let (opening, postings) = books.store().register(&account, from, to, limit).await?;
     let lines = reports::register(&opening, postings);
     let mut closing = opening.clone();
     for line in &lines {

@@ -7,7 +7,7 @@ use axum::Json;
 use wb_crypto::{Secret, MAX_PASSPHRASE_BYTES};
 
 use super::json::ApiJson;
-use crate::auth::{AppState, Caller, RequestMeta, CSRF_COOKIE, SESSION_COOKIE};
+use crate::auth::{AppState, Authenticated, RequestMeta, CSRF_COOKIE, SESSION_COOKIE};
 use crate::dto::*;
 use crate::platform::{Principal, Session};
 use crate::problem::{ApiError, ApiResult, Problem};
@@ -105,7 +105,10 @@ pub async fn login(
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
     responses((status = 204), (status = 401, body = Problem)))]
-pub async fn logout(State(platform): State<AppState>, caller: Caller) -> ApiResult<Response> {
+pub async fn logout(
+    State(platform): State<AppState>,
+    Authenticated(caller): Authenticated,
+) -> ApiResult<Response> {
     platform.logout(&caller.principal, caller.actor).await?;
     let mut headers = HeaderMap::new();
     for name in [SESSION_COOKIE, CSRF_COOKIE] {
@@ -120,7 +123,10 @@ pub async fn logout(State(platform): State<AppState>, caller: Caller) -> ApiResu
 
 #[utoipa::path(get, path = "/api/v1/me", tag = "auth",
     responses((status = 200, body = MeResponse), (status = 401, body = Problem)))]
-pub async fn me(State(platform): State<AppState>, caller: Caller) -> ApiResult<Json<MeResponse>> {
+pub async fn me(
+    State(platform): State<AppState>,
+    Authenticated(caller): Authenticated,
+) -> ApiResult<Json<MeResponse>> {
     let Principal::User { user_id, .. } = &caller.principal else {
         return Err(ApiError::forbidden("API keys have no user; use a session"));
     };

@@ -36,8 +36,8 @@ use wb_core::monitor::{AlertDraft, Severity};
 use wb_store::{JournalRecord, TenantStore};
 
 use crate::dto::rfc3339;
+use crate::error::ServiceResult;
 use crate::platform::Platform;
-use crate::problem::ApiResult;
 
 /// The job's name in logs and the `job-panicked` alert.
 const JOB: &str = "shipper";
@@ -67,7 +67,7 @@ pub fn segment_path(company_id: &str, first: i64, last: i64) -> ObjectPath {
 
 /// Associated data of a segment: binds it to its company and range.
 pub fn segment_aad(company_id: &str, first: i64, last: i64) -> Vec<u8> {
-    format!("workbooks-journal-segment/v1\n{company_id}\n{first}\n{last}").into_bytes()
+    crate::keyring::journal_segment_aad(company_id, first, last)
 }
 
 /// One journal record as stored in a segment line.
@@ -425,7 +425,7 @@ async fn ship_tenant(
 /// One round: ships what is new in every open company. A company that fails is
 /// logged and retried next round; the others go on. Returns records shipped.
 /// Companies that fall behind raise the `backup-lag` alert.
-pub async fn ship_once(platform: &Platform, state: &mut ShipperState) -> ApiResult<usize> {
+pub async fn ship_once(platform: &Platform, state: &mut ShipperState) -> ServiceResult<usize> {
     use futures_util::stream::StreamExt;
     let mut total = 0;
     let store_down = std::sync::atomic::AtomicBool::new(false);

@@ -49,7 +49,7 @@ struct SealedForm {
 /// this company and this destination (moving them to another row, company
 /// or URL makes them fail authentication).
 fn aad(company_id: &str, destination: &str) -> Vec<u8> {
-    format!("workbooks-export-push-credentials/v1\n{company_id}\n{destination}").into_bytes()
+    crate::keyring::export_push_credentials_aad(company_id, destination)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

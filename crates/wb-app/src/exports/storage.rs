@@ -12,8 +12,8 @@ use wb_store::TenantStore;
 use super::archive::{book_parts, manifest, Origin, Part};
 use super::stream::{write_to_store, Job, Source, Written};
 use super::{snapshot, CompanyInfo, Counts, ExportKey, Manifest, SnapshotError};
+use crate::error::{ServiceError, ServiceResult};
 use crate::platform::Platform;
-use crate::problem::{ApiError, ApiResult};
 
 /// What the platform keeps about an export (next to the encrypted file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -134,13 +134,13 @@ pub async fn prepare(
     store: &dyn TenantStore,
     key: ExportKey,
     created_by: &str,
-) -> ApiResult<Prepared> {
+) -> ServiceResult<Prepared> {
     let company_id = store.company_id().to_string();
     let company = platform
         .control
         .company(&company_id)
         .await?
-        .ok_or_else(|| ApiError::not_found("company"))?;
+        .ok_or_else(|| ServiceError::not_found("company"))?;
     let mut snapshot = snapshot(
         store,
         CompanyInfo {
@@ -150,7 +150,7 @@ pub async fn prepare(
     )
     .await
     .map_err(|e| match e {
-        SnapshotError::Busy => ApiError::conflict("export-busy", e.to_string()),
+        SnapshotError::Busy => ServiceError::conflict("export-busy", e.to_string()),
         SnapshotError::Store(s) => s.into(),
     })?;
     let files = std::mem::take(&mut snapshot.files);

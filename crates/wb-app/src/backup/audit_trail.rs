@@ -43,7 +43,7 @@ fn segment_path(company_id: &str, first: i64, last: i64) -> ObjectPath {
 }
 
 fn aad(company_id: &str, first: i64, last: i64) -> Vec<u8> {
-    format!("workbooks-audit-segment/v1\n{company_id}\n{first}\n{last}").into_bytes()
+    crate::keyring::audit_segment_aad(company_id, first, last)
 }
 
 /// What the audit shipper remembers between rounds, per company.

@@ -7,9 +7,9 @@ use time::OffsetDateTime;
 use wb_store::{Actor, AuditEvent, ExportSchedule, Outcome};
 
 use super::{Credentials, Destination};
+use crate::error::{ServiceError, ServiceResult};
 use crate::exports::ExportKey;
 use crate::platform::Platform;
-use crate::problem::{ApiError, ApiResult};
 
 pub const MIN_EVERY_HOURS: u32 = 1;
 pub const MAX_EVERY_HOURS: u32 = 720;
@@ -26,13 +26,13 @@ pub struct NewSchedule {
     pub every_hours: u32,
 }
 
-fn check_credential(what: &str, value: &wb_crypto::Secret) -> ApiResult<()> {
+fn check_credential(what: &str, value: &wb_crypto::Secret) -> ServiceResult<()> {
     let v = value.expose();
     if v.trim().is_empty()
         || v.chars().count() > MAX_CREDENTIAL_CHARS
         || v.chars().any(|c| c.is_control() || c.is_whitespace())
     {
-        return Err(ApiError::unprocessable(
+        return Err(ServiceError::unprocessable(
             "invalid-credentials",
             format!("{what} must be 1 to {MAX_CREDENTIAL_CHARS} characters without spaces"),
         ));
@@ -52,25 +52,25 @@ pub async fn set(
     company_id: &str,
     new: NewSchedule,
     actor: Actor,
-) -> ApiResult<ExportSchedule> {
+) -> ServiceResult<ExportSchedule> {
     if !(MIN_EVERY_HOURS..=MAX_EVERY_HOURS).contains(&new.every_hours) {
-        return Err(ApiError::unprocessable(
+        return Err(ServiceError::unprocessable(
             "invalid-schedule",
             format!("every_hours must be between {MIN_EVERY_HOURS} and {MAX_EVERY_HOURS}"),
         ));
     }
     let recipient = ExportKey::recipient(&new.recipient)
-        .map_err(|e| ApiError::unprocessable("invalid-recipient", e.to_string()))?;
+        .map_err(|e| ServiceError::unprocessable("invalid-recipient", e.to_string()))?;
     let recipient = recipient.public_recipient().unwrap_or_default();
     let policy = platform.export_destination_policy();
     let destination_url = new.destination.trim().to_string();
     let destination = Destination::parse(&destination_url, &policy)
-        .map_err(|e| ApiError::unprocessable("invalid-destination", e.to_string()))?;
+        .map_err(|e| ServiceError::unprocessable("invalid-destination", e.to_string()))?;
     let current = platform.control.export_schedule(company_id).await?;
     let (sealed, credentials_note) = match (destination.needs_credentials(), new.credentials) {
         (false, None) => (None, ""),
         (false, Some(_)) => {
-            return Err(ApiError::unprocessable(
+            return Err(ServiceError::unprocessable(
                 "invalid-credentials",
                 "a file:// destination takes no access_key_id or secret_access_key",
             ))
@@ -91,7 +91,7 @@ pub async fn set(
         {
             Some(kept) => (Some(kept), "; credentials kept"),
             None => {
-                return Err(ApiError::unprocessable(
+                return Err(ServiceError::unprocessable(
                     "missing-credentials",
                     "an s3:// destination needs access_key_id and secret_access_key \
                      (they may be left out only to keep those of an unchanged destination)",
@@ -139,7 +139,7 @@ pub async fn set(
 pub async fn get(
     platform: &Platform,
     company_id: &str,
-) -> ApiResult<Option<(ExportSchedule, Option<String>)>> {
+) -> ServiceResult<Option<(ExportSchedule, Option<String>)>> {
     let Some(schedule) = platform.control.export_schedule(company_id).await? else {
         return Ok(None);
     };
@@ -156,12 +156,12 @@ pub async fn get(
 }
 
 /// Deletes the company's schedule (404 when it has none), audited.
-pub async fn delete(platform: &Platform, company_id: &str, actor: Actor) -> ApiResult<()> {
+pub async fn delete(platform: &Platform, company_id: &str, actor: Actor) -> ServiceResult<()> {
     let current = platform
         .control
         .export_schedule(company_id)
         .await?
-        .ok_or_else(|| ApiError::not_found("export schedule"))?;
+        .ok_or_else(|| ServiceError::not_found("export schedule"))?;
     let audit = AuditEvent {
         at: platform.now(),
         actor,

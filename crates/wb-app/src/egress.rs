@@ -370,7 +370,7 @@ pub struct GuardedConnector {
 impl HttpConnector for GuardedConnector {
     fn connect(&self, _options: &ClientOptions) -> object_store::Result<HttpClient> {
         // reqwest's TLS uses the process-wide rustls provider (ring).
-        crate::tls::install_crypto_provider();
+        crate::install_crypto_provider();
         let client = rq::Client::builder()
             .user_agent(concat!(
                 "workbooks/",

@@ -16,8 +16,8 @@ use wb_core::audit::{Checkpoint, GENESIS};
 use wb_store::{Actor, AuditEvent, Outcome, StoredAuditEvent, TenantStore};
 
 use crate::dto::rfc3339;
+use crate::error::ServiceResult;
 use crate::platform::Platform;
-use crate::problem::ApiResult;
 
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
 /// Job names in logs and the `job-panicked` alert.
@@ -66,7 +66,7 @@ async fn forwarded_head(
     platform: &Platform,
     state: &mut ForwarderState,
     source: &str,
-) -> ApiResult<i64> {
+) -> ServiceResult<i64> {
     if let Some(seq) = state.forwarded.get(source) {
         return Ok(*seq);
     }
@@ -80,7 +80,7 @@ async fn copy(
     state: &mut ForwarderState,
     source: &str,
     events: Vec<StoredAuditEvent>,
-) -> ApiResult<usize> {
+) -> ServiceResult<usize> {
     let Some(last) = events.last().map(|e| e.seq) else {
         return Ok(0);
     };
@@ -96,7 +96,7 @@ async fn forward_tenant(
     platform: &Platform,
     state: &mut ForwarderState,
     tenant: &Arc<dyn TenantStore>,
-) -> ApiResult<usize> {
+) -> ServiceResult<usize> {
     let source = company_source(tenant.company_id());
     let mut after = forwarded_head(platform, state, &source).await?;
     let mut total = 0;
@@ -113,7 +113,7 @@ async fn forward_tenant(
 
 /// One round: copies what is new in the control chain and in every open company.
 /// A source that fails is logged and retried next round; the others go on.
-pub async fn forward_once(platform: &Platform, state: &mut ForwarderState) -> ApiResult<usize> {
+pub async fn forward_once(platform: &Platform, state: &mut ForwarderState) -> ServiceResult<usize> {
     let mut total = 0;
     loop {
         let after = forwarded_head(platform, state, CONTROL_SOURCE).await?;
@@ -156,7 +156,7 @@ async fn forward_unit(
 }
 
 /// Opens every company once so events written before a crash are collected.
-pub async fn catch_up_all(platform: &Platform, state: &mut ForwarderState) -> ApiResult<usize> {
+pub async fn catch_up_all(platform: &Platform, state: &mut ForwarderState) -> ServiceResult<usize> {
     let mut total = forward_once(platform, state).await?;
     let mut failed = 0;
     for id in platform.company_ids().await? {
@@ -181,7 +181,10 @@ pub async fn catch_up_all(platform: &Platform, state: &mut ForwarderState) -> Ap
 /// Signs a checkpoint for every source whose collected chain has grown, and
 /// records each company checkpoint in the platform chain too, so drains carry
 /// the checkpoints off the machine (a witness the database's owner cannot rewrite).
-pub async fn checkpoint_once(platform: &Platform, state: &mut ForwarderState) -> ApiResult<usize> {
+pub async fn checkpoint_once(
+    platform: &Platform,
+    state: &mut ForwarderState,
+) -> ServiceResult<usize> {
     let mut written = 0;
     let sources: Vec<(String, i64)> = state
         .forwarded
@@ -210,7 +213,7 @@ async fn checkpoint_source(
     state: &mut ForwarderState,
     source: &str,
     head: i64,
-) -> ApiResult<bool> {
+) -> ServiceResult<bool> {
     let previous = match state.last_checkpoints.get(source) {
         Some(cp) => Some(cp.clone()),
         None => platform.control.last_checkpoint(source).await?,

@@ -8,9 +8,9 @@ use wb_core::audit::{self, ChainedEvent, Checkpoint, Signer};
 use wb_crypto::{verify_signature, NodeCertifier};
 use wb_store::{CentralEvent, RegisteredNode, StoredAuditEvent};
 
+use crate::error::ServiceResult;
 use crate::jobs::forwarder::{company_source, CONTROL_SOURCE};
 use crate::platform::Platform;
-use crate::problem::ApiResult;
 
 const PAGE: u32 = 10_000;
 
@@ -108,7 +108,7 @@ fn report(
     }
 }
 
-async fn central_chain(platform: &Platform, source: &str) -> ApiResult<Vec<CentralEvent>> {
+async fn central_chain(platform: &Platform, source: &str) -> ServiceResult<Vec<CentralEvent>> {
     let mut out = Vec::new();
     loop {
         let after = out.last().map_or(0, |e: &CentralEvent| e.event.seq);
@@ -123,7 +123,7 @@ async fn central_chain(platform: &Platform, source: &str) -> ApiResult<Vec<Centr
     }
 }
 
-async fn local_control_chain(platform: &Platform) -> ApiResult<Vec<StoredAuditEvent>> {
+async fn local_control_chain(platform: &Platform) -> ServiceResult<Vec<StoredAuditEvent>> {
     let mut out = Vec::new();
     loop {
         let after = out.last().map_or(0, |e: &StoredAuditEvent| e.seq);
@@ -138,7 +138,7 @@ async fn local_control_chain(platform: &Platform) -> ApiResult<Vec<StoredAuditEv
 async fn local_company_chain(
     platform: &Platform,
     company: &str,
-) -> ApiResult<Vec<StoredAuditEvent>> {
+) -> ServiceResult<Vec<StoredAuditEvent>> {
     let store = platform.tenant(company).await?;
     let mut out = Vec::new();
     loop {
@@ -175,7 +175,7 @@ fn compare_copies(local: &[StoredAuditEvent], central: &[CentralEvent]) -> Optio
 /// Verifies every chain, one source at a time; the reports say which verified
 /// and the first problem of each that did not. A company that cannot be opened
 /// is reported, not fatal.
-pub async fn verify_deployment(platform: &Platform) -> ApiResult<Vec<ChainReport>> {
+pub async fn verify_deployment(platform: &Platform) -> ServiceResult<Vec<ChainReport>> {
     let keys = NodeKeys::new(
         platform.control.node_keys().await?,
         &platform.node_certifier(),

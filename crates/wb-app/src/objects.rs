@@ -378,7 +378,7 @@ fn build_s3(
 ) -> anyhow::Result<Arc<dyn ObjectStore>> {
     s3.check()?;
     // The S3 client's TLS uses the process-wide rustls provider (ring).
-    crate::tls::install_crypto_provider();
+    crate::install_crypto_provider();
     builder = builder.with_bucket_name(&s3.bucket);
     let allow_http = match endpoint {
         Some(endpoint) => {

@@ -1,29 +1,6 @@
-//! Services: the orchestration between HTTP (or CLI), the domain and the stores.
+//! Identity: users, signup, login and sessions, API keys, and who a token is.
 
-use std::collections::VecDeque;
-use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
-
-use anyhow::Context;
-use time::{Duration, OffsetDateTime};
-use wb_core::{Permission, Role};
-use wb_crypto::{
-    check_strength, hash_passphrase, new_token, token_hash, verify_passphrase, DataKey, MasterKey,
-    NodeKey, PassphraseError, Secret,
-};
-use wb_store::sqlite::{SqliteControl, SqliteTenants};
-use wb_store::{
-    Actor, ApiKeyRecord, Attempt, AuditEvent, CompanyRecord, CompanyStatus, ControlStore,
-    Membership, Outcome, SessionRecord, TenantDirectory, TenantStore, UserRecord,
-};
-
-use crate::auth_cache::AuthCache;
-use crate::clock::Clock;
-use crate::config::{AccessKind, AuditFailurePolicy};
-use crate::cpu_work::CpuWork;
-use crate::problem::{ApiError, ApiResult};
-use crate::storage::{StorageConfig, Stores};
+use super::*;
 
 pub const MIN_PASSPHRASE_SCORE: u8 = 3;
 /// Failed logins counted per account and per client address in a window;
@@ -36,10 +13,9 @@ const SIGNUP_WINDOW: Duration = Duration::hours(1);
 /// How long a signup takes after hashing, until real ones have been timed.
 const SIGNUP_TAIL_DEFAULT: std::time::Duration = std::time::Duration::from_millis(40);
 /// Real signups whose timing a signup with a taken email imitates.
-const SIGNUP_TAILS_KEPT: usize = 32;
+pub(super) const SIGNUP_TAILS_KEPT: usize = 32;
 const API_KEY_DEFAULT_DAYS: i64 = 90;
 const API_KEY_MAX_DAYS: i64 = 365;
-const CONTROL_KEY_CONTEXT: &str = "workbooks:control-plane";
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -109,391 +85,7 @@ impl Signup {
     }
 }
 
-pub struct Platform {
-    pub control: Arc<dyn ControlStore>,
-    /// Monitoring alerts (the same control database).
-    pub alerts: Arc<dyn wb_store::AlertStore>,
-    pub tenants: Arc<dyn TenantDirectory>,
-    /// The PostgreSQL company directory (placements, moves), when that is the backend.
-    pub postgres: Option<Arc<wb_store::postgres::PgTenants>>,
-    master: MasterKey,
-    pub clock: Arc<dyn Clock>,
-    pub session_ttl: Duration,
-    auth_cache: AuthCache,
-    /// This node's identity and checkpoint-signing key.
-    pub node_id: String,
-    pub node_key: NodeKey,
-    /// Where change-journal segments are shipped (`<data>/objects` by default;
-    /// `with_object_store` replaces it).
-    pub objects: Arc<dyn object_store::ObjectStore>,
-    /// Shipping lag and counters (`GET /metrics`, the backup-lag alert).
-    pub shipping: Arc<crate::jobs::shipper::ShippingStats>,
-    audit_refuse_all: std::sync::atomic::AtomicBool,
-    /// What customers may name as export-push destinations (`ServerConfig`).
-    export_destinations: std::sync::RwLock<crate::export_push::DestinationPolicy>,
-    /// How many exports this node builds at once (`ServerConfig::exports`).
-    pub export_slots: Arc<crate::exports::ExportSlots>,
-    /// Verified against when an email is unknown, so timing does not reveal accounts.
-    dummy_hash: String,
-    /// Where passphrase hashing, verification and strength checks run.
-    pub cpu: CpuWork,
-    /// Signups allowed per client address per hour (`ServerConfig`).
-    signup_limit: AtomicU32,
-    /// How long recent real signups took after hashing, for the decoy answer.
-    signup_tails: Mutex<VecDeque<std::time::Duration>>,
-}
-
-impl std::fmt::Debug for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Platform")
-    }
-}
-
-/// A stable id for this node, `<data>/node.id`, created on first use.
-fn node_id(data_dir: &Path) -> anyhow::Result<String> {
-    let path = data_dir.join("node.id");
-    if let Ok(id) = std::fs::read_to_string(&path) {
-        return Ok(id.trim().to_string());
-    }
-    let id = format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
-    Ok(id)
-}
-
-/// The control plane's own DEK, wrapped by the master key in `<data>/control.key`.
-fn control_key(data_dir: &Path, master: &MasterKey) -> anyhow::Result<DataKey> {
-    let path = data_dir.join("control.key");
-    if path.exists() {
-        let wrapped =
-            std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        return master
-            .unwrap_key(&wrapped, CONTROL_KEY_CONTEXT)
-            .context("the master key does not open this data directory (wrong key?)");
-    }
-    let key = DataKey::generate();
-    let wrapped = master.wrap(&key, CONTROL_KEY_CONTEXT)?;
-    wb_crypto::write_private_file(&path, &wrapped)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(key)
-}
-
 impl Platform {
-    /// Opens (creating when new) the embedded deployment in `data_dir`.
-    pub fn open_embedded(
-        data_dir: &Path,
-        master: MasterKey,
-        clock: Arc<dyn Clock>,
-        session_ttl: Duration,
-    ) -> anyhow::Result<Platform> {
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-        let key = control_key(data_dir, &master)?;
-        let control = Arc::new(
-            SqliteControl::open(&data_dir.join("control.db"), &key)
-                .context("opening the control database")?,
-        );
-        let tenants = SqliteTenants::new(data_dir.join("companies"))?;
-        let stores = Stores {
-            control: control.clone(),
-            alerts: control,
-            tenants: Arc::new(tenants),
-            postgres: None,
-        };
-        Platform::assemble(data_dir, master, clock, session_ttl, stores)
-    }
-
-    /// Opens the deployment with the storage the configuration names.
-    pub async fn open(
-        data_dir: &Path,
-        master: MasterKey,
-        clock: Arc<dyn Clock>,
-        session_ttl: Duration,
-        storage: &StorageConfig,
-    ) -> anyhow::Result<Platform> {
-        match storage {
-            StorageConfig::Embedded => {
-                Platform::open_embedded(data_dir, master, clock, session_ttl)
-            }
-            StorageConfig::Postgres(config) => {
-                std::fs::create_dir_all(data_dir)
-                    .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-                let stores = crate::storage::open_postgres(config).await?;
-                Platform::assemble(data_dir, master, clock, session_ttl, stores)
-            }
-        }
-    }
-
-    fn assemble(
-        data_dir: &Path,
-        master: MasterKey,
-        clock: Arc<dyn Clock>,
-        session_ttl: Duration,
-        stores: Stores,
-    ) -> anyhow::Result<Platform> {
-        let dummy_hash = hash_passphrase(&Secret::new("dummy passphrase for timing".into()))?;
-        let objects_dir = data_dir.join("objects");
-        std::fs::create_dir_all(&objects_dir)
-            .with_context(|| format!("creating {}", objects_dir.display()))?;
-        let objects = object_store::local::LocalFileSystem::new_with_prefix(&objects_dir)
-            .with_context(|| format!("opening object store {}", objects_dir.display()))?;
-        Ok(Platform {
-            objects: Arc::new(objects),
-            shipping: Arc::default(),
-            control: stores.control,
-            alerts: stores.alerts,
-            tenants: stores.tenants,
-            postgres: stores.postgres,
-            clock,
-            session_ttl,
-            auth_cache: AuthCache::default(),
-            node_id: node_id(data_dir)?,
-            node_key: NodeKey::load_or_create(&data_dir.join("node.key"), &master)?,
-            audit_refuse_all: std::sync::atomic::AtomicBool::new(false),
-            export_destinations: Default::default(),
-            export_slots: Arc::new(crate::exports::ExportSlots::new(Default::default())),
-            master,
-            dummy_hash,
-            cpu: CpuWork::per_core(),
-            signup_limit: AtomicU32::new(crate::config::DEFAULT_SIGNUPS_PER_ADDRESS_PER_HOUR),
-            signup_tails: Mutex::new(VecDeque::with_capacity(SIGNUP_TAILS_KEPT)),
-        })
-    }
-
-    /// Ships change journals to `store` instead of `<data>/objects`
-    /// (see `crate::objects::open`).
-    pub fn with_object_store(mut self, store: Arc<dyn object_store::ObjectStore>) -> Platform {
-        self.objects = store;
-        self
-    }
-
-    /// Signups allowed per client address per hour.
-    pub fn set_signup_limit(&self, per_address_per_hour: u32) {
-        self.signup_limit
-            .store(per_address_per_hour, Ordering::Relaxed);
-    }
-
-    pub fn audit_policy(&self) -> AuditFailurePolicy {
-        if self
-            .audit_refuse_all
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            AuditFailurePolicy::RefuseAll
-        } else {
-            AuditFailurePolicy::RefuseWrites
-        }
-    }
-
-    pub fn set_audit_policy(&self, policy: AuditFailurePolicy) {
-        self.audit_refuse_all.store(
-            policy == AuditFailurePolicy::RefuseAll,
-            std::sync::atomic::Ordering::Relaxed,
-        );
-    }
-
-    /// What customers may name as export-push destinations.
-    pub fn export_destination_policy(&self) -> crate::export_push::DestinationPolicy {
-        self.export_destinations
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    pub fn set_export_destination_policy(&self, policy: crate::export_push::DestinationPolicy) {
-        *self
-            .export_destinations
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = policy;
-    }
-
-    /// Records access to company content; when the audit trail cannot take the
-    /// event, the policy decides whether the access goes ahead (and says so loudly).
-    pub async fn audit_access(
-        &self,
-        store: &dyn TenantStore,
-        event: AuditEvent,
-        kind: AccessKind,
-    ) -> ApiResult<()> {
-        let Err(error) = store.record(event.clone()).await else {
-            return Ok(());
-        };
-        self.raise_audit_alarm(store.company_id(), &event.action, &error)
-            .await;
-        if self.audit_policy().allows_unaudited(kind) {
-            Ok(())
-        } else {
-            Err(ApiError::audit_unavailable())
-        }
-    }
-
-    /// Maps a store result, raising the alarm when a write was refused because
-    /// its audit record could not be written.
-    pub async fn checked<T>(
-        &self,
-        company_id: &str,
-        action: &str,
-        result: Result<T, wb_store::StoreError>,
-    ) -> ApiResult<T> {
-        if let Err(error @ wb_store::StoreError::AuditUnavailable(_)) = &result {
-            self.raise_audit_alarm(company_id, action, error).await;
-        }
-        Ok(result?)
-    }
-
-    /// Best effort: the platform trail carries the alarm (the monitor alerts on it).
-    async fn raise_audit_alarm(
-        &self,
-        company_id: &str,
-        action: &str,
-        error: &wb_store::StoreError,
-    ) {
-        tracing::error!(%error, company = company_id, action, "audit trail unavailable");
-        let alarm = AuditEvent {
-            at: self.now(),
-            actor: Actor::system("audit"),
-            company_id: Some(company_id.to_string()),
-            action: "audit.unavailable".into(),
-            target: Some(action.to_string()),
-            outcome: Outcome::Failure,
-            detail: Some(error.to_string()),
-        };
-        if let Err(e) = self.control.audit(&alarm).await {
-            tracing::error!(error = %e, "the platform audit trail is unavailable too");
-        }
-    }
-
-    /// Records this node's public key, certified with the master key, so its
-    /// checkpoints can be verified. A node certifies only its own key (whose
-    /// seed it unwrapped with the master key), never another row; a node
-    /// registered by an earlier version gets its certificate here.
-    pub async fn register_node(&self) -> ApiResult<()> {
-        let public_key = self.node_key.public_key_hex();
-        let certificate = self.node_certifier().certify(&self.node_id, &public_key);
-        Ok(self
-            .control
-            .register_node(&self.node_id, &public_key, &certificate, self.now())
-            .await?)
-    }
-
-    /// The deployment's node-certification key (derived from the master key).
-    pub(crate) fn node_certifier(&self) -> wb_crypto::NodeCertifier {
-        wb_crypto::NodeCertifier::new(&self.master)
-    }
-
-    /// Every company on record (for jobs that visit them all).
-    pub async fn company_ids(&self) -> ApiResult<Vec<String>> {
-        Ok(self
-            .control
-            .companies()
-            .await?
-            .into_iter()
-            .filter(|c| c.status == CompanyStatus::Active)
-            .map(|c| c.id)
-            .collect())
-    }
-
-    pub fn now(&self) -> OffsetDateTime {
-        self.clock.now()
-    }
-
-    /// The open store of a company (opening it with its unwrapped DEK when needed).
-    pub async fn tenant(&self, company_id: &str) -> ApiResult<Arc<dyn TenantStore>> {
-        if let Some(open) = self.tenants.get_open(company_id) {
-            return Ok(open);
-        }
-        let company = self
-            .control
-            .company(company_id)
-            .await?
-            .filter(|c| c.status == CompanyStatus::Active)
-            .ok_or_else(|| ApiError::not_found("company"))?;
-        let key = self
-            .master
-            .unwrap_key(&company.wrapped_dek, &company.id)
-            .map_err(|e| anyhow::anyhow!("unwrapping the key of company {}: {e}", company.id))?;
-        Ok(self.tenants.open(&company.id, &key).await?)
-    }
-
-    /// A company's data key (DEK), unwrapped with the master key.
-    /// The KEK, for wrapping and unwrapping backup keys (never leaves this crate).
-    pub(crate) fn master(&self) -> &MasterKey {
-        &self.master
-    }
-
-    pub(crate) async fn company_key(&self, company_id: &str) -> ApiResult<DataKey> {
-        let company = self
-            .control
-            .company(company_id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("company"))?;
-        Ok(self
-            .master
-            .unwrap_key(&company.wrapped_dek, &company.id)
-            .map_err(|e| anyhow::anyhow!("unwrapping the key of company {}: {e}", company.id))?)
-    }
-
-    /// Creates a company's store without recording the company in the control
-    /// plane; `record_staged_company` records it, `tenants.discard` drops it.
-    /// Used by restore so a failed replay leaves no company behind.
-    pub async fn stage_company(
-        &self,
-        name: &str,
-    ) -> ApiResult<(CompanyRecord, Arc<dyn TenantStore>)> {
-        let (company, key) = self.new_company(name)?;
-        let store = self.tenants.create(&company.id, &key).await?;
-        Ok((company, store))
-    }
-
-    /// Records a staged company and gives it these members.
-    pub async fn record_staged_company(
-        &self,
-        company: &CompanyRecord,
-        members: &[(String, Role)],
-        actor: Actor,
-        detail: String,
-    ) -> ApiResult<()> {
-        let audit = AuditEvent {
-            at: self.now(),
-            actor: actor.clone(),
-            company_id: Some(company.id.clone()),
-            action: "company.restore".into(),
-            target: Some(format!("company:{}", company.id)),
-            outcome: Outcome::Success,
-            detail: Some(detail),
-        };
-        if let Err(e) = self.control.create_company(company, &audit).await {
-            self.tenants.discard(&company.id).await;
-            return Err(e.into());
-        }
-        for (user, role) in members {
-            self.add_member(&company.id, user, *role, actor.clone())
-                .await?;
-        }
-        Ok(())
-    }
-
-    fn new_company(&self, name: &str) -> ApiResult<(CompanyRecord, DataKey)> {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-            return Err(ApiError::unprocessable(
-                "invalid-company-name",
-                "company name must be 1 to 200 printable characters",
-            ));
-        }
-        let id = uuid::Uuid::now_v7().to_string();
-        let key = DataKey::generate();
-        let wrapped_dek = self.master.wrap(&key, &id).map_err(anyhow::Error::from)?;
-        Ok((
-            CompanyRecord {
-                id,
-                name: name.to_string(),
-                status: CompanyStatus::Active,
-                wrapped_dek,
-                created_at: self.now(),
-            },
-            key,
-        ))
-    }
-
     /// A new user record: the passphrase checked for strength and hashed,
     /// off the async runtime and bounded (`CpuWork`).
     async fn new_user(
@@ -502,7 +94,7 @@ impl Platform {
         passphrase: &Secret,
         name: Option<String>,
         related: &[&str],
-    ) -> ApiResult<UserRecord> {
+    ) -> ServiceResult<UserRecord> {
         let email = normalize_email(email)?;
         let local = email.split('@').next().unwrap_or("");
         let mut words: Vec<String> = vec![email.clone(), local.to_string()];
@@ -517,11 +109,11 @@ impl Platform {
             })
             .await?;
         let passphrase_hash = hashed.map_err(|e| match e {
-            PassphraseError::Weak(reason) => ApiError::unprocessable(
+            PassphraseError::Weak(reason) => ServiceError::unprocessable(
                 "weak-passphrase",
                 format!("passphrase is too weak: {reason}"),
             ),
-            PassphraseError::Hash => ApiError::internal(),
+            PassphraseError::Hash => ServiceError::internal(),
         })?;
         Ok(UserRecord {
             id: uuid::Uuid::now_v7().to_string(),
@@ -542,13 +134,13 @@ impl Platform {
         email: &str,
         passphrase: &Secret,
         actor: Actor,
-    ) -> ApiResult<(CompanyRecord, Session)> {
+    ) -> ServiceResult<(CompanyRecord, Session)> {
         match self
             .signup_request(company_name, email, passphrase, actor)
             .await?
         {
             Signup::Created { company, session } => Ok((company, session)),
-            Signup::EmailTaken { .. } => Err(ApiError::conflict(
+            Signup::EmailTaken { .. } => Err(ServiceError::conflict(
                 "email-taken",
                 "an account with this email already exists; log in and create the company from there",
             )),
@@ -567,7 +159,7 @@ impl Platform {
         email: &str,
         passphrase: &Secret,
         actor: Actor,
-    ) -> ApiResult<Signup> {
+    ) -> ServiceResult<Signup> {
         let (company, key) = self.new_company(company_name)?;
         let email = normalize_email(email)?;
         let budget = self.reserve_signup(&actor).await?;
@@ -617,7 +209,7 @@ impl Platform {
 
     /// Counts a signup against the client address's hourly budget; 429 (and
     /// an audited refusal) beyond it. Without an address, nothing to count.
-    async fn reserve_signup(&self, actor: &Actor) -> ApiResult<Vec<(String, OffsetDateTime)>> {
+    async fn reserve_signup(&self, actor: &Actor) -> ServiceResult<Vec<(String, OffsetDateTime)>> {
         let Some(client) = &actor.client else {
             return Ok(Vec::new());
         };
@@ -644,7 +236,7 @@ impl Platform {
                         )),
                     })
                     .await?;
-                Err(ApiError::too_many(
+                Err(ServiceError::too_many(
                     "too many signups from this address; try again later",
                     seconds_until(now, until),
                 ))
@@ -661,7 +253,7 @@ impl Platform {
         user: UserRecord,
         actor: Actor,
         started: std::time::Instant,
-    ) -> ApiResult<Signup> {
+    ) -> ServiceResult<Signup> {
         let now = self.now();
         self.control
             .audit(&AuditEvent {
@@ -723,98 +315,13 @@ impl Platform {
         }
     }
 
-    /// Operator path (CLI): a company, optionally with an existing user as owner.
-    pub async fn create_company(
-        &self,
-        name: &str,
-        owner_email: Option<&str>,
-    ) -> ApiResult<CompanyRecord> {
-        let (company, key) = self.new_company(name)?;
-        let owner = match owner_email {
-            Some(email) => Some(
-                self.control
-                    .user_by_email(&normalize_email(email)?)
-                    .await?
-                    .ok_or_else(|| ApiError::not_found("user"))?,
-            ),
-            None => None,
-        };
-        self.tenants.create(&company.id, &key).await?;
-        let audit = AuditEvent {
-            at: self.now(),
-            actor: Actor::system("cli"),
-            company_id: Some(company.id.clone()),
-            action: "company.create".into(),
-            target: Some(format!("company:{}", company.id)),
-            outcome: Outcome::Success,
-            detail: None,
-        };
-        if let Err(e) = self.control.create_company(&company, &audit).await {
-            self.tenants.discard(&company.id).await;
-            return Err(e.into());
-        }
-        if let Some(owner) = owner {
-            self.add_member(&company.id, &owner.id, Role::Owner, Actor::system("cli"))
-                .await?;
-        }
-        Ok(company)
-    }
-
-    /// Moves a company's database to another PostgreSQL server (writers pause
-    /// while it is copied), audited in the platform trail.
-    pub async fn move_company(
-        &self,
-        company_id: &str,
-        to_server: &str,
-        actor: Actor,
-    ) -> ApiResult<wb_store::postgres::MoveReport> {
-        let Some(postgres) = &self.postgres else {
-            return Err(ApiError::unprocessable(
-                "not-supported",
-                "moving companies between database servers needs the PostgreSQL backend",
-            ));
-        };
-        self.control
-            .company(company_id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("company"))?;
-        let key = self.company_key(company_id).await?;
-        let moved = postgres.move_company(company_id, to_server, &key).await;
-        let (outcome, detail) = match &moved {
-            Ok(r) => (
-                Outcome::Success,
-                format!(
-                    "{} -> {}: {} rows, journal at {}, writes paused {} ms",
-                    r.from,
-                    r.to,
-                    r.rows,
-                    r.journal_seq,
-                    r.write_pause.as_millis()
-                ),
-            ),
-            Err(e) => (Outcome::Failure, format!("to {to_server}: {e}")),
-        };
-        self.control
-            .audit(&AuditEvent {
-                at: self.now(),
-                actor,
-                company_id: Some(company_id.to_string()),
-                action: "company.move".into(),
-                target: Some(format!("company:{company_id}")),
-                outcome,
-                detail: Some(detail),
-            })
-            .await?;
-        Ok(moved?)
-    }
-
     pub async fn create_user(
         &self,
         email: &str,
         passphrase: &Secret,
         name: Option<String>,
         actor: Actor,
-    ) -> ApiResult<UserRecord> {
+    ) -> ServiceResult<UserRecord> {
         let user = self.new_user(email, passphrase, name, &[]).await?;
         let audit = AuditEvent {
             at: self.now(),
@@ -829,7 +336,7 @@ impl Platform {
             .create_user(&user, &audit)
             .await
             .map_err(|e| match e {
-                wb_store::StoreError::Conflict(d) => ApiError::conflict("email-taken", d),
+                wb_store::StoreError::Conflict(d) => ServiceError::conflict("email-taken", d),
                 other => other.into(),
             })?;
         Ok(user)
@@ -841,7 +348,7 @@ impl Platform {
         user_id: &str,
         role: Role,
         actor: Actor,
-    ) -> ApiResult<()> {
+    ) -> ServiceResult<()> {
         let audit = AuditEvent {
             at: self.now(),
             actor,
@@ -861,7 +368,7 @@ impl Platform {
         Ok(())
     }
 
-    async fn open_session(&self, user: UserRecord) -> ApiResult<Session> {
+    async fn open_session(&self, user: UserRecord) -> ServiceResult<Session> {
         let now = self.now();
         let token = new_token("wbs");
         let expires_at = now + self.session_ttl;
@@ -890,7 +397,7 @@ impl Platform {
         email: &str,
         passphrase: &Secret,
         actor: Actor,
-    ) -> ApiResult<Session> {
+    ) -> ServiceResult<Session> {
         let email = email.trim().to_lowercase();
         let mut keys = vec![format!("email:{email}")];
         if let Some(client) = &actor.client {
@@ -906,7 +413,7 @@ impl Platform {
             Attempt::Refused { until } => {
                 self.audit_failed_login(&email, None, actor, "throttled: too many failed logins")
                     .await?;
-                return Err(ApiError::too_many(
+                return Err(ServiceError::too_many(
                     "too many failed logins; try again later",
                     seconds_until(now, until),
                 ));
@@ -922,7 +429,7 @@ impl Platform {
                 .cpu
                 .run(move || verify_passphrase(&hash, &pass))
                 .await?;
-            Ok::<_, ApiError>((user, verified))
+            Ok::<_, ServiceError>((user, verified))
         }
         .await;
         let user = match judged {
@@ -936,7 +443,7 @@ impl Platform {
                 };
                 self.audit_failed_login(&email, user.as_ref(), actor, detail)
                     .await?;
-                return Err(ApiError::unauthorized("email or passphrase is wrong"));
+                return Err(ServiceError::unauthorized("email or passphrase is wrong"));
             }
             Err(e) => {
                 // Never judged (busy, storage error): not a failure.
@@ -972,7 +479,7 @@ impl Platform {
         user: Option<&UserRecord>,
         actor: Actor,
         detail: &str,
-    ) -> ApiResult<()> {
+    ) -> ServiceResult<()> {
         let event = AuditEvent {
             at: self.now(),
             actor: Actor {
@@ -994,7 +501,7 @@ impl Platform {
         Ok(self.control.audit(&event).await?)
     }
 
-    pub async fn logout(&self, principal: &Principal, actor: Actor) -> ApiResult<()> {
+    pub async fn logout(&self, principal: &Principal, actor: Actor) -> ServiceResult<()> {
         if let Principal::User { token_hash, .. } = principal {
             self.control.revoke_session(token_hash, self.now()).await?;
             self.auth_cache.forget_token(token_hash);
@@ -1014,9 +521,9 @@ impl Platform {
     }
 
     /// Resolves a bearer token (session or API key) to a principal.
-    pub async fn authenticate(&self, token: &Secret) -> ApiResult<Principal> {
+    pub async fn authenticate(&self, token: &Secret) -> ServiceResult<Principal> {
         let invalid =
-            || ApiError::unauthorized("the session or API key is invalid, expired or revoked");
+            || ServiceError::unauthorized("the session or API key is invalid, expired or revoked");
         let hash = token_hash(token);
         let now = self.now();
         if let Some(principal) = self.auth_cache.principal(&hash, now) {
@@ -1049,16 +556,14 @@ impl Platform {
         Ok(principal)
     }
 
-    /// The caller's role in a company, or 404 (never 403) when the caller has
-    /// no business there, so company ids cannot be probed.
-    pub async fn authorize(
+    /// The caller's role in a company, if any (the door, `crate::access`,
+    /// decides and records what follows).
+    pub(crate) async fn role_in(
         &self,
         principal: &Principal,
         company_id: &str,
-        permission: Permission,
-        actor: &Actor,
-    ) -> ApiResult<Role> {
-        let role = match principal {
+    ) -> ServiceResult<Option<Role>> {
+        Ok(match principal {
             Principal::User { user_id, .. } => {
                 let now = self.now();
                 match self.auth_cache.role(user_id, company_id, now) {
@@ -1076,27 +581,7 @@ impl Platform {
                 role,
                 ..
             } => (own == company_id).then_some(*role),
-        };
-        let Some(role) = role else {
-            self.control
-                .audit(&AuditEvent {
-                    at: self.now(),
-                    actor: actor.clone(),
-                    company_id: Some(company_id.chars().take(64).collect()),
-                    action: "access.company".into(),
-                    target: None,
-                    outcome: Outcome::Failure,
-                    detail: Some("not a member of this company".into()),
-                })
-                .await?;
-            return Err(ApiError::not_found("company"));
-        };
-        if !role.allows(permission) {
-            return Err(ApiError::forbidden(format!(
-                "the {role} role may not do this"
-            )));
-        }
-        Ok(role)
+        })
     }
 
     pub async fn create_api_key(
@@ -1107,22 +592,22 @@ impl Platform {
         role: Role,
         expires_in_days: Option<i64>,
         actor: Actor,
-    ) -> ApiResult<NewApiKey> {
+    ) -> ServiceResult<NewApiKey> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-            return Err(ApiError::unprocessable(
+            return Err(ServiceError::unprocessable(
                 "invalid-api-key",
                 "name must be 1 to 100 printable characters",
             ));
         }
         if !granter.may_grant(role) || role == Role::Owner {
-            return Err(ApiError::forbidden(format!(
+            return Err(ServiceError::forbidden(format!(
                 "a {granter} may not create a key with the {role} role"
             )));
         }
         let days = expires_in_days.unwrap_or(API_KEY_DEFAULT_DAYS);
         if !(1..=API_KEY_MAX_DAYS).contains(&days) {
-            return Err(ApiError::unprocessable(
+            return Err(ServiceError::unprocessable(
                 "invalid-api-key",
                 format!("expires_in_days must be between 1 and {API_KEY_MAX_DAYS}"),
             ));
@@ -1157,7 +642,7 @@ impl Platform {
     }
 
     /// The answer to an API key asking for a new key (403), audited.
-    pub async fn refuse_api_key_creation(&self, company_id: &str, actor: Actor) -> ApiError {
+    pub async fn refuse_api_key_creation(&self, company_id: &str, actor: Actor) -> ServiceError {
         let audit = AuditEvent {
             at: self.now(),
             actor,
@@ -1170,7 +655,7 @@ impl Platform {
         if let Err(e) = self.control.audit(&audit).await {
             return e.into();
         }
-        ApiError::forbidden("API keys may not create API keys; use a session")
+        ServiceError::forbidden("API keys may not create API keys; use a session")
     }
 
     pub async fn revoke_api_key(
@@ -1178,7 +663,7 @@ impl Platform {
         company_id: &str,
         key_id: &str,
         actor: Actor,
-    ) -> ApiResult<ApiKeyRecord> {
+    ) -> ServiceResult<ApiKeyRecord> {
         let audit = AuditEvent {
             at: self.now(),
             actor,
@@ -1204,7 +689,7 @@ fn seconds_until(now: OffsetDateTime, until: OffsetDateTime) -> u64 {
         .max(1)
 }
 
-pub fn normalize_email(email: &str) -> ApiResult<String> {
+pub fn normalize_email(email: &str) -> ServiceResult<String> {
     let email = email.trim().to_lowercase();
     let valid = email.len() <= 254
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -1214,7 +699,7 @@ pub fn normalize_email(email: &str) -> ApiResult<String> {
     if valid {
         Ok(email)
     } else {
-        Err(ApiError::unprocessable(
+        Err(ServiceError::unprocessable(
             "invalid-email",
             "email address is not valid",
         ))

@@ -56,11 +56,11 @@ fn part_path(company_id: &str, seq: i64, attempt: &str, n: usize) -> ObjectPath 
 }
 
 fn manifest_aad(company_id: &str, seq: i64) -> Vec<u8> {
-    format!("workbooks-snapshot-manifest/v1\n{company_id}\n{seq}").into_bytes()
+    crate::keyring::snapshot_manifest_aad(company_id, seq)
 }
 
 fn part_aad(company_id: &str, seq: i64, n: usize) -> Vec<u8> {
-    format!("workbooks-snapshot-part/v1\n{company_id}\n{seq}\n{n}").into_bytes()
+    crate::keyring::snapshot_part_aad(company_id, seq, n)
 }
 
 /// The control-store cursors holding a company's last snapshot.

@@ -403,10 +403,10 @@ pub struct Health {
     pub status: String,
 }
 
-pub fn parse_date(field: &str, text: &str) -> Result<Date, crate::problem::ApiError> {
+pub fn parse_date(field: &str, text: &str) -> Result<Date, crate::error::ServiceError> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
     Date::parse(text, format).map_err(|_| {
-        crate::problem::ApiError::unprocessable(
+        crate::error::ServiceError::unprocessable(
             "invalid-date",
             format!(
                 "{field} must be a date like 2026-01-31, not {:?}",

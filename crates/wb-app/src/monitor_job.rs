@@ -25,8 +25,8 @@ use wb_store::alerts::Triage;
 use wb_store::{Alert, AuditQuery, CentralEvent};
 
 use crate::dto::rfc3339;
+use crate::error::ServiceResult;
 use crate::platform::Platform;
-use crate::problem::ApiResult;
 
 /// The job's name in logs and the `job-panicked` alert.
 const JOB: &str = "monitor";
@@ -64,7 +64,7 @@ async fn raise_pending(
     platform: &Platform,
     state: &mut MonitorState,
     round: &mut MonitorRound,
-) -> ApiResult<()> {
+) -> ServiceResult<()> {
     while let Some(draft) = state.pending.first() {
         let raised = platform.alerts.raise(draft, platform.now()).await?;
         round.findings += 1;
@@ -120,7 +120,7 @@ pub fn observed(e: &CentralEvent, now: OffsetDateTime) -> ObservedEvent {
     }
 }
 
-async fn page(platform: &Platform, after: i64, limit: u32) -> ApiResult<Vec<CentralEvent>> {
+async fn page(platform: &Platform, after: i64, limit: u32) -> ServiceResult<Vec<CentralEvent>> {
     Ok(platform
         .control
         .central_events(AuditQuery {
@@ -133,7 +133,7 @@ async fn page(platform: &Platform, after: i64, limit: u32) -> ApiResult<Vec<Cent
 
 /// Replays the events just before the cursor so the rules start with the
 /// state they had, raising nothing.
-async fn warm_up(platform: &Platform, state: &mut MonitorState, cursor: i64) -> ApiResult<()> {
+async fn warm_up(platform: &Platform, state: &mut MonitorState, cursor: i64) -> ServiceResult<()> {
     let start = (cursor - WARMUP_EVENTS).max(0);
     // From the very beginning, every source must start at sequence 1.
     state.monitor.expect_complete_sources(start == 0);
@@ -156,7 +156,7 @@ async fn warm_up(platform: &Platform, state: &mut MonitorState, cursor: i64) -> 
 pub async fn run_monitor_once(
     platform: &Platform,
     state: &mut MonitorState,
-) -> ApiResult<MonitorRound> {
+) -> ServiceResult<MonitorRound> {
     let mut cursor = platform.control.cursor(MONITOR_CURSOR).await?;
     if !state.warmed {
         warm_up(platform, state, cursor).await?;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use crate::problem::{ApiError, ApiResult};
+use crate::error::{ServiceError, ServiceResult};
 
 /// How long a request waits for a free core before it is refused.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
@@ -51,7 +51,7 @@ impl CpuWork {
     /// Runs `job` on the blocking pool once a core is free. The permit is
     /// held by the job itself, so a request abandoned mid-way (its client
     /// gone) still counts until its job really ends.
-    pub async fn run<T, F>(&self, job: F) -> ApiResult<T>
+    pub async fn run<T, F>(&self, job: F) -> ServiceResult<T>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
@@ -66,7 +66,7 @@ impl CpuWork {
                         "CPU work refused: every core stayed busy for {:?}",
                         self.wait
                     );
-                    let mut e = ApiError::unavailable("the server is busy; retry shortly");
+                    let mut e = ServiceError::unavailable("the server is busy; retry shortly");
                     e.retry_after_secs = Some(RETRY_AFTER_SECS);
                     return Err(e);
                 }
@@ -78,7 +78,7 @@ impl CpuWork {
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "CPU work failed");
-            ApiError::internal()
+            ServiceError::internal()
         })
     }
 }
@@ -125,7 +125,7 @@ mod tests {
         }
         // A third job finds no free core within the wait: 503, Retry-After.
         let refused = work.run(|| 0).await.unwrap_err();
-        assert_eq!(refused.status.as_u16(), 503);
+        assert_eq!(refused.kind, crate::error::ErrorKind::Unavailable);
         assert_eq!(refused.retry_after_secs, Some(RETRY_AFTER_SECS));
 
         // Once one is released, the next job runs.
@@ -172,7 +172,10 @@ mod tests {
         abandoned.abort();
         let _ = abandoned.await;
         // The job still runs, so its core is still taken.
-        assert_eq!(work.run(|| ()).await.unwrap_err().status.as_u16(), 503);
+        assert_eq!(
+            work.run(|| ()).await.unwrap_err().kind,
+            crate::error::ErrorKind::Unavailable
+        );
         release.send(()).unwrap();
         // Bounded poll: the core comes back once the job has ended.
         let mut freed = false;

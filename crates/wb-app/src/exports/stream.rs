@@ -13,7 +13,7 @@
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};

@@ -114,8 +114,8 @@ pub(crate) async fn copy(
         .await
         .map_err(|e| anyhow!("the key of company {source_id}: {e}"))?;
     let target_key = platform
-        .master()
-        .unwrap_key(&target.wrapped_dek, &target.id)
+        .keyring()
+        .company_key(&target.id, &target.wrapped_dek)
         .map_err(|e| anyhow!("the key of the restored company: {e}"))?;
     let (mut after, mut count) = (None, 0);
     while let Some((last, batch)) = page(store, after).await? {

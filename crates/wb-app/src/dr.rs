@@ -41,10 +41,7 @@ use crate::platform::Platform;
 
 const FORMAT: u32 = 1;
 const PLATFORM_KEY: &str = "keys/platform.dek";
-const PLATFORM_KEY_CONTEXT: &str = "workbooks:platform-backup-key";
 const CONFIG_PREFIX: &str = "config";
-/// Associated data of configuration backups written before it named the object.
-const LEGACY_CONFIG_AAD: &[u8] = b"workbooks-config-backup/v1";
 const CONFIG_SUFFIX: &str = ".v2.sealed";
 const LEGACY_CONFIG_SUFFIX: &str = ".sealed";
 /// How often the job looks for changes.
@@ -58,7 +55,7 @@ fn dek_path(company_id: &str) -> ObjectPath {
 /// Associated data of a configuration backup: its full object name, which
 /// holds the time it was taken and its digest.
 fn config_aad(path: &ObjectPath) -> Vec<u8> {
-    format!("workbooks-config-backup/v2\n{path}").into_bytes()
+    crate::keyring::config_backup_aad(path.as_ref())
 }
 
 /// A configuration backup in the object store, by name.
@@ -89,7 +86,7 @@ impl ConfigObject {
         if self.named {
             config_aad(&self.path)
         } else {
-            LEGACY_CONFIG_AAD.to_vec()
+            crate::keyring::LEGACY_CONFIG_BACKUP_AAD.to_vec()
         }
     }
 }
@@ -251,15 +248,15 @@ async fn platform_key(platform: &Platform, create: bool) -> anyhow::Result<DataK
         Ok(found) => {
             let wrapped = found.bytes().await?;
             platform
-                .master()
-                .unwrap_key(&wrapped, PLATFORM_KEY_CONTEXT)
+                .keyring()
+                .platform_backup_key(&wrapped)
                 .map_err(|_| {
                     anyhow!("the master key does not open this object store's backups (wrong key?)")
                 })
         }
         Err(object_store::Error::NotFound { .. }) if create => {
             let key = DataKey::generate();
-            let wrapped = platform.master().wrap(&key, PLATFORM_KEY_CONTEXT)?;
+            let wrapped = platform.keyring().wrap_platform_backup_key(&key)?;
             platform
                 .objects
                 .put(&path, PutPayload::from(wrapped))
@@ -624,8 +621,8 @@ async fn restore_company(
         Err(e) => return Err(anyhow!("reading its wrapped key: {e}")),
     };
     let key = platform
-        .master()
-        .unwrap_key(&wrapped, &c.id)
+        .keyring()
+        .company_key(&c.id, &wrapped)
         .map_err(|_| anyhow!("its wrapped key does not open with this master key"))?;
     // A snapshot that fails to load is stepped over: the company is rebuilt
     // again from an older one (or the segments alone).

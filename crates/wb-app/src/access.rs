@@ -1,0 +1,237 @@
+//! The one door to a company's data.
+//!
+//! Every company-scoped operation starts with [`Platform::admit`]: it decides
+//! whether the caller may use the company for a permission (role, API-key
+//! scope; later staff grants, address allowlists and MFA gates go here and
+//! nowhere else) and records a refusal in the platform trail. An
+//! [`Admission`] holds no data: the company's store is reached only through
+//! the [`CompanyScope`] it turns into, either by recording a read in the
+//! company's own trail ([`Admission::read`]) or for a change, which the store
+//! records in the same transaction as the change itself, or for another
+//! operation that records its own event ([`Admission::operate`]).
+//!
+//! A caller with no role in a company gets 404, never 403, so company ids
+//! cannot be probed.
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use wb_core::{Permission, Role};
+use wb_store::{Actor, AuditEvent, Outcome, TenantStore, WriteContext};
+
+use crate::error::{ServiceError, ServiceResult};
+use crate::platform::{Platform, Principal};
+use crate::policy::AccessKind;
+
+/// Who is calling, and the actor to record in audit events.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    pub actor: Actor,
+}
+
+/// A caller admitted to one company for one permission. It gives no access
+/// to the company's data until it is used for a recorded read or a change.
+#[derive(Debug)]
+pub struct Admission {
+    caller: Caller,
+    company_id: String,
+    role: Role,
+    permission: Permission,
+}
+
+/// A caller inside one company: the only way to that company's store.
+pub struct CompanyScope {
+    store: Arc<dyn TenantStore>,
+    caller: Caller,
+    company_id: String,
+    role: Role,
+}
+
+impl std::fmt::Debug for CompanyScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompanyScope")
+            .field("company_id", &self.company_id)
+            .field("role", &self.role)
+            .field("actor", &self.caller.actor.id)
+            .finish()
+    }
+}
+
+/// Permissions that only read: their use is recorded by `Admission::read`.
+fn only_reads(permission: Permission) -> bool {
+    matches!(permission, Permission::ReadBooks | Permission::ReadAudit)
+}
+
+impl Platform {
+    /// The door: may `caller` use `company_id` for `permission`?
+    ///
+    /// A caller with no role there gets 404 and the refusal is recorded in
+    /// the platform trail (`access.company`); a role that does not allow the
+    /// permission gets 403, recorded too (`access.permission`).
+    pub async fn admit(
+        &self,
+        caller: Caller,
+        company_id: &str,
+        permission: Permission,
+    ) -> ServiceResult<Admission> {
+        let Some(role) = self.role_in(&caller.principal, company_id).await? else {
+            self.record_refusal(
+                &caller.actor,
+                company_id,
+                "access.company",
+                "not a member of this company".into(),
+            )
+            .await?;
+            return Err(ServiceError::not_found("company"));
+        };
+        if !role.allows(permission) {
+            self.record_refusal(
+                &caller.actor,
+                company_id,
+                "access.permission",
+                format!("the {role} role does not allow {permission:?}"),
+            )
+            .await?;
+            return Err(ServiceError::forbidden(format!(
+                "the {role} role may not do this"
+            )));
+        }
+        Ok(Admission {
+            caller,
+            company_id: company_id.to_string(),
+            role,
+            permission,
+        })
+    }
+
+    async fn record_refusal(
+        &self,
+        actor: &Actor,
+        company_id: &str,
+        action: &str,
+        detail: String,
+    ) -> ServiceResult<()> {
+        let event = AuditEvent {
+            at: self.now(),
+            actor: actor.clone(),
+            // A probing caller chooses this id: bounded before it is stored.
+            company_id: Some(company_id.chars().take(64).collect()),
+            action: action.into(),
+            target: None,
+            outcome: Outcome::Failure,
+            detail: Some(detail),
+        };
+        Ok(self.control.audit(&event).await?)
+    }
+}
+
+impl Admission {
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    pub fn company_id(&self) -> &str {
+        &self.company_id
+    }
+
+    /// Records a read of the company's content in its own trail before any
+    /// of it is answered; when the trail cannot take the event, the audit
+    /// failure policy decides (`Platform::audit_access`).
+    pub async fn read(
+        self,
+        platform: &Platform,
+        action: &str,
+        target: Option<String>,
+    ) -> ServiceResult<CompanyScope> {
+        let scope = self.open(platform).await?;
+        let event = AuditEvent {
+            at: platform.now(),
+            actor: scope.caller.actor.clone(),
+            company_id: Some(scope.company_id.clone()),
+            action: action.to_string(),
+            target,
+            outcome: Outcome::Success,
+            detail: None,
+        };
+        platform
+            .audit_access(&*scope.store, event, AccessKind::CustomerRead)
+            .await?;
+        Ok(scope)
+    }
+
+    /// Opens the company for an operation that records its own event in the
+    /// company's trail and fails when it cannot: a change (the store records
+    /// it, or its refusal, in the same transaction), an export made or
+    /// downloaded. So nothing is recorded here; a read-only permission cannot
+    /// be used this way.
+    pub async fn operate(self, platform: &Platform) -> ServiceResult<CompanyScope> {
+        if only_reads(self.permission) {
+            tracing::error!(
+                permission = ?self.permission,
+                "a read-only admission was used for an operation; refused"
+            );
+            return Err(ServiceError::internal());
+        }
+        self.open(platform).await
+    }
+
+    async fn open(self, platform: &Platform) -> ServiceResult<CompanyScope> {
+        let store = platform.tenant(&self.company_id).await?;
+        Ok(CompanyScope {
+            store,
+            caller: self.caller,
+            company_id: self.company_id,
+            role: self.role,
+        })
+    }
+}
+
+impl CompanyScope {
+    pub fn store(&self) -> &dyn TenantStore {
+        &*self.store
+    }
+
+    /// The store as a shared handle, for work that outlives the request
+    /// (a streamed export).
+    pub fn store_handle(&self) -> Arc<dyn TenantStore> {
+        self.store.clone()
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    pub fn actor(&self) -> &Actor {
+        &self.caller.actor
+    }
+
+    pub fn company_id(&self) -> &str {
+        &self.company_id
+    }
+
+    pub fn write_context(&self, at: OffsetDateTime) -> WriteContext {
+        WriteContext {
+            actor: self.caller.actor.clone(),
+            at,
+        }
+    }
+
+    /// Records an event about this company in its own trail (a refused or
+    /// failed operation, an export made), raising the alarm when the trail
+    /// is unavailable.
+    pub async fn record(&self, platform: &Platform, event: AuditEvent) -> ServiceResult<()> {
+        let action = event.action.clone();
+        platform
+            .checked(&self.company_id, &action, self.store.record(event).await)
+            .await
+    }
+}

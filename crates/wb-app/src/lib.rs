@@ -1,0 +1,52 @@
+//! Work-books services: everything the platform does, apart from how it is
+//! asked. The HTTP API (`wb-server`) and the CLI (`workbooks`) are adapters
+//! over these modules; nothing here knows HTTP (no axum, hyper or tower).
+//!
+//! Invariants:
+//! - One door: a company's store is reached only through
+//!   `access::CompanyScope`, which `Platform::admit` hands out after checking
+//!   the caller and recording the refusal or the read.
+//! - One keyring: only `keyring.rs` wraps or unwraps a key with the master
+//!   key or names an encryption context.
+//! - No global state: one `Platform` is passed explicitly.
+//! - Errors are `error::ServiceError`, with a kind the adapters translate.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod access;
+pub mod audit_verify;
+pub mod auth_cache;
+pub mod backup;
+pub mod backup_verify;
+pub mod clock;
+pub mod cpu_work;
+pub mod data_lock;
+pub mod dr;
+pub mod drains;
+pub mod dto;
+pub mod egress;
+pub mod error;
+pub mod export_push;
+pub mod exports;
+pub mod files;
+pub mod jobs;
+pub mod keyring;
+#[cfg(test)]
+mod layering;
+pub mod monitor_job;
+pub mod objects;
+pub mod platform;
+pub mod policy;
+pub mod storage;
+
+pub use clock::{Clock, SystemClock};
+pub use error::{ErrorKind, ServiceError, ServiceResult};
+pub use platform::Platform;
+pub use storage::{PostgresConfig, StorageConfig};
+
+/// Installs ring as rustls's process-wide crypto provider (idempotent).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,198 @@
+//! Tenancy: opening, creating, staging and moving company stores.
+
+use super::*;
+
+impl Platform {
+    /// The open store of a company (opening it with its unwrapped DEK when needed).
+    pub async fn tenant(&self, company_id: &str) -> ServiceResult<Arc<dyn TenantStore>> {
+        if let Some(open) = self.tenants.get_open(company_id) {
+            return Ok(open);
+        }
+        let company = self
+            .control
+            .company(company_id)
+            .await?
+            .filter(|c| c.status == CompanyStatus::Active)
+            .ok_or_else(|| ServiceError::not_found("company"))?;
+        let key = self
+            .keyring
+            .company_key(&company.id, &company.wrapped_dek)
+            .map_err(|e| anyhow::anyhow!("unwrapping the key of company {}: {e}", company.id))?;
+        Ok(self.tenants.open(&company.id, &key).await?)
+    }
+
+    /// Wraps and unwraps keys with the master key (never leaves this crate).
+    pub(crate) fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// A company's data key (DEK), unwrapped with the master key.
+    /// The data key of the company a caller was admitted to (attachments
+    /// are sealed with it as they stream).
+    pub async fn scope_key(&self, scope: &crate::access::CompanyScope) -> ServiceResult<DataKey> {
+        self.company_key(scope.company_id()).await
+    }
+
+    pub(crate) async fn company_key(&self, company_id: &str) -> ServiceResult<DataKey> {
+        let company = self
+            .control
+            .company(company_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("company"))?;
+        Ok(self
+            .keyring
+            .company_key(&company.id, &company.wrapped_dek)
+            .map_err(|e| anyhow::anyhow!("unwrapping the key of company {}: {e}", company.id))?)
+    }
+
+    /// Creates a company's store without recording the company in the control
+    /// plane; `record_staged_company` records it, `tenants.discard` drops it.
+    /// Used by restore so a failed replay leaves no company behind.
+    pub async fn stage_company(
+        &self,
+        name: &str,
+    ) -> ServiceResult<(CompanyRecord, Arc<dyn TenantStore>)> {
+        let (company, key) = self.new_company(name)?;
+        let store = self.tenants.create(&company.id, &key).await?;
+        Ok((company, store))
+    }
+
+    /// Records a staged company and gives it these members.
+    pub async fn record_staged_company(
+        &self,
+        company: &CompanyRecord,
+        members: &[(String, Role)],
+        actor: Actor,
+        detail: String,
+    ) -> ServiceResult<()> {
+        let audit = AuditEvent {
+            at: self.now(),
+            actor: actor.clone(),
+            company_id: Some(company.id.clone()),
+            action: "company.restore".into(),
+            target: Some(format!("company:{}", company.id)),
+            outcome: Outcome::Success,
+            detail: Some(detail),
+        };
+        if let Err(e) = self.control.create_company(company, &audit).await {
+            self.tenants.discard(&company.id).await;
+            return Err(e.into());
+        }
+        for (user, role) in members {
+            self.add_member(&company.id, user, *role, actor.clone())
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn new_company(&self, name: &str) -> ServiceResult<(CompanyRecord, DataKey)> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return Err(ServiceError::unprocessable(
+                "invalid-company-name",
+                "company name must be 1 to 200 printable characters",
+            ));
+        }
+        let id = uuid::Uuid::now_v7().to_string();
+        let key = DataKey::generate();
+        let wrapped_dek = self
+            .keyring
+            .wrap_company_key(&id, &key)
+            .map_err(anyhow::Error::from)?;
+        Ok((
+            CompanyRecord {
+                id,
+                name: name.to_string(),
+                status: CompanyStatus::Active,
+                wrapped_dek,
+                created_at: self.now(),
+            },
+            key,
+        ))
+    }
+
+    /// Operator path (CLI): a company, optionally with an existing user as owner.
+    pub async fn create_company(
+        &self,
+        name: &str,
+        owner_email: Option<&str>,
+    ) -> ServiceResult<CompanyRecord> {
+        let (company, key) = self.new_company(name)?;
+        let owner = match owner_email {
+            Some(email) => Some(
+                self.control
+                    .user_by_email(&normalize_email(email)?)
+                    .await?
+                    .ok_or_else(|| ServiceError::not_found("user"))?,
+            ),
+            None => None,
+        };
+        self.tenants.create(&company.id, &key).await?;
+        let audit = AuditEvent {
+            at: self.now(),
+            actor: Actor::system("cli"),
+            company_id: Some(company.id.clone()),
+            action: "company.create".into(),
+            target: Some(format!("company:{}", company.id)),
+            outcome: Outcome::Success,
+            detail: None,
+        };
+        if let Err(e) = self.control.create_company(&company, &audit).await {
+            self.tenants.discard(&company.id).await;
+            return Err(e.into());
+        }
+        if let Some(owner) = owner {
+            self.add_member(&company.id, &owner.id, Role::Owner, Actor::system("cli"))
+                .await?;
+        }
+        Ok(company)
+    }
+
+    /// Moves a company's database to another PostgreSQL server (writers pause
+    /// while it is copied), audited in the platform trail.
+    pub async fn move_company(
+        &self,
+        company_id: &str,
+        to_server: &str,
+        actor: Actor,
+    ) -> ServiceResult<wb_store::postgres::MoveReport> {
+        let Some(postgres) = &self.postgres else {
+            return Err(ServiceError::unprocessable(
+                "not-supported",
+                "moving companies between database servers needs the PostgreSQL backend",
+            ));
+        };
+        self.control
+            .company(company_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("company"))?;
+        let key = self.company_key(company_id).await?;
+        let moved = postgres.move_company(company_id, to_server, &key).await;
+        let (outcome, detail) = match &moved {
+            Ok(r) => (
+                Outcome::Success,
+                format!(
+                    "{} -> {}: {} rows, journal at {}, writes paused {} ms",
+                    r.from,
+                    r.to,
+                    r.rows,
+                    r.journal_seq,
+                    r.write_pause.as_millis()
+                ),
+            ),
+            Err(e) => (Outcome::Failure, format!("to {to_server}: {e}")),
+        };
+        self.control
+            .audit(&AuditEvent {
+                at: self.now(),
+                actor,
+                company_id: Some(company_id.to_string()),
+                action: "company.move".into(),
+                target: Some(format!("company:{company_id}")),
+                outcome,
+                detail: Some(detail),
+            })
+            .await?;
+        Ok(moved?)
+    }
+}
