@@ -47,3 +47,6 @@ pub(crate) fn from_unix_millis(millis: i64) -> Result<time::OffsetDateTime, Stor
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
         .map_err(|_| StoreError::Corrupt(format!("bad timestamp {millis}")))
 }
+
+#[cfg(test)]
+mod journal_pin;
