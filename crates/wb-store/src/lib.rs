@@ -16,6 +16,8 @@ mod chain;
 mod error;
 pub mod export_schedules;
 mod file_records;
+pub mod journal;
+pub mod migrations;
 mod model;
 pub mod postgres;
 pub mod sqlite;

@@ -70,29 +70,8 @@ pub fn segment_aad(company_id: &str, first: i64, last: i64) -> Vec<u8> {
     format!("workbooks-journal-segment/v1\n{company_id}\n{first}\n{last}").into_bytes()
 }
 
-/// One journal record as stored in a segment line.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SegmentRecord {
-    pub seq: i64,
-    pub at: String,
-    pub kind: String,
-    pub payload: String,
-    pub prev_hash: String,
-    pub hash: String,
-}
-
-impl From<&JournalRecord> for SegmentRecord {
-    fn from(r: &JournalRecord) -> SegmentRecord {
-        SegmentRecord {
-            seq: r.seq,
-            at: rfc3339(r.at),
-            kind: r.kind.clone(),
-            payload: r.payload.clone(),
-            prev_hash: r.prev_hash.clone(),
-            hash: r.hash.clone(),
-        }
-    }
-}
+/// One journal record as stored in a segment line (its format is the store's).
+pub use wb_store::journal::SegmentRecord;
 
 /// What the shipper knows between rounds: each company's shipped sequence.
 #[derive(Default)]
