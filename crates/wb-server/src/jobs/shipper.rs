@@ -28,14 +28,12 @@ use std::time::Duration;
 
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use wb_core::monitor::{AlertDraft, Severity};
-use wb_store::{JournalRecord, TenantStore};
+use wb_store::TenantStore;
 
-use crate::dto::rfc3339;
 use crate::platform::Platform;
 use crate::problem::ApiResult;
 
