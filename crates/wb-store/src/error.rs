@@ -23,6 +23,16 @@ pub enum StoreError {
     /// The company's database moved to another server; open it again.
     #[error("the company's database has moved to another server; retry")]
     Moved,
+    /// The database was migrated by a newer build; this one must not touch it.
+    #[error(
+        "the {database} database is at schema version {found}, newer than this build \
+         knows ({supported}); run a newer build"
+    )]
+    SchemaTooNew {
+        database: &'static str,
+        found: i64,
+        supported: i64,
+    },
     /// A database server could not be reached or refused us; one line, no secrets.
     #[error("{0}")]
     Connect(String),

@@ -1,14 +1,11 @@
-//! What both backends' writers do alike for attachments: check a new file,
-//! and write its change-journal payload and audit fields.
+//! What both backends' writers do alike for attachments: check a new file
+//! and write its audit fields (its journal payload is in `journal.rs`).
 
-use serde_json::json;
 use wb_core::attachments::{normalize_content_type, validate_file_name};
 
 use crate::model::{FileRecord, NewFile};
 use crate::StoreError;
 
-/// The journal kind of a recorded attachment.
-pub(crate) const FILE_ADDED: &str = "file_added";
 /// The audit action of an upload.
 pub(crate) const FILE_UPLOAD: &str = "file.upload";
 
@@ -47,17 +44,6 @@ pub(crate) fn record(id: i64, file: NewFile, ctx: &crate::WriteContext) -> FileR
         created_at: ctx.at,
         created_by: ctx.actor.id.clone(),
     }
-}
-
-/// The change-journal payload of a recorded file: everything a replay needs
-/// (the same on every backend).
-pub(crate) fn payload(file: &FileRecord, at: &str) -> String {
-    json!({
-        "id": file.id, "address": file.address, "name": file.name,
-        "content_type": file.content_type, "size": file.size, "entry_id": file.entry_id,
-        "created_at": at, "created_by": file.created_by,
-    })
-    .to_string()
 }
 
 /// Audit target and detail of an upload. The name stays out of the trail

@@ -16,6 +16,8 @@ mod chain;
 mod error;
 pub mod export_schedules;
 mod file_records;
+pub mod journal;
+pub mod migrations;
 mod model;
 pub mod postgres;
 pub mod sqlite;
@@ -47,3 +49,6 @@ pub(crate) fn from_unix_millis(millis: i64) -> Result<time::OffsetDateTime, Stor
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
         .map_err(|_| StoreError::Corrupt(format!("bad timestamp {millis}")))
 }
+
+#[cfg(test)]
+mod journal_pin;

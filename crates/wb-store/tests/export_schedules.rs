@@ -316,7 +316,8 @@ async fn one_claim_wins_and_results_keep_to_their_schedule(control: &dyn Control
 }
 
 /// A control database created before export schedules existed gets the
-/// table when opened again.
+/// table when opened again. Such a database also predates migrations, so it
+/// records no schema version.
 #[tokio::test]
 async fn sqlite_databases_without_the_table_are_migrated() {
     let dir = tempfile::tempdir().unwrap();
@@ -325,7 +326,8 @@ async fn sqlite_databases_without_the_table_are_migrated() {
     drop(SqliteControl::open(&path, &key).unwrap());
     let db = wb_store::sqlite::open_encrypted(&path, &key, wb_store::sqlite::OpenMode::Existing)
         .unwrap();
-    db.execute_batch("DROP TABLE export_schedules;").unwrap();
+    db.execute_batch("DROP TABLE export_schedules; PRAGMA user_version = 0;")
+        .unwrap();
     drop(db);
     let control = SqliteControl::open(&path, &key).unwrap();
     one_claim_wins_and_results_keep_to_their_schedule(&control).await;
@@ -340,7 +342,7 @@ async fn postgres_databases_without_the_table_are_migrated() {
         .get()
         .await
         .unwrap()
-        .batch_execute("DROP TABLE export_schedules;")
+        .batch_execute("DROP TABLE export_schedules; DROP TABLE schema_migrations;")
         .await
         .unwrap();
     drop(old);

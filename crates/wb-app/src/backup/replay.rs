@@ -13,14 +13,11 @@
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
-use serde::Deserialize;
 use time::format_description::well_known::Rfc3339;
-use time::{Date, OffsetDateTime};
+use time::OffsetDateTime;
 use tokio::task::JoinHandle;
-use wb_core::{EntryDraft, NewAccount, PostingDraft};
 use wb_store::{
-    Actor, Applied, Change, FileRecord, ReplayedContent, ReplayedRecord, RestoredEntry,
-    TenantStore, WriteContext,
+    Actor, Applied, Change, ReplayedContent, ReplayedRecord, TenantStore, WriteContext,
 };
 
 use crate::jobs::shipper::SegmentRecord;
@@ -35,146 +32,6 @@ const ENTRIES_PER_APPLY: usize = 20_000;
 const CHANGES_PER_APPLY: usize = 1_000;
 /// Records queued in one `apply_in_order` call, whatever they hold.
 const RECORDS_PER_APPLY: usize = 20_000;
-
-#[derive(Deserialize)]
-struct AccountCreated {
-    id: i64,
-    code: String,
-    name: String,
-    #[serde(rename = "type")]
-    account_type: String,
-    parent: Option<String>,
-    currency: Option<String>,
-}
-
-/// An entry as journal payloads carry it (`entries_posted`, and inside
-/// `entry_reversed`).
-#[derive(Deserialize)]
-struct EntryRecord {
-    id: i64,
-    date: String,
-    description: String,
-    reference: Option<String>,
-    #[serde(default)]
-    reverses: Option<i64>,
-    /// Absent in records written before it was added: the record's time.
-    #[serde(default)]
-    created_at: Option<String>,
-    created_by: String,
-    postings: Vec<PostingRecord>,
-}
-
-#[derive(Deserialize)]
-struct PostingRecord {
-    account: String,
-    amount: String,
-    currency: String,
-}
-
-#[derive(Deserialize)]
-struct EntriesPayload {
-    entries: Vec<EntryRecord>,
-}
-
-#[derive(Deserialize)]
-struct EntryReversed {
-    reverses: i64,
-    entry: EntryRecord,
-}
-
-/// An attachment as `file_added` carries it.
-#[derive(Deserialize)]
-struct FileAdded {
-    id: i64,
-    address: String,
-    name: String,
-    content_type: String,
-    size: u64,
-    entry_id: Option<i64>,
-    created_at: String,
-    created_by: String,
-}
-
-impl FileAdded {
-    fn record(self) -> anyhow::Result<FileRecord> {
-        let created_at = OffsetDateTime::parse(&self.created_at, &Rfc3339)
-            .with_context(|| format!("file {}: bad time {:?}", self.id, self.created_at))?;
-        Ok(FileRecord {
-            id: self.id,
-            address: self.address,
-            name: self.name,
-            content_type: self.content_type,
-            size: self.size,
-            entry_id: self.entry_id,
-            created_at,
-            created_by: self.created_by,
-        })
-    }
-}
-
-/// What one journal record holds, decoded.
-enum Decoded {
-    Account(AccountCreated),
-    Entries(Vec<EntryRecord>),
-    File(FileAdded),
-}
-
-/// Decodes a record; entries come back with their time and reversal link
-/// filled in, so they can be regrouped freely (snapshots do).
-fn decode(kind: &str, payload: &str, at: &str) -> anyhow::Result<Decoded> {
-    let fill = |mut e: EntryRecord| {
-        if e.created_at.is_none() {
-            e.created_at = Some(at.to_string());
-        }
-        e
-    };
-    match kind {
-        "account_created" => Ok(Decoded::Account(serde_json::from_str(payload)?)),
-        "entries_posted" => {
-            let p: EntriesPayload = serde_json::from_str(payload)?;
-            Ok(Decoded::Entries(p.entries.into_iter().map(fill).collect()))
-        }
-        "entry_reversed" => {
-            let r: EntryReversed = serde_json::from_str(payload)?;
-            let mut entry = fill(r.entry);
-            entry.reverses = Some(r.reverses);
-            Ok(Decoded::Entries(vec![entry]))
-        }
-        "file_added" => Ok(Decoded::File(serde_json::from_str(payload)?)),
-        other => bail!("unknown journal record kind {other:?}; this build cannot replay it"),
-    }
-}
-
-fn parse_date(text: &str) -> anyhow::Result<Date> {
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    Date::parse(text, &format).with_context(|| format!("bad date {text:?}"))
-}
-
-fn restored_entry(e: EntryRecord) -> anyhow::Result<RestoredEntry> {
-    let at = e.created_at.as_deref().unwrap_or_default();
-    let created_at = OffsetDateTime::parse(at, &Rfc3339)
-        .with_context(|| format!("entry {}: bad time {at:?}", e.id))?;
-    Ok(RestoredEntry {
-        id: e.id,
-        draft: EntryDraft {
-            date: parse_date(&e.date).with_context(|| format!("entry {}", e.id))?,
-            description: e.description,
-            reference: e.reference,
-            postings: e
-                .postings
-                .into_iter()
-                .map(|p| PostingDraft {
-                    account: p.account,
-                    amount: p.amount,
-                    currency: p.currency,
-                })
-                .collect(),
-        },
-        reverses: e.reverses,
-        created_at,
-        created_by: e.created_by,
-    })
-}
 
 type Queued = Vec<(Change, WriteContext, i64)>;
 
@@ -211,34 +68,10 @@ impl Replayer {
 
     /// Adds the next record (already checked against the chain).
     pub(crate) async fn push(&mut self, record: &SegmentRecord) -> anyhow::Result<()> {
-        let content = match decode(&record.kind, &record.payload, &record.at)? {
-            Decoded::Account(a) => {
-                let account = NewAccount::validate(
-                    &a.code,
-                    &a.name,
-                    &a.account_type,
-                    a.parent.as_deref(),
-                    a.currency.as_deref(),
-                )?;
-                let created_at = OffsetDateTime::parse(&record.at, &Rfc3339)
-                    .with_context(|| format!("bad time {:?}", record.at))?;
-                ReplayedContent::Account {
-                    id: a.id,
-                    account,
-                    created_at,
-                }
-            }
-            Decoded::Entries(entries) => {
-                self.group_entries += entries.len();
-                ReplayedContent::Entries(
-                    entries
-                        .into_iter()
-                        .map(restored_entry)
-                        .collect::<anyhow::Result<_>>()?,
-                )
-            }
-            Decoded::File(file) => ReplayedContent::File(file.record()?),
-        };
+        let content = wb_store::journal::replay_content(&record.kind, &record.payload, &record.at)?;
+        if let ReplayedContent::Entries(entries) = &content {
+            self.group_entries += entries.len();
+        }
         self.group.push(ReplayedRecord {
             seq: record.seq,
             at: record.at.clone(),

@@ -73,20 +73,11 @@ async fn entries_between(
             break;
         };
         for record in page.iter().filter(|r| r.seq <= head) {
-            let payload: serde_json::Value = match record.kind.as_str() {
-                "entries_posted" | "entry_reversed" => serde_json::from_str(&record.payload)
-                    .with_context(|| format!("journal record {} is malformed", record.seq))?,
-                _ => continue,
+            let Some(ids) = wb_store::journal::entry_ids(&record.kind, &record.payload)
+                .with_context(|| format!("journal record {} is malformed", record.seq))?
+            else {
+                continue;
             };
-            let ids = payload["entries"]
-                .as_array()
-                .map(|list| list.iter().filter_map(|e| e["id"].as_i64()).collect())
-                .unwrap_or_else(|| {
-                    payload["entry"]["id"]
-                        .as_i64()
-                        .into_iter()
-                        .collect::<Vec<_>>()
-                });
             for id in ids {
                 range = Some(match range {
                     Some((first, last)) => (first.min(id), last.max(id)),

@@ -28,14 +28,12 @@ use std::time::Duration;
 
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use wb_core::monitor::{AlertDraft, Severity};
-use wb_store::{JournalRecord, TenantStore};
+use wb_store::TenantStore;
 
-use crate::dto::rfc3339;
 use crate::error::ServiceResult;
 use crate::platform::Platform;
 
@@ -70,29 +68,8 @@ pub fn segment_aad(company_id: &str, first: i64, last: i64) -> Vec<u8> {
     crate::keyring::journal_segment_aad(company_id, first, last)
 }
 
-/// One journal record as stored in a segment line.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SegmentRecord {
-    pub seq: i64,
-    pub at: String,
-    pub kind: String,
-    pub payload: String,
-    pub prev_hash: String,
-    pub hash: String,
-}
-
-impl From<&JournalRecord> for SegmentRecord {
-    fn from(r: &JournalRecord) -> SegmentRecord {
-        SegmentRecord {
-            seq: r.seq,
-            at: rfc3339(r.at),
-            kind: r.kind.clone(),
-            payload: r.payload.clone(),
-            prev_hash: r.prev_hash.clone(),
-            hash: r.hash.clone(),
-        }
-    }
-}
+/// One journal record as stored in a segment line (its format is the store's).
+pub use wb_store::journal::SegmentRecord;
 
 /// What the shipper knows between rounds: each company's shipped sequence.
 #[derive(Default)]

@@ -100,7 +100,12 @@ impl PgTenants {
             .await?;
         // A source written only by an older build lacks newer tables: bring
         // it up to the schema the target was created with.
-        super::tenant_schema::migrate(&from).await?;
+        crate::migrations::postgres::migrate(
+            &from,
+            crate::migrations::Database::Tenant,
+            crate::migrations::POSTGRES_TENANT,
+        )
+        .await?;
         // The table lock comes before the snapshot (LOCK is not a query), so
         // the snapshot includes every writer that committed before it and no
         // writer can commit after it: they wait on `heads` until the switch.

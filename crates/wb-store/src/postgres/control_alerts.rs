@@ -15,33 +15,6 @@ use crate::alerts::{Alert, AlertStore, Raised, Triage};
 use crate::model::{Actor, AuditEvent, Outcome};
 use crate::StoreError;
 
-/// Executed by `PgControl::open`. At most one open or acknowledged alert per
-/// dedupe key (the partial unique index).
-pub(super) const ALERTS_SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS alerts (
-    id                 BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    rule               TEXT NOT NULL,
-    severity           TEXT NOT NULL,
-    state              TEXT NOT NULL,
-    dedupe_key         TEXT NOT NULL,
-    title              TEXT NOT NULL,
-    detail             TEXT NOT NULL,
-    company_id         TEXT,
-    count              BIGINT NOT NULL,
-    first_seen         TEXT NOT NULL,
-    last_seen          TEXT NOT NULL,
-    raised_at          TEXT NOT NULL,
-    acknowledged_by    TEXT,
-    acknowledged_at    TEXT,
-    acknowledge_reason TEXT,
-    resolved_by        TEXT,
-    resolved_at        TEXT,
-    resolve_reason     TEXT
-);
-CREATE UNIQUE INDEX IF NOT EXISTS alerts_active_key ON alerts(dedupe_key) WHERE state <> 'resolved';
-CREATE INDEX IF NOT EXISTS alerts_by_state ON alerts(state, id);
-"#;
-
 const ALERT_COLUMNS: &str = "id, rule, severity, state, dedupe_key, title, detail, company_id, \
      count, first_seen, last_seen, raised_at, acknowledged_by, acknowledged_at, \
      acknowledge_reason, resolved_by, resolved_at, resolve_reason";

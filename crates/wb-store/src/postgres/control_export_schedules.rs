@@ -12,29 +12,6 @@ use crate::export_schedules::{ExportSchedule, ExportScheduleStore, PushResult};
 use crate::model::AuditEvent;
 use crate::{from_unix_millis, unix_millis, StoreError};
 
-/// Executed by `PgControl::open` (`IF NOT EXISTS`: databases created before
-/// schedules existed get the table on their next open).
-pub(super) const EXPORT_SCHEDULES_SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS export_schedules (
-    company_id         TEXT COLLATE "C" PRIMARY KEY REFERENCES companies(id),
-    id                 TEXT COLLATE "C" NOT NULL,
-    destination        TEXT NOT NULL,
-    recipient          TEXT NOT NULL,
-    every_hours        BIGINT NOT NULL,
-    -- Sealed under the company's DEK by the server; opaque here.
-    sealed_credentials BYTEA,
-    created_at         TEXT NOT NULL,
-    created_by         TEXT NOT NULL,
-    next_push_at       BIGINT NOT NULL, -- Unix milliseconds: compared as numbers
-    last_push_at       TEXT,
-    last_push_status   TEXT,
-    last_error         TEXT,
-    last_object        TEXT,
-    failures           BIGINT NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS export_schedules_due ON export_schedules(next_push_at);
-"#;
-
 const COLUMNS: &str = "s.company_id, s.id, s.destination, s.recipient, s.every_hours, \
      s.sealed_credentials, s.created_at, s.created_by, s.next_push_at, s.last_push_at, \
      s.last_push_status, s.last_error, s.last_object, s.failures";

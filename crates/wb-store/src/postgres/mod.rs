@@ -6,13 +6,14 @@ mod company_move;
 mod connect;
 mod control;
 mod control_alerts;
+mod control_central;
 mod control_export_schedules;
+mod control_rows;
 mod placement;
 mod pool;
 mod provision;
 mod tenant;
 mod tenant_files;
-mod tenant_schema;
 mod tenant_writer;
 
 pub use company_move::MoveReport;

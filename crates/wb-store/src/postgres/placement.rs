@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use time::OffsetDateTime;
 
 use super::pool::PgPool;
+use crate::migrations::{self, Database};
 use crate::sqlite::conn::ts;
 use crate::StoreError;
 
@@ -18,15 +19,6 @@ pub struct Placement {
     pub role: String,
 }
 
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS placements (
-    company_id TEXT PRIMARY KEY,
-    server     TEXT NOT NULL,
-    database   TEXT NOT NULL,
-    role       TEXT NOT NULL,
-    moving     BOOLEAN NOT NULL DEFAULT false,
-    placed_at  TEXT NOT NULL
-)";
-
 pub struct Placements {
     pool: PgPool,
 }
@@ -34,12 +26,11 @@ pub struct Placements {
 impl Placements {
     pub(crate) async fn open(pool: PgPool) -> Result<Placements, StoreError> {
         {
+            // `placements` is a table of the control database: the same
+            // migrations (a no-op when `PgControl::open` ran them).
             let conn = pool.get().await?;
-            // Several nodes may start at once; DDL races fail without the lock.
-            conn.batch_execute(&format!(
-                "BEGIN; SELECT pg_advisory_xact_lock(7263001); {SCHEMA}; COMMIT"
-            ))
-            .await?;
+            migrations::postgres::migrate(&conn, Database::Control, migrations::POSTGRES_CONTROL)
+                .await?;
         }
         Ok(Placements { pool })
     }

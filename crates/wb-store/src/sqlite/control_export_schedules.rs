@@ -11,29 +11,6 @@ use crate::export_schedules::{ExportSchedule, ExportScheduleStore, PushResult};
 use crate::model::AuditEvent;
 use crate::{from_unix_millis, unix_millis, StoreError};
 
-/// Executed by `SqliteControl::open` (`IF NOT EXISTS`: databases created
-/// before schedules existed get the table on their next open).
-pub(crate) const EXPORT_SCHEDULES_SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS export_schedules (
-    company_id         TEXT PRIMARY KEY REFERENCES companies(id),
-    id                 TEXT NOT NULL,
-    destination        TEXT NOT NULL,
-    recipient          TEXT NOT NULL,
-    every_hours        INTEGER NOT NULL,
-    -- Sealed under the company's DEK by the server; opaque here.
-    sealed_credentials BLOB,
-    created_at         TEXT NOT NULL,
-    created_by         TEXT NOT NULL,
-    next_push_at       INTEGER NOT NULL, -- Unix milliseconds: compared as numbers
-    last_push_at       TEXT,
-    last_push_status   TEXT,
-    last_error         TEXT,
-    last_object        TEXT,
-    failures           INTEGER NOT NULL DEFAULT 0
-) STRICT;
-CREATE INDEX IF NOT EXISTS export_schedules_due ON export_schedules(next_push_at);
-"#;
-
 const COLUMNS: &str = "s.company_id, s.id, s.destination, s.recipient, s.every_hours, \
      s.sealed_credentials, s.created_at, s.created_by, s.next_push_at, s.last_push_at, \
      s.last_push_status, s.last_error, s.last_object, s.failures";

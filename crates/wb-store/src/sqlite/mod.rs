@@ -3,10 +3,11 @@
 pub(crate) mod conn;
 mod control;
 mod control_alerts;
+mod control_central;
 mod control_export_schedules;
+mod control_rows;
 mod tenant;
 mod tenant_files;
-mod tenant_schema;
 pub(crate) mod tenant_writer;
 
 pub use conn::{open_encrypted, OpenMode};

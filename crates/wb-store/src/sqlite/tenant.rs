@@ -17,8 +17,8 @@ use wb_crypto::DataKey;
 
 use super::conn::{day, open_encrypted, parse_day, parse_ts, OpenMode, ReaderPool};
 use super::tenant_files;
-use super::tenant_schema::{SCHEMA, SCHEMA_VERSION};
 use super::tenant_writer;
+use crate::migrations::{self, Database};
 use crate::model::*;
 use crate::writer_jobs::{Command, Job, Output};
 use crate::{StoreError, TenantDirectory, TenantStore};
@@ -571,14 +571,8 @@ impl SqliteTenants {
         let key_for_open = key.clone();
         let path_for_open = path.clone();
         let conn = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
-            let conn = open_encrypted(&path_for_open, &key_for_open, mode)?;
-            conn.execute_batch(SCHEMA)?;
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value
-                 WHERE CAST(meta.value AS INTEGER) < CAST(excluded.value AS INTEGER)",
-                [SCHEMA_VERSION.to_string()],
-            )?;
+            let mut conn = open_encrypted(&path_for_open, &key_for_open, mode)?;
+            migrations::sqlite::migrate(&mut conn, Database::Tenant, migrations::SQLITE_TENANT)?;
             Ok(conn)
         })
         .await

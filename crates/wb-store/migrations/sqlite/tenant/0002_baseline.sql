@@ -1,11 +1,11 @@
-//! Schema of a company database. STRICT tables: an integer overflow in a balance
-//! update yields a REAL, which a STRICT INTEGER column refuses.
-
-/// 2: attachments (`files`). Every statement below is idempotent and runs at
-/// each open, so an older database gains what it lacks.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
-
-pub(crate) const SCHEMA: &str = r#"
+-- Baseline of a company database: the schema the code ran at every open
+-- before migrations existed. Those databases record `meta.schema_version`
+-- 1 (ledger) or 2 (attachments), so the list continues that numbering and
+-- starts here, at 2. Written idempotently (IF NOT EXISTS) because it also
+-- brings a version-1 database up to 2; every later migration runs exactly
+-- once and need not be.
+-- STRICT tables: an integer overflow in a balance update yields a REAL,
+-- which a STRICT INTEGER column refuses.
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -128,4 +128,3 @@ CREATE TRIGGER IF NOT EXISTS journal_append_only_d BEFORE DELETE ON change_journ
 BEGIN SELECT RAISE(ABORT, 'the change journal is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_append_only_d BEFORE DELETE ON audit_events
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"#;
