@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{fails_with, stderr_line, workbooks, Killed};
+use common::{stderr_line, workbooks, Killed};
 
 #[test]
 fn company_and_user_commands_round_trip_as_json() {
@@ -185,7 +185,7 @@ fn bench_without_the_feature_says_how_to_build_it() {
         vec!["bench", "--backup", "--out", out_file.to_str().unwrap()],
     ] {
         let out = workbooks(&args, &dir.path().join("data"));
-        fails_with(&out, "cargo run --release --features bench -- bench");
+        common::fails_with(&out, "cargo run --release --features bench -- bench");
     }
     assert!(!out_file.exists());
 }
