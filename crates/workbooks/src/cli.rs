@@ -41,7 +41,11 @@ pub enum Command {
     /// Mark planned maintenance, so a shutdown soon after raises no alert.
     Maintenance(crate::alerts_cmd::MaintenanceArgs),
     /// Measure throughput and latency; writes a results table.
-    Bench(BenchArgs),
+    #[cfg(feature = "bench")]
+    Bench(wb_bench::BenchArgs),
+    /// Measure throughput and latency (needs a build with `--features bench`).
+    #[cfg(not(feature = "bench"))]
+    Bench(BenchNotBuilt),
     /// Verify and search the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -223,44 +227,14 @@ pub enum UserCommand {
     },
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct BenchArgs {
-    /// Where to write the results table (Markdown).
-    #[arg(long, default_value = "BENCHMARKS.md")]
-    pub out: PathBuf,
-    /// Scratch directory for the benchmark's data (default: a temporary directory).
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Seconds each timed load runs.
-    #[arg(long, default_value_t = 10)]
-    pub seconds: u64,
-    /// Entries in the large company for the trial-balance measurement.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub large_entries: u64,
-    /// Companies opened for the memory measurement.
-    #[arg(long, default_value_t = 1000)]
-    pub companies: u64,
-    /// Run only the PostgreSQL benchmark, on a throwaway local cluster
-    /// (initdb/pg_ctl/pgbench from the system), and write its own section.
-    #[arg(long)]
-    pub postgres: bool,
-    /// Run only the continuous-protection benchmark (shipping lag, restore
-    /// rate, restore of a --large-entries company) and write its own section.
-    #[arg(long, conflicts_with = "postgres")]
-    pub backup: bool,
-    /// Run only the concurrent-exports benchmark (peak memory of parallel
-    /// passphrase exports, with and without the node bound) and write its
-    /// own section.
-    #[arg(long, conflicts_with_all = ["postgres", "backup"])]
-    pub exports: bool,
-    /// Companies opened for the PostgreSQL memory-per-idle-company measurement.
-    #[arg(long, default_value_t = 200)]
-    pub pg_companies: u64,
-    /// With --postgres: load pg_stat_statements into the throwaway cluster and
-    /// print the server time of each statement during the HTTP loads (a
-    /// diagnosis; results are then not written to the results file).
-    #[arg(long, requires = "postgres")]
-    pub pg_statements: bool,
+/// `workbooks bench` in a build without the `bench` feature: takes any
+/// arguments, so every bench command line gets the same answer (how to build
+/// it) rather than an error about its first flag.
+#[cfg(not(feature = "bench"))]
+#[derive(Debug, Args)]
+pub struct BenchNotBuilt {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    _args: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -4,10 +4,6 @@ mod alerts_cmd;
 mod audit_cmd;
 mod backup_cmd;
 mod backup_verify_cmd;
-mod bench;
-mod bench_backup;
-mod bench_exports;
-mod bench_postgres;
 mod cli;
 mod demo;
 mod dr_cmd;
@@ -69,7 +65,12 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Company(cmd) => company(cmd).await,
         Command::User(cmd) => user(cmd).await,
-        Command::Bench(args) => bench::run(args).await,
+        #[cfg(feature = "bench")]
+        Command::Bench(args) => wb_bench::run(args).await,
+        #[cfg(not(feature = "bench"))]
+        Command::Bench(_) => anyhow::bail!(
+            "this build has no benchmarks; run them with `cargo run --release --features bench -- bench`"
+        ),
         Command::Alerts(cmd) => alerts_cmd::run(cmd).await,
         Command::Maintenance(args) => alerts_cmd::maintenance(args).await,
         Command::Audit(cmd) => audit_cmd::run(cmd).await,

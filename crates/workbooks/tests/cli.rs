@@ -172,6 +172,24 @@ fn bad_input_fails_with_one_line_and_changes_nothing() {
     );
 }
 
+/// The shipped build has no benchmarks: any bench command line says how to
+/// build them, writes no results file, and fails.
+#[cfg(not(feature = "bench"))]
+#[test]
+fn bench_without_the_feature_says_how_to_build_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("BENCHMARKS.md");
+    for args in [
+        vec!["bench"],
+        vec!["bench", "--postgres", "--seconds", "1"],
+        vec!["bench", "--backup", "--out", out_file.to_str().unwrap()],
+    ] {
+        let out = workbooks(&args, &dir.path().join("data"));
+        common::fails_with(&out, "cargo run --release --features bench -- bench");
+    }
+    assert!(!out_file.exists());
+}
+
 #[test]
 fn config_file_sets_the_data_directory() {
     let dir = tempfile::tempdir().unwrap();

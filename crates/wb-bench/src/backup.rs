@@ -13,9 +13,10 @@ use wb_server::backup::{self, RestoreTarget};
 use wb_server::{Platform, ServerConfig, SystemClock};
 use wb_store::{Actor, WriteContext};
 
-use crate::bench::{client, verdict, Target, CLIENTS, SPREAD_COMPANIES};
-use crate::bench::{cores, draft, entry_json, load, percentile, render_rows, tempdir_in, Row};
-use crate::cli::BenchArgs;
+use crate::harness::{client, draft, entry_json, load, percentile, tempdir_in, Target};
+use crate::harness::{CLIENTS, SPREAD_COMPANIES};
+use crate::report::{cores, render_rows, verdict, Row};
+use crate::BenchArgs;
 
 pub async fn run(args: &BenchArgs) -> Result<()> {
     let scratch = tempdir_in(args.data.as_deref())?;
@@ -277,7 +278,7 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
         &rows,
     );
     print!("{table}");
-    crate::bench::write_results(
+    crate::report::write_results(
         &args.out,
         "backup",
         Some("## Continuous protection (`workbooks bench --backup`)"),

@@ -19,8 +19,9 @@ use wb_server::exports::ExportLimits;
 use wb_server::{Platform, ServerConfig, SystemClock};
 use wb_store::{Actor, WriteContext};
 
-use crate::bench::{client, cores, draft, render_rows, tempdir_in, Row, Target};
-use crate::cli::BenchArgs;
+use crate::harness::{client, draft, tempdir_in, Target};
+use crate::report::{cores, render_rows, Row};
+use crate::BenchArgs;
 
 /// Exports requested at once (one per company).
 const PARALLEL: usize = 8;
@@ -214,7 +215,7 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
             baseline: format!("{baseline:.0} MiB before"),
             ratio: "-".into(),
             target: format!("peak grows with the bound ({bound}), not with the requests"),
-            verdict: crate::bench::verdict(bounded_over < lifted_over / 2.0).into(),
+            verdict: crate::report::verdict(bounded_over < lifted_over / 2.0).into(),
         },
         Row {
             name: format!("the same {PARALLEL} with the bound lifted (all {PARALLEL} at once)"),
@@ -245,7 +246,7 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
         &rows,
     );
     print!("{table}");
-    crate::bench::write_results(
+    crate::report::write_results(
         &args.out,
         "exports",
         Some("## Concurrent exports (`workbooks bench --exports`)"),
