@@ -20,8 +20,9 @@ use wb_core::{Permission, Role};
 use wb_store::{Actor, AuditEvent, Outcome, TenantStore, WriteContext};
 
 use crate::error::{ServiceError, ServiceResult};
-use crate::platform::{Platform, Principal};
+use crate::platform::Platform;
 use crate::policy::AccessKind;
+use crate::principal::Principal;
 
 /// Who is calling, and the actor to record in audit events.
 #[derive(Debug, Clone)]
@@ -103,6 +104,12 @@ impl Platform {
             role,
             permission,
         })
+    }
+
+    /// The data key of the company a caller was admitted to (attachments
+    /// are sealed with it as they stream).
+    pub async fn scope_key(&self, scope: &CompanyScope) -> ServiceResult<wb_crypto::DataKey> {
+        self.company_key(scope.company_id()).await
     }
 
     async fn record_refusal(

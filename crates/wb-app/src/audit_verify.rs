@@ -9,7 +9,7 @@ use wb_crypto::{verify_signature, NodeCertifier};
 use wb_store::{CentralEvent, RegisteredNode, StoredAuditEvent};
 
 use crate::error::ServiceResult;
-use crate::jobs::forwarder::{company_source, CONTROL_SOURCE};
+use crate::forwarder::{company_source, CONTROL_SOURCE};
 use crate::platform::Platform;
 
 const PAGE: u32 = 10_000;

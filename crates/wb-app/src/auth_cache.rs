@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use time::{Duration, OffsetDateTime};
 use wb_core::Role;
 
-use crate::platform::Principal;
+use crate::principal::Principal;
 
 pub const TTL: Duration = Duration::seconds(2);
 const MAX_ENTRIES: usize = 100_000;

@@ -36,7 +36,7 @@ use wb_store::{
     Outcome, UserRecord,
 };
 
-use crate::jobs::shipper::cursor_name;
+use crate::backup::shipper::cursor_name;
 use crate::platform::Platform;
 
 const FORMAT: u32 = 1;
@@ -384,11 +384,11 @@ pub fn spawn(
     tokio::spawn(async move {
         let mut state = ConfigBackupState::default();
         loop {
-            if crate::jobs::hold_lease(&*platform.control, &platform.node_id, CONFIG_BACKUP_LEASE)
+            if crate::runner::hold_lease(&*platform.control, &platform.node_id, CONFIG_BACKUP_LEASE)
                 .await
             {
                 let round = backup_config_once(&platform, &mut state);
-                match crate::jobs::unit(&platform, "config-backup", "round", None, round).await {
+                match crate::runner::unit(&platform, "config-backup", "round", None, round).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => {
                         tracing::error!(error = %e, "configuration backup failed; will retry")
@@ -396,7 +396,7 @@ pub fn spawn(
                     Err(_) => state = ConfigBackupState::default(),
                 }
             }
-            if crate::jobs::pause(&mut stop, every).await {
+            if crate::runner::pause(&mut stop, every).await {
                 return;
             }
         }

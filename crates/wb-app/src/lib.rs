@@ -29,8 +29,10 @@ pub mod dto;
 pub mod egress;
 pub mod error;
 pub mod export_push;
+pub mod export_slots;
 pub mod exports;
 pub mod files;
+pub mod forwarder;
 pub mod jobs;
 pub mod keyring;
 #[cfg(test)]
@@ -39,6 +41,8 @@ pub mod monitor_job;
 pub mod objects;
 pub mod platform;
 pub mod policy;
+pub mod principal;
+pub mod runner;
 pub mod storage;
 
 pub use clock::{Clock, SystemClock};

@@ -9,7 +9,7 @@
 //! windows, known networks and chain heads survive a restart.
 //!
 //! An event on which the rules panic is skipped and alerted (`job-panicked`),
-//! and a round that panics is caught (`crate::jobs::unit`): the monitor goes
+//! and a round that panics is caught (`crate::runner::unit`): the monitor goes
 //! on with the events after it.
 
 use std::sync::Arc;
@@ -184,11 +184,11 @@ pub async fn run_monitor_once(
                 Ok(drafts) => state.pending.extend(drafts),
                 Err(_) => {
                     tracing::error!(source = %e.source, seq = e.event.seq, central_seq = e.central_seq, "the monitoring rules panicked on an event; it is skipped");
-                    let panicked = crate::jobs::Panicked {
+                    let panicked = crate::runner::Panicked {
                         job: JOB,
                         unit: "rules".into(),
                     };
-                    crate::jobs::alert_panic(&*platform.alerts, &panicked, None, platform.now())
+                    crate::runner::alert_panic(&*platform.alerts, &panicked, None, platform.now())
                         .await;
                 }
             }
@@ -218,9 +218,10 @@ pub fn spawn_monitor(
         let mut state = MonitorState::new(config.clone());
         loop {
             // Alerts are raised by one node at a time.
-            if crate::jobs::hold_lease(&*platform.control, &platform.node_id, MONITOR_LEASE).await {
+            if crate::runner::hold_lease(&*platform.control, &platform.node_id, MONITOR_LEASE).await
+            {
                 let round = run_monitor_once(&platform, &mut state);
-                match crate::jobs::unit(&platform, JOB, "round", None, round).await {
+                match crate::runner::unit(&platform, JOB, "round", None, round).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => tracing::error!(error = %e, "monitor round failed; retrying"),
                     // Start afresh: warm up again from the cursor.
@@ -235,7 +236,8 @@ pub fn spawn_monitor(
             };
             if stopping {
                 let round = run_monitor_once(&platform, &mut state);
-                if let Ok(Err(e)) = crate::jobs::unit(&platform, JOB, "round", None, round).await {
+                if let Ok(Err(e)) = crate::runner::unit(&platform, JOB, "round", None, round).await
+                {
                     tracing::error!(error = %e, "final monitor round failed");
                 }
                 break;

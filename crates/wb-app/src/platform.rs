@@ -29,8 +29,11 @@ use crate::storage::{StorageConfig, Stores};
 mod identity;
 mod tenancy;
 
+pub mod shipping;
+
+pub use crate::principal::Principal;
 pub use identity::{
-    normalize_email, NewApiKey, Principal, Session, Signup, FAILED_LOGINS_MAX, MIN_PASSPHRASE_SCORE,
+    normalize_email, NewApiKey, Session, Signup, FAILED_LOGINS_MAX, MIN_PASSPHRASE_SCORE,
 };
 
 pub struct Platform {
@@ -51,12 +54,12 @@ pub struct Platform {
     /// `with_object_store` replaces it).
     pub objects: Arc<dyn object_store::ObjectStore>,
     /// Shipping lag and counters (`GET /metrics`, the backup-lag alert).
-    pub shipping: Arc<crate::jobs::shipper::ShippingStats>,
+    pub shipping: Arc<shipping::ShippingStats>,
     audit_refuse_all: std::sync::atomic::AtomicBool,
     /// What customers may name as export-push destinations (`ServerConfig`).
-    export_destinations: std::sync::RwLock<crate::export_push::DestinationPolicy>,
+    export_destinations: std::sync::RwLock<crate::policy::DestinationPolicy>,
     /// How many exports this node builds at once (`ServerConfig::exports`).
-    pub export_slots: Arc<crate::exports::ExportSlots>,
+    pub export_slots: Arc<crate::export_slots::ExportSlots>,
     /// Verified against when an email is unknown, so timing does not reveal accounts.
     dummy_hash: String,
     /// Where passphrase hashing, verification and strength checks run.
@@ -175,7 +178,7 @@ impl Platform {
             node_key: keyring.node_key(&data_dir.join("node.key"))?,
             audit_refuse_all: std::sync::atomic::AtomicBool::new(false),
             export_destinations: Default::default(),
-            export_slots: Arc::new(crate::exports::ExportSlots::new(Default::default())),
+            export_slots: Arc::new(crate::export_slots::ExportSlots::new(Default::default())),
             keyring,
             dummy_hash,
             cpu: CpuWork::per_core(),
@@ -216,14 +219,14 @@ impl Platform {
     }
 
     /// What customers may name as export-push destinations.
-    pub fn export_destination_policy(&self) -> crate::export_push::DestinationPolicy {
+    pub fn export_destination_policy(&self) -> crate::policy::DestinationPolicy {
         self.export_destinations
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
 
-    pub fn set_export_destination_policy(&self, policy: crate::export_push::DestinationPolicy) {
+    pub fn set_export_destination_policy(&self, policy: crate::policy::DestinationPolicy) {
         *self
             .export_destinations
             .write()

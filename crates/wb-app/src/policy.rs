@@ -1,5 +1,7 @@
 //! Policies the services apply, set by the operator's configuration.
 
+use std::path::PathBuf;
+
 /// What happens to a request when the audit trail cannot record it. Writes are
 /// always refused (their audit record shares their transaction); staff access
 /// under a grant is always refused (`AccessKind::Staff`).
@@ -45,3 +47,12 @@ impl AuditFailurePolicy {
 
 /// Signups accepted from one client address per hour, by default.
 pub const DEFAULT_SIGNUPS_PER_ADDRESS_PER_HOUR: u32 = 10;
+
+/// What the operator lets customers name as an export-push destination.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DestinationPolicy {
+    /// `file:///…` destinations must lie under this directory; None refuses them.
+    pub file_root: Option<PathBuf>,
+    /// Allow S3 endpoints on loopback, private and link-local addresses.
+    pub allow_private_endpoints: bool,
+}

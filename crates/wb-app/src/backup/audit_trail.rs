@@ -61,7 +61,7 @@ pub async fn ship_once(
     for tenant in platform.tenants.open_tenants() {
         let id = tenant.company_id().to_string();
         let work = ship_company(platform, state, &tenant);
-        let shipped = match crate::jobs::unit(platform, JOB, &id, Some(&id), work).await {
+        let shipped = match crate::runner::unit(platform, JOB, &id, Some(&id), work).await {
             Ok(shipped) => shipped,
             Err(panicked) => Err(panicked.into()),
         };
@@ -88,7 +88,7 @@ async fn ship_company(
         }
     }
     let lease = format!("ship-audit:{id}");
-    if !crate::jobs::hold_lease(&*platform.control, &platform.node_id, &lease).await {
+    if !crate::runner::hold_lease(&*platform.control, &platform.node_id, &lease).await {
         state.shipped.remove(&id);
         return Ok(0);
     }
@@ -135,11 +135,11 @@ pub fn spawn(platform: Arc<Platform>, mut stop: watch::Receiver<bool>) -> JoinHa
     tokio::spawn(async move {
         let mut state = AuditShipperState::default();
         loop {
-            if crate::jobs::pause(&mut stop, SHIP_EVERY).await {
+            if crate::runner::pause(&mut stop, SHIP_EVERY).await {
                 return;
             }
             let round = ship_once(&platform, &mut state);
-            match crate::jobs::unit(&platform, JOB, "round", None, round).await {
+            match crate::runner::unit(&platform, JOB, "round", None, round).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "audit shipping round failed"),
                 Err(_) => state = AuditShipperState::default(),

@@ -14,7 +14,9 @@ mod replay;
 pub mod retention;
 mod revert;
 mod segments;
+pub mod shipper;
 pub mod snapshot;
+pub mod snapshotter;
 
 pub use retention::{prune, BackupPolicy, Pruned};
 pub use revert::{revert_in_place, Reverted};
@@ -26,7 +28,7 @@ use time::OffsetDateTime;
 use wb_crypto::DataKey;
 use wb_store::{Actor, CompanyRecord, TenantStore};
 
-use crate::jobs::shipper::cursor_name;
+use crate::backup::shipper::cursor_name;
 use crate::platform::Platform;
 pub use replay::Progress;
 

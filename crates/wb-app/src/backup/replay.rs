@@ -20,7 +20,7 @@ use wb_store::{
     Actor, Applied, Change, ReplayedContent, ReplayedRecord, TenantStore, WriteContext,
 };
 
-use crate::jobs::shipper::SegmentRecord;
+use crate::backup::shipper::SegmentRecord;
 
 /// Entries in one replay change (one step of the restored store's writer).
 const ENTRIES_PER_CHANGE: usize = 2_000;

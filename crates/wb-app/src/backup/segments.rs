@@ -7,7 +7,7 @@ use object_store::ObjectStoreExt;
 use time::OffsetDateTime;
 use wb_crypto::DataKey;
 
-use crate::jobs::shipper::{journal_prefix, segment_aad, SegmentRecord};
+use crate::backup::shipper::{journal_prefix, segment_aad, SegmentRecord};
 use crate::platform::Platform;
 
 /// A shipped segment, from its object name.

@@ -24,8 +24,8 @@ use wb_crypto::DataKey;
 
 use super::replay::Replayer;
 use super::segments::verify;
+use crate::backup::shipper::SegmentRecord;
 use crate::dto::rfc3339;
-use crate::jobs::shipper::SegmentRecord;
 use crate::platform::Platform;
 
 /// Plaintext bytes per part before it is sealed and uploaded.
@@ -263,7 +263,7 @@ pub async fn take(platform: &Platform, company_id: &str) -> anyhow::Result<Optio
     // chain, not a local tail the object store has not seen.
     let shipped = platform
         .control
-        .cursor(&crate::jobs::shipper::cursor_name(company_id))
+        .cursor(&crate::backup::shipper::cursor_name(company_id))
         .await?;
     let head = tenant.stats().await?.journal_seq.min(shipped);
     if head == 0 || list(platform, company_id).await?.last() == Some(&head) {

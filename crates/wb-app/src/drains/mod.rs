@@ -349,7 +349,7 @@ pub fn spawn_drain(
 }
 
 /// [`spawn_drain`], raising the `job-panicked` alert in `alerts` when
-/// sending a batch panics. A panic is caught (`crate::jobs::catch`) and
+/// sending a batch panics. A panic is caught (`crate::runner::catch`) and
 /// taken as a failed delivery: the drain reconnects and retries with backoff.
 pub fn spawn_drain_alerting(
     control: Arc<dyn ControlStore>,
@@ -382,20 +382,20 @@ pub fn spawn_drain_alerting(
             }
             // One node delivers to a drain at a time; the cursor is shared.
             let lease = format!("drain:{name}");
-            if !crate::jobs::hold_lease(&*control, &node, &lease).await {
-                if super::jobs::pause(&mut stop, interval).await {
+            if !crate::runner::hold_lease(&*control, &node, &lease).await {
+                if crate::runner::pause(&mut stop, interval).await {
                     break;
                 }
                 continue;
             }
             if let Some(d) = drain.as_mut() {
                 let batch = forward_once(&*control, &name, d.as_mut(), DEFAULT_BATCH);
-                let sent = match crate::jobs::catch(JOB, &name, batch).await {
+                let sent = match crate::runner::catch(JOB, &name, batch).await {
                     Ok(sent) => sent,
                     Err(panicked) => {
                         if let Some(alerts) = &alerts {
                             let now = time::OffsetDateTime::now_utc();
-                            crate::jobs::alert_panic(&**alerts, &panicked, None, now).await;
+                            crate::runner::alert_panic(&**alerts, &panicked, None, now).await;
                         }
                         Err(DrainError::Panicked)
                     }

@@ -40,14 +40,7 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 pub const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_RETRIES: usize = 5;
 
-/// What the operator lets customers name as a destination.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DestinationPolicy {
-    /// `file:///…` destinations must lie under this directory; None refuses them.
-    pub file_root: Option<PathBuf>,
-    /// Allow S3 endpoints on loopback, private and link-local addresses.
-    pub allow_private_endpoints: bool,
-}
+pub use crate::policy::DestinationPolicy;
 
 /// Why a destination is refused: one line, no secrets (the URL holds none).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

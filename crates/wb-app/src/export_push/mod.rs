@@ -18,6 +18,7 @@
 
 pub mod destination;
 pub mod push;
+pub mod pusher;
 pub mod schedule;
 
 use serde::{Deserialize, Serialize};

@@ -12,7 +12,7 @@
 //! timed out, TLS handshake failed, refused: internal address, HTTP 403, …),
 //! never the destination's answer, so the record cannot be used to probe
 //! what answers where. A push is one unit of the job's work
-//! (`crate::jobs::unit`): if it panics, it is recorded and audited as failed
+//! (`crate::runner::unit`): if it panics, it is recorded and audited as failed
 //! ("internal error"), alerted, and the other pushes go on. A failure is
 //! retried with backoff (`schedule::retry_at`); after
 //! [`FAILURES_ALERT_AFTER`] in a row the company's `export-push-failing`
@@ -128,7 +128,7 @@ async fn attempt(
     before: BeforePush<'_>,
 ) -> Option<Result<(), String>> {
     let company = schedule.company_id.as_str();
-    if !crate::jobs::hold_lease(&*platform.control, &platform.node_id, &lease(company)).await {
+    if !crate::runner::hold_lease(&*platform.control, &platform.node_id, &lease(company)).await {
         return None;
     }
     match platform
@@ -152,7 +152,7 @@ async fn attempt(
         before(&schedule);
         push(platform, &schedule).await
     };
-    let outcome = match crate::jobs::unit(platform, JOB, company, Some(company), work).await {
+    let outcome = match crate::runner::unit(platform, JOB, company, Some(company), work).await {
         Ok(outcome) => outcome,
         Err(panicked) => Err(panicked.to_string()),
     };

@@ -71,7 +71,6 @@
 
 mod archive;
 mod keys;
-mod limit;
 mod model;
 mod read;
 mod snapshot;
@@ -80,12 +79,12 @@ mod stream;
 
 pub use age;
 
+pub use crate::export_slots::{default_per_node, Busy, ExportLimits, ExportSlot, ExportSlots};
 pub use archive::{file_path, package, package_with_files, safe_name};
 pub use keys::{
     decrypt, decrypt_and_read, decrypting_reader, encrypt, encrypting_writer, ExportKey, KeyError,
     ReadError, Unlock,
 };
-pub use limit::{default_per_node, Busy, ExportLimits, ExportSlot, ExportSlots};
 pub use model::{
     CompanyInfo, Counts, ExportAccount, ExportAuditEvent, ExportContents, ExportEntry, ExportFile,
     ExportPosting, FileRef, Manifest, PartInfo, Snapshot,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use wb_store::{FileRecord, StoredAuditEvent};
 
-use crate::jobs::shipper::SegmentRecord;
+use crate::backup::shipper::SegmentRecord;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CompanyInfo {

@@ -17,7 +17,7 @@ use super::{
     ReadError, ACCOUNTS, AUDIT, ENTRIES, FILES_DIR, FORMAT, JOURNAL, MANIFEST, PARTS,
     READABLE_VERSIONS,
 };
-use crate::jobs::shipper::SegmentRecord;
+use crate::backup::shipper::SegmentRecord;
 
 /// Bytes read at once from an attachment entry.
 const BUFFER: usize = 64 * 1024;

@@ -6,7 +6,7 @@ use super::{
     CompanyInfo, ExportAccount, ExportAuditEvent, ExportEntry, ExportFile, Snapshot, PAGE,
     SNAPSHOT_ATTEMPTS,
 };
-use crate::jobs::shipper::SegmentRecord;
+use crate::backup::shipper::SegmentRecord;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {

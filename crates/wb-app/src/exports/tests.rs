@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::jobs::shipper::SegmentRecord;
+use crate::backup::shipper::SegmentRecord;
 use time::OffsetDateTime;
 use wb_crypto::{sha256_hex, Secret};
 use wb_store::{Account, Entry, EntryPage, StoredAuditEvent, TenantStore};

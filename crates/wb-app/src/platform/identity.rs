@@ -17,35 +17,6 @@ pub(super) const SIGNUP_TAILS_KEPT: usize = 32;
 const API_KEY_DEFAULT_DAYS: i64 = 90;
 const API_KEY_MAX_DAYS: i64 = 365;
 
-/// An authenticated caller.
-#[derive(Debug, Clone)]
-pub enum Principal {
-    User {
-        user_id: String,
-        token_hash: String,
-    },
-    ApiKey {
-        key_id: String,
-        company_id: String,
-        role: Role,
-    },
-}
-
-impl Principal {
-    pub fn actor_id(&self) -> String {
-        match self {
-            Principal::User { user_id, .. } => format!("user:{user_id}"),
-            Principal::ApiKey { key_id, .. } => format!("api_key:{key_id}"),
-        }
-    }
-    pub fn auth_kind(&self) -> &'static str {
-        match self {
-            Principal::User { .. } => "session",
-            Principal::ApiKey { .. } => "api_key",
-        }
-    }
-}
-
 pub struct NewApiKey {
     pub record: ApiKeyRecord,
     pub token: Secret,

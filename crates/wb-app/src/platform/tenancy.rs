@@ -27,12 +27,6 @@ impl Platform {
     }
 
     /// A company's data key (DEK), unwrapped with the master key.
-    /// The data key of the company a caller was admitted to (attachments
-    /// are sealed with it as they stream).
-    pub async fn scope_key(&self, scope: &crate::access::CompanyScope) -> ServiceResult<DataKey> {
-        self.company_key(scope.company_id()).await
-    }
-
     pub(crate) async fn company_key(&self, company_id: &str) -> ServiceResult<DataKey> {
         let company = self
             .control

@@ -4,7 +4,7 @@
 //! Copies are idempotent (source, sequence), so a crash between reading and
 //! recording, or two nodes forwarding at once, never duplicates or loses events.
 //! Each company's copy and each source's checkpoint is a unit of work
-//! (`super::unit`): a panic in one is caught and alerted, and the others go on.
+//! (`crate::runner::unit`): a panic in one is caught and alerted, and the others go on.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -146,7 +146,7 @@ async fn forward_unit(
 ) -> anyhow::Result<usize> {
     let id = tenant.company_id();
     let work = forward_tenant(platform, state, tenant);
-    match super::unit(platform, JOB, id, Some(id), work).await {
+    match crate::runner::unit(platform, JOB, id, Some(id), work).await {
         Ok(result) => Ok(result?),
         Err(panicked) => {
             state.forwarded.remove(&company_source(id));
@@ -193,7 +193,7 @@ pub async fn checkpoint_once(
         .collect();
     for (source, head) in sources {
         let work = checkpoint_source(platform, state, &source, head);
-        match super::unit(platform, CHECKPOINT_JOB, &source, None, work).await {
+        match crate::runner::unit(platform, CHECKPOINT_JOB, &source, None, work).await {
             Ok(Ok(true)) => written += 1,
             Ok(Ok(false)) => {}
             Ok(Err(e)) => {
@@ -292,7 +292,7 @@ async fn round(platform: &Platform, state: &mut ForwarderState, checkpoint_every
         tracing::error!(error = %e, "audit forwarding failed; will retry");
     }
     if checkpoint_due(state, checkpoint_every)
-        && super::hold_lease(&*platform.control, &platform.node_id, CHECKPOINT_LEASE).await
+        && crate::runner::hold_lease(&*platform.control, &platform.node_id, CHECKPOINT_LEASE).await
     {
         if let Err(e) = checkpoint_once(platform, state).await {
             tracing::error!(error = %e, "audit checkpoint failed; will retry");
@@ -315,23 +315,27 @@ pub fn spawn(
             // A panic outside a source's unit leaves the state unknown:
             // start afresh (positions are read again from the store).
             let round = round(&platform, &mut state, checkpoint_every);
-            if super::unit(&platform, JOB, "round", None, round)
+            if crate::runner::unit(&platform, JOB, "round", None, round)
                 .await
                 .is_err()
             {
                 state = ForwarderState::default();
             }
-            if super::pause(&mut stop, interval).await {
+            if crate::runner::pause(&mut stop, interval).await {
                 // A final round so a clean stop leaves nothing uncollected.
                 let last = async {
                     let _ = forward_once(&platform, &mut state).await;
-                    if super::hold_lease(&*platform.control, &platform.node_id, CHECKPOINT_LEASE)
-                        .await
+                    if crate::runner::hold_lease(
+                        &*platform.control,
+                        &platform.node_id,
+                        CHECKPOINT_LEASE,
+                    )
+                    .await
                     {
                         let _ = checkpoint_once(&platform, &mut state).await;
                     }
                 };
-                let _ = super::unit(&platform, JOB, "round", None, last).await;
+                let _ = crate::runner::unit(&platform, JOB, "round", None, last).await;
                 return;
             }
         }

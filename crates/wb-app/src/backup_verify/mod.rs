@@ -12,6 +12,8 @@
 //! the check also covers what the restore wrote there. Finally the restored
 //! store's journal head must carry the hash of the source's record N.
 
+pub mod verifier;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -109,7 +111,7 @@ pub(crate) async fn verify_until(
         // One company is a unit of work: a panic fails its verification
         // (and is alerted) and the others are verified.
         let work = verify_company(platform, &company);
-        let verified = crate::jobs::unit(
+        let verified = crate::runner::unit(
             platform,
             "backup-verify",
             &company.id,

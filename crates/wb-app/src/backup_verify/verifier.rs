@@ -43,7 +43,7 @@ async fn round(
     platform: &Platform,
     stop: &(dyn Fn() -> bool + Sync),
 ) -> anyhow::Result<Option<Vec<Verification>>> {
-    if !super::hold_lease(&*platform.control, &platform.node_id, LEASE).await {
+    if !crate::runner::hold_lease(&*platform.control, &platform.node_id, LEASE).await {
         return Ok(None);
     }
     let started = platform.now();
@@ -134,13 +134,13 @@ pub fn spawn(
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        if every.is_zero() || super::pause(&mut stop, first_after).await {
+        if every.is_zero() || crate::runner::pause(&mut stop, first_after).await {
             return;
         }
         loop {
             let wait = until_due(&platform, every).await;
             if !wait.is_zero() {
-                if super::pause(&mut stop, wait).await {
+                if crate::runner::pause(&mut stop, wait).await {
                     return;
                 }
                 continue;
@@ -150,20 +150,21 @@ pub fn spawn(
                 move || *stop.borrow()
             };
             let this_round = round(&platform, &stopping);
-            let outcome = super::unit(&platform, "backup-verify", "round", None, this_round)
-                .await
-                .unwrap_or_else(|panicked| Err(panicked.into()));
+            let outcome =
+                crate::runner::unit(&platform, "backup-verify", "round", None, this_round)
+                    .await
+                    .unwrap_or_else(|panicked| Err(panicked.into()));
             match outcome {
                 Ok(Some(_)) => {}
                 // Another node verifies; look again when a round would be due.
                 Ok(None) => {
-                    if super::pause(&mut stop, every.min(Duration::from_secs(3600))).await {
+                    if crate::runner::pause(&mut stop, every.min(Duration::from_secs(3600))).await {
                         return;
                     }
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "backup verification failed to run");
-                    if super::pause(&mut stop, every.min(Duration::from_secs(3600))).await {
+                    if crate::runner::pause(&mut stop, every.min(Duration::from_secs(3600))).await {
                         return;
                     }
                 }

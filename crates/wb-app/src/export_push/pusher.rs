@@ -1,7 +1,7 @@
 //! Pushes due export schedules to the buckets customers named
 //! (`crate::export_push`), every minute. A round's failure is logged and the
 //! next round tries again; it never stops the job. Each push is a unit of
-//! work of its own (`super::unit`, in `push_due`), and so is each round: a
+//! work of its own (`crate::runner::unit`, in `push_due`), and so is each round: a
 //! panic is caught, recorded and alerted, and the job goes on.
 
 use std::sync::Arc;
@@ -23,12 +23,12 @@ pub fn spawn(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            if super::pause(&mut stop, every).await {
+            if crate::runner::pause(&mut stop, every).await {
                 return;
             }
             // Wall-clock time: schedules are compared across nodes.
             let round = push_due(&platform, time::OffsetDateTime::now_utc());
-            match super::unit(&platform, JOB, "round", None, round).await {
+            match crate::runner::unit(&platform, JOB, "round", None, round).await {
                 Ok(Ok(report)) if !report.pushed.is_empty() || !report.failed.is_empty() => {
                     tracing::info!(
                         pushed = report.pushed.len(),

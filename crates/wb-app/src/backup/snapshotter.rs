@@ -4,7 +4,7 @@
 //! is `snapshot_every` old. Every hour, the retention policy prunes each
 //! company's snapshots and segments. A failure is logged and retried next
 //! round; it never stops the job. Each company is a unit of work
-//! (`super::unit`): a panic is caught, logged and alerted, and the others go on.
+//! (`crate::runner::unit`): a panic is caught, logged and alerted, and the others go on.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::backup::shipper::cursor_name;
 use crate::backup::{prune, snapshot, BackupPolicy};
-use crate::jobs::shipper::cursor_name;
 use crate::platform::Platform;
 
 pub const CHECK_EVERY: Duration = Duration::from_secs(60);
@@ -56,8 +56,8 @@ async fn with_lease_renewed<T>(
     let name = lease(company_id);
     let renew = async {
         loop {
-            tokio::time::sleep(super::LEASE_TTL / 3).await;
-            super::hold_lease(&*platform.control, &platform.node_id, &name).await;
+            tokio::time::sleep(crate::runner::LEASE_TTL / 3).await;
+            crate::runner::hold_lease(&*platform.control, &platform.node_id, &name).await;
         }
     };
     tokio::select! {
@@ -71,7 +71,9 @@ async fn with_lease_renewed<T>(
 pub async fn snapshot_round(platform: &Platform, policy: &BackupPolicy) -> anyhow::Result<usize> {
     let mut taken = 0;
     for company in platform.control.companies().await? {
-        if !super::hold_lease(&*platform.control, &platform.node_id, &lease(&company.id)).await {
+        if !crate::runner::hold_lease(&*platform.control, &platform.node_id, &lease(&company.id))
+            .await
+        {
             continue;
         }
         let work = async {
@@ -89,7 +91,7 @@ pub async fn snapshot_round(platform: &Platform, policy: &BackupPolicy) -> anyho
                 }
             }
         };
-        let outcome = super::unit(platform, JOB, &company.id, Some(&company.id), work)
+        let outcome = crate::runner::unit(platform, JOB, &company.id, Some(&company.id), work)
             .await
             .unwrap_or_else(|panicked| Err(panicked.to_string()));
         match outcome {
@@ -108,7 +110,9 @@ pub async fn snapshot_round(platform: &Platform, policy: &BackupPolicy) -> anyho
 
 async fn prune_round(platform: &Platform, policy: &BackupPolicy) -> anyhow::Result<()> {
     for company in platform.control.companies().await? {
-        if !super::hold_lease(&*platform.control, &platform.node_id, &lease(&company.id)).await {
+        if !crate::runner::hold_lease(&*platform.control, &platform.node_id, &lease(&company.id))
+            .await
+        {
             continue;
         }
         let work = with_lease_renewed(
@@ -116,7 +120,7 @@ async fn prune_round(platform: &Platform, policy: &BackupPolicy) -> anyhow::Resu
             &company.id,
             prune(platform, &company.id, policy.retention),
         );
-        match super::unit(platform, PRUNE_JOB, &company.id, Some(&company.id), work).await {
+        match crate::runner::unit(platform, PRUNE_JOB, &company.id, Some(&company.id), work).await {
             Ok(Ok(p)) if !p.snapshots_deleted.is_empty() || p.segments_deleted > 0 => {
                 tracing::info!(company = %company.id, snapshots = p.snapshots_deleted.len(), segments = p.segments_deleted, "retention pruned backups");
             }
@@ -138,17 +142,19 @@ pub fn spawn(
     tokio::spawn(async move {
         let mut last_prune: Option<Instant> = None;
         loop {
-            if super::pause(&mut stop, CHECK_EVERY).await {
+            if crate::runner::pause(&mut stop, CHECK_EVERY).await {
                 return;
             }
             let round = snapshot_round(&platform, &policy);
-            if let Ok(Err(e)) = super::unit(&platform, JOB, "round", None, round).await {
+            if let Ok(Err(e)) = crate::runner::unit(&platform, JOB, "round", None, round).await {
                 tracing::warn!(error = %e, "snapshot round failed");
             }
             if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
                 last_prune = Some(Instant::now());
                 let round = prune_round(&platform, &policy);
-                if let Ok(Err(e)) = super::unit(&platform, PRUNE_JOB, "round", None, round).await {
+                if let Ok(Err(e)) =
+                    crate::runner::unit(&platform, PRUNE_JOB, "round", None, round).await
+                {
                     tracing::warn!(error = %e, "retention round failed");
                 }
             }

@@ -1,0 +1,32 @@
+//! Who a valid token belongs to.
+
+use wb_core::Role;
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    User {
+        user_id: String,
+        token_hash: String,
+    },
+    ApiKey {
+        key_id: String,
+        company_id: String,
+        role: Role,
+    },
+}
+
+impl Principal {
+    pub fn actor_id(&self) -> String {
+        match self {
+            Principal::User { user_id, .. } => format!("user:{user_id}"),
+            Principal::ApiKey { key_id, .. } => format!("api_key:{key_id}"),
+        }
+    }
+    pub fn auth_kind(&self) -> &'static str {
+        match self {
+            Principal::User { .. } => "session",
+            Principal::ApiKey { .. } => "api_key",
+        }
+    }
+}
