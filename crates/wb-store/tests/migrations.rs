@@ -651,3 +651,78 @@ async fn postgres_reopening_is_a_no_op_and_newer_databases_are_refused() {
         "{err}"
     );
 }
+
+// ---- Disaster recovery coverage ----
+
+/// Every control table, and what disaster recovery (`wb-server/src/dr.rs`)
+/// does with it. Its configuration backup lists the tables it copies by
+/// hand, so a new control table would silently stay behind: adding one to
+/// the migrations fails this test until it is placed here (and, when it
+/// holds configuration, added to the backup).
+const CONTROL_TABLES: &[(&str, &str)] = &[
+    (
+        "companies",
+        "backed up (wrapped DEK apart, at keys/companies/{id}.dek)",
+    ),
+    ("users", "backed up"),
+    ("memberships", "backed up"),
+    ("api_keys", "backed up (hashes only)"),
+    ("export_schedules", "backed up (credentials still sealed)"),
+    ("cursors", "only ship:company:{id}, as shipped_seq"),
+    ("sessions", "not backed up"),
+    (
+        "audit_events",
+        "not backed up (company trails ship apart, backup/audit_trail.rs)",
+    ),
+    ("collected_sources", "not backed up"),
+    ("collected_events", "not backed up"),
+    ("audit_checkpoints", "not backed up"),
+    ("nodes", "not backed up"),
+    ("login_failures", "not backed up"),
+    ("leases", "not backed up"),
+    ("alerts", "not backed up"),
+    ("placements", "PostgreSQL only; not backed up"),
+    (
+        "schema_migrations",
+        "PostgreSQL only; written by the migrations",
+    ),
+];
+
+#[test]
+fn sqlite_every_control_table_is_placed_for_disaster_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = DataKey::generate();
+    let mut conn = sqlite_file(dir.path(), "control.db", &key);
+    migrations::sqlite::migrate(&mut conn, Database::Control, migrations::SQLITE_CONTROL).unwrap();
+    let mut tables = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        .unwrap();
+    for table in tables.query_map([], |r| r.get::<_, String>(0)).unwrap() {
+        let table = table.unwrap();
+        assert!(
+            CONTROL_TABLES.iter().any(|(t, _)| *t == table),
+            "control table {table} is new: decide what disaster recovery does with it"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_every_control_table_is_placed_for_disaster_recovery() {
+    let client = pg_database("mig_dr").await;
+    migrations::postgres::migrate(&client, Database::Control, migrations::POSTGRES_CONTROL)
+        .await
+        .unwrap();
+    for table in pg_lines(
+        &client,
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
+    )
+    .await
+    {
+        assert!(
+            CONTROL_TABLES
+                .iter()
+                .any(|(t, _)| format!("Some({t:?})") == table),
+            "control table {table} is new: decide what disaster recovery does with it"
+        );
+    }
+}

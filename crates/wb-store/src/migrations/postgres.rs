@@ -68,6 +68,20 @@ pub async fn migrate_to(
         client
             .execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
             .await?;
+        if db == Database::Tenant {
+            // Also the lock the company writers take first, as migrations of
+            // builds before this list did: a writer or an older node's
+            // migration waits, whichever build it runs.
+            let heads: bool = client
+                .query_one("SELECT to_regclass('heads') IS NOT NULL", &[])
+                .await?
+                .try_get(0)?;
+            if heads {
+                client
+                    .execute("SELECT 1 FROM heads WHERE id = 1 FOR UPDATE", &[])
+                    .await?;
+            }
+        }
         if db == Database::Control {
             client
                 .batch_execute(

@@ -7,6 +7,7 @@ mod connect;
 mod control;
 mod control_alerts;
 mod control_central;
+mod control_coordination;
 mod control_export_schedules;
 mod control_rows;
 mod placement;
