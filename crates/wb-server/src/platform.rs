@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use time::{Duration, OffsetDateTime};
+use wb_core::Action;
 use wb_core::{Permission, Role};
 use wb_crypto::{
     check_strength, hash_passphrase, new_token, token_hash, verify_passphrase, DataKey, MasterKey,
@@ -316,7 +317,7 @@ impl Platform {
         let Err(error) = store.record(event.clone()).await else {
             return Ok(());
         };
-        self.raise_audit_alarm(store.company_id(), &event.action, &error)
+        self.raise_audit_alarm(store.company_id(), event.action, &error)
             .await;
         if self.audit_policy().allows_unaudited(kind) {
             Ok(())
@@ -330,7 +331,7 @@ impl Platform {
     pub async fn checked<T>(
         &self,
         company_id: &str,
-        action: &str,
+        action: Action,
         result: Result<T, wb_store::StoreError>,
     ) -> ApiResult<T> {
         if let Err(error @ wb_store::StoreError::AuditUnavailable(_)) = &result {
@@ -343,15 +344,15 @@ impl Platform {
     async fn raise_audit_alarm(
         &self,
         company_id: &str,
-        action: &str,
+        action: Action,
         error: &wb_store::StoreError,
     ) {
-        tracing::error!(%error, company = company_id, action, "audit trail unavailable");
+        tracing::error!(%error, company = company_id, action = action.as_str(), "audit trail unavailable");
         let alarm = AuditEvent {
             at: self.now(),
             actor: Actor::system("audit"),
             company_id: Some(company_id.to_string()),
-            action: "audit.unavailable".into(),
+            action: Action::AuditUnavailable,
             target: Some(action.to_string()),
             outcome: Outcome::Failure,
             detail: Some(error.to_string()),
@@ -455,7 +456,7 @@ impl Platform {
             at: self.now(),
             actor: actor.clone(),
             company_id: Some(company.id.clone()),
-            action: "company.restore".into(),
+            action: Action::CompanyRestore,
             target: Some(format!("company:{}", company.id)),
             outcome: Outcome::Success,
             detail: Some(detail),
@@ -595,7 +596,7 @@ impl Platform {
                 ..actor.clone()
             },
             company_id: Some(company.id.clone()),
-            action: "company.signup".into(),
+            action: Action::CompanySignup,
             target: Some(format!("company:{}", company.id)),
             outcome: Outcome::Success,
             detail: None,
@@ -636,7 +637,7 @@ impl Platform {
                         at: now,
                         actor: actor.clone(),
                         company_id: None,
-                        action: "company.signup".into(),
+                        action: Action::CompanySignup,
                         target: None,
                         outcome: Outcome::Failure,
                         detail: Some(format!(
@@ -668,7 +669,7 @@ impl Platform {
                 at: now,
                 actor,
                 company_id: None,
-                action: "company.signup".into(),
+                action: Action::CompanySignup,
                 target: Some(format!("email:{}", user.email)),
                 outcome: Outcome::Failure,
                 detail: Some(
@@ -744,7 +745,7 @@ impl Platform {
             at: self.now(),
             actor: Actor::system("cli"),
             company_id: Some(company.id.clone()),
-            action: "company.create".into(),
+            action: Action::CompanyCreate,
             target: Some(format!("company:{}", company.id)),
             outcome: Outcome::Success,
             detail: None,
@@ -799,7 +800,7 @@ impl Platform {
                 at: self.now(),
                 actor,
                 company_id: Some(company_id.to_string()),
-                action: "company.move".into(),
+                action: Action::CompanyMove,
                 target: Some(format!("company:{company_id}")),
                 outcome,
                 detail: Some(detail),
@@ -820,7 +821,7 @@ impl Platform {
             at: self.now(),
             actor,
             company_id: None,
-            action: "user.create".into(),
+            action: Action::UserCreate,
             target: Some(format!("user:{}", user.id)),
             outcome: Outcome::Success,
             detail: None,
@@ -846,7 +847,7 @@ impl Platform {
             at: self.now(),
             actor,
             company_id: Some(company_id.to_string()),
-            action: "member.add".into(),
+            action: Action::MemberAdd,
             target: Some(format!("user:{user_id}")),
             outcome: Outcome::Success,
             detail: Some(format!("role {role}")),
@@ -957,7 +958,7 @@ impl Platform {
                     ..actor
                 },
                 company_id: None,
-                action: "auth.login".into(),
+                action: Action::AuthLogin,
                 target: None,
                 outcome: Outcome::Success,
                 detail: None,
@@ -981,7 +982,7 @@ impl Platform {
                 ..actor
             },
             company_id: None,
-            action: "auth.login".into(),
+            action: Action::AuthLogin,
             // Only a well-formed address is kept: anything else typed
             // here (a pasted passphrase) must not enter the trail.
             target: Some(match normalize_email(email) {
@@ -1003,7 +1004,7 @@ impl Platform {
                     at: self.now(),
                     actor,
                     company_id: None,
-                    action: "auth.logout".into(),
+                    action: Action::AuthLogout,
                     target: None,
                     outcome: Outcome::Success,
                     detail: None,
@@ -1083,7 +1084,7 @@ impl Platform {
                     at: self.now(),
                     actor: actor.clone(),
                     company_id: Some(company_id.chars().take(64).collect()),
-                    action: "access.company".into(),
+                    action: Action::AccessCompany,
                     target: None,
                     outcome: Outcome::Failure,
                     detail: Some("not a member of this company".into()),
@@ -1144,7 +1145,7 @@ impl Platform {
             at: now,
             actor,
             company_id: Some(company_id.to_string()),
-            action: "api_key.create".into(),
+            action: Action::ApiKeyCreate,
             target: Some(format!("api_key:{}", record.id)),
             outcome: Outcome::Success,
             detail: Some(format!("role {role}, expires in {days} days")),
@@ -1162,7 +1163,7 @@ impl Platform {
             at: self.now(),
             actor,
             company_id: Some(company_id.to_string()),
-            action: "api_key.create".into(),
+            action: Action::ApiKeyCreate,
             target: None,
             outcome: Outcome::Failure,
             detail: Some("refused: API keys may not create API keys".into()),
@@ -1183,7 +1184,7 @@ impl Platform {
             at: self.now(),
             actor,
             company_id: Some(company_id.to_string()),
-            action: "api_key.revoke".into(),
+            action: Action::ApiKeyRevoke,
             target: Some(format!("api_key:{key_id}")),
             outcome: Outcome::Success,
             detail: None,

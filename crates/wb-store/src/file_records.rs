@@ -9,8 +9,6 @@ use crate::StoreError;
 
 /// The journal kind of a recorded attachment.
 pub(crate) const FILE_ADDED: &str = "file_added";
-/// The audit action of an upload.
-pub(crate) const FILE_UPLOAD: &str = "file.upload";
 
 /// Refuses a file the API would never have sent: the store's own guard.
 pub(crate) fn check(file: &NewFile) -> Result<(), StoreError> {

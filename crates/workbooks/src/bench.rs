@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use rusqlite::Connection;
 use serde_json::json;
 use time::macros::date;
-use wb_core::{EntryDraft, NewAccount, PostingDraft};
+use wb_core::{Action, EntryDraft, NewAccount, PostingDraft};
 use wb_crypto::MasterKey;
 use wb_server::{Platform, ServerConfig, SystemClock};
 use wb_store::{Actor, WriteContext};
@@ -725,7 +725,7 @@ fn chained_events(first: i64, count: i64, prev: &mut String) -> Vec<wb_store::St
                 client: "127.0.0.1".into(),
                 request_id: format!("req-{seq}"),
                 company_id: "bench".into(),
-                action: "entry.read".into(),
+                action: Action::EntryRead.into(),
                 target: format!("entry:{seq}"),
                 outcome: "success".into(),
                 detail: String::new(),
@@ -838,7 +838,7 @@ async fn audit_bench(dir: &Path, seconds: u64) -> Result<AuditBench> {
                 at: time::OffsetDateTime::now_utc(),
                 actor: Actor::system("bench"),
                 company_id: Some("bench".into()),
-                action: "entry.read".into(),
+                action: Action::EntryRead,
                 target: Some(format!("entry:{i}")),
                 outcome: wb_store::Outcome::Success,
                 detail: None,

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
+use wb_core::Action;
 use wb_core::{EntryDraft, NewAccount, Permission, PostingDraft, Role};
 use wb_store::{AuditEvent, EntryPage, Idempotency, Outcome, TenantStore, WriteContext};
 
@@ -53,14 +54,14 @@ impl Books {
     pub async fn audit_read(
         &self,
         platform: &AppState,
-        action: &str,
+        action: Action,
         target: Option<String>,
     ) -> ApiResult<()> {
         let event = AuditEvent {
             at: platform.now(),
             actor: self.caller.actor.clone(),
             company_id: Some(self.company_id.clone()),
-            action: action.to_string(),
+            action,
             target,
             outcome: Outcome::Success,
             detail: None,
@@ -135,7 +136,9 @@ pub async fn company(
     Path(company): Path<String>,
 ) -> ApiResult<Json<CompanyView>> {
     let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
-    books.audit_read(&platform, "company.read", None).await?;
+    books
+        .audit_read(&platform, Action::CompanyRead, None)
+        .await?;
     let record = platform
         .control
         .company(&company)
@@ -159,7 +162,9 @@ pub async fn list_accounts(
     Path(company): Path<String>,
 ) -> ApiResult<Json<Vec<AccountView>>> {
     let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
-    books.audit_read(&platform, "accounts.list", None).await?;
+    books
+        .audit_read(&platform, Action::AccountsList, None)
+        .await?;
     Ok(Json(
         books
             .store
@@ -193,7 +198,7 @@ pub async fn create_account(
         .create_account(account, books.write_context(&platform))
         .await;
     let created = platform
-        .checked(&company, "account.create", created)
+        .checked(&company, Action::AccountCreate, created)
         .await?;
     Ok((StatusCode::CREATED, Json((&created).into())))
 }
@@ -219,7 +224,9 @@ pub async fn list_entries(
     ApiQuery(q): ApiQuery<EntryQuery>,
 ) -> ApiResult<Json<EntryList>> {
     let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
-    books.audit_read(&platform, "entries.list", None).await?;
+    books
+        .audit_read(&platform, Action::EntriesList, None)
+        .await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let after =
         match q.after.as_deref() {
@@ -268,7 +275,9 @@ pub async fn post_entry(
         .store
         .post_entries(vec![draft], idempotency, books.write_context(&platform))
         .await;
-    let posted = platform.checked(&company, "entry.post", posted).await?;
+    let posted = platform
+        .checked(&company, Action::EntryPost, posted)
+        .await?;
     let entry = posted.entries.first().ok_or_else(ApiError::internal)?;
     let mut response = (StatusCode::CREATED, Json(EntryView::from(entry))).into_response();
     if posted.replayed {
@@ -315,7 +324,9 @@ pub async fn post_batch(
         .store
         .post_entries(drafts, idempotency, books.write_context(&platform))
         .await;
-    let posted = platform.checked(&company, "entry.post", posted).await?;
+    let posted = platform
+        .checked(&company, Action::EntryPost, posted)
+        .await?;
     let mut response = (
         StatusCode::CREATED,
         Json(BatchResponse {
@@ -343,7 +354,7 @@ pub async fn get_entry(
     books
         .audit_read(
             &platform,
-            "entry.read",
+            Action::EntryRead,
             Some(format!(
                 "entry:{}",
                 entry.chars().take(32).collect::<String>()
@@ -390,7 +401,7 @@ pub async fn reverse_entry(
         )
         .await;
     let reversal = platform
-        .checked(&company, "entry.reverse", reversal)
+        .checked(&company, Action::EntryReverse, reversal)
         .await?;
     Ok((StatusCode::CREATED, Json((&reversal).into())))
 }

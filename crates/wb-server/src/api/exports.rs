@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use wb_core::Action;
 use wb_core::Permission;
 use wb_crypto::Secret;
 use wb_store::{AuditEvent, Outcome};
@@ -137,16 +138,16 @@ fn export_busy(busy: exports::Busy) -> ApiError {
 
 /// Appends an event to the company's chain; refuses the request when it cannot.
 async fn audit(books: &Books, platform: &AppState, event: AuditEvent) -> ApiResult<()> {
-    let action = event.action.clone();
+    let action = event.action;
     platform
-        .checked(&books.company_id, &action, books.store.record(event).await)
+        .checked(&books.company_id, action, books.store.record(event).await)
         .await
 }
 
 fn event(
     books: &Books,
     platform: &AppState,
-    action: &str,
+    action: Action,
     export_id: &str,
     outcome: Outcome,
     detail: Option<String>,
@@ -155,7 +156,7 @@ fn event(
         at: platform.now(),
         actor: books.caller.actor.clone(),
         company_id: Some(books.company_id.clone()),
-        action: action.into(),
+        action,
         target: Some(format!("export:{export_id}")),
         outcome,
         detail,
@@ -200,7 +201,7 @@ pub async fn create(
         event(
             &books,
             &platform,
-            "export.create",
+            Action::ExportCreate,
             &id,
             Outcome::Success,
             Some(detail),
@@ -214,7 +215,7 @@ pub async fn create(
             let failed = event(
                 &books,
                 &platform,
-                "export.create",
+                Action::ExportCreate,
                 &id,
                 Outcome::Failure,
                 Some("the export could not be stored".into()),
@@ -292,7 +293,7 @@ pub async fn download(
         event(
             &books,
             &platform,
-            "export.download",
+            Action::ExportDownload,
             &record.id,
             Outcome::Success,
             None,

@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use wb_core::attachments::{normalize_content_type, validate_file_name};
+use wb_core::Action;
 use wb_core::Permission;
 use wb_store::{AuditEvent, FilePage, FileRecord, NewFile, Outcome};
 
@@ -160,7 +161,7 @@ async fn audit_refusal(books: &Books, platform: &AppState, detail: &str) {
         at: platform.now(),
         actor: books.caller.actor.clone(),
         company_id: Some(books.company_id.clone()),
-        action: "file.upload".into(),
+        action: Action::FileUpload,
         target: None,
         outcome: Outcome::Failure,
         detail: Some(detail.to_string()),
@@ -249,7 +250,9 @@ pub async fn upload(
         .add_file(file, books.write_context(&platform))
         .await;
     // The object stays when this fails: another file may share it.
-    let record = platform.checked(&company, "file.upload", recorded).await?;
+    let record = platform
+        .checked(&company, Action::FileUpload, recorded)
+        .await?;
     let location = format!("/api/v1/companies/{company}/files/{}", record.id);
     let mut response = (StatusCode::CREATED, Json(FileView::from(&record))).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
@@ -268,7 +271,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<FileQuery>,
 ) -> ApiResult<Json<FileList>> {
     let books = Books::open(&platform, caller, &company, Permission::ReadBooks).await?;
-    books.audit_read(&platform, "files.list", None).await?;
+    books.audit_read(&platform, Action::FilesList, None).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let after =
         match q.after.as_deref() {
@@ -315,7 +318,7 @@ pub async fn download(
     books
         .audit_read(
             &platform,
-            "file.download",
+            Action::FileDownload,
             Some(format!(
                 "file:{}",
                 file.chars().take(32).collect::<String>()

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use time::{Date, Month};
 use utoipa::IntoParams;
 use wb_core::reports::{self, AccountInfo};
+use wb_core::Action;
 use wb_core::Permission;
 
 use super::books::Books;
@@ -86,7 +87,7 @@ pub async fn trial_balance(
     books
         .audit_read(
             &platform,
-            "report.trial_balance",
+            Action::ReportTrialBalance,
             Some(format!("as_of:{date}")),
         )
         .await?;
@@ -109,7 +110,7 @@ pub async fn balance_sheet(
     books
         .audit_read(
             &platform,
-            "report.balance_sheet",
+            Action::ReportBalanceSheet,
             Some(format!("as_of:{date}")),
         )
         .await?;
@@ -132,7 +133,7 @@ pub async fn income_statement(
     books
         .audit_read(
             &platform,
-            "report.income_statement",
+            Action::ReportIncomeStatement,
             Some(format!("period:{from}..{to}")),
         )
         .await?;
@@ -168,7 +169,7 @@ pub async fn register(
     books
         .audit_read(
             &platform,
-            "account.register",
+            Action::AccountRegister,
             Some(format!("account:{account}")),
         )
         .await?;

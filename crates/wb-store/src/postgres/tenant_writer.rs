@@ -286,7 +286,7 @@ impl Writer {
     async fn refused(
         &mut self,
         error: StoreError,
-        action: &str,
+        action: Action,
         ctx: WriteContext,
     ) -> Result<Output, StoreError> {
         if !matches!(error, StoreError::AuditUnavailable(_)) {
@@ -294,7 +294,7 @@ impl Writer {
                 at: ctx.at,
                 actor: ctx.actor.clone(),
                 company_id: Some(self.company_id.clone()),
-                action: action.to_string(),
+                action,
                 target: None,
                 outcome: Outcome::Failure,
                 detail: Some(error.to_string()),
@@ -549,7 +549,7 @@ impl Planner<'_> {
                 self.audit(
                     &mut w,
                     &recorded,
-                    &event.action,
+                    event.action,
                     event.target.as_deref(),
                     event.outcome,
                     event.detail.as_deref(),
@@ -587,7 +587,7 @@ impl Planner<'_> {
         self.audit(
             w,
             ctx,
-            file_records::FILE_UPLOAD,
+            Action::FileUpload,
             Some(&target),
             Outcome::Success,
             Some(&detail),
@@ -620,7 +620,7 @@ impl Planner<'_> {
         self.audit(
             w,
             ctx,
-            "account.create",
+            Action::AccountCreate,
             Some(&format!("account:{}", account.code)),
             Outcome::Success,
             None,
@@ -746,7 +746,14 @@ impl Planner<'_> {
         };
         self.journal(w, ctx, "entries_posted", to_json(&payload)?);
         let target = entries_target(&entries);
-        self.audit(w, ctx, "entry.post", Some(&target), Outcome::Success, None);
+        self.audit(
+            w,
+            ctx,
+            Action::EntryPost,
+            Some(&target),
+            Outcome::Success,
+            None,
+        );
         Ok(Posted {
             entries,
             replayed: false,
@@ -792,7 +799,7 @@ impl Planner<'_> {
         self.audit(
             w,
             ctx,
-            "entry.reverse",
+            Action::EntryReverse,
             Some(&format!("entry:{entry_id}")),
             Outcome::Success,
             Some(&format!("reversal entry:{}", stored.id)),
@@ -845,7 +852,7 @@ impl Planner<'_> {
         self.audit(
             w,
             ctx,
-            "journal.replay",
+            Action::JournalReplay,
             Some(&target),
             Outcome::Success,
             None,
@@ -1031,7 +1038,7 @@ impl Planner<'_> {
         &mut self,
         w: &mut Writes,
         ctx: &WriteContext,
-        action: &str,
+        action: Action,
         target: Option<&str>,
         outcome: Outcome,
         detail: Option<&str>,
@@ -1048,7 +1055,7 @@ impl Planner<'_> {
             client: actor.client.clone().unwrap_or_default(),
             request_id: actor.request_id.clone().unwrap_or_default(),
             company_id: self.company_id.to_string(),
-            action: action.to_string(),
+            action: action.into(),
             target: target.unwrap_or_default().to_string(),
             outcome: outcome.as_str().to_string(),
             detail: detail.unwrap_or_default().to_string(),

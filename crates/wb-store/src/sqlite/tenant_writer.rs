@@ -373,7 +373,7 @@ impl WriterState {
                 };
                 self.audit_append(
                     &recorded,
-                    &event.action,
+                    event.action,
                     event.target.as_deref(),
                     event.outcome,
                     event.detail.as_deref(),
@@ -393,7 +393,7 @@ impl WriterState {
         self.journal_append(ctx, "account_created", &account_created(&account, &at))?;
         self.audit_append(
             ctx,
-            "account.create",
+            Action::AccountCreate,
             Some(&format!("account:{}", account.code)),
             Outcome::Success,
             None,
@@ -419,7 +419,7 @@ impl WriterState {
         let (target, detail) = file_records::audit_fields(&record);
         self.audit_append(
             ctx,
-            file_records::FILE_UPLOAD,
+            Action::FileUpload,
             Some(&target),
             Outcome::Success,
             Some(&detail),
@@ -568,7 +568,13 @@ impl WriterState {
         };
         self.journal_append(ctx, "entries_posted", &to_json(&payload)?)?;
         let target = entries_target(&entries);
-        self.audit_append(ctx, "entry.post", Some(&target), Outcome::Success, None)?;
+        self.audit_append(
+            ctx,
+            Action::EntryPost,
+            Some(&target),
+            Outcome::Success,
+            None,
+        )?;
         Ok(Posted {
             entries,
             replayed: false,
@@ -616,7 +622,7 @@ impl WriterState {
         self.journal_append(ctx, "entry_reversed", &to_json(&payload)?)?;
         self.audit_append(
             ctx,
-            "entry.reverse",
+            Action::EntryReverse,
             Some(&format!("entry:{entry_id}")),
             Outcome::Success,
             Some(&format!("reversal entry:{}", stored.id)),
@@ -671,7 +677,13 @@ impl WriterState {
             )?;
         }
         self.flush_balances(balances)?;
-        self.audit_append(ctx, "journal.replay", Some(&target), Outcome::Success, None)?;
+        self.audit_append(
+            ctx,
+            Action::JournalReplay,
+            Some(&target),
+            Outcome::Success,
+            None,
+        )?;
         Ok(self.journal.seq)
     }
 
@@ -907,7 +919,7 @@ impl WriterState {
     fn audit_append(
         &mut self,
         ctx: &WriteContext,
-        action: &str,
+        action: Action,
         target: Option<&str>,
         outcome: Outcome,
         detail: Option<&str>,
@@ -924,7 +936,7 @@ impl WriterState {
             client: actor.client.clone().unwrap_or_default(),
             request_id: actor.request_id.clone().unwrap_or_default(),
             company_id: self.company_id.clone(),
-            action: action.to_string(),
+            action: action.into(),
             target: target.unwrap_or_default().to_string(),
             outcome: outcome.as_str().to_string(),
             detail: detail.unwrap_or_default().to_string(),
@@ -945,7 +957,7 @@ impl WriterState {
                 actor.auth,
                 actor.client,
                 actor.request_id,
-                action,
+                action.as_str(),
                 target,
                 fields.outcome,
                 detail,
