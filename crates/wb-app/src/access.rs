@@ -14,6 +14,7 @@
 //! cannot be probed.
 
 use std::sync::Arc;
+use wb_core::Action;
 
 use time::OffsetDateTime;
 use wb_core::{Permission, Role};
@@ -80,7 +81,7 @@ impl Platform {
             self.record_refusal(
                 &caller.actor,
                 company_id,
-                "access.company",
+                Action::AccessCompany,
                 "not a member of this company".into(),
             )
             .await?;
@@ -90,7 +91,7 @@ impl Platform {
             self.record_refusal(
                 &caller.actor,
                 company_id,
-                "access.permission",
+                Action::AccessPermission,
                 format!("the {role} role does not allow {permission:?}"),
             )
             .await?;
@@ -116,7 +117,7 @@ impl Platform {
         &self,
         actor: &Actor,
         company_id: &str,
-        action: &str,
+        action: Action,
         detail: String,
     ) -> ServiceResult<()> {
         let event = AuditEvent {
@@ -124,7 +125,7 @@ impl Platform {
             actor: actor.clone(),
             // A probing caller chooses this id: bounded before it is stored.
             company_id: Some(company_id.chars().take(64).collect()),
-            action: action.into(),
+            action,
             target: None,
             outcome: Outcome::Failure,
             detail: Some(detail),
@@ -152,7 +153,7 @@ impl Admission {
     pub async fn read(
         self,
         platform: &Platform,
-        action: &str,
+        action: Action,
         target: Option<String>,
     ) -> ServiceResult<CompanyScope> {
         let scope = self.open(platform).await?;
@@ -160,7 +161,7 @@ impl Admission {
             at: platform.now(),
             actor: scope.caller.actor.clone(),
             company_id: Some(scope.company_id.clone()),
-            action: action.to_string(),
+            action,
             target,
             outcome: Outcome::Success,
             detail: None,
@@ -199,14 +200,9 @@ impl Admission {
 }
 
 impl CompanyScope {
-    pub fn store(&self) -> &dyn TenantStore {
+    /// The company's store: only services in this crate reach it.
+    pub(crate) fn store(&self) -> &dyn TenantStore {
         &*self.store
-    }
-
-    /// The store as a shared handle, for work that outlives the request
-    /// (a streamed export).
-    pub fn store_handle(&self) -> Arc<dyn TenantStore> {
-        self.store.clone()
     }
 
     pub fn role(&self) -> Role {
@@ -236,9 +232,9 @@ impl CompanyScope {
     /// failed operation, an export made), raising the alarm when the trail
     /// is unavailable.
     pub async fn record(&self, platform: &Platform, event: AuditEvent) -> ServiceResult<()> {
-        let action = event.action.clone();
+        let action = event.action;
         platform
-            .checked(&self.company_id, &action, self.store.record(event).await)
+            .checked(&self.company_id, action, self.store.record(event).await)
             .await
     }
 }

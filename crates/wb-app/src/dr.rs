@@ -29,6 +29,7 @@ use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use wb_core::Action;
 use wb_core::Role;
 use wb_crypto::DataKey;
 use wb_store::{
@@ -448,11 +449,11 @@ pub async fn restore(platform: &Platform) -> anyhow::Result<DrReport> {
         );
     }
     let now = platform.now();
-    let audit = |action: &str, company: Option<&str>, detail: String| AuditEvent {
+    let audit = |action: Action, company: Option<&str>, detail: String| AuditEvent {
         at: now,
         actor: Actor::system("dr"),
         company_id: company.map(str::to_string),
-        action: action.into(),
+        action,
         target: company.map(|c| format!("company:{c}")),
         outcome: Outcome::Success,
         detail: Some(detail),
@@ -470,7 +471,7 @@ pub async fn restore(platform: &Platform) -> anyhow::Result<DrReport> {
             .control
             .create_user(
                 &user,
-                &audit("dr.restore_user", None, format!("user:{}", u.id)),
+                &audit(Action::DrRestoreUser, None, format!("user:{}", u.id)),
             )
             .await?;
     }
@@ -513,7 +514,7 @@ pub async fn restore(platform: &Platform) -> anyhow::Result<DrReport> {
                         .add_member(
                             &membership,
                             &audit(
-                                "dr.restore_member",
+                                Action::DrRestoreMember,
                                 Some(&c.id),
                                 format!("user:{}", m.user_id),
                             ),
@@ -550,7 +551,7 @@ pub async fn restore(platform: &Platform) -> anyhow::Result<DrReport> {
                         .put_export_schedule(
                             &schedule,
                             &audit(
-                                "dr.restore_export_schedule",
+                                Action::DrRestoreExportSchedule,
                                 Some(&c.id),
                                 e.destination.clone(),
                             ),
@@ -574,7 +575,7 @@ pub async fn restore(platform: &Platform) -> anyhow::Result<DrReport> {
                         .create_api_key(
                             &record,
                             &audit(
-                                "dr.restore_api_key",
+                                Action::DrRestoreApiKey,
                                 Some(&c.id),
                                 format!("api_key:{}", k.id),
                             ),
@@ -589,7 +590,7 @@ pub async fn restore(platform: &Platform) -> anyhow::Result<DrReport> {
     platform
         .control
         .audit(&audit(
-            "dr.restore",
+            Action::DrRestore,
             None,
             format!(
                 "from {path}: {} of {} companies, {} users",
@@ -671,7 +672,7 @@ async fn restore_company(
         at: platform.now(),
         actor: Actor::system("dr"),
         company_id: Some(c.id.clone()),
-        action: "company.restore".into(),
+        action: Action::CompanyRestore,
         target: Some(format!("company:{}", c.id)),
         outcome: Outcome::Success,
         detail: Some(format!(

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use wb_core::audit::{Checkpoint, GENESIS};
+use wb_core::Action;
 use wb_store::{Actor, AuditEvent, Outcome, StoredAuditEvent, TenantStore};
 
 use crate::dto::rfc3339;
@@ -250,7 +251,7 @@ async fn checkpoint_source(
             at: platform.now(),
             actor: Actor::system("audit"),
             company_id: None,
-            action: "audit.checkpoint".into(),
+            action: Action::AuditCheckpoint,
             target: Some(source.to_string()),
             outcome: Outcome::Success,
             detail: Some(format!(

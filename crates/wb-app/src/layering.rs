@@ -156,6 +156,45 @@ mod tests {
         assert!(importers.is_empty(), "these import jobs: {importers:?}");
     }
 
+    /// The names in the `[dependencies]` table of a crate's manifest.
+    fn dependencies(manifest: &Path) -> BTreeSet<String> {
+        let text = std::fs::read_to_string(manifest).expect("read manifest");
+        let mut in_deps = false;
+        let mut names = BTreeSet::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.starts_with('[') {
+                in_deps = line == "[dependencies]";
+            } else if in_deps && !line.is_empty() && !line.starts_with('#') {
+                let name = line.split(['=', '.']).next().unwrap_or("").trim();
+                names.insert(name.to_string());
+            }
+        }
+        names
+    }
+
+    /// Cargo enforces the layers: the services name no HTTP server crate,
+    /// the HTTP adapter names no store.
+    #[test]
+    fn manifests_keep_the_layers() {
+        let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let app = dependencies(&here.join("Cargo.toml"));
+        assert!(app.contains("wb-store"), "read the wrong table: {app:?}");
+        for http in [
+            "axum",
+            "axum-server",
+            "hyper",
+            "hyper-util",
+            "tower",
+            "tower-http",
+        ] {
+            assert!(!app.contains(http), "wb-app depends on {http}");
+        }
+        let web = dependencies(&here.join("../wb-server/Cargo.toml"));
+        assert!(web.contains("axum") && web.contains("wb-app"), "{web:?}");
+        assert!(!web.contains("wb-store"), "wb-server depends on wb-store");
+    }
+
     #[test]
     fn the_checker_sees_cycles_and_groups() {
         let names: BTreeSet<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();

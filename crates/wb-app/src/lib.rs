@@ -20,6 +20,7 @@ pub mod audit_verify;
 pub mod auth_cache;
 pub mod backup;
 pub mod backup_verify;
+pub mod books;
 pub mod clock;
 pub mod cpu_work;
 pub mod data_lock;
@@ -42,6 +43,7 @@ pub mod objects;
 pub mod platform;
 pub mod policy;
 pub mod principal;
+pub mod records;
 pub mod runner;
 pub mod storage;
 

@@ -108,7 +108,7 @@ pub fn observed(e: &CentralEvent, now: OffsetDateTime) -> ObservedEvent {
         client: ev.client.clone(),
         request_id: ev.request_id.clone(),
         company_id: ev.company_id.clone(),
-        action: ev.action.clone(),
+        action: ev.known_action(),
         target: ev.target.clone(),
         outcome: ev.outcome.clone(),
         detail: ev.detail.clone(),

@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use wb_core::Action;
 
 use anyhow::Context;
 use time::{Duration, OffsetDateTime};
@@ -244,7 +245,7 @@ impl Platform {
         let Err(error) = store.record(event.clone()).await else {
             return Ok(());
         };
-        self.raise_audit_alarm(store.company_id(), &event.action, &error)
+        self.raise_audit_alarm(store.company_id(), event.action, &error)
             .await;
         if self.audit_policy().allows_unaudited(kind) {
             Ok(())
@@ -258,7 +259,7 @@ impl Platform {
     pub async fn checked<T>(
         &self,
         company_id: &str,
-        action: &str,
+        action: Action,
         result: Result<T, wb_store::StoreError>,
     ) -> ServiceResult<T> {
         if let Err(error @ wb_store::StoreError::AuditUnavailable(_)) = &result {
@@ -271,15 +272,15 @@ impl Platform {
     async fn raise_audit_alarm(
         &self,
         company_id: &str,
-        action: &str,
+        action: Action,
         error: &wb_store::StoreError,
     ) {
-        tracing::error!(%error, company = company_id, action, "audit trail unavailable");
+        tracing::error!(%error, company = company_id, action = action.as_str(), "audit trail unavailable");
         let alarm = AuditEvent {
             at: self.now(),
             actor: Actor::system("audit"),
             company_id: Some(company_id.to_string()),
-            action: "audit.unavailable".into(),
+            action: Action::AuditUnavailable,
             target: Some(action.to_string()),
             outcome: Outcome::Failure,
             detail: Some(error.to_string()),
@@ -317,6 +318,12 @@ impl Platform {
             .filter(|c| c.status == CompanyStatus::Active)
             .map(|c| c.id)
             .collect())
+    }
+
+    /// Whether the control database answers (readiness).
+    pub async fn ready(&self) -> ServiceResult<()> {
+        self.control.company("readiness-probe").await?;
+        Ok(())
     }
 
     pub fn now(&self) -> OffsetDateTime {

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use wb_core::Action;
 
 use anyhow::Result;
 use rusqlite::Connection;
@@ -412,7 +413,7 @@ fn chained_events(first: i64, count: i64, prev: &mut String) -> Vec<wb_store::St
                 client: "127.0.0.1".into(),
                 request_id: format!("req-{seq}"),
                 company_id: "bench".into(),
-                action: "entry.read".into(),
+                action: Action::EntryRead.into(),
                 target: format!("entry:{seq}"),
                 outcome: "success".into(),
                 detail: String::new(),
@@ -525,7 +526,7 @@ async fn audit_bench(dir: &Path, seconds: u64) -> Result<AuditBench> {
                 at: time::OffsetDateTime::now_utc(),
                 actor: Actor::system("bench"),
                 company_id: Some("bench".into()),
-                action: "entry.read".into(),
+                action: Action::EntryRead,
                 target: Some(format!("entry:{i}")),
                 outcome: wb_store::Outcome::Success,
                 detail: None,

@@ -5,6 +5,10 @@
 
 use sha2::{Digest, Sha256};
 
+pub mod action;
+
+pub use action::{Action, UnknownAction};
+
 /// The hash before the first record of a chain.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -253,7 +257,7 @@ mod tests {
                 let fields = AuditFields {
                     at: format!("2026-01-01T00:00:{:02}Z", seq % 60),
                     actor: "user:1".into(),
-                    action: "entry.post".into(),
+                    action: Action::EntryPost.into(),
                     target: format!("entry:{seq}"),
                     outcome: "success".into(),
                     ..Default::default()

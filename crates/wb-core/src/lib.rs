@@ -17,6 +17,7 @@ pub mod retention;
 pub mod revert;
 pub mod roles;
 
+pub use audit::Action;
 pub use ledger::{
     AccountType, BalancedEntry, EntryDraft, LedgerError, NewAccount, Posting, PostingDraft,
 };

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, FromRequestParts, RawPathParams};
 use axum::http::request::Parts;
 use axum::http::{header, Method};
+use wb_app::records::Actor;
 use wb_core::Permission;
 use wb_crypto::Secret;
-use wb_store::Actor;
 
 use crate::access::Admission;
 use crate::platform::Platform;

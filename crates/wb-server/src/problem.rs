@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 use wb_app::error::{ErrorKind, ServiceError};
+use wb_app::records::StoreError;
 use wb_core::LedgerError;
-use wb_store::StoreError;
 
 pub const TYPE_PREFIX: &str = "urn:workbooks:problem:";
 

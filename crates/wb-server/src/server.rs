@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use axum_server::Handle;
-use wb_store::{Actor, AuditEvent, Outcome};
+use wb_app::records::{Actor, AuditEvent, Outcome};
+use wb_core::Action;
 
 use crate::config::{ConnectionLimits, ServerConfig, TlsMode};
 use crate::jobs::Jobs;
@@ -40,7 +41,7 @@ impl RunningServer {
     pub async fn shutdown(self) -> Result<()> {
         self.handle.graceful_shutdown(Some(Duration::from_secs(10)));
         self.task.await.context("server task")??;
-        audit_system(&self.platform, "system.shutdown", &self.config_digest).await;
+        audit_system(&self.platform, Action::SystemShutdown, &self.config_digest).await;
         // Jobs stop last, so their final round collects the shutdown event.
         self.jobs.stop().await;
         Ok(())
@@ -53,12 +54,12 @@ fn config_digest(config: &ServerConfig) -> String {
     format!("sha256:{}", &wb_crypto::sha256_hex(text.as_bytes())[..16])
 }
 
-async fn audit_system(platform: &Platform, action: &str, config_digest: &str) {
+async fn audit_system(platform: &Platform, action: Action, config_digest: &str) {
     let event = AuditEvent {
         at: platform.now(),
         actor: Actor::system("process"),
         company_id: None,
-        action: action.into(),
+        action,
         target: None,
         outcome: Outcome::Success,
         detail: Some(format!(
@@ -68,7 +69,7 @@ async fn audit_system(platform: &Platform, action: &str, config_digest: &str) {
         )),
     };
     if let Err(e) = platform.control.audit(&event).await {
-        tracing::error!(error = %e, action, "could not audit");
+        tracing::error!(error = %e, action = action.as_str(), "could not audit");
     }
 }
 
@@ -145,7 +146,7 @@ pub async fn start(
         }
     };
     let digest = config_digest(config);
-    audit_system(&platform, "system.start", &digest).await;
+    audit_system(&platform, Action::SystemStart, &digest).await;
     platform
         .register_node()
         .await

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use time::macros::date;
 use time::{Duration, OffsetDateTime};
-use wb_core::{EntryDraft, NewAccount, PostingDraft};
+use wb_core::{Action, EntryDraft, NewAccount, PostingDraft};
 use wb_crypto::MasterKey;
 use wb_server::backup_verify::{self, Verification};
 use wb_server::jobs::forwarder::{forward_once, ForwarderState};
@@ -278,7 +278,7 @@ async fn a_tampered_segment_fails_its_company_and_raises_one_alert() {
         .unwrap();
     let verifications: Vec<_> = trail
         .iter()
-        .filter(|e| e.action == backup_verify::AUDIT_ACTION)
+        .filter(|e| e.action == Action::BackupVerify.as_str())
         .collect();
     assert_eq!(verifications.len(), 4, "two rounds of two companies");
     let failures: Vec<_> = verifications

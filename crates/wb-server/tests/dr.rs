@@ -10,6 +10,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::ObjectStoreExt;
 use time::macros::date;
 use time::{Duration, OffsetDateTime};
+use wb_core::Action;
 use wb_core::{EntryDraft, NewAccount, PostingDraft, Role};
 use wb_crypto::{MasterKey, Secret};
 use wb_server::dr::{self, ConfigBackupState};
@@ -154,7 +155,7 @@ async fn a_fresh_node_restores_everything_from_the_object_store() {
         at: OffsetDateTime::now_utc(),
         actor: Actor::system("test"),
         company_id: Some(a.clone()),
-        action: "export.schedule.set".into(),
+        action: Action::ExportScheduleSet,
         target: None,
         outcome: wb_store::Outcome::Success,
         detail: None,
@@ -251,7 +252,7 @@ async fn a_fresh_node_restores_everything_from_the_object_store() {
         assert_eq!(after[..before.len()], before[..], "company {id}'s trail");
         assert!(after[before.len()..]
             .iter()
-            .all(|e| e.action == "journal.replay"));
+            .all(|e| e.action == Action::JournalReplay.as_str()));
         let chain: Vec<_> = after.iter().map(|e| e.chained()).collect();
         assert!(
             wb_core::audit::verify(&chain, &[], |_| true).is_ok(),
@@ -285,7 +286,7 @@ async fn a_fresh_node_restores_everything_from_the_object_store() {
     fresh.authenticate(&key.token).await.unwrap();
     // The recovery is in the new platform trail.
     let trail = fresh.control.audit_events(None, 0, 1000).await.unwrap();
-    assert!(trail.iter().any(|e| e.action == "dr.restore"));
+    assert!(trail.iter().any(|e| e.action == Action::DrRestore.as_str()));
 
     // A second recovery into the now non-empty deployment is refused.
     let again = dr::restore(&fresh).await.unwrap_err().to_string();

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::sync::watch;
 use wb_core::audit::{verify, AuditFields, GENESIS};
+use wb_core::Action;
 use wb_crypto::DataKey;
 use wb_server::drains::{
     cursor_name, forward_once, spawn_drain, DrainConfig, DrainError, DrainRecord,
@@ -66,9 +67,9 @@ impl Chain {
                 request_id: format!("req-{seq}"),
                 company_id: self.company.clone().unwrap_or_default(),
                 action: if seq % 3 == 0 {
-                    "auth.login".into()
+                    Action::AuthLogin.into()
                 } else {
-                    "entry.post".into()
+                    Action::EntryPost.into()
                 },
                 target: format!("entry:{seq}"),
                 outcome: if seq % 5 == 0 {

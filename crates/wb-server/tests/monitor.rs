@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use time::{Duration, OffsetDateTime};
 use wb_core::monitor::{AlertState, MonitorConfig, Severity};
+use wb_core::Action;
 use wb_server::clock::ManualClock;
 use wb_server::monitor_job::{run_monitor_once, MonitorState, MONITOR_CURSOR};
 use wb_server::Platform;
@@ -31,7 +32,7 @@ fn failed_login(at: OffsetDateTime, email: &str, client: &str) -> AuditEvent {
             request_id: None,
         },
         company_id: None,
-        action: "auth.login".into(),
+        action: Action::AuthLogin,
         target: Some(format!("email:{email}")),
         outcome: Outcome::Failure,
         detail: Some("unknown email".into()),
@@ -107,7 +108,10 @@ async fn six_failed_logins_raise_one_high_alert_for_the_account() {
     let round = run_monitor_once(&platform, &mut restarted).await.unwrap();
     assert_eq!((round.events, round.findings), (1, 0));
     let log = control.audit_events(None, 0, 1000).await.unwrap();
-    let raise = log.iter().find(|e| e.action == "alert.raise").unwrap();
+    let raise = log
+        .iter()
+        .find(|e| e.action == Action::AlertRaise.as_str())
+        .unwrap();
     assert_eq!(
         raise.target.as_deref(),
         Some(format!("alert:{}", alert.id).as_str())
@@ -133,7 +137,11 @@ async fn six_failed_logins_raise_one_high_alert_for_the_account() {
     assert_eq!(resolved.state, AlertState::Resolved);
     let log = control.audit_events(None, 0, 1000).await.unwrap();
     let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
-    assert!(actions.ends_with(&["alert.raise", "alert.acknowledge", "alert.resolve"]));
+    assert!(actions.ends_with(&[
+        Action::AlertRaise.as_str(),
+        Action::AlertAcknowledge.as_str(),
+        Action::AlertResolve.as_str()
+    ]));
 }
 
 #[tokio::test]
@@ -149,7 +157,7 @@ async fn a_gap_in_a_collected_chain_is_critical() {
                 at: platform.now(),
                 actor: Actor::system("test"),
                 company_id: None,
-                action: "system.maintenance".into(),
+                action: Action::SystemMaintenance,
                 target: None,
                 outcome: Outcome::Success,
                 detail: Some("test".into()),

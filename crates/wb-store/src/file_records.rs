@@ -6,9 +6,6 @@ use wb_core::attachments::{normalize_content_type, validate_file_name};
 use crate::model::{FileRecord, NewFile};
 use crate::StoreError;
 
-/// The audit action of an upload.
-pub(crate) const FILE_UPLOAD: &str = "file.upload";
-
 /// Refuses a file the API would never have sent: the store's own guard.
 pub(crate) fn check(file: &NewFile) -> Result<(), StoreError> {
     let invalid = |what: &str| StoreError::Conflict(format!("file {what} is not acceptable"));

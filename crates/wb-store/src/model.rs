@@ -3,6 +3,9 @@
 use time::{Date, OffsetDateTime};
 use wb_core::{AccountType, Currency, Posting, Role};
 
+/// The type of [`AuditEvent::action`], re-exported for the stores' users.
+pub use wb_core::audit::Action;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CompanyStatus {
     Active,
@@ -133,7 +136,7 @@ pub struct AuditEvent {
     pub at: OffsetDateTime,
     pub actor: Actor,
     pub company_id: Option<String>,
-    pub action: String,
+    pub action: Action,
     pub target: Option<String>,
     pub outcome: Outcome,
     pub detail: Option<String>,
@@ -165,6 +168,8 @@ pub struct StoredAuditEvent {
     pub client: Option<String>,
     pub request_id: Option<String>,
     pub company_id: Option<String>,
+    /// Exactly as hashed: a name this build may not know (written by a newer
+    /// node, or imported), so it stays a string; see [`Self::known_action`].
     pub action: String,
     pub target: Option<String>,
     pub outcome: String,
@@ -174,6 +179,11 @@ pub struct StoredAuditEvent {
 }
 
 impl StoredAuditEvent {
+    /// The action, when this build knows its name.
+    pub fn known_action(&self) -> Option<Action> {
+        Action::parse(&self.action)
+    }
+
     pub fn fields(&self) -> wb_core::audit::AuditFields {
         wb_core::audit::AuditFields {
             at: self.at.clone(),

@@ -28,15 +28,15 @@ pub(crate) enum Command {
 
 impl Command {
     /// The audit action of this command, also recorded when it fails.
-    pub(crate) fn action(&self) -> &'static str {
+    pub(crate) fn action(&self) -> Action {
         match self {
-            Command::CreateAccount(_) => "account.create",
-            Command::Post { .. } => "entry.post",
-            Command::Reverse { .. } => "entry.reverse",
-            Command::Replay(_) => "journal.replay",
-            Command::ImportAudit(_) => "audit.import",
-            Command::AddFile(_) => "file.upload",
-            Command::Record(_) => "audit.record",
+            Command::CreateAccount(_) => Action::AccountCreate,
+            Command::Post { .. } => Action::EntryPost,
+            Command::Reverse { .. } => Action::EntryReverse,
+            Command::Replay(_) => Action::JournalReplay,
+            Command::ImportAudit(_) => Action::AuditImport,
+            Command::AddFile(_) => Action::FileUpload,
+            Command::Record(_) => Action::AuditRecord,
         }
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 use wb_core::monitor::{AlertDraft, AlertState, Severity};
+use wb_core::Action;
 use wb_core::Role;
 use wb_crypto::DataKey;
 use wb_store::sqlite::SqliteControl;
@@ -273,24 +274,54 @@ async fn triage_follows_the_life_cycle_and_is_audited(control: &dyn Control) {
     assert_eq!(
         steps,
         vec![
-            ("alert.raise", "system", ida.as_str(), "success"),
-            ("alert.raise", "system", idb.as_str(), "success"),
             (
-                "alert.acknowledge",
+                Action::AlertRaise.as_str(),
+                "system",
+                ida.as_str(),
+                "success"
+            ),
+            (
+                Action::AlertRaise.as_str(),
+                "system",
+                idb.as_str(),
+                "success"
+            ),
+            (
+                Action::AlertAcknowledge.as_str(),
                 "operator:olga",
                 ida.as_str(),
                 "success"
             ),
-            ("alert.resolve", "operator:piet", ida.as_str(), "success"),
-            ("alert.resolve", "operator:olga", idb.as_str(), "success"),
             (
-                "alert.acknowledge",
+                Action::AlertResolve.as_str(),
+                "operator:piet",
+                ida.as_str(),
+                "success"
+            ),
+            (
+                Action::AlertResolve.as_str(),
+                "operator:olga",
+                idb.as_str(),
+                "success"
+            ),
+            (
+                Action::AlertAcknowledge.as_str(),
                 "operator:mallory",
                 ida.as_str(),
                 "failure"
             ),
-            ("alert.resolve", "operator:mallory", ida.as_str(), "failure"),
-            ("alert.resolve", "operator:olga", "alert:9999", "failure"),
+            (
+                Action::AlertResolve.as_str(),
+                "operator:mallory",
+                ida.as_str(),
+                "failure"
+            ),
+            (
+                Action::AlertResolve.as_str(),
+                "operator:olga",
+                "alert:9999",
+                "failure"
+            ),
         ]
     );
     assert_eq!(log[2].detail.as_deref(), Some("checking with the user"));
@@ -319,7 +350,7 @@ async fn admin_user_ids_are_owners_and_admins_of_active_companies(control: &dyn 
         at: T0,
         actor: Actor::system("test"),
         company_id: None,
-        action: "test".into(),
+        action: Action::UserCreate,
         target: None,
         outcome: Outcome::Success,
         detail: None,

@@ -17,6 +17,7 @@ use time::macros::date;
 use time::{Date, Duration, OffsetDateTime};
 use wb_core::ledger::MAX_POSTINGS;
 use wb_core::reports::{balance_sheet, trial_balance, AccountInfo, BalanceRow};
+use wb_core::Action;
 use wb_core::{
     AccountType, Currency, EntryDraft, LedgerError, MoneyError, NewAccount, PostingDraft, Role,
 };
@@ -87,12 +88,12 @@ fn ctx() -> WriteContext {
     }
 }
 
-fn audit_event(company_id: Option<&str>, action: &str, target: Option<&str>) -> AuditEvent {
+fn audit_event(company_id: Option<&str>, action: Action, target: Option<&str>) -> AuditEvent {
     AuditEvent {
         at: OffsetDateTime::now_utc(),
         actor: actor("user:contract"),
         company_id: company_id.map(str::to_string),
-        action: action.into(),
+        action,
         target: target.map(str::to_string),
         outcome: Outcome::Success,
         detail: None,
@@ -157,7 +158,10 @@ async fn new_company(
         created_at: OffsetDateTime::now_utc(),
     };
     control
-        .create_company(&record, &audit_event(Some(&id), "company.create", None))
+        .create_company(
+            &record,
+            &audit_event(Some(&id), Action::CompanyCreate, None),
+        )
         .await
         .expect("create company");
     let store = tenants.create(&id, &key).await.expect("create books");
@@ -474,7 +478,9 @@ async fn accounts_story(control: Arc<dyn ControlStore>, tenants: Arc<dyn TenantD
     assert!(journal.iter().all(|r| r.kind == "account_created"));
     verify_journal_chain(&journal);
     let audit = all_tenant_audit(&*store).await;
-    assert!(audit.iter().all(|e| e.action == "account.create"));
+    assert!(audit
+        .iter()
+        .all(|e| e.action == Action::AccountCreate.as_str()));
     assert_eq!(audit.iter().filter(|e| e.outcome == "success").count(), 4);
     let failures: Vec<_> = audit.iter().filter(|e| e.outcome == "failure").collect();
     assert_eq!(failures.len(), 3);
@@ -1012,7 +1018,7 @@ async fn reversal_story(control: Arc<dyn ControlStore>, tenants: Arc<dyn TenantD
     assert_eq!(
         audit
             .iter()
-            .filter(|e| e.action == "entry.reverse" && e.outcome == "success")
+            .filter(|e| e.action == Action::EntryReverse.as_str() && e.outcome == "success")
             .count(),
         2
     );
@@ -1191,7 +1197,7 @@ async fn overflow_story(control: Arc<dyn ControlStore>, tenants: Arc<dyn TenantD
     let trail = all_tenant_audit(&*store).await;
     let refusals = trail
         .iter()
-        .filter(|e| e.action == "entry.post" && e.outcome == "failure")
+        .filter(|e| e.action == Action::EntryPost.as_str() && e.outcome == "failure")
         .count();
     assert!(refusals >= 3, "overflow refusals are audited: {refusals}");
     verify_tenant_audit_chain(&trail);
@@ -1332,7 +1338,7 @@ async fn group_commit_story(control: Arc<dyn ControlStore>, tenants: Arc<dyn Ten
     let targets: BTreeSet<String> = successes[before.audit_len..]
         .iter()
         .map(|e| {
-            assert_eq!(e.action, "entry.post");
+            assert_eq!(e.action, Action::EntryPost.as_str());
             assert_eq!(e.outcome, "success");
             assert_eq!(e.actor, "user:contract");
             e.target.clone().expect("target")
@@ -1372,7 +1378,7 @@ async fn control_story(control: Arc<dyn ControlStore>) {
         .signup(
             &company,
             &owner,
-            &audit_event(Some(&company.id), "company.signup", Some(&company.id)),
+            &audit_event(Some(&company.id), Action::CompanySignup, Some(&company.id)),
         )
         .await
         .expect("signup");
@@ -1429,7 +1435,7 @@ async fn control_story(control: Arc<dyn ControlStore>) {
         .signup(
             &company2,
             &copycat,
-            &audit_event(Some(&company2.id), "company.signup", None),
+            &audit_event(Some(&company2.id), Action::CompanySignup, None),
         )
         .await
         .expect_err("email taken");
@@ -1460,7 +1466,7 @@ async fn control_story(control: Arc<dyn ControlStore>) {
     control
         .create_user(
             &stranger,
-            &audit_event(None, "user.create", Some(&stranger.id)),
+            &audit_event(None, Action::UserCreate, Some(&stranger.id)),
         )
         .await
         .expect("create user");
@@ -1483,7 +1489,7 @@ async fn control_story(control: Arc<dyn ControlStore>) {
     let err = control
         .create_user(
             &user_record("Stranger@example.com"),
-            &audit_event(None, "user.create", None),
+            &audit_event(None, Action::UserCreate, None),
         )
         .await
         .expect_err("duplicate email");
@@ -1496,7 +1502,7 @@ async fn control_story(control: Arc<dyn ControlStore>) {
     control
         .add_member(
             &membership(Role::Viewer),
-            &audit_event(Some(&company.id), "member.add", Some(&stranger.id)),
+            &audit_event(Some(&company.id), Action::MemberAdd, Some(&stranger.id)),
         )
         .await
         .expect("add member");
@@ -1507,7 +1513,7 @@ async fn control_story(control: Arc<dyn ControlStore>) {
     control
         .add_member(
             &membership(Role::Accountant),
-            &audit_event(Some(&company.id), "member.role", Some(&stranger.id)),
+            &audit_event(Some(&company.id), Action::MemberAdd, Some(&stranger.id)),
         )
         .await
         .expect("change role");
@@ -1526,7 +1532,10 @@ async fn control_story(control: Arc<dyn ControlStore>) {
 
     let gone = company_record("Gone Ltd", CompanyStatus::Deprovisioned);
     control
-        .create_company(&gone, &audit_event(Some(&gone.id), "company.create", None))
+        .create_company(
+            &gone,
+            &audit_event(Some(&gone.id), Action::CompanyCreate, None),
+        )
         .await
         .expect("create company");
     control
@@ -1536,7 +1545,7 @@ async fn control_story(control: Arc<dyn ControlStore>) {
                 user_id: stranger.id.clone(),
                 role: Role::Owner,
             },
-            &audit_event(Some(&gone.id), "member.add", None),
+            &audit_event(Some(&gone.id), Action::MemberAdd, None),
         )
         .await
         .expect("add member");
@@ -1622,7 +1631,7 @@ async fn control_story(control: Arc<dyn ControlStore>) {
     control
         .create_company(
             &other,
-            &audit_event(Some(&other.id), "company.create", None),
+            &audit_event(Some(&other.id), Action::CompanyCreate, None),
         )
         .await
         .expect("create company");
@@ -1641,7 +1650,7 @@ async fn control_story(control: Arc<dyn ControlStore>) {
     control
         .create_api_key(
             &key,
-            &audit_event(Some(&company.id), "api_key.create", Some(&key.id)),
+            &audit_event(Some(&company.id), Action::ApiKeyCreate, Some(&key.id)),
         )
         .await
         .expect("create api key");
@@ -1676,7 +1685,7 @@ async fn control_story(control: Arc<dyn ControlStore>) {
         .revoke_api_key(
             &other.id,
             &key.id,
-            &audit_event(Some(&other.id), "api_key.revoke", Some(&key.id)),
+            &audit_event(Some(&other.id), Action::ApiKeyRevoke, Some(&key.id)),
         )
         .await
         .expect_err("another company's key");
@@ -1695,12 +1704,12 @@ async fn control_story(control: Arc<dyn ControlStore>) {
         .revoke_api_key(
             &company.id,
             "no-such-key",
-            &audit_event(Some(&company.id), "api_key.revoke", None),
+            &audit_event(Some(&company.id), Action::ApiKeyRevoke, None),
         )
         .await
         .expect_err("unknown key");
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
-    let revoke_event = audit_event(Some(&company.id), "api_key.revoke", Some(&key.id));
+    let revoke_event = audit_event(Some(&company.id), Action::ApiKeyRevoke, Some(&key.id));
     let revoked = control
         .revoke_api_key(&company.id, &key.id, &revoke_event)
         .await
@@ -1721,7 +1730,7 @@ async fn control_story(control: Arc<dyn ControlStore>) {
     let refusal = AuditEvent {
         outcome: Outcome::Failure,
         detail: Some("wrong passphrase".into()),
-        ..audit_event(None, "login", Some("user:unknown"))
+        ..audit_event(None, Action::AuthLogin, Some("user:unknown"))
     };
     control.audit(&refusal).await.expect("audit");
     let events = all_control_audit(&*control, None).await;
@@ -1730,16 +1739,16 @@ async fn control_story(control: Arc<dyn ControlStore>) {
     assert_eq!(
         actions,
         [
-            "company.signup",
-            "user.create",
-            "member.add",
-            "member.role",
-            "company.create",
-            "member.add",
-            "company.create",
-            "api_key.create",
-            "api_key.revoke",
-            "login",
+            Action::CompanySignup.as_str(),
+            Action::UserCreate.as_str(),
+            Action::MemberAdd.as_str(),
+            Action::MemberAdd.as_str(),
+            Action::CompanyCreate.as_str(),
+            Action::MemberAdd.as_str(),
+            Action::CompanyCreate.as_str(),
+            Action::ApiKeyCreate.as_str(),
+            Action::ApiKeyRevoke.as_str(),
+            Action::AuthLogin.as_str(),
         ],
         "refused writes must not be audited as if they happened"
     );
@@ -2134,7 +2143,7 @@ async fn sqlite_only_encryption_at_rest() {
         .signup(
             &company,
             &owner,
-            &audit_event(Some(&company_id), "company.signup", None),
+            &audit_event(Some(&company_id), Action::CompanySignup, None),
         )
         .await
         .expect("signup");

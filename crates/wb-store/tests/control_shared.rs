@@ -10,6 +10,7 @@ use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 use wb_core::audit::{AuditFields, Checkpoint};
 use wb_core::monitor::{AlertDraft, AlertState, Severity};
+use wb_core::Action;
 use wb_crypto::DataKey;
 use wb_store::postgres::PgControl;
 use wb_store::sqlite::SqliteControl;
@@ -91,7 +92,7 @@ fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).expect("format timestamp")
 }
 
-fn event(action: &str) -> AuditEvent {
+fn event(action: Action) -> AuditEvent {
     AuditEvent {
         at: OffsetDateTime::now_utc(),
         actor: Actor {
@@ -101,7 +102,7 @@ fn event(action: &str) -> AuditEvent {
             request_id: None,
         },
         company_id: None,
-        action: action.into(),
+        action,
         target: None,
         outcome: Outcome::Success,
         detail: None,
@@ -115,7 +116,12 @@ fn source_chain(n: i64) -> Vec<StoredAuditEvent> {
 
 /// As `source_chain`, of events that name `company` (every fourth names none).
 fn company_chain(n: i64, company: &str) -> Vec<StoredAuditEvent> {
-    let actions = ["entry.post", "account.create", "login", "entry.reverse"];
+    let actions = [
+        Action::EntryPost.as_str(),
+        Action::AccountCreate.as_str(),
+        "login",
+        Action::EntryReverse.as_str(),
+    ];
     let mut prev = GENESIS.to_string();
     (1..=n)
         .map(|seq| {
@@ -607,18 +613,18 @@ async fn central_queries_filter_and_page(control: &dyn ControlStore) {
     // Filters.
     let by = |q: AuditQuery| async move { control.central_events(q).await.unwrap() };
     let posts = by(AuditQuery {
-        action: Some("entry.post".into()),
+        action: Some(Action::EntryPost.into()),
         ..query()
     })
     .await;
     assert_eq!(
         seqs(&posts),
-        matching(&|e| e.action == "entry.post")
+        matching(&|e| e.action == Action::EntryPost.as_str())
             .into_iter()
             .chain(
                 other
                     .iter()
-                    .filter(|e| e.action == "entry.post")
+                    .filter(|e| e.action == Action::EntryPost.as_str())
                     .map(|e| e.seq)
             )
             .collect::<Vec<_>>()
@@ -811,7 +817,11 @@ async fn postgres_nodes_share_one_gap_free_audit_chain() {
         for i in 0..50 {
             let node = node.clone();
             tasks.push(tokio::spawn(async move {
-                node.audit(&event(&format!("test.{name}{i}"))).await
+                let event = AuditEvent {
+                    target: Some(format!("test.{name}{i}")),
+                    ..event(Action::AuditRecord)
+                };
+                node.audit(&event).await
             }));
         }
     }
@@ -821,8 +831,8 @@ async fn postgres_nodes_share_one_gap_free_audit_chain() {
     let events = all_control_audit(&*a).await;
     assert_eq!(events.len(), 100);
     verify_audit_chain(&events);
-    let actions: BTreeSet<&str> = events.iter().map(|e| e.action.as_str()).collect();
-    assert_eq!(actions.len(), 100, "every event once");
+    let targets: BTreeSet<Option<&str>> = events.iter().map(|e| e.target.as_deref()).collect();
+    assert_eq!(targets.len(), 100, "every event once");
     assert_eq!(
         all_control_audit(&*b).await,
         events,
@@ -863,7 +873,7 @@ async fn postgres_nodes_share_one_gap_free_audit_chain() {
     let events = all_control_audit(&*b).await;
     assert_eq!(events.len(), 101);
     verify_audit_chain(&events);
-    assert_eq!(events[100].action, "alert.raise");
+    assert_eq!(events[100].action, Action::AlertRaise.as_str());
 }
 
 /// Guesses at one account arriving at two nodes at once count against one
@@ -927,7 +937,7 @@ async fn postgres_nodes_collect_one_source_without_duplicates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_audit_tables_are_append_only() {
     let (a, b) = two_nodes("append_only").await;
-    a.audit(&event("test.one")).await.unwrap();
+    a.audit(&event(Action::AuditRecord)).await.unwrap();
     a.central_append("control", "node-a", source_chain(2))
         .await
         .unwrap();
@@ -986,11 +996,11 @@ async fn postgres_emails_are_unique_ignoring_ascii_case_only() {
         last_login_at: None,
     };
     control
-        .create_user(&user("u1", "Ann@Example.com"), &event("user.create"))
+        .create_user(&user("u1", "Ann@Example.com"), &event(Action::UserCreate))
         .await
         .unwrap();
     let err = control
-        .create_user(&user("u2", "ann@EXAMPLE.COM"), &event("user.create"))
+        .create_user(&user("u2", "ann@EXAMPLE.COM"), &event(Action::UserCreate))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
@@ -1004,11 +1014,11 @@ async fn postgres_emails_are_unique_ignoring_ascii_case_only() {
     );
     // As SQLite's NOCASE: only ASCII letters fold.
     control
-        .create_user(&user("u3", "élise@example.com"), &event("user.create"))
+        .create_user(&user("u3", "élise@example.com"), &event(Action::UserCreate))
         .await
         .unwrap();
     control
-        .create_user(&user("u4", "Élise@example.com"), &event("user.create"))
+        .create_user(&user("u4", "Élise@example.com"), &event(Action::UserCreate))
         .await
         .unwrap();
     assert_eq!(

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
+use wb_core::Action;
 use wb_crypto::DataKey;
 use wb_store::sqlite::SqliteControl;
 use wb_store::{
@@ -71,7 +72,7 @@ on_both_backends!(
     one_claim_wins_and_results_keep_to_their_schedule,
 );
 
-fn event(company: &str, action: &str) -> AuditEvent {
+fn event(company: &str, action: Action) -> AuditEvent {
     AuditEvent {
         at: T0,
         actor: Actor {
@@ -81,7 +82,7 @@ fn event(company: &str, action: &str) -> AuditEvent {
             request_id: None,
         },
         company_id: Some(company.into()),
-        action: action.into(),
+        action,
         target: None,
         outcome: Outcome::Success,
         detail: None,
@@ -97,7 +98,7 @@ async fn company(control: &dyn ControlStore, id: &str, status: CompanyStatus) {
         created_at: T0,
     };
     control
-        .create_company(&record, &event(id, "company.create"))
+        .create_company(&record, &event(id, Action::CompanyCreate))
         .await
         .unwrap();
 }
@@ -148,7 +149,7 @@ async fn set_replace_and_delete_are_audited(control: &dyn ControlStore) {
     assert_eq!(control.export_schedule("c1").await.unwrap(), None);
     let first = schedule("c1", "s1", T0);
     control
-        .put_export_schedule(&first, &event("c1", "export.schedule.set"))
+        .put_export_schedule(&first, &event("c1", Action::ExportScheduleSet))
         .await
         .unwrap();
     assert_eq!(control.export_schedule("c1").await.unwrap(), Some(first));
@@ -163,7 +164,7 @@ async fn set_replace_and_delete_are_audited(control: &dyn ControlStore) {
         failures: 0,
     };
     assert!(control
-        .record_export_push("c1", "s1", &pushed, &event("c1", "export.push"))
+        .record_export_push("c1", "s1", &pushed, &event("c1", Action::ExportPush))
         .await
         .unwrap());
     let after = control.export_schedule("c1").await.unwrap().unwrap();
@@ -176,35 +177,35 @@ async fn set_replace_and_delete_are_audited(control: &dyn ControlStore) {
     second.sealed_credentials = None;
     second.destination = "file:///srv/exports/c1".into();
     control
-        .put_export_schedule(&second, &event("c1", "export.schedule.set"))
+        .put_export_schedule(&second, &event("c1", Action::ExportScheduleSet))
         .await
         .unwrap();
     assert_eq!(control.export_schedule("c1").await.unwrap(), Some(second));
 
     control
-        .delete_export_schedule("c1", &event("c1", "export.schedule.delete"))
+        .delete_export_schedule("c1", &event("c1", Action::ExportScheduleDelete))
         .await
         .unwrap();
     assert_eq!(control.export_schedule("c1").await.unwrap(), None);
     // Deleting nothing is NotFound, and audits nothing.
     let again = control
-        .delete_export_schedule("c1", &event("c1", "export.schedule.delete"))
+        .delete_export_schedule("c1", &event("c1", Action::ExportScheduleDelete))
         .await;
     assert!(matches!(again, Err(StoreError::NotFound(_))), "{again:?}");
     assert_eq!(
         actions(control, "c1").await,
         [
-            "export.schedule.set",
-            "export.push",
-            "export.schedule.set",
-            "export.schedule.delete"
+            Action::ExportScheduleSet.as_str(),
+            Action::ExportPush.as_str(),
+            Action::ExportScheduleSet.as_str(),
+            Action::ExportScheduleDelete.as_str()
         ]
     );
     // A schedule needs its company.
     let orphan = control
         .put_export_schedule(
             &schedule("nobody", "s9", T0),
-            &event("nobody", "export.schedule.set"),
+            &event("nobody", Action::ExportScheduleSet),
         )
         .await;
     assert!(orphan.is_err(), "{orphan:?}");
@@ -222,7 +223,7 @@ async fn only_due_schedules_of_active_companies_are_listed(control: &dyn Control
         control
             .put_export_schedule(
                 &schedule(c, &format!("s-{c}"), next),
-                &event(c, "export.schedule.set"),
+                &event(c, Action::ExportScheduleSet),
             )
             .await
             .unwrap();
@@ -252,7 +253,7 @@ async fn one_claim_wins_and_results_keep_to_their_schedule(control: &dyn Control
     company(control, "c1", CompanyStatus::Active).await;
     let s = schedule("c1", "s1", T0);
     control
-        .put_export_schedule(&s, &event("c1", "export.schedule.set"))
+        .put_export_schedule(&s, &event("c1", Action::ExportScheduleSet))
         .await
         .unwrap();
     let until = T0 + Duration::minutes(30);
@@ -283,7 +284,12 @@ async fn one_claim_wins_and_results_keep_to_their_schedule(control: &dyn Control
         .is_empty());
 
     assert!(control
-        .record_export_push("c1", "s1", &failure(T0, 1), &event("c1", "export.push"))
+        .record_export_push(
+            "c1",
+            "s1",
+            &failure(T0, 1),
+            &event("c1", Action::ExportPush)
+        )
         .await
         .unwrap());
     let failed = control.export_schedule("c1").await.unwrap().unwrap();
@@ -296,21 +302,26 @@ async fn one_claim_wins_and_results_keep_to_their_schedule(control: &dyn Control
     // push's result is audited but leaves the new schedule alone.
     let newer = schedule("c1", "s2", T0 + Duration::hours(1));
     control
-        .put_export_schedule(&newer, &event("c1", "export.schedule.set"))
+        .put_export_schedule(&newer, &event("c1", Action::ExportScheduleSet))
         .await
         .unwrap();
     assert!(!control
-        .record_export_push("c1", "s1", &failure(T0, 2), &event("c1", "export.push"))
+        .record_export_push(
+            "c1",
+            "s1",
+            &failure(T0, 2),
+            &event("c1", Action::ExportPush)
+        )
         .await
         .unwrap());
     assert_eq!(control.export_schedule("c1").await.unwrap(), Some(newer));
     assert_eq!(
         actions(control, "c1").await,
         [
-            "export.schedule.set",
-            "export.push",
-            "export.schedule.set",
-            "export.push"
+            Action::ExportScheduleSet.as_str(),
+            Action::ExportPush.as_str(),
+            Action::ExportScheduleSet.as_str(),
+            Action::ExportPush.as_str()
         ]
     );
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use time::macros::date;
 use time::OffsetDateTime;
+use wb_core::Action;
 use wb_core::{EntryDraft, NewAccount, PostingDraft};
 use wb_crypto::DataKey;
 use wb_store::sqlite::{open_encrypted, OpenMode, SqliteTenants};
@@ -200,7 +201,10 @@ async fn files_story(tenants: Arc<dyn TenantDirectory>) {
 
     // Audited as file.upload, without the file's name; refusals too.
     let audit = store.audit_events(0, 1000).await.unwrap();
-    let uploads: Vec<_> = audit.iter().filter(|e| e.action == "file.upload").collect();
+    let uploads: Vec<_> = audit
+        .iter()
+        .filter(|e| e.action == Action::FileUpload.as_str())
+        .collect();
     assert_eq!(
         uploads.iter().filter(|e| e.outcome == "success").count(),
         22

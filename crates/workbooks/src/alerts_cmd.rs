@@ -5,6 +5,7 @@
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use wb_core::monitor::AlertState;
+use wb_core::Action;
 use wb_server::monitor_job::AlertView;
 use wb_store::{Actor, AuditEvent, Outcome, StoreError};
 
@@ -161,7 +162,7 @@ pub async fn maintenance(args: MaintenanceArgs) -> Result<()> {
             at,
             actor: operator(),
             company_id: None,
-            action: "system.maintenance".into(),
+            action: Action::SystemMaintenance,
             target: None,
             outcome: Outcome::Success,
             detail: Some(reason),
@@ -171,7 +172,7 @@ pub async fn maintenance(args: MaintenanceArgs) -> Result<()> {
     if d.json {
         println!(
             "{}",
-            serde_json::json!({ "action": "system.maintenance", "at": at })
+            serde_json::json!({ "action": Action::SystemMaintenance, "at": at })
         );
     } else {
         println!("maintenance marked at {at}");

@@ -6,6 +6,7 @@ mod common;
 use std::path::Path;
 
 use wb_core::monitor::MonitorConfig;
+use wb_core::Action;
 use wb_server::monitor_job::{run_monitor_once, MonitorState};
 use wb_store::{Actor, AuditEvent, Outcome};
 
@@ -20,7 +21,7 @@ async fn shutdown_and_monitor(data: &Path) -> usize {
             at: platform.now(),
             actor: Actor::system("process"),
             company_id: None,
-            action: "system.shutdown".into(),
+            action: Action::SystemShutdown,
             target: None,
             outcome: Outcome::Success,
             detail: Some("test".into()),
@@ -135,7 +136,7 @@ async fn alerts_are_listed_and_triaged_from_the_command_line() {
         &["maintenance", "--reason", "upgrade to 0.2", "--json"],
         &data,
     ));
-    assert_eq!(mark["action"], "system.maintenance");
+    assert_eq!(mark["action"], Action::SystemMaintenance.as_str());
     fails_with(
         &workbooks(&["maintenance", "--reason", ""], &data),
         "--reason must not be empty",
@@ -147,19 +148,33 @@ async fn alerts_are_listed_and_triaged_from_the_command_line() {
     let log = platform.control.audit_events(None, 0, 1000).await.unwrap();
     let steps: Vec<(&str, &str, &str)> = log
         .iter()
-        .filter(|e| e.action.starts_with("alert.") || e.action == "system.maintenance")
+        .filter(|e| {
+            e.action.starts_with("alert.") || e.action == Action::SystemMaintenance.as_str()
+        })
         .map(|e| (e.action.as_str(), e.actor.as_str(), e.outcome.as_str()))
         .collect();
     assert_eq!(
         steps,
         vec![
-            ("alert.raise", "system", "success"),
-            ("alert.acknowledge", "operator:olga", "success"),
-            ("alert.acknowledge", "operator:olga", "failure"),
-            ("alert.resolve", "operator:olga", "failure"),
-            ("alert.resolve", "operator:olga", "success"),
-            ("alert.resolve", "operator:olga", "failure"),
-            ("system.maintenance", "operator:olga", "success"),
+            (Action::AlertRaise.as_str(), "system", "success"),
+            (
+                Action::AlertAcknowledge.as_str(),
+                "operator:olga",
+                "success"
+            ),
+            (
+                Action::AlertAcknowledge.as_str(),
+                "operator:olga",
+                "failure"
+            ),
+            (Action::AlertResolve.as_str(), "operator:olga", "failure"),
+            (Action::AlertResolve.as_str(), "operator:olga", "success"),
+            (Action::AlertResolve.as_str(), "operator:olga", "failure"),
+            (
+                Action::SystemMaintenance.as_str(),
+                "operator:olga",
+                "success"
+            ),
         ]
     );
 }

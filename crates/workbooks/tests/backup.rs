@@ -5,6 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use wb_core::Action;
 use wb_core::{EntryDraft, NewAccount, PostingDraft};
 use wb_server::jobs::shipper::{ship_once, ShipperState};
 use wb_store::{Actor, WriteContext};
@@ -347,7 +348,11 @@ async fn disaster_recovery_through_the_cli_keeps_every_audit_chain_verifiable() 
         .await
         .unwrap();
     assert!(
-        trail.iter().filter(|e| e.action == "entry.post").count() == 3,
+        trail
+            .iter()
+            .filter(|e| e.action == Action::EntryPost.as_str())
+            .count()
+            == 3,
         "the company's own trail came back: {trail:?}"
     );
 }

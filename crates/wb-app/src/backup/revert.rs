@@ -7,6 +7,7 @@
 use anyhow::{anyhow, bail, Context};
 use serde::Serialize;
 use wb_core::revert::{plan, LaterEntry, RevertAction};
+use wb_core::Action;
 use wb_core::{EntryDraft, PostingDraft};
 use wb_store::{Actor, AuditEvent, Change, EntryPage, Outcome, TenantStore, WriteContext};
 
@@ -264,7 +265,7 @@ async fn finish(
         at: platform.now(),
         actor,
         company_id: Some(company_id.to_string()),
-        action: "company.restore.in_place".into(),
+        action: Action::CompanyRestoreInPlace,
         target: Some(format!("company:{company_id}")),
         outcome: Outcome::Success,
         detail: Some(format!(

@@ -23,6 +23,7 @@ use time::macros::date;
 use time::Date;
 use wb_core::money::Currency;
 use wb_core::reports::{trial_balance, AccountInfo, BalanceRow};
+use wb_core::Action;
 use wb_store::{
     Account, Actor, AuditEvent, CompanyRecord, CompanyStatus, Entry, EntryPage, Outcome,
     TenantStore,
@@ -36,8 +37,6 @@ use crate::platform::Platform;
 const AS_OF: Date = date!(9999 - 12 - 31);
 /// Entries read per page, and hashed per chunk (a differing chunk names its ids).
 const PAGE: u32 = 1000;
-/// The audit action of a verification in the platform trail.
-pub const AUDIT_ACTION: &str = "backup.verify";
 
 /// The outcome of verifying one company's backup.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -149,7 +148,7 @@ pub async fn audit(platform: &Platform, results: &[Verification], actor: &Actor)
             at: platform.now(),
             actor: actor.clone(),
             company_id: Some(v.company_id.clone()),
-            action: AUDIT_ACTION.into(),
+            action: Action::BackupVerify,
             target: Some(format!("company:{}", v.company_id)),
             outcome: if v.verified() {
                 Outcome::Success

@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use wb_core::monitor::{AlertDraft, Severity};
+use wb_core::Action;
 use wb_store::{Actor, AuditEvent, Outcome};
 
 use crate::backup_verify::{self, Verification};
@@ -105,7 +106,7 @@ async fn audit_error(platform: &Platform, reason: &str) {
         at: platform.now(),
         actor: actor(),
         company_id: None,
-        action: backup_verify::AUDIT_ACTION.into(),
+        action: Action::BackupVerify,
         target: None,
         outcome: Outcome::Failure,
         detail: Some(reason.to_string()),

@@ -26,6 +26,7 @@ use object_store::{ObjectStoreExt, PutPayload};
 use serde::Serialize;
 use time::OffsetDateTime;
 use wb_core::monitor::{AlertDraft, Severity};
+use wb_core::Action;
 use wb_store::{Actor, AuditEvent, ExportSchedule, Outcome, PushResult};
 
 use super::destination::object_names;
@@ -197,7 +198,7 @@ async fn attempt(
         at: platform.now(),
         actor: Actor::system("export-push"),
         company_id: Some(company.to_string()),
-        action: "export.push".into(),
+        action: Action::ExportPush,
         target: Some(target(&schedule.id)),
         outcome: if result.ok {
             Outcome::Success

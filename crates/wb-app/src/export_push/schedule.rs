@@ -4,6 +4,7 @@
 //! in the same transaction as the change; the company's audit view shows them).
 
 use time::OffsetDateTime;
+use wb_core::Action;
 use wb_store::{Actor, AuditEvent, ExportSchedule, Outcome};
 
 use super::{Credentials, Destination};
@@ -120,7 +121,7 @@ pub async fn set(
         at: now,
         actor,
         company_id: Some(company_id.to_string()),
-        action: "export.schedule.set".into(),
+        action: Action::ExportScheduleSet,
         target: Some(target(&schedule.id)),
         outcome: Outcome::Success,
         detail: Some(format!(
@@ -166,7 +167,7 @@ pub async fn delete(platform: &Platform, company_id: &str, actor: Actor) -> Serv
         at: platform.now(),
         actor,
         company_id: Some(company_id.to_string()),
-        action: "export.schedule.delete".into(),
+        action: Action::ExportScheduleDelete,
         target: Some(target(&current.id)),
         outcome: Outcome::Success,
         detail: Some(format!(

@@ -3,6 +3,7 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::backup::shipper::SegmentRecord;
 use time::OffsetDateTime;
+use wb_core::Action;
 use wb_crypto::{sha256_hex, Secret};
 use wb_store::{Account, Entry, EntryPage, StoredAuditEvent, TenantStore};
 
@@ -39,7 +40,7 @@ fn audit(n: i64) -> Vec<ExportAuditEvent> {
                 client: None,
                 request_id: Some(format!("r{seq}")),
                 company_id: Some("c1".into()),
-                action: "entry.post".into(),
+                action: Action::EntryPost.into(),
                 target: Some(format!("entry:{seq}")),
                 outcome: "success".into(),
                 detail: None,

@@ -1,6 +1,7 @@
 //! Identity: users, signup, login and sessions, API keys, and who a token is.
 
 use super::*;
+use wb_core::Action;
 
 pub const MIN_PASSPHRASE_SCORE: u8 = 3;
 /// Failed logins counted per account and per client address in a window;
@@ -158,7 +159,7 @@ impl Platform {
                 ..actor.clone()
             },
             company_id: Some(company.id.clone()),
-            action: "company.signup".into(),
+            action: Action::CompanySignup,
             target: Some(format!("company:{}", company.id)),
             outcome: Outcome::Success,
             detail: None,
@@ -199,7 +200,7 @@ impl Platform {
                         at: now,
                         actor: actor.clone(),
                         company_id: None,
-                        action: "company.signup".into(),
+                        action: Action::CompanySignup,
                         target: None,
                         outcome: Outcome::Failure,
                         detail: Some(format!(
@@ -231,7 +232,7 @@ impl Platform {
                 at: now,
                 actor,
                 company_id: None,
-                action: "company.signup".into(),
+                action: Action::CompanySignup,
                 target: Some(format!("email:{}", user.email)),
                 outcome: Outcome::Failure,
                 detail: Some(
@@ -298,7 +299,7 @@ impl Platform {
             at: self.now(),
             actor,
             company_id: None,
-            action: "user.create".into(),
+            action: Action::UserCreate,
             target: Some(format!("user:{}", user.id)),
             outcome: Outcome::Success,
             detail: None,
@@ -324,7 +325,7 @@ impl Platform {
             at: self.now(),
             actor,
             company_id: Some(company_id.to_string()),
-            action: "member.add".into(),
+            action: Action::MemberAdd,
             target: Some(format!("user:{user_id}")),
             outcome: Outcome::Success,
             detail: Some(format!("role {role}")),
@@ -435,7 +436,7 @@ impl Platform {
                     ..actor
                 },
                 company_id: None,
-                action: "auth.login".into(),
+                action: Action::AuthLogin,
                 target: None,
                 outcome: Outcome::Success,
                 detail: None,
@@ -459,7 +460,7 @@ impl Platform {
                 ..actor
             },
             company_id: None,
-            action: "auth.login".into(),
+            action: Action::AuthLogin,
             // Only a well-formed address is kept: anything else typed
             // here (a pasted passphrase) must not enter the trail.
             target: Some(match normalize_email(email) {
@@ -481,7 +482,7 @@ impl Platform {
                     at: self.now(),
                     actor,
                     company_id: None,
-                    action: "auth.logout".into(),
+                    action: Action::AuthLogout,
                     target: None,
                     outcome: Outcome::Success,
                     detail: None,
@@ -600,7 +601,7 @@ impl Platform {
             at: now,
             actor,
             company_id: Some(company_id.to_string()),
-            action: "api_key.create".into(),
+            action: Action::ApiKeyCreate,
             target: Some(format!("api_key:{}", record.id)),
             outcome: Outcome::Success,
             detail: Some(format!("role {role}, expires in {days} days")),
@@ -618,7 +619,7 @@ impl Platform {
             at: self.now(),
             actor,
             company_id: Some(company_id.to_string()),
-            action: "api_key.create".into(),
+            action: Action::ApiKeyCreate,
             target: None,
             outcome: Outcome::Failure,
             detail: Some("refused: API keys may not create API keys".into()),
@@ -639,7 +640,7 @@ impl Platform {
             at: self.now(),
             actor,
             company_id: Some(company_id.to_string()),
-            action: "api_key.revoke".into(),
+            action: Action::ApiKeyRevoke,
             target: Some(format!("api_key:{key_id}")),
             outcome: Outcome::Success,
             detail: None,
@@ -674,5 +675,26 @@ pub fn normalize_email(email: &str) -> ServiceResult<String> {
             "invalid-email",
             "email address is not valid",
         ))
+    }
+}
+
+impl Platform {
+    /// A user and the companies they belong to, with their role in each.
+    pub async fn user_with_companies(
+        &self,
+        user_id: &str,
+    ) -> ServiceResult<(UserRecord, Vec<(Membership, CompanyRecord)>)> {
+        let user = self
+            .control
+            .user(user_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("user"))?;
+        let mut companies = Vec::new();
+        for m in self.control.memberships_of(user_id).await? {
+            if let Some(c) = self.control.company(&m.company_id).await? {
+                companies.push((m, c));
+            }
+        }
+        Ok((user, companies))
     }
 }

@@ -1,6 +1,7 @@
 //! Tenancy: opening, creating, staging and moving company stores.
 
 use super::*;
+use wb_core::Action;
 
 impl Platform {
     /// The open store of a company (opening it with its unwrapped DEK when needed).
@@ -63,7 +64,7 @@ impl Platform {
             at: self.now(),
             actor: actor.clone(),
             company_id: Some(company.id.clone()),
-            action: "company.restore".into(),
+            action: Action::CompanyRestore,
             target: Some(format!("company:{}", company.id)),
             outcome: Outcome::Success,
             detail: Some(detail),
@@ -126,7 +127,7 @@ impl Platform {
             at: self.now(),
             actor: Actor::system("cli"),
             company_id: Some(company.id.clone()),
-            action: "company.create".into(),
+            action: Action::CompanyCreate,
             target: Some(format!("company:{}", company.id)),
             outcome: Outcome::Success,
             detail: None,
@@ -181,7 +182,7 @@ impl Platform {
                 at: self.now(),
                 actor,
                 company_id: Some(company_id.to_string()),
-                action: "company.move".into(),
+                action: Action::CompanyMove,
                 target: Some(format!("company:{company_id}")),
                 outcome,
                 detail: Some(detail),

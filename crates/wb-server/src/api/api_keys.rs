@@ -3,6 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use wb_core::Action;
 use wb_core::Role;
 
 use super::json::ApiJson;
@@ -20,12 +21,11 @@ pub async fn list(
 ) -> ApiResult<Json<Vec<ApiKeyView>>> {
     let scope = door
         .into_admission()
-        .read(&platform, "api_keys.list", None)
+        .read(&platform, Action::ApiKeysList, None)
         .await?;
     Ok(Json(
-        platform
-            .control
-            .api_keys(scope.company_id())
+        scope
+            .api_keys(&platform)
             .await?
             .iter()
             .map(Into::into)

@@ -5,8 +5,9 @@ use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use wb_core::Action;
 
-use wb_store::{AuditQuery, CentralEvent};
+use wb_app::records::{AuditQuery, CentralEvent};
 
 use super::json::ApiQuery;
 use crate::auth::{AppState, Company, ReadAudit};
@@ -101,19 +102,21 @@ pub async fn list(
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let scope = door
         .into_admission()
-        .read(&platform, "audit.list", None)
+        .read(&platform, Action::AuditList, None)
         .await?;
-    let events = platform
-        .control
-        .central_events(AuditQuery {
-            after: q.after.unwrap_or(0).max(0),
-            limit,
-            company_id: Some(scope.company_id().to_string()),
-            action: q.action,
-            outcome: q.outcome,
-            actor: None,
-            since,
-        })
+    let events = scope
+        .audit_events(
+            &platform,
+            AuditQuery {
+                after: q.after.unwrap_or(0).max(0),
+                limit,
+                company_id: Some(scope.company_id().to_string()),
+                action: q.action,
+                outcome: q.outcome,
+                actor: None,
+                since,
+            },
+        )
         .await?;
     let next_after = (events.len() == limit as usize)
         .then(|| events.last().map(|e| e.central_seq))

@@ -8,8 +8,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
+use wb_app::records::{EntryPage, Idempotency};
+use wb_core::Action;
 use wb_core::{EntryDraft, NewAccount, PostingDraft};
-use wb_store::{EntryPage, Idempotency};
 
 use super::json::{body_rejection, parse, ApiJson, ApiQuery};
 use crate::auth::{AppState, Company, ReadBooks, WriteBooks};
@@ -76,13 +77,9 @@ pub async fn company(
 ) -> ApiResult<Json<CompanyView>> {
     let books = door
         .into_admission()
-        .read(&platform, "company.read", None)
+        .read(&platform, Action::CompanyRead, None)
         .await?;
-    let record = platform
-        .control
-        .company(books.company_id())
-        .await?
-        .ok_or_else(|| ApiError::not_found("company"))?;
+    let record = books.company(&platform).await?;
     Ok(Json(CompanyView {
         id: record.id,
         name: record.name,
@@ -101,16 +98,10 @@ pub async fn list_accounts(
 ) -> ApiResult<Json<Vec<AccountView>>> {
     let books = door
         .into_admission()
-        .read(&platform, "accounts.list", None)
+        .read(&platform, Action::AccountsList, None)
         .await?;
     Ok(Json(
-        books
-            .store()
-            .accounts()
-            .await?
-            .iter()
-            .map(Into::into)
-            .collect(),
+        books.accounts().await?.iter().map(Into::into).collect(),
     ))
 }
 
@@ -130,13 +121,7 @@ pub async fn create_account(
         body.parent.as_deref(),
         body.currency.as_deref(),
     )?;
-    let created = books
-        .store()
-        .create_account(account, books.write_context(platform.now()))
-        .await;
-    let created = platform
-        .checked(books.company_id(), "account.create", created)
-        .await?;
+    let created = books.create_account(&platform, account).await?;
     Ok((StatusCode::CREATED, Json((&created).into())))
 }
 
@@ -161,7 +146,7 @@ pub async fn list_entries(
 ) -> ApiResult<Json<EntryList>> {
     let books = door
         .into_admission()
-        .read(&platform, "entries.list", None)
+        .read(&platform, Action::EntriesList, None)
         .await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let after =
@@ -181,7 +166,7 @@ pub async fn list_entries(
             .transpose()?,
         to: q.to.as_deref().map(|d| parse_date("to", d)).transpose()?,
     };
-    let entries = books.store().entries(page).await?;
+    let entries = books.entries(page).await?;
     let next_after = (entries.len() == limit as usize)
         .then(|| entries.last().map(|e| e.id.to_string()))
         .flatten();
@@ -207,15 +192,7 @@ pub async fn post_entry(
     let idempotency = idempotency(&headers, &[b"entry\n".as_slice(), &body].concat())?;
     let draft = entry_draft(request)?;
     let posted = books
-        .store()
-        .post_entries(
-            vec![draft],
-            idempotency,
-            books.write_context(platform.now()),
-        )
-        .await;
-    let posted = platform
-        .checked(books.company_id(), "entry.post", posted)
+        .post_entries(&platform, vec![draft], idempotency)
         .await?;
     let entry = posted.entries.first().ok_or_else(ApiError::internal)?;
     let mut response = (StatusCode::CREATED, Json(EntryView::from(entry))).into_response();
@@ -258,13 +235,7 @@ pub async fn post_batch(
             })
         })
         .collect::<ApiResult<Vec<_>>>()?;
-    let posted = books
-        .store()
-        .post_entries(drafts, idempotency, books.write_context(platform.now()))
-        .await;
-    let posted = platform
-        .checked(books.company_id(), "entry.post", posted)
-        .await?;
+    let posted = books.post_entries(&platform, drafts, idempotency).await?;
     let mut response = (
         StatusCode::CREATED,
         Json(BatchResponse {
@@ -292,7 +263,7 @@ pub async fn get_entry(
         .into_admission()
         .read(
             &platform,
-            "entry.read",
+            Action::EntryRead,
             Some(format!(
                 "entry:{}",
                 entry.chars().take(32).collect::<String>()
@@ -300,7 +271,6 @@ pub async fn get_entry(
         )
         .await?;
     let entry = books
-        .store()
         .entry(entry_id(&entry)?)
         .await?
         .ok_or_else(|| ApiError::not_found("entry"))?;
@@ -330,16 +300,7 @@ pub async fn reverse_entry(
         None => platform.now().date(),
     };
     let reversal = books
-        .store()
-        .reverse_entry(
-            id,
-            date,
-            request.description,
-            books.write_context(platform.now()),
-        )
-        .await;
-    let reversal = platform
-        .checked(books.company_id(), "entry.reverse", reversal)
+        .reverse_entry(&platform, id, date, request.description)
         .await?;
     Ok((StatusCode::CREATED, Json((&reversal).into())))
 }

@@ -11,9 +11,10 @@ use axum::Json;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use wb_core::Action;
 
+use wb_app::records::ExportSchedule;
 use wb_crypto::Secret;
-use wb_store::ExportSchedule;
 
 use super::json::ApiJson;
 use crate::auth::{AppState, Company, ExportData};
@@ -94,7 +95,7 @@ pub async fn get(
 ) -> ApiResult<Json<ScheduleView>> {
     let scope = door
         .into_admission()
-        .read(&platform, "export_schedule.read", None)
+        .read(&platform, Action::ExportScheduleRead, None)
         .await?;
     let (s, key_id) = schedule::get(&platform, scope.company_id())
         .await?

@@ -15,8 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use wb_app::records::{AuditEvent, Outcome};
+use wb_core::Action;
 use wb_crypto::Secret;
-use wb_store::{AuditEvent, Outcome};
 
 use super::json::ApiJson;
 use crate::access::CompanyScope;
@@ -142,7 +143,7 @@ async fn audit(books: &CompanyScope, platform: &AppState, event: AuditEvent) -> 
 fn event(
     books: &CompanyScope,
     platform: &AppState,
-    action: &str,
+    action: Action,
     export_id: &str,
     outcome: Outcome,
     detail: Option<String>,
@@ -151,7 +152,7 @@ fn event(
         at: platform.now(),
         actor: books.actor().clone(),
         company_id: Some(books.company_id().to_string()),
-        action: action.into(),
+        action,
         target: Some(format!("export:{export_id}")),
         outcome,
         detail,
@@ -171,12 +172,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<ExportView>)> {
     let books = door.into_admission().operate(&platform).await?;
     let company = books.company_id().to_string();
-    let name = platform
-        .control
-        .company(&company)
-        .await?
-        .map(|c| c.name)
-        .unwrap_or_default();
+    let name = books.company(&platform).await?.name;
     // Held until the export is stored: bounds the memory and CPU exports take.
     let _slot = platform
         .export_slots
@@ -188,7 +184,7 @@ pub async fn create(
         Some(r) => format!("encrypted to age recipient {r}"),
         None => "encrypted to a passphrase".to_string(),
     };
-    let prepared = exports::prepare(&platform, books.store(), key, &books.actor().id).await?;
+    let prepared = books.prepare_export(&platform, key).await?;
     let id = prepared.id.clone();
     audit(
         &books,
@@ -196,7 +192,7 @@ pub async fn create(
         event(
             &books,
             &platform,
-            "export.create",
+            Action::ExportCreate,
             &id,
             Outcome::Success,
             Some(detail),
@@ -210,14 +206,12 @@ pub async fn create(
             let failed = event(
                 &books,
                 &platform,
-                "export.create",
+                Action::ExportCreate,
                 &id,
                 Outcome::Failure,
                 Some("the export could not be stored".into()),
             );
-            if let Err(e) = books.store().record(failed).await {
-                tracing::error!(error = %e, "recording the failed export");
-            }
+            books.note(failed).await;
             Err(ApiError::unavailable(
                 "the export could not be stored; try again later",
             ))
@@ -234,7 +228,7 @@ pub async fn list(
 ) -> ApiResult<Json<ExportList>> {
     let scope = door
         .into_admission()
-        .read(&platform, "exports.list", None)
+        .read(&platform, Action::ExportsList, None)
         .await?;
     let records = exports::list(&platform, scope.company_id()).await?;
     Ok(Json(ExportList {
@@ -254,7 +248,7 @@ pub async fn get(
         .into_admission()
         .read(
             &platform,
-            "exports.get",
+            Action::ExportsGet,
             Some(format!(
                 "export:{}",
                 export.chars().take(64).collect::<String>()
@@ -286,7 +280,7 @@ pub async fn download(
         event(
             &books,
             &platform,
-            "export.download",
+            Action::ExportDownload,
             &record.id,
             Outcome::Success,
             None,

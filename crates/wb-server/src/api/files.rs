@@ -15,8 +15,9 @@ use axum::Json;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use wb_app::records::{AuditEvent, FilePage, FileRecord, NewFile, Outcome};
 use wb_core::attachments::{normalize_content_type, validate_file_name};
-use wb_store::{AuditEvent, FilePage, FileRecord, NewFile, Outcome};
+use wb_core::Action;
 
 use super::json::ApiQuery;
 use crate::access::CompanyScope;
@@ -124,7 +125,7 @@ async fn linked_entry(books: &CompanyScope, entry: Option<&str>) -> ApiResult<Op
         .ok()
         .filter(|id| *id > 0)
         .ok_or_else(|| unknown_entry(text))?;
-    match books.store().entry(id).await? {
+    match books.entry(id).await? {
         Some(_) => Ok(Some(id)),
         None => Err(unknown_entry(text)),
     }
@@ -159,14 +160,12 @@ async fn audit_refusal(books: &CompanyScope, platform: &AppState, detail: &str) 
         at: platform.now(),
         actor: books.actor().clone(),
         company_id: Some(books.company_id().to_string()),
-        action: "file.upload".into(),
+        action: Action::FileUpload,
         target: None,
         outcome: Outcome::Failure,
         detail: Some(detail.to_string()),
     };
-    if let Err(e) = books.store().record(event).await {
-        tracing::error!(error = %e, "recording a refused upload");
-    }
+    books.note(event).await;
 }
 
 #[utoipa::path(post, path = "/api/v1/companies/{company}/files", tag = "files",
@@ -243,12 +242,8 @@ pub async fn upload(
         size: stored.size,
         entry_id,
     };
-    let recorded = books
-        .store()
-        .add_file(file, books.write_context(platform.now()))
-        .await;
     // The object stays when this fails: another file may share it.
-    let record = platform.checked(&company, "file.upload", recorded).await?;
+    let record = books.add_file(&platform, file).await?;
     let location = format!("/api/v1/companies/{company}/files/{}", record.id);
     let mut response = (StatusCode::CREATED, Json(FileView::from(&record))).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
@@ -267,7 +262,7 @@ pub async fn list(
 ) -> ApiResult<Json<FileList>> {
     let books = door
         .into_admission()
-        .read(&platform, "files.list", None)
+        .read(&platform, Action::FilesList, None)
         .await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let after =
@@ -285,7 +280,6 @@ pub async fn list(
             None => None,
         };
     let files = books
-        .store()
         .files(FilePage {
             after,
             limit,
@@ -315,7 +309,7 @@ pub async fn download(
         .into_admission()
         .read(
             &platform,
-            "file.download",
+            Action::FileDownload,
             Some(format!(
                 "file:{}",
                 file.chars().take(32).collect::<String>()
@@ -323,7 +317,6 @@ pub async fn download(
         )
         .await?;
     let record = books
-        .store()
         .file(file_id(&file)?)
         .await?
         .ok_or_else(|| ApiError::not_found("file"))?;

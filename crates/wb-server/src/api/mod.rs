@@ -75,8 +75,7 @@ pub async fn healthz() -> Json<Health> {
 #[utoipa::path(get, path = "/readyz", tag = "ops", security(), responses((status = 200, body = Health), (status = 503, body = Problem)))]
 pub async fn readyz(State(platform): State<AppState>) -> Result<Json<Health>, ApiError> {
     platform
-        .control
-        .company("readiness-probe")
+        .ready()
         .await
         .map_err(|_| ApiError::unavailable("the control database is not reachable"))?;
     Ok(Json(Health {

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use time::{Date, Month};
 use utoipa::IntoParams;
 use wb_core::reports::{self, AccountInfo};
+use wb_core::Action;
 
 use super::json::ApiQuery;
 use crate::access::CompanyScope;
@@ -59,7 +60,6 @@ fn period(platform: &AppState, q: &Period) -> ApiResult<(Date, Date)> {
 
 async fn account_infos(books: &CompanyScope) -> ApiResult<Vec<AccountInfo>> {
     Ok(books
-        .store()
         .accounts()
         .await?
         .into_iter()
@@ -84,11 +84,11 @@ pub async fn trial_balance(
         .into_admission()
         .read(
             &platform,
-            "report.trial_balance",
+            Action::ReportTrialBalance,
             Some(format!("as_of:{date}")),
         )
         .await?;
-    let rows = books.store().balances_as_of(date).await?;
+    let rows = books.balances_as_of(date).await?;
     let report = reports::trial_balance(date, &account_infos(&books).await?, &rows);
     Ok(Json((&report).into()))
 }
@@ -106,11 +106,11 @@ pub async fn balance_sheet(
         .into_admission()
         .read(
             &platform,
-            "report.balance_sheet",
+            Action::ReportBalanceSheet,
             Some(format!("as_of:{date}")),
         )
         .await?;
-    let rows = books.store().balances_as_of(date).await?;
+    let rows = books.balances_as_of(date).await?;
     let report = reports::balance_sheet(date, &account_infos(&books).await?, &rows);
     Ok(Json((&report).into()))
 }
@@ -128,11 +128,11 @@ pub async fn income_statement(
         .into_admission()
         .read(
             &platform,
-            "report.income_statement",
+            Action::ReportIncomeStatement,
             Some(format!("period:{from}..{to}")),
         )
         .await?;
-    let rows = books.store().movements(from, to).await?;
+    let rows = books.movements(from, to).await?;
     let report = reports::income_statement(from, to, &account_infos(&books).await?, &rows);
     Ok(Json((&report).into()))
 }
@@ -164,12 +164,12 @@ pub async fn register(
         .into_admission()
         .read(
             &platform,
-            "account.register",
+            Action::AccountRegister,
             Some(format!("account:{account}")),
         )
         .await?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 100_000);
-    let (opening, postings) = books.store().register(&account, from, to, limit).await?;
+    let (opening, postings) = books.register(&account, from, to, limit).await?;
     let lines = reports::register(&opening, postings);
     let mut closing = opening.clone();
     for line in &lines {

@@ -130,23 +130,17 @@ pub async fn me(
     let Principal::User { user_id, .. } = &caller.principal else {
         return Err(ApiError::forbidden("API keys have no user; use a session"));
     };
-    let user = platform
-        .control
-        .user(user_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("user"))?;
-    let mut companies = Vec::new();
-    for m in platform.control.memberships_of(user_id).await? {
-        if let Some(c) = platform.control.company(&m.company_id).await? {
-            companies.push(MembershipView {
-                company: CompanyRef {
-                    id: c.id,
-                    name: c.name,
-                },
-                role: m.role.as_str().into(),
-            });
-        }
-    }
+    let (user, memberships) = platform.user_with_companies(user_id).await?;
+    let companies = memberships
+        .into_iter()
+        .map(|(m, c)| MembershipView {
+            company: CompanyRef {
+                id: c.id,
+                name: c.name,
+            },
+            role: m.role.as_str().into(),
+        })
+        .collect();
     Ok(Json(MeResponse {
         user: UserRef {
             id: user.id,

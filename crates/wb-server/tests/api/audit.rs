@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use wb_core::Action;
 use wb_server::config::AuditFailurePolicy;
 use wb_store::AuditQuery;
 
@@ -130,46 +131,51 @@ async fn every_category_is_audited_for_success_and_failure() {
         .problem(404, "not-found");
 
     let events = company_events(&s, &a.path("/audit?limit=1000"), &a.token, |ev| {
-        ev.iter().any(|e| e["action"] == "access.company")
-            && ev.iter().any(|e| e["action"] == "api_key.revoke")
+        ev.iter()
+            .any(|e| e["action"] == Action::AccessCompany.as_str())
+            && ev
+                .iter()
+                .any(|e| e["action"] == Action::ApiKeyRevoke.as_str())
     })
     .await;
     for (action, outcome) in [
-        ("company.signup", "success"),
-        ("account.create", "success"),
-        ("account.create", "failure"),
-        ("entry.post", "success"),
-        ("entry.post", "failure"),
-        ("entry.reverse", "success"),
-        ("entry.read", "success"),
-        ("entries.list", "success"),
-        ("accounts.list", "success"),
-        ("report.trial_balance", "success"),
-        ("report.balance_sheet", "success"),
-        ("report.income_statement", "success"),
-        ("account.register", "success"),
-        ("api_key.create", "success"),
-        ("api_key.revoke", "success"),
+        (Action::CompanySignup.as_str(), "success"),
+        (Action::AccountCreate.as_str(), "success"),
+        (Action::AccountCreate.as_str(), "failure"),
+        (Action::EntryPost.as_str(), "success"),
+        (Action::EntryPost.as_str(), "failure"),
+        (Action::EntryReverse.as_str(), "success"),
+        (Action::EntryRead.as_str(), "success"),
+        (Action::EntriesList.as_str(), "success"),
+        (Action::AccountsList.as_str(), "success"),
+        (Action::ReportTrialBalance.as_str(), "success"),
+        (Action::ReportBalanceSheet.as_str(), "success"),
+        (Action::ReportIncomeStatement.as_str(), "success"),
+        (Action::AccountRegister.as_str(), "success"),
+        (Action::ApiKeyCreate.as_str(), "success"),
+        (Action::ApiKeyRevoke.as_str(), "success"),
     ] {
         let e = find(&events, action, outcome);
-        if action != "company.signup" {
+        if action != Action::CompanySignup.as_str() {
             assert_http_actor(e, &me, "session");
         }
     }
-    assert!(find(&events, "entry.post", "failure")["detail"]
-        .as_str()
-        .unwrap()
-        .contains("does not balance"));
+    assert!(
+        find(&events, Action::EntryPost.as_str(), "failure")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("does not balance")
+    );
     assert_eq!(
-        find(&events, "entry.reverse", "success")["target"],
+        find(&events, Action::EntryReverse.as_str(), "success")["target"],
         format!("entry:{id}").as_str()
     );
     let by_key = events
         .iter()
-        .find(|e| e["action"] == "accounts.list" && e["auth"] == "api_key")
+        .find(|e| e["action"] == Action::AccountsList.as_str() && e["auth"] == "api_key")
         .expect("the API key's read");
     assert_http_actor(by_key, &format!("api_key:{key_id}"), "api_key");
-    let refused = find(&events, "access.company", "failure");
+    let refused = find(&events, Action::AccessCompany.as_str(), "failure");
     assert_http_actor(refused, &format!("user:{}", b.user_id), "session");
 
     // Platform events without a company: logins, logout, start.
@@ -184,7 +190,10 @@ async fn every_category_is_audited_for_success_and_failure() {
             })
             .await
             .unwrap();
-        if control.iter().any(|c| c.event.action == "auth.logout") {
+        if control
+            .iter()
+            .any(|c| c.event.action == Action::AuthLogout.as_str())
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -194,13 +203,13 @@ async fn every_category_is_audited_for_success_and_failure() {
             c.event.action == action && c.event.outcome == outcome && c.source == "control"
         })
     };
-    assert!(has("system.start", "success"));
-    assert!(has("auth.login", "success"));
-    assert!(has("auth.login", "failure"));
-    assert!(has("auth.logout", "success"));
+    assert!(has(Action::SystemStart.as_str(), "success"));
+    assert!(has(Action::AuthLogin.as_str(), "success"));
+    assert!(has(Action::AuthLogin.as_str(), "failure"));
+    assert!(has(Action::AuthLogout.as_str(), "success"));
     let start = control
         .iter()
-        .find(|c| c.event.action == "system.start")
+        .find(|c| c.event.action == Action::SystemStart.as_str())
         .unwrap();
     assert!(
         start
@@ -235,7 +244,8 @@ async fn customers_read_only_their_own_trail() {
         .await
         .problem(404, "not-found");
     let events = company_events(&s, &a.path("/audit?limit=1000"), &a.token, |ev| {
-        ev.iter().any(|e| e["action"] == "access.company")
+        ev.iter()
+            .any(|e| e["action"] == Action::AccessCompany.as_str())
     })
     .await;
     let text = serde_json::to_string(&events).unwrap();
@@ -324,7 +334,7 @@ async fn an_unwritable_trail_refuses_writes_and_raises_the_alarm() {
         .await
         .unwrap()
         .into_iter()
-        .filter(|e| e.action == "audit.unavailable")
+        .filter(|e| e.action == Action::AuditUnavailable.as_str())
         .count();
     assert_eq!(write_alarms, 2, "one alarm per refused write");
     s.get(&a.path("/reports/trial-balance"), &a.token)
@@ -337,7 +347,7 @@ async fn an_unwritable_trail_refuses_writes_and_raises_the_alarm() {
         .await
         .unwrap()
         .into_iter()
-        .filter(|e| e.action == "audit.unavailable" && e.outcome == "failure")
+        .filter(|e| e.action == Action::AuditUnavailable.as_str() && e.outcome == "failure")
         .count();
     assert!(alarms >= 1);
     // Refuse-all: reads are refused too.
@@ -571,12 +581,15 @@ async fn audit_events_record_the_servers_request_id_never_the_clients() {
         ids.push(id.to_string());
     }
     let events = company_events(&s, &a.path("/audit?limit=1000"), &a.token, |ev| {
-        ev.iter().filter(|e| e["action"] == "company.read").count() == ids.len()
+        ev.iter()
+            .filter(|e| e["action"] == Action::CompanyRead.as_str())
+            .count()
+            == ids.len()
     })
     .await;
     let mut recorded: Vec<String> = events
         .iter()
-        .filter(|e| e["action"] == "company.read")
+        .filter(|e| e["action"] == Action::CompanyRead.as_str())
         .map(|e| e["request_id"].as_str().expect("request_id").to_string())
         .collect();
     recorded.sort();

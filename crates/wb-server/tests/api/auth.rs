@@ -2,6 +2,7 @@
 
 use reqwest::Method;
 use serde_json::json;
+use wb_core::Action;
 use wb_core::Role;
 use wb_crypto::Secret;
 use wb_server::platform::FAILED_LOGINS_MAX;
@@ -504,7 +505,7 @@ async fn concurrent_wrong_logins_cannot_pass_the_throttle() {
     let failures: Vec<_> = trail
         .iter()
         .filter(|e| {
-            e.action == "auth.login"
+            e.action == Action::AuthLogin.as_str()
                 && e.outcome == "failure"
                 && e.target.as_deref() == Some(format!("email:{}", t.email).as_str())
         })
@@ -562,7 +563,7 @@ async fn api_keys_cannot_create_api_keys() {
         .unwrap();
     let refusals: Vec<_> = trail
         .iter()
-        .filter(|e| e.action == "api_key.create" && e.outcome == "failure")
+        .filter(|e| e.action == Action::ApiKeyCreate.as_str() && e.outcome == "failure")
         .collect();
     assert_eq!(refusals.len(), 3, "{trail:#?}");
     for e in refusals {
@@ -674,7 +675,7 @@ async fn signup_with_a_taken_email_answers_like_a_new_one() {
     let refused = trail
         .iter()
         .filter(|e| {
-            e.action == "company.signup"
+            e.action == Action::CompanySignup.as_str()
                 && e.outcome == "failure"
                 && e.target.as_deref() == Some(format!("email:{}", t.email).as_str())
         })
@@ -744,7 +745,7 @@ async fn signups_are_limited_per_address() {
     let refusals = trail
         .iter()
         .filter(|e| {
-            e.action == "company.signup"
+            e.action == Action::CompanySignup.as_str()
                 && e.outcome == "failure"
                 && e.client.as_deref() == Some("127.0.0.1")
                 && e.detail

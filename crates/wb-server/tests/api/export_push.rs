@@ -14,6 +14,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wb_core::Action;
 use wb_server::export_push::{self, EXPORT_PUSH_RULE};
 use wb_server::exports::age::x25519;
 use wb_server::exports::{self, Unlock};
@@ -336,14 +337,14 @@ async fn schedule_crud_permissions_and_refusals() {
     assert_eq!(
         actions,
         [
-            "export.schedule.set",
-            "export.schedule.set",
-            "export.schedule.delete"
+            Action::ExportScheduleSet.as_str(),
+            Action::ExportScheduleSet.as_str(),
+            Action::ExportScheduleDelete.as_str()
         ]
     );
     let set_event = events
         .iter()
-        .find(|e| e.action == "export.schedule.set")
+        .find(|e| e.action == Action::ExportScheduleSet.as_str())
         .unwrap();
     assert_eq!(set_event.actor, format!("user:{}", t.user_id));
     let detail = set_event.detail.as_deref().unwrap();
@@ -358,7 +359,10 @@ async fn schedule_crud_permissions_and_refusals() {
     let mut seen = Value::Null;
     for _ in 0..100 {
         seen = s
-            .get(&t.path("/audit?action=export.schedule.delete"), &t.token)
+            .get(
+                &t.path(&format!("/audit?action={}", Action::ExportScheduleDelete)),
+                &t.token,
+            )
             .await
             .ok(200);
         if !seen["events"].as_array().unwrap().is_empty() {
@@ -568,7 +572,7 @@ async fn push_to_a_directory_holds_the_books() {
     let pushes: Vec<StoredAuditEvent> = control_events(&s, &t.id)
         .await
         .into_iter()
-        .filter(|e| e.action == "export.push")
+        .filter(|e| e.action == Action::ExportPush.as_str())
         .collect();
     assert_eq!(pushes.len(), 2);
     assert!(pushes.iter().all(|e| e.outcome == "success"));
@@ -721,7 +725,7 @@ async fn an_unreachable_bucket_backs_off_and_raises_one_alert() {
     let failures = control_events(&s, &t.id)
         .await
         .into_iter()
-        .filter(|e| e.action == "export.push")
+        .filter(|e| e.action == Action::ExportPush.as_str())
         .collect::<Vec<_>>();
     assert_eq!(failures.len(), 4);
     assert!(failures.iter().all(|e| e.outcome == "failure"));
@@ -940,7 +944,7 @@ async fn a_push_that_panics_is_recorded_and_the_others_go_on() {
     let failures: Vec<StoredAuditEvent> = control_events(&s, &t.id)
         .await
         .into_iter()
-        .filter(|e| e.action == "export.push")
+        .filter(|e| e.action == Action::ExportPush.as_str())
         .collect();
     assert_eq!(failures.len(), 1);
     assert_eq!(failures[0].outcome, "failure");

@@ -5,6 +5,7 @@
 use crate::harness::{entry, Body, Resp, Tenant, TestServer};
 use reqwest::Method;
 use serde_json::{json, Value};
+use wb_core::Action;
 use wb_crypto::Secret;
 use wb_server::exports::age::x25519;
 use wb_server::exports::{self, ReadError, Unlock};
@@ -205,16 +206,28 @@ async fn recipient_export_holds_the_books_and_audit_trail() {
         .map(exports::ExportAuditEvent::from)
         .collect();
     assert_eq!(contents.audit, exported);
-    assert!(contents.audit.iter().any(|e| e.action == "entry.post"));
-    assert!(contents.audit.iter().any(|e| e.action == "entry.reverse"));
+    assert!(contents
+        .audit
+        .iter()
+        .any(|e| e.action == Action::EntryPost.as_str()));
+    assert!(contents
+        .audit
+        .iter()
+        .any(|e| e.action == Action::EntryReverse.as_str()));
     let later: Vec<&str> = audit
         .iter()
         .filter(|e| e.seq > m.audit_seq)
         .map(|e| e.action.as_str())
         .collect();
-    assert!(later.contains(&"export.create"), "{later:?}");
-    assert!(later.contains(&"export.download"), "{later:?}");
-    let create = audit.iter().find(|e| e.action == "export.create").unwrap();
+    assert!(later.contains(&Action::ExportCreate.as_str()), "{later:?}");
+    assert!(
+        later.contains(&Action::ExportDownload.as_str()),
+        "{later:?}"
+    );
+    let create = audit
+        .iter()
+        .find(|e| e.action == Action::ExportCreate.as_str())
+        .unwrap();
     assert_eq!(
         create.target.as_deref(),
         Some(format!("export:{id}").as_str())

@@ -11,6 +11,7 @@ use object_store::{ObjectStoreExt, PutPayload};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use wb_core::Action;
 use wb_server::backup::{self, RestoreTarget};
 use wb_server::files::{files_prefix, object_path, sealed_size};
 
@@ -266,9 +267,9 @@ async fn upload_list_and_download() {
             .filter(|e| e.action == action && e.outcome == outcome)
             .count()
     };
-    assert_eq!(count("file.upload", "success"), 3);
-    assert!(count("files.list", "success") >= 4);
-    assert!(count("file.download", "success") >= 4);
+    assert_eq!(count(Action::FileUpload.as_str(), "success"), 3);
+    assert!(count(Action::FilesList.as_str(), "success") >= 4);
+    assert!(count(Action::FileDownload.as_str(), "success") >= 4);
     assert!(events
         .iter()
         .all(|e| !e.detail.clone().unwrap_or_default().contains("receipt")));
@@ -471,7 +472,7 @@ async fn refused_uploads_store_nothing() {
         .await
         .unwrap()
         .into_iter()
-        .filter(|e| e.action == "file.upload" && e.outcome == "failure")
+        .filter(|e| e.action == Action::FileUpload.as_str() && e.outcome == "failure")
         .count();
     assert!(refusals >= 2, "{refusals}");
 }

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use wb_core::Action;
 use wb_pgtest::PgCluster;
 use wb_server::{PostgresConfig, StorageConfig};
 
@@ -147,7 +148,7 @@ async fn companies_spread_over_servers_and_move_without_losing_entries() {
         .await
         .unwrap()
         .into_iter()
-        .filter(|e| e.action == "company.move")
+        .filter(|e| e.action == Action::CompanyMove.as_str())
         .collect();
     assert_eq!(moves.len(), 1);
     assert_eq!(moves[0].outcome, "success");

@@ -9,7 +9,7 @@ use wb_core::monitor::{AlertDraft, AlertState};
 use super::conn::{parse_ts, ts};
 use super::control::{append_audit, SqliteControl};
 use crate::alerts::{Alert, AlertStore, Raised, Triage};
-use crate::model::{Actor, AuditEvent, Outcome};
+use crate::model::{Action, Actor, AuditEvent, Outcome};
 use crate::StoreError;
 
 const ALERT_COLUMNS: &str = "id, rule, severity, state, dedupe_key, title, detail, company_id, \
@@ -120,14 +120,14 @@ fn triage_alert(
     at: OffsetDateTime,
 ) -> Result<Result<Alert, StoreError>, StoreError> {
     let action = match to {
-        AlertState::Acknowledged => "alert.acknowledge",
-        _ => "alert.resolve",
+        AlertState::Acknowledged => Action::AlertAcknowledge,
+        _ => Action::AlertResolve,
     };
     let mut event = AuditEvent {
         at,
         actor: by.clone(),
         company_id: None,
-        action: action.into(),
+        action,
         target: Some(format!("alert:{id}")),
         outcome: Outcome::Success,
         detail: Some(reason.to_string()),
@@ -232,7 +232,7 @@ impl AlertStore for SqliteControl {
                     at,
                     actor: Actor::system("monitor"),
                     company_id: None,
-                    action: "alert.raise".into(),
+                    action: Action::AlertRaise,
                     target: Some(format!("alert:{id}")),
                     outcome: Outcome::Success,
                     detail: Some(format!(

@@ -285,7 +285,7 @@ impl Writer {
     async fn refused(
         &mut self,
         error: StoreError,
-        action: &str,
+        action: Action,
         ctx: WriteContext,
     ) -> Result<Output, StoreError> {
         if !matches!(error, StoreError::AuditUnavailable(_)) {
@@ -293,7 +293,7 @@ impl Writer {
                 at: ctx.at,
                 actor: ctx.actor.clone(),
                 company_id: Some(self.company_id.clone()),
-                action: action.to_string(),
+                action,
                 target: None,
                 outcome: Outcome::Failure,
                 detail: Some(error.to_string()),

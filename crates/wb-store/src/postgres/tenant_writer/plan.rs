@@ -70,7 +70,7 @@ impl Planner<'_> {
                 self.audit(
                     &mut w,
                     &recorded,
-                    &event.action,
+                    event.action,
                     event.target.as_deref(),
                     event.outcome,
                     event.detail.as_deref(),
@@ -108,7 +108,7 @@ impl Planner<'_> {
         self.audit(
             w,
             ctx,
-            file_records::FILE_UPLOAD,
+            Action::FileUpload,
             Some(&target),
             Outcome::Success,
             Some(&detail),
@@ -146,7 +146,7 @@ impl Planner<'_> {
         self.audit(
             w,
             ctx,
-            "account.create",
+            Action::AccountCreate,
             Some(&format!("account:{}", account.code)),
             Outcome::Success,
             None,
@@ -270,7 +270,14 @@ impl Planner<'_> {
         let payload = journal::entries_posted(&entries, &at)?;
         self.journal(w, ctx, journal::ENTRIES_POSTED, payload);
         let target = entries_target(&entries);
-        self.audit(w, ctx, "entry.post", Some(&target), Outcome::Success, None);
+        self.audit(
+            w,
+            ctx,
+            Action::EntryPost,
+            Some(&target),
+            Outcome::Success,
+            None,
+        );
         Ok(Posted {
             entries,
             replayed: false,
@@ -313,7 +320,7 @@ impl Planner<'_> {
         self.audit(
             w,
             ctx,
-            "entry.reverse",
+            Action::EntryReverse,
             Some(&format!("entry:{entry_id}")),
             Outcome::Success,
             Some(&format!("reversal entry:{}", stored.id)),
@@ -366,7 +373,7 @@ impl Planner<'_> {
         self.audit(
             w,
             ctx,
-            "journal.replay",
+            Action::JournalReplay,
             Some(&target),
             Outcome::Success,
             None,
@@ -552,7 +559,7 @@ impl Planner<'_> {
         &mut self,
         w: &mut Writes,
         ctx: &WriteContext,
-        action: &str,
+        action: Action,
         target: Option<&str>,
         outcome: Outcome,
         detail: Option<&str>,
@@ -569,7 +576,7 @@ impl Planner<'_> {
             client: actor.client.clone().unwrap_or_default(),
             request_id: actor.request_id.clone().unwrap_or_default(),
             company_id: self.company_id.to_string(),
-            action: action.to_string(),
+            action: action.into(),
             target: target.unwrap_or_default().to_string(),
             outcome: outcome.as_str().to_string(),
             detail: detail.unwrap_or_default().to_string(),

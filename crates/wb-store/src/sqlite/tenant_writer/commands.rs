@@ -29,7 +29,7 @@ impl WriterState {
         )?;
         self.audit_append(
             ctx,
-            "account.create",
+            Action::AccountCreate,
             Some(&format!("account:{}", account.code)),
             Outcome::Success,
             None,
@@ -55,7 +55,7 @@ impl WriterState {
         let (target, detail) = file_records::audit_fields(&record);
         self.audit_append(
             ctx,
-            file_records::FILE_UPLOAD,
+            Action::FileUpload,
             Some(&target),
             Outcome::Success,
             Some(&detail),
@@ -202,7 +202,13 @@ impl WriterState {
         let payload = journal::entries_posted(&entries, &at)?;
         self.journal_append(ctx, journal::ENTRIES_POSTED, &payload)?;
         let target = entries_target(&entries);
-        self.audit_append(ctx, "entry.post", Some(&target), Outcome::Success, None)?;
+        self.audit_append(
+            ctx,
+            Action::EntryPost,
+            Some(&target),
+            Outcome::Success,
+            None,
+        )?;
         Ok(Posted {
             entries,
             replayed: false,
@@ -247,7 +253,7 @@ impl WriterState {
         self.journal_append(ctx, journal::ENTRY_REVERSED, &payload)?;
         self.audit_append(
             ctx,
-            "entry.reverse",
+            Action::EntryReverse,
             Some(&format!("entry:{entry_id}")),
             Outcome::Success,
             Some(&format!("reversal entry:{}", stored.id)),

@@ -373,7 +373,7 @@ impl WriterState {
                 };
                 self.audit_append(
                     &recorded,
-                    &event.action,
+                    event.action,
                     event.target.as_deref(),
                     event.outcome,
                     event.detail.as_deref(),
@@ -479,7 +479,7 @@ impl WriterState {
     fn audit_append(
         &mut self,
         ctx: &WriteContext,
-        action: &str,
+        action: Action,
         target: Option<&str>,
         outcome: Outcome,
         detail: Option<&str>,
@@ -496,7 +496,7 @@ impl WriterState {
             client: actor.client.clone().unwrap_or_default(),
             request_id: actor.request_id.clone().unwrap_or_default(),
             company_id: self.company_id.clone(),
-            action: action.to_string(),
+            action: action.into(),
             target: target.unwrap_or_default().to_string(),
             outcome: outcome.as_str().to_string(),
             detail: detail.unwrap_or_default().to_string(),
@@ -517,7 +517,7 @@ impl WriterState {
                 actor.auth,
                 actor.client,
                 actor.request_id,
-                action,
+                action.as_str(),
                 target,
                 fields.outcome,
                 detail,

@@ -58,7 +58,13 @@ impl WriterState {
             )?;
         }
         self.flush_balances(balances)?;
-        self.audit_append(ctx, "journal.replay", Some(&target), Outcome::Success, None)?;
+        self.audit_append(
+            ctx,
+            Action::JournalReplay,
+            Some(&target),
+            Outcome::Success,
+            None,
+        )?;
         Ok(self.journal.seq)
     }
 

@@ -1,0 +1,8 @@
+//! The plain records services take and give: adapters name them from here,
+//! so they need no dependency on the stores (`wb-server` has none).
+
+pub use wb_store::{
+    Account, Actor, ApiKeyRecord, AuditEvent, AuditQuery, CentralEvent, CompanyRecord, Entry,
+    EntryPage, ExportSchedule, FilePage, FileRecord, Idempotency, Membership, NewFile, Outcome,
+    Posted, StoreError, UserRecord,
+};
