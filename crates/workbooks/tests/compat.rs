@@ -1,0 +1,505 @@
+//! A deployment written by the build of commit e6b61c9 (the last main before
+//! the architecture step of issue 11) opens, serves, restores and verifies
+//! with this build: its data directory, object store, audit chains, journal
+//! segments, snapshot, attachment and configuration backups are read as that
+//! build wrote them. The fixture and how it was made:
+//! `tests/fixtures/deployment-e6b61c9/README.md`.
+//!
+//! Only the built binary and the HTTP API are used, as an operator and a
+//! client would: the crates' insides may move without this test changing.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+const COMPANY: &str = "01a23aec-3e4b-748e-b48d-caa706b34d73";
+const EMAIL: &str = "owner@fixture.example";
+const PASSPHRASE: &str = "violet orbit cactus thunder";
+const API_KEY: &str = "wbk_CRM9TB_Xt7b1d5-APquOnFSuIIvnFB80dfmDlgCCQG8";
+const INVOICE: &str = "Invoice 1001\nFixture Books Ltd\n1 x consulting, USD 1250.50\n";
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/deployment-e6b61c9")
+}
+
+/// An answer the old build gave on the fixture (see capture.sh).
+fn expected(name: &str) -> Value {
+    let path = fixture().join("expected").join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Copies `from` to `to` as `workbooks` keeps its files: git does not keep
+/// modes, and a key file others may read is refused.
+fn copy_private(from: &Path, to: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(to).unwrap();
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_private(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
+}
+
+/// A private copy of the fixture's data directory (each test its own, as the
+/// server and the commands write to it).
+fn deployment() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    copy_private(&fixture().join("data"), &data);
+    (dir, data)
+}
+
+/// Runs `workbooks` on `data` with nothing from the caller's environment.
+fn workbooks(args: &[&str], data: &Path) -> Output {
+    command(data).args(args).output().expect("run workbooks")
+}
+
+fn command(data: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_workbooks"));
+    for var in [
+        "WORKBOOKS_MASTER_KEY",
+        "WORKBOOKS_MASTER_KEY_FILE",
+        "WORKBOOKS_CONFIG",
+        "WORKBOOKS_DATABASE",
+        "WORKBOOKS_OBJECT_STORE",
+        "WORKBOOKS_LISTEN",
+    ] {
+        command.env_remove(var);
+    }
+    command
+        .env("WORKBOOKS_DATA", data)
+        .env("WORKBOOKS_OPERATOR", "compat-test");
+    command
+}
+
+#[track_caller]
+fn ok_json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+/// `workbooks serve` on a random port; killed if the test fails first.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(data: &Path, extra: &[&str]) -> Server {
+        let mut child = command(data)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("https://"))
+            .unwrap_or_else(|| panic!("no URL in {line:?}"))
+            .to_string();
+        Server { child, url }
+    }
+
+    /// Stops it as an operator does (SIGTERM), so it shuts down cleanly.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "serve exited with {status}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client that trusts only the certificate in the data directory (the
+/// fixture's, generated by the old build).
+fn client(data: &Path) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pem = std::fs::read(data.join("tls/cert.pem")).unwrap();
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .tls_built_in_root_certs(false)
+        .build()
+        .unwrap()
+}
+
+struct Api {
+    client: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+impl Api {
+    async fn login(data: &Path, server: &Server) -> Api {
+        let client = client(data);
+        let response = client
+            .post(format!("{}/api/v1/auth/login", server.url))
+            .json(&serde_json::json!({"email": EMAIL, "passphrase": PASSPHRASE}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        let token = body["token"].as_str().expect("token").to_string();
+        Api {
+            client,
+            url: server.url.clone(),
+            token,
+        }
+    }
+
+    async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn company(&self, company: &str, path: &str) -> Value {
+        let response = self
+            .get_as(&self.token, &format!("/api/v1/companies/{company}{path}"))
+            .await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.unwrap()
+    }
+
+    /// The company's books read back exactly as the old build answered.
+    async fn assert_books(&self, company: &str) {
+        for (name, path) in [
+            ("accounts", "/accounts"),
+            ("entries", "/entries?limit=100"),
+            ("entry-4", "/entries/4"),
+            ("trial-balance", "/reports/trial-balance?as_of=2026-12-31"),
+            (
+                "trial-balance-2026-01-31",
+                "/reports/trial-balance?as_of=2026-01-31",
+            ),
+            ("balance-sheet", "/reports/balance-sheet?as_of=2026-12-31"),
+            (
+                "income-statement",
+                "/reports/income-statement?from=2026-01-01&to=2026-12-31",
+            ),
+            (
+                "register-1000",
+                "/accounts/1000/register?from=2026-01-01&to=2026-12-31",
+            ),
+            ("files", "/files"),
+        ] {
+            assert_eq!(
+                self.company(company, path).await,
+                expected(name),
+                "{name} of company {company}"
+            );
+        }
+        // The same figures written out, so a wrong expected file cannot hide them.
+        let tb = self
+            .company(company, "/reports/trial-balance?as_of=2026-12-31")
+            .await;
+        assert_eq!(
+            tb["totals"],
+            serde_json::json!({"USD": "0.00", "EUR": "0.00"})
+        );
+        assert_eq!(
+            tb["accounts"][0],
+            serde_json::json!({"code": "1000", "name": "Cash", "type": "asset",
+                "balances": {"USD": "5450.50", "EUR": "200.00"}})
+        );
+        let entries = self.company(company, "/entries?limit=100").await;
+        let entries = entries["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), 7);
+        assert_eq!(
+            (&entries[3]["reversed_by"], &entries[4]["reverses"]),
+            (&Value::from("5"), &Value::from("4"))
+        );
+        assert_eq!(entries[4]["postings"][0]["amount"], "-99.99");
+
+        let file = self
+            .get_as(&self.token, &format!("/api/v1/companies/{company}/files/1"))
+            .await;
+        assert_eq!(file.status(), 200);
+        assert_eq!(file.headers()["content-type"], "text/plain");
+        assert_eq!(file.text().await.unwrap(), INVOICE);
+    }
+}
+
+#[test]
+fn audit_trail_written_by_the_old_build_verifies() {
+    let (_dir, data) = deployment();
+    let report = ok_json(&workbooks(&["audit", "verify", "--json"], &data));
+    assert_eq!(report["verified"], true, "{report:#}");
+    let mut chains: Vec<(String, String, u64, u64)> = report["chains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            assert!(c["problem"].is_null(), "{c}");
+            (
+                c["source"].as_str().unwrap().to_string(),
+                c["copy"].as_str().unwrap().to_string(),
+                c["events"].as_u64().unwrap(),
+                c["checkpoints"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    chains.sort();
+    let company = format!("company:{COMPANY}");
+    assert_eq!(
+        chains,
+        vec![
+            (company.clone(), "central".into(), 14, 2),
+            (company, "local".into(), 14, 2),
+            ("control".into(), "central".into(), 10, 9),
+            ("control".into(), "local".into(), 10, 9),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn old_deployment_serves_its_books() {
+    let (_dir, data) = deployment();
+    let server = Server::start(&data, &[]);
+    let api = Api::login(&data, &server).await;
+    assert_eq!(api.company(COMPANY, "").await, expected("company"));
+    api.assert_books(COMPANY).await;
+
+    assert_eq!(
+        api.company(COMPANY, "/api-keys").await,
+        expected("api-keys")
+    );
+    // The fixture's API key (hashed by the old build) still authenticates
+    // until it expires; after that it must be refused, not accepted.
+    let expires = expected("api-keys")[0]["expires_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let expires = OffsetDateTime::parse(&expires, &Rfc3339).unwrap();
+    let tb = "/api/v1/companies/".to_string() + COMPANY + "/reports/trial-balance?as_of=2026-12-31";
+    let with_key = api.get_as(API_KEY, &tb).await;
+    if OffsetDateTime::now_utc() < expires {
+        assert_eq!(with_key.status(), 200);
+        assert_eq!(
+            with_key.json::<Value>().await.unwrap(),
+            expected("trial-balance")
+        );
+    } else {
+        assert_eq!(with_key.status(), 401);
+    }
+    // A write goes on from where the old journal stopped.
+    let posted = api
+        .client
+        .post(format!("{}/api/v1/companies/{COMPANY}/entries", api.url))
+        .bearer_auth(&api.token)
+        .json(
+            &serde_json::json!({"date": "2026-03-01", "description": "After the upgrade",
+            "postings": [{"account": "5000", "amount": "10.00", "currency": "USD"},
+                         {"account": "1000", "amount": "-10.00", "currency": "USD"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 201);
+    assert_eq!(posted.json::<Value>().await.unwrap()["id"], "8");
+    server.stop();
+
+    // The chains the new build extended still verify from their old start.
+    let report = ok_json(&workbooks(&["audit", "verify", "--json"], &data));
+    assert_eq!(report["verified"], true, "{report:#}");
+    let company_events = report["chains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["source"] == format!("company:{COMPANY}").as_str() && c["copy"] == "local")
+        .unwrap()["events"]
+        .as_u64()
+        .unwrap();
+    assert!(company_events > 14, "{report:#}");
+    let status = ok_json(&workbooks(&["backup", "status", "--json"], &data));
+    assert_eq!(status[0]["company_id"], COMPANY);
+    assert_eq!(status[0]["journal_seq"], 15);
+    assert_eq!(status[0]["shipped_seq"], 15);
+    assert_eq!(status[0]["snapshot_seq"], 12);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn old_object_store_restores_a_company() {
+    let (_dir, data) = deployment();
+    // From the old snapshot plus the old segments after it.
+    let latest = ok_json(&workbooks(
+        &["restore", "--company", COMPANY, "--latest", "--json"],
+        &data,
+    ));
+    assert_eq!(
+        (&latest["last_seq"], &latest["snapshot"], &latest["records"]),
+        (&Value::from(14), &Value::from(12), &Value::from(2)),
+        "{latest}"
+    );
+    assert!(latest["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("Fixture Books Ltd (restored "));
+    // From the old segments alone: the snapshot is past this point.
+    let early = ok_json(&workbooks(
+        &["restore", "--company", COMPANY, "--to-seq", "10", "--json"],
+        &data,
+    ));
+    assert_eq!(
+        (&early["last_seq"], &early["snapshot"], &early["records"]),
+        (&Value::from(10), &Value::Null, &Value::from(10)),
+        "{early}"
+    );
+
+    let server = Server::start(&data, &[]);
+    let api = Api::login(&data, &server).await;
+    let restored = latest["id"].as_str().unwrap();
+    assert_ne!(restored, COMPANY);
+    api.assert_books(restored).await;
+    // Records 1-10: the accounts and entries 1-4, entry 4 not yet reversed.
+    let tb = api
+        .company(
+            early["id"].as_str().unwrap(),
+            "/reports/trial-balance?as_of=2026-12-31",
+        )
+        .await;
+    let balances: Vec<(String, Value)> = tb["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["code"].as_str().unwrap().to_string(),
+                a["balances"].clone(),
+            )
+        })
+        .collect();
+    let usd = |amount: &str| serde_json::json!({ "USD": amount });
+    assert_eq!(
+        balances,
+        vec![
+            ("1000".to_string(), usd("4200.00")),
+            ("1200".to_string(), usd("1250.50")),
+            ("2000".to_string(), usd("-99.99")),
+            ("3000".to_string(), usd("-5000.00")),
+            ("4000".to_string(), usd("-1250.50")),
+            ("5000".to_string(), usd("899.99")),
+        ]
+    );
+    assert_eq!(tb["totals"], usd("0.00"));
+    server.stop();
+}
+
+#[test]
+fn old_backups_verify() {
+    let (_dir, data) = deployment();
+    let report = ok_json(&workbooks(&["backup", "verify", "--json"], &data));
+    assert_eq!(report["verified"], true, "{report:#}");
+    let companies = report["companies"].as_array().unwrap();
+    assert_eq!(companies.len(), 1);
+    let c = &companies[0];
+    assert_eq!(c["company_id"], COMPANY);
+    assert!(c["failure"].is_null(), "{c}");
+    assert_eq!(
+        (&c["seq"], &c["source_seq"], &c["records"]),
+        (&Value::from(14), &Value::from(14), &Value::from(2))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn old_object_store_recovers_a_fresh_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = dir.path().join("objects");
+    copy_private(&fixture().join("data/objects"), &objects);
+    let key = dir.path().join("master.key");
+    std::fs::copy(fixture().join("data/master.key"), &key).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let node = dir.path().join("node");
+    let key_arg = key.to_str().unwrap();
+    let from = format!("file://{}", objects.display());
+    let report = ok_json(&workbooks(
+        &[
+            "dr",
+            "restore",
+            "--master-key-file",
+            key_arg,
+            "--from",
+            &from,
+            "--json",
+        ],
+        &node,
+    ));
+    assert_eq!(report["users"], 1, "{report:#}");
+    let companies = report["companies"].as_array().unwrap();
+    assert_eq!(companies.len(), 1, "{report:#}");
+    let c = &companies[0];
+    assert_eq!(c["company_id"], COMPANY);
+    assert_eq!(c["restored"], true, "{c}");
+    assert_eq!(
+        (&c["last_seq"], &c["records"]),
+        (&Value::from(14), &Value::from(2))
+    );
+
+    // The attachment is read from the old object store: it stays this node's.
+    let server = Server::start(
+        &node,
+        &["--master-key-file", key_arg, "--object-store", &from],
+    );
+    let api = Api::login(&node, &server).await;
+    api.assert_books(COMPANY).await;
+    server.stop();
+
+    // The old company audit trail came back verbatim and verifies, once the
+    // node signed its checkpoints (a server does, at the latest on shutdown).
+    let audit = ok_json(&workbooks(
+        &[
+            "audit",
+            "verify",
+            "--master-key-file",
+            key_arg,
+            "--object-store",
+            &from,
+            "--json",
+        ],
+        &node,
+    ));
+    assert_eq!(audit["verified"], true, "{audit:#}");
+    let company = audit["chains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["source"] == format!("company:{COMPANY}").as_str() && c["copy"] == "local")
+        .unwrap_or_else(|| panic!("no company chain: {audit:#}"));
+    assert!(company["events"].as_u64().unwrap() >= 14, "{company}");
+}
