@@ -8,8 +8,10 @@
 //!   process environment (`std::env::set_var`), which is only sound while no
 //!   other thread may be reading the environment (C's `getenv` takes no lock).
 //!
-//! So every test here first takes [`alone`], and they run one at a time
-//! whatever `--test-threads` says.
+//! So a memory test first takes [`alone`]: no other test runs beside it,
+//! whatever `--test-threads` says. An S3 test takes [`beside_others`], which
+//! sets the environment while no other test runs, then lets the S3 tests run
+//! side by side (their moto servers mostly wait).
 
 #[path = "../server/api/harness.rs"]
 mod harness;
@@ -18,6 +20,8 @@ mod moto;
 
 mod counting_alloc;
 
+use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
 mod exports_memory;
 mod files_memory;
 mod s3;
@@ -25,12 +29,21 @@ mod s3;
 /// The storage the test servers here run on.
 const BACKEND: harness::Backend = harness::Backend::Sqlite;
 
-/// Held by each test for its whole run. A tokio mutex: the guard lives across
-/// awaits, and the tests' runtimes are separate.
-static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Held by each test for its whole run: written by a test that must run
+/// alone, read by tests that may run beside each other. A tokio lock: the
+/// guard lives across awaits, and each test has its own runtime.
+static TESTS: RwLock<()> = RwLock::const_new(());
 
 /// Waits until no other test of this binary runs, and keeps it so until the
 /// guard is dropped.
-pub async fn alone() -> tokio::sync::MutexGuard<'static, ()> {
-    ALONE.lock().await
+pub async fn alone() -> RwLockWriteGuard<'static, ()> {
+    TESTS.write().await
+}
+
+/// Runs `prepare` while no other test of this binary runs, then keeps out
+/// only the tests that must run alone until the guard is dropped.
+pub async fn beside_others(prepare: fn()) -> RwLockReadGuard<'static, ()> {
+    let alone = TESTS.write().await;
+    prepare();
+    alone.downgrade()
 }

@@ -25,7 +25,8 @@ use wb_store::{Actor, Alert, Entry, EntryPage, TenantStore, WriteContext};
 /// Written into an entry's description: must never appear in a stored object.
 const SECRET_DESCRIPTION: &str = "Confidential sale to Zanzibar Widgets 8472";
 
-/// Fake credentials for moto, set once before any store is built.
+/// Fake credentials for moto, set once before any store is built (each test
+/// first runs this with no other test running: `crate::beside_others`).
 fn credentials() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -135,7 +136,7 @@ async fn status_of(platform: &Platform, company: &str) -> BackupStatus {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shipped_segments_land_in_s3_encrypted_and_restore() {
-    let _alone = crate::alone().await;
+    let _tests = crate::beside_others(credentials).await;
     let moto = Moto::start().await;
     let dir = tempfile::tempdir().unwrap();
     let platform = open(dir.path(), &moto.url("backups/eu", ""));
@@ -250,7 +251,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shipping_survives_an_object_store_outage() {
-    let _alone = crate::alone().await;
+    let _tests = crate::beside_others(credentials).await;
     let moto = Moto::start().await;
     let dir = tempfile::tempdir().unwrap();
     // A short client timeout and no client retries: a request to the stopped
@@ -400,7 +401,7 @@ async fn shipping_survives_an_object_store_outage() {
 /// oversized upload leaving nothing, and deleting a company's files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attachments_stream_through_s3() {
-    let _alone = crate::alone().await;
+    let _tests = crate::beside_others(credentials).await;
     use futures_util::StreamExt;
     use wb_server::files::{self, UploadLimits};
 
