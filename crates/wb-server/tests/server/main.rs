@@ -11,6 +11,9 @@
 //! (`wb_pgtest::PgCluster::shared`), one tracing subscriber (installed by the
 //! export-push stories, `support::push_log`) and one rustls crypto provider.
 
+// Each backend module includes the same story files on purpose.
+#![allow(clippy::duplicate_mod)]
+
 mod support {
     pub mod moto;
     pub mod platforms;
