@@ -32,7 +32,7 @@ command -v psql >/dev/null 2>&1 || apt_install postgresql-client
 if ! command -v pgbench >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
   apt_install postgresql-contrib || true
 fi
-# The S3 tests (crates/wb-server/tests/s3.rs) start a real S3-protocol server:
+# The S3 tests (crates/wb-server/tests/alone/s3.rs) start a real S3-protocol server:
 # moto, from PyPI.
 command -v python3 >/dev/null 2>&1 || apt_install python3 python3-pip
 if ! python3 -c 'import moto.server' 2>/dev/null; then
@@ -43,7 +43,7 @@ if ! python3 -c 'import moto.server' 2>/dev/null; then
 fi
 
 # Customer exports are checked against the standard age tool
-# (crates/workbooks/tests/export.rs).
+# (crates/workbooks/tests/commands/export.rs).
 command -v age >/dev/null 2>&1 || apt_install age
 
 cargo test --workspace "$@"

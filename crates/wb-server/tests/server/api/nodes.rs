@@ -1,0 +1,121 @@
+//! Several server nodes on one deployment (PostgreSQL control plane and
+//! company databases): any node serves any request, and background jobs run
+//! on one node at a time.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::harness::{entry, TestServer, PASSPHRASE};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_serve_one_deployment() {
+    // Leaked so the concurrent requests below may borrow them freely.
+    let a: &'static TestServer = Box::leak(Box::new(TestServer::start().await));
+    let b: &'static TestServer = Box::leak(Box::new(a.another_node().await));
+    assert_ne!(a.platform.node_id, b.platform.node_id);
+
+    // Signed up on A; the session works on B.
+    let t = a.signup("Two Nodes Ltd").await;
+    a.chart(&t).await;
+    b.get(&t.path("/accounts"), &t.token).await.ok(200);
+
+    // Entries posted through both nodes at once, into one company database.
+    let path = t.path("/entries");
+    let post = |node: &'static TestServer, i: usize| {
+        let body = entry(
+            "2026-03-01",
+            &format!("Sale {i}"),
+            &[("1000", "10.00", "USD"), ("4000", "-10.00", "USD")],
+        );
+        let (path, token) = (path.clone(), t.token.clone());
+        async move {
+            node.post(&path, &token, body).await.ok(201)["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let mut ids = BTreeSet::new();
+    for round in 0..5 {
+        let from_a: Vec<_> = (0..8).map(|i| post(a, round * 100 + i)).collect();
+        let from_b: Vec<_> = (0..8).map(|i| post(b, round * 100 + 50 + i)).collect();
+        let (ra, rb) = tokio::join!(join_all(from_a), join_all(from_b));
+        ids.extend(ra);
+        ids.extend(rb);
+    }
+    assert_eq!(ids.len(), 80, "every post got its own id");
+    let on_a = a.all_entries(&t, &t.token).await;
+    let on_b = b.all_entries(&t, &t.token).await;
+    assert_eq!(on_a.len(), 80);
+    assert_eq!(on_a, on_b, "both nodes see the same books");
+    let tb_a = a.trial_balance(&t, &t.token, "2026-12-31").await;
+    let tb_b = b.trial_balance(&t, &t.token, "2026-12-31").await;
+    assert_eq!(tb_a, tb_b);
+
+    // The company's audit chain stayed one gap-free chain across the two writers.
+    let tenant = a.platform.tenant(&t.id).await.unwrap();
+    let events = tenant.audit_events(0, 1000).await.unwrap();
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.seq, i as i64 + 1, "audit sequence has no gaps");
+        if i > 0 {
+            assert_eq!(e.prev_hash, events[i - 1].hash, "audit chain links");
+        }
+    }
+    let journal = tenant.journal(0, 10_000).await.unwrap();
+    for (i, r) in journal.iter().enumerate() {
+        assert_eq!(r.seq, i as i64 + 1);
+        if i > 0 {
+            assert_eq!(r.prev_hash, journal[i - 1].hash, "journal chain links");
+        }
+    }
+
+    // Failed logins counted on A throttle the account on B.
+    for i in 0..5 {
+        a.login(&t.email, &format!("wrong guess number {i} xyz"))
+            .await
+            .problem(401, "unauthorized");
+    }
+    b.login(&t.email, PASSPHRASE)
+        .await
+        .problem(429, "too-many-requests");
+
+    // Background jobs: checkpoints are signed by one node only.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let checkpoints = a
+        .platform
+        .control
+        .checkpoints(wb_server::jobs::forwarder::CONTROL_SOURCE)
+        .await
+        .unwrap();
+    assert!(!checkpoints.is_empty(), "a checkpoint was taken");
+    let signers: BTreeSet<_> = checkpoints.iter().map(|c| c.node.clone()).collect();
+    assert_eq!(
+        signers.len(),
+        1,
+        "one node holds the checkpoint lease: {signers:?}"
+    );
+    // The lease is held: the other node cannot take it while it is renewed.
+    let holder = signers.into_iter().next().unwrap();
+    let other = if holder == a.platform.node_id {
+        &b.platform.node_id
+    } else {
+        &a.platform.node_id
+    };
+    let now = time::OffsetDateTime::now_utc();
+    assert!(!a
+        .platform
+        .control
+        .try_lease(
+            wb_server::jobs::forwarder::CHECKPOINT_LEASE,
+            other,
+            now,
+            now + time::Duration::seconds(15)
+        )
+        .await
+        .unwrap());
+}
+
+/// Runs the futures concurrently and collects their outputs in order.
+async fn join_all<F: std::future::Future<Output = String>>(futures: Vec<F>) -> Vec<String> {
+    futures_util::future::join_all(futures).await
+}
