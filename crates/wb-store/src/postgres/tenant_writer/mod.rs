@@ -155,15 +155,44 @@ async fn run(mut rx: mpsc::Receiver<Job>, mut writer: Writer) {
                 Err(_) => break,
             }
         }
-        let (replies, work): (Vec<_>, Vec<_>) = jobs
-            .into_iter()
-            .map(|j| (j.reply, (j.command, j.ctx)))
-            .unzip();
-        let results = writer.apply_batch(work).await;
-        for (reply, result) in replies.into_iter().zip(results) {
-            let _ = reply.send(result);
+        // Requests sharing an Idempotency-Key go in separate groups, in
+        // arrival order: the first posts, the others find its record once
+        // that group has committed and answer with it (as a retry would).
+        while !jobs.is_empty() {
+            let (group, later) = split_repeated_keys(jobs);
+            jobs = later;
+            let (replies, work): (Vec<_>, Vec<_>) = group
+                .into_iter()
+                .map(|j| (j.reply, (j.command, j.ctx)))
+                .unzip();
+            let results = writer.apply_batch(work).await;
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(result);
+            }
         }
     }
+}
+
+/// The jobs that can share one group commit, and those (later posts under an
+/// Idempotency-Key already in the group) that must wait for the next.
+fn split_repeated_keys(jobs: Vec<Job>) -> (Vec<Job>, Vec<Job>) {
+    let mut keys = HashSet::new();
+    let (mut group, mut later) = (Vec::new(), Vec::new());
+    for job in jobs {
+        let repeated = match &job.command {
+            Command::Post {
+                idempotency: Some(idem),
+                ..
+            } => !keys.insert(idem.key.clone()),
+            _ => false,
+        };
+        if repeated {
+            later.push(job);
+        } else {
+            group.push(job);
+        }
+    }
+    (group, later)
 }
 
 const HEADS_SQL: &str = "SELECT journal_seq, journal_hash, audit_seq, audit_hash, next_entry_id, next_account_id, moved FROM heads WHERE id = 1";
