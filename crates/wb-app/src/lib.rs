@@ -22,6 +22,7 @@ pub mod backup;
 pub mod backup_verify;
 pub mod books;
 pub mod clock;
+pub mod company;
 pub mod cpu_work;
 pub mod data_lock;
 pub mod dr;

@@ -48,7 +48,7 @@ pub fn target(schedule_id: &str) -> String {
 
 /// Validates and stores the company's schedule (replacing any), audited.
 /// The first push is due at once (the pusher's next round).
-pub async fn set(
+pub(crate) async fn set(
     platform: &Platform,
     company_id: &str,
     new: NewSchedule,
@@ -137,7 +137,7 @@ pub async fn set(
 }
 
 /// The company's schedule and, for an s3 destination, its access key id.
-pub async fn get(
+pub(crate) async fn get(
     platform: &Platform,
     company_id: &str,
 ) -> ServiceResult<Option<(ExportSchedule, Option<String>)>> {
@@ -157,7 +157,11 @@ pub async fn get(
 }
 
 /// Deletes the company's schedule (404 when it has none), audited.
-pub async fn delete(platform: &Platform, company_id: &str, actor: Actor) -> ServiceResult<()> {
+pub(crate) async fn delete(
+    platform: &Platform,
+    company_id: &str,
+    actor: Actor,
+) -> ServiceResult<()> {
     let current = platform
         .control
         .export_schedule(company_id)

@@ -91,9 +91,8 @@ pub use model::{
 };
 pub use read::{read, read_from, DiscardFiles, FileSink, KeepFiles, Verified};
 pub use snapshot::{snapshot, SnapshotError};
-pub use storage::{
-    blob_path, download, get, list, meta_path, prefix, prepare, save, ExportRecord, Prepared,
-};
+pub use storage::{blob_path, meta_path, prefix, prepare, save, ExportRecord, Prepared};
+pub(crate) use storage::{download, get, list};
 pub use stream::{write_to_store, Written};
 
 /// The `format` field of every manifest.

@@ -217,7 +217,7 @@ async fn get_object(platform: &Platform, path: &ObjectPath) -> anyhow::Result<Op
 }
 
 /// One export's metadata, or `None` when the company has no such export.
-pub async fn get(
+pub(crate) async fn get(
     platform: &Platform,
     company_id: &str,
     export_id: &str,
@@ -234,7 +234,7 @@ pub async fn get(
 
 /// The encrypted file of an export, as a stream from the object store
 /// (`GetResult::into_stream`; never read whole into memory).
-pub async fn download(
+pub(crate) async fn download(
     platform: &Platform,
     company_id: &str,
     export_id: &str,
@@ -254,7 +254,10 @@ pub async fn download(
 }
 
 /// Every export of a company, newest first.
-pub async fn list(platform: &Platform, company_id: &str) -> anyhow::Result<Vec<ExportRecord>> {
+pub(crate) async fn list(
+    platform: &Platform,
+    company_id: &str,
+) -> anyhow::Result<Vec<ExportRecord>> {
     let listing = match platform
         .objects
         .list_with_delimiter(Some(&prefix(company_id)))

@@ -556,6 +556,7 @@ impl Platform {
         })
     }
 
+    /// Operator path (and the door's `CompanyScope::create_api_key`).
     pub async fn create_api_key(
         &self,
         company_id: &str,
@@ -614,7 +615,11 @@ impl Platform {
     }
 
     /// The answer to an API key asking for a new key (403), audited.
-    pub async fn refuse_api_key_creation(&self, company_id: &str, actor: Actor) -> ServiceError {
+    pub(crate) async fn refuse_api_key_creation(
+        &self,
+        company_id: &str,
+        actor: Actor,
+    ) -> ServiceError {
         let audit = AuditEvent {
             at: self.now(),
             actor,
@@ -630,7 +635,7 @@ impl Platform {
         ServiceError::forbidden("API keys may not create API keys; use a session")
     }
 
-    pub async fn revoke_api_key(
+    pub(crate) async fn revoke_api_key(
         &self,
         company_id: &str,
         key_id: &str,

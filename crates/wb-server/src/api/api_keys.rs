@@ -43,14 +43,10 @@ pub async fn create(
     ApiJson(body): ApiJson<NewApiKeyRequest>,
 ) -> ApiResult<(StatusCode, Json<ApiKeyView>)> {
     let books = door.into_admission().operate(&platform).await?;
-    let company = books.company_id();
     if let Principal::ApiKey { .. } = &books.caller().principal {
         // A key minting keys could renew itself forever, and its children
         // would outlive its revocation: only people create keys.
-        return Err(platform
-            .refuse_api_key_creation(company, books.actor().clone())
-            .await
-            .into());
+        return Err(books.refuse_api_key_creation(&platform).await.into());
     }
     let role: Role = body
         .role
@@ -58,15 +54,8 @@ pub async fn create(
         .map_err(|e: wb_core::roles::UnknownRole| {
             ApiError::unprocessable("invalid-role", e.to_string())
         })?;
-    let created = platform
-        .create_api_key(
-            company,
-            books.role(),
-            &body.name,
-            role,
-            body.expires_in_days,
-            books.actor().clone(),
-        )
+    let created = books
+        .create_api_key(&platform, &body.name, role, body.expires_in_days)
         .await?;
     let mut view = ApiKeyView::from(&created.record);
     view.token = Some(created.token.expose().to_string());
@@ -82,8 +71,6 @@ pub async fn revoke(
     Path((_, key)): Path<(String, String)>,
 ) -> ApiResult<Json<ApiKeyView>> {
     let scope = door.into_admission().operate(&platform).await?;
-    let revoked = platform
-        .revoke_api_key(scope.company_id(), &key, scope.actor().clone())
-        .await?;
+    let revoked = scope.revoke_api_key(&platform, &key).await?;
     Ok(Json((&revoked).into()))
 }

@@ -19,7 +19,7 @@ use wb_crypto::Secret;
 use super::json::ApiJson;
 use crate::auth::{AppState, Company, ExportData};
 use crate::dto::rfc3339;
-use crate::export_push::schedule::{self, NewSchedule};
+use crate::export_push::schedule::NewSchedule;
 use crate::export_push::Credentials;
 use crate::problem::{ApiError, ApiResult, Problem};
 
@@ -97,7 +97,8 @@ pub async fn get(
         .into_admission()
         .read(&platform, Action::ExportScheduleRead, None)
         .await?;
-    let (s, key_id) = schedule::get(&platform, scope.company_id())
+    let (s, key_id) = scope
+        .export_schedule(&platform)
         .await?
         .ok_or_else(|| ApiError::not_found("export schedule"))?;
     Ok(Json(view(s, key_id)))
@@ -113,7 +114,6 @@ pub async fn put(
     ApiJson(body): ApiJson<ScheduleRequest>,
 ) -> ApiResult<Json<ScheduleView>> {
     let scope = door.into_admission().operate(&platform).await?;
-    let company = scope.company_id();
     if body.passphrase.is_some() {
         return Err(ApiError::unprocessable(
             "passphrase-not-allowed",
@@ -146,9 +146,10 @@ pub async fn put(
         recipient,
         every_hours: body.every_hours,
     };
-    schedule::set(&platform, company, new, scope.actor().clone()).await?;
+    scope.set_export_schedule(&platform, new).await?;
     // As stored (and as GET shows it).
-    let (saved, key_id) = schedule::get(&platform, company)
+    let (saved, key_id) = scope
+        .export_schedule(&platform)
         .await?
         .ok_or_else(|| ApiError::not_found("export schedule"))?;
     Ok(Json(view(saved, key_id)))
@@ -162,6 +163,6 @@ pub async fn delete(
     door: Company<ExportData>,
 ) -> ApiResult<StatusCode> {
     let scope = door.into_admission().operate(&platform).await?;
-    schedule::delete(&platform, scope.company_id(), scope.actor().clone()).await?;
+    scope.delete_export_schedule(&platform).await?;
     Ok(StatusCode::NO_CONTENT)
 }

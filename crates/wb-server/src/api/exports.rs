@@ -230,7 +230,7 @@ pub async fn list(
         .into_admission()
         .read(&platform, Action::ExportsList, None)
         .await?;
-    let records = exports::list(&platform, scope.company_id()).await?;
+    let records = scope.exports(&platform).await?;
     Ok(Json(ExportList {
         exports: records.into_iter().map(Into::into).collect(),
     }))
@@ -255,7 +255,8 @@ pub async fn get(
             )),
         )
         .await?;
-    let record = exports::get(&platform, scope.company_id(), &export)
+    let record = scope
+        .export(&platform, &export)
         .await?
         .ok_or_else(|| ApiError::not_found("export"))?;
     Ok(Json(record.into()))
@@ -271,7 +272,8 @@ pub async fn download(
     Path((_, export)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let books = door.into_admission().operate(&platform).await?;
-    let (record, found) = exports::download(&platform, books.company_id(), &export)
+    let (record, found) = books
+        .export_download(&platform, &export)
         .await?
         .ok_or_else(|| ApiError::not_found("export"))?;
     audit(

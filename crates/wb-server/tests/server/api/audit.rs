@@ -130,15 +130,7 @@ async fn every_category_is_audited_for_success_and_failure() {
         .await
         .problem(404, "not-found");
 
-    let events = company_events(&s, &a.path("/audit?limit=1000"), &a.token, |ev| {
-        ev.iter()
-            .any(|e| e["action"] == Action::AccessCompany.as_str())
-            && ev
-                .iter()
-                .any(|e| e["action"] == Action::ApiKeyRevoke.as_str())
-    })
-    .await;
-    for (action, outcome) in [
+    let expected = [
         (Action::CompanySignup.as_str(), "success"),
         (Action::AccountCreate.as_str(), "success"),
         (Action::AccountCreate.as_str(), "failure"),
@@ -154,7 +146,19 @@ async fn every_category_is_audited_for_success_and_failure() {
         (Action::AccountRegister.as_str(), "success"),
         (Action::ApiKeyCreate.as_str(), "success"),
         (Action::ApiKeyRevoke.as_str(), "success"),
-    ] {
+    ];
+    // The forwarder copies the platform chain and the company's chain
+    // separately: wait until both have arrived.
+    let events = company_events(&s, &a.path("/audit?limit=1000"), &a.token, |ev| {
+        ev.iter()
+            .any(|e| e["action"] == Action::AccessCompany.as_str())
+            && expected.iter().all(|(action, outcome)| {
+                ev.iter()
+                    .any(|e| e["action"] == *action && e["outcome"] == *outcome)
+            })
+    })
+    .await;
+    for (action, outcome) in expected {
         let e = find(&events, action, outcome);
         if action != Action::CompanySignup.as_str() {
             assert_http_actor(e, &me, "session");
