@@ -42,10 +42,6 @@ fn segment_path(company_id: &str, first: i64, last: i64) -> ObjectPath {
     ))
 }
 
-fn aad(company_id: &str, first: i64, last: i64) -> Vec<u8> {
-    crate::keyring::audit_segment_aad(company_id, first, last)
-}
-
 /// What the audit shipper remembers between rounds, per company.
 #[derive(Default)]
 pub struct AuditShipperState {
@@ -116,7 +112,7 @@ async fn ship_company(
             plain.push(b'\n');
         }
         let sealed = key
-            .seal(&plain, &aad(&id, first, last))
+            .seal(&plain, &crate::keyring::audit_segment_aad(&id, first, last))
             .map_err(|e| anyhow!("sealing an audit segment: {e}"))?;
         platform
             .objects
@@ -236,7 +232,10 @@ async fn import_segment(
         .await
         .with_context(|| format!("reading {path}"))?;
     let plain = key
-        .open(&sealed, &aad(company_id, first, last))
+        .open(
+            &sealed,
+            &crate::keyring::audit_segment_aad(company_id, first, last),
+        )
         .map_err(|_| anyhow!("audit segment {path} fails authentication"))?;
     let mut events = Vec::new();
     for line in plain.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {

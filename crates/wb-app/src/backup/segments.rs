@@ -7,7 +7,7 @@ use object_store::ObjectStoreExt;
 use time::OffsetDateTime;
 use wb_crypto::DataKey;
 
-use crate::backup::shipper::{journal_prefix, segment_aad, SegmentRecord};
+use crate::backup::shipper::{journal_prefix, SegmentRecord};
 use crate::platform::Platform;
 
 /// A shipped segment, from its object name.
@@ -92,7 +92,7 @@ pub(crate) async fn read_segment(
     let plain = key
         .open(
             &bytes,
-            &segment_aad(company_id, segment.first, segment.last),
+            &crate::keyring::journal_segment_aad(company_id, segment.first, segment.last),
         )
         .map_err(|_| {
             anyhow!(

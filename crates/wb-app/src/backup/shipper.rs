@@ -60,11 +60,6 @@ pub fn segment_path(company_id: &str, first: i64, last: i64) -> ObjectPath {
     ))
 }
 
-/// Associated data of a segment: binds it to its company and range.
-pub fn segment_aad(company_id: &str, first: i64, last: i64) -> Vec<u8> {
-    crate::keyring::journal_segment_aad(company_id, first, last)
-}
-
 /// One journal record as stored in a segment line (its format is the store's).
 pub use wb_store::journal::SegmentRecord;
 
@@ -178,7 +173,10 @@ async fn ship_tenant(
             plain.push(b'\n');
         }
         let sealed = key
-            .seal(&plain, &segment_aad(&id, first, last))
+            .seal(
+                &plain,
+                &crate::keyring::journal_segment_aad(&id, first, last),
+            )
             .map_err(|e| anyhow::anyhow!("sealing a journal segment: {e}"))?;
         if let Err(e) = platform
             .objects

@@ -55,14 +55,6 @@ fn part_path(company_id: &str, seq: i64, attempt: &str, n: usize) -> ObjectPath 
     ))
 }
 
-fn manifest_aad(company_id: &str, seq: i64) -> Vec<u8> {
-    crate::keyring::snapshot_manifest_aad(company_id, seq)
-}
-
-fn part_aad(company_id: &str, seq: i64, n: usize) -> Vec<u8> {
-    crate::keyring::snapshot_part_aad(company_id, seq, n)
-}
-
 /// The control-store cursors holding a company's last snapshot.
 pub fn seq_cursor(company_id: &str) -> String {
     format!("snapshot:company:{company_id}")
@@ -134,7 +126,7 @@ pub async fn read_manifest(
     let path = manifest_path(company_id, seq);
     let sealed = get(platform, &path).await?;
     let plain = key
-        .open(&sealed, &manifest_aad(company_id, seq))
+        .open(&sealed, &crate::keyring::snapshot_manifest_aad(company_id, seq))
         .map_err(|_| anyhow!("snapshot manifest {path} fails authentication (tampered, truncated, or not this company's)"))?;
     let manifest: Manifest = serde_json::from_slice(&plain)
         .with_context(|| format!("snapshot manifest {path} is malformed"))?;
@@ -179,7 +171,10 @@ pub(crate) async fn load(
             bail!("snapshot part {path} does not match its manifest (altered or replaced)");
         }
         let plain = key
-            .open(&sealed, &part_aad(company_id, manifest.seq, n))
+            .open(
+                &sealed,
+                &crate::keyring::snapshot_part_aad(company_id, manifest.seq, n),
+            )
             .map_err(|_| anyhow!("snapshot part {path} fails authentication"))?;
         for line in plain.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let record: SegmentRecord = serde_json::from_slice(line)
@@ -233,7 +228,10 @@ impl Parts<'_> {
         let n = self.digests.len();
         let sealed = self
             .key
-            .seal(&self.buffer, &part_aad(self.company_id, self.seq, n))
+            .seal(
+                &self.buffer,
+                &crate::keyring::snapshot_part_aad(self.company_id, self.seq, n),
+            )
             .map_err(|e| anyhow!("sealing a snapshot part: {e}"))?;
         self.buffer.clear();
         self.digests.push(hex::encode(Sha256::digest(&sealed)));
@@ -316,7 +314,7 @@ pub async fn take(platform: &Platform, company_id: &str) -> anyhow::Result<Optio
     let sealed = key
         .seal(
             &serde_json::to_vec(&manifest)?,
-            &manifest_aad(company_id, head),
+            &crate::keyring::snapshot_manifest_aad(company_id, head),
         )
         .map_err(|e| anyhow!("sealing a snapshot manifest: {e}"))?;
     let path = manifest_path(company_id, head);

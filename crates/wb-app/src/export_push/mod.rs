@@ -46,13 +46,6 @@ struct SealedForm {
     secret_access_key: String,
 }
 
-/// Associated data of sealed credentials: they open only for this purpose,
-/// this company and this destination (moving them to another row, company
-/// or URL makes them fail authentication).
-fn aad(company_id: &str, destination: &str) -> Vec<u8> {
-    crate::keyring::export_push_credentials_aad(company_id, destination)
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SealError {
     #[error("the credentials cannot be sealed")]
@@ -79,8 +72,11 @@ impl Credentials {
             Secret::from(form.access_key_id),
             Secret::from(form.secret_access_key),
         ));
-        key.seal(plain.expose().as_bytes(), &aad(company_id, destination))
-            .map_err(|_| SealError::Seal)
+        key.seal(
+            plain.expose().as_bytes(),
+            &crate::keyring::export_push_credentials_aad(company_id, destination),
+        )
+        .map_err(|_| SealError::Seal)
     }
 
     pub fn open(
@@ -90,7 +86,10 @@ impl Credentials {
         destination: &str,
     ) -> Result<Credentials, SealError> {
         let plain = key
-            .open(sealed, &aad(company_id, destination))
+            .open(
+                sealed,
+                &crate::keyring::export_push_credentials_aad(company_id, destination),
+            )
             .map_err(|_| SealError::Open)?;
         let form: SealedForm = serde_json::from_slice(&plain).map_err(|_| SealError::Open)?;
         Ok(Credentials {

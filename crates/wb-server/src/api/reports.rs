@@ -5,11 +5,10 @@ use axum::Json;
 use serde::Deserialize;
 use time::{Date, Month};
 use utoipa::IntoParams;
-use wb_core::reports::{self, AccountInfo};
+use wb_core::reports;
 use wb_core::Action;
 
 use super::json::ApiQuery;
-use crate::access::CompanyScope;
 use crate::auth::{AppState, Company, ReadBooks};
 use crate::dto::*;
 use crate::problem::{ApiError, ApiResult, Problem};
@@ -58,19 +57,6 @@ fn period(platform: &AppState, q: &Period) -> ApiResult<(Date, Date)> {
     Ok((from, to))
 }
 
-async fn account_infos(books: &CompanyScope) -> ApiResult<Vec<AccountInfo>> {
-    Ok(books
-        .accounts()
-        .await?
-        .into_iter()
-        .map(|a| AccountInfo {
-            code: a.code,
-            name: a.name,
-            account_type: a.account_type,
-        })
-        .collect())
-}
-
 #[utoipa::path(get, path = "/api/v1/companies/{company}/reports/trial-balance", tag = "reports",
     params(("company" = String, Path), AsOf),
     responses((status = 200, body = TrialBalanceView), (status = 404, body = Problem)))]
@@ -89,7 +75,7 @@ pub async fn trial_balance(
         )
         .await?;
     let rows = books.balances_as_of(date).await?;
-    let report = reports::trial_balance(date, &account_infos(&books).await?, &rows);
+    let report = reports::trial_balance(date, &books.account_infos().await?, &rows);
     Ok(Json((&report).into()))
 }
 
@@ -111,7 +97,7 @@ pub async fn balance_sheet(
         )
         .await?;
     let rows = books.balances_as_of(date).await?;
-    let report = reports::balance_sheet(date, &account_infos(&books).await?, &rows);
+    let report = reports::balance_sheet(date, &books.account_infos().await?, &rows);
     Ok(Json((&report).into()))
 }
 
@@ -133,7 +119,7 @@ pub async fn income_statement(
         )
         .await?;
     let rows = books.movements(from, to).await?;
-    let report = reports::income_statement(from, to, &account_infos(&books).await?, &rows);
+    let report = reports::income_statement(from, to, &books.account_infos().await?, &rows);
     Ok(Json((&report).into()))
 }
 
