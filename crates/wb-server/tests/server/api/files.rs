@@ -521,8 +521,7 @@ async fn another_company_sees_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn altered_objects_are_never_served_whole() {
-    let mut srv = TestServer::start().await;
-    srv.without_connection_reuse();
+    let srv = TestServer::start().await;
     let a = srv.signup("Tamper Target").await;
     let long = content(300_000, 11);
     let long_file = upload(&srv, &a, &a.token, "?name=long.bin", None, long.clone())

@@ -398,21 +398,6 @@ impl TestServer {
         }
     }
 
-    /// Sends every later request on a new connection: for tests whose
-    /// server cuts responses off on purpose, where a pooled connection could
-    /// be reused while the server is closing it.
-    pub fn without_connection_reuse(&mut self) {
-        let pem = std::fs::read(self.data_dir.join("tls").join("cert.pem")).expect("cert.pem");
-        let cert = reqwest::Certificate::from_pem(&pem).expect("parse cert");
-        self.client = reqwest::Client::builder()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(cert)
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(0)
-            .build()
-            .expect("client");
-    }
-
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
