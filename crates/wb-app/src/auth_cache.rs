@@ -1,29 +1,24 @@
-//! A short-lived cache of authentication and membership answers.
+//! A short-lived cache of which user a session token belongs to.
 //!
-//! Every API request resolves a token and a role; without a cache that is two
-//! control-database reads on the blocking pool per request. Answers live at most
-//! `TTL` (and never past a session's or key's expiry). This node forgets them at
-//! once on logout, key revocation and role changes; another node sharing the
-//! control plane may honour a revoked credential for at most `TTL`.
+//! Answers live at most `TTL` (and never past the session's expiry); this
+//! node forgets one at once on logout, another node sharing the control plane
+//! may honour a logged-out session for at most `TTL`. What a session may do
+//! is never cached: the door reads the member's role on every request
+//! (`Platform::role_in`), and API keys are not cached at all.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use time::{Duration, OffsetDateTime};
-use wb_core::Role;
 
 use crate::principal::Principal;
 
 pub const TTL: Duration = Duration::seconds(2);
 const MAX_ENTRIES: usize = 100_000;
 
-/// (user id, company id) -> (role or none, valid until).
-type RoleMap = HashMap<(String, String), (Option<Role>, OffsetDateTime)>;
-
 #[derive(Default)]
 pub struct AuthCache {
     principals: Mutex<HashMap<String, (Principal, OffsetDateTime)>>,
-    roles: Mutex<RoleMap>,
 }
 
 impl AuthCache {
@@ -68,48 +63,13 @@ impl AuthCache {
             );
         }
     }
-
-    pub fn role(
-        &self,
-        user_id: &str,
-        company_id: &str,
-        now: OffsetDateTime,
-    ) -> Option<Option<Role>> {
-        let map = self.roles.lock().ok()?;
-        map.get(&(user_id.to_string(), company_id.to_string()))
-            .filter(|(_, until)| now < *until)
-            .map(|(r, _)| *r)
-    }
-
-    pub fn remember_role(
-        &self,
-        user_id: &str,
-        company_id: &str,
-        role: Option<Role>,
-        now: OffsetDateTime,
-    ) {
-        if let Ok(mut map) = self.roles.lock() {
-            if map.len() >= MAX_ENTRIES {
-                map.clear();
-            }
-            map.insert(
-                (user_id.to_string(), company_id.to_string()),
-                (role, now + TTL),
-            );
-        }
-    }
-
-    pub fn forget_role(&self, user_id: &str, company_id: &str) {
-        if let Ok(mut map) = self.roles.lock() {
-            map.remove(&(user_id.to_string(), company_id.to_string()));
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use time::macros::datetime;
+    use wb_core::Role;
 
     fn key(id: &str) -> Principal {
         Principal::ApiKey {
@@ -147,9 +107,5 @@ mod tests {
         assert!(cache.principal("h2", now).is_some());
         cache.forget_token("h2");
         assert!(cache.principal("h2", now).is_none());
-        cache.remember_role("u", "c", Some(Role::Admin), now);
-        assert_eq!(cache.role("u", "c", now), Some(Some(Role::Admin)));
-        cache.forget_role("u", "c");
-        assert_eq!(cache.role("u", "c", now), None);
     }
 }

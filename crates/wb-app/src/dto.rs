@@ -415,3 +415,90 @@ pub fn parse_date(field: &str, text: &str) -> Result<Date, crate::error::Service
         )
     })
 }
+
+// ---- Members and invitations ----
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewInvitationRequest {
+    pub email: String,
+    /// owner (owners only), admin, accountant or viewer
+    pub role: String,
+}
+
+/// The answer to the inviter: the token is shown here once (and emailed).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvitationCreated {
+    pub id: String,
+    pub token: String,
+    pub expires_at: String,
+    pub email: String,
+    pub role: String,
+}
+
+/// A pending invitation, never with its token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvitationView {
+    pub id: String,
+    pub email: String,
+    pub role: String,
+    pub invited_by: String,
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+impl From<&wb_store::InvitationRecord> for InvitationView {
+    fn from(i: &wb_store::InvitationRecord) -> Self {
+        InvitationView {
+            id: i.id.clone(),
+            email: i.email.clone(),
+            role: i.role.as_str().into(),
+            invited_by: i.invited_by.clone(),
+            created_at: rfc3339(i.created_at),
+            expires_at: rfc3339(i.expires_at),
+        }
+    }
+}
+
+#[derive(Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptInvitationRequest {
+    /// Required when the invited email has no account yet.
+    pub passphrase: Option<String>,
+    pub name: Option<String>,
+}
+
+impl std::fmt::Debug for AcceptInvitationRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcceptInvitationRequest")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberView {
+    pub user_id: String,
+    pub email: String,
+    pub name: Option<String>,
+    pub role: String,
+    pub last_login_at: Option<String>,
+}
+
+impl From<&wb_store::MemberRecord> for MemberView {
+    fn from(m: &wb_store::MemberRecord) -> Self {
+        MemberView {
+            user_id: m.user_id.clone(),
+            email: m.email.clone(),
+            name: m.name.clone(),
+            role: m.role.as_str().into(),
+            last_login_at: m.last_login_at.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberPatch {
+    pub role: String,
+}

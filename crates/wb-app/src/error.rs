@@ -170,11 +170,22 @@ impl From<LedgerError> for ServiceError {
     }
 }
 
+impl From<wb_core::members::MemberRuleError> for ServiceError {
+    fn from(e: wb_core::members::MemberRuleError) -> ServiceError {
+        use wb_core::members::MemberRuleError::*;
+        match e {
+            LastOwner => ServiceError::conflict("last-owner", e.to_string()),
+            OwnerOnly | NotAManager(_) => ServiceError::forbidden(e.to_string()),
+        }
+    }
+}
+
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> ServiceError {
         match e {
             StoreError::NotFound(what) => ServiceError::not_found(what),
             StoreError::Ledger(l) => l.into(),
+            StoreError::Members(rule) => rule.into(),
             StoreError::Conflict(detail) => ServiceError::unprocessable("invalid-batch", detail),
             StoreError::IdempotencyMismatch => {
                 ServiceError::unprocessable("idempotency-key-reused", e.to_string())

@@ -15,6 +15,8 @@ use wb_crypto::{CryptoError, DataKey, MasterKey, NodeCertifier, NodeKey};
 const CONTROL_KEY_CONTEXT: &str = "workbooks:control-plane";
 /// Wraps the platform backup key that seals configuration backups.
 const PLATFORM_BACKUP_KEY_CONTEXT: &str = "workbooks:platform-backup-key";
+/// Derives the key that seals messages in the email outbox.
+const OUTBOX_KEY_PURPOSE: &str = "workbooks:outbox/v1";
 /// Configuration backups sealed before the object path was bound in.
 pub const LEGACY_CONFIG_BACKUP_AAD: &[u8] = b"workbooks-config-backup/v1";
 
@@ -65,6 +67,12 @@ impl Keyring {
         self.master.unwrap_key(wrapped, PLATFORM_BACKUP_KEY_CONTEXT)
     }
 
+    /// The key outbox messages are sealed with: derived, so every node
+    /// (whichever delivers) opens what any node queued.
+    pub fn outbox_key(&self) -> DataKey {
+        self.master.derive_key(OUTBOX_KEY_PURPOSE)
+    }
+
     /// This node's checkpoint-signing key, its seed wrapped by the master key.
     pub fn node_key(&self, path: &Path) -> Result<NodeKey, CryptoError> {
         NodeKey::load_or_create(path, &self.master)
@@ -74,6 +82,11 @@ impl Keyring {
     pub fn node_certifier(&self) -> NodeCertifier {
         NodeCertifier::new(&self.master)
     }
+}
+
+/// Associated data of a sealed outbox message: its id.
+pub fn outbox_message_aad(id: &str) -> Vec<u8> {
+    format!("workbooks-outbox/v1:{id}").into_bytes()
 }
 
 /// Associated data of a change-journal segment (sealed with the company DEK).

@@ -39,6 +39,9 @@ pub mod jobs;
 pub mod keyring;
 #[cfg(test)]
 mod layering;
+pub mod mail;
+pub mod mailer;
+pub mod members;
 pub mod monitor_job;
 pub mod objects;
 pub mod platform;

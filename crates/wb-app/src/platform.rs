@@ -69,6 +69,29 @@ pub struct Platform {
     signup_limit: AtomicU32,
     /// How long recent real signups took after hashing, for the decoy answer.
     signup_tails: Mutex<VecDeque<std::time::Duration>>,
+    /// Where email goes and what links in it point at (`ServerConfig`).
+    mail: std::sync::RwLock<MailSettings>,
+}
+
+/// Email delivery settings of this node.
+#[derive(Clone)]
+pub struct MailSettings {
+    /// None: messages stay queued until a node with a sender delivers them.
+    pub sender: Option<Arc<dyn crate::mailer::MailSender>>,
+    /// The console's address, the base of links in messages.
+    pub public_url: String,
+    /// How long an invitation stays usable.
+    pub invitation_ttl: Duration,
+}
+
+impl Default for MailSettings {
+    fn default() -> MailSettings {
+        MailSettings {
+            sender: None,
+            public_url: "https://127.0.0.1:8443".into(),
+            invitation_ttl: Duration::days(7),
+        }
+    }
 }
 
 impl std::fmt::Debug for Platform {
@@ -185,6 +208,7 @@ impl Platform {
             cpu: CpuWork::per_core(),
             signup_limit: AtomicU32::new(crate::policy::DEFAULT_SIGNUPS_PER_ADDRESS_PER_HOUR),
             signup_tails: Mutex::new(VecDeque::with_capacity(identity::SIGNUP_TAILS_KEPT)),
+            mail: Default::default(),
         })
     }
 
@@ -217,6 +241,18 @@ impl Platform {
             policy == AuditFailurePolicy::RefuseAll,
             std::sync::atomic::Ordering::Relaxed,
         );
+    }
+
+    pub fn mail_settings(&self) -> MailSettings {
+        self.mail.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_mail_settings(&self, settings: MailSettings) {
+        *self.mail.write().unwrap_or_else(|e| e.into_inner()) = settings;
+    }
+
+    pub fn mail_sender(&self) -> Option<Arc<dyn crate::mailer::MailSender>> {
+        self.mail_settings().sender
     }
 
     /// What customers may name as export-push destinations.

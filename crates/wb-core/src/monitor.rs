@@ -397,6 +397,14 @@ impl Monitor {
             | Action::FileDownload
             | Action::FileUpload
             | Action::FilesList
+            | Action::InvitationAccept
+            | Action::InvitationCreate
+            | Action::InvitationRevoke
+            | Action::InvitationsList
+            | Action::MailUndeliverable
+            | Action::MemberRemove
+            | Action::MemberRole
+            | Action::MembersList
             | Action::JournalReplay
             | Action::MemberAdd
             | Action::ReportBalanceSheet

@@ -127,6 +127,26 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
+/// `Option<Authenticated>`: None when the request carries no credentials at
+/// all; credentials that are there must be valid (and CSRF-checked).
+impl axum::extract::OptionalFromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Option<Self>, ApiError> {
+        let carries = parts.headers.contains_key(header::AUTHORIZATION)
+            || cookie(parts, SESSION_COOKIE).is_some();
+        if !carries {
+            return Ok(None);
+        }
+        <Authenticated as FromRequestParts<AppState>>::from_request_parts(parts, state)
+            .await
+            .map(Some)
+    }
+}
+
 /// What a company route needs: the permission its extractor asks the door for.
 pub trait Need: Send + Sync + 'static {
     const PERMISSION: Permission;
@@ -142,7 +162,14 @@ macro_rules! needs {
         }
     )*};
 }
-needs!(ReadBooks, WriteBooks, ManageApiKeys, ReadAudit, ExportData);
+needs!(
+    ReadBooks,
+    WriteBooks,
+    ManageApiKeys,
+    ManageMembers,
+    ReadAudit,
+    ExportData
+);
 
 /// A company route's caller, admitted by the door (`Platform::admit`) to the
 /// `{company}` of the path for `P`'s permission. Handlers reach company data

@@ -64,6 +64,38 @@ pub struct ServerConfig {
     pub connections: ConnectionLimits,
     /// How many customer exports may be built at once.
     pub exports: crate::exports::ExportLimits,
+    /// Where email goes and what its links point at.
+    pub mail: MailConfig,
+}
+
+/// Email: invitations, password resets, security notices (`wb_app::mail`).
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    /// `smtps://user:pass@host`, `smtp://host?tls=required`, or clear SMTP
+    /// to a loopback host. None: messages are written to `<data>/outbox/`.
+    /// A secret (it may hold a password): never printed.
+    pub smtp_url: Option<wb_crypto::Secret>,
+    /// The sender of every message.
+    pub from: String,
+    /// The console's public address, the base of links in messages
+    /// (default: this server's own URL).
+    pub public_url: Option<String>,
+    /// How long an invitation stays usable.
+    pub invitation_ttl: Duration,
+    /// How often the outbox is delivered.
+    pub deliver_every: Duration,
+}
+
+impl Default for MailConfig {
+    fn default() -> MailConfig {
+        MailConfig {
+            smtp_url: None,
+            from: "Work-books <no-reply@localhost>".into(),
+            public_url: None,
+            invitation_ttl: Duration::from_secs(7 * 24 * 3600),
+            deliver_every: wb_app::mail::deliverer::EVERY,
+        }
+    }
 }
 
 /// What keeps slow or idle clients from holding the server's connections
@@ -135,6 +167,7 @@ impl ServerConfig {
             signups_per_address_per_hour: DEFAULT_SIGNUPS_PER_ADDRESS_PER_HOUR,
             connections: ConnectionLimits::default(),
             exports: Default::default(),
+            mail: MailConfig::default(),
         }
     }
 }

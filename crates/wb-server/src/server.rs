@@ -73,6 +73,31 @@ async fn audit_system(platform: &Platform, action: Action, config_digest: &str) 
     }
 }
 
+/// The email sender this node delivers with, and the base of links.
+fn configure_mail(platform: &Platform, config: &ServerConfig, own_url: &str) -> Result<()> {
+    let mail = &config.mail;
+    let from = crate::mailer::mailbox(&mail.from)
+        .map_err(|_| anyhow::anyhow!("mail-from is not a valid address: {:?}", mail.from))?;
+    let sender: Arc<dyn crate::mailer::MailSender> = match &mail.smtp_url {
+        Some(url) => Arc::new(crate::mailer::SmtpSender::from_url(url.expose(), from)?),
+        None => Arc::new(crate::mailer::FileSender::new(
+            config.data_dir.join("outbox"),
+            from,
+        )),
+    };
+    let invitation_ttl = time::Duration::try_from(mail.invitation_ttl)
+        .map_err(|_| anyhow::anyhow!("invitation-ttl is out of range"))?;
+    platform.set_mail_settings(crate::platform::MailSettings {
+        sender: Some(sender),
+        public_url: mail
+            .public_url
+            .clone()
+            .unwrap_or_else(|| own_url.to_string()),
+        invitation_ttl,
+    });
+    Ok(())
+}
+
 /// hyper's own limits: without a timer its header-read timeout does nothing.
 fn time_limits(
     builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
@@ -179,6 +204,16 @@ pub async fn start(
             jobs.stopper(),
         ));
     }
+    configure_mail(
+        &platform,
+        config,
+        &format!("{}://{addr}", if https { "https" } else { "http" }),
+    )?;
+    jobs.add(crate::mail::deliverer::spawn(
+        platform.clone(),
+        config.mail.deliver_every,
+        jobs.stopper(),
+    ));
     for drain in crate::drains::spawn_all(
         platform.control.clone(),
         platform.alerts.clone(),

@@ -8,6 +8,9 @@ pub enum StoreError {
     Conflict(String),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// A membership change the rules refuse.
+    #[error(transparent)]
+    Members(#[from] wb_core::members::MemberRuleError),
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyMismatch,
     #[error("database key is wrong or the file is not a Work-books database")]

@@ -17,6 +17,7 @@ mod error;
 pub mod export_schedules;
 mod file_records;
 pub mod journal;
+pub mod members;
 pub mod migrations;
 mod model;
 pub mod postgres;
@@ -28,6 +29,9 @@ pub use alerts::{Alert, AlertStore};
 pub use chain::{link as chain_link, GENESIS};
 pub use error::StoreError;
 pub use export_schedules::{ExportSchedule, ExportScheduleStore, PushResult};
+pub use members::{
+    Accepted, Delivery, InvitationRecord, Joiner, MemberRecord, MemberStore, OutboxMessage,
+};
 pub use model::*;
 pub use traits::{ControlStore, TenantDirectory, TenantStore};
 

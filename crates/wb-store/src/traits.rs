@@ -10,13 +10,14 @@ use wb_core::{EntryDraft, NewAccount, Role};
 use wb_crypto::DataKey;
 
 use crate::export_schedules::ExportScheduleStore;
+use crate::members::MemberStore;
 use crate::model::*;
 use crate::StoreError;
 
 /// The platform's own data: companies, users, memberships, sessions, API keys,
 /// and (through `ExportScheduleStore`) companies' export schedules.
 #[async_trait]
-pub trait ControlStore: ExportScheduleStore + Send + Sync {
+pub trait ControlStore: ExportScheduleStore + MemberStore + Send + Sync {
     /// Creates a company, its owner (or reuses the user) and the membership, atomically.
     async fn signup(
         &self,

@@ -158,6 +158,11 @@ pub struct ServeArgs {
     /// Log format: human or json.
     #[arg(long, env = "WORKBOOKS_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Send email through this SMTP server: smtps://USER:PASS@HOST[:PORT],
+    /// smtp://HOST?tls=required, or smtp://127.0.0.1:PORT (clear, loopback
+    /// only). Default: messages are written to <data>/outbox/*.eml.
+    #[arg(long, env = "WORKBOOKS_SMTP_URL", hide_env_values = true, value_parser = secret_arg)]
+    pub smtp_url: Option<SecretArg>,
     /// When the audit trail cannot be written: refuse-writes (default; customers'
     /// own reads go on, an alert is raised) or refuse-all. Staff access is always refused.
     #[arg(long, env = "WORKBOOKS_AUDIT_FAILURE_POLICY")]
@@ -237,6 +242,26 @@ pub struct BenchNotBuilt {
     _args: Vec<std::ffi::OsString>,
 }
 
+/// A flag or config value that may hold a password: never printed.
+#[derive(Clone)]
+pub struct SecretArg(pub wb_crypto::Secret);
+
+impl std::fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretArg {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SecretArg, D::Error> {
+        String::deserialize(d).map(|s| SecretArg(wb_crypto::Secret::new(s)))
+    }
+}
+
+fn secret_arg(text: &str) -> Result<SecretArg, std::convert::Infallible> {
+    Ok(SecretArg(wb_crypto::Secret::new(text.to_string())))
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct ConfigFile {
@@ -299,6 +324,15 @@ struct ConfigFile {
     max_concurrent_exports: Option<usize>,
     /// ...and for one company (default 1).
     max_concurrent_exports_per_company: Option<usize>,
+    /// See `--smtp-url` (the flag or WORKBOOKS_SMTP_URL wins).
+    smtp_url: Option<SecretArg>,
+    /// The sender of every email (default "Work-books <no-reply@localhost>").
+    mail_from: Option<String>,
+    /// The console's public address, the base of links in emails (default:
+    /// this server's own URL).
+    public_url: Option<String>,
+    /// Hours an invitation stays usable (default 168, at most 720).
+    invitation_ttl_hours: Option<u64>,
 }
 
 fn read_config(path: Option<&Path>) -> Result<ConfigFile> {
@@ -341,6 +375,7 @@ pub struct Serve {
     pub file_upload_timeout: std::time::Duration,
     pub connections: wb_server::config::ConnectionLimits,
     pub exports: wb_server::exports::ExportLimits,
+    pub mail: wb_server::config::MailConfig,
 }
 
 impl DeploymentArgs {
@@ -444,11 +479,53 @@ fn backup_policy(
 }
 
 impl ServeArgs {
+    fn mail_config(&self, file: &ConfigFile) -> Result<wb_server::config::MailConfig> {
+        let mut mail = wb_server::config::MailConfig {
+            smtp_url: self.smtp_url.clone().or(file.smtp_url.clone()).map(|s| s.0),
+            ..Default::default()
+        };
+        if let Some(from) = &file.mail_from {
+            wb_server::mailer::mailbox(from)
+                .map_err(|_| anyhow::anyhow!("mail-from is not a valid email address"))?;
+            mail.from = from.clone();
+        }
+        if let Some(url) = &file.public_url {
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            let host_ok = rest.is_some_and(|r| {
+                let host = r.split('/').next().unwrap_or("");
+                !host.is_empty()
+                    && host
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
+            });
+            if !host_ok || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                bail!("public-url must be an http(s) URL with a host");
+            }
+            mail.public_url = Some(url.trim_end_matches('/').to_string());
+        }
+        match file.invitation_ttl_hours {
+            Some(hours) if !(1..=720).contains(&hours) => {
+                bail!("invitation-ttl-hours must be 1 to 720")
+            }
+            Some(hours) => mail.invitation_ttl = std::time::Duration::from_secs(hours * 3600),
+            None => {}
+        }
+        if let Some(url) = &mail.smtp_url {
+            let from = wb_server::mailer::mailbox(&mail.from)
+                .map_err(|_| anyhow::anyhow!("mail-from is not a valid email address"))?;
+            wb_server::mailer::SmtpSender::from_url(url.expose(), from)?;
+        }
+        Ok(mail)
+    }
+
     pub fn resolve(&self, default_data: &str) -> Result<Serve> {
         let file = read_config(self.deployment.config.as_deref())?;
         let mut deployment = self.deployment.resolve_with(&file)?;
         let connections = connection_limits(&file)?;
         let exports = export_limits(&file)?;
+        let mail = self.mail_config(&file)?;
         if self.deployment.data.is_none() && file.data.is_none() {
             deployment.data = PathBuf::from(default_data);
         }
@@ -521,6 +598,7 @@ impl ServeArgs {
             None => std::time::Duration::from_secs(60 * 60),
         };
         Ok(Serve {
+            mail,
             connections,
             exports,
             file_max_bytes,

@@ -180,6 +180,7 @@ async fn serve(settings: cli::Serve, demo: bool) -> Result<()> {
     config.file_upload_timeout = settings.file_upload_timeout;
     config.connections = settings.connections;
     config.exports = settings.exports;
+    config.mail = settings.mail.clone();
     config.backup = settings.deployment.backup;
     config.backup_verify_every = settings.deployment.backup_verify_every;
     let server = wb_server::start(platform, &config, None).await?;

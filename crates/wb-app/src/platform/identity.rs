@@ -60,7 +60,7 @@ impl Signup {
 impl Platform {
     /// A new user record: the passphrase checked for strength and hashed,
     /// off the async runtime and bounded (`CpuWork`).
-    async fn new_user(
+    pub(crate) async fn new_user(
         &self,
         email: &str,
         passphrase: &Secret,
@@ -336,11 +336,10 @@ impl Platform {
             role,
         };
         self.control.add_member(&membership, &audit).await?;
-        self.auth_cache.forget_role(user_id, company_id);
         Ok(())
     }
 
-    async fn open_session(&self, user: UserRecord) -> ServiceResult<Session> {
+    pub(crate) async fn open_session(&self, user: UserRecord) -> ServiceResult<Session> {
         let now = self.now();
         let token = new_token("wbs");
         let expires_at = now + self.session_ttl;
@@ -523,31 +522,28 @@ impl Platform {
             };
             (principal, session.expires_at)
         };
-        self.auth_cache
-            .remember_principal(&hash, &principal, now, expires_at);
+        // Sessions are cached briefly; API keys are looked up every time
+        // (see `role_in`).
+        if matches!(principal, Principal::User { .. }) {
+            self.auth_cache
+                .remember_principal(&hash, &principal, now, expires_at);
+        }
         Ok(principal)
     }
 
     /// The caller's role in a company, if any (the door, `crate::access`,
-    /// decides and records what follows).
+    /// decides and records what follows). Read from the control store on
+    /// every call, never from a node's cache: a member removed or demoted on
+    /// any node loses access on every node at once. An API key's role is
+    /// fixed, and `authenticate` never caches keys, so a key revoked
+    /// anywhere (a member removed revokes theirs) stops at once too.
     pub(crate) async fn role_in(
         &self,
         principal: &Principal,
         company_id: &str,
     ) -> ServiceResult<Option<Role>> {
         Ok(match principal {
-            Principal::User { user_id, .. } => {
-                let now = self.now();
-                match self.auth_cache.role(user_id, company_id, now) {
-                    Some(role) => role,
-                    None => {
-                        let role = self.control.role(user_id, company_id).await?;
-                        self.auth_cache
-                            .remember_role(user_id, company_id, role, now);
-                        role
-                    }
-                }
-            }
+            Principal::User { user_id, .. } => self.control.role(user_id, company_id).await?,
             Principal::ApiKey {
                 company_id: own,
                 role,

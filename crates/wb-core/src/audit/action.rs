@@ -152,8 +152,25 @@ actions! {
     FilesList = "files.list",
     /// Change-journal records replayed into a company (a restore).
     JournalReplay = "journal.replay",
+    /// An invitation to a company accepted, or a refused attempt (platform
+    /// trail for a token that matches no live invitation).
+    InvitationAccept = "invitation.accept",
+    /// An invitation to a company sent.
+    InvitationCreate = "invitation.create",
+    /// A pending invitation revoked.
+    InvitationRevoke = "invitation.revoke",
+    /// A company's pending invitations listed.
+    InvitationsList = "invitations.list",
+    /// An email given up after its last delivery attempt (platform trail).
+    MailUndeliverable = "mail.undeliverable",
     /// A user added to a company.
     MemberAdd = "member.add",
+    /// A member taken out of a company.
+    MemberRemove = "member.remove",
+    /// A member given another role.
+    MemberRole = "member.role",
+    /// A company's members listed.
+    MembersList = "members.list",
     /// The balance sheet read.
     ReportBalanceSheet = "report.balance_sheet",
     /// The income statement read.
@@ -218,7 +235,15 @@ impl Action {
             | Action::FileUpload
             | Action::FilesList
             | Action::JournalReplay
+            | Action::InvitationAccept
+            | Action::InvitationCreate
+            | Action::InvitationRevoke
+            | Action::InvitationsList
+            | Action::MailUndeliverable
             | Action::MemberAdd
+            | Action::MemberRemove
+            | Action::MemberRole
+            | Action::MembersList
             | Action::ReportBalanceSheet
             | Action::ReportIncomeStatement
             | Action::ReportTrialBalance
@@ -330,11 +355,14 @@ mod tests {
             (Action::ExportsList, "exports.list"),
             (Action::ExportsGet, "exports.get"),
             (Action::ExportScheduleRead, "export_schedule.read"),
+            (Action::InvitationAccept, "invitation.accept"),
+            (Action::MemberRole, "member.role"),
+            (Action::MemberRemove, "member.remove"),
         ];
         for (action, name) in pinned {
             assert_eq!(action.as_str(), name);
         }
-        assert_eq!(Action::ALL.len(), 55);
+        assert_eq!(Action::ALL.len(), 63);
     }
 
     #[test]

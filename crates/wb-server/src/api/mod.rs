@@ -7,6 +7,7 @@ pub mod export_schedule;
 pub mod exports;
 pub mod files;
 pub mod json;
+pub mod members;
 pub mod metrics;
 pub mod reports;
 pub mod session;
@@ -16,7 +17,7 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, MethodRouter};
+use axum::routing::{delete, get, patch, post, MethodRouter};
 use axum::{Extension, Json, Router};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -40,6 +41,8 @@ use crate::problem::{ApiError, Problem};
         exports::create, exports::list, exports::get, exports::download,
         files::list, files::upload, files::download,
         export_schedule::get, export_schedule::put, export_schedule::delete,
+        members::invite, members::list_invitations, members::revoke_invitation,
+        members::list_members, members::change_member, members::remove_member, members::accept,
         healthz, readyz,
     ),
     components(schemas(Problem)),
@@ -135,6 +138,19 @@ fn company_routes(batch_body_limit: usize) -> Vec<(&'static str, MethodRouter<Ap
         ("/exports/{export}/download", get(exports::download)),
         ("/files", get(files::list).post(files::upload)),
         ("/files/{file}", get(files::download)),
+        (
+            "/invitations",
+            get(members::list_invitations).post(members::invite),
+        ),
+        (
+            "/invitations/{invitation}",
+            delete(members::revoke_invitation),
+        ),
+        ("/members", get(members::list_members)),
+        (
+            "/members/{user}",
+            patch(members::change_member).delete(members::remove_member),
+        ),
     ]
 }
 
@@ -166,6 +182,10 @@ pub fn router(platform: AppState, config: &ServerConfig) -> Router {
         )
         .route("/api/v1/auth/logout", post(session::logout))
         .route("/api/v1/me", get(session::me))
+        .route(
+            "/api/v1/invitations/{token}/accept",
+            post(members::accept).layer(DefaultBodyLimit::max(session::AUTH_BODY_LIMIT_BYTES)),
+        )
         .merge(company_router(config.batch_body_limit_bytes))
         .layer(Extension(files::FileSettings {
             limits: crate::files::UploadLimits {

@@ -12,7 +12,7 @@ use crate::dto::*;
 use crate::platform::{Principal, Session};
 use crate::problem::{ApiError, ApiResult, Problem};
 
-fn session_cookies(session: &Session, headers: &mut HeaderMap) {
+pub(crate) fn session_cookies(session: &Session, headers: &mut HeaderMap) {
     let max_age = (session.expires_at - time::OffsetDateTime::now_utc())
         .whole_seconds()
         .max(0);

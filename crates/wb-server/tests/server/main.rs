@@ -38,6 +38,7 @@ mod api {
     mod files;
     mod isolation;
     mod limits;
+    mod members;
     mod prop;
     mod web;
 }
@@ -60,6 +61,7 @@ mod api_postgres {
     mod exports;
     mod files;
     mod isolation;
+    mod members;
     mod nodes;
     mod placement;
     mod prop;

@@ -681,6 +681,14 @@ const CONTROL_TABLES: &[(&str, &str)] = &[
     ("login_failures", "not backed up"),
     ("leases", "not backed up"),
     ("alerts", "not backed up"),
+    (
+        "invitations",
+        "not backed up (short-lived: an inviter sends a lost one again)",
+    ),
+    (
+        "outbox",
+        "not backed up (messages in flight are lost with the node)",
+    ),
     ("placements", "PostgreSQL only; not backed up"),
     (
         "schema_migrations",

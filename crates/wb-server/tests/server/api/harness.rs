@@ -86,6 +86,18 @@ impl Resp {
         self.json()
     }
 
+    /// Asserts 204 No Content.
+    #[track_caller]
+    pub fn no_content(&self) {
+        assert_eq!(
+            self.status.as_u16(),
+            204,
+            "unexpected status; body: {}",
+            self.text
+        );
+        assert!(self.text.is_empty());
+    }
+
     /// Asserts an RFC 9457 problem document with this status and type slug.
     #[track_caller]
     pub fn problem(&self, status: u16, slug: &str) -> Value {

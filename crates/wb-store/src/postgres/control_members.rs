@@ -1,0 +1,408 @@
+//! `MemberStore` for the PostgreSQL control database: the same contract as
+//! the SQLCipher backend. Membership changes lock the company's row first,
+//! so concurrent changes on several nodes see each other's owner count.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use tokio_postgres::{Row, Transaction};
+use wb_core::members::{check_change, MemberChange};
+use wb_core::Role;
+
+use super::control::{append_audit, begin, bytea, int8, parse_ts, text, ts, PgControl};
+use super::control_rows::{insert_user, parse_role};
+use crate::members::*;
+use crate::model::AuditEvent;
+use crate::{from_unix_millis, unix_millis, StoreError};
+
+const INVITATION_COLUMNS: &str = "id, company_id, email, role, token_hash, invited_by, \
+     created_at, expires_at, accepted_at, accepted_by, revoked_at";
+
+const MEMBER_COLUMNS: &str = "u.id, u.email, u.name, m.role, u.last_login_at";
+
+fn invitation_row(r: &Row) -> Result<InvitationRecord, StoreError> {
+    let millis = |i: usize| -> Result<Option<OffsetDateTime>, StoreError> {
+        r.try_get::<_, Option<i64>>(i)?
+            .map(from_unix_millis)
+            .transpose()
+    };
+    Ok(InvitationRecord {
+        id: r.try_get(0)?,
+        company_id: r.try_get(1)?,
+        email: r.try_get(2)?,
+        role: parse_role(r.try_get(3)?)?,
+        token_hash: r.try_get(4)?,
+        invited_by: r.try_get(5)?,
+        created_at: from_unix_millis(r.try_get(6)?)?,
+        expires_at: from_unix_millis(r.try_get(7)?)?,
+        accepted_at: millis(8)?,
+        accepted_by: r.try_get(9)?,
+        revoked_at: millis(10)?,
+    })
+}
+
+fn member_row(r: &Row) -> Result<MemberRecord, StoreError> {
+    let last: Option<&str> = r.try_get(4)?;
+    Ok(MemberRecord {
+        user_id: r.try_get(0)?,
+        email: r.try_get(1)?,
+        name: r.try_get(2)?,
+        role: parse_role(r.try_get(3)?)?,
+        last_login_at: last.map(parse_ts).transpose()?,
+    })
+}
+
+/// Roles in order of what they may do: lowering a member revokes the API
+/// keys they created, which may carry their old role.
+fn rank(role: Role) -> u8 {
+    match role {
+        Role::Owner => 3,
+        Role::Admin => 2,
+        Role::Accountant => 1,
+        Role::Viewer => 0,
+    }
+}
+
+async fn revoke_keys_of(
+    tx: &Transaction<'_>,
+    company_id: &str,
+    user_id: &str,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let (at, creator) = (ts(at), format!("user:{user_id}"));
+    tx.execute_typed(
+        "UPDATE api_keys SET revoked_at = $1
+         WHERE company_id = $2 AND created_by = $3 AND revoked_at IS NULL",
+        &[text(&at), text(&company_id), text(&creator)],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn same_email(tx: &Transaction<'_>, user_id: &str, email: &str) -> Result<bool, StoreError> {
+    let row = tx
+        .query_typed_opt("SELECT email FROM users WHERE id = $1", &[text(&user_id)])
+        .await?;
+    Ok(match row {
+        Some(r) => r.try_get::<_, &str>(0)?.eq_ignore_ascii_case(email),
+        None => false,
+    })
+}
+
+#[async_trait]
+impl MemberStore for PgControl {
+    async fn create_invitation(
+        &self,
+        i: &InvitationRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let role = i.role.as_str();
+        let (created, expires) = (unix_millis(i.created_at), unix_millis(i.expires_at));
+        self.exec_audited(
+            &format!(
+                "INSERT INTO invitations ({INVITATION_COLUMNS})
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, NULL)"
+            ),
+            &[
+                text(&i.id),
+                text(&i.company_id),
+                text(&i.email),
+                text(&role),
+                text(&i.token_hash),
+                text(&i.invited_by),
+                int8(&created),
+                int8(&expires),
+            ],
+            Some(audit),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn pending_invitations(
+        &self,
+        company_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<InvitationRecord>, StoreError> {
+        let now = unix_millis(now);
+        self.query(
+            &format!(
+                "SELECT {INVITATION_COLUMNS} FROM invitations
+                 WHERE company_id = $1 AND accepted_at IS NULL AND revoked_at IS NULL
+                   AND expires_at > $2
+                 ORDER BY created_at, id"
+            ),
+            &[text(&company_id), int8(&now)],
+        )
+        .await?
+        .iter()
+        .map(invitation_row)
+        .collect()
+    }
+
+    async fn revoke_invitation(
+        &self,
+        company_id: &str,
+        id: &str,
+        at: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let at = unix_millis(at);
+        let mut conn = self.conn().await?;
+        let tx = begin(&mut conn).await?;
+        let changed = tx
+            .execute_typed(
+                "UPDATE invitations SET revoked_at = $1
+                 WHERE id = $2 AND company_id = $3 AND accepted_at IS NULL
+                   AND revoked_at IS NULL AND expires_at > $1",
+                &[int8(&at), text(&id), text(&company_id)],
+            )
+            .await?;
+        if changed != 1 {
+            // Nothing revoked, nothing recorded.
+            return Ok(false);
+        }
+        append_audit(&tx, audit).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn invitation_by_token(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<InvitationRecord>, StoreError> {
+        self.query_opt(
+            &format!("SELECT {INVITATION_COLUMNS} FROM invitations WHERE token_hash = $1"),
+            &[text(&token_hash)],
+        )
+        .await?
+        .as_ref()
+        .map(invitation_row)
+        .transpose()
+    }
+
+    async fn accept_invitation(
+        &self,
+        token_hash: &str,
+        joiner: &Joiner,
+        now: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<Accepted, StoreError> {
+        let now = unix_millis(now);
+        let mut conn = self.conn().await?;
+        let tx = begin(&mut conn).await?;
+        // FOR UPDATE: a concurrent acceptance waits, then finds it used.
+        let invitation = tx
+            .query_typed_opt(
+                &format!(
+                    "SELECT {INVITATION_COLUMNS} FROM invitations
+                     WHERE token_hash = $1 AND accepted_at IS NULL AND revoked_at IS NULL
+                       AND expires_at > $2
+                     FOR UPDATE"
+                ),
+                &[text(&token_hash), int8(&now)],
+            )
+            .await?
+            .as_ref()
+            .map(invitation_row)
+            .transpose()?
+            .ok_or(StoreError::NotFound("invitation"))?;
+        let not_invited =
+            || StoreError::Conflict("the account's email is not the invited one".into());
+        let user_id = match joiner {
+            Joiner::NewUser(user) => {
+                if !user.email.eq_ignore_ascii_case(&invitation.email) {
+                    return Err(not_invited());
+                }
+                insert_user(&tx, user).await?;
+                user.id.clone()
+            }
+            Joiner::Existing { user_id } => {
+                if !same_email(&tx, user_id, &invitation.email).await? {
+                    return Err(not_invited());
+                }
+                user_id.clone()
+            }
+        };
+        let role = invitation.role.as_str();
+        let inserted = tx
+            .execute_typed(
+                "INSERT INTO memberships (company_id, user_id, role) VALUES ($1, $2, $3)
+                 ON CONFLICT (company_id, user_id) DO NOTHING",
+                &[text(&invitation.company_id), text(&user_id), text(&role)],
+            )
+            .await?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict(
+                "this account is already a member of the company".into(),
+            ));
+        }
+        tx.execute_typed(
+            "UPDATE invitations SET accepted_at = $1, accepted_by = $2 WHERE id = $3",
+            &[int8(&now), text(&user_id), text(&invitation.id)],
+        )
+        .await?;
+        append_audit(&tx, audit).await?;
+        tx.commit().await?;
+        Ok(Accepted {
+            company_id: invitation.company_id,
+            user_id,
+            role: invitation.role,
+        })
+    }
+
+    async fn members(&self, company_id: &str) -> Result<Vec<MemberRecord>, StoreError> {
+        self.query(
+            &format!(
+                "SELECT {MEMBER_COLUMNS} FROM memberships m JOIN users u ON u.id = m.user_id
+                 WHERE m.company_id = $1 ORDER BY u.email COLLATE \"C\", u.id COLLATE \"C\""
+            ),
+            &[text(&company_id)],
+        )
+        .await?
+        .iter()
+        .map(member_row)
+        .collect()
+    }
+
+    async fn change_member(
+        &self,
+        company_id: &str,
+        user_id: &str,
+        actor_role: Role,
+        change: MemberChange,
+        at: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<Option<MemberRecord>, StoreError> {
+        let mut conn = self.conn().await?;
+        let tx = begin(&mut conn).await?;
+        // One membership change per company at a time, on every node.
+        tx.execute_typed(
+            "SELECT 1 FROM companies WHERE id = $1 FOR UPDATE",
+            &[text(&company_id)],
+        )
+        .await?;
+        let current = tx
+            .query_typed_opt(
+                &format!(
+                    "SELECT {MEMBER_COLUMNS} FROM memberships m JOIN users u ON u.id = m.user_id
+                     WHERE m.company_id = $1 AND m.user_id = $2"
+                ),
+                &[text(&company_id), text(&user_id)],
+            )
+            .await?
+            .as_ref()
+            .map(member_row)
+            .transpose()?
+            .ok_or(StoreError::NotFound("member"))?;
+        let owners: i64 = tx
+            .query_typed_one(
+                "SELECT count(*) FROM memberships WHERE company_id = $1 AND role = 'owner'",
+                &[text(&company_id)],
+            )
+            .await?
+            .try_get(0)?;
+        check_change(
+            actor_role,
+            current.role,
+            change,
+            usize::try_from(owners).unwrap_or(0),
+        )?;
+        let answer = match change {
+            MemberChange::SetRole(role) => {
+                let name = role.as_str();
+                tx.execute_typed(
+                    "UPDATE memberships SET role = $1 WHERE company_id = $2 AND user_id = $3",
+                    &[text(&name), text(&company_id), text(&user_id)],
+                )
+                .await?;
+                if rank(role) < rank(current.role) {
+                    revoke_keys_of(&tx, company_id, user_id, at).await?;
+                }
+                Some(MemberRecord { role, ..current })
+            }
+            MemberChange::Remove => {
+                tx.execute_typed(
+                    "DELETE FROM memberships WHERE company_id = $1 AND user_id = $2",
+                    &[text(&company_id), text(&user_id)],
+                )
+                .await?;
+                revoke_keys_of(&tx, company_id, user_id, at).await?;
+                None
+            }
+        };
+        append_audit(&tx, audit).await?;
+        tx.commit().await?;
+        Ok(answer)
+    }
+
+    async fn enqueue_message(&self, m: &OutboxMessage) -> Result<(), StoreError> {
+        let (created, next) = (unix_millis(m.created_at), unix_millis(m.next_attempt_at));
+        let attempts = i64::from(m.attempts);
+        self.exec_audited(
+            "INSERT INTO outbox (id, recipient, sealed_message, created_at, attempts, next_attempt_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                text(&m.id),
+                text(&m.recipient),
+                bytea(&m.sealed_message),
+                int8(&created),
+                int8(&attempts),
+                int8(&next),
+            ],
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn due_messages(
+        &self,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let (now, limit) = (unix_millis(now), i64::from(limit.clamp(1, 1000)));
+        self.query(
+            "SELECT id, recipient, sealed_message, created_at, attempts::bigint, next_attempt_at
+             FROM outbox WHERE sent_at IS NULL AND given_up_at IS NULL AND next_attempt_at <= $1
+             ORDER BY next_attempt_at, id LIMIT $2",
+            &[int8(&now), int8(&limit)],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(OutboxMessage {
+                id: r.try_get(0)?,
+                recipient: r.try_get(1)?,
+                sealed_message: r.try_get(2)?,
+                created_at: from_unix_millis(r.try_get(3)?)?,
+                attempts: u32::try_from(r.try_get::<_, i64>(4)?).unwrap_or(u32::MAX),
+                next_attempt_at: from_unix_millis(r.try_get(5)?)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn record_delivery(&self, id: &str, delivery: &Delivery) -> Result<(), StoreError> {
+        let (sql, at, error) = match delivery {
+            Delivery::Sent { at } => (
+                "UPDATE outbox SET sent_at = $1, attempts = attempts + 1, last_error = $2 WHERE id = $3",
+                *at,
+                None,
+            ),
+            Delivery::Retry { retry_at, error } => (
+                "UPDATE outbox SET next_attempt_at = $1, attempts = attempts + 1, last_error = $2 WHERE id = $3",
+                *retry_at,
+                Some(error.clone()),
+            ),
+            Delivery::GiveUp { at, error } => (
+                "UPDATE outbox SET given_up_at = $1, attempts = attempts + 1, last_error = $2 WHERE id = $3",
+                *at,
+                Some(error.clone()),
+            ),
+        };
+        let at = unix_millis(at);
+        self.exec_audited(sql, &[int8(&at), text(&error), text(&id)], None)
+            .await?;
+        Ok(())
+    }
+}
