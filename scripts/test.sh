@@ -42,6 +42,12 @@ if ! python3 -c 'import moto.server' 2>/dev/null; then
     python3 -m pip install --quiet --break-system-packages 'moto[server]'
 fi
 
+# The mail tests deliver to a real SMTP server: aiosmtpd, from PyPI.
+if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+  python3 -m pip install --quiet aiosmtpd ||
+    python3 -m pip install --quiet --break-system-packages aiosmtpd
+fi
+
 # Customer exports are checked against the standard age tool
 # (crates/workbooks/tests/commands/export.rs).
 command -v age >/dev/null 2>&1 || apt_install age

@@ -128,7 +128,16 @@ impl SmtpSender {
         let loopback = match host {
             url::Host::Ipv4(ip) => ip.is_loopback(),
             url::Host::Ipv6(ip) => ip.is_loopback(),
-            url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
+            // smtp:// is not a "special" scheme: its host, even an IP
+            // address, comes back as an opaque name.
+            url::Host::Domain(name) => {
+                name.eq_ignore_ascii_case("localhost")
+                    || name
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
         };
         match parsed.scheme() {
             "smtps" => {}
@@ -184,6 +193,11 @@ mod tests {
     #[test]
     fn smtp_urls_are_checked() {
         assert!(SmtpSender::from_url("smtp://127.0.0.1:2525", from()).is_ok());
+        assert!(SmtpSender::from_url("smtp://[::1]:2525", from()).is_ok());
+        assert_eq!(
+            SmtpSender::from_url("smtp://10.0.0.1:25", from()).err(),
+            Some(SmtpUrlError::Cleartext)
+        );
         assert!(SmtpSender::from_url("smtps://u:p@mail.example.com", from()).is_ok());
         assert!(SmtpSender::from_url("smtp://mail.example.com?tls=required", from()).is_ok());
         assert_eq!(

@@ -18,6 +18,7 @@ mod support {
     pub mod moto;
     pub mod platforms;
     pub mod push_log;
+    pub mod smtp;
 }
 
 /// The end-to-end tests of the real HTTPS server on the embedded SQLCipher
@@ -38,6 +39,7 @@ mod api {
     mod files;
     mod isolation;
     mod limits;
+    mod mail;
     mod members;
     mod prop;
     mod web;

@@ -119,3 +119,59 @@ async fn two_nodes_serve_one_deployment() {
 async fn join_all<F: std::future::Future<Output = String>>(futures: Vec<F>) -> Vec<String> {
     futures_util::future::join_all(futures).await
 }
+
+/// A member removed through one node loses access on the other at once:
+/// the door reads memberships uncached and API keys are never cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_removed_on_one_node_is_out_on_every_node_at_once() {
+    let a = TestServer::start().await;
+    let b = a.another_node().await;
+    let t = a.signup("Two Node Members").await;
+    let email = super::harness::fresh_email("member");
+    let token = a
+        .post(
+            &t.path("/invitations"),
+            &t.token,
+            serde_json::json!({"email": email, "role": "admin"}),
+        )
+        .await
+        .ok(201)["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let session = b
+        .post_anon(
+            &format!("/api/v1/invitations/{token}/accept"),
+            serde_json::json!({"passphrase": PASSPHRASE}),
+        )
+        .await
+        .ok(200)["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let key = b
+        .post(
+            &t.path("/api-keys"),
+            &session,
+            serde_json::json!({"name": "script", "role": "viewer"}),
+        )
+        .await
+        .ok(201)["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Served on B (any per-node cache there is warm).
+    b.get(&t.path(""), &session).await.ok(200);
+    b.get(&t.path(""), &key).await.ok(200);
+    let user = b.get("/api/v1/me", &session).await.ok(200)["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Removed on A; B refuses both on the very next request.
+    a.delete(&t.path(&format!("/members/{user}")), &t.token)
+        .await
+        .no_content();
+    b.get(&t.path(""), &session).await.problem(404, "not-found");
+    b.get(&t.path(""), &key).await.problem(401, "unauthorized");
+}
