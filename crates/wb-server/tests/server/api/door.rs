@@ -126,6 +126,18 @@ async fn every_company_route_goes_through_the_door() {
     .await
     .ok(200);
 
+    let invitation_id = srv
+        .post(
+            &a.path("/invitations"),
+            &a.token,
+            json!({"email": "door-guest@example.com", "role": "viewer"}),
+        )
+        .await
+        .ok(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
     let routes = documented_company_routes(&srv).await;
     // The router's table and the documentation name the same routes, so no
     // company route escapes this test by being undocumented.
@@ -142,6 +154,8 @@ async fn every_company_route_goes_through_the_door() {
             .replace("{key}", &key_id)
             .replace("{export}", &export_id)
             .replace("{file}", &file_id)
+            .replace("{invitation}", &invitation_id)
+            .replace("{user}", &a.user_id)
     };
     let b_actor = format!("user:{}", b.user_id);
     let a_actor = format!("user:{}", a.user_id);
