@@ -36,18 +36,21 @@ pub fn invitation_invalid() -> ServiceError {
     )
 }
 
-impl CompanyScope {
-    async fn record_refusal(
-        &self,
-        platform: &Platform,
-        action: Action,
-        target: Option<String>,
-        error: ServiceError,
-    ) -> ServiceError {
+/// Records a refused membership change in the control trail; answers the
+/// error to return (or audit-unavailable when it cannot be recorded).
+async fn record_refusal(
+    platform: &Platform,
+    actor: &Actor,
+    company_id: &str,
+    action: Action,
+    target: Option<String>,
+    error: ServiceError,
+) -> ServiceError {
+    {
         let event = AuditEvent {
             at: platform.now(),
-            actor: self.actor().clone(),
-            company_id: Some(self.company_id().to_string()),
+            actor: actor.clone(),
+            company_id: Some(company_id.to_string()),
             action,
             target,
             outcome: Outcome::Failure,
@@ -59,7 +62,9 @@ impl CompanyScope {
         }
         error
     }
+}
 
+impl CompanyScope {
     /// Invites `email` to the company with `role`, and emails the link.
     pub async fn invite(
         &self,
@@ -67,52 +72,9 @@ impl CompanyScope {
         email: &str,
         role: Role,
     ) -> ServiceResult<NewInvitation> {
-        let email = normalize_email(email)?;
-        if let Err(rule) = check_invite(self.role(), role) {
-            let target = Some(format!("email:{email}"));
-            return Err(self
-                .record_refusal(platform, Action::InvitationCreate, target, rule.into())
-                .await);
-        }
-        let settings = platform.mail_settings();
-        let now = platform.now();
-        let token = new_token("wbi");
-        let record = InvitationRecord {
-            id: uuid::Uuid::now_v7().to_string(),
-            company_id: self.company_id().to_string(),
-            email: email.clone(),
-            role,
-            token_hash: token.hash,
-            invited_by: self.actor().id.clone(),
-            created_at: now,
-            expires_at: now + settings.invitation_ttl,
-            accepted_at: None,
-            accepted_by: None,
-            revoked_at: None,
-        };
-        let audit = AuditEvent {
-            at: now,
-            actor: self.actor().clone(),
-            company_id: Some(self.company_id().to_string()),
-            action: Action::InvitationCreate,
-            target: Some(format!("invitation:{}", record.id)),
-            outcome: Outcome::Success,
-            detail: Some(format!("email {email}, role {role}")),
-        };
-        platform.control.create_invitation(&record, &audit).await?;
-        let company = platform
-            .control
-            .company(self.company_id())
-            .await?
-            .map_or_else(|| "a company".to_string(), |c| c.name);
-        let message = invitation_message(&settings.public_url, &company, &record, &token.token);
-        // Queued in the control store: a mail server that is down delays
-        // the message, never the request.
-        mail::queue(platform, &message).await?;
-        Ok(NewInvitation {
-            record,
-            token: token.token,
-        })
+        platform
+            .invite_to(self.company_id(), self.role(), self.actor(), email, role)
+            .await
     }
 
     pub async fn invitations(&self, platform: &Platform) -> ServiceResult<Vec<InvitationRecord>> {
@@ -183,12 +145,87 @@ impl CompanyScope {
             .await;
         match changed {
             Ok(member) => Ok(member),
-            Err(StoreError::Members(rule)) => Err(self
-                .record_refusal(platform, action, target, rule.into())
-                .await),
+            Err(StoreError::Members(rule)) => Err(record_refusal(
+                platform,
+                self.actor(),
+                self.company_id(),
+                action,
+                target,
+                rule.into(),
+            )
+            .await),
             Err(StoreError::NotFound(_)) => Err(ServiceError::not_found("member")),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+impl Platform {
+    /// Invites `email` to `company_id` with `role` on behalf of `actor`
+    /// (whose role there is `inviter`), and emails the link. Through a
+    /// [`CompanyScope`] for callers; directly for operators (`workbooks
+    /// company invite`, as an owner would).
+    pub async fn invite_to(
+        &self,
+        company_id: &str,
+        inviter: Role,
+        actor: &Actor,
+        email: &str,
+        role: Role,
+    ) -> ServiceResult<NewInvitation> {
+        let platform = self;
+        let email = normalize_email(email)?;
+        if let Err(rule) = check_invite(inviter, role) {
+            let target = Some(format!("email:{email}"));
+            return Err(record_refusal(
+                platform,
+                actor,
+                company_id,
+                Action::InvitationCreate,
+                target,
+                rule.into(),
+            )
+            .await);
+        }
+        let settings = platform.mail_settings();
+        let now = platform.now();
+        let token = new_token("wbi");
+        let record = InvitationRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            company_id: company_id.to_string(),
+            email: email.clone(),
+            role,
+            token_hash: token.hash,
+            invited_by: actor.id.clone(),
+            created_at: now,
+            expires_at: now + settings.invitation_ttl,
+            accepted_at: None,
+            accepted_by: None,
+            revoked_at: None,
+        };
+        let audit = AuditEvent {
+            at: now,
+            actor: actor.clone(),
+            company_id: Some(company_id.to_string()),
+            action: Action::InvitationCreate,
+            target: Some(format!("invitation:{}", record.id)),
+            outcome: Outcome::Success,
+            detail: Some(format!("email {email}, role {role}")),
+        };
+        platform.control.create_invitation(&record, &audit).await?;
+        let company = platform
+            .control
+            .company(company_id)
+            .await?
+            .map_or_else(|| "a company".to_string(), |c| c.name);
+        let message = invitation_message(&settings.public_url, &company, &record, &token.token);
+        // Queued in the control store: a mail server that is down delays
+        // the message, never the request.
+        mail::queue(platform, &message).await?;
+        Ok(NewInvitation {
+            record,
+            token: token.token,
+        })
     }
 }
 

@@ -208,6 +208,26 @@ pub enum CompanyCommand {
     },
     /// Where each company's database lives (PostgreSQL).
     Placements(DeploymentArgs),
+    /// List a company's members and pending invitations.
+    Members {
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+        #[arg(long)]
+        company: String,
+    },
+    /// Invite someone to a company (as its owner would); the link is emailed
+    /// by a running server, and the token printed once.
+    Invite {
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+        #[arg(long)]
+        company: String,
+        #[arg(long)]
+        email: String,
+        /// owner, admin, accountant or viewer
+        #[arg(long)]
+        role: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

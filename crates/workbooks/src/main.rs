@@ -8,6 +8,7 @@ mod cli;
 mod demo;
 mod dr_cmd;
 mod export_cmd;
+mod members_cmd;
 
 use std::io::Read;
 use std::path::Path;
@@ -279,6 +280,24 @@ async fn company(cmd: CompanyCommand) -> Result<()> {
                 println!("{}", company.id);
             }
             Ok(())
+        }
+        CompanyCommand::Members {
+            deployment,
+            company,
+        } => {
+            let d = deployment.resolve()?;
+            let platform = open_platform(&d).await?;
+            members_cmd::list(&platform, &company, d.json).await
+        }
+        CompanyCommand::Invite {
+            deployment,
+            company,
+            email,
+            role,
+        } => {
+            let d = deployment.resolve()?;
+            let platform = open_platform(&d).await?;
+            members_cmd::invite(&platform, &company, &email, &role, d.json).await
         }
         CompanyCommand::Move {
             deployment,

@@ -315,3 +315,79 @@ async fn demo_serves_real_books_over_https() {
     );
     drop(guard);
 }
+
+#[test]
+fn an_operator_invites_and_lists_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(workbooks(&["init", "--json"], &data).status.success());
+    let out = workbooks(
+        &["company", "create", "--name", "Invitees", "--json"],
+        &data,
+    );
+    let id = common::ok_json(&out)["id"].as_str().unwrap().to_string();
+
+    let out = workbooks(
+        &[
+            "company",
+            "invite",
+            "--company",
+            &id,
+            "--email",
+            "Kim@Example.com",
+            "--role",
+            "accountant",
+            "--json",
+        ],
+        &data,
+    );
+    let invited = common::ok_json(&out);
+    assert!(invited["token"].as_str().unwrap().starts_with("wbi_"));
+    let out = workbooks(&["company", "members", "--company", &id, "--json"], &data);
+    let listed = common::ok_json(&out);
+    assert_eq!(listed["members"], serde_json::json!([]));
+    assert_eq!(listed["invitations"][0]["email"], "kim@example.com");
+    assert_eq!(listed["invitations"][0]["role"], "accountant");
+    assert!(!listed
+        .to_string()
+        .contains(invited["token"].as_str().unwrap()));
+    // The message waits in the outbox for a server to deliver it.
+
+    // Bad input: one line, non-zero, nothing invited.
+    let out = workbooks(
+        &[
+            "company",
+            "invite",
+            "--company",
+            &id,
+            "--email",
+            "x@example.com",
+            "--role",
+            "emperor",
+        ],
+        &data,
+    );
+    common::fails_with(&out, "--role: unknown role");
+    let out = workbooks(
+        &[
+            "company",
+            "invite",
+            "--company",
+            "nope",
+            "--email",
+            "x@example.com",
+            "--role",
+            "viewer",
+        ],
+        &data,
+    );
+    common::fails_with(&out, "no company");
+    let out = workbooks(&["company", "members", "--company", &id, "--json"], &data);
+    assert_eq!(
+        common::ok_json(&out)["invitations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
