@@ -24,6 +24,7 @@ use crate::error::{ServiceError, ServiceResult};
 use crate::platform::Platform;
 use crate::policy::AccessKind;
 use crate::principal::Principal;
+use wb_core::security_policy::{Refusal, SessionTimes};
 
 /// Who is calling, and the actor to record in audit events.
 #[derive(Debug, Clone)]
@@ -99,12 +100,85 @@ impl Platform {
                 "the {role} role may not do this"
             )));
         }
+        self.check_policy(&caller, company_id).await?;
         Ok(Admission {
             caller,
             company_id: company_id.to_string(),
             role,
             permission,
         })
+    }
+
+    /// The company's security policy, applied to this request: the client's
+    /// address against the allowlist (API keys too), a session's age and
+    /// idleness against the company's limits. Read uncached, so a change
+    /// holds on every node at once. Refusals are recorded.
+    async fn check_policy(&self, caller: &Caller, company_id: &str) -> ServiceResult<()> {
+        let Some(policy) = self.control.company_policy(company_id).await? else {
+            return Ok(());
+        };
+        let client = caller
+            .actor
+            .client
+            .as_deref()
+            .and_then(|c| c.parse::<std::net::IpAddr>().ok());
+        let session = match &caller.principal {
+            Principal::User {
+                token_hash,
+                started,
+                ..
+            } => {
+                let last_seen = if policy.idle_timeout_minutes.is_some() {
+                    self.control.session_last_seen(token_hash).await?
+                } else {
+                    None
+                };
+                Some(SessionTimes {
+                    started: *started,
+                    last_seen: last_seen.unwrap_or(*started),
+                })
+            }
+            Principal::ApiKey { .. } => None,
+        };
+        let (action, detail, error) = match policy.refuse(client, session, self.now()) {
+            None => return Ok(()),
+            Some(Refusal::Address) => (
+                Action::AccessAddress,
+                format!(
+                    "address {} is not on the company's allowlist",
+                    caller.actor.client.as_deref().unwrap_or("unknown")
+                ),
+                ServiceError::new(
+                    crate::error::ErrorKind::Forbidden,
+                    "ip-not-allowed",
+                    "Address not allowed",
+                    "this company accepts requests only from the addresses on its allowlist",
+                ),
+            ),
+            Some(Refusal::SessionTooOld) => (
+                Action::AccessSession,
+                "session older than the company allows".to_string(),
+                ServiceError::new(
+                    crate::error::ErrorKind::Unauthorized,
+                    "session-expired",
+                    "Session expired",
+                    "this company's policy ends sessions this old: sign in again",
+                ),
+            ),
+            Some(Refusal::SessionIdle) => (
+                Action::AccessSession,
+                "session idle longer than the company allows".to_string(),
+                ServiceError::new(
+                    crate::error::ErrorKind::Unauthorized,
+                    "session-expired",
+                    "Session expired",
+                    "this company's policy ends sessions idle this long: sign in again",
+                ),
+            ),
+        };
+        self.record_refusal(&caller.actor, company_id, action, detail)
+            .await?;
+        Err(error)
     }
 
     /// The data key of the company a caller was admitted to (attachments

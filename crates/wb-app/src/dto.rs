@@ -502,3 +502,70 @@ impl From<&wb_store::MemberRecord> for MemberView {
 pub struct MemberPatch {
     pub role: String,
 }
+
+// ---- Security policy ----
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecurityPolicyView {
+    pub mfa_required: bool,
+    pub session_ttl_minutes: Option<u32>,
+    pub idle_timeout_minutes: Option<u32>,
+    pub ip_allowlist: Vec<String>,
+    pub min_passphrase_strength: u8,
+    pub api_key_max_days: Option<u32>,
+}
+
+impl From<&wb_core::security_policy::SecurityPolicy> for SecurityPolicyView {
+    fn from(p: &wb_core::security_policy::SecurityPolicy) -> Self {
+        SecurityPolicyView {
+            mfa_required: p.mfa_required,
+            session_ttl_minutes: p.session_ttl_minutes,
+            idle_timeout_minutes: p.idle_timeout_minutes,
+            ip_allowlist: p.ip_allowlist.iter().map(ToString::to_string).collect(),
+            min_passphrase_strength: p.min_passphrase_strength,
+            api_key_max_days: p.api_key_max_days,
+        }
+    }
+}
+
+/// A field that may be absent (keep), null (clear) or a value (set).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Fields left out keep their current value; `null` clears a limit.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityPolicyRequest {
+    pub mfa_required: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
+    pub session_ttl_minutes: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
+    pub idle_timeout_minutes: Option<Option<u32>>,
+    pub ip_allowlist: Option<Vec<String>>,
+    pub min_passphrase_strength: Option<u8>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
+    pub api_key_max_days: Option<Option<u32>>,
+    /// Apply an allowlist that excludes the caller's own address.
+    #[serde(default)]
+    pub confirm_lockout: bool,
+}
+
+impl From<SecurityPolicyRequest> for crate::security::PolicyChange {
+    fn from(r: SecurityPolicyRequest) -> Self {
+        crate::security::PolicyChange {
+            mfa_required: r.mfa_required,
+            session_ttl_minutes: r.session_ttl_minutes,
+            idle_timeout_minutes: r.idle_timeout_minutes,
+            ip_allowlist: r.ip_allowlist,
+            min_passphrase_strength: r.min_passphrase_strength,
+            api_key_max_days: r.api_key_max_days,
+            confirm_lockout: r.confirm_lockout,
+        }
+    }
+}

@@ -49,6 +49,7 @@ pub mod policy;
 pub mod principal;
 pub mod records;
 pub mod runner;
+pub mod security;
 pub mod storage;
 
 pub use clock::{Clock, SystemClock};

@@ -311,8 +311,14 @@ impl Platform {
                     ));
                 };
                 let name = acceptance.name.as_deref().map(clean_name).transpose()?;
+                let min_score = self
+                    .control
+                    .company_policy(&invitation.company_id)
+                    .await?
+                    .unwrap_or_default()
+                    .min_passphrase_strength;
                 Joiner::NewUser(
-                    self.new_user(&invitation.email, passphrase, name, &[])
+                    self.new_user_scored(&invitation.email, passphrase, name, &[], min_score)
                         .await?,
                 )
             }

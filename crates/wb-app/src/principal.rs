@@ -8,6 +8,8 @@ pub enum Principal {
     User {
         user_id: String,
         token_hash: String,
+        /// When the session was opened (company session lifetimes).
+        started: time::OffsetDateTime,
     },
     ApiKey {
         key_id: String,

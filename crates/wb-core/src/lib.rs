@@ -17,6 +17,7 @@ pub mod reports;
 pub mod retention;
 pub mod revert;
 pub mod roles;
+pub mod security_policy;
 
 pub use audit::Action;
 pub use ledger::{

@@ -397,6 +397,10 @@ impl Monitor {
             | Action::FileDownload
             | Action::FileUpload
             | Action::FilesList
+            | Action::AccessAddress
+            | Action::AccessSession
+            | Action::SecurityPolicyRead
+            | Action::SecurityPolicySet
             | Action::InvitationAccept
             | Action::InvitationCreate
             | Action::InvitationRevoke

@@ -167,6 +167,7 @@ needs!(
     WriteBooks,
     ManageApiKeys,
     ManageMembers,
+    ManageSecurity,
     ReadAudit,
     ExportData
 );

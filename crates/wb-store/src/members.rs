@@ -9,6 +9,7 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 use wb_core::members::MemberChange;
+use wb_core::security_policy::{parse_block, SecurityPolicy};
 use wb_core::Role;
 
 use crate::model::{AuditEvent, UserRecord};
@@ -151,6 +152,22 @@ pub trait MemberStore: Send + Sync {
         audit: &AuditEvent,
     ) -> Result<Option<MemberRecord>, StoreError>;
 
+    /// A company's security policy; None when it never set one.
+    async fn company_policy(&self, company_id: &str) -> Result<Option<SecurityPolicy>, StoreError>;
+    async fn put_company_policy(
+        &self,
+        company_id: &str,
+        policy: &SecurityPolicy,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+    /// Records that a session was used at `at`.
+    async fn touch_session(&self, token_hash: &str, at: OffsetDateTime) -> Result<(), StoreError>;
+    /// When a session was last used (None: not since it was opened).
+    async fn session_last_seen(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<OffsetDateTime>, StoreError>;
+
     async fn enqueue_message(&self, message: &OutboxMessage) -> Result<(), StoreError>;
     /// Messages due at `now`, oldest first, at most `limit`.
     async fn due_messages(
@@ -159,4 +176,42 @@ pub trait MemberStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<OutboxMessage>, StoreError>;
     async fn record_delivery(&self, id: &str, delivery: &Delivery) -> Result<(), StoreError>;
+}
+
+/// The allowlist as stored: blocks separated by spaces.
+pub(crate) fn allowlist_text(policy: &SecurityPolicy) -> String {
+    policy
+        .ip_allowlist
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A stored policy row back into a policy.
+pub(crate) fn policy_from_row(
+    mfa_required: i64,
+    session_ttl_minutes: Option<i64>,
+    idle_timeout_minutes: Option<i64>,
+    ip_allowlist: &str,
+    min_passphrase_strength: i64,
+    api_key_max_days: Option<i64>,
+) -> Result<SecurityPolicy, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("security policy {what}"));
+    let small = |v: Option<i64>, what: &str| {
+        v.map(|v| u32::try_from(v).map_err(|_| corrupt(what)))
+            .transpose()
+    };
+    Ok(SecurityPolicy {
+        mfa_required: mfa_required != 0,
+        session_ttl_minutes: small(session_ttl_minutes, "session_ttl_minutes")?,
+        idle_timeout_minutes: small(idle_timeout_minutes, "idle_timeout_minutes")?,
+        ip_allowlist: ip_allowlist
+            .split_whitespace()
+            .map(|b| parse_block(b).map_err(|_| corrupt("ip_allowlist")))
+            .collect::<Result<_, _>>()?,
+        min_passphrase_strength: u8::try_from(min_passphrase_strength)
+            .map_err(|_| corrupt("min_passphrase_strength"))?,
+        api_key_max_days: small(api_key_max_days, "api_key_max_days")?,
+    })
 }

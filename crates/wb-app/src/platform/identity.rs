@@ -67,6 +67,21 @@ impl Platform {
         name: Option<String>,
         related: &[&str],
     ) -> ServiceResult<UserRecord> {
+        self.new_user_scored(email, passphrase, name, related, MIN_PASSPHRASE_SCORE)
+            .await
+    }
+
+    /// A new user whose passphrase must reach `min_score` (a company's
+    /// policy may ask more than the platform's minimum).
+    pub(crate) async fn new_user_scored(
+        &self,
+        email: &str,
+        passphrase: &Secret,
+        name: Option<String>,
+        related: &[&str],
+        min_score: u8,
+    ) -> ServiceResult<UserRecord> {
+        let min_score = min_score.max(MIN_PASSPHRASE_SCORE);
         let email = normalize_email(email)?;
         let local = email.split('@').next().unwrap_or("");
         let mut words: Vec<String> = vec![email.clone(), local.to_string()];
@@ -76,7 +91,7 @@ impl Platform {
             .cpu
             .run(move || {
                 let words: Vec<&str> = words.iter().map(String::as_str).collect();
-                check_strength(&passphrase, &words, MIN_PASSPHRASE_SCORE)?;
+                check_strength(&passphrase, &words, min_score)?;
                 hash_passphrase(&passphrase)
             })
             .await?;
@@ -519,7 +534,13 @@ impl Platform {
             let principal = Principal::User {
                 user_id: session.user_id,
                 token_hash: hash.clone(),
+                started: session.created_at,
             };
+            // Last use, for companies with an idle timeout: written when the
+            // session is looked up, so at most once per cache lifetime.
+            if let Err(e) = self.control.touch_session(&hash, now).await {
+                tracing::warn!(error = %e, "cannot record a session's use");
+            }
             (principal, session.expires_at)
         };
         // Sessions are cached briefly; API keys are looked up every time
@@ -574,11 +595,19 @@ impl Platform {
                 "a {granter} may not create a key with the {role} role"
             )));
         }
-        let days = expires_in_days.unwrap_or(API_KEY_DEFAULT_DAYS);
-        if !(1..=API_KEY_MAX_DAYS).contains(&days) {
+        // The company's policy may shorten the platform's limit.
+        let max_days = i64::from(
+            self.control
+                .company_policy(company_id)
+                .await?
+                .unwrap_or_default()
+                .api_key_days_allowed(API_KEY_MAX_DAYS as u32),
+        );
+        let days = expires_in_days.unwrap_or(API_KEY_DEFAULT_DAYS.min(max_days));
+        if !(1..=max_days).contains(&days) {
             return Err(ServiceError::unprocessable(
                 "invalid-api-key",
-                format!("expires_in_days must be between 1 and {API_KEY_MAX_DAYS}"),
+                format!("expires_in_days must be between 1 and {max_days}"),
             ));
         }
         let now = self.now();

@@ -52,6 +52,16 @@ macro_rules! actions {
 }
 
 actions! {
+    /// A caller refused by the access door because the company's policy
+    /// does not allow their address (platform trail; 403 ip-not-allowed).
+    AccessAddress = "access.address",
+    /// A session refused by the access door because the company's policy
+    /// ended it (too old or idle; platform trail; 401).
+    AccessSession = "access.session",
+    /// A company's security policy read.
+    SecurityPolicyRead = "security_policy.read",
+    /// A company's security policy changed, or a change refused.
+    SecurityPolicySet = "security_policy.set",
     /// A caller refused by the access door because their role does not
     /// allow the operation (platform trail; 403).
     AccessPermission = "access.permission",
@@ -235,6 +245,10 @@ impl Action {
             | Action::FileUpload
             | Action::FilesList
             | Action::JournalReplay
+            | Action::AccessAddress
+            | Action::AccessSession
+            | Action::SecurityPolicyRead
+            | Action::SecurityPolicySet
             | Action::InvitationAccept
             | Action::InvitationCreate
             | Action::InvitationRevoke
@@ -362,7 +376,7 @@ mod tests {
         for (action, name) in pinned {
             assert_eq!(action.as_str(), name);
         }
-        assert_eq!(Action::ALL.len(), 63);
+        assert_eq!(Action::ALL.len(), 67);
     }
 
     #[test]

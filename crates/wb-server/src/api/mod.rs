@@ -10,6 +10,7 @@ pub mod json;
 pub mod members;
 pub mod metrics;
 pub mod reports;
+pub mod security_policy;
 pub mod session;
 
 use std::time::Duration;
@@ -43,6 +44,7 @@ use crate::problem::{ApiError, Problem};
         export_schedule::get, export_schedule::put, export_schedule::delete,
         members::invite, members::list_invitations, members::revoke_invitation,
         members::list_members, members::change_member, members::remove_member, members::accept,
+        security_policy::get, security_policy::put,
         healthz, readyz,
     ),
     components(schemas(Problem)),
@@ -147,6 +149,10 @@ fn company_routes(batch_body_limit: usize) -> Vec<(&'static str, MethodRouter<Ap
             delete(members::revoke_invitation),
         ),
         ("/members", get(members::list_members)),
+        (
+            "/security-policy",
+            get(security_policy::get).put(security_policy::put),
+        ),
         (
             "/members/{user}",
             patch(members::change_member).delete(members::remove_member),

@@ -42,6 +42,7 @@ mod api {
     mod mail;
     mod members;
     mod prop;
+    mod security_policy;
     mod web;
 }
 
@@ -67,6 +68,7 @@ mod api_postgres {
     mod nodes;
     mod placement;
     mod prop;
+    mod security_policy;
     mod web;
 }
 

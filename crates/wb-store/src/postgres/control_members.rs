@@ -13,6 +13,7 @@ use super::control_rows::{insert_user, parse_role};
 use crate::members::*;
 use crate::model::AuditEvent;
 use crate::{from_unix_millis, unix_millis, StoreError};
+use wb_core::security_policy::SecurityPolicy;
 
 const INVITATION_COLUMNS: &str = "id, company_id, email, role, token_hash, invited_by, \
      created_at, expires_at, accepted_at, accepted_by, revoked_at";
@@ -333,6 +334,101 @@ impl MemberStore for PgControl {
         append_audit(&tx, audit).await?;
         tx.commit().await?;
         Ok(answer)
+    }
+
+    async fn company_policy(&self, company_id: &str) -> Result<Option<SecurityPolicy>, StoreError> {
+        let row = self
+            .query_opt(
+                "SELECT mfa_required, session_ttl_minutes, idle_timeout_minutes,
+                        ip_allowlist, min_passphrase_strength, api_key_max_days
+                 FROM company_policies WHERE company_id = $1",
+                &[text(&company_id)],
+            )
+            .await?;
+        row.map(|r| {
+            policy_from_row(
+                r.try_get(0)?,
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(4)?,
+                r.try_get(5)?,
+            )
+        })
+        .transpose()
+    }
+
+    async fn put_company_policy(
+        &self,
+        company_id: &str,
+        p: &SecurityPolicy,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mfa = i64::from(p.mfa_required);
+        let ttl = p.session_ttl_minutes.map(i64::from);
+        let idle = p.idle_timeout_minutes.map(i64::from);
+        let list = allowlist_text(p);
+        let strength = i64::from(p.min_passphrase_strength);
+        let days = p.api_key_max_days.map(i64::from);
+        let at = unix_millis(audit.at);
+        self.exec_audited(
+            "INSERT INTO company_policies (company_id, mfa_required, session_ttl_minutes,
+                 idle_timeout_minutes, ip_allowlist, min_passphrase_strength,
+                 api_key_max_days, updated_at, updated_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (company_id) DO UPDATE SET
+                 mfa_required = EXCLUDED.mfa_required,
+                 session_ttl_minutes = EXCLUDED.session_ttl_minutes,
+                 idle_timeout_minutes = EXCLUDED.idle_timeout_minutes,
+                 ip_allowlist = EXCLUDED.ip_allowlist,
+                 min_passphrase_strength = EXCLUDED.min_passphrase_strength,
+                 api_key_max_days = EXCLUDED.api_key_max_days,
+                 updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by",
+            &[
+                text(&company_id),
+                int8(&mfa),
+                int8(&ttl),
+                int8(&idle),
+                text(&list),
+                int8(&strength),
+                int8(&days),
+                int8(&at),
+                text(&audit.actor.id),
+            ],
+            Some(audit),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn touch_session(&self, token_hash: &str, at: OffsetDateTime) -> Result<(), StoreError> {
+        let at = unix_millis(at);
+        self.exec_audited(
+            "UPDATE sessions SET last_seen_at = $1 WHERE token_hash = $2",
+            &[int8(&at), text(&token_hash)],
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn session_last_seen(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        let row = self
+            .query_opt(
+                "SELECT last_seen_at FROM sessions WHERE token_hash = $1",
+                &[text(&token_hash)],
+            )
+            .await?;
+        match row {
+            Some(r) => r
+                .try_get::<_, Option<i64>>(0)?
+                .map(from_unix_millis)
+                .transpose(),
+            None => Ok(None),
+        }
     }
 
     async fn enqueue_message(&self, m: &OutboxMessage) -> Result<(), StoreError> {

@@ -13,6 +13,7 @@ use super::control_rows::{insert_user, parse_role};
 use crate::members::*;
 use crate::model::AuditEvent;
 use crate::{from_unix_millis, unix_millis, StoreError};
+use wb_core::security_policy::SecurityPolicy;
 
 const INVITATION_COLUMNS: &str = "id, company_id, email, role, token_hash, invited_by, \
      created_at, expires_at, accepted_at, accepted_by, revoked_at";
@@ -361,6 +362,102 @@ impl MemberStore for SqliteControl {
             }
         })
         .await
+    }
+
+    async fn company_policy(&self, company_id: &str) -> Result<Option<SecurityPolicy>, StoreError> {
+        let company_id = company_id.to_string();
+        self.readers
+            .with(move |conn| {
+                let row: Option<(i64, Option<i64>, Option<i64>, String, i64, Option<i64>)> = conn
+                    .prepare_cached(
+                        "SELECT mfa_required, session_ttl_minutes, idle_timeout_minutes,
+                                ip_allowlist, min_passphrase_strength, api_key_max_days
+                         FROM company_policies WHERE company_id = ?1",
+                    )?
+                    .query_row([company_id], |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                        ))
+                    })
+                    .optional()?;
+                row.map(|(mfa, ttl, idle, list, strength, days)| {
+                    policy_from_row(mfa, ttl, idle, &list, strength, days)
+                })
+                .transpose()
+            })
+            .await
+    }
+
+    async fn put_company_policy(
+        &self,
+        company_id: &str,
+        policy: &SecurityPolicy,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let (company_id, p) = (company_id.to_string(), policy.clone());
+        let (at, by) = (unix_millis(audit.at), audit.actor.id.clone());
+        self.write(Some(audit), move |tx| {
+            tx.execute(
+                "INSERT INTO company_policies (company_id, mfa_required, session_ttl_minutes,
+                     idle_timeout_minutes, ip_allowlist, min_passphrase_strength,
+                     api_key_max_days, updated_at, updated_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (company_id) DO UPDATE SET
+                     mfa_required = excluded.mfa_required,
+                     session_ttl_minutes = excluded.session_ttl_minutes,
+                     idle_timeout_minutes = excluded.idle_timeout_minutes,
+                     ip_allowlist = excluded.ip_allowlist,
+                     min_passphrase_strength = excluded.min_passphrase_strength,
+                     api_key_max_days = excluded.api_key_max_days,
+                     updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+                params![
+                    company_id,
+                    i64::from(p.mfa_required),
+                    p.session_ttl_minutes,
+                    p.idle_timeout_minutes,
+                    allowlist_text(&p),
+                    p.min_passphrase_strength,
+                    p.api_key_max_days,
+                    at,
+                    by
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn touch_session(&self, token_hash: &str, at: OffsetDateTime) -> Result<(), StoreError> {
+        let token_hash = token_hash.to_string();
+        self.write(None, move |tx| {
+            tx.execute(
+                "UPDATE sessions SET last_seen_at = ?1 WHERE token_hash = ?2",
+                params![unix_millis(at), token_hash],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn session_last_seen(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<OffsetDateTime>, StoreError> {
+        let token_hash = token_hash.to_string();
+        self.readers
+            .with(move |conn| {
+                let seen: Option<Option<i64>> = conn
+                    .prepare_cached("SELECT last_seen_at FROM sessions WHERE token_hash = ?1")?
+                    .query_row([token_hash], |r| r.get(0))
+                    .optional()?;
+                seen.flatten().map(from_unix_millis).transpose()
+            })
+            .await
     }
 
     async fn enqueue_message(&self, m: &OutboxMessage) -> Result<(), StoreError> {

@@ -414,6 +414,34 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
+    /// A client whose connections come from `local` (a loopback address
+    /// other than 127.0.0.1), for address-based tests.
+    pub fn client_from(&self, local: std::net::IpAddr) -> reqwest::Client {
+        let pem = std::fs::read(self.data_dir.join("tls").join("cert.pem")).expect("cert.pem");
+        let cert = reqwest::Certificate::from_pem(&pem).expect("parse cert");
+        reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(cert)
+            .redirect(reqwest::redirect::Policy::none())
+            .local_address(local)
+            .resolve("localhost", self.server.addr)
+            .build()
+            .expect("client")
+    }
+
+    /// `send`, from the address `local`.
+    pub async fn send_from(
+        &self,
+        local: std::net::IpAddr,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Body,
+    ) -> Resp {
+        self.send_via(&self.client_from(local), method, path, token, body, &[])
+            .await
+    }
+
     /// Sends a request with optional bearer token, body and extra headers.
     pub async fn send(
         &self,
@@ -423,7 +451,20 @@ impl TestServer {
         body: Body,
         headers: &[(&str, &str)],
     ) -> Resp {
-        let mut req = self.client.request(method, self.url(path));
+        self.send_via(&self.client, method, path, token, body, headers)
+            .await
+    }
+
+    async fn send_via(
+        &self,
+        client: &reqwest::Client,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Body,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut req = client.request(method, self.url(path));
         if let Some(token) = token {
             req = req.bearer_auth(token);
         }
