@@ -414,6 +414,12 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
+    /// Sends a JSON request authenticated by a `Cookie` header only.
+    pub async fn send_cookie(&self, method: Method, path: &str, cookie: &str, body: Value) -> Resp {
+        self.send(method, path, None, Body::Json(body), &[("cookie", cookie)])
+            .await
+    }
+
     /// A client whose connections come from `local` (a loopback address
     /// other than 127.0.0.1), for address-based tests.
     pub fn client_from(&self, local: std::net::IpAddr) -> reqwest::Client {

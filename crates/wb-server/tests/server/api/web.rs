@@ -325,3 +325,55 @@ async fn headers_ops_endpoints_openapi_and_fallbacks() {
     srv.get(&t.path(""), &t.token).await.ok(200);
     srv.shutdown().await;
 }
+
+/// Every unsafe route the API documents, called with a valid session cookie
+/// and no CSRF header: refused before it does anything. The routes come from
+/// the OpenAPI document (which the door test checks against the router), so
+/// a new route cannot be forgotten here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_unsafe_cookie_request_needs_the_csrf_header() {
+    let srv = TestServer::start().await;
+    let t = srv.signup("Csrf Everywhere").await;
+    srv.chart(&t).await;
+    let doc = srv.get_anon("/api/v1/openapi.json").await.ok(200);
+    // Signing up and logging in take no session: nothing for a forged
+    // request to ride on.
+    let sessionless = ["/api/v1/signup", "/api/v1/auth/login"];
+    let mut checked = 0;
+    for (template, item) in doc["paths"].as_object().expect("paths") {
+        if sessionless.contains(&template.as_str()) {
+            continue;
+        }
+        let path = template
+            .replace("{company}", &t.id)
+            .replace("{token}", "wbi_x")
+            .replace("{user}", &t.user_id)
+            .replace(['{', '}'], "");
+        for method in item.as_object().expect("path item").keys() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
+                continue;
+            }
+            let cookie = format!("wb_session={}; wb_csrf=expected", t.token);
+            let resp = srv
+                .send_cookie(method.clone(), &path, &cookie, json!({}))
+                .await;
+            let body = resp.problem(403, "forbidden");
+            assert!(
+                body["detail"].as_str().unwrap().contains("X-CSRF-Token"),
+                "{method} {template}: {body}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 15, "only {checked} unsafe routes?");
+    // Nothing happened: the company still has no invitations, entries or keys.
+    assert_eq!(
+        srv.get(&t.path("/invitations"), &t.token).await.ok(200),
+        json!([])
+    );
+    assert_eq!(
+        srv.get(&t.path("/api-keys"), &t.token).await.ok(200),
+        json!([])
+    );
+}
