@@ -243,6 +243,10 @@ pub struct AuditQuery {
     pub actor: Option<String>,
     /// RFC 3339 lower bound on `at`.
     pub since: Option<String>,
+    /// With `company_id`: also the platform trail's sign-ins and sign-outs
+    /// (`auth.login`, `auth.logout`) of the company's current members, so an
+    /// owner sees who tried to get into their books.
+    pub member_sign_ins: bool,
 }
 
 /// Context of one write: who and when. Time comes from the caller's clock.

@@ -58,6 +58,7 @@ pub async fn run(cmd: AuditCommand) -> Result<()> {
                     outcome,
                     actor,
                     since,
+                    ..Default::default()
                 })
                 .await?;
             if d.json {

@@ -115,6 +115,7 @@ pub async fn list(
                 outcome: q.outcome,
                 actor: None,
                 since,
+                member_sign_ins: true,
             },
         )
         .await?;

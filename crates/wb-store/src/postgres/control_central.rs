@@ -232,7 +232,12 @@ impl PgControl {
             .query(
                 &format!(
                     "SELECT {CENTRAL_COLUMNS} FROM {CENTRAL_FROM}
-                     WHERE c.central_seq > $1 AND ($2::text IS NULL OR c.company_id = $2)
+                     WHERE c.central_seq > $1
+                       AND ($2::text IS NULL OR c.company_id = $2
+                            OR ($8::bool AND c.company_id IS NULL
+                                AND c.action IN ('auth.login', 'auth.logout')
+                                AND c.actor IN (SELECT 'user:' || m.user_id FROM memberships m
+                                                WHERE m.company_id = $2)))
                        AND ($3::text IS NULL OR c.action = $3
                             OR c.action COLLATE \"C\" ILIKE ('%.' || $3) ESCAPE '')
                        AND ($4::text IS NULL OR c.outcome = $4)
@@ -248,6 +253,7 @@ impl PgControl {
                     text(&query.actor),
                     text(&query.since),
                     int8(&limit),
+                    (&query.member_sign_ins, tokio_postgres::types::Type::BOOL),
                 ],
             )
             .await?;

@@ -115,7 +115,12 @@ impl SqliteControl {
             .with(move |conn| {
                 let mut stmt = conn.prepare_cached(&format!(
                     "SELECT {CENTRAL_COLUMNS} FROM {CENTRAL_FROM}
-                     WHERE c.central_seq > ?1 AND (?2 IS NULL OR c.company_id = ?2)
+                     WHERE c.central_seq > ?1
+                       AND (?2 IS NULL OR c.company_id = ?2
+                            OR (?8 AND c.company_id IS NULL
+                                AND c.action IN ('auth.login', 'auth.logout')
+                                AND c.actor IN (SELECT 'user:' || m.user_id FROM memberships m
+                                                WHERE m.company_id = ?2)))
                        AND (?3 IS NULL OR c.action = ?3 OR c.action LIKE '%.' || ?3)
                        AND (?4 IS NULL OR c.outcome = ?4)
                        AND (?5 IS NULL OR c.actor = ?5) AND (?6 IS NULL OR c.at >= ?6)
@@ -129,7 +134,8 @@ impl SqliteControl {
                         query.outcome,
                         query.actor,
                         query.since,
-                        query.limit.clamp(1, 100_000)
+                        query.limit.clamp(1, 100_000),
+                        query.member_sign_ins
                     ],
                     central_row,
                 )?;

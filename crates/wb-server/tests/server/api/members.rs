@@ -415,3 +415,58 @@ async fn a_removed_member_loses_access_and_keys_at_once() {
         .await
         .problem(404, "not-found");
 }
+
+/// The `auth.login` events of `user` that a company's audit view shows.
+async fn sign_ins_seen(srv: &TestServer, t: &Tenant, user: &str, want: usize) -> Vec<Value> {
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        let page = srv
+            .get(&t.path("/audit?limit=1000&action=auth.login"), &t.token)
+            .await
+            .ok(200);
+        seen = page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["actor"] == format!("user:{user}"))
+            .cloned()
+            .collect();
+        if seen.len() >= want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_see_their_members_sign_ins() {
+    let srv = TestServer::start().await;
+    let a = srv.signup("Watchful Books").await;
+    let b = srv.signup("Busy Books").await;
+    let outsider = srv.signup("Elsewhere Books").await;
+    let (_, token) = invite(&srv, &a, &b.email, "viewer").await;
+    accept(&srv, &token, Some(&b.token), json!({}))
+        .await
+        .ok(200);
+
+    // b fails once, then signs in.
+    srv.login(&b.email, "not the passphrase at all 99")
+        .await
+        .problem(401, "unauthorized");
+    srv.login(&b.email, PASSPHRASE).await.ok(200);
+
+    // Both companies b belongs to see both attempts; the outsider sees none.
+    for company in [&a, &b] {
+        let seen = sign_ins_seen(&srv, company, &b.user_id, 2).await;
+        let outcomes: Vec<&str> = seen
+            .iter()
+            .map(|e| e["outcome"].as_str().unwrap())
+            .collect();
+        assert!(outcomes.contains(&"failure"), "{seen:?}");
+        assert!(outcomes.contains(&"success"), "{seen:?}");
+    }
+    assert!(sign_ins_seen(&srv, &outsider, &b.user_id, 1)
+        .await
+        .is_empty());
+}
