@@ -24,21 +24,7 @@ pub struct PolicyChange {
     pub confirm_lockout: bool,
 }
 
-/// How a policy reads in the audit trail (before and after).
-pub fn describe(p: &SecurityPolicy) -> String {
-    let opt = |v: Option<u32>| v.map_or("none".to_string(), |v| v.to_string());
-    let list: Vec<String> = p.ip_allowlist.iter().map(ToString::to_string).collect();
-    format!(
-        "mfa_required={} session_ttl_minutes={} idle_timeout_minutes={} ip_allowlist=[{}] \
-         min_passphrase_strength={} api_key_max_days={}",
-        p.mfa_required,
-        opt(p.session_ttl_minutes),
-        opt(p.idle_timeout_minutes),
-        list.join(","),
-        p.min_passphrase_strength,
-        opt(p.api_key_max_days),
-    )
-}
+pub use wb_core::security_policy::describe;
 
 impl CompanyScope {
     pub async fn security_policy(&self, platform: &Platform) -> ServiceResult<SecurityPolicy> {

@@ -20,7 +20,10 @@
 //! - `unplanned-shutdown`: `system.shutdown` without a `system.maintenance`
 //!   mark in the window before it (medium);
 //! - `audit-unavailable`: an `audit.unavailable` event, i.e. a company's
-//!   audit trail could not be written and the fail-closed policy applied (critical).
+//!   audit trail could not be written and the fail-closed policy applied (critical);
+//! - `allowlist-change`: a company's IP allowlist changed (medium): who may
+//!   reach the books from where is a security decision worth a second look;
+//! - `mass-invitations`: N invitations sent by one actor in a window (medium).
 //!
 //! Rules match on [`Action`], exhaustively: a new action does not compile
 //! until it is placed with a rule or among the actions no rule watches. An
@@ -51,7 +54,9 @@ pub mod rule {
     pub const UNPLANNED_SHUTDOWN: &str = "unplanned-shutdown";
     pub const UNCLEAN_RESTART: &str = "unclean-restart";
     pub const AUDIT_UNAVAILABLE: &str = "audit-unavailable";
-    pub const ALL: [&str; 8] = [
+    pub const ALLOWLIST_CHANGE: &str = "allowlist-change";
+    pub const MASS_INVITATIONS: &str = "mass-invitations";
+    pub const ALL: [&str; 11] = [
         FAILED_LOGINS_ACCOUNT,
         FAILED_LOGINS_CLIENT,
         NEW_NETWORK_ADMIN,
@@ -59,7 +64,10 @@ pub mod rule {
         AUDIT_CHAIN_BREAK,
         MASS_EXPORT,
         UNPLANNED_SHUTDOWN,
+        UNCLEAN_RESTART,
         AUDIT_UNAVAILABLE,
+        ALLOWLIST_CHANGE,
+        MASS_INVITATIONS,
     ];
 }
 
@@ -225,6 +233,7 @@ pub struct Monitor {
     /// Refusals by client address, with the actor of each.
     refused_by_client: Windows<String>,
     exports_by_actor: Windows<Option<String>>,
+    invitations_by_actor: Windows<Option<String>>,
     /// Networks each user id has logged in from, most recent last.
     networks: HashMap<String, VecDeque<String>>,
     chains: HashMap<String, ChainHead>,
@@ -248,6 +257,7 @@ impl Monitor {
             refused_by_actor: Windows::default(),
             refused_by_client: Windows::default(),
             exports_by_actor: Windows::default(),
+            invitations_by_actor: Windows::default(),
             networks: HashMap::new(),
             chains: HashMap::new(),
             complete_sources: false,
@@ -354,6 +364,54 @@ impl Monitor {
             | Action::ExportScheduleSet => {
                 if action.is_export_of_data() {
                     self.export(e, action, &mut out);
+                }
+            }
+            Action::SecurityPolicySet if !e.failed() => {
+                if e.detail
+                    .as_deref()
+                    .is_some_and(crate::security_policy::allowlist_changed)
+                {
+                    let company = e.company_id.clone().unwrap_or_default();
+                    self.push(
+                        &mut out,
+                        AlertDraft {
+                            rule: rule::ALLOWLIST_CHANGE,
+                            severity: Severity::Medium,
+                            dedupe_key: format!(
+                                "{}:{company}:{}",
+                                rule::ALLOWLIST_CHANGE,
+                                e.source_seq
+                            ),
+                            title: format!("IP allowlist of company {company} changed"),
+                            detail: format!("{} changed the company's IP allowlist", e.actor),
+                            company_id: e.company_id.clone(),
+                            at: e.at,
+                        },
+                    );
+                }
+            }
+            Action::InvitationCreate if !e.failed() => {
+                let threshold = self.config.mass_invitations;
+                if let Some(fired) =
+                    self.invitations_by_actor
+                        .hit(&e.actor, e.at, e.company_id.clone(), threshold)
+                {
+                    self.push(
+                        &mut out,
+                        AlertDraft {
+                            rule: rule::MASS_INVITATIONS,
+                            severity: Severity::Medium,
+                            dedupe_key: format!("{}:{}", rule::MASS_INVITATIONS, e.actor),
+                            title: format!("Many invitations sent by {}", e.actor),
+                            detail: format!(
+                                "{} invitations within {} s",
+                                fired.len(),
+                                threshold.window_secs
+                            ),
+                            company_id: e.company_id.clone(),
+                            at: e.at,
+                        },
+                    );
                 }
             }
             // Watched by no rule (successful company access included). Listed
@@ -732,6 +790,8 @@ impl Monitor {
         self.refused_by_client
             .sweep(now, c.refused_cross_company.window());
         self.exports_by_actor.sweep(now, c.mass_export.window());
+        self.invitations_by_actor
+            .sweep(now, c.mass_invitations.window());
     }
 }
 

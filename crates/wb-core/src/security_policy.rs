@@ -169,6 +169,36 @@ impl SecurityPolicy {
     }
 }
 
+/// How a policy reads in the audit trail (the `before:` and `after:` of a
+/// `security_policy.set` event); [`allowlist_changed`] reads it back.
+pub fn describe(p: &SecurityPolicy) -> String {
+    let opt = |v: Option<u32>| v.map_or("none".to_string(), |v| v.to_string());
+    let list: Vec<String> = p.ip_allowlist.iter().map(ToString::to_string).collect();
+    format!(
+        "mfa_required={} session_ttl_minutes={} idle_timeout_minutes={} ip_allowlist=[{}] \
+         min_passphrase_strength={} api_key_max_days={}",
+        p.mfa_required,
+        opt(p.session_ttl_minutes),
+        opt(p.idle_timeout_minutes),
+        list.join(","),
+        p.min_passphrase_strength,
+        opt(p.api_key_max_days),
+    )
+}
+
+/// Whether a `security_policy.set` detail ("before: …; after: …", as
+/// [`describe`] writes each) changes the allowlist.
+pub fn allowlist_changed(detail: &str) -> bool {
+    let lists: Vec<&str> = detail
+        .match_indices("ip_allowlist=[")
+        .filter_map(|(i, m)| {
+            let rest = &detail[i + m.len()..];
+            rest.find(']').map(|end| &rest[..end])
+        })
+        .collect();
+    matches!(lists.as_slice(), [before, after] if before != after)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +262,29 @@ mod tests {
             policy.refuse(None, Some(idle), now),
             Some(Refusal::SessionIdle)
         );
+    }
+
+    #[test]
+    fn allowlist_changes_are_read_back_from_the_trail() {
+        let before = SecurityPolicy::default();
+        let after = SecurityPolicy {
+            ip_allowlist: vec![parse_block("192.0.2.0/24").unwrap()],
+            ..Default::default()
+        };
+        let ttl = SecurityPolicy {
+            session_ttl_minutes: Some(60),
+            ..Default::default()
+        };
+        let detail = |a: &SecurityPolicy, b: &SecurityPolicy| {
+            format!("before: {}; after: {}", describe(a), describe(b))
+        };
+        assert!(allowlist_changed(&detail(&before, &after)));
+        assert!(allowlist_changed(&detail(&after, &before)));
+        assert!(!allowlist_changed(&detail(&before, &ttl)));
+        assert!(!allowlist_changed(&format!(
+            "refused; before: {}",
+            describe(&after)
+        )));
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub struct MonitorConfig {
     pub failed_logins_per_client: Threshold,
     pub refused_cross_company: Threshold,
     pub mass_export: Threshold,
+    pub mass_invitations: Threshold,
     /// How long before a shutdown a `system.maintenance` mark covers it.
     pub maintenance_window_secs: i64,
     /// Rule slugs that raise nothing.
@@ -49,6 +50,7 @@ impl Default for MonitorConfig {
             failed_logins_per_client: Threshold::new(20, 600),
             refused_cross_company: Threshold::new(10, 300),
             mass_export: Threshold::new(5, 600),
+            mass_invitations: Threshold::new(10, 600),
             maintenance_window_secs: 1800,
             disabled_rules: Vec::new(),
         }
@@ -63,6 +65,7 @@ impl MonitorConfig {
             ("failed-logins-per-client", self.failed_logins_per_client),
             ("refused-cross-company", self.refused_cross_company),
             ("mass-export", self.mass_export),
+            ("mass-invitations", self.mass_invitations),
         ];
         for (name, t) in thresholds {
             if t.count < 2 || t.window_secs < 1 {

@@ -583,3 +583,74 @@ proptest! {
         }
     }
 }
+
+fn control_event(secs: i64, actor: &str, company: &str, action: Action, ok: bool) -> ObservedEvent {
+    let mut e = ObservedEvent::new("control", 0, at(secs), actor, action, ok);
+    e.company_id = Some(company.into());
+    e
+}
+
+#[test]
+fn allowlist_changes_raise_an_alert_other_policy_changes_do_not() {
+    use crate::security_policy::{describe, parse_block, SecurityPolicy};
+    let open = SecurityPolicy::default();
+    let listed = SecurityPolicy {
+        ip_allowlist: vec![parse_block("192.0.2.0/24").unwrap()],
+        ..Default::default()
+    };
+    let shorter = SecurityPolicy {
+        session_ttl_minutes: Some(30),
+        ..Default::default()
+    };
+    let change = |secs, before: &SecurityPolicy, after: &SecurityPolicy, ok| {
+        let mut e = control_event(secs, "user:u1", "c1", Action::SecurityPolicySet, ok);
+        e.detail = Some(format!(
+            "before: {}; after: {}",
+            describe(before),
+            describe(after)
+        ));
+        e
+    };
+    let mut f = Feed::new();
+    let alerts = f.send(change(0, &open, &listed, true));
+    assert_eq!(rules(&alerts), [rule::ALLOWLIST_CHANGE]);
+    assert_eq!(alerts[0].company_id.as_deref(), Some("c1"));
+    assert!(f.send(change(10, &open, &shorter, true)).is_empty());
+    // A refused change changed nothing.
+    assert!(f.send(change(20, &listed, &open, false)).is_empty());
+    // Disabled, it raises nothing.
+    let mut f = Feed::with(MonitorConfig {
+        disabled_rules: vec![rule::ALLOWLIST_CHANGE.into()],
+        ..Default::default()
+    });
+    assert!(f.send(change(0, &open, &listed, true)).is_empty());
+}
+
+#[test]
+fn a_burst_of_invitations_raises_an_alert() {
+    let invite =
+        |secs, actor: &str| control_event(secs, actor, "c1", Action::InvitationCreate, true);
+    let mut f = Feed::new();
+    let alerts = f.send_all((0..10).map(|i| invite(i * 30, "user:u1")).collect());
+    assert_eq!(rules(&alerts), [rule::MASS_INVITATIONS]);
+    // Spread out, or by several people, or refused: nothing.
+    let mut f = Feed::new();
+    let mut events: Vec<_> = (0..10).map(|i| invite(i * 120, "user:u2")).collect();
+    events.extend((0..9).map(|i| invite(i, "user:u3")));
+    events.extend(
+        (0..10).map(|i| control_event(i, "user:u4", "c1", Action::InvitationCreate, false)),
+    );
+    assert!(f.send_all(events).is_empty());
+}
+
+#[test]
+fn every_rule_can_be_named_in_disabled_rules() {
+    for r in rule::ALL {
+        let config = MonitorConfig {
+            disabled_rules: vec![r.to_string()],
+            ..Default::default()
+        };
+        assert!(config.validate().is_ok(), "{r}");
+    }
+    assert!(rule::ALL.contains(&rule::UNCLEAN_RESTART));
+}

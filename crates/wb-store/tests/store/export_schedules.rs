@@ -337,8 +337,13 @@ async fn sqlite_databases_without_the_table_are_migrated() {
     drop(SqliteControl::open(&path, &key).unwrap());
     let db = wb_store::sqlite::open_encrypted(&path, &key, wb_store::sqlite::OpenMode::Existing)
         .unwrap();
-    db.execute_batch("DROP TABLE export_schedules; PRAGMA user_version = 0;")
-        .unwrap();
+    // What later migrations added goes too: such a database had none of it.
+    db.execute_batch(
+        "DROP TABLE export_schedules; DROP TABLE invitations; DROP TABLE outbox;
+         DROP TABLE company_policies; ALTER TABLE sessions DROP COLUMN last_seen_at;
+         PRAGMA user_version = 0;",
+    )
+    .unwrap();
     drop(db);
     let control = SqliteControl::open(&path, &key).unwrap();
     one_claim_wins_and_results_keep_to_their_schedule(&control).await;
@@ -353,7 +358,11 @@ async fn postgres_databases_without_the_table_are_migrated() {
         .get()
         .await
         .unwrap()
-        .batch_execute("DROP TABLE export_schedules; DROP TABLE schema_migrations;")
+        .batch_execute(
+            "DROP TABLE export_schedules; DROP TABLE schema_migrations;
+             DROP TABLE invitations; DROP TABLE outbox; DROP TABLE company_policies;
+             ALTER TABLE sessions DROP COLUMN last_seen_at;",
+        )
         .await
         .unwrap();
     drop(old);

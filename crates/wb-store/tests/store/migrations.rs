@@ -199,7 +199,10 @@ fn sqlite_control_new_and_existing_reach_the_same_schema() {
     for name in ["today.db", "older.db"] {
         let conn = open(name);
         assert_eq!(sqlite_schema(&conn), new, "{name}");
-        assert_eq!(sqlite_version(&conn, Database::Control), 1);
+        assert_eq!(
+            sqlite_version(&conn, Database::Control),
+            migrations::latest(migrations::SQLITE_CONTROL)
+        );
         let kept: (String, String) = conn
             .query_row(
                 "SELECT c.name, n.public_key FROM companies c, nodes n",
@@ -338,7 +341,10 @@ async fn sqlite_reopening_is_a_no_op_and_newer_databases_are_refused() {
     drop(SqliteControl::open(&path, &key).unwrap());
     let conn = open_encrypted(&path, &key, OpenMode::Existing).unwrap();
     assert_eq!(sqlite_schema(&conn), before);
-    assert_eq!(sqlite_version(&conn, Database::Control), 1);
+    assert_eq!(
+        sqlite_version(&conn, Database::Control),
+        migrations::latest(migrations::SQLITE_CONTROL)
+    );
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
     let err = SqliteControl::open(&path, &key).unwrap_err();
@@ -346,7 +352,7 @@ async fn sqlite_reopening_is_a_no_op_and_newer_databases_are_refused() {
         err,
         StoreError::SchemaTooNew {
             found: 99,
-            supported: 1,
+            supported: 3,
             ..
         }
     ));
@@ -467,8 +473,9 @@ async fn postgres_control_new_and_existing_reach_the_same_schema() {
         "{schema:#?}"
     );
     assert_eq!(pg_schema(&today).await, schema);
-    assert_eq!(pg_version(&today, Database::Control).await, 1);
-    assert_eq!(pg_version(&new, Database::Control).await, 1);
+    let latest = migrations::latest(migrations::POSTGRES_CONTROL);
+    assert_eq!(pg_version(&today, Database::Control).await, latest);
+    assert_eq!(pg_version(&new, Database::Control).await, latest);
     let kept: String = today
         .query_one(
             "SELECT c.name || '/' || p.database FROM companies c JOIN placements p ON p.company_id = c.id",
@@ -597,8 +604,16 @@ async fn postgres_reopening_is_a_no_op_and_newer_databases_are_refused() {
     b.unwrap();
     let client = pg_backend::endpoint(&url).await.connect().await.unwrap();
     let before = pg_schema(&client).await;
-    let applied = pg_lines(&client, "SELECT version::text, name FROM schema_migrations").await;
-    assert_eq!(applied, vec!["Some(\"1\") Some(\"0001_baseline\")"]);
+    let applied = pg_lines(
+        &client,
+        "SELECT version::text, name FROM schema_migrations ORDER BY version",
+    )
+    .await;
+    let expected: Vec<String> = migrations::POSTGRES_CONTROL
+        .iter()
+        .map(|m| format!("Some(\"{}\") Some(\"{}\")", m.version, m.name))
+        .collect();
+    assert_eq!(applied, expected);
     drop(pg_backend::pg_control_at(&url, budget.clone()).await);
     assert_eq!(pg_schema(&client).await, before);
     client
@@ -613,7 +628,7 @@ async fn postgres_reopening_is_a_no_op_and_newer_databases_are_refused() {
             err,
             StoreError::SchemaTooNew {
                 found: 99,
-                supported: 1,
+                supported: 3,
                 ..
             }
         ),
@@ -688,6 +703,10 @@ const CONTROL_TABLES: &[(&str, &str)] = &[
     (
         "outbox",
         "not backed up (messages in flight are lost with the node)",
+    ),
+    (
+        "company_policies",
+        "not backed up yet: a restored deployment starts from the defaults (docs/members.md)",
     ),
     ("placements", "PostgreSQL only; not backed up"),
     (
