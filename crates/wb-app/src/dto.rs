@@ -569,3 +569,50 @@ impl From<SecurityPolicyRequest> for crate::security::PolicyChange {
         }
     }
 }
+
+// ---- The caller's own account ----
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    /// Names the session in `DELETE /api/v1/me/sessions/{id}` (not a credential).
+    pub id: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub last_seen_at: Option<String>,
+    pub client: Option<String>,
+    pub user_agent: Option<String>,
+    /// The session making this request.
+    pub current: bool,
+}
+
+impl From<&crate::account::SessionInfo> for SessionView {
+    fn from(s: &crate::account::SessionInfo) -> Self {
+        SessionView {
+            id: s.id.clone(),
+            created_at: rfc3339(s.created_at),
+            expires_at: rfc3339(s.expires_at),
+            last_seen_at: s.last_seen_at.map(rfc3339),
+            client: s.client.clone(),
+            user_agent: s.user_agent.clone(),
+            current: s.current,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionsEnded {
+    pub sessions_ended: usize,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PassphraseChange {
+    pub current: String,
+    pub new: String,
+}
+
+impl std::fmt::Debug for PassphraseChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PassphraseChange { .. }")
+    }
+}

@@ -16,6 +16,7 @@
 )]
 
 pub mod access;
+pub mod account;
 pub mod audit_verify;
 pub mod auth_cache;
 pub mod backup;

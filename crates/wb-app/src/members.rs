@@ -359,7 +359,8 @@ impl Platform {
             .user(&accepted.user_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("user"))?;
-        self.open_session(user).await
+        self.open_session(user, crate::platform::SessionOrigin::of(&actor, None))
+            .await
     }
 }
 

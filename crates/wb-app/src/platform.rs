@@ -27,14 +27,15 @@ use crate::keyring::Keyring;
 use crate::policy::{AccessKind, AuditFailurePolicy};
 use crate::storage::{StorageConfig, Stores};
 
-mod identity;
+pub(crate) mod identity;
 mod tenancy;
 
 pub mod shipping;
 
 pub use crate::principal::Principal;
 pub use identity::{
-    normalize_email, NewApiKey, Session, Signup, FAILED_LOGINS_MAX, MIN_PASSPHRASE_SCORE,
+    normalize_email, NewApiKey, Session, SessionOrigin, Signup, FAILED_LOGINS_MAX,
+    MIN_PASSPHRASE_SCORE,
 };
 
 pub struct Platform {

@@ -457,6 +457,8 @@ impl Monitor {
             | Action::FilesList
             | Action::AccessAddress
             | Action::AccessSession
+            | Action::AuthPassphraseChange
+            | Action::AuthSessionRevoke
             | Action::SecurityPolicyRead
             | Action::SecurityPolicySet
             | Action::InvitationAccept

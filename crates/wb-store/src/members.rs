@@ -12,7 +12,7 @@ use wb_core::members::MemberChange;
 use wb_core::security_policy::{parse_block, SecurityPolicy};
 use wb_core::Role;
 
-use crate::model::{AuditEvent, UserRecord};
+use crate::model::{AuditEvent, SessionRecord, UserRecord};
 use crate::StoreError;
 
 /// An invitation as stored: its token only as a hash.
@@ -167,6 +167,31 @@ pub trait MemberStore: Send + Sync {
         &self,
         token_hash: &str,
     ) -> Result<Option<OffsetDateTime>, StoreError>;
+
+    /// A user's sessions neither revoked nor expired at `now`, newest first.
+    async fn sessions_of(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SessionRecord>, StoreError>;
+    /// Revokes a user's live sessions whose token hash starts with `prefix`
+    /// (all of them for ""), except `keep`; answers the hashes revoked.
+    async fn revoke_sessions_of(
+        &self,
+        user_id: &str,
+        prefix: &str,
+        keep: Option<&str>,
+        at: OffsetDateTime,
+    ) -> Result<Vec<String>, StoreError>;
+    /// Replaces a user's passphrase hash and revokes their other sessions,
+    /// atomically with its audit event; answers the hashes revoked.
+    async fn change_passphrase(
+        &self,
+        user_id: &str,
+        passphrase_hash: &str,
+        keep: Option<&str>,
+        audit: &AuditEvent,
+    ) -> Result<Vec<String>, StoreError>;
 
     async fn enqueue_message(&self, message: &OutboxMessage) -> Result<(), StoreError>;
     /// Messages due at `now`, oldest first, at most `limit`.

@@ -82,6 +82,12 @@ pub struct SessionRecord {
     pub created_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
     pub revoked_at: Option<OffsetDateTime>,
+    /// The client address it was opened from.
+    pub client: Option<String>,
+    /// The browser or tool that opened it (bounded, printable).
+    pub user_agent: Option<String>,
+    /// When it was last used (None: not since it was opened).
+    pub last_seen_at: Option<OffsetDateTime>,
 }
 
 #[derive(Debug, Clone)]
@@ -244,7 +250,8 @@ pub struct AuditQuery {
     /// RFC 3339 lower bound on `at`.
     pub since: Option<String>,
     /// With `company_id`: also the platform trail's sign-ins and sign-outs
-    /// (`auth.login`, `auth.logout`) of the company's current members, so an
+    /// (`auth.login`, `auth.logout`, `auth.passphrase_change`) of the
+    /// company's current members, so an
     /// owner sees who tried to get into their books.
     pub member_sign_ins: bool,
 }

@@ -7,7 +7,7 @@ pub const MIN_PASSPHRASE_SCORE: u8 = 3;
 /// Failed logins counted per account and per client address in a window;
 /// attempts being judged count too, so parallel guesses cannot overtake it.
 pub const FAILED_LOGINS_MAX: u32 = 5;
-const FAILED_LOGIN_WINDOW: Duration = Duration::minutes(15);
+pub(crate) const FAILED_LOGIN_WINDOW: Duration = Duration::minutes(15);
 /// Signups per client address are counted over this window
 /// (`ServerConfig::signups_per_address_per_hour`).
 const SIGNUP_WINDOW: Duration = Duration::hours(1);
@@ -21,6 +21,30 @@ const API_KEY_MAX_DAYS: i64 = 365;
 pub struct NewApiKey {
     pub record: ApiKeyRecord,
     pub token: Secret,
+}
+
+/// Where a session is opened from.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOrigin {
+    pub client: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl SessionOrigin {
+    /// The actor's address and a user agent, bounded and printable.
+    pub fn of(actor: &Actor, user_agent: Option<&str>) -> SessionOrigin {
+        SessionOrigin {
+            client: actor.client.clone(),
+            user_agent: user_agent
+                .map(|ua| {
+                    ua.chars()
+                        .filter(|c| !c.is_control())
+                        .take(200)
+                        .collect::<String>()
+                })
+                .filter(|ua| !ua.is_empty()),
+        }
+    }
 }
 
 pub struct Session {
@@ -189,7 +213,9 @@ impl Platform {
                 other => Err(other.into()),
             };
         }
-        let session = self.open_session(user).await?;
+        let session = self
+            .open_session(user, SessionOrigin::of(&actor, None))
+            .await?;
         self.note_signup_tail(started.elapsed());
         Ok(Signup::Created { company, session })
     }
@@ -293,7 +319,7 @@ impl Platform {
 
     /// Gives back attempts counted by `reserve_attempt` (best effort: when it
     /// fails, they stay counted until their window ends).
-    async fn release_attempt(&self, counted: &[(String, OffsetDateTime)]) {
+    pub(crate) async fn release_attempt(&self, counted: &[(String, OffsetDateTime)]) {
         if counted.is_empty() {
             return;
         }
@@ -354,7 +380,11 @@ impl Platform {
         Ok(())
     }
 
-    pub(crate) async fn open_session(&self, user: UserRecord) -> ServiceResult<Session> {
+    pub(crate) async fn open_session(
+        &self,
+        user: UserRecord,
+        origin: SessionOrigin,
+    ) -> ServiceResult<Session> {
         let now = self.now();
         let token = new_token("wbs");
         let expires_at = now + self.session_ttl;
@@ -365,6 +395,9 @@ impl Platform {
                 created_at: now,
                 expires_at,
                 revoked_at: None,
+                client: origin.client,
+                user_agent: origin.user_agent,
+                last_seen_at: None,
             })
             .await?;
         Ok(Session {
@@ -383,6 +416,18 @@ impl Platform {
         email: &str,
         passphrase: &Secret,
         actor: Actor,
+    ) -> ServiceResult<Session> {
+        self.login_from(email, passphrase, actor, None).await
+    }
+
+    /// [`Platform::login`], remembering the client's user agent with the
+    /// session (for its owner's list of sessions).
+    pub async fn login_from(
+        &self,
+        email: &str,
+        passphrase: &Secret,
+        actor: Actor,
+        user_agent: Option<&str>,
     ) -> ServiceResult<Session> {
         let email = email.trim().to_lowercase();
         let mut keys = vec![format!("email:{email}")];
@@ -440,7 +485,9 @@ impl Platform {
         self.release_attempt(&counted).await;
         let now = self.now();
         self.control.record_login(&user.id, now).await?;
-        let session = self.open_session(user).await?;
+        let session = self
+            .open_session(user, SessionOrigin::of(&actor, user_agent))
+            .await?;
         self.control
             .audit(&AuditEvent {
                 at: now,
@@ -485,6 +532,14 @@ impl Platform {
             detail: Some(detail.into()),
         };
         Ok(self.control.audit(&event).await?)
+    }
+
+    /// Drops ended sessions from this node's cache at once (other nodes
+    /// within the cache's 2 s).
+    pub(crate) fn forget_sessions(&self, token_hashes: &[String]) {
+        for hash in token_hashes {
+            self.auth_cache.forget_token(hash);
+        }
     }
 
     pub async fn logout(&self, principal: &Principal, actor: Actor) -> ServiceResult<()> {

@@ -62,6 +62,11 @@ actions! {
     SecurityPolicyRead = "security_policy.read",
     /// A company's security policy changed, or a change refused.
     SecurityPolicySet = "security_policy.set",
+    /// A user changed their passphrase (platform trail; failure: the
+    /// current one was wrong or the new one refused).
+    AuthPassphraseChange = "auth.passphrase_change",
+    /// A user ended one or more of their own sessions.
+    AuthSessionRevoke = "auth.session_revoke",
     /// A caller refused by the access door because their role does not
     /// allow the operation (platform trail; 403).
     AccessPermission = "access.permission",
@@ -247,6 +252,8 @@ impl Action {
             | Action::JournalReplay
             | Action::AccessAddress
             | Action::AccessSession
+            | Action::AuthPassphraseChange
+            | Action::AuthSessionRevoke
             | Action::SecurityPolicyRead
             | Action::SecurityPolicySet
             | Action::InvitationAccept
@@ -376,7 +383,7 @@ mod tests {
         for (action, name) in pinned {
             assert_eq!(action.as_str(), name);
         }
-        assert_eq!(Action::ALL.len(), 67);
+        assert_eq!(Action::ALL.len(), 69);
     }
 
     #[test]

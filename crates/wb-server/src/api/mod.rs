@@ -1,5 +1,6 @@
 //! The HTTP API under `/api/v1`, its OpenAPI document and its middleware.
 
+pub mod account;
 pub mod api_keys;
 pub mod audit;
 pub mod books;
@@ -34,6 +35,7 @@ use crate::problem::{ApiError, Problem};
     info(title = "Work-books API", description = "Multi-tenant bookkeeping with enforced data-security policy. Errors are RFC 9457 problem documents."),
     paths(
         session::signup, session::login, session::logout, session::me,
+        account::sessions, account::end_others, account::end_one, account::change_passphrase,
         books::company, books::list_accounts, books::create_account,
         books::list_entries, books::post_entry, books::post_batch, books::get_entry, books::reverse_entry,
         reports::trial_balance, reports::balance_sheet, reports::income_statement, reports::register,
@@ -188,6 +190,16 @@ pub fn router(platform: AppState, config: &ServerConfig) -> Router {
         )
         .route("/api/v1/auth/logout", post(session::logout))
         .route("/api/v1/me", get(session::me))
+        .route(
+            "/api/v1/me/sessions",
+            get(account::sessions).delete(account::end_others),
+        )
+        .route("/api/v1/me/sessions/{session}", delete(account::end_one))
+        .route(
+            "/api/v1/me/passphrase",
+            post(account::change_passphrase)
+                .layer(DefaultBodyLimit::max(session::AUTH_BODY_LIMIT_BYTES)),
+        )
         .route(
             "/api/v1/invitations/{token}/accept",
             post(members::accept).layer(DefaultBodyLimit::max(session::AUTH_BODY_LIMIT_BYTES)),

@@ -84,15 +84,19 @@ pub async fn signup(
 pub async fn login(
     State(platform): State<AppState>,
     meta: RequestMeta,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
     let passphrase = Secret::from(body.passphrase);
     // No account has a longer one (signup refuses it): nothing to verify.
     if passphrase.expose().len() > MAX_PASSPHRASE_BYTES {
         return Err(ApiError::unauthorized("email or passphrase is wrong"));
     }
     let session = platform
-        .login(&body.email, &passphrase, meta.anonymous_actor())
+        .login_from(&body.email, &passphrase, meta.anonymous_actor(), user_agent)
         .await?;
     let mut headers = HeaderMap::new();
     session_cookies(&session, &mut headers);

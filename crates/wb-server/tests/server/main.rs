@@ -30,6 +30,7 @@ mod api {
 
     mod harness;
 
+    mod account;
     mod audit;
     mod auth;
     mod books;
@@ -56,6 +57,7 @@ mod api_postgres {
 
     mod harness;
 
+    mod account;
     mod audit;
     mod auth;
     mod books;

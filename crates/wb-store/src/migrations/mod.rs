@@ -65,12 +65,14 @@ pub const SQLITE_CONTROL: &[Migration] = &[
     migration!(1, "sqlite/control", "0001_baseline"),
     migration!(2, "sqlite/control", "0002_invitations_outbox"),
     migration!(3, "sqlite/control", "0003_security_policies"),
+    migration!(4, "sqlite/control", "0004_session_origin"),
 ];
 pub const SQLITE_TENANT: &[Migration] = &[migration!(2, "sqlite/tenant", "0002_baseline")];
 pub const POSTGRES_CONTROL: &[Migration] = &[
     migration!(1, "postgres/control", "0001_baseline"),
     migration!(2, "postgres/control", "0002_invitations_outbox"),
     migration!(3, "postgres/control", "0003_security_policies"),
+    migration!(4, "postgres/control", "0004_session_origin"),
 ];
 pub const POSTGRES_TENANT: &[Migration] = &[migration!(2, "postgres/tenant", "0002_baseline")];
 

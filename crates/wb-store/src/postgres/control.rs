@@ -419,13 +419,15 @@ impl ControlStore for PgControl {
         self.conn()
             .await?
             .execute_typed(
-                "INSERT INTO sessions (token_hash, user_id, created_at, expires_at)
-                 VALUES ($1, $2, $3, $4)",
+                "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, client, user_agent)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
                 &[
                     text(&s.token_hash),
                     text(&s.user_id),
                     text(&created),
                     text(&expires),
+                    text(&s.client),
+                    text(&s.user_agent),
                 ],
             )
             .await?;
@@ -433,22 +435,14 @@ impl ControlStore for PgControl {
     }
 
     async fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
-        let row = self
-            .query_opt(
-                "SELECT token_hash, user_id, created_at, expires_at, revoked_at
-                 FROM sessions WHERE token_hash = $1",
-                &[text(&token_hash)],
-            )
-            .await?;
-        let Some(r) = row else { return Ok(None) };
-        let revoked: Option<&str> = r.try_get(4)?;
-        Ok(Some(SessionRecord {
-            token_hash: r.try_get(0)?,
-            user_id: r.try_get(1)?,
-            created_at: parse_ts(r.try_get(2)?)?,
-            expires_at: parse_ts(r.try_get(3)?)?,
-            revoked_at: revoked.map(parse_ts).transpose()?,
-        }))
+        self.query_opt(
+            &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = $1"),
+            &[text(&token_hash)],
+        )
+        .await?
+        .as_ref()
+        .map(session_row)
+        .transpose()
     }
 
     async fn revoke_session(&self, token_hash: &str, at: OffsetDateTime) -> Result<(), StoreError> {

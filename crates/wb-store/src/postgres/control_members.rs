@@ -9,9 +9,9 @@ use wb_core::members::{check_change, MemberChange};
 use wb_core::Role;
 
 use super::control::{append_audit, begin, bytea, int8, parse_ts, text, ts, PgControl};
-use super::control_rows::{insert_user, parse_role};
+use super::control_rows::{insert_user, parse_role, session_row, SESSION_COLUMNS};
 use crate::members::*;
-use crate::model::AuditEvent;
+use crate::model::{AuditEvent, SessionRecord};
 use crate::{from_unix_millis, unix_millis, StoreError};
 use wb_core::security_policy::SecurityPolicy;
 
@@ -87,6 +87,35 @@ async fn same_email(tx: &Transaction<'_>, user_id: &str, email: &str) -> Result<
         Some(r) => r.try_get::<_, &str>(0)?.eq_ignore_ascii_case(email),
         None => false,
     })
+}
+
+/// Revokes a user's live sessions whose hash starts with `prefix`, but `keep`.
+async fn revoke_of(
+    tx: &Transaction<'_>,
+    user_id: &str,
+    prefix: &str,
+    keep: Option<&str>,
+    at: OffsetDateTime,
+) -> Result<Vec<String>, StoreError> {
+    // The prefix is hex from the caller's own session list; anything else
+    // matches nothing.
+    if !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Ok(Vec::new());
+    }
+    let keep = keep.unwrap_or("");
+    let at = ts(at);
+    let rows = tx
+        .query_typed(
+            "UPDATE sessions SET revoked_at = $1
+             WHERE user_id = $2 AND revoked_at IS NULL AND left(token_hash, length($3)) = $3
+               AND token_hash <> $4
+             RETURNING token_hash",
+            &[text(&at), text(&user_id), text(&prefix), text(&keep)],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| Ok(r.try_get::<_, String>(0)?))
+        .collect()
 }
 
 #[async_trait]
@@ -429,6 +458,69 @@ impl MemberStore for PgControl {
                 .transpose(),
             None => Ok(None),
         }
+    }
+
+    async fn sessions_of(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions
+                     WHERE user_id = $1 AND revoked_at IS NULL
+                     ORDER BY created_at DESC, token_hash"
+                ),
+                &[text(&user_id)],
+            )
+            .await?;
+        let mut live = Vec::new();
+        for row in &rows {
+            let session = session_row(row)?;
+            if session.expires_at > now {
+                live.push(session);
+            }
+        }
+        Ok(live)
+    }
+
+    async fn revoke_sessions_of(
+        &self,
+        user_id: &str,
+        prefix: &str,
+        keep: Option<&str>,
+        at: OffsetDateTime,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn().await?;
+        let tx = begin(&mut conn).await?;
+        let revoked = revoke_of(&tx, user_id, prefix, keep, at).await?;
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
+    async fn change_passphrase(
+        &self,
+        user_id: &str,
+        passphrase_hash: &str,
+        keep: Option<&str>,
+        audit: &AuditEvent,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn().await?;
+        let tx = begin(&mut conn).await?;
+        let changed = tx
+            .execute_typed(
+                "UPDATE users SET passphrase_hash = $1 WHERE id = $2",
+                &[text(&passphrase_hash), text(&user_id)],
+            )
+            .await?;
+        if changed != 1 {
+            return Err(StoreError::NotFound("user"));
+        }
+        let revoked = revoke_of(&tx, user_id, "", keep, audit.at).await?;
+        append_audit(&tx, audit).await?;
+        tx.commit().await?;
+        Ok(revoked)
     }
 
     async fn enqueue_message(&self, m: &OutboxMessage) -> Result<(), StoreError> {

@@ -126,3 +126,21 @@ pub(super) fn api_key_row(r: &Row) -> Result<ApiKeyRecord, StoreError> {
         revoked_at: revoked.map(parse_ts).transpose()?,
     })
 }
+
+pub(super) const SESSION_COLUMNS: &str =
+    "token_hash, user_id, created_at, expires_at, revoked_at, client, user_agent, last_seen_at";
+
+pub(super) fn session_row(r: &Row) -> Result<SessionRecord, StoreError> {
+    let revoked: Option<&str> = r.try_get(4)?;
+    let seen: Option<i64> = r.try_get(7)?;
+    Ok(SessionRecord {
+        token_hash: r.try_get(0)?,
+        user_id: r.try_get(1)?,
+        created_at: parse_ts(r.try_get(2)?)?,
+        expires_at: parse_ts(r.try_get(3)?)?,
+        revoked_at: revoked.map(parse_ts).transpose()?,
+        client: r.try_get(5)?,
+        user_agent: r.try_get(6)?,
+        last_seen_at: seen.map(crate::from_unix_millis).transpose()?,
+    })
+}

@@ -11,7 +11,7 @@ use wb_core::audit::{AuditFields, Checkpoint};
 use wb_core::Role;
 use wb_crypto::DataKey;
 
-use super::conn::{open_encrypted, parse_ts, ts, OpenMode, ReaderPool};
+use super::conn::{open_encrypted, ts, OpenMode, ReaderPool};
 use super::control_rows::*;
 use crate::chain;
 use crate::migrations::{self, Database};
@@ -314,8 +314,16 @@ impl ControlStore for SqliteControl {
         let s = s.clone();
         self.write(None, move |tx| {
             tx.execute(
-                "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
-                params![s.token_hash, s.user_id, ts(s.created_at), ts(s.expires_at)],
+                "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, client, user_agent)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    s.token_hash,
+                    s.user_id,
+                    ts(s.created_at),
+                    ts(s.expires_at),
+                    s.client,
+                    s.user_agent
+                ],
             )?;
             Ok(())
         })
@@ -326,24 +334,11 @@ impl ControlStore for SqliteControl {
         let token_hash = token_hash.to_string();
         self.readers
             .with(move |conn| {
-                let row: Option<(String, String, String, String, Option<String>)> = conn
-                    .prepare_cached(
-                        "SELECT token_hash, user_id, created_at, expires_at, revoked_at
-                         FROM sessions WHERE token_hash = ?1",
-                    )?
-                    .query_row([token_hash], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                    })
-                    .optional()?;
-                row.map(|(token_hash, user_id, created, expires, revoked)| {
-                    Ok(SessionRecord {
-                        token_hash,
-                        user_id,
-                        created_at: parse_ts(&created)?,
-                        expires_at: parse_ts(&expires)?,
-                        revoked_at: revoked.as_deref().map(parse_ts).transpose()?,
-                    })
-                })
+                conn.prepare_cached(&format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions WHERE token_hash = ?1"
+                ))?
+                .query_row([token_hash], row_session)
+                .optional()?
                 .transpose()
             })
             .await

@@ -9,9 +9,9 @@ use wb_core::Role;
 
 use super::conn::{parse_ts, ts};
 use super::control::SqliteControl;
-use super::control_rows::{insert_user, parse_role};
+use super::control_rows::{insert_user, parse_role, row_session, SESSION_COLUMNS};
 use crate::members::*;
-use crate::model::AuditEvent;
+use crate::model::{AuditEvent, SessionRecord};
 use crate::{from_unix_millis, unix_millis, StoreError};
 use wb_core::security_policy::SecurityPolicy;
 
@@ -134,6 +134,40 @@ fn revoke_keys_of(
         params![ts(at), company_id, format!("user:{user_id}")],
     )?;
     Ok(())
+}
+
+/// Revokes a user's live sessions whose hash starts with `prefix`, but `keep`.
+fn revoke_of(
+    tx: &Transaction<'_>,
+    user_id: &str,
+    prefix: &str,
+    keep: Option<&str>,
+    at: OffsetDateTime,
+) -> Result<Vec<String>, StoreError> {
+    // The prefix is hex from the caller's own session list; anything else
+    // matches nothing (and LIKE wildcards never reach the query).
+    if !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Ok(Vec::new());
+    }
+    let hashes: Vec<String> = tx
+        .prepare_cached(
+            "SELECT token_hash FROM sessions
+             WHERE user_id = ?1 AND revoked_at IS NULL AND substr(token_hash, 1, length(?2)) = ?2",
+        )?
+        .query_map(params![user_id, prefix], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut revoked = Vec::new();
+    for hash in hashes {
+        if Some(hash.as_str()) == keep {
+            continue;
+        }
+        tx.execute(
+            "UPDATE sessions SET revoked_at = ?1 WHERE token_hash = ?2",
+            params![ts(at), hash],
+        )?;
+        revoked.push(hash);
+    }
+    Ok(revoked)
 }
 
 #[async_trait]
@@ -458,6 +492,70 @@ impl MemberStore for SqliteControl {
                 seen.flatten().map(from_unix_millis).transpose()
             })
             .await
+    }
+
+    async fn sessions_of(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let user_id = user_id.to_string();
+        self.readers
+            .with(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions
+                     WHERE user_id = ?1 AND revoked_at IS NULL
+                     ORDER BY created_at DESC, token_hash"
+                ))?;
+                let rows = stmt.query_map([user_id], row_session)?;
+                let mut live = Vec::new();
+                for row in rows {
+                    let session = row??;
+                    if session.expires_at > now {
+                        live.push(session);
+                    }
+                }
+                Ok(live)
+            })
+            .await
+    }
+
+    async fn revoke_sessions_of(
+        &self,
+        user_id: &str,
+        prefix: &str,
+        keep: Option<&str>,
+        at: OffsetDateTime,
+    ) -> Result<Vec<String>, StoreError> {
+        let (user_id, prefix) = (user_id.to_string(), prefix.to_string());
+        let keep = keep.map(str::to_string);
+        self.write(None, move |tx| {
+            revoke_of(tx, &user_id, &prefix, keep.as_deref(), at)
+        })
+        .await
+    }
+
+    async fn change_passphrase(
+        &self,
+        user_id: &str,
+        passphrase_hash: &str,
+        keep: Option<&str>,
+        audit: &AuditEvent,
+    ) -> Result<Vec<String>, StoreError> {
+        let (user_id, hash) = (user_id.to_string(), passphrase_hash.to_string());
+        let keep = keep.map(str::to_string);
+        let at = audit.at;
+        self.write(Some(audit), move |tx| {
+            let changed = tx.execute(
+                "UPDATE users SET passphrase_hash = ?1 WHERE id = ?2",
+                params![hash, user_id],
+            )?;
+            if changed != 1 {
+                return Err(StoreError::NotFound("user"));
+            }
+            revoke_of(tx, &user_id, "", keep.as_deref(), at)
+        })
+        .await
     }
 
     async fn enqueue_message(&self, m: &OutboxMessage) -> Result<(), StoreError> {

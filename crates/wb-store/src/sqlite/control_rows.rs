@@ -124,3 +124,26 @@ pub(super) fn row_api_key(r: &Row<'_>) -> rusqlite::Result<Result<ApiKeyRecord, 
 pub(super) const API_KEY_COLUMNS: &str =
     "id, company_id, name, role, token_hash, created_by, created_at, expires_at, revoked_at";
 pub(super) const USER_COLUMNS: &str = "id, email, name, passphrase_hash, created_at, last_login_at";
+
+pub(super) const SESSION_COLUMNS: &str =
+    "token_hash, user_id, created_at, expires_at, revoked_at, client, user_agent, last_seen_at";
+
+pub(super) fn row_session(r: &Row<'_>) -> rusqlite::Result<Result<SessionRecord, StoreError>> {
+    let (token_hash, user_id, created, expires): (String, String, String, String) =
+        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+    let revoked: Option<String> = r.get(4)?;
+    let (client, user_agent): (Option<String>, Option<String>) = (r.get(5)?, r.get(6)?);
+    let seen: Option<i64> = r.get(7)?;
+    Ok((|| {
+        Ok(SessionRecord {
+            token_hash,
+            user_id,
+            created_at: parse_ts(&created)?,
+            expires_at: parse_ts(&expires)?,
+            revoked_at: revoked.as_deref().map(parse_ts).transpose()?,
+            client,
+            user_agent,
+            last_seen_at: seen.map(crate::from_unix_millis).transpose()?,
+        })
+    })())
+}

@@ -340,7 +340,8 @@ async fn sqlite_databases_without_the_table_are_migrated() {
     // What later migrations added goes too: such a database had none of it.
     db.execute_batch(
         "DROP TABLE export_schedules; DROP TABLE invitations; DROP TABLE outbox;
-         DROP TABLE company_policies; ALTER TABLE sessions DROP COLUMN last_seen_at;
+         DROP TABLE company_policies; ALTER TABLE sessions DROP COLUMN last_seen_at; DROP INDEX sessions_by_user;
+         ALTER TABLE sessions DROP COLUMN client; ALTER TABLE sessions DROP COLUMN user_agent;
          PRAGMA user_version = 0;",
     )
     .unwrap();
@@ -361,7 +362,8 @@ async fn postgres_databases_without_the_table_are_migrated() {
         .batch_execute(
             "DROP TABLE export_schedules; DROP TABLE schema_migrations;
              DROP TABLE invitations; DROP TABLE outbox; DROP TABLE company_policies;
-             ALTER TABLE sessions DROP COLUMN last_seen_at;",
+             ALTER TABLE sessions DROP COLUMN last_seen_at; DROP INDEX sessions_by_user;
+         ALTER TABLE sessions DROP COLUMN client; ALTER TABLE sessions DROP COLUMN user_agent;",
         )
         .await
         .unwrap();
