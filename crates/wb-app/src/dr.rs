@@ -153,6 +153,18 @@ struct ScheduleConfig {
     created_at: String,
 }
 
+/// A company's security policy, as backed up (absent: the defaults).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct PolicyConfig {
+    company_id: String,
+    mfa_required: bool,
+    session_ttl_minutes: Option<u32>,
+    idle_timeout_minutes: Option<u32>,
+    ip_allowlist: Vec<String>,
+    min_passphrase_strength: u8,
+    api_key_max_days: Option<u32>,
+}
+
 /// The platform's configuration, as backed up.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct ConfigSnapshot {
@@ -164,6 +176,9 @@ struct ConfigSnapshot {
     /// Absent in snapshots written before schedules existed.
     #[serde(default)]
     export_schedules: Vec<ScheduleConfig>,
+    /// Absent in snapshots written before company policies existed.
+    #[serde(default)]
+    security_policies: Vec<PolicyConfig>,
 }
 
 impl ConfigSnapshot {
@@ -173,7 +188,19 @@ impl ConfigSnapshot {
         let mut members = Vec::new();
         let mut api_keys = Vec::new();
         let mut export_schedules = Vec::new();
+        let mut security_policies = Vec::new();
         for c in control.companies().await? {
+            if let Some(p) = control.company_policy(&c.id).await? {
+                security_policies.push(PolicyConfig {
+                    company_id: c.id.clone(),
+                    mfa_required: p.mfa_required,
+                    session_ttl_minutes: p.session_ttl_minutes,
+                    idle_timeout_minutes: p.idle_timeout_minutes,
+                    ip_allowlist: p.ip_allowlist.iter().map(ToString::to_string).collect(),
+                    min_passphrase_strength: p.min_passphrase_strength,
+                    api_key_max_days: p.api_key_max_days,
+                });
+            }
             if let Some(e) = control.export_schedule(&c.id).await? {
                 export_schedules.push(ScheduleConfig {
                     company_id: e.company_id,
@@ -233,6 +260,7 @@ impl ConfigSnapshot {
             members,
             api_keys,
             export_schedules,
+            security_policies,
         })
     }
 
@@ -554,6 +582,37 @@ pub async fn restore(platform: &Platform) -> anyhow::Result<DrReport> {
                                 Action::DrRestoreExportSchedule,
                                 Some(&c.id),
                                 e.destination.clone(),
+                            ),
+                        )
+                        .await?;
+                }
+                for p in snapshot
+                    .security_policies
+                    .iter()
+                    .filter(|p| p.company_id == c.id)
+                {
+                    let policy = wb_core::security_policy::SecurityPolicy {
+                        mfa_required: p.mfa_required,
+                        session_ttl_minutes: p.session_ttl_minutes,
+                        idle_timeout_minutes: p.idle_timeout_minutes,
+                        ip_allowlist: p
+                            .ip_allowlist
+                            .iter()
+                            .map(|b| wb_core::security_policy::parse_block(b))
+                            .collect::<Result<_, _>>()?,
+                        min_passphrase_strength: p.min_passphrase_strength,
+                        api_key_max_days: p.api_key_max_days,
+                    };
+                    policy.validate()?;
+                    platform
+                        .control
+                        .put_company_policy(
+                            &c.id,
+                            &policy,
+                            &audit(
+                                Action::DrRestoreSecurityPolicy,
+                                Some(&c.id),
+                                wb_core::security_policy::describe(&policy),
                             ),
                         )
                         .await?;

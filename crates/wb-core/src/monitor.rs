@@ -447,6 +447,7 @@ impl Monitor {
             | Action::DrRestoreApiKey
             | Action::DrRestoreExportSchedule
             | Action::DrRestoreMember
+            | Action::DrRestoreSecurityPolicy
             | Action::DrRestoreUser
             | Action::EntriesList
             | Action::EntryPost

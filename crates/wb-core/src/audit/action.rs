@@ -138,6 +138,8 @@ actions! {
     DrRestoreExportSchedule = "dr.restore_export_schedule",
     /// A membership brought back by a disaster-recovery restore.
     DrRestoreMember = "dr.restore_member",
+    /// A company's security policy restored from a configuration backup.
+    DrRestoreSecurityPolicy = "dr.restore_security_policy",
     /// A user brought back by a disaster-recovery restore.
     DrRestoreUser = "dr.restore_user",
     /// The journal entries listed.
@@ -241,6 +243,7 @@ impl Action {
             | Action::DrRestoreApiKey
             | Action::DrRestoreExportSchedule
             | Action::DrRestoreMember
+            | Action::DrRestoreSecurityPolicy
             | Action::DrRestoreUser
             | Action::EntriesList
             | Action::EntryPost
@@ -383,7 +386,7 @@ mod tests {
         for (action, name) in pinned {
             assert_eq!(action.as_str(), name);
         }
-        assert_eq!(Action::ALL.len(), 69);
+        assert_eq!(Action::ALL.len(), 70);
     }
 
     #[test]

@@ -164,6 +164,23 @@ async fn a_fresh_node_restores_everything_from_the_object_store() {
         .put_export_schedule(&schedule, &event)
         .await
         .unwrap();
+    // And a security policy: an allowlist must not vanish in a disaster.
+    let policy = wb_core::security_policy::SecurityPolicy {
+        ip_allowlist: vec![wb_core::security_policy::parse_block("198.51.100.0/24").unwrap()],
+        session_ttl_minutes: Some(120),
+        ..Default::default()
+    };
+    old.control
+        .put_company_policy(
+            &a,
+            &policy,
+            &wb_store::AuditEvent {
+                action: Action::SecurityPolicySet,
+                ..event.clone()
+            },
+        )
+        .await
+        .unwrap();
     let mut shipper = ShipperState::default();
     ship_once(&old, &mut shipper).await.unwrap();
     let shipped_audit = wb_server::backup::audit_trail::ship_once(
@@ -269,6 +286,10 @@ async fn a_fresh_node_restores_everything_from_the_object_store() {
             schedule.recipient.clone(),
             schedule.sealed_credentials.clone()
         )
+    );
+    assert_eq!(
+        fresh.control.company_policy(&a).await.unwrap(),
+        Some(policy.clone())
     );
     // People sign in as before, with their roles; the API key still works.
     let session = fresh

@@ -1578,6 +1578,9 @@ async fn control_story(control: Arc<dyn ControlStore>) {
         created_at: now,
         expires_at: now + Duration::hours(12),
         revoked_at: None,
+        client: Some("192.0.2.7".into()),
+        user_agent: Some("Contract/1".into()),
+        last_seen_at: None,
     };
     control
         .create_session(&session)
@@ -1592,6 +1595,50 @@ async fn control_story(control: Arc<dyn ControlStore>) {
     assert_eq!(found.created_at, session.created_at);
     assert_eq!(found.expires_at, session.expires_at);
     assert_eq!(found.revoked_at, None);
+    assert_eq!(found.client.as_deref(), Some("192.0.2.7"));
+    assert_eq!(found.user_agent.as_deref(), Some("Contract/1"));
+    assert_eq!(found.last_seen_at, None);
+    // Stored to the millisecond.
+    let seen = time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+    control
+        .touch_session(&token.hash, seen)
+        .await
+        .expect("touch");
+    assert_eq!(
+        control.session_last_seen(&token.hash).await.expect("seen"),
+        Some(seen)
+    );
+    // A second session of the same user: listed, and ended by its prefix
+    // or as "every other one"; a non-hex prefix matches nothing.
+    let second = new_token("wbs");
+    control
+        .create_session(&SessionRecord {
+            token_hash: second.hash.clone(),
+            ..session.clone()
+        })
+        .await
+        .expect("second session");
+    assert_eq!(
+        control
+            .sessions_of(&owner.id, now)
+            .await
+            .expect("list")
+            .len(),
+        2
+    );
+    assert!(control
+        .revoke_sessions_of(&owner.id, "%", None, now)
+        .await
+        .expect("wildcard")
+        .is_empty());
+    let ended = control
+        .revoke_sessions_of(&owner.id, "", Some(&token.hash), now)
+        .await
+        .expect("others");
+    assert_eq!(ended, vec![second.hash.clone()]);
+    let live = control.sessions_of(&owner.id, now).await.expect("list");
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].token_hash, token.hash);
     assert!(control
         .session(&new_token("wbs").hash)
         .await

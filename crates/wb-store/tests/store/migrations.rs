@@ -704,10 +704,7 @@ const CONTROL_TABLES: &[(&str, &str)] = &[
         "outbox",
         "not backed up (messages in flight are lost with the node)",
     ),
-    (
-        "company_policies",
-        "not backed up yet: a restored deployment starts from the defaults (docs/members.md)",
-    ),
+    ("company_policies", "backed up (dr.rs security_policies)"),
     ("placements", "PostgreSQL only; not backed up"),
     (
         "schema_migrations",
