@@ -78,7 +78,25 @@ impl Platform {
         company_id: &str,
         permission: Permission,
     ) -> ServiceResult<Admission> {
-        let Some(role) = self.role_in(&caller.principal, company_id).await? else {
+        // One read of the control store: the role (never cached, so a
+        // removal holds on every node at once; an API key's role is fixed
+        // and `authenticate` never caches keys, so a revoked key stops at
+        // once too) and the company's policy.
+        let (member_role, policy) = match &caller.principal {
+            Principal::User { user_id, .. } => {
+                self.control.access_facts(Some(user_id), company_id).await?
+            }
+            Principal::ApiKey { .. } => self.control.access_facts(None, company_id).await?,
+        };
+        let role = match &caller.principal {
+            Principal::User { .. } => member_role,
+            Principal::ApiKey {
+                company_id: own,
+                role,
+                ..
+            } => (own == company_id).then_some(*role),
+        };
+        let Some(role) = role else {
             self.record_refusal(
                 &caller.actor,
                 company_id,
@@ -100,7 +118,9 @@ impl Platform {
                 "the {role} role may not do this"
             )));
         }
-        self.check_policy(&caller, company_id).await?;
+        if let Some(policy) = policy {
+            self.check_policy(&caller, company_id, &policy).await?;
+        }
         Ok(Admission {
             caller,
             company_id: company_id.to_string(),
@@ -113,10 +133,12 @@ impl Platform {
     /// address against the allowlist (API keys too), a session's age and
     /// idleness against the company's limits. Read uncached, so a change
     /// holds on every node at once. Refusals are recorded.
-    async fn check_policy(&self, caller: &Caller, company_id: &str) -> ServiceResult<()> {
-        let Some(policy) = self.control.company_policy(company_id).await? else {
-            return Ok(());
-        };
+    async fn check_policy(
+        &self,
+        caller: &Caller,
+        company_id: &str,
+        policy: &wb_core::security_policy::SecurityPolicy,
+    ) -> ServiceResult<()> {
         let client = caller
             .actor
             .client

@@ -152,6 +152,14 @@ pub trait MemberStore: Send + Sync {
         audit: &AuditEvent,
     ) -> Result<Option<MemberRecord>, StoreError>;
 
+    /// What the access door needs about `company_id` in one read: the role
+    /// of `user_id` there (None: not a member, or the company is not active;
+    /// always None without a user) and the company's policy, if it set one.
+    async fn access_facts(
+        &self,
+        user_id: Option<&str>,
+        company_id: &str,
+    ) -> Result<(Option<Role>, Option<SecurityPolicy>), StoreError>;
     /// A company's security policy; None when it never set one.
     async fn company_policy(&self, company_id: &str) -> Result<Option<SecurityPolicy>, StoreError>;
     async fn put_company_policy(

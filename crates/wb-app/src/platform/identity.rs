@@ -607,27 +607,6 @@ impl Platform {
         Ok(principal)
     }
 
-    /// The caller's role in a company, if any (the door, `crate::access`,
-    /// decides and records what follows). Read from the control store on
-    /// every call, never from a node's cache: a member removed or demoted on
-    /// any node loses access on every node at once. An API key's role is
-    /// fixed, and `authenticate` never caches keys, so a key revoked
-    /// anywhere (a member removed revokes theirs) stops at once too.
-    pub(crate) async fn role_in(
-        &self,
-        principal: &Principal,
-        company_id: &str,
-    ) -> ServiceResult<Option<Role>> {
-        Ok(match principal {
-            Principal::User { user_id, .. } => self.control.role(user_id, company_id).await?,
-            Principal::ApiKey {
-                company_id: own,
-                role,
-                ..
-            } => (own == company_id).then_some(*role),
-        })
-    }
-
     /// Operator path (and the door's `CompanyScope::create_api_key`).
     pub async fn create_api_key(
         &self,

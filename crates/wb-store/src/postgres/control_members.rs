@@ -365,6 +365,46 @@ impl MemberStore for PgControl {
         Ok(answer)
     }
 
+    async fn access_facts(
+        &self,
+        user_id: Option<&str>,
+        company_id: &str,
+    ) -> Result<(Option<Role>, Option<SecurityPolicy>), StoreError> {
+        let row = self
+            .query_opt(
+                "SELECT (SELECT m.role FROM memberships m JOIN companies c ON c.id = m.company_id
+                         WHERE m.company_id = $2 AND m.user_id = $1 AND c.status = 'active'),
+                        p.mfa_required, p.session_ttl_minutes, p.idle_timeout_minutes,
+                        p.ip_allowlist, p.min_passphrase_strength, p.api_key_max_days
+                 FROM (SELECT 1) AS one LEFT JOIN company_policies p ON p.company_id = $2",
+                &[text(&user_id), text(&company_id)],
+            )
+            .await?;
+        let Some(r) = row else {
+            return Ok((None, None));
+        };
+        let role = r
+            .try_get::<_, Option<&str>>(0)?
+            .map(parse_role)
+            .transpose()?;
+        let policy = match (
+            r.try_get::<_, Option<i64>>(1)?,
+            r.try_get::<_, Option<&str>>(4)?,
+            r.try_get::<_, Option<i64>>(5)?,
+        ) {
+            (Some(mfa), Some(list), Some(strength)) => Some(policy_from_row(
+                mfa,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                list,
+                strength,
+                r.try_get(6)?,
+            )?),
+            _ => None,
+        };
+        Ok((role, policy))
+    }
+
     async fn company_policy(&self, company_id: &str) -> Result<Option<SecurityPolicy>, StoreError> {
         let row = self
             .query_opt(

@@ -398,6 +398,50 @@ impl MemberStore for SqliteControl {
         .await
     }
 
+    async fn access_facts(
+        &self,
+        user_id: Option<&str>,
+        company_id: &str,
+    ) -> Result<(Option<Role>, Option<SecurityPolicy>), StoreError> {
+        let (user_id, company_id) = (user_id.map(str::to_string), company_id.to_string());
+        self.readers
+            .with(move |conn| {
+                type Facts = (
+                    Option<String>,
+                    Option<i64>,
+                    Option<i64>,
+                    Option<i64>,
+                    Option<String>,
+                    Option<i64>,
+                    Option<i64>,
+                );
+                let row: Option<Facts> = conn
+                    .prepare_cached(
+                        "SELECT (SELECT m.role FROM memberships m JOIN companies c ON c.id = m.company_id
+                                 WHERE m.company_id = ?2 AND m.user_id = ?1 AND c.status = 'active'),
+                                p.mfa_required, p.session_ttl_minutes, p.idle_timeout_minutes,
+                                p.ip_allowlist, p.min_passphrase_strength, p.api_key_max_days
+                         FROM (SELECT 1) LEFT JOIN company_policies p ON p.company_id = ?2",
+                    )?
+                    .query_row(params![user_id, company_id], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                    })
+                    .optional()?;
+                let Some((role, mfa, ttl, idle, list, strength, days)) = row else {
+                    return Ok((None, None));
+                };
+                let role = role.as_deref().map(parse_role).transpose()?;
+                let policy = match (mfa, list, strength) {
+                    (Some(mfa), Some(list), Some(strength)) => {
+                        Some(policy_from_row(mfa, ttl, idle, &list, strength, days)?)
+                    }
+                    _ => None,
+                };
+                Ok((role, policy))
+            })
+            .await
+    }
+
     async fn company_policy(&self, company_id: &str) -> Result<Option<SecurityPolicy>, StoreError> {
         let company_id = company_id.to_string();
         self.readers
