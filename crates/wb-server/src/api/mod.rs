@@ -322,11 +322,49 @@ fn with_middleware(
 fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
     let ids = request.extensions().get::<crate::request_id::RequestIds>();
     let id = ids.map_or("-", |ids| ids.server.as_str());
-    let span = tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id, client_request_id = tracing::field::Empty);
+    let path = loggable_path(request.uri().path());
+    let span = tracing::info_span!("request", method = %request.method(), path = %path, request_id = %id, client_request_id = tracing::field::Empty);
     if let Some(client) = ids.and_then(|ids| ids.client.as_deref()) {
         span.record("client_request_id", client);
     }
     span
+}
+
+/// A request path as logs may show it: a segment that is one of our secrets
+/// (an invitation token in `/api/v1/invitations/{token}/accept`, or a
+/// session or API key pasted where an id goes) becomes `***`.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    const SECRET_PREFIXES: [&str; 3] = ["wbi_", "wbs_", "wbk_"];
+    let secret = |segment: &str| SECRET_PREFIXES.iter().any(|p| segment.starts_with(p));
+    if !path.split('/').any(secret) {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let parts: Vec<&str> = path
+        .split('/')
+        .map(|segment| if secret(segment) { "***" } else { segment })
+        .collect();
+    std::borrow::Cow::Owned(parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn secrets_in_paths_never_reach_the_log() {
+        assert_eq!(
+            loggable_path("/api/v1/invitations/wbi_abcDEF123/accept"),
+            "/api/v1/invitations/***/accept"
+        );
+        assert_eq!(
+            loggable_path("/api/v1/companies/c1/api-keys/wbk_x"),
+            "/api/v1/companies/c1/api-keys/***"
+        );
+        assert_eq!(
+            loggable_path("/api/v1/companies/c1/entries"),
+            "/api/v1/companies/c1/entries"
+        );
+    }
 }
 
 /// Turns any error response that is not yet a problem document (a rejection by
