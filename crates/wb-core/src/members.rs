@@ -26,6 +26,18 @@ pub enum MemberChange {
     Remove,
 }
 
+/// Whether changing a member from `from` to `to` takes permissions away:
+/// the API keys they created may carry the old role, so they are revoked.
+pub fn lowers(from: Role, to: Role) -> bool {
+    let rank = |role: Role| match role {
+        Role::Owner => 3,
+        Role::Admin => 2,
+        Role::Accountant => 1,
+        Role::Viewer => 0,
+    };
+    rank(to) < rank(from)
+}
+
 /// May `actor` (with its role) give `role` to someone new, by invitation?
 pub fn check_invite(actor: Role, role: Role) -> Result<(), MemberRuleError> {
     if !matches!(actor, Role::Owner | Role::Admin) {
@@ -108,6 +120,29 @@ mod tests {
             Err(MemberRuleError::OwnerOnly)
         );
         assert_eq!(check_change(Admin, Viewer, SetRole(Admin), 1), Ok(()));
+    }
+
+    /// A lower role never allows something the higher one did not.
+    #[test]
+    fn lowering_means_fewer_permissions() {
+        use crate::roles::Permission::*;
+        for from in Role::ALL {
+            for to in Role::ALL {
+                let lost = [
+                    ReadBooks,
+                    WriteBooks,
+                    ManageMembers,
+                    ManageApiKeys,
+                    ManageSecurity,
+                    ReadAudit,
+                    Deprovision,
+                    ExportData,
+                ]
+                .iter()
+                .any(|p| from.allows(*p) && !to.allows(*p));
+                assert_eq!(lowers(from, to), lost, "{from} -> {to}");
+            }
+        }
     }
 
     proptest! {

@@ -52,17 +52,6 @@ fn member_row(r: &Row) -> Result<MemberRecord, StoreError> {
     })
 }
 
-/// Roles in order of what they may do: lowering a member revokes the API
-/// keys they created, which may carry their old role.
-fn rank(role: Role) -> u8 {
-    match role {
-        Role::Owner => 3,
-        Role::Admin => 2,
-        Role::Accountant => 1,
-        Role::Viewer => 0,
-    }
-}
-
 async fn revoke_keys_of(
     tx: &Transaction<'_>,
     company_id: &str,
@@ -345,7 +334,7 @@ impl MemberStore for PgControl {
                     &[text(&name), text(&company_id), text(&user_id)],
                 )
                 .await?;
-                if rank(role) < rank(current.role) {
+                if wb_core::members::lowers(current.role, role) {
                     revoke_keys_of(&tx, company_id, user_id, at).await?;
                 }
                 Some(MemberRecord { role, ..current })

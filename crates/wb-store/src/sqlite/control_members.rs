@@ -78,17 +78,6 @@ fn to_invitation(row: InvitationRow) -> Result<InvitationRecord, StoreError> {
     })
 }
 
-/// Roles in order of what they may do: lowering a member revokes the API
-/// keys they created, which may carry their old role.
-fn rank(role: Role) -> u8 {
-    match role {
-        Role::Owner => 3,
-        Role::Admin => 2,
-        Role::Accountant => 1,
-        Role::Viewer => 0,
-    }
-}
-
 fn member(
     conn: &Connection,
     company_id: &str,
@@ -380,7 +369,7 @@ impl MemberStore for SqliteControl {
                         "UPDATE memberships SET role = ?1 WHERE company_id = ?2 AND user_id = ?3",
                         params![role.as_str(), company_id, user_id],
                     )?;
-                    if rank(role) < rank(current.role) {
+                    if wb_core::members::lowers(current.role, role) {
                         revoke_keys_of(tx, &company_id, &user_id, at)?;
                     }
                     Ok(Some(MemberRecord { role, ..current }))
