@@ -7,6 +7,8 @@ pub const MIN_PASSPHRASE_SCORE: u8 = 3;
 /// Failed logins counted per account and per client address in a window;
 /// attempts being judged count too, so parallel guesses cannot overtake it.
 pub const FAILED_LOGINS_MAX: u32 = 5;
+/// How often a session's last use is written (idle timeouts are this precise).
+const LAST_SEEN_EVERY: Duration = Duration::minutes(1);
 pub(crate) const FAILED_LOGIN_WINDOW: Duration = Duration::minutes(15);
 /// Signups per client address are counted over this window
 /// (`ServerConfig::signups_per_address_per_hour`).
@@ -591,10 +593,15 @@ impl Platform {
                 token_hash: hash.clone(),
                 started: session.created_at,
             };
-            // Last use, for companies with an idle timeout: written when the
-            // session is looked up, so at most once per cache lifetime.
-            if let Err(e) = self.control.touch_session(&hash, now).await {
-                tracing::warn!(error = %e, "cannot record a session's use");
+            // Last use, for idle timeouts and the owner's session list:
+            // written at most once a minute per session, not per request.
+            let stale = session
+                .last_seen_at
+                .is_none_or(|seen| now - seen >= LAST_SEEN_EVERY);
+            if stale {
+                if let Err(e) = self.control.touch_session(&hash, now).await {
+                    tracing::warn!(error = %e, "cannot record a session's use");
+                }
             }
             (principal, session.expires_at)
         };
