@@ -346,26 +346,6 @@ fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(parts.join("/"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::loggable_path;
-
-    #[test]
-    fn secrets_in_paths_never_reach_the_log() {
-        assert_eq!(
-            loggable_path("/api/v1/invitations/wbi_abcDEF123/accept"),
-            "/api/v1/invitations/***/accept"
-        );
-        assert_eq!(
-            loggable_path("/api/v1/companies/c1/api-keys/wbk_x"),
-            "/api/v1/companies/c1/api-keys/***"
-        );
-        assert_eq!(
-            loggable_path("/api/v1/companies/c1/entries"),
-            "/api/v1/companies/c1/entries"
-        );
-    }
-}
 
 /// Turns any error response that is not yet a problem document (a rejection by
 /// an extractor or a layer, e.g. an undecodable path segment or a timeout) into one.
@@ -415,4 +395,25 @@ async fn problem_safety_net(response: Response) -> Response {
         parts.headers.insert(name, value.clone());
     }
     Response::from_parts(parts, problem_body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn secrets_in_paths_never_reach_the_log() {
+        assert_eq!(
+            loggable_path("/api/v1/invitations/wbi_abcDEF123/accept"),
+            "/api/v1/invitations/***/accept"
+        );
+        assert_eq!(
+            loggable_path("/api/v1/companies/c1/api-keys/wbk_x"),
+            "/api/v1/companies/c1/api-keys/***"
+        );
+        assert_eq!(
+            loggable_path("/api/v1/companies/c1/entries"),
+            "/api/v1/companies/c1/entries"
+        );
+    }
 }
