@@ -126,6 +126,8 @@ mod tests {
     /// These strings are inside stored data: a change would orphan it.
     #[test]
     fn contexts_are_pinned() {
+        assert_eq!(outbox_message_aad("m1"), b"workbooks-outbox/v1:m1");
+        assert_eq!(OUTBOX_KEY_PURPOSE, "workbooks:outbox/v1");
         assert_eq!(
             journal_segment_aad("c", 1, 2),
             b"workbooks-journal-segment/v1\nc\n1\n2"

@@ -220,8 +220,12 @@ impl Platform {
             .map_or_else(|| "a company".to_string(), |c| c.name);
         let message = invitation_message(&settings.public_url, &company, &record, &token.token);
         // Queued in the control store: a mail server that is down delays
-        // the message, never the request.
-        mail::queue(platform, &message).await?;
+        // the message, never the request. If even queueing fails, the
+        // invitation stands and its token is in this answer: the inviter
+        // can pass it on (logged for the operator).
+        if let Err(e) = mail::queue(platform, &message).await {
+            tracing::error!(error = %e, invitation = %record.id, "cannot queue an invitation email");
+        }
         Ok(NewInvitation {
             record,
             token: token.token,

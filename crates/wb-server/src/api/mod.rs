@@ -346,7 +346,6 @@ fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(parts.join("/"))
 }
 
-
 /// Turns any error response that is not yet a problem document (a rejection by
 /// an extractor or a layer, e.g. an undecodable path segment or a timeout) into one.
 async fn problem_safety_net(response: Response) -> Response {
