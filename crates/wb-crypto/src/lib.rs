@@ -7,6 +7,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+mod breached;
 mod files;
 mod keys;
 mod passphrase;
@@ -14,6 +15,7 @@ mod secret;
 mod signing;
 mod token;
 
+pub use breached::{breached_list_len, is_breached};
 pub use files::{
     is_content_address, ChunkOpener, ChunkSealer, ContentHasher, FileCryptoError, SealedTail,
     CHUNK_LEN, HEADER_LEN, SEALED_CHUNK_LEN,
