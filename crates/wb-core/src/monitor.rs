@@ -56,7 +56,8 @@ pub mod rule {
     pub const AUDIT_UNAVAILABLE: &str = "audit-unavailable";
     pub const ALLOWLIST_CHANGE: &str = "allowlist-change";
     pub const MASS_INVITATIONS: &str = "mass-invitations";
-    pub const ALL: [&str; 11] = [
+    pub const MFA_REMOVED_ADMIN: &str = "mfa-removed-admin";
+    pub const ALL: [&str; 12] = [
         FAILED_LOGINS_ACCOUNT,
         FAILED_LOGINS_CLIENT,
         NEW_NETWORK_ADMIN,
@@ -68,6 +69,7 @@ pub mod rule {
         AUDIT_UNAVAILABLE,
         ALLOWLIST_CHANGE,
         MASS_INVITATIONS,
+        MFA_REMOVED_ADMIN,
     ];
 }
 
@@ -390,6 +392,7 @@ impl Monitor {
                     );
                 }
             }
+            Action::AuthMfaRemove if !e.failed() => self.mfa_removed(e, &mut out),
             Action::InvitationCreate if !e.failed() => {
                 let threshold = self.config.mass_invitations;
                 if let Some(fired) =
@@ -460,6 +463,11 @@ impl Monitor {
             | Action::AccessSession
             | Action::AuthPassphraseChange
             | Action::AuthSessionRevoke
+            | Action::AuthMfaEnrol
+            | Action::AuthMfaRemove
+            | Action::AuthRecoveryCodes
+            | Action::AuthPassphraseReset
+            | Action::ApiKeyRotate
             | Action::SecurityPolicyRead
             | Action::SecurityPolicySet
             | Action::InvitationAccept
@@ -598,6 +606,34 @@ impl Monitor {
                 );
             }
         }
+    }
+
+    /// A second factor taken off the account of an owner or admin (by
+    /// themselves or an operator): the account is now one passphrase away.
+    fn mfa_removed(&mut self, e: &ObservedEvent, out: &mut Vec<AlertDraft>) {
+        let account = e.target.as_deref().unwrap_or(&e.actor);
+        let Some(user) = account.strip_prefix("user:") else {
+            return;
+        };
+        if !self.admins.contains(user) {
+            return;
+        }
+        self.push(
+            out,
+            AlertDraft {
+                rule: rule::MFA_REMOVED_ADMIN,
+                severity: Severity::High,
+                dedupe_key: format!("{}:user:{user}:{}", rule::MFA_REMOVED_ADMIN, e.source_seq),
+                title: format!("Second factor removed from admin user:{user}"),
+                detail: format!(
+                    "{} removed a second factor ({}) of user:{user}, an owner or admin",
+                    e.actor,
+                    e.detail.as_deref().unwrap_or("no detail")
+                ),
+                company_id: None,
+                at: e.at,
+            },
+        );
     }
 
     fn successful_login(&mut self, e: &ObservedEvent, out: &mut Vec<AlertDraft>) {

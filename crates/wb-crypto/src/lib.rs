@@ -14,6 +14,7 @@ mod passphrase;
 mod secret;
 mod signing;
 mod token;
+mod totp;
 
 pub use breached::{breached_list_len, is_breached};
 pub use files::{
@@ -27,3 +28,4 @@ pub use passphrase::{
 pub use secret::Secret;
 pub use signing::{verify_signature, NodeCertifier, NodeKey};
 pub use token::{new_token, sha256_hex, token_hash, NewToken};
+pub use totp::{new_recovery_codes, recovery_code_hash, TotpError, TotpSecret, RECOVERY_CODES};

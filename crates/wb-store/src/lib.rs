@@ -15,6 +15,7 @@ pub mod alerts;
 mod chain;
 mod error;
 pub mod export_schedules;
+pub mod factors;
 mod file_records;
 pub mod journal;
 pub mod members;
@@ -29,6 +30,7 @@ pub use alerts::{Alert, AlertStore};
 pub use chain::{link as chain_link, GENESIS};
 pub use error::StoreError;
 pub use export_schedules::{ExportSchedule, ExportScheduleStore, PushResult};
+pub use factors::{FactorStore, MfaChallenge, PassphraseReset, TotpRecord};
 pub use members::{
     Accepted, Delivery, InvitationRecord, Joiner, MemberRecord, MemberStore, OutboxMessage,
 };

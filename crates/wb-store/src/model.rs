@@ -88,6 +88,9 @@ pub struct SessionRecord {
     pub user_agent: Option<String>,
     /// When it was last used (None: not since it was opened).
     pub last_seen_at: Option<OffsetDateTime>,
+    /// The second factor its login was verified with (`totp`,
+    /// `recovery_code`, `passkey`), or None for a passphrase alone.
+    pub second_factor: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -250,7 +253,8 @@ pub struct AuditQuery {
     /// RFC 3339 lower bound on `at`.
     pub since: Option<String>,
     /// With `company_id`: also the platform trail's sign-ins and sign-outs
-    /// (`auth.login`, `auth.logout`, `auth.passphrase_change`) of the
+    /// (`auth.login`, `auth.logout`, `auth.passphrase_change`,
+    /// `auth.passphrase_reset`, `auth.mfa_enrol`, `auth.mfa_remove`) of the
     /// company's current members, so an
     /// owner sees who tried to get into their books.
     pub member_sign_ins: bool,

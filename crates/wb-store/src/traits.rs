@@ -10,6 +10,7 @@ use wb_core::{EntryDraft, NewAccount, Role};
 use wb_crypto::DataKey;
 
 use crate::export_schedules::ExportScheduleStore;
+use crate::factors::FactorStore;
 use crate::members::MemberStore;
 use crate::model::*;
 use crate::StoreError;
@@ -17,7 +18,7 @@ use crate::StoreError;
 /// The platform's own data: companies, users, memberships, sessions, API keys,
 /// and (through `ExportScheduleStore`) companies' export schedules.
 #[async_trait]
-pub trait ControlStore: ExportScheduleStore + MemberStore + Send + Sync {
+pub trait ControlStore: ExportScheduleStore + MemberStore + FactorStore + Send + Sync {
     /// Creates a company, its owner (or reuses the user) and the membership, atomically.
     async fn signup(
         &self,

@@ -67,6 +67,17 @@ actions! {
     AuthPassphraseChange = "auth.passphrase_change",
     /// A user ended one or more of their own sessions.
     AuthSessionRevoke = "auth.session_revoke",
+    /// A second factor enrolled: an authenticator started or confirmed,
+    /// or a passkey registered (platform trail; failure: refused).
+    AuthMfaEnrol = "auth.mfa_enrol",
+    /// A second factor removed (platform trail; failure: refused).
+    AuthMfaRemove = "auth.mfa_remove",
+    /// A user's recovery codes replaced by a new set.
+    AuthRecoveryCodes = "auth.recovery_codes",
+    /// A passphrase reset asked for by email, or completed with its token.
+    AuthPassphraseReset = "auth.passphrase_reset",
+    /// An API key replaced by a new secret, the old one kept for an overlap.
+    ApiKeyRotate = "api_key.rotate",
     /// A caller refused by the access door because their role does not
     /// allow the operation (platform trail; 403).
     AccessPermission = "access.permission",
@@ -257,6 +268,11 @@ impl Action {
             | Action::AccessSession
             | Action::AuthPassphraseChange
             | Action::AuthSessionRevoke
+            | Action::AuthMfaEnrol
+            | Action::AuthMfaRemove
+            | Action::AuthRecoveryCodes
+            | Action::AuthPassphraseReset
+            | Action::ApiKeyRotate
             | Action::SecurityPolicyRead
             | Action::SecurityPolicySet
             | Action::InvitationAccept
@@ -386,7 +402,7 @@ mod tests {
         for (action, name) in pinned {
             assert_eq!(action.as_str(), name);
         }
-        assert_eq!(Action::ALL.len(), 70);
+        assert_eq!(Action::ALL.len(), 75);
     }
 
     #[test]

@@ -627,6 +627,28 @@ fn allowlist_changes_raise_an_alert_other_policy_changes_do_not() {
 }
 
 #[test]
+fn a_second_factor_removed_from_an_admin_raises_an_alert() {
+    let removal = |secs, actor: &str, target: &str, ok| {
+        let mut e = ObservedEvent::new("control", 0, at(secs), actor, Action::AuthMfaRemove, ok);
+        e.target = Some(target.into());
+        e.detail = Some("authenticator".into());
+        e
+    };
+    let mut f = Feed::new();
+    let alerts = f.send(removal(0, "user:admin-1", "user:admin-1", true));
+    assert_eq!(rules(&alerts), [rule::MFA_REMOVED_ADMIN]);
+    assert!(alerts[0].title.contains("user:admin-1"));
+    // An operator removing it from an owner counts too.
+    let alerts = f.send(removal(10, "operator:cli", "user:owner-1", true));
+    assert_eq!(rules(&alerts), [rule::MFA_REMOVED_ADMIN]);
+    // Not an admin, or refused: nothing.
+    assert!(f.send(removal(20, "user:u9", "user:u9", true)).is_empty());
+    assert!(f
+        .send(removal(30, "user:admin-1", "user:admin-1", false))
+        .is_empty());
+}
+
+#[test]
 fn a_burst_of_invitations_raises_an_alert() {
     let invite =
         |secs, actor: &str| control_event(secs, actor, "c1", Action::InvitationCreate, true);

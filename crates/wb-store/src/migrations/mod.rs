@@ -66,6 +66,7 @@ pub const SQLITE_CONTROL: &[Migration] = &[
     migration!(2, "sqlite/control", "0002_invitations_outbox"),
     migration!(3, "sqlite/control", "0003_security_policies"),
     migration!(4, "sqlite/control", "0004_session_origin"),
+    migration!(5, "sqlite/control", "0005_second_factors"),
 ];
 pub const SQLITE_TENANT: &[Migration] = &[migration!(2, "sqlite/tenant", "0002_baseline")];
 pub const POSTGRES_CONTROL: &[Migration] = &[
@@ -73,6 +74,7 @@ pub const POSTGRES_CONTROL: &[Migration] = &[
     migration!(2, "postgres/control", "0002_invitations_outbox"),
     migration!(3, "postgres/control", "0003_security_policies"),
     migration!(4, "postgres/control", "0004_session_origin"),
+    migration!(5, "postgres/control", "0005_second_factors"),
 ];
 pub const POSTGRES_TENANT: &[Migration] = &[migration!(2, "postgres/tenant", "0002_baseline")];
 

@@ -419,8 +419,9 @@ impl ControlStore for PgControl {
         self.conn()
             .await?
             .execute_typed(
-                "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, client, user_agent)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, client, user_agent,
+                                       second_factor)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 &[
                     text(&s.token_hash),
                     text(&s.user_id),
@@ -428,6 +429,7 @@ impl ControlStore for PgControl {
                     text(&expires),
                     text(&s.client),
                     text(&s.user_agent),
+                    text(&s.second_factor),
                 ],
             )
             .await?;

@@ -79,7 +79,7 @@ async fn same_email(tx: &Transaction<'_>, user_id: &str, email: &str) -> Result<
 }
 
 /// Revokes a user's live sessions whose hash starts with `prefix`, but `keep`.
-async fn revoke_of(
+pub(super) async fn revoke_of(
     tx: &Transaction<'_>,
     user_id: &str,
     prefix: &str,

@@ -128,7 +128,8 @@ pub(super) fn api_key_row(r: &Row) -> Result<ApiKeyRecord, StoreError> {
 }
 
 pub(super) const SESSION_COLUMNS: &str =
-    "token_hash, user_id, created_at, expires_at, revoked_at, client, user_agent, last_seen_at";
+    "token_hash, user_id, created_at, expires_at, revoked_at, client, user_agent, last_seen_at, \
+     second_factor";
 
 pub(super) fn session_row(r: &Row) -> Result<SessionRecord, StoreError> {
     let revoked: Option<&str> = r.try_get(4)?;
@@ -142,5 +143,6 @@ pub(super) fn session_row(r: &Row) -> Result<SessionRecord, StoreError> {
         client: r.try_get(5)?,
         user_agent: r.try_get(6)?,
         last_seen_at: seen.map(crate::from_unix_millis).transpose()?,
+        second_factor: r.try_get(8)?,
     })
 }

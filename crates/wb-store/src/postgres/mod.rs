@@ -9,6 +9,7 @@ mod control_alerts;
 mod control_central;
 mod control_coordination;
 mod control_export_schedules;
+mod control_factors;
 mod control_members;
 mod control_rows;
 mod placement;

@@ -314,15 +314,17 @@ impl ControlStore for SqliteControl {
         let s = s.clone();
         self.write(None, move |tx| {
             tx.execute(
-                "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, client, user_agent)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, client, user_agent,
+                                       second_factor)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     s.token_hash,
                     s.user_id,
                     ts(s.created_at),
                     ts(s.expires_at),
                     s.client,
-                    s.user_agent
+                    s.user_agent,
+                    s.second_factor
                 ],
             )?;
             Ok(())

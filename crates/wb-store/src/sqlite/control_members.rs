@@ -126,7 +126,7 @@ fn revoke_keys_of(
 }
 
 /// Revokes a user's live sessions whose hash starts with `prefix`, but `keep`.
-fn revoke_of(
+pub(super) fn revoke_of(
     tx: &Transaction<'_>,
     user_id: &str,
     prefix: &str,

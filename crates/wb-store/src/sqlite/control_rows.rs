@@ -126,7 +126,8 @@ pub(super) const API_KEY_COLUMNS: &str =
 pub(super) const USER_COLUMNS: &str = "id, email, name, passphrase_hash, created_at, last_login_at";
 
 pub(super) const SESSION_COLUMNS: &str =
-    "token_hash, user_id, created_at, expires_at, revoked_at, client, user_agent, last_seen_at";
+    "token_hash, user_id, created_at, expires_at, revoked_at, client, user_agent, last_seen_at, \
+     second_factor";
 
 pub(super) fn row_session(r: &Row<'_>) -> rusqlite::Result<Result<SessionRecord, StoreError>> {
     let (token_hash, user_id, created, expires): (String, String, String, String) =
@@ -134,6 +135,7 @@ pub(super) fn row_session(r: &Row<'_>) -> rusqlite::Result<Result<SessionRecord,
     let revoked: Option<String> = r.get(4)?;
     let (client, user_agent): (Option<String>, Option<String>) = (r.get(5)?, r.get(6)?);
     let seen: Option<i64> = r.get(7)?;
+    let second_factor: Option<String> = r.get(8)?;
     Ok((|| {
         Ok(SessionRecord {
             token_hash,
@@ -144,6 +146,7 @@ pub(super) fn row_session(r: &Row<'_>) -> rusqlite::Result<Result<SessionRecord,
             client,
             user_agent,
             last_seen_at: seen.map(crate::from_unix_millis).transpose()?,
+            second_factor,
         })
     })())
 }

@@ -5,6 +5,7 @@ mod control;
 mod control_alerts;
 mod control_central;
 mod control_export_schedules;
+mod control_factors;
 mod control_members;
 mod control_rows;
 mod tenant;

@@ -1581,6 +1581,7 @@ async fn control_story(control: Arc<dyn ControlStore>) {
         client: Some("192.0.2.7".into()),
         user_agent: Some("Contract/1".into()),
         last_seen_at: None,
+        second_factor: None,
     };
     control
         .create_session(&session)

@@ -27,54 +27,8 @@ const T0: OffsetDateTime = datetime!(2026-03-01 09:00 UTC);
 // Backends
 // ---------------------------------------------------------------------------
 
-/// A control store of one backend, with whatever must outlive it.
-struct Backend {
-    _dir: Option<tempfile::TempDir>,
-    control: Arc<dyn ControlStore>,
-}
-
-fn sqlite() -> Backend {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let control = SqliteControl::open(&dir.path().join("control.db"), &DataKey::generate())
-        .expect("open control");
-    Backend {
-        _dir: Some(dir),
-        control: Arc::new(control),
-    }
-}
-
-async fn postgres() -> Backend {
-    Backend {
-        _dir: None,
-        control: Arc::new(pg_backend::pg_control("control_shared").await),
-    }
-}
-
-/// Runs each story as one test per backend: `sqlite::<story>` and `postgres::<story>`.
-macro_rules! on_both_backends {
-    ($($story:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $story() {
-                    let b = super::sqlite();
-                    super::$story(&*b.control).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $story() {
-                    let b = super::postgres().await;
-                    super::$story(&*b.control).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+crate::on_both_control_backends!(
+    "control_shared";
     leases_go_to_one_node_until_they_expire,
     attempts_count_per_key_within_a_window,
     attempts_are_refused_at_the_maximum_and_released,

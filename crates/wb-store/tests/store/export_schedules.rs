@@ -4,8 +4,6 @@
 //! push results that never overwrite a newer schedule, and databases created
 //! before the table existed.
 
-use std::sync::Arc;
-
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 use wb_core::Action;
@@ -20,53 +18,8 @@ const T0: OffsetDateTime = datetime!(2026-03-01 09:00 UTC);
 
 use crate::pg_backend;
 
-struct Backend {
-    _dir: Option<tempfile::TempDir>,
-    control: Arc<dyn ControlStore>,
-}
-
-fn sqlite() -> Backend {
-    let dir = tempfile::tempdir().unwrap();
-    let control =
-        SqliteControl::open(&dir.path().join("control.db"), &DataKey::generate()).unwrap();
-    Backend {
-        _dir: Some(dir),
-        control: Arc::new(control),
-    }
-}
-
-async fn postgres() -> Backend {
-    Backend {
-        _dir: None,
-        control: Arc::new(pg_backend::pg_control("schedules").await),
-    }
-}
-
-/// Runs each story as one test per backend: `sqlite::<story>` and `postgres::<story>`.
-macro_rules! on_both_backends {
-    ($($story:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $story() {
-                    let b = super::sqlite();
-                    super::$story(&*b.control).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $story() {
-                    let b = super::postgres().await;
-                    super::$story(&*b.control).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+crate::on_both_control_backends!(
+    "schedules";
     set_replace_and_delete_are_audited,
     only_due_schedules_of_active_companies_are_listed,
     one_claim_wins_and_results_keep_to_their_schedule,

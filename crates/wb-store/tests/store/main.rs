@@ -4,11 +4,13 @@
 //! on SQLCipher and, through `pg_backend`, on PostgreSQL (the throwaway
 //! cluster of `wb-pgtest`, one per test process, shared by all modules).
 
+mod control_backends;
 mod pg_backend;
 
 mod alerts;
 mod contract;
 mod control_shared;
 mod export_schedules;
+mod factors;
 mod files;
 mod migrations;

@@ -1,0 +1,37 @@
+-- Second factors (TOTP and recovery codes), pending second-factor logins,
+-- passphrase resets, and which second factor opened a session. Times are
+-- Unix milliseconds.
+CREATE TABLE totp_factors (
+    user_id       TEXT PRIMARY KEY REFERENCES users(id),
+    -- The shared secret, sealed by the caller (keyring's MFA key).
+    sealed_secret BLOB NOT NULL,
+    created_at    INTEGER NOT NULL,
+    confirmed_at  INTEGER,
+    -- The last accepted step (unix time / 30): a code is accepted once.
+    last_step     INTEGER NOT NULL
+) STRICT;
+CREATE TABLE recovery_codes (
+    user_id    TEXT NOT NULL REFERENCES users(id),
+    code_hash  TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    used_at    INTEGER,
+    PRIMARY KEY (user_id, code_hash)
+) STRICT;
+CREATE TABLE mfa_challenges (
+    token_hash TEXT PRIMARY KEY,
+    user_id    TEXT NOT NULL REFERENCES users(id),
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    failures   INTEGER NOT NULL,
+    client     TEXT,
+    user_agent TEXT
+) STRICT;
+CREATE TABLE passphrase_resets (
+    token_hash TEXT PRIMARY KEY,
+    user_id    TEXT NOT NULL REFERENCES users(id),
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at    INTEGER
+) STRICT;
+CREATE INDEX passphrase_resets_by_user ON passphrase_resets(user_id);
+ALTER TABLE sessions ADD COLUMN second_factor TEXT;
