@@ -148,6 +148,7 @@ impl Platform {
             Principal::User {
                 token_hash,
                 started,
+                second_factor,
                 ..
             } => {
                 let last_seen = if policy.idle_timeout_minutes.is_some() {
@@ -158,6 +159,7 @@ impl Platform {
                 Some(SessionTimes {
                     started: *started,
                     last_seen: last_seen.unwrap_or(*started),
+                    second_factor: *second_factor,
                 })
             }
             Principal::ApiKey { .. } => None,
@@ -185,6 +187,17 @@ impl Platform {
                     "session-expired",
                     "Session expired",
                     "this company's policy ends sessions this old: sign in again",
+                ),
+            ),
+            Some(Refusal::SecondFactor) => (
+                Action::AccessSession,
+                "session opened without a second factor; the company requires one".to_string(),
+                ServiceError::new(
+                    crate::error::ErrorKind::Forbidden,
+                    "mfa-required",
+                    "Second factor required",
+                    "this company requires a second factor: enrol one at \
+                     /api/v1/me/mfa/totp (or a passkey), then sign in with it",
                 ),
             ),
             Some(Refusal::SessionIdle) => (

@@ -51,13 +51,26 @@ fn decimal_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     d.deserialize_any(Visitor)
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignupRequest {
     pub company_name: String,
     pub email: String,
     pub passphrase: String,
 }
+
+/// Secrets never reach `Debug` output (a logged request or a panic).
+macro_rules! redacted_debug {
+    ($($ty:ident),+ $(,)?) => {
+        $(impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($ty), " { .. }"))
+            }
+        })+
+    };
+}
+
+redacted_debug!(SignupRequest, SignupResponse, InvitationCreated, ApiKeyView);
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CompanyRef {
@@ -71,7 +84,7 @@ pub struct UserRef {
     pub email: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct SignupResponse {
     pub company: CompanyRef,
     pub user: UserRef,
@@ -79,19 +92,91 @@ pub struct SignupResponse {
     pub expires_at: String,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// A login: `email` and `passphrase` (and `otp` when the account has a
+/// second factor and the client has it at hand), or the second step:
+/// `challenge` from the first answer and `otp` (a current authenticator
+/// code or an unused recovery code).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
-    pub email: String,
-    pub passphrase: String,
+    pub email: Option<String>,
+    pub passphrase: Option<String>,
     pub otp: Option<String>,
+    pub challenge: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+redacted_debug!(LoginRequest);
+
+#[derive(Serialize, ToSchema)]
 pub struct LoginResponse {
     pub token: String,
     pub expires_at: String,
 }
+
+/// The first step of a login to an account with a second factor: no
+/// session yet. Send `{"challenge","otp"}` to the same path.
+#[derive(Serialize, ToSchema)]
+pub struct MfaRequired {
+    /// Always true.
+    pub mfa_required: bool,
+    /// `totp`, `recovery_code` (and `passkey` when one is registered).
+    pub methods: Vec<String>,
+    pub challenge: String,
+    pub expires_at: String,
+}
+
+/// What `POST /api/v1/auth/login` answers with 200.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LoginAnswer {
+    Session(LoginResponse),
+    SecondFactor(MfaRequired),
+}
+
+/// Where the caller's second factors stand.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MfaStatusView {
+    /// `none`, `pending` (enrolment started, not confirmed) or `enabled`.
+    pub totp: String,
+    pub totp_confirmed_at: Option<String>,
+    pub recovery_codes_left: u32,
+}
+
+/// An authenticator enrolment, shown once: add it to an app, then confirm
+/// with a first code.
+#[derive(Serialize, ToSchema)]
+pub struct TotpEnrolmentView {
+    /// The secret in base32 (to type in by hand).
+    pub secret: String,
+    pub otpauth_uri: String,
+    /// The URI as a QR code (an SVG document).
+    pub qr_svg: String,
+}
+
+/// Recovery codes, shown once: each logs in once in place of a code.
+#[derive(Serialize, ToSchema)]
+pub struct RecoveryCodesView {
+    pub recovery_codes: Vec<String>,
+}
+
+/// The passphrase again, for a change to the account's second factors.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reauthentication {
+    pub passphrase: String,
+    /// A current code (or an unused recovery code), where one is asked for.
+    pub otp: Option<String>,
+}
+
+redacted_debug!(Reauthentication);
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OtpRequest {
+    pub otp: String,
+}
+
+redacted_debug!(OtpRequest);
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MeResponse {
@@ -369,7 +454,7 @@ pub struct NewApiKeyRequest {
     pub expires_in_days: Option<i64>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct ApiKeyView {
     pub id: String,
     pub name: String,
@@ -427,7 +512,7 @@ pub struct NewInvitationRequest {
 }
 
 /// The answer to the inviter: the token is shown here once (and emailed).
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct InvitationCreated {
     pub id: String,
     pub token: String,

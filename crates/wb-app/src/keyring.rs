@@ -17,6 +17,8 @@ const CONTROL_KEY_CONTEXT: &str = "workbooks:control-plane";
 const PLATFORM_BACKUP_KEY_CONTEXT: &str = "workbooks:platform-backup-key";
 /// Derives the key that seals messages in the email outbox.
 const OUTBOX_KEY_PURPOSE: &str = "workbooks:outbox/v1";
+/// Derives the key that seals users' TOTP secrets in the control store.
+const MFA_KEY_PURPOSE: &str = "workbooks:mfa/v1";
 /// Configuration backups sealed before the object path was bound in.
 pub const LEGACY_CONFIG_BACKUP_AAD: &[u8] = b"workbooks-config-backup/v1";
 
@@ -73,6 +75,12 @@ impl Keyring {
         self.master.derive_key(OUTBOX_KEY_PURPOSE)
     }
 
+    /// The key TOTP secrets are sealed with: derived, so every node opens
+    /// what any node sealed, and a master-key rotation re-derives it.
+    pub fn mfa_key(&self) -> DataKey {
+        self.master.derive_key(MFA_KEY_PURPOSE)
+    }
+
     /// This node's checkpoint-signing key, its seed wrapped by the master key.
     pub fn node_key(&self, path: &Path) -> Result<NodeKey, CryptoError> {
         NodeKey::load_or_create(path, &self.master)
@@ -87,6 +95,12 @@ impl Keyring {
 /// Associated data of a sealed outbox message: its id.
 pub fn outbox_message_aad(id: &str) -> Vec<u8> {
     format!("workbooks-outbox/v1:{id}").into_bytes()
+}
+
+/// Associated data of a user's sealed TOTP secret: the user's id, so a
+/// sealed secret cannot be moved to another account.
+pub fn totp_secret_aad(user_id: &str) -> Vec<u8> {
+    format!("workbooks-totp-secret/v1:{user_id}").into_bytes()
 }
 
 /// Associated data of a change-journal segment (sealed with the company DEK).
@@ -128,6 +142,8 @@ mod tests {
     fn contexts_are_pinned() {
         assert_eq!(outbox_message_aad("m1"), b"workbooks-outbox/v1:m1");
         assert_eq!(OUTBOX_KEY_PURPOSE, "workbooks:outbox/v1");
+        assert_eq!(MFA_KEY_PURPOSE, "workbooks:mfa/v1");
+        assert_eq!(totp_secret_aad("u1"), b"workbooks-totp-secret/v1:u1");
         assert_eq!(
             journal_segment_aad("c", 1, 2),
             b"workbooks-journal-segment/v1\nc\n1\n2"

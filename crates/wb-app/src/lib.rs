@@ -43,6 +43,7 @@ mod layering;
 pub mod mail;
 pub mod mailer;
 pub mod members;
+pub mod mfa;
 pub mod monitor_job;
 pub mod objects;
 pub mod platform;

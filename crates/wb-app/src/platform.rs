@@ -34,8 +34,8 @@ pub mod shipping;
 
 pub use crate::principal::Principal;
 pub use identity::{
-    normalize_email, NewApiKey, Session, SessionOrigin, Signup, FAILED_LOGINS_MAX,
-    MIN_PASSPHRASE_SCORE,
+    normalize_email, LoginStep, MfaPrompt, NewApiKey, Session, SessionOrigin, Signup,
+    FAILED_LOGINS_MAX, MIN_PASSPHRASE_SCORE,
 };
 
 pub struct Platform {

@@ -10,6 +10,9 @@ pub enum Principal {
         token_hash: String,
         /// When the session was opened (company session lifetimes).
         started: time::OffsetDateTime,
+        /// Whether the session was opened (or later confirmed) with a
+        /// second factor (companies that require one).
+        second_factor: bool,
     },
     ApiKey {
         key_id: String,

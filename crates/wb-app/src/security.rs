@@ -45,7 +45,15 @@ impl CompanyScope {
         change: PolicyChange,
     ) -> ServiceResult<SecurityPolicy> {
         let before = self.security_policy(platform).await?;
-        let after = match apply(&before, &change, self.caller().actor.client.as_deref()) {
+        let has_factor = matches!(
+            self.caller().principal,
+            crate::principal::Principal::User {
+                second_factor: true,
+                ..
+            }
+        );
+        let caller_address = self.caller().actor.client.as_deref();
+        let after = match apply(&before, &change, caller_address, has_factor) {
             Ok(after) => after,
             Err(error) => {
                 let detail = format!("refused ({}); before: {}", error.detail, describe(&before));
@@ -98,21 +106,22 @@ fn apply(
     current: &SecurityPolicy,
     change: &PolicyChange,
     caller_address: Option<&str>,
+    caller_has_factor: bool,
 ) -> ServiceResult<SecurityPolicy> {
     let invalid = |e: wb_core::security_policy::PolicyError| {
         ServiceError::unprocessable("invalid-security-policy", e.to_string())
     };
     let mut next = current.clone();
     if let Some(mfa) = change.mfa_required {
-        if mfa {
-            // Refused rather than stored: nothing enforces it yet, and a
-            // policy must not claim what the server does not do.
-            return Err(ServiceError::unprocessable(
-                "mfa-unavailable",
-                "second factors are not available on this server yet, so MFA cannot be required",
+        // Requiring what the caller's own session lacks would shut the
+        // caller out of the company with the same request.
+        if mfa && !current.mfa_required && !caller_has_factor {
+            return Err(ServiceError::conflict(
+                "mfa-enrol-first",
+                "enrol a second factor and sign in with it before requiring one for the company",
             ));
         }
-        next.mfa_required = false;
+        next.mfa_required = mfa;
     }
     if let Some(ttl) = change.session_ttl_minutes {
         next.session_ttl_minutes = ttl;

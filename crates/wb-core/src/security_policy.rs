@@ -18,8 +18,8 @@ pub const MAX_API_KEY_DAYS: u32 = 365;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecurityPolicy {
-    /// Members must use a second factor (enforced once second factors exist;
-    /// see docs/members.md).
+    /// Members' sessions must have been opened with a second factor (API
+    /// keys are not sessions: members who pass the gate create them).
     pub mfa_required: bool,
     /// A session may reach this company only this long after sign-in.
     pub session_ttl_minutes: Option<u32>,
@@ -83,6 +83,10 @@ pub enum Refusal {
     SessionTooOld,
     /// The session was idle longer than the company allows.
     SessionIdle,
+    /// The company requires a second factor and the session was opened
+    /// without one (its holder may still enrol one: that path is not
+    /// company-scoped).
+    SecondFactor,
 }
 
 /// A session as the door sees it.
@@ -90,6 +94,8 @@ pub enum Refusal {
 pub struct SessionTimes {
     pub started: OffsetDateTime,
     pub last_seen: OffsetDateTime,
+    /// Whether its holder proved a second factor.
+    pub second_factor: bool,
 }
 
 impl SecurityPolicy {
@@ -158,6 +164,9 @@ impl SecurityPolicy {
             if now >= session.last_seen + Duration::minutes(i64::from(idle)) {
                 return Some(Refusal::SessionIdle);
             }
+        }
+        if self.mfa_required && !session.second_factor {
+            return Some(Refusal::SecondFactor);
         }
         None
     }
@@ -244,6 +253,7 @@ mod tests {
         let fresh = SessionTimes {
             started: now - Duration::minutes(10),
             last_seen: now - Duration::minutes(1),
+            second_factor: false,
         };
         assert_eq!(policy.refuse(None, Some(fresh), now), None);
         let old = SessionTimes {
@@ -261,6 +271,35 @@ mod tests {
         assert_eq!(
             policy.refuse(None, Some(idle), now),
             Some(Refusal::SessionIdle)
+        );
+    }
+
+    #[test]
+    fn a_company_requiring_mfa_refuses_sessions_without_a_second_factor() {
+        let now = datetime!(2026-12-01 12:00 UTC);
+        let policy = SecurityPolicy {
+            mfa_required: true,
+            ..Default::default()
+        };
+        let without = SessionTimes {
+            started: now,
+            last_seen: now,
+            second_factor: false,
+        };
+        let with = SessionTimes {
+            second_factor: true,
+            ..without
+        };
+        assert_eq!(
+            policy.refuse(None, Some(without), now),
+            Some(Refusal::SecondFactor)
+        );
+        assert_eq!(policy.refuse(None, Some(with), now), None);
+        // API keys (no session) are not gated by it.
+        assert_eq!(policy.refuse(None, None, now), None);
+        assert_eq!(
+            SecurityPolicy::default().refuse(None, Some(without), now),
+            None
         );
     }
 

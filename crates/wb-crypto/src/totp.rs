@@ -52,6 +52,26 @@ impl TotpSecret {
         Ok(TotpSecret(Zeroizing::new(bytes.to_vec())))
     }
 
+    /// A secret from its base32 form (as shown at enrolment).
+    pub fn from_base32(text: &str) -> Result<TotpSecret, TotpError> {
+        let mut bytes = Zeroizing::new(Vec::with_capacity(SECRET_BYTES));
+        let (mut buffer, mut bits) = (0u32, 0u32);
+        for c in text.chars().filter(|c| *c != '=' && !c.is_whitespace()) {
+            let value = match c.to_ascii_uppercase() {
+                c @ 'A'..='Z' => c as u32 - 'A' as u32,
+                c @ '2'..='7' => c as u32 - '2' as u32 + 26,
+                _ => return Err(TotpError::BadSecret),
+            };
+            buffer = (buffer << 5) | value;
+            bits += 5;
+            if bits >= 8 {
+                bits -= 8;
+                bytes.push(((buffer >> bits) & 0xff) as u8);
+            }
+        }
+        TotpSecret::from_bytes(&bytes)
+    }
+
     /// The bytes to seal for storage.
     pub fn expose_bytes(&self) -> &[u8] {
         &self.0
@@ -197,6 +217,10 @@ mod tests {
     fn uri_and_base32() {
         let secret = TotpSecret::from_bytes(b"12345678901234567890").unwrap();
         assert_eq!(secret.base32().expose(), "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
+        let back = TotpSecret::from_base32("gezd gnbv gy3t qojq gezd gnbv gy3t qojq").unwrap();
+        assert_eq!(back.expose_bytes(), secret.expose_bytes());
+        assert!(TotpSecret::from_base32("GEZDGNBV").is_err());
+        assert!(TotpSecret::from_base32("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJ1").is_err());
         let uri = secret.uri("Work-books", "ann@example.com").unwrap();
         assert!(
             uri.expose()

@@ -254,7 +254,8 @@ pub struct AuditQuery {
     pub since: Option<String>,
     /// With `company_id`: also the platform trail's sign-ins and sign-outs
     /// (`auth.login`, `auth.logout`, `auth.passphrase_change`,
-    /// `auth.passphrase_reset`, `auth.mfa_enrol`, `auth.mfa_remove`) of the
+    /// `auth.passphrase_reset`, `auth.mfa_enrol`, `auth.mfa_remove`,
+    /// `auth.recovery_codes`) of the
     /// company's current members, so an
     /// owner sees who tried to get into their books.
     pub member_sign_ins: bool,

@@ -250,6 +250,18 @@ pub enum UserCommand {
         #[arg(long, requires = "company")]
         role: Option<String>,
     },
+    /// Remove a user's second factor (authenticator and recovery codes) when
+    /// they lost both; ends their sessions, audited with the reason, and the
+    /// user is told by email.
+    ResetMfa {
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+        #[arg(long)]
+        email: String,
+        /// Why (recorded in the audit trail), e.g. a support ticket.
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 /// `workbooks bench` in a build without the `bench` feature: takes any

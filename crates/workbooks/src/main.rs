@@ -368,6 +368,26 @@ fn read_passphrase(path: &Path) -> Result<Secret> {
 
 async fn user(cmd: UserCommand) -> Result<()> {
     match cmd {
+        UserCommand::ResetMfa {
+            deployment,
+            email,
+            reason,
+        } => {
+            let d = deployment.resolve()?;
+            let platform = open_platform(&d).await?;
+            let user = platform
+                .operator_reset_mfa(&email, &reason, Actor::system("cli"))
+                .await?;
+            if d.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"id": user.id, "email": user.email, "mfa": "none"})
+                );
+            } else {
+                println!("second factor of {} removed; sessions ended", user.email);
+            }
+            Ok(())
+        }
         UserCommand::Create {
             deployment,
             email,

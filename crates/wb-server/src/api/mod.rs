@@ -10,6 +10,7 @@ pub mod files;
 pub mod json;
 pub mod members;
 pub mod metrics;
+pub mod mfa;
 pub mod reports;
 pub mod security_policy;
 pub mod session;
@@ -36,6 +37,8 @@ use crate::problem::{ApiError, Problem};
     paths(
         session::signup, session::login, session::logout, session::me,
         account::sessions, account::end_others, account::end_one, account::change_passphrase,
+        mfa::status, mfa::begin_totp, mfa::confirm_totp, mfa::remove_totp,
+        mfa::renew_recovery_codes,
         books::company, books::list_accounts, books::create_account,
         books::list_entries, books::post_entry, books::post_batch, books::get_entry, books::reverse_entry,
         reports::trial_balance, reports::balance_sheet, reports::income_statement, reports::register,
@@ -198,6 +201,21 @@ pub fn router(platform: AppState, config: &ServerConfig) -> Router {
         .route(
             "/api/v1/me/passphrase",
             post(account::change_passphrase)
+                .layer(DefaultBodyLimit::max(session::AUTH_BODY_LIMIT_BYTES)),
+        )
+        .route("/api/v1/me/mfa", get(mfa::status))
+        .route(
+            "/api/v1/me/mfa/totp",
+            post(mfa::begin_totp).layer(DefaultBodyLimit::max(session::AUTH_BODY_LIMIT_BYTES)),
+        )
+        .route("/api/v1/me/mfa/totp/confirm", post(mfa::confirm_totp))
+        .route(
+            "/api/v1/me/mfa/totp/remove",
+            post(mfa::remove_totp).layer(DefaultBodyLimit::max(session::AUTH_BODY_LIMIT_BYTES)),
+        )
+        .route(
+            "/api/v1/me/mfa/recovery-codes",
+            post(mfa::renew_recovery_codes)
                 .layer(DefaultBodyLimit::max(session::AUTH_BODY_LIMIT_BYTES)),
         )
         .route(

@@ -9,7 +9,7 @@ use wb_crypto::{Secret, MAX_PASSPHRASE_BYTES};
 use super::json::ApiJson;
 use crate::auth::{AppState, Authenticated, RequestMeta, CSRF_COOKIE, SESSION_COOKIE};
 use crate::dto::*;
-use crate::platform::{Principal, Session};
+use crate::platform::{LoginStep, Principal, Session};
 use crate::problem::{ApiError, ApiResult, Problem};
 
 pub(crate) fn session_cookies(session: &Session, headers: &mut HeaderMap) {
@@ -78,8 +78,15 @@ pub async fn signup(
     Ok((StatusCode::CREATED, headers, Json(response)).into_response())
 }
 
+/// The longest second factor accepted (a recovery code typed with spaces).
+const MAX_OTP_BYTES: usize = 64;
+
+/// `{"email","passphrase","otp"?}` logs in; when the account has a second
+/// factor and no `otp` came, the answer is `{"mfa_required": true,
+/// "methods", "challenge", "expires_at"}` without a session, and
+/// `{"challenge","otp"}` completes the login.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = 401, body = Problem), (status = 429, body = Problem),
+    responses((status = 200, body = LoginAnswer), (status = 401, body = Problem), (status = 429, body = Problem),
         (status = 503, body = Problem)))]
 pub async fn login(
     State(platform): State<AppState>,
@@ -90,20 +97,67 @@ pub async fn login(
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
-    let passphrase = Secret::from(body.passphrase);
-    // No account has a longer one (signup refuses it): nothing to verify.
-    if passphrase.expose().len() > MAX_PASSPHRASE_BYTES {
-        return Err(ApiError::unauthorized("email or passphrase is wrong"));
+    let otp = body.otp.map(Secret::from);
+    if otp
+        .as_ref()
+        .is_some_and(|o| o.expose().len() > MAX_OTP_BYTES)
+    {
+        return Err(wb_app::mfa::mfa_invalid().into());
     }
-    let session = platform
-        .login_from(&body.email, &passphrase, meta.anonymous_actor(), user_agent)
-        .await?;
+    let session = match (body.challenge, body.email, body.passphrase) {
+        (Some(challenge), None, None) => {
+            let Some(otp) = otp else {
+                return Err(ApiError::unprocessable(
+                    "invalid-login",
+                    "a login challenge is answered with \"otp\"",
+                ));
+            };
+            let challenge = Secret::from(challenge);
+            platform
+                .login_second_factor(&challenge, &otp, meta.anonymous_actor(), user_agent)
+                .await?
+        }
+        (None, Some(email), Some(passphrase)) => {
+            let passphrase = Secret::from(passphrase);
+            // No account has a longer one (signup refuses it): nothing to verify.
+            if passphrase.expose().len() > MAX_PASSPHRASE_BYTES {
+                return Err(ApiError::unauthorized("email or passphrase is wrong"));
+            }
+            let step = platform
+                .login_step(
+                    &email,
+                    &passphrase,
+                    otp.as_ref(),
+                    meta.anonymous_actor(),
+                    user_agent,
+                )
+                .await?;
+            match step {
+                LoginStep::Session(session) => session,
+                LoginStep::SecondFactor(prompt) => {
+                    let answer = LoginAnswer::SecondFactor(MfaRequired {
+                        mfa_required: true,
+                        methods: prompt.methods.iter().map(|m| m.to_string()).collect(),
+                        challenge: prompt.challenge.expose().to_string(),
+                        expires_at: rfc3339(prompt.expires_at),
+                    });
+                    return Ok((StatusCode::OK, Json(answer)).into_response());
+                }
+            }
+        }
+        _ => {
+            return Err(ApiError::unprocessable(
+                "invalid-login",
+                "send {\"email\",\"passphrase\",\"otp\"?} or {\"challenge\",\"otp\"}",
+            ))
+        }
+    };
     let mut headers = HeaderMap::new();
     session_cookies(&session, &mut headers);
-    let response = LoginResponse {
+    let response = LoginAnswer::Session(LoginResponse {
         token: session.token.expose().to_string(),
         expires_at: rfc3339(session.expires_at),
-    };
+    });
     Ok((StatusCode::OK, headers, Json(response)).into_response())
 }
 

@@ -42,6 +42,7 @@ mod api {
     mod limits;
     mod mail;
     mod members;
+    mod mfa;
     mod prop;
     mod security_policy;
     mod web;
@@ -67,6 +68,7 @@ mod api_postgres {
     mod files;
     mod isolation;
     mod members;
+    mod mfa;
     mod nodes;
     mod placement;
     mod prop;

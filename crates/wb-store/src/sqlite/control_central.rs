@@ -119,7 +119,8 @@ impl SqliteControl {
                        AND (?2 IS NULL OR c.company_id = ?2
                             OR (?8 AND c.company_id IS NULL
                                 AND c.action IN ('auth.login', 'auth.logout', 'auth.passphrase_change',
-                                                 'auth.passphrase_reset', 'auth.mfa_enrol', 'auth.mfa_remove')
+                                                 'auth.passphrase_reset', 'auth.mfa_enrol', 'auth.mfa_remove',
+                                                 'auth.recovery_codes')
                                 AND c.actor IN (SELECT 'user:' || m.user_id FROM memberships m
                                                 WHERE m.company_id = ?2)))
                        AND (?3 IS NULL OR c.action = ?3 OR c.action LIKE '%.' || ?3)

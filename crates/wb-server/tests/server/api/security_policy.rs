@@ -142,12 +142,15 @@ async fn bad_policies_change_nothing_and_every_change_is_on_record() {
             "invalid-security-policy",
         ),
         (json!({"api_key_max_days": 0}), "invalid-security-policy"),
-        (json!({"mfa_required": true}), "mfa-unavailable"),
     ] {
         put_policy(&srv, &policy, &t.token, body.clone())
             .await
             .problem(422, slug);
     }
+    // Requiring a second factor from a session without one (see mfa.rs).
+    put_policy(&srv, &policy, &t.token, json!({"mfa_required": true}))
+        .await
+        .problem(409, "mfa-enrol-first");
     put_policy(&srv, &policy, &t.token, json!({"bogus": 1}))
         .await
         .problem(422, "invalid-field");
