@@ -9,7 +9,7 @@ use wb_store::{Actor, Attempt, AuditEvent, Outcome};
 use crate::error::{ServiceError, ServiceResult};
 use crate::mail::{self, Message};
 use crate::platform::identity::{FAILED_LOGINS_MAX, FAILED_LOGIN_WINDOW};
-use crate::platform::{Platform, MIN_PASSPHRASE_SCORE};
+use crate::platform::Platform;
 use crate::principal::Principal;
 
 /// Hex characters of a session's token hash that name it in the API: 128
@@ -155,14 +155,11 @@ impl Platform {
         self.release_attempt(&counted).await;
         let local = user.email.split('@').next().unwrap_or("").to_string();
         let (email, new) = (user.email.clone(), new.clone());
+        let min_score = self.required_strength(user_id).await?;
         let hashed = self
             .cpu
             .run(move || {
-                check_strength(
-                    &new,
-                    &[email.as_str(), local.as_str()],
-                    MIN_PASSPHRASE_SCORE,
-                )?;
+                check_strength(&new, &[email.as_str(), local.as_str()], min_score)?;
                 hash_passphrase(&new)
             })
             .await?;

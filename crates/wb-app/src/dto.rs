@@ -133,6 +133,28 @@ pub enum LoginAnswer {
     SecondFactor(MfaRequired),
 }
 
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    pub email: String,
+}
+
+/// The answer to every well-formed reset request, whoever the email is.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResetRequested {
+    pub status: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetCompletion {
+    /// The token from the emailed link.
+    pub token: String,
+    pub passphrase: String,
+}
+
+redacted_debug!(ResetRequest, ResetCompletion);
+
 /// Where the caller's second factors stand.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MfaStatusView {

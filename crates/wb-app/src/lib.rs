@@ -50,6 +50,7 @@ pub mod platform;
 pub mod policy;
 pub mod principal;
 pub mod records;
+pub mod reset;
 pub mod runner;
 pub mod security;
 pub mod storage;

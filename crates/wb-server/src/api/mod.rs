@@ -36,6 +36,7 @@ use crate::problem::{ApiError, Problem};
     info(title = "Work-books API", description = "Multi-tenant bookkeeping with enforced data-security policy. Errors are RFC 9457 problem documents."),
     paths(
         session::signup, session::login, session::logout, session::me,
+        session::request_reset, session::complete_reset,
         account::sessions, account::end_others, account::end_one, account::change_passphrase,
         mfa::status, mfa::begin_totp, mfa::confirm_totp, mfa::remove_totp,
         mfa::renew_recovery_codes,
@@ -192,6 +193,15 @@ pub fn router(platform: AppState, config: &ServerConfig) -> Router {
             post(session::login).layer(DefaultBodyLimit::max(session::AUTH_BODY_LIMIT_BYTES)),
         )
         .route("/api/v1/auth/logout", post(session::logout))
+        .route(
+            "/api/v1/auth/passphrase-reset",
+            post(session::request_reset),
+        )
+        .route(
+            "/api/v1/auth/passphrase-reset/complete",
+            post(session::complete_reset)
+                .layer(DefaultBodyLimit::max(session::AUTH_BODY_LIMIT_BYTES)),
+        )
         .route("/api/v1/me", get(session::me))
         .route(
             "/api/v1/me/sessions",

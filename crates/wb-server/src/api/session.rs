@@ -207,3 +207,53 @@ pub async fn me(
         companies,
     }))
 }
+
+/// Asks for a passphrase reset: a single-use link, valid for an hour, is
+/// emailed when an account has this address. The answer is the same, after
+/// the same time, either way.
+#[utoipa::path(post, path = "/api/v1/auth/passphrase-reset", tag = "auth",
+    request_body = ResetRequest,
+    responses((status = 202, body = ResetRequested), (status = 422, body = Problem),
+              (status = 429, body = Problem)))]
+pub async fn request_reset(
+    State(platform): State<AppState>,
+    meta: RequestMeta,
+    ApiJson(body): ApiJson<ResetRequest>,
+) -> ApiResult<(StatusCode, Json<ResetRequested>)> {
+    platform
+        .request_passphrase_reset(&body.email, meta.anonymous_actor())
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ResetRequested {
+            status: "if an account has this email address, a reset link was sent to it".into(),
+        }),
+    ))
+}
+
+/// Sets a new passphrase with the emailed token; every session of the
+/// account ends (a second factor stays).
+#[utoipa::path(post, path = "/api/v1/auth/passphrase-reset/complete", tag = "auth",
+    request_body = ResetCompletion,
+    responses((status = 200, body = SessionsEnded), (status = 404, body = Problem),
+              (status = 422, body = Problem)))]
+pub async fn complete_reset(
+    State(platform): State<AppState>,
+    meta: RequestMeta,
+    ApiJson(body): ApiJson<ResetCompletion>,
+) -> ApiResult<Json<SessionsEnded>> {
+    let passphrase = Secret::from(body.passphrase);
+    let token = Secret::from(body.token);
+    if passphrase.expose().len() > MAX_PASSPHRASE_BYTES {
+        return Err(ApiError::unprocessable(
+            "weak-passphrase",
+            format!("a passphrase is at most {MAX_PASSPHRASE_BYTES} bytes"),
+        ));
+    }
+    let ended = platform
+        .complete_passphrase_reset(&token, &passphrase, meta.anonymous_actor())
+        .await?;
+    Ok(Json(SessionsEnded {
+        sessions_ended: ended,
+    }))
+}

@@ -44,6 +44,7 @@ mod api {
     mod members;
     mod mfa;
     mod prop;
+    mod reset;
     mod security_policy;
     mod web;
 }
@@ -72,6 +73,7 @@ mod api_postgres {
     mod nodes;
     mod placement;
     mod prop;
+    mod reset;
     mod security_policy;
     mod web;
 }

@@ -238,8 +238,10 @@ impl PgControl {
                                 AND c.action IN ('auth.login', 'auth.logout', 'auth.passphrase_change',
                                                  'auth.passphrase_reset', 'auth.mfa_enrol', 'auth.mfa_remove',
                                                  'auth.recovery_codes')
-                                AND c.actor IN (SELECT 'user:' || m.user_id FROM memberships m
-                                                WHERE m.company_id = $2)))
+                                AND (c.actor IN (SELECT 'user:' || m.user_id FROM memberships m
+                                                 WHERE m.company_id = $2)
+                                     OR c.target IN (SELECT 'user:' || m.user_id FROM memberships m
+                                                     WHERE m.company_id = $2))))
                        AND ($3::text IS NULL OR c.action = $3
                             OR c.action COLLATE \"C\" ILIKE ('%.' || $3) ESCAPE '')
                        AND ($4::text IS NULL OR c.outcome = $4)

@@ -121,8 +121,10 @@ impl SqliteControl {
                                 AND c.action IN ('auth.login', 'auth.logout', 'auth.passphrase_change',
                                                  'auth.passphrase_reset', 'auth.mfa_enrol', 'auth.mfa_remove',
                                                  'auth.recovery_codes')
-                                AND c.actor IN (SELECT 'user:' || m.user_id FROM memberships m
-                                                WHERE m.company_id = ?2)))
+                                AND (c.actor IN (SELECT 'user:' || m.user_id FROM memberships m
+                                                 WHERE m.company_id = ?2)
+                                     OR c.target IN (SELECT 'user:' || m.user_id FROM memberships m
+                                                     WHERE m.company_id = ?2))))
                        AND (?3 IS NULL OR c.action = ?3 OR c.action LIKE '%.' || ?3)
                        AND (?4 IS NULL OR c.outcome = ?4)
                        AND (?5 IS NULL OR c.actor = ?5) AND (?6 IS NULL OR c.at >= ?6)

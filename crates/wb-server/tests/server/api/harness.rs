@@ -530,6 +530,31 @@ impl TestServer {
     }
 
     /// Signs up a company and checks the response shape of SPEC §5.
+    /// The message the file sender wrote to `email` that contains
+    /// `containing`, once the deliverer ran (quoted-printable soft line
+    /// breaks undone).
+    pub async fn delivered(&self, email: &str, containing: &str) -> String {
+        let outbox = self.data_dir.join("outbox");
+        for _ in 0..100 {
+            if let Ok(entries) = std::fs::read_dir(&outbox) {
+                for entry in entries.flatten() {
+                    let text = std::fs::read_to_string(entry.path())
+                        .unwrap_or_default()
+                        .replace("=\r\n", "")
+                        .replace("=\n", "");
+                    if entry.path().extension().is_some_and(|e| e == "eml")
+                        && text.contains(&format!("To: {email}"))
+                        && text.contains(containing)
+                    {
+                        return text;
+                    }
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("no message to {email} in {}", outbox.display());
+    }
+
     pub async fn signup(&self, company_name: &str) -> Tenant {
         let email = fresh_email("owner");
         let resp = self

@@ -48,29 +48,6 @@ async fn patch(srv: &TestServer, path: &str, token: &str, body: Value) -> super:
         .await
 }
 
-/// The message the file sender wrote for `email`, once the deliverer ran.
-async fn delivered_to(srv: &TestServer, email: &str) -> String {
-    let outbox = srv.data_dir.join("outbox");
-    for _ in 0..100 {
-        if let Ok(entries) = std::fs::read_dir(&outbox) {
-            for entry in entries.flatten() {
-                // Quoted-printable: soft line breaks undone.
-                let text = std::fs::read_to_string(entry.path())
-                    .unwrap_or_default()
-                    .replace("=\r\n", "")
-                    .replace("=\n", "");
-                if entry.path().extension().is_some_and(|e| e == "eml")
-                    && text.contains(&format!("To: {email}"))
-                {
-                    return text;
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no message to {email} in {}", outbox.display());
-}
-
 /// A member's role in a company, as `/me` lists it.
 async fn role_in(srv: &TestServer, token: &str, company: &str) -> Option<String> {
     let me = srv.get("/api/v1/me", token).await.ok(200);
@@ -100,7 +77,7 @@ async fn an_invitation_makes_a_new_member_once() {
     assert!(!pending.to_string().contains(&token));
 
     // Emailed, with a working link.
-    let message = delivered_to(&srv, &email).await;
+    let message = srv.delivered(&email, "").await;
     assert!(
         message.contains("Subject: You are invited to Invite Ltd"),
         "{message}"
