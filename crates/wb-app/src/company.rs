@@ -41,6 +41,24 @@ impl CompanyScope {
             .await
     }
 
+    /// Rotates a key of this company (see `Platform::rotate_api_key`).
+    pub async fn rotate_api_key(
+        &self,
+        platform: &Platform,
+        key_id: &str,
+        overlap_hours: i64,
+    ) -> ServiceResult<(NewApiKey, ApiKeyRecord)> {
+        platform
+            .rotate_api_key(
+                self.company_id(),
+                self.role(),
+                key_id,
+                overlap_hours,
+                self.actor().clone(),
+            )
+            .await
+    }
+
     pub async fn revoke_api_key(
         &self,
         platform: &Platform,

@@ -476,6 +476,22 @@ pub struct NewApiKeyRequest {
     pub expires_in_days: Option<i64>,
 }
 
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateApiKeyRequest {
+    /// How long the old secret keeps working: 0 (default: revoked at once)
+    /// to 24 hours.
+    pub overlap_hours: Option<i64>,
+}
+
+/// A rotated key: the new one (its token shown here once) and the old one
+/// as it is now (expiring at the end of the overlap, or revoked).
+#[derive(Serialize, ToSchema)]
+pub struct RotatedApiKey {
+    pub key: ApiKeyView,
+    pub previous: ApiKeyView,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct ApiKeyView {
     pub id: String,

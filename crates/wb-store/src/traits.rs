@@ -62,6 +62,18 @@ pub trait ControlStore: ExportScheduleStore + MemberStore + FactorStore + Send +
     ) -> Result<(), StoreError>;
     async fn api_key(&self, token_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
     async fn api_keys(&self, company_id: &str) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Replaces a live key of the company by `new` (same transaction): the
+    /// old one works until `old_until` (earlier than its own expiry), and is
+    /// revoked at once when `old_until` is `audit.at`. Returns the old key
+    /// as it is now; NotFound when the company has no such live key.
+    async fn rotate_api_key(
+        &self,
+        company_id: &str,
+        key_id: &str,
+        new: &ApiKeyRecord,
+        old_until: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<ApiKeyRecord, StoreError>;
     /// Revokes a key of this company; NotFound when the company has no such key.
     async fn revoke_api_key(
         &self,

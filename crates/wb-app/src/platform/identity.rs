@@ -21,6 +21,8 @@ const SIGNUP_TAIL_DEFAULT: std::time::Duration = std::time::Duration::from_milli
 pub(super) const SIGNUP_TAILS_KEPT: usize = 32;
 const API_KEY_DEFAULT_DAYS: i64 = 90;
 const API_KEY_MAX_DAYS: i64 = 365;
+/// The longest a rotated key's old secret keeps working.
+pub const API_KEY_MAX_OVERLAP_HOURS: i64 = 24;
 
 pub struct NewApiKey {
     pub record: ApiKeyRecord,
@@ -867,6 +869,95 @@ impl Platform {
             record,
             token: token.token,
         })
+    }
+
+    /// Replaces a key by a new secret with the same name, role and term
+    /// (within the company's current limit); the old secret keeps working
+    /// for `overlap_hours` (0 to 24; 0 revokes it at once), so the systems
+    /// using it can be switched over without an outage.
+    pub(crate) async fn rotate_api_key(
+        &self,
+        company_id: &str,
+        granter: Role,
+        key_id: &str,
+        overlap_hours: i64,
+        actor: Actor,
+    ) -> ServiceResult<(NewApiKey, ApiKeyRecord)> {
+        if !(0..=API_KEY_MAX_OVERLAP_HOURS).contains(&overlap_hours) {
+            return Err(ServiceError::unprocessable(
+                "invalid-api-key",
+                format!("overlap_hours must be between 0 and {API_KEY_MAX_OVERLAP_HOURS}"),
+            ));
+        }
+        let now = self.now();
+        let old = self
+            .control
+            .api_keys(company_id)
+            .await?
+            .into_iter()
+            .find(|k| k.id == key_id && k.revoked_at.is_none() && k.expires_at > now)
+            .ok_or_else(|| ServiceError::not_found("API key"))?;
+        if !granter.may_grant(old.role) {
+            return Err(ServiceError::forbidden(format!(
+                "a {granter} may not rotate a key with the {} role",
+                old.role
+            )));
+        }
+        let max_days = i64::from(
+            self.control
+                .company_policy(company_id)
+                .await?
+                .unwrap_or_default()
+                .api_key_days_allowed(API_KEY_MAX_DAYS as u32),
+        );
+        let term_days = ((old.expires_at - old.created_at).whole_hours() + 23) / 24;
+        let days = term_days.clamp(1, max_days);
+        let token = new_token("wbk");
+        let record = ApiKeyRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            company_id: company_id.to_string(),
+            name: old.name.clone(),
+            role: old.role,
+            token_hash: token.hash,
+            created_by: actor.id.clone(),
+            created_at: now,
+            expires_at: now + Duration::days(days),
+            revoked_at: None,
+        };
+        let old_until = now + Duration::hours(overlap_hours);
+        let audit = AuditEvent {
+            at: now,
+            actor,
+            company_id: Some(company_id.to_string()),
+            action: Action::ApiKeyRotate,
+            target: Some(format!("api_key:{}", old.id)),
+            outcome: Outcome::Success,
+            detail: Some(format!(
+                "replaced by api_key:{} (expires in {days} days); the old key works {}",
+                record.id,
+                if overlap_hours == 0 {
+                    "no more".to_string()
+                } else {
+                    format!("for {overlap_hours} more hour(s)")
+                }
+            )),
+        };
+        let previous = self
+            .control
+            .rotate_api_key(company_id, key_id, &record, old_until, &audit)
+            .await
+            .map_err(|e| match e {
+                wb_store::StoreError::NotFound(_) => ServiceError::not_found("API key"),
+                other => other.into(),
+            })?;
+        self.auth_cache.forget_api_key(key_id);
+        Ok((
+            NewApiKey {
+                record,
+                token: token.token,
+            },
+            previous,
+        ))
     }
 
     /// The answer to an API key asking for a new key (403), audited.

@@ -74,3 +74,35 @@ pub async fn revoke(
     let revoked = scope.revoke_api_key(&platform, &key).await?;
     Ok(Json((&revoked).into()))
 }
+
+/// A new secret for a key (same name, role and term); the old one works for
+/// `overlap_hours` more (0 to 24). Only a user's session may rotate keys.
+#[utoipa::path(post, path = "/api/v1/companies/{company}/api-keys/{key}/rotate", tag = "api-keys",
+    params(("company" = String, Path), ("key" = String, Path)),
+    request_body = RotateApiKeyRequest,
+    responses((status = 201, body = RotatedApiKey), (status = 403, body = Problem),
+              (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn rotate(
+    State(platform): State<AppState>,
+    door: Company<ManageApiKeys>,
+    Path((_, key)): Path<(String, String)>,
+    ApiJson(body): ApiJson<RotateApiKeyRequest>,
+) -> ApiResult<(StatusCode, Json<RotatedApiKey>)> {
+    let scope = door.into_admission().operate(&platform).await?;
+    if let Principal::ApiKey { .. } = &scope.caller().principal {
+        // A key rotating keys could renew itself forever.
+        return Err(scope.refuse_api_key_creation(&platform).await.into());
+    }
+    let (created, previous) = scope
+        .rotate_api_key(&platform, &key, body.overlap_hours.unwrap_or(0))
+        .await?;
+    let mut view = ApiKeyView::from(&created.record);
+    view.token = Some(created.token.expose().to_string());
+    Ok((
+        StatusCode::CREATED,
+        Json(RotatedApiKey {
+            key: view,
+            previous: (&previous).into(),
+        }),
+    ))
+}

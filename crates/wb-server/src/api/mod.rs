@@ -43,7 +43,7 @@ use crate::problem::{ApiError, Problem};
         books::company, books::list_accounts, books::create_account,
         books::list_entries, books::post_entry, books::post_batch, books::get_entry, books::reverse_entry,
         reports::trial_balance, reports::balance_sheet, reports::income_statement, reports::register,
-        api_keys::list, api_keys::create, api_keys::revoke,
+        api_keys::list, api_keys::create, api_keys::revoke, api_keys::rotate,
         audit::list,
         exports::create, exports::list, exports::get, exports::download,
         files::list, files::upload, files::download,
@@ -134,6 +134,7 @@ fn company_routes(batch_body_limit: usize) -> Vec<(&'static str, MethodRouter<Ap
         ("/reports/income-statement", get(reports::income_statement)),
         ("/api-keys", get(api_keys::list).post(api_keys::create)),
         ("/api-keys/{key}", delete(api_keys::revoke)),
+        ("/api-keys/{key}/rotate", post(api_keys::rotate)),
         ("/audit", get(audit::list)),
         ("/exports", get(exports::list).post(exports::create)),
         (

@@ -39,6 +39,7 @@ mod api {
     mod exports;
     mod files;
     mod isolation;
+    mod key_rotation;
     mod limits;
     mod mail;
     mod members;
@@ -68,6 +69,7 @@ mod api_postgres {
     mod exports;
     mod files;
     mod isolation;
+    mod key_rotation;
     mod members;
     mod mfa;
     mod nodes;

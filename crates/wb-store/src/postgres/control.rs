@@ -482,6 +482,68 @@ impl ControlStore for PgControl {
         Ok(())
     }
 
+    async fn rotate_api_key(
+        &self,
+        company_id: &str,
+        key_id: &str,
+        k: &ApiKeyRecord,
+        old_until: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<ApiKeyRecord, StoreError> {
+        let select =
+            format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1 AND company_id = $2");
+        let mut conn = self.conn().await?;
+        let tx = begin(&mut conn).await?;
+        // Locked, so two rotations of one key cannot both succeed.
+        let old = tx
+            .query_typed_opt(
+                &format!("{select} FOR UPDATE"),
+                &[text(&key_id), text(&company_id)],
+            )
+            .await?
+            .as_ref()
+            .map(api_key_row)
+            .transpose()?
+            .filter(|old| old.revoked_at.is_none() && old.expires_at > audit.at)
+            .ok_or(StoreError::NotFound("API key"))?;
+        let until = old_until.min(old.expires_at);
+        let revoked = (until <= audit.at).then(|| ts(audit.at));
+        let until = ts(until);
+        tx.execute_typed(
+            "UPDATE api_keys SET expires_at = $1, revoked_at = $2 WHERE id = $3",
+            &[text(&until), text(&revoked), text(&key_id)],
+        )
+        .await?;
+        let (role, created, expires) = (k.role.as_str(), ts(k.created_at), ts(k.expires_at));
+        tx.execute_typed(
+            &format!(
+                "INSERT INTO api_keys ({API_KEY_COLUMNS})
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)"
+            ),
+            &[
+                text(&k.id),
+                text(&k.company_id),
+                text(&k.name),
+                text(&role),
+                text(&k.token_hash),
+                text(&k.created_by),
+                text(&created),
+                text(&expires),
+            ],
+        )
+        .await?;
+        let now = tx
+            .query_typed_opt(&select, &[text(&key_id), text(&company_id)])
+            .await?
+            .as_ref()
+            .map(api_key_row)
+            .transpose()?
+            .ok_or(StoreError::NotFound("API key"))?;
+        append_audit(&tx, audit).await?;
+        tx.commit().await?;
+        Ok(now)
+    }
+
     async fn api_key(&self, token_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         self.query_opt(
             &format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE token_hash = $1"),

@@ -379,6 +379,52 @@ impl ControlStore for SqliteControl {
         .await
     }
 
+    async fn rotate_api_key(
+        &self,
+        company_id: &str,
+        key_id: &str,
+        new: &ApiKeyRecord,
+        old_until: OffsetDateTime,
+        audit: &AuditEvent,
+    ) -> Result<ApiKeyRecord, StoreError> {
+        let (company_id, key_id, k) = (company_id.to_string(), key_id.to_string(), new.clone());
+        let at = audit.at;
+        self.write(Some(audit), move |tx| {
+            let select = format!(
+                "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?1 AND company_id = ?2"
+            );
+            let old = tx
+                .prepare_cached(&select)?
+                .query_row([&key_id, &company_id], row_api_key)
+                .optional()?
+                .transpose()?
+                .filter(|old| old.revoked_at.is_none() && old.expires_at > at)
+                .ok_or(StoreError::NotFound("API key"))?;
+            let until = old_until.min(old.expires_at);
+            let revoked = (until <= at).then(|| ts(at));
+            tx.execute(
+                "UPDATE api_keys SET expires_at = ?1, revoked_at = ?2 WHERE id = ?3",
+                params![ts(until), revoked, key_id],
+            )?;
+            tx.execute(
+                &format!("INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL)"),
+                params![
+                    k.id,
+                    k.company_id,
+                    k.name,
+                    k.role.as_str(),
+                    k.token_hash,
+                    k.created_by,
+                    ts(k.created_at),
+                    ts(k.expires_at)
+                ],
+            )?;
+            tx.prepare_cached(&select)?
+                .query_row([&key_id, &company_id], row_api_key)?
+        })
+        .await
+    }
+
     async fn api_key(&self, token_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         let token_hash = token_hash.to_string();
         self.readers
