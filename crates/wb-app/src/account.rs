@@ -116,7 +116,7 @@ impl Platform {
             .await?
             .ok_or_else(|| ServiceError::not_found("user"))?;
         let now = self.now();
-        let keys = [format!("email:{}", user.email)];
+        let keys = [format!("reauth:{}", user.email)];
         let counted = match self
             .control
             .reserve_attempt(&keys, now, FAILED_LOGIN_WINDOW, FAILED_LOGINS_MAX)

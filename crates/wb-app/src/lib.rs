@@ -40,6 +40,7 @@ pub mod jobs;
 pub mod keyring;
 #[cfg(test)]
 mod layering;
+pub mod login;
 pub mod mail;
 pub mod mailer;
 pub mod members;

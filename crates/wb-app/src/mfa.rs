@@ -174,7 +174,7 @@ impl Platform {
         actor: &Actor,
     ) -> ServiceResult<Option<&'static str>> {
         let now = self.now();
-        let keys = [format!("email:{}", user.email)];
+        let keys = [format!("reauth:{}", user.email)];
         let counted = match self
             .control
             .reserve_attempt(&keys, now, FAILED_LOGIN_WINDOW, FAILED_LOGINS_MAX)

@@ -10,8 +10,8 @@ use anyhow::Context;
 use time::{Duration, OffsetDateTime};
 use wb_core::Role;
 use wb_crypto::{
-    check_strength, hash_passphrase, new_token, token_hash, verify_passphrase, DataKey, MasterKey,
-    NodeKey, PassphraseError, Secret,
+    check_strength, hash_passphrase, new_token, token_hash, DataKey, MasterKey, NodeKey,
+    PassphraseError, Secret,
 };
 use wb_store::sqlite::{SqliteControl, SqliteTenants};
 use wb_store::{
@@ -34,8 +34,8 @@ pub mod shipping;
 
 pub use crate::principal::Principal;
 pub use identity::{
-    normalize_email, LoginStep, MfaPrompt, NewApiKey, Session, SessionOrigin, Signup,
-    FAILED_LOGINS_MAX, MIN_PASSPHRASE_SCORE,
+    normalize_email, NewApiKey, Session, SessionOrigin, Signup, FAILED_LOGINS_MAX,
+    MIN_PASSPHRASE_SCORE,
 };
 
 pub struct Platform {

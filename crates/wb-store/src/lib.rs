@@ -44,11 +44,12 @@ pub(crate) fn unix_millis(at: time::OffsetDateTime) -> i64 {
 
 /// The keys of one attempt (`ControlStore::reserve_attempt`), each once and
 /// in one order, so concurrent attempts lock shared keys in the same order.
-pub(crate) fn attempt_keys(keys: &[String]) -> Vec<String> {
-    let mut keys = keys.to_vec();
-    keys.sort();
-    keys.dedup();
-    keys
+pub(crate) fn attempt_keys(budgets: &[(String, u32)]) -> Vec<(String, u32)> {
+    let mut budgets = budgets.to_vec();
+    // The same key twice keeps its smallest maximum.
+    budgets.sort();
+    budgets.dedup_by(|later, first| later.0 == first.0);
+    budgets
 }
 
 pub(crate) fn from_unix_millis(millis: i64) -> Result<time::OffsetDateTime, StoreError> {

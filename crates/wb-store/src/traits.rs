@@ -143,6 +143,16 @@ pub trait ControlStore: ExportScheduleStore + MemberStore + FactorStore + Send +
         at: OffsetDateTime,
         window: Duration,
         max: u32,
+    ) -> Result<Attempt, StoreError> {
+        let budgets: Vec<(String, u32)> = keys.iter().map(|k| (k.clone(), max)).collect();
+        self.reserve_attempts(&budgets, at, window).await
+    }
+    /// `reserve_attempt` with a maximum of its own for each key.
+    async fn reserve_attempts(
+        &self,
+        budgets: &[(String, u32)],
+        at: OffsetDateTime,
+        window: Duration,
     ) -> Result<Attempt, StoreError>;
     /// Takes back attempts `reserve_attempt` counted (the login succeeded, or
     /// was never judged): one less against each key, unless its window has

@@ -1,9 +1,7 @@
 //! Identity: users, signup, login and sessions, API keys, and who a token is.
 
 use super::*;
-use crate::mfa::{mfa_invalid, MFA_CHALLENGE_FAILURES, MFA_CHALLENGE_TTL};
 use wb_core::Action;
-use wb_store::MfaChallenge;
 
 pub const MIN_PASSPHRASE_SCORE: u8 = 3;
 /// Failed logins counted per account and per client address in a window;
@@ -54,20 +52,6 @@ impl SessionOrigin {
             second_factor: None,
         }
     }
-}
-
-/// What a login answers: a session, or the second step it waits for.
-pub enum LoginStep {
-    Session(Session),
-    SecondFactor(MfaPrompt),
-}
-
-/// The second step of a login: answer `challenge` with a second factor.
-pub struct MfaPrompt {
-    pub challenge: Secret,
-    /// The factors the account can use (`totp`, `recovery_code`, `passkey`).
-    pub methods: Vec<&'static str>,
-    pub expires_at: OffsetDateTime,
 }
 
 pub struct Session {
@@ -403,6 +387,12 @@ impl Platform {
         Ok(())
     }
 
+    /// Verified against when an email is unknown, so timing does not
+    /// reveal accounts.
+    pub(crate) fn dummy_hash(&self) -> String {
+        self.dummy_hash.clone()
+    }
+
     pub(crate) async fn open_session(
         &self,
         user: UserRecord,
@@ -429,301 +419,6 @@ impl Platform {
             expires_at,
             user,
         })
-    }
-
-    /// Verifies a passphrase and opens a session. Failures are throttled per
-    /// account and per client address, and audited. The attempt is counted
-    /// before the passphrase is verified and given back only when it was
-    /// right, so parallel guesses cannot get past the limit.
-    pub async fn login(
-        &self,
-        email: &str,
-        passphrase: &Secret,
-        actor: Actor,
-    ) -> ServiceResult<Session> {
-        self.login_from(email, passphrase, actor, None).await
-    }
-
-    /// [`Platform::login`], remembering the client's user agent with the
-    /// session (for its owner's list of sessions). An account with a second
-    /// factor cannot log in here: use [`Platform::login_step`].
-    pub async fn login_from(
-        &self,
-        email: &str,
-        passphrase: &Secret,
-        actor: Actor,
-        user_agent: Option<&str>,
-    ) -> ServiceResult<Session> {
-        match self
-            .login_step(email, passphrase, None, actor, user_agent)
-            .await?
-        {
-            LoginStep::Session(session) => Ok(session),
-            LoginStep::SecondFactor(_) => Err(ServiceError::unauthorized(
-                "this account has a second factor: log in with it",
-            )),
-        }
-    }
-
-    /// A login: the passphrase, then a second factor when the account has
-    /// one, either in the same request (`otp`) or in a second one that
-    /// answers the challenge returned here ([`Platform::login_second_factor`]).
-    ///
-    /// Failures are throttled per account and per client address, and
-    /// audited. The attempt is counted before the passphrase is verified
-    /// and given back only when it was right (and the second factor, when
-    /// one was given), so parallel guesses cannot get past the limit.
-    pub async fn login_step(
-        &self,
-        email: &str,
-        passphrase: &Secret,
-        otp: Option<&Secret>,
-        actor: Actor,
-        user_agent: Option<&str>,
-    ) -> ServiceResult<LoginStep> {
-        let email = email.trim().to_lowercase();
-        let counted = self.reserve_login(&email, &actor).await?;
-        let judged = async {
-            let user = self.control.user_by_email(&email).await?;
-            let hash = user
-                .as_ref()
-                .map_or(self.dummy_hash.clone(), |u| u.passphrase_hash.clone());
-            let pass = passphrase.clone();
-            let verified = self
-                .cpu
-                .run(move || verify_passphrase(&hash, &pass))
-                .await?;
-            Ok::<_, ServiceError>((user, verified))
-        }
-        .await;
-        let user = match judged {
-            Ok((Some(user), true)) => user,
-            Ok((user, _)) => {
-                // The counted attempt stays: it is this failure.
-                let detail = if user.is_some() {
-                    "wrong passphrase"
-                } else {
-                    "unknown email"
-                };
-                self.audit_failed_login(&email, user.as_ref(), actor, detail)
-                    .await?;
-                return Err(ServiceError::unauthorized("email or passphrase is wrong"));
-            }
-            Err(e) => {
-                // Never judged (busy, storage error): not a failure.
-                self.release_attempt(&counted).await;
-                return Err(e);
-            }
-        };
-        let methods = match self.second_factors_of(&user.id).await {
-            Ok(methods) => methods,
-            Err(e) => {
-                self.release_attempt(&counted).await;
-                return Err(e);
-            }
-        };
-        if methods.is_empty() {
-            self.release_attempt(&counted).await;
-            return Ok(LoginStep::Session(
-                self.finish_login(user, actor, user_agent, None).await?,
-            ));
-        }
-        let Some(otp) = otp else {
-            // The passphrase was right: not a failure. The second step is
-            // counted on its own.
-            self.release_attempt(&counted).await;
-            let now = self.now();
-            let challenge = new_token("wbc");
-            let origin = SessionOrigin::of(&actor, user_agent);
-            self.control
-                .create_mfa_challenge(&MfaChallenge {
-                    token_hash: challenge.hash,
-                    user_id: user.id.clone(),
-                    created_at: now,
-                    expires_at: now + MFA_CHALLENGE_TTL,
-                    failures: 0,
-                    client: origin.client,
-                    user_agent: origin.user_agent,
-                })
-                .await?;
-            return Ok(LoginStep::SecondFactor(MfaPrompt {
-                challenge: challenge.token,
-                methods,
-                expires_at: now + MFA_CHALLENGE_TTL,
-            }));
-        };
-        match self.prove_second_factor(&user.id, otp).await {
-            Ok(Some(factor)) => {
-                self.release_attempt(&counted).await;
-                Ok(LoginStep::Session(
-                    self.finish_login(user, actor, user_agent, Some(factor))
-                        .await?,
-                ))
-            }
-            Ok(None) => {
-                self.audit_failed_login(&email, Some(&user), actor, "wrong second factor")
-                    .await?;
-                Err(mfa_invalid())
-            }
-            Err(e) => {
-                self.release_attempt(&counted).await;
-                Err(e)
-            }
-        }
-    }
-
-    /// The second step of a login: the challenge from the first and a
-    /// second factor. A wrong factor counts as a failed login of the
-    /// account and the address, and uses up the challenge after
-    /// `MFA_CHALLENGE_FAILURES`; an unknown, expired or used-up challenge
-    /// is one answer (401 mfa-challenge-invalid).
-    pub async fn login_second_factor(
-        &self,
-        challenge: &Secret,
-        otp: &Secret,
-        actor: Actor,
-        user_agent: Option<&str>,
-    ) -> ServiceResult<Session> {
-        let invalid = || {
-            ServiceError::new(
-                crate::error::ErrorKind::Unauthorized,
-                "mfa-challenge-invalid",
-                "Login challenge invalid",
-                "the login challenge is unknown, expired or used up: log in again",
-            )
-        };
-        let hash = token_hash(challenge);
-        let found = self
-            .control
-            .mfa_challenge(&hash, self.now(), MFA_CHALLENGE_FAILURES)
-            .await?
-            .ok_or_else(invalid)?;
-        let user = self
-            .control
-            .user(&found.user_id)
-            .await?
-            .ok_or_else(invalid)?;
-        let counted = self.reserve_login(&user.email, &actor).await?;
-        match self.prove_second_factor(&user.id, otp).await {
-            Ok(Some(factor)) => {
-                if !self.control.take_mfa_challenge(&hash).await? {
-                    self.release_attempt(&counted).await;
-                    return Err(invalid());
-                }
-                self.release_attempt(&counted).await;
-                self.finish_login(user, actor, user_agent, Some(factor))
-                    .await
-            }
-            Ok(None) => {
-                self.control.fail_mfa_challenge(&hash).await?;
-                let email = user.email.clone();
-                self.audit_failed_login(&email, Some(&user), actor, "wrong second factor")
-                    .await?;
-                Err(mfa_invalid())
-            }
-            Err(e) => {
-                self.release_attempt(&counted).await;
-                Err(e)
-            }
-        }
-    }
-
-    /// Counts a login attempt against the account's and the address's
-    /// budgets (429, audited, beyond them).
-    async fn reserve_login(
-        &self,
-        email: &str,
-        actor: &Actor,
-    ) -> ServiceResult<Vec<(String, OffsetDateTime)>> {
-        let mut keys = vec![format!("email:{email}")];
-        if let Some(client) = &actor.client {
-            keys.push(format!("client:{client}"));
-        }
-        let now = self.now();
-        match self
-            .control
-            .reserve_attempt(&keys, now, FAILED_LOGIN_WINDOW, FAILED_LOGINS_MAX)
-            .await?
-        {
-            Attempt::Counted(counted) => Ok(counted),
-            Attempt::Refused { until } => {
-                self.audit_failed_login(
-                    email,
-                    None,
-                    actor.clone(),
-                    "throttled: too many failed logins",
-                )
-                .await?;
-                Err(ServiceError::too_many(
-                    "too many failed logins; try again later",
-                    seconds_until(now, until),
-                ))
-            }
-        }
-    }
-
-    /// A verified login: recorded, a session opened, audited.
-    async fn finish_login(
-        &self,
-        user: UserRecord,
-        actor: Actor,
-        user_agent: Option<&str>,
-        second_factor: Option<&'static str>,
-    ) -> ServiceResult<Session> {
-        let now = self.now();
-        self.control.record_login(&user.id, now).await?;
-        let origin = SessionOrigin {
-            second_factor,
-            ..SessionOrigin::of(&actor, user_agent)
-        };
-        let session = self.open_session(user, origin).await?;
-        self.control
-            .audit(&AuditEvent {
-                at: now,
-                actor: Actor {
-                    id: format!("user:{}", session.user.id),
-                    auth: match second_factor {
-                        None => "passphrase".into(),
-                        Some(factor) => format!("passphrase+{factor}"),
-                    },
-                    ..actor
-                },
-                company_id: None,
-                action: Action::AuthLogin,
-                target: None,
-                outcome: Outcome::Success,
-                detail: None,
-            })
-            .await?;
-        Ok(session)
-    }
-
-    async fn audit_failed_login(
-        &self,
-        email: &str,
-        user: Option<&UserRecord>,
-        actor: Actor,
-        detail: &str,
-    ) -> ServiceResult<()> {
-        let event = AuditEvent {
-            at: self.now(),
-            actor: Actor {
-                id: user.map_or("anonymous".into(), |u| format!("user:{}", u.id)),
-                auth: "passphrase".into(),
-                ..actor
-            },
-            company_id: None,
-            action: Action::AuthLogin,
-            // Only a well-formed address is kept: anything else typed
-            // here (a pasted passphrase) must not enter the trail.
-            target: Some(match normalize_email(email) {
-                Ok(address) => format!("email:{address}"),
-                Err(_) => "email:(not an email address)".to_string(),
-            }),
-            outcome: Outcome::Failure,
-            detail: Some(detail.into()),
-        };
-        Ok(self.control.audit(&event).await?)
     }
 
     /// Drops ended sessions from this node's cache at once (other nodes
@@ -1006,7 +701,7 @@ impl Platform {
 }
 
 /// Whole seconds from `now` until `until`, at least one (for Retry-After).
-fn seconds_until(now: OffsetDateTime, until: OffsetDateTime) -> u64 {
+pub(crate) fn seconds_until(now: OffsetDateTime, until: OffsetDateTime) -> u64 {
     u64::try_from((until - now).whole_seconds())
         .unwrap_or(0)
         .max(1)

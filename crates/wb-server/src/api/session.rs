@@ -9,8 +9,9 @@ use wb_crypto::{Secret, MAX_PASSPHRASE_BYTES};
 use super::json::ApiJson;
 use crate::auth::{AppState, Authenticated, RequestMeta, CSRF_COOKIE, SESSION_COOKIE};
 use crate::dto::*;
-use crate::platform::{LoginStep, Principal, Session};
+use crate::platform::{Principal, Session};
 use crate::problem::{ApiError, ApiResult, Problem};
+use wb_app::login::LoginStep;
 
 pub(crate) fn session_cookies(session: &Session, headers: &mut HeaderMap) {
     let max_age = (session.expires_at - time::OffsetDateTime::now_utc())

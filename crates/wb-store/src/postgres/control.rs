@@ -692,14 +692,13 @@ impl ControlStore for PgControl {
         PgControl::set_cursor(self, name, seq).await
     }
 
-    async fn reserve_attempt(
+    async fn reserve_attempts(
         &self,
-        keys: &[String],
+        budgets: &[(String, u32)],
         at: OffsetDateTime,
         window: time::Duration,
-        max: u32,
     ) -> Result<Attempt, StoreError> {
-        PgControl::reserve_attempt(self, keys, at, window, max).await
+        PgControl::reserve_attempts(self, budgets, at, window).await
     }
 
     async fn release_attempt(

@@ -34,23 +34,22 @@ impl PgControl {
         Ok(())
     }
 
-    pub(super) async fn reserve_attempt(
+    pub(super) async fn reserve_attempts(
         &self,
-        keys: &[String],
+        budgets: &[(String, u32)],
         at: OffsetDateTime,
         window: time::Duration,
-        max: u32,
     ) -> Result<Attempt, StoreError> {
         let now = crate::unix_millis(at);
         let window_start = crate::unix_millis(at - window);
         let window_ms = i64::try_from(window.whole_milliseconds()).unwrap_or(i64::MAX);
         // In one order, so two attempts sharing keys cannot deadlock.
-        let keys = crate::attempt_keys(keys);
+        let keys = crate::attempt_keys(budgets);
         let mut conn = self.conn().await?;
         let tx = begin(&mut conn).await?;
         let mut counted = Vec::with_capacity(keys.len());
         let mut refused_until: Option<i64> = None;
-        for key in &keys {
+        for (key, max) in &keys {
             // The upsert locks the key's row until the transaction ends, so a
             // concurrent attempt on the same key waits, then counts after us.
             let row = tx
@@ -66,7 +65,7 @@ impl PgControl {
                 )
                 .await?;
             let (count, since): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
-            if count > i64::from(max) {
+            if count > i64::from(*max) {
                 refused_until = refused_until.max(Some(since.saturating_add(window_ms)));
             } else {
                 counted.push((key.clone(), crate::from_unix_millis(since)?));

@@ -584,14 +584,13 @@ impl ControlStore for SqliteControl {
         .await
     }
 
-    async fn reserve_attempt(
+    async fn reserve_attempts(
         &self,
-        keys: &[String],
+        budgets: &[(String, u32)],
         at: OffsetDateTime,
         window: time::Duration,
-        max: u32,
     ) -> Result<Attempt, StoreError> {
-        let keys = crate::attempt_keys(keys);
+        let keys = crate::attempt_keys(budgets);
         let now = crate::unix_millis(at);
         let window_start = crate::unix_millis(at - window);
         let window_ms = i64::try_from(window.whole_milliseconds()).unwrap_or(i64::MAX);
@@ -604,12 +603,12 @@ impl ControlStore for SqliteControl {
             )?;
             let mut counted = Vec::with_capacity(keys.len());
             let mut refused_until: Option<i64> = None;
-            for key in &keys {
+            for (key, max) in &keys {
                 let row: Option<(i64, i64)> = current
                     .query_row(params![key, window_start], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?;
                 match row {
-                    Some((count, since)) if count >= i64::from(max) => {
+                    Some((count, since)) if count >= i64::from(*max) => {
                         refused_until = refused_until.max(Some(since.saturating_add(window_ms)));
                     }
                     Some((_, since)) => counted.push((key.clone(), since)),

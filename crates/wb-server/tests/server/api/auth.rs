@@ -428,6 +428,67 @@ async fn failed_logins_are_throttled() {
     srv.shutdown().await;
 }
 
+/// An attacker's failures lock out their own address for the account, not
+/// the account: its owner logs in from another address (a little slower).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lockout_holds_for_the_account_and_address_not_the_account() {
+    use std::net::{IpAddr, Ipv4Addr};
+    let srv = TestServer::start().await;
+    let t = srv.signup("Targeted Co").await;
+    let attacker = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    let owner = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+    let login_from = |from: IpAddr, passphrase: &str| {
+        let body = json!({"email": t.email, "passphrase": passphrase});
+        let srv = &srv;
+        async move {
+            srv.send_from(
+                from,
+                reqwest::Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Body::Json(body),
+            )
+            .await
+        }
+    };
+    for i in 0..5 {
+        login_from(attacker, &format!("guess {i} of the attacker"))
+            .await
+            .problem(401, "unauthorized");
+    }
+    login_from(attacker, PASSPHRASE)
+        .await
+        .problem(429, "too-many-requests");
+    let started = std::time::Instant::now();
+    assert!(login_from(owner, PASSPHRASE).await.ok(200)["token"].is_string());
+    // Five failures of the account slow its logins, from anywhere.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(500));
+
+    // An address guessing across many accounts runs out of its own budget.
+    let mut refused = None;
+    for n in 0..25 {
+        let resp = srv
+            .send_from(
+                attacker,
+                reqwest::Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Body::Json(
+                    json!({"email": format!("victim{n}@example.com"), "passphrase": "spray"}),
+                ),
+            )
+            .await;
+        if resp.status == 429 {
+            refused = Some(n);
+            break;
+        }
+        resp.problem(401, "unauthorized");
+    }
+    // Five were counted against the first account already.
+    assert_eq!(refused, Some(15), "the address budget is 20 failures");
+    srv.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_ends_after_the_window() {
     let srv = TestServer::start_manual().await;
