@@ -54,10 +54,18 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
 
 fn request_meta(parts: &Parts) -> RequestMeta {
     RequestMeta {
+        // As resolved by `crate::client_addr` (trusted proxies), else the
+        // socket's peer.
         client: parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string()),
+            .get::<crate::client_addr::ClientAddr>()
+            .map(|c| c.0.to_string())
+            .or_else(|| {
+                parts
+                    .extensions
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|ConnectInfo(addr)| addr.ip().to_string())
+            }),
         // The id the server generated (`crate::request_id`), never a
         // client's header.
         request_id: parts
@@ -116,6 +124,14 @@ impl FromRequestParts<AppState> for Authenticated {
             ));
         }
         let principal = state.authenticate(&Secret::new(token)).await?;
+        if let Some(limiters) = parts
+            .extensions
+            .get::<std::sync::Arc<crate::rate_limit::Limiters>>()
+        {
+            limiters
+                .check_principal(&principal.actor_id())
+                .map_err(crate::rate_limit::refusal)?;
+        }
         let meta = request_meta(parts);
         let actor = Actor {
             id: principal.actor_id(),

@@ -66,6 +66,34 @@ pub struct ServerConfig {
     pub exports: crate::exports::ExportLimits,
     /// Where email goes and what its links point at.
     pub mail: MailConfig,
+    /// Proxies whose `X-Forwarded-For` names the client (empty: the
+    /// socket's peer is the client, and the header is ignored).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Request budgets per address, sign-in door and account.
+    pub rate_limits: crate::rate_limit::RateLimits,
+    /// Origins a browser may call the API from (CORS); empty: none but
+    /// the server's own.
+    pub cors_origins: Vec<String>,
+    /// Report, audit and register requests served at once by this node,
+    /// and by one client address; more get 503 with `Retry-After`.
+    pub expensive: ExpensiveLimits,
+}
+
+/// How many costly reads (reports over any range, the audit trail, an
+/// account register) run at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpensiveLimits {
+    pub per_node: usize,
+    pub per_address: usize,
+}
+
+impl Default for ExpensiveLimits {
+    fn default() -> Self {
+        ExpensiveLimits {
+            per_node: 16,
+            per_address: 4,
+        }
+    }
 }
 
 /// Email: invitations, password resets, security notices (`wb_app::mail`).
@@ -117,6 +145,9 @@ pub struct ConnectionLimits {
     pub idle_timeout: Duration,
     /// The slowest a request body may arrive; None: not enforced.
     pub body_min_rate: Option<MinRate>,
+    /// The largest request head (request line and headers) read, in bytes
+    /// (at least 8 KiB).
+    pub max_header_bytes: usize,
 }
 
 /// At least `bytes_per_second * window` bytes of a request body must arrive
@@ -140,6 +171,7 @@ impl Default for ConnectionLimits {
                 bytes_per_second: 16 * 1024,
                 window: Duration::from_secs(10),
             }),
+            max_header_bytes: 32 * 1024,
         }
     }
 }
@@ -168,6 +200,10 @@ impl ServerConfig {
             connections: ConnectionLimits::default(),
             exports: Default::default(),
             mail: MailConfig::default(),
+            trusted_proxies: Vec::new(),
+            rate_limits: Default::default(),
+            cors_origins: Vec::new(),
+            expensive: Default::default(),
         }
     }
 }

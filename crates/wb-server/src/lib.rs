@@ -15,9 +15,14 @@
 pub mod api;
 pub mod auth;
 pub mod body_rate;
+pub mod client_addr;
 pub mod config;
 pub mod connections;
+pub mod cors;
+pub mod expensive;
+pub mod head_limit;
 pub mod problem;
+pub mod rate_limit;
 pub mod request_id;
 pub mod server;
 pub mod tls;

@@ -89,6 +89,11 @@ impl ApiError {
         e.retry_after_secs = Some(retry_after_secs);
         e
     }
+    /// Tells the client when to try again (`Retry-After`).
+    pub fn with_retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after_secs = Some(seconds);
+        self
+    }
     pub fn internal() -> ApiError {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

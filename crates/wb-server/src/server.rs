@@ -106,7 +106,12 @@ fn time_limits(
     builder
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        // The request line and headers must fit (431 beyond).
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
 }
 
 /// Binds `config.listen` (or uses `listener`, e.g. one bound to port 0 by a test)
@@ -132,8 +137,10 @@ pub async fn start(
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let limits = config.connections;
+    let limiters = Arc::new(crate::rate_limit::Limiters::new(config.rate_limits));
     let app = connections::Limited::new(
-        api::router(platform.clone(), config).into_make_service_with_connect_info::<SocketAddr>(),
+        api::router(platform.clone(), config, limiters.clone())
+            .into_make_service_with_connect_info::<SocketAddr>(),
         limits.max_connections,
     );
     let guard = connections::GuardAcceptor::new(&limits);
@@ -180,6 +187,7 @@ pub async fn start(
         .shipping
         .configure(config.backup_lag_alert, config.backup_failures_alert);
     let mut jobs = Jobs::start(platform.clone());
+    jobs.add(crate::rate_limit::spawn_sweeper(limiters, jobs.stopper()));
     jobs.add(crate::monitor_job::spawn_monitor(
         platform.clone(),
         config.monitor.clone(),

@@ -365,6 +365,9 @@ struct ConfigFile {
     public_url: Option<String>,
     /// Hours an invitation stays usable (default 168, at most 720).
     invitation_ttl_hours: Option<u64>,
+    /// The `[http]` table: trusted proxies, CORS origins, request budgets
+    /// (`abuse_cfg`).
+    http: Option<crate::abuse_cfg::AbuseFile>,
 }
 
 fn read_config(path: Option<&Path>) -> Result<ConfigFile> {
@@ -408,6 +411,7 @@ pub struct Serve {
     pub connections: wb_server::config::ConnectionLimits,
     pub exports: wb_server::exports::ExportLimits,
     pub mail: wb_server::config::MailConfig,
+    pub abuse: crate::abuse_cfg::Abuse,
 }
 
 impl DeploymentArgs {
@@ -558,6 +562,9 @@ impl ServeArgs {
         let connections = connection_limits(&file)?;
         let exports = export_limits(&file)?;
         let mail = self.mail_config(&file)?;
+        let abuse = file.http.clone().unwrap_or_default().resolve()?;
+        let mut connections = connections;
+        connections.max_header_bytes = abuse.max_header_bytes;
         if self.deployment.data.is_none() && file.data.is_none() {
             deployment.data = PathBuf::from(default_data);
         }
@@ -630,6 +637,7 @@ impl ServeArgs {
             None => std::time::Duration::from_secs(60 * 60),
         };
         Ok(Serve {
+            abuse,
             mail,
             connections,
             exports,
@@ -707,6 +715,8 @@ fn connection_limits(file: &ConfigFile) -> Result<wb_server::config::ConnectionL
             default.idle_timeout,
         )?,
         body_min_rate,
+        // From the `[http]` table (`abuse_cfg`), set by `ServeArgs::resolve`.
+        max_header_bytes: default.max_header_bytes,
     })
 }
 
@@ -787,7 +797,8 @@ mod tests {
             "max-connections = 50\ntls-handshake-timeout-seconds = 3\n\
              header-read-timeout-seconds = 4\nidle-timeout-seconds = 5\n\
              body-min-bytes-per-second = 100\nbody-min-rate-window-seconds = 6\n\
-             max-concurrent-exports = 3\nmax-concurrent-exports-per-company = 2\n",
+             max-concurrent-exports = 3\nmax-concurrent-exports-per-company = 2\n\
+             [http]\nmax-header-kib = 16\ntrusted-proxies = [\"10.0.0.0/8\"]\n",
         )
         .unwrap();
         assert_eq!(
@@ -801,8 +812,10 @@ mod tests {
                     bytes_per_second: 100,
                     window: Duration::from_secs(6),
                 }),
+                max_header_bytes: 16 * 1024,
             }
         );
+        assert_eq!(set.abuse.trusted_proxies.len(), 1);
         assert_eq!(
             set.exports,
             wb_server::exports::ExportLimits {

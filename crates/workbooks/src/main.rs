@@ -1,5 +1,6 @@
 //! The `workbooks` binary.
 
+mod abuse_cfg;
 mod alerts_cmd;
 mod audit_cmd;
 mod backup_cmd;
@@ -182,6 +183,10 @@ async fn serve(settings: cli::Serve, demo: bool) -> Result<()> {
     config.connections = settings.connections;
     config.exports = settings.exports;
     config.mail = settings.mail.clone();
+    config.trusted_proxies = settings.abuse.trusted_proxies.clone();
+    config.cors_origins = settings.abuse.cors_origins.clone();
+    config.rate_limits = settings.abuse.rate_limits;
+    config.expensive = settings.abuse.expensive;
     config.backup = settings.deployment.backup;
     config.backup_verify_every = settings.deployment.backup_verify_every;
     let server = wb_server::start(platform, &config, None).await?;

@@ -183,7 +183,11 @@ fn company_router(batch_body_limit: usize) -> Router<AppState> {
         })
 }
 
-pub fn router(platform: AppState, config: &ServerConfig) -> Router {
+pub fn router(
+    platform: AppState,
+    config: &ServerConfig,
+    limiters: std::sync::Arc<crate::rate_limit::Limiters>,
+) -> Router {
     let api = Router::new()
         .route(
             "/api/v1/signup",
@@ -251,7 +255,7 @@ pub fn router(platform: AppState, config: &ServerConfig) -> Router {
         request: config.request_timeout,
         upload: config.file_upload_timeout,
     };
-    with_middleware(api, timeouts, config.connections.body_min_rate).with_state(platform)
+    with_middleware(api, timeouts, config, limiters).with_state(platform)
 }
 
 /// How long a request may take: attachment uploads stream large bodies, and
@@ -296,9 +300,10 @@ async fn time_limit(
 fn with_middleware(
     mut router: Router<AppState>,
     timeouts: Timeouts,
-    body_min_rate: Option<crate::config::MinRate>,
+    config: &ServerConfig,
+    limiters: std::sync::Arc<crate::rate_limit::Limiters>,
 ) -> Router<AppState> {
-    if let Some(rate) = body_min_rate {
+    if let Some(rate) = config.connections.body_min_rate {
         router = router.layer(axum::middleware::from_fn(
             move |request: Request, next: axum::middleware::Next| {
                 crate::body_rate::enforce(rate, request, next)
@@ -321,13 +326,40 @@ fn with_middleware(
     ];
     // Timeouts and extractor rejections become problem documents too, and
     // carry the security headers like every other response.
+    let gate = std::sync::Arc::new(crate::expensive::ExpensiveGate::new(config.expensive));
+    let trusted = std::sync::Arc::new(config.trusted_proxies.clone());
+    let max_head = config.connections.max_header_bytes;
     let mut router = router
         .layer(axum::middleware::from_fn(
             move |request: Request, next: axum::middleware::Next| {
                 time_limit(timeouts, request, next)
             },
         ))
-        .layer(axum::middleware::map_response(problem_safety_net));
+        .layer(axum::middleware::from_fn(
+            move |request: Request, next: axum::middleware::Next| {
+                crate::expensive::gate(gate.clone(), request, next)
+            },
+        ))
+        .layer(axum::middleware::map_response(problem_safety_net))
+        // Budgets are spent before anything else is done for a request.
+        .layer(axum::middleware::from_fn(
+            move |request: Request, next: axum::middleware::Next| {
+                crate::rate_limit::enforce(limiters.clone(), request, next)
+            },
+        ))
+        .layer(axum::middleware::from_fn(
+            move |request: Request, next: axum::middleware::Next| {
+                crate::client_addr::assign(trusted.clone(), request, next)
+            },
+        ))
+        .layer(axum::middleware::from_fn(
+            move |request: Request, next: axum::middleware::Next| {
+                crate::head_limit::enforce(max_head, request, next)
+            },
+        ));
+    if let Some(cors) = crate::cors::layer(&config.cors_origins) {
+        router = router.layer(cors);
+    }
     for (name, value) in headers {
         router = router.layer(SetResponseHeaderLayer::overriding(
             name,

@@ -30,6 +30,7 @@ mod api {
 
     mod harness;
 
+    mod abuse;
     mod account;
     mod audit;
     mod auth;
@@ -60,6 +61,7 @@ mod api_postgres {
 
     mod harness;
 
+    mod abuse;
     mod account;
     mod audit;
     mod auth;

@@ -448,6 +448,20 @@ impl TestServer {
             .await
     }
 
+    /// `send_from` with extra headers.
+    pub async fn send_from_with(
+        &self,
+        local: std::net::IpAddr,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Body,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        self.send_via(&self.client_from(local), method, path, token, body, headers)
+            .await
+    }
+
     /// Sends a request with optional bearer token, body and extra headers.
     pub async fn send(
         &self,

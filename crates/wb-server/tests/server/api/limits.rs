@@ -28,6 +28,7 @@ fn one_second_limits() -> ConnectionLimits {
             bytes_per_second: 1000,
             window: Duration::from_secs(1),
         }),
+        ..ConnectionLimits::default()
     }
 }
 
