@@ -103,6 +103,10 @@ pub struct LoginRequest {
     pub passphrase: Option<String>,
     pub otp: Option<String>,
     pub challenge: Option<String>,
+    /// A passkey's answer to the challenge's `passkey` options (the
+    /// `PublicKeyCredential` of `navigator.credentials.get`, as JSON).
+    #[schema(value_type = Option<Object>)]
+    pub passkey: Option<serde_json::Value>,
 }
 
 redacted_debug!(LoginRequest);
@@ -123,6 +127,11 @@ pub struct MfaRequired {
     pub methods: Vec<String>,
     pub challenge: String,
     pub expires_at: String,
+    /// With passkeys: `PublicKeyCredentialRequestOptions` for
+    /// `navigator.credentials.get`.
+    #[schema(value_type = Option<Object>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passkey: Option<serde_json::Value>,
 }
 
 /// What `POST /api/v1/auth/login` answers with 200.
@@ -162,7 +171,66 @@ pub struct MfaStatusView {
     pub totp: String,
     pub totp_confirmed_at: Option<String>,
     pub recovery_codes_left: u32,
+    pub passkeys: usize,
 }
+
+/// A registered passkey.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PasskeyView {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+}
+
+impl From<&wb_store::PasskeyRecord> for PasskeyView {
+    fn from(p: &wb_store::PasskeyRecord) -> Self {
+        PasskeyView {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            created_at: rfc3339(p.created_at),
+            last_used_at: p.last_used_at.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPasskeyRequest {
+    pub passphrase: String,
+    /// How the person will recognise it ("laptop", "phone").
+    pub name: String,
+}
+
+/// A registration to finish: hand `options` to `navigator.credentials.create`.
+#[derive(Serialize, ToSchema)]
+pub struct PasskeyOfferView {
+    pub ceremony: String,
+    #[schema(value_type = Object)]
+    pub options: serde_json::Value,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FinishPasskeyRequest {
+    pub ceremony: String,
+    /// The `PublicKeyCredential` from `navigator.credentials.create`, as JSON.
+    #[schema(value_type = Object)]
+    pub credential: serde_json::Value,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PassphraseOnly {
+    pub passphrase: String,
+}
+
+redacted_debug!(
+    NewPasskeyRequest,
+    PasskeyOfferView,
+    FinishPasskeyRequest,
+    PassphraseOnly
+);
 
 /// An authenticator enrolment, shown once: add it to an app, then confirm
 /// with a first code.

@@ -31,6 +31,16 @@ pub struct MfaPrompt {
     /// The factors the account can use (`totp`, `recovery_code`, `passkey`).
     pub methods: Vec<&'static str>,
     pub expires_at: OffsetDateTime,
+    /// With passkeys: the options for `navigator.credentials.get`.
+    pub passkey: Option<webauthn_rs::prelude::RequestChallengeResponse>,
+}
+
+/// What answers a login challenge.
+pub enum SecondFactor {
+    /// A current authenticator code or an unused recovery code.
+    Code(Secret),
+    /// A passkey's assertion for the challenge's passkey options.
+    Passkey(Box<webauthn_rs::prelude::PublicKeyCredential>),
 }
 
 /// Failed logins from one address, across accounts, within the window
@@ -155,21 +165,26 @@ impl Platform {
             let now = self.now();
             let challenge = new_token("wbc");
             let origin = SessionOrigin::of(&actor, user_agent);
+            let expires_at = now + MFA_CHALLENGE_TTL;
             self.control
                 .create_mfa_challenge(&MfaChallenge {
-                    token_hash: challenge.hash,
+                    token_hash: challenge.hash.clone(),
                     user_id: user.id.clone(),
                     created_at: now,
-                    expires_at: now + MFA_CHALLENGE_TTL,
+                    expires_at,
                     failures: 0,
                     client: origin.client,
                     user_agent: origin.user_agent,
                 })
                 .await?;
+            let passkey = self
+                .passkey_login_options(&user.id, &challenge.hash, expires_at)
+                .await?;
             return Ok(LoginStep::SecondFactor(MfaPrompt {
                 challenge: challenge.token,
                 methods,
-                expires_at: now + MFA_CHALLENGE_TTL,
+                expires_at,
+                passkey,
             }));
         };
         match self.prove_second_factor(&user.id, otp).await {
@@ -200,7 +215,7 @@ impl Platform {
     pub async fn login_second_factor(
         &self,
         challenge: &Secret,
-        otp: &Secret,
+        factor: &SecondFactor,
         actor: Actor,
         user_agent: Option<&str>,
     ) -> ServiceResult<Session> {
@@ -224,7 +239,13 @@ impl Platform {
             .await?
             .ok_or_else(invalid)?;
         let counted = self.reserve_login(&user.email, &actor).await?;
-        match self.prove_second_factor(&user.id, otp).await {
+        let proved = match factor {
+            SecondFactor::Code(code) => self.prove_second_factor(&user.id, code).await,
+            SecondFactor::Passkey(assertion) => {
+                self.prove_passkey(&user.id, &hash, assertion).await
+            }
+        };
+        match proved {
             Ok(Some(factor)) => {
                 if !self.control.take_mfa_challenge(&hash).await? {
                     self.release_attempt(&counted).await;

@@ -53,11 +53,13 @@ pub struct MfaStatus {
     pub totp: &'static str,
     pub totp_confirmed_at: Option<OffsetDateTime>,
     pub recovery_codes_left: u32,
+    pub passkeys: usize,
 }
 
 /// A second factor a login was proved with (stored with the session).
 pub const FACTOR_TOTP: &str = "totp";
 pub const FACTOR_RECOVERY_CODE: &str = "recovery_code";
+pub const FACTOR_PASSKEY: &str = "passkey";
 
 fn user_of(principal: &Principal) -> ServiceResult<(&str, &str)> {
     match principal {
@@ -125,11 +127,15 @@ impl Platform {
             .totp(user_id)
             .await?
             .is_some_and(|t| t.confirmed_at.is_some());
-        Ok(if confirmed {
+        let mut methods = if confirmed {
             vec![FACTOR_TOTP, FACTOR_RECOVERY_CODE]
         } else {
             Vec::new()
-        })
+        };
+        if !self.control.passkeys(user_id).await?.is_empty() {
+            methods.push(FACTOR_PASSKEY);
+        }
+        Ok(methods)
     }
 
     /// Checks `code` as a current TOTP code (each step accepted once) or an
@@ -165,7 +171,7 @@ impl Platform {
 
     /// Checks the passphrase of a signed-in user (re-authentication), and
     /// `code` when given, against the failed-login budget of the account.
-    async fn reauthenticate(
+    pub(crate) async fn reauthenticate(
         &self,
         user: &UserRecord,
         passphrase: &Secret,
@@ -226,7 +232,7 @@ impl Platform {
         Ok(factor)
     }
 
-    async fn signed_in_user(&self, principal: &Principal) -> ServiceResult<UserRecord> {
+    pub(crate) async fn signed_in_user(&self, principal: &Principal) -> ServiceResult<UserRecord> {
         let (user_id, _) = user_of(principal)?;
         self.control
             .user(user_id)
@@ -487,10 +493,11 @@ impl Platform {
             },
             totp_confirmed_at: totp.and_then(|t| t.confirmed_at),
             recovery_codes_left: self.control.recovery_codes_left(user_id).await?,
+            passkeys: self.control.passkeys(user_id).await?.len(),
         })
     }
 
-    async fn audit_mfa(
+    pub(crate) async fn audit_mfa(
         &self,
         actor: &Actor,
         user_id: &str,
@@ -504,7 +511,7 @@ impl Platform {
 
     /// A security notice to the account's owner (queued; never fails the
     /// request).
-    async fn notify(&self, user: &UserRecord, subject: &str, what: &str) {
+    pub(crate) async fn notify(&self, user: &UserRecord, subject: &str, what: &str) {
         let notice = Message {
             to: user.email.clone(),
             subject: subject.into(),

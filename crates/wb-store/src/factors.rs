@@ -58,6 +58,52 @@ pub struct PassphraseReset {
     pub used_at: Option<OffsetDateTime>,
 }
 
+/// A registered passkey (WebAuthn credential).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyRecord {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    /// The credential (public key, id, signature counter) as JSON; no
+    /// secret, but the counter changes with each use.
+    pub credential: String,
+    pub created_at: OffsetDateTime,
+    pub last_used_at: Option<OffsetDateTime>,
+}
+
+/// A WebAuthn ceremony waiting for the authenticator's answer.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Ceremony {
+    pub token_hash: String,
+    /// None for a passwordless login (the user is not known yet).
+    pub user_id: Option<String>,
+    /// `register`, `login` (second step) or `passwordless`.
+    pub kind: String,
+    /// The library's ceremony state as JSON (holds the challenge).
+    pub state: String,
+    pub expires_at: OffsetDateTime,
+}
+
+impl std::fmt::Debug for Ceremony {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ceremony")
+            .field("user_id", &self.user_id)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything of a user's second factors that disaster recovery keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserFactors {
+    pub user_id: String,
+    /// A confirmed authenticator (a pending one is not kept).
+    pub totp: Option<TotpRecord>,
+    /// `(hash, used_at)` of each recovery code.
+    pub recovery_codes: Vec<(String, Option<OffsetDateTime>)>,
+    pub passkeys: Vec<PasskeyRecord>,
+}
+
 #[async_trait]
 pub trait FactorStore: Send + Sync {
     async fn totp(&self, user_id: &str) -> Result<Option<TotpRecord>, StoreError>;
@@ -133,4 +179,46 @@ pub trait FactorStore: Send + Sync {
     /// Records that a session's holder proved a second factor (enrolment
     /// confirmed during it).
     async fn set_session_factor(&self, token_hash: &str, factor: &str) -> Result<(), StoreError>;
+
+    async fn add_passkey(
+        &self,
+        passkey: &PasskeyRecord,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+    async fn passkeys(&self, user_id: &str) -> Result<Vec<PasskeyRecord>, StoreError>;
+    /// Stores a passkey's credential after a use (its counter moved).
+    async fn touch_passkey(
+        &self,
+        user_id: &str,
+        id: &str,
+        credential: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+    /// `NotFound` when the user has no such passkey.
+    async fn remove_passkey(
+        &self,
+        user_id: &str,
+        id: &str,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    async fn put_ceremony(&self, ceremony: &Ceremony) -> Result<(), StoreError>;
+    /// Deletes and returns the ceremony if it is of `kind` and unexpired:
+    /// each is answered once.
+    async fn take_ceremony(
+        &self,
+        token_hash: &str,
+        kind: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Ceremony>, StoreError>;
+
+    /// A user's second factors, for the configuration backup.
+    async fn user_factors(&self, user_id: &str) -> Result<UserFactors, StoreError>;
+    /// Puts back a user's second factors from a backup (the user exists;
+    /// nothing of theirs is stored yet).
+    async fn restore_factors(
+        &self,
+        factors: &UserFactors,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
 }

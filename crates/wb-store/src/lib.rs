@@ -30,7 +30,9 @@ pub use alerts::{Alert, AlertStore};
 pub use chain::{link as chain_link, GENESIS};
 pub use error::StoreError;
 pub use export_schedules::{ExportSchedule, ExportScheduleStore, PushResult};
-pub use factors::{FactorStore, MfaChallenge, PassphraseReset, TotpRecord};
+pub use factors::{
+    Ceremony, FactorStore, MfaChallenge, PasskeyRecord, PassphraseReset, TotpRecord, UserFactors,
+};
 pub use members::{
     Accepted, Delivery, InvitationRecord, Joiner, MemberRecord, MemberStore, OutboxMessage,
 };

@@ -44,6 +44,7 @@ pub async fn status(
         totp: status.totp.into(),
         totp_confirmed_at: status.totp_confirmed_at.map(rfc3339),
         recovery_codes_left: status.recovery_codes_left,
+        passkeys: status.passkeys,
     }))
 }
 

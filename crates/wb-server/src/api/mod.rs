@@ -11,6 +11,7 @@ pub mod json;
 pub mod members;
 pub mod metrics;
 pub mod mfa;
+pub mod passkeys;
 pub mod reports;
 pub mod security_policy;
 pub mod session;
@@ -39,7 +40,8 @@ use crate::problem::{ApiError, Problem};
         session::request_reset, session::complete_reset,
         account::sessions, account::end_others, account::end_one, account::change_passphrase,
         mfa::status, mfa::begin_totp, mfa::confirm_totp, mfa::remove_totp,
-        mfa::renew_recovery_codes,
+        mfa::renew_recovery_codes, passkeys::list, passkeys::begin, passkeys::finish,
+        passkeys::remove,
         books::company, books::list_accounts, books::create_account,
         books::list_entries, books::post_entry, books::post_batch, books::get_entry, books::reverse_entry,
         reports::trial_balance, reports::balance_sheet, reports::income_statement, reports::register,
@@ -219,6 +221,20 @@ pub fn router(
                 .layer(DefaultBodyLimit::max(session::AUTH_BODY_LIMIT_BYTES)),
         )
         .route("/api/v1/me/mfa", get(mfa::status))
+        .route(
+            "/api/v1/me/passkeys",
+            get(passkeys::list)
+                .post(passkeys::begin)
+                .layer(DefaultBodyLimit::max(session::AUTH_BODY_LIMIT_BYTES)),
+        )
+        .route(
+            "/api/v1/me/passkeys/finish",
+            post(passkeys::finish).layer(DefaultBodyLimit::max(64 * 1024)),
+        )
+        .route(
+            "/api/v1/me/passkeys/{passkey}/remove",
+            post(passkeys::remove).layer(DefaultBodyLimit::max(session::AUTH_BODY_LIMIT_BYTES)),
+        )
         .route(
             "/api/v1/me/mfa/totp",
             post(mfa::begin_totp).layer(DefaultBodyLimit::max(session::AUTH_BODY_LIMIT_BYTES)),

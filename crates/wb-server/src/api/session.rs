@@ -11,7 +11,7 @@ use crate::auth::{AppState, Authenticated, RequestMeta, CSRF_COOKIE, SESSION_COO
 use crate::dto::*;
 use crate::platform::{Principal, Session};
 use crate::problem::{ApiError, ApiResult, Problem};
-use wb_app::login::LoginStep;
+use wb_app::login::{LoginStep, SecondFactor};
 
 pub(crate) fn session_cookies(session: &Session, headers: &mut HeaderMap) {
     let max_age = (session.expires_at - time::OffsetDateTime::now_utc())
@@ -107,18 +107,29 @@ pub async fn login(
     }
     let session = match (body.challenge, body.email, body.passphrase) {
         (Some(challenge), None, None) => {
-            let Some(otp) = otp else {
-                return Err(ApiError::unprocessable(
-                    "invalid-login",
-                    "a login challenge is answered with \"otp\"",
-                ));
+            let factor = match (otp, body.passkey) {
+                (Some(otp), None) => SecondFactor::Code(otp),
+                (None, Some(assertion)) => SecondFactor::Passkey(Box::new(
+                    serde_json::from_value(assertion).map_err(|e| {
+                        ApiError::unprocessable(
+                            "invalid-login",
+                            format!("passkey is not a WebAuthn assertion: {e}"),
+                        )
+                    })?,
+                )),
+                _ => {
+                    return Err(ApiError::unprocessable(
+                        "invalid-login",
+                        "a login challenge is answered with \"otp\" or \"passkey\"",
+                    ))
+                }
             };
             let challenge = Secret::from(challenge);
             platform
-                .login_second_factor(&challenge, &otp, meta.anonymous_actor(), user_agent)
+                .login_second_factor(&challenge, &factor, meta.anonymous_actor(), user_agent)
                 .await?
         }
-        (None, Some(email), Some(passphrase)) => {
+        (None, Some(email), Some(passphrase)) if body.passkey.is_none() => {
             let passphrase = Secret::from(passphrase);
             // No account has a longer one (signup refuses it): nothing to verify.
             if passphrase.expose().len() > MAX_PASSPHRASE_BYTES {
@@ -141,6 +152,10 @@ pub async fn login(
                         methods: prompt.methods.iter().map(|m| m.to_string()).collect(),
                         challenge: prompt.challenge.expose().to_string(),
                         expires_at: rfc3339(prompt.expires_at),
+                        passkey: prompt
+                            .passkey
+                            .as_ref()
+                            .and_then(|o| serde_json::to_value(o).ok()),
                     });
                     return Ok((StatusCode::OK, Json(answer)).into_response());
                 }

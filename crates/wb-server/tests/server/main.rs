@@ -45,6 +45,7 @@ mod api {
     mod mail;
     mod members;
     mod mfa;
+    mod passkeys;
     mod prop;
     mod reset;
     mod security_policy;
@@ -75,6 +76,7 @@ mod api_postgres {
     mod members;
     mod mfa;
     mod nodes;
+    mod passkeys;
     mod placement;
     mod prop;
     mod reset;

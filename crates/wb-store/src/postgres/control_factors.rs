@@ -16,6 +16,41 @@ const TOTP_COLUMNS: &str = "user_id, sealed_secret, created_at, confirmed_at, la
 const CHALLENGE_COLUMNS: &str =
     "token_hash, user_id, created_at, expires_at, failures, client, user_agent";
 const RESET_COLUMNS: &str = "token_hash, user_id, created_at, expires_at, used_at";
+const PASSKEY_COLUMNS: &str = "id, user_id, name, credential, created_at, last_used_at";
+
+fn passkey_row(r: &Row) -> Result<PasskeyRecord, StoreError> {
+    Ok(PasskeyRecord {
+        id: r.try_get(0)?,
+        user_id: r.try_get(1)?,
+        name: r.try_get(2)?,
+        credential: r.try_get(3)?,
+        created_at: from_unix_millis(r.try_get(4)?)?,
+        last_used_at: r
+            .try_get::<_, Option<i64>>(5)?
+            .map(from_unix_millis)
+            .transpose()?,
+    })
+}
+
+async fn insert_passkey(
+    tx: &tokio_postgres::Transaction<'_>,
+    p: &PasskeyRecord,
+) -> Result<(), StoreError> {
+    let (created, used) = (unix_millis(p.created_at), p.last_used_at.map(unix_millis));
+    tx.execute_typed(
+        &format!("INSERT INTO passkeys ({PASSKEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"),
+        &[
+            text(&p.id),
+            text(&p.user_id),
+            text(&p.name),
+            text(&p.credential),
+            int8(&created),
+            int8(&used),
+        ],
+    )
+    .await?;
+    Ok(())
+}
 
 fn totp_row(r: &Row) -> Result<TotpRecord, StoreError> {
     Ok(TotpRecord {
@@ -377,6 +412,184 @@ impl FactorStore for PgControl {
             None,
         )
         .await?;
+        Ok(())
+    }
+
+    async fn add_passkey(&self, p: &PasskeyRecord, audit: &AuditEvent) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        let tx = begin(&mut conn).await?;
+        insert_passkey(&tx, p).await?;
+        append_audit(&tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn passkeys(&self, user_id: &str) -> Result<Vec<PasskeyRecord>, StoreError> {
+        self.query(
+            &format!(
+                "SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE user_id = $1 ORDER BY created_at, id"
+            ),
+            &[text(&user_id)],
+        )
+        .await?
+        .iter()
+        .map(passkey_row)
+        .collect()
+    }
+
+    async fn touch_passkey(
+        &self,
+        user_id: &str,
+        id: &str,
+        credential: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let at = unix_millis(at);
+        self.exec_audited(
+            "UPDATE passkeys SET credential = $1, last_used_at = $2 WHERE user_id = $3 AND id = $4",
+            &[text(&credential), int8(&at), text(&user_id), text(&id)],
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn remove_passkey(
+        &self,
+        user_id: &str,
+        id: &str,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        let tx = begin(&mut conn).await?;
+        let removed = tx
+            .execute_typed(
+                "DELETE FROM passkeys WHERE user_id = $1 AND id = $2",
+                &[text(&user_id), text(&id)],
+            )
+            .await?;
+        if removed == 0 {
+            return Err(StoreError::NotFound("passkey"));
+        }
+        append_audit(&tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn put_ceremony(&self, c: &Ceremony) -> Result<(), StoreError> {
+        let expires = unix_millis(c.expires_at);
+        self.exec_audited(
+            "INSERT INTO webauthn_ceremonies (token_hash, user_id, kind, state, expires_at)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                text(&c.token_hash),
+                text(&c.user_id),
+                text(&c.kind),
+                text(&c.state),
+                int8(&expires),
+            ],
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn take_ceremony(
+        &self,
+        token_hash: &str,
+        kind: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Ceremony>, StoreError> {
+        let now = unix_millis(now);
+        let mut conn = self.conn().await?;
+        let tx = begin(&mut conn).await?;
+        tx.execute_typed(
+            "DELETE FROM webauthn_ceremonies WHERE expires_at <= $1",
+            &[int8(&now)],
+        )
+        .await?;
+        let row = tx
+            .query_typed_opt(
+                "DELETE FROM webauthn_ceremonies WHERE token_hash = $1 AND kind = $2
+                 RETURNING user_id, state, expires_at",
+                &[text(&token_hash), text(&kind)],
+            )
+            .await?;
+        tx.commit().await?;
+        row.map(|r| {
+            Ok(Ceremony {
+                token_hash: token_hash.to_string(),
+                user_id: r.try_get(0)?,
+                kind: kind.to_string(),
+                state: r.try_get(1)?,
+                expires_at: from_unix_millis(r.try_get(2)?)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn user_factors(&self, user_id: &str) -> Result<UserFactors, StoreError> {
+        let totp = self
+            .totp(user_id)
+            .await?
+            .filter(|t| t.confirmed_at.is_some());
+        let passkeys = self.passkeys(user_id).await?;
+        let recovery_codes = self
+            .query(
+                "SELECT code_hash, used_at FROM recovery_codes WHERE user_id = $1 ORDER BY code_hash",
+                &[text(&user_id)],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<_, String>(0)?,
+                    r.try_get::<_, Option<i64>>(1)?
+                        .map(from_unix_millis)
+                        .transpose()?,
+                ))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(UserFactors {
+            user_id: user_id.to_string(),
+            totp,
+            recovery_codes,
+            passkeys,
+        })
+    }
+
+    async fn restore_factors(&self, f: &UserFactors, audit: &AuditEvent) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        let tx = begin(&mut conn).await?;
+        let created = f.totp.as_ref().map_or(0, |t| unix_millis(t.created_at));
+        if let Some(t) = &f.totp {
+            let confirmed = t.confirmed_at.map(unix_millis);
+            tx.execute_typed(
+                &format!("INSERT INTO totp_factors ({TOTP_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"),
+                &[
+                    text(&f.user_id),
+                    bytea(&t.sealed_secret),
+                    int8(&created),
+                    int8(&confirmed),
+                    int8(&t.last_step),
+                ],
+            )
+            .await?;
+        }
+        for (hash, used) in &f.recovery_codes {
+            let used = used.map(unix_millis);
+            tx.execute_typed(
+                "INSERT INTO recovery_codes (user_id, code_hash, created_at, used_at)
+                 VALUES ($1, $2, $3, $4)",
+                &[text(&f.user_id), text(hash), int8(&created), int8(&used)],
+            )
+            .await?;
+        }
+        for p in &f.passkeys {
+            insert_passkey(&tx, p).await?;
+        }
+        append_audit(&tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 }

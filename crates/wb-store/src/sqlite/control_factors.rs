@@ -15,6 +15,50 @@ const TOTP_COLUMNS: &str = "user_id, sealed_secret, created_at, confirmed_at, la
 const CHALLENGE_COLUMNS: &str =
     "token_hash, user_id, created_at, expires_at, failures, client, user_agent";
 const RESET_COLUMNS: &str = "token_hash, user_id, created_at, expires_at, used_at";
+const PASSKEY_COLUMNS: &str = "id, user_id, name, credential, created_at, last_used_at";
+
+fn passkey_row(r: &Row<'_>) -> rusqlite::Result<Result<PasskeyRecord, StoreError>> {
+    let (id, user_id, name, credential, created, used): (
+        String,
+        String,
+        String,
+        String,
+        i64,
+        Option<i64>,
+    ) = (
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    );
+    Ok((|| {
+        Ok(PasskeyRecord {
+            id,
+            user_id,
+            name,
+            credential,
+            created_at: from_unix_millis(created)?,
+            last_used_at: used.map(from_unix_millis).transpose()?,
+        })
+    })())
+}
+
+fn insert_passkey(tx: &rusqlite::Transaction<'_>, p: &PasskeyRecord) -> Result<(), StoreError> {
+    tx.execute(
+        &format!("INSERT INTO passkeys ({PASSKEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+        params![
+            p.id,
+            p.user_id,
+            p.name,
+            p.credential,
+            unix_millis(p.created_at),
+            p.last_used_at.map(unix_millis)
+        ],
+    )?;
+    Ok(())
+}
 
 fn totp_row(r: &Row<'_>) -> rusqlite::Result<Result<TotpRecord, StoreError>> {
     let (user_id, sealed_secret, created, confirmed, last_step): (
@@ -387,6 +431,192 @@ impl FactorStore for SqliteControl {
                 "UPDATE sessions SET second_factor = ?1 WHERE token_hash = ?2",
                 params![factor, token_hash],
             )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn add_passkey(&self, p: &PasskeyRecord, audit: &AuditEvent) -> Result<(), StoreError> {
+        let p = p.clone();
+        self.write(Some(audit), move |tx| insert_passkey(tx, &p))
+            .await
+    }
+
+    async fn passkeys(&self, user_id: &str) -> Result<Vec<PasskeyRecord>, StoreError> {
+        let user_id = user_id.to_string();
+        self.readers
+            .with(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {PASSKEY_COLUMNS} FROM passkeys WHERE user_id = ?1 ORDER BY created_at, id"
+                ))?;
+                let rows = stmt.query_map([user_id], passkey_row)?;
+                let mut out = Vec::new();
+                for row in rows {
+                    out.push(row??);
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn touch_passkey(
+        &self,
+        user_id: &str,
+        id: &str,
+        credential: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let (user_id, id, credential) =
+            (user_id.to_string(), id.to_string(), credential.to_string());
+        self.write(None, move |tx| {
+            tx.execute(
+                "UPDATE passkeys SET credential = ?1, last_used_at = ?2 WHERE user_id = ?3 AND id = ?4",
+                params![credential, unix_millis(at), user_id, id],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_passkey(
+        &self,
+        user_id: &str,
+        id: &str,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let (user_id, id) = (user_id.to_string(), id.to_string());
+        self.write(Some(audit), move |tx| {
+            let removed = tx.execute(
+                "DELETE FROM passkeys WHERE user_id = ?1 AND id = ?2",
+                params![user_id, id],
+            )?;
+            if removed == 0 {
+                return Err(StoreError::NotFound("passkey"));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_ceremony(&self, c: &Ceremony) -> Result<(), StoreError> {
+        let c = c.clone();
+        self.write(None, move |tx| {
+            tx.execute(
+                "INSERT INTO webauthn_ceremonies (token_hash, user_id, kind, state, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    c.token_hash,
+                    c.user_id,
+                    c.kind,
+                    c.state,
+                    unix_millis(c.expires_at)
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_ceremony(
+        &self,
+        token_hash: &str,
+        kind: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<Ceremony>, StoreError> {
+        let (token_hash, kind) = (token_hash.to_string(), kind.to_string());
+        self.write(None, move |tx| {
+            // Ended ones go as they are looked for.
+            tx.execute(
+                "DELETE FROM webauthn_ceremonies WHERE expires_at <= ?1",
+                [unix_millis(now)],
+            )?;
+            let found: Option<(Option<String>, String, i64)> = tx
+                .query_row(
+                    "DELETE FROM webauthn_ceremonies WHERE token_hash = ?1 AND kind = ?2
+                     RETURNING user_id, state, expires_at",
+                    params![token_hash, kind],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            found
+                .map(|(user_id, state, expires)| {
+                    Ok(Ceremony {
+                        token_hash: token_hash.clone(),
+                        user_id,
+                        kind: kind.clone(),
+                        state,
+                        expires_at: from_unix_millis(expires)?,
+                    })
+                })
+                .transpose()
+        })
+        .await
+    }
+
+    async fn user_factors(&self, user_id: &str) -> Result<UserFactors, StoreError> {
+        let totp = self
+            .totp(user_id)
+            .await?
+            .filter(|t| t.confirmed_at.is_some());
+        let passkeys = self.passkeys(user_id).await?;
+        let id = user_id.to_string();
+        let recovery_codes = self
+            .readers
+            .with(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT code_hash, used_at FROM recovery_codes WHERE user_id = ?1 ORDER BY code_hash",
+                )?;
+                let rows = stmt.query_map([id], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
+                })?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (hash, used) = row?;
+                    out.push((hash, used.map(from_unix_millis).transpose()?));
+                }
+                Ok(out)
+            })
+            .await?;
+        Ok(UserFactors {
+            user_id: user_id.to_string(),
+            totp,
+            recovery_codes,
+            passkeys,
+        })
+    }
+
+    async fn restore_factors(&self, f: &UserFactors, audit: &AuditEvent) -> Result<(), StoreError> {
+        let f = f.clone();
+        self.write(Some(audit), move |tx| {
+            if let Some(t) = &f.totp {
+                tx.execute(
+                    &format!(
+                        "INSERT INTO totp_factors ({TOTP_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"
+                    ),
+                    params![
+                        f.user_id,
+                        t.sealed_secret,
+                        unix_millis(t.created_at),
+                        t.confirmed_at.map(unix_millis),
+                        t.last_step
+                    ],
+                )?;
+            }
+            for (hash, used) in &f.recovery_codes {
+                tx.execute(
+                    "INSERT INTO recovery_codes (user_id, code_hash, created_at, used_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![
+                        f.user_id,
+                        hash,
+                        f.totp.as_ref().map_or(0, |t| unix_millis(t.created_at)),
+                        used.map(unix_millis)
+                    ],
+                )?;
+            }
+            for p in &f.passkeys {
+                insert_passkey(tx, p)?;
+            }
             Ok(())
         })
         .await

@@ -296,6 +296,17 @@ impl TestServer {
         config.tls = TlsMode::SelfSigned;
         // Every test signs up from 127.0.0.1; tests of the limit lower it.
         config.signups_per_address_per_hour = 10_000;
+        // Every test's clients share 127.0.0.1 too; `abuse.rs` tests the
+        // budgets with small ones.
+        let plenty = wb_server::rate_limit::Budget {
+            per_minute: 1_000_000,
+            burst: 100_000,
+        };
+        config.rate_limits = wb_server::rate_limit::RateLimits {
+            per_address: plenty,
+            sign_in_per_address: plenty,
+            per_principal: plenty,
+        };
         configure(&mut config);
         let server = wb_server::start(platform.clone(), &config, Some(listener))
             .await

@@ -1,4 +1,5 @@
--- Second factors (TOTP and recovery codes), pending second-factor logins,
+-- Second factors (TOTP, recovery codes, passkeys), pending second-factor logins
+-- and WebAuthn ceremonies,
 -- passphrase resets, and which second factor opened a session. Times are
 -- Unix milliseconds.
 CREATE TABLE totp_factors (
@@ -34,4 +35,23 @@ CREATE TABLE passphrase_resets (
     used_at    INTEGER
 ) STRICT;
 CREATE INDEX passphrase_resets_by_user ON passphrase_resets(user_id);
+CREATE TABLE passkeys (
+    id           TEXT PRIMARY KEY,
+    user_id      TEXT NOT NULL REFERENCES users(id),
+    name         TEXT NOT NULL,
+    -- The WebAuthn credential (public key, id, counter) as JSON.
+    credential   TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    last_used_at INTEGER
+) STRICT;
+CREATE INDEX passkeys_by_user ON passkeys(user_id);
+-- A WebAuthn registration or authentication waiting for the authenticator's
+-- answer: its state (with the challenge), taken once.
+CREATE TABLE webauthn_ceremonies (
+    token_hash TEXT PRIMARY KEY,
+    user_id    TEXT REFERENCES users(id),
+    kind       TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+) STRICT;
 ALTER TABLE sessions ADD COLUMN second_factor TEXT;
