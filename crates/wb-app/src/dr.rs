@@ -117,6 +117,111 @@ struct UserConfig {
     name: Option<String>,
     passphrase_hash: String,
     created_at: String,
+    /// Absent in snapshots written before second factors existed, and for
+    /// users without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    factors: Option<FactorsConfig>,
+}
+
+/// A user's second factors: the TOTP secret still sealed (under a key the
+/// master key derives, bound to the user's id), recovery codes as hashes,
+/// passkeys' public credentials.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct FactorsConfig {
+    totp: Option<TotpConfig>,
+    recovery_codes: Vec<(String, Option<String>)>,
+    passkeys: Vec<PasskeyConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct TotpConfig {
+    sealed_secret: String,
+    created_at: String,
+    confirmed_at: String,
+    last_step: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct PasskeyConfig {
+    id: String,
+    name: String,
+    credential: String,
+    created_at: String,
+    last_used_at: Option<String>,
+}
+
+impl FactorsConfig {
+    fn of(f: wb_store::UserFactors) -> Option<FactorsConfig> {
+        if f.totp.is_none() && f.passkeys.is_empty() {
+            return None;
+        }
+        Some(FactorsConfig {
+            totp: f.totp.and_then(|t| {
+                Some(TotpConfig {
+                    sealed_secret: hex::encode(&t.sealed_secret),
+                    created_at: rfc3339(t.created_at),
+                    confirmed_at: rfc3339(t.confirmed_at?),
+                    last_step: t.last_step,
+                })
+            }),
+            recovery_codes: f
+                .recovery_codes
+                .into_iter()
+                .map(|(hash, used)| (hash, used.map(rfc3339)))
+                .collect(),
+            passkeys: f
+                .passkeys
+                .into_iter()
+                .map(|p| PasskeyConfig {
+                    id: p.id,
+                    name: p.name,
+                    credential: p.credential,
+                    created_at: rfc3339(p.created_at),
+                    last_used_at: p.last_used_at.map(rfc3339),
+                })
+                .collect(),
+        })
+    }
+
+    fn restore(&self, user_id: &str) -> anyhow::Result<wb_store::UserFactors> {
+        Ok(wb_store::UserFactors {
+            user_id: user_id.to_string(),
+            totp: self
+                .totp
+                .as_ref()
+                .map(|t| -> anyhow::Result<_> {
+                    Ok(wb_store::TotpRecord {
+                        user_id: user_id.to_string(),
+                        sealed_secret: hex::decode(&t.sealed_secret)?,
+                        created_at: parse_time(&t.created_at)?,
+                        confirmed_at: Some(parse_time(&t.confirmed_at)?),
+                        last_step: t.last_step,
+                    })
+                })
+                .transpose()?,
+            recovery_codes: self
+                .recovery_codes
+                .iter()
+                .map(|(hash, used)| -> anyhow::Result<_> {
+                    Ok((hash.clone(), used.as_deref().map(parse_time).transpose()?))
+                })
+                .collect::<anyhow::Result<_>>()?,
+            passkeys: self
+                .passkeys
+                .iter()
+                .map(|p| -> anyhow::Result<_> {
+                    Ok(wb_store::PasskeyRecord {
+                        id: p.id.clone(),
+                        user_id: user_id.to_string(),
+                        name: p.name.clone(),
+                        credential: p.credential.clone(),
+                        created_at: parse_time(&p.created_at)?,
+                        last_used_at: p.last_used_at.as_deref().map(parse_time).transpose()?,
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -241,18 +346,18 @@ impl ConfigSnapshot {
                 });
             }
         }
-        let users = control
-            .users()
-            .await?
-            .into_iter()
-            .map(|u| UserConfig {
+        let mut users = Vec::new();
+        for u in control.users().await? {
+            let factors = FactorsConfig::of(control.user_factors(&u.id).await?);
+            users.push(UserConfig {
                 id: u.id,
                 email: u.email,
                 name: u.name,
                 passphrase_hash: u.passphrase_hash,
                 created_at: rfc3339(u.created_at),
-            })
-            .collect();
+                factors,
+            });
+        }
         Ok(ConfigSnapshot {
             format: FORMAT,
             companies,
@@ -502,6 +607,19 @@ pub async fn restore(platform: &Platform) -> anyhow::Result<DrReport> {
                 &audit(Action::DrRestoreUser, None, format!("user:{}", u.id)),
             )
             .await?;
+        if let Some(factors) = &u.factors {
+            platform
+                .control
+                .restore_factors(
+                    &factors.restore(&u.id)?,
+                    &audit(
+                        Action::DrRestoreSecondFactors,
+                        None,
+                        format!("user:{}", u.id),
+                    ),
+                )
+                .await?;
+        }
     }
     let mut members: BTreeMap<&str, Vec<&MemberConfig>> = BTreeMap::new();
     for m in &snapshot.members {

@@ -450,6 +450,7 @@ impl Monitor {
             | Action::DrRestoreApiKey
             | Action::DrRestoreExportSchedule
             | Action::DrRestoreMember
+            | Action::DrRestoreSecondFactors
             | Action::DrRestoreSecurityPolicy
             | Action::DrRestoreUser
             | Action::EntriesList

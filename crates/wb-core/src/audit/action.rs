@@ -147,6 +147,8 @@ actions! {
     DrRestoreApiKey = "dr.restore_api_key",
     /// An export schedule brought back by a disaster-recovery restore.
     DrRestoreExportSchedule = "dr.restore_export_schedule",
+    /// A user's second factors brought back by a disaster-recovery restore.
+    DrRestoreSecondFactors = "dr.restore_second_factors",
     /// A membership brought back by a disaster-recovery restore.
     DrRestoreMember = "dr.restore_member",
     /// A company's security policy restored from a configuration backup.
@@ -254,6 +256,7 @@ impl Action {
             | Action::DrRestoreApiKey
             | Action::DrRestoreExportSchedule
             | Action::DrRestoreMember
+            | Action::DrRestoreSecondFactors
             | Action::DrRestoreSecurityPolicy
             | Action::DrRestoreUser
             | Action::EntriesList
@@ -402,7 +405,7 @@ mod tests {
         for (action, name) in pinned {
             assert_eq!(action.as_str(), name);
         }
-        assert_eq!(Action::ALL.len(), 75);
+        assert_eq!(Action::ALL.len(), 76);
     }
 
     #[test]

@@ -181,6 +181,34 @@ async fn a_fresh_node_restores_everything_from_the_object_store() {
         )
         .await
         .unwrap();
+    // And a second factor: an account must not lose it in a disaster.
+    let beta = old
+        .login(
+            "beta@example.com",
+            &Secret::new(PASSPHRASE.into()),
+            Actor::system("test"),
+        )
+        .await
+        .unwrap();
+    let beta_principal = old.authenticate(&beta.token).await.unwrap();
+    let enrolment = old
+        .begin_totp(
+            &beta_principal,
+            &Secret::new(PASSPHRASE.into()),
+            Actor::system("test"),
+        )
+        .await
+        .unwrap();
+    let totp = wb_crypto::TotpSecret::from_base32(enrolment.secret.expose()).unwrap();
+    let now = || u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap();
+    let recovery = old
+        .confirm_totp(
+            &beta_principal,
+            &totp.code_at(now()).unwrap(),
+            Actor::system("test"),
+        )
+        .await
+        .unwrap();
     let mut shipper = ShipperState::default();
     ship_once(&old, &mut shipper).await.unwrap();
     let shipped_audit = wb_server::backup::audit_trail::ship_once(
@@ -207,6 +235,7 @@ async fn a_fresh_node_restores_everything_from_the_object_store() {
             b"Alpha Ltd sale".as_slice(),
             b"alpha@example.com",
             b"argon2",
+            totp.base32().expose().as_bytes(),
         ] {
             assert!(
                 !bytes.windows(needle.len()).any(|w| w == needle),
@@ -305,6 +334,45 @@ async fn a_fresh_node_restores_everything_from_the_object_store() {
         Some(Role::Owner)
     );
     fresh.authenticate(&key.token).await.unwrap();
+    // The second factor came back: still asked for, its secret still opens
+    // (a code of the next step, within the skew), its recovery codes work.
+    let step = fresh
+        .login_step(
+            "beta@example.com",
+            &Secret::new(PASSPHRASE.into()),
+            None,
+            Actor::system("test"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(step, wb_app::login::LoginStep::SecondFactor(_)));
+    let next = totp.code_at(now() + 30).unwrap();
+    let with_code = fresh
+        .login_step(
+            "beta@example.com",
+            &Secret::new(PASSPHRASE.into()),
+            Some(&next),
+            Actor::system("test"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(with_code, wb_app::login::LoginStep::Session(_)));
+    let with_recovery = fresh
+        .login_step(
+            "beta@example.com",
+            &Secret::new(PASSPHRASE.into()),
+            Some(&recovery[3]),
+            Actor::system("test"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        with_recovery,
+        wb_app::login::LoginStep::Session(_)
+    ));
     // The recovery is in the new platform trail.
     let trail = fresh.control.audit_events(None, 0, 1000).await.unwrap();
     assert!(trail.iter().any(|e| e.action == Action::DrRestore.as_str()));

@@ -705,6 +705,18 @@ const CONTROL_TABLES: &[(&str, &str)] = &[
         "not backed up (messages in flight are lost with the node)",
     ),
     ("company_policies", "backed up (dr.rs security_policies)"),
+    (
+        "totp_factors",
+        "backed up when confirmed (dr.rs factors; the secret stays sealed)",
+    ),
+    ("recovery_codes", "backed up (hashes, dr.rs factors)"),
+    ("passkeys", "backed up (public credentials, dr.rs factors)"),
+    ("mfa_challenges", "not backed up (five minutes long)"),
+    ("webauthn_ceremonies", "not backed up (five minutes long)"),
+    (
+        "passphrase_resets",
+        "not backed up (an hour long: a lost one is asked for again)",
+    ),
     ("placements", "PostgreSQL only; not backed up"),
     (
         "schema_migrations",
