@@ -19,6 +19,7 @@ mod exports;
 mod harness;
 mod postgres;
 mod report;
+mod security;
 
 use std::path::PathBuf;
 
@@ -55,6 +56,11 @@ pub struct BenchArgs {
     /// own section.
     #[arg(long, conflicts_with_all = ["postgres", "backup"])]
     pub exports: bool,
+    /// Run only the abuse-limit and login benchmark (a flood against
+    /// well-behaved clients, logins per second next to raw Argon2id, login
+    /// timing for unknown and known accounts) and write its own section.
+    #[arg(long, conflicts_with_all = ["postgres", "backup", "exports"])]
+    pub security: bool,
     /// Companies opened for the PostgreSQL memory-per-idle-company measurement.
     #[arg(long, default_value_t = 200)]
     pub pg_companies: u64,
@@ -76,6 +82,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     if args.exports {
         return exports::run(&args).await;
+    }
+    if args.security {
+        return security::run(&args).await;
     }
     embedded::run(args).await
 }
@@ -105,7 +114,7 @@ mod tests {
             (a.seconds, a.large_entries, a.companies, a.pg_companies),
             (10, 1_000_000, 1000, 200)
         );
-        assert!(!a.postgres && !a.backup && !a.exports && !a.pg_statements);
+        assert!(!a.postgres && !a.backup && !a.exports && !a.security && !a.pg_statements);
     }
 
     #[test]
@@ -114,6 +123,8 @@ mod tests {
             &["--postgres", "--backup"][..],
             &["--postgres", "--exports"],
             &["--backup", "--exports"],
+            &["--security", "--exports"],
+            &["--security", "--postgres"],
             &["--pg-statements"],
         ] {
             assert!(parse(line).is_err(), "{line:?} accepted");

@@ -295,6 +295,9 @@ async fn sqlite_databases_without_the_table_are_migrated() {
         "DROP TABLE export_schedules; DROP TABLE invitations; DROP TABLE outbox;
          DROP TABLE company_policies; ALTER TABLE sessions DROP COLUMN last_seen_at; DROP INDEX sessions_by_user;
          ALTER TABLE sessions DROP COLUMN client; ALTER TABLE sessions DROP COLUMN user_agent;
+         DROP TABLE totp_factors; DROP TABLE recovery_codes; DROP TABLE mfa_challenges;
+         DROP TABLE passphrase_resets; DROP TABLE passkeys; DROP TABLE webauthn_ceremonies;
+         ALTER TABLE sessions DROP COLUMN second_factor;
          PRAGMA user_version = 0;",
     )
     .unwrap();
@@ -316,7 +319,10 @@ async fn postgres_databases_without_the_table_are_migrated() {
             "DROP TABLE export_schedules; DROP TABLE schema_migrations;
              DROP TABLE invitations; DROP TABLE outbox; DROP TABLE company_policies;
              ALTER TABLE sessions DROP COLUMN last_seen_at; DROP INDEX sessions_by_user;
-         ALTER TABLE sessions DROP COLUMN client; ALTER TABLE sessions DROP COLUMN user_agent;",
+         ALTER TABLE sessions DROP COLUMN client; ALTER TABLE sessions DROP COLUMN user_agent;
+         DROP TABLE totp_factors; DROP TABLE recovery_codes; DROP TABLE mfa_challenges;
+         DROP TABLE passphrase_resets; DROP TABLE passkeys; DROP TABLE webauthn_ceremonies;
+         ALTER TABLE sessions DROP COLUMN second_factor;",
         )
         .await
         .unwrap();
