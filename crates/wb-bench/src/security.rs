@@ -289,6 +289,7 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
             per_address: plenty,
             sign_in_per_address: plenty,
             per_principal: plenty,
+            unauthorized_per_address: plenty,
         };
     })
     .await?;
@@ -382,10 +383,13 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
     let mut rows = vec![
         Row {
             name: format!(
-                "trial balances/s of {GOOD_CLIENTS} clients on 127.0.0.1 while one client floods logins and API requests from {FLOODER} over {FLOOD_CONNECTIONS} connections (default budgets: {}/min per address, sign-in {}/min burst {})",
+                "trial balances/s of {GOOD_CLIENTS} clients on 127.0.0.1 (each its own company and session) while one client floods logins and forged-token API requests from {FLOODER} over {FLOOD_CONNECTIONS} connections (default budgets: {}/min per address, {}/min per account, sign-in {}/min burst {}, 401s {}/min burst {})",
                 defaults.per_address.per_minute,
+                defaults.per_principal.per_minute,
                 defaults.sign_in_per_address.per_minute,
-                defaults.sign_in_per_address.burst
+                defaults.sign_in_per_address.burst,
+                defaults.unauthorized_per_address.per_minute,
+                defaults.unauthorized_per_address.burst
             ),
             measured: format!(
                 "{:.0}/s (p99 {:.0} ms, {} failed)",

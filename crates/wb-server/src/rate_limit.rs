@@ -1,9 +1,14 @@
 //! Request budgets (token buckets, `governor`): per client address for the
 //! whole API, a smaller one per address for the sign-in doors (login,
-//! signup, passphrase reset, invitation acceptance), and one per account
-//! or API key once a request is authenticated (`crate::auth`). Beyond a
-//! budget: 429 with `Retry-After` and a problem body, before any work is
-//! done for the request (no body read, no token lookup, no Argon2).
+//! signup, passphrase reset, invitation acceptance), one per account or API
+//! key once a request is authenticated (`crate::auth`), and a small one per
+//! address for requests answered 401 (bad or missing credentials): an
+//! address that spends it is refused everything until it refills, so a
+//! flood of forged tokens costs one cheap refusal a request, while the
+//! people behind a busy address who do authenticate spend only their own
+//! accounts' budgets. Beyond a budget: 429 with `Retry-After` and a
+//! problem body, before any work is done for the request (no body read, no
+//! token lookup, no Argon2).
 //!
 //! Budgets are per node: a client spread over N nodes gets N times the
 //! rate. What must hold across nodes (failed logins, signups, resets) is
@@ -53,15 +58,19 @@ pub struct RateLimits {
     pub sign_in_per_address: Budget,
     /// Authenticated requests of one account or API key.
     pub per_principal: Budget,
+    /// Requests from one address answered 401; beyond it the address is
+    /// refused everything until the budget refills.
+    pub unauthorized_per_address: Budget,
 }
 
 impl Default for RateLimits {
     fn default() -> RateLimits {
         RateLimits {
-            // Generous: an office behind one NAT address shares it.
+            // Generous: an office behind one NAT address shares it; its
+            // people are held to their own accounts' budgets.
             per_address: Budget {
-                per_minute: 6_000,
-                burst: 600,
+                per_minute: 60_000,
+                burst: 2_000,
             },
             // Each sign-in costs an Argon2id hash (~20 ms of a core).
             sign_in_per_address: Budget {
@@ -69,8 +78,12 @@ impl Default for RateLimits {
                 burst: 20,
             },
             per_principal: Budget {
-                per_minute: 3_000,
-                burst: 300,
+                per_minute: 12_000,
+                burst: 1_000,
+            },
+            unauthorized_per_address: Budget {
+                per_minute: 60,
+                burst: 30,
             },
         }
     }
@@ -83,6 +96,9 @@ pub struct Limiters {
     address: Keyed<IpAddr>,
     sign_in: Keyed<IpAddr>,
     principal: Keyed<String>,
+    unauthorized: Keyed<IpAddr>,
+    /// Addresses that spent their 401 budget, until when.
+    blocked: std::sync::RwLock<std::collections::HashMap<IpAddr, std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Limiters {
@@ -128,6 +144,31 @@ impl Limiters {
             address: RateLimiter::keyed(limits.per_address.quota()),
             sign_in: RateLimiter::keyed(limits.sign_in_per_address.quota()),
             principal: RateLimiter::keyed(limits.per_principal.quota()),
+            unauthorized: RateLimiter::keyed(limits.unauthorized_per_address.quota()),
+            blocked: Default::default(),
+        }
+    }
+
+    /// How long the address is still refused everything (it spent its 401
+    /// budget), if it is.
+    pub fn blocked_for(&self, address: IpAddr) -> Option<Duration> {
+        let key = bucket_of(address);
+        let blocked = self.blocked.read().unwrap_or_else(|e| e.into_inner());
+        blocked
+            .get(&key)
+            .and_then(|until| until.checked_duration_since(std::time::Instant::now()))
+            .filter(|d| !d.is_zero())
+    }
+
+    /// Counts a 401 answered to the address; when that spends its budget,
+    /// the address is refused everything until the budget refills.
+    pub fn note_unauthorized(&self, address: IpAddr) {
+        let key = bucket_of(address);
+        let now = self.unauthorized.clock().now();
+        if let Err(not_until) = self.unauthorized.check_key(&key) {
+            let wait = not_until.wait_time_from(now);
+            let mut blocked = self.blocked.write().unwrap_or_else(|e| e.into_inner());
+            blocked.insert(key, std::time::Instant::now() + wait);
         }
     }
 
@@ -157,6 +198,13 @@ impl Limiters {
 
     /// Drops the buckets that are full again (indistinguishable from new).
     pub fn sweep(&self) {
+        let now = std::time::Instant::now();
+        self.blocked
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, until| *until > now);
+        self.unauthorized.retain_recent();
+        self.unauthorized.shrink_to_fit();
         self.address.retain_recent();
         self.sign_in.retain_recent();
         self.principal.retain_recent();
@@ -167,7 +215,7 @@ impl Limiters {
 
     /// Buckets held now (tests, metrics).
     pub fn tracked(&self) -> usize {
-        self.address.len() + self.sign_in.len() + self.principal.len()
+        self.address.len() + self.sign_in.len() + self.principal.len() + self.unauthorized.len()
     }
 }
 
@@ -178,16 +226,24 @@ pub async fn enforce(limiters: Arc<Limiters>, mut request: Request, next: Next) 
     // Health probes (a load balancer's) cost nothing and must not be
     // starved by, or starve, the clients behind the same address.
     let probe = matches!(request.uri().path(), "/healthz" | "/readyz");
-    if let (false, Some(ClientAddr(address))) =
-        (probe, request.extensions().get::<ClientAddr>().copied())
-    {
-        let sign_in = is_sign_in(request.uri().path());
-        if let Err(wait) = limiters.check_address(address, sign_in) {
-            return refusal(wait).into_response();
-        }
+    let address = request.extensions().get::<ClientAddr>().map(|c| c.0);
+    let Some(address) = address.filter(|_| !probe) else {
+        request.extensions_mut().insert(limiters);
+        return next.run(request).await;
+    };
+    if let Some(wait) = limiters.blocked_for(address) {
+        return refusal(wait).into_response();
     }
-    request.extensions_mut().insert(limiters);
-    next.run(request).await
+    let sign_in = is_sign_in(request.uri().path());
+    if let Err(wait) = limiters.check_address(address, sign_in) {
+        return refusal(wait).into_response();
+    }
+    request.extensions_mut().insert(limiters.clone());
+    let response = next.run(request).await;
+    if response.status() == axum::http::StatusCode::UNAUTHORIZED {
+        limiters.note_unauthorized(address);
+    }
+    response
 }
 
 /// Sweeps the limiters every minute until `stop` turns true.
@@ -257,6 +313,28 @@ mod tests {
         assert!(is_sign_in("/api/v1/invitations/wbi_x/accept"));
         assert!(is_sign_in("/api/v1/auth/passphrase-reset/complete"));
         assert!(!is_sign_in("/api/v1/companies/c/accounts"));
+    }
+
+    #[test]
+    fn an_address_that_spends_its_401_budget_is_refused_until_it_refills() {
+        let limiters = Limiters::new(RateLimits {
+            unauthorized_per_address: Budget {
+                per_minute: 60,
+                burst: 2,
+            },
+            ..RateLimits::default()
+        });
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        limiters.note_unauthorized(a);
+        limiters.note_unauthorized(a);
+        assert_eq!(limiters.blocked_for(a), None);
+        limiters.note_unauthorized(a);
+        let wait = limiters.blocked_for(a).expect("blocked");
+        assert!(wait <= Duration::from_secs(1), "{wait:?}");
+        assert_eq!(limiters.blocked_for(b), None);
+        limiters.sweep();
+        assert!(limiters.blocked_for(a).is_some() || wait < Duration::from_millis(50));
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub struct AbuseFile {
     /// Requests per minute, and burst, of one account or API key.
     pub rate_limit_per_account_per_minute: Option<u32>,
     pub rate_limit_per_account_burst: Option<u32>,
+    /// Requests answered 401 per minute, and burst, from one address
+    /// before it is refused everything until the budget refills.
+    pub rate_limit_unauthorized_per_minute: Option<u32>,
+    pub rate_limit_unauthorized_burst: Option<u32>,
     /// Largest request head, KiB (default 32, at least 8).
     pub max_header_kib: Option<usize>,
     /// Reports, registers and audit reads at once on a node (default 16),
@@ -105,6 +109,12 @@ impl AbuseFile {
                 self.rate_limit_per_account_burst,
                 "rate-limit-per-account",
                 defaults.per_principal,
+            )?,
+            unauthorized_per_address: budget(
+                self.rate_limit_unauthorized_per_minute,
+                self.rate_limit_unauthorized_burst,
+                "rate-limit-unauthorized",
+                defaults.unauthorized_per_address,
             )?,
         };
         let max_header_bytes = match self.max_header_kib {

@@ -28,6 +28,11 @@ fn small_budgets(config: &mut wb_server::ServerConfig) {
             per_minute: 60,
             burst: 20,
         },
+        // Tested on its own below.
+        unauthorized_per_address: Budget {
+            per_minute: 100_000,
+            burst: 10_000,
+        },
     };
 }
 
@@ -72,6 +77,67 @@ async fn a_flooding_address_gets_429s_while_others_are_served() {
             .send_from(ABUSER, Method::GET, "/healthz", None, Body::None)
             .await;
         assert_eq!(probe.status, 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_forging_tokens_is_refused_while_its_neighbours_work() {
+    let srv = TestServer::start_configured(|c| {
+        c.rate_limits.unauthorized_per_address = Budget {
+            per_minute: 6,
+            burst: 10,
+        };
+    })
+    .await;
+    let t = srv.signup("Forged Ltd").await;
+    let mut statuses = Vec::new();
+    for n in 0..15 {
+        let resp = srv
+            .send_from(
+                ABUSER,
+                Method::GET,
+                "/api/v1/me",
+                Some(&format!("wbs_forged{n}")),
+                Body::None,
+            )
+            .await;
+        statuses.push(resp.status.as_u16());
+    }
+    // Ten 401s spend the budget; the 11th 401 blocks the address.
+    assert!(statuses[..11].iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(statuses[11..].iter().all(|s| *s == 429), "{statuses:?}");
+    // Blocked, even with a valid token; another address is served.
+    let blocked = srv
+        .send_from(
+            ABUSER,
+            Method::GET,
+            "/api/v1/me",
+            Some(&t.token),
+            Body::None,
+        )
+        .await;
+    blocked.problem(429, "too-many-requests");
+    assert!(blocked.header("retry-after").is_some());
+    srv.send_from(
+        NEIGHBOUR,
+        Method::GET,
+        "/api/v1/me",
+        Some(&t.token),
+        Body::None,
+    )
+    .await
+    .ok(200);
+    // Authenticated requests never spend it: many from the neighbour pass.
+    for _ in 0..30 {
+        srv.send_from(
+            NEIGHBOUR,
+            Method::GET,
+            "/api/v1/me",
+            Some(&t.token),
+            Body::None,
+        )
+        .await
+        .ok(200);
     }
 }
 

@@ -306,6 +306,7 @@ impl TestServer {
             per_address: plenty,
             sign_in_per_address: plenty,
             per_principal: plenty,
+            unauthorized_per_address: plenty,
         };
         configure(&mut config);
         let server = wb_server::start(platform.clone(), &config, Some(listener))
