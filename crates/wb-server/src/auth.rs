@@ -124,6 +124,9 @@ impl FromRequestParts<AppState> for Authenticated {
             ));
         }
         let principal = state.authenticate(&Secret::new(token)).await?;
+        if let Some(seen) = parts.extensions.get::<crate::rate_limit::AuthSeen>() {
+            seen.mark();
+        }
         if let Some(limiters) = parts
             .extensions
             .get::<std::sync::Arc<crate::rate_limit::Limiters>>()

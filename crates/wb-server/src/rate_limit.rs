@@ -1,14 +1,20 @@
-//! Request budgets (token buckets, `governor`): per client address for the
-//! whole API, a smaller one per address for the sign-in doors (login,
-//! signup, passphrase reset, invitation acceptance), one per account or API
-//! key once a request is authenticated (`crate::auth`), and a small one per
-//! address for requests answered 401 (bad or missing credentials): an
-//! address that spends it is refused everything until it refills, so a
-//! flood of forged tokens costs one cheap refusal a request, while the
-//! people behind a busy address who do authenticate spend only their own
-//! accounts' budgets. Beyond a budget: 429 with `Retry-After` and a
-//! problem body, before any work is done for the request (no body read, no
-//! token lookup, no Argon2).
+//! Request budgets (token buckets, `governor`):
+//!
+//! - per account or API key, for authenticated requests (`crate::auth`);
+//! - per client address, for requests that were not authenticated
+//!   (anonymous ones and refused credentials), counted once they are
+//!   answered; an address that spends it is refused everything until it
+//!   refills. So the people behind a busy office address spend only their
+//!   own accounts' budgets, while a flood of forged tokens from one
+//!   address costs one cheap refusal a request;
+//! - a smaller one per address for requests answered 401;
+//! - per address for the sign-in doors (login, signup, passphrase reset,
+//!   invitation acceptance), taken before the request is served: each one
+//!   costs an Argon2id hash.
+//!
+//! Beyond a budget: 429 with `Retry-After` and a problem body. A refused
+//! address gets it before any work is done for the request (no body read,
+//! no token lookup, no Argon2).
 //!
 //! Budgets are per node: a client spread over N nodes gets N times the
 //! rate. What must hold across nodes (failed logins, signups, resets) is
@@ -51,7 +57,7 @@ impl Budget {
 /// The budgets of a node (`ServerConfig::rate_limits`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimits {
-    /// Every request from one address (or IPv6 /64).
+    /// Requests from one address (or IPv6 /64) that were not authenticated.
     pub per_address: Budget,
     /// Sign-in requests (login, signup, reset, invitation acceptance) from
     /// one address, on top of `per_address`.
@@ -66,11 +72,10 @@ pub struct RateLimits {
 impl Default for RateLimits {
     fn default() -> RateLimits {
         RateLimits {
-            // Generous: an office behind one NAT address shares it; its
-            // people are held to their own accounts' budgets.
+            // Anonymous requests: sign-ins, health checks, the API document.
             per_address: Budget {
-                per_minute: 60_000,
-                burst: 2_000,
+                per_minute: 6_000,
+                burst: 600,
             },
             // Each sign-in costs an Argon2id hash (~20 ms of a core).
             sign_in_per_address: Budget {
@@ -160,31 +165,34 @@ impl Limiters {
             .filter(|d| !d.is_zero())
     }
 
-    /// Counts a 401 answered to the address; when that spends its budget,
-    /// the address is refused everything until the budget refills.
-    pub fn note_unauthorized(&self, address: IpAddr) {
+    /// Takes one sign-in from the address's budget; the wait when empty.
+    pub fn check_sign_in(&self, address: IpAddr) -> Result<(), Duration> {
+        let now = self.sign_in.clock().now();
+        self.sign_in
+            .check_key(&bucket_of(address))
+            .map_err(|not_until| not_until.wait_time_from(now))
+    }
+
+    /// Counts an answered request of the address that was not
+    /// authenticated (and a 401 in its own budget); an address that spends
+    /// either is refused everything until it refills.
+    pub fn note_unauthenticated(&self, address: IpAddr, unauthorized: bool) {
         let key = bucket_of(address);
-        let now = self.unauthorized.clock().now();
-        if let Err(not_until) = self.unauthorized.check_key(&key) {
-            let wait = not_until.wait_time_from(now);
+        let now = self.address.clock().now();
+        let mut wait = self
+            .address
+            .check_key(&key)
+            .err()
+            .map(|not_until| not_until.wait_time_from(now));
+        if unauthorized {
+            if let Err(not_until) = self.unauthorized.check_key(&key) {
+                wait = wait.max(Some(not_until.wait_time_from(now)));
+            }
+        }
+        if let Some(wait) = wait {
             let mut blocked = self.blocked.write().unwrap_or_else(|e| e.into_inner());
             blocked.insert(key, std::time::Instant::now() + wait);
         }
-    }
-
-    /// Takes one request from the address's budgets; the wait when empty.
-    pub fn check_address(&self, address: IpAddr, sign_in: bool) -> Result<(), Duration> {
-        let key = bucket_of(address);
-        let now = self.address.clock().now();
-        self.address
-            .check_key(&key)
-            .map_err(|not_until| not_until.wait_time_from(now))?;
-        if sign_in {
-            self.sign_in
-                .check_key(&key)
-                .map_err(|not_until| not_until.wait_time_from(now))?;
-        }
-        Ok(())
     }
 
     /// Takes one request from an account's or API key's budget; the wait
@@ -219,6 +227,17 @@ impl Limiters {
     }
 }
 
+/// Set by the authentication extractor when a request's credentials were
+/// valid: such a request spends its account's budget, not its address's.
+#[derive(Debug, Clone, Default)]
+pub struct AuthSeen(pub Arc<std::sync::atomic::AtomicBool>);
+
+impl AuthSeen {
+    pub fn mark(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Middleware: the address budgets, before anything else is done for the
 /// request; then makes the limiters available to the authentication
 /// extractor for the per-principal budget.
@@ -234,14 +253,18 @@ pub async fn enforce(limiters: Arc<Limiters>, mut request: Request, next: Next) 
     if let Some(wait) = limiters.blocked_for(address) {
         return refusal(wait).into_response();
     }
-    let sign_in = is_sign_in(request.uri().path());
-    if let Err(wait) = limiters.check_address(address, sign_in) {
-        return refusal(wait).into_response();
+    if is_sign_in(request.uri().path()) {
+        if let Err(wait) = limiters.check_sign_in(address) {
+            return refusal(wait).into_response();
+        }
     }
+    let authenticated = AuthSeen::default();
     request.extensions_mut().insert(limiters.clone());
+    request.extensions_mut().insert(authenticated.clone());
     let response = next.run(request).await;
-    if response.status() == axum::http::StatusCode::UNAUTHORIZED {
-        limiters.note_unauthorized(address);
+    let unauthorized = response.status() == axum::http::StatusCode::UNAUTHORIZED;
+    if unauthorized || !authenticated.0.load(std::sync::atomic::Ordering::Relaxed) {
+        limiters.note_unauthenticated(address, unauthorized);
     }
     response
 }
@@ -271,8 +294,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
     #[test]
-    fn a_burst_then_refusals_with_a_wait() {
+    fn anonymous_requests_spend_the_address_budget_then_block_it() {
         let limiters = Limiters::new(RateLimits {
             per_address: Budget {
                 per_minute: 60,
@@ -280,18 +307,19 @@ mod tests {
             },
             ..RateLimits::default()
         });
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let (a, b) = (ip("192.0.2.1"), ip("192.0.2.2"));
         for _ in 0..3 {
-            assert!(limiters.check_address(a, false).is_ok());
+            limiters.note_unauthenticated(a, false);
+            assert_eq!(limiters.blocked_for(a), None);
         }
-        let wait = limiters.check_address(a, false).unwrap_err();
+        limiters.note_unauthenticated(a, false);
+        let wait = limiters.blocked_for(a).expect("blocked");
         assert!(
             wait > Duration::ZERO && wait <= Duration::from_secs(1),
             "{wait:?}"
         );
         // Another address has its own budget.
-        assert!(limiters.check_address(b, false).is_ok());
+        assert_eq!(limiters.blocked_for(b), None);
     }
 
     #[test]
@@ -303,12 +331,12 @@ mod tests {
             },
             ..RateLimits::default()
         });
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        assert!(limiters.check_address(a, true).is_ok());
-        assert!(limiters.check_address(a, true).is_ok());
-        assert!(limiters.check_address(a, true).is_err());
+        let a = ip("192.0.2.1");
+        assert!(limiters.check_sign_in(a).is_ok());
+        assert!(limiters.check_sign_in(a).is_ok());
+        assert!(limiters.check_sign_in(a).is_err());
         // The rest of the API is still open to it.
-        assert!(limiters.check_address(a, false).is_ok());
+        assert_eq!(limiters.blocked_for(a), None);
         assert!(is_sign_in("/api/v1/auth/login"));
         assert!(is_sign_in("/api/v1/invitations/wbi_x/accept"));
         assert!(is_sign_in("/api/v1/auth/passphrase-reset/complete"));
@@ -324,17 +352,29 @@ mod tests {
             },
             ..RateLimits::default()
         });
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "192.0.2.2".parse().unwrap();
-        limiters.note_unauthorized(a);
-        limiters.note_unauthorized(a);
+        let (a, b) = (ip("192.0.2.1"), ip("192.0.2.2"));
+        limiters.note_unauthenticated(a, true);
+        limiters.note_unauthenticated(a, true);
         assert_eq!(limiters.blocked_for(a), None);
-        limiters.note_unauthorized(a);
+        limiters.note_unauthenticated(a, true);
         let wait = limiters.blocked_for(a).expect("blocked");
         assert!(wait <= Duration::from_secs(1), "{wait:?}");
         assert_eq!(limiters.blocked_for(b), None);
-        limiters.sweep();
-        assert!(limiters.blocked_for(a).is_some() || wait < Duration::from_millis(50));
+    }
+
+    #[test]
+    fn principals_have_budgets_of_their_own() {
+        let limiters = Limiters::new(RateLimits {
+            per_principal: Budget {
+                per_minute: 60,
+                burst: 2,
+            },
+            ..RateLimits::default()
+        });
+        assert!(limiters.check_principal("user:a").is_ok());
+        assert!(limiters.check_principal("user:a").is_ok());
+        assert!(limiters.check_principal("user:a").is_err());
+        assert!(limiters.check_principal("api_key:k").is_ok());
     }
 
     #[test]
@@ -346,15 +386,10 @@ mod tests {
             },
             ..RateLimits::default()
         });
-        assert!(limiters
-            .check_address("2001:db8:1:2::1".parse().unwrap(), false)
-            .is_ok());
-        assert!(limiters
-            .check_address("2001:db8:1:2:ffff::9".parse().unwrap(), false)
-            .is_err());
-        assert!(limiters
-            .check_address("2001:db8:1:3::1".parse().unwrap(), false)
-            .is_ok());
+        limiters.note_unauthenticated(ip("2001:db8:1:2::1"), false);
+        limiters.note_unauthenticated(ip("2001:db8:1:2:ffff::9"), false);
+        assert!(limiters.blocked_for(ip("2001:db8:1:2::7")).is_some());
+        assert!(limiters.blocked_for(ip("2001:db8:1:3::1")).is_none());
     }
 
     proptest! {
