@@ -74,8 +74,8 @@ pub struct ServerConfig {
     /// Origins a browser may call the API from (CORS); empty: none but
     /// the server's own.
     pub cors_origins: Vec<String>,
-    /// Report, audit and register requests served at once by this node,
-    /// and by one client address; more get 503 with `Retry-After`.
+    /// Report, audit and register requests served at once by this node
+    /// (more wait briefly, then get 503) and by one caller (more get 429).
     pub expensive: ExpensiveLimits,
 }
 
@@ -84,14 +84,15 @@ pub struct ServerConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExpensiveLimits {
     pub per_node: usize,
-    pub per_address: usize,
+    /// Per session or API key (an anonymous caller: per address).
+    pub per_caller: usize,
 }
 
 impl Default for ExpensiveLimits {
     fn default() -> Self {
         ExpensiveLimits {
             per_node: 16,
-            per_address: 4,
+            per_caller: 4,
         }
     }
 }

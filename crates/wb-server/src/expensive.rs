@@ -1,12 +1,15 @@
 //! A cap on costly reads running at once: reports (any range), account
-//! registers and the audit trail. One client address may run only a few
-//! of them at a time (429 beyond), and the node only so many (503 beyond,
-//! `Retry-After: 1`), so a client asking for ten-year reports in a loop
-//! slows itself, not everyone.
+//! registers and the audit trail. One caller (one session or API key; an
+//! anonymous caller by address) may run only a few of them at a time (429
+//! beyond), and the node only so many: a request waits up to
+//! `NODE_WAIT` for a place, then gets 503 with `Retry-After: 1`. So a
+//! client asking for ten-year reports in a loop slows itself, not
+//! everyone, and the people of one office (one address) are not counted
+//! as one.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::Request;
 use axum::middleware::Next;
@@ -14,6 +17,9 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
 
 use crate::client_addr::ClientAddr;
+
+/// How long a costly read waits for a place on the node.
+const NODE_WAIT: Duration = Duration::from_secs(2);
 use crate::config::ExpensiveLimits;
 use crate::problem::ApiError;
 
@@ -27,21 +33,21 @@ pub fn is_expensive(method: &axum::http::Method, path: &str) -> bool {
 #[derive(Debug)]
 pub struct ExpensiveGate {
     node: Arc<Semaphore>,
-    running: Mutex<HashMap<IpAddr, usize>>,
-    per_address: usize,
+    running: Mutex<HashMap<String, usize>>,
+    per_caller: usize,
 }
 
 /// One costly read in progress: gives its places back when dropped.
 #[derive(Debug)]
 struct Running<'a> {
     gate: &'a ExpensiveGate,
-    address: Option<IpAddr>,
+    caller: String,
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.gate.release(self.address);
+        self.gate.release(&self.caller);
     }
 }
 
@@ -50,41 +56,41 @@ impl ExpensiveGate {
         ExpensiveGate {
             node: Arc::new(Semaphore::new(limits.per_node.max(1))),
             running: Mutex::new(HashMap::new()),
-            per_address: limits.per_address.max(1),
+            per_caller: limits.per_caller.max(1),
         }
     }
 
-    fn release(&self, address: Option<IpAddr>) {
-        let Some(address) = address else { return };
+    fn release(&self, caller: &str) {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = running.get_mut(&address) {
+        if let Some(n) = running.get_mut(caller) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                running.remove(&address);
+                running.remove(caller);
             }
         }
     }
 
-    fn enter(&self, address: Option<IpAddr>) -> Result<Running<'_>, ApiError> {
-        if let Some(address) = address {
+    async fn enter(&self, caller: String) -> Result<Running<'_>, ApiError> {
+        {
             let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-            let n = running.entry(address).or_insert(0);
-            if *n >= self.per_address {
+            let n = running.entry(caller.clone()).or_insert(0);
+            if *n >= self.per_caller {
                 return Err(ApiError::too_many(
-                    "too many reports or audit reads from this address at once; wait for one to finish",
+                    "too many reports or audit reads of this caller at once; wait for one to finish",
                     1,
                 ));
             }
             *n += 1;
         }
-        let Ok(permit) = self.node.clone().try_acquire_owned() else {
-            // Nothing runs: the address's place goes back.
-            self.release(address);
+        let permit = tokio::time::timeout(NODE_WAIT, self.node.clone().acquire_owned()).await;
+        let Ok(Ok(permit)) = permit else {
+            // Nothing runs: the caller's place goes back.
+            self.release(&caller);
             return Err(busy());
         };
         Ok(Running {
             gate: self,
-            address,
+            caller,
             _permit: permit,
         })
     }
@@ -95,13 +101,41 @@ fn busy() -> ApiError {
         .with_retry_after(1)
 }
 
+/// Who a request counts against: a digest of its bearer token or session
+/// cookie (never the token itself), else its address.
+fn caller_of(request: &Request) -> String {
+    let headers = request.headers();
+    let credential = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| {
+            headers
+                .get_all(axum::http::header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(';'))
+                .find(|c| c.trim().starts_with("wb_session="))
+                .map(str::to_string)
+        });
+    match credential {
+        Some(c) => format!("token:{}", &wb_crypto::sha256_hex(c.as_bytes())[..32]),
+        None => format!(
+            "address:{}",
+            request
+                .extensions()
+                .get::<ClientAddr>()
+                .map_or("unknown".to_string(), |a| a.0.to_string())
+        ),
+    }
+}
+
 /// Middleware: admits a costly read only within the limits.
 pub async fn gate(gate: Arc<ExpensiveGate>, request: Request, next: Next) -> Response {
     if !is_expensive(request.method(), request.uri().path()) {
         return next.run(request).await;
     }
-    let address = request.extensions().get::<ClientAddr>().map(|c| c.0);
-    match gate.enter(address) {
+    match gate.enter(caller_of(&request)).await {
         Ok(_running) => next.run(request).await,
         Err(e) => e.into_response(),
     }
@@ -111,23 +145,28 @@ pub async fn gate(gate: Arc<ExpensiveGate>, request: Request, next: Next) -> Res
 mod tests {
     use super::*;
 
-    #[test]
-    fn an_address_gets_its_share_and_the_node_its_cap() {
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_gets_its_share_and_the_node_its_cap() {
         let gate = ExpensiveGate::new(ExpensiveLimits {
             per_node: 3,
-            per_address: 2,
+            per_caller: 2,
         });
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "192.0.2.2".parse().unwrap();
-        let first = gate.enter(Some(a)).unwrap();
-        let _second = gate.enter(Some(a)).unwrap();
-        assert_eq!(gate.enter(Some(a)).unwrap_err().status.as_u16(), 429);
-        let _third = gate.enter(Some(b)).unwrap();
-        // The node is full: another address waits too, and its refused
-        // attempt takes no place.
-        assert_eq!(gate.enter(Some(b)).unwrap_err().status.as_u16(), 503);
+        let (a, b) = ("token:a".to_string(), "token:b".to_string());
+        let first = gate.enter(a.clone()).await.unwrap();
+        let _second = gate.enter(a.clone()).await.unwrap();
+        assert_eq!(
+            gate.enter(a.clone()).await.unwrap_err().status.as_u16(),
+            429
+        );
+        let _third = gate.enter(b.clone()).await.unwrap();
+        // The node is full: another caller waits, then is refused, and its
+        // refused attempt takes no place.
+        assert_eq!(
+            gate.enter(b.clone()).await.unwrap_err().status.as_u16(),
+            503
+        );
         drop(first);
-        let _again = gate.enter(Some(b)).unwrap();
+        let _again = gate.enter(b.clone()).await.unwrap();
         assert_eq!(gate.running.lock().unwrap().get(&b), Some(&2));
     }
 
@@ -145,5 +184,19 @@ mod tests {
         assert!(is_expensive(&Method::GET, "/api/v1/companies/c/audit"));
         assert!(!is_expensive(&Method::GET, "/api/v1/companies/c/accounts"));
         assert!(!is_expensive(&Method::POST, "/api/v1/companies/c/entries"));
+    }
+
+    #[test]
+    fn callers_are_told_apart_by_a_digest_of_their_credential() {
+        let with = |token: &str| {
+            Request::builder()
+                .header("authorization", format!("Bearer {token}"))
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let a = caller_of(&with("wbs_secret_one"));
+        assert_eq!(a, caller_of(&with("wbs_secret_one")));
+        assert_ne!(a, caller_of(&with("wbs_secret_two")));
+        assert!(!a.contains("secret"));
     }
 }

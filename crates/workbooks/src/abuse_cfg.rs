@@ -31,9 +31,9 @@ pub struct AbuseFile {
     /// Largest request head, KiB (default 32, at least 8).
     pub max_header_kib: Option<usize>,
     /// Reports, registers and audit reads at once on a node (default 16),
-    /// and from one address (default 4).
+    /// and of one session or API key (default 4).
     pub max_concurrent_reports: Option<usize>,
-    pub max_concurrent_reports_per_address: Option<usize>,
+    pub max_concurrent_reports_per_caller: Option<usize>,
 }
 
 /// The settings, checked.
@@ -129,10 +129,10 @@ impl AbuseFile {
                 "max-concurrent-reports",
                 default_expensive.per_node,
             )?,
-            per_address: positive(
-                self.max_concurrent_reports_per_address,
-                "max-concurrent-reports-per-address",
-                default_expensive.per_address,
+            per_caller: positive(
+                self.max_concurrent_reports_per_caller,
+                "max-concurrent-reports-per-caller",
+                default_expensive.per_caller,
             )?,
         };
         Ok(Abuse {
