@@ -35,7 +35,7 @@ use crate::BenchArgs;
 const GOOD_CLIENTS: usize = 16;
 const FLOOD_CONNECTIONS: usize = 64;
 const ENTRIES: u64 = 200;
-const TIMING_SAMPLES: usize = 100;
+const TIMING_SAMPLES: usize = 300;
 const PASSPHRASE: &str = "quartz meadow lantern orbit";
 const FLOODER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 

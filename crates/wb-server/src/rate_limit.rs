@@ -227,6 +227,19 @@ impl Limiters {
     }
 }
 
+/// The longest a refusal is held before it is sent.
+const TARPIT_MAX: Duration = Duration::from_secs(1);
+
+/// A refusal of an address over its budget, sent once the wait is over (at
+/// most `TARPIT_MAX`): a flooding client's connection carries no other
+/// request meanwhile, so a flood costs the server one cheap answer per
+/// connection per second instead of as many as the client can send.
+async fn tarpit(wait: Duration) -> Response {
+    let hold = wait.min(TARPIT_MAX);
+    tokio::time::sleep(hold).await;
+    refusal(wait.saturating_sub(hold)).into_response()
+}
+
 /// Set by the authentication extractor when a request's credentials were
 /// valid: such a request spends its account's budget, not its address's.
 #[derive(Debug, Clone, Default)]
@@ -251,11 +264,11 @@ pub async fn enforce(limiters: Arc<Limiters>, mut request: Request, next: Next) 
         return next.run(request).await;
     };
     if let Some(wait) = limiters.blocked_for(address) {
-        return refusal(wait).into_response();
+        return tarpit(wait).await;
     }
     if is_sign_in(request.uri().path()) {
         if let Err(wait) = limiters.check_sign_in(address) {
-            return refusal(wait).into_response();
+            return tarpit(wait).await;
         }
     }
     let authenticated = AuthSeen::default();

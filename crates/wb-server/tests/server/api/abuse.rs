@@ -41,7 +41,9 @@ async fn a_flooding_address_gets_429s_while_others_are_served() {
     let srv = TestServer::start_configured(small_budgets).await;
     let t = srv.signup("Busy Street Ltd").await;
     let mut statuses = Vec::new();
-    for _ in 0..40 {
+    let mut held = Vec::new();
+    for _ in 0..36 {
+        let started = std::time::Instant::now();
         let resp = srv
             .send_from(
                 ABUSER,
@@ -53,14 +55,25 @@ async fn a_flooding_address_gets_429s_while_others_are_served() {
             .await;
         statuses.push(resp.status.as_u16());
         if resp.status == 429 {
+            held.push(started.elapsed());
             let retry: u64 = resp.header("retry-after").unwrap().parse().unwrap();
             assert!((1..=60).contains(&retry), "{retry}");
             resp.problem(429, "too-many-requests");
         }
     }
-    // Thirty refusals spend the address's budget; the 31st blocks it.
+    // Thirty refusals spend the address's budget; the 31st blocks it, and
+    // from then on each refusal is held until the budget has a request
+    // again: about a request a second gets through (the budget's rate).
     assert!(statuses[..31].iter().all(|s| *s == 401), "{statuses:?}");
-    assert!(statuses[31..].iter().all(|s| *s == 429), "{statuses:?}");
+    assert_eq!(statuses[31], 429, "{statuses:?}");
+    let refused = statuses[31..].iter().filter(|s| **s == 429).count();
+    let answered = statuses[31..].iter().filter(|s| **s == 401).count();
+    assert!(answered <= 2 * refused, "{statuses:?}");
+    assert!(
+        held.iter()
+            .all(|h| *h >= std::time::Duration::from_millis(500)),
+        "{held:?}"
+    );
     // Another address, and the owner's own, are served meanwhile.
     srv.send_from(
         NEIGHBOUR,
