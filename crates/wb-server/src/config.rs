@@ -149,6 +149,9 @@ pub struct ConnectionLimits {
     /// The largest request head (request line and headers) read, in bytes
     /// (at least 8 KiB).
     pub max_header_bytes: usize,
+    /// Connections from one address (IPv6: one /64) at once; trusted
+    /// proxies are exempt.
+    pub max_connections_per_address: usize,
 }
 
 /// At least `bytes_per_second * window` bytes of a request body must arrive
@@ -173,6 +176,7 @@ impl Default for ConnectionLimits {
                 window: Duration::from_secs(10),
             }),
             max_header_bytes: 32 * 1024,
+            max_connections_per_address: 256,
         }
     }
 }

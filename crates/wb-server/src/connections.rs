@@ -21,6 +21,11 @@
 //!   it has seen the first bytes); and fails its writes once the client has
 //!   read nothing for `idle_timeout` (a full send buffer that does not drain).
 //! - **Request bodies**: a minimum rate, per request (`crate::body_rate`).
+//! - **Per address**: at most `max_connections_per_address` connections
+//!   from one peer address (IPv6: one /64) at once; more are closed as
+//!   they are accepted, so one client cannot take every slot. The
+//!   operator's trusted proxies are exempt (every client comes through
+//!   them).
 
 use std::future::Future;
 use std::io;
@@ -228,16 +233,69 @@ where
     }
 }
 
+/// Connections open per peer address.
+#[derive(Debug)]
+struct PeerCounts {
+    open: Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    max: usize,
+    exempt: Vec<ipnet::IpNet>,
+}
+
+/// One connection's place in its address's count, given back when the
+/// connection's stream is dropped.
+#[derive(Debug)]
+struct PeerSlot {
+    counts: Arc<PeerCounts>,
+    key: std::net::IpAddr,
+}
+
+impl PeerCounts {
+    /// A place for a connection from `peer`, or None when its address has
+    /// its maximum already.
+    fn take(self: &Arc<Self>, peer: std::net::IpAddr) -> Option<Option<PeerSlot>> {
+        if self.exempt.iter().any(|net| net.contains(&peer)) {
+            return Some(None);
+        }
+        let key = crate::rate_limit::bucket_of(peer);
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(key).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(Some(PeerSlot {
+            counts: Arc::clone(self),
+            key,
+        }))
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = self.counts.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
 /// Wraps each accepted TCP stream in [`Guarded`] (under TLS, when the
-/// server speaks it).
-#[derive(Debug, Clone, Copy)]
+/// server speaks it), and closes those beyond their address's maximum.
+#[derive(Debug, Clone)]
 pub struct GuardAcceptor {
     idle: Duration,
     first_request: Duration,
+    peers: Arc<PeerCounts>,
 }
 
 impl GuardAcceptor {
-    pub fn new(limits: &crate::config::ConnectionLimits) -> GuardAcceptor {
+    pub fn new(
+        limits: &crate::config::ConnectionLimits,
+        trusted_proxies: &[ipnet::IpNet],
+    ) -> GuardAcceptor {
         GuardAcceptor {
             idle: limits.idle_timeout,
             // Until its first request a connection must not wait for one
@@ -245,6 +303,11 @@ impl GuardAcceptor {
             // reads the first bytes (to tell HTTP/1.1 from HTTP/2) before
             // its own header-read timeout starts.
             first_request: limits.tls_handshake_timeout + limits.header_read_timeout,
+            peers: Arc::new(PeerCounts {
+                open: Mutex::new(std::collections::HashMap::new()),
+                max: limits.max_connections_per_address.max(1),
+                exempt: trusted_proxies.to_vec(),
+            }),
         }
     }
 }
@@ -255,12 +318,24 @@ impl<S> Accept<TcpStream, Tracked<S>> for GuardAcceptor {
     type Future = std::future::Ready<io::Result<(Guarded<TcpStream>, Tracked<S>)>>;
 
     fn accept(&self, stream: TcpStream, service: Tracked<S>) -> Self::Future {
-        let guarded = Guarded::new(
+        let peer = match stream.peer_addr() {
+            Ok(peer) => self.peers.take(peer.ip()),
+            Err(_) => Some(None),
+        };
+        let Some(peer_slot) = peer else {
+            // Dropping the stream closes it; its global slot goes back
+            // with the service.
+            return std::future::ready(Err(io::Error::other(
+                "too many connections from this address",
+            )));
+        };
+        let mut guarded = Guarded::new(
             stream,
             Arc::clone(&service.conn),
             self.idle,
             Instant::now() + self.first_request,
         );
+        guarded._peer = peer_slot;
         std::future::ready(Ok((guarded, service)))
     }
 }
@@ -275,6 +350,8 @@ pub struct Guarded<I> {
     idle_timer: Pin<Box<Sleep>>,
     write_blocked_since: Option<Instant>,
     write_timer: Pin<Box<Sleep>>,
+    /// The connection's place in its address's count.
+    _peer: Option<PeerSlot>,
 }
 
 impl<I> Guarded<I> {
@@ -288,6 +365,7 @@ impl<I> Guarded<I> {
             idle_timer: Box::pin(tokio::time::sleep_until(later)),
             write_blocked_since: None,
             write_timer: Box::pin(tokio::time::sleep_until(later)),
+            _peer: None,
         }
     }
 

@@ -143,7 +143,7 @@ pub async fn start(
             .into_make_service_with_connect_info::<SocketAddr>(),
         limits.max_connections,
     );
-    let guard = connections::GuardAcceptor::new(&limits);
+    let guard = connections::GuardAcceptor::new(&limits, &config.trusted_proxies);
     let handle = Handle::new();
     let (https, task) = match &config.tls {
         TlsMode::InsecureHttp => {

@@ -339,6 +339,8 @@ struct ConfigFile {
     file_upload_timeout_minutes: Option<u64>,
     /// Connections served at once (default 1024); more wait until one closes.
     max_connections: Option<usize>,
+    /// Connections from one address at once (default 256); more are closed.
+    max_connections_per_address: Option<usize>,
     /// Seconds a client has to finish the TLS handshake (default 10).
     tls_handshake_timeout_seconds: Option<u64>,
     /// Seconds a request's head may take to arrive, also the longest wait
@@ -717,6 +719,11 @@ fn connection_limits(file: &ConfigFile) -> Result<wb_server::config::ConnectionL
         body_min_rate,
         // From the `[http]` table (`abuse_cfg`), set by `ServeArgs::resolve`.
         max_header_bytes: default.max_header_bytes,
+        max_connections_per_address: match file.max_connections_per_address {
+            Some(0) => bail!("max-connections-per-address must be at least 1"),
+            Some(n) => n,
+            None => default.max_connections_per_address,
+        },
     })
 }
 
@@ -813,6 +820,7 @@ mod tests {
                     window: Duration::from_secs(6),
                 }),
                 max_header_bytes: 16 * 1024,
+                max_connections_per_address: 256,
             }
         );
         assert_eq!(set.abuse.trusted_proxies.len(), 1);

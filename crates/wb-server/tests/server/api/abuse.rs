@@ -399,3 +399,55 @@ async fn an_oversized_request_head_is_refused() {
     // A normal request on a fresh connection is served.
     srv.get("/api/v1/me", &t.token).await.ok(200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_take_every_connection() {
+    let srv = TestServer::start_configured(|c| c.connections.max_connections_per_address = 2).await;
+    let t = srv.signup("Crowded Ltd").await;
+    let port: u16 = srv.base.rsplit(':').next().unwrap().parse().unwrap();
+    let server = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(std::net::SocketAddr::new(ABUSER, 0)).unwrap();
+        held.push(socket.connect(server).await.unwrap());
+    }
+    // Give the server a moment to accept both.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let refused = srv
+        .client_from(ABUSER)
+        .get(srv.url("/api/v1/me"))
+        .bearer_auth(&t.token)
+        .send()
+        .await;
+    assert!(
+        refused.is_err(),
+        "a third connection is closed: {refused:?}"
+    );
+    srv.send_from(
+        NEIGHBOUR,
+        Method::GET,
+        "/api/v1/me",
+        Some(&t.token),
+        Body::None,
+    )
+    .await
+    .ok(200);
+    drop(held);
+    // Once they close, the address is served again.
+    let mut served = false;
+    for _ in 0..50 {
+        let resp = srv
+            .client_from(ABUSER)
+            .get(srv.url("/api/v1/me"))
+            .bearer_auth(&t.token)
+            .send()
+            .await;
+        if resp.is_ok_and(|r| r.status() == 200) {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(served);
+}
