@@ -3,12 +3,11 @@
 
 use time::OffsetDateTime;
 use wb_core::Action;
-use wb_crypto::{check_strength, hash_passphrase, verify_passphrase, PassphraseError, Secret};
-use wb_store::{Actor, Attempt, AuditEvent, Outcome};
+use wb_crypto::{check_strength, hash_passphrase, PassphraseError, Secret};
+use wb_store::{Actor, AuditEvent, Outcome, UserRecord};
 
 use crate::error::{ServiceError, ServiceResult};
 use crate::mail::{self, Message};
-use crate::platform::identity::{FAILED_LOGINS_MAX, FAILED_LOGIN_WINDOW};
 use crate::platform::Platform;
 use crate::principal::Principal;
 
@@ -115,57 +114,13 @@ impl Platform {
             .user(user_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("user"))?;
+        // The current passphrase, counted like a login (`reauthenticate`).
+        self.reauthenticate(&user, current, None, Action::AuthPassphraseChange, &actor)
+            .await?;
         let now = self.now();
-        let keys = [format!("reauth:{}", user.email)];
-        let counted = match self
-            .control
-            .reserve_attempt(&keys, now, FAILED_LOGIN_WINDOW, FAILED_LOGINS_MAX)
-            .await?
-        {
-            Attempt::Counted(counted) => counted,
-            Attempt::Refused { until } => {
-                self.audit_passphrase_change(&actor, user_id, Outcome::Failure, "throttled")
-                    .await?;
-                return Err(ServiceError::too_many(
-                    "too many wrong passphrases; try again later",
-                    u64::try_from((until - now).whole_seconds().max(1)).unwrap_or(1),
-                ));
-            }
-        };
-        let (hash, current) = (user.passphrase_hash.clone(), current.clone());
-        let right = self
-            .cpu
-            .run(move || verify_passphrase(&hash, &current))
-            .await?;
-        if !right {
-            self.audit_passphrase_change(
-                &actor,
-                user_id,
-                Outcome::Failure,
-                "wrong current passphrase",
-            )
-            .await?;
-            return Err(ServiceError::new(
-                crate::error::ErrorKind::Forbidden,
-                "wrong-passphrase",
-                "Wrong passphrase",
-                "the current passphrase is wrong",
-            ));
-        }
-        self.release_attempt(&counted).await;
-        let local = user.email.split('@').next().unwrap_or("").to_string();
-        let (email, new) = (user.email.clone(), new.clone());
-        let min_score = self.required_strength(user_id).await?;
-        let hashed = self
-            .cpu
-            .run(move || {
-                check_strength(&new, &[email.as_str(), local.as_str()], min_score)?;
-                hash_passphrase(&new)
-            })
-            .await?;
-        let new_hash = match hashed {
+        let new_hash = match self.hash_new_passphrase(&user, new).await? {
             Ok(hash) => hash,
-            Err(PassphraseError::Weak(reason)) => {
+            Err(refused) => {
                 self.audit_passphrase_change(
                     &actor,
                     user_id,
@@ -173,12 +128,8 @@ impl Platform {
                     "new passphrase too weak",
                 )
                 .await?;
-                return Err(ServiceError::unprocessable(
-                    "weak-passphrase",
-                    format!("passphrase is too weak: {reason}"),
-                ));
+                return Err(refused);
             }
-            Err(PassphraseError::Hash) => return Err(ServiceError::internal()),
         };
         let audit = passphrase_event(
             &actor,
@@ -206,6 +157,35 @@ impl Platform {
             tracing::warn!(error = %e, "cannot queue the passphrase-change notice");
         }
         Ok(ended.len())
+    }
+
+    /// A user's new passphrase checked (length, the breached list, the
+    /// strictest strength of their companies, their own words) and hashed,
+    /// on the bounded CPU pool; the inner error is the refusal to answer
+    /// (422 weak-passphrase, naming the rule), for the caller to record.
+    pub(crate) async fn hash_new_passphrase(
+        &self,
+        user: &UserRecord,
+        new: &Secret,
+    ) -> ServiceResult<Result<String, ServiceError>> {
+        let local = user.email.split('@').next().unwrap_or("").to_string();
+        let (email, new) = (user.email.clone(), new.clone());
+        let min_score = self.required_strength(&user.id).await?;
+        let hashed = self
+            .cpu
+            .run(move || {
+                check_strength(&new, &[email.as_str(), local.as_str()], min_score)?;
+                hash_passphrase(&new)
+            })
+            .await?;
+        match hashed {
+            Ok(hash) => Ok(Ok(hash)),
+            Err(PassphraseError::Weak(reason)) => Ok(Err(ServiceError::unprocessable(
+                "weak-passphrase",
+                format!("passphrase is too weak: {reason}"),
+            ))),
+            Err(PassphraseError::Hash) => Err(ServiceError::internal()),
+        }
     }
 
     async fn audit_passphrase_change(

@@ -527,7 +527,7 @@ impl Platform {
     }
 }
 
-fn mfa_event(
+pub(crate) fn mfa_event(
     actor: &Actor,
     user_id: &str,
     action: Action,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use wb_core::Action;
 use wb_crypto::{new_token, token_hash, Secret};
-use wb_store::{Actor, AuditEvent, Ceremony, Outcome, PasskeyRecord};
+use wb_store::{Actor, Ceremony, Outcome, PasskeyRecord};
 use webauthn_rs::prelude::{
     CreationChallengeResponse, Passkey, PasskeyAuthentication, PasskeyRegistration,
     PublicKeyCredential, RegisterPublicKeyCredential, RequestChallengeResponse, Url, Uuid,
@@ -20,7 +20,7 @@ use webauthn_rs::prelude::{
 };
 
 use crate::error::{ErrorKind, ServiceError, ServiceResult};
-use crate::mfa::FACTOR_PASSKEY;
+use crate::mfa::{mfa_event, FACTOR_PASSKEY};
 use crate::platform::Platform;
 use crate::principal::Principal;
 
@@ -191,11 +191,12 @@ impl Platform {
             created_at: self.now(),
             last_used_at: None,
         };
-        let audit = mfa_event_for(
+        let audit = mfa_event(
             &actor,
             &user.id,
             Action::AuthMfaEnrol,
-            format!("passkey {} registered", record.id),
+            Outcome::Success,
+            &format!("passkey {} registered", record.id),
             self.now(),
         );
         self.control.add_passkey(&record, &audit).await?;
@@ -227,11 +228,12 @@ impl Platform {
         let user = self.signed_in_user(principal).await?;
         self.reauthenticate(&user, passphrase, None, Action::AuthMfaRemove, &actor)
             .await?;
-        let audit = mfa_event_for(
+        let audit = mfa_event(
             &actor,
             &user.id,
             Action::AuthMfaRemove,
-            format!("passkey {id} removed"),
+            Outcome::Success,
+            &format!("passkey {id} removed"),
             self.now(),
         );
         self.control
@@ -316,23 +318,5 @@ impl Platform {
             }
         }
         Ok(None)
-    }
-}
-
-fn mfa_event_for(
-    actor: &Actor,
-    user_id: &str,
-    action: Action,
-    detail: String,
-    at: OffsetDateTime,
-) -> AuditEvent {
-    AuditEvent {
-        at,
-        actor: actor.clone(),
-        company_id: None,
-        action,
-        target: Some(format!("user:{user_id}")),
-        outcome: Outcome::Success,
-        detail: Some(detail),
     }
 }

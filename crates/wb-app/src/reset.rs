@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use time::Duration;
 use wb_core::Action;
-use wb_crypto::{check_strength, hash_passphrase, new_token, token_hash, PassphraseError, Secret};
+use wb_crypto::{new_token, token_hash, Secret};
 use wb_store::{Actor, Attempt, AuditEvent, Outcome, PassphraseReset};
 
 use crate::error::{ErrorKind, ServiceError, ServiceResult};
@@ -158,19 +158,9 @@ impl Platform {
             .user(&found.user_id)
             .await?
             .ok_or_else(reset_invalid)?;
-        let min_score = self.required_strength(&user.id).await?;
-        let local = user.email.split('@').next().unwrap_or("").to_string();
-        let (email, new) = (user.email.clone(), passphrase.clone());
-        let hashed = self
-            .cpu
-            .run(move || {
-                check_strength(&new, &[email.as_str(), local.as_str()], min_score)?;
-                hash_passphrase(&new)
-            })
-            .await?;
-        let new_hash = match hashed {
+        let new_hash = match self.hash_new_passphrase(&user, passphrase).await? {
             Ok(hash) => hash,
-            Err(PassphraseError::Weak(reason)) => {
+            Err(refused) => {
                 self.audit_reset(
                     &actor,
                     format!("user:{}", user.id),
@@ -178,12 +168,8 @@ impl Platform {
                     "new passphrase too weak",
                 )
                 .await?;
-                return Err(ServiceError::unprocessable(
-                    "weak-passphrase",
-                    format!("passphrase is too weak: {reason}"),
-                ));
+                return Err(refused);
             }
-            Err(PassphraseError::Hash) => return Err(ServiceError::internal()),
         };
         let audit = reset_event(
             &actor,

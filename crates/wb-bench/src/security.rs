@@ -97,7 +97,7 @@ fn start_flood(
             tokio::spawn(async move {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    let request = if (n + i as usize) % 2 == 0 {
+                    let request = if (n + i as usize).is_multiple_of(2) {
                         client
                             .post(format!("{url}/api/v1/auth/login"))
                             .json(&json!({"email": victim, "passphrase": format!("guess {n} {i}")}))
@@ -357,7 +357,7 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
         wrong_accounts.push(email);
     }
     let (mut unknown, mut wrong) = (Vec::new(), Vec::new());
-    for n in 0..TIMING_SAMPLES {
+    for (n, account) in wrong_accounts.iter().enumerate() {
         let address =
             |k: usize| IpAddr::V4(Ipv4Addr::new(127, 1, (k / 250) as u8, (k % 250 + 1) as u8));
         unknown.push(
@@ -369,7 +369,7 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
             )
             .await?,
         );
-        wrong.push(timed_failure(&dir, &target.url, address(2 * n + 1), &wrong_accounts[n]).await?);
+        wrong.push(timed_failure(&dir, &target.url, address(2 * n + 1), account).await?);
     }
     running.shutdown().await?;
     unknown.sort_unstable();
