@@ -215,6 +215,14 @@ pub enum CompanyCommand {
         #[arg(long)]
         company: String,
     },
+    /// Show a company's security policy (the platform defaults when it set
+    /// none); its owners and admins change it through the API.
+    SecurityPolicy {
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+        #[arg(long)]
+        company: String,
+    },
     /// Invite someone to a company (as its owner would); the link is emailed
     /// by a running server, and the token printed once.
     Invite {

@@ -294,6 +294,14 @@ async fn company(cmd: CompanyCommand) -> Result<()> {
             let platform = open_platform(&d).await?;
             members_cmd::list(&platform, &company, d.json).await
         }
+        CompanyCommand::SecurityPolicy {
+            deployment,
+            company,
+        } => {
+            let d = deployment.resolve()?;
+            let platform = open_platform(&d).await?;
+            members_cmd::security_policy(&platform, &company, d.json).await
+        }
         CompanyCommand::Invite {
             deployment,
             company,

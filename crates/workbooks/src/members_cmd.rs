@@ -1,5 +1,6 @@
-//! `workbooks company members|invite`: an operator's view of a company's
-//! members and invitations, and inviting as the company's owner would.
+//! `workbooks company members|invite|security-policy`: an operator's view
+//! of a company's members, invitations and security policy, and inviting
+//! as the company's owner would.
 
 use anyhow::{anyhow, bail, Result};
 use wb_core::Role;
@@ -40,6 +41,22 @@ pub async fn list(platform: &Platform, company: &str, json: bool) -> Result<()> 
             i.email,
             rfc3339(i.expires_at)
         );
+    }
+    Ok(())
+}
+
+pub async fn security_policy(platform: &Platform, company: &str, json: bool) -> Result<()> {
+    known_company(platform, company).await?;
+    let policy = platform
+        .control
+        .company_policy(company)
+        .await?
+        .unwrap_or_default();
+    if json {
+        let view = wb_server::dto::SecurityPolicyView::from(&policy);
+        println!("{}", serde_json::to_string(&view)?);
+    } else {
+        println!("{}", wb_core::security_policy::describe(&policy));
     }
     Ok(())
 }

@@ -353,6 +353,43 @@ fn an_operator_invites_and_lists_members() {
         .contains(invited["token"].as_str().unwrap()));
     // The message waits in the outbox for a server to deliver it.
 
+    // The company's security policy: the defaults until it sets one.
+    let out = workbooks(
+        &["company", "security-policy", "--company", &id, "--json"],
+        &data,
+    );
+    let policy = common::ok_json(&out);
+    assert_eq!(policy["mfa_required"], false);
+    assert_eq!(policy["min_passphrase_strength"], 3);
+    assert_eq!(policy["ip_allowlist"], serde_json::json!([]));
+    let out = workbooks(&["company", "security-policy", "--company", "nope"], &data);
+    common::fails_with(&out, "no company");
+    // Resetting a second factor: a reason, and someone who has one.
+    let out = workbooks(
+        &[
+            "user",
+            "reset-mfa",
+            "--email",
+            "kim@example.com",
+            "--reason",
+            " ",
+        ],
+        &data,
+    );
+    common::fails_with(&out, "reason");
+    let out = workbooks(
+        &[
+            "user",
+            "reset-mfa",
+            "--email",
+            "nobody@example.com",
+            "--reason",
+            "ticket 7",
+        ],
+        &data,
+    );
+    common::fails_with(&out, "not found");
+
     // Bad input: one line, non-zero, nothing invited.
     let out = workbooks(
         &[
