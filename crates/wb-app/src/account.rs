@@ -28,7 +28,8 @@ pub struct SessionInfo {
     pub current: bool,
 }
 
-fn session_of(principal: &Principal) -> ServiceResult<(&str, &str)> {
+/// The user and session of a person's request; API keys have neither.
+pub(crate) fn session_of(principal: &Principal) -> ServiceResult<(&str, &str)> {
     match principal {
         Principal::User {
             user_id,
@@ -36,7 +37,7 @@ fn session_of(principal: &Principal) -> ServiceResult<(&str, &str)> {
             ..
         } => Ok((user_id, token_hash)),
         Principal::ApiKey { .. } => Err(ServiceError::forbidden(
-            "API keys have no account: use a session",
+            "API keys have no account, sessions or second factors: use a session",
         )),
     }
 }

@@ -61,18 +61,7 @@ pub const FACTOR_TOTP: &str = "totp";
 pub const FACTOR_RECOVERY_CODE: &str = "recovery_code";
 pub const FACTOR_PASSKEY: &str = "passkey";
 
-fn user_of(principal: &Principal) -> ServiceResult<(&str, &str)> {
-    match principal {
-        Principal::User {
-            user_id,
-            token_hash,
-            ..
-        } => Ok((user_id, token_hash)),
-        Principal::ApiKey { .. } => Err(ServiceError::forbidden(
-            "API keys have no second factors: use a session",
-        )),
-    }
-}
+use crate::account::session_of as user_of;
 
 pub fn mfa_invalid() -> ServiceError {
     ServiceError::new(

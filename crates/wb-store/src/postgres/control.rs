@@ -254,6 +254,28 @@ impl PgControl {
     }
 }
 
+async fn insert_api_key(tx: &Transaction<'_>, k: &ApiKeyRecord) -> Result<(), StoreError> {
+    let (role, created, expires) = (k.role.as_str(), ts(k.created_at), ts(k.expires_at));
+    tx.execute_typed(
+        &format!(
+            "INSERT INTO api_keys ({API_KEY_COLUMNS})
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)"
+        ),
+        &[
+            text(&k.id),
+            text(&k.company_id),
+            text(&k.name),
+            text(&role),
+            text(&k.token_hash),
+            text(&k.created_by),
+            text(&created),
+            text(&expires),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl ControlStore for PgControl {
     async fn signup(
@@ -460,25 +482,11 @@ impl ControlStore for PgControl {
     }
 
     async fn create_api_key(&self, k: &ApiKeyRecord, audit: &AuditEvent) -> Result<(), StoreError> {
-        let (role, created, expires) = (k.role.as_str(), ts(k.created_at), ts(k.expires_at));
-        self.exec_audited(
-            &format!(
-                "INSERT INTO api_keys ({API_KEY_COLUMNS})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)"
-            ),
-            &[
-                text(&k.id),
-                text(&k.company_id),
-                text(&k.name),
-                text(&role),
-                text(&k.token_hash),
-                text(&k.created_by),
-                text(&created),
-                text(&expires),
-            ],
-            Some(audit),
-        )
-        .await?;
+        let mut conn = self.conn().await?;
+        let tx = begin(&mut conn).await?;
+        insert_api_key(&tx, k).await?;
+        append_audit(&tx, audit).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -514,24 +522,7 @@ impl ControlStore for PgControl {
             &[text(&until), text(&revoked), text(&key_id)],
         )
         .await?;
-        let (role, created, expires) = (k.role.as_str(), ts(k.created_at), ts(k.expires_at));
-        tx.execute_typed(
-            &format!(
-                "INSERT INTO api_keys ({API_KEY_COLUMNS})
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)"
-            ),
-            &[
-                text(&k.id),
-                text(&k.company_id),
-                text(&k.name),
-                text(&role),
-                text(&k.token_hash),
-                text(&k.created_by),
-                text(&created),
-                text(&expires),
-            ],
-        )
-        .await?;
+        insert_api_key(&tx, k).await?;
         let now = tx
             .query_typed_opt(&select, &[text(&key_id), text(&company_id)])
             .await?

@@ -142,6 +142,23 @@ fn audit_row(r: &Row<'_>) -> rusqlite::Result<StoredAuditEvent> {
     })
 }
 
+fn insert_api_key(tx: &Transaction<'_>, k: &ApiKeyRecord) -> Result<(), StoreError> {
+    tx.execute(
+        &format!("INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL)"),
+        params![
+            k.id,
+            k.company_id,
+            k.name,
+            k.role.as_str(),
+            k.token_hash,
+            k.created_by,
+            ts(k.created_at),
+            ts(k.expires_at)
+        ],
+    )?;
+    Ok(())
+}
+
 #[async_trait]
 impl ControlStore for SqliteControl {
     async fn signup(
@@ -361,19 +378,7 @@ impl ControlStore for SqliteControl {
     async fn create_api_key(&self, k: &ApiKeyRecord, audit: &AuditEvent) -> Result<(), StoreError> {
         let k = k.clone();
         self.write(Some(audit), move |tx| {
-            tx.execute(
-                &format!("INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL)"),
-                params![
-                    k.id,
-                    k.company_id,
-                    k.name,
-                    k.role.as_str(),
-                    k.token_hash,
-                    k.created_by,
-                    ts(k.created_at),
-                    ts(k.expires_at)
-                ],
-            )?;
+            insert_api_key(tx, &k)?;
             Ok(())
         })
         .await
@@ -390,9 +395,8 @@ impl ControlStore for SqliteControl {
         let (company_id, key_id, k) = (company_id.to_string(), key_id.to_string(), new.clone());
         let at = audit.at;
         self.write(Some(audit), move |tx| {
-            let select = format!(
-                "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?1 AND company_id = ?2"
-            );
+            let select =
+                format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?1 AND company_id = ?2");
             let old = tx
                 .prepare_cached(&select)?
                 .query_row([&key_id, &company_id], row_api_key)
@@ -406,19 +410,7 @@ impl ControlStore for SqliteControl {
                 "UPDATE api_keys SET expires_at = ?1, revoked_at = ?2 WHERE id = ?3",
                 params![ts(until), revoked, key_id],
             )?;
-            tx.execute(
-                &format!("INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL)"),
-                params![
-                    k.id,
-                    k.company_id,
-                    k.name,
-                    k.role.as_str(),
-                    k.token_hash,
-                    k.created_by,
-                    ts(k.created_at),
-                    ts(k.expires_at)
-                ],
-            )?;
+            insert_api_key(tx, &k)?;
             tx.prepare_cached(&select)?
                 .query_row([&key_id, &company_id], row_api_key)?
         })
