@@ -46,6 +46,21 @@ pub enum SecondFactor {
 /// Failed logins from one address, across accounts, within the window
 /// before that address is refused (credential stuffing).
 pub const FAILED_LOGINS_PER_ADDRESS: u32 = 20;
+/// Wrong second factors of one account, from anywhere, within the window.
+pub const SECOND_FACTOR_FAILURES_MAX: u32 = 10;
+
+/// An address as the stored budgets count it: IPv6 by its /64 (one
+/// subscriber's block), so a block of addresses is one budget.
+pub fn budget_address(client: &str) -> String {
+    match client.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => {
+            let network = u128::from(v6) & !((1u128 << 64) - 1);
+            format!("{}/64", std::net::Ipv6Addr::from(network))
+        }
+        _ => client.to_string(),
+    }
+}
+
 /// The longest an account's failures slow a login.
 pub const LOGIN_DELAY_MAX: std::time::Duration = std::time::Duration::from_secs(4);
 
@@ -187,9 +202,17 @@ impl Platform {
                 passkey,
             }));
         };
+        let second = match self.reserve_second_factor(&user, &actor).await {
+            Ok(second) => second,
+            Err(e) => {
+                self.release_attempt(&counted).await;
+                return Err(e);
+            }
+        };
         match self.prove_second_factor(&user.id, otp).await {
             Ok(Some(factor)) => {
                 self.release_attempt(&counted).await;
+                self.release_attempt(&second).await;
                 Ok(LoginStep::Session(
                     self.finish_login(user, actor, user_agent, Some(factor))
                         .await?,
@@ -202,6 +225,7 @@ impl Platform {
             }
             Err(e) => {
                 self.release_attempt(&counted).await;
+                self.release_attempt(&second).await;
                 Err(e)
             }
         }
@@ -231,14 +255,29 @@ impl Platform {
         let found = self
             .control
             .mfa_challenge(&hash, self.now(), MFA_CHALLENGE_FAILURES)
-            .await?
-            .ok_or_else(invalid)?;
-        let user = self
-            .control
-            .user(&found.user_id)
-            .await?
-            .ok_or_else(invalid)?;
+            .await?;
+        let user = match found {
+            Some(found) => self.control.user(&found.user_id).await?,
+            None => None,
+        };
+        let Some(user) = user else {
+            self.audit_failed_login(
+                "",
+                None,
+                actor,
+                "unknown, expired or used-up login challenge",
+            )
+            .await?;
+            return Err(invalid());
+        };
         let counted = self.reserve_login(&user.email, &actor).await?;
+        let second = match self.reserve_second_factor(&user, &actor).await {
+            Ok(second) => second,
+            Err(e) => {
+                self.release_attempt(&counted).await;
+                return Err(e);
+            }
+        };
         let proved = match factor {
             SecondFactor::Code(code) => self.prove_second_factor(&user.id, code).await,
             SecondFactor::Passkey(assertion) => {
@@ -247,8 +286,17 @@ impl Platform {
         };
         match proved {
             Ok(Some(factor)) => {
+                self.release_attempt(&second).await;
                 if !self.control.take_mfa_challenge(&hash).await? {
                     self.release_attempt(&counted).await;
+                    let email = user.email.clone();
+                    self.audit_failed_login(
+                        &email,
+                        Some(&user),
+                        actor,
+                        "login challenge taken by another request",
+                    )
+                    .await?;
                     return Err(invalid());
                 }
                 self.release_attempt(&counted).await;
@@ -264,7 +312,42 @@ impl Platform {
             }
             Err(e) => {
                 self.release_attempt(&counted).await;
+                self.release_attempt(&second).await;
                 Err(e)
+            }
+        }
+    }
+
+    /// Counts a second factor tried for `user` against the account's own
+    /// budget (from any address): wrong codes are cheap to send once the
+    /// passphrase is known, so they are capped per account, not only per
+    /// address. 429 beyond it.
+    async fn reserve_second_factor(
+        &self,
+        user: &UserRecord,
+        actor: &Actor,
+    ) -> ServiceResult<Vec<(String, OffsetDateTime)>> {
+        let now = self.now();
+        let keys = [format!("mfa:{}", user.email)];
+        match self
+            .control
+            .reserve_attempt(&keys, now, FAILED_LOGIN_WINDOW, SECOND_FACTOR_FAILURES_MAX)
+            .await?
+        {
+            Attempt::Counted(counted) => Ok(counted),
+            Attempt::Refused { until } => {
+                let email = user.email.clone();
+                self.audit_failed_login(
+                    &email,
+                    Some(user),
+                    actor.clone(),
+                    "throttled: too many wrong second factors for the account",
+                )
+                .await?;
+                Err(ServiceError::too_many(
+                    "too many wrong second factors; try again later",
+                    seconds_until(now, until),
+                ))
             }
         }
     }
@@ -276,7 +359,11 @@ impl Platform {
         email: &str,
         actor: &Actor,
     ) -> ServiceResult<Vec<(String, OffsetDateTime)>> {
-        let client = actor.client.as_deref().unwrap_or("-");
+        let client = actor
+            .client
+            .as_deref()
+            .map_or("-".to_string(), budget_address);
+        let client = client.as_str();
         let account = format!("account:{email}");
         // Earlier failures of the account, from anywhere, slow this attempt.
         let failures = self
@@ -389,6 +476,13 @@ impl Platform {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn ipv6_addresses_share_a_budget_per_64() {
+        assert_eq!(budget_address("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_eq!(budget_address("2001:db8:1:2:ffff::9"), "2001:db8:1:2::/64");
+        assert_eq!(budget_address("192.0.2.7"), "192.0.2.7");
+    }
 
     #[test]
     fn the_delay_grows_from_the_fourth_failure_and_is_capped() {

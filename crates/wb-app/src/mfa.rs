@@ -221,6 +221,32 @@ impl Platform {
         Ok(factor)
     }
 
+    /// Adding or removing a second factor of an account that has one needs
+    /// a session that proved one (at login or by confirming an enrolment):
+    /// a passphrase and a stolen passphrase-only session must not do it.
+    pub(crate) async fn require_verified_session(
+        &self,
+        principal: &Principal,
+        user_id: &str,
+    ) -> ServiceResult<()> {
+        let verified = matches!(
+            principal,
+            Principal::User {
+                second_factor: true,
+                ..
+            }
+        );
+        if !verified && !self.second_factors_of(user_id).await?.is_empty() {
+            return Err(ServiceError::new(
+                ErrorKind::Forbidden,
+                "mfa-required",
+                "Second factor required",
+                "this account has a second factor: sign in with it to change its second factors",
+            ));
+        }
+        Ok(())
+    }
+
     pub(crate) async fn signed_in_user(&self, principal: &Principal) -> ServiceResult<UserRecord> {
         let (user_id, _) = user_of(principal)?;
         self.control
@@ -238,6 +264,7 @@ impl Platform {
         actor: Actor,
     ) -> ServiceResult<TotpEnrolment> {
         let user = self.signed_in_user(principal).await?;
+        self.require_verified_session(principal, &user.id).await?;
         self.reauthenticate(&user, passphrase, None, Action::AuthMfaEnrol, &actor)
             .await?;
         let secret = TotpSecret::generate();
@@ -298,6 +325,30 @@ impl Platform {
                     "no authenticator enrolment is waiting for a code; start one first",
                 )
             })?;
+        // Wrong confirmation codes count like wrong passphrases.
+        let now = self.now();
+        let keys = [format!("reauth:{}", user.email)];
+        let counted = match self
+            .control
+            .reserve_attempt(&keys, now, FAILED_LOGIN_WINDOW, FAILED_LOGINS_MAX)
+            .await?
+        {
+            Attempt::Counted(counted) => counted,
+            Attempt::Refused { until } => {
+                self.audit_mfa(
+                    &actor,
+                    &user.id,
+                    Action::AuthMfaEnrol,
+                    Outcome::Failure,
+                    "throttled",
+                )
+                .await?;
+                return Err(ServiceError::too_many(
+                    "too many wrong codes; try again later",
+                    u64::try_from((until - now).whole_seconds().max(1)).unwrap_or(1),
+                ));
+            }
+        };
         let secret = self.open_totp(&record)?;
         let Some(step) = secret.verify(code.expose(), unix_seconds(self.now())) else {
             self.audit_mfa(
@@ -310,6 +361,7 @@ impl Platform {
             .await?;
             return Err(mfa_invalid());
         };
+        self.release_attempt(&counted).await;
         let codes = new_recovery_codes();
         let hashes: Vec<String> = codes
             .iter()
@@ -325,7 +377,7 @@ impl Platform {
         );
         let step = i64::try_from(step).unwrap_or(i64::MAX);
         self.control
-            .confirm_totp(&user.id, step, &hashes, &audit)
+            .confirm_totp(&user.id, record.created_at, step, &hashes, &audit)
             .await
             .map_err(|e| match e {
                 wb_store::StoreError::NotFound(_) => mfa_invalid(),

@@ -104,6 +104,7 @@ impl Platform {
     ) -> ServiceResult<PasskeyOffer> {
         let name = clean_name(name)?;
         let user = self.signed_in_user(principal).await?;
+        self.require_verified_session(principal, &user.id).await?;
         self.reauthenticate(&user, passphrase, None, Action::AuthMfaEnrol, &actor)
             .await?;
         let existing = self.control.passkeys(&user.id).await?;
@@ -153,15 +154,23 @@ impl Platform {
             .control
             .take_ceremony(&token_hash(ceremony), REGISTER, self.now())
             .await?
-            .filter(|c| c.user_id.as_deref() == Some(user.id.as_str()))
-            .ok_or_else(|| {
-                ServiceError::new(
-                    ErrorKind::NotFound,
-                    "ceremony-invalid",
-                    "Registration not found",
-                    "this passkey registration is unknown, used or expired: start again",
-                )
-            })?;
+            .filter(|c| c.user_id.as_deref() == Some(user.id.as_str()));
+        let Some(found) = found else {
+            self.audit_mfa(
+                &actor,
+                &user.id,
+                Action::AuthMfaEnrol,
+                Outcome::Failure,
+                "unknown, used or expired passkey registration",
+            )
+            .await?;
+            return Err(ServiceError::new(
+                ErrorKind::NotFound,
+                "ceremony-invalid",
+                "Registration not found",
+                "this passkey registration is unknown, used or expired: start again",
+            ));
+        };
         let registration: Registration =
             serde_json::from_str(&found.state).map_err(|_| ServiceError::internal())?;
         let passkey = match self
@@ -226,6 +235,7 @@ impl Platform {
         actor: Actor,
     ) -> ServiceResult<()> {
         let user = self.signed_in_user(principal).await?;
+        self.require_verified_session(principal, &user.id).await?;
         self.reauthenticate(&user, passphrase, None, Action::AuthMfaRemove, &actor)
             .await?;
         let audit = mfa_event(

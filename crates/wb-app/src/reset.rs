@@ -57,6 +57,7 @@ impl Platform {
         let now = self.now();
         let mut budgets = vec![(format!("reset:email:{email}"), RESETS_PER_EMAIL)];
         if let Some(client) = &actor.client {
+            let client = crate::login::budget_address(client);
             budgets.push((format!("reset:client:{client}"), RESETS_PER_ADDRESS));
         }
         for (key, max) in budgets {

@@ -17,9 +17,8 @@ use ipnet::IpNet;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);
 
-/// The longest `X-Forwarded-For` read; a longer one is ignored whole.
-const MAX_FORWARDED_BYTES: usize = 1024;
-/// The most hops read from it.
+/// The most hops read from it, from the right (what a client put on the
+/// left is never needed: the walk stops at the first untrusted hop).
 const MAX_HOPS: usize = 16;
 
 /// The client of a request from `peer` with `forwarded` (every
@@ -29,20 +28,15 @@ pub fn resolve(peer: IpAddr, forwarded: &[&str], trusted: &[IpNet]) -> IpAddr {
     if !is_trusted(peer, trusted) {
         return peer;
     }
-    let total: usize = forwarded.iter().map(|v| v.len()).sum();
-    if total > MAX_FORWARDED_BYTES {
-        return peer;
-    }
+    // Only the rightmost hops are read: a long or strange left part (the
+    // client's own) must not make the request count as the proxy's.
     let hops: Vec<&str> = forwarded
         .iter()
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .collect();
-    if hops.len() > MAX_HOPS {
-        return peer;
-    }
     let mut client = peer;
-    for hop in hops.iter().rev() {
+    for hop in hops.iter().rev().take(MAX_HOPS) {
         let Ok(address) = hop.parse::<IpAddr>() else {
             // Not an address (a name, "unknown", a port): what is left of
             // the chain cannot be trusted; the last trusted hop's peer is
@@ -70,11 +64,13 @@ fn canonical(address: IpAddr) -> IpAddr {
     }
 }
 
-fn forwarded_values(headers: &HeaderMap) -> Vec<&str> {
+/// Every `X-Forwarded-For` value; bytes that are not text become U+FFFD,
+/// so a client's non-ASCII junk spoils only its own hop.
+fn forwarded_values(headers: &HeaderMap) -> Vec<String> {
     headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .collect()
 }
 
@@ -89,7 +85,9 @@ pub async fn assign(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip());
     if let Some(peer) = peer {
-        let client = resolve(peer, &forwarded_values(request.headers()), &trusted);
+        let values = forwarded_values(request.headers());
+        let values: Vec<&str> = values.iter().map(String::as_str).collect();
+        let client = resolve(peer, &values, &trusted);
         request.extensions_mut().insert(ClientAddr(client));
     }
     next.run(request).await
@@ -146,9 +144,16 @@ mod tests {
             resolve(ip("::ffff:10.0.0.5"), &["::ffff:203.0.113.9"], &proxies),
             ip("203.0.113.9")
         );
-        // Too long a chain is ignored whole.
-        let long = vec!["203.0.113.9"; MAX_HOPS + 1];
-        assert_eq!(resolve(ip("10.0.0.5"), &long, &proxies), ip("10.0.0.5"));
+        // A long or strange left part (the client's) does not matter: the
+        // proxy's own hop on the right names the client.
+        let mut long = vec!["6.6.6.6"; 100];
+        long.push("203.0.113.9");
+        assert_eq!(resolve(ip("10.0.0.5"), &long, &proxies), ip("203.0.113.9"));
+        let junk = "x".repeat(5000) + ", 203.0.113.9";
+        assert_eq!(
+            resolve(ip("10.0.0.5"), &[junk.as_str()], &proxies),
+            ip("203.0.113.9")
+        );
     }
 
     proptest! {

@@ -104,19 +104,23 @@ fn busy() -> ApiError {
 /// Who a request counts against: a digest of its bearer token or session
 /// cookie (never the token itself), else its address.
 fn caller_of(request: &Request) -> String {
+    // The token as the authentication reads it (`crate::auth`), so spaces
+    // or a second header do not make a caller someone new.
     let headers = request.headers();
     let credential = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string())
         .or_else(|| {
             headers
                 .get_all(axum::http::header::COOKIE)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(';'))
-                .find(|c| c.trim().starts_with("wb_session="))
-                .map(str::to_string)
+                .filter_map(|pair| pair.trim().split_once('='))
+                .find(|(name, _)| *name == crate::auth::SESSION_COOKIE)
+                .map(|(_, value)| value.to_string())
         });
     match credential {
         Some(c) => format!("token:{}", &wb_crypto::sha256_hex(c.as_bytes())[..32]),
@@ -196,6 +200,7 @@ mod tests {
         };
         let a = caller_of(&with("wbs_secret_one"));
         assert_eq!(a, caller_of(&with("wbs_secret_one")));
+        assert_eq!(a, caller_of(&with("  wbs_secret_one  ")));
         assert_ne!(a, caller_of(&with("wbs_secret_two")));
         assert!(!a.contains("secret"));
     }

@@ -110,12 +110,14 @@ pub trait FactorStore: Send + Sync {
     /// Stores a pending TOTP factor, replacing a pending one; `Conflict` when
     /// a confirmed one exists.
     async fn begin_totp(&self, record: &TotpRecord, audit: &AuditEvent) -> Result<(), StoreError>;
-    /// Confirms the pending factor with the step of its first code, and
-    /// replaces the user's recovery codes with `recovery_hashes`;
-    /// `NotFound` without a pending factor.
+    /// Confirms the pending factor started at `pending_since` (the one whose
+    /// code was checked, not one started since) with the step of its first
+    /// code, and replaces the user's recovery codes with `recovery_hashes`;
+    /// `NotFound` without that pending factor.
     async fn confirm_totp(
         &self,
         user_id: &str,
+        pending_since: OffsetDateTime,
         step: i64,
         recovery_hashes: &[String],
         audit: &AuditEvent,

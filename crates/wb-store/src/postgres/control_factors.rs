@@ -157,18 +157,21 @@ impl FactorStore for PgControl {
     async fn confirm_totp(
         &self,
         user_id: &str,
+        pending_since: OffsetDateTime,
         step: i64,
         recovery_hashes: &[String],
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let at = unix_millis(audit.at);
+        let since = unix_millis(pending_since);
         let mut conn = self.conn().await?;
         let tx = begin(&mut conn).await?;
         let changed = tx
             .execute_typed(
                 "UPDATE totp_factors SET confirmed_at = $1, last_step = $2
-                 WHERE user_id = $3 AND confirmed_at IS NULL AND last_step < $2",
-                &[int8(&at), int8(&step), text(&user_id)],
+                 WHERE user_id = $3 AND confirmed_at IS NULL AND last_step < $2
+                   AND created_at = $4",
+                &[int8(&at), int8(&step), text(&user_id), int8(&since)],
             )
             .await?;
         if changed != 1 {

@@ -191,17 +191,19 @@ impl FactorStore for SqliteControl {
     async fn confirm_totp(
         &self,
         user_id: &str,
+        pending_since: OffsetDateTime,
         step: i64,
         recovery_hashes: &[String],
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let (user_id, hashes) = (user_id.to_string(), recovery_hashes.to_vec());
         let at = unix_millis(audit.at);
+        let since = unix_millis(pending_since);
         self.write(Some(audit), move |tx| {
             let changed = tx.execute(
                 "UPDATE totp_factors SET confirmed_at = ?1, last_step = ?2
-                 WHERE user_id = ?3 AND confirmed_at IS NULL AND last_step < ?2",
-                params![at, step, user_id],
+                 WHERE user_id = ?3 AND confirmed_at IS NULL AND last_step < ?2 AND created_at = ?4",
+                params![at, step, user_id, since],
             )?;
             if changed != 1 {
                 return Err(StoreError::NotFound("pending authenticator"));

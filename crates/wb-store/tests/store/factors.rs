@@ -77,17 +77,25 @@ async fn totp_enrolment_confirms_once_and_steps_are_used_once(control: &dyn Cont
         .begin_totp(&pending(&u, b"first"), &enrol)
         .await
         .unwrap();
-    // A pending factor may be replaced (enrolment started again).
-    control
-        .begin_totp(&pending(&u, b"second"), &enrol)
-        .await
-        .unwrap();
+    // A pending factor may be replaced (enrolment started again), and a
+    // code checked against the replaced one no longer confirms.
+    let later = TotpRecord {
+        created_at: T0 + Duration::seconds(1),
+        ..pending(&u, b"second")
+    };
+    control.begin_totp(&later, &enrol).await.unwrap();
+    assert!(matches!(
+        control
+            .confirm_totp(&u, T0, 100, &hashes("a"), &enrol)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
     assert!(
         !control.use_totp_step(&u, 100).await.unwrap(),
         "not confirmed yet"
     );
     control
-        .confirm_totp(&u, 100, &hashes("a"), &enrol)
+        .confirm_totp(&u, T0 + Duration::seconds(1), 100, &hashes("a"), &enrol)
         .await
         .unwrap();
     let stored = control.totp(&u).await.unwrap().unwrap();
@@ -95,7 +103,9 @@ async fn totp_enrolment_confirms_once_and_steps_are_used_once(control: &dyn Cont
     assert_eq!(stored.confirmed_at, Some(T0));
     assert_eq!(stored.last_step, 100);
     assert!(matches!(
-        control.confirm_totp(&u, 101, &hashes("b"), &enrol).await,
+        control
+            .confirm_totp(&u, T0 + Duration::seconds(1), 101, &hashes("b"), &enrol)
+            .await,
         Err(StoreError::NotFound(_))
     ));
     assert!(matches!(
@@ -131,7 +141,7 @@ async fn recovery_codes_are_single_use_and_replaced_together(control: &dyn Contr
         .await
         .unwrap();
     control
-        .confirm_totp(&u, 1, &hashes("a"), &enrol)
+        .confirm_totp(&u, T0, 1, &hashes("a"), &enrol)
         .await
         .unwrap();
     assert!(!control.use_recovery_code(&other, "a3", T0).await.unwrap());
@@ -158,7 +168,7 @@ async fn racing_uses_of_one_step_or_code_let_one_through(control: &dyn ControlSt
         .await
         .unwrap();
     control
-        .confirm_totp(&u, 1, &hashes("r"), &enrol)
+        .confirm_totp(&u, T0, 1, &hashes("r"), &enrol)
         .await
         .unwrap();
     let steps = futures_join(8, |_| {

@@ -82,6 +82,15 @@ async fn a_passkey_registers_and_logs_in_as_the_second_factor() {
     let list = srv.get("/api/v1/me/passkeys", &t.token).await.ok(200);
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert!(list[0]["last_used_at"].is_null());
+    // With a factor on the account, a session that never proved one (the
+    // signup's) cannot add or remove factors.
+    srv.post(
+        "/api/v1/me/passkeys",
+        &t.token,
+        json!({"passphrase": PASSPHRASE, "name": "another"}),
+    )
+    .await
+    .problem(403, "mfa-required");
     assert_eq!(
         srv.get("/api/v1/me/mfa", &t.token).await.ok(200)["passkeys"],
         1
