@@ -53,9 +53,8 @@ pub const SECOND_FACTOR_FAILURES_MAX: u32 = 10;
 /// subscriber's block), so a block of addresses is one budget.
 pub fn budget_address(client: &str) -> String {
     match client.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V6(v6)) => {
-            let network = u128::from(v6) & !((1u128 << 64) - 1);
-            format!("{}/64", std::net::Ipv6Addr::from(network))
+        Ok(address @ std::net::IpAddr::V6(_)) => {
+            format!("{}/64", wb_core::security_policy::address_block(address))
         }
         _ => client.to_string(),
     }

@@ -158,6 +158,34 @@ impl Platform {
         Ok(None)
     }
 
+    /// Counts a wrong passphrase or code of a signed-in user against the
+    /// account's re-authentication budget (429, audited as `action`,
+    /// beyond it); the caller gives the attempt back when it was right.
+    async fn reserve_reauth(
+        &self,
+        user: &UserRecord,
+        action: Action,
+        actor: &Actor,
+    ) -> ServiceResult<Vec<(String, OffsetDateTime)>> {
+        let now = self.now();
+        let keys = [format!("reauth:{}", user.email)];
+        match self
+            .control
+            .reserve_attempt(&keys, now, FAILED_LOGIN_WINDOW, FAILED_LOGINS_MAX)
+            .await?
+        {
+            Attempt::Counted(counted) => Ok(counted),
+            Attempt::Refused { until } => {
+                self.audit_mfa(actor, &user.id, action, Outcome::Failure, "throttled")
+                    .await?;
+                Err(ServiceError::too_many(
+                    "too many wrong passphrases or codes; try again later",
+                    u64::try_from((until - now).whole_seconds().max(1)).unwrap_or(1),
+                ))
+            }
+        }
+    }
+
     /// Checks the passphrase of a signed-in user (re-authentication), and
     /// `code` when given, against the failed-login budget of the account.
     pub(crate) async fn reauthenticate(
@@ -168,23 +196,7 @@ impl Platform {
         action: Action,
         actor: &Actor,
     ) -> ServiceResult<Option<&'static str>> {
-        let now = self.now();
-        let keys = [format!("reauth:{}", user.email)];
-        let counted = match self
-            .control
-            .reserve_attempt(&keys, now, FAILED_LOGIN_WINDOW, FAILED_LOGINS_MAX)
-            .await?
-        {
-            Attempt::Counted(counted) => counted,
-            Attempt::Refused { until } => {
-                self.audit_mfa(actor, &user.id, action, Outcome::Failure, "throttled")
-                    .await?;
-                return Err(ServiceError::too_many(
-                    "too many wrong passphrases or codes; try again later",
-                    u64::try_from((until - now).whole_seconds().max(1)).unwrap_or(1),
-                ));
-            }
-        };
+        let counted = self.reserve_reauth(user, action, actor).await?;
         let (hash, pass) = (user.passphrase_hash.clone(), passphrase.clone());
         let right = self
             .cpu
@@ -326,29 +338,9 @@ impl Platform {
                 )
             })?;
         // Wrong confirmation codes count like wrong passphrases.
-        let now = self.now();
-        let keys = [format!("reauth:{}", user.email)];
-        let counted = match self
-            .control
-            .reserve_attempt(&keys, now, FAILED_LOGIN_WINDOW, FAILED_LOGINS_MAX)
-            .await?
-        {
-            Attempt::Counted(counted) => counted,
-            Attempt::Refused { until } => {
-                self.audit_mfa(
-                    &actor,
-                    &user.id,
-                    Action::AuthMfaEnrol,
-                    Outcome::Failure,
-                    "throttled",
-                )
-                .await?;
-                return Err(ServiceError::too_many(
-                    "too many wrong codes; try again later",
-                    u64::try_from((until - now).whole_seconds().max(1)).unwrap_or(1),
-                ));
-            }
-        };
+        let counted = self
+            .reserve_reauth(&user, Action::AuthMfaEnrol, &actor)
+            .await?;
         let secret = self.open_totp(&record)?;
         let Some(step) = secret.verify(code.expose(), unix_seconds(self.now())) else {
             self.audit_mfa(

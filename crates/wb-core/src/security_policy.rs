@@ -74,6 +74,16 @@ pub fn parse_block(text: &str) -> Result<IpNet, PolicyError> {
         .map_err(|_| PolicyError::BadBlock(t.to_string()))
 }
 
+/// The block an address is counted in by budgets and limits: itself, or
+/// its /64 for IPv6 (the block one subscriber gets, so an attacker cannot
+/// mint a fresh budget per address).
+pub fn address_block(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+    }
+}
+
 /// Why the door refuses a request under a policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {

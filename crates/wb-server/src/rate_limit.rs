@@ -117,13 +117,7 @@ impl std::fmt::Debug for Limiters {
 
 /// The key an address is counted under: itself, or its /64 for IPv6.
 pub fn bucket_of(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(bits.into())
-        }
-    }
+    wb_core::security_policy::address_block(address)
 }
 
 /// Whether a path is a sign-in door (its own, smaller budget).
