@@ -52,4 +52,17 @@ fi
 # (crates/workbooks/tests/commands/export.rs).
 command -v age >/dev/null 2>&1 || apt_install age
 
+# The web console's browser tests (console-tests/) drive the system Chromium
+# with playwright-core and check pages with axe-core, from npm.
+[ -n "${CHROMIUM:-}" ] || [ -x /usr/bin/chromium ] || apt_install chromium
+command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+  echo "scripts/test.sh: console-tests need Node.js 20 or later (playwright-core); found $(node --version)" >&2
+  exit 1
+fi
+if [ ! -f console-tests/node_modules/.package-lock.json ] ||
+  [ console-tests/package-lock.json -nt console-tests/node_modules/.package-lock.json ]; then
+  (cd console-tests && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+
 cargo test --workspace "$@"

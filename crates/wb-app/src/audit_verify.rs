@@ -299,3 +299,45 @@ pub fn parse_jsonl(text: &str) -> Result<Vec<StoredAuditEventWithSource>, String
     }
     Ok(out)
 }
+
+/// A company's own chain as its audit viewer shows it: the newest signed
+/// checkpoint that vouches for it, and (on request) a full verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompanyChainStatus {
+    pub checkpoints: usize,
+    /// The newest checkpoint's sequence number and time.
+    pub last_checkpoint: Option<(i64, String)>,
+}
+
+impl crate::access::CompanyScope {
+    pub async fn audit_chain_status(
+        &self,
+        platform: &Platform,
+    ) -> ServiceResult<CompanyChainStatus> {
+        let checkpoints = platform
+            .control
+            .checkpoints(&company_source(self.company_id()))
+            .await?;
+        Ok(CompanyChainStatus {
+            checkpoints: checkpoints.len(),
+            last_checkpoint: checkpoints
+                .iter()
+                .max_by_key(|c| c.seq)
+                .map(|c| (c.seq, c.at.clone())),
+        })
+    }
+
+    /// Verifies the company's chain where it is written against the signed
+    /// checkpoints (reads the whole chain: on request only).
+    pub async fn verify_audit_chain(&self, platform: &Platform) -> ServiceResult<ChainReport> {
+        let keys = NodeKeys::new(
+            platform.control.node_keys().await?,
+            &platform.node_certifier(),
+        );
+        let source = company_source(self.company_id());
+        let checkpoints = platform.control.checkpoints(&source).await?;
+        let local = local_company_chain(platform, self.company_id()).await?;
+        let chained: Vec<ChainedEvent> = local.iter().map(StoredAuditEvent::chained).collect();
+        Ok(report(&source, "local", &chained, &checkpoints, &keys))
+    }
+}

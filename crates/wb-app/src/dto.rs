@@ -400,8 +400,13 @@ pub struct BatchResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EntryList {
     pub entries: Vec<EntryView>,
-    /// Pass as `after` to get the next page; absent on the last page.
+    /// Pass as `after` to get the next page; absent on the last page (and
+    /// with `order=desc`).
     pub next_after: Option<String>,
+    /// With `order=desc`: pass as `before` to get the next page; left out on
+    /// the last page and in ascending order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]

@@ -47,6 +47,7 @@ pub mod members;
 pub mod mfa;
 pub mod monitor_job;
 pub mod objects;
+pub mod overview;
 pub mod passkeys;
 pub mod platform;
 pub mod policy;

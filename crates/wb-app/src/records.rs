@@ -2,7 +2,7 @@
 //! so they need no dependency on the stores (`wb-server` has none).
 
 pub use wb_store::{
-    Account, Actor, ApiKeyRecord, AuditEvent, AuditQuery, CentralEvent, CompanyRecord, Entry,
-    EntryPage, ExportSchedule, FilePage, FileRecord, Idempotency, Membership, NewFile, Outcome,
-    Posted, StoreError, UserRecord,
+    Account, Actor, AmountFilter, ApiKeyRecord, AuditEvent, AuditQuery, CentralEvent,
+    CompanyRecord, Entry, EntryPage, ExportSchedule, FilePage, FileRecord, Idempotency,
+    InvitationRecord, MemberRecord, Membership, NewFile, Outcome, Posted, StoreError, UserRecord,
 };

@@ -443,6 +443,7 @@ impl Monitor {
             | Action::CompanyCreate
             | Action::CompanyMove
             | Action::CompanyRead
+            | Action::DashboardRead
             | Action::CompanyRestore
             | Action::CompanyRestoreInPlace
             | Action::CompanySignup

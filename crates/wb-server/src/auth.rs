@@ -14,8 +14,10 @@ use crate::access::Admission;
 use crate::platform::Platform;
 use crate::problem::ApiError;
 
-pub const SESSION_COOKIE: &str = "wb_session";
-pub const CSRF_COOKIE: &str = "wb_csrf";
+/// `__Host-`: the browser keeps these only when set by this exact origin over
+/// HTTPS with `Path=/` and no `Domain`, so no sibling subdomain can plant them.
+pub const SESSION_COOKIE: &str = "__Host-wb_session";
+pub const CSRF_COOKIE: &str = "__Host-wb_csrf";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
 pub type AppState = Arc<Platform>;
@@ -106,12 +108,17 @@ impl FromRequestParts<AppState> for Authenticated {
                 // Cookies ride along on cross-site requests; a header cannot.
                 let unsafe_method =
                     !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-                if unsafe_method {
+                // The console's guard checked the form's token and origin.
+                let checked = parts
+                    .extensions
+                    .get::<crate::console::guard::CsrfChecked>()
+                    .is_some();
+                if unsafe_method && !checked {
                     let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
                     let expected = cookie(parts, CSRF_COOKIE);
                     if sent.is_none() || sent != expected {
                         return Err(ApiError::forbidden(
-                            "cookie-authenticated requests must echo the wb_csrf cookie in X-CSRF-Token",
+                            "cookie-authenticated requests must echo the __Host-wb_csrf cookie in X-CSRF-Token",
                         ));
                     }
                 }

@@ -26,8 +26,10 @@ use crate::problem::ApiError;
 /// Whether a request is one of the costly reads.
 pub fn is_expensive(method: &axum::http::Method, path: &str) -> bool {
     method == axum::http::Method::GET
-        && path.starts_with("/api/v1/companies/")
-        && (path.contains("/reports/") || path.ends_with("/register") || path.ends_with("/audit"))
+        && ((path.starts_with("/api/v1/companies/")
+            && (path.contains("/reports/") || path.ends_with("/register") || path.ends_with("/audit")))
+            // The console's reports and audit viewer read as much.
+            || (path.starts_with("/c/") && (path.contains("/reports/") || path.ends_with("/audit"))))
 }
 
 #[derive(Debug)]

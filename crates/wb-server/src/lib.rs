@@ -18,6 +18,7 @@ pub mod body_rate;
 pub mod client_addr;
 pub mod config;
 pub mod connections;
+pub mod console;
 pub mod cors;
 pub mod expensive;
 pub mod head_limit;

@@ -126,6 +126,11 @@ pub fn is_sign_in(path: &str) -> bool {
         || path == "/api/v1/auth/login"
         || path.starts_with("/api/v1/auth/passphrase-reset")
         || (path.starts_with("/api/v1/invitations/") && path.ends_with("/accept"))
+        // The console's sign-in forms (`enforce` charges only their POSTs).
+        || matches!(
+            path,
+            "/login" | "/login/code" | "/signup" | "/reset-passphrase" | "/reset-passphrase/complete" | "/accept-invitation"
+        )
 }
 
 /// The answer beyond a budget: 429 with the whole seconds to wait.
@@ -260,7 +265,9 @@ pub async fn enforce(limiters: Arc<Limiters>, mut request: Request, next: Next) 
     if let Some(wait) = limiters.blocked_for(address) {
         return tarpit(wait).await;
     }
-    if is_sign_in(request.uri().path()) {
+    let page_view =
+        request.method() == axum::http::Method::GET && !request.uri().path().starts_with("/api/");
+    if is_sign_in(request.uri().path()) && !page_view {
         if let Err(wait) = limiters.check_sign_in(address) {
             return tarpit(wait).await;
         }

@@ -13,6 +13,7 @@
 
 pub mod alerts;
 mod chain;
+mod entry_list;
 mod error;
 pub mod export_schedules;
 pub mod factors;

@@ -380,12 +380,41 @@ pub struct Posted {
     pub replayed: bool,
 }
 
+/// Which entries to list, and in which order. Every filter given must hold;
+/// `..Default::default()` leaves the rest out (oldest first, all entries).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EntryPage {
+    /// Only ids greater than this: the cursor of the ascending order (the
+    /// last id of the previous page).
     pub after: Option<i64>,
+    /// Only ids smaller than this: the cursor of `newest_first` (the last id
+    /// of the previous page).
+    pub before: Option<i64>,
+    /// 1 to the backend's maximum page; other values are clamped.
     pub limit: u32,
+    /// Entries dated on or after this day.
     pub from: Option<Date>,
+    /// Entries dated on or before this day.
     pub to: Option<Date>,
+    /// Ids descending instead of ascending.
+    pub newest_first: bool,
+    /// Only entries with a posting to the account with this code; an unknown
+    /// code matches nothing.
+    pub account: Option<String>,
+    /// Only entries whose description or reference contains this text,
+    /// ignoring the case of ASCII letters (other characters match exactly);
+    /// `%`, `_` and `\` are plain characters.
+    pub text: Option<String>,
+    pub amount: Option<AmountFilter>,
+}
+
+/// Only entries with a posting in `currency` whose absolute amount (minor
+/// units) is within `[min, max]`; a bound left out does not limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmountFilter {
+    pub currency: Currency,
+    pub min: Option<i64>,
+    pub max: Option<i64>,
 }
 
 /// An attachment to record; its encrypted object is already stored under `address`.

@@ -129,8 +129,7 @@ pub async fn revert_in_place(
             .entries(EntryPage {
                 after: Some(after),
                 limit: 1000,
-                from: None,
-                to: None,
+                ..Default::default()
             })
             .await?;
         let Some(page_last) = page.last().map(|e| e.id) else {

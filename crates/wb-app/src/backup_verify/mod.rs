@@ -297,8 +297,7 @@ impl Canonical {
                 .entries(EntryPage {
                     after,
                     limit: PAGE,
-                    from: None,
-                    to: None,
+                    ..Default::default()
                 })
                 .await?;
             let Some(last) = page.last() else { break };

@@ -35,8 +35,7 @@ pub async fn snapshot(
                 .entries(EntryPage {
                     after,
                     limit: PAGE,
-                    from: None,
-                    to: None,
+                    ..Default::default()
                 })
                 .await?;
             let Some(last) = page.last() else { break };

@@ -135,6 +135,9 @@ actions! {
     CompanyMove = "company.move",
     /// A company's profile read.
     CompanyRead = "company.read",
+    /// A company's dashboard read in the console (balances, recent entries,
+    /// backup position, alerts).
+    DashboardRead = "dashboard.read",
     /// A company restored from backup into a new or empty place.
     CompanyRestore = "company.restore",
     /// A company reverted in place to an earlier point.
@@ -249,6 +252,7 @@ impl Action {
             | Action::CompanyCreate
             | Action::CompanyMove
             | Action::CompanyRead
+            | Action::DashboardRead
             | Action::CompanyRestore
             | Action::CompanyRestoreInPlace
             | Action::CompanySignup
@@ -405,7 +409,7 @@ mod tests {
         for (action, name) in pinned {
             assert_eq!(action.as_str(), name);
         }
-        assert_eq!(Action::ALL.len(), 76);
+        assert_eq!(Action::ALL.len(), 77);
     }
 
     #[test]

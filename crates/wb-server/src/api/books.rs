@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
-use wb_app::records::{EntryPage, Idempotency};
+use wb_app::records::{AmountFilter, EntryPage, Idempotency};
 use wb_core::Action;
-use wb_core::{EntryDraft, NewAccount, PostingDraft};
+use wb_core::{Currency, EntryDraft, NewAccount, PostingDraft};
 
 use super::json::{body_rejection, parse, ApiJson, ApiQuery};
 use crate::auth::{AppState, Company, ReadBooks, WriteBooks};
@@ -128,17 +128,67 @@ pub async fn create_account(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct EntryQuery {
-    /// Return entries with ids greater than this (paging cursor).
+    /// Return entries with ids greater than this (paging cursor of `order=asc`).
     pub after: Option<String>,
+    /// Return entries with ids smaller than this (paging cursor of `order=desc`).
+    pub before: Option<String>,
     /// 1 to 1000; default 100.
     pub limit: Option<u32>,
     pub from: Option<String>,
     pub to: Option<String>,
+    /// `asc` (default): oldest first; `desc`: newest first.
+    pub order: Option<String>,
+    /// Only entries with a posting to the account with this code.
+    pub account: Option<String>,
+    /// Only entries whose description or reference contains this text
+    /// (ASCII letters in either case; `%` and `_` are plain characters).
+    pub q: Option<String>,
+    /// Only entries with a posting in this currency (ISO 4217), of an
+    /// absolute amount within `min_amount` and `max_amount` when given.
+    pub currency: Option<String>,
+    /// A decimal string such as "100.00"; needs `currency`.
+    pub min_amount: Option<String>,
+    /// A decimal string such as "250.00"; needs `currency`.
+    pub max_amount: Option<String>,
+}
+
+fn entry_cursor(name: &'static str, value: Option<&str>) -> ApiResult<Option<i64>> {
+    value
+        .map(|v| {
+            v.parse::<i64>().map_err(|_| {
+                ApiError::unprocessable("invalid-cursor", format!("{name} must be an entry id"))
+            })
+        })
+        .transpose()
+}
+
+fn amount_filter(q: &EntryQuery) -> ApiResult<Option<AmountFilter>> {
+    let Some(code) = q.currency.as_deref() else {
+        if q.min_amount.is_some() || q.max_amount.is_some() {
+            return Err(ApiError::unprocessable(
+                "invalid-amount-filter",
+                "min_amount and max_amount need a currency",
+            ));
+        }
+        return Ok(None);
+    };
+    let invalid =
+        |e: wb_core::MoneyError| ApiError::unprocessable("invalid-amount-filter", e.to_string());
+    let currency = Currency::parse(code).map_err(invalid)?;
+    let amount = |text: Option<&str>| {
+        text.map(|t| currency.parse_amount(t).map_err(invalid))
+            .transpose()
+    };
+    Ok(Some(AmountFilter {
+        currency,
+        min: amount(q.min_amount.as_deref())?,
+        max: amount(q.max_amount.as_deref())?,
+    }))
 }
 
 #[utoipa::path(get, path = "/api/v1/companies/{company}/entries", tag = "books",
     params(("company" = String, Path), EntryQuery),
-    responses((status = 200, body = EntryList), (status = 404, body = Problem)))]
+    responses((status = 200, body = EntryList), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn list_entries(
     State(platform): State<AppState>,
     door: Company<ReadBooks>,
@@ -149,15 +199,19 @@ pub async fn list_entries(
         .read(&platform, Action::EntriesList, None)
         .await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let after =
-        match q.after.as_deref() {
-            Some(a) => Some(a.parse::<i64>().map_err(|_| {
-                ApiError::unprocessable("invalid-cursor", "after must be an entry id")
-            })?),
-            None => None,
-        };
+    let newest_first = match q.order.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(_) => {
+            return Err(ApiError::unprocessable(
+                "invalid-order",
+                "order must be asc or desc",
+            ))
+        }
+    };
     let page = EntryPage {
-        after,
+        after: entry_cursor("after", q.after.as_deref())?,
+        before: entry_cursor("before", q.before.as_deref())?,
         limit,
         from: q
             .from
@@ -165,14 +219,24 @@ pub async fn list_entries(
             .map(|d| parse_date("from", d))
             .transpose()?,
         to: q.to.as_deref().map(|d| parse_date("to", d)).transpose()?,
+        newest_first,
+        account: q.account.clone(),
+        text: q.q.clone().filter(|t| !t.is_empty()),
+        amount: amount_filter(&q)?,
     };
     let entries = books.entries(page).await?;
-    let next_after = (entries.len() == limit as usize)
+    let next = (entries.len() == limit as usize)
         .then(|| entries.last().map(|e| e.id.to_string()))
         .flatten();
+    let (next_after, next_before) = if newest_first {
+        (None, next)
+    } else {
+        (next, None)
+    };
     Ok(Json(EntryList {
         entries: entries.iter().map(Into::into).collect(),
         next_after,
+        next_before,
     }))
 }
 

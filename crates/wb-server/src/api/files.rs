@@ -116,7 +116,7 @@ fn unknown_entry(text: &str) -> ApiError {
 }
 
 /// The entry a file is to be linked to: it must exist (entries are never deleted).
-async fn linked_entry(books: &CompanyScope, entry: Option<&str>) -> ApiResult<Option<i64>> {
+pub async fn linked_entry(books: &CompanyScope, entry: Option<&str>) -> ApiResult<Option<i64>> {
     let Some(text) = entry else {
         return Ok(None);
     };
@@ -185,35 +185,67 @@ pub async fn upload(
     let books = door.into_admission().operate(&platform).await?;
     let company = books.company_id().to_string();
     let name = query.name.unwrap_or_default();
-    validate_file_name(&name)
-        .map_err(|e| ApiError::unprocessable("invalid-file-name", e.to_string()))?;
     let content_type = match headers.get(header::CONTENT_TYPE) {
         None => None,
         Some(value) => Some(value.to_str().map_err(|_| {
             ApiError::unprocessable("invalid-content-type", "Content-Type is not ASCII")
         })?),
     };
-    let content_type = normalize_content_type(content_type)
-        .map_err(|e| ApiError::unprocessable("invalid-content-type", e.to_string()))?;
     let entry_id = linked_entry(&books, query.entry.as_deref()).await?;
-    let limit = settings.limits.max_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit) {
-        audit_refusal(&books, &platform, "larger than the file size limit").await;
+    let upload = Upload {
+        name,
+        content_type,
+        entry_id,
+        declared,
+    };
+    let record = store_upload(&platform, &books, settings, upload, body.into_data_stream()).await?;
+    let location = format!("/api/v1/companies/{company}/files/{}", record.id);
+    let mut response = (StatusCode::CREATED, Json(FileView::from(&record))).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// What an upload names before its bytes arrive.
+pub struct Upload<'a> {
+    pub name: String,
+    pub content_type: Option<&'a str>,
+    pub entry_id: Option<i64>,
+    /// The length the client declared, if any (refused early when too large).
+    pub declared: Option<u64>,
+}
+
+/// Streams an upload into the object store and records it (the API's raw
+/// body and the console's multipart field both end here); refusals are
+/// audited.
+pub async fn store_upload<S, E>(
+    platform: &AppState,
+    books: &CompanyScope,
+    settings: FileSettings,
+    upload: Upload<'_>,
+    stream: S,
+) -> ApiResult<FileRecord>
+where
+    S: futures_util::Stream<Item = Result<axum::body::Bytes, E>> + Send + Unpin,
+    E: std::fmt::Display,
+{
+    let company = books.company_id().to_string();
+    validate_file_name(&upload.name)
+        .map_err(|e| ApiError::unprocessable("invalid-file-name", e.to_string()))?;
+    let content_type = normalize_content_type(upload.content_type)
+        .map_err(|e| ApiError::unprocessable("invalid-content-type", e.to_string()))?;
+    let limit = settings.limits.max_bytes;
+    if upload.declared.is_some_and(|length| length > limit) {
+        audit_refusal(books, platform, "larger than the file size limit").await;
         return Err(too_large(limit));
     }
-    let key = platform.scope_key(&books).await?;
-    let stored = files::upload(
-        &*platform.objects,
-        &key,
-        &company,
-        body.into_data_stream(),
-        settings.limits,
-    )
-    .await;
+    let key = platform.scope_key(books).await?;
+    let stored = files::upload(&*platform.objects, &key, &company, stream, settings.limits).await;
     let stored = match stored {
         Ok(stored) => stored,
         Err(e) => {
@@ -231,25 +263,19 @@ pub async fn upload(
                     ApiError::unavailable("the file could not be stored; try again later")
                 }
             };
-            audit_refusal(&books, &platform, &error.detail).await;
+            audit_refusal(books, platform, &error.detail).await;
             return Err(error);
         }
     };
     let file = NewFile {
         address: stored.address,
-        name,
+        name: upload.name,
         content_type,
         size: stored.size,
-        entry_id,
+        entry_id: upload.entry_id,
     };
     // The object stays when this fails: another file may share it.
-    let record = books.add_file(&platform, file).await?;
-    let location = format!("/api/v1/companies/{company}/files/{}", record.id);
-    let mut response = (StatusCode::CREATED, Json(FileView::from(&record))).into_response();
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    Ok(response)
+    Ok(books.add_file(platform, file).await?)
 }
 
 #[utoipa::path(get, path = "/api/v1/companies/{company}/files", tag = "files",

@@ -190,6 +190,12 @@ pub fn router(
     config: &ServerConfig,
     limiters: std::sync::Arc<crate::rate_limit::Limiters>,
 ) -> Router {
+    let file_settings = files::FileSettings {
+        limits: crate::files::UploadLimits {
+            max_bytes: config.file_max_bytes,
+            idle: config.request_timeout,
+        },
+    };
     let api = Router::new()
         .route(
             "/api/v1/signup",
@@ -254,16 +260,12 @@ pub fn router(
             post(members::accept).layer(DefaultBodyLimit::max(session::AUTH_BODY_LIMIT_BYTES)),
         )
         .merge(company_router(config.batch_body_limit_bytes))
-        .layer(Extension(files::FileSettings {
-            limits: crate::files::UploadLimits {
-                max_bytes: config.file_max_bytes,
-                idle: config.request_timeout,
-            },
-        }))
+        .layer(Extension(file_settings))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::metrics))
+        .merge(crate::console::router(file_settings))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(config.body_limit_bytes));
@@ -289,8 +291,10 @@ impl Timeouts {
         // Creating an export reads and writes every attachment (twice
         // reading): as long as uploading them may take.
         let long = request.method() == axum::http::Method::POST
-            && path.starts_with("/api/v1/companies/")
-            && (path.ends_with("/files") || path.ends_with("/exports"));
+            && ((path.starts_with("/api/v1/companies/")
+                && (path.ends_with("/files") || path.ends_with("/exports")))
+                // The console's attachment upload.
+                || (path.starts_with("/c/") && path.ends_with("/files")));
         if long {
             self.upload
         } else {
@@ -377,10 +381,13 @@ fn with_middleware(
         router = router.layer(cors);
     }
     for (name, value) in headers {
-        router = router.layer(SetResponseHeaderLayer::overriding(
-            name,
-            HeaderValue::from_static(value),
-        ));
+        // The console sets its own page policy and caches its assets.
+        let own = name == header::CONTENT_SECURITY_POLICY || name == header::CACHE_CONTROL;
+        router = router.layer(if own {
+            SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value))
+        } else {
+            SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
+        });
     }
     router
         .layer(
@@ -427,11 +434,12 @@ fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
 /// an extractor or a layer, e.g. an undecodable path segment or a timeout) into one.
 async fn problem_safety_net(response: Response) -> Response {
     let status = response.status();
-    let is_problem = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+    let content_type = response.headers().get(header::CONTENT_TYPE);
+    let is_problem =
+        content_type.is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    // The console's error pages are HTML for a person.
+    let is_page = content_type.is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem || is_page {
         return response;
     }
     let (mut parts, body) = response.into_parts();

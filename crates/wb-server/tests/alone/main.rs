@@ -18,6 +18,7 @@ mod harness;
 #[path = "../server/support/moto.rs"]
 mod moto;
 
+mod console_browser;
 mod counting_alloc;
 
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};

@@ -71,10 +71,8 @@ async fn books(store: &Arc<dyn TenantStore>) -> Books {
     let rows = store.balances_as_of(as_of).await.unwrap();
     let entries = store
         .entries(EntryPage {
-            after: None,
             limit: 1000,
-            from: None,
-            to: None,
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -243,8 +243,7 @@ async fn books(store: &Arc<dyn TenantStore>) -> Books {
             .entries(EntryPage {
                 after,
                 limit: 500,
-                from: None,
-                to: None,
+                ..Default::default()
             })
             .await
             .unwrap();

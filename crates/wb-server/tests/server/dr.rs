@@ -49,10 +49,8 @@ async fn books(store: &Arc<dyn TenantStore>) -> (Vec<String>, Vec<String>) {
         .collect();
     let entries = store
         .entries(EntryPage {
-            after: None,
-            from: None,
-            to: None,
             limit: 1000,
+            ..Default::default()
         })
         .await
         .unwrap()

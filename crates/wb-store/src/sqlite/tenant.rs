@@ -18,6 +18,7 @@ use wb_crypto::DataKey;
 use super::conn::{day, open_encrypted, parse_day, parse_ts, OpenMode, ReaderPool};
 use super::tenant_files;
 use super::tenant_writer;
+use crate::entry_list::{self, EntryQuery, Value as ListValue};
 use crate::migrations::{self, Database};
 use crate::model::*;
 use crate::writer_jobs::{Command, Job, Output};
@@ -298,16 +299,28 @@ impl TenantStore for SqliteTenant {
     }
 
     async fn entries(&self, page: EntryPage) -> Result<Vec<Entry>, StoreError> {
+        let Some(query) = EntryQuery::new(&page, MAX_PAGE) else {
+            return Ok(Vec::new());
+        };
         self.readers
             .with(move |conn| {
-                let mut stmt = conn.prepare_cached(&format!(
-                    "SELECT {ENTRY_COLUMNS} FROM entries
-                     WHERE id > ?1 AND date >= ?2 AND date <= ?3 ORDER BY id LIMIT ?4"
-                ))?;
-                let from = page.from.map(day).unwrap_or_else(|| "0000-00-00".into());
-                let to = page.to.map(day).unwrap_or_else(|| "9999-99-99".into());
-                let limit = page.limit.clamp(1, MAX_PAGE);
-                let mut rows = stmt.query(params![page.after.unwrap_or(0), from, to, limit])?;
+                let account_id = match &query.account {
+                    Some(code) => match conn
+                        .prepare_cached("SELECT id FROM accounts WHERE code = ?1")?
+                        .query_row([code], |r| r.get::<_, i64>(0))
+                        .optional()?
+                    {
+                        Some(id) => Some(id),
+                        None => return Ok(Vec::new()),
+                    },
+                    None => None,
+                };
+                let values = query.values(account_id).into_iter().map(|v| match v {
+                    ListValue::Int(i) => rusqlite::types::Value::Integer(i),
+                    ListValue::Text(t) => rusqlite::types::Value::Text(t),
+                });
+                let mut stmt = conn.prepare_cached(entry_list::sqlite_statement(query.shape))?;
+                let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
                 let mut out = Vec::new();
                 while let Some(row) = rows.next()? {
                     out.push(row_to_entry(conn, row)?);

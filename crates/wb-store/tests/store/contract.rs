@@ -271,8 +271,7 @@ async fn all_entries(store: &dyn TenantStore) -> Vec<Entry> {
             .entries(EntryPage {
                 after: out.last().map(|e| e.id),
                 limit: 1000,
-                from: None,
-                to: None,
+                ..Default::default()
             })
             .await
             .expect("entries");
@@ -701,10 +700,10 @@ async fn posting_story(control: Arc<dyn ControlStore>, tenants: Arc<dyn TenantDi
     // Date filters on the entry list.
     let march_15 = store
         .entries(EntryPage {
-            after: None,
             limit: 100,
             from: Some(d),
             to: Some(d),
+            ..Default::default()
         })
         .await
         .expect("entries by date");

@@ -346,7 +346,10 @@ async fn sqlite_old_database_gains_files() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(version, "2");
+    assert_eq!(
+        version,
+        wb_store::migrations::latest(wb_store::migrations::SQLITE_TENANT).to_string()
+    );
     // The table is append-only, like entries.
     assert!(old
         .execute("UPDATE files SET name = 'other.pdf'", [])
@@ -384,7 +387,10 @@ async fn postgres_old_database_gains_files() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(version, "2");
+    assert_eq!(
+        version,
+        wb_store::migrations::latest(wb_store::migrations::POSTGRES_TENANT).to_string()
+    );
     assert!(old
         .batch_execute("UPDATE files SET name = 'other.pdf'")
         .await

@@ -10,6 +10,7 @@ mod pg_backend;
 mod alerts;
 mod contract;
 mod control_shared;
+mod entries;
 mod export_schedules;
 mod factors;
 mod files;

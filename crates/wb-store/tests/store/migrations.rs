@@ -236,7 +236,7 @@ fn sqlite_tenant_new_and_existing_reach_the_same_schema() {
     for conn in [&mut new, &mut today, &mut v1] {
         let reached =
             migrations::sqlite::migrate(conn, Database::Tenant, migrations::SQLITE_TENANT).unwrap();
-        assert_eq!(reached, 2);
+        assert_eq!(reached, migrations::latest(migrations::SQLITE_TENANT));
     }
     let schema = sqlite_schema(&new);
     assert!(
@@ -252,7 +252,10 @@ fn sqlite_tenant_new_and_existing_reach_the_same_schema() {
         })
         .unwrap();
     assert_eq!(name, "Cash");
-    assert_eq!(sqlite_version(&v1, Database::Tenant), 2);
+    assert_eq!(
+        sqlite_version(&v1, Database::Tenant),
+        migrations::latest(migrations::SQLITE_TENANT)
+    );
 }
 
 #[test]
@@ -327,7 +330,10 @@ fn sqlite_failed_migration_leaves_the_previous_version() {
     );
     migrations::sqlite::migrate(&mut conn, Database::Tenant, migrations::SQLITE_TENANT).unwrap();
     assert!(migrations::sqlite::migrate(&mut conn, Database::Tenant, &list).is_err());
-    assert_eq!(sqlite_version(&conn, Database::Tenant), 2);
+    assert_eq!(
+        sqlite_version(&conn, Database::Tenant),
+        migrations::latest(migrations::SQLITE_TENANT)
+    );
     assert!(!sqlite_schema(&conn).iter().any(|l| l.contains("half_done")));
 }
 
@@ -369,9 +375,10 @@ async fn sqlite_reopening_is_a_no_op_and_newer_databases_are_refused() {
     drop(tenants);
     let conn = open_encrypted(&path, &key, OpenMode::Existing).unwrap();
     assert_eq!(sqlite_schema(&conn), before);
+    let latest = migrations::latest(migrations::SQLITE_TENANT);
     conn.execute(
-        "UPDATE meta SET value = '3' WHERE key = 'schema_version'",
-        [],
+        "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+        [(latest + 1).to_string()],
     )
     .unwrap();
     drop(conn);
@@ -380,11 +387,8 @@ async fn sqlite_reopening_is_a_no_op_and_newer_databases_are_refused() {
     assert!(
         matches!(
             err,
-            StoreError::SchemaTooNew {
-                found: 3,
-                supported: 2,
-                ..
-            }
+            StoreError::SchemaTooNew { found, supported, .. }
+                if found == latest + 1 && supported == latest
         ),
         "{err}"
     );
@@ -508,7 +512,7 @@ async fn postgres_tenant_new_and_existing_reach_the_same_schema() {
             migrations::postgres::migrate(client, Database::Tenant, migrations::POSTGRES_TENANT)
                 .await
                 .unwrap();
-        assert_eq!(reached, 2);
+        assert_eq!(reached, migrations::latest(migrations::POSTGRES_TENANT));
     }
     let schema = pg_schema(&new).await;
     assert!(
@@ -584,7 +588,10 @@ async fn postgres_failed_migration_leaves_the_previous_version() {
             .await
             .is_err()
     );
-    assert_eq!(pg_version(&client, Database::Tenant).await, 2);
+    assert_eq!(
+        pg_version(&client, Database::Tenant).await,
+        migrations::latest(migrations::POSTGRES_TENANT)
+    );
     assert!(!pg_schema(&client)
         .await
         .iter()
@@ -644,11 +651,15 @@ async fn postgres_reopening_is_a_no_op_and_newer_databases_are_refused() {
         migrations::postgres::migrate(&tenant, Database::Tenant, migrations::POSTGRES_TENANT)
             .await
             .unwrap(),
-        2
+        migrations::latest(migrations::POSTGRES_TENANT)
     );
     assert_eq!(pg_schema(&tenant).await, before);
+    let latest = migrations::latest(migrations::POSTGRES_TENANT);
     tenant
-        .batch_execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+        .execute(
+            "UPDATE meta SET value = $1 WHERE key = 'schema_version'",
+            &[&(latest + 1).to_string()],
+        )
         .await
         .unwrap();
     let err = migrations::postgres::migrate(&tenant, Database::Tenant, migrations::POSTGRES_TENANT)
@@ -657,11 +668,8 @@ async fn postgres_reopening_is_a_no_op_and_newer_databases_are_refused() {
     assert!(
         matches!(
             err,
-            StoreError::SchemaTooNew {
-                found: 3,
-                supported: 2,
-                ..
-            }
+            StoreError::SchemaTooNew { found, supported, .. }
+                if found == latest + 1 && supported == latest
         ),
         "{err}"
     );

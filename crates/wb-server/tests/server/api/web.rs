@@ -49,13 +49,13 @@ async fn cookie_sessions_need_the_csrf_header_for_writes() {
     let login = srv.login(&t.email, PASSPHRASE).await;
     let body = login.ok(200);
     let cookies = set_cookies(&login);
-    let (_, session, session_attrs) = cookie(&cookies, "wb_session");
-    let (_, csrf, csrf_attrs) = cookie(&cookies, "wb_csrf");
+    let (_, session, session_attrs) = cookie(&cookies, "__Host-wb_session");
+    let (_, csrf, csrf_attrs) = cookie(&cookies, "__Host-wb_csrf");
     assert_eq!(session.as_str(), body["token"].as_str().expect("token"));
     for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
         assert!(
             has_attr(session_attrs, attr),
-            "wb_session lacks {attr}: {session_attrs:?}"
+            "__Host-wb_session lacks {attr}: {session_attrs:?}"
         );
     }
     let max_age: i64 = session_attrs
@@ -71,7 +71,7 @@ async fn cookie_sessions_need_the_csrf_header_for_writes() {
     for attr in ["Secure", "SameSite=Strict"] {
         assert!(
             has_attr(csrf_attrs, attr),
-            "wb_csrf lacks {attr}: {csrf_attrs:?}"
+            "__Host-wb_csrf lacks {attr}: {csrf_attrs:?}"
         );
     }
     assert!(
@@ -88,13 +88,13 @@ async fn cookie_sessions_need_the_csrf_header_for_writes() {
         .await;
     let signup_cookies = set_cookies(&signup);
     assert!(has_attr(
-        &cookie(&signup_cookies, "wb_session").2,
+        &cookie(&signup_cookies, "__Host-wb_session").2,
         "HttpOnly"
     ));
-    cookie(&signup_cookies, "wb_csrf");
+    cookie(&signup_cookies, "__Host-wb_csrf");
 
-    let only_session = format!("wb_session={session}");
-    let both = format!("wb_session={session}; wb_csrf={csrf}");
+    let only_session = format!("__Host-wb_session={session}");
+    let both = format!("__Host-wb_session={session}; __Host-wb_csrf={csrf}");
     let entries = t.path("/entries");
     let new_entry = entry(
         "2026-01-05",
@@ -201,7 +201,7 @@ async fn cookie_sessions_need_the_csrf_header_for_writes() {
         .await;
     assert_eq!(out.status.as_u16(), 204, "{}", out.text);
     let cleared = set_cookies(&out);
-    for name in ["wb_session", "wb_csrf"] {
+    for name in ["__Host-wb_session", "__Host-wb_csrf"] {
         let (_, value, attrs) = cookie(&cleared, name);
         assert!(
             value.is_empty() && has_attr(attrs, "Max-Age=0"),
@@ -359,7 +359,7 @@ async fn every_unsafe_cookie_request_needs_the_csrf_header() {
             if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
                 continue;
             }
-            let cookie = format!("wb_session={}; wb_csrf=expected", t.token);
+            let cookie = format!("__Host-wb_session={}; __Host-wb_csrf=expected", t.token);
             let resp = srv
                 .send_cookie(method.clone(), &path, &cookie, json!({}))
                 .await;

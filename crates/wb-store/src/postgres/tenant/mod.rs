@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use time::Date;
 use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use wb_core::reports::{Amounts, BalanceRow, RegisterPosting};
 use wb_core::{AccountType, Currency, EntryDraft, NewAccount, Posting};
@@ -19,6 +20,7 @@ use super::pool::{ConnectionBudget, PgConn, PgPool};
 use super::provision;
 use super::tenant_files;
 use super::tenant_writer;
+use crate::entry_list::{self, EntryQuery, Value as ListValue};
 use crate::model::*;
 use crate::sqlite::conn::{day, parse_day, parse_ts};
 use crate::writer_jobs::{Command, Job, Output};
@@ -132,10 +134,6 @@ const ENTRIES_BY_ID: &str =
      FROM entries WHERE id = ANY($1) ORDER BY id";
 const POSTINGS_OF: &str = "SELECT p.entry_id, a.code, p.currency, p.amount FROM postings p
      JOIN accounts a ON a.id = p.account_id WHERE p.entry_id = ANY($1) ORDER BY p.entry_id, p.line";
-const ENTRIES_PAGE: &str =
-    "SELECT id, date, description, reference, reverses, reversed_by, created_at, created_by
-     FROM entries WHERE id > $1 AND date >= $2 AND date <= $3 ORDER BY id LIMIT $4";
-
 async fn entries_from_rows(conn: &mut PgConn, rows: Vec<Row>) -> Result<Vec<Entry>, StoreError> {
     let mut entries = Vec::with_capacity(rows.len());
     for row in rows {
@@ -351,15 +349,40 @@ impl TenantStore for PgTenant {
     }
 
     async fn entries(&self, page: EntryPage) -> Result<Vec<Entry>, StoreError> {
+        const ACCOUNT: &str = "SELECT id FROM accounts WHERE code = $1";
+        let Some(query) = EntryQuery::new(&page, MAX_PAGE) else {
+            return Ok(Vec::new());
+        };
         rerouted!(self, route => async {
             let mut conn = route.pool.get().await?;
-            let statement = conn.prepare_cached(ENTRIES_PAGE).await?;
-            let from = page.from.map(day).unwrap_or_else(|| "0000-00-00".into());
-            let to = page.to.map(day).unwrap_or_else(|| "9999-99-99".into());
-            let limit = i64::from(page.limit.clamp(1, MAX_PAGE));
-            let rows = conn
-                .query(&statement, &[&page.after.unwrap_or(0), &from, &to, &limit])
+            let account_id = match &query.account {
+                Some(code) => {
+                    let statement = conn.prepare_cached(ACCOUNT).await?;
+                    match conn.query_opt(&statement, &[code]).await? {
+                        Some(row) => Some(row.try_get::<_, i64>(0)?),
+                        None => return Ok(Vec::new()),
+                    }
+                }
+                None => None,
+            };
+            let values: Vec<Box<dyn ToSql + Sync + Send>> = query
+                .values(account_id)
+                .into_iter()
+                .map(|v| -> Box<dyn ToSql + Sync + Send> {
+                    match v {
+                        ListValue::Int(i) => Box::new(i),
+                        ListValue::Text(t) => Box::new(t),
+                    }
+                })
+                .collect();
+            let params: Vec<&(dyn ToSql + Sync)> = values
+                .iter()
+                .map(|v| v.as_ref() as &(dyn ToSql + Sync))
+                .collect();
+            let statement = conn
+                .prepare_cached(entry_list::postgres_statement(query.shape))
                 .await?;
+            let rows = conn.query(&statement, &params).await?;
             entries_from_rows(&mut conn, rows).await
         }
         .await)

@@ -1,0 +1,341 @@
+// End-to-end test of the web console in a real (headless) Chromium.
+// Run by crates/wb-server/tests/alone/console_browser.rs, which starts a
+// server and passes its address in WB_URL. Every page visited is checked
+// with axe-core; any CSP violation or script error fails the run.
+//
+//   WB_URL=https://127.0.0.1:PORT node console-tests/console.test.mjs
+//   (screenshots in $WB_SCREENSHOTS, default console-tests/screenshots)
+
+import assert from 'node:assert/strict';
+import {
+  assertNoBrowserErrors, checkAccessibility, launchBrowser, newContext, screenshot, step,
+  takeBrowserErrors, totp,
+} from './lib.mjs';
+
+const base = process.env.WB_URL;
+if (!base) {
+  console.error('WB_URL is not set');
+  process.exit(2);
+}
+const PASSPHRASE = 'quasar marmot plinth 47 ferrous kettle';
+const stamp = Date.now();
+const ownerEmail = `owner${stamp}@example.com`;
+const memberEmail = `member${stamp}@example.com`;
+const company = `Lindqvist Bakery ${stamp}`;
+
+async function visit(page, name) {
+  await checkAccessibility(page, name);
+  await screenshot(page, name);
+}
+
+async function heading(page) {
+  return (await page.locator('main h1').textContent()).trim();
+}
+
+const browser = await launchBrowser();
+let failed = false;
+try {
+  const owner = await newContext(browser);
+  const page = await owner.newPage();
+  let companyPath;
+  let totpSecret;
+  let entryId;
+
+  await step('login page renders under the CSP and passes axe', async () => {
+    const response = await page.goto(`${base}/login`);
+    assert.equal(response.status(), 200);
+    const csp = response.headers()['content-security-policy'];
+    assert.match(csp, /default-src 'none'/);
+    assert.match(csp, /script-src 'self'/);
+    assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/);
+    assert.equal(response.headers()['cache-control'], 'no-store');
+    assert.equal(await heading(page), 'Log in');
+    await visit(page, 'login');
+  });
+
+  await step('sign up creates a company and opens its dashboard', async () => {
+    await page.getByRole('link', { name: 'Create a company' }).click();
+    await page.getByLabel('Company name').fill(company);
+    await page.getByLabel('Email').fill(ownerEmail);
+    await page.getByLabel('Passphrase').fill(PASSPHRASE);
+    await page.getByRole('button', { name: 'Create company' }).click();
+    await page.waitForURL(/\/c\/[^/]+$/);
+    companyPath = new URL(page.url()).pathname;
+    assert.equal(await heading(page), 'Dashboard');
+    assert.equal((await page.locator('[data-company-name]').textContent()).trim(), company);
+    const cookies = await owner.cookies();
+    const session = cookies.find((c) => c.name === '__Host-wb_session');
+    assert.ok(session, 'a __Host- session cookie');
+    assert.ok(session.httpOnly && session.secure && session.sameSite === 'Strict');
+    await visit(page, 'dashboard-empty');
+  });
+
+  await step('turn on the authenticator app and get recovery codes', async () => {
+    await page.getByRole('link', { name: ownerEmail }).click();
+    assert.equal(await heading(page), 'My account');
+    await visit(page, 'account');
+    await page.getByLabel('Your passphrase').fill(PASSPHRASE);
+    await page.getByRole('button', { name: 'Set up authenticator app' }).click();
+    totpSecret = (await page.locator('#totp-secret').textContent()).trim();
+    assert.match(totpSecret, /^[A-Z2-7]{16,}$/);
+    await visit(page, 'totp-setup');
+    // The previous step's code (inside the window), so the login below can
+    // use the current one: each step is accepted once.
+    await page.getByLabel('Code from the app').fill(totp(totpSecret, Date.now() - 30_000));
+    await page.getByRole('button', { name: 'Turn on' }).click();
+    assert.equal(await page.locator('#recovery-codes li').count(), 10);
+    await visit(page, 'recovery-codes');
+  });
+
+  await step('log out, then log in with passphrase and TOTP code', async () => {
+    const before = (await owner.cookies()).find((c) => c.name === '__Host-wb_session').value;
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.waitForURL(/\/login$/);
+    await page.getByLabel('Email').fill(ownerEmail);
+    await page.getByLabel('Passphrase').fill('wrong passphrase entirely');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByText('The email or passphrase is wrong.').waitFor();
+    takeBrowserErrors(owner); // the 401 answer is logged by the browser
+    await page.getByLabel('Passphrase').fill(PASSPHRASE);
+    await page.getByRole('button', { name: 'Log in' }).click();
+    assert.equal(await heading(page), 'Second factor');
+    await visit(page, 'second-factor');
+    await page.getByLabel('Authentication code').fill(totp(totpSecret));
+    await page.getByRole('button', { name: 'Verify' }).click();
+    await page.waitForURL(new RegExp(`${companyPath}$`));
+    const after = (await owner.cookies()).find((c) => c.name === '__Host-wb_session').value;
+    assert.notEqual(after, before, 'a new session id at login');
+  });
+
+  await step('create accounts (keyboard: g a)', async () => {
+    await page.keyboard.press('g');
+    await page.keyboard.press('a');
+    await page.waitForURL(/\/accounts/);
+    for (const [code, name, type] of [
+      ['1000', 'Bank', 'asset'], ['1100', 'Cash', 'asset'], ['4000', 'Sales', 'income'], ['5000', 'Supplies', 'expense'],
+    ]) {
+      await page.getByLabel('Code', { exact: true }).fill(code);
+      await page.getByLabel('Name', { exact: true }).fill(name);
+      await page.getByLabel('Type').selectOption(type);
+      await page.getByRole('button', { name: 'Create account' }).click();
+      await page.getByText(`Account ${code} created.`).waitFor();
+    }
+    await page.getByLabel('Code', { exact: true }).fill('1000');
+    await page.getByLabel('Name', { exact: true }).fill('Duplicate');
+    await page.getByRole('button', { name: 'Create account' }).click();
+    await page.getByText('already exists').waitFor();
+    takeBrowserErrors(owner);
+    await page.goto(`${base}${companyPath}/accounts`);
+    assert.ok(await page.locator('.tree').getByText('1000 Bank').isVisible());
+    await visit(page, 'accounts');
+  });
+
+  await step('post a five-line entry in two currencies (keyboard: n)', async () => {
+    await page.keyboard.press('n');
+    await page.waitForURL(/\/entries\/new$/);
+    await visit(page, 'new-entry');
+    await page.getByLabel('Description').fill('Market day takings');
+    await page.getByLabel('Reference (optional)').fill('MKT-1');
+    const lines = [
+      ['1000', '60.00', '', 'EUR'], ['1100', '40.00', '', 'EUR'], ['4000', '', '100.00', 'EUR'],
+      ['1000', '25.50', '', 'USD'], ['4000', '', '25.50', 'USD'],
+    ];
+    await page.getByRole('button', { name: 'Add line' }).click();
+    for (const [i, [account, debit, credit, currency]] of lines.entries()) {
+      await page.getByLabel(`Account, line ${i + 1}`, { exact: true }).fill(account);
+      await page.getByLabel(`Debit, line ${i + 1}`, { exact: true }).fill(debit);
+      await page.getByLabel(`Credit, line ${i + 1}`, { exact: true }).fill(credit);
+      await page.getByLabel(`Currency, line ${i + 1}`, { exact: true }).fill(currency);
+      if (i === 2) {
+        // EUR balances, USD not yet entered.
+        assert.equal((await page.locator('[data-balance]').textContent()).trim(), 'Balanced');
+      }
+      if (i === 3) {
+        assert.equal((await page.locator('[data-balance]').textContent()).trim(), 'Off by 25.50 USD');
+      }
+    }
+    assert.equal((await page.locator('[data-balance]').textContent()).trim(), 'Balanced');
+    // A double click posts once (the form is sent once; the key replays).
+    await page.getByRole('button', { name: 'Post entry' }).dblclick();
+    await page.waitForURL(/\/entries\?posted=\d+/);
+    entryId = new URL(page.url()).searchParams.get('posted');
+    assert.ok(entryId);
+    const rows = page.locator('#entries tbody tr', { hasText: 'Market day takings' });
+    assert.equal(await rows.count(), 1, 'posted once');
+    await rows.first().locator('summary').click();
+    assert.ok(await rows.first().locator('details table').getByText('25.50 USD').first().isVisible());
+    await visit(page, 'entries');
+  });
+
+  await step('a bad entry shows the error next to its field', async () => {
+    await page.goto(`${base}${companyPath}/entries/new`);
+    await page.getByLabel('Description').fill('Unbalanced');
+    await page.getByLabel('Account, line 1', { exact: true }).fill('9999');
+    await page.getByLabel('Debit, line 1', { exact: true }).fill('10');
+    await page.getByLabel('Account, line 2', { exact: true }).fill('4000');
+    await page.getByLabel('Credit, line 2', { exact: true }).fill('10');
+    await page.getByRole('button', { name: 'Post entry' }).click();
+    await page.locator('#account-0-error').waitFor();
+    assert.match(await page.locator('#account-0-error').textContent(), /unknown account/i);
+    assert.equal(await page.getByLabel('Description').inputValue(), 'Unbalanced', 'input kept');
+    takeBrowserErrors(owner);
+    await visit(page, 'new-entry-error');
+  });
+
+  await step('trial balance shows the balances and drills down to postings', async () => {
+    await page.keyboard.press('g');
+    await page.keyboard.press('r');
+    await page.waitForURL(/\/reports$/);
+    await page.getByRole('link', { name: 'Trial balance' }).click();
+    const bank = page.locator('#trial-balance tbody tr', { hasText: '1000 Bank' });
+    assert.match(await bank.textContent(), /60\.00 EUR/);
+    assert.match(await bank.textContent(), /25\.50 USD/);
+    assert.match(await page.locator('#trial-balance tfoot').textContent(), /0/);
+    await visit(page, 'trial-balance');
+    await bank.getByRole('link').click();
+    await page.waitForURL(/\/reports\/register\?account=1000/);
+    assert.ok(await page.locator('#register').getByText('Market day takings').first().isVisible());
+    await visit(page, 'register');
+    for (const report of ['Balance sheet', 'Income statement']) {
+      await page.getByRole('link', { name: report }).click();
+      assert.equal(await heading(page), report);
+      await visit(page, report.toLowerCase().replace(' ', '-'));
+    }
+    const csv = await page.request.get(`${base}${companyPath}/reports/trial-balance?format=csv`);
+    assert.equal(csv.status(), 200);
+    assert.match(csv.headers()['content-disposition'], /^attachment/);
+    assert.match(await csv.text(), /"1000","Bank","EUR","60.00"/);
+  });
+
+  await step('attach a file to the entry and download it', async () => {
+    await page.goto(`${base}${companyPath}/entries/${entryId}`);
+    await visit(page, 'entry');
+    await page.getByLabel('Attach a file').setInputFiles({
+      name: 'receipt.txt', mimeType: 'text/plain', buffer: Buffer.from('market receipt 100 EUR'),
+    });
+    await page.getByRole('button', { name: 'Upload' }).click();
+    await page.getByText('The file was attached.').waitFor();
+    const link = page.getByRole('link', { name: 'receipt.txt' });
+    const response = await page.request.get(new URL(await link.getAttribute('href'), base).href);
+    assert.equal(response.status(), 200);
+    assert.match(response.headers()['content-disposition'], /^attachment/);
+    assert.equal(await response.text(), 'market receipt 100 EUR');
+  });
+
+  await step('reverse the entry after a confirmation', async () => {
+    await page.getByRole('button', { name: 'Reverse this entry…' }).click();
+    assert.equal(await heading(page), 'Reverse entry');
+    await visit(page, 'reverse-confirm');
+    await page.getByRole('button', { name: `Yes, reverse entry #${entryId}` }).click();
+    await page.getByText('The reversal was posted.').waitFor();
+    await page.getByRole('link', { name: `entry #${entryId}` }).click();
+    assert.ok(await page.getByText('Reversed by').isVisible());
+  });
+
+  let invitation;
+  await step('invite a member', async () => {
+    await page.goto(`${base}${companyPath}/members`);
+    await visit(page, 'members');
+    await page.getByLabel('Email', { exact: true }).fill(memberEmail);
+    await page.getByLabel('Role', { exact: true }).selectOption('accountant');
+    await page.getByRole('button', { name: 'Send invitation' }).click();
+    const link = (await page.locator('[data-invitation-link]').textContent()).trim();
+    invitation = link.slice(link.indexOf('#') + 1);
+    assert.match(invitation, /^wbi_/);
+  });
+
+  await step('the invited member accepts in a second browser', async () => {
+    const member = await newContext(browser);
+    const other = await member.newPage();
+    await other.goto(`${base}/accept-invitation#${invitation}`);
+    assert.equal(await other.getByLabel('Invitation code').inputValue(), invitation, 'filled from the fragment');
+    assert.ok(!other.url().includes('#'), 'the token leaves the address bar');
+    await visit(other, 'accept-invitation');
+    await other.getByLabel('Your name').fill('Mia Member');
+    await other.getByLabel('Passphrase').fill(PASSPHRASE + ' two');
+    await other.getByRole('button', { name: 'Accept invitation' }).click();
+    await other.waitForURL(new RegExp(`${companyPath}$`));
+    assert.equal((await other.locator('[data-company-name]').textContent()).trim(), company);
+    // An accountant has no members page.
+    const refused = await other.goto(`${base}${companyPath}/members`);
+    assert.equal(refused.status(), 403);
+    takeBrowserErrors(member);
+    assertNoBrowserErrors(member);
+    await member.close();
+    await page.goto(`${base}${companyPath}/members`);
+    assert.ok(await page.locator('#members').getByRole('cell', { name: memberEmail, exact: true }).isVisible());
+  });
+
+  await step('audit viewer shows the trail and verifies the chain', async () => {
+    await page.goto(`${base}${companyPath}/audit`);
+    const table = page.locator('#audit-events');
+    assert.ok(await table.getByText('entry.post').first().isVisible());
+    assert.ok(await table.getByText('auth.login').first().isVisible());
+    await visit(page, 'audit');
+    await page.getByLabel('Action').fill('entry.reverse');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    assert.equal(await page.locator('#audit-events tbody tr').count(), 1);
+    await page.getByRole('button', { name: 'Verify the chain now' }).click();
+    await page.getByText(/Verified now: \d+ events/).waitFor();
+  });
+
+  await step('help dialog (keyboard: ?)', async () => {
+    await page.keyboard.press('?');
+    assert.ok(await page.locator('#shortcuts').isVisible());
+    await page.getByRole('button', { name: 'Close' }).click();
+  });
+
+  await step('the entries list and the entry form fit a 390 px phone', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    for (const path of ['/entries', '/entries/new']) {
+      await page.goto(`${base}${companyPath}${path}`);
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(overflow <= 0, `${path} scrolls sideways by ${overflow}px at 390px`);
+      await screenshot(page, `phone${path.replaceAll('/', '-')}`);
+    }
+    await page.setViewportSize({ width: 1280, height: 900 });
+  });
+
+  await step('an allowlist that excludes me asks for confirmation, then locks me out', async () => {
+    await page.goto(`${base}${companyPath}/security`);
+    await visit(page, 'security');
+    await page.getByLabel('Allowed addresses').fill('10.0.0.0/8');
+    await page.getByRole('button', { name: 'Save policy' }).click();
+    const confirm = page.getByLabel(/I understand that this allowlist excludes/);
+    await confirm.waitFor();
+    takeBrowserErrors(owner); // the 409 answer
+    await visit(page, 'security-lockout');
+    await confirm.check();
+    await page.getByRole('button', { name: 'Save policy' }).click();
+    await page.getByText('Security policy saved.').waitFor().catch(() => {});
+    const after = await page.goto(`${base}${companyPath}`);
+    assert.equal(after.status(), 403, 'my own address is now refused');
+    takeBrowserErrors(owner);
+  });
+
+  await step('no CSP violation or script error on any page', async () => {
+    assertNoBrowserErrors(owner);
+  });
+
+  await step('without JavaScript, the login form still works', async () => {
+    const plain = await newContext(browser, { javaScriptEnabled: false });
+    const p = await plain.newPage();
+    await p.goto(`${base}/login`);
+    await p.getByLabel('Email').fill(memberEmail);
+    await p.getByLabel('Passphrase').fill(PASSPHRASE + ' two');
+    await p.getByRole('button', { name: 'Log in' }).click();
+    await p.waitForURL(/\/c\//);
+    await p.goto(`${base}${companyPath}/entries/new`);
+    // Locked out by the owner's allowlist too: the page says so.
+    assert.equal(await heading(p), 'Address not allowed');
+    await plain.close();
+  });
+
+  await owner.close();
+} catch (err) {
+  failed = true;
+  console.error(err?.stack || err);
+} finally {
+  await browser.close();
+}
+process.exit(failed ? 1 : 0);
