@@ -379,10 +379,13 @@ impl TenantStore for PgTenant {
                 .iter()
                 .map(|v| v.as_ref() as &(dyn ToSql + Sync))
                 .collect();
-            let statement = conn
-                .prepare_cached(entry_list::postgres_statement(query.shape))
-                .await?;
-            let rows = conn.query(&statement, &params).await?;
+            let sql = entry_list::postgres_statement(query.shape);
+            let rows = if query.shape.plan_each_call() {
+                conn.query(sql, &params).await?
+            } else {
+                let statement = conn.prepare_cached(sql).await?;
+                conn.query(&statement, &params).await?
+            };
             entries_from_rows(&mut conn, rows).await
         }
         .await)
