@@ -56,6 +56,7 @@ pub mod records;
 pub mod reset;
 pub mod runner;
 pub mod security;
+pub mod statements;
 pub mod storage;
 
 pub use clock::{Clock, SystemClock};

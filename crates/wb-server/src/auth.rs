@@ -77,9 +77,9 @@ fn request_meta(parts: &Parts) -> RequestMeta {
     }
 }
 
-fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
+/// A cookie's value from the request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -102,7 +102,7 @@ impl FromRequestParts<AppState> for Authenticated {
         let token = match bearer {
             Some(token) => token,
             None => {
-                let token = cookie(parts, SESSION_COOKIE)
+                let token = cookie(&parts.headers, SESSION_COOKIE)
                     .ok_or_else(|| ApiError::unauthorized("send a bearer token or log in"))?
                     .to_string();
                 // Cookies ride along on cross-site requests; a header cannot.
@@ -115,7 +115,7 @@ impl FromRequestParts<AppState> for Authenticated {
                     .is_some();
                 if unsafe_method && !checked {
                     let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-                    let expected = cookie(parts, CSRF_COOKIE);
+                    let expected = cookie(&parts.headers, CSRF_COOKIE);
                     if sent.is_none() || sent != expected {
                         return Err(ApiError::forbidden(
                             "cookie-authenticated requests must echo the __Host-wb_csrf cookie in X-CSRF-Token",
@@ -163,7 +163,7 @@ impl axum::extract::OptionalFromRequestParts<AppState> for Authenticated {
         state: &AppState,
     ) -> Result<Option<Self>, ApiError> {
         let carries = parts.headers.contains_key(header::AUTHORIZATION)
-            || cookie(parts, SESSION_COOKIE).is_some();
+            || cookie(&parts.headers, SESSION_COOKIE).is_some();
         if !carries {
             return Ok(None);
         }

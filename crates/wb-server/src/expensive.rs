@@ -114,16 +114,7 @@ fn caller_of(request: &Request) -> String {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_string())
-        .or_else(|| {
-            headers
-                .get_all(axum::http::header::COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(';'))
-                .filter_map(|pair| pair.trim().split_once('='))
-                .find(|(name, _)| *name == crate::auth::SESSION_COOKIE)
-                .map(|(_, value)| value.to_string())
-        });
+        .or_else(|| crate::auth::cookie(headers, crate::auth::SESSION_COOKIE).map(str::to_string));
     match credential {
         Some(c) => format!("token:{}", &wb_crypto::sha256_hex(c.as_bytes())[..32]),
         None => format!(

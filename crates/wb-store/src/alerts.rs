@@ -58,6 +58,12 @@ pub trait AlertStore: Send + Sync {
     async fn raise(&self, draft: &AlertDraft, at: OffsetDateTime) -> Result<Raised, StoreError>;
     /// Newest first; all states when `state` is None.
     async fn list(&self, state: Option<AlertState>, limit: u32) -> Result<Vec<Alert>, StoreError>;
+    /// One company's open and acknowledged alerts, newest first.
+    async fn active_for_company(
+        &self,
+        company_id: &str,
+        limit: u32,
+    ) -> Result<Vec<Alert>, StoreError>;
     async fn get(&self, id: i64) -> Result<Option<Alert>, StoreError>;
     /// Open → acknowledged. NotFound for an unknown id, Conflict for a
     /// transition the life cycle forbids; attempts are audited either way.

@@ -3,9 +3,9 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
-use time::{Date, Month};
+use time::Date;
 use utoipa::IntoParams;
-use wb_core::reports;
+use wb_app::statements::{report_period, Register};
 use wb_core::Action;
 
 use super::json::ApiQuery;
@@ -39,22 +39,12 @@ fn as_of(platform: &AppState, q: &AsOf) -> ApiResult<Date> {
 }
 
 fn period(platform: &AppState, q: &Period) -> ApiResult<(Date, Date)> {
-    let to = match q.to.as_deref() {
-        Some(d) => parse_date("to", d)?,
-        None => platform.now().date(),
-    };
-    let from = match q.from.as_deref() {
-        Some(d) => parse_date("from", d)?,
-        None => Date::from_calendar_date(to.year(), Month::January, 1)
-            .map_err(|_| ApiError::internal())?,
-    };
-    if from > to {
-        return Err(ApiError::unprocessable(
-            "invalid-period",
-            "from must not be after to",
-        ));
-    }
-    Ok((from, to))
+    let day = |name: &str, v: Option<&str>| v.map(|d| parse_date(name, d)).transpose();
+    Ok(report_period(
+        platform.now().date(),
+        day("from", q.from.as_deref())?,
+        day("to", q.to.as_deref())?,
+    )?)
 }
 
 #[utoipa::path(get, path = "/api/v1/companies/{company}/reports/trial-balance", tag = "reports",
@@ -74,9 +64,7 @@ pub async fn trial_balance(
             Some(format!("as_of:{date}")),
         )
         .await?;
-    let rows = books.balances_as_of(date).await?;
-    let report = reports::trial_balance(date, &books.account_infos().await?, &rows);
-    Ok(Json((&report).into()))
+    Ok(Json((&books.trial_balance(date).await?).into()))
 }
 
 #[utoipa::path(get, path = "/api/v1/companies/{company}/reports/balance-sheet", tag = "reports",
@@ -96,9 +84,7 @@ pub async fn balance_sheet(
             Some(format!("as_of:{date}")),
         )
         .await?;
-    let rows = books.balances_as_of(date).await?;
-    let report = reports::balance_sheet(date, &books.account_infos().await?, &rows);
-    Ok(Json((&report).into()))
+    Ok(Json((&books.balance_sheet(date).await?).into()))
 }
 
 #[utoipa::path(get, path = "/api/v1/companies/{company}/reports/income-statement", tag = "reports",
@@ -118,9 +104,7 @@ pub async fn income_statement(
             Some(format!("period:{from}..{to}")),
         )
         .await?;
-    let rows = books.movements(from, to).await?;
-    let report = reports::income_statement(from, to, &books.account_infos().await?, &rows);
-    Ok(Json((&report).into()))
+    Ok(Json((&books.income_statement(from, to).await?).into()))
 }
 
 #[utoipa::path(get, path = "/api/v1/companies/{company}/accounts/{account}/register", tag = "reports",
@@ -155,12 +139,11 @@ pub async fn register(
         )
         .await?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 100_000);
-    let (opening, postings) = books.register(&account, from, to, limit).await?;
-    let lines = reports::register(&opening, postings);
-    let mut closing = opening.clone();
-    for line in &lines {
-        closing.insert(line.posting.currency, line.balance);
-    }
+    let Register {
+        opening,
+        lines,
+        closing,
+    } = books.register_report(&account, from, to, limit).await?;
     Ok(Json(RegisterView {
         account,
         from: from.to_string(),

@@ -35,6 +35,17 @@ pub(crate) fn session_cookies(session: &Session, headers: &mut HeaderMap) {
     }
 }
 
+/// Tells the browser to forget the session and CSRF cookies (logout).
+pub(crate) fn clear_session_cookies(headers: &mut HeaderMap) {
+    for name in [SESSION_COOKIE, CSRF_COOKIE] {
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "{name}=; Path=/; Max-Age=0; Secure; SameSite=Strict"
+        )) {
+            headers.append(header::SET_COOKIE, v);
+        }
+    }
+}
+
 /// The largest signup or login body: room for the longest passphrase, the
 /// longest email and company name even when every character is sent as a
 /// JSON `\uXXXX` escape (six bytes per byte of UTF-8, at worst).
@@ -80,7 +91,7 @@ pub async fn signup(
 }
 
 /// The longest second factor accepted (a recovery code typed with spaces).
-const MAX_OTP_BYTES: usize = 64;
+pub const MAX_OTP_BYTES: usize = 64;
 
 /// `{"email","passphrase","otp"?}` logs in; when the account has a second
 /// factor and no `otp` came, the answer is `{"mfa_required": true,
@@ -185,13 +196,7 @@ pub async fn logout(
 ) -> ApiResult<Response> {
     platform.logout(&caller.principal, caller.actor).await?;
     let mut headers = HeaderMap::new();
-    for name in [SESSION_COOKIE, CSRF_COOKIE] {
-        if let Ok(v) = HeaderValue::from_str(&format!(
-            "{name}=; Path=/; Max-Age=0; Secure; SameSite=Strict"
-        )) {
-            headers.append(header::SET_COOKIE, v);
-        }
-    }
+    clear_session_cookies(&mut headers);
     Ok((StatusCode::NO_CONTENT, headers).into_response())
 }
 

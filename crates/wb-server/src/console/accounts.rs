@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
 use serde::Deserialize;
@@ -96,9 +95,7 @@ pub async fn page(
         )
         .await?;
     let accounts = books.accounts().await?;
-    let infos = books.account_infos().await?;
-    let report =
-        wb_core::reports::trial_balance(as_of, &infos, &books.balances_as_of(as_of).await?);
+    let report = books.trial_balance(as_of).await?;
     let balances: BTreeMap<&str, &Amounts> = report
         .lines
         .iter()
@@ -187,13 +184,8 @@ pub async fn create(
                 p { a href=(view.href("/accounts")) { "Back to the chart of accounts" } }
                 (create_form(&view, &form, Some(&e.detail)))
             };
-            let status = if e.status.is_client_error() {
-                e.status
-            } else {
-                StatusCode::UNPROCESSABLE_ENTITY
-            };
             Ok((
-                status,
+                e.status,
                 view.render("Chart of accounts", Nav::Accounts, content),
             )
                 .into_response())

@@ -7,11 +7,10 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::response::Response;
 use maud::html;
-use time::{Date, Month};
+use wb_app::overview::cash_and_bank;
 use wb_app::records::EntryPage;
-use wb_core::ledger::AccountType;
 use wb_core::money::Currency;
-use wb_core::{reports, Action};
+use wb_core::Action;
 
 use super::chart::{self, MonthBars};
 use super::fmt;
@@ -19,85 +18,31 @@ use super::layout::Nav;
 use super::page::{Page, PageResult};
 use crate::auth::{AppState, ReadBooks};
 
-/// Cash and bank accounts: assets named so; a chart without any shows all
-/// its asset accounts.
-fn is_cash_or_bank(name: &str) -> bool {
-    let name = name.to_lowercase();
-    ["cash", "bank", "checking", "savings", "petty"]
-        .iter()
-        .any(|w| name.contains(w))
-}
-
-/// The first day of the month `back` months before `today`'s.
-pub fn month_start(today: Date, back: u32) -> Date {
-    let index = today.year() * 12 + i32::from(u8::from(today.month())) - 1 - back as i32;
-    let (year, month0) = (index.div_euclid(12), index.rem_euclid(12));
-    let month = Month::try_from(month0 as u8 + 1).unwrap_or(Month::January);
-    Date::from_calendar_date(year, month, 1).unwrap_or(today)
-}
-
-/// The last day of `start`'s month.
-pub fn month_end(start: Date) -> Date {
-    let index = start.year() * 12 + i32::from(u8::from(start.month()));
-    let next = Month::try_from(index.rem_euclid(12) as u8 + 1)
-        .ok()
-        .and_then(|m| Date::from_calendar_date(index.div_euclid(12), m, 1).ok());
-    next.and_then(|d| d.previous_day()).unwrap_or(start)
-}
-
 pub async fn page(State(platform): State<AppState>, page: Page<ReadBooks>) -> PageResult<Response> {
     let today = platform.now().date();
     let (admission, page) = page.into_parts();
     let books = admission
         .read(&platform, Action::DashboardRead, None)
         .await?;
-    let accounts = books.account_infos().await?;
-    let balances = reports::trial_balance(today, &accounts, &books.balances_as_of(today).await?);
-    let cash: Vec<_> = {
-        let assets: Vec<_> = balances
-            .lines
-            .iter()
-            .filter(|l| l.account.account_type == AccountType::Asset)
-            .collect();
-        let named: Vec<_> = assets
-            .iter()
-            .filter(|l| is_cash_or_bank(&l.account.name))
-            .cloned()
-            .collect();
-        if named.is_empty() {
-            assets
-        } else {
-            named
-        }
-    };
-    // Income and expenses per month and currency, oldest month first.
+    let balances = books.trial_balance(today).await?;
+    let cash = cash_and_bank(&balances);
+    // The chart's bars, per currency, oldest month first.
+    let months = books.months_results(today, 12).await?;
     let mut by_currency: BTreeMap<Currency, Vec<MonthBars>> = BTreeMap::new();
-    let mut months = Vec::new();
-    for back in (0..12).rev() {
-        let from = month_start(today, back);
-        let to = month_end(from);
-        let rows = books.movements(from, to).await?;
-        let statement = reports::income_statement(from, to, &accounts, &rows);
-        months.push((from, statement));
-    }
-    let currencies: Vec<Currency> = {
-        let mut set = std::collections::BTreeSet::new();
-        for (_, s) in &months {
-            set.extend(s.income.totals.keys().copied());
-            set.extend(s.expenses.totals.keys().copied());
+    for m in &months {
+        for currency in m.income.keys().chain(m.expenses.keys()) {
+            by_currency.entry(*currency).or_default();
         }
-        set.into_iter().collect()
-    };
-    for currency in currencies {
-        let bars = months
+    }
+    for (currency, bars) in &mut by_currency {
+        *bars = months
             .iter()
-            .map(|(from, s)| MonthBars {
-                label: format!("{}-{:02}", from.year(), u8::from(from.month())),
-                income: s.income.totals.get(&currency).copied().unwrap_or(0),
-                expense: s.expenses.totals.get(&currency).copied().unwrap_or(0),
+            .map(|m| MonthBars {
+                label: format!("{}-{:02}", m.month.year(), u8::from(m.month.month())),
+                income: m.income.get(currency).copied().unwrap_or(0),
+                expense: m.expenses.get(currency).copied().unwrap_or(0),
             })
             .collect();
-        by_currency.insert(currency, bars);
     }
     let recent = books
         .entries(EntryPage {
@@ -188,24 +133,4 @@ pub async fn page(State(platform): State<AppState>, page: Page<ReadBooks>) -> Pa
         }
     };
     Ok(page.render("Dashboard", Nav::Dashboard, content))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        #[test]
-        fn months_step_back_one_at_a_time(year in 1990i32..2100, month in 1u8..=12, day in 1u8..=28, back in 0u32..400) {
-            let today = Date::from_calendar_date(year, Month::try_from(month).unwrap(), day).unwrap();
-            let start = month_start(today, back);
-            prop_assert_eq!(start.day(), 1);
-            let months_apart = (today.year() - start.year()) * 12 + i32::from(u8::from(today.month())) - i32::from(u8::from(start.month()));
-            prop_assert_eq!(months_apart, back as i32);
-            let end = month_end(start);
-            prop_assert_eq!(end.month(), start.month());
-            prop_assert!(end.next_day().unwrap().day() == 1);
-        }
-    }
 }

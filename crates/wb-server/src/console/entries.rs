@@ -320,9 +320,11 @@ pub async fn new_form(
     page: Page<WriteBooks>,
 ) -> PageResult<Response> {
     let (admission, view) = page.into_parts();
-    // Writing permission opens the company for the form's account list and
-    // default currency (no content beyond the chart is shown).
-    let books = admission.operate(&platform).await?;
+    // The form shows the chart (its autocomplete) and starts new lines in
+    // the newest entry's currency: a recorded read.
+    let books = admission
+        .read(&platform, Action::AccountsList, Some("entry-form".into()))
+        .await?;
     let accounts = books.accounts().await?;
     let recent = books
         .entries(EntryPage {
@@ -436,22 +438,15 @@ fn field_of(error: &LedgerError, line_of: &[usize]) -> String {
 /// The ledger's message without the posting number (the field shows which line).
 fn message_of(error: &LedgerError) -> String {
     let text = error.to_string();
-    match text.split_once(": ") {
-        Some((head, rest)) if head.starts_with("posting ") => {
-            let mut rest = rest.to_string();
-            if let Some(first) = rest.get(..1) {
-                rest.replace_range(..1, &first.to_uppercase());
-            }
-            rest
-        }
-        _ => {
-            let mut t = text;
-            if let Some(first) = t.get(..1) {
-                t.replace_range(..1, &first.to_uppercase());
-            }
-            t
-        }
-    }
+    let message = match text.split_once(": ") {
+        Some((head, rest)) if head.starts_with("posting ") => rest,
+        _ => text.as_str(),
+    };
+    let mut chars = message.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 pub async fn post(
@@ -523,9 +518,11 @@ pub async fn post(
     let Some(draft) = draft.filter(|_| errors.is_empty()) else {
         return Ok(rerender(&lines, &errors, StatusCode::UNPROCESSABLE_ENTITY));
     };
-    // The same key for the same form: a second click replays the first post.
+    // The same key for the same form: a second click replays the first
+    // post; the same key with other content (a form brought back and
+    // edited) is refused, never answered with the first entry.
     let idempotency = Idempotency {
-        request_hash: wb_crypto::sha256_hex(format!("console-entry\n{key}").as_bytes()),
+        request_hash: wb_crypto::sha256_hex(entry_fingerprint(&draft).as_bytes()),
         key: format!("console:{key}"),
     };
     match books
@@ -547,6 +544,20 @@ pub async fn post(
             Ok(rerender(&lines, &errors, status))
         }
     }
+}
+
+/// What makes two posts of the form the same post.
+fn entry_fingerprint(draft: &EntryDraft) -> String {
+    let mut text = format!(
+        "console-entry\n{}\n{}\n{}\n",
+        draft.date,
+        draft.description,
+        draft.reference.as_deref().unwrap_or("")
+    );
+    for p in &draft.postings {
+        text.push_str(&format!("{}\t{}\t{}\n", p.account, p.amount, p.currency));
+    }
+    text
 }
 
 fn entry_id(text: &str) -> PageResult<i64> {
@@ -713,5 +724,117 @@ pub async fn upload(
             "{}?uploaded=1",
             view.href(&format!("/entries/{id}"))
         )));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(pairs: &[(&str, &str)]) -> Form {
+        Form::from_pairs(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn debits_are_positive_credits_negative_and_blank_lines_drop_out() {
+        let f = form(&[
+            ("account", "1000"),
+            ("debit", "10.00"),
+            ("credit", ""),
+            ("currency", "eur"),
+            ("account", ""),
+            ("debit", ""),
+            ("credit", ""),
+            ("currency", "EUR"),
+            ("account", "4000"),
+            ("debit", ""),
+            ("credit", "10.00"),
+            ("currency", "EUR"),
+            ("account", "5000"),
+            ("debit", ""),
+            ("credit", "-2"),
+            ("currency", "EUR"),
+        ]);
+        let (lines, postings, errors) = read_lines(&f);
+        assert_eq!(lines.len(), 4, "every line comes back to the form");
+        assert!(errors.is_empty());
+        let got: Vec<(usize, &str, &str)> = postings
+            .iter()
+            .map(|(i, p)| (*i, p.amount.as_str(), p.currency.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(0, "10.00", "EUR"), (2, "-10.00", "EUR"), (3, "2", "EUR")]
+        );
+    }
+
+    #[test]
+    fn a_line_with_both_or_neither_amount_is_refused_at_its_field() {
+        let f = form(&[
+            ("account", "1000"),
+            ("debit", "1"),
+            ("credit", "1"),
+            ("currency", "EUR"),
+            ("account", "4000"),
+            ("debit", ""),
+            ("credit", ""),
+            ("currency", "EUR"),
+        ]);
+        let (_, postings, errors) = read_lines(&f);
+        assert!(postings.is_empty());
+        assert!(errors["amount-0"].contains("not both"));
+        assert!(errors["amount-1"].contains("debit or a credit"));
+    }
+
+    #[test]
+    fn ledger_refusals_land_on_the_form_line_they_concern() {
+        // Postings 0 and 1 came from form lines 0 and 3 (1 and 2 were blank).
+        let line_of = [0, 3];
+        let unknown = LedgerError::UnknownAccount {
+            index: 1,
+            code: "9999".into(),
+        };
+        assert_eq!(field_of(&unknown, &line_of), "account-3");
+        assert_eq!(message_of(&unknown), "Unknown account \"9999\"");
+        assert_eq!(
+            field_of(&LedgerError::ZeroAmount { index: 0 }, &line_of),
+            "amount-0"
+        );
+        assert_eq!(
+            field_of(&LedgerError::InvalidDescription, &line_of),
+            "description"
+        );
+        assert_eq!(field_of(&LedgerError::TooFewPostings, &line_of), "lines");
+        assert_eq!(
+            message_of(&LedgerError::TooFewPostings),
+            "An entry needs at least two postings"
+        );
+    }
+
+    #[test]
+    fn the_same_form_has_the_same_fingerprint_and_an_edited_one_another() {
+        let draft = |amount: &str| EntryDraft {
+            date: time::macros::date!(2026 - 12 - 03),
+            description: "Rent".into(),
+            reference: None,
+            postings: vec![PostingDraft {
+                account: "1000".into(),
+                amount: amount.into(),
+                currency: "EUR".into(),
+            }],
+        };
+        assert_eq!(
+            entry_fingerprint(&draft("5")),
+            entry_fingerprint(&draft("5"))
+        );
+        assert_ne!(
+            entry_fingerprint(&draft("5")),
+            entry_fingerprint(&draft("50"))
+        );
     }
 }

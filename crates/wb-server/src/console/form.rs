@@ -15,6 +15,10 @@ pub struct Form(Vec<(String, String)>);
 const MAX_FIELD_BYTES: usize = 16 * 1024;
 
 impl Form {
+    pub fn from_pairs(fields: Vec<(String, String)>) -> Form {
+        Form(fields)
+    }
+
     /// The field's value, trimmed; None when absent or blank.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0

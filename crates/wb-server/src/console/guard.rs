@@ -15,7 +15,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::auth::{CSRF_COOKIE, CSRF_HEADER};
+use crate::auth::{cookie, CSRF_COOKIE, CSRF_HEADER};
 
 /// The largest urlencoded form the console reads (an entry of many lines).
 pub const FORM_LIMIT_BYTES: usize = 256 * 1024;
@@ -37,17 +37,6 @@ pub struct CsrfToken(pub String);
 /// The form fields of an urlencoded console request, read once here.
 #[derive(Debug, Clone, Default)]
 pub struct FormFields(pub Vec<(String, String)>);
-
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
 
 fn plausible_token(token: &str) -> bool {
     (16..=128).contains(&token.len())
@@ -98,16 +87,10 @@ fn query_token(query: Option<&str>) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// Constant-time comparison of two tokens (their length is not secret).
 fn tokens_match(sent: &str, expected: &str) -> bool {
-    use subtle_eq::ct_eq;
-    ct_eq(sent.as_bytes(), expected.as_bytes())
-}
-
-mod subtle_eq {
-    /// Constant-time comparison of two tokens (their length is not secret).
-    pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-    }
+    use subtle::ConstantTimeEq;
+    sent.len() == expected.len() && bool::from(sent.as_bytes().ct_eq(expected.as_bytes()))
 }
 
 /// The headers of every console response (the API's are set around it, only

@@ -2,6 +2,7 @@
 //! navigation, help dialog. Every page is one of these around its content.
 
 use maud::{html, Markup, DOCTYPE};
+use wb_core::{Permission, Role};
 
 use super::assets;
 
@@ -36,16 +37,43 @@ pub enum Nav {
     Audit,
 }
 
-const COMPANY_NAV: [(Nav, &str, &str); 9] = [
-    (Nav::Dashboard, "", "Dashboard"),
-    (Nav::Accounts, "/accounts", "Accounts"),
-    (Nav::Entries, "/entries", "Entries"),
-    (Nav::NewEntry, "/entries/new", "New entry"),
-    (Nav::Reports, "/reports", "Reports"),
-    (Nav::Members, "/members", "Members"),
-    (Nav::ApiKeys, "/api-keys", "API keys"),
-    (Nav::Security, "/security", "Security"),
-    (Nav::Audit, "/audit", "Audit trail"),
+/// The company's pages, each with the permission it needs (a role without
+/// it does not see the link; the door refuses the page anyway).
+const COMPANY_NAV: [(Nav, &str, &str, Permission); 9] = [
+    (Nav::Dashboard, "", "Dashboard", Permission::ReadBooks),
+    (
+        Nav::Accounts,
+        "/accounts",
+        "Accounts",
+        Permission::ReadBooks,
+    ),
+    (Nav::Entries, "/entries", "Entries", Permission::ReadBooks),
+    (
+        Nav::NewEntry,
+        "/entries/new",
+        "New entry",
+        Permission::WriteBooks,
+    ),
+    (Nav::Reports, "/reports", "Reports", Permission::ReadBooks),
+    (
+        Nav::Members,
+        "/members",
+        "Members",
+        Permission::ManageMembers,
+    ),
+    (
+        Nav::ApiKeys,
+        "/api-keys",
+        "API keys",
+        Permission::ManageApiKeys,
+    ),
+    (
+        Nav::Security,
+        "/security",
+        "Security",
+        Permission::ManageSecurity,
+    ),
+    (Nav::Audit, "/audit", "Audit trail", Permission::ReadAudit),
 ];
 
 /// A hidden field with the form's CSRF token.
@@ -112,13 +140,14 @@ pub fn page(chrome: &Chrome, title: &str, nav: Nav, content: Markup) -> Markup {
                         }
                     }
                 }
-                @if let Some((id, _, _)) = &chrome.current {
+                @if let Some((id, _, role)) = &chrome.current {
+                    @let role = role.parse::<Role>().ok();
                     nav.company aria-label="Company" {
                         ul {
-                            @for (item, rest, label) in COMPANY_NAV {
+                            @for (item, rest, label, _) in COMPANY_NAV.iter().filter(|n| role.is_some_and(|r| r.allows(n.3))) {
                                 li {
                                     a href={ "/c/" (id) (rest) }
-                                      aria-current=[(item == nav).then_some("page")] { (label) }
+                                      aria-current=[(*item == nav).then_some("page")] { (label) }
                                 }
                             }
                         }

@@ -1,7 +1,6 @@
 //! My account: sessions, passphrase, authenticator app and recovery codes.
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
 use wb_crypto::{Secret, MAX_PASSPHRASE_BYTES};
@@ -125,7 +124,10 @@ pub async fn change_passphrase(
         return refused(
             &platform,
             &viewer,
-            ApiError::unprocessable("weak-passphrase", "A passphrase is at most 1024 bytes."),
+            ApiError::unprocessable(
+                "weak-passphrase",
+                format!("A passphrase is at most {MAX_PASSPHRASE_BYTES} bytes."),
+            ),
         )
         .await;
     }
@@ -230,13 +232,8 @@ pub async fn confirm_totp(
                 (layout::notice("error", &e.detail))
                 p { a href="/account" { "Start again" } }
             };
-            let status = if e.status.is_client_error() {
-                e.status
-            } else {
-                StatusCode::INTERNAL_SERVER_ERROR
-            };
             Ok((
-                status,
+                e.status,
                 viewer.page("Set up authenticator app", Nav::None, content),
             )
                 .into_response())

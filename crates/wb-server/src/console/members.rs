@@ -113,10 +113,7 @@ fn members_content(
                                     (role_select(&format!("role-{}", m.user_id), Some(m.role)))
                                     button.secondary type="submit" { "Change role" span.visually-hidden { " of " (m.email) } }
                                 }
-                                form.inline method="post" action=(view.href(&format!("/members/{}/remove", m.user_id))) {
-                                    (view.csrf())
-                                    button.danger type="submit" { "Remove" span.visually-hidden { " " (m.email) } }
-                                }
+                                (view.post_button(&format!("/members/{}/remove", m.user_id), "danger", "Remove", &m.email))
                             }
                         }
                     }
@@ -143,10 +140,7 @@ fn members_content(
                             td data-label="Role" { (i.role.as_str()) }
                             td data-label="Expires" { (fmt::when(i.expires_at)) }
                             td data-label="Actions" {
-                                form method="post" action=(view.href(&format!("/invitations/{}/revoke", i.id))) {
-                                    (view.csrf())
-                                    button.secondary type="submit" { "Revoke" span.visually-hidden { " invitation of " (i.email) } }
-                                }
+                                (view.post_button(&format!("/invitations/{}/revoke", i.id), "secondary", "Revoke", &format!("invitation of {}", i.email)))
                             }
                         }
                     }
@@ -277,10 +271,7 @@ fn keys_content(
                                         input id={ "overlap-" (k.id) } name="overlap_hours" type="number" min="0" max="24" value="0" size="3";
                                         button.secondary type="submit" { "Rotate" span.visually-hidden { " " (k.name) } }
                                     }
-                                    form.inline method="post" action=(view.href(&format!("/api-keys/{}/revoke", k.id))) {
-                                        (view.csrf())
-                                        button.danger type="submit" { "Revoke" span.visually-hidden { " " (k.name) } }
-                                    }
+                                    (view.post_button(&format!("/api-keys/{}/revoke", k.id), "danger", "Revoke", &k.name))
                                 }
                             }
                         }

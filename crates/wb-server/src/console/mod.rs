@@ -118,8 +118,3 @@ pub fn router(files: FileSettings) -> Router<AppState> {
         .layer(Extension(files))
         .layer(axum::middleware::from_fn(guard::guard))
 }
-
-/// Whether a path belongs to the console (its error pages are HTML).
-pub fn is_console_path(path: &str) -> bool {
-    !(path.starts_with("/api/") || path == "/healthz" || path == "/readyz" || path == "/metrics")
-}

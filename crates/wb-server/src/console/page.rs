@@ -168,7 +168,7 @@ impl axum::extract::OptionalFromRequestParts<AppState> for Viewer {
     type Rejection = PageError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> PageResult<Option<Viewer>> {
-        if super::guard::cookie(&parts.headers, crate::auth::SESSION_COOKIE).is_none() {
+        if crate::auth::cookie(&parts.headers, crate::auth::SESSION_COOKIE).is_none() {
             return Ok(None);
         }
         match viewer(parts, state).await {
@@ -227,6 +227,17 @@ impl View {
 
     pub fn render(&self, title: &str, nav: Nav, content: Markup) -> Response {
         self.viewer.page(title, nav, content)
+    }
+
+    /// A form of one button that POSTs to `/c/{company}{rest}` (remove,
+    /// revoke); `what` completes the button's name for screen readers.
+    pub fn post_button(&self, rest: &str, class: &str, label: &str, what: &str) -> Markup {
+        html! {
+            form.inline method="post" action=(self.href(rest)) {
+                (self.csrf())
+                button class=(class) type="submit" { (label) span.visually-hidden { " " (what) } }
+            }
+        }
     }
 }
 

@@ -7,8 +7,9 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
 use serde::Deserialize;
-use time::{Date, Month};
-use wb_core::reports::{self, Amounts, ReportLine, Section};
+use time::Date;
+use wb_app::statements::{report_period, Register};
+use wb_core::reports::{Amounts, ReportLine, Section};
 use wb_core::Action;
 
 use super::fmt;
@@ -31,24 +32,25 @@ pub struct ReportQuery {
     format: Option<String>,
 }
 
+fn day(name: &str, value: &Option<String>) -> PageResult<Option<Date>> {
+    value
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| parse_day(name, v))
+        .transpose()
+}
+
 fn day_or(name: &str, value: &Option<String>, default: Date) -> PageResult<Date> {
-    match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-        Some(v) => parse_day(name, v),
-        None => Ok(default),
-    }
+    Ok(day(name, value)?.unwrap_or(default))
 }
 
 fn period(platform: &AppState, q: &ReportQuery) -> PageResult<(Date, Date)> {
-    let to = day_or("to", &q.to, platform.now().date())?;
-    let start_of_year = Date::from_calendar_date(to.year(), Month::January, 1).unwrap_or(to);
-    let from = day_or("from", &q.from, start_of_year)?;
-    if from > to {
-        return Err(PageError::from_api(
-            ApiError::unprocessable("invalid-period", "The period's start is after its end."),
-            None,
-        ));
-    }
-    Ok((from, to))
+    Ok(report_period(
+        platform.now().date(),
+        day("from", &q.from)?,
+        day("to", &q.to)?,
+    )?)
 }
 
 fn wants_csv(q: &ReportQuery) -> bool {
@@ -65,6 +67,11 @@ pub fn csv_cell(text: &str) -> String {
     format!("\"{}\"", guarded.replace('"', "\"\""))
 }
 
+/// A CSV row of fixed names (a header).
+fn names(cells: &[&str]) -> Vec<String> {
+    cells.iter().map(|c| c.to_string()).collect()
+}
+
 fn csv_response(file: &str, rows: Vec<Vec<String>>) -> Response {
     let mut body = String::new();
     for row in rows {
@@ -78,7 +85,9 @@ fn csv_response(file: &str, rows: Vec<Vec<String>>) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/csv; charset=utf-8"),
     );
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file}\"")) {
+    // The file name holds what the caller typed (an account code): quoted
+    // as an attachment's name is.
+    if let Ok(v) = HeaderValue::from_str(&crate::api::files::content_disposition(file)) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
     response
@@ -172,19 +181,9 @@ pub async fn trial_balance(
             Some(format!("as_of:{as_of}")),
         )
         .await?;
-    let report = reports::trial_balance(
-        as_of,
-        &books.account_infos().await?,
-        &books.balances_as_of(as_of).await?,
-    );
+    let report = books.trial_balance(as_of).await?;
     if wants_csv(&q) {
-        let mut rows = vec![vec![
-            "section".into(),
-            "code".into(),
-            "name".into(),
-            "currency".into(),
-            "balance".into(),
-        ]];
+        let mut rows = vec![names(&["section", "code", "name", "currency", "balance"])];
         csv_lines(&mut rows, "trial balance", &report.lines);
         return Ok(csv_response(&format!("trial-balance-{as_of}.csv"), rows));
     }
@@ -250,19 +249,9 @@ pub async fn balance_sheet(
             Some(format!("as_of:{as_of}")),
         )
         .await?;
-    let report = reports::balance_sheet(
-        as_of,
-        &books.account_infos().await?,
-        &books.balances_as_of(as_of).await?,
-    );
+    let report = books.balance_sheet(as_of).await?;
     if wants_csv(&q) {
-        let mut rows = vec![vec![
-            "section".into(),
-            "code".into(),
-            "name".into(),
-            "currency".into(),
-            "amount".into(),
-        ]];
+        let mut rows = vec![names(&["section", "code", "name", "currency", "amount"])];
         csv_lines(&mut rows, "assets", &report.assets.lines);
         csv_lines(&mut rows, "liabilities", &report.liabilities.lines);
         csv_lines(&mut rows, "equity", &report.equity.lines);
@@ -306,20 +295,9 @@ pub async fn income_statement(
             Some(format!("period:{from}..{to}")),
         )
         .await?;
-    let report = reports::income_statement(
-        from,
-        to,
-        &books.account_infos().await?,
-        &books.movements(from, to).await?,
-    );
+    let report = books.income_statement(from, to).await?;
     if wants_csv(&q) {
-        let mut rows = vec![vec![
-            "section".into(),
-            "code".into(),
-            "name".into(),
-            "currency".into(),
-            "amount".into(),
-        ]];
+        let mut rows = vec![names(&["section", "code", "name", "currency", "amount"])];
         csv_lines(&mut rows, "income", &report.income.lines);
         csv_lines(&mut rows, "expenses", &report.expenses.lines);
         for (currency, amount) in &report.net_income {
@@ -386,17 +364,20 @@ pub async fn register(
     } else {
         REGISTER_LIMIT
     };
-    let (opening, postings) = books.register(&account, from, to, limit).await?;
-    let lines = reports::register(&opening, postings);
+    let Register {
+        opening,
+        lines,
+        closing,
+    } = books.register_report(&account, from, to, limit).await?;
     if wants_csv(&q) {
-        let mut rows = vec![vec![
-            "date".into(),
-            "entry".into(),
-            "description".into(),
-            "currency".into(),
-            "amount".into(),
-            "balance".into(),
-        ]];
+        let mut rows = vec![names(&[
+            "date",
+            "entry",
+            "description",
+            "currency",
+            "amount",
+            "balance",
+        ])];
         for l in &lines {
             rows.push(vec![
                 l.posting.date.to_string(),
@@ -433,6 +414,7 @@ pub async fn register(
                 }
             }
         }
+        p { "Closing balance: " (fmt::amounts(&closing)) }
         @if lines.len() == REGISTER_LIMIT as usize {
             p.hint { "The first " (REGISTER_LIMIT) " postings are shown; narrow the period or download the CSV for all of them." }
         }

@@ -15,25 +15,39 @@ use super::page::{Page, PageResult, View};
 use crate::auth::{AppState, ManageSecurity};
 use crate::problem::ApiError;
 
-fn minutes(v: Option<u32>) -> String {
+fn number(v: Option<u32>) -> String {
     v.map(|m| m.to_string()).unwrap_or_default()
 }
 
-fn policy_form(view: &View, policy: &SecurityPolicy, form: Option<&Form>, lockout: bool) -> Markup {
-    let value = |name: &str, current: String| match form {
-        Some(f) => f.get(name).unwrap_or("").to_string(),
-        None => current,
-    };
-    let allowlist = policy
-        .ip_allowlist
-        .iter()
-        .map(|n| n.to_string())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let mfa = match form {
-        Some(f) => f.checked("mfa_required"),
-        None => policy.mfa_required,
-    };
+/// A saved policy as the form's fields (what the form shows before a change).
+fn fields_of(policy: &SecurityPolicy) -> Form {
+    let allowlist: Vec<String> = policy.ip_allowlist.iter().map(|n| n.to_string()).collect();
+    let mut fields = vec![
+        ("ip_allowlist", allowlist.join("\n")),
+        ("session_ttl_minutes", number(policy.session_ttl_minutes)),
+        ("idle_timeout_minutes", number(policy.idle_timeout_minutes)),
+        (
+            "min_passphrase_strength",
+            policy.min_passphrase_strength.to_string(),
+        ),
+        ("api_key_max_days", number(policy.api_key_max_days)),
+    ];
+    if policy.mfa_required {
+        fields.push(("mfa_required", "yes".into()));
+    }
+    Form::from_pairs(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
+}
+
+/// The policy form, showing `values` (a saved policy's fields, or what was
+/// sent when it was refused, so nothing typed is lost).
+fn policy_form(view: &View, values: &Form, lockout: bool) -> Markup {
+    let value = |name: &str| values.get(name).unwrap_or("").to_string();
+    let mfa = values.checked("mfa_required");
     html! {
         form.stack method="post" action=(view.href("/security")) {
             (view.csrf())
@@ -42,7 +56,7 @@ fn policy_form(view: &View, policy: &SecurityPolicy, form: Option<&Form>, lockou
             }
             div {
                 label for="ip_allowlist" { "Allowed addresses" }
-                textarea #ip_allowlist name="ip_allowlist" rows="4" aria-describedby="ip-hint" { (value("ip_allowlist", allowlist)) }
+                textarea #ip_allowlist name="ip_allowlist" rows="4" aria-describedby="ip-hint" { (value("ip_allowlist")) }
                 p.hint #ip-hint { "One address or CIDR block per line (e.g. 203.0.113.0/24). Empty: any address." }
             }
             @if lockout {
@@ -50,17 +64,17 @@ fn policy_form(view: &View, policy: &SecurityPolicy, form: Option<&Form>, lockou
                     label { input type="checkbox" name="confirm_lockout" value="yes"; " I understand that this allowlist excludes the address I am using now, so this page will refuse me after I save." }
                 }
             }
-            div { label for="session_ttl_minutes" { "Session lifetime (minutes, empty: the platform's)" } input #session_ttl_minutes name="session_ttl_minutes" inputmode="numeric" value=(value("session_ttl_minutes", minutes(policy.session_ttl_minutes))); }
-            div { label for="idle_timeout_minutes" { "Idle timeout (minutes, empty: none)" } input #idle_timeout_minutes name="idle_timeout_minutes" inputmode="numeric" value=(value("idle_timeout_minutes", minutes(policy.idle_timeout_minutes))); }
+            div { label for="session_ttl_minutes" { "Session lifetime (minutes, empty: the platform's)" } input #session_ttl_minutes name="session_ttl_minutes" inputmode="numeric" value=(value("session_ttl_minutes")); }
+            div { label for="idle_timeout_minutes" { "Idle timeout (minutes, empty: none)" } input #idle_timeout_minutes name="idle_timeout_minutes" inputmode="numeric" value=(value("idle_timeout_minutes")); }
             div {
                 label for="min_passphrase_strength" { "Minimum passphrase strength" }
                 select #min_passphrase_strength name="min_passphrase_strength" {
                     @for s in [3u8, 4] {
-                        option value=(s) selected[value("min_passphrase_strength", policy.min_passphrase_strength.to_string()) == s.to_string()] { (s) @if s == 4 { " (strongest)" } }
+                        option value=(s) selected[value("min_passphrase_strength") == s.to_string()] { (s) @if s == 4 { " (strongest)" } }
                     }
                 }
             }
-            div { label for="api_key_max_days" { "Longest API key life (days, empty: the platform's)" } input #api_key_max_days name="api_key_max_days" inputmode="numeric" value=(value("api_key_max_days", minutes(policy.api_key_max_days))); }
+            div { label for="api_key_max_days" { "Longest API key life (days, empty: the platform's)" } input #api_key_max_days name="api_key_max_days" inputmode="numeric" value=(value("api_key_max_days")); }
             div { button type="submit" { "Save policy" } }
         }
     }
@@ -78,7 +92,7 @@ pub async fn page(
     Ok(view.render(
         "Security policy",
         Nav::Security,
-        policy_form(&view, &policy, None, false),
+        policy_form(&view, &fields_of(&policy), false),
     ))
 }
 
@@ -140,17 +154,15 @@ pub async fn save(
         Ok(policy) => {
             let content = html! {
                 (layout::notice("success", "Security policy saved."))
-                (policy_form(&view, &policy, None, false))
+                (policy_form(&view, &fields_of(&policy), false))
             };
             Ok(view.render("Security policy", Nav::Security, content))
         }
         Err(e) => {
-            // Shown against what was sent, so nothing typed is lost.
             let lockout = e.slug == "lockout";
-            let policy = SecurityPolicy::default();
             let content = html! {
                 (layout::notice("error", &e.detail))
-                (policy_form(&view, &policy, Some(&form), lockout))
+                (policy_form(&view, &form, lockout))
             };
             Ok((
                 e.status,

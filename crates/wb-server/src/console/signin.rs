@@ -3,7 +3,7 @@
 //! signed-in person to their company.
 
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use maud::{html, Markup};
@@ -16,8 +16,8 @@ use super::form::Form;
 use super::guard::CsrfToken;
 use super::layout::{self, public_page};
 use super::page::{safe_next, see_other, PageResult, Viewer};
-use crate::api::session::session_cookies;
-use crate::auth::{AppState, RequestMeta, CSRF_COOKIE, SESSION_COOKIE};
+use crate::api::session::{clear_session_cookies, session_cookies, MAX_OTP_BYTES};
+use crate::auth::{AppState, RequestMeta};
 use crate::platform::Session;
 use crate::problem::ApiError;
 
@@ -213,9 +213,6 @@ pub async fn login(
     }
 }
 
-/// The longest second factor accepted (a recovery code typed with spaces).
-const MAX_OTP_BYTES: usize = 64;
-
 pub async fn second_factor(
     State(platform): State<AppState>,
     Extension(csrf): Extension<CsrfToken>,
@@ -275,13 +272,7 @@ pub async fn logout(State(platform): State<AppState>, viewer: Viewer) -> PageRes
         .logout(&viewer.caller.principal, viewer.caller.actor.clone())
         .await?;
     let mut response = see_other("/login");
-    for name in [SESSION_COOKIE, CSRF_COOKIE] {
-        if let Ok(v) = HeaderValue::from_str(&format!(
-            "{name}=; Path=/; Max-Age=0; Secure; SameSite=Strict"
-        )) {
-            response.headers_mut().append(header::SET_COOKIE, v);
-        }
-    }
+    clear_session_cookies(response.headers_mut());
     Ok(response)
 }
 

@@ -264,6 +264,27 @@ impl AlertStore for PgControl {
         found.iter().map(alert_row).collect()
     }
 
+    async fn active_for_company(
+        &self,
+        company_id: &str,
+        limit: u32,
+    ) -> Result<Vec<Alert>, StoreError> {
+        let limit = i64::from(limit.clamp(1, 10_000));
+        let found = self
+            .conn()
+            .await?
+            .query_typed(
+                &format!(
+                    "SELECT {ALERT_COLUMNS} FROM alerts
+                     WHERE state IN ('open', 'acknowledged') AND company_id = $1
+                     ORDER BY id DESC LIMIT $2"
+                ),
+                &[text(&company_id), int8(&limit)],
+            )
+            .await?;
+        found.iter().map(alert_row).collect()
+    }
+
     async fn get(&self, id: i64) -> Result<Option<Alert>, StoreError> {
         self.conn()
             .await?

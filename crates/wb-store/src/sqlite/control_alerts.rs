@@ -261,6 +261,26 @@ impl AlertStore for SqliteControl {
             .await
     }
 
+    async fn active_for_company(
+        &self,
+        company_id: &str,
+        limit: u32,
+    ) -> Result<Vec<Alert>, StoreError> {
+        let company_id = company_id.to_string();
+        self.readers
+            .with(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {ALERT_COLUMNS} FROM alerts
+                     WHERE state IN ('open', 'acknowledged') AND company_id = ?1
+                     ORDER BY id DESC LIMIT ?2"
+                ))?;
+                let rows =
+                    stmt.query_map(params![company_id, limit.clamp(1, 10_000)], alert_row)?;
+                rows.map(|r| r?.into_alert()).collect()
+            })
+            .await
+    }
+
     async fn get(&self, id: i64) -> Result<Option<Alert>, StoreError> {
         self.readers
             .with(move |conn| {

@@ -75,7 +75,58 @@ on_both_backends!(
     triage_follows_the_life_cycle_and_is_audited,
     dedupe_repeats_are_not_audited_again,
     admin_user_ids_are_owners_and_admins_of_active_companies,
+    a_company_sees_only_its_own_active_alerts,
 );
+
+async fn a_company_sees_only_its_own_active_alerts(store: &dyn Control) {
+    let about = |key: &str, company: Option<&str>| AlertDraft {
+        company_id: company.map(str::to_string),
+        ..draft(key, T0)
+    };
+    let a1 = store
+        .raise(&about("a1", Some("co-a")), T0)
+        .await
+        .unwrap()
+        .alert;
+    let a2 = store
+        .raise(&about("a2", Some("co-a")), T0)
+        .await
+        .unwrap()
+        .alert;
+    let gone = store
+        .raise(&about("a3", Some("co-a")), T0)
+        .await
+        .unwrap()
+        .alert;
+    store.raise(&about("b1", Some("co-b")), T0).await.unwrap();
+    store.raise(&about("platform", None), T0).await.unwrap();
+    store
+        .acknowledge(a2.id, &operator("olga"), "looking", T0)
+        .await
+        .unwrap();
+    store
+        .resolve(gone.id, &operator("olga"), "fixed", T0)
+        .await
+        .unwrap();
+    let ids: Vec<i64> = store
+        .active_for_company("co-a", 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(
+        ids,
+        vec![a2.id, a1.id],
+        "open and acknowledged, newest first"
+    );
+    assert_eq!(store.active_for_company("co-a", 1).await.unwrap().len(), 1);
+    assert!(store
+        .active_for_company("co-c", 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
 
 fn draft(key: &str, at: OffsetDateTime) -> AlertDraft {
     AlertDraft {
