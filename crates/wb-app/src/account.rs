@@ -132,9 +132,10 @@ impl Platform {
                 return Err(refused);
             }
         };
-        let audit = passphrase_event(
+        let audit = account_event(
             &actor,
             user_id,
+            Action::AuthPassphraseChange,
             Outcome::Success,
             "other sessions ended",
             now,
@@ -196,14 +197,23 @@ impl Platform {
         outcome: Outcome,
         detail: &str,
     ) -> ServiceResult<()> {
-        let event = passphrase_event(actor, user_id, outcome, detail, self.now());
-        Ok(self.control.audit(&event).await?)
+        self.audit_mfa(
+            actor,
+            user_id,
+            Action::AuthPassphraseChange,
+            outcome,
+            detail,
+        )
+        .await
     }
 }
 
-fn passphrase_event(
+/// An event about a person's own account (factors, passphrase) in the
+/// control chain.
+pub(crate) fn account_event(
     actor: &Actor,
     user_id: &str,
+    action: Action,
     outcome: Outcome,
     detail: &str,
     at: OffsetDateTime,
@@ -212,7 +222,7 @@ fn passphrase_event(
         at,
         actor: actor.clone(),
         company_id: None,
-        action: Action::AuthPassphraseChange,
+        action,
         target: Some(format!("user:{user_id}")),
         outcome,
         detail: Some(detail.into()),

@@ -61,7 +61,7 @@ pub const FACTOR_TOTP: &str = "totp";
 pub const FACTOR_RECOVERY_CODE: &str = "recovery_code";
 pub const FACTOR_PASSKEY: &str = "passkey";
 
-use crate::account::session_of as user_of;
+use crate::account::{account_event, session_of as user_of};
 
 pub fn mfa_invalid() -> ServiceError {
     ServiceError::new(
@@ -287,7 +287,7 @@ impl Platform {
             confirmed_at: None,
             last_step: 0,
         };
-        let audit = mfa_event(
+        let audit = account_event(
             &actor,
             &user.id,
             Action::AuthMfaEnrol,
@@ -359,7 +359,7 @@ impl Platform {
             .iter()
             .filter_map(|c| recovery_code_hash(c.expose()))
             .collect();
-        let audit = mfa_event(
+        let audit = account_event(
             &actor,
             &user.id,
             Action::AuthMfaEnrol,
@@ -400,7 +400,7 @@ impl Platform {
         let user = self.signed_in_user(principal).await?;
         self.reauthenticate(&user, passphrase, Some(code), Action::AuthMfaRemove, &actor)
             .await?;
-        let audit = mfa_event(
+        let audit = account_event(
             &actor,
             &user.id,
             Action::AuthMfaRemove,
@@ -446,7 +446,7 @@ impl Platform {
             .iter()
             .filter_map(|c| recovery_code_hash(c.expose()))
             .collect();
-        let audit = mfa_event(
+        let audit = account_event(
             &actor,
             &user.id,
             Action::AuthRecoveryCodes,
@@ -483,7 +483,7 @@ impl Platform {
             .user_by_email(&email)
             .await?
             .ok_or_else(|| ServiceError::not_found("user"))?;
-        let audit = mfa_event(
+        let audit = account_event(
             &actor,
             &user.id,
             Action::AuthMfaRemove,
@@ -538,7 +538,7 @@ impl Platform {
         outcome: Outcome,
         detail: &str,
     ) -> ServiceResult<()> {
-        let event = mfa_event(actor, user_id, action, outcome, detail, self.now());
+        let event = account_event(actor, user_id, action, outcome, detail, self.now());
         Ok(self.control.audit(&event).await?)
     }
 
@@ -557,24 +557,5 @@ impl Platform {
         if let Err(e) = mail::queue(self, &notice).await {
             tracing::warn!(error = %e, "cannot queue a security notice");
         }
-    }
-}
-
-pub(crate) fn mfa_event(
-    actor: &Actor,
-    user_id: &str,
-    action: Action,
-    outcome: Outcome,
-    detail: &str,
-    at: OffsetDateTime,
-) -> AuditEvent {
-    AuditEvent {
-        at,
-        actor: actor.clone(),
-        company_id: None,
-        action,
-        target: Some(format!("user:{user_id}")),
-        outcome,
-        detail: Some(detail.into()),
     }
 }

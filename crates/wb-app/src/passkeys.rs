@@ -19,8 +19,9 @@ use webauthn_rs::prelude::{
     Webauthn, WebauthnBuilder,
 };
 
+use crate::account::account_event;
 use crate::error::{ErrorKind, ServiceError, ServiceResult};
-use crate::mfa::{mfa_event, FACTOR_PASSKEY};
+use crate::mfa::FACTOR_PASSKEY;
 use crate::platform::Platform;
 use crate::principal::Principal;
 
@@ -200,7 +201,7 @@ impl Platform {
             created_at: self.now(),
             last_used_at: None,
         };
-        let audit = mfa_event(
+        let audit = account_event(
             &actor,
             &user.id,
             Action::AuthMfaEnrol,
@@ -238,7 +239,7 @@ impl Platform {
         self.require_verified_session(principal, &user.id).await?;
         self.reauthenticate(&user, passphrase, None, Action::AuthMfaRemove, &actor)
             .await?;
-        let audit = mfa_event(
+        let audit = account_event(
             &actor,
             &user.id,
             Action::AuthMfaRemove,
