@@ -15,7 +15,7 @@ use qrcode::{EcLevel, QrCode};
 use time::{Duration, OffsetDateTime};
 use wb_core::Action;
 use wb_crypto::{new_recovery_codes, recovery_code_hash, verify_passphrase, Secret, TotpSecret};
-use wb_store::{Actor, Attempt, AuditEvent, Outcome, TotpRecord, UserRecord};
+use wb_store::{Actor, Attempt, Outcome, TotpRecord, UserRecord};
 
 use crate::error::{ErrorKind, ServiceError, ServiceResult};
 use crate::keyring::totp_secret_aad;
