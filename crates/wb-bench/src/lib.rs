@@ -14,6 +14,7 @@
 //! branches on them.
 
 mod backup;
+mod console;
 mod embedded;
 mod exports;
 mod harness;
@@ -61,6 +62,11 @@ pub struct BenchArgs {
     /// timing for unknown and known accounts) and write its own section.
     #[arg(long, conflicts_with_all = ["postgres", "backup", "exports"])]
     pub security: bool,
+    /// Run only the web console benchmark (server time of its pages with a
+    /// --large-entries company, next to /healthz; page weight) and write its
+    /// own section.
+    #[arg(long, conflicts_with_all = ["postgres", "backup", "exports", "security"])]
+    pub console: bool,
     /// Companies opened for the PostgreSQL memory-per-idle-company measurement.
     #[arg(long, default_value_t = 200)]
     pub pg_companies: u64,
@@ -85,6 +91,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     if args.security {
         return security::run(&args).await;
+    }
+    if args.console {
+        return console::run(&args).await;
     }
     embedded::run(args).await
 }
@@ -114,7 +123,9 @@ mod tests {
             (a.seconds, a.large_entries, a.companies, a.pg_companies),
             (10, 1_000_000, 1000, 200)
         );
-        assert!(!a.postgres && !a.backup && !a.exports && !a.security && !a.pg_statements);
+        assert!(
+            !a.postgres && !a.backup && !a.exports && !a.security && !a.console && !a.pg_statements
+        );
     }
 
     #[test]
@@ -125,6 +136,7 @@ mod tests {
             &["--backup", "--exports"],
             &["--security", "--exports"],
             &["--security", "--postgres"],
+            &["--console", "--security"],
             &["--pg-statements"],
         ] {
             assert!(parse(line).is_err(), "{line:?} accepted");
