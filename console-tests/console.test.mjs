@@ -279,6 +279,45 @@ try {
     await page.getByText(/Verified now: \d+ events/).waitFor();
   });
 
+  await step('create an export encrypted to a passphrase and download it', async () => {
+    await page.getByRole('link', { name: 'Backups' }).click();
+    assert.equal(await heading(page), 'Backups and exports');
+    await visit(page, 'backups');
+    await page.getByLabel('…or to a passphrase').fill('velvet harbour 92 quiet lantern');
+    await page.getByRole('button', { name: 'Create export' }).click();
+    await page.getByText('The export is ready.').waitFor();
+    const href = await page.getByRole('link', { name: 'Download the export' }).getAttribute('href');
+    const response = await page.request.get(new URL(href, base).href);
+    assert.equal(response.status(), 200);
+    assert.match(response.headers()['content-disposition'], /^attachment/);
+    const bytes = await response.body();
+    assert.equal(bytes.subarray(0, 21).toString(), 'age-encryption.org/v1', 'an age file');
+    await page.goto(`${base}${companyPath}/backups`);
+    assert.equal(await page.locator('#exports tbody tr').count(), 1);
+  });
+
+  await step('end another session of mine from the account page', async () => {
+    const other = await newContext(browser);
+    const second = await other.newPage();
+    await second.goto(`${base}/login`);
+    await second.getByLabel('Email').fill(ownerEmail);
+    await second.getByLabel('Passphrase').fill(PASSPHRASE);
+    await second.getByRole('button', { name: 'Log in' }).click();
+    // The next step of the TOTP window: each step is accepted once.
+    await second.getByLabel('Authentication code').fill(totp(totpSecret, Date.now() + 30_000));
+    await second.getByRole('button', { name: 'Verify' }).click();
+    await second.waitForURL(new RegExp(`${companyPath}$`));
+    await page.goto(`${base}/account`);
+    const ends = page.locator('#sessions').getByRole('button', { name: /^End/ });
+    assert.equal(await ends.count(), 1, 'only the other session can be ended here');
+    await ends.first().click();
+    await page.getByText('The session was ended.').waitFor();
+    await second.goto(`${base}${companyPath}`);
+    await second.waitForURL(/\/login/);
+    takeBrowserErrors(other);
+    await other.close();
+  });
+
   await step('help dialog (keyboard: ?)', async () => {
     await page.keyboard.press('?');
     assert.ok(await page.locator('#shortcuts').isVisible());

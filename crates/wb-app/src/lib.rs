@@ -31,6 +31,7 @@ pub mod drains;
 pub mod dto;
 pub mod egress;
 pub mod error;
+pub mod export_create;
 pub mod export_push;
 pub mod export_slots;
 pub mod exports;

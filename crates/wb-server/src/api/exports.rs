@@ -15,14 +15,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use wb_app::records::{AuditEvent, Outcome};
+use wb_app::export_create::ExportKeyRequest;
 use wb_core::Action;
 use wb_crypto::Secret;
 
 use super::json::ApiJson;
-use crate::access::CompanyScope;
 use crate::auth::{AppState, Company, ExportData};
-use crate::exports::{self, Counts, ExportKey, ExportRecord, KeyError};
+use crate::exports::{Counts, ExportRecord};
 use crate::problem::{ApiError, ApiResult, Problem};
 
 /// Exactly one of `recipient` and `passphrase`.
@@ -87,75 +86,14 @@ pub struct ExportList {
     pub exports: Vec<ExportView>,
 }
 
-fn export_key(body: NewExportRequest, company_name: &str) -> ApiResult<ExportKey> {
+fn key_request(body: NewExportRequest) -> ApiResult<ExportKeyRequest> {
     match (body.recipient, body.passphrase) {
-        (Some(recipient), None) => ExportKey::recipient(&recipient)
-            .map_err(|e| ApiError::unprocessable("invalid-recipient", e.to_string())),
-        (None, Some(passphrase)) => {
-            let passphrase = Secret::from(passphrase);
-            let mut related: Vec<&str> = company_name.split_whitespace().collect();
-            related.push(company_name);
-            ExportKey::passphrase(passphrase, &related).map_err(|e| match e {
-                KeyError::WeakPassphrase(_) => {
-                    ApiError::unprocessable("weak-passphrase", e.to_string())
-                }
-                KeyError::BadRecipient(_) => {
-                    ApiError::unprocessable("invalid-recipient", e.to_string())
-                }
-            })
-        }
+        (Some(recipient), None) => Ok(ExportKeyRequest::Recipient(recipient)),
+        (None, Some(passphrase)) => Ok(ExportKeyRequest::Passphrase(Secret::from(passphrase))),
         _ => Err(ApiError::unprocessable(
             "invalid-export-key",
             "give exactly one of recipient (an age X25519 recipient, age1…) and passphrase",
         )),
-    }
-}
-
-/// Seconds a client is asked to wait before trying again when no export
-/// slot is free (a passphrase export takes a few seconds).
-pub const BUSY_RETRY_AFTER_SECS: u64 = 10;
-
-/// 429 when the company's own exports fill its slots, 503 when the node's
-/// are full; both with `Retry-After`.
-fn export_busy(busy: exports::Busy) -> ApiError {
-    let (status, slug, title) = match busy {
-        exports::Busy::Company(_) => (
-            StatusCode::TOO_MANY_REQUESTS,
-            "export-in-progress",
-            "Too many requests",
-        ),
-        exports::Busy::Node(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "exports-busy",
-            "Service unavailable",
-        ),
-    };
-    let mut error = ApiError::new(status, slug, title, busy.to_string());
-    error.retry_after_secs = Some(BUSY_RETRY_AFTER_SECS);
-    error
-}
-
-/// Appends an event to the company's chain; refuses the request when it cannot.
-async fn audit(books: &CompanyScope, platform: &AppState, event: AuditEvent) -> ApiResult<()> {
-    Ok(books.record(platform, event).await?)
-}
-
-fn event(
-    books: &CompanyScope,
-    platform: &AppState,
-    action: Action,
-    export_id: &str,
-    outcome: Outcome,
-    detail: Option<String>,
-) -> AuditEvent {
-    AuditEvent {
-        at: platform.now(),
-        actor: books.actor().clone(),
-        company_id: Some(books.company_id().to_string()),
-        action,
-        target: Some(format!("export:{export_id}")),
-        outcome,
-        detail,
     }
 }
 
@@ -170,53 +108,10 @@ pub async fn create(
     door: Company<ExportData>,
     ApiJson(body): ApiJson<NewExportRequest>,
 ) -> ApiResult<(StatusCode, Json<ExportView>)> {
+    let request = key_request(body)?;
     let books = door.into_admission().operate(&platform).await?;
-    let company = books.company_id().to_string();
-    let name = books.company(&platform).await?.name;
-    // Held until the export is stored: bounds the memory and CPU exports take.
-    let _slot = platform
-        .export_slots
-        .try_acquire(&company)
-        .map_err(export_busy)?;
-    // zxcvbn on a passphrase of up to 1 KiB: off the runtime, bounded.
-    let key = platform.cpu.run(move || export_key(body, &name)).await??;
-    let detail = match key.public_recipient() {
-        Some(r) => format!("encrypted to age recipient {r}"),
-        None => "encrypted to a passphrase".to_string(),
-    };
-    let prepared = books.prepare_export(&platform, key).await?;
-    let id = prepared.id.clone();
-    audit(
-        &books,
-        &platform,
-        event(
-            &books,
-            &platform,
-            Action::ExportCreate,
-            &id,
-            Outcome::Success,
-            Some(detail),
-        ),
-    )
-    .await?;
-    match exports::save(&platform, prepared).await {
-        Ok(record) => Ok((StatusCode::CREATED, Json(record.into()))),
-        Err(e) => {
-            tracing::error!(error = %e, company = %company, export = %id, "storing an export failed");
-            let failed = event(
-                &books,
-                &platform,
-                Action::ExportCreate,
-                &id,
-                Outcome::Failure,
-                Some("the export could not be stored".into()),
-            );
-            books.note(failed).await;
-            Err(ApiError::unavailable(
-                "the export could not be stored; try again later",
-            ))
-        }
-    }
+    let record = books.create_export(&platform, request).await?;
+    Ok((StatusCode::CREATED, Json(record.into())))
 }
 
 #[utoipa::path(get, path = "/api/v1/companies/{company}/exports", tag = "exports",
@@ -272,23 +167,7 @@ pub async fn download(
     Path((_, export)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let books = door.into_admission().operate(&platform).await?;
-    let (record, found) = books
-        .export_download(&platform, &export)
-        .await?
-        .ok_or_else(|| ApiError::not_found("export"))?;
-    audit(
-        &books,
-        &platform,
-        event(
-            &books,
-            &platform,
-            Action::ExportDownload,
-            &record.id,
-            Outcome::Success,
-            None,
-        ),
-    )
-    .await?;
+    let (record, found) = books.download_export(&platform, &export).await?;
     let disposition = format!(
         "attachment; filename=\"workbooks-export-{}-{}.age\"",
         record.company_id, record.id

@@ -293,8 +293,8 @@ impl Timeouts {
         let long = request.method() == axum::http::Method::POST
             && ((path.starts_with("/api/v1/companies/")
                 && (path.ends_with("/files") || path.ends_with("/exports")))
-                // The console's attachment upload.
-                || (path.starts_with("/c/") && path.ends_with("/files")));
+                // The console's attachment upload and export.
+                || (path.starts_with("/c/") && (path.ends_with("/files") || path.ends_with("/exports"))));
         if long {
             self.upload
         } else {

@@ -35,11 +35,12 @@ pub enum Nav {
     ApiKeys,
     Security,
     Audit,
+    Backups,
 }
 
 /// The company's pages, each with the permission it needs (a role without
 /// it does not see the link; the door refuses the page anyway).
-const COMPANY_NAV: [(Nav, &str, &str, Permission); 9] = [
+const COMPANY_NAV: [(Nav, &str, &str, Permission); 10] = [
     (Nav::Dashboard, "", "Dashboard", Permission::ReadBooks),
     (
         Nav::Accounts,
@@ -74,6 +75,7 @@ const COMPANY_NAV: [(Nav, &str, &str, Permission); 9] = [
         Permission::ManageSecurity,
     ),
     (Nav::Audit, "/audit", "Audit trail", Permission::ReadAudit),
+    (Nav::Backups, "/backups", "Backups", Permission::ExportData),
 ];
 
 /// A hidden field with the form's CSRF token.

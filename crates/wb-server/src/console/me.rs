@@ -64,7 +64,7 @@ async fn content(
         p { "Passkeys: " (mfa.passkeys) ". " span.muted { "(Passkeys are added through the API: POST /api/v1/me/passkeys.)" } }
         h2 { "Sessions" }
         table.responsive #sessions {
-            thead { tr { th scope="col" { "Started" } th scope="col" { "Last seen" } th scope="col" { "Client" } th scope="col" { "Browser" } } }
+            thead { tr { th scope="col" { "Started" } th scope="col" { "Last seen" } th scope="col" { "Client" } th scope="col" { "Browser" } th scope="col" { "End" } } }
             tbody {
                 @for s in &sessions {
                     tr {
@@ -72,6 +72,14 @@ async fn content(
                         td data-label="Last seen" { (s.last_seen_at.map(fmt::when).unwrap_or_default()) }
                         td data-label="Client" { (s.client.as_deref().unwrap_or("")) }
                         td data-label="Browser" { (s.user_agent.as_deref().map(|u| u.chars().take(80).collect::<String>()).unwrap_or_default()) }
+                        td data-label="End" {
+                            @if !s.current {
+                                form method="post" action={ "/account/sessions/" (s.id) "/end" } {
+                                    (csrf_field(chrome))
+                                    button.secondary type="submit" { "End" span.visually-hidden { " the session started " (fmt::when(s.created_at)) } }
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -101,6 +109,7 @@ pub async fn page(
             "Passphrase changed; your other sessions were ended.",
         )),
         Some("sessions") => Some(("success", "Every other session was ended.")),
+        Some("session") => Some(("success", "The session was ended.")),
         _ => None,
     };
     let content = content(&platform, &viewer, notice).await?;
@@ -143,6 +152,21 @@ pub async fn change_passphrase(
         Ok(_) => Ok(see_other("/account?done=passphrase")),
         Err(e) => refused(&platform, &viewer, e.into()).await,
     }
+}
+
+pub async fn end_session(
+    State(platform): State<AppState>,
+    viewer: Viewer,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> PageResult<Response> {
+    platform
+        .end_my_sessions(
+            &viewer.caller.principal,
+            Some(&id),
+            viewer.caller.actor.clone(),
+        )
+        .await?;
+    Ok(see_other("/account?done=session"))
 }
 
 pub async fn end_other_sessions(

@@ -11,6 +11,7 @@
 mod accounts;
 pub mod assets;
 mod audit;
+mod backups;
 mod chart;
 mod dashboard;
 mod entries;
@@ -58,6 +59,7 @@ pub fn router(files: FileSettings) -> Router<AppState> {
         .route("/account", get(me::page))
         .route("/account/passphrase", post(me::change_passphrase))
         .route("/account/sessions/end-others", post(me::end_other_sessions))
+        .route("/account/sessions/{session}/end", post(me::end_session))
         .route("/account/totp", post(me::begin_totp))
         .route("/account/totp/confirm", post(me::confirm_totp))
         .route(&company(""), get(dashboard::page))
@@ -114,6 +116,18 @@ pub fn router(files: FileSettings) -> Router<AppState> {
             get(security::page).post(security::save),
         )
         .route(&company("/audit"), get(audit::page))
+        .route(&company("/backups"), get(backups::page))
+        .route(&company("/exports"), post(backups::create_export))
+        // The API's download: same door, same `export.download` event.
+        .route(
+            &company("/exports/{export}/download"),
+            get(crate::api::exports::download),
+        )
+        .route(&company("/export-schedule"), post(backups::set_schedule))
+        .route(
+            &company("/export-schedule/delete"),
+            post(backups::delete_schedule),
+        )
         .route("/assets/{hash}/{name}", get(assets::serve))
         .layer(Extension(files))
         .layer(axum::middleware::from_fn(guard::guard))
