@@ -48,15 +48,14 @@
   }
 
   // The new-entry form: add lines, and say whether it balances.
+  // As the server reads a debit or credit: digits, at most one point, no
+  // sign (the column is the sign) and no thousands separators.
   function parseAmount(text) {
-    var t = (text || "").trim().replace(/,/g, "");
-    if (!/^-?\d+(\.\d+)?$/.test(t)) { return null; }
-    var negative = t.charAt(0) === "-";
-    if (negative) { t = t.slice(1); }
+    var t = (text || "").trim();
+    if (!/^\d+(\.\d{1,8})?$/.test(t)) { return null; }
     var parts = t.split(".");
-    var frac = (parts[1] || "").padEnd(8, "0").slice(0, 8);
-    var value = BigInt(parts[0]) * 100000000n + BigInt(frac);
-    return negative ? -value : value;
+    var frac = (parts[1] || "").padEnd(8, "0");
+    return BigInt(parts[0]) * 100000000n + BigInt(frac);
   }
 
   function formatAmount(value) {
@@ -85,7 +84,7 @@
     });
     var off = Object.keys(sums).filter(function (c) { return sums[c] !== 0n; });
     if (invalid) {
-      out.textContent = "An amount is not a number";
+      out.textContent = "Amounts are plain numbers, like 1234.50";
       out.className = "unbalanced";
     } else if (Object.keys(sums).length === 0) {
       out.textContent = "No amounts yet";

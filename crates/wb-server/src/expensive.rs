@@ -30,6 +30,10 @@ pub fn is_expensive(method: &axum::http::Method, path: &str) -> bool {
             && (path.contains("/reports/") || path.ends_with("/register") || path.ends_with("/audit")))
             // The console's reports and audit viewer read as much.
             || (path.starts_with("/c/") && (path.contains("/reports/") || path.ends_with("/audit"))))
+        // The console's verification of a whole audit chain.
+        || (method == axum::http::Method::POST
+            && path.starts_with("/c/")
+            && path.ends_with("/audit/verify"))
 }
 
 #[derive(Debug)]

@@ -116,7 +116,7 @@ fn unknown_entry(text: &str) -> ApiError {
 }
 
 /// The entry a file is to be linked to: it must exist (entries are never deleted).
-pub async fn linked_entry(books: &CompanyScope, entry: Option<&str>) -> ApiResult<Option<i64>> {
+async fn linked_entry(books: &CompanyScope, entry: Option<&str>) -> ApiResult<Option<i64>> {
     let Some(text) = entry else {
         return Ok(None);
     };
@@ -191,7 +191,6 @@ pub async fn upload(
             ApiError::unprocessable("invalid-content-type", "Content-Type is not ASCII")
         })?),
     };
-    let entry_id = linked_entry(&books, query.entry.as_deref()).await?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -199,7 +198,7 @@ pub async fn upload(
     let upload = Upload {
         name,
         content_type,
-        entry_id,
+        entry: query.entry.as_deref(),
         declared,
     };
     let record = store_upload(&platform, &books, settings, upload, body.into_data_stream()).await?;
@@ -215,7 +214,8 @@ pub async fn upload(
 pub struct Upload<'a> {
     pub name: String,
     pub content_type: Option<&'a str>,
-    pub entry_id: Option<i64>,
+    /// The entry of this company to link it to, as the caller named it.
+    pub entry: Option<&'a str>,
     /// The length the client declared, if any (refused early when too large).
     pub declared: Option<u64>,
 }
@@ -239,6 +239,7 @@ where
         .map_err(|e| ApiError::unprocessable("invalid-file-name", e.to_string()))?;
     let content_type = normalize_content_type(upload.content_type)
         .map_err(|e| ApiError::unprocessable("invalid-content-type", e.to_string()))?;
+    let entry_id = linked_entry(books, upload.entry).await?;
     let limit = settings.limits.max_bytes;
     if upload.declared.is_some_and(|length| length > limit) {
         audit_refusal(books, platform, "larger than the file size limit").await;
@@ -272,7 +273,7 @@ where
         name: upload.name,
         content_type,
         size: stored.size,
-        entry_id: upload.entry_id,
+        entry_id,
     };
     // The object stays when this fails: another file may share it.
     Ok(books.add_file(platform, file).await?)
@@ -375,9 +376,14 @@ pub async fn download(
     });
     let mut response = Body::from_stream(plain).into_response();
     let headers = response.headers_mut();
-    let content_type = HeaderValue::from_str(&record.content_type)
+    let content_type = HeaderValue::from_str(served_type(&record.content_type))
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     headers.insert(header::CONTENT_TYPE, content_type);
+    // Even opened in a tab, an attachment runs nothing and loads nothing.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(record.size));
     if let Ok(value) = HeaderValue::from_str(&content_disposition(&record.name)) {
         headers.insert(header::CONTENT_DISPOSITION, value);
@@ -385,9 +391,58 @@ pub async fn download(
     Ok(response)
 }
 
+/// The media type an attachment is served with: what it was uploaded as,
+/// except types a browser would run as script or render as a document of
+/// this origin (a customer's upload must never become a same-origin script
+/// the console's `script-src 'self'` would accept), which are served as
+/// bytes.
+pub fn served_type(stored: &str) -> &str {
+    let essence = stored
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let active = essence.contains("javascript")
+        || essence.contains("ecmascript")
+        || essence.contains("html")
+        || essence.contains("xml")
+        || essence == "application/wasm"
+        || essence == "text/css";
+    if active {
+        "application/octet-stream"
+    } else {
+        stored
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::content_disposition;
+    use super::{content_disposition, served_type};
+
+    #[test]
+    fn uploads_are_never_served_as_something_a_browser_runs() {
+        for active in [
+            "text/javascript",
+            "application/javascript; charset=utf-8",
+            "TEXT/HTML",
+            "image/svg+xml",
+            "application/xhtml+xml",
+            "application/wasm",
+            "text/css",
+            "module/ecmascript",
+        ] {
+            assert_eq!(served_type(active), "application/octet-stream", "{active}");
+        }
+        for passive in [
+            "application/pdf",
+            "image/png",
+            "text/plain; charset=utf-8",
+            "text/csv",
+        ] {
+            assert_eq!(served_type(passive), passive);
+        }
+    }
 
     #[test]
     fn names_are_quoted_safely() {

@@ -136,7 +136,9 @@ pub async fn page(
     let tree = build(None, &children, &balances, 0);
     let as_of_text = as_of.to_string();
     let content = html! {
-        @if let Some(code) = q.created.as_deref() {
+        // Only a code that names an account of this chart (the link's text
+        // is not a message anyone can write).
+        @if let Some(code) = q.created.as_deref().filter(|c| accounts.iter().any(|a| a.code == *c)) {
             (layout::notice("success", &format!("Account {code} created.")))
         }
         form.inline method="get" action=(view.href("/accounts")) {

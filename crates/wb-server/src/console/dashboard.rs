@@ -10,7 +10,7 @@ use maud::html;
 use wb_app::overview::cash_and_bank;
 use wb_app::records::EntryPage;
 use wb_core::money::Currency;
-use wb_core::Action;
+use wb_core::{Action, Permission};
 
 use super::chart::{self, MonthBars};
 use super::fmt;
@@ -52,7 +52,12 @@ pub async fn page(State(platform): State<AppState>, page: Page<ReadBooks>) -> Pa
         })
         .await?;
     let backup = books.backup_position(&platform).await?;
-    let alerts = books.open_alerts(&platform).await?;
+    // Alerts are made from the audit trail: shown to those who may read it.
+    let alerts = if books.role().allows(Permission::ReadAudit) {
+        Some(books.open_alerts(&platform).await?)
+    } else {
+        None
+    };
     let base = page.href("");
     let content = html! {
         div.cards {
@@ -89,14 +94,16 @@ pub async fn page(State(platform): State<AppState>, page: Page<ReadBooks>) -> Pa
                     p.hint { "Newest snapshot: " (fmt::when(at)) }
                 }
             }
-            section.card aria-labelledby="alerts-title" {
-                h2 #alerts-title { "Alerts" }
-                @if alerts.is_empty() {
-                    p { "No open alerts." }
-                } @else {
-                    ul {
-                        @for a in &alerts {
-                            li { span class={ "badge " (a.severity) } { (a.severity) } " " (a.title) " " span.muted { "(" (a.state) ", " (fmt::when(a.last_seen)) ")" } }
+            @if let Some(alerts) = &alerts {
+                section.card aria-labelledby="alerts-title" {
+                    h2 #alerts-title { "Alerts" }
+                    @if alerts.is_empty() {
+                        p { "No open alerts." }
+                    } @else {
+                        ul {
+                            @for a in alerts {
+                                li { span class={ "badge " (a.severity) } { (a.severity) } " " (a.title) " " span.muted { "(" (a.state) ", " (fmt::when(a.last_seen)) ")" } }
+                            }
                         }
                     }
                 }

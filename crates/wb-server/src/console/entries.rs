@@ -75,7 +75,8 @@ fn entry_page(q: &ListQuery) -> PageResult<EntryPage> {
         .transpose()?;
     Ok(EntryPage {
         before,
-        limit: PAGE_SIZE,
+        // One more than a page: whether there is an older page.
+        limit: PAGE_SIZE + 1,
         from: day("from", &q.from)?,
         to: day("to", &q.to)?,
         newest_first: true,
@@ -117,7 +118,11 @@ fn postings_table(view: &View, entry: &Entry) -> Markup {
 fn filter_form(view: &View, q: &ListQuery) -> Markup {
     let v = |x: &Option<String>| x.clone().unwrap_or_default();
     html! {
-        form.inline #search role="search" method="get" action=(view.href("/entries")) {
+        // With htmx, filtering and paging swap only the results (and keep
+        // the address bar in step); without it, they are plain GETs.
+        form.inline #search role="search" method="get" action=(view.href("/entries"))
+            hx-get=(view.href("/entries")) hx-target="#entries-results" hx-select="#entries-results"
+            hx-swap="outerHTML" hx-push-url="true" {
             div { label for="q" { "Text" } input #q type="search" name="q" value=(v(&q.q)) placeholder="description or reference"; }
             div { label for="account" { "Account code" } input #account name="account" value=(v(&q.account)) list="account-codes" size="10"; }
             div { label for="from" { "From" } input #from type="date" name="from" value=(v(&q.from)); }
@@ -161,13 +166,13 @@ pub async fn list(
     let query = entry_page(&q)?;
     let (admission, view) = page.into_parts();
     let books = admission.read(&platform, Action::EntriesList, None).await?;
-    let entries = books.entries(query).await?;
-    let older = (entries.len() == PAGE_SIZE as usize)
-        .then(|| entries.last().map(|e| e.id))
-        .flatten();
+    let mut entries = books.entries(query).await?;
+    let more = entries.len() > PAGE_SIZE as usize;
+    entries.truncate(PAGE_SIZE as usize);
+    let older = more.then(|| entries.last().map(|e| e.id)).flatten();
     let accounts = books.accounts().await?;
     let content = html! {
-        @if let Some(id) = nonblank(&q.posted) {
+        @if let Some(id) = nonblank(&q.posted).and_then(|p| p.parse::<i64>().ok()) {
             (layout::notice("success", &format!("Entry #{id} posted.")))
         }
         p { a.button href=(view.href("/entries/new")) { "New entry" } }
@@ -175,6 +180,7 @@ pub async fn list(
         datalist #account-codes {
             @for a in &accounts { option value=(a.code) { (a.name) } }
         }
+        div #entries-results aria-live="polite" {
         @if entries.is_empty() {
             p { "No entries match." }
         } @else {
@@ -209,9 +215,12 @@ pub async fn list(
                 }
             }
         }
-        nav.pager aria-label="Pages" {
+        // Only the pager's links are boosted: an entry's link opens its page.
+        nav.pager aria-label="Pages" hx-boost="true" hx-target="#entries-results"
+            hx-select="#entries-results" hx-swap="outerHTML" {
             @if q.before.is_some() { a href=(page_link(&view, &q, None)) { "Newest" } }
             @if let Some(older) = older { a rel="next" href=(page_link(&view, &q, Some(older))) { "Older entries" } }
+        }
         }
     };
     Ok(view.render("Entries", Nav::Entries, content))
@@ -384,11 +393,16 @@ fn read_lines(form: &Form) -> (Vec<Line>, Vec<(usize, PostingDraft)>, FieldError
         let (account, debit, credit, currency) = &line;
         if !(account.is_empty() && debit.is_empty() && credit.is_empty()) {
             let amount = match (debit.is_empty(), credit.is_empty()) {
+                // The column gives the side: a sign in it would contradict it.
+                _ if debit.starts_with(['-', '+']) || credit.starts_with(['-', '+']) => {
+                    errors.insert(
+                        format!("amount-{i}"),
+                        "Enter the amount without a sign: the column says debit or credit.".into(),
+                    );
+                    None
+                }
                 (false, true) => Some(debit.clone()),
-                (true, false) => Some(match credit.strip_prefix('-') {
-                    Some(positive) => positive.to_string(),
-                    None => format!("-{credit}"),
-                }),
+                (true, false) => Some(format!("-{credit}")),
                 (true, true) => {
                     errors.insert(format!("amount-{i}"), "Enter a debit or a credit.".into());
                     None
@@ -691,7 +705,7 @@ pub async fn upload(
     let id = entry_id(&entry)?;
     let (admission, view) = page.into_parts();
     let books = admission.operate(&platform).await?;
-    let entry_id = crate::api::files::linked_entry(&books, Some(&id.to_string())).await?;
+    let entry = id.to_string();
     let bad = |detail: &str| {
         PageError::from_api(
             ApiError::unprocessable("invalid-upload", detail.to_string()),
@@ -716,7 +730,7 @@ pub async fn upload(
         let upload = Upload {
             name,
             content_type: content_type.as_deref(),
-            entry_id,
+            entry: Some(&entry),
             declared: None,
         };
         store_upload(&platform, &books, settings, upload, field).await?;
@@ -755,22 +769,15 @@ mod tests {
             ("debit", ""),
             ("credit", "10.00"),
             ("currency", "EUR"),
-            ("account", "5000"),
-            ("debit", ""),
-            ("credit", "-2"),
-            ("currency", "EUR"),
         ]);
         let (lines, postings, errors) = read_lines(&f);
-        assert_eq!(lines.len(), 4, "every line comes back to the form");
+        assert_eq!(lines.len(), 3, "every line comes back to the form");
         assert!(errors.is_empty());
         let got: Vec<(usize, &str, &str)> = postings
             .iter()
             .map(|(i, p)| (*i, p.amount.as_str(), p.currency.as_str()))
             .collect();
-        assert_eq!(
-            got,
-            vec![(0, "10.00", "EUR"), (2, "-10.00", "EUR"), (3, "2", "EUR")]
-        );
+        assert_eq!(got, vec![(0, "10.00", "EUR"), (2, "-10.00", "EUR")]);
     }
 
     #[test]
@@ -789,6 +796,18 @@ mod tests {
         assert!(postings.is_empty());
         assert!(errors["amount-0"].contains("not both"));
         assert!(errors["amount-1"].contains("debit or a credit"));
+        let signed = form(&[
+            ("account", "1000"),
+            ("debit", ""),
+            ("credit", "-2"),
+            ("currency", "EUR"),
+        ]);
+        let (_, postings, errors) = read_lines(&signed);
+        assert!(
+            postings.is_empty(),
+            "a signed credit is refused, never turned into a debit"
+        );
+        assert!(errors["amount-0"].contains("without a sign"));
     }
 
     #[test]

@@ -8,8 +8,17 @@ use axum::http::StatusCode;
 use super::guard::FormFields;
 use super::page::PageError;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Form(Vec<(String, String)>);
+
+impl std::fmt::Debug for Form {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values may be passphrases or codes: names only.
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| k))
+            .finish()
+    }
+}
 
 /// The longest value of one field (a passphrase, a description...).
 const MAX_FIELD_BYTES: usize = 16 * 1024;
@@ -58,8 +67,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Form {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Form, PageError> {
         let fields = parts
             .extensions
-            .get::<FormFields>()
-            .map(|f| f.0.clone())
+            .remove::<FormFields>()
+            .map(|f| f.0)
             .unwrap_or_default();
         if fields
             .iter()

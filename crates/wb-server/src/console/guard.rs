@@ -31,12 +31,31 @@ pub struct CsrfChecked;
 
 /// The CSRF token the page's forms carry (the cookie's, or a new one this
 /// response sets).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CsrfToken(pub String);
 
-/// The form fields of an urlencoded console request, read once here.
-#[derive(Debug, Clone, Default)]
+impl std::fmt::Debug for CsrfToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CsrfToken(***)")
+    }
+}
+
+/// The form fields of an urlencoded console request, read once here (they
+/// may hold passphrases and codes: `Debug` shows only their names).
+#[derive(Clone, Default)]
 pub struct FormFields(pub Vec<(String, String)>);
+
+impl std::fmt::Debug for FormFields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| k))
+            .finish()
+    }
+}
+
+/// The most fields a console form may have (an entry of the ledger's
+/// largest size, four fields a line, and the rest).
+pub const MAX_FORM_FIELDS: usize = 4 * wb_core::ledger::MAX_POSTINGS + 64;
 
 fn plausible_token(token: &str) -> bool {
     (16..=128).contains(&token.len())
@@ -96,10 +115,10 @@ fn tokens_match(sent: &str, expected: &str) -> bool {
 /// The headers of every console response (the API's are set around it, only
 /// where a response has none of its own).
 pub fn page_headers(headers: &mut HeaderMap) {
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(PAGE_CSP),
-    );
+    // An attachment served on a console path keeps its stricter policy.
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(PAGE_CSP));
     headers
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
@@ -144,8 +163,15 @@ pub async fn guard(request: Request, next: Next) -> Response {
                 Err(_) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large."),
             };
             let fields: Vec<(String, String)> = url::form_urlencoded::parse(&bytes)
+                .take(MAX_FORM_FIELDS + 1)
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .collect();
+            if fields.len() > MAX_FORM_FIELDS {
+                return refuse(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "The form has too many fields.",
+                );
+            }
             if sent.is_none() {
                 sent = fields
                     .iter()

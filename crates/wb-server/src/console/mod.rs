@@ -116,6 +116,7 @@ pub fn router(files: FileSettings) -> Router<AppState> {
             get(security::page).post(security::save),
         )
         .route(&company("/audit"), get(audit::page))
+        .route(&company("/audit/verify"), post(audit::verify))
         .route(&company("/backups"), get(backups::page))
         .route(&company("/exports"), post(backups::create_export))
         // The API's download: same door, same `export.download` event.

@@ -364,11 +364,18 @@ pub async fn register(
     } else {
         REGISTER_LIMIT
     };
+    // One more than shown: whether the list was cut.
     let Register {
         opening,
-        lines,
+        mut lines,
         closing,
-    } = books.register_report(&account, from, to, limit).await?;
+    } = books.register_report(&account, from, to, limit + 1).await?;
+    let cut = lines.len() > limit as usize;
+    lines.truncate(limit as usize);
+    let mut shown = opening.clone();
+    for line in &lines {
+        shown.insert(line.posting.currency, line.balance);
+    }
     if wants_csv(&q) {
         let mut rows = vec![names(&[
             "date",
@@ -414,8 +421,12 @@ pub async fn register(
                 }
             }
         }
-        p { "Closing balance: " (fmt::amounts(&closing)) }
-        @if lines.len() == REGISTER_LIMIT as usize {
+        @if cut {
+            p { "Balance after the last posting shown: " (fmt::amounts(&shown)) }
+        } @else {
+            p { "Closing balance: " (fmt::amounts(&closing)) }
+        }
+        @if cut {
             p.hint { "The first " (REGISTER_LIMIT) " postings are shown; narrow the period or download the CSV for all of them." }
         }
     };
