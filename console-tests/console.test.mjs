@@ -85,7 +85,7 @@ try {
     await page.getByRole('link', { name: ownerEmail }).click();
     assert.equal(await heading(page), 'My account');
     await visit(page, 'account');
-    await page.getByLabel('Your passphrase').fill(PASSPHRASE);
+    await page.getByLabel('Your passphrase', { exact: true }).fill(PASSPHRASE);
     await page.getByRole('button', { name: 'Set up authenticator app' }).click();
     totpSecret = (await page.locator('#totp-secret').textContent()).trim();
     assert.match(totpSecret, /^[A-Z2-7]{16,}$/);
@@ -342,6 +342,45 @@ try {
     await second.waitForURL(/\/login/);
     expectAnswered(other, 401);
     await other.close();
+  });
+
+  await step('add a passkey on the account page, then log in with it instead of a code', async () => {
+    // Chromium's virtual authenticator (DevTools protocol): a platform
+    // authenticator that answers as if the user touched it.
+    const cdp = await owner.newCDPSession(page);
+    await cdp.send('WebAuthn.enable');
+    const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+      options: {
+        protocol: 'ctap2', transport: 'internal', hasResidentKey: true,
+        hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true,
+      },
+    });
+    await page.goto(`${base}/account`);
+    await page.getByLabel('Name of the new passkey').fill('Test laptop');
+    await page.getByLabel('Confirm with your passphrase').fill(PASSPHRASE);
+    await page.getByRole('button', { name: 'Add a passkey' }).click();
+    await page.getByText('The passkey was added').waitFor();
+    assert.equal(await page.locator('#passkeys tbody tr').count(), 1);
+    assert.match(await page.locator('#passkeys tbody tr').first().textContent(), /Test laptop/);
+    const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
+    assert.equal(credentials.length, 1, 'the authenticator holds the new credential');
+    await visit(page, 'account-passkey');
+
+    const before = (await owner.cookies()).find((c) => c.name === '__Host-wb_session').value;
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.waitForURL(/\/login$/);
+    await page.getByLabel('Email').fill(ownerEmail);
+    await page.getByLabel('Passphrase').fill(PASSPHRASE);
+    await page.getByRole('button', { name: 'Log in' }).click();
+    assert.equal(await heading(page), 'Second factor');
+    await page.getByRole('button', { name: 'Use a passkey' }).click();
+    await page.waitForURL(new RegExp(`${companyPath}$`));
+    const after = (await owner.cookies()).find((c) => c.name === '__Host-wb_session').value;
+    assert.notEqual(after, before, 'a new session id at login');
+    const used = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
+    assert.ok(used.credentials[0].signCount >= 1, 'the passkey signed the login');
+    await page.goto(`${base}/account`);
+    assert.doesNotMatch(await page.locator('#passkeys tbody tr').first().textContent(), /never/);
   });
 
   await step('help dialog (keyboard: ?)', async () => {

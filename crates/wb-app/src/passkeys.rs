@@ -83,8 +83,13 @@ impl Platform {
         WebauthnBuilder::new(&rp_id, &origin)
             .and_then(|b| b.rp_name("Work-books").build())
             .map_err(|e| {
-                tracing::error!(error = %e, "cannot build the WebAuthn relying party");
-                ServiceError::internal()
+                // An IP address cannot be a relying party: the operator must
+                // give the server a host name (`public-url`).
+                tracing::warn!(error = %e, public_url = %base, "passkeys are off: the public address is not a host name");
+                ServiceError::conflict(
+                    "passkeys-unavailable",
+                    "Passkeys need this server to be reached by a host name; ask the operator to set its public address (public-url).",
+                )
             })
     }
 

@@ -212,10 +212,41 @@
     });
   }
 
+  function enhancePasskeyCreate(button) {
+    if (!window.PublicKeyCredential) { return; }
+    button.hidden = false;
+    var start = function () {
+      var options = JSON.parse(button.dataset.passkeyCreate).publicKey;
+      options.challenge = b64urlToBytes(options.challenge);
+      options.user.id = b64urlToBytes(options.user.id);
+      (options.excludeCredentials || []).forEach(function (c) { c.id = b64urlToBytes(c.id); });
+      navigator.credentials.create({ publicKey: options }).then(function (cred) {
+        var answer = {
+          id: cred.id, rawId: bytesToB64url(cred.rawId), type: cred.type,
+          extensions: cred.getClientExtensionResults(),
+          response: {
+            attestationObject: bytesToB64url(cred.response.attestationObject),
+            clientDataJSON: bytesToB64url(cred.response.clientDataJSON),
+            transports: cred.response.getTransports ? cred.response.getTransports() : null
+          }
+        };
+        var form = button.form;
+        form.querySelector('input[name="credential"]').value = JSON.stringify(answer);
+        form.requestSubmit();
+      }).catch(function (err) {
+        var out = document.getElementById("passkey-status");
+        if (out) { out.textContent = "No passkey was created (" + (err && err.name || "error") + "). Press the button to try again, or cancel."; }
+      });
+    };
+    button.addEventListener("click", start);
+    start();
+  }
+
   function init() {
     fillFromHash();
     document.querySelectorAll("form[data-entry-form]").forEach(enhanceEntryForm);
     document.querySelectorAll("button[data-passkey-options]").forEach(enhancePasskeyLogin);
+    document.querySelectorAll("button[data-passkey-create]").forEach(enhancePasskeyCreate);
     if (window.location.hash === "#search") {
       var search = document.getElementById("q");
       if (search) { search.focus(); }

@@ -39,6 +39,7 @@ async fn content(
     let principal = &viewer.caller.principal;
     let sessions = platform.my_sessions(principal).await?;
     let mfa = platform.mfa_status(principal).await?;
+    let passkeys = platform.my_passkeys(principal).await?;
     let chrome = &viewer.chrome;
     Ok(html! {
         @if let Some((kind, text)) = notice { (layout::notice(kind, text)) }
@@ -61,7 +62,43 @@ async fn content(
                 div { button type="submit" { "Set up authenticator app" } }
             }
         }
-        p { "Passkeys: " (mfa.passkeys) ". " span.muted { "(Passkeys are added through the API: POST /api/v1/me/passkeys.)" } }
+        h2 { "Passkeys" }
+        @if passkeys.is_empty() {
+            p { "No passkey yet. A passkey (your phone, a security key or this computer) can replace the code at login." }
+        } @else {
+            table.responsive #passkeys {
+                thead { tr { th scope="col" { "Name" } th scope="col" { "Added" } th scope="col" { "Last used" } th scope="col" { "Remove" } } }
+                tbody {
+                    @for k in &passkeys {
+                        tr {
+                            td data-label="Name" { (k.name) }
+                            td data-label="Added" { (fmt::when(k.created_at)) }
+                            td data-label="Last used" { (k.last_used_at.map(fmt::when).unwrap_or_else(|| "never".into())) }
+                            td data-label="Remove" {
+                                form.inline method="post" action={ "/account/passkeys/" (k.id) "/remove" } {
+                                    (csrf_field(chrome))
+                                    label.visually-hidden for={ "rm-" (k.id) } { "Your passphrase, to remove " (k.name) }
+                                    input id={ "rm-" (k.id) } type="password" name="passphrase" required autocomplete="current-password" placeholder="Passphrase";
+                                    button.secondary type="submit" { "Remove" span.visually-hidden { " " (k.name) } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        form.stack method="post" action="/account/passkeys" {
+            (csrf_field(chrome))
+            div {
+                label for="passkey-name" { "Name of the new passkey" }
+                input #passkey-name name="name" required maxlength="64" placeholder="e.g. Work laptop";
+            }
+            div {
+                label for="passkey-passphrase" { "Confirm with your passphrase" }
+                input #passkey-passphrase type="password" name="passphrase" required autocomplete="current-password";
+            }
+            div { button type="submit" { "Add a passkey" } }
+        }
         h2 { "Sessions" }
         table.responsive #sessions {
             thead { tr { th scope="col" { "Started" } th scope="col" { "Last seen" } th scope="col" { "Client" } th scope="col" { "Browser" } th scope="col" { "End" } } }
@@ -110,6 +147,11 @@ pub async fn page(
         )),
         Some("sessions") => Some(("success", "Every other session was ended.")),
         Some("session") => Some(("success", "The session was ended.")),
+        Some("passkey") => Some((
+            "success",
+            "The passkey was added; your next login can use it.",
+        )),
+        Some("passkey-removed") => Some(("success", "The passkey was removed.")),
         _ => None,
     };
     let content = content(&platform, &viewer, notice).await?;
@@ -262,5 +304,119 @@ pub async fn confirm_totp(
             )
                 .into_response())
         }
+    }
+}
+
+fn bounded_passphrase(form: &Form) -> Option<Secret> {
+    let passphrase = Secret::new(form.raw("passphrase").unwrap_or("").to_string());
+    (passphrase.expose().len() <= MAX_PASSPHRASE_BYTES).then_some(passphrase)
+}
+
+/// First step of adding a passkey: the passphrase again, then a page whose
+/// script hands the options to the browser's authenticator.
+pub async fn begin_passkey(
+    State(platform): State<AppState>,
+    viewer: Viewer,
+    form: Form,
+) -> PageResult<Response> {
+    let Some(passphrase) = bounded_passphrase(&form) else {
+        return refused(
+            &platform,
+            &viewer,
+            ApiError::forbidden("The passphrase is wrong."),
+        )
+        .await;
+    };
+    let name = form.get("name").unwrap_or("").to_string();
+    let offer = match platform
+        .begin_passkey_registration(
+            &viewer.caller.principal,
+            &passphrase,
+            &name,
+            viewer.caller.actor.clone(),
+        )
+        .await
+    {
+        Ok(offer) => offer,
+        Err(e) => return refused(&platform, &viewer, e.into()).await,
+    };
+    let options = serde_json::to_string(&offer.options).map_err(|_| ApiError::internal())?;
+    let chrome = &viewer.chrome;
+    let content = html! {
+        p { "Your browser will now ask for the passkey: touch your security key, or confirm on this device or your phone." }
+        form.stack #passkey-create method="post" action="/account/passkeys/finish" {
+            (csrf_field(chrome))
+            input type="hidden" name="ceremony" value=(offer.ceremony.expose());
+            input type="hidden" name="credential" value="";
+            div {
+                button type="button" data-passkey-create=(options) hidden { "Create the passkey" }
+                noscript { p { "Adding a passkey needs JavaScript: the browser's authenticator is reached only from a script." } }
+                p.hint #passkey-status aria-live="polite" {}
+            }
+        }
+        p { a href="/account" { "Cancel" } }
+    };
+    Ok(viewer.page("Add a passkey", Nav::None, content))
+}
+
+/// Second step: the browser's answer, checked and stored.
+pub async fn finish_passkey(
+    State(platform): State<AppState>,
+    viewer: Viewer,
+    form: Form,
+) -> PageResult<Response> {
+    let ceremony = Secret::new(form.raw("ceremony").unwrap_or("").to_string());
+    let credential =
+        match serde_json::from_str(form.raw("credential").unwrap_or("")) {
+            Ok(c) => c,
+            Err(_) => return refused(
+                &platform,
+                &viewer,
+                ApiError::unprocessable(
+                    "invalid-passkey",
+                    "The browser's answer is not a passkey registration; add the passkey again.",
+                ),
+            )
+            .await,
+        };
+    match platform
+        .finish_passkey_registration(
+            &viewer.caller.principal,
+            &ceremony,
+            &credential,
+            viewer.caller.actor.clone(),
+        )
+        .await
+    {
+        Ok(_) => Ok(see_other("/account?done=passkey")),
+        Err(e) => refused(&platform, &viewer, e.into()).await,
+    }
+}
+
+pub async fn remove_passkey(
+    State(platform): State<AppState>,
+    viewer: Viewer,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    form: Form,
+) -> PageResult<Response> {
+    let Some(passphrase) = bounded_passphrase(&form) else {
+        return refused(
+            &platform,
+            &viewer,
+            ApiError::forbidden("The passphrase is wrong."),
+        )
+        .await;
+    };
+    match platform
+        .remove_passkey(
+            &viewer.caller.principal,
+            &id,
+            &passphrase,
+            viewer.caller.actor.clone(),
+        )
+        .await
+    {
+        Ok(()) => Ok(see_other("/account?done=passkey-removed")),
+        Err(e) => refused(&platform, &viewer, e.into()).await,
     }
 }

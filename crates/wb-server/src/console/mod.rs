@@ -62,6 +62,12 @@ pub fn router(files: FileSettings) -> Router<AppState> {
         .route("/account/sessions/{session}/end", post(me::end_session))
         .route("/account/totp", post(me::begin_totp))
         .route("/account/totp/confirm", post(me::confirm_totp))
+        .route("/account/passkeys", post(me::begin_passkey))
+        .route("/account/passkeys/finish", post(me::finish_passkey))
+        .route(
+            "/account/passkeys/{passkey}/remove",
+            post(me::remove_passkey),
+        )
         .route(&company(""), get(dashboard::page))
         .route(
             &company("/accounts"),

@@ -17,7 +17,11 @@ const RUN_LIMIT: Duration = Duration::from_secs(300);
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_console_works_in_a_real_browser() {
     let _running = crate::alone().await;
-    let server = TestServer::start().await;
+    // A host name, not an IP address: a passkey's relying party must be one.
+    let server = TestServer::start_configured(|c| {
+        c.mail.public_url = Some(format!("https://localhost:{}", c.listen.port()));
+    })
+    .await;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let script = root.join("console-tests/console.test.mjs");
     assert!(

@@ -244,3 +244,23 @@ async fn a_registration_is_answered_once_by_its_own_account() {
         json!([])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passkeys_on_a_server_reached_by_ip_address_are_refused_with_the_reason() {
+    // No public address: the server's own https://127.0.0.1:PORT, which
+    // cannot be a WebAuthn relying party.
+    let srv = TestServer::start().await;
+    let t = srv.signup("Numeric Host Ltd").await;
+    let refused = srv
+        .post(
+            "/api/v1/me/passkeys",
+            &t.token,
+            json!({"passphrase": PASSPHRASE, "name": "laptop"}),
+        )
+        .await
+        .problem(409, "passkeys-unavailable");
+    assert!(
+        refused["detail"].as_str().unwrap().contains("public-url"),
+        "{refused}"
+    );
+}
