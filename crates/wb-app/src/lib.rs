@@ -55,6 +55,8 @@ pub mod policy;
 pub mod principal;
 pub mod records;
 pub mod reset;
+pub mod restore_copy;
+pub mod restore_jobs;
 pub mod runner;
 pub mod security;
 pub mod statements;

@@ -62,6 +62,8 @@ pub struct Platform {
     export_destinations: std::sync::RwLock<crate::policy::DestinationPolicy>,
     /// How many exports this node builds at once (`ServerConfig::exports`).
     pub export_slots: Arc<crate::export_slots::ExportSlots>,
+    /// The restores customers asked for on this node.
+    pub restores: crate::restore_jobs::RestoreJobs,
     /// Verified against when an email is unknown, so timing does not reveal accounts.
     dummy_hash: String,
     /// Where passphrase hashing, verification and strength checks run.
@@ -204,6 +206,7 @@ impl Platform {
             audit_refuse_all: std::sync::atomic::AtomicBool::new(false),
             export_destinations: Default::default(),
             export_slots: Arc::new(crate::export_slots::ExportSlots::new(Default::default())),
+            restores: Default::default(),
             keyring,
             dummy_hash,
             cpu: CpuWork::per_core(),

@@ -137,6 +137,7 @@ mod tests {
                     ReadAudit,
                     Deprovision,
                     ExportData,
+                    RestoreCopy,
                 ]
                 .iter()
                 .any(|p| from.allows(*p) && !to.allows(*p));

@@ -446,6 +446,7 @@ impl Monitor {
             | Action::DashboardRead
             | Action::CompanyRestore
             | Action::CompanyRestoreInPlace
+            | Action::RestoresList
             | Action::CompanySignup
             | Action::DrRestore
             | Action::DrRestoreApiKey

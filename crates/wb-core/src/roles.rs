@@ -23,6 +23,8 @@ pub enum Permission {
     Deprovision,
     /// Take a full export of the company (books, audit trail, journal).
     ExportData,
+    /// Restore the company's backups into a new company.
+    RestoreCopy,
 }
 
 impl Role {
@@ -32,7 +34,7 @@ impl Role {
         use Permission::*;
         match self {
             Role::Owner => true,
-            Role::Admin => !matches!(permission, Deprovision),
+            Role::Admin => !matches!(permission, Deprovision | RestoreCopy),
             Role::Accountant => matches!(permission, ReadBooks | WriteBooks),
             Role::Viewer => matches!(permission, ReadBooks),
         }

@@ -195,7 +195,8 @@ needs!(
     ManageMembers,
     ManageSecurity,
     ReadAudit,
-    ExportData
+    ExportData,
+    RestoreCopy
 );
 
 /// A company route's caller, admitted by the door (`Platform::admit`) to the

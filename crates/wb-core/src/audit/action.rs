@@ -142,6 +142,9 @@ actions! {
     CompanyRestore = "company.restore",
     /// A company reverted in place to an earlier point.
     CompanyRestoreInPlace = "company.restore.in_place",
+    /// The status of a company's restores read (an owner's request, its
+    /// progress, the new company).
+    RestoresList = "restores.list",
     /// A self-service signup (a company and its owner).
     CompanySignup = "company.signup",
     /// A disaster-recovery restore of the control data.
@@ -255,6 +258,7 @@ impl Action {
             | Action::DashboardRead
             | Action::CompanyRestore
             | Action::CompanyRestoreInPlace
+            | Action::RestoresList
             | Action::CompanySignup
             | Action::DrRestore
             | Action::DrRestoreApiKey
@@ -409,7 +413,7 @@ mod tests {
         for (action, name) in pinned {
             assert_eq!(action.as_str(), name);
         }
-        assert_eq!(Action::ALL.len(), 77);
+        assert_eq!(Action::ALL.len(), 78);
     }
 
     #[test]

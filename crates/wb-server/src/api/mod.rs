@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod mfa;
 pub mod passkeys;
 pub mod reports;
+pub mod restores;
 pub mod security_policy;
 pub mod session;
 
@@ -48,6 +49,7 @@ use crate::problem::{ApiError, Problem};
         api_keys::list, api_keys::create, api_keys::revoke, api_keys::rotate,
         audit::list,
         exports::create, exports::list, exports::get, exports::download,
+        restores::create, restores::list, restores::get,
         files::list, files::upload, files::download,
         export_schedule::get, export_schedule::put, export_schedule::delete,
         members::invite, members::list_invitations, members::revoke_invitation,
@@ -147,6 +149,8 @@ fn company_routes(batch_body_limit: usize) -> Vec<(&'static str, MethodRouter<Ap
         ),
         ("/exports/{export}", get(exports::get)),
         ("/exports/{export}/download", get(exports::download)),
+        ("/restores", get(restores::list).post(restores::create)),
+        ("/restores/{restore}", get(restores::get)),
         ("/files", get(files::list).post(files::upload)),
         ("/files/{file}", get(files::download)),
         (

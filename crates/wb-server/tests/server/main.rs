@@ -48,6 +48,7 @@ mod api {
     mod passkeys;
     mod prop;
     mod reset;
+    mod restores;
     mod security_policy;
     mod web;
 }
@@ -80,6 +81,7 @@ mod api_postgres {
     mod placement;
     mod prop;
     mod reset;
+    mod restores;
     mod security_policy;
     mod web;
 }

@@ -138,6 +138,18 @@ async fn every_company_route_goes_through_the_door() {
         .unwrap()
         .to_string();
 
+    let restore_id = srv
+        .post(
+            &a.path("/restores"),
+            &a.token,
+            json!({"latest": true, "confirm": "Door Alpha"}),
+        )
+        .await
+        .ok(202)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
     let routes = documented_company_routes(&srv).await;
     // The router's table and the documentation name the same routes, so no
     // company route escapes this test by being undocumented.
@@ -155,6 +167,7 @@ async fn every_company_route_goes_through_the_door() {
             .replace("{export}", &export_id)
             .replace("{file}", &file_id)
             .replace("{invitation}", &invitation_id)
+            .replace("{restore}", &restore_id)
             .replace("{user}", &a.user_id)
     };
     let b_actor = format!("user:{}", b.user_id);

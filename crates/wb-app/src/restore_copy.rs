@@ -1,0 +1,323 @@
+//! A point-in-time restore asked for by a company's owner: the company's
+//! backups replayed up to a chosen point into a new company with the same
+//! members, in the background. The company itself is never changed.
+//!
+//! The owner confirms by typing the company's name; a session is required
+//! (an API key, even an owner's, cannot ask). The request and its outcome
+//! are recorded in the company's own trail (`company.restore`, target
+//! `restore:ID`); a failure also raises an alert for the operators and is
+//! told to the customer in plain words, the details staying in the log.
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+use wb_core::monitor::{AlertDraft, Severity};
+use wb_core::Action;
+use wb_store::{AuditEvent, Outcome};
+
+use crate::access::CompanyScope;
+use crate::backup::{self, RestoreTarget};
+use crate::error::{ErrorKind, ServiceError, ServiceResult};
+use crate::platform::Platform;
+use crate::principal::Principal;
+use crate::restore_jobs::{RestoreBusy, RestoreJob, RestoreState};
+
+/// The alert raised when a customer's restore fails.
+pub const RESTORE_FAILED_RULE: &str = "restore-failed";
+
+/// What a caller refused for a busy restore slot is told to wait, in seconds.
+pub const BUSY_RETRY_AFTER_SECS: u64 = 60;
+
+/// An owner's request.
+#[derive(Debug, Clone)]
+pub struct RestoreCopyRequest {
+    pub target: RestoreTarget,
+    /// The company's name, typed by the owner.
+    pub confirm: String,
+}
+
+fn busy(busy: RestoreBusy) -> ServiceError {
+    let (kind, slug, title) = match busy {
+        RestoreBusy::Company => (ErrorKind::Conflict, "restore-in-progress", "Conflict"),
+        RestoreBusy::Node => (
+            ErrorKind::Unavailable,
+            "restores-busy",
+            "Service unavailable",
+        ),
+    };
+    ServiceError::new(kind, slug, title, busy.to_string()).retry_after(BUSY_RETRY_AFTER_SECS)
+}
+
+/// The point must lie between the company's creation and now.
+pub fn check_target(
+    target: RestoreTarget,
+    created_at: OffsetDateTime,
+    now: OffsetDateTime,
+) -> ServiceResult<()> {
+    match target {
+        RestoreTarget::Latest => Ok(()),
+        RestoreTarget::Seq(n) if n < 0 => Err(ServiceError::unprocessable(
+            "invalid-restore-point",
+            "a journal record number is at least 0",
+        )),
+        RestoreTarget::Seq(_) => Ok(()),
+        RestoreTarget::Time(t) if t > now => Err(ServiceError::unprocessable(
+            "invalid-restore-point",
+            "the point to restore to is in the future",
+        )),
+        RestoreTarget::Time(t) if t < created_at => Err(ServiceError::unprocessable(
+            "invalid-restore-point",
+            "the point to restore to is before the company was created",
+        )),
+        RestoreTarget::Time(_) => Ok(()),
+    }
+}
+
+/// Whether `typed` confirms `name`: the same text, surrounding spaces aside.
+pub fn confirms(typed: &str, name: &str) -> bool {
+    !typed.trim().is_empty() && typed.trim() == name.trim()
+}
+
+impl CompanyScope {
+    /// Starts restoring this company into a new one; answers at once with
+    /// the running job (poll `Platform::restore_job`).
+    pub async fn start_restore_copy(
+        &self,
+        platform: &Arc<Platform>,
+        request: RestoreCopyRequest,
+    ) -> ServiceResult<RestoreJob> {
+        if !matches!(self.caller().principal, Principal::User { .. }) {
+            return Err(ServiceError::forbidden(
+                "a restore is asked for by the owner signed in, not with an API key",
+            ));
+        }
+        let company = self.company(platform).await?;
+        if !confirms(&request.confirm, &company.name) {
+            return Err(ServiceError::unprocessable(
+                "confirmation-mismatch",
+                "type the company's name exactly as it is shown to confirm the restore",
+            ));
+        }
+        let now = platform.now();
+        check_target(request.target, company.created_at, now)?;
+        let job = RestoreJob {
+            id: crate::restore_jobs::new_restore_id(),
+            source: company.id.clone(),
+            target: request.target,
+            requested_by: self.actor().id.clone(),
+            started_at: now,
+            ended_at: None,
+            state: RestoreState::Running { done: 0, total: 0 },
+        };
+        platform.restores.begin(job.clone()).map_err(busy)?;
+        let asked = self.restore_event(
+            platform,
+            &job.id,
+            Outcome::Success,
+            format!(
+                "restore into a new company asked for, to {}",
+                describe(job.target)
+            ),
+        );
+        if let Err(e) = self.record(platform, asked).await {
+            platform.restores.finish(
+                &job.source,
+                &job.id,
+                RestoreState::Failed {
+                    reason: "the request could not be recorded".into(),
+                },
+                platform.now(),
+            );
+            return Err(e);
+        }
+        let running = Arc::clone(platform);
+        let (source, id, actor) = (job.source.clone(), job.id.clone(), self.actor().clone());
+        tokio::spawn(async move {
+            // The restore runs in its own task so that a panic in it ends
+            // only this job, which is then recorded as failed.
+            let work = tokio::spawn(run(
+                Arc::clone(&running),
+                source.clone(),
+                id.clone(),
+                request.target,
+            ));
+            let outcome = match work.await {
+                Ok(outcome) => outcome,
+                Err(e) => Err(anyhow::anyhow!("the restore task ended abnormally: {e}")),
+            };
+            conclude(&running, &source, &id, actor, outcome).await;
+        });
+        Ok(job)
+    }
+
+    fn restore_event(
+        &self,
+        platform: &Platform,
+        job_id: &str,
+        outcome: Outcome,
+        detail: String,
+    ) -> AuditEvent {
+        AuditEvent {
+            at: platform.now(),
+            actor: self.actor().clone(),
+            company_id: Some(self.company_id().to_string()),
+            action: Action::CompanyRestore,
+            target: Some(format!("restore:{job_id}")),
+            outcome,
+            detail: Some(detail),
+        }
+    }
+}
+
+impl CompanyScope {
+    /// The company's restores on this node, newest first (reached through
+    /// a recorded read, `restores.list`).
+    pub fn restore_jobs(&self, platform: &Platform) -> Vec<RestoreJob> {
+        platform.restores.of_company(self.company_id())
+    }
+
+    pub fn restore_job(&self, platform: &Platform, id: &str) -> ServiceResult<RestoreJob> {
+        platform
+            .restores
+            .get(self.company_id(), id)
+            .ok_or_else(|| ServiceError::not_found("restore"))
+    }
+}
+
+/// The point in words (audit details, pages).
+pub fn describe(target: RestoreTarget) -> String {
+    match target {
+        RestoreTarget::Latest => "the latest backed-up change".into(),
+        RestoreTarget::Seq(n) => format!("journal record {n}"),
+        RestoreTarget::Time(t) => t
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| t.to_string()),
+    }
+}
+
+async fn run(
+    platform: Arc<Platform>,
+    source: String,
+    id: String,
+    target: RestoreTarget,
+) -> anyhow::Result<backup::Restored> {
+    let jobs = Arc::clone(&platform);
+    let (company, job) = (source.clone(), id.clone());
+    let progress: backup::Progress = Arc::new(move |done, total| {
+        jobs.restores.progress(&company, &job, done, total);
+    });
+    backup::restore_with_progress(&platform, &source, target, Some(progress)).await
+}
+
+/// Records how the restore ended: the job, the company's trail, and for a
+/// failure an alert and the log (with the details the customer is not shown).
+async fn conclude(
+    platform: &Platform,
+    source: &str,
+    id: &str,
+    actor: wb_store::Actor,
+    outcome: anyhow::Result<backup::Restored>,
+) {
+    let at = platform.now();
+    let (state, event_outcome, detail) = match outcome {
+        Ok(restored) => {
+            let detail = format!(
+                "restored into company:{} ({}) up to journal record {}",
+                restored.company.id, restored.company.name, restored.last_seq
+            );
+            let state = RestoreState::Done {
+                company_id: restored.company.id,
+                company_name: restored.company.name,
+                last_seq: restored.last_seq,
+            };
+            (state, Outcome::Success, detail)
+        }
+        Err(e) => {
+            tracing::error!(
+                company = source,
+                restore = id,
+                error = format!("{e:#}"),
+                "a customer's restore failed"
+            );
+            let draft = AlertDraft {
+                rule: RESTORE_FAILED_RULE,
+                severity: Severity::Medium,
+                dedupe_key: format!("{RESTORE_FAILED_RULE}:{source}"),
+                title: format!("A restore of company {source} failed"),
+                detail: format!("restore {id}: see the server log"),
+                company_id: Some(source.to_string()),
+                at,
+            };
+            if let Err(e) = platform.alerts.raise(&draft, at).await {
+                tracing::error!(error = %e, "cannot raise the restore alert");
+            }
+            let reason =
+                "the backups could not be replayed to that point; the operators have been alerted"
+                    .to_string();
+            (
+                RestoreState::Failed {
+                    reason: reason.clone(),
+                },
+                Outcome::Failure,
+                reason,
+            )
+        }
+    };
+    let event = AuditEvent {
+        at,
+        actor,
+        company_id: Some(source.to_string()),
+        action: Action::CompanyRestore,
+        target: Some(format!("restore:{id}")),
+        outcome: event_outcome,
+        detail: Some(detail),
+    };
+    match platform.tenant(source).await {
+        Ok(store) => {
+            let recorded = store.record(event).await;
+            if let Err(e) = platform
+                .checked(source, Action::CompanyRestore, recorded)
+                .await
+            {
+                tracing::error!(company = source, restore = id, error = %e, "the restore's outcome could not be recorded");
+            }
+        }
+        Err(e) => {
+            tracing::error!(company = source, restore = id, error = %e, "the restore's outcome could not be recorded")
+        }
+    }
+    // Last, so whoever sees the job end also finds its outcome on record.
+    platform.restores.finish(source, id, state, at);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn a_restore_point_lies_between_creation_and_now() {
+        let created = datetime!(2026-01-01 0:00 UTC);
+        let now = datetime!(2026-06-01 0:00 UTC);
+        let ok = |t| check_target(t, created, now).is_ok();
+        assert!(ok(RestoreTarget::Latest));
+        assert!(ok(RestoreTarget::Seq(0)));
+        assert!(!ok(RestoreTarget::Seq(-1)));
+        assert!(ok(RestoreTarget::Time(created)));
+        assert!(ok(RestoreTarget::Time(now)));
+        assert!(!ok(RestoreTarget::Time(now + time::Duration::seconds(1))));
+        assert!(!ok(RestoreTarget::Time(
+            created - time::Duration::seconds(1)
+        )));
+    }
+
+    #[test]
+    fn only_the_exact_name_confirms() {
+        assert!(confirms("Lindqvist Bakery", "Lindqvist Bakery"));
+        assert!(confirms("  Lindqvist Bakery ", "Lindqvist Bakery"));
+        assert!(!confirms("lindqvist bakery", "Lindqvist Bakery"));
+        assert!(!confirms("Lindqvist", "Lindqvist Bakery"));
+        assert!(!confirms("", ""));
+        assert!(!confirms("  ", "  "));
+    }
+}
