@@ -322,6 +322,38 @@ try {
     assert.equal(await page.locator('#exports tbody tr').count(), 1);
   });
 
+  await step('restore the company to a point in time into a new company, after typing its name', async () => {
+    await page.goto(`${base}${companyPath}/backups`);
+    await page.getByText('The latest backed-up change').click();
+    await page.getByRole('button', { name: 'Continue' }).click();
+    assert.equal(await heading(page), 'Restore to a point in time');
+    await visit(page, 'restore-confirm');
+    await page.getByLabel(/Type the company's name/).fill('Not the name');
+    await page.getByRole('button', { name: 'Restore into a new company' }).click();
+    await page.getByText('The name does not match').first().waitFor();
+    expectAnswered(owner, 422);
+    await page.getByLabel(/Type the company's name/).fill(company);
+    await page.getByRole('button', { name: 'Restore into a new company' }).click();
+    assert.equal(await heading(page), 'Restore to a point in time');
+    // The page follows the restore by itself (htmx) until it is done.
+    await page.locator('#restored-company').waitFor({ timeout: 60_000 });
+    await visit(page, 'restore-done');
+    const restoredName = (await page.locator('#restored-company').textContent()).trim();
+    assert.ok(restoredName.startsWith(`${company} (restored `), restoredName);
+    await page.locator('#restored-company').click();
+    assert.ok((await page.locator('header').textContent()).includes(restoredName), 'the header names the new company');
+    const restoredPath = new URL(page.url()).pathname;
+    assert.notEqual(restoredPath, companyPath);
+    await page.goto(`${base}${restoredPath}/entries`);
+    const restoredRows = await page.locator('#entries tbody tr').count();
+    await page.goto(`${base}${companyPath}/entries`);
+    assert.equal(restoredRows, await page.locator('#entries tbody tr').count(), 'the same entries');
+    assert.ok(restoredRows >= 2);
+    await page.goto(`${base}${companyPath}/backups`);
+    assert.equal(await page.locator('#restores tbody tr').count(), 1);
+    assert.match(await page.locator('#restores tbody tr').first().textContent(), /done/);
+  });
+
   await step('end another session of mine from the account page', async () => {
     const other = await newContext(browser);
     const second = await other.newPage();

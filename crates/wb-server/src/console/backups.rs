@@ -10,7 +10,7 @@ use wb_app::export_create::ExportKeyRequest;
 use wb_app::export_push::schedule::NewSchedule;
 use wb_app::export_push::Credentials;
 use wb_app::records::{AuditEvent, Outcome};
-use wb_core::Action;
+use wb_core::{Action, Permission};
 use wb_crypto::{Secret, MAX_PASSPHRASE_BYTES};
 
 use super::fmt;
@@ -78,6 +78,7 @@ pub async fn page(
     axum::extract::Query(q): axum::extract::Query<BackupsQuery>,
 ) -> PageResult<Response> {
     let (admission, view) = page.into_parts();
+    let owner = admission.role().allows(Permission::RestoreCopy);
     let scope = admission.read(&platform, Action::ExportsList, None).await?;
     let exports = scope
         .exports(&platform)
@@ -110,7 +111,11 @@ pub async fn page(
             p { (backup.unshipped()) " recent change(s) are on their way to backup storage (#" (backup.shipped_seq) " of #" (backup.journal_seq) " stored)." }
         }
         @if let Some(at) = backup.snapshot_taken_at { p.hint { "Newest snapshot: " (fmt::when(at)) "." } }
-        p.hint { "A point-in-time restore into a new company is made by the platform's operators (" code { "workbooks restore --to TIME" } ")." }
+        @if owner {
+            (super::restore::section(&view, &scope.restore_jobs(&platform), platform.now()))
+        } @else {
+            p.hint { "The company's owner can restore it to a point in time, into a new company." }
+        }
         h2 { "Exports" }
         @if exports.is_empty() {
             p.muted { "No exports yet." }

@@ -23,6 +23,7 @@ mod me;
 mod members;
 mod page;
 mod reports;
+mod restore;
 mod security;
 mod signin;
 
@@ -130,6 +131,9 @@ pub fn router(files: FileSettings) -> Router<AppState> {
             &company("/exports/{export}/download"),
             get(crate::api::exports::download),
         )
+        .route(&company("/restore"), get(restore::confirm))
+        .route(&company("/restores"), post(restore::start))
+        .route(&company("/restores/{restore}"), get(restore::show))
         .route(&company("/export-schedule"), post(backups::set_schedule))
         .route(
             &company("/export-schedule/delete"),

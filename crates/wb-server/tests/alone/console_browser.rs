@@ -30,6 +30,8 @@ async fn the_console_works_in_a_real_browser() {
         "console-tests/node_modules is missing: run scripts/test.sh (it runs npm ci)"
     );
     let screenshots = root.join("target/console-screenshots");
+    // Only this run's pages (the numbering changes as steps are added).
+    let _ = std::fs::remove_dir_all(&screenshots);
     let mut child = tokio::process::Command::new("node")
         .arg(&script)
         .env("WB_URL", &server.base)
