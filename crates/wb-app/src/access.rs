@@ -63,7 +63,10 @@ impl std::fmt::Debug for CompanyScope {
 
 /// Permissions that only read: their use is recorded by `Admission::read`.
 fn only_reads(permission: Permission) -> bool {
-    matches!(permission, Permission::ReadBooks | Permission::ReadAudit)
+    matches!(
+        permission,
+        Permission::ReadBooks | Permission::ReadFiles | Permission::ReadAudit
+    )
 }
 
 impl Platform {

@@ -9,6 +9,7 @@
 
 pub mod attachments;
 pub mod audit;
+pub mod grants;
 pub mod ledger;
 pub mod members;
 pub mod money;
@@ -18,6 +19,7 @@ pub mod retention;
 pub mod revert;
 pub mod roles;
 pub mod security_policy;
+pub mod staff;
 
 pub use audit::Action;
 pub use ledger::{

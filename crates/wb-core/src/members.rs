@@ -138,6 +138,8 @@ mod tests {
                     Deprovision,
                     ExportData,
                     RestoreCopy,
+                    ReadFiles,
+                    WriteFiles,
                 ]
                 .iter()
                 .any(|p| from.allows(*p) && !to.allows(*p));

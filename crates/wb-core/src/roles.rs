@@ -25,6 +25,10 @@ pub enum Permission {
     ExportData,
     /// Restore the company's backups into a new company.
     RestoreCopy,
+    /// Download attachments (and list them).
+    ReadFiles,
+    /// Upload attachments.
+    WriteFiles,
 }
 
 impl Role {
@@ -35,8 +39,10 @@ impl Role {
         match self {
             Role::Owner => true,
             Role::Admin => !matches!(permission, Deprovision | RestoreCopy),
-            Role::Accountant => matches!(permission, ReadBooks | WriteBooks),
-            Role::Viewer => matches!(permission, ReadBooks),
+            Role::Accountant => {
+                matches!(permission, ReadBooks | WriteBooks | ReadFiles | WriteFiles)
+            }
+            Role::Viewer => matches!(permission, ReadBooks | ReadFiles),
         }
     }
 

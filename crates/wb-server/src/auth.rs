@@ -196,7 +196,9 @@ needs!(
     ManageSecurity,
     ReadAudit,
     ExportData,
-    RestoreCopy
+    RestoreCopy,
+    ReadFiles,
+    WriteFiles
 );
 
 /// A company route's caller, admitted by the door (`Platform::admit`) to the

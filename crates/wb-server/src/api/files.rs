@@ -21,7 +21,7 @@ use wb_core::Action;
 
 use super::json::ApiQuery;
 use crate::access::CompanyScope;
-use crate::auth::{AppState, Company, ReadBooks, WriteBooks};
+use crate::auth::{AppState, Company, ReadFiles, WriteFiles};
 use crate::dto::rfc3339;
 use crate::files::{self, DownloadError, UploadError, UploadLimits};
 use crate::problem::{ApiError, ApiResult, Problem};
@@ -177,7 +177,7 @@ async fn audit_refusal(books: &CompanyScope, platform: &AppState, detail: &str) 
 pub async fn upload(
     State(platform): State<AppState>,
     Extension(settings): Extension<FileSettings>,
-    door: Company<WriteBooks>,
+    door: Company<WriteFiles>,
     ApiQuery(query): ApiQuery<UploadQuery>,
     headers: HeaderMap,
     body: Body,
@@ -284,7 +284,7 @@ where
     responses((status = 200, body = FileList), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn list(
     State(platform): State<AppState>,
-    door: Company<ReadBooks>,
+    door: Company<ReadFiles>,
     ApiQuery(q): ApiQuery<FileQuery>,
 ) -> ApiResult<Json<FileList>> {
     let books = door
@@ -329,7 +329,7 @@ pub async fn list(
         (status = 404, body = Problem), (status = 500, body = Problem)))]
 pub async fn download(
     State(platform): State<AppState>,
-    door: Company<ReadBooks>,
+    door: Company<ReadFiles>,
     Path((_, file)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let books = door

@@ -20,7 +20,7 @@ use super::layout::{self, Nav};
 use super::page::{field_error, see_other, Page, PageError, PageResult, View};
 use super::reports::parse_day;
 use crate::api::files::{store_upload, FileSettings, Upload};
-use crate::auth::{AppState, ReadBooks, WriteBooks};
+use crate::auth::{AppState, ReadBooks, WriteBooks, WriteFiles};
 use crate::problem::ApiError;
 
 /// Entries per page of the list.
@@ -698,7 +698,7 @@ pub async fn reverse(
 pub async fn upload(
     State(platform): State<AppState>,
     Extension(settings): Extension<FileSettings>,
-    page: Page<WriteBooks>,
+    page: Page<WriteFiles>,
     Path((_, entry)): Path<(String, String)>,
     mut multipart: Multipart,
 ) -> PageResult<Response> {
