@@ -391,6 +391,8 @@ try {
     await page.getByLabel('Name of the new passkey').fill('Test laptop');
     await page.getByLabel('Confirm with your passphrase').fill(PASSPHRASE);
     await page.getByRole('button', { name: 'Add a passkey' }).click();
+    await visit(page, 'passkey-create');
+    await page.getByRole('button', { name: 'Create the passkey' }).click();
     await page.getByText('The passkey was added').waitFor();
     assert.equal(await page.locator('#passkeys tbody tr').count(), 1);
     assert.match(await page.locator('#passkeys tbody tr').first().textContent(), /Test laptop/);

@@ -191,9 +191,17 @@ impl Platform {
                     user_agent: origin.user_agent,
                 })
                 .await?;
-            let passkey = self
+            // Passkeys that cannot be offered (the server's public address
+            // is no host name any more) must not lock anyone out: the code
+            // still works.
+            let passkey = match self
                 .passkey_login_options(&user.id, &challenge.hash, expires_at)
-                .await?;
+                .await
+            {
+                Ok(options) => options,
+                Err(e) if e.slug == "passkeys-unavailable" => None,
+                Err(e) => return Err(e),
+            };
             return Ok(LoginStep::SecondFactor(MfaPrompt {
                 challenge: challenge.token,
                 methods,

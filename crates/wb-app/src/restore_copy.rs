@@ -80,12 +80,52 @@ pub fn confirms(typed: &str, name: &str) -> bool {
 
 impl CompanyScope {
     /// Starts restoring this company into a new one; answers at once with
-    /// the running job (poll `Platform::restore_job`).
+    /// the running job (poll `restore_job`). A refusal is recorded in the
+    /// company's trail too.
     pub async fn start_restore_copy(
         &self,
         platform: &Arc<Platform>,
         request: RestoreCopyRequest,
     ) -> ServiceResult<RestoreJob> {
+        match self.begin_restore_copy(platform, &request).await {
+            Ok(guard) => {
+                let job = guard.job.clone();
+                tokio::spawn(async move {
+                    // The restore runs in its own task so that a panic in it
+                    // ends only this job, which is then recorded as failed.
+                    let work = tokio::spawn(run(
+                        Arc::clone(&guard.platform),
+                        guard.job.source.clone(),
+                        guard.job.id.clone(),
+                        guard.job.target,
+                    ));
+                    let outcome = match work.await {
+                        Ok(outcome) => outcome,
+                        Err(e) => Err(anyhow::anyhow!("the restore task ended abnormally: {e}")),
+                    };
+                    conclude(guard, outcome).await;
+                });
+                Ok(job)
+            }
+            Err(e) => {
+                let mut refused = self.restore_event(
+                    platform,
+                    "",
+                    Outcome::Failure,
+                    format!("restore into a new company refused: {}", e.detail),
+                );
+                refused.target = None;
+                self.note(refused).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn begin_restore_copy(
+        &self,
+        platform: &Arc<Platform>,
+        request: &RestoreCopyRequest,
+    ) -> ServiceResult<JobGuard> {
         if !matches!(self.caller().principal, Principal::User { .. }) {
             return Err(ServiceError::forbidden(
                 "a restore is asked for by the owner signed in, not with an API key",
@@ -110,44 +150,25 @@ impl CompanyScope {
             state: RestoreState::Running { done: 0, total: 0 },
         };
         platform.restores.begin(job.clone()).map_err(busy)?;
+        // From here the job ends as failed however this is left (an error,
+        // a dropped request, a panic), unless `conclude` ends it first.
+        let guard = JobGuard {
+            platform: Arc::clone(platform),
+            job,
+            actor: self.actor().clone(),
+            done: false,
+        };
         let asked = self.restore_event(
             platform,
-            &job.id,
+            &guard.job.id,
             Outcome::Success,
             format!(
                 "restore into a new company asked for, to {}",
-                describe(job.target)
+                describe(guard.job.target)
             ),
         );
-        if let Err(e) = self.record(platform, asked).await {
-            platform.restores.finish(
-                &job.source,
-                &job.id,
-                RestoreState::Failed {
-                    reason: "the request could not be recorded".into(),
-                },
-                platform.now(),
-            );
-            return Err(e);
-        }
-        let running = Arc::clone(platform);
-        let (source, id, actor) = (job.source.clone(), job.id.clone(), self.actor().clone());
-        tokio::spawn(async move {
-            // The restore runs in its own task so that a panic in it ends
-            // only this job, which is then recorded as failed.
-            let work = tokio::spawn(run(
-                Arc::clone(&running),
-                source.clone(),
-                id.clone(),
-                request.target,
-            ));
-            let outcome = match work.await {
-                Ok(outcome) => outcome,
-                Err(e) => Err(anyhow::anyhow!("the restore task ended abnormally: {e}")),
-            };
-            conclude(&running, &source, &id, actor, outcome).await;
-        });
-        Ok(job)
+        self.record(platform, asked).await?;
+        Ok(guard)
     }
 
     fn restore_event(
@@ -209,15 +230,36 @@ async fn run(
     backup::restore_with_progress(&platform, &source, target, Some(progress)).await
 }
 
-/// Records how the restore ended: the job, the company's trail, and for a
-/// failure an alert and the log (with the details the customer is not shown).
-async fn conclude(
-    platform: &Platform,
-    source: &str,
-    id: &str,
+/// A running job's slot: ending it is certain. Dropped without `conclude`
+/// (an error, a dropped request, a panic), it marks the job failed.
+struct JobGuard {
+    platform: Arc<Platform>,
+    job: RestoreJob,
     actor: wb_store::Actor,
-    outcome: anyhow::Result<backup::Restored>,
-) {
+    done: bool,
+}
+
+impl Drop for JobGuard {
+    fn drop(&mut self) {
+        if !self.done {
+            self.platform.restores.finish(
+                &self.job.source,
+                &self.job.id,
+                RestoreState::Failed {
+                    reason: "the restore was interrupted".into(),
+                },
+                self.platform.now(),
+            );
+        }
+    }
+}
+
+/// Records how the restore ended: the company's trail, for a failure an
+/// alert and the log (with the details the customer is not shown), and last
+/// the job, so whoever sees it end also finds its outcome on record.
+async fn conclude(mut guard: JobGuard, outcome: anyhow::Result<backup::Restored>) {
+    let platform = Arc::clone(&guard.platform);
+    let (source, id) = (guard.job.source.clone(), guard.job.id.clone());
     let at = platform.now();
     let (state, event_outcome, detail) = match outcome {
         Ok(restored) => {
@@ -233,19 +275,14 @@ async fn conclude(
             (state, Outcome::Success, detail)
         }
         Err(e) => {
-            tracing::error!(
-                company = source,
-                restore = id,
-                error = format!("{e:#}"),
-                "a customer's restore failed"
-            );
+            tracing::error!(company = %source, restore = %id, error = format!("{e:#}"), "a customer's restore failed");
             let draft = AlertDraft {
                 rule: RESTORE_FAILED_RULE,
                 severity: Severity::Medium,
                 dedupe_key: format!("{RESTORE_FAILED_RULE}:{source}"),
                 title: format!("A restore of company {source} failed"),
                 detail: format!("restore {id}: see the server log"),
-                company_id: Some(source.to_string()),
+                company_id: Some(source.clone()),
                 at,
             };
             if let Err(e) = platform.alerts.raise(&draft, at).await {
@@ -265,29 +302,29 @@ async fn conclude(
     };
     let event = AuditEvent {
         at,
-        actor,
-        company_id: Some(source.to_string()),
+        actor: guard.actor.clone(),
+        company_id: Some(source.clone()),
         action: Action::CompanyRestore,
         target: Some(format!("restore:{id}")),
         outcome: event_outcome,
         detail: Some(detail),
     };
-    match platform.tenant(source).await {
+    match platform.tenant(&source).await {
         Ok(store) => {
             let recorded = store.record(event).await;
             if let Err(e) = platform
-                .checked(source, Action::CompanyRestore, recorded)
+                .checked(&source, Action::CompanyRestore, recorded)
                 .await
             {
-                tracing::error!(company = source, restore = id, error = %e, "the restore's outcome could not be recorded");
+                tracing::error!(company = %source, restore = %id, error = %e, "the restore's outcome could not be recorded");
             }
         }
         Err(e) => {
-            tracing::error!(company = source, restore = id, error = %e, "the restore's outcome could not be recorded")
+            tracing::error!(company = %source, restore = %id, error = %e, "the restore's outcome could not be recorded")
         }
     }
-    // Last, so whoever sees the job end also finds its outcome on record.
-    platform.restores.finish(source, id, state, at);
+    platform.restores.finish(&source, &id, state, at);
+    guard.done = true;
 }
 
 #[cfg(test)]

@@ -238,8 +238,8 @@
         if (out) { out.textContent = "No passkey was created (" + (err && err.name || "error") + "). Press the button to try again, or cancel."; }
       });
     };
+    // Started by the person's click: some browsers refuse it otherwise.
     button.addEventListener("click", start);
-    start();
   }
 
   function init() {

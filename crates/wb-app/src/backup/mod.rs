@@ -147,19 +147,31 @@ pub async fn restore_with_progress(
     progress: Option<Progress>,
 ) -> anyhow::Result<Restored> {
     let staged = stage_restore(platform, source_id, target, "restored", progress).await?;
-    let members: Vec<_> = match platform.control.members_of(source_id).await {
-        Ok(members) => members.into_iter().map(|m| (m.user_id, m.role)).collect(),
-        Err(e) => {
-            staged.discard(platform).await;
-            return Err(e.into());
-        }
-    };
     if let Err(e) = attachments::copy(platform, source_id, &staged.company, &staged.store).await {
         let id = staged.company.id.clone();
         staged.discard(platform).await;
         attachments::discard(platform, &id).await;
         return Err(e);
     }
+    // Read last, so a member removed while the books were replayed does not
+    // join the copy; the copy keeps the source's security policy.
+    let people = async {
+        let members = platform.control.members_of(source_id).await?;
+        let policy = platform.control.company_policy(source_id).await?;
+        Ok::<_, wb_store::StoreError>((members, policy))
+    };
+    let (members, policy): (Vec<_>, _) = match people.await {
+        Ok((members, policy)) => (
+            members.into_iter().map(|m| (m.user_id, m.role)).collect(),
+            policy,
+        ),
+        Err(e) => {
+            let id = staged.company.id.clone();
+            staged.discard(platform).await;
+            attachments::discard(platform, &id).await;
+            return Err(e.into());
+        }
+    };
     let StagedRestore {
         company,
         store,
@@ -171,6 +183,7 @@ pub async fn restore_with_progress(
     let recorded = platform
         .record_staged_company(
             &company,
+            policy.as_ref(),
             &members,
             Actor::system("restore"),
             format!("restored from company:{source_id} up to journal record {last_seq}"),

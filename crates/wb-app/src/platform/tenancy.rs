@@ -52,10 +52,12 @@ impl Platform {
         Ok((company, store))
     }
 
-    /// Records a staged company and gives it these members.
+    /// Records a staged company, gives it `policy` (before anyone can reach
+    /// it) and these members (owners first).
     pub async fn record_staged_company(
         &self,
         company: &CompanyRecord,
+        policy: Option<&wb_core::security_policy::SecurityPolicy>,
         members: &[(String, Role)],
         actor: Actor,
         detail: String,
@@ -73,7 +75,19 @@ impl Platform {
             self.tenants.discard(&company.id).await;
             return Err(e.into());
         }
-        for (user, role) in members {
+        if let Some(policy) = policy {
+            let event = AuditEvent {
+                action: Action::SecurityPolicySet,
+                detail: Some("copied from the restored company".into()),
+                ..audit.clone()
+            };
+            self.control
+                .put_company_policy(&company.id, policy, &event)
+                .await?;
+        }
+        let mut members = members.to_vec();
+        members.sort_by_key(|(_, role)| *role);
+        for (user, role) in &members {
             self.add_member(&company.id, user, *role, actor.clone())
                 .await?;
         }

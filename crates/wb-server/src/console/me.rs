@@ -91,7 +91,7 @@ async fn content(
             (csrf_field(chrome))
             div {
                 label for="passkey-name" { "Name of the new passkey" }
-                input #passkey-name name="name" required maxlength="64" placeholder="e.g. Work laptop";
+                input #passkey-name name="name" required maxlength="60" placeholder="e.g. Work laptop";
             }
             div {
                 label for="passkey-passphrase" { "Confirm with your passphrase" }
@@ -343,7 +343,7 @@ pub async fn begin_passkey(
     let options = serde_json::to_string(&offer.options).map_err(|_| ApiError::internal())?;
     let chrome = &viewer.chrome;
     let content = html! {
-        p { "Your browser will now ask for the passkey: touch your security key, or confirm on this device or your phone." }
+        p { "Press the button, then touch your security key or confirm on this device or your phone." }
         form.stack #passkey-create method="post" action="/account/passkeys/finish" {
             (csrf_field(chrome))
             input type="hidden" name="ceremony" value=(offer.ceremony.expose());

@@ -77,7 +77,7 @@ pub struct PointQuery {
 /// The point from the form: `latest`, or a UTC date and time.
 pub fn parse_point(point: Option<&str>, at: Option<&str>) -> Result<RestoreTarget, String> {
     match point {
-        Some("latest") | None => Ok(RestoreTarget::Latest),
+        Some("latest") => Ok(RestoreTarget::Latest),
         Some("time") => {
             let at = at.unwrap_or("").trim();
             let with_seconds = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
@@ -87,7 +87,7 @@ pub fn parse_point(point: Option<&str>, at: Option<&str>) -> Result<RestoreTarge
                 .map(|t| RestoreTarget::Time(t.assume_utc()))
                 .map_err(|_| "Give the date and time as YYYY-MM-DD HH:MM (UTC).".to_string())
         }
-        Some(_) => Err("Choose the latest change or a moment.".to_string()),
+        Some(_) | None => Err("Choose the latest change or a moment.".to_string()),
     }
 }
 
@@ -198,6 +198,17 @@ pub async fn start(
             )
                 .into_response())
         }
+        Err(e) if e.slug == "restore-in-progress" => {
+            // A second click, or another tab: show the restore that runs.
+            match scope
+                .restore_jobs(&platform)
+                .into_iter()
+                .find(|job| job.state.name() == "running")
+            {
+                Some(job) => Ok(see_other(&view.href(&format!("/restores/{}", job.id)))),
+                None => Ok(back_to_backups(&view, e.into())),
+            }
+        }
         Err(e) => Ok(back_to_backups(&view, e.into())),
     }
 }
@@ -208,8 +219,10 @@ fn status(view: &View, job: &RestoreJob) -> Markup {
         div #restore-status aria-live="polite" {
             @match &job.state {
                 RestoreState::Running { done, total } => {
-                    // htmx asks again every few seconds; without it, the link.
-                    div hx-get=(url) hx-trigger="every 3s" hx-select="#restore-status" hx-target="#restore-status" hx-swap="outerHTML" {
+                    // htmx asks once more in 3 s, and the answer (while still
+                    // running) asks again: an error answer ends the asking.
+                    // Without script, the link.
+                    div hx-get=(url) hx-trigger="load delay:3s" hx-select="#restore-status" hx-target="#restore-status" hx-swap="outerHTML" {
                         p { "Restoring… " @if *total > 0 { (done) " of " (total) " changes replayed." } }
                         @if *total > 0 { progress max=(total) value=(done) { (done) " of " (total) } }
                         p { a href=(url) { "Refresh" } }
@@ -266,7 +279,7 @@ mod tests {
             parse_point(Some("latest"), Some("garbage")),
             Ok(RestoreTarget::Latest)
         );
-        assert_eq!(parse_point(None, None), Ok(RestoreTarget::Latest));
+        assert!(parse_point(None, None).is_err(), "the choice is required");
         assert_eq!(
             parse_point(Some("time"), Some("2026-11-30T17:05")),
             Ok(RestoreTarget::Time(datetime!(2026-11-30 17:05 UTC)))

@@ -67,6 +67,7 @@ pub const SQLITE_CONTROL: &[Migration] = &[
     migration!(3, "sqlite/control", "0003_security_policies"),
     migration!(4, "sqlite/control", "0004_session_origin"),
     migration!(5, "sqlite/control", "0005_second_factors"),
+    migration!(6, "sqlite/control", "0006_staff"),
 ];
 pub const SQLITE_TENANT: &[Migration] = &[
     migration!(2, "sqlite/tenant", "0002_baseline"),
@@ -78,6 +79,7 @@ pub const POSTGRES_CONTROL: &[Migration] = &[
     migration!(3, "postgres/control", "0003_security_policies"),
     migration!(4, "postgres/control", "0004_session_origin"),
     migration!(5, "postgres/control", "0005_second_factors"),
+    migration!(6, "postgres/control", "0006_staff"),
 ];
 pub const POSTGRES_TENANT: &[Migration] = &[
     migration!(2, "postgres/tenant", "0002_baseline"),

@@ -95,6 +95,20 @@ async fn an_owner_restores_the_books_as_they_were_into_a_new_company() {
         .format(&Rfc3339)
         .unwrap();
     srv.post_entry(&t, sale("after the point")).await;
+    // A policy the copy must keep (a copy without it would be the same
+    // books with the doors open).
+    let policy = srv
+        .send(
+            reqwest::Method::PUT,
+            &t.path("/security-policy"),
+            Some(&t.token),
+            super::harness::Body::Json(
+                json!({"ip_allowlist": ["127.0.0.0/8"], "session_ttl_minutes": 240}),
+            ),
+            &[],
+        )
+        .await
+        .ok(200);
     wait_shipped(&srv, &t.id).await;
 
     // Refused before anything starts.
@@ -188,6 +202,13 @@ async fn an_owner_restores_the_books_as_they_were_into_a_new_company() {
         descriptions(&srv.all_entries(&copy, &t.token).await),
         ["before the point"]
     );
+    assert_eq!(
+        srv.get(&copy.path("/security-policy"), &t.token)
+            .await
+            .ok(200),
+        policy,
+        "the copy keeps the company's security policy"
+    );
     // The company itself is unchanged, and the owner is owner of the copy.
     assert_eq!(
         descriptions(&srv.all_entries(&t, &t.token).await),
@@ -218,12 +239,14 @@ async fn an_owner_restores_the_books_as_they_were_into_a_new_company() {
             json!({"latest": true, "confirm": "Restore Bakery"}),
         )
         .await;
-    if again.status == 202 {
+    let busy_refusals = if again.status == 202 {
         // The first ended before the second was asked: both are fine.
         ended(&srv, &t, again.json()["id"].as_str().unwrap()).await;
+        0
     } else {
         again.problem(409, "restore-in-progress");
-    }
+        1
+    };
     let done = ended(&srv, &t, latest["id"].as_str().unwrap()).await;
     assert_eq!(done["state"], "done", "{done}");
     let copy = Tenant {
@@ -243,11 +266,23 @@ async fn an_owner_restores_the_books_as_they_were_into_a_new_company() {
         .iter()
         .map(|j| format!("restore:{}", j["id"].as_str().unwrap()))
         .collect();
-    let events = restore_events(&srv, &t, |e| e.len() >= 2 * jobs.len()).await;
-    assert_eq!(events.len(), 2 * jobs.len(), "{events:?}");
-    assert!(events
+    // The service's refusals (name, future, before creation, and the busy
+    // one if it came) are recorded as failures without a job; the others
+    // were refused at the door or as malformed requests.
+    let refusals = 3 + busy_refusals;
+    let events = restore_events(&srv, &t, |e| e.len() >= 2 * jobs.len() + refusals).await;
+    let (kept, refused): (Vec<&Value>, Vec<&Value>) =
+        events.iter().partition(|e| e["target"].is_string());
+    assert_eq!(kept.len(), 2 * jobs.len(), "{events:?}");
+    assert!(kept
         .iter()
         .all(|e| jobs.contains(&e["target"].as_str().unwrap().to_string())));
+    assert_eq!(refused.len(), refusals, "{events:?}");
+    assert!(refused.iter().all(|e| e["outcome"] == "failure"
+        && e["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("restore into a new company refused: ")));
     let ours: Vec<&Value> = events
         .iter()
         .filter(|e| e["target"] == format!("restore:{}", asked["id"].as_str().unwrap()).as_str())

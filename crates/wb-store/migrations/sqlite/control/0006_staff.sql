@@ -1,0 +1,50 @@
+-- The platform's staff (apart from customer users), their sessions, and
+-- staff access grants (never deleted). Times are Unix milliseconds.
+CREATE TABLE staff (
+    id              TEXT PRIMARY KEY,
+    email           TEXT NOT NULL UNIQUE,
+    passphrase_hash TEXT NOT NULL,
+    -- Staff role names, comma-separated.
+    roles           TEXT NOT NULL,
+    -- The TOTP secret, sealed by the caller (staff enrol at creation).
+    sealed_totp     BLOB NOT NULL,
+    totp_last_step  INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL,
+    disabled_at     INTEGER
+) STRICT;
+CREATE TABLE staff_sessions (
+    token_hash   TEXT PRIMARY KEY,
+    staff_id     TEXT NOT NULL REFERENCES staff(id),
+    created_at   INTEGER NOT NULL,
+    last_seen_at INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    ended_at     INTEGER,
+    client       TEXT,
+    user_agent   TEXT
+) STRICT;
+CREATE INDEX staff_sessions_by_staff ON staff_sessions(staff_id);
+CREATE TABLE access_grants (
+    id                     TEXT PRIMARY KEY,
+    company_id             TEXT NOT NULL REFERENCES companies(id),
+    requested_by           TEXT NOT NULL,
+    reason                 TEXT NOT NULL,
+    scope                  TEXT NOT NULL,
+    duration_minutes       INTEGER NOT NULL,
+    ticket                 TEXT,
+    mandate_reference      TEXT,
+    mandate_disclose_after INTEGER,
+    requested_at           INTEGER NOT NULL,
+    starts_at              INTEGER,
+    company_by             TEXT,
+    company_at             INTEGER,
+    management_by          TEXT,
+    management_at          INTEGER,
+    -- 'denied' or 'revoked', by which side, who and when.
+    ended_kind             TEXT,
+    ended_side             TEXT,
+    ended_by               TEXT,
+    ended_at               INTEGER,
+    version                INTEGER NOT NULL
+) STRICT;
+CREATE INDEX access_grants_by_company ON access_grants(company_id, requested_at);
+CREATE INDEX access_grants_by_requester ON access_grants(requested_by, company_id);
