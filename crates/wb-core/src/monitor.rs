@@ -57,7 +57,8 @@ pub mod rule {
     pub const ALLOWLIST_CHANGE: &str = "allowlist-change";
     pub const MASS_INVITATIONS: &str = "mass-invitations";
     pub const MFA_REMOVED_ADMIN: &str = "mfa-removed-admin";
-    pub const ALL: [&str; 12] = [
+    pub const STAFF_OUTSIDE_GRANT: &str = "staff-access-outside-grant";
+    pub const ALL: [&str; 13] = [
         FAILED_LOGINS_ACCOUNT,
         FAILED_LOGINS_CLIENT,
         NEW_NETWORK_ADMIN,
@@ -70,6 +71,7 @@ pub mod rule {
         ALLOWLIST_CHANGE,
         MASS_INVITATIONS,
         MFA_REMOVED_ADMIN,
+        STAFF_OUTSIDE_GRANT,
     ];
 }
 
@@ -311,6 +313,28 @@ impl Monitor {
             Action::AuthLogin if e.failed() => self.failed_login(e, &mut out),
             Action::AuthLogin => self.successful_login(e, &mut out),
             Action::AccessCompany if e.failed() => self.refused_company(e, &mut out),
+            Action::StaffRefused => {
+                // Every refused staff request: there is no threshold for
+                // staff reaching where they may not.
+                let company = e.company_id.clone();
+                self.push(
+                    &mut out,
+                    AlertDraft {
+                        rule: rule::STAFF_OUTSIDE_GRANT,
+                        severity: Severity::High,
+                        dedupe_key: format!(
+                            "{}:{}:{}",
+                            rule::STAFF_OUTSIDE_GRANT,
+                            e.actor,
+                            company.as_deref().unwrap_or("-")
+                        ),
+                        title: format!("Staff request refused for {}", e.actor),
+                        detail: e.detail.clone().unwrap_or_default(),
+                        company_id: company,
+                        at: e.at,
+                    },
+                );
+            }
             Action::AuditChainBreak => {
                 let what = e.detail.as_deref().unwrap_or("no detail");
                 let source = e.target.as_deref().unwrap_or(&e.source);
@@ -486,7 +510,18 @@ impl Monitor {
             | Action::ReportBalanceSheet
             | Action::ReportIncomeStatement
             | Action::ReportTrialBalance
-            | Action::UserCreate => {}
+            | Action::UserCreate
+            | Action::StaffCreate
+            | Action::StaffRoles
+            | Action::StaffDisable
+            | Action::StaffResetMfa
+            | Action::StaffLogin
+            | Action::StaffLogout
+            | Action::StaffView
+            | Action::GrantRequest
+            | Action::GrantApprove
+            | Action::GrantDeny
+            | Action::GrantRevoke => {}
         }
         out
     }

@@ -24,6 +24,7 @@ pub mod migrations;
 mod model;
 pub mod postgres;
 pub mod sqlite;
+pub mod staff;
 mod traits;
 mod writer_jobs;
 

@@ -66,7 +66,8 @@ pub struct StoredGrant {
 #[async_trait]
 pub trait StaffStore: Send + Sync {
     /// `Conflict` when the email is taken.
-    async fn create_staff(&self, staff: &StaffRecord, audit: &AuditEvent) -> Result<(), StoreError>;
+    async fn create_staff(&self, staff: &StaffRecord, audit: &AuditEvent)
+        -> Result<(), StoreError>;
     async fn staff(&self, id: &str) -> Result<Option<StaffRecord>, StoreError>;
     async fn staff_by_email(&self, email: &str) -> Result<Option<StaffRecord>, StoreError>;
     async fn list_staff(&self) -> Result<Vec<StaffRecord>, StoreError>;
@@ -95,11 +96,17 @@ pub trait StaffStore: Send + Sync {
         audit: &AuditEvent,
     ) -> Result<(), StoreError>;
     async fn staff_session(&self, token_hash: &str) -> Result<Option<StaffSession>, StoreError>;
-    async fn touch_staff_session(&self, token_hash: &str, at: OffsetDateTime)
-        -> Result<(), StoreError>;
+    async fn touch_staff_session(
+        &self,
+        token_hash: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
     /// `NotFound` when it already ended.
-    async fn end_staff_session(&self, token_hash: &str, audit: &AuditEvent)
-        -> Result<(), StoreError>;
+    async fn end_staff_session(
+        &self,
+        token_hash: &str,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
 
     /// Stores a new grant (version 1).
     async fn create_grant(&self, grant: &Grant, audit: &AuditEvent) -> Result<(), StoreError>;
@@ -113,8 +120,11 @@ pub trait StaffStore: Send + Sync {
         audit: &AuditEvent,
     ) -> Result<(), StoreError>;
     /// A company's grants, newest first.
-    async fn company_grants(&self, company_id: &str, limit: u32)
-        -> Result<Vec<StoredGrant>, StoreError>;
+    async fn company_grants(
+        &self,
+        company_id: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredGrant>, StoreError>;
     /// Every grant, newest first (`requested_by` narrows to one requester).
     async fn grants(
         &self,
@@ -128,6 +138,14 @@ pub trait StaffStore: Send + Sync {
         requested_by: &str,
         company_id: &str,
     ) -> Result<Vec<StoredGrant>, StoreError>;
+}
+
+/// Roles as stored: comma-separated names.
+pub(crate) fn split_roles(text: &str) -> Vec<String> {
+    text.split(',')
+        .filter(|r| !r.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// A grant as the columns of `access_grants` (times in Unix milliseconds),
@@ -176,7 +194,9 @@ mod grant_row {
                 at: from_unix_millis(at)?,
             })),
             (None, None) => Ok(None),
-            _ => Err(StoreError::Corrupt("a grant decision without its actor or time".into())),
+            _ => Err(StoreError::Corrupt(
+                "a grant decision without its actor or time".into(),
+            )),
         }
     }
 
@@ -247,7 +267,11 @@ mod grant_row {
                     })?,
                 }),
                 (None, None) => None,
-                _ => return Err(StoreError::Corrupt("a grant ending without its side".into())),
+                _ => {
+                    return Err(StoreError::Corrupt(
+                        "a grant ending without its side".into(),
+                    ))
+                }
             };
             let grant = Grant {
                 id: self.id,

@@ -13,12 +13,15 @@ use crate::export_schedules::ExportScheduleStore;
 use crate::factors::FactorStore;
 use crate::members::MemberStore;
 use crate::model::*;
+use crate::staff::StaffStore;
 use crate::StoreError;
 
 /// The platform's own data: companies, users, memberships, sessions, API keys,
 /// and (through `ExportScheduleStore`) companies' export schedules.
 #[async_trait]
-pub trait ControlStore: ExportScheduleStore + MemberStore + FactorStore + Send + Sync {
+pub trait ControlStore:
+    ExportScheduleStore + MemberStore + FactorStore + StaffStore + Send + Sync
+{
     /// Creates a company, its owner (or reuses the user) and the membership, atomically.
     async fn signup(
         &self,

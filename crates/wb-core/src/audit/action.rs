@@ -222,6 +222,31 @@ actions! {
     SystemStart = "system.start",
     /// A user account created by an operator.
     UserCreate = "user.create",
+    /// A staff account created (control trail).
+    StaffCreate = "staff.create",
+    /// A staff member's roles changed.
+    StaffRoles = "staff.roles",
+    /// A staff account disabled (its sessions end).
+    StaffDisable = "staff.disable",
+    /// A staff member's authenticator replaced (its sessions end).
+    StaffResetMfa = "staff.reset_mfa",
+    /// A staff login, successful or not.
+    StaffLogin = "staff.login",
+    /// A staff session ended by its holder.
+    StaffLogout = "staff.logout",
+    /// A staff view read (support, sales, alerts, status).
+    StaffView = "staff.view",
+    /// A staff request refused (a view the roles do not open, a company
+    /// path outside an active grant).
+    StaffRefused = "staff.refused",
+    /// A staff member asked for access to a company's content.
+    GrantRequest = "access_grant.request",
+    /// An access grant approved by one side.
+    GrantApprove = "access_grant.approve",
+    /// An access grant denied by one side.
+    GrantDeny = "access_grant.deny",
+    /// An access grant revoked by one side.
+    GrantRevoke = "access_grant.revoke",
 }
 
 impl Action {
@@ -301,7 +326,19 @@ impl Action {
             | Action::SystemMaintenance
             | Action::SystemShutdown
             | Action::SystemStart
-            | Action::UserCreate => false,
+            | Action::UserCreate
+            | Action::StaffCreate
+            | Action::StaffRoles
+            | Action::StaffDisable
+            | Action::StaffResetMfa
+            | Action::StaffLogin
+            | Action::StaffLogout
+            | Action::StaffView
+            | Action::StaffRefused
+            | Action::GrantRequest
+            | Action::GrantApprove
+            | Action::GrantDeny
+            | Action::GrantRevoke => false,
         }
     }
 }
@@ -413,7 +450,7 @@ mod tests {
         for (action, name) in pinned {
             assert_eq!(action.as_str(), name);
         }
-        assert_eq!(Action::ALL.len(), 78);
+        assert_eq!(Action::ALL.len(), 91);
     }
 
     #[test]

@@ -676,3 +676,26 @@ fn every_rule_can_be_named_in_disabled_rules() {
     }
     assert!(rule::ALL.contains(&rule::UNCLEAN_RESTART));
 }
+
+#[test]
+fn every_refused_staff_request_raises_the_outside_grant_alert() {
+    let mut f = Feed::new();
+    let mut refused = control_event(0, "staff:s1", "c1", Action::StaffRefused, false);
+    refused.detail = Some("no active grant covers ReadBooks".into());
+    let alerts = f.send(refused.clone());
+    assert_eq!(rules(&alerts), [rule::STAFF_OUTSIDE_GRANT]);
+    assert_eq!(alerts[0].severity, Severity::High);
+    assert_eq!(alerts[0].company_id.as_deref(), Some("c1"));
+    assert!(alerts[0].title.contains("staff:s1"));
+    // The same staff member and company again: the same alert (one dedupe
+    // key), raised again so its count and time move.
+    let again = f.send(ObservedEvent {
+        source_seq: 2,
+        ..refused
+    });
+    assert_eq!(again[0].dedupe_key, alerts[0].dedupe_key);
+    // A staff view read raises nothing.
+    assert!(f
+        .send(control_event(5, "staff:s1", "c1", Action::StaffView, true))
+        .is_empty());
+}

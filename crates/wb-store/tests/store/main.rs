@@ -15,3 +15,4 @@ mod export_schedules;
 mod factors;
 mod files;
 mod migrations;
+mod staff;

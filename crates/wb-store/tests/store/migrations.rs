@@ -725,6 +725,15 @@ const CONTROL_TABLES: &[(&str, &str)] = &[
         "passphrase_resets",
         "not backed up (an hour long: a lost one is asked for again)",
     ),
+    (
+        "staff",
+        "not backed up yet (a restored node's staff are created again with workbooks staff create, with new authenticators)",
+    ),
+    ("staff_sessions", "not backed up (eight hours long)"),
+    (
+        "access_grants",
+        "not backed up yet (each request and decision is in the control trail)",
+    ),
     ("placements", "PostgreSQL only; not backed up"),
     (
         "schema_migrations",
