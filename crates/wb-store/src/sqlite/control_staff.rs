@@ -18,25 +18,14 @@ const SESSION_COLUMNS: &str =
 type Parsed<T> = rusqlite::Result<Result<T, StoreError>>;
 
 fn staff_row(r: &Row<'_>) -> Parsed<StaffRecord> {
-    let (id, email, passphrase_hash, roles, sealed_totp, step, created, disabled): (
-        String,
-        String,
-        String,
-        String,
-        Vec<u8>,
-        i64,
-        i64,
-        Option<i64>,
-    ) = (
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-    );
+    let id: String = r.get(0)?;
+    let email: String = r.get(1)?;
+    let passphrase_hash: String = r.get(2)?;
+    let roles: String = r.get(3)?;
+    let sealed_totp: Vec<u8> = r.get(4)?;
+    let step: i64 = r.get(5)?;
+    let created: i64 = r.get(6)?;
+    let disabled: Option<i64> = r.get(7)?;
     Ok((|| {
         Ok(StaffRecord {
             id,
@@ -52,25 +41,14 @@ fn staff_row(r: &Row<'_>) -> Parsed<StaffRecord> {
 }
 
 fn session_row(r: &Row<'_>) -> Parsed<StaffSession> {
-    let (token_hash, staff_id, created, seen, expires, ended, client, user_agent): (
-        String,
-        String,
-        i64,
-        i64,
-        i64,
-        Option<i64>,
-        Option<String>,
-        Option<String>,
-    ) = (
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-    );
+    let token_hash: String = r.get(0)?;
+    let staff_id: String = r.get(1)?;
+    let created: i64 = r.get(2)?;
+    let seen: i64 = r.get(3)?;
+    let expires: i64 = r.get(4)?;
+    let ended: Option<i64> = r.get(5)?;
+    let client: Option<String> = r.get(6)?;
+    let user_agent: Option<String> = r.get(7)?;
     Ok((|| {
         Ok(StaffSession {
             token_hash,
