@@ -59,6 +59,7 @@ pub mod restore_copy;
 pub mod restore_jobs;
 pub mod runner;
 pub mod security;
+pub mod staff;
 pub mod statements;
 pub mod storage;
 

@@ -361,7 +361,7 @@ impl Platform {
 
     /// Counts a login attempt against the account's and the address's
     /// budgets (429, audited, beyond them).
-    async fn reserve_login(
+    pub(crate) async fn reserve_login(
         &self,
         email: &str,
         actor: &Actor,

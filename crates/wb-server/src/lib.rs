@@ -32,7 +32,7 @@ pub mod tls;
 pub use wb_app::{
     access, audit_verify, auth_cache, backup, backup_verify, clock, cpu_work, data_lock, dr,
     drains, dto, egress, export_push, exports, files, jobs, keyring, mail, mailer, members,
-    monitor_job, objects, platform, security, storage,
+    monitor_job, objects, platform, security, staff, storage,
 };
 
 pub use clock::{Clock, SystemClock};

@@ -124,6 +124,7 @@ pub fn bucket_of(address: IpAddr) -> IpAddr {
 pub fn is_sign_in(path: &str) -> bool {
     path == "/api/v1/signup"
         || path == "/api/v1/auth/login"
+        || path == "/api/v1/staff/auth/login"
         || path.starts_with("/api/v1/auth/passphrase-reset")
         || (path.starts_with("/api/v1/invitations/") && path.ends_with("/accept"))
         // The console's sign-in forms (`enforce` charges only their POSTs).
@@ -352,6 +353,7 @@ mod tests {
         // The rest of the API is still open to it.
         assert_eq!(limiters.blocked_for(a), None);
         assert!(is_sign_in("/api/v1/auth/login"));
+        assert!(is_sign_in("/api/v1/staff/auth/login"));
         assert!(is_sign_in("/api/v1/invitations/wbi_x/accept"));
         assert!(is_sign_in("/api/v1/auth/passphrase-reset/complete"));
         assert!(!is_sign_in("/api/v1/companies/c/accounts"));

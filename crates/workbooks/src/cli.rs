@@ -35,6 +35,9 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage the platform's staff (on the server host only).
+    #[command(subcommand)]
+    Staff(crate::staff_cmd::StaffCommand),
     /// Triage monitoring alerts.
     #[command(subcommand)]
     Alerts(crate::alerts_cmd::AlertsCommand),

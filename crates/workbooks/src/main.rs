@@ -10,6 +10,7 @@ mod demo;
 mod dr_cmd;
 mod export_cmd;
 mod members_cmd;
+mod staff_cmd;
 
 use std::io::Read;
 use std::path::Path;
@@ -67,6 +68,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Company(cmd) => company(cmd).await,
         Command::User(cmd) => user(cmd).await,
+        Command::Staff(cmd) => staff_cmd::run(cmd).await,
         #[cfg(feature = "bench")]
         Command::Bench(args) => wb_bench::run(args).await,
         #[cfg(not(feature = "bench"))]
@@ -365,7 +367,7 @@ async fn company(cmd: CompanyCommand) -> Result<()> {
     }
 }
 
-fn read_passphrase(path: &Path) -> Result<Secret> {
+pub(crate) fn read_passphrase(path: &Path) -> Result<Secret> {
     let mut text = String::new();
     if path == Path::new("-") {
         std::io::stdin()

@@ -16,6 +16,7 @@ pub mod reports;
 pub mod restores;
 pub mod security_policy;
 pub mod session;
+pub mod staff;
 
 use std::time::Duration;
 
@@ -50,6 +51,7 @@ use crate::problem::{ApiError, Problem};
         audit::list,
         exports::create, exports::list, exports::get, exports::download,
         restores::create, restores::list, restores::get,
+        staff::login, staff::logout, staff::me,
         files::list, files::upload, files::download,
         export_schedule::get, export_schedule::put, export_schedule::delete,
         members::invite, members::list_invitations, members::revoke_invitation,
@@ -210,6 +212,12 @@ pub fn router(
             post(session::login).layer(DefaultBodyLimit::max(session::AUTH_BODY_LIMIT_BYTES)),
         )
         .route("/api/v1/auth/logout", post(session::logout))
+        .route(
+            "/api/v1/staff/auth/login",
+            post(staff::login).layer(DefaultBodyLimit::max(session::AUTH_BODY_LIMIT_BYTES)),
+        )
+        .route("/api/v1/staff/auth/logout", post(staff::logout))
+        .route("/api/v1/staff/me", get(staff::me))
         .route(
             "/api/v1/auth/passphrase-reset",
             post(session::request_reset),

@@ -50,6 +50,7 @@ mod api {
     mod reset;
     mod restores;
     mod security_policy;
+    mod staff;
     mod web;
 }
 
@@ -83,6 +84,7 @@ mod api_postgres {
     mod reset;
     mod restores;
     mod security_policy;
+    mod staff;
     mod web;
 }
 

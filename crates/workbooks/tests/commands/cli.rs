@@ -428,3 +428,133 @@ fn an_operator_invites_and_lists_members() {
         1
     );
 }
+
+#[test]
+fn an_operator_manages_staff_on_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(workbooks(&["init", "--json"], &data).status.success());
+    let pass = dir.path().join("staff-pass");
+    std::fs::write(&pass, "orbit lantern quarry 58 mossy anvil\n").unwrap();
+    let pass = pass.to_str().unwrap();
+
+    let out = workbooks(
+        &[
+            "staff",
+            "create",
+            "--email",
+            "Lee@Ops.Example",
+            "--role",
+            "support",
+            "--role",
+            "management",
+            "--passphrase-file",
+            pass,
+            "--json",
+        ],
+        &data,
+    );
+    let created = common::ok_json(&out);
+    assert_eq!(created["email"], "lee@ops.example");
+    assert_eq!(
+        created["roles"],
+        serde_json::json!(["management", "support"])
+    );
+    assert!(created["id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert!(created["totp_uri"]
+        .as_str()
+        .unwrap()
+        .starts_with("otpauth://totp/"));
+
+    let out = workbooks(
+        &[
+            "staff",
+            "grant-role",
+            "--email",
+            "lee@ops.example",
+            "--role",
+            "security",
+            "--json",
+        ],
+        &data,
+    );
+    assert_eq!(
+        common::ok_json(&out)["roles"],
+        serde_json::json!(["management", "security", "support"])
+    );
+    let out = workbooks(
+        &[
+            "staff",
+            "revoke-role",
+            "--email",
+            "lee@ops.example",
+            "--role",
+            "support",
+            "--json",
+        ],
+        &data,
+    );
+    assert_eq!(
+        common::ok_json(&out)["roles"],
+        serde_json::json!(["management", "security"])
+    );
+    let out = workbooks(
+        &["staff", "reset-mfa", "--email", "lee@ops.example", "--json"],
+        &data,
+    );
+    assert!(common::ok_json(&out)["totp_uri"]
+        .as_str()
+        .unwrap()
+        .starts_with("otpauth://"));
+    let out = workbooks(
+        &["staff", "disable", "--email", "lee@ops.example", "--json"],
+        &data,
+    );
+    assert_eq!(common::ok_json(&out)["disabled"], true);
+    let out = workbooks(&["staff", "list", "--json"], &data);
+    let list = common::ok_json(&out);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["disabled"], true);
+    assert!(!out_text(&out).contains("otpauth"), "no secret in the list");
+
+    // Bad input: one line, non-zero, nothing changed.
+    let out = workbooks(
+        &[
+            "staff",
+            "create",
+            "--email",
+            "x@ops.example",
+            "--role",
+            "janitor",
+            "--passphrase-file",
+            pass,
+        ],
+        &data,
+    );
+    common::fails_with(&out, "unknown staff role");
+    let out = workbooks(
+        &[
+            "staff",
+            "create",
+            "--email",
+            "lee@ops.example",
+            "--role",
+            "sales",
+            "--passphrase-file",
+            pass,
+        ],
+        &data,
+    );
+    common::fails_with(&out, "exists");
+    let out = workbooks(
+        &["staff", "disable", "--email", "nobody@ops.example"],
+        &data,
+    );
+    common::fails_with(&out, "not found");
+    let out = workbooks(&["staff", "list", "--json"], &data);
+    assert_eq!(common::ok_json(&out).as_array().unwrap().len(), 1);
+}
+
+fn out_text(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

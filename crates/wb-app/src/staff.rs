@@ -1,0 +1,443 @@
+//! The platform's staff: accounts made on the server host (never through
+//! the API), mandatory TOTP from creation, their own login and short
+//! sessions (8 hours at most, 30 minutes idle), every change audited in the
+//! control trail. Staff are not customer users: a staff token is never a
+//! customer's and a customer's token never reaches a staff path.
+
+use time::{Duration, OffsetDateTime};
+use wb_core::staff::StaffRole;
+use wb_core::Action;
+use wb_crypto::{
+    check_strength, hash_passphrase, new_token, token_hash, verify_passphrase, PassphraseError,
+    Secret, TotpSecret,
+};
+use wb_store::staff::{StaffRecord, StaffSession};
+use wb_store::{Actor, AuditEvent, Outcome, StoreError};
+
+use crate::error::{ServiceError, ServiceResult};
+use crate::keyring::totp_secret_aad;
+use crate::platform::{normalize_email, Platform, SessionOrigin, MIN_PASSPHRASE_SCORE};
+
+/// A staff session's absolute length.
+pub const STAFF_SESSION_HOURS: i64 = 8;
+/// A staff session ends after this long unused.
+pub const STAFF_IDLE_MINUTES: i64 = 30;
+const ISSUER: &str = "Work-books staff";
+/// Staff tokens start `wbt_`.
+pub const STAFF_TOKEN_PREFIX: &str = "wbt";
+
+/// A staff member just created (or given a new authenticator): the
+/// `otpauth://` URI is shown once.
+pub struct NewStaff {
+    pub record: StaffRecord,
+    pub totp_uri: Secret,
+}
+
+/// A staff member signed in.
+#[derive(Debug, Clone)]
+pub struct StaffCaller {
+    pub staff_id: String,
+    pub email: String,
+    pub roles: Vec<StaffRole>,
+    pub token_hash: String,
+    pub actor: Actor,
+}
+
+/// Roles as stored, the unknown ones dropped (a newer build's).
+pub fn roles_of(record: &StaffRecord) -> Vec<StaffRole> {
+    record.roles.iter().filter_map(|r| r.parse().ok()).collect()
+}
+
+fn role_names(roles: &[StaffRole]) -> Vec<String> {
+    let mut names: Vec<String> = roles.iter().map(|r| r.as_str().to_string()).collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The staff actor id of a record.
+pub fn staff_actor_id(id: &str) -> String {
+    format!("staff:{id}")
+}
+
+/// The actor of staff work on the server host.
+pub fn host_actor() -> Actor {
+    Actor::system("cli")
+}
+
+fn control_event(
+    actor: &Actor,
+    action: Action,
+    target: &str,
+    outcome: Outcome,
+    detail: String,
+    at: OffsetDateTime,
+) -> AuditEvent {
+    AuditEvent {
+        at,
+        actor: actor.clone(),
+        company_id: None,
+        action,
+        target: Some(target.to_string()),
+        outcome,
+        detail: Some(detail),
+    }
+}
+
+fn store_error(e: StoreError) -> ServiceError {
+    match e {
+        StoreError::NotFound(_) => ServiceError::not_found("staff member"),
+        StoreError::Conflict(_) => {
+            ServiceError::conflict("staff-exists", "a staff member with this email exists")
+        }
+        other => other.into(),
+    }
+}
+
+impl Platform {
+    fn seal_staff_totp(&self, staff_id: &str, secret: &TotpSecret) -> ServiceResult<Vec<u8>> {
+        self.keyring()
+            .mfa_key()
+            .seal(
+                secret.expose_bytes(),
+                &totp_secret_aad(&staff_actor_id(staff_id)),
+            )
+            .map_err(|_| ServiceError::internal())
+    }
+
+    fn open_staff_totp(&self, record: &StaffRecord) -> ServiceResult<TotpSecret> {
+        let bytes = self
+            .keyring()
+            .mfa_key()
+            .open(
+                &record.sealed_totp,
+                &totp_secret_aad(&staff_actor_id(&record.id)),
+            )
+            .map_err(|_| ServiceError::internal())?;
+        TotpSecret::from_bytes(&bytes).map_err(|_| ServiceError::internal())
+    }
+
+    async fn staff_by_email_or_404(&self, email: &str) -> ServiceResult<StaffRecord> {
+        let email = normalize_email(email)?;
+        self.control
+            .staff_by_email(&email)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("staff member"))
+    }
+
+    /// Creates a staff member with these roles (at least one) and a new
+    /// authenticator, whose URI is answered once.
+    pub async fn create_staff(
+        &self,
+        email: &str,
+        roles: &[StaffRole],
+        passphrase: &Secret,
+        actor: Actor,
+    ) -> ServiceResult<NewStaff> {
+        if roles.is_empty() {
+            return Err(ServiceError::unprocessable(
+                "invalid-staff-role",
+                "give at least one role: support, sales, security, operations or management",
+            ));
+        }
+        let email = normalize_email(email)?;
+        let words = [
+            email.clone(),
+            email.split('@').next().unwrap_or("").to_string(),
+        ];
+        let pass = passphrase.clone();
+        let hashed = self
+            .cpu
+            .run(move || {
+                let words: Vec<&str> = words.iter().map(String::as_str).collect();
+                check_strength(&pass, &words, MIN_PASSPHRASE_SCORE)?;
+                hash_passphrase(&pass)
+            })
+            .await?;
+        let passphrase_hash = hashed.map_err(|e| match e {
+            PassphraseError::Weak(reason) => ServiceError::unprocessable(
+                "weak-passphrase",
+                format!("passphrase is too weak: {reason}"),
+            ),
+            other => {
+                tracing::error!(error = %other, "hashing a staff passphrase failed");
+                ServiceError::internal()
+            }
+        })?;
+        let id = uuid::Uuid::now_v7().to_string();
+        let secret = TotpSecret::generate();
+        let now = self.now();
+        let record = StaffRecord {
+            id: id.clone(),
+            email: email.clone(),
+            passphrase_hash,
+            roles: role_names(roles),
+            sealed_totp: self.seal_staff_totp(&id, &secret)?,
+            totp_last_step: 0,
+            created_at: now,
+            disabled_at: None,
+        };
+        let audit = control_event(
+            &actor,
+            Action::StaffCreate,
+            &staff_actor_id(&id),
+            Outcome::Success,
+            format!(
+                "staff member {email} created with roles {}",
+                record.roles.join(", ")
+            ),
+            now,
+        );
+        self.control
+            .create_staff(&record, &audit)
+            .await
+            .map_err(store_error)?;
+        let totp_uri = secret
+            .uri(ISSUER, &email)
+            .map_err(|_| ServiceError::internal())?;
+        Ok(NewStaff { record, totp_uri })
+    }
+
+    pub async fn list_staff(&self) -> ServiceResult<Vec<StaffRecord>> {
+        Ok(self.control.list_staff().await?)
+    }
+
+    /// Gives (`grant`) or takes away a role; a staff member keeps at least one.
+    pub async fn change_staff_role(
+        &self,
+        email: &str,
+        role: StaffRole,
+        grant: bool,
+        actor: Actor,
+    ) -> ServiceResult<StaffRecord> {
+        let staff = self.staff_by_email_or_404(email).await?;
+        let mut roles = roles_of(&staff);
+        if grant {
+            roles.push(role);
+        } else {
+            roles.retain(|r| *r != role);
+            if roles.is_empty() {
+                return Err(ServiceError::conflict(
+                    "last-staff-role",
+                    "a staff member keeps at least one role: disable the account instead",
+                ));
+            }
+        }
+        let names = role_names(&roles);
+        let audit = control_event(
+            &actor,
+            Action::StaffRoles,
+            &staff_actor_id(&staff.id),
+            Outcome::Success,
+            format!(
+                "{} role {role}: roles now {}",
+                if grant { "granted" } else { "revoked" },
+                names.join(", ")
+            ),
+            self.now(),
+        );
+        self.control
+            .set_staff_roles(&staff.id, &names, &audit)
+            .await
+            .map_err(store_error)?;
+        Ok(StaffRecord {
+            roles: names,
+            ..staff
+        })
+    }
+
+    /// Disables a staff member: their sessions end at once.
+    pub async fn disable_staff(&self, email: &str, actor: Actor) -> ServiceResult<()> {
+        let staff = self.staff_by_email_or_404(email).await?;
+        let audit = control_event(
+            &actor,
+            Action::StaffDisable,
+            &staff_actor_id(&staff.id),
+            Outcome::Success,
+            format!("staff member {} disabled", staff.email),
+            self.now(),
+        );
+        self.control
+            .disable_staff(&staff.id, &audit)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// A new authenticator for a staff member (the old one lost): their
+    /// sessions end; the new URI is answered once.
+    pub async fn reset_staff_mfa(&self, email: &str, actor: Actor) -> ServiceResult<Secret> {
+        let staff = self.staff_by_email_or_404(email).await?;
+        let secret = TotpSecret::generate();
+        let sealed = self.seal_staff_totp(&staff.id, &secret)?;
+        let audit = control_event(
+            &actor,
+            Action::StaffResetMfa,
+            &staff_actor_id(&staff.id),
+            Outcome::Success,
+            format!("staff member {}: new authenticator", staff.email),
+            self.now(),
+        );
+        self.control
+            .reset_staff_totp(&staff.id, &sealed, &audit)
+            .await
+            .map_err(store_error)?;
+        secret
+            .uri(ISSUER, &staff.email)
+            .map_err(|_| ServiceError::internal())
+    }
+
+    /// A staff login: passphrase AND a current code, always. Throttled like
+    /// customer logins (its own budget keys) and audited either way.
+    pub async fn staff_login(
+        &self,
+        email: &str,
+        passphrase: &Secret,
+        otp: &Secret,
+        actor: Actor,
+        user_agent: Option<&str>,
+    ) -> ServiceResult<(Secret, OffsetDateTime)> {
+        let email = email.trim().to_lowercase();
+        let counted = self
+            .reserve_login(&format!("staff:{email}"), &actor)
+            .await?;
+        let judged = async {
+            let staff = self.control.staff_by_email(&email).await?;
+            let hash = staff
+                .as_ref()
+                .map_or(self.dummy_hash(), |s| s.passphrase_hash.clone());
+            let pass = passphrase.clone();
+            let verified = self
+                .cpu
+                .run(move || verify_passphrase(&hash, &pass))
+                .await?;
+            let staff = staff.filter(|s| verified && s.disabled_at.is_none());
+            let Some(staff) = staff else {
+                return Ok(None);
+            };
+            let secret = self.open_staff_totp(&staff)?;
+            let now_secs = u64::try_from(self.now().unix_timestamp()).unwrap_or(0);
+            let Some(step) = secret.verify(otp.expose(), now_secs) else {
+                return Ok(None);
+            };
+            let step = i64::try_from(step).unwrap_or(i64::MAX);
+            let fresh = self.control.use_staff_totp_step(&staff.id, step).await?;
+            Ok::<_, ServiceError>(fresh.then_some(staff))
+        }
+        .await;
+        let now = self.now();
+        let staff = match judged {
+            Ok(Some(staff)) => staff,
+            Ok(None) => {
+                let failed = control_event(
+                    &actor,
+                    Action::StaffLogin,
+                    &format!(
+                        "staff-email:{}",
+                        email.chars().take(254).collect::<String>()
+                    ),
+                    Outcome::Failure,
+                    "wrong email, passphrase or code, or a disabled account".into(),
+                    now,
+                );
+                self.control.audit(&failed).await?;
+                return Err(ServiceError::unauthorized(
+                    "email, passphrase or code is wrong",
+                ));
+            }
+            Err(e) => {
+                self.release_attempt(&counted).await;
+                return Err(e);
+            }
+        };
+        self.release_attempt(&counted).await;
+        // Its own prefix: never taken for a customer's session or key.
+        let token = new_token(STAFF_TOKEN_PREFIX);
+        let origin = SessionOrigin::of(&actor, user_agent);
+        let expires_at = now + Duration::hours(STAFF_SESSION_HOURS);
+        let session = StaffSession {
+            token_hash: token.hash.clone(),
+            staff_id: staff.id.clone(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at,
+            ended_at: None,
+            client: origin.client,
+            user_agent: origin.user_agent,
+        };
+        let audit = control_event(
+            &Actor {
+                id: staff_actor_id(&staff.id),
+                ..actor
+            },
+            Action::StaffLogin,
+            &staff_actor_id(&staff.id),
+            Outcome::Success,
+            "staff login with passphrase and code".into(),
+            now,
+        );
+        self.control.create_staff_session(&session, &audit).await?;
+        Ok((token.token, expires_at))
+    }
+
+    /// The staff member behind a staff token: 401 when the session is
+    /// unknown, ended, past its 8 hours or 30 idle minutes, or the account
+    /// is disabled.
+    pub async fn staff_authenticate(
+        &self,
+        token: &Secret,
+        mut actor: Actor,
+    ) -> ServiceResult<StaffCaller> {
+        let refused = || ServiceError::unauthorized("the staff session is not valid; log in again");
+        let hash = token_hash(token);
+        let session = self
+            .control
+            .staff_session(&hash)
+            .await?
+            .ok_or_else(refused)?;
+        let now = self.now();
+        if session.ended_at.is_some()
+            || now >= session.expires_at
+            || now >= session.last_seen_at + Duration::minutes(STAFF_IDLE_MINUTES)
+        {
+            return Err(refused());
+        }
+        let staff = self
+            .control
+            .staff(&session.staff_id)
+            .await?
+            .filter(|s| s.disabled_at.is_none())
+            .ok_or_else(refused)?;
+        if now - session.last_seen_at >= Duration::minutes(1) {
+            self.control.touch_staff_session(&hash, now).await?;
+        }
+        actor.id = staff_actor_id(&staff.id);
+        actor.auth = "staff_session".into();
+        Ok(StaffCaller {
+            staff_id: staff.id.clone(),
+            email: staff.email.clone(),
+            roles: roles_of(&staff),
+            token_hash: hash,
+            actor,
+        })
+    }
+
+    pub async fn staff_logout(&self, caller: &StaffCaller) -> ServiceResult<()> {
+        let audit = control_event(
+            &caller.actor,
+            Action::StaffLogout,
+            &staff_actor_id(&caller.staff_id),
+            Outcome::Success,
+            "staff session ended by its holder".into(),
+            self.now(),
+        );
+        match self
+            .control
+            .end_staff_session(&caller.token_hash, &audit)
+            .await
+        {
+            Ok(()) | Err(StoreError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

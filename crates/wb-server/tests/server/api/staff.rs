@@ -1,0 +1,277 @@
+//! The staff realm over HTTPS: staff log in with passphrase AND code, their
+//! sessions are short (30 idle minutes, 8 hours at most) and end when the
+//! account is disabled or given a new authenticator; a staff token never
+//! works on a customer path and a customer's token never on a staff path;
+//! every login, good or bad, is in the control trail.
+
+use serde_json::json;
+use wb_core::staff::StaffRole;
+use wb_crypto::{Secret, TotpSecret};
+use wb_server::clock::Clock;
+use wb_server::staff::host_actor;
+
+use super::harness::TestServer;
+
+const STAFF_PASSPHRASE: &str = "orbit lantern quarry 58 mossy anvil";
+
+fn unix_now(srv: &TestServer) -> u64 {
+    let clock = srv.clock.as_ref().expect("manual clock");
+    u64::try_from(clock.now().unix_timestamp()).unwrap()
+}
+
+/// The secret in an otpauth:// URI.
+fn secret_of(uri: &str) -> TotpSecret {
+    let secret = uri
+        .split(['?', '&'])
+        .find_map(|part| part.strip_prefix("secret="))
+        .expect("a secret in the URI");
+    TotpSecret::from_base32(secret).unwrap()
+}
+
+fn code(srv: &TestServer, secret: &TotpSecret) -> String {
+    secret.code_at(unix_now(srv)).unwrap().expose().to_string()
+}
+
+fn next_step(srv: &TestServer) {
+    let clock = srv.clock.as_ref().unwrap();
+    let now = unix_now(srv);
+    clock.advance(time::Duration::seconds(
+        i64::try_from(30 - now % 30).unwrap(),
+    ));
+}
+
+async fn staff_member(srv: &TestServer, email: &str, roles: &[StaffRole]) -> TotpSecret {
+    let created = srv
+        .platform
+        .create_staff(
+            email,
+            roles,
+            &Secret::from(STAFF_PASSPHRASE.to_string()),
+            host_actor(),
+        )
+        .await
+        .unwrap();
+    assert!(created.totp_uri.expose().starts_with("otpauth://totp/"));
+    secret_of(created.totp_uri.expose())
+}
+
+async fn staff_login(srv: &TestServer, email: &str, otp: &str) -> super::harness::Resp {
+    srv.post_anon(
+        "/api/v1/staff/auth/login",
+        json!({"email": email, "passphrase": STAFF_PASSPHRASE, "otp": otp}),
+    )
+    .await
+}
+
+async fn staff_logins(srv: &TestServer, outcome: &str) -> usize {
+    srv.platform
+        .control
+        .audit_events(None, 0, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.action == "staff.login" && e.outcome == outcome)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_log_in_with_passphrase_and_code_into_short_sessions_of_their_own() {
+    let srv = TestServer::start_manual().await;
+    let email = "Ada.Support@Ops.Example";
+    let secret = staff_member(&srv, email, &[StaffRole::Support, StaffRole::Security]).await;
+
+    // Passphrase alone, a wrong code, a wrong passphrase: 401, each audited.
+    let failures_before = staff_logins(&srv, "failure").await;
+    srv.post_anon(
+        "/api/v1/staff/auth/login",
+        json!({"email": email, "passphrase": STAFF_PASSPHRASE}),
+    )
+    .await
+    .problem(422, "invalid-field");
+    staff_login(&srv, email, "000000")
+        .await
+        .problem(401, "unauthorized");
+    srv.post_anon(
+        "/api/v1/staff/auth/login",
+        json!({"email": email, "passphrase": "not the passphrase", "otp": code(&srv, &secret)}),
+    )
+    .await
+    .problem(401, "unauthorized");
+    assert!(staff_logins(&srv, "failure").await >= failures_before + 2);
+
+    next_step(&srv);
+    let otp = code(&srv, &secret);
+    let login = staff_login(&srv, "ada.support@ops.example", &otp)
+        .await
+        .ok(200);
+    let token = login["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("wbt_"));
+    let expires = time::OffsetDateTime::parse(
+        login["expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!(expires - srv.platform.now(), time::Duration::hours(8));
+    // The same code again: refused (each step once).
+    staff_login(&srv, email, &otp)
+        .await
+        .problem(401, "unauthorized");
+
+    let me = srv.get("/api/v1/staff/me", &token).await.ok(200);
+    assert_eq!(me["email"], "ada.support@ops.example");
+    assert_eq!(me["roles"], json!(["security", "support"]));
+
+    // Realms do not mix.
+    let customer = srv.signup("Realm Check Ltd").await;
+    srv.get("/api/v1/staff/me", &customer.token)
+        .await
+        .problem(401, "unauthorized");
+    srv.get(&customer.path("/accounts"), &token)
+        .await
+        .problem(401, "unauthorized");
+    srv.get("/api/v1/me", &token)
+        .await
+        .problem(401, "unauthorized");
+
+    // 30 idle minutes end it; use inside them keeps it going; 8 hours is the end.
+    let clock = srv.clock.clone().unwrap();
+    for _ in 0..4 {
+        clock.advance(time::Duration::minutes(29));
+        srv.get("/api/v1/staff/me", &token).await.ok(200);
+    }
+    clock.advance(time::Duration::minutes(31));
+    srv.get("/api/v1/staff/me", &token)
+        .await
+        .problem(401, "unauthorized");
+
+    next_step(&srv);
+    let token = staff_login(&srv, email, &code(&srv, &secret)).await.ok(200)["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Used every 29 minutes it lives 7 h 44 min; at 8 h it ends regardless.
+    for _ in 0..16 {
+        clock.advance(time::Duration::minutes(29));
+        srv.get("/api/v1/staff/me", &token).await.ok(200);
+    }
+    clock.advance(time::Duration::minutes(16));
+    srv.get("/api/v1/staff/me", &token)
+        .await
+        .problem(401, "unauthorized");
+
+    // Logout ends it.
+    next_step(&srv);
+    let token = staff_login(&srv, email, &code(&srv, &secret)).await.ok(200)["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    srv.post("/api/v1/staff/auth/logout", &token, json!({}))
+        .await
+        .no_content();
+    srv.get("/api/v1/staff/me", &token)
+        .await
+        .problem(401, "unauthorized");
+    assert!(staff_logins(&srv, "success").await >= 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_or_a_new_authenticator_ends_staff_sessions_at_once() {
+    let srv = TestServer::start_manual().await;
+    let email = "ops@ops.example";
+    let secret = staff_member(&srv, email, &[StaffRole::Operations]).await;
+    next_step(&srv);
+    let token = staff_login(&srv, email, &code(&srv, &secret)).await.ok(200)["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let uri = srv
+        .platform
+        .reset_staff_mfa(email, host_actor())
+        .await
+        .unwrap();
+    srv.get("/api/v1/staff/me", &token)
+        .await
+        .problem(401, "unauthorized");
+    next_step(&srv);
+    staff_login(&srv, email, &code(&srv, &secret))
+        .await
+        .problem(401, "unauthorized");
+    let secret = secret_of(uri.expose());
+    let token = staff_login(&srv, email, &code(&srv, &secret)).await.ok(200)["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    srv.platform
+        .disable_staff(email, host_actor())
+        .await
+        .unwrap();
+    srv.get("/api/v1/staff/me", &token)
+        .await
+        .problem(401, "unauthorized");
+    next_step(&srv);
+    staff_login(&srv, email, &code(&srv, &secret))
+        .await
+        .problem(401, "unauthorized");
+
+    // Roles: at least one is kept; an unknown email is 404.
+    let second = "sales@ops.example";
+    staff_member(&srv, second, &[StaffRole::Sales]).await;
+    let refused = srv
+        .platform
+        .change_staff_role(second, StaffRole::Sales, false, host_actor())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.slug, "last-staff-role");
+    let changed = srv
+        .platform
+        .change_staff_role(second, StaffRole::Management, true, host_actor())
+        .await
+        .unwrap();
+    assert_eq!(changed.roles, ["management", "sales"]);
+    assert_eq!(
+        srv.platform
+            .disable_staff("nobody@ops.example", host_actor())
+            .await
+            .unwrap_err()
+            .slug,
+        "not-found"
+    );
+    // Creation refuses a weak passphrase, no role, a taken email.
+    let weak = srv
+        .platform
+        .create_staff(
+            "weak@ops.example",
+            &[StaffRole::Support],
+            &Secret::from("password1".to_string()),
+            host_actor(),
+        )
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(weak.slug, "weak-passphrase");
+    let none = srv
+        .platform
+        .create_staff(
+            "none@ops.example",
+            &[],
+            &Secret::from(STAFF_PASSPHRASE.to_string()),
+            host_actor(),
+        )
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(none.slug, "invalid-staff-role");
+    let taken = srv
+        .platform
+        .create_staff(
+            second,
+            &[StaffRole::Support],
+            &Secret::from(STAFF_PASSPHRASE.to_string()),
+            host_actor(),
+        )
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(taken.slug, "staff-exists");
+}
