@@ -57,6 +57,7 @@ pub mod records;
 pub mod reset;
 pub mod restore_copy;
 pub mod restore_jobs;
+pub mod restore_target;
 pub mod runner;
 pub mod security;
 pub mod staff;

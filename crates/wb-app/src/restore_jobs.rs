@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use time::OffsetDateTime;
 
-use crate::backup::RestoreTarget;
+use crate::restore_target::RestoreTarget;
 
 /// Restores this node replays at once (each reads the whole backup).
 pub const MAX_RUNNING_PER_NODE: usize = 2;

@@ -107,16 +107,7 @@ pub async fn status(platform: &Platform) -> anyhow::Result<Vec<BackupStatus>> {
     Ok(out)
 }
 
-/// How far to replay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RestoreTarget {
-    /// Everything shipped.
-    Latest,
-    /// Up to and including this journal sequence.
-    Seq(i64),
-    /// Every record committed at or before this time.
-    Time(OffsetDateTime),
-}
+pub use crate::restore_target::RestoreTarget;
 
 #[derive(Debug, Clone)]
 pub struct Restored {
