@@ -521,7 +521,8 @@ impl Monitor {
             | Action::GrantRequest
             | Action::GrantApprove
             | Action::GrantDeny
-            | Action::GrantRevoke => {}
+            | Action::GrantRevoke
+            | Action::GrantsList => {}
         }
         out
     }

@@ -247,6 +247,8 @@ actions! {
     GrantDeny = "access_grant.deny",
     /// An access grant revoked by one side.
     GrantRevoke = "access_grant.revoke",
+    /// A company's access grants read (access transparency).
+    GrantsList = "access_grants.list",
 }
 
 impl Action {
@@ -338,7 +340,8 @@ impl Action {
             | Action::GrantRequest
             | Action::GrantApprove
             | Action::GrantDeny
-            | Action::GrantRevoke => false,
+            | Action::GrantRevoke
+            | Action::GrantsList => false,
         }
     }
 }

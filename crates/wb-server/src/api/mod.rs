@@ -7,6 +7,7 @@ pub mod books;
 pub mod export_schedule;
 pub mod exports;
 pub mod files;
+pub mod grants;
 pub mod json;
 pub mod members;
 pub mod metrics;
@@ -52,6 +53,8 @@ use crate::problem::{ApiError, Problem};
         exports::create, exports::list, exports::get, exports::download,
         restores::create, restores::list, restores::get,
         staff::login, staff::logout, staff::me,
+        grants::request, grants::staff_list, grants::management_decision,
+        grants::company_list, grants::company_decision,
         files::list, files::upload, files::download,
         export_schedule::get, export_schedule::put, export_schedule::delete,
         members::invite, members::list_invitations, members::revoke_invitation,
@@ -152,6 +155,11 @@ fn company_routes(batch_body_limit: usize) -> Vec<(&'static str, MethodRouter<Ap
         ("/exports/{export}", get(exports::get)),
         ("/exports/{export}/download", get(exports::download)),
         ("/restores", get(restores::list).post(restores::create)),
+        ("/access-grants", get(grants::company_list)),
+        (
+            "/access-grants/{grant}/{decision}",
+            post(grants::company_decision),
+        ),
         ("/restores/{restore}", get(restores::get)),
         ("/files", get(files::list).post(files::upload)),
         ("/files/{file}", get(files::download)),
@@ -218,6 +226,14 @@ pub fn router(
         )
         .route("/api/v1/staff/auth/logout", post(staff::logout))
         .route("/api/v1/staff/me", get(staff::me))
+        .route(
+            "/api/v1/staff/access-grants",
+            get(grants::staff_list).post(grants::request),
+        )
+        .route(
+            "/api/v1/staff/access-grants/{grant}/{decision}",
+            post(grants::management_decision).layer(DefaultBodyLimit::max(4 * 1024)),
+        )
         .route(
             "/api/v1/auth/passphrase-reset",
             post(session::request_reset),

@@ -39,6 +39,7 @@ mod api {
     mod export_push;
     mod exports;
     mod files;
+    mod grants;
     mod isolation;
     mod key_rotation;
     mod limits;
@@ -73,6 +74,7 @@ mod api_postgres {
     mod export_push;
     mod exports;
     mod files;
+    mod grants;
     mod isolation;
     mod key_rotation;
     mod members;

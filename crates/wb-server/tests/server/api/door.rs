@@ -180,6 +180,8 @@ async fn every_company_route_goes_through_the_door() {
             .replace("{file}", &file_id)
             .replace("{invitation}", &invitation_id)
             .replace("{restore}", &restore_id)
+            .replace("{grant}", "grt_00000000000000000000")
+            .replace("{decision}", "approve")
             .replace("{user}", &a.user_id)
     };
     let b_actor = format!("user:{}", b.user_id);
