@@ -78,8 +78,10 @@ pub fn grant_error(e: GrantError) -> ServiceError {
         | GrantError::Duration(_)
         | GrantError::Ticket
         | GrantError::MandateReference
-        | GrantError::Start => ServiceError::unprocessable("invalid-grant", detail),
+        | GrantError::Start
+        | GrantError::Disclosure => ServiceError::unprocessable("invalid-grant", detail),
         GrantError::MandateMismatch => ServiceError::unprocessable("mandate-mismatch", detail),
+        GrantError::WrongRealm => ServiceError::forbidden(detail),
         GrantError::SelfApproval => ServiceError::new(
             crate::error::ErrorKind::Forbidden,
             "self-approval",

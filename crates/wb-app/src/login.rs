@@ -366,12 +366,24 @@ impl Platform {
         email: &str,
         actor: &Actor,
     ) -> ServiceResult<Vec<(String, OffsetDateTime)>> {
+        self.reserve_login_in("", email, actor).await
+    }
+
+    /// `reserve_login` with the budget keys of a realm (`""` for customers,
+    /// `"staff-"` for staff): no email typed into one realm's login spends
+    /// another's budget.
+    pub(crate) async fn reserve_login_in(
+        &self,
+        realm: &str,
+        email: &str,
+        actor: &Actor,
+    ) -> ServiceResult<Vec<(String, OffsetDateTime)>> {
         let client = actor
             .client
             .as_deref()
             .map_or("-".to_string(), budget_address);
         let client = client.as_str();
-        let account = format!("account:{email}");
+        let account = format!("{realm}account:{email}");
         // Earlier failures of the account, from anywhere, slow this attempt.
         let failures = self
             .control
@@ -385,7 +397,7 @@ impl Platform {
             tokio::time::sleep(delay).await;
         }
         let budgets = [
-            (format!("login:{email}|{client}"), FAILED_LOGINS_MAX),
+            (format!("{realm}login:{email}|{client}"), FAILED_LOGINS_MAX),
             (format!("client:{client}"), FAILED_LOGINS_PER_ADDRESS),
             // Counted for the delay only: an account is never locked by
             // failures from addresses that are not its owner's.

@@ -12,10 +12,11 @@ use wb_crypto::{
     Secret, TotpSecret,
 };
 use wb_store::staff::{StaffRecord, StaffSession};
-use wb_store::{Actor, AuditEvent, Outcome, StoreError};
+use wb_store::{Actor, Attempt, AuditEvent, Outcome, StoreError};
 
 use crate::error::{ServiceError, ServiceResult};
 use crate::keyring::totp_secret_aad;
+use crate::platform::identity::{seconds_until, FAILED_LOGIN_WINDOW};
 use crate::platform::{normalize_email, Platform, SessionOrigin, MIN_PASSPHRASE_SCORE};
 
 /// A staff session's absolute length.
@@ -23,6 +24,9 @@ pub const STAFF_SESSION_HOURS: i64 = 8;
 /// A staff session ends after this long unused.
 pub const STAFF_IDLE_MINUTES: i64 = 30;
 const ISSUER: &str = "Work-books staff";
+/// Wrong codes after a right passphrase, per staff member, in the
+/// failed-login window, from any address.
+pub const STAFF_CODE_FAILURES_MAX: u32 = 10;
 /// Staff tokens start `wbt_`.
 pub const STAFF_TOKEN_PREFIX: &str = "wbt";
 
@@ -298,9 +302,23 @@ impl Platform {
         user_agent: Option<&str>,
     ) -> ServiceResult<(Secret, OffsetDateTime)> {
         let email = email.trim().to_lowercase();
-        let counted = self
-            .reserve_login(&format!("staff:{email}"), &actor)
-            .await?;
+        let counted = self.reserve_login_in("staff-", &email, &actor).await?;
+        let now = self.now();
+        // The typed email goes into the trail only when it is an address
+        // (a passphrase pasted into the email field must not).
+        let named = normalize_email(&email)
+            .map(|e| format!("staff-email:{e}"))
+            .unwrap_or_else(|_| "staff-email:(not an address)".into());
+        let failed = |detail: &str| {
+            control_event(
+                &actor,
+                Action::StaffLogin,
+                &named,
+                Outcome::Failure,
+                detail.to_string(),
+                now,
+            )
+        };
         let judged = async {
             let staff = self.control.staff_by_email(&email).await?;
             let hash = staff
@@ -311,36 +329,15 @@ impl Platform {
                 .cpu
                 .run(move || verify_passphrase(&hash, &pass))
                 .await?;
-            let staff = staff.filter(|s| verified && s.disabled_at.is_none());
-            let Some(staff) = staff else {
-                return Ok(None);
-            };
-            let secret = self.open_staff_totp(&staff)?;
-            let now_secs = u64::try_from(self.now().unix_timestamp()).unwrap_or(0);
-            let Some(step) = secret.verify(otp.expose(), now_secs) else {
-                return Ok(None);
-            };
-            let step = i64::try_from(step).unwrap_or(i64::MAX);
-            let fresh = self.control.use_staff_totp_step(&staff.id, step).await?;
-            Ok::<_, ServiceError>(fresh.then_some(staff))
+            Ok::<_, ServiceError>(staff.filter(|s| verified && s.disabled_at.is_none()))
         }
         .await;
-        let now = self.now();
         let staff = match judged {
             Ok(Some(staff)) => staff,
             Ok(None) => {
-                let failed = control_event(
-                    &actor,
-                    Action::StaffLogin,
-                    &format!(
-                        "staff-email:{}",
-                        email.chars().take(254).collect::<String>()
-                    ),
-                    Outcome::Failure,
-                    "wrong email, passphrase or code, or a disabled account".into(),
-                    now,
-                );
-                self.control.audit(&failed).await?;
+                self.control
+                    .audit(&failed("wrong email or passphrase, or a disabled account"))
+                    .await?;
                 return Err(ServiceError::unauthorized(
                     "email, passphrase or code is wrong",
                 ));
@@ -350,6 +347,58 @@ impl Platform {
                 return Err(e);
             }
         };
+        // The passphrase was right: wrong codes are counted per staff member
+        // from any address, so a leaked passphrase cannot be paired with
+        // codes guessed from many places.
+        let code_budget = [(format!("staff-mfa:{}", staff.id), STAFF_CODE_FAILURES_MAX)];
+        let code_counted = match self
+            .control
+            .reserve_attempts(&code_budget, now, FAILED_LOGIN_WINDOW)
+            .await?
+        {
+            Attempt::Counted(counted) => counted,
+            Attempt::Refused { until } => {
+                self.control
+                    .audit(&failed("right passphrase; too many wrong codes, throttled"))
+                    .await?;
+                return Err(ServiceError::too_many(
+                    "too many wrong codes; try again later",
+                    seconds_until(now, until),
+                ));
+            }
+        };
+        let code_ok = match self.open_staff_totp(&staff) {
+            Ok(secret) => {
+                let now_secs = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+                match secret.verify(otp.expose(), now_secs) {
+                    Some(step) => {
+                        let step = i64::try_from(step).unwrap_or(i64::MAX);
+                        self.control.use_staff_totp_step(&staff.id, step).await?
+                    }
+                    None => false,
+                }
+            }
+            Err(e) => {
+                // Kept counted, and on record.
+                self.control
+                    .audit(&failed(
+                        "right passphrase; the authenticator secret could not be opened",
+                    ))
+                    .await?;
+                return Err(e);
+            }
+        };
+        if !code_ok {
+            // Said apart in the trail: a right passphrase with a wrong code
+            // may mean someone else knows the passphrase.
+            let mut event = failed("right passphrase, wrong or reused code");
+            event.target = Some(staff_actor_id(&staff.id));
+            self.control.audit(&event).await?;
+            return Err(ServiceError::unauthorized(
+                "email, passphrase or code is wrong",
+            ));
+        }
+        self.release_attempt(&code_counted).await;
         self.release_attempt(&counted).await;
         // Its own prefix: never taken for a customer's session or key.
         let token = new_token(STAFF_TOKEN_PREFIX);

@@ -214,7 +214,14 @@ pub enum GrantError {
     AlreadyApproved,
     #[error("the grant is not approved yet: deny it instead")]
     NotApproved,
+    #[error("the company decides through an owner or admin, management through a manager")]
+    WrongRealm,
+    #[error("disclose_after must lie after now and at most {MAX_DISCLOSE_DAYS} days ahead")]
+    Disclosure,
 }
+
+/// A legal mandate may keep a grant from the company at most this long.
+pub const MAX_DISCLOSE_DAYS: i64 = 365;
 
 fn printable(text: &str) -> bool {
     !text.chars().any(char::is_control)
@@ -250,6 +257,14 @@ pub fn check_request(
         if reference.is_empty() || reference.chars().count() > 200 || !printable(reference) {
             return Err(GrantError::MandateReference);
         }
+        if let Some(after) = mandate.disclose_after {
+            if after <= now || after > now + Duration::days(MAX_DISCLOSE_DAYS) {
+                return Err(GrantError::Disclosure);
+            }
+        }
+    }
+    if !request.requested_by.starts_with("staff:") {
+        return Err(GrantError::WrongRealm);
     }
     if let Some(start) = request.starts_at {
         // A minute of slack for clocks that differ a little.
@@ -330,9 +345,12 @@ impl Grant {
         })
     }
 
-    /// When it closes by itself: its opening plus its duration exactly.
+    /// When it closes by itself: the requested start plus the duration
+    /// (a late approval shortens the window, never moves it), or without a
+    /// requested start the last approval plus the duration.
     pub fn closes_at(&self) -> Option<OffsetDateTime> {
-        Some(self.opens_at()? + self.duration)
+        let approved = self.approved_at()?;
+        Some(self.starts_at.unwrap_or(approved) + self.duration)
     }
 
     /// When a request nobody approved stops waiting.
@@ -342,13 +360,13 @@ impl Grant {
 
     /// The state at `now`.
     pub fn state(&self, now: OffsetDateTime) -> GrantState {
+        // An ending holds from the moment it is recorded, whatever the
+        // clock of the node that recorded it said.
         if let Some(ending) = &self.ending {
-            if ending.decision.at <= now {
-                return match ending.kind {
-                    EndKind::Denied => GrantState::Denied,
-                    EndKind::Revoked => GrantState::Revoked,
-                };
-            }
+            return match ending.kind {
+                EndKind::Denied => GrantState::Denied,
+                EndKind::Revoked => GrantState::Revoked,
+            };
         }
         match (self.opens_at(), self.closes_at()) {
             (Some(_), Some(closes)) if now >= closes => GrantState::Expired,
@@ -389,8 +407,28 @@ impl Grant {
         }
     }
 
-    fn open_for_decision(&self, now: OffsetDateTime) -> Result<(), GrantError> {
-        match self.state(now) {
+    /// The latest time anything was decided (or asked).
+    fn last_decided(&self) -> OffsetDateTime {
+        [&self.company_approval, &self.management_approval]
+            .into_iter()
+            .flatten()
+            .map(|d| d.at)
+            .fold(self.requested_at, OffsetDateTime::max)
+    }
+
+    /// Checks `decision` can be taken by `side`, and dates it no earlier
+    /// than what was decided before (a node with a slow clock cannot slip a
+    /// decision in before another).
+    fn open_for_decision(&self, side: Side, decision: &mut Decision) -> Result<(), GrantError> {
+        let realm = match side {
+            Side::Company => "user:",
+            Side::Management => "staff:",
+        };
+        if !decision.by.starts_with(realm) {
+            return Err(GrantError::WrongRealm);
+        }
+        decision.at = decision.at.max(self.last_decided());
+        match self.state(decision.at) {
             GrantState::Pending | GrantState::Active => Ok(()),
             ended => Err(GrantError::Ended(ended)),
         }
@@ -405,7 +443,8 @@ impl Grant {
         decision: Decision,
         mandate_reference: Option<&str>,
     ) -> Result<(), GrantError> {
-        self.open_for_decision(decision.at)?;
+        let mut decision = decision;
+        self.open_for_decision(side, &mut decision)?;
         if self.approved() {
             return Err(GrantError::AlreadyDecided);
         }
@@ -439,7 +478,8 @@ impl Grant {
 
     /// A refusal by `side` while the grant still waits for approvals.
     pub fn deny(&mut self, side: Side, decision: Decision) -> Result<(), GrantError> {
-        self.open_for_decision(decision.at)?;
+        let mut decision = decision;
+        self.open_for_decision(side, &mut decision)?;
         if side == Side::Company && self.legal_mandate.is_some() {
             return Err(GrantError::MandateNeedsNoCompany);
         }
@@ -456,7 +496,8 @@ impl Grant {
 
     /// Ends an approved grant at once (before or during its window).
     pub fn revoke(&mut self, side: Side, decision: Decision) -> Result<(), GrantError> {
-        self.open_for_decision(decision.at)?;
+        let mut decision = decision;
+        self.open_for_decision(side, &mut decision)?;
         if side == Side::Company && self.legal_mandate.is_some() {
             return Err(GrantError::MandateNeedsNoCompany);
         }

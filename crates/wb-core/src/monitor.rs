@@ -312,6 +312,10 @@ impl Monitor {
         match action {
             Action::AuthLogin if e.failed() => self.failed_login(e, &mut out),
             Action::AuthLogin => self.successful_login(e, &mut out),
+            // Staff logins count like customers' (their targets differ:
+            // `staff-email:…`, or `staff:ID` for a wrong code after a right
+            // passphrase).
+            Action::StaffLogin if e.failed() => self.failed_login(e, &mut out),
             Action::AccessCompany if e.failed() => self.refused_company(e, &mut out),
             Action::StaffRefused => {
                 // Every refused staff request: there is no threshold for

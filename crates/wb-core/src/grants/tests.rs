@@ -85,6 +85,42 @@ fn a_requested_start_delays_the_window() {
 }
 
 #[test]
+fn a_late_approval_shortens_the_window_and_never_moves_it() {
+    let mut r = request(GrantScope::BooksRead, 30);
+    r.starts_at = Some(mins(10));
+    let mut g = Grant::new("g".into(), r, T0);
+    g.approve(Side::Company, at("user:o", 1), None).unwrap();
+    g.approve(Side::Management, at("staff:m", 20), None)
+        .unwrap();
+    assert_eq!(g.opens_at(), Some(mins(20)));
+    assert_eq!(
+        g.closes_at(),
+        Some(mins(40)),
+        "the agreed start plus the duration"
+    );
+    assert_eq!(g.state(mins(39)), GrantState::Active);
+    assert_eq!(g.state(mins(40)), GrantState::Expired);
+}
+
+#[test]
+fn each_side_decides_through_its_own_realm() {
+    let mut g = grant(60);
+    assert_eq!(
+        g.approve(Side::Company, at("staff:bob", 1), None),
+        Err(GrantError::WrongRealm)
+    );
+    assert_eq!(
+        g.approve(Side::Management, at("user:owner", 1), None),
+        Err(GrantError::WrongRealm)
+    );
+    assert_eq!(
+        g.deny(Side::Company, at("api_key:k", 1)),
+        Err(GrantError::WrongRealm)
+    );
+    assert!(g.company_approval.is_none() && g.management_approval.is_none() && g.ending.is_none());
+}
+
+#[test]
 fn an_unapproved_request_expires_after_seven_days() {
     let mut g = grant(60);
     g.approve(Side::Company, at("user:o", 1), None).unwrap();
@@ -122,14 +158,18 @@ fn the_requester_cannot_approve_and_a_side_decides_once() {
 #[test]
 fn either_side_denies_while_pending_and_revokes_once_approved() {
     for side in [Side::Company, Side::Management] {
+        let x = match side {
+            Side::Company => "user:admin",
+            Side::Management => "staff:boss",
+        };
         let mut g = grant(60);
-        assert_eq!(g.revoke(side, at("x", 1)), Err(GrantError::NotApproved));
-        g.deny(side, at("x", 2)).unwrap();
+        assert_eq!(g.revoke(side, at(x, 1)), Err(GrantError::NotApproved));
+        g.deny(side, at(x, 2)).unwrap();
         assert_eq!(g.state(mins(2)), GrantState::Denied);
         assert_eq!(
             g.state(mins(1)),
-            GrantState::Pending,
-            "history: pending before"
+            GrantState::Denied,
+            "an ending holds at once"
         );
         assert_eq!(
             g.approve(Side::Company, at("user:o", 3), None),
@@ -139,16 +179,22 @@ fn either_side_denies_while_pending_and_revokes_once_approved() {
         let mut g = grant(60);
         g.approve(Side::Company, at("user:o", 1), None).unwrap();
         g.approve(Side::Management, at("staff:m", 2), None).unwrap();
-        assert_eq!(g.deny(side, at("x", 3)), Err(GrantError::AlreadyApproved));
-        g.revoke(side, at("x", 10)).unwrap();
+        assert_eq!(g.deny(side, at(x, 3)), Err(GrantError::AlreadyApproved));
         assert_eq!(g.state(mins(9)), GrantState::Active);
+        g.revoke(side, at(x, 10)).unwrap();
         assert_eq!(g.state(mins(10)), GrantState::Revoked, "at once");
         assert!(!g.allows(Permission::ReadBooks, mins(10)));
         assert_eq!(g.next_change(mins(10)), None);
         assert_eq!(
-            g.revoke(side, at("x", 11)),
+            g.revoke(side, at(x, 11)),
             Err(GrantError::Ended(GrantState::Revoked))
         );
+        // A decision dated before the ending (a slow clock) changes nothing.
+        assert_eq!(
+            g.deny(side, at(x, 0)),
+            Err(GrantError::Ended(GrantState::Revoked))
+        );
+        assert_eq!(g.ending.as_ref().unwrap().decision.at, mins(10));
     }
 }
 
@@ -306,6 +352,28 @@ fn requests_are_checked_against_the_rules() {
         with(&|r| r.starts_at = Some(T0 + Duration::hours(2))),
         Ok(())
     );
+    assert_eq!(
+        with(&|r| r.requested_by = "user:someone".into()),
+        Err(GrantError::WrongRealm)
+    );
+    let mandate = |after: OffsetDateTime| {
+        Some(LegalMandate {
+            reference: "Order 1".into(),
+            disclose_after: Some(after),
+        })
+    };
+    assert_eq!(
+        with(&|r| r.legal_mandate = mandate(T0)),
+        Err(GrantError::Disclosure)
+    );
+    assert_eq!(
+        with(&|r| r.legal_mandate = mandate(T0 + Duration::days(MAX_DISCLOSE_DAYS + 1))),
+        Err(GrantError::Disclosure)
+    );
+    assert_eq!(
+        with(&|r| r.legal_mandate = mandate(T0 + Duration::days(30))),
+        Ok(())
+    );
 }
 
 #[derive(Debug, Clone)]
@@ -341,16 +409,32 @@ proptest! {
             r.legal_mandate = Some(LegalMandate { reference: "ref".into(), disclose_after: None });
         }
         let mut g = Grant::new("g".into(), r, T0);
-        let mut times: Vec<i64> = ops.iter().map(|(_, t)| *t).collect();
-        times.sort_unstable();
         let people = ["staff:alice", "staff:bob", "user:owner"];
-        for ((op, _), t) in ops.iter().zip(times) {
-            let decision = |who: &u8| Decision { by: people[*who as usize].into(), at: mins(t) };
-            let _ = match op {
+        // Times in any order: nodes' clocks differ.
+        for (op, t) in &ops {
+            let before = g.clone();
+            let decision = |who: &u8| Decision { by: people[*who as usize].into(), at: mins(*t) };
+            let done = match op {
                 Op::Approve(side, who) => g.approve(*side, decision(who), Some("ref")),
                 Op::Deny(side, who) => g.deny(*side, decision(who)),
                 Op::Revoke(side, who) => g.revoke(*side, decision(who)),
             };
+            if done.is_err() {
+                prop_assert_eq!(&g, &before, "a refused decision changes nothing");
+            }
+            // What was decided stays decided.
+            if before.company_approval.is_some() {
+                prop_assert_eq!(&before.company_approval, &g.company_approval);
+            }
+            if before.management_approval.is_some() {
+                prop_assert_eq!(&before.management_approval, &g.management_approval);
+            }
+            if before.ending.is_some() {
+                prop_assert_eq!(&before.ending, &g.ending);
+            }
+            if let Some(c) = &g.company_approval {
+                prop_assert!(c.by.starts_with("user:"));
+            }
         }
         if let Some(m) = &g.management_approval {
             prop_assert_ne!(&m.by, "staff:alice");

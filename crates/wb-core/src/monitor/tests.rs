@@ -699,3 +699,27 @@ fn every_refused_staff_request_raises_the_outside_grant_alert() {
         .send(control_event(5, "staff:s1", "c1", Action::StaffView, true))
         .is_empty());
 }
+
+#[test]
+fn repeated_failed_staff_logins_alert_like_customers() {
+    let mut f = Feed::new();
+    let mut alerts = Vec::new();
+    for n in 0..30 {
+        let mut e = control_event(n, "anonymous", "", Action::StaffLogin, false);
+        e.company_id = None;
+        e.target = Some("staff:s1".into());
+        alerts.extend(f.send(e));
+    }
+    assert!(
+        rules(&alerts).contains(&rule::FAILED_LOGINS_ACCOUNT),
+        "{alerts:?}"
+    );
+    assert!(alerts.iter().any(|a| a.title.contains("staff:s1")));
+    // Successful ones raise nothing.
+    let mut f = Feed::new();
+    for n in 0..30 {
+        let mut e = control_event(n, "staff:s1", "", Action::StaffLogin, true);
+        e.company_id = None;
+        assert!(f.send(e).is_empty());
+    }
+}

@@ -32,7 +32,8 @@ impl std::fmt::Debug for StaffLoginRequest {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+/// No `Debug`: it carries the bearer token.
+#[derive(Serialize, ToSchema)]
 pub struct StaffLoginAnswer {
     pub token: String,
     pub expires_at: String,

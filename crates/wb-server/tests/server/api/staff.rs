@@ -275,3 +275,59 @@ async fn disabling_or_a_new_authenticator_ends_staff_sessions_at_once() {
         .unwrap();
     assert_eq!(taken.slug, "staff-exists");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_codes_after_a_right_passphrase_are_counted_from_every_address() {
+    let srv = TestServer::start_manual().await;
+    let email = "guarded@ops.example";
+    let secret = staff_member(&srv, email, &[StaffRole::Security]).await;
+    let attempt = |n: u8, otp: String| {
+        let srv = &srv;
+        async move {
+            srv.send_from(
+                std::net::IpAddr::from([127, 0, 0, 10 + n]),
+                reqwest::Method::POST,
+                "/api/v1/staff/auth/login",
+                None,
+                super::harness::Body::Json(
+                    json!({"email": email, "passphrase": STAFF_PASSPHRASE, "otp": otp}),
+                ),
+            )
+            .await
+        }
+    };
+    // Each from its own address: the per-address budgets never bite.
+    for n in 0..10 {
+        attempt(n, "000000".into())
+            .await
+            .problem(401, "unauthorized");
+    }
+    attempt(10, "000000".into())
+        .await
+        .problem(429, "too-many-requests");
+    // The right code too, until the window passes.
+    attempt(11, code(&srv, &secret))
+        .await
+        .problem(429, "too-many-requests");
+    // The trail tells a wrong code after a right passphrase apart.
+    let events = srv
+        .platform
+        .control
+        .audit_events(None, 0, 10_000)
+        .await
+        .unwrap();
+    let wrong_codes = events
+        .iter()
+        .filter(|e| {
+            e.action == "staff.login"
+                && e.detail.as_deref() == Some("right passphrase, wrong or reused code")
+        })
+        .count();
+    assert_eq!(wrong_codes, 10);
+    srv.clock
+        .as_ref()
+        .unwrap()
+        .advance(time::Duration::minutes(16));
+    next_step(&srv);
+    attempt(12, code(&srv, &secret)).await.ok(200);
+}
