@@ -32,7 +32,7 @@ pub mod tls;
 pub use wb_app::{
     access, audit_verify, auth_cache, backup, backup_verify, clock, cpu_work, data_lock, dr,
     drains, dto, egress, export_push, exports, files, grants, jobs, keyring, mail, mailer, members,
-    monitor_job, objects, platform, security, staff, storage,
+    monitor_job, objects, platform, security, staff, staff_views, storage,
 };
 
 pub use clock::{Clock, SystemClock};

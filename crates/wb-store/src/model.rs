@@ -460,6 +460,9 @@ pub struct TenantStats {
     pub entries: i64,
     pub journal_seq: i64,
     pub storage_bytes: u64,
+    /// Attachments, and their bytes (as uploaded).
+    pub files: i64,
+    pub file_bytes: i64,
 }
 
 /// A change-journal record: enough to replay the change on a snapshot.

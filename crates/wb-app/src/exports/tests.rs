@@ -405,6 +405,8 @@ fn snapshot_retries_until_the_books_are_still() {
                 entries: 0,
                 journal_seq: self.0.fetch_add(1, Ordering::SeqCst),
                 storage_bytes: 0,
+                files: 0,
+                file_bytes: 0,
             })
         }
         async fn record(&self, _: wb_store::AuditEvent) -> Result<(), wb_store::StoreError> {

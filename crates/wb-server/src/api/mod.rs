@@ -52,7 +52,7 @@ use crate::problem::{ApiError, Problem};
         audit::list,
         exports::create, exports::list, exports::get, exports::download,
         restores::create, restores::list, restores::get,
-        staff::login, staff::logout, staff::me,
+        staff::login, staff::logout, staff::me, staff::companies, staff::company, staff::summary,
         grants::request, grants::staff_list, grants::management_decision,
         grants::company_list, grants::company_decision,
         files::list, files::upload, files::download,
@@ -226,6 +226,12 @@ pub fn router(
         )
         .route("/api/v1/staff/auth/logout", post(staff::logout))
         .route("/api/v1/staff/me", get(staff::me))
+        .route("/api/v1/staff/companies", get(staff::companies))
+        .route("/api/v1/staff/companies/{company}", get(staff::company))
+        .route(
+            "/api/v1/staff/companies/{company}/summary",
+            get(staff::summary),
+        )
         .route(
             "/api/v1/staff/access-grants",
             get(grants::staff_list).post(grants::request),

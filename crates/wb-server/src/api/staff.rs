@@ -124,3 +124,132 @@ pub async fn me(Staff(caller): Staff) -> Json<StaffMe> {
             .collect(),
     })
 }
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct CompanySearch {
+    /// Part of a company's name, or a member's email.
+    pub q: Option<String>,
+    /// From 0; 50 companies a page.
+    pub page: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StaffCompanyView {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StaffMemberView {
+    pub name: Option<String>,
+    pub email: String,
+    pub role: String,
+    pub last_login_at: Option<String>,
+    pub mfa_enrolled: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StaffCompanyBasics {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+    pub created_at: String,
+    pub members: Vec<StaffMemberView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StaffCompanySummary {
+    pub id: String,
+    pub members: usize,
+    pub accounts: i64,
+    pub entries: i64,
+    pub files: i64,
+    pub storage_bytes: u64,
+    pub last_activity: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StaffCompanyList {
+    pub companies: Vec<StaffCompanyView>,
+}
+
+fn company_view(c: &wb_app::staff_views::CompanyListing) -> StaffCompanyView {
+    StaffCompanyView {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        status: c.status.clone(),
+        created_at: rfc3339(c.created_at),
+    }
+}
+
+/// Support: companies by name or member email.
+#[utoipa::path(get, path = "/api/v1/staff/companies", tag = "staff", params(CompanySearch),
+    responses((status = 200, body = StaffCompanyList), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 422, body = Problem)))]
+pub async fn companies(
+    State(platform): State<AppState>,
+    Staff(staff): Staff,
+    super::json::ApiQuery(q): super::json::ApiQuery<CompanySearch>,
+) -> ApiResult<Json<StaffCompanyList>> {
+    let found = platform
+        .staff_find_companies(&staff, q.q.as_deref(), q.page.unwrap_or(0).min(10_000))
+        .await?;
+    Ok(Json(StaffCompanyList {
+        companies: found.iter().map(company_view).collect(),
+    }))
+}
+
+/// Support: one company's account basics.
+#[utoipa::path(get, path = "/api/v1/staff/companies/{company}", tag = "staff",
+    params(("company" = String, Path)),
+    responses((status = 200, body = StaffCompanyBasics), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem)))]
+pub async fn company(
+    State(platform): State<AppState>,
+    Staff(staff): Staff,
+    axum::extract::Path(company): axum::extract::Path<String>,
+) -> ApiResult<Json<StaffCompanyBasics>> {
+    let basics = platform.staff_company_basics(&staff, &company).await?;
+    let c = company_view(&basics.company);
+    Ok(Json(StaffCompanyBasics {
+        id: c.id,
+        name: c.name,
+        status: c.status,
+        created_at: c.created_at,
+        members: basics
+            .members
+            .iter()
+            .map(|m| StaffMemberView {
+                name: m.name.clone(),
+                email: m.email.clone(),
+                role: m.role.clone(),
+                last_login_at: m.last_login_at.map(rfc3339),
+                mfa_enrolled: m.mfa_enrolled,
+            })
+            .collect(),
+    }))
+}
+
+/// Sales: one company's summary counts.
+#[utoipa::path(get, path = "/api/v1/staff/companies/{company}/summary", tag = "staff",
+    params(("company" = String, Path)),
+    responses((status = 200, body = StaffCompanySummary), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem)))]
+pub async fn summary(
+    State(platform): State<AppState>,
+    Staff(staff): Staff,
+    axum::extract::Path(company): axum::extract::Path<String>,
+) -> ApiResult<Json<StaffCompanySummary>> {
+    let s = platform.staff_company_summary(&staff, &company).await?;
+    Ok(Json(StaffCompanySummary {
+        id: s.id,
+        members: s.members,
+        accounts: s.accounts,
+        entries: s.entries,
+        files: s.files,
+        storage_bytes: s.storage_bytes,
+        last_activity: s.last_activity.map(rfc3339),
+    }))
+}

@@ -508,6 +508,11 @@ impl TenantStore for SqliteTenant {
                     [],
                     |r| r.get(0),
                 )?;
+                let (files, file_bytes): (i64, i64) = conn.query_row(
+                    "SELECT count(*), COALESCE(SUM(size), 0) FROM files",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
                 let size = |p: PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
                 let storage_bytes = size(path.clone()) + size(path.with_extension("db-wal"));
                 Ok(TenantStats {
@@ -515,6 +520,8 @@ impl TenantStore for SqliteTenant {
                     entries,
                     journal_seq,
                     storage_bytes,
+                    files,
+                    file_bytes,
                 })
             })
             .await

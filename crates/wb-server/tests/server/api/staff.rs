@@ -331,3 +331,156 @@ async fn wrong_codes_after_a_right_passphrase_are_counted_from_every_address() {
     next_step(&srv);
     attempt(12, code(&srv, &secret)).await.ok(200);
 }
+
+fn keys(v: &serde_json::Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn support_and_sales_see_exactly_their_fields_and_nothing_else() {
+    let srv = TestServer::start_manual().await;
+    let t = srv.signup("Viewable Bakery").await;
+    srv.chart(&t).await;
+    srv.post_entry(
+        &t,
+        super::harness::entry(
+            "2026-02-01",
+            "bread",
+            &[("1000", "4.00", "EUR"), ("4000", "-4.00", "EUR")],
+        ),
+    )
+    .await;
+    let key = srv
+        .post(
+            &t.path("/api-keys"),
+            &t.token,
+            json!({"name": "bot", "role": "viewer"}),
+        )
+        .await
+        .ok(201)["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let support_secret = staff_member(&srv, "help@ops.example", &[StaffRole::Support]).await;
+    next_step(&srv);
+    let support = staff_login(&srv, "help@ops.example", &code(&srv, &support_secret))
+        .await
+        .ok(200)["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sales_secret = staff_member(&srv, "deals@ops.example", &[StaffRole::Sales]).await;
+    let sales = staff_login(&srv, "deals@ops.example", &code(&srv, &sales_secret))
+        .await
+        .ok(200)["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Support: search by name part (any case) and by a member's email.
+    let by_name = srv
+        .get("/api/v1/staff/companies?q=viewable", &support)
+        .await
+        .ok(200);
+    assert_eq!(by_name["companies"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        keys(&by_name["companies"][0]),
+        ["created_at", "id", "name", "status"]
+    );
+    let by_email = srv
+        .get(&format!("/api/v1/staff/companies?q={}", t.email), &support)
+        .await
+        .ok(200);
+    assert_eq!(by_email["companies"][0]["id"], t.id.as_str());
+    assert!(srv
+        .get("/api/v1/staff/companies?q=nobody@example.com", &support)
+        .await
+        .ok(200)["companies"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+
+    let basics = srv
+        .get(&format!("/api/v1/staff/companies/{}", t.id), &support)
+        .await
+        .ok(200);
+    assert_eq!(
+        keys(&basics),
+        ["created_at", "id", "members", "name", "status"]
+    );
+    let member = &basics["members"][0];
+    assert_eq!(
+        keys(member),
+        ["email", "last_login_at", "mfa_enrolled", "name", "role"]
+    );
+    assert_eq!(member["email"], t.email.as_str());
+    assert_eq!(member["mfa_enrolled"], false);
+    // Nothing secret anywhere in it: no hash, no key, no ledger content.
+    let text = basics.to_string();
+    assert!(
+        !text.contains("argon2") && !text.contains(&key) && !text.contains("bread"),
+        "{text}"
+    );
+
+    // Sales: counts only.
+    let summary = srv
+        .get(&format!("/api/v1/staff/companies/{}/summary", t.id), &sales)
+        .await
+        .ok(200);
+    assert_eq!(
+        keys(&summary),
+        [
+            "accounts",
+            "entries",
+            "files",
+            "id",
+            "last_activity",
+            "members",
+            "storage_bytes"
+        ]
+    );
+    assert_eq!(summary["entries"], 1);
+    assert_eq!(summary["members"], 1);
+    assert!(summary["accounts"].as_i64().unwrap() >= 2);
+    assert!(summary["storage_bytes"].as_u64().unwrap() > 0);
+
+    // Each role is refused the other's view, on record.
+    srv.get(
+        &format!("/api/v1/staff/companies/{}/summary", t.id),
+        &support,
+    )
+    .await
+    .problem(403, "forbidden");
+    srv.get(&format!("/api/v1/staff/companies/{}", t.id), &sales)
+        .await
+        .problem(403, "forbidden");
+    srv.get("/api/v1/staff/companies", &sales)
+        .await
+        .problem(403, "forbidden");
+    let events = srv
+        .platform
+        .control
+        .audit_events(None, 0, 10_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.action == "staff.refused")
+            .count(),
+        3
+    );
+    assert!(events.iter().filter(|e| e.action == "staff.view").count() >= 5);
+    // Bad input: a clear refusal; an unknown company is 404.
+    srv.get(
+        &format!("/api/v1/staff/companies?q={}", "x".repeat(201)),
+        &support,
+    )
+    .await
+    .problem(422, "invalid-query");
+    srv.get("/api/v1/staff/companies/no-such-company", &support)
+        .await
+        .problem(404, "not-found");
+}

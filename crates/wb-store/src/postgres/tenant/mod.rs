@@ -531,7 +531,8 @@ impl TenantStore for PgTenant {
 
     async fn stats(&self) -> Result<TenantStats, StoreError> {
         const SQL: &str = "SELECT (SELECT count(*) FROM accounts), (SELECT COALESCE(MAX(id), 0) FROM entries),
-                    (SELECT journal_seq FROM heads WHERE id = 1), pg_database_size(current_database())";
+                    (SELECT journal_seq FROM heads WHERE id = 1), pg_database_size(current_database()),
+                    (SELECT count(*) FROM files), (SELECT COALESCE(SUM(size), 0)::int8 FROM files)";
         rerouted!(self, route => async {
             let mut conn = route.pool.get().await?;
             let statement = conn.prepare_cached(SQL).await?;
@@ -542,6 +543,8 @@ impl TenantStore for PgTenant {
                 entries: row.try_get(1)?,
                 journal_seq: row.try_get(2)?,
                 storage_bytes: u64::try_from(size).unwrap_or(0),
+                files: row.try_get(4)?,
+                file_bytes: row.try_get(5)?,
             })
         }
         .await)
