@@ -214,3 +214,59 @@ impl Platform {
         })
     }
 }
+
+/// The most alerts a list answers.
+pub const MAX_ALERTS_LISTED: u32 = 200;
+
+impl Platform {
+    /// Security, operations, management: the alerts, newest first.
+    pub async fn staff_alerts(
+        &self,
+        staff: &StaffCaller,
+        state: Option<wb_core::monitor::AlertState>,
+    ) -> ServiceResult<Vec<crate::monitor_job::AlertView>> {
+        self.require_staff_view(staff, StaffView::Alerts, None)
+            .await?;
+        let alerts = self.alerts.list(state, MAX_ALERTS_LISTED).await?;
+        self.record_view(staff, None, "security: alerts").await?;
+        Ok(alerts
+            .iter()
+            .map(crate::monitor_job::AlertView::from)
+            .collect())
+    }
+
+    /// Acknowledges (`resolve` false) or resolves an alert with a reason;
+    /// the alert store records the attempt either way.
+    pub async fn staff_triage(
+        &self,
+        staff: &StaffCaller,
+        id: i64,
+        resolve: bool,
+        reason: &str,
+    ) -> ServiceResult<crate::monitor_job::AlertView> {
+        self.require_staff_view(staff, StaffView::Alerts, None)
+            .await?;
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control)
+        {
+            return Err(ServiceError::unprocessable(
+                "invalid-reason",
+                "reason must be 1 to 500 printable characters",
+            ));
+        }
+        let at = self.now();
+        let done = if resolve {
+            self.alerts.resolve(id, &staff.actor, reason, at).await
+        } else {
+            self.alerts.acknowledge(id, &staff.actor, reason, at).await
+        };
+        match done {
+            Ok(alert) => Ok(crate::monitor_job::AlertView::from(&alert)),
+            Err(wb_store::StoreError::NotFound(_)) => Err(ServiceError::not_found("alert")),
+            Err(wb_store::StoreError::Conflict(detail)) => {
+                Err(ServiceError::conflict("alert-state", detail))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}

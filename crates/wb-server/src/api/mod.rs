@@ -53,6 +53,7 @@ use crate::problem::{ApiError, Problem};
         exports::create, exports::list, exports::get, exports::download,
         restores::create, restores::list, restores::get,
         staff::login, staff::logout, staff::me, staff::companies, staff::company, staff::summary,
+        staff::alerts, staff::triage,
         grants::request, grants::staff_list, grants::management_decision,
         grants::company_list, grants::company_decision,
         files::list, files::upload, files::download,
@@ -227,6 +228,11 @@ pub fn router(
         .route("/api/v1/staff/auth/logout", post(staff::logout))
         .route("/api/v1/staff/me", get(staff::me))
         .route("/api/v1/staff/companies", get(staff::companies))
+        .route("/api/v1/staff/alerts", get(staff::alerts))
+        .route(
+            "/api/v1/staff/alerts/{alert}/{triage}",
+            post(staff::triage).layer(DefaultBodyLimit::max(4 * 1024)),
+        )
         .route("/api/v1/staff/companies/{company}", get(staff::company))
         .route(
             "/api/v1/staff/companies/{company}/summary",

@@ -253,3 +253,66 @@ pub async fn summary(
         last_activity: s.last_activity.map(rfc3339),
     }))
 }
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct AlertFilter {
+    /// `open`, `acknowledged` or `resolved` (default: all).
+    pub state: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TriageBody {
+    /// Why (1 to 500 characters), kept with the alert and in the trail.
+    pub reason: String,
+}
+
+/// Security, operations, management: the platform's alerts.
+#[utoipa::path(get, path = "/api/v1/staff/alerts", tag = "staff", params(AlertFilter),
+    responses((status = 200, body = Object), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 422, body = Problem)))]
+pub async fn alerts(
+    State(platform): State<AppState>,
+    Staff(staff): Staff,
+    super::json::ApiQuery(q): super::json::ApiQuery<AlertFilter>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let state = q
+        .state
+        .as_deref()
+        .map(|s| s.parse::<wb_core::monitor::AlertState>())
+        .transpose()
+        .map_err(|_| {
+            ApiError::unprocessable(
+                "invalid-query",
+                "state must be open, acknowledged or resolved",
+            )
+        })?;
+    let alerts = platform.staff_alerts(&staff, state).await?;
+    Ok(Json(serde_json::json!({ "alerts": alerts })))
+}
+
+/// Acknowledge (`ack`) or resolve an alert.
+#[utoipa::path(post, path = "/api/v1/staff/alerts/{alert}/{triage}", tag = "staff",
+    params(("alert" = i64, Path), ("triage" = String, Path, description = "ack or resolve")),
+    request_body = TriageBody,
+    responses((status = 200, body = Object), (status = 401, body = Problem), (status = 403, body = Problem),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn triage(
+    State(platform): State<AppState>,
+    Staff(staff): Staff,
+    axum::extract::Path((alert, triage)): axum::extract::Path<(String, String)>,
+    ApiJson(body): ApiJson<TriageBody>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let id: i64 = alert.parse().map_err(|_| ApiError::not_found("alert"))?;
+    let resolve = match triage.as_str() {
+        "ack" => false,
+        "resolve" => true,
+        _ => return Err(ApiError::not_found("route")),
+    };
+    let view = platform
+        .staff_triage(&staff, id, resolve, &body.reason)
+        .await?;
+    Ok(Json(
+        serde_json::to_value(view).map_err(|_| ApiError::internal())?,
+    ))
+}

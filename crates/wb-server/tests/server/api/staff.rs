@@ -484,3 +484,104 @@ async fn support_and_sales_see_exactly_their_fields_and_nothing_else() {
         .await
         .problem(404, "not-found");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_staff_triage_alerts_and_others_are_refused() {
+    let srv = TestServer::start_manual().await;
+    let now = srv.platform.now();
+    let draft = wb_core::monitor::AlertDraft {
+        rule: "audit-chain-break",
+        severity: wb_core::monitor::Severity::Critical,
+        dedupe_key: "audit-chain-break:test".into(),
+        title: "Audit chain break reported for test".into(),
+        detail: "raised by the test".into(),
+        company_id: None,
+        at: now,
+    };
+    srv.platform.alerts.raise(&draft, now).await.unwrap();
+    let secret = staff_member(&srv, "watch@ops.example", &[StaffRole::Security]).await;
+    next_step(&srv);
+    let security = staff_login(&srv, "watch@ops.example", &code(&srv, &secret))
+        .await
+        .ok(200)["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sales_secret = staff_member(&srv, "sell@ops.example", &[StaffRole::Sales]).await;
+    let sales = staff_login(&srv, "sell@ops.example", &code(&srv, &sales_secret))
+        .await
+        .ok(200)["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let open = srv
+        .get("/api/v1/staff/alerts?state=open", &security)
+        .await
+        .ok(200);
+    let alert = open["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["rule"] == "audit-chain-break")
+        .expect("the raised alert")
+        .clone();
+    let id = alert["id"].as_i64().unwrap();
+    srv.get("/api/v1/staff/alerts?state=bogus", &security)
+        .await
+        .problem(422, "invalid-query");
+    srv.post(
+        &format!("/api/v1/staff/alerts/{id}/ack"),
+        &security,
+        json!({"reason": " "}),
+    )
+    .await
+    .problem(422, "invalid-reason");
+    let acked = srv
+        .post(
+            &format!("/api/v1/staff/alerts/{id}/ack"),
+            &security,
+            json!({"reason": "looking into it"}),
+        )
+        .await
+        .ok(200);
+    assert_eq!(acked["state"], "acknowledged");
+    assert!(acked["acknowledged"]["by"]
+        .as_str()
+        .unwrap()
+        .starts_with("staff:"));
+    let resolved = srv
+        .post(
+            &format!("/api/v1/staff/alerts/{id}/resolve"),
+            &security,
+            json!({"reason": "restored from backup"}),
+        )
+        .await
+        .ok(200);
+    assert_eq!(resolved["state"], "resolved");
+    srv.post(
+        &format!("/api/v1/staff/alerts/{id}/ack"),
+        &security,
+        json!({"reason": "again"}),
+    )
+    .await
+    .problem(409, "alert-state");
+    srv.post(
+        "/api/v1/staff/alerts/999999/resolve",
+        &security,
+        json!({"reason": "x"}),
+    )
+    .await
+    .problem(404, "not-found");
+    // Sales sees no alerts, and may not triage.
+    srv.get("/api/v1/staff/alerts", &sales)
+        .await
+        .problem(403, "forbidden");
+    srv.post(
+        &format!("/api/v1/staff/alerts/{id}/resolve"),
+        &sales,
+        json!({"reason": "x"}),
+    )
+    .await
+    .problem(403, "forbidden");
+}
