@@ -89,20 +89,26 @@ fn qr_svg(uri: &str) -> ServiceResult<String> {
 }
 
 impl Platform {
-    fn seal_totp(&self, user_id: &str, secret: &TotpSecret) -> ServiceResult<Vec<u8>> {
+    /// Seals a TOTP secret to its holder (`subject`: a user id, or
+    /// `staff:ID`), so a sealed secret cannot be moved to someone else.
+    pub(crate) fn seal_totp(&self, subject: &str, secret: &TotpSecret) -> ServiceResult<Vec<u8>> {
         self.keyring()
             .mfa_key()
-            .seal(secret.expose_bytes(), &totp_secret_aad(user_id))
+            .seal(secret.expose_bytes(), &totp_secret_aad(subject))
             .map_err(|_| ServiceError::internal())
     }
 
-    fn open_totp(&self, record: &TotpRecord) -> ServiceResult<TotpSecret> {
+    pub(crate) fn open_totp_of(&self, subject: &str, sealed: &[u8]) -> ServiceResult<TotpSecret> {
         let bytes = self
             .keyring()
             .mfa_key()
-            .open(&record.sealed_secret, &totp_secret_aad(&record.user_id))
+            .open(sealed, &totp_secret_aad(subject))
             .map_err(|_| ServiceError::internal())?;
         TotpSecret::from_bytes(&bytes).map_err(|_| ServiceError::internal())
+    }
+
+    fn open_totp(&self, record: &TotpRecord) -> ServiceResult<TotpSecret> {
+        self.open_totp_of(&record.user_id, &record.sealed_secret)
     }
 
     /// The second-factor methods a login of this user must use; empty when

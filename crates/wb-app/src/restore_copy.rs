@@ -108,13 +108,12 @@ impl CompanyScope {
                 Ok(job)
             }
             Err(e) => {
-                let mut refused = self.restore_event(
+                let refused = self.restore_event(
                     platform,
-                    "",
+                    None,
                     Outcome::Failure,
                     format!("restore into a new company refused: {}", e.detail),
                 );
-                refused.target = None;
                 self.note(refused).await;
                 Err(e)
             }
@@ -160,7 +159,7 @@ impl CompanyScope {
         };
         let asked = self.restore_event(
             platform,
-            &guard.job.id,
+            Some(&guard.job.id),
             Outcome::Success,
             format!(
                 "restore into a new company asked for, to {}",
@@ -174,7 +173,7 @@ impl CompanyScope {
     fn restore_event(
         &self,
         platform: &Platform,
-        job_id: &str,
+        job_id: Option<&str>,
         outcome: Outcome,
         detail: String,
     ) -> AuditEvent {
@@ -183,7 +182,7 @@ impl CompanyScope {
             actor: self.actor().clone(),
             company_id: Some(self.company_id().to_string()),
             action: Action::CompanyRestore,
-            target: Some(format!("restore:{job_id}")),
+            target: job_id.map(|id| format!("restore:{id}")),
             outcome,
             detail: Some(detail),
         }

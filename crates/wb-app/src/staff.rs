@@ -7,15 +7,11 @@
 use time::{Duration, OffsetDateTime};
 use wb_core::staff::StaffRole;
 use wb_core::Action;
-use wb_crypto::{
-    check_strength, hash_passphrase, new_token, token_hash, verify_passphrase, PassphraseError,
-    Secret, TotpSecret,
-};
+use wb_crypto::{new_token, token_hash, verify_passphrase, Secret, TotpSecret};
 use wb_store::staff::{StaffRecord, StaffSession};
 use wb_store::{Actor, Attempt, AuditEvent, Outcome, StoreError};
 
 use crate::error::{ServiceError, ServiceResult};
-use crate::keyring::totp_secret_aad;
 use crate::platform::identity::{seconds_until, FAILED_LOGIN_WINDOW};
 use crate::platform::{normalize_email, Platform, SessionOrigin, MIN_PASSPHRASE_SCORE};
 
@@ -37,14 +33,24 @@ pub struct NewStaff {
     pub totp_uri: Secret,
 }
 
-/// A staff member signed in.
-#[derive(Debug, Clone)]
+/// A staff member signed in. `Debug` leaves out the session's token hash
+/// (the key its session is looked up by).
+#[derive(Clone)]
 pub struct StaffCaller {
     pub staff_id: String,
     pub email: String,
     pub roles: Vec<StaffRole>,
     pub token_hash: String,
     pub actor: Actor,
+}
+
+impl std::fmt::Debug for StaffCaller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaffCaller")
+            .field("staff_id", &self.staff_id)
+            .field("roles", &self.roles)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Roles as stored, the unknown ones dropped (a newer build's).
@@ -99,28 +105,6 @@ fn store_error(e: StoreError) -> ServiceError {
 }
 
 impl Platform {
-    fn seal_staff_totp(&self, staff_id: &str, secret: &TotpSecret) -> ServiceResult<Vec<u8>> {
-        self.keyring()
-            .mfa_key()
-            .seal(
-                secret.expose_bytes(),
-                &totp_secret_aad(&staff_actor_id(staff_id)),
-            )
-            .map_err(|_| ServiceError::internal())
-    }
-
-    fn open_staff_totp(&self, record: &StaffRecord) -> ServiceResult<TotpSecret> {
-        let bytes = self
-            .keyring()
-            .mfa_key()
-            .open(
-                &record.sealed_totp,
-                &totp_secret_aad(&staff_actor_id(&record.id)),
-            )
-            .map_err(|_| ServiceError::internal())?;
-        TotpSecret::from_bytes(&bytes).map_err(|_| ServiceError::internal())
-    }
-
     async fn staff_by_email_or_404(&self, email: &str) -> ServiceResult<StaffRecord> {
         let email = normalize_email(email)?;
         self.control
@@ -145,29 +129,9 @@ impl Platform {
             ));
         }
         let email = normalize_email(email)?;
-        let words = [
-            email.clone(),
-            email.split('@').next().unwrap_or("").to_string(),
-        ];
-        let pass = passphrase.clone();
-        let hashed = self
-            .cpu
-            .run(move || {
-                let words: Vec<&str> = words.iter().map(String::as_str).collect();
-                check_strength(&pass, &words, MIN_PASSPHRASE_SCORE)?;
-                hash_passphrase(&pass)
-            })
+        let passphrase_hash = self
+            .strong_passphrase_hash(&email, passphrase, &[], MIN_PASSPHRASE_SCORE)
             .await?;
-        let passphrase_hash = hashed.map_err(|e| match e {
-            PassphraseError::Weak(reason) => ServiceError::unprocessable(
-                "weak-passphrase",
-                format!("passphrase is too weak: {reason}"),
-            ),
-            other => {
-                tracing::error!(error = %other, "hashing a staff passphrase failed");
-                ServiceError::internal()
-            }
-        })?;
         let id = uuid::Uuid::now_v7().to_string();
         let secret = TotpSecret::generate();
         let now = self.now();
@@ -176,7 +140,7 @@ impl Platform {
             email: email.clone(),
             passphrase_hash,
             roles: role_names(roles),
-            sealed_totp: self.seal_staff_totp(&id, &secret)?,
+            sealed_totp: self.seal_totp(&staff_actor_id(&id), &secret)?,
             totp_last_step: 0,
             created_at: now,
             disabled_at: None,
@@ -273,7 +237,7 @@ impl Platform {
     pub async fn reset_staff_mfa(&self, email: &str, actor: Actor) -> ServiceResult<Secret> {
         let staff = self.staff_by_email_or_404(email).await?;
         let secret = TotpSecret::generate();
-        let sealed = self.seal_staff_totp(&staff.id, &secret)?;
+        let sealed = self.seal_totp(&staff_actor_id(&staff.id), &secret)?;
         let audit = control_event(
             &actor,
             Action::StaffResetMfa,
@@ -367,7 +331,7 @@ impl Platform {
                 ));
             }
         };
-        let code_ok = match self.open_staff_totp(&staff) {
+        let code_ok = match self.open_totp_of(&staff_actor_id(&staff.id), &staff.sealed_totp) {
             Ok(secret) => {
                 let now_secs = u64::try_from(now.unix_timestamp()).unwrap_or(0);
                 match secret.verify(otp.expose(), now_secs) {

@@ -165,18 +165,14 @@ impl Platform {
         let company = self.company_or_404(company_id).await?;
         let mut members = Vec::new();
         for m in self.control.members(&company.id).await? {
-            let totp = self
-                .control
-                .totp(&m.user_id)
-                .await?
-                .is_some_and(|t| t.confirmed_at.is_some());
-            let passkeys = !self.control.passkeys(&m.user_id).await?.is_empty();
+            // What a login of theirs would ask for: any method means enrolled.
+            let enrolled = !self.second_factors_of(&m.user_id).await?.is_empty();
             members.push(MemberBasics {
                 name: m.name.clone(),
                 email: m.email.clone(),
                 role: m.role.as_str().to_string(),
                 last_login_at: m.last_login_at,
-                mfa_enrolled: totp || passkeys,
+                mfa_enrolled: enrolled,
             });
         }
         self.record_view(staff, Some(&company.id), "support: account basics")

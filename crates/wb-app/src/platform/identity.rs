@@ -112,10 +112,33 @@ impl Platform {
         related: &[&str],
         min_score: u8,
     ) -> ServiceResult<UserRecord> {
-        let min_score = min_score.max(MIN_PASSPHRASE_SCORE);
         let email = normalize_email(email)?;
+        let passphrase_hash = self
+            .strong_passphrase_hash(&email, passphrase, related, min_score)
+            .await?;
+        Ok(UserRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            email,
+            name,
+            passphrase_hash,
+            created_at: self.now(),
+            last_login_at: None,
+        })
+    }
+
+    /// Checks a new passphrase's strength (at least `min_score`, never below
+    /// the platform's minimum; the email and `related` words count against
+    /// it) and hashes it, off the async runtime.
+    pub(crate) async fn strong_passphrase_hash(
+        &self,
+        email: &str,
+        passphrase: &Secret,
+        related: &[&str],
+        min_score: u8,
+    ) -> ServiceResult<String> {
+        let min_score = min_score.max(MIN_PASSPHRASE_SCORE);
         let local = email.split('@').next().unwrap_or("");
-        let mut words: Vec<String> = vec![email.clone(), local.to_string()];
+        let mut words: Vec<String> = vec![email.to_string(), local.to_string()];
         words.extend(related.iter().map(|w| w.to_string()));
         let passphrase = passphrase.clone();
         let hashed = self
@@ -126,20 +149,12 @@ impl Platform {
                 hash_passphrase(&passphrase)
             })
             .await?;
-        let passphrase_hash = hashed.map_err(|e| match e {
+        hashed.map_err(|e| match e {
             PassphraseError::Weak(reason) => ServiceError::unprocessable(
                 "weak-passphrase",
                 format!("passphrase is too weak: {reason}"),
             ),
             PassphraseError::Hash => ServiceError::internal(),
-        })?;
-        Ok(UserRecord {
-            id: uuid::Uuid::now_v7().to_string(),
-            email,
-            name,
-            passphrase_hash,
-            created_at: self.now(),
-            last_login_at: None,
         })
     }
 

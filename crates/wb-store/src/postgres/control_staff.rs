@@ -95,6 +95,25 @@ async fn end_sessions(
 }
 
 impl PgControl {
+    /// One statement that must change exactly one row, committed with
+    /// `audit`; otherwise `missed`, and nothing (not even the audit) written.
+    async fn exec_exactly_one(
+        &self,
+        sql: &str,
+        params: &[P<'_>],
+        audit: &AuditEvent,
+        missed: StoreError,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        let tx = begin(&mut conn).await?;
+        if tx.execute_typed(sql, params).await? != 1 {
+            return Err(missed);
+        }
+        append_audit(&tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// One statement that must change exactly one staff row, with `audit`,
     /// then ends the member's sessions in the same transaction.
     async fn change_staff(
@@ -135,34 +154,25 @@ impl StaffStore for PgControl {
     async fn create_staff(&self, s: &StaffRecord, audit: &AuditEvent) -> Result<(), StoreError> {
         let (roles, created) = (s.roles.join(","), unix_millis(s.created_at));
         let disabled = s.disabled_at.map(unix_millis);
-        let mut conn = self.conn().await?;
-        let tx = begin(&mut conn).await?;
-        let written = tx
-            .execute_typed(
-                &format!(
-                    "INSERT INTO staff ({STAFF_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                     ON CONFLICT (email) DO NOTHING"
-                ),
-                &[
-                    text(&s.id),
-                    text(&s.email),
-                    text(&s.passphrase_hash),
-                    text(&roles),
-                    bytea(&s.sealed_totp),
-                    int8(&s.totp_last_step),
-                    int8(&created),
-                    int8(&disabled),
-                ],
-            )
-            .await?;
-        if written != 1 {
-            return Err(StoreError::Conflict(
-                "a staff member with this email exists".into(),
-            ));
-        }
-        append_audit(&tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        self.exec_exactly_one(
+            &format!(
+                "INSERT INTO staff ({STAFF_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (email) DO NOTHING"
+            ),
+            &[
+                text(&s.id),
+                text(&s.email),
+                text(&s.passphrase_hash),
+                text(&roles),
+                bytea(&s.sealed_totp),
+                int8(&s.totp_last_step),
+                int8(&created),
+                int8(&disabled),
+            ],
+            audit,
+            StoreError::Conflict("a staff member with this email exists".into()),
+        )
+        .await
     }
 
     async fn staff(&self, id: &str) -> Result<Option<StaffRecord>, StoreError> {
@@ -205,20 +215,13 @@ impl StaffStore for PgControl {
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let roles = roles.join(",");
-        let mut conn = self.conn().await?;
-        let tx = begin(&mut conn).await?;
-        let changed = tx
-            .execute_typed(
-                "UPDATE staff SET roles = $1 WHERE id = $2",
-                &[text(&roles), text(&id)],
-            )
-            .await?;
-        if changed != 1 {
-            return Err(StoreError::NotFound("staff member"));
-        }
-        append_audit(&tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        self.exec_exactly_one(
+            "UPDATE staff SET roles = $1 WHERE id = $2",
+            &[text(&roles), text(&id)],
+            audit,
+            StoreError::NotFound("staff member"),
+        )
+        .await
     }
 
     async fn disable_staff(&self, id: &str, audit: &AuditEvent) -> Result<Vec<String>, StoreError> {
@@ -321,20 +324,13 @@ impl StaffStore for PgControl {
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let at = unix_millis(audit.at);
-        let mut conn = self.conn().await?;
-        let tx = begin(&mut conn).await?;
-        let changed = tx
-            .execute_typed(
-                "UPDATE staff_sessions SET ended_at = $1 WHERE token_hash = $2 AND ended_at IS NULL",
-                &[int8(&at), text(&token_hash)],
-            )
-            .await?;
-        if changed != 1 {
-            return Err(StoreError::NotFound("staff session"));
-        }
-        append_audit(&tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        self.exec_exactly_one(
+            "UPDATE staff_sessions SET ended_at = $1 WHERE token_hash = $2 AND ended_at IS NULL",
+            &[int8(&at), text(&token_hash)],
+            audit,
+            StoreError::NotFound("staff session"),
+        )
+        .await
     }
 
     async fn create_grant(&self, grant: &Grant, audit: &AuditEvent) -> Result<(), StoreError> {
@@ -386,38 +382,29 @@ impl StaffStore for PgControl {
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let r = GrantRow::of(grant, version + 1);
-        let mut conn = self.conn().await?;
-        let tx = begin(&mut conn).await?;
         // Only the decisions change; the request itself is fixed.
-        let changed = tx
-            .execute_typed(
-                "UPDATE access_grants SET company_by = $1, company_at = $2, management_by = $3,
-                     management_at = $4, ended_kind = $5, ended_side = $6, ended_by = $7,
-                     ended_at = $8, version = $9
-                 WHERE id = $10 AND version = $11",
-                &[
-                    text(&r.company_by),
-                    int8(&r.company_at),
-                    text(&r.management_by),
-                    int8(&r.management_at),
-                    text(&r.ended_kind),
-                    text(&r.ended_side),
-                    text(&r.ended_by),
-                    int8(&r.ended_at),
-                    int8(&r.version),
-                    text(&r.id),
-                    int8(&version),
-                ],
-            )
-            .await?;
-        if changed != 1 {
-            return Err(StoreError::Conflict(
-                "the grant changed meanwhile; read it again".into(),
-            ));
-        }
-        append_audit(&tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        self.exec_exactly_one(
+            "UPDATE access_grants SET company_by = $1, company_at = $2, management_by = $3,
+                 management_at = $4, ended_kind = $5, ended_side = $6, ended_by = $7,
+                 ended_at = $8, version = $9
+             WHERE id = $10 AND version = $11",
+            &[
+                text(&r.company_by),
+                int8(&r.company_at),
+                text(&r.management_by),
+                int8(&r.management_at),
+                text(&r.ended_kind),
+                text(&r.ended_side),
+                text(&r.ended_by),
+                int8(&r.ended_at),
+                int8(&r.version),
+                text(&r.id),
+                int8(&version),
+            ],
+            audit,
+            StoreError::Conflict("the grant changed meanwhile; read it again".into()),
+        )
+        .await
     }
 
     async fn company_grants(

@@ -4,50 +4,17 @@
 //! hidden from the company until it may be told, and every refusal is on
 //! record.
 
+use super::harness::{Tenant, TestServer};
+use super::staff::{staff_member, staff_token};
 use serde_json::{json, Value};
 use wb_core::staff::StaffRole;
-use wb_crypto::{Secret, TotpSecret};
-use wb_server::clock::Clock;
-use wb_server::staff::host_actor;
-
-use super::harness::{Tenant, TestServer};
-
-const STAFF_PASSPHRASE: &str = "orbit lantern quarry 58 mossy anvil";
-
-fn unix_now(srv: &TestServer) -> u64 {
-    u64::try_from(srv.clock.as_ref().unwrap().now().unix_timestamp()).unwrap()
-}
 
 /// A staff member, signed in: (actor id, token).
 async fn staff(srv: &TestServer, email: &str, roles: &[StaffRole]) -> (String, String) {
-    let created = srv
-        .platform
-        .create_staff(
-            email,
-            roles,
-            &Secret::from(STAFF_PASSPHRASE.to_string()),
-            host_actor(),
-        )
-        .await
-        .unwrap();
-    let uri = created.totp_uri.expose().to_string();
-    let secret = uri
-        .split(['?', '&'])
-        .find_map(|p| p.strip_prefix("secret="))
-        .unwrap();
-    let secret = TotpSecret::from_base32(secret).unwrap();
-    let code = secret.code_at(unix_now(srv)).unwrap().expose().to_string();
-    let login = srv
-        .post_anon(
-            "/api/v1/staff/auth/login",
-            json!({"email": email, "passphrase": STAFF_PASSPHRASE, "otp": code}),
-        )
-        .await
-        .ok(200);
-    (
-        format!("staff:{}", created.record.id),
-        login["token"].as_str().unwrap().to_string(),
-    )
+    let secret = staff_member(srv, email, roles).await;
+    let token = staff_token(srv, email, &secret).await;
+    let me = srv.get("/api/v1/staff/me", &token).await.ok(200);
+    (format!("staff:{}", me["id"].as_str().unwrap()), token)
 }
 
 fn ask(company: &str, scope: &str) -> Value {

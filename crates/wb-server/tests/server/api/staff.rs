@@ -12,9 +12,9 @@ use wb_server::staff::host_actor;
 
 use super::harness::TestServer;
 
-const STAFF_PASSPHRASE: &str = "orbit lantern quarry 58 mossy anvil";
+pub(super) const STAFF_PASSPHRASE: &str = "orbit lantern quarry 58 mossy anvil";
 
-fn unix_now(srv: &TestServer) -> u64 {
+pub(super) fn unix_now(srv: &TestServer) -> u64 {
     let clock = srv.clock.as_ref().expect("manual clock");
     u64::try_from(clock.now().unix_timestamp()).unwrap()
 }
@@ -28,11 +28,11 @@ fn secret_of(uri: &str) -> TotpSecret {
     TotpSecret::from_base32(secret).unwrap()
 }
 
-fn code(srv: &TestServer, secret: &TotpSecret) -> String {
+pub(super) fn code(srv: &TestServer, secret: &TotpSecret) -> String {
     secret.code_at(unix_now(srv)).unwrap().expose().to_string()
 }
 
-fn next_step(srv: &TestServer) {
+pub(super) fn next_step(srv: &TestServer) {
     let clock = srv.clock.as_ref().unwrap();
     let now = unix_now(srv);
     clock.advance(time::Duration::seconds(
@@ -40,7 +40,7 @@ fn next_step(srv: &TestServer) {
     ));
 }
 
-async fn staff_member(srv: &TestServer, email: &str, roles: &[StaffRole]) -> TotpSecret {
+pub(super) async fn staff_member(srv: &TestServer, email: &str, roles: &[StaffRole]) -> TotpSecret {
     let created = srv
         .platform
         .create_staff(
@@ -55,12 +55,20 @@ async fn staff_member(srv: &TestServer, email: &str, roles: &[StaffRole]) -> Tot
     secret_of(created.totp_uri.expose())
 }
 
-async fn staff_login(srv: &TestServer, email: &str, otp: &str) -> super::harness::Resp {
+pub(super) async fn staff_login(srv: &TestServer, email: &str, otp: &str) -> super::harness::Resp {
     srv.post_anon(
         "/api/v1/staff/auth/login",
         json!({"email": email, "passphrase": STAFF_PASSPHRASE, "otp": otp}),
     )
     .await
+}
+
+/// A signed-in staff member's token (a login with the current code).
+pub(super) async fn staff_token(srv: &TestServer, email: &str, secret: &TotpSecret) -> String {
+    staff_login(srv, email, &code(srv, secret)).await.ok(200)["token"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 async fn staff_logins(srv: &TestServer, outcome: &str) -> usize {
@@ -145,10 +153,7 @@ async fn staff_log_in_with_passphrase_and_code_into_short_sessions_of_their_own(
         .problem(401, "unauthorized");
 
     next_step(&srv);
-    let token = staff_login(&srv, email, &code(&srv, &secret)).await.ok(200)["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = staff_token(&srv, email, &secret).await;
     // Used every 29 minutes it lives 7 h 44 min; at 8 h it ends regardless.
     for _ in 0..16 {
         clock.advance(time::Duration::minutes(29));
@@ -161,10 +166,7 @@ async fn staff_log_in_with_passphrase_and_code_into_short_sessions_of_their_own(
 
     // Logout ends it.
     next_step(&srv);
-    let token = staff_login(&srv, email, &code(&srv, &secret)).await.ok(200)["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = staff_token(&srv, email, &secret).await;
     srv.post("/api/v1/staff/auth/logout", &token, json!({}))
         .await
         .no_content();
@@ -180,10 +182,7 @@ async fn disabling_or_a_new_authenticator_ends_staff_sessions_at_once() {
     let email = "ops@ops.example";
     let secret = staff_member(&srv, email, &[StaffRole::Operations]).await;
     next_step(&srv);
-    let token = staff_login(&srv, email, &code(&srv, &secret)).await.ok(200)["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = staff_token(&srv, email, &secret).await;
     let uri = srv
         .platform
         .reset_staff_mfa(email, host_actor())
@@ -197,10 +196,7 @@ async fn disabling_or_a_new_authenticator_ends_staff_sessions_at_once() {
         .await
         .problem(401, "unauthorized");
     let secret = secret_of(uri.expose());
-    let token = staff_login(&srv, email, &code(&srv, &secret)).await.ok(200)["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = staff_token(&srv, email, &secret).await;
 
     srv.platform
         .disable_staff(email, host_actor())
@@ -365,19 +361,9 @@ async fn support_and_sales_see_exactly_their_fields_and_nothing_else() {
         .to_string();
     let support_secret = staff_member(&srv, "help@ops.example", &[StaffRole::Support]).await;
     next_step(&srv);
-    let support = staff_login(&srv, "help@ops.example", &code(&srv, &support_secret))
-        .await
-        .ok(200)["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let support = staff_token(&srv, "help@ops.example", &support_secret).await;
     let sales_secret = staff_member(&srv, "deals@ops.example", &[StaffRole::Sales]).await;
-    let sales = staff_login(&srv, "deals@ops.example", &code(&srv, &sales_secret))
-        .await
-        .ok(200)["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let sales = staff_token(&srv, "deals@ops.example", &sales_secret).await;
 
     // Support: search by name part (any case) and by a member's email.
     let by_name = srv
@@ -501,19 +487,9 @@ async fn security_staff_triage_alerts_and_others_are_refused() {
     srv.platform.alerts.raise(&draft, now).await.unwrap();
     let secret = staff_member(&srv, "watch@ops.example", &[StaffRole::Security]).await;
     next_step(&srv);
-    let security = staff_login(&srv, "watch@ops.example", &code(&srv, &secret))
-        .await
-        .ok(200)["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let security = staff_token(&srv, "watch@ops.example", &secret).await;
     let sales_secret = staff_member(&srv, "sell@ops.example", &[StaffRole::Sales]).await;
-    let sales = staff_login(&srv, "sell@ops.example", &code(&srv, &sales_secret))
-        .await
-        .ok(200)["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let sales = staff_token(&srv, "sell@ops.example", &sales_secret).await;
 
     let open = srv
         .get("/api/v1/staff/alerts?state=open", &security)
