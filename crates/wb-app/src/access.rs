@@ -2,8 +2,8 @@
 //!
 //! Every company-scoped operation starts with [`Platform::admit`]: it decides
 //! whether the caller may use the company for a permission (role, API-key
-//! scope; later staff grants, address allowlists and MFA gates go here and
-//! nowhere else) and records a refusal in the platform trail. An
+//! scope, a staff member's access grant, the company's address allowlist and
+//! session rules; nowhere else) and records a refusal in the platform trail. An
 //! [`Admission`] holds no data: the company's store is reached only through
 //! the [`CompanyScope`] it turns into, either by recording a read in the
 //! company's own trail ([`Admission::read`]) or for a change, which the store
@@ -17,6 +17,7 @@ use std::sync::Arc;
 use wb_core::Action;
 
 use time::OffsetDateTime;
+use wb_core::grants::GrantScope;
 use wb_core::{Permission, Role};
 use wb_store::{Actor, AuditEvent, Outcome, TenantStore, WriteContext};
 
@@ -41,6 +42,25 @@ pub struct Admission {
     company_id: String,
     role: Role,
     permission: Permission,
+    grant: Option<GrantUse>,
+}
+
+/// The access grant a staff member was admitted under.
+#[derive(Debug, Clone)]
+pub struct GrantUse {
+    pub id: String,
+    pub scope: GrantScope,
+    pub reason: String,
+}
+
+impl GrantUse {
+    /// What every event recorded under the grant says about it.
+    fn detail(&self) -> String {
+        format!(
+            "under access grant {} ({}): {}",
+            self.id, self.scope, self.reason
+        )
+    }
 }
 
 /// A caller inside one company: the only way to that company's store.
@@ -49,6 +69,7 @@ pub struct CompanyScope {
     caller: Caller,
     company_id: String,
     role: Role,
+    grant: Option<GrantUse>,
 }
 
 impl std::fmt::Debug for CompanyScope {
@@ -90,6 +111,12 @@ impl Platform {
                 self.control.access_facts(Some(user_id), company_id).await?
             }
             Principal::ApiKey { .. } => self.control.access_facts(None, company_id).await?,
+            Principal::Staff { staff_id, .. } => {
+                let staff_id = staff_id.clone();
+                return self
+                    .admit_staff(caller, &staff_id, company_id, permission)
+                    .await;
+            }
         };
         let role = match &caller.principal {
             Principal::User { .. } => member_role,
@@ -98,6 +125,7 @@ impl Platform {
                 role,
                 ..
             } => (own == company_id).then_some(*role),
+            Principal::Staff { .. } => None,
         };
         let Some(role) = role else {
             self.record_refusal(
@@ -129,6 +157,80 @@ impl Platform {
             company_id: company_id.to_string(),
             role,
             permission,
+            grant: None,
+        })
+    }
+
+    /// The door for staff: staff hold no role in any company, so they are
+    /// admitted only under one of their access grants that is active now
+    /// and whose scope covers `permission`, and only from an address the
+    /// company's allowlist accepts. The grants are read from the control
+    /// store on every request, never cached: a revocation or the end of a
+    /// grant holds on every node from the next request. Outside a grant the
+    /// refusal is recorded as `staff.refused` (the monitor raises
+    /// `staff-access-outside-grant`) and answered 403 `grant-required`.
+    async fn admit_staff(
+        &self,
+        mut caller: Caller,
+        staff_id: &str,
+        company_id: &str,
+        permission: Permission,
+    ) -> ServiceResult<Admission> {
+        let now = self.now();
+        let grant = self
+            .control
+            .live_grants(&crate::staff::staff_actor_id(staff_id), company_id)
+            .await?
+            .into_iter()
+            .map(|stored| stored.grant)
+            .filter(|grant| grant.allows(permission, now))
+            .max_by_key(|grant| grant.closes_at());
+        let Some(grant) = grant else {
+            let event = AuditEvent {
+                at: now,
+                actor: caller.actor.clone(),
+                company_id: Some(company_id.chars().take(64).collect()),
+                action: Action::StaffRefused,
+                target: Some(format!(
+                    "company:{}",
+                    company_id.chars().take(64).collect::<String>()
+                )),
+                outcome: Outcome::Failure,
+                detail: Some(format!(
+                    "no active access grant covers {permission:?} in this company"
+                )),
+            };
+            if let Err(e) = self.control.audit(&event).await {
+                tracing::error!(error = %e, "a refused staff request could not be recorded");
+                return Err(ServiceError::audit_unavailable());
+            }
+            return Err(ServiceError::new(
+                crate::error::ErrorKind::Forbidden,
+                "grant-required",
+                "Access grant required",
+                "staff reach a company's content only under an active access grant, \
+                 approved by the company and by management, whose scope covers this request",
+            ));
+        };
+        // Every event recorded under the grant (the read, the change the
+        // store records) names it.
+        caller.actor.auth = crate::grant_actions::grant_auth(&grant.id);
+        let (_, policy) = self.control.access_facts(None, company_id).await?;
+        if let Some(policy) = policy {
+            self.check_policy(&caller, company_id, &policy).await?;
+        }
+        Ok(Admission {
+            caller,
+            company_id: company_id.to_string(),
+            // Never consulted for staff (`allows` asks the grant); the least
+            // role, so a place that forgot to ask `allows` grants nothing.
+            role: Role::Viewer,
+            permission,
+            grant: Some(GrantUse {
+                id: grant.id,
+                scope: grant.scope,
+                reason: grant.reason,
+            }),
         })
     }
 
@@ -165,7 +267,9 @@ impl Platform {
                     second_factor: *second_factor,
                 })
             }
-            Principal::ApiKey { .. } => None,
+            // Staff sessions have their own, shorter limits and always a
+            // second factor (`Platform::staff_authenticate`).
+            Principal::ApiKey { .. } | Principal::Staff { .. } => None,
         };
         let (action, detail, error) = match policy.refuse(client, session, self.now()) {
             None => return Ok(()),
@@ -246,9 +350,29 @@ impl Platform {
     }
 }
 
+/// What a member's role, or a staff member's grant, allows.
+fn standing_allows(role: Role, grant: Option<&GrantUse>, permission: Permission) -> bool {
+    match grant {
+        Some(grant) => grant.scope.covers(permission),
+        None => role.allows(permission),
+    }
+}
+
 impl Admission {
+    /// The member's role (for staff, who hold none, the least role: ask
+    /// [`Admission::allows`] what the caller may do).
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// Whether the caller may also do `permission` here.
+    pub fn allows(&self, permission: Permission) -> bool {
+        standing_allows(self.role, self.grant.as_ref(), permission)
+    }
+
+    /// The access grant of a staff caller.
+    pub fn grant(&self) -> Option<&GrantUse> {
+        self.grant.as_ref()
     }
 
     pub fn caller(&self) -> &Caller {
@@ -276,11 +400,14 @@ impl Admission {
             action,
             target,
             outcome: Outcome::Success,
-            detail: None,
+            detail: scope.grant.as_ref().map(GrantUse::detail),
         };
-        platform
-            .audit_access(&*scope.store, event, AccessKind::CustomerRead)
-            .await?;
+        // A staff read that cannot be recorded does not happen.
+        let kind = match scope.grant {
+            Some(_) => AccessKind::Staff,
+            None => AccessKind::CustomerRead,
+        };
+        platform.audit_access(&*scope.store, event, kind).await?;
         Ok(scope)
     }
 
@@ -288,7 +415,9 @@ impl Admission {
     /// company's trail and fails when it cannot: a change (the store records
     /// it, or its refusal, in the same transaction), an export made or
     /// downloaded. So nothing is recorded here; a read-only permission cannot
-    /// be used this way.
+    /// be used this way. Under a staff grant, the grant's use is recorded
+    /// first (`access_grant.use`, with the grant, its reason and the
+    /// permission), and nothing happens when it cannot be.
     pub async fn operate(self, platform: &Platform) -> ServiceResult<CompanyScope> {
         if only_reads(self.permission) {
             tracing::error!(
@@ -297,7 +426,23 @@ impl Admission {
             );
             return Err(ServiceError::internal());
         }
-        self.open(platform).await
+        let permission = self.permission;
+        let scope = self.open(platform).await?;
+        if let Some(grant) = &scope.grant {
+            let event = AuditEvent {
+                at: platform.now(),
+                actor: scope.caller.actor.clone(),
+                company_id: Some(scope.company_id.clone()),
+                action: Action::GrantUse,
+                target: Some(format!("grant:{}", grant.id)),
+                outcome: Outcome::Success,
+                detail: Some(format!("{permission:?} {}", grant.detail())),
+            };
+            platform
+                .audit_access(&*scope.store, event, AccessKind::Staff)
+                .await?;
+        }
+        Ok(scope)
     }
 
     async fn open(self, platform: &Platform) -> ServiceResult<CompanyScope> {
@@ -307,6 +452,7 @@ impl Admission {
             caller: self.caller,
             company_id: self.company_id,
             role: self.role,
+            grant: self.grant,
         })
     }
 }
@@ -317,8 +463,19 @@ impl CompanyScope {
         &*self.store
     }
 
+    /// The member's role (the least role for staff: ask `allows`).
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// Whether the caller may also do `permission` here.
+    pub fn allows(&self, permission: Permission) -> bool {
+        standing_allows(self.role, self.grant.as_ref(), permission)
+    }
+
+    /// The access grant of a staff caller.
+    pub fn grant(&self) -> Option<&GrantUse> {
+        self.grant.as_ref()
     }
 
     pub fn caller(&self) -> &Caller {

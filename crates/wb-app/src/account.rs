@@ -39,6 +39,9 @@ pub(crate) fn session_of(principal: &Principal) -> ServiceResult<(&str, &str)> {
         Principal::ApiKey { .. } => Err(ServiceError::forbidden(
             "API keys have no account, sessions or second factors: use a session",
         )),
+        Principal::Staff { .. } => Err(ServiceError::forbidden(
+            "staff sessions have no customer account",
+        )),
     }
 }
 

@@ -37,6 +37,7 @@ pub mod export_slots;
 pub mod exports;
 pub mod files;
 pub mod forwarder;
+pub mod grant_actions;
 pub mod grants;
 pub mod jobs;
 pub mod keyring;

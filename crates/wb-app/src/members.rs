@@ -282,7 +282,7 @@ impl Platform {
         let signed_in_as = match signed_in {
             Some(Principal::User { user_id, .. }) => Some(user_id.as_str()),
             // An API key is no person: it cannot accept for one.
-            Some(Principal::ApiKey { .. }) => Some(""),
+            Some(Principal::ApiKey { .. } | Principal::Staff { .. }) => Some(""),
             None => None,
         };
         let joiner = match (&existing, signed_in_as) {

@@ -19,6 +19,13 @@ pub enum Principal {
         company_id: String,
         role: Role,
     },
+    /// A Work-books staff member (their own realm and sessions). Staff hold
+    /// no role in any company: on a company path the door admits them only
+    /// under an active access grant whose scope covers the permission.
+    Staff {
+        staff_id: String,
+        token_hash: String,
+    },
 }
 
 impl Principal {
@@ -26,12 +33,14 @@ impl Principal {
         match self {
             Principal::User { user_id, .. } => format!("user:{user_id}"),
             Principal::ApiKey { key_id, .. } => format!("api_key:{key_id}"),
+            Principal::Staff { staff_id, .. } => crate::staff::staff_actor_id(staff_id),
         }
     }
     pub fn auth_kind(&self) -> &'static str {
         match self {
             Principal::User { .. } => "session",
             Principal::ApiKey { .. } => "api_key",
+            Principal::Staff { .. } => "staff_session",
         }
     }
 }

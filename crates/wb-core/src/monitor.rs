@@ -526,7 +526,8 @@ impl Monitor {
             | Action::GrantApprove
             | Action::GrantDeny
             | Action::GrantRevoke
-            | Action::GrantsList => {}
+            | Action::GrantsList
+            | Action::GrantUse => {}
         }
         out
     }

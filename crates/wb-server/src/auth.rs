@@ -173,6 +173,44 @@ impl axum::extract::OptionalFromRequestParts<AppState> for Authenticated {
     }
 }
 
+/// A staff bearer token (`wbt_…`), which only staff paths and company paths
+/// accept; anywhere else it is no customer token and gets 401.
+fn staff_bearer(parts: &Parts) -> Option<String> {
+    let prefix = format!("{}_", wb_app::staff::STAFF_TOKEN_PREFIX);
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| t.starts_with(&prefix) && t.len() <= 256)
+        .map(str::to_string)
+}
+
+async fn staff_caller(parts: &Parts, state: &AppState, token: String) -> Result<Caller, ApiError> {
+    let staff = state
+        .staff_authenticate(&Secret::new(token), request_meta(parts).anonymous_actor())
+        .await?;
+    if let Some(seen) = parts.extensions.get::<crate::rate_limit::AuthSeen>() {
+        seen.mark();
+    }
+    if let Some(limiters) = parts
+        .extensions
+        .get::<std::sync::Arc<crate::rate_limit::Limiters>>()
+    {
+        limiters
+            .check_principal(&staff.actor.id)
+            .map_err(crate::rate_limit::refusal)?;
+    }
+    Ok(Caller {
+        principal: wb_app::platform::Principal::Staff {
+            staff_id: staff.staff_id,
+            token_hash: staff.token_hash,
+        },
+        actor: staff.actor,
+    })
+}
+
 /// What a company route needs: the permission its extractor asks the door for.
 pub trait Need: Send + Sync + 'static {
     const PERMISSION: Permission;
@@ -227,7 +265,12 @@ impl<P: Need> FromRequestParts<AppState> for Company<P> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Authenticated(caller) = Authenticated::from_request_parts(parts, state).await?;
+        let caller = match staff_bearer(parts) {
+            // Staff reach company paths with their staff token; the door
+            // admits them only under an active access grant.
+            Some(token) => staff_caller(parts, state, token).await?,
+            None => Authenticated::from_request_parts(parts, state).await?.0,
+        };
         let params = RawPathParams::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::not_found("company"))?;

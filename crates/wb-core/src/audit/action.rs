@@ -249,6 +249,9 @@ actions! {
     GrantRevoke = "access_grant.revoke",
     /// A company's access grants read (access transparency).
     GrantsList = "access_grants.list",
+    /// A staff member opened a company's content under an access grant for
+    /// a change (in the company's trail, before the change itself).
+    GrantUse = "access_grant.use",
 }
 
 impl Action {
@@ -341,7 +344,8 @@ impl Action {
             | Action::GrantApprove
             | Action::GrantDeny
             | Action::GrantRevoke
-            | Action::GrantsList => false,
+            | Action::GrantsList
+            | Action::GrantUse => false,
         }
     }
 }
@@ -453,7 +457,7 @@ mod tests {
         for (action, name) in pinned {
             assert_eq!(action.as_str(), name);
         }
-        assert_eq!(Action::ALL.len(), 91);
+        assert_eq!(Action::ALL.len(), 92);
     }
 
     #[test]

@@ -85,7 +85,11 @@ pub async fn company(
         name: record.name,
         status: record.status.as_str().into(),
         created_at: rfc3339(record.created_at),
-        role: books.role().as_str().into(),
+        // Staff hold no role: they see the scope of their grant.
+        role: match books.grant() {
+            Some(grant) => format!("staff:{}", grant.scope),
+            None => books.role().as_str().into(),
+        },
     }))
 }
 

@@ -90,6 +90,42 @@ pub struct GrantView {
     pub ends_at: Option<String>,
     /// How it was ended early, if it was.
     pub ended: Option<EndingView>,
+    /// What the staff member did under it, oldest first (in lists; from
+    /// the central audit, so a few seconds behind).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actions: Option<Vec<GrantActionView>>,
+}
+
+/// One thing a staff member did under a grant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GrantActionView {
+    pub at: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub outcome: String,
+}
+
+/// Lists grants with what was done under each.
+async fn listed(platform: &AppState, grants: &[Grant]) -> ApiResult<GrantList> {
+    let now = platform.now();
+    let mut views = Vec::with_capacity(grants.len());
+    for grant in grants {
+        let actions = platform.grant_actions(grant).await?;
+        let mut v = view(grant, now);
+        v.actions = Some(
+            actions
+                .into_iter()
+                .map(|a| GrantActionView {
+                    at: a.at,
+                    action: a.action,
+                    target: a.target,
+                    outcome: a.outcome,
+                })
+                .collect(),
+        );
+        views.push(v);
+    }
+    Ok(GrantList { grants: views })
 }
 
 pub fn view(grant: &Grant, now: OffsetDateTime) -> GrantView {
@@ -135,6 +171,7 @@ pub fn view(grant: &Grant, now: OffsetDateTime) -> GrantView {
             by: e.decision.by.clone(),
             at: rfc3339(e.decision.at),
         }),
+        actions: None,
     }
 }
 
@@ -216,11 +253,8 @@ pub async fn staff_list(
     State(platform): State<AppState>,
     Staff(staff): Staff,
 ) -> ApiResult<Json<GrantList>> {
-    let now = platform.now();
     let grants = platform.staff_grants(&staff).await?;
-    Ok(Json(GrantList {
-        grants: grants.iter().map(|g| view(g, now)).collect(),
-    }))
+    Ok(Json(listed(&platform, &grants).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/staff/access-grants/{grant}/{decision}", tag = "staff",
@@ -259,10 +293,7 @@ pub async fn company_list(
         .read(&platform, Action::GrantsList, None)
         .await?;
     let grants = scope.access_grants(&platform).await?;
-    let now = platform.now();
-    Ok(Json(GrantList {
-        grants: grants.iter().map(|g| view(g, now)).collect(),
-    }))
+    Ok(Json(listed(&platform, &grants).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/companies/{company}/access-grants/{grant}/{decision}", tag = "staff",

@@ -78,7 +78,7 @@ pub async fn page(
     axum::extract::Query(q): axum::extract::Query<BackupsQuery>,
 ) -> PageResult<Response> {
     let (admission, view) = page.into_parts();
-    let owner = admission.role().allows(Permission::RestoreCopy);
+    let owner = admission.allows(Permission::RestoreCopy);
     let scope = admission.read(&platform, Action::ExportsList, None).await?;
     let exports = scope
         .exports(&platform)

@@ -53,7 +53,7 @@ pub async fn page(State(platform): State<AppState>, page: Page<ReadBooks>) -> Pa
         .await?;
     let backup = books.backup_position(&platform).await?;
     // Alerts are made from the audit trail: shown to those who may read it.
-    let alerts = if books.role().allows(Permission::ReadAudit) {
+    let alerts = if books.allows(Permission::ReadAudit) {
         Some(books.open_alerts(&platform).await?)
     } else {
         None

@@ -609,7 +609,7 @@ pub async fn detail(
             entry_id: Some(id),
         })
         .await?;
-    let can_write = books.role().allows(wb_core::Permission::WriteBooks);
+    let can_write = books.allows(wb_core::Permission::WriteBooks);
     let content = html! {
         @if q.reversed.is_some() { (layout::notice("success", "The reversal was posted.")) }
         @if q.uploaded.is_some() { (layout::notice("success", "The file was attached.")) }

@@ -39,6 +39,7 @@ mod api {
     mod export_push;
     mod exports;
     mod files;
+    mod grant_use;
     mod grants;
     mod isolation;
     mod key_rotation;
@@ -74,6 +75,7 @@ mod api_postgres {
     mod export_push;
     mod exports;
     mod files;
+    mod grant_use;
     mod grants;
     mod isolation;
     mod key_rotation;

@@ -10,14 +10,14 @@ use serde_json::{json, Value};
 use wb_core::staff::StaffRole;
 
 /// A staff member, signed in: (actor id, token).
-async fn staff(srv: &TestServer, email: &str, roles: &[StaffRole]) -> (String, String) {
+pub(super) async fn staff(srv: &TestServer, email: &str, roles: &[StaffRole]) -> (String, String) {
     let secret = staff_member(srv, email, roles).await;
     let token = staff_token(srv, email, &secret).await;
     let me = srv.get("/api/v1/staff/me", &token).await.ok(200);
     (format!("staff:{}", me["id"].as_str().unwrap()), token)
 }
 
-fn ask(company: &str, scope: &str) -> Value {
+pub(super) fn ask(company: &str, scope: &str) -> Value {
     json!({
         "company": company,
         "reason": "Ticket 812: the customer cannot find a missing invoice",
@@ -27,27 +27,27 @@ fn ask(company: &str, scope: &str) -> Value {
     })
 }
 
-async fn request(srv: &TestServer, token: &str, body: Value) -> Value {
+pub(super) async fn request(srv: &TestServer, token: &str, body: Value) -> Value {
     srv.post("/api/v1/staff/access-grants", token, body)
         .await
         .ok(201)
 }
 
-fn staff_path(grant: &Value, decision: &str) -> String {
+pub(super) fn staff_path(grant: &Value, decision: &str) -> String {
     format!(
         "/api/v1/staff/access-grants/{}/{decision}",
         grant["id"].as_str().unwrap()
     )
 }
 
-fn company_path(t: &Tenant, grant: &Value, decision: &str) -> String {
+pub(super) fn company_path(t: &Tenant, grant: &Value, decision: &str) -> String {
     t.path(&format!(
         "/access-grants/{}/{decision}",
         grant["id"].as_str().unwrap()
     ))
 }
 
-async fn company_grant(srv: &TestServer, t: &Tenant, id: &str) -> Option<Value> {
+pub(super) async fn company_grant(srv: &TestServer, t: &Tenant, id: &str) -> Option<Value> {
     srv.get(&t.path("/access-grants"), &t.token).await.ok(200)["grants"]
         .as_array()
         .unwrap()
@@ -190,9 +190,11 @@ async fn a_grant_opens_only_with_both_approvals_in_either_order_and_ends_on_time
     srv.get("/api/v1/staff/access-grants", &t.token)
         .await
         .problem(401, "unauthorized");
+    // Staff reach company paths only under a grant, and no grant opens
+    // the company's own decisions.
     srv.get(&t.path("/access-grants"), &sam_token)
         .await
-        .problem(401, "unauthorized");
+        .problem(403, "grant-required");
     // Staff see their own requests; a manager sees all.
     let mine = srv
         .get("/api/v1/staff/access-grants", &sam_token)

@@ -129,14 +129,15 @@ async fn staff_log_in_with_passphrase_and_code_into_short_sessions_of_their_own(
     assert_eq!(me["email"], "ada.support@ops.example");
     assert_eq!(me["roles"], json!(["security", "support"]));
 
-    // Realms do not mix.
+    // Realms do not mix: a staff token reaches a company only under an
+    // access grant (`grant_use.rs`).
     let customer = srv.signup("Realm Check Ltd").await;
     srv.get("/api/v1/staff/me", &customer.token)
         .await
         .problem(401, "unauthorized");
     srv.get(&customer.path("/accounts"), &token)
         .await
-        .problem(401, "unauthorized");
+        .problem(403, "grant-required");
     srv.get("/api/v1/me", &token)
         .await
         .problem(401, "unauthorized");
