@@ -70,7 +70,7 @@ fn listing(c: &CompanyRecord) -> CompanyListing {
 
 impl Platform {
     /// Records the view before it is answered; fails closed.
-    async fn record_view(
+    pub(crate) async fn record_view(
         &self,
         staff: &StaffCaller,
         company_id: Option<&str>,

@@ -6,6 +6,7 @@
 use sha2::{Digest, Sha256};
 
 pub mod action;
+pub mod staff_detail;
 
 pub use action::{Action, UnknownAction};
 

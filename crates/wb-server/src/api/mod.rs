@@ -18,6 +18,7 @@ pub mod restores;
 pub mod security_policy;
 pub mod session;
 pub mod staff;
+pub mod staff_ops;
 
 use std::time::Duration;
 
@@ -53,7 +54,7 @@ use crate::problem::{ApiError, Problem};
         exports::create, exports::list, exports::get, exports::download,
         restores::create, restores::list, restores::get,
         staff::login, staff::logout, staff::me, staff::companies, staff::company, staff::summary,
-        staff::alerts, staff::triage,
+        staff::alerts, staff::triage, staff_ops::system, staff_ops::backups, staff_ops::audit,
         grants::request, grants::staff_list, grants::management_decision,
         grants::company_list, grants::company_decision,
         files::list, files::upload, files::download,
@@ -229,6 +230,9 @@ pub fn router(
         .route("/api/v1/staff/me", get(staff::me))
         .route("/api/v1/staff/companies", get(staff::companies))
         .route("/api/v1/staff/alerts", get(staff::alerts))
+        .route("/api/v1/staff/system", get(staff_ops::system))
+        .route("/api/v1/staff/backups", get(staff_ops::backups))
+        .route("/api/v1/staff/audit", get(staff_ops::audit))
         .route(
             "/api/v1/staff/alerts/{alert}/{triage}",
             post(staff::triage).layer(DefaultBodyLimit::max(4 * 1024)),

@@ -53,6 +53,7 @@ mod api {
     mod restores;
     mod security_policy;
     mod staff;
+    mod staff_ops;
     mod web;
 }
 
@@ -89,6 +90,7 @@ mod api_postgres {
     mod restores;
     mod security_policy;
     mod staff;
+    mod staff_ops;
     mod web;
 }
 

@@ -405,6 +405,18 @@ impl TestServer {
         }
     }
 
+    /// Runs SQL in the control database beneath the running server.
+    pub async fn control_sql(&self, sqlite: &str, postgres: &str) {
+        control_sql(
+            &self.storage,
+            &self.master,
+            &self.data_dir,
+            sqlite,
+            postgres,
+        )
+        .await;
+    }
+
     pub async fn shutdown(self) {
         self.server.shutdown().await.expect("graceful shutdown");
     }
@@ -704,32 +716,49 @@ impl Stopped {
     /// Runs SQL in the control database beneath the platform, as someone with
     /// write access to it would (the text for this module's backend).
     pub async fn control_sql(&self, sqlite: &str, postgres: &str) {
-        match &self.storage {
-            StorageConfig::Embedded => {
-                let wrapped = std::fs::read(self.data_dir.join("control.key")).unwrap();
-                let key = self
-                    .master
-                    .unwrap_key(&wrapped, "workbooks:control-plane")
-                    .unwrap();
-                let db = wb_store::sqlite::open_encrypted(
-                    &self.data_dir.join("control.db"),
-                    &key,
-                    wb_store::sqlite::OpenMode::Existing,
-                )
+        control_sql(
+            &self.storage,
+            &self.master,
+            &self.data_dir,
+            sqlite,
+            postgres,
+        )
+        .await;
+    }
+}
+
+/// Runs SQL in a deployment's control database, beneath its platform.
+async fn control_sql(
+    storage: &StorageConfig,
+    master: &MasterKey,
+    data_dir: &std::path::Path,
+    sqlite: &str,
+    postgres: &str,
+) {
+    match storage {
+        StorageConfig::Embedded => {
+            let wrapped = std::fs::read(data_dir.join("control.key")).unwrap();
+            let key = master
+                .unwrap_key(&wrapped, "workbooks:control-plane")
                 .unwrap();
-                db.execute_batch(sqlite).unwrap();
-            }
-            StorageConfig::Postgres(config) => {
-                let client = wb_store::postgres::PgEndpoint::parse(
-                    &config.control_url,
-                    config.ca_file.as_deref(),
-                )
-                .unwrap()
-                .connect()
-                .await
-                .unwrap();
-                client.batch_execute(postgres).await.unwrap();
-            }
+            let db = wb_store::sqlite::open_encrypted(
+                &data_dir.join("control.db"),
+                &key,
+                wb_store::sqlite::OpenMode::Existing,
+            )
+            .unwrap();
+            db.execute_batch(sqlite).unwrap();
+        }
+        StorageConfig::Postgres(config) => {
+            let client = wb_store::postgres::PgEndpoint::parse(
+                &config.control_url,
+                config.ca_file.as_deref(),
+            )
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+            client.batch_execute(postgres).await.unwrap();
         }
     }
 }
