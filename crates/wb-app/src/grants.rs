@@ -321,22 +321,41 @@ impl Platform {
             .update_grant(&grant, stored.version, &event)
             .await
             .map_err(changed_meanwhile)?;
-        if after != was || matches!(decide, Decide::Revoke | Decide::Deny) {
-            let subject = match after {
-                GrantState::Active => "Work-books staff access to your books has started",
-                GrantState::Pending => "A staff access request was approved by one side",
-                _ => "Work-books staff access to your books has ended",
+        // Both sides approved a grant that opens later: told now, and
+        // again when it opens (the notice job).
+        let opens = grant.opens_at().filter(|_| after == GrantState::Pending);
+        if after != was || matches!(decide, Decide::Revoke | Decide::Deny) || opens.is_some() {
+            let subject = match (after, opens) {
+                (GrantState::Active, _) => {
+                    "Work-books staff access to your books has started".into()
+                }
+                (GrantState::Pending, Some(opens)) => format!(
+                    "Work-books staff access to your books was approved and opens at {}",
+                    crate::dto::rfc3339(opens)
+                ),
+                (GrantState::Pending, None) => {
+                    "A staff access request was approved by one side".into()
+                }
+                _ => "Work-books staff access to your books has ended".into(),
             };
-            self.tell_company(&grant, subject, now).await;
+            self.tell_company(&grant, &subject, now).await;
         }
         Ok(grant)
     }
 
     /// Emails the company's owners and admins about a grant, unless a legal
-    /// mandate forbids telling them yet.
-    async fn tell_company(&self, grant: &Grant, subject: &str, now: OffsetDateTime) {
+    /// mandate forbids telling them yet, and records what they were told
+    /// (so the notice job does not tell it again).
+    pub(crate) async fn tell_company(&self, grant: &Grant, subject: &str, now: OffsetDateTime) {
         if !grant.disclosed_to_company(now) {
             return;
+        }
+        if let Err(e) = self
+            .control
+            .mark_grant_told(&grant.id, grant.state(now).as_str())
+            .await
+        {
+            tracing::warn!(error = %e, "cannot record a grant notice");
         }
         let members = match self.control.members(&grant.company_id).await {
             Ok(members) => members,

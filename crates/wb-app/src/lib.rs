@@ -38,6 +38,7 @@ pub mod exports;
 pub mod files;
 pub mod forwarder;
 pub mod grant_actions;
+pub mod grant_notices;
 pub mod grants;
 pub mod jobs;
 pub mod keyring;

@@ -200,6 +200,11 @@ pub async fn start(
         crate::jobs::verifier::FIRST_AFTER,
         jobs.stopper(),
     ));
+    jobs.add(crate::grant_notices::spawn(
+        platform.clone(),
+        crate::grant_notices::NOTICE_EVERY,
+        jobs.stopper(),
+    ));
     jobs.add(crate::jobs::snapshotter::spawn(
         platform.clone(),
         config.backup,

@@ -138,6 +138,15 @@ pub trait StaffStore: Send + Sync {
         requested_by: &str,
         company_id: &str,
     ) -> Result<Vec<StoredGrant>, StoreError>;
+    /// Grants whose company may not have been told of their current state:
+    /// never told, or last told `pending` or `active` (oldest first).
+    async fn grants_to_tell(&self, limit: u32) -> Result<Vec<StoredGrant>, StoreError>;
+    /// Records that the company was told of `state` (`pending`, `active`,
+    /// `expired`, `denied`, `revoked`); false when it already was, so of
+    /// two nodes only one tells.
+    async fn mark_grant_told(&self, grant_id: &str, state: &str) -> Result<bool, StoreError>;
+    /// What the company was last told of the grant (None: nothing yet).
+    async fn grant_told(&self, grant_id: &str) -> Result<Option<String>, StoreError>;
 }
 
 /// Roles as stored: comma-separated names.

@@ -39,6 +39,7 @@ mod api {
     mod export_push;
     mod exports;
     mod files;
+    mod grant_notices;
     mod grant_use;
     mod grants;
     mod isolation;
@@ -76,6 +77,7 @@ mod api_postgres {
     mod export_push;
     mod exports;
     mod files;
+    mod grant_notices;
     mod grant_use;
     mod grants;
     mod isolation;

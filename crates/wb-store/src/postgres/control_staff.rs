@@ -430,6 +430,46 @@ impl StaffStore for PgControl {
         }
     }
 
+    async fn grants_to_tell(&self, limit: u32) -> Result<Vec<StoredGrant>, StoreError> {
+        let mut grants = self
+            .grants_where(
+                "WHERE NOT EXISTS (SELECT 1 FROM grant_notices n WHERE n.grant_id = access_grants.id
+                                   AND n.told NOT IN ('pending', 'active'))",
+                &[],
+                limit,
+            )
+            .await?;
+        grants.reverse();
+        Ok(grants)
+    }
+
+    async fn mark_grant_told(&self, grant_id: &str, state: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .exec_audited(
+                "INSERT INTO grant_notices (grant_id, told) VALUES ($1, $2)
+                 ON CONFLICT (grant_id) DO UPDATE SET told = EXCLUDED.told
+                 WHERE grant_notices.told <> EXCLUDED.told",
+                &[text(&grant_id), text(&state)],
+                None,
+            )
+            .await?
+            == 1)
+    }
+
+    async fn grant_told(&self, grant_id: &str) -> Result<Option<String>, StoreError> {
+        match self
+            .query(
+                "SELECT told FROM grant_notices WHERE grant_id = $1",
+                &[text(&grant_id)],
+            )
+            .await?
+            .first()
+        {
+            Some(row) => Ok(Some(row.try_get(0)?)),
+            None => Ok(None),
+        }
+    }
+
     async fn live_grants(
         &self,
         requested_by: &str,

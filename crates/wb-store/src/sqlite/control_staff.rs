@@ -451,6 +451,47 @@ impl StaffStore for SqliteControl {
         }
     }
 
+    async fn grants_to_tell(&self, limit: u32) -> Result<Vec<StoredGrant>, StoreError> {
+        let mut grants = self
+            .grants_where(
+                "WHERE NOT EXISTS (SELECT 1 FROM grant_notices n WHERE n.grant_id = access_grants.id
+                                   AND n.told NOT IN ('pending', 'active'))",
+                Vec::new(),
+                limit,
+            )
+            .await?;
+        grants.reverse();
+        Ok(grants)
+    }
+
+    async fn mark_grant_told(&self, grant_id: &str, state: &str) -> Result<bool, StoreError> {
+        let (id, state) = (grant_id.to_string(), state.to_string());
+        self.write(None, move |tx| {
+            Ok(tx.execute(
+                "INSERT INTO grant_notices (grant_id, told) VALUES (?1, ?2)
+                 ON CONFLICT (grant_id) DO UPDATE SET told = excluded.told
+                 WHERE grant_notices.told <> excluded.told",
+                params![id, state],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn grant_told(&self, grant_id: &str) -> Result<Option<String>, StoreError> {
+        let id = grant_id.to_string();
+        self.readers
+            .with(move |conn| {
+                Ok(conn
+                    .query_row(
+                        "SELECT told FROM grant_notices WHERE grant_id = ?1",
+                        params![id],
+                        |r| r.get(0),
+                    )
+                    .optional()?)
+            })
+            .await
+    }
+
     async fn live_grants(
         &self,
         requested_by: &str,

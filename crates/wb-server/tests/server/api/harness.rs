@@ -567,7 +567,25 @@ impl TestServer {
             .await
     }
 
-    /// Signs up a company and checks the response shape of SPEC §5.
+    /// How many messages the file sender wrote to `email` that contain
+    /// `containing` (without waiting).
+    pub fn delivered_count(&self, email: &str, containing: &str) -> usize {
+        let Ok(entries) = std::fs::read_dir(self.data_dir.join("outbox")) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .filter(|entry| entry.path().extension().is_some_and(|e| e == "eml"))
+            .map(|entry| {
+                std::fs::read_to_string(entry.path())
+                    .unwrap_or_default()
+                    .replace("=\r\n", "")
+                    .replace("=\n", "")
+            })
+            .filter(|text| text.contains(&format!("To: {email}")) && text.contains(containing))
+            .count()
+    }
+
     /// The message the file sender wrote to `email` that contains
     /// `containing`, once the deliverer ran (quoted-printable soft line
     /// breaks undone).
