@@ -175,3 +175,59 @@ async fn a_member_removed_on_one_node_is_out_on_every_node_at_once() {
     b.get(&t.path(""), &session).await.problem(404, "not-found");
     b.get(&t.path(""), &key).await.problem(401, "unauthorized");
 }
+
+/// A revocation holds on every node from the next request: the door reads
+/// grants from the control store on every staff request, with no cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_grant_is_refused_at_once_on_the_other_node() {
+    use super::grants::{ask, company_path, request, staff, staff_path};
+    use serde_json::json;
+    use wb_core::staff::StaffRole;
+
+    let a = TestServer::start_manual().await;
+    let b = a.another_node().await;
+    let t = a.signup("Two Node Grants Ltd").await;
+    a.chart(&t).await;
+    let (_, sam) = staff(&a, "sam@ops.example", &[StaffRole::Support]).await;
+    let (_, max) = staff(&a, "max@ops.example", &[StaffRole::Management]).await;
+    let g = request(&a, &sam, ask(&t.id, "books:read")).await;
+    a.post(&company_path(&t, &g, "approve"), &t.token, json!({}))
+        .await
+        .ok(200);
+    b.get(&t.path("/accounts"), &sam)
+        .await
+        .problem(403, "grant-required");
+    a.post(&staff_path(&g, "approve"), &max, json!({}))
+        .await
+        .ok(200);
+    // Active: both nodes admit the staff member at once.
+    for node in [&a, &b] {
+        node.get(&t.path("/accounts"), &sam).await.ok(200);
+    }
+    // Revoked on A: B refuses the very next request, and so does A.
+    a.post(&company_path(&t, &g, "revoke"), &t.token, json!({}))
+        .await
+        .ok(200);
+    for node in [&b, &a] {
+        node.get(&t.path("/accounts"), &sam)
+            .await
+            .problem(403, "grant-required");
+    }
+    // Management's revocation on B holds on A just as well. (Approved on
+    // A: B's clock runs ahead of A's hand-moved one, and a grant opens at
+    // the time of the node that approved it.)
+    let g = request(&a, &sam, ask(&t.id, "books:read")).await;
+    a.post(&company_path(&t, &g, "approve"), &t.token, json!({}))
+        .await
+        .ok(200);
+    a.post(&staff_path(&g, "approve"), &max, json!({}))
+        .await
+        .ok(200);
+    a.get(&t.path("/accounts"), &sam).await.ok(200);
+    b.post(&staff_path(&g, "revoke"), &max, json!({}))
+        .await
+        .ok(200);
+    a.get(&t.path("/accounts"), &sam)
+        .await
+        .problem(403, "grant-required");
+}
