@@ -17,6 +17,7 @@ mod backup;
 mod console;
 mod embedded;
 mod exports;
+mod grants;
 mod harness;
 mod postgres;
 mod report;
@@ -67,6 +68,10 @@ pub struct BenchArgs {
     /// own section.
     #[arg(long, conflicts_with_all = ["postgres", "backup", "exports", "security"])]
     pub console: bool,
+    /// Run only the staff-access benchmark (the grant check's cost on a
+    /// staff member's read next to the owner's) and write its own section.
+    #[arg(long, conflicts_with_all = ["postgres", "backup", "exports", "security", "console"])]
+    pub grants: bool,
     /// Companies opened for the PostgreSQL memory-per-idle-company measurement.
     #[arg(long, default_value_t = 200)]
     pub pg_companies: u64,
@@ -94,6 +99,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     if args.console {
         return console::run(&args).await;
+    }
+    if args.grants {
+        return grants::run(&args).await;
     }
     embedded::run(args).await
 }
@@ -124,7 +132,13 @@ mod tests {
             (10, 1_000_000, 1000, 200)
         );
         assert!(
-            !a.postgres && !a.backup && !a.exports && !a.security && !a.console && !a.pg_statements
+            !a.postgres
+                && !a.backup
+                && !a.exports
+                && !a.security
+                && !a.console
+                && !a.grants
+                && !a.pg_statements
         );
     }
 
@@ -137,6 +151,7 @@ mod tests {
             &["--security", "--exports"],
             &["--security", "--postgres"],
             &["--console", "--security"],
+            &["--grants", "--console"],
             &["--pg-statements"],
         ] {
             assert!(parse(line).is_err(), "{line:?} accepted");
