@@ -284,6 +284,10 @@ struct ConfigSnapshot {
     /// Absent in snapshots written before company policies existed.
     #[serde(default)]
     security_policies: Vec<PolicyConfig>,
+    /// Staff access grants with their history (absent in snapshots written
+    /// before grants were backed up).
+    #[serde(default)]
+    access_grants: Vec<crate::dr_grants::GrantConfig>,
 }
 
 impl ConfigSnapshot {
@@ -294,7 +298,12 @@ impl ConfigSnapshot {
         let mut api_keys = Vec::new();
         let mut export_schedules = Vec::new();
         let mut security_policies = Vec::new();
+        let mut access_grants = Vec::new();
         for c in control.companies().await? {
+            // Every grant, newest first; never deleted, so all of them.
+            for g in control.company_grants(&c.id, 100_000).await? {
+                access_grants.push(crate::dr_grants::GrantConfig::of(&g.grant));
+            }
             if let Some(p) = control.company_policy(&c.id).await? {
                 security_policies.push(PolicyConfig {
                     company_id: c.id.clone(),
@@ -366,6 +375,7 @@ impl ConfigSnapshot {
             api_keys,
             export_schedules,
             security_policies,
+            access_grants,
         })
     }
 
@@ -733,6 +743,31 @@ pub async fn restore(platform: &Platform) -> anyhow::Result<DrReport> {
                                 wb_core::security_policy::describe(&policy),
                             ),
                         )
+                        .await?;
+                }
+                // Oldest first, as they were asked for.
+                for g in snapshot
+                    .access_grants
+                    .iter()
+                    .rev()
+                    .filter(|g| g.company_id == c.id)
+                {
+                    let grant = g.grant()?;
+                    platform
+                        .control
+                        .create_grant(
+                            &grant,
+                            &audit(
+                                Action::DrRestoreGrant,
+                                Some(&c.id),
+                                format!("grant:{}", grant.id),
+                            ),
+                        )
+                        .await?;
+                    // The company was told of it before the loss.
+                    platform
+                        .control
+                        .mark_grant_told(&grant.id, grant.state(platform.now()).as_str())
                         .await?;
                 }
                 for k in snapshot.api_keys.iter().filter(|k| k.company_id == c.id) {

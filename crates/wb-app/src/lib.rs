@@ -27,6 +27,7 @@ pub mod company;
 pub mod cpu_work;
 pub mod data_lock;
 pub mod dr;
+mod dr_grants;
 pub mod drains;
 pub mod dto;
 pub mod egress;

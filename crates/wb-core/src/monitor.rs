@@ -482,6 +482,7 @@ impl Monitor {
             | Action::DrRestoreMember
             | Action::DrRestoreSecondFactors
             | Action::DrRestoreSecurityPolicy
+            | Action::DrRestoreGrant
             | Action::DrRestoreUser
             | Action::EntriesList
             | Action::EntryPost

@@ -159,6 +159,9 @@ actions! {
     DrRestoreMember = "dr.restore_member",
     /// A company's security policy restored from a configuration backup.
     DrRestoreSecurityPolicy = "dr.restore_security_policy",
+    /// A staff access grant, with its approvals and ending, restored from a
+    /// configuration backup.
+    DrRestoreGrant = "dr.restore_grant",
     /// A user brought back by a disaster-recovery restore.
     DrRestoreUser = "dr.restore_user",
     /// The journal entries listed.
@@ -295,6 +298,7 @@ impl Action {
             | Action::DrRestoreExportSchedule
             | Action::DrRestoreMember
             | Action::DrRestoreSecondFactors
+            | Action::DrRestoreGrant
             | Action::DrRestoreSecurityPolicy
             | Action::DrRestoreUser
             | Action::EntriesList
@@ -457,7 +461,7 @@ mod tests {
         for (action, name) in pinned {
             assert_eq!(action.as_str(), name);
         }
-        assert_eq!(Action::ALL.len(), 92);
+        assert_eq!(Action::ALL.len(), 93);
     }
 
     #[test]

@@ -80,6 +80,7 @@ impl Action {
             | Action::DrRestoreMember
             | Action::DrRestoreSecondFactors
             | Action::DrRestoreSecurityPolicy
+            | Action::DrRestoreGrant
             | Action::DrRestoreUser
             | Action::EntriesList
             | Action::EntryPost

@@ -602,14 +602,22 @@ pub async fn detail(
         .entry(id)
         .await?
         .ok_or_else(|| PageError::not_found("entry"))?;
-    let files = books
-        .files(FilePage {
-            after: None,
-            limit: 100,
-            entry_id: Some(id),
-        })
-        .await?;
+    // Files are their own permission: a staff grant for the books alone
+    // does not show them, not even their names.
+    let can_read_files = books.allows(wb_core::Permission::ReadFiles);
+    let files = if can_read_files {
+        books
+            .files(FilePage {
+                after: None,
+                limit: 100,
+                entry_id: Some(id),
+            })
+            .await?
+    } else {
+        Vec::new()
+    };
     let can_write = books.allows(wb_core::Permission::WriteBooks);
+    let can_attach = books.allows(wb_core::Permission::WriteFiles);
     let content = html! {
         @if q.reversed.is_some() { (layout::notice("success", "The reversal was posted.")) }
         @if q.uploaded.is_some() { (layout::notice("success", "The file was attached.")) }
@@ -628,7 +636,9 @@ pub async fn detail(
         h2 { "Postings" }
         (postings_table(&view, &entry))
         h2 { "Attachments" }
-        @if files.is_empty() {
+        @if !can_read_files {
+            p.muted { "Your access does not include attachments." }
+        } @else if files.is_empty() {
             p.muted { "No files attached." }
         } @else {
             ul {
@@ -637,12 +647,14 @@ pub async fn detail(
                 }
             }
         }
-        @if can_write {
+        @if can_attach {
             form.inline method="post" enctype="multipart/form-data"
                 action={ (view.href(&format!("/entries/{id}/files"))) "?_csrf=" (view.chrome().csrf) } {
                 div { label for="file" { "Attach a file" } input #file type="file" name="file" required; }
                 div { button type="submit" { "Upload" } }
             }
+        }
+        @if can_write {
             @if entry.reversed_by.is_none() && entry.reverses.is_none() {
                 h2 { "Reverse" }
                 form.inline method="post" action=(view.href(&format!("/entries/{id}/reverse"))) {

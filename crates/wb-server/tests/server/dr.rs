@@ -179,6 +179,47 @@ async fn a_fresh_node_restores_everything_from_the_object_store() {
         )
         .await
         .unwrap();
+    // And a staff access grant with its whole history: a company's access
+    // transparency must not vanish in a disaster.
+    let asked = time::macros::datetime!(2026-11-02 09:30:00.250 UTC);
+    let grant = wb_core::grants::Grant {
+        id: "grt_00112233445566778899".into(),
+        company_id: a.clone(),
+        requested_by: "staff:s1".into(),
+        reason: "Ticket 4: reconcile a bank import".into(),
+        scope: wb_core::grants::GrantScope::BooksRead,
+        duration: time::Duration::minutes(60),
+        ticket: Some("SUP-4".into()),
+        legal_mandate: None,
+        requested_at: asked,
+        starts_at: None,
+        company_approval: Some(wb_core::grants::Decision {
+            by: "user:u1".into(),
+            at: asked + time::Duration::minutes(3),
+        }),
+        management_approval: Some(wb_core::grants::Decision {
+            by: "staff:m1".into(),
+            at: asked + time::Duration::minutes(7),
+        }),
+        ending: Some(wb_core::grants::Ending {
+            kind: wb_core::grants::EndKind::Revoked,
+            side: wb_core::grants::Side::Company,
+            decision: wb_core::grants::Decision {
+                by: "user:u1".into(),
+                at: asked + time::Duration::minutes(20),
+            },
+        }),
+    };
+    old.control
+        .create_grant(
+            &grant,
+            &wb_store::AuditEvent {
+                action: Action::GrantRequest,
+                ..event.clone()
+            },
+        )
+        .await
+        .unwrap();
     // And a second factor: an account must not lose it in a disaster.
     let beta = old
         .login(
@@ -317,6 +358,18 @@ async fn a_fresh_node_restores_everything_from_the_object_store() {
     assert_eq!(
         fresh.control.company_policy(&a).await.unwrap(),
         Some(policy.clone())
+    );
+    let grants = fresh.control.company_grants(&a, 10).await.unwrap();
+    assert_eq!(grants.len(), 1);
+    assert_eq!(grants[0].grant, grant);
+    assert_eq!(
+        fresh
+            .control
+            .grant_told(&grant.id)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("revoked")
     );
     // People sign in as before, with their roles; the API key still works.
     let session = fresh

@@ -732,11 +732,11 @@ const CONTROL_TABLES: &[(&str, &str)] = &[
     ("staff_sessions", "not backed up (eight hours long)"),
     (
         "access_grants",
-        "not backed up yet (each request and decision is in the control trail)",
+        "backed up with approvals and endings (wb-app dr_grants.rs)",
     ),
     (
         "grant_notices",
-        "not backed up (a restored node may tell a grant's state once more)",
+        "not backed up (restored grants are marked told of their state)",
     ),
     ("placements", "PostgreSQL only; not backed up"),
     (
