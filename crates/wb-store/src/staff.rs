@@ -42,8 +42,9 @@ impl std::fmt::Debug for StaffRecord {
     }
 }
 
-/// A staff session, looked up by its token's hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A staff session, looked up by its token's hash. Its `Debug` leaves the
+/// hash out: it is what a bearer token is checked against.
+#[derive(Clone, PartialEq, Eq)]
 pub struct StaffSession {
     pub token_hash: String,
     pub staff_id: String,
@@ -54,6 +55,21 @@ pub struct StaffSession {
     pub ended_at: Option<OffsetDateTime>,
     pub client: Option<String>,
     pub user_agent: Option<String>,
+}
+
+impl std::fmt::Debug for StaffSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaffSession")
+            .field("token_hash", &"***")
+            .field("staff_id", &self.staff_id)
+            .field("created_at", &self.created_at)
+            .field("last_seen_at", &self.last_seen_at)
+            .field("expires_at", &self.expires_at)
+            .field("ended_at", &self.ended_at)
+            .field("client", &self.client)
+            .field("user_agent", &self.user_agent)
+            .finish()
+    }
 }
 
 /// A grant as stored, with the version a change must start from.

@@ -562,3 +562,26 @@ async fn security_staff_triage_alerts_and_others_are_refused() {
     .await
     .problem(403, "forbidden");
 }
+
+/// A disabled account's sessions are refused even if one was left open (a
+/// session ended by `disable` is the normal path; this checks the second
+/// lock, the account's own state, on every request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_account_is_refused_even_with_a_session_left_open() {
+    let srv = TestServer::start_manual().await;
+    let secret = staff_member(&srv, "left@ops.example", &[StaffRole::Security]).await;
+    let token = staff_token(&srv, "left@ops.example", &secret).await;
+    srv.get("/api/v1/staff/me", &token).await.ok(200);
+    let at = unix_now(&srv) * 1000;
+    srv.control_sql(
+        &format!("UPDATE staff SET disabled_at = {at} WHERE email = 'left@ops.example';"),
+        &format!("UPDATE staff SET disabled_at = {at} WHERE email = 'left@ops.example';"),
+    )
+    .await;
+    srv.get("/api/v1/staff/me", &token)
+        .await
+        .problem(401, "unauthorized");
+    srv.get("/api/v1/staff/alerts", &token)
+        .await
+        .problem(401, "unauthorized");
+}
