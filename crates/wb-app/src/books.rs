@@ -153,14 +153,40 @@ impl CompanyScope {
     }
 
     /// The company's slice of the central audit collection; the query's
-    /// company is always this one.
+    /// company is always this one. Events of an access grant that a legal
+    /// mandate still hides from the company (its request, decisions, and
+    /// everything done under it) are left out until it may be told; the
+    /// answer is still up to `query.limit` events, read on past hidden ones.
     pub async fn audit_events(
         &self,
         platform: &Platform,
         mut query: wb_store::AuditQuery,
     ) -> ServiceResult<Vec<wb_store::CentralEvent>> {
         query.company_id = Some(self.company_id().to_string());
-        Ok(platform.control.central_events(query).await?)
+        let hidden = platform.hidden_grants(self.company_id()).await?;
+        if hidden.is_empty() {
+            return Ok(platform.control.central_events(query).await?);
+        }
+        let is_hidden = |e: &wb_store::CentralEvent| {
+            hidden.iter().any(|id| {
+                e.event.auth == crate::grant_actions::grant_auth(id)
+                    || e.event.target.as_deref() == Some(&format!("grant:{id}"))
+            })
+        };
+        let wanted = query.limit as usize;
+        let mut out = Vec::new();
+        // Bounded: a page of hidden events costs one more read, at most ten.
+        for _ in 0..10 {
+            let page = platform.control.central_events(query.clone()).await?;
+            let full = page.len() == wanted;
+            query.after = page.last().map_or(query.after, |e| e.central_seq);
+            out.extend(page.into_iter().filter(|e| !is_hidden(e)));
+            if out.len() >= wanted || !full {
+                break;
+            }
+        }
+        out.truncate(wanted);
+        Ok(out)
     }
 
     /// Records an event about this company in its own trail, best effort

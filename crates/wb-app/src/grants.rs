@@ -389,6 +389,21 @@ impl Platform {
     }
 }
 
+impl Platform {
+    /// The company's grants that a legal mandate still hides from it.
+    pub async fn hidden_grants(&self, company_id: &str) -> ServiceResult<Vec<String>> {
+        let now = self.now();
+        Ok(self
+            .control
+            .company_grants(company_id, MAX_GRANTS_LISTED)
+            .await?
+            .into_iter()
+            .filter(|s| !s.grant.disclosed_to_company(now))
+            .map(|s| s.grant.id)
+            .collect())
+    }
+}
+
 impl CompanyScope {
     /// The company's grants (newest first), the ones a legal mandate still
     /// hides left out.

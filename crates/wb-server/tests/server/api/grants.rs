@@ -315,6 +315,50 @@ async fn a_legal_mandate_is_managements_alone_and_disclosed_when_allowed() {
         .await
         .ok(200);
     assert_eq!(active["state"], "active");
+    // Used: the reads are in the company's trail, which the company cannot
+    // see yet either.
+    let id = g["id"].as_str().unwrap().to_string();
+    srv.get(&t.path("/entries"), &sec_token).await.ok(200);
+    srv.get(&t.path("/accounts"), &sec_token).await.ok(200);
+    let grant_events = |events: &[wb_store::CentralEvent]| {
+        events
+            .iter()
+            .filter(|c| {
+                c.event.auth == format!("grant:{id}")
+                    || c.event.target.as_deref() == Some(&format!("grant:{id}"))
+            })
+            .count()
+    };
+    let mut collected = 0;
+    for _ in 0..100 {
+        let events = srv
+            .platform
+            .control
+            .central_events(wb_store::AuditQuery {
+                limit: 10_000,
+                company_id: Some(t.id.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        collected = grant_events(&events);
+        // The request, the refused and the good approval, two reads.
+        if collected >= 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(collected >= 5, "{collected}");
+    let seen = srv
+        .get(&t.path("/audit?limit=1000"), &t.token)
+        .await
+        .ok(200)
+        .to_string();
+    assert!(!seen.contains(&id), "{seen}");
+    assert!(!seen.contains("Court order"), "{seen}");
+    // A small page still fills up, reading on past the hidden events.
+    let page = srv.get(&t.path("/audit?limit=2"), &t.token).await.ok(200);
+    assert_eq!(page["events"].as_array().unwrap().len(), 2);
     // Told once the prohibition ends (the grant has long expired by then).
     clock.advance(time::Duration::days(30));
     let login = srv
@@ -330,4 +374,10 @@ async fn a_legal_mandate_is_managements_alone_and_disclosed_when_allowed() {
         .unwrap();
     assert_eq!(shown["state"], "expired");
     assert_eq!(shown["legal_mandate"], "Court order 2026/481");
+    let seen = srv
+        .get(&t.path("/audit?limit=1000"), &t.token)
+        .await
+        .ok(200)
+        .to_string();
+    assert!(seen.contains(&format!("grant:{id}")), "{seen}");
 }
