@@ -111,10 +111,15 @@ impl Platform {
                 self.control.access_facts(Some(user_id), company_id).await?
             }
             Principal::ApiKey { .. } => self.control.access_facts(None, company_id).await?,
-            Principal::Staff { staff_id, .. } => {
+            Principal::Staff {
+                staff_id, roles, ..
+            } => {
                 let staff_id = staff_id.clone();
+                // A grant is used only while its holder still has a role
+                // that may ask for one (moved to sales: no longer).
+                let may = wb_core::staff::opens(roles, wb_core::staff::StaffView::RequestGrants);
                 return self
-                    .admit_staff(caller, &staff_id, company_id, permission)
+                    .admit_staff(caller, &staff_id, may, company_id, permission)
                     .await;
             }
         };
@@ -173,14 +178,19 @@ impl Platform {
         &self,
         mut caller: Caller,
         staff_id: &str,
+        may_use_grants: bool,
         company_id: &str,
         permission: Permission,
     ) -> ServiceResult<Admission> {
         let now = self.now();
-        let grant = self
-            .control
-            .live_grants(&crate::staff::staff_actor_id(staff_id), company_id)
-            .await?
+        let grants = if may_use_grants {
+            self.control
+                .live_grants(&crate::staff::staff_actor_id(staff_id), company_id)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let grant = grants
             .into_iter()
             .map(|stored| stored.grant)
             .filter(|grant| grant.allows(permission, now))

@@ -25,13 +25,18 @@ use crate::mailer::Message;
 use crate::platform::Platform;
 
 /// How often the job looks for changes.
-pub const NOTICE_EVERY: Duration = Duration::from_secs(15);
+pub const NOTICE_EVERY: Duration = Duration::from_secs(10);
 /// The most grants looked at in one round.
 const GRANTS_PER_ROUND: u32 = 1_000;
 /// The job's lease (one node tells at a time).
 const LEASE: &str = "grant-notices";
-/// The start (unix seconds) of the week after the last digest sent.
+/// The start (unix seconds) of the week after the last digests all sent.
 pub const DIGEST_CURSOR: &str = "grant-digest-week";
+
+/// The same for one company.
+fn company_digest_cursor(company_id: &str) -> String {
+    format!("grant-digest-week:{company_id}")
+}
 const JOB: &str = "grant-notices";
 
 /// What one round did.
@@ -127,13 +132,18 @@ impl Platform {
             return Ok(false);
         }
         let mut subject = subject(grant, state);
-        if grant.legal_mandate.is_some() && told.as_deref().is_none_or(|t| t == "none") {
+        if grant.legal_mandate.is_some() && told.is_none() {
             subject = format!("{subject} (under a legal mandate, disclosed now)");
         }
         if let Err(e) = self.tell_owners(grant, &subject).await {
-            // Not sent: let the next round try again.
-            let back = told.as_deref().unwrap_or("none");
-            let _ = self.control.mark_grant_told(&grant.id, back).await;
+            // Not sent: put back what was told, so the next round tries again.
+            if let Err(reset) = self
+                .control
+                .reset_grant_told(&grant.id, told.as_deref())
+                .await
+            {
+                tracing::error!(grant = %grant.id, error = %reset, "a failed grant notice could not be put back");
+            }
             return Err(e);
         }
         Ok(true)
@@ -150,7 +160,7 @@ impl Platform {
             .collect())
     }
 
-    async fn tell_owners(&self, grant: &Grant, subject: &str) -> ServiceResult<()> {
+    pub(crate) async fn tell_owners(&self, grant: &Grant, subject: &str) -> ServiceResult<()> {
         let body = format!(
             "{subject}.\n\nGrant {id}: {scope} for {minutes} minutes, asked by {by}.\nReason: {reason}\n\
              Opens: {opens}\nCloses: {closes}\n\n\
@@ -175,40 +185,41 @@ impl Platform {
     }
 
     /// Sends the weekly digests when a week has ended since the last ones.
+    /// Each company's digest is recorded as sent on its own, so a company
+    /// that fails is tried again without sending the others theirs twice.
     pub async fn send_grant_digests(&self) -> ServiceResult<NoticeRound> {
         let mut round = NoticeRound::default();
         let to = week_start(self.now());
-        let sent_until = self.control.cursor(DIGEST_CURSOR).await?;
-        if sent_until >= to.unix_timestamp() {
+        let week = to.unix_timestamp();
+        if self.control.cursor(DIGEST_CURSOR).await? >= week {
             return Ok(round);
         }
         let from = to - time::Duration::weeks(1);
-        let mut failed = false;
         for company in self.control.companies().await? {
+            let cursor = company_digest_cursor(&company.id);
             let unit = crate::runner::unit(self, JOB, &company.id, Some(&company.id), async {
-                self.digest_for(&company.id, &company.name, from, to).await
+                if self.control.cursor(&cursor).await? >= week {
+                    return Ok(false);
+                }
+                let sent = self
+                    .digest_for(&company.id, &company.name, from, to)
+                    .await?;
+                self.control.set_cursor(&cursor, week).await?;
+                Ok::<_, crate::error::ServiceError>(sent)
             })
             .await;
             match unit {
                 Ok(Ok(true)) => round.digests += 1,
                 Ok(Ok(false)) => {}
                 Ok(Err(e)) => {
-                    tracing::warn!(company = %company.id, error = %e, "a weekly access digest failed");
+                    tracing::warn!(company = %company.id, error = %e, "a weekly access digest failed; tried again next round");
                     round.failed += 1;
-                    failed = true;
                 }
-                Err(_) => {
-                    round.failed += 1;
-                    failed = true;
-                }
+                Err(_) => round.failed += 1,
             }
         }
-        // A week with a failed company is sent again next round (those
-        // that got theirs may get it twice: better than none).
-        if !failed {
-            self.control
-                .set_cursor(DIGEST_CURSOR, to.unix_timestamp())
-                .await?;
+        if round.failed == 0 {
+            self.control.set_cursor(DIGEST_CURSOR, week).await?;
         }
         Ok(round)
     }
@@ -279,10 +290,27 @@ impl Platform {
 
     /// One round of the job: notices, then digests.
     pub async fn grant_notice_round(&self) -> ServiceResult<NoticeRound> {
-        let mut round = self.tell_grant_changes().await?;
-        let digests = self.send_grant_digests().await?;
-        round.failed += digests.failed;
-        round.digests = digests.digests;
+        // Either part failing does not keep the other from running.
+        let notices = self.tell_grant_changes().await;
+        let digests = self.send_grant_digests().await;
+        let mut round = NoticeRound::default();
+        match notices {
+            Ok(n) => round = n,
+            Err(e) => {
+                tracing::warn!(error = %e, "grant notices failed this round");
+                round.failed += 1;
+            }
+        }
+        match digests {
+            Ok(d) => {
+                round.digests = d.digests;
+                round.failed += d.failed;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "weekly access digests failed this round");
+                round.failed += 1;
+            }
+        }
         Ok(round)
     }
 }

@@ -14,19 +14,20 @@ use wb_core::grants::{
     Side, MAX_DURATION_MINUTES,
 };
 use wb_core::staff::{self, StaffView};
-use wb_core::{Action, Role};
+use wb_core::Action;
 use wb_store::staff::StoredGrant;
 use wb_store::{Actor, AuditEvent, CompanyStatus, Outcome, StoreError};
 
 use crate::access::CompanyScope;
 use crate::error::{ServiceError, ServiceResult};
-use crate::mail;
-use crate::mailer::Message;
 use crate::platform::Platform;
 use crate::staff::StaffCaller;
 
 /// The most grants a list answers.
 pub const MAX_GRANTS_LISTED: u32 = 500;
+/// The most requests one staff member may have waiting for one company:
+/// each emails the company's owners, so requests are not a mail flood.
+pub const MAX_PENDING_PER_COMPANY: usize = 3;
 
 /// What a staff member asks for.
 #[derive(Debug, Clone)]
@@ -164,10 +165,12 @@ impl Platform {
         company_id: Option<&str>,
         what: String,
     ) -> ServiceError {
+        // A company id from the request: bounded before it is recorded.
+        let company_id = company_id.map(|c| c.chars().take(64).collect::<String>());
         let event = AuditEvent {
             at: self.now(),
             actor: staff.actor.clone(),
-            company_id: company_id.map(str::to_string),
+            company_id: company_id.clone(),
             action: Action::StaffRefused,
             target: company_id.map(|c| format!("company:{c}")),
             outcome: Outcome::Failure,
@@ -210,6 +213,22 @@ impl Platform {
             .filter(|c| c.status == CompanyStatus::Active)
             .ok_or_else(|| ServiceError::not_found("company"))?;
         let now = self.now();
+        let waiting = self
+            .control
+            .live_grants(&staff.actor.id, &company.id)
+            .await?
+            .iter()
+            .filter(|s| s.grant.state(now) == GrantState::Pending && s.grant.opens_at().is_none())
+            .count();
+        if waiting >= MAX_PENDING_PER_COMPANY {
+            return Err(ServiceError::too_many(
+                format!(
+                    "at most {MAX_PENDING_PER_COMPANY} requests may wait for one company: \
+                     let one be decided or ask management to deny it"
+                ),
+                3600,
+            ));
+        }
         let request = GrantRequest {
             company_id: company.id.clone(),
             requested_by: staff.actor.id.clone(),
@@ -344,47 +363,31 @@ impl Platform {
     }
 
     /// Emails the company's owners and admins about a grant, unless a legal
-    /// mandate forbids telling them yet, and records what they were told
-    /// (so the notice job does not tell it again).
+    /// mandate forbids telling them yet, and records what they were told so
+    /// the notice job does not tell it again; when it cannot be sent, what
+    /// was told before is put back and the job tells it on a later round.
     pub(crate) async fn tell_company(&self, grant: &Grant, subject: &str, now: OffsetDateTime) {
         if !grant.disclosed_to_company(now) {
             return;
         }
-        if let Err(e) = self
-            .control
-            .mark_grant_told(&grant.id, grant.state(now).as_str())
-            .await
-        {
-            tracing::warn!(error = %e, "cannot record a grant notice");
-        }
-        let members = match self.control.members(&grant.company_id).await {
-            Ok(members) => members,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list whom to tell about a grant");
-                return;
+        let told = async {
+            let before = self.control.grant_told(&grant.id).await?;
+            let claimed = self
+                .control
+                .mark_grant_told(&grant.id, grant.state(now).as_str())
+                .await?;
+            if let Err(e) = self.tell_owners(grant, subject).await {
+                if claimed {
+                    self.control
+                        .reset_grant_told(&grant.id, before.as_deref())
+                        .await?;
+                }
+                return Err(e);
             }
+            Ok::<_, ServiceError>(())
         };
-        let body = format!(
-            "{subject}.\n\nGrant {id}: {scope} for {minutes} minutes, asked by {by}.\nReason: {reason}\n\n\
-             You can see every grant, approve, deny or revoke it on the access page of your company.\n",
-            id = grant.id,
-            scope = grant.scope,
-            minutes = grant.duration.whole_minutes(),
-            by = grant.requested_by,
-            reason = grant.reason,
-        );
-        for member in members
-            .iter()
-            .filter(|m| matches!(m.role, Role::Owner | Role::Admin))
-        {
-            let message = Message {
-                to: member.email.clone(),
-                subject: subject.to_string(),
-                body: body.clone(),
-            };
-            if let Err(e) = mail::queue(self, &message).await {
-                tracing::warn!(error = %e, "cannot queue a grant notice");
-            }
+        if let Err(e) = told.await {
+            tracing::warn!(grant = %grant.id, error = %e, "a grant notice was not sent; the notice job tries again");
         }
     }
 }

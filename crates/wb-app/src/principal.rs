@@ -2,8 +2,8 @@
 
 use wb_core::Role;
 
-/// An authenticated caller.
-#[derive(Debug, Clone)]
+/// An authenticated caller. Its `Debug` leaves token hashes out.
+#[derive(Clone)]
 pub enum Principal {
     User {
         user_id: String,
@@ -25,7 +25,47 @@ pub enum Principal {
     Staff {
         staff_id: String,
         token_hash: String,
+        /// Their roles now (a grant is used only while one of them may ask
+        /// for grants).
+        roles: Vec<wb_core::staff::StaffRole>,
     },
+}
+
+impl std::fmt::Debug for Principal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Principal::User {
+                user_id,
+                started,
+                second_factor,
+                ..
+            } => f
+                .debug_struct("User")
+                .field("user_id", user_id)
+                .field("token_hash", &"***")
+                .field("started", started)
+                .field("second_factor", second_factor)
+                .finish(),
+            Principal::ApiKey {
+                key_id,
+                company_id,
+                role,
+            } => f
+                .debug_struct("ApiKey")
+                .field("key_id", key_id)
+                .field("company_id", company_id)
+                .field("role", role)
+                .finish(),
+            Principal::Staff {
+                staff_id, roles, ..
+            } => f
+                .debug_struct("Staff")
+                .field("staff_id", staff_id)
+                .field("token_hash", &"***")
+                .field("roles", roles)
+                .finish(),
+        }
+    }
 }
 
 impl Principal {

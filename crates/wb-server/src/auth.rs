@@ -187,7 +187,13 @@ fn staff_bearer(parts: &Parts) -> Option<String> {
         .map(str::to_string)
 }
 
-async fn staff_caller(parts: &Parts, state: &AppState, token: String) -> Result<Caller, ApiError> {
+/// A staff token checked, counted as authenticated and against the staff
+/// member's own request budget (every staff path and company path alike).
+pub(crate) async fn authenticated_staff(
+    parts: &Parts,
+    state: &AppState,
+    token: String,
+) -> Result<wb_app::staff::StaffCaller, ApiError> {
     let staff = state
         .staff_authenticate(&Secret::new(token), request_meta(parts).anonymous_actor())
         .await?;
@@ -202,10 +208,16 @@ async fn staff_caller(parts: &Parts, state: &AppState, token: String) -> Result<
             .check_principal(&staff.actor.id)
             .map_err(crate::rate_limit::refusal)?;
     }
+    Ok(staff)
+}
+
+async fn staff_caller(parts: &Parts, state: &AppState, token: String) -> Result<Caller, ApiError> {
+    let staff = authenticated_staff(parts, state, token).await?;
     Ok(Caller {
         principal: wb_app::platform::Principal::Staff {
             staff_id: staff.staff_id,
             token_hash: staff.token_hash,
+            roles: staff.roles,
         },
         actor: staff.actor,
     })

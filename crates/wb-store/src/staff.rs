@@ -161,6 +161,9 @@ pub trait StaffStore: Send + Sync {
     /// `expired`, `denied`, `revoked`); false when it already was, so of
     /// two nodes only one tells.
     async fn mark_grant_told(&self, grant_id: &str, state: &str) -> Result<bool, StoreError>;
+    /// Puts back what the company was last told (None: nothing), after a
+    /// notice that was recorded could not be sent.
+    async fn reset_grant_told(&self, grant_id: &str, told: Option<&str>) -> Result<(), StoreError>;
     /// What the company was last told of the grant (None: nothing yet).
     async fn grant_told(&self, grant_id: &str) -> Result<Option<String>, StoreError>;
 }

@@ -63,10 +63,7 @@ impl FromRequestParts<AppState> for Staff {
             .filter(|t| !t.is_empty() && t.len() <= 256)
             .ok_or_else(|| ApiError::unauthorized("send a staff bearer token"))?
             .to_string();
-        let meta = RequestMeta::from_request_parts(parts, state).await?;
-        let caller = state
-            .staff_authenticate(&Secret::new(token), meta.anonymous_actor())
-            .await?;
+        let caller = crate::auth::authenticated_staff(parts, state, token).await?;
         Ok(Staff(caller))
     }
 }

@@ -456,6 +456,29 @@ impl StaffStore for PgControl {
             == 1)
     }
 
+    async fn reset_grant_told(&self, grant_id: &str, told: Option<&str>) -> Result<(), StoreError> {
+        match told {
+            Some(told) => {
+                self.exec_audited(
+                    "INSERT INTO grant_notices (grant_id, told) VALUES ($1, $2)
+                     ON CONFLICT (grant_id) DO UPDATE SET told = EXCLUDED.told",
+                    &[text(&grant_id), text(&told)],
+                    None,
+                )
+                .await?
+            }
+            None => {
+                self.exec_audited(
+                    "DELETE FROM grant_notices WHERE grant_id = $1",
+                    &[text(&grant_id)],
+                    None,
+                )
+                .await?
+            }
+        };
+        Ok(())
+    }
+
     async fn grant_told(&self, grant_id: &str) -> Result<Option<String>, StoreError> {
         match self
             .query(

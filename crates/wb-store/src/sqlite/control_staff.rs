@@ -477,6 +477,22 @@ impl StaffStore for SqliteControl {
         .await
     }
 
+    async fn reset_grant_told(&self, grant_id: &str, told: Option<&str>) -> Result<(), StoreError> {
+        let (id, told) = (grant_id.to_string(), told.map(str::to_string));
+        self.write(None, move |tx| {
+            match told {
+                Some(told) => tx.execute(
+                    "INSERT INTO grant_notices (grant_id, told) VALUES (?1, ?2)
+                     ON CONFLICT (grant_id) DO UPDATE SET told = excluded.told",
+                    params![id, told],
+                )?,
+                None => tx.execute("DELETE FROM grant_notices WHERE grant_id = ?1", params![id])?,
+            };
+            Ok(())
+        })
+        .await
+    }
+
     async fn grant_told(&self, grant_id: &str) -> Result<Option<String>, StoreError> {
         let id = grant_id.to_string();
         self.readers

@@ -147,7 +147,7 @@ async fn a_grant_admits_its_scope_only_and_everything_under_it_is_on_record() {
     .ok(200);
     let company = srv.get(&t.path(""), &sam_token).await.ok(200);
     assert_eq!(company["role"], "staff:books:read");
-    for (method, path, body) in [
+    let refused_paths = [
         (Method::POST, "/entries", Body::Json(sale.clone())),
         (Method::GET, "/files", Body::None),
         (Method::GET, "/audit", Body::None),
@@ -155,7 +155,15 @@ async fn a_grant_admits_its_scope_only_and_everything_under_it_is_on_record() {
         (Method::GET, "/api-keys", Body::None),
         (Method::GET, "/security-policy", Body::None),
         (Method::GET, "/access-grants", Body::None),
-    ] {
+        (Method::GET, "/exports", Body::None),
+        (Method::POST, "/exports", Body::Json(json!({}))),
+        (Method::GET, "/export-schedule", Body::None),
+        (Method::GET, "/restores", Body::None),
+        (Method::POST, "/restores", Body::Json(json!({}))),
+        (Method::GET, "/invitations", Body::None),
+    ];
+    let refused_count = refused_paths.len();
+    for (method, path, body) in refused_paths {
         srv.send(method.clone(), &t.path(path), Some(&sam_token), body, &[])
             .await
             .problem(403, "grant-required");
@@ -164,7 +172,7 @@ async fn a_grant_admits_its_scope_only_and_everything_under_it_is_on_record() {
     srv.post(&company_path(&t, &read, "approve"), &sam_token, json!({}))
         .await
         .problem(403, "grant-required");
-    assert_eq!(refusals(&srv, &t.id).await.len(), 2 + 8);
+    assert_eq!(refusals(&srv, &t.id).await.len(), 2 + refused_count + 1);
     // Revoked by the company: refused from the very next request.
     srv.post(&company_path(&t, &read, "revoke"), &t.token, json!({}))
         .await
@@ -349,4 +357,45 @@ async fn customer_and_staff_tokens_stay_in_their_realms() {
     for path in ["/api/v1/staff/me", "/api/v1/staff/companies"] {
         srv.get(path, &t.token).await.problem(401, "unauthorized");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_is_used_only_while_its_holder_may_ask_for_one_and_requests_are_capped() {
+    let srv = TestServer::start_manual().await;
+    let t = srv.signup("Capped Books Ltd").await;
+    srv.chart(&t).await;
+    let (_, sam) = staff(
+        &srv,
+        "sam@ops.example",
+        &[StaffRole::Support, StaffRole::Sales],
+    )
+    .await;
+    let (_, max) = staff(&srv, "max@ops.example", &[StaffRole::Management]).await;
+    active_grant(&srv, &t, &sam, &max, "books:read").await;
+    srv.get(&t.path("/accounts"), &sam).await.ok(200);
+    // Moved to sales alone: the approved grant no longer opens anything.
+    srv.platform
+        .change_staff_role(
+            "sam@ops.example",
+            StaffRole::Support,
+            false,
+            wb_server::staff::host_actor(),
+        )
+        .await
+        .unwrap();
+    srv.get(&t.path("/accounts"), &sam)
+        .await
+        .problem(403, "grant-required");
+
+    // Requests waiting for one company are capped (each emails the owners).
+    let (_, ivy) = staff(&srv, "ivy@ops.example", &[StaffRole::Support]).await;
+    for _ in 0..3 {
+        request(&srv, &ivy, ask(&t.id, "files")).await;
+    }
+    srv.post("/api/v1/staff/access-grants", &ivy, ask(&t.id, "files"))
+        .await
+        .problem(429, "too-many-requests");
+    // Another company is not affected.
+    let other = srv.signup("Other Books Ltd").await;
+    request(&srv, &ivy, ask(&other.id, "files")).await;
 }
