@@ -63,6 +63,7 @@ pub mod restore_target;
 pub mod runner;
 pub mod security;
 pub mod staff;
+pub mod staff_console;
 pub mod staff_views;
 pub mod statements;
 pub mod storage;

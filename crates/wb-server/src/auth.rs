@@ -188,6 +188,16 @@ fn staff_bearer(parts: &Parts) -> Option<String> {
 }
 
 async fn staff_caller(parts: &Parts, state: &AppState, token: String) -> Result<Caller, ApiError> {
+    Ok(staff_session(parts, state, token).await?.door_caller())
+}
+
+/// The staff member behind a staff token (a bearer token, or the staff
+/// console's cookie), counted against their own request budget.
+pub async fn staff_session(
+    parts: &Parts,
+    state: &AppState,
+    token: String,
+) -> Result<wb_app::staff::StaffCaller, ApiError> {
     let staff = state
         .staff_authenticate(&Secret::new(token), request_meta(parts).anonymous_actor())
         .await?;
@@ -202,13 +212,7 @@ async fn staff_caller(parts: &Parts, state: &AppState, token: String) -> Result<
             .check_principal(&staff.actor.id)
             .map_err(crate::rate_limit::refusal)?;
     }
-    Ok(Caller {
-        principal: wb_app::platform::Principal::Staff {
-            staff_id: staff.staff_id,
-            token_hash: staff.token_hash,
-        },
-        actor: staff.actor,
-    })
+    Ok(staff)
 }
 
 /// What a company route needs: the permission its extractor asks the door for.

@@ -36,11 +36,12 @@ pub enum Nav {
     Security,
     Audit,
     Backups,
+    Access,
 }
 
 /// The company's pages, each with the permission it needs (a role without
 /// it does not see the link; the door refuses the page anyway).
-const COMPANY_NAV: [(Nav, &str, &str, Permission); 10] = [
+const COMPANY_NAV: [(Nav, &str, &str, Permission); 11] = [
     (Nav::Dashboard, "", "Dashboard", Permission::ReadBooks),
     (
         Nav::Accounts,
@@ -76,6 +77,12 @@ const COMPANY_NAV: [(Nav, &str, &str, Permission); 10] = [
     ),
     (Nav::Audit, "/audit", "Audit trail", Permission::ReadAudit),
     (Nav::Backups, "/backups", "Backups", Permission::ExportData),
+    (
+        Nav::Access,
+        "/access",
+        "Staff access",
+        Permission::ManageSecurity,
+    ),
 ];
 
 /// A hidden field with the form's CSRF token.
@@ -83,7 +90,7 @@ pub fn csrf_field(chrome: &Chrome) -> Markup {
     html! { input type="hidden" name="_csrf" value=(chrome.csrf); }
 }
 
-fn head(title: &str, csrf: &str) -> Markup {
+pub(super) fn head(title: &str, csrf: &str) -> Markup {
     html! {
         head {
             meta charset="utf-8";

@@ -177,7 +177,10 @@ async fn a_grant_admits_its_scope_only_and_everything_under_it_is_on_record() {
     let files = active_grant(&srv, &t, &sam_token, &max_token, "files").await;
     srv.get(&t.path("/files"), &sam_token).await.ok(200);
     let receipt = srv.get(&t.path("/files/1"), &sam_token).await;
-    assert_eq!((receipt.status.as_u16(), receipt.text.as_str()), (200, "receipt 1"));
+    assert_eq!(
+        (receipt.status.as_u16(), receipt.text.as_str()),
+        (200, "receipt 1")
+    );
     upload(&srv, &t, &sam_token, b"scanned by support")
         .await
         .ok(201);
