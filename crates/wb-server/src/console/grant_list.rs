@@ -7,7 +7,7 @@ use maud::{html, Markup};
 use crate::api::grants::GrantView;
 
 /// An RFC 3339 time as the console shows it (to the second, UTC).
-fn at(text: &str) -> String {
+pub fn at(text: &str) -> String {
     match text.split_once('.') {
         Some((seconds, _)) => format!("{} UTC", seconds.replace('T', " ")),
         None => text.replace('T', " ").replace('Z', " UTC"),

@@ -224,6 +224,7 @@ pub fn bare_page(title: &str, message: &str) -> Markup {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                link rel="icon" href="data:,";
                 title { (title) " · Work-books" }
                 link rel="stylesheet" href=(assets::url("console.css"));
             }

@@ -13,6 +13,7 @@ use wb_core::monitor::AlertState;
 use super::{StaffNav, StaffPage};
 use crate::auth::AppState;
 use crate::console::form::Form;
+use crate::console::grant_list::at;
 use crate::console::layout;
 use crate::console::page::{see_other, PageError, PageResult};
 use crate::problem::ApiError;
@@ -93,9 +94,9 @@ pub async fn list(
                     dt { "Rule" } dd { (a.rule) }
                     dt { "Detail" } dd { (a.detail) }
                     @if let Some(c) = &a.company_id { dt { "Company" } dd { (c) } }
-                    dt { "Seen" } dd { (a.count) " times, " (a.first_seen) " to " (a.last_seen) }
-                    @if let Some(t) = &a.acknowledged { dt { "Acknowledged" } dd { (t.by) " at " (t.at) ": " (t.reason) } }
-                    @if let Some(t) = &a.resolved { dt { "Resolved" } dd { (t.by) " at " (t.at) ": " (t.reason) } }
+                    dt { "Seen" } dd { (a.count) " times, " (at(&a.first_seen)) " to " (at(&a.last_seen)) }
+                    @if let Some(t) = &a.acknowledged { dt { "Acknowledged" } dd { (t.by) " at " (at(&t.at)) ": " (t.reason) } }
+                    @if let Some(t) = &a.resolved { dt { "Resolved" } dd { (t.by) " at " (at(&t.at)) ": " (t.reason) } }
                 }
                 (triage_form(&page, a))
             }
