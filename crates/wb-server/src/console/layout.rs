@@ -218,6 +218,11 @@ pub fn public_page(title: &str, csrf: &str, content: Markup) -> Markup {
 
 /// A minimal page with a message (refusals before any page context exists).
 pub fn bare_page(title: &str, message: &str) -> Markup {
+    bare_page_back(title, message, "/", "Back to Work-books")
+}
+
+/// A minimal page with a message and a link back to `back`.
+pub fn bare_page_back(title: &str, message: &str, back: &str, back_label: &str) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -232,7 +237,7 @@ pub fn bare_page(title: &str, message: &str) -> Markup {
                 main #main {
                     h1 { (title) }
                     p { (message) }
-                    p { a href="/" { "Back to Work-books" } }
+                    p { a href=(back) { (back_label) } }
                 }
             }
         }

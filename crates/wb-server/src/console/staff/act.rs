@@ -7,15 +7,13 @@
 //! Outside one, the door's 403 (`grant-required`, on record) is the page.
 
 use axum::extract::{Path, State};
-use axum::response::Response;
 use maud::html;
 use wb_app::records::EntryPage;
 use wb_core::{Action, Permission};
 
-use super::{StaffNav, StaffPage};
+use super::{StaffNav, StaffPage, StaffResult};
 use crate::auth::AppState;
 use crate::console::fmt;
-use crate::console::page::PageResult;
 
 /// The newest entries a staff page lists.
 const ENTRIES_SHOWN: u32 = 100;
@@ -24,7 +22,7 @@ pub async fn entries(
     State(platform): State<AppState>,
     page: StaffPage,
     Path(company): Path<String>,
-) -> PageResult<Response> {
+) -> StaffResult {
     let admission = platform
         .admit(page.staff.door_caller(), &company, Permission::ReadBooks)
         .await?;

@@ -4,18 +4,17 @@
 //! services; the alert store records every attempt).
 
 use axum::extract::{Path, Query, State};
-use axum::response::Response;
 use maud::{html, Markup};
 use serde::Deserialize;
 use wb_app::monitor_job::AlertView;
 use wb_core::monitor::AlertState;
 
-use super::{StaffNav, StaffPage};
+use super::{StaffError, StaffNav, StaffPage, StaffResult};
 use crate::auth::AppState;
 use crate::console::form::Form;
 use crate::console::grant_list::at;
 use crate::console::layout;
-use crate::console::page::{see_other, PageError, PageResult};
+use crate::console::page::see_other;
 use crate::problem::ApiError;
 
 #[derive(Debug, Deserialize)]
@@ -53,11 +52,11 @@ pub async fn list(
     State(platform): State<AppState>,
     page: StaffPage,
     Query(q): Query<AlertQuery>,
-) -> PageResult<Response> {
+) -> StaffResult {
     let state = match q.state.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => Some(s.parse::<AlertState>().map_err(|_| {
-            PageError::from(ApiError::unprocessable(
+            StaffError::from(ApiError::unprocessable(
                 "invalid-query",
                 "state must be open, acknowledged or resolved",
             ))
@@ -111,8 +110,10 @@ pub async fn triage(
     page: StaffPage,
     Path(alert): Path<String>,
     form: Form,
-) -> PageResult<Response> {
-    let id: i64 = alert.parse().map_err(|_| PageError::not_found("alert"))?;
+) -> StaffResult {
+    let id: i64 = alert
+        .parse()
+        .map_err(|_| StaffError::from(crate::console::page::PageError::not_found("alert")))?;
     let (resolve, done) = match form.get("triage") {
         Some("ack") => (false, "ack"),
         Some("resolve") => (true, "resolve"),

@@ -9,10 +9,10 @@ use maud::html;
 use serde::Deserialize;
 use wb_core::staff::StaffView;
 
-use super::{StaffNav, StaffPage};
+use super::{StaffNav, StaffPage, StaffResult};
 use crate::auth::AppState;
 use crate::console::fmt;
-use crate::console::page::{see_other, PageResult};
+use crate::console::page::see_other;
 
 pub async fn home(page: StaffPage) -> Response {
     let content = html! {
@@ -52,7 +52,7 @@ pub async fn search(
     State(platform): State<AppState>,
     page: StaffPage,
     Query(q): Query<SearchQuery>,
-) -> PageResult<Response> {
+) -> StaffResult {
     let text = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty());
     let number = q.page.unwrap_or(0).min(10_000);
     let found = platform
@@ -99,7 +99,7 @@ pub async fn detail(
     State(platform): State<AppState>,
     page: StaffPage,
     Path(company): Path<String>,
-) -> PageResult<Response> {
+) -> StaffResult {
     let basics = platform.staff_company_basics(&page.staff, &company).await?;
     let c = &basics.company;
     let content = html! {
@@ -144,7 +144,7 @@ pub async fn summary(
     State(platform): State<AppState>,
     page: StaffPage,
     Path(company): Path<String>,
-) -> PageResult<Response> {
+) -> StaffResult {
     let s = platform
         .staff_company_summary(&page.staff, &company)
         .await?;

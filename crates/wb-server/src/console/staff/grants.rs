@@ -6,19 +6,18 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
 use maud::{html, Markup};
 use serde::Deserialize;
 use wb_app::grants::{Decide, GrantAsk};
 use wb_core::grants::{GrantScope, MAX_DURATION_MINUTES};
 
-use super::{StaffNav, StaffPage};
+use super::{StaffError, StaffNav, StaffPage, StaffResult};
 use crate::api::grants::{listed, GrantView};
 use crate::auth::AppState;
 use crate::console::form::Form;
 use crate::console::grant_list;
 use crate::console::layout;
-use crate::console::page::{see_other, PageError, PageResult};
+use crate::console::page::see_other;
 use crate::problem::ApiError;
 
 #[derive(Debug, Deserialize)]
@@ -77,7 +76,11 @@ fn done_notice(done: Option<&str>) -> Markup {
     layout::notice("success", text)
 }
 
-async fn mine_content(platform: &AppState, page: &StaffPage, values: &Form) -> PageResult<Markup> {
+async fn mine_content(
+    platform: &AppState,
+    page: &StaffPage,
+    values: &Form,
+) -> Result<Markup, StaffError> {
     let grants = platform.my_grant_requests(&page.staff).await?;
     let list = listed(platform, &grants).await?;
     Ok(html! {
@@ -100,7 +103,7 @@ pub async fn mine(
     State(platform): State<AppState>,
     page: StaffPage,
     Query(q): Query<MineQuery>,
-) -> PageResult<Response> {
+) -> StaffResult {
     let mut values = Vec::new();
     if let Some(c) = q.company.as_deref().filter(|c| c.len() <= 64) {
         values.push(("company".to_string(), c.to_string()));
@@ -137,11 +140,7 @@ fn ask_of(form: &Form) -> Result<GrantAsk, ApiError> {
 }
 
 /// `POST /staff/grants`: ask for access.
-pub async fn request(
-    State(platform): State<AppState>,
-    page: StaffPage,
-    form: Form,
-) -> PageResult<Response> {
+pub async fn request(State(platform): State<AppState>, page: StaffPage, form: Form) -> StaffResult {
     let outcome = match ask_of(&form) {
         Ok(ask) => platform
             .request_grant(&page.staff, ask)
@@ -201,7 +200,7 @@ pub async fn inbox(
     State(platform): State<AppState>,
     page: StaffPage,
     Query(q): Query<MineQuery>,
-) -> PageResult<Response> {
+) -> StaffResult {
     let grants = platform.management_inbox(&page.staff).await?;
     let list = listed(&platform, &grants).await?;
     let content = html! {
@@ -218,14 +217,14 @@ pub async fn decide(
     page: StaffPage,
     Path((grant, decision)): Path<(String, String)>,
     form: Form,
-) -> PageResult<Response> {
+) -> StaffResult {
     let decide = match decision.as_str() {
         "approve" => Decide::Approve {
             mandate_reference: form.get("mandate_reference").map(str::to_string),
         },
         "deny" => Decide::Deny,
         "revoke" => Decide::Revoke,
-        _ => return Err(PageError::not_found("page")),
+        _ => return Err(crate::console::page::PageError::not_found("page").into()),
     };
     platform
         .management_decides(&page.staff, &grant, decide)

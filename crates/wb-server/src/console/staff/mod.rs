@@ -51,6 +51,44 @@ pub fn router() -> Router<AppState> {
         .route("/staff/alerts/{alert}", post(alerts::triage))
 }
 
+/// A failure on a staff page: a session that ended goes to the staff
+/// sign-in, anything else is the service's explanation with a way back to
+/// the staff console (never to the customer console's sign-in).
+#[derive(Debug)]
+pub struct StaffError(PageError);
+
+pub type StaffResult = Result<Response, StaffError>;
+
+impl From<PageError> for StaffError {
+    fn from(e: PageError) -> StaffError {
+        StaffError(e)
+    }
+}
+
+impl From<crate::problem::ApiError> for StaffError {
+    fn from(e: crate::problem::ApiError) -> StaffError {
+        StaffError(e.into())
+    }
+}
+
+impl From<wb_app::error::ServiceError> for StaffError {
+    fn from(e: wb_app::error::ServiceError) -> StaffError {
+        StaffError(e.into())
+    }
+}
+
+impl IntoResponse for StaffError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        if e.status == StatusCode::UNAUTHORIZED {
+            return to_login();
+        }
+        let page =
+            layout::bare_page_back(&e.title, &e.detail, "/staff", "Back to the staff console");
+        (e.status, page).into_response()
+    }
+}
+
 /// A signed-in staff member looking at a staff page.
 #[derive(Debug, Clone)]
 pub struct StaffPage {
@@ -82,7 +120,7 @@ impl FromRequestParts<AppState> for StaffPage {
         let staff = match crate::auth::staff_session(parts, state, token).await {
             Ok(staff) => staff,
             Err(e) if e.status == StatusCode::UNAUTHORIZED => return Err(to_login()),
-            Err(e) => return Err(PageError::from_api(e, None).into_response()),
+            Err(e) => return Err(StaffError::from(e).into_response()),
         };
         let csrf = parts
             .extensions

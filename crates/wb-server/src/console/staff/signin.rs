@@ -8,13 +8,13 @@ use axum::Extension;
 use maud::{html, Markup};
 use wb_crypto::{Secret, MAX_PASSPHRASE_BYTES};
 
-use super::{StaffPage, STAFF_COOKIE};
+use super::{StaffPage, StaffResult, STAFF_COOKIE};
 use crate::api::session::MAX_OTP_BYTES;
 use crate::auth::{AppState, RequestMeta, CSRF_COOKIE};
 use crate::console::form::Form;
 use crate::console::guard::CsrfToken;
 use crate::console::layout::{self, public_page};
-use crate::console::page::{see_other, PageResult};
+use crate::console::page::see_other;
 
 fn login_form(csrf: &str, email: &str, error: Option<&str>) -> Markup {
     html! {
@@ -132,7 +132,7 @@ pub async fn login(
     response
 }
 
-pub async fn logout(State(platform): State<AppState>, page: StaffPage) -> PageResult {
+pub async fn logout(State(platform): State<AppState>, page: StaffPage) -> StaffResult {
     platform.staff_logout(&page.staff).await?;
     let mut response = see_other("/staff/login");
     if let Some(value) = cookie(format!(

@@ -244,9 +244,12 @@ async fn a_grant_from_the_consoles_is_used_through_the_door_and_every_form_needs
 
     // Support has no approvals inbox: refused on record.
     let before = staff_refusals(&srv).await;
-    assert_eq!(
-        get_with(&srv, "/staff/approvals", &sam_cookie).await.status,
-        403
+    let refused_inbox = get_with(&srv, "/staff/approvals", &sam_cookie).await;
+    assert_eq!(refused_inbox.status, 403);
+    assert!(
+        refused_inbox.text.contains("href=\"/staff\""),
+        "back to the staff console: {}",
+        refused_inbox.text
     );
     assert_eq!(staff_refusals(&srv).await, before + 1);
 
