@@ -23,20 +23,24 @@ pub struct Done {
 }
 
 fn controls(view: &View, g: &GrantView) -> Markup {
+    let open = g.state == "pending" || g.state == "active";
+    // A legal mandate is decided by management alone.
+    if !open || g.legal_mandate.is_some() {
+        return html! {};
+    }
     let company_approved = g.approvals.iter().any(|a| a.side == "company");
+    // Approved by both sides: it has its window (and may wait for its start).
+    let approved = g.ends_at.is_some();
     let what = format!("grant {}", g.id);
     html! {
-        @if g.state == "pending" || g.state == "active" {
-            div.actions {
-                @if g.state == "pending" && !company_approved {
-                    (view.post_button(&format!("/access/{}/approve", g.id), "", "Approve", &what))
-                }
-                @if g.state == "pending" {
-                    (view.post_button(&format!("/access/{}/deny", g.id), "danger", "Deny", &what))
-                }
-                @if g.state == "active" || (g.state == "pending" && company_approved) {
-                    (view.post_button(&format!("/access/{}/revoke", g.id), "danger", "Revoke", &what))
-                }
+        div.actions {
+            @if !approved && !company_approved {
+                (view.post_button(&format!("/access/{}/approve", g.id), "", "Approve", &what))
+            }
+            @if !approved {
+                (view.post_button(&format!("/access/{}/deny", g.id), "danger", "Deny", &what))
+            } @else {
+                (view.post_button(&format!("/access/{}/revoke", g.id), "danger", "Revoke", &what))
             }
         }
     }

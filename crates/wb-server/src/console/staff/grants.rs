@@ -166,12 +166,17 @@ pub async fn request(State(platform): State<AppState>, page: StaffPage, form: Fo
 }
 
 fn inbox_controls(page: &StaffPage, g: &GrantView) -> Markup {
+    if g.state != "pending" && g.state != "active" {
+        return html! {};
+    }
     let management_approved = g.approvals.iter().any(|a| a.side == "management");
+    // Approved by both sides (or under a mandate): it has its window.
+    let approved = g.ends_at.is_some();
     let what = format!("grant {}", g.id);
     let action = |decision: &str| format!("/staff/grants/{}/{decision}", g.id);
     html! {
         div.actions {
-            @if g.state == "pending" && !management_approved {
+            @if !approved && !management_approved {
                 @if g.legal_mandate.is_some() {
                     form.inline method="post" action=(action("approve")) {
                         (page.csrf_field())
@@ -185,10 +190,9 @@ fn inbox_controls(page: &StaffPage, g: &GrantView) -> Markup {
                     (page.post_button(&action("approve"), "", "Approve", &what))
                 }
             }
-            @if g.state == "pending" {
+            @if !approved {
                 (page.post_button(&action("deny"), "danger", "Deny", &what))
-            }
-            @if g.state == "active" || (g.state == "pending" && management_approved) {
+            } @else {
                 (page.post_button(&action("revoke"), "danger", "Revoke", &what))
             }
         }
