@@ -45,7 +45,8 @@ pub async fn home(page: StaffPage) -> Response {
 #[derive(Debug, Deserialize)]
 pub struct SearchQuery {
     q: Option<String>,
-    page: Option<u32>,
+    /// From 0 (text, so a hand-edited address is a page, not a bare 400).
+    page: Option<String>,
 }
 
 pub async fn search(
@@ -54,7 +55,12 @@ pub async fn search(
     Query(q): Query<SearchQuery>,
 ) -> StaffResult {
     let text = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty());
-    let number = q.page.unwrap_or(0).min(10_000);
+    let number = q
+        .page
+        .as_deref()
+        .and_then(|p| p.parse::<u32>().ok())
+        .unwrap_or(0)
+        .min(10_000);
     let found = platform
         .staff_find_companies(&page.staff, text, number)
         .await?;

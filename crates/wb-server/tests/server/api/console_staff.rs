@@ -317,3 +317,65 @@ async fn staff_refusals(srv: &TestServer) -> usize {
         .filter(|e| e.action == "staff.refused")
         .count()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_that_may_not_see_a_page_are_refused_on_both_consoles() {
+    let srv = TestServer::start_manual().await;
+    let t = srv.signup("Refusals Ltd").await;
+    // A customer member without ManageSecurity: no link, and the door's 403.
+    let accountant = super::mfa::member_of(&srv, &t, "accountant").await;
+    let cookie = format!("__Host-wb_session={accountant}");
+    let dashboard = get_with(&srv, &format!("/c/{}", t.id), &cookie).await;
+    assert_eq!(dashboard.status, 200, "{}", dashboard.text);
+    assert!(
+        !dashboard.text.contains("/access\""),
+        "no Staff access link"
+    );
+    let access = get_with(&srv, &format!("/c/{}/access", t.id), &cookie).await;
+    assert_eq!(access.status, 403);
+    let owner = get_with(&srv, &format!("/c/{}", t.id), &customer_cookie(&t)).await;
+    assert!(owner.text.contains(&format!("/c/{}/access\"", t.id)));
+
+    // Sales: the summary, never the support views, the alerts or a grant request.
+    let (_, sally) = staff(&srv, "sally.sales@ops.example", &[StaffRole::Sales]).await;
+    let sales = staff_cookie(&sally);
+    let summary = get_with(&srv, &format!("/staff/companies/{}/summary", t.id), &sales).await;
+    assert_eq!(summary.status, 200, "{}", summary.text);
+    let before = staff_refusals(&srv).await;
+    for path in [
+        "/staff/companies?q=Refusals".to_string(),
+        format!("/staff/companies/{}", t.id),
+        "/staff/alerts".to_string(),
+        "/staff/approvals".to_string(),
+    ] {
+        let resp = get_with(&srv, &path, &sales).await;
+        assert_eq!(resp.status, 403, "{path}: {}", resp.text);
+    }
+    let asked = post_form(
+        &srv,
+        "/staff/grants",
+        &sales,
+        &[
+            ("_csrf", CSRF),
+            ("company", t.id.as_str()),
+            ("reason", "Licensing check for the renewal quote"),
+            ("scope", "books:read"),
+            ("duration_minutes", "30"),
+        ],
+    )
+    .await;
+    assert_eq!(asked.status, 403, "{}", asked.text);
+    assert_eq!(
+        staff_refusals(&srv).await,
+        before + 5,
+        "each refusal on record"
+    );
+    assert!(srv
+        .platform
+        .control
+        .grants(None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    srv.shutdown().await;
+}
