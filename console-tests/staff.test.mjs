@@ -112,6 +112,10 @@ try {
     assert.ok(session.httpOnly && session.secure && session.sameSite === 'Strict');
     assert.ok(!cookies.some((c) => c.name === '__Host-wb_session'), 'no customer session');
     await visit(staffPage, 'staff-home');
+    // The customer console's shortcuts do not apply here.
+    await staffPage.keyboard.press('n');
+    await staffPage.waitForTimeout(200);
+    assert.match(new URL(staffPage.url()).pathname, /^\/staff$/);
     // The staff cookie opens no customer page.
     await staffPage.goto(`${base}/c/${companyId}`);
     await staffPage.waitForURL(/\/login/);

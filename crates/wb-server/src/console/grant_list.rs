@@ -58,7 +58,8 @@ pub fn grants(list: &[GrantView], controls: impl Fn(&GrantView) -> Markup) -> Ma
                         dt { "Ended" } dd { (e.kind) " by " (side(&e.side)) " (" (e.by) ") at " (at(&e.at)) }
                     }
                 }
-                @if let Some(actions) = &g.actions {
+                // A grant that never opened has no actions to show.
+                @if let Some(actions) = g.actions.as_ref().filter(|_| g.ends_at.is_some()) {
                     @if actions.is_empty() {
                         p.hint { "Nothing was done under this grant (the list is a few seconds behind)." }
                     } @else {

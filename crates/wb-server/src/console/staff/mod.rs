@@ -201,7 +201,7 @@ impl StaffPage {
                             }
                         }
                     }
-                    nav.company aria-label="Staff" {
+                    nav.staff-nav aria-label="Staff" {
                         ul {
                             @for (item, href, label, _) in STAFF_NAV.iter().filter(|n| n.3.is_none_or(|v| self.opens(v))) {
                                 li { a href=(href) aria-current=[(*item == nav).then_some("page")] { (label) } }
