@@ -8,8 +8,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use maud::{html, Markup};
 use serde::Deserialize;
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime};
 use wb_app::grants::{Decide, GrantAsk};
-use wb_core::grants::{GrantScope, MAX_DURATION_MINUTES};
+use wb_core::grants::{GrantScope, LegalMandate, MAX_DURATION_MINUTES};
 
 use super::{StaffError, StaffNav, StaffPage, StaffResult};
 use crate::api::grants::{listed, GrantView};
@@ -59,6 +61,23 @@ fn request_form(page: &StaffPage, values: &Form) -> Markup {
             div {
                 label for="ticket" { "Ticket (optional)" }
                 input #ticket name="ticket" maxlength="200" value=(value("ticket"));
+            }
+            div {
+                label for="starts_at" { "Start no earlier than (optional, UTC)" }
+                input #starts_at type="datetime-local" name="starts_at" value=(value("starts_at")) aria-describedby="start-hint";
+                p.hint #start-hint { "Within 30 days. Empty: it opens once both sides approved." }
+            }
+            fieldset {
+                legend { "Legal mandate (only when one compels the access)" }
+                div.stack-field {
+                    label for="mandate_reference" { "Mandate reference" }
+                    input #mandate_reference name="mandate_reference" maxlength="200" value=(value("mandate_reference")) aria-describedby="mandate-hint";
+                    p.hint #mandate-hint { "With a mandate, management alone approves, quoting this reference." }
+                }
+                div.stack-field {
+                    label for="disclose_after" { "The company may be told after (optional, UTC)" }
+                    input #disclose_after type="datetime-local" name="disclose_after" value=(value("disclose_after"));
+                }
             }
             div { button type="submit" { "Ask for access" } }
         }
@@ -113,6 +132,22 @@ pub async fn mine(
     Ok(page.render("Access requests", StaffNav::Grants, content))
 }
 
+/// A `datetime-local` field's value (`YYYY-MM-DDTHH:MM`, seconds optional),
+/// read as UTC.
+fn utc_time(name: &str, text: &str) -> Result<OffsetDateTime, ApiError> {
+    let minutes = format_description!("[year]-[month]-[day]T[hour]:[minute]");
+    let seconds = format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    PrimitiveDateTime::parse(text, minutes)
+        .or_else(|_| PrimitiveDateTime::parse(text, seconds))
+        .map(PrimitiveDateTime::assume_utc)
+        .map_err(|_| {
+            ApiError::unprocessable(
+                "invalid-grant",
+                format!("{name} must be a date and time (YYYY-MM-DDTHH:MM, UTC)"),
+            )
+        })
+}
+
 fn ask_of(form: &Form) -> Result<GrantAsk, ApiError> {
     let invalid = |detail: &str| ApiError::unprocessable("invalid-grant", detail.to_string());
     let company = form
@@ -128,14 +163,33 @@ fn ask_of(form: &Form) -> Result<GrantAsk, ApiError> {
         .get("duration_minutes")
         .and_then(|d| d.parse::<u32>().ok())
         .ok_or_else(|| invalid("the duration is a whole number of minutes"))?;
+    let disclose_after = form
+        .get("disclose_after")
+        .map(|t| utc_time("the disclosure time", t))
+        .transpose()?;
+    let legal_mandate = match (form.get("mandate_reference"), disclose_after) {
+        (Some(reference), disclose_after) => Some(LegalMandate {
+            reference: reference.to_string(),
+            disclose_after,
+        }),
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(invalid(
+                "a disclosure time goes with a legal mandate's reference",
+            ))
+        }
+    };
     Ok(GrantAsk {
         company_id: company.to_string(),
         reason: form.get("reason").unwrap_or("").to_string(),
         scope,
         duration_minutes,
         ticket: form.get("ticket").map(str::to_string),
-        legal_mandate: None,
-        starts_at: None,
+        legal_mandate,
+        starts_at: form
+            .get("starts_at")
+            .map(|t| utc_time("the start", t))
+            .transpose()?,
     })
 }
 
@@ -234,4 +288,36 @@ pub async fn decide(
         .management_decides(&page.staff, &grant, decide)
         .await?;
     Ok(see_other(&format!("/staff/approvals?done={decision}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datetime_local_fields_are_read_as_utc() {
+        let at = utc_time("the start", "2026-12-24T09:30").unwrap();
+        assert_eq!(at.offset(), time::UtcOffset::UTC);
+        assert_eq!((at.hour(), at.minute(), at.second()), (9, 30, 0));
+        assert_eq!(
+            utc_time("the start", "2026-12-24T09:30:15")
+                .unwrap()
+                .second(),
+            15
+        );
+        for bad in [
+            "",
+            "tomorrow",
+            "2026-12-24",
+            "2026-12-24T25:00",
+            "2026-12-24T09:30Z",
+        ] {
+            let e = utc_time("the start", bad).unwrap_err();
+            assert_eq!(
+                e.status,
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "{bad}"
+            );
+        }
+    }
 }

@@ -379,3 +379,85 @@ async fn roles_that_may_not_see_a_page_are_refused_on_both_consoles() {
         .is_empty());
     srv.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legal_mandate_asked_for_in_the_console_is_approved_by_management_alone() {
+    let srv = TestServer::start_manual().await;
+    let t = srv.signup("Mandated Ltd").await;
+    let (_, ann) = staff(&srv, "ann.security@ops.example", &[StaffRole::Security]).await;
+    let (_, max) = staff(&srv, "max.mandate@ops.example", &[StaffRole::Management]).await;
+    let ann_cookie = staff_cookie(&ann);
+    let later = (time::OffsetDateTime::now_utc() + time::Duration::days(30))
+        .format(&time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]"
+        ))
+        .unwrap();
+    let mut fields = vec![
+        ("_csrf", CSRF),
+        ("company", t.id.as_str()),
+        (
+            "reason",
+            "Court order 2026/118: preserve the ledger for review",
+        ),
+        ("scope", "books:read"),
+        ("duration_minutes", "120"),
+        ("disclose_after", later.as_str()),
+    ];
+    // A disclosure time without a mandate: a clear refusal, nothing asked.
+    let refused = post_form(&srv, "/staff/grants", &ann_cookie, &fields).await;
+    assert_eq!(refused.status, 422);
+    assert!(
+        refused.text.contains("goes with a legal mandate"),
+        "{}",
+        refused.text
+    );
+    assert!(srv
+        .platform
+        .control
+        .grants(None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    fields.push(("mandate_reference", "COURT-2026-118"));
+    let asked = post_form(&srv, "/staff/grants", &ann_cookie, &fields).await;
+    assert_eq!(asked.status, 303, "{}", asked.text);
+    let stored = srv.platform.control.grants(None, 10).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    let grant = stored[0].grant.id.clone();
+    let mandate = stored[0].grant.legal_mandate.as_ref().expect("a mandate");
+    assert_eq!(mandate.reference, "COURT-2026-118");
+    assert!(mandate.disclose_after.is_some());
+
+    // The company is not told yet.
+    let access = get_with(&srv, &format!("/c/{}/access", t.id), &customer_cookie(&t)).await;
+    assert!(!access.text.contains(grant.as_str()), "{}", access.text);
+
+    // Management approves quoting the reference; a wrong one is refused.
+    let inbox = get_with(&srv, "/staff/approvals", &staff_cookie(&max)).await;
+    assert!(inbox.text.contains("Mandate reference"), "{}", inbox.text);
+    let path = format!("/staff/grants/{grant}/approve");
+    let wrong = post_form(
+        &srv,
+        &path,
+        &staff_cookie(&max),
+        &[("_csrf", CSRF), ("mandate_reference", "COURT-1999-1")],
+    )
+    .await;
+    assert_eq!(wrong.status, 422, "{}", wrong.text);
+    let approved = post_form(
+        &srv,
+        &path,
+        &staff_cookie(&max),
+        &[("_csrf", CSRF), ("mandate_reference", "COURT-2026-118")],
+    )
+    .await;
+    assert_eq!(approved.status, 303, "{}", approved.text);
+    let read = get_with(
+        &srv,
+        &format!("/staff/companies/{}/entries", t.id),
+        &ann_cookie,
+    )
+    .await;
+    assert_eq!(read.status, 200, "{}", read.text);
+    srv.shutdown().await;
+}
