@@ -6,11 +6,11 @@
 //! The central collection is filled by the forwarder, so an action shows
 //! here a few seconds after it happened.
 
+use time::format_description::well_known::Rfc3339;
 use time::Duration;
 use wb_core::grants::Grant;
 use wb_store::AuditQuery;
 
-use crate::dto::rfc3339;
 use crate::error::ServiceResult;
 use crate::platform::Platform;
 
@@ -46,7 +46,7 @@ impl Platform {
             limit: MAX_ACTIONS_LISTED,
             company_id: Some(grant.company_id.clone()),
             actor: Some(grant.requested_by.clone()),
-            since: since.ok().map(rfc3339),
+            since: since.ok().and_then(|s| s.format(&Rfc3339).ok()),
             ..AuditQuery::default()
         };
         Ok(self

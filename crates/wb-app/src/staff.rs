@@ -66,9 +66,7 @@ fn role_names(roles: &[StaffRole]) -> Vec<String> {
 }
 
 /// The staff actor id of a record.
-pub fn staff_actor_id(id: &str) -> String {
-    format!("staff:{id}")
-}
+pub use crate::principal::staff_actor_id;
 
 /// The actor of staff work on the server host.
 pub fn host_actor() -> Actor {

@@ -187,9 +187,13 @@ fn staff_bearer(parts: &Parts) -> Option<String> {
         .map(str::to_string)
 }
 
-/// A staff token checked, counted as authenticated and against the staff
-/// member's own request budget (every staff path and company path alike).
-pub(crate) async fn authenticated_staff(
+async fn staff_caller(parts: &Parts, state: &AppState, token: String) -> Result<Caller, ApiError> {
+    Ok(staff_session(parts, state, token).await?.door_caller())
+}
+
+/// The staff member behind a staff token (a bearer token, or the staff
+/// console's cookie), counted against their own request budget.
+pub async fn staff_session(
     parts: &Parts,
     state: &AppState,
     token: String,
@@ -209,18 +213,6 @@ pub(crate) async fn authenticated_staff(
             .map_err(crate::rate_limit::refusal)?;
     }
     Ok(staff)
-}
-
-async fn staff_caller(parts: &Parts, state: &AppState, token: String) -> Result<Caller, ApiError> {
-    let staff = authenticated_staff(parts, state, token).await?;
-    Ok(Caller {
-        principal: wb_app::platform::Principal::Staff {
-            staff_id: staff.staff_id,
-            token_hash: staff.token_hash,
-            roles: staff.roles,
-        },
-        actor: staff.actor,
-    })
 }
 
 /// What a company route needs: the permission its extractor asks the door for.

@@ -131,6 +131,8 @@ pub fn is_sign_in(path: &str) -> bool {
         || matches!(
             path,
             "/login" | "/login/code" | "/signup" | "/reset-passphrase" | "/reset-passphrase/complete" | "/accept-invitation"
+                // The staff console's sign-in form.
+                | "/staff/login"
         )
 }
 
@@ -354,6 +356,7 @@ mod tests {
         assert_eq!(limiters.blocked_for(a), None);
         assert!(is_sign_in("/api/v1/auth/login"));
         assert!(is_sign_in("/api/v1/staff/auth/login"));
+        assert!(is_sign_in("/staff/login"));
         assert!(is_sign_in("/api/v1/invitations/wbi_x/accept"));
         assert!(is_sign_in("/api/v1/auth/passphrase-reset/complete"));
         assert!(!is_sign_in("/api/v1/companies/c/accounts"));

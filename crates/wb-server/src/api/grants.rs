@@ -106,7 +106,7 @@ pub struct GrantActionView {
 }
 
 /// Lists grants with what was done under each.
-async fn listed(platform: &AppState, grants: &[Grant]) -> ApiResult<GrantList> {
+pub(crate) async fn listed(platform: &AppState, grants: &[Grant]) -> ApiResult<GrantList> {
     let now = platform.now();
     let mut views = Vec::with_capacity(grants.len());
     for grant in grants {

@@ -462,7 +462,7 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
 /// (an invitation token in `/api/v1/invitations/{token}/accept`, or a
 /// session or API key pasted where an id goes) becomes `***`.
 fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
-    const SECRET_PREFIXES: [&str; 3] = ["wbi_", "wbs_", "wbk_"];
+    const SECRET_PREFIXES: [&str; 4] = ["wbi_", "wbs_", "wbk_", "wbt_"];
     let secret = |segment: &str| SECRET_PREFIXES.iter().any(|p| segment.starts_with(p));
     if !path.split('/').any(secret) {
         return std::borrow::Cow::Borrowed(path);
@@ -538,6 +538,10 @@ mod tests {
         assert_eq!(
             loggable_path("/api/v1/companies/c1/api-keys/wbk_x"),
             "/api/v1/companies/c1/api-keys/***"
+        );
+        assert_eq!(
+            loggable_path("/staff/companies/wbt_staffsession/entries"),
+            "/staff/companies/***/entries"
         );
         assert_eq!(
             loggable_path("/api/v1/companies/c1/entries"),

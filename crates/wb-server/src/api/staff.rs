@@ -63,7 +63,7 @@ impl FromRequestParts<AppState> for Staff {
             .filter(|t| !t.is_empty() && t.len() <= 256)
             .ok_or_else(|| ApiError::unauthorized("send a staff bearer token"))?
             .to_string();
-        let caller = crate::auth::authenticated_staff(parts, state, token).await?;
+        let caller = crate::auth::staff_session(parts, state, token).await?;
         Ok(Staff(caller))
     }
 }

@@ -36,11 +36,12 @@ pub enum Nav {
     Security,
     Audit,
     Backups,
+    Access,
 }
 
 /// The company's pages, each with the permission it needs (a role without
 /// it does not see the link; the door refuses the page anyway).
-const COMPANY_NAV: [(Nav, &str, &str, Permission); 10] = [
+const COMPANY_NAV: [(Nav, &str, &str, Permission); 11] = [
     (Nav::Dashboard, "", "Dashboard", Permission::ReadBooks),
     (
         Nav::Accounts,
@@ -76,6 +77,12 @@ const COMPANY_NAV: [(Nav, &str, &str, Permission); 10] = [
     ),
     (Nav::Audit, "/audit", "Audit trail", Permission::ReadAudit),
     (Nav::Backups, "/backups", "Backups", Permission::ExportData),
+    (
+        Nav::Access,
+        "/access",
+        "Staff access",
+        Permission::ManageSecurity,
+    ),
 ];
 
 /// A hidden field with the form's CSRF token.
@@ -83,7 +90,7 @@ pub fn csrf_field(chrome: &Chrome) -> Markup {
     html! { input type="hidden" name="_csrf" value=(chrome.csrf); }
 }
 
-fn head(title: &str, csrf: &str) -> Markup {
+pub(super) fn head(title: &str, csrf: &str) -> Markup {
     html! {
         head {
             meta charset="utf-8";
@@ -211,12 +218,18 @@ pub fn public_page(title: &str, csrf: &str, content: Markup) -> Markup {
 
 /// A minimal page with a message (refusals before any page context exists).
 pub fn bare_page(title: &str, message: &str) -> Markup {
+    bare_page_back(title, message, "/", "Back to Work-books")
+}
+
+/// A minimal page with a message and a link back to `back`.
+pub fn bare_page_back(title: &str, message: &str, back: &str, back_label: &str) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                link rel="icon" href="data:,";
                 title { (title) " · Work-books" }
                 link rel="stylesheet" href=(assets::url("console.css"));
             }
@@ -224,7 +237,7 @@ pub fn bare_page(title: &str, message: &str) -> Markup {
                 main #main {
                     h1 { (title) }
                     p { (message) }
-                    p { a href="/" { "Back to Work-books" } }
+                    p { a href=(back) { (back_label) } }
                 }
             }
         }

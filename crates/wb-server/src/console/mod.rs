@@ -8,6 +8,7 @@
 //! and an Origin / `Sec-Fetch-Site` check on every unsafe request, `no-store`
 //! on every page.
 
+mod access;
 mod accounts;
 pub mod assets;
 mod audit;
@@ -17,6 +18,7 @@ mod dashboard;
 mod entries;
 mod fmt;
 mod form;
+mod grant_list;
 pub mod guard;
 mod layout;
 mod me;
@@ -26,6 +28,7 @@ mod reports;
 mod restore;
 mod security;
 mod signin;
+mod staff;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -122,6 +125,8 @@ pub fn router(files: FileSettings) -> Router<AppState> {
             &company("/security"),
             get(security::page).post(security::save),
         )
+        .route(&company("/access"), get(access::page))
+        .route(&company("/access/{grant}/{decision}"), post(access::decide))
         .route(&company("/audit"), get(audit::page))
         .route(&company("/audit/verify"), post(audit::verify))
         .route(&company("/backups"), get(backups::page))
@@ -139,6 +144,7 @@ pub fn router(files: FileSettings) -> Router<AppState> {
             &company("/export-schedule/delete"),
             post(backups::delete_schedule),
         )
+        .merge(staff::router())
         .route("/assets/{hash}/{name}", get(assets::serve))
         .layer(Extension(files))
         .layer(axum::middleware::from_fn(guard::guard))

@@ -35,6 +35,7 @@ mod api {
     mod audit;
     mod auth;
     mod books;
+    mod console_staff;
     mod door;
     mod export_push;
     mod exports;
@@ -73,6 +74,7 @@ mod api_postgres {
     mod audit;
     mod auth;
     mod books;
+    mod console_staff;
     mod door;
     mod export_push;
     mod exports;

@@ -397,7 +397,7 @@ async fn removal_and_new_recovery_codes_need_the_passphrase_and_a_code() {
 }
 
 /// A member invited into `t` with a fresh account; answers their session.
-async fn member_of(srv: &TestServer, t: &Tenant, role: &str) -> String {
+pub(super) async fn member_of(srv: &TestServer, t: &Tenant, role: &str) -> String {
     let email = fresh_email("member");
     let invited = srv
         .post(
