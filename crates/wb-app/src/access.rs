@@ -169,9 +169,10 @@ impl Platform {
     /// The door for staff: staff hold no role in any company, so they are
     /// admitted only under one of their access grants that is active now
     /// and whose scope covers `permission`, and only from an address the
-    /// company's allowlist accepts. The grants are read from the control
-    /// store on every request, never cached: a revocation or the end of a
-    /// grant holds on every node from the next request. Outside a grant the
+    /// company's allowlist accepts. The grants and the policy are read from
+    /// the control store at most a second before (`staff_cache.rs`): a
+    /// revocation holds at once on the node that made it and within a
+    /// second on the others; the end of a grant holds exactly. Outside a grant the
     /// refusal is recorded as `staff.refused` (the monitor raises
     /// `staff-access-outside-grant`) and answered 403 `grant-required`.
     async fn admit_staff(
@@ -183,16 +184,29 @@ impl Platform {
         permission: Permission,
     ) -> ServiceResult<Admission> {
         let now = self.now();
-        let grants = if may_use_grants {
-            self.control
-                .live_grants(&crate::staff::staff_actor_id(staff_id), company_id)
-                .await?
-        } else {
-            Vec::new()
+        let access = match self.staff_cache.access(staff_id, company_id, now) {
+            Some(access) => access,
+            None => {
+                let grants = self
+                    .control
+                    .live_grants(&crate::staff::staff_actor_id(staff_id), company_id)
+                    .await?
+                    .into_iter()
+                    .map(|stored| stored.grant)
+                    .collect();
+                let (_, policy) = self.control.access_facts(None, company_id).await?;
+                let access = crate::staff_cache::StaffAccess { grants, policy };
+                self.staff_cache
+                    .remember_access(staff_id, company_id, access.clone(), now);
+                access
+            }
         };
-        let grant = grants
+        // What a grant allows is asked with this request's time: a grant
+        // ends at its end exactly, cached or not.
+        let grant = access
+            .grants
             .into_iter()
-            .map(|stored| stored.grant)
+            .filter(|_| may_use_grants)
             .filter(|grant| grant.allows(permission, now))
             .max_by_key(|grant| grant.closes_at());
         let Some(grant) = grant else {
@@ -225,9 +239,8 @@ impl Platform {
         // Every event recorded under the grant (the read, the change the
         // store records) names it.
         caller.actor.auth = crate::grant_actions::grant_auth(&grant.id);
-        let (_, policy) = self.control.access_facts(None, company_id).await?;
-        if let Some(policy) = policy {
-            self.check_policy(&caller, company_id, &policy).await?;
+        if let Some(policy) = &access.policy {
+            self.check_policy(&caller, company_id, policy).await?;
         }
         Ok(Admission {
             caller,

@@ -340,6 +340,8 @@ impl Platform {
             .update_grant(&grant, stored.version, &event)
             .await
             .map_err(changed_meanwhile)?;
+        // A revocation holds at once on this node (within a second on others).
+        self.staff_cache.forget_access();
         // Both sides approved a grant that opens later: told now, and
         // again when it opens (the notice job).
         let opens = grant.opens_at().filter(|_| after == GrantState::Pending);

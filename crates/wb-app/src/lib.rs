@@ -65,6 +65,7 @@ pub mod restore_target;
 pub mod runner;
 pub mod security;
 pub mod staff;
+pub mod staff_cache;
 pub mod staff_console;
 pub mod staff_ops;
 pub mod staff_views;

@@ -49,6 +49,8 @@ pub struct Platform {
     pub clock: Arc<dyn Clock>,
     pub session_ttl: Duration,
     auth_cache: AuthCache,
+    /// Staff sessions and grants, for at most a second (`staff_cache.rs`).
+    pub(crate) staff_cache: crate::staff_cache::StaffCache,
     /// This node's identity and checkpoint-signing key.
     pub node_id: String,
     pub node_key: NodeKey,
@@ -201,6 +203,7 @@ impl Platform {
             clock,
             session_ttl,
             auth_cache: AuthCache::default(),
+            staff_cache: Default::default(),
             node_id: node_id(data_dir)?,
             node_key: keyring.node_key(&data_dir.join("node.key"))?,
             audit_refuse_all: std::sync::atomic::AtomicBool::new(false),

@@ -79,6 +79,8 @@ impl CompanyScope {
             .control
             .put_company_policy(self.company_id(), &after, &audit)
             .await?;
+        // Staff under a grant obey the allowlist: from the next request here.
+        platform.staff_cache.forget_access();
         Ok(after)
     }
 

@@ -206,6 +206,7 @@ impl Platform {
             .set_staff_roles(&staff.id, &names, &audit)
             .await
             .map_err(store_error)?;
+        self.staff_cache.forget_sessions();
         Ok(StaffRecord {
             roles: names,
             ..staff
@@ -227,6 +228,7 @@ impl Platform {
             .disable_staff(&staff.id, &audit)
             .await
             .map_err(store_error)?;
+        self.staff_cache.forget_sessions();
         Ok(())
     }
 
@@ -248,6 +250,7 @@ impl Platform {
             .reset_staff_totp(&staff.id, &sealed, &audit)
             .await
             .map_err(store_error)?;
+        self.staff_cache.forget_sessions();
         secret
             .uri(ISSUER, &staff.email)
             .map_err(|_| ServiceError::internal())
@@ -401,12 +404,23 @@ impl Platform {
     ) -> ServiceResult<StaffCaller> {
         let refused = || ServiceError::unauthorized("the staff session is not valid; log in again");
         let hash = token_hash(token);
+        let now = self.now();
+        if let Some(holder) = self.staff_cache.holder(&hash, now) {
+            actor.id = staff_actor_id(&holder.staff_id);
+            actor.auth = "staff_session".into();
+            return Ok(StaffCaller {
+                staff_id: holder.staff_id,
+                email: holder.email,
+                roles: holder.roles,
+                token_hash: hash,
+                actor,
+            });
+        }
         let session = self
             .control
             .staff_session(&hash)
             .await?
             .ok_or_else(refused)?;
-        let now = self.now();
         if session.ended_at.is_some()
             || now >= session.expires_at
             || now >= session.last_seen_at + Duration::minutes(STAFF_IDLE_MINUTES)
@@ -419,9 +433,23 @@ impl Platform {
             .await?
             .filter(|s| s.disabled_at.is_none())
             .ok_or_else(refused)?;
+        let mut last_seen = session.last_seen_at;
         if now - session.last_seen_at >= Duration::minutes(1) {
             self.control.touch_staff_session(&hash, now).await?;
+            last_seen = now;
         }
+        self.staff_cache.remember_holder(
+            &hash,
+            crate::staff_cache::StaffHolder {
+                staff_id: staff.id.clone(),
+                email: staff.email.clone(),
+                roles: roles_of(&staff),
+            },
+            now,
+            session
+                .expires_at
+                .min(last_seen + Duration::minutes(STAFF_IDLE_MINUTES)),
+        );
         actor.id = staff_actor_id(&staff.id);
         actor.auth = "staff_session".into();
         Ok(StaffCaller {
@@ -442,11 +470,12 @@ impl Platform {
             "staff session ended by its holder".into(),
             self.now(),
         );
-        match self
+        let ended = self
             .control
             .end_staff_session(&caller.token_hash, &audit)
-            .await
-        {
+            .await;
+        self.staff_cache.forget_sessions();
+        match ended {
             Ok(()) | Err(StoreError::NotFound(_)) => Ok(()),
             Err(e) => Err(e.into()),
         }

@@ -245,6 +245,20 @@ impl TestServer {
         .await
     }
 
+    /// Another node of the same deployment whose clock is this node's
+    /// hand-moved clock (both see the same time).
+    pub async fn another_node_on_this_clock(&self) -> TestServer {
+        let clock = self.clock.clone().expect("a manual clock");
+        TestServer::start_node(
+            clock.clone(),
+            Some(clock),
+            self.storage.clone(),
+            self.master.clone(),
+            |_| {},
+        )
+        .await
+    }
+
     async fn start_node(
         clock: Arc<dyn Clock>,
         manual: Option<Arc<ManualClock>>,

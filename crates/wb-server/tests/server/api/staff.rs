@@ -565,7 +565,8 @@ async fn security_staff_triage_alerts_and_others_are_refused() {
 
 /// A disabled account's sessions are refused even if one was left open (a
 /// session ended by `disable` is the normal path; this checks the second
-/// lock, the account's own state, on every request).
+/// lock, the account's own state), within the second a node may remember
+/// a session when the change was not made through it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_account_is_refused_even_with_a_session_left_open() {
     let srv = TestServer::start_manual().await;
@@ -578,6 +579,10 @@ async fn a_disabled_account_is_refused_even_with_a_session_left_open() {
         &format!("UPDATE staff SET disabled_at = {at} WHERE email = 'left@ops.example';"),
     )
     .await;
+    srv.clock
+        .as_ref()
+        .unwrap()
+        .advance(time::Duration::seconds(1));
     srv.get("/api/v1/staff/me", &token)
         .await
         .problem(401, "unauthorized");
