@@ -13,6 +13,24 @@ use wb_core::staff::StaffRole;
 use super::grants::{ask, company_path, request, staff, staff_path};
 use super::harness::TestServer;
 
+/// Waits (bounded) until the deliverer has written every queued message, so
+/// that counting the written ones counts every notice queued.
+async fn drained(srv: &TestServer) {
+    for _ in 0..100 {
+        let due = srv
+            .platform
+            .control
+            .due_messages(srv.platform.now() + Duration::days(1), 10)
+            .await
+            .unwrap();
+        if due.is_empty() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the outbox never drained");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn time_driven_changes_are_told_once_and_weekly_digests_list_the_week() {
     let srv = TestServer::start_manual().await;
@@ -57,7 +75,10 @@ async fn time_driven_changes_are_told_once_and_weekly_digests_list_the_week() {
     .ok(200);
     // Nothing changed by time yet: nothing to tell.
     srv.platform.tell_grant_changes().await.unwrap();
+    drained(&srv).await;
     assert_eq!(srv.delivered_count(&t.email, "has started"), 0);
+    // Nothing of the mandate reached the company either.
+    assert_eq!(srv.delivered_count(&t.email, &mandate_id), 0);
 
     // It opens: told once, however many rounds run.
     clock.advance(Duration::hours(2));
@@ -89,6 +110,7 @@ async fn time_driven_changes_are_told_once_and_weekly_digests_list_the_week() {
     assert!(expired.contains(&idle_id), "{expired}");
     // Each told exactly once, however many more rounds run.
     srv.platform.tell_grant_changes().await.unwrap();
+    drained(&srv).await;
     assert_eq!(srv.delivered_count(&t.email, "has started"), 1);
     assert_eq!(srv.delivered_count(&t.email, "disclosed now"), 1);
     assert_eq!(srv.delivered_count(&t.email, "expired without approval"), 1);
