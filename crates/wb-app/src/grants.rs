@@ -315,7 +315,18 @@ impl Platform {
             by: actor.id.clone(),
             at: now,
         };
-        if let Err(e) = apply(&mut grant, side, &decide, decision) {
+        // One person on both sides (a staff member who is also the
+        // company's owner or admin, by email) is refused like self-approval.
+        let same_person = match decide {
+            Decide::Approve { .. } => self.one_person_both_sides(&grant, side, actor).await?,
+            _ => false,
+        };
+        let applied = if same_person {
+            Err(wb_core::grants::GrantError::SelfApproval)
+        } else {
+            apply(&mut grant, side, &decide, decision)
+        };
+        if let Err(e) = applied {
             let refused = grant_event(
                 actor,
                 decide.action(),
@@ -395,6 +406,42 @@ impl Platform {
 }
 
 impl Platform {
+    /// The email behind an actor id (`user:ID` or `staff:ID`), if any.
+    async fn email_of(&self, actor_id: &str) -> ServiceResult<Option<String>> {
+        if let Some(id) = actor_id.strip_prefix("user:") {
+            return Ok(self.control.user(id).await?.map(|u| u.email));
+        }
+        if let Some(id) = actor_id.strip_prefix("staff:") {
+            return Ok(self.control.staff(id).await?.map(|s| s.email));
+        }
+        Ok(None)
+    }
+
+    /// Whether `actor` approving on `side` would be the person who asked,
+    /// or who approved on the other side, under another realm's account.
+    async fn one_person_both_sides(
+        &self,
+        grant: &Grant,
+        side: Side,
+        actor: &Actor,
+    ) -> ServiceResult<bool> {
+        let Some(mine) = self.email_of(&actor.id).await? else {
+            return Ok(false);
+        };
+        let other_approval = match side {
+            Side::Company => grant.management_approval.as_ref(),
+            Side::Management => grant.company_approval.as_ref(),
+        };
+        let mut others = vec![grant.requested_by.clone()];
+        others.extend(other_approval.map(|d| d.by.clone()));
+        for other in others {
+            if self.email_of(&other).await?.as_deref() == Some(mine.as_str()) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// The company's grants that a legal mandate still hides from it.
     pub async fn hidden_grants(&self, company_id: &str) -> ServiceResult<Vec<String>> {
         let now = self.now();

@@ -399,3 +399,32 @@ async fn a_grant_is_used_only_while_its_holder_may_ask_for_one_and_requests_are_
     let other = srv.signup("Other Books Ltd").await;
     request(&srv, &ivy, ask(&other.id, "files")).await;
 }
+
+/// One person is never both sides: a manager who is also the company's
+/// owner (same email) cannot give the second approval, and a requester who
+/// is the company's owner cannot approve for the company.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_person_cannot_approve_on_both_sides() {
+    let srv = TestServer::start_manual().await;
+    let t = srv.signup("Two Hats Ltd").await;
+    let (_, sam) = staff(&srv, "sam@ops.example", &[StaffRole::Support]).await;
+    let (_, owner_as_manager) = staff(&srv, &t.email, &[StaffRole::Management]).await;
+    let g = request(&srv, &sam, ask(&t.id, "books:read")).await;
+    srv.post(&company_path(&t, &g, "approve"), &t.token, json!({}))
+        .await
+        .ok(200);
+    srv.post(&staff_path(&g, "approve"), &owner_as_manager, json!({}))
+        .await
+        .problem(403, "self-approval");
+
+    let other = srv.signup("Own Request Ltd").await;
+    let (_, owner_as_support) = staff(&srv, &other.email, &[StaffRole::Support]).await;
+    let g = request(&srv, &owner_as_support, ask(&other.id, "books:read")).await;
+    srv.post(
+        &company_path(&other, &g, "approve"),
+        &other.token,
+        json!({}),
+    )
+    .await
+    .problem(403, "self-approval");
+}
