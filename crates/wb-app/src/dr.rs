@@ -300,8 +300,9 @@ impl ConfigSnapshot {
         let mut security_policies = Vec::new();
         let mut access_grants = Vec::new();
         for c in control.companies().await? {
-            // Every grant, newest first; never deleted, so all of them.
-            for g in control.company_grants(&c.id, 100_000).await? {
+            // Every grant, newest first (the store answers at most 10,000
+            // a company; grants are never deleted).
+            for g in control.company_grants(&c.id, 10_000).await? {
                 access_grants.push(crate::dr_grants::GrantConfig::of(&g.grant));
             }
             if let Some(p) = control.company_policy(&c.id).await? {
@@ -752,7 +753,24 @@ pub async fn restore(platform: &Platform) -> anyhow::Result<DrReport> {
                     .rev()
                     .filter(|g| g.company_id == c.id)
                 {
-                    let grant = g.grant()?;
+                    let mut grant = g.grant()?;
+                    let now = platform.now();
+                    // A grant still open or waiting may have been revoked
+                    // after the backup was taken: it comes back revoked
+                    // (its staff member asks again), never open.
+                    if matches!(
+                        grant.state(now),
+                        wb_core::grants::GrantState::Pending | wb_core::grants::GrantState::Active
+                    ) {
+                        grant.ending = Some(wb_core::grants::Ending {
+                            kind: wb_core::grants::EndKind::Revoked,
+                            side: wb_core::grants::Side::Management,
+                            decision: wb_core::grants::Decision {
+                                by: "system:disaster-recovery".into(),
+                                at: now,
+                            },
+                        });
+                    }
                     platform
                         .control
                         .create_grant(
@@ -764,11 +782,15 @@ pub async fn restore(platform: &Platform) -> anyhow::Result<DrReport> {
                             ),
                         )
                         .await?;
-                    // The company was told of it before the loss.
-                    platform
-                        .control
-                        .mark_grant_told(&grant.id, grant.state(platform.now()).as_str())
-                        .await?;
+                    // The company was told of what it may know before the
+                    // loss; a mandate's grant still hidden is told by the
+                    // notice job once it may be.
+                    if grant.disclosed_to_company(now) {
+                        platform
+                            .control
+                            .mark_grant_told(&grant.id, grant.state(now).as_str())
+                            .await?;
+                    }
                 }
                 for k in snapshot.api_keys.iter().filter(|k| k.company_id == c.id) {
                     let record = ApiKeyRecord {

@@ -220,6 +220,26 @@ async fn a_fresh_node_restores_everything_from_the_object_store() {
         )
         .await
         .unwrap();
+    // A grant still waiting comes back revoked (it may have been revoked
+    // after the backup): never open.
+    let waiting = wb_core::grants::Grant {
+        id: "grt_99887766554433221100".into(),
+        requested_at: old.now(),
+        company_approval: None,
+        management_approval: None,
+        ending: None,
+        ..grant.clone()
+    };
+    old.control
+        .create_grant(
+            &waiting,
+            &wb_store::AuditEvent {
+                action: Action::GrantRequest,
+                ..event.clone()
+            },
+        )
+        .await
+        .unwrap();
     // And a second factor: an account must not lose it in a disaster.
     let beta = old
         .login(
@@ -360,8 +380,25 @@ async fn a_fresh_node_restores_everything_from_the_object_store() {
         Some(policy.clone())
     );
     let grants = fresh.control.company_grants(&a, 10).await.unwrap();
-    assert_eq!(grants.len(), 1);
-    assert_eq!(grants[0].grant, grant);
+    assert_eq!(grants.len(), 2);
+    let back = |id: &str| {
+        grants
+            .iter()
+            .find(|g| g.grant.id == id)
+            .unwrap()
+            .grant
+            .clone()
+    };
+    assert_eq!(back(&grant.id), grant);
+    let revived = back(&waiting.id);
+    assert_eq!(
+        revived.state(fresh.now()),
+        wb_core::grants::GrantState::Revoked
+    );
+    assert_eq!(
+        revived.ending.unwrap().decision.by,
+        "system:disaster-recovery"
+    );
     assert_eq!(
         fresh
             .control
