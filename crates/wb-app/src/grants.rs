@@ -11,7 +11,7 @@
 use time::OffsetDateTime;
 use wb_core::grants::{
     check_request, Decision, Grant, GrantError, GrantRequest, GrantScope, GrantState, LegalMandate,
-    Side, MAX_DURATION_MINUTES,
+    Side,
 };
 use wb_core::staff::{self, StaffView};
 use wb_core::Action;
@@ -239,7 +239,7 @@ impl Platform {
             legal_mandate: ask.legal_mandate,
             starts_at: ask.starts_at,
         };
-        check_request(&request, MAX_DURATION_MINUTES, now).map_err(grant_error)?;
+        check_request(&request, self.staff_limits().grant_max_minutes, now).map_err(grant_error)?;
         let grant = Grant::new(new_grant_id(), request, now);
         let event = grant_event(
             &staff.actor,

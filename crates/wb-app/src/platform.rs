@@ -51,6 +51,7 @@ pub struct Platform {
     auth_cache: AuthCache,
     /// Staff sessions and grants, for at most a second (`staff_cache.rs`).
     pub(crate) staff_cache: crate::staff_cache::StaffCache,
+    staff_limits: std::sync::RwLock<crate::staff::StaffLimits>,
     /// This node's identity and checkpoint-signing key.
     pub node_id: String,
     pub node_key: NodeKey,
@@ -204,6 +205,7 @@ impl Platform {
             session_ttl,
             auth_cache: AuthCache::default(),
             staff_cache: Default::default(),
+            staff_limits: Default::default(),
             node_id: node_id(data_dir)?,
             node_key: keyring.node_key(&data_dir.join("node.key"))?,
             audit_refuse_all: std::sync::atomic::AtomicBool::new(false),
@@ -224,6 +226,17 @@ impl Platform {
     pub fn with_object_store(mut self, store: Arc<dyn object_store::ObjectStore>) -> Platform {
         self.objects = store;
         self
+    }
+
+    /// The deployment's staff session and grant limits (checked by the caller).
+    pub fn set_staff_limits(&self, limits: crate::staff::StaffLimits) {
+        if let Ok(mut l) = self.staff_limits.write() {
+            *l = limits;
+        }
+    }
+
+    pub fn staff_limits(&self) -> crate::staff::StaffLimits {
+        self.staff_limits.read().map(|l| *l).unwrap_or_default()
     }
 
     /// Signups allowed per client address per hour.

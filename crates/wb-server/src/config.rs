@@ -66,6 +66,8 @@ pub struct ServerConfig {
     pub exports: crate::exports::ExportLimits,
     /// Where email goes and what its links point at.
     pub mail: MailConfig,
+    /// Staff session lengths and the longest access grant.
+    pub staff: crate::staff::StaffLimits,
     /// Proxies whose `X-Forwarded-For` names the client (empty: the
     /// socket's peer is the client, and the header is ignored).
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -205,6 +207,7 @@ impl ServerConfig {
             connections: ConnectionLimits::default(),
             exports: Default::default(),
             mail: MailConfig::default(),
+            staff: Default::default(),
             trusted_proxies: Vec::new(),
             rate_limits: Default::default(),
             cors_origins: Vec::new(),

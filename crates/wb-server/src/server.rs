@@ -128,6 +128,8 @@ pub async fn start(
         allow_private_endpoints: config.export_allow_private_endpoints,
     });
     platform.set_signup_limit(config.signups_per_address_per_hour);
+    config.staff.check().map_err(|e| anyhow::anyhow!(e))?;
+    platform.set_staff_limits(config.staff);
     platform.export_slots.set_limits(config.exports);
     let listener = match listener {
         Some(l) => l,

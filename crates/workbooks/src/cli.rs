@@ -378,6 +378,12 @@ struct ConfigFile {
     public_url: Option<String>,
     /// Hours an invitation stays usable (default 168, at most 720).
     invitation_ttl_hours: Option<u64>,
+    /// A staff session's absolute length in hours (default 8, 1 to 8).
+    staff_session_hours: Option<i64>,
+    /// Unused minutes that end a staff session (default 30, 1 to 30).
+    staff_idle_minutes: Option<i64>,
+    /// The longest staff access grant in minutes (default 4320, 1 to 4320).
+    grant_max_minutes: Option<u32>,
     /// The `[http]` table: trusted proxies, CORS origins, request budgets
     /// (`abuse_cfg`).
     http: Option<crate::abuse_cfg::AbuseFile>,
@@ -425,6 +431,7 @@ pub struct Serve {
     pub exports: wb_server::exports::ExportLimits,
     pub mail: wb_server::config::MailConfig,
     pub abuse: crate::abuse_cfg::Abuse,
+    pub staff: wb_server::staff::StaffLimits,
 }
 
 impl DeploymentArgs {
@@ -576,6 +583,13 @@ impl ServeArgs {
         let exports = export_limits(&file)?;
         let mail = self.mail_config(&file)?;
         let abuse = file.http.clone().unwrap_or_default().resolve()?;
+        let defaults = wb_server::staff::StaffLimits::default();
+        let staff = wb_server::staff::StaffLimits {
+            session_hours: file.staff_session_hours.unwrap_or(defaults.session_hours),
+            idle_minutes: file.staff_idle_minutes.unwrap_or(defaults.idle_minutes),
+            grant_max_minutes: file.grant_max_minutes.unwrap_or(defaults.grant_max_minutes),
+        };
+        staff.check().map_err(|e| anyhow::anyhow!(e))?;
         let mut connections = connections;
         connections.max_header_bytes = abuse.max_header_bytes;
         if self.deployment.data.is_none() && file.data.is_none() {
@@ -651,6 +665,7 @@ impl ServeArgs {
         };
         Ok(Serve {
             abuse,
+            staff,
             mail,
             connections,
             exports,
@@ -799,6 +814,53 @@ mod tests {
         assert_eq!(set.file_upload_timeout, std::time::Duration::from_secs(300));
         let zero = serve_with_config("file-max-mib = 0\n").unwrap_err();
         assert!(zero.to_string().contains("file-max-mib"), "{zero}");
+    }
+
+    #[test]
+    fn staff_limits_come_from_the_config_file_and_only_shorten() {
+        let default = serve_with_config("").unwrap();
+        assert_eq!(default.staff, wb_server::staff::StaffLimits::default());
+        assert_eq!(
+            (
+                default.staff.session_hours,
+                default.staff.idle_minutes,
+                default.staff.grant_max_minutes
+            ),
+            (8, 30, 4320)
+        );
+        let set = serve_with_config(
+            "staff-session-hours = 4\nstaff-idle-minutes = 10\ngrant-max-minutes = 240\n",
+        )
+        .unwrap();
+        assert_eq!(
+            set.staff,
+            wb_server::staff::StaffLimits {
+                session_hours: 4,
+                idle_minutes: 10,
+                grant_max_minutes: 240
+            }
+        );
+        for (bad, key) in [
+            (
+                "staff-session-hours = 9",
+                "staff-session-hours must be 1 to 8",
+            ),
+            (
+                "staff-session-hours = 0",
+                "staff-session-hours must be 1 to 8",
+            ),
+            (
+                "staff-idle-minutes = 31",
+                "staff-idle-minutes must be 1 to 30",
+            ),
+            (
+                "grant-max-minutes = 4321",
+                "grant-max-minutes must be 1 to 4320",
+            ),
+        ] {
+            let err = serve_with_config(bad).err().expect(bad).to_string();
+            assert!(err.contains(key), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -185,6 +185,7 @@ async fn serve(settings: cli::Serve, demo: bool) -> Result<()> {
     config.connections = settings.connections;
     config.exports = settings.exports;
     config.mail = settings.mail.clone();
+    config.staff = settings.staff;
     config.trusted_proxies = settings.abuse.trusted_proxies.clone();
     config.cors_origins = settings.abuse.cors_origins.clone();
     config.rate_limits = settings.abuse.rate_limits;

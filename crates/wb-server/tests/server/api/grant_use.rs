@@ -428,3 +428,33 @@ async fn one_person_cannot_approve_on_both_sides() {
     .await
     .problem(403, "self-approval");
 }
+
+/// A deployment may shorten staff sessions and grants (never lengthen them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_shortens_grants_and_staff_sessions() {
+    let srv = TestServer::start_manual_configured(|c| {
+        c.staff.grant_max_minutes = 30;
+        c.staff.idle_minutes = 10;
+    })
+    .await;
+    let clock = srv.clock.clone().unwrap();
+    let t = srv.signup("Short Leash Ltd").await;
+    let (_, sam) = staff(&srv, "sam@ops.example", &[StaffRole::Support]).await;
+    // `ask` asks for 60 minutes: more than this deployment allows.
+    let refused = srv
+        .post("/api/v1/staff/access-grants", &sam, ask(&t.id, "files"))
+        .await
+        .problem(422, "invalid-grant");
+    assert!(
+        refused["detail"].as_str().unwrap().contains("30"),
+        "{refused}"
+    );
+    let mut shorter = ask(&t.id, "files");
+    shorter["duration_minutes"] = json!(30);
+    request(&srv, &sam, shorter).await;
+    // Ten unused minutes end a staff session here.
+    clock.advance(time::Duration::minutes(10));
+    srv.get("/api/v1/staff/me", &sam)
+        .await
+        .problem(401, "unauthorized");
+}

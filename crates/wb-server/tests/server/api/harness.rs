@@ -194,6 +194,12 @@ impl TestServer {
         TestServer::start_with(clock.clone(), Some(clock), |_| {}).await
     }
 
+    /// A server on a hand-moved clock whose configuration the test adjusts.
+    pub async fn start_manual_configured(configure: fn(&mut ServerConfig)) -> TestServer {
+        let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+        TestServer::start_with(clock.clone(), Some(clock), configure).await
+    }
+
     async fn start_with(
         clock: Arc<dyn Clock>,
         manual: Option<Arc<ManualClock>>,
