@@ -858,7 +858,7 @@ mod tests {
                 "grant-max-minutes must be 1 to 4320",
             ),
         ] {
-            let err = serve_with_config(bad).err().expect(bad).to_string();
+            let err = serve_with_config(bad).expect_err(bad).to_string();
             assert!(err.contains(key), "{bad}: {err}");
         }
     }
