@@ -67,6 +67,7 @@ pub mod security;
 pub mod staff;
 pub mod staff_cache;
 pub mod staff_console;
+pub mod staff_limits;
 pub mod staff_ops;
 pub mod staff_views;
 pub mod statements;

@@ -51,7 +51,7 @@ pub struct Platform {
     auth_cache: AuthCache,
     /// Staff sessions and grants, for at most a second (`staff_cache.rs`).
     pub(crate) staff_cache: crate::staff_cache::StaffCache,
-    staff_limits: std::sync::RwLock<crate::staff::StaffLimits>,
+    staff_limits: std::sync::RwLock<crate::staff_limits::StaffLimits>,
     /// This node's identity and checkpoint-signing key.
     pub node_id: String,
     pub node_key: NodeKey,
@@ -229,13 +229,13 @@ impl Platform {
     }
 
     /// The deployment's staff session and grant limits (checked by the caller).
-    pub fn set_staff_limits(&self, limits: crate::staff::StaffLimits) {
+    pub fn set_staff_limits(&self, limits: crate::staff_limits::StaffLimits) {
         if let Ok(mut l) = self.staff_limits.write() {
             *l = limits;
         }
     }
 
-    pub fn staff_limits(&self) -> crate::staff::StaffLimits {
+    pub fn staff_limits(&self) -> crate::staff_limits::StaffLimits {
         self.staff_limits.read().map(|l| *l).unwrap_or_default()
     }
 
