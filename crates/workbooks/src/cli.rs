@@ -133,8 +133,17 @@ pub struct DeploymentArgs {
     pub object_store: Option<String>,
     /// Master key file (64 hex characters). Default: <data>/master.key, or the
     /// WORKBOOKS_MASTER_KEY environment variable when set.
-    #[arg(long, env = "WORKBOOKS_MASTER_KEY_FILE")]
+    #[arg(
+        long,
+        env = "WORKBOOKS_MASTER_KEY_FILE",
+        conflicts_with = "master_key_command"
+    )]
     pub master_key_file: Option<PathBuf>,
+    /// A program that answers the master key (a KMS or HSM helper): run as
+    /// `PROGRAM get master` without a shell, it prints 64 hex characters
+    /// (docs/keys.md). Its absolute path.
+    #[arg(long, env = "WORKBOOKS_MASTER_KEY_COMMAND")]
+    pub master_key_command: Option<PathBuf>,
     /// TOML config file with the same keys as the long flags (data, listen, ...).
     #[arg(long, env = "WORKBOOKS_CONFIG")]
     pub config: Option<PathBuf>,
@@ -318,6 +327,7 @@ struct ConfigFile {
     database_connections_per_company: Option<usize>,
     object_store: Option<String>,
     master_key_file: Option<PathBuf>,
+    master_key_command: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     insecure_http: Option<bool>,
@@ -405,6 +415,8 @@ pub struct Deployment {
     pub data: PathBuf,
     pub storage: wb_server::StorageConfig,
     pub master_key_file: Option<PathBuf>,
+    /// A key provider command (`key_provider.rs`), instead of a key file.
+    pub master_key_command: Option<PathBuf>,
     /// Object store URL for backups (None: `<data>/objects`).
     pub object_store: Option<String>,
     pub json: bool,
@@ -478,6 +490,17 @@ impl DeploymentArgs {
             }
         };
         let (backup, backup_verify_every) = backup_policy(file)?;
+        let master_key_file = self
+            .master_key_file
+            .clone()
+            .or_else(|| file.master_key_file.clone());
+        let master_key_command = self
+            .master_key_command
+            .clone()
+            .or_else(|| file.master_key_command.clone());
+        if master_key_file.is_some() && master_key_command.is_some() {
+            bail!("give the master key either as a file or as a command, not both");
+        }
         Ok(Deployment {
             backup,
             backup_verify_every,
@@ -487,10 +510,8 @@ impl DeploymentArgs {
                 .clone()
                 .or_else(|| file.data.clone())
                 .unwrap_or_else(|| PathBuf::from("./workbooks-data")),
-            master_key_file: self
-                .master_key_file
-                .clone()
-                .or_else(|| file.master_key_file.clone()),
+            master_key_file,
+            master_key_command,
             object_store,
             json: self.json,
         })

@@ -9,6 +9,7 @@ mod cli;
 mod demo;
 mod dr_cmd;
 mod export_cmd;
+mod key_provider;
 mod members_cmd;
 mod staff_cmd;
 
@@ -87,8 +88,12 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 pub fn master_key(d: &Deployment) -> Result<MasterKey> {
+    use key_provider::KeyProvider;
+    if let Some(command) = &d.master_key_command {
+        return key_provider::KeyCommand::new(command)?.key(key_provider::MASTER_KEY_ID);
+    }
     if let Some(file) = &d.master_key_file {
-        return Ok(MasterKey::load(file)?);
+        return key_provider::KeyFile(file.clone()).key(key_provider::MASTER_KEY_ID);
     }
     if let Ok(hex) = std::env::var("WORKBOOKS_MASTER_KEY") {
         return MasterKey::from_hex(&hex).context("WORKBOOKS_MASTER_KEY");

@@ -558,3 +558,81 @@ fn an_operator_manages_staff_on_the_host() {
 fn out_text(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A key provider command answers the master key (`COMMAND get master`):
+/// a deployment made with it opens with the same key from a file, and a
+/// failing or lying command stops every command with one clear line.
+#[test]
+fn a_key_provider_command_answers_the_master_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let hex = "5c".repeat(32);
+    let key_file = dir.path().join("master.hex");
+    std::fs::write(&key_file, format!("{hex}\n")).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let helper = |name: &str, body: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let kms = helper(
+        "kms-helper",
+        &format!(
+            "[ \"$1\" = get ] && [ \"$2\" = master ] || exit 2\ncat {}",
+            key_file.display()
+        ),
+    );
+    let created = common::ok_json(&workbooks(
+        &[
+            "company",
+            "create",
+            "--name",
+            "Vaulted Ltd",
+            "--master-key-command",
+            &kms,
+            "--json",
+        ],
+        &data,
+    ));
+    let listed = common::ok_json(&workbooks(
+        &[
+            "company",
+            "list",
+            "--master-key-file",
+            key_file.to_str().unwrap(),
+            "--json",
+        ],
+        &data,
+    ));
+    assert_eq!(listed[0]["id"], created["id"]);
+    assert!(!data.join("master.key").exists(), "no key file was made");
+
+    let failing = helper("failing-helper", "echo 'kms says no' >&2\nexit 4");
+    let lying = helper("lying-helper", "echo hunter2");
+    for (command, expected) in [
+        (failing.as_str(), "exit status: 4"),
+        (lying.as_str(), "64 hex characters"),
+        ("relative/helper", "absolute path"),
+    ] {
+        let out = workbooks(
+            &["company", "list", "--master-key-command", command, "--json"],
+            &data,
+        );
+        common::fails_with(&out, expected);
+        assert!(!stderr_line(&out).contains("hunter2"));
+    }
+    let out = workbooks(
+        &[
+            "company",
+            "list",
+            "--master-key-command",
+            &kms,
+            "--master-key-file",
+            key_file.to_str().unwrap(),
+        ],
+        &data,
+    );
+    assert!(!out.status.success());
+}
