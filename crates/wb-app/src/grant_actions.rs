@@ -6,10 +6,7 @@
 //! The central collection is filled by the forwarder, so an action shows
 //! here a few seconds after it happened.
 
-use time::format_description::well_known::Rfc3339;
-use time::Duration;
 use wb_core::grants::Grant;
-use wb_store::AuditQuery;
 
 use crate::error::ServiceResult;
 use crate::platform::Platform;
@@ -35,27 +32,21 @@ impl Platform {
     /// The actions taken under `grant`, oldest first (none for a grant that
     /// never opened).
     pub async fn grant_actions(&self, grant: &Grant) -> ServiceResult<Vec<GrantAction>> {
-        let Some(opened) = grant.opens_at() else {
+        if grant.opens_at().is_none() {
             return Ok(Vec::new());
-        };
-        let auth = grant_auth(&grant.id);
-        // A second early: `since` compares text, and a whole second sorts
-        // after its own fractions.
-        let since = (opened - Duration::seconds(1)).replace_nanosecond(0);
-        let query = AuditQuery {
-            limit: MAX_ACTIONS_LISTED,
-            company_id: Some(grant.company_id.clone()),
-            actor: Some(grant.requested_by.clone()),
-            since: since.ok().and_then(|s| s.format(&Rfc3339).ok()),
-            ..AuditQuery::default()
-        };
+        }
+        // Indexed by company and authentication: only this grant's events
+        // are read, however long the company's history.
         Ok(self
             .control
-            .central_events(query)
+            .central_events_by_auth(
+                &grant.company_id,
+                &grant_auth(&grant.id),
+                MAX_ACTIONS_LISTED,
+            )
             .await?
             .into_iter()
             .map(|c| c.event)
-            .filter(|e| e.auth == auth)
             .map(|e| GrantAction {
                 at: e.at,
                 action: e.action,

@@ -105,6 +105,15 @@ pub trait ControlStore:
     /// The highest sequence of `source` in the central collection (0 when none).
     async fn central_head(&self, source: &str) -> Result<i64, StoreError>;
     async fn central_events(&self, query: AuditQuery) -> Result<Vec<CentralEvent>, StoreError>;
+    /// One company's central events recorded under one authentication
+    /// (`grant:<id>`: what was done under an access grant), oldest first,
+    /// at most `limit` (indexed: a busy company's history is not scanned).
+    async fn central_events_by_auth(
+        &self,
+        company_id: &str,
+        auth: &str,
+        limit: u32,
+    ) -> Result<Vec<CentralEvent>, StoreError>;
     async fn central_sources(&self) -> Result<Vec<String>, StoreError>;
     /// One source's events in the central collection, by source sequence.
     async fn central_source_events(

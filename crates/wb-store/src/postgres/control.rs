@@ -636,6 +636,15 @@ impl ControlStore for PgControl {
         PgControl::central_events(self, query).await
     }
 
+    async fn central_events_by_auth(
+        &self,
+        company_id: &str,
+        auth: &str,
+        limit: u32,
+    ) -> Result<Vec<CentralEvent>, StoreError> {
+        PgControl::central_events_by_auth(self, company_id, auth, limit).await
+    }
+
     async fn central_sources(&self) -> Result<Vec<String>, StoreError> {
         PgControl::central_sources(self).await
     }

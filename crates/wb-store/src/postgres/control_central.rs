@@ -221,6 +221,26 @@ impl PgControl {
         }
     }
 
+    pub(super) async fn central_events_by_auth(
+        &self,
+        company_id: &str,
+        auth: &str,
+        limit: u32,
+    ) -> Result<Vec<CentralEvent>, StoreError> {
+        let limit = clamp_limit(limit, 100_000);
+        let found = self
+            .query(
+                &format!(
+                    "SELECT {CENTRAL_COLUMNS} FROM {CENTRAL_FROM}
+                     WHERE c.company_id = $1 AND c.auth = $2
+                     ORDER BY c.central_seq LIMIT $3"
+                ),
+                &[text(&company_id), text(&auth), int8(&limit)],
+            )
+            .await?;
+        rows(found, central_row)
+    }
+
     pub(super) async fn central_events(
         &self,
         query: AuditQuery,

@@ -511,6 +511,15 @@ impl ControlStore for SqliteControl {
         SqliteControl::central_events(self, query).await
     }
 
+    async fn central_events_by_auth(
+        &self,
+        company_id: &str,
+        auth: &str,
+        limit: u32,
+    ) -> Result<Vec<CentralEvent>, StoreError> {
+        SqliteControl::central_events_by_auth(self, company_id, auth, limit).await
+    }
+
     async fn central_sources(&self) -> Result<Vec<String>, StoreError> {
         SqliteControl::central_sources(self).await
     }

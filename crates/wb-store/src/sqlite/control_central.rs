@@ -107,6 +107,29 @@ impl SqliteControl {
             .await
     }
 
+    pub(super) async fn central_events_by_auth(
+        &self,
+        company_id: &str,
+        auth: &str,
+        limit: u32,
+    ) -> Result<Vec<CentralEvent>, StoreError> {
+        let (company_id, auth) = (company_id.to_string(), auth.to_string());
+        self.readers
+            .with(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {CENTRAL_COLUMNS} FROM {CENTRAL_FROM}
+                     WHERE c.company_id = ?1 AND c.auth = ?2
+                     ORDER BY c.central_seq LIMIT ?3"
+                ))?;
+                let rows = stmt.query_map(
+                    params![company_id, auth, limit.clamp(1, 100_000)],
+                    central_row,
+                )?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+    }
+
     pub(super) async fn central_events(
         &self,
         query: AuditQuery,

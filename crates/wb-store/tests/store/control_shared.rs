@@ -670,6 +670,39 @@ async fn central_queries_filter_and_page(control: &dyn ControlStore) {
         .await
         .unwrap()
         .is_empty());
+    // By company and authentication (what was done under a grant).
+    let by_auth = control
+        .central_events_by_auth("c1", "session", 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        seqs(&by_auth),
+        matching(&|e| e.company_id.as_deref() == Some("c1"))
+    );
+    assert!(by_auth
+        .windows(2)
+        .all(|w| w[0].central_seq < w[1].central_seq));
+    let limited = control
+        .central_events_by_auth("c1", "session", 3)
+        .await
+        .unwrap();
+    assert_eq!(seqs(&limited), seqs(&by_auth)[..3].to_vec());
+    assert!(control
+        .central_events_by_auth("c1", "grant:grt_none", 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        control
+            .central_events_by_auth("c2", "session", 100)
+            .await
+            .unwrap()
+            .len(),
+        other
+            .iter()
+            .filter(|e| e.company_id.as_deref() == Some("c2"))
+            .count()
+    );
 }
 
 async fn checkpoints_nodes_and_cursors(control: &dyn ControlStore) {

@@ -7,3 +7,7 @@ CREATE TABLE grant_notices (
 );
 INSERT INTO grant_notices (grant_id, told)
     SELECT id, COALESCE(ended_kind, 'pending') FROM access_grants;
+
+-- What was done under an access grant: a company's events by authentication
+-- (`grant:<id>`), without scanning the company's whole history.
+CREATE INDEX collected_by_company_auth ON collected_events(company_id, auth, central_seq);
