@@ -10,4 +10,4 @@ INSERT INTO grant_notices (grant_id, told)
 
 -- What was done under an access grant: a company's events by authentication
 -- (`grant:<id>`), without scanning the company's whole history.
-CREATE INDEX collected_by_company_auth ON collected_events(company_id, auth, central_seq);
+CREATE INDEX IF NOT EXISTS collected_by_company_auth ON collected_events(company_id, auth, central_seq);
