@@ -100,11 +100,13 @@ impl KeyProvider for KeyCommand {
             .join()
             .map_err(|_| anyhow!("master key command {shown}: reading its output failed"))?
             .with_context(|| format!("master key command {shown}: reading its output"))?;
-        if !status.success() {
-            bail!("master key command {shown}: {status}");
-        }
+        // Too much output first: reading stops there, and the command may
+        // then die of a closed pipe.
         if out.len() as u64 > MAX_OUTPUT_BYTES {
             bail!("master key command {shown}: printed more than {MAX_OUTPUT_BYTES} bytes");
+        }
+        if !status.success() {
+            bail!("master key command {shown}: {status}");
         }
         let text = std::str::from_utf8(&out).map_err(|_| {
             anyhow!("master key command {shown}: printed no key (64 hex characters expected)")
