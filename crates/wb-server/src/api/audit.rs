@@ -29,6 +29,23 @@ pub struct AuditParams {
     pub since: Option<String>,
 }
 
+/// The filters every audit search shares: `outcome` is success or failure,
+/// `since` a day (answered as the RFC 3339 start of that day).
+pub(crate) fn checked_filters(
+    outcome: Option<&str>,
+    since: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    if outcome.is_some_and(|o| !matches!(o, "success" | "failure")) {
+        return Err(ApiError::unprocessable(
+            "invalid-query",
+            "outcome must be success or failure",
+        ));
+    }
+    Ok(since
+        .map(|d| parse_date("since", d).map(|d| format!("{d}T00:00:00Z")))
+        .transpose()?)
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditEventView {
     /// Position in the collection (use as `after`).
@@ -86,19 +103,7 @@ pub async fn list(
     door: Company<ReadAudit>,
     ApiQuery(q): ApiQuery<AuditParams>,
 ) -> ApiResult<Json<AuditPage>> {
-    if let Some(outcome) = q.outcome.as_deref() {
-        if !matches!(outcome, "success" | "failure") {
-            return Err(ApiError::unprocessable(
-                "invalid-query",
-                "outcome must be success or failure",
-            ));
-        }
-    }
-    let since = q
-        .since
-        .as_deref()
-        .map(|d| parse_date("since", d).map(|d| format!("{d}T00:00:00Z")))
-        .transpose()?;
+    let since = checked_filters(q.outcome.as_deref(), q.since.as_deref())?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let scope = door
         .into_admission()

@@ -14,7 +14,6 @@ use wb_core::Action;
 use super::json::ApiQuery;
 use super::staff::Staff;
 use crate::auth::AppState;
-use crate::dto::parse_date;
 use crate::problem::{ApiError, ApiResult, Problem};
 
 /// The longest actor or company id a filter accepts.
@@ -157,14 +156,6 @@ pub async fn audit(
     Staff(staff): Staff,
     ApiQuery(q): ApiQuery<CentralAuditParams>,
 ) -> ApiResult<Json<StaffAuditPage>> {
-    if let Some(outcome) = q.outcome.as_deref() {
-        if !matches!(outcome, "success" | "failure") {
-            return Err(ApiError::unprocessable(
-                "invalid-query",
-                "outcome must be success or failure",
-            ));
-        }
-    }
     if let Some(action) = q.action.as_deref() {
         if Action::parse(action).is_none() {
             return Err(ApiError::unprocessable(
@@ -173,11 +164,7 @@ pub async fn audit(
             ));
         }
     }
-    let since = q
-        .since
-        .as_deref()
-        .map(|d| parse_date("since", d).map(|d| format!("{d}T00:00:00Z")))
-        .transpose()?;
+    let since = super::audit::checked_filters(q.outcome.as_deref(), q.since.as_deref())?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let events = platform
         .staff_central_audit(
