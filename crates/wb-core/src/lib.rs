@@ -10,6 +10,7 @@
 pub mod attachments;
 pub mod audit;
 pub mod grants;
+pub mod lifecycle;
 pub mod ledger;
 pub mod members;
 pub mod money;

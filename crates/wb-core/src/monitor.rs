@@ -470,6 +470,11 @@ impl Monitor {
             | Action::BackupVerify
             | Action::CompanyCreate
             | Action::CompanyMove
+            | Action::CompanyDeprovision
+            | Action::CompanyDeprovisionCancel
+            | Action::CompanyDestroyStep
+            | Action::CompanyDestroyed
+            | Action::DestructionCertificateRead
             | Action::CompanyRead
             | Action::DashboardRead
             | Action::CompanyRestore

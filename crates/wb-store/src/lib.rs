@@ -19,6 +19,7 @@ pub mod export_schedules;
 pub mod factors;
 mod file_records;
 pub mod journal;
+pub mod lifecycle;
 pub mod members;
 pub mod migrations;
 mod model;
@@ -32,6 +33,7 @@ pub use alerts::{Alert, AlertStore};
 pub use chain::{link as chain_link, GENESIS};
 pub use error::StoreError;
 pub use export_schedules::{ExportSchedule, ExportScheduleStore, PushResult};
+pub use lifecycle::{Deprovisioning, LifecycleStore};
 pub use factors::{
     Ceremony, FactorStore, MfaChallenge, PasskeyRecord, PassphraseReset, TotpRecord, UserFactors,
 };
@@ -39,7 +41,7 @@ pub use members::{
     Accepted, Delivery, InvitationRecord, Joiner, MemberRecord, MemberStore, OutboxMessage,
 };
 pub use model::*;
-pub use traits::{ControlStore, TenantDirectory, TenantStore};
+pub use traits::{ControlStore, DestroyedDatabase, TenantDirectory, TenantStore};
 
 /// Milliseconds since the Unix epoch, for columns compared as numbers.
 pub(crate) fn unix_millis(at: time::OffsetDateTime) -> i64 {

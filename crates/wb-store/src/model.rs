@@ -10,6 +10,8 @@ pub use wb_core::audit::Action;
 pub enum CompanyStatus {
     Active,
     Deprovisioned,
+    /// Its data and every copy of its key are gone; the record stays.
+    Destroyed,
 }
 
 impl CompanyStatus {
@@ -17,11 +19,13 @@ impl CompanyStatus {
         match self {
             CompanyStatus::Active => "active",
             CompanyStatus::Deprovisioned => "deprovisioned",
+            CompanyStatus::Destroyed => "destroyed",
         }
     }
     pub fn parse(s: &str) -> CompanyStatus {
         match s {
             "active" => CompanyStatus::Active,
+            "destroyed" => CompanyStatus::Destroyed,
             _ => CompanyStatus::Deprovisioned,
         }
     }

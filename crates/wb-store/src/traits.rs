@@ -11,6 +11,7 @@ use wb_crypto::DataKey;
 
 use crate::export_schedules::ExportScheduleStore;
 use crate::factors::FactorStore;
+use crate::lifecycle::LifecycleStore;
 use crate::members::MemberStore;
 use crate::model::*;
 use crate::staff::StaffStore;
@@ -20,7 +21,7 @@ use crate::StoreError;
 /// and (through `ExportScheduleStore`) companies' export schedules.
 #[async_trait]
 pub trait ControlStore:
-    ExportScheduleStore + MemberStore + FactorStore + StaffStore + Send + Sync
+    ExportScheduleStore + MemberStore + FactorStore + StaffStore + LifecycleStore + Send + Sync
 {
     /// Creates a company, its owner (or reuses the user) and the membership, atomically.
     async fn signup(
@@ -279,4 +280,17 @@ pub trait TenantDirectory: Send + Sync {
     fn open_tenants(&self) -> Vec<Arc<dyn TenantStore>>;
     /// Closes and deletes a company database that was never recorded (failed creation).
     async fn discard(&self, company_id: &str);
+    /// Closes and deletes a company's database for good (its destruction):
+    /// the SQLCipher file with its WAL and SHM, or the PostgreSQL database
+    /// and its role. A database already gone is no error (a resumed
+    /// destruction repeats the step).
+    async fn destroy(&self, company_id: &str) -> Result<DestroyedDatabase, StoreError>;
+}
+
+/// What `TenantDirectory::destroy` removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestroyedDatabase {
+    /// The file names or the database and role, without any directory.
+    pub names: Vec<String>,
+    pub bytes: u64,
 }

@@ -133,6 +133,17 @@ actions! {
     CompanyCreate = "company.create",
     /// A company moved to another database.
     CompanyMove = "company.move",
+    /// A company de-provisioned by its owner: access blocked, destruction
+    /// scheduled after the grace period (or the attempt refused).
+    CompanyDeprovision = "company.deprovision",
+    /// A de-provisioning cancelled by the owner within the grace period.
+    CompanyDeprovisionCancel = "company.deprovision.cancel",
+    /// One step of a company's destruction done (what and how much went).
+    CompanyDestroyStep = "company.destroy.step",
+    /// A company destroyed; the detail is the signed certificate.
+    CompanyDestroyed = "company.destroyed",
+    /// A destruction certificate fetched (or a wrong token refused).
+    DestructionCertificateRead = "company.destruction_certificate.read",
     /// A company's profile read.
     CompanyRead = "company.read",
     /// A company's dashboard read in the console (balances, recent entries,
@@ -287,6 +298,11 @@ impl Action {
             | Action::BackupVerify
             | Action::CompanyCreate
             | Action::CompanyMove
+            | Action::CompanyDeprovision
+            | Action::CompanyDeprovisionCancel
+            | Action::CompanyDestroyStep
+            | Action::CompanyDestroyed
+            | Action::DestructionCertificateRead
             | Action::CompanyRead
             | Action::DashboardRead
             | Action::CompanyRestore
@@ -461,7 +477,7 @@ mod tests {
         for (action, name) in pinned {
             assert_eq!(action.as_str(), name);
         }
-        assert_eq!(Action::ALL.len(), 93);
+        assert_eq!(Action::ALL.len(), 98);
     }
 
     #[test]

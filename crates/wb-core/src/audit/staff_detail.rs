@@ -37,6 +37,12 @@ impl Action {
             | Action::AuditCheckpoint
             | Action::AuditUnavailable
             | Action::BackupVerify
+            // A company's end: dates, counts, key ids and a name's hash.
+            | Action::CompanyDeprovision
+            | Action::CompanyDeprovisionCancel
+            | Action::CompanyDestroyStep
+            | Action::CompanyDestroyed
+            | Action::DestructionCertificateRead
             | Action::SystemMaintenance
             | Action::SystemShutdown
             | Action::SystemStart => true,

@@ -69,6 +69,7 @@ pub const SQLITE_CONTROL: &[Migration] = &[
     migration!(5, "sqlite/control", "0005_second_factors"),
     migration!(6, "sqlite/control", "0006_staff"),
     migration!(7, "sqlite/control", "0007_grant_notices"),
+    migration!(8, "sqlite/control", "0008_company_lifecycle"),
 ];
 pub const SQLITE_TENANT: &[Migration] = &[
     migration!(2, "sqlite/tenant", "0002_baseline"),
@@ -82,6 +83,7 @@ pub const POSTGRES_CONTROL: &[Migration] = &[
     migration!(5, "postgres/control", "0005_second_factors"),
     migration!(6, "postgres/control", "0006_staff"),
     migration!(7, "postgres/control", "0007_grant_notices"),
+    migration!(8, "postgres/control", "0008_company_lifecycle"),
 ];
 pub const POSTGRES_TENANT: &[Migration] = &[
     migration!(2, "postgres/tenant", "0002_baseline"),

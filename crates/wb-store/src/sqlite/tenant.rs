@@ -22,7 +22,7 @@ use crate::entry_list::{self, EntryQuery, Value as ListValue};
 use crate::migrations::{self, Database};
 use crate::model::*;
 use crate::writer_jobs::{Command, Job, Output};
-use crate::{StoreError, TenantDirectory, TenantStore};
+use crate::{DestroyedDatabase, StoreError, TenantDirectory, TenantStore};
 
 const READERS_PER_COMPANY: usize = 4;
 pub const MAX_PAGE: u32 = 1000;
@@ -671,5 +671,41 @@ impl TenantDirectory for SqliteTenants {
                 let _ = std::fs::remove_file(file);
             }
         }
+    }
+
+    async fn destroy(&self, company_id: &str) -> Result<DestroyedDatabase, StoreError> {
+        let path = self.path_of(company_id)?;
+        if let Ok(mut open) = self.open.lock() {
+            open.remove(company_id);
+        }
+        let mut gone = DestroyedDatabase {
+            names: Vec::new(),
+            bytes: 0,
+        };
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.clone().into_os_string();
+            file.push(suffix);
+            let file = PathBuf::from(file);
+            let size = match std::fs::metadata(&file) {
+                Ok(meta) => meta.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::Backend(format!("{}: {e}", file.display()))),
+            };
+            match std::fs::remove_file(&file) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::Backend(format!("{}: {e}", file.display()))),
+            }
+            gone.bytes += size;
+            if let Some(name) = file.file_name() {
+                gone.names.push(name.to_string_lossy().into_owned());
+            }
+        }
+        // The directory entry's removal reaches the disk before the step is
+        // recorded as done.
+        if let Ok(dir) = std::fs::File::open(&self.dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(gone)
     }
 }

@@ -358,7 +358,7 @@ async fn sqlite_reopening_is_a_no_op_and_newer_databases_are_refused() {
         err,
         StoreError::SchemaTooNew {
             found: 99,
-            supported: 7,
+            supported: 8,
             ..
         }
     ));
@@ -635,7 +635,7 @@ async fn postgres_reopening_is_a_no_op_and_newer_databases_are_refused() {
             err,
             StoreError::SchemaTooNew {
                 found: 99,
-                supported: 7,
+                supported: 8,
                 ..
             }
         ),
@@ -737,6 +737,10 @@ const CONTROL_TABLES: &[(&str, &str)] = &[
     (
         "grant_notices",
         "not backed up (restored grants are marked told of their state)",
+    ),
+    (
+        "company_lifecycle",
+        "backed up as each company's state (dr.rs CompanyConfig: destroy_after, destroyed_at, the certificate)",
     ),
     ("placements", "PostgreSQL only; not backed up"),
     (

@@ -15,7 +15,7 @@ use crate::postgres::connect::PgEndpoint;
 use crate::postgres::placement::{Placement, Placements};
 use crate::postgres::pool::{ConnectionBudget, PgPool};
 use crate::postgres::provision;
-use crate::{StoreError, TenantDirectory, TenantStore};
+use crate::{DestroyedDatabase, StoreError, TenantDirectory, TenantStore};
 
 /// Company databases on one or more PostgreSQL servers.
 pub struct PgTenants {
@@ -266,5 +266,37 @@ impl TenantDirectory for PgTenants {
             }
             let _ = self.placements().remove(company_id).await;
         }
+    }
+
+    async fn destroy(&self, company_id: &str) -> Result<DestroyedDatabase, StoreError> {
+        self.forget(company_id);
+        let Some(placement) = self.placements().get(company_id).await? else {
+            return Ok(DestroyedDatabase {
+                names: Vec::new(),
+                bytes: 0,
+            });
+        };
+        let admin = self.server(&placement.server)?.with_database("postgres");
+        let bytes = {
+            let client = self.budget().connect(&admin).await?;
+            client
+                .query_opt(
+                    "SELECT pg_database_size(datname) FROM pg_database WHERE datname = $1",
+                    &[&placement.database],
+                )
+                .await?
+                .map(|r| r.try_get::<_, i64>(0))
+                .transpose()?
+                .unwrap_or(0)
+        };
+        self.drop_database(&placement).await?;
+        self.placements().remove(company_id).await?;
+        Ok(DestroyedDatabase {
+            names: vec![
+                format!("database {}", placement.database),
+                format!("role {}", placement.role),
+            ],
+            bytes: u64::try_from(bytes).unwrap_or(0),
+        })
     }
 }
