@@ -15,4 +15,5 @@ mod export_schedules;
 mod factors;
 mod files;
 mod migrations;
+mod lifecycle;
 mod staff;
