@@ -129,8 +129,8 @@ impl Platform {
                 company_id: own,
                 role,
                 ..
-            } => (own == company_id).then_some(*role),
-            Principal::Staff { .. } => None,
+            } if own == company_id && self.company_is_active(company_id).await? => Some(*role),
+            Principal::ApiKey { .. } | Principal::Staff { .. } => None,
         };
         let Some(role) = role else {
             self.record_refusal(
@@ -184,6 +184,9 @@ impl Platform {
         permission: Permission,
     ) -> ServiceResult<Admission> {
         let now = self.now();
+        // Read on every request, never cached: a de-provisioned company is
+        // closed to staff at once on every node, grant or not.
+        let active = self.company_is_active(company_id).await?;
         let access = match self.staff_cache.access(staff_id, company_id, now) {
             Some(access) => access,
             None => {
@@ -206,7 +209,7 @@ impl Platform {
         let grant = access
             .grants
             .into_iter()
-            .filter(|_| may_use_grants)
+            .filter(|_| may_use_grants && active)
             .filter(|grant| grant.allows(permission, now))
             .max_by_key(|grant| grant.closes_at());
         let Some(grant) = grant else {
@@ -350,6 +353,17 @@ impl Platform {
     /// are sealed with it as they stream).
     pub async fn scope_key(&self, scope: &CompanyScope) -> ServiceResult<wb_crypto::DataKey> {
         self.company_key(scope.company_id()).await
+    }
+
+    /// Whether the company exists and is active (not de-provisioned or
+    /// destroyed). Members learn it in the same read as their role; API
+    /// keys and staff ask here, uncached.
+    async fn company_is_active(&self, company_id: &str) -> ServiceResult<bool> {
+        Ok(self
+            .control
+            .company(company_id)
+            .await?
+            .is_some_and(|c| c.status == wb_store::CompanyStatus::Active))
     }
 
     async fn record_refusal(

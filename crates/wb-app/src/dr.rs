@@ -108,6 +108,30 @@ struct CompanyConfig {
     created_at: String,
     /// How far its journal was shipped when this snapshot was taken.
     shipped_seq: i64,
+    /// Its de-provisioning, when it was de-provisioned (absent in snapshots
+    /// written before lifecycles were recorded). A destroyed company is
+    /// kept as this alone: no name, members, keys or policies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lifecycle: Option<LifecycleConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct LifecycleConfig {
+    deprovisioned_at: String,
+    destroy_after: String,
+    certificate_id: String,
+    destroyed_at: Option<String>,
+}
+
+impl LifecycleConfig {
+    fn of(d: &wb_store::Deprovisioning) -> LifecycleConfig {
+        LifecycleConfig {
+            deprovisioned_at: rfc3339(d.deprovisioned_at),
+            destroy_after: rfc3339(d.destroy_after),
+            certificate_id: d.certificate_id.clone(),
+            destroyed_at: d.destroyed_at.map(rfc3339),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -290,7 +314,47 @@ struct ConfigSnapshot {
     access_grants: Vec<crate::dr_grants::GrantConfig>,
 }
 
+impl CompanyConfig {
+    /// What a backup keeps of a destroyed company: its id and when it went.
+    fn tombstone(c: &CompanyRecord, lifecycle: Option<&wb_store::Deprovisioning>) -> CompanyConfig {
+        CompanyConfig {
+            id: c.id.clone(),
+            name: String::new(),
+            status: CompanyStatus::Destroyed.as_str().to_string(),
+            created_at: rfc3339(c.created_at),
+            shipped_seq: 0,
+            lifecycle: lifecycle.map(LifecycleConfig::of),
+        }
+    }
+}
+
 impl ConfigSnapshot {
+    /// Whether anything of `company_id` but a tombstone is in this backup.
+    fn holds(&self, company_id: &str) -> bool {
+        self.companies
+            .iter()
+            .any(|c| c.id == company_id && (!c.name.is_empty() || c.status != "destroyed"))
+            || self.members.iter().any(|m| m.company_id == company_id)
+            || self.api_keys.iter().any(|k| k.company_id == company_id)
+            || self.export_schedules.iter().any(|e| e.company_id == company_id)
+            || self.security_policies.iter().any(|p| p.company_id == company_id)
+            || self.access_grants.iter().any(|g| g.company_id == company_id)
+    }
+
+    /// Removes everything of `company_id`, leaving a tombstone.
+    fn forget(&mut self, company_id: &str) {
+        for c in self.companies.iter_mut().filter(|c| c.id == company_id) {
+            c.name.clear();
+            c.status = CompanyStatus::Destroyed.as_str().to_string();
+            c.shipped_seq = 0;
+        }
+        self.members.retain(|m| m.company_id != company_id);
+        self.api_keys.retain(|k| k.company_id != company_id);
+        self.export_schedules.retain(|e| e.company_id != company_id);
+        self.security_policies.retain(|p| p.company_id != company_id);
+        self.access_grants.retain(|g| g.company_id != company_id);
+    }
+
     async fn take(platform: &Platform) -> anyhow::Result<ConfigSnapshot> {
         let control = &platform.control;
         let mut companies = Vec::new();
@@ -300,6 +364,15 @@ impl ConfigSnapshot {
         let mut security_policies = Vec::new();
         let mut access_grants = Vec::new();
         for c in control.companies().await? {
+            let lifecycle = control.deprovisioning(&c.id).await?;
+            // A company whose destruction has begun is kept as a tombstone:
+            // a backup taken now must not bring back what was destroyed.
+            if c.status == CompanyStatus::Destroyed
+                || lifecycle.as_ref().is_some_and(|d| !d.steps.is_empty())
+            {
+                companies.push(CompanyConfig::tombstone(&c, lifecycle.as_ref()));
+                continue;
+            }
             // Every grant, newest first (the store answers at most 10,000
             // a company; grants are never deleted).
             for g in control.company_grants(&c.id, 10_000).await? {
@@ -334,6 +407,7 @@ impl ConfigSnapshot {
                 status: c.status.as_str().to_string(),
                 created_at: rfc3339(c.created_at),
                 shipped_seq: control.cursor(&cursor_name(&c.id)).await?,
+                lifecycle: lifecycle.as_ref().map(LifecycleConfig::of),
             });
             for m in control.members_of(&c.id).await? {
                 members.push(MemberConfig {
@@ -432,7 +506,11 @@ pub async fn backup_config_once(
 ) -> anyhow::Result<bool> {
     let key = platform_key(platform, true).await?;
     for company in platform.control.companies().await? {
-        if state.dek_objects.contains(&company.id) {
+        // Only while active: a key a destruction erased is never put back.
+        if state.dek_objects.contains(&company.id)
+            || company.status != CompanyStatus::Active
+            || company.wrapped_dek.is_empty()
+        {
             continue;
         }
         let path = dek_path(&company.id);
@@ -473,6 +551,88 @@ pub async fn backup_config_once(
         .context("storing the configuration backup")?;
     state.last_digest = Some(digest);
     Ok(true)
+}
+
+/// Removes a company being destroyed from every configuration backup: each
+/// backup that holds more of it than a tombstone is sealed again without
+/// it (same time, new digest) and the old object deleted. Passes again
+/// until one finds nothing, in case the backup job wrote one meanwhile.
+/// Returns how many backups were rewritten and their bytes.
+pub async fn scrub_company(platform: &Platform, company_id: &str) -> anyhow::Result<(u64, u64)> {
+    let (mut rewritten, mut bytes) = (0u64, 0u64);
+    for _pass in 0..5 {
+        let objects = config_objects(platform).await?;
+        if objects.is_empty() {
+            break;
+        }
+        let key = platform_key(platform, false).await?;
+        let mut this_pass = 0;
+        for object in objects {
+            let sealed = match platform.objects.get(&object.path).await {
+                Ok(found) => found.bytes().await?,
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => bail!("reading {}: {e}", object.path),
+            };
+            let plain = key.open(&sealed, &object.aad()).map_err(|_| {
+                anyhow!(
+                    "configuration backup {} does not open: it cannot be cleaned of the company",
+                    object.path
+                )
+            })?;
+            let mut snapshot: ConfigSnapshot =
+                serde_json::from_slice(&plain).context("reading a configuration backup")?;
+            if !snapshot.holds(company_id) {
+                continue;
+            }
+            snapshot.forget(company_id);
+            let stem = object
+                .path
+                .filename()
+                .and_then(|n| n.split_once('-'))
+                .map(|(millis, _)| millis.to_string())
+                .ok_or_else(|| anyhow!("unexpected backup name {}", object.path))?;
+            let path = ObjectPath::from(format!(
+                "{CONFIG_PREFIX}/{stem}-{}{CONFIG_SUFFIX}",
+                snapshot.digest()?
+            ));
+            let resealed = key
+                .seal(&serde_json::to_vec(&snapshot)?, &config_aad(&path))
+                .map_err(|e| anyhow!("sealing the configuration backup: {e}"))?;
+            platform
+                .objects
+                .put(&path, PutPayload::from(resealed))
+                .await
+                .with_context(|| format!("storing {path}"))?;
+            if path != object.path {
+                match platform.objects.delete(&object.path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => bail!("deleting {}: {e}", object.path),
+                }
+            }
+            this_pass += 1;
+            rewritten += 1;
+            bytes += sealed.len() as u64;
+        }
+        if this_pass == 0 {
+            break;
+        }
+    }
+    Ok((rewritten, bytes))
+}
+
+/// Deletes the object store's copy of a company's wrapped key; returns its
+/// size (0 when it was gone already).
+pub async fn delete_company_key(platform: &Platform, company_id: &str) -> anyhow::Result<u64> {
+    let path = dek_path(company_id);
+    let size = match platform.objects.head(&path).await {
+        Ok(meta) => meta.size,
+        Err(object_store::Error::NotFound { .. }) => return Ok(0),
+        Err(e) => bail!("reading {path}: {e}"),
+    };
+    match platform.objects.delete(&path).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(size),
+        Err(e) => bail!("deleting {path}: {e}"),
+    }
 }
 
 /// Every configuration backup, oldest first (names start with the time).
@@ -848,6 +1008,19 @@ async fn restore_company(
     platform: &Platform,
     c: &CompanyConfig,
 ) -> anyhow::Result<(crate::backup::Replayed, Option<String>)> {
+    if c.status == CompanyStatus::Destroyed.as_str() {
+        let when = c
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.destroyed_at.clone())
+            .unwrap_or_else(|| "an unrecorded time".into());
+        let certificate = c
+            .lifecycle
+            .as_ref()
+            .map(|l| format!(" (certificate of destruction {})", l.certificate_id))
+            .unwrap_or_default();
+        bail!("it was destroyed at {when}{certificate}: nothing of it remains to restore");
+    }
     let wrapped = match platform.objects.get(&dek_path(&c.id)).await {
         Ok(found) => found.bytes().await?.to_vec(),
         Err(object_store::Error::NotFound { .. }) => {

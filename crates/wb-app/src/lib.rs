@@ -26,6 +26,7 @@ pub mod clock;
 pub mod company;
 pub mod cpu_work;
 pub mod data_lock;
+pub mod destruction;
 pub mod dr;
 mod dr_grants;
 pub mod drains;
@@ -43,6 +44,7 @@ pub mod grant_notices;
 pub mod grants;
 pub mod jobs;
 pub mod keyring;
+pub mod lifecycle;
 #[cfg(test)]
 mod layering;
 pub mod login;

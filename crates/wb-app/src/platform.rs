@@ -52,6 +52,8 @@ pub struct Platform {
     /// Staff sessions and grants, for at most a second (`staff_cache.rs`).
     pub(crate) staff_cache: crate::staff_cache::StaffCache,
     staff_limits: std::sync::RwLock<crate::staff_limits::StaffLimits>,
+    /// How long a de-provisioned company waits before its destruction.
+    pub(crate) grace: std::sync::RwLock<wb_core::lifecycle::GracePeriod>,
     /// This node's identity and checkpoint-signing key.
     pub node_id: String,
     pub node_key: NodeKey,
@@ -206,6 +208,7 @@ impl Platform {
             auth_cache: AuthCache::default(),
             staff_cache: Default::default(),
             staff_limits: Default::default(),
+            grace: Default::default(),
             node_id: node_id(data_dir)?,
             node_key: keyring.node_key(&data_dir.join("node.key"))?,
             audit_refuse_all: std::sync::atomic::AtomicBool::new(false),

@@ -171,8 +171,10 @@ impl FromStr for DestructionStep {
     }
 }
 
-/// What one step destroyed.
+/// What one step destroyed. Unknown fields are refused: it is part of a
+/// signed certificate, which must not carry anything its signature does not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StepRecord {
     pub step: DestructionStep,
     /// Files, databases, objects or keys removed.

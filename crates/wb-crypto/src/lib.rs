@@ -26,6 +26,6 @@ pub use passphrase::{
     check_strength, hash_passphrase, verify_passphrase, PassphraseError, MAX_PASSPHRASE_BYTES,
 };
 pub use secret::Secret;
-pub use signing::{verify_signature, NodeCertifier, NodeKey};
-pub use token::{new_token, sha256_hex, token_hash, NewToken};
+pub use signing::{verify_node_certificate, verify_signature, NodeCertifier, NodeKey};
+pub use token::{constant_time_eq, new_token, sha256_hex, token_hash, NewToken};
 pub use totp::{new_recovery_codes, recovery_code_hash, TotpError, TotpSecret, RECOVERY_CODES};

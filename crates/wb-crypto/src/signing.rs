@@ -118,6 +118,22 @@ impl NodeCertifier {
     }
 }
 
+/// Checks, without the master key, that `certificate` was made by the
+/// certification key whose public half is `certifier_public_hex` for this
+/// node id and node key (offline verification of what a node signed).
+pub fn verify_node_certificate(
+    certifier_public_hex: &str,
+    node_id: &str,
+    node_public_key_hex: &str,
+    certificate: &[u8],
+) -> bool {
+    verify_signature(
+        certifier_public_hex,
+        &NodeCertifier::message(node_id, node_public_key_hex),
+        certificate,
+    )
+}
+
 /// Checks a signature made by `NodeKey::sign`; false for any malformed input.
 pub fn verify_signature(public_key_hex: &str, message: &[u8], signature: &[u8]) -> bool {
     let Ok(bytes) = hex::decode(public_key_hex) else {

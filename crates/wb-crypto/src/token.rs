@@ -27,6 +27,12 @@ pub fn token_hash(token: &Secret) -> String {
     hex::encode(Sha256::digest(token.expose().as_bytes()))
 }
 
+/// Compares two byte strings in time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
 /// Hex SHA-256 of arbitrary bytes (request fingerprints for idempotency).
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

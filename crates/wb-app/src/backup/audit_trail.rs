@@ -32,7 +32,7 @@ pub fn cursor_name(company_id: &str) -> String {
     format!("ship-audit:company:{company_id}")
 }
 
-fn prefix(company_id: &str) -> ObjectPath {
+pub fn prefix(company_id: &str) -> ObjectPath {
     ObjectPath::from(format!("companies/{company_id}/audit"))
 }
 

@@ -74,7 +74,7 @@ mod keys;
 mod model;
 mod read;
 mod snapshot;
-mod storage;
+pub(crate) mod storage;
 mod stream;
 
 pub use age;

@@ -1,0 +1,99 @@
+//! What each destruction step removes, and where. Every step may be taken
+//! again after a crash: what is already gone counts as nothing.
+
+use futures_util::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::ObjectStoreExt;
+use wb_core::lifecycle::DestructionStep;
+
+use crate::error::ServiceResult;
+use crate::platform::Platform;
+
+/// What one step removed.
+#[derive(Debug, Default)]
+pub(super) struct Removed {
+    pub items: u64,
+    pub bytes: u64,
+    pub names: Vec<String>,
+}
+
+pub(super) async fn take(
+    platform: &Platform,
+    company_id: &str,
+    step: DestructionStep,
+) -> ServiceResult<Removed> {
+    let objects = |prefix: ObjectPath| delete_prefix(platform, prefix);
+    Ok(match step {
+        DestructionStep::Database => {
+            let gone = platform.tenants.destroy(company_id).await?;
+            Removed {
+                items: gone.names.len() as u64,
+                bytes: gone.bytes,
+                names: gone.names,
+            }
+        }
+        DestructionStep::Attachments => objects(crate::files::files_prefix(company_id)).await?,
+        DestructionStep::JournalSegments => {
+            objects(crate::backup::shipper::journal_prefix(company_id)).await?
+        }
+        DestructionStep::Snapshots => {
+            objects(crate::backup::snapshot::snapshots_prefix(company_id)).await?
+        }
+        DestructionStep::AuditSegments => {
+            objects(crate::backup::audit_trail::prefix(company_id)).await?
+        }
+        DestructionStep::Exports => objects(crate::exports::storage::prefix(company_id)).await?,
+        DestructionStep::OtherObjects => {
+            objects(ObjectPath::from(format!("companies/{company_id}"))).await?
+        }
+        DestructionStep::ConfigBackups => {
+            let (items, bytes) = crate::dr::scrub_company(platform, company_id).await?;
+            Removed {
+                items,
+                bytes,
+                names: Vec::new(),
+            }
+        }
+        DestructionStep::Keys => {
+            // The object store's copy goes first; the control store's copy
+            // goes in the same transaction that records this step.
+            let bytes = crate::dr::delete_company_key(platform, company_id).await?;
+            let company = platform.control.company(company_id).await?;
+            let in_control = company.map_or(0, |c| c.wrapped_dek.len() as u64);
+            let mut names = vec!["company key version 1 (the only version)".to_string()];
+            if in_control > 0 {
+                names.push("its wrapping in the control store".into());
+            }
+            if bytes > 0 {
+                names.push(format!("its wrapping at keys/companies/{company_id}.dek"));
+            }
+            Removed {
+                items: u64::from(in_control > 0) + u64::from(bytes > 0),
+                bytes: in_control + bytes,
+                names,
+            }
+        }
+    })
+}
+
+/// Deletes every object under `prefix`, counting them and their bytes.
+async fn delete_prefix(platform: &Platform, prefix: ObjectPath) -> anyhow::Result<Removed> {
+    let listed: Vec<_> = platform
+        .objects
+        .list(Some(&prefix))
+        .try_collect()
+        .await
+        .map_err(|e| anyhow::anyhow!("listing {prefix}: {e}"))?;
+    let mut removed = Removed::default();
+    for meta in listed {
+        match platform.objects.delete(&meta.location).await {
+            Ok(()) => {
+                removed.items += 1;
+                removed.bytes += meta.size;
+            }
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => anyhow::bail!("deleting {}: {e}", meta.location),
+        }
+    }
+    Ok(removed)
+}
