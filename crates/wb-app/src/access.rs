@@ -355,6 +355,45 @@ impl Platform {
         self.company_key(scope.company_id()).await
     }
 
+    /// The door's one opening into a company that is not active: one of
+    /// its owners, signed in, from an address its allowlist accepts, to
+    /// cancel its de-provisioning. Anyone else gets 404 (recorded), as at
+    /// the main door.
+    pub async fn admit_deprovisioned_owner(
+        &self,
+        caller: &Caller,
+        company_id: &str,
+    ) -> ServiceResult<wb_store::CompanyRecord> {
+        let owner = match &caller.principal {
+            Principal::User { user_id, .. } => self
+                .control
+                .members_of(company_id)
+                .await?
+                .iter()
+                .any(|m| &m.user_id == user_id && m.role == Role::Owner),
+            Principal::ApiKey { .. } | Principal::Staff { .. } => false,
+        };
+        let company = self
+            .control
+            .company(company_id)
+            .await?
+            .filter(|c| owner && c.status == wb_store::CompanyStatus::Deprovisioned);
+        let Some(company) = company else {
+            self.record_refusal(
+                &caller.actor,
+                company_id,
+                Action::AccessCompany,
+                "not an owner of this de-provisioned company".into(),
+            )
+            .await?;
+            return Err(ServiceError::not_found("company"));
+        };
+        if let (_, Some(policy)) = self.control.access_facts(None, company_id).await? {
+            self.check_policy(caller, company_id, &policy).await?;
+        }
+        Ok(company)
+    }
+
     /// Whether the company exists and is active (not de-provisioned or
     /// destroyed). Members learn it in the same read as their role; API
     /// keys and staff ask here, uncached.

@@ -118,8 +118,12 @@ struct CompanyConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct LifecycleConfig {
     deprovisioned_at: String,
+    #[serde(default)]
+    deprovisioned_by: String,
     destroy_after: String,
     certificate_id: String,
+    #[serde(default)]
+    certificate_token_hash: String,
     destroyed_at: Option<String>,
 }
 
@@ -127,10 +131,28 @@ impl LifecycleConfig {
     fn of(d: &wb_store::Deprovisioning) -> LifecycleConfig {
         LifecycleConfig {
             deprovisioned_at: rfc3339(d.deprovisioned_at),
+            deprovisioned_by: d.deprovisioned_by.clone(),
             destroy_after: rfc3339(d.destroy_after),
             certificate_id: d.certificate_id.clone(),
+            certificate_token_hash: d.certificate_token_hash.clone(),
             destroyed_at: d.destroyed_at.map(rfc3339),
         }
+    }
+
+    /// The de-provisioning to record again for a company restored within
+    /// its grace period (so it is still destroyed when that ends).
+    fn restore(&self, company_id: &str) -> anyhow::Result<wb_store::Deprovisioning> {
+        Ok(wb_store::Deprovisioning {
+            company_id: company_id.to_string(),
+            deprovisioned_at: parse_time(&self.deprovisioned_at)?,
+            deprovisioned_by: self.deprovisioned_by.clone(),
+            destroy_after: parse_time(&self.destroy_after)?,
+            certificate_id: self.certificate_id.clone(),
+            certificate_token_hash: self.certificate_token_hash.clone(),
+            steps: Vec::new(),
+            destroyed_at: None,
+            certificate: None,
+        })
     }
 }
 
@@ -1068,10 +1090,12 @@ async fn restore_company(
         }
     };
     drop(store);
+    // Recorded active; a company de-provisioned when backed up is
+    // de-provisioned again below with its own grace period.
     let record = CompanyRecord {
         id: c.id.clone(),
         name: c.name.clone(),
-        status: CompanyStatus::parse(&c.status),
+        status: CompanyStatus::Active,
         wrapped_dek: wrapped,
         created_at: parse_time(&c.created_at)?,
     };
@@ -1090,6 +1114,18 @@ async fn restore_company(
     if let Err(e) = platform.control.create_company(&record, &event).await {
         platform.tenants.discard(&c.id).await;
         return Err(anyhow!("recording it: {e}"));
+    }
+    if let Some(lifecycle) = c.lifecycle.as_ref().filter(|_| c.status == "deprovisioned") {
+        let event = AuditEvent {
+            action: Action::CompanyDeprovision,
+            detail: Some("de-provisioned when backed up: its grace period goes on".into()),
+            ..event.clone()
+        };
+        platform
+            .control
+            .deprovision_company(&lifecycle.restore(&c.id)?, &event)
+            .await
+            .map_err(|e| anyhow!("recording its de-provisioning: {e}"))?;
     }
     // Shipping continues after what is already in the object store.
     platform

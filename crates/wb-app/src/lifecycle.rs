@@ -181,19 +181,7 @@ impl Platform {
         caller: Caller,
         company_id: &str,
     ) -> ServiceResult<()> {
-        let user_id = user_id(&caller.principal)?.to_string();
-        let company = self.control.company(company_id).await?;
-        let is_owner = self
-            .control
-            .members_of(company_id)
-            .await?
-            .iter()
-            .any(|m| m.user_id == user_id && m.role == Role::Owner);
-        let Some(company) = company.filter(|_| is_owner) else {
-            self.record_lifecycle_refusal(&caller.actor, company_id, "not an owner")
-                .await?;
-            return Err(ServiceError::not_found("company"));
-        };
+        let company = self.admit_deprovisioned_owner(&caller, company_id).await?;
         let record = self.control.deprovisioning(company_id).await?;
         let now = self.now();
         if let Err(e) = stage_of(company.status, record.as_ref()).cancel(now) {
@@ -287,6 +275,32 @@ impl Platform {
             .audit(&event(Outcome::Success, "certificate fetched"))
             .await?;
         Ok(certificate)
+    }
+
+    /// Refuses, in one line, to restore, revert or verify the backups of a
+    /// company that was destroyed (or whose destruction has begun): there is
+    /// nothing left to read, and saying when is more use than "key not found".
+    pub async fn refuse_destroyed(&self, company_id: &str) -> anyhow::Result<()> {
+        let Some(company) = self.control.company(company_id).await? else {
+            return Ok(());
+        };
+        let record = self.control.deprovisioning(company_id).await?;
+        let certificate = record
+            .as_ref()
+            .map(|r| format!(" (certificate of destruction {})", r.certificate_id))
+            .unwrap_or_default();
+        match (company.status, record.as_ref()) {
+            (CompanyStatus::Destroyed, r) => anyhow::bail!(
+                "company {company_id} was destroyed at {}{certificate}: its data and every copy of its key are gone",
+                r.and_then(|r| r.destroyed_at)
+                    .map_or_else(|| "an unrecorded time".into(), rfc3339)
+            ),
+            (_, Some(r)) if !r.steps.is_empty() => anyhow::bail!(
+                "company {company_id} is being destroyed (its grace period ended {}){certificate}: nothing of it can be restored",
+                rfc3339(r.destroy_after)
+            ),
+            _ => Ok(()),
+        }
     }
 
     async fn record_lifecycle_refusal(

@@ -68,6 +68,9 @@ pub struct ServerConfig {
     pub mail: MailConfig,
     /// Staff session lengths and the longest access grant.
     pub staff: crate::staff::StaffLimits,
+    /// How long a de-provisioned company waits before its destruction
+    /// (`deprovision-grace-days`, 1 to 90; default 30).
+    pub deprovision_grace: wb_core::lifecycle::GracePeriod,
     /// Proxies whose `X-Forwarded-For` names the client (empty: the
     /// socket's peer is the client, and the header is ignored).
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -208,6 +211,7 @@ impl ServerConfig {
             exports: Default::default(),
             mail: MailConfig::default(),
             staff: Default::default(),
+            deprovision_grace: Default::default(),
             trusted_proxies: Vec::new(),
             rate_limits: Default::default(),
             cors_origins: Vec::new(),

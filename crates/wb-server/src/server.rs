@@ -130,6 +130,7 @@ pub async fn start(
     platform.set_signup_limit(config.signups_per_address_per_hour);
     config.staff.check().map_err(|e| anyhow::anyhow!(e))?;
     platform.set_staff_limits(config.staff);
+    platform.set_grace_period(config.deprovision_grace);
     platform.export_slots.set_limits(config.exports);
     let listener = match listener {
         Some(l) => l,
@@ -205,6 +206,11 @@ pub async fn start(
     jobs.add(crate::grant_notices::spawn(
         platform.clone(),
         crate::grant_notices::NOTICE_EVERY,
+        jobs.stopper(),
+    ));
+    jobs.add(wb_app::destruction::spawn(
+        platform.clone(),
+        wb_app::destruction::DESTRUCTION_EVERY,
         jobs.stopper(),
     ));
     jobs.add(crate::jobs::snapshotter::spawn(

@@ -65,6 +65,9 @@ pub enum Command {
     /// Customer exports: decrypt and verify one offline.
     #[command(subcommand)]
     Export(crate::export_cmd::ExportCommand),
+    /// Certificates of destruction: verify one offline.
+    #[command(subcommand)]
+    Certificate(crate::lifecycle_cmd::CertificateCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -235,6 +238,17 @@ pub enum CompanyCommand {
         #[arg(long)]
         company: String,
     },
+    /// Destroy a de-provisioned company now, without waiting for its grace
+    /// period (cannot be undone); prints the signed certificate.
+    Destroy {
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+        #[arg(long)]
+        company: String,
+        /// Required: the destruction cannot be undone.
+        #[arg(long)]
+        confirm: bool,
+    },
     /// Invite someone to a company (as its owner would); the link is emailed
     /// by a running server, and the token printed once.
     Invite {
@@ -394,6 +408,9 @@ struct ConfigFile {
     staff_idle_minutes: Option<i64>,
     /// The longest staff access grant in minutes (default 4320, 1 to 4320).
     grant_max_minutes: Option<u32>,
+    /// Days a de-provisioned company waits before it is destroyed
+    /// (default 30, 1 to 90).
+    deprovision_grace_days: Option<u32>,
     /// The `[http]` table: trusted proxies, CORS origins, request budgets
     /// (`abuse_cfg`).
     http: Option<crate::abuse_cfg::AbuseFile>,
@@ -444,6 +461,7 @@ pub struct Serve {
     pub mail: wb_server::config::MailConfig,
     pub abuse: crate::abuse_cfg::Abuse,
     pub staff: wb_server::staff::StaffLimits,
+    pub deprovision_grace: wb_core::lifecycle::GracePeriod,
 }
 
 impl DeploymentArgs {
@@ -611,6 +629,11 @@ impl ServeArgs {
             grant_max_minutes: file.grant_max_minutes.unwrap_or(defaults.grant_max_minutes),
         };
         staff.check().map_err(|e| anyhow::anyhow!(e))?;
+        let deprovision_grace = match file.deprovision_grace_days {
+            Some(days) => wb_core::lifecycle::GracePeriod::days(days)
+                .map_err(|e| anyhow::anyhow!("deprovision-grace-days: {e}"))?,
+            None => Default::default(),
+        };
         let mut connections = connections;
         connections.max_header_bytes = abuse.max_header_bytes;
         if self.deployment.data.is_none() && file.data.is_none() {
@@ -687,6 +710,7 @@ impl ServeArgs {
         Ok(Serve {
             abuse,
             staff,
+            deprovision_grace,
             mail,
             connections,
             exports,

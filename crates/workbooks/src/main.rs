@@ -11,6 +11,7 @@ mod dr_cmd;
 mod export_cmd;
 mod key_provider;
 mod members_cmd;
+mod lifecycle_cmd;
 mod staff_cmd;
 
 use std::io::Read;
@@ -84,6 +85,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Restore(args) => backup_cmd::restore(args).await,
         Command::Dr(cmd) => dr_cmd::run(cmd).await,
         Command::Export(cmd) => export_cmd::run(cmd),
+        Command::Certificate(lifecycle_cmd::CertificateCommand::Verify(args)) => {
+            lifecycle_cmd::verify(args)
+        }
     }
 }
 
@@ -191,6 +195,7 @@ async fn serve(settings: cli::Serve, demo: bool) -> Result<()> {
     config.exports = settings.exports;
     config.mail = settings.mail.clone();
     config.staff = settings.staff;
+    config.deprovision_grace = settings.deprovision_grace;
     config.trusted_proxies = settings.abuse.trusted_proxies.clone();
     config.cors_origins = settings.abuse.cors_origins.clone();
     config.rate_limits = settings.abuse.rate_limits;
@@ -309,6 +314,15 @@ async fn company(cmd: CompanyCommand) -> Result<()> {
             let d = deployment.resolve()?;
             let platform = open_platform(&d).await?;
             members_cmd::security_policy(&platform, &company, d.json).await
+        }
+        CompanyCommand::Destroy {
+            deployment,
+            company,
+            confirm,
+        } => {
+            let d = deployment.resolve()?;
+            let platform = open_platform(&d).await?;
+            lifecycle_cmd::destroy(&platform, &company, confirm, d.json).await
         }
         CompanyCommand::Invite {
             deployment,

@@ -222,6 +222,7 @@ pub(crate) async fn stage_restore(
     label: &str,
     progress: Option<Progress>,
 ) -> anyhow::Result<StagedRestore> {
+    platform.refuse_destroyed(source_id).await?;
     let source = platform
         .control
         .company(source_id)

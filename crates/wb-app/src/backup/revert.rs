@@ -108,6 +108,7 @@ pub async fn revert_in_place(
     actor: Actor,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> anyhow::Result<Reverted> {
+    platform.refuse_destroyed(company_id).await?;
     if platform.control.company(company_id).await?.is_none() {
         bail!("no company {company_id}");
     }

@@ -88,6 +88,9 @@ pub(crate) async fn verify_until(
     company: Option<&str>,
     stop: impl Fn() -> bool,
 ) -> anyhow::Result<Vec<Verification>> {
+    if let Some(id) = company {
+        platform.refuse_destroyed(id).await?;
+    }
     let companies: Vec<CompanyRecord> = match company {
         Some(id) => vec![platform
             .control

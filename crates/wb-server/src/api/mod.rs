@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod mfa;
 pub mod passkeys;
 pub mod reports;
+pub mod lifecycle;
 pub mod restores;
 pub mod security_policy;
 pub mod session;
@@ -62,6 +63,7 @@ use crate::problem::{ApiError, Problem};
         members::invite, members::list_invitations, members::revoke_invitation,
         members::list_members, members::change_member, members::remove_member, members::accept,
         security_policy::get, security_policy::put,
+        lifecycle::deprovision, lifecycle::cancel, lifecycle::certificate,
         healthz, readyz,
     ),
     components(schemas(Problem)),
@@ -182,6 +184,8 @@ fn company_routes(batch_body_limit: usize) -> Vec<(&'static str, MethodRouter<Ap
             "/members/{user}",
             patch(members::change_member).delete(members::remove_member),
         ),
+        ("/deprovision", post(lifecycle::deprovision)),
+        ("/deprovision/cancel", post(lifecycle::cancel)),
     ]
 }
 
@@ -260,6 +264,10 @@ pub fn router(
                 .layer(DefaultBodyLimit::max(session::AUTH_BODY_LIMIT_BYTES)),
         )
         .route("/api/v1/me", get(session::me))
+        .route(
+            "/api/v1/destruction-certificates/{certificate}",
+            get(lifecycle::certificate),
+        )
         .route(
             "/api/v1/me/sessions",
             get(account::sessions).delete(account::end_others),
