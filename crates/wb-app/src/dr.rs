@@ -363,12 +363,14 @@ impl ConfigSnapshot {
             || self.access_grants.iter().any(|g| g.company_id == company_id)
     }
 
-    /// Removes everything of `company_id`, leaving a tombstone.
-    fn forget(&mut self, company_id: &str) {
+    /// Removes everything of `company_id`, leaving a tombstone that says
+    /// when it was de-provisioned and which certificate tells the rest.
+    fn forget(&mut self, company_id: &str, lifecycle: Option<&LifecycleConfig>) {
         for c in self.companies.iter_mut().filter(|c| c.id == company_id) {
             c.name.clear();
             c.status = CompanyStatus::Destroyed.as_str().to_string();
             c.shipped_seq = 0;
+            c.lifecycle = lifecycle.cloned();
         }
         self.members.retain(|m| m.company_id != company_id);
         self.api_keys.retain(|k| k.company_id != company_id);
@@ -582,6 +584,12 @@ pub async fn backup_config_once(
 /// Returns how many backups were rewritten and their bytes.
 pub async fn scrub_company(platform: &Platform, company_id: &str) -> anyhow::Result<(u64, u64)> {
     let (mut rewritten, mut bytes) = (0u64, 0u64);
+    let lifecycle = platform
+        .control
+        .deprovisioning(company_id)
+        .await?
+        .as_ref()
+        .map(LifecycleConfig::of);
     for _pass in 0..5 {
         let objects = config_objects(platform).await?;
         if objects.is_empty() {
@@ -606,7 +614,7 @@ pub async fn scrub_company(platform: &Platform, company_id: &str) -> anyhow::Res
             if !snapshot.holds(company_id) {
                 continue;
             }
-            snapshot.forget(company_id);
+            snapshot.forget(company_id, lifecycle.as_ref());
             let stem = object
                 .path
                 .filename()
@@ -1031,17 +1039,17 @@ async fn restore_company(
     c: &CompanyConfig,
 ) -> anyhow::Result<(crate::backup::Replayed, Option<String>)> {
     if c.status == CompanyStatus::Destroyed.as_str() {
-        let when = c
-            .lifecycle
-            .as_ref()
-            .and_then(|l| l.destroyed_at.clone())
-            .unwrap_or_else(|| "an unrecorded time".into());
-        let certificate = c
-            .lifecycle
-            .as_ref()
-            .map(|l| format!(" (certificate of destruction {})", l.certificate_id))
-            .unwrap_or_default();
-        bail!("it was destroyed at {when}{certificate}: nothing of it remains to restore");
+        let (when, certificate) = match &c.lifecycle {
+            Some(l) => (
+                match &l.destroyed_at {
+                    Some(at) => format!("at {at}"),
+                    None => format!("after {}", l.destroy_after),
+                },
+                format!(" (certificate of destruction {})", l.certificate_id),
+            ),
+            None => ("before this backup".to_string(), String::new()),
+        };
+        bail!("it was destroyed {when}{certificate}: nothing of it remains to restore");
     }
     let wrapped = match platform.objects.get(&dek_path(&c.id)).await {
         Ok(found) => found.bytes().await?.to_vec(),

@@ -102,7 +102,7 @@ pub trait LifecycleStore: Send + Sync {
         audit: &AuditEvent,
     ) -> Result<(), StoreError>;
 
-    /// The end: the company is marked destroyed, its memberships, API keys,
+    /// The end: the company is marked destroyed and its name erased, its memberships, API keys,
     /// invitations, policy and export schedule are deleted, and the
     /// certificate is kept with `audit` (whose detail carries it).
     async fn finish_destruction(

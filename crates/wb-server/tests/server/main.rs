@@ -36,6 +36,7 @@ mod api {
     mod auth;
     mod books;
     mod console_staff;
+    mod deprovision;
     mod door;
     mod export_push;
     mod exports;
@@ -75,6 +76,7 @@ mod api_postgres {
     mod auth;
     mod books;
     mod console_staff;
+    mod deprovision;
     mod door;
     mod export_push;
     mod exports;

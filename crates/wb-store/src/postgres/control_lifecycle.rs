@@ -275,7 +275,7 @@ impl LifecycleStore for PgControl {
             ));
         }
         tx.execute_typed(
-            "UPDATE companies SET status = 'destroyed', wrapped_dek = ''::bytea WHERE id = $1",
+            "UPDATE companies SET status = 'destroyed', wrapped_dek = ''::bytea, name = '' WHERE id = $1",
             &[text(&company_id)],
         )
         .await?;

@@ -70,7 +70,7 @@ pub(crate) async fn drop_company_database(
     budget: &ConnectionBudget,
     admin: &PgEndpoint,
     name: &str,
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     let client = budget.connect(admin).await?;
     let role_exists = client
         .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&name])
@@ -81,6 +81,16 @@ pub(crate) async fn drop_company_database(
             .batch_execute(&format!("GRANT {name} TO CURRENT_USER"))
             .await?;
     }
+    // Measured as a member of the owning role (it needs CONNECT).
+    let size: i64 = client
+        .query_opt(
+            "SELECT pg_database_size(datname) FROM pg_database WHERE datname = $1",
+            &[&name],
+        )
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?
+        .unwrap_or(0);
     client
         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await?;
@@ -89,5 +99,5 @@ pub(crate) async fn drop_company_database(
             .batch_execute(&format!("DROP ROLE IF EXISTS {name}"))
             .await?;
     }
-    Ok(())
+    Ok(u64::try_from(size).unwrap_or(0))
 }

@@ -271,7 +271,7 @@ impl LifecycleStore for SqliteControl {
                 ));
             }
             tx.execute(
-                "UPDATE companies SET status = 'destroyed', wrapped_dek = X'' WHERE id = ?1",
+                "UPDATE companies SET status = 'destroyed', wrapped_dek = X'', name = '' WHERE id = ?1",
                 [&company_id],
             )?;
             for table in [

@@ -16,7 +16,7 @@ use super::grants::{ask, company_path, request, staff, staff_path};
 use super::harness::{entry, Body, Tenant, TestServer};
 
 /// A grant of `scope` for `requester`, approved by the company and `manager`.
-async fn active_grant(
+pub(super) async fn active_grant(
     srv: &TestServer,
     t: &Tenant,
     requester: &str,
@@ -35,7 +35,7 @@ async fn active_grant(
     active
 }
 
-async fn upload(srv: &TestServer, t: &Tenant, token: &str, bytes: &[u8]) -> super::harness::Resp {
+pub(super) async fn upload(srv: &TestServer, t: &Tenant, token: &str, bytes: &[u8]) -> super::harness::Resp {
     srv.send(
         Method::POST,
         &t.path("/files?name=receipt.txt"),

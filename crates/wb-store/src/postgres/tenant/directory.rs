@@ -137,7 +137,8 @@ impl PgTenants {
     }
 
     /// Drops a company's database and role on a server (after a move, or a failed creation).
-    pub async fn drop_database(&self, placement: &Placement) -> Result<(), StoreError> {
+    /// Drops a company's database and role; answers the database's size.
+    pub async fn drop_database(&self, placement: &Placement) -> Result<u64, StoreError> {
         let admin = self.server(&placement.server)?.with_database("postgres");
         provision::drop_company_database(self.budget(), &admin, &placement.database).await
     }
@@ -276,27 +277,14 @@ impl TenantDirectory for PgTenants {
                 bytes: 0,
             });
         };
-        let admin = self.server(&placement.server)?.with_database("postgres");
-        let bytes = {
-            let client = self.budget().connect(&admin).await?;
-            client
-                .query_opt(
-                    "SELECT pg_database_size(datname) FROM pg_database WHERE datname = $1",
-                    &[&placement.database],
-                )
-                .await?
-                .map(|r| r.try_get::<_, i64>(0))
-                .transpose()?
-                .unwrap_or(0)
-        };
-        self.drop_database(&placement).await?;
+        let bytes = self.drop_database(&placement).await?;
         self.placements().remove(company_id).await?;
         Ok(DestroyedDatabase {
             names: vec![
                 format!("database {}", placement.database),
                 format!("role {}", placement.role),
             ],
-            bytes: u64::try_from(bytes).unwrap_or(0),
+            bytes,
         })
     }
 }
