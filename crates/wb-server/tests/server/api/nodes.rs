@@ -271,3 +271,57 @@ async fn a_revoked_grant_is_refused_at_once_here_and_within_a_second_on_the_othe
             .problem(403, "grant-required");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deprovisioned_company_is_closed_to_every_credential_on_every_node_at_once() {
+    use super::grant_use::active_grant;
+    use super::grants::staff;
+    use serde_json::json;
+    use wb_core::staff::StaffRole;
+
+    let a = TestServer::start_manual().await;
+    let b = a.another_node_on_this_clock().await;
+    let t = a.signup("Two Node Ending Ltd").await;
+    a.chart(&t).await;
+    let key = a
+        .post(
+            &t.path("/api-keys"),
+            &t.token,
+            json!({"name": "sync", "role": "viewer"}),
+        )
+        .await
+        .ok(201)["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, sam) = staff(&a, "sam.nodes@ops.example", &[StaffRole::Support]).await;
+    let (_, max) = staff(&a, "max.nodes@ops.example", &[StaffRole::Management]).await;
+    active_grant(&a, &t, &sam, &max, "books:read").await;
+    // B has seen every credential work (and remembers the staff grant).
+    for token in [&t.token, &key, &sam] {
+        b.get(&t.path("/accounts"), token).await.ok(200);
+    }
+    a.post(
+        &t.path("/deprovision"),
+        &t.token,
+        json!({"passphrase": PASSPHRASE}),
+    )
+    .await
+    .ok(202);
+    // The very next request on B, without the clock moving.
+    b.get(&t.path("/accounts"), &t.token)
+        .await
+        .problem(404, "not-found");
+    b.get(&t.path("/accounts"), &key)
+        .await
+        .problem(404, "not-found");
+    b.get(&t.path("/accounts"), &sam)
+        .await
+        .problem(403, "grant-required");
+    // And the cancel, made on B, opens A again at once.
+    b.post(&t.path("/deprovision/cancel"), &t.token, json!({}))
+        .await
+        .ok(200);
+    a.get(&t.path("/accounts"), &t.token).await.ok(200);
+    a.get(&t.path("/accounts"), &key).await.ok(200);
+}
