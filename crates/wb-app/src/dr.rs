@@ -358,9 +358,18 @@ impl ConfigSnapshot {
             .any(|c| c.id == company_id && (!c.name.is_empty() || c.status != "destroyed"))
             || self.members.iter().any(|m| m.company_id == company_id)
             || self.api_keys.iter().any(|k| k.company_id == company_id)
-            || self.export_schedules.iter().any(|e| e.company_id == company_id)
-            || self.security_policies.iter().any(|p| p.company_id == company_id)
-            || self.access_grants.iter().any(|g| g.company_id == company_id)
+            || self
+                .export_schedules
+                .iter()
+                .any(|e| e.company_id == company_id)
+            || self
+                .security_policies
+                .iter()
+                .any(|p| p.company_id == company_id)
+            || self
+                .access_grants
+                .iter()
+                .any(|g| g.company_id == company_id)
     }
 
     /// Removes everything of `company_id`, leaving a tombstone that says
@@ -375,7 +384,8 @@ impl ConfigSnapshot {
         self.members.retain(|m| m.company_id != company_id);
         self.api_keys.retain(|k| k.company_id != company_id);
         self.export_schedules.retain(|e| e.company_id != company_id);
-        self.security_policies.retain(|p| p.company_id != company_id);
+        self.security_policies
+            .retain(|p| p.company_id != company_id);
         self.access_grants.retain(|g| g.company_id != company_id);
     }
 

@@ -44,9 +44,9 @@ pub mod grant_notices;
 pub mod grants;
 pub mod jobs;
 pub mod keyring;
-pub mod lifecycle;
 #[cfg(test)]
 mod layering;
+pub mod lifecycle;
 pub mod login;
 pub mod mail;
 pub mod mailer;

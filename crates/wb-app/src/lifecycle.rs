@@ -196,7 +196,9 @@ impl Platform {
             action: Action::CompanyDeprovisionCancel,
             target: Some(format!("company:{company_id}")),
             outcome: Outcome::Success,
-            detail: Some("de-provisioning cancelled within the grace period; access restored".into()),
+            detail: Some(
+                "de-provisioning cancelled within the grace period; access restored".into(),
+            ),
         };
         match self.control.cancel_deprovisioning(company_id, &audit).await {
             Ok(()) => {}
@@ -258,7 +260,10 @@ impl Platform {
         };
         let Some(record) = found.filter(|_| right) else {
             self.control
-                .audit(&event(Outcome::Failure, "unknown certificate or wrong token"))
+                .audit(&event(
+                    Outcome::Failure,
+                    "unknown certificate or wrong token",
+                ))
                 .await?;
             return Err(ServiceError::not_found("destruction certificate"));
         };

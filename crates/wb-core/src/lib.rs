@@ -10,8 +10,8 @@
 pub mod attachments;
 pub mod audit;
 pub mod grants;
-pub mod lifecycle;
 pub mod ledger;
+pub mod lifecycle;
 pub mod members;
 pub mod money;
 pub mod monitor;

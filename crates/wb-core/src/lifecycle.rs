@@ -62,7 +62,9 @@ impl Default for GracePeriod {
 pub enum Stage {
     Active,
     /// Access blocked; data kept until `destroy_after`.
-    Deprovisioned { destroy_after: OffsetDateTime },
+    Deprovisioned {
+        destroy_after: OffsetDateTime,
+    },
     Destroyed,
 }
 

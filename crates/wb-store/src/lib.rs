@@ -33,10 +33,10 @@ pub use alerts::{Alert, AlertStore};
 pub use chain::{link as chain_link, GENESIS};
 pub use error::StoreError;
 pub use export_schedules::{ExportSchedule, ExportScheduleStore, PushResult};
-pub use lifecycle::{Deprovisioning, LifecycleStore};
 pub use factors::{
     Ceremony, FactorStore, MfaChallenge, PasskeyRecord, PassphraseReset, TotpRecord, UserFactors,
 };
+pub use lifecycle::{Deprovisioning, LifecycleStore};
 pub use members::{
     Accepted, Delivery, InvitationRecord, Joiner, MemberRecord, MemberStore, OutboxMessage,
 };

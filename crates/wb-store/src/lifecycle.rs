@@ -67,8 +67,7 @@ pub trait LifecycleStore: Send + Sync {
         audit: &AuditEvent,
     ) -> Result<(), StoreError>;
 
-    async fn deprovisioning(&self, company_id: &str)
-        -> Result<Option<Deprovisioning>, StoreError>;
+    async fn deprovisioning(&self, company_id: &str) -> Result<Option<Deprovisioning>, StoreError>;
 
     async fn deprovisioning_by_certificate(
         &self,
@@ -131,4 +130,3 @@ pub(crate) fn with_step(text: &str, step: &StepRecord) -> Result<Option<String>,
         .map(Some)
         .map_err(|e| StoreError::Backend(e.to_string()))
 }
-

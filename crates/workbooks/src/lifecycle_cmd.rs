@@ -31,8 +31,9 @@ pub struct VerifyArgs {
 pub fn verify(args: VerifyArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let checked = wb_server::destruction::certificate::verify(&text, args.deployment_key.as_deref())
-        .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
+    let checked =
+        wb_server::destruction::certificate::verify(&text, args.deployment_key.as_deref())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
     let c = &checked.certificate;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&checked)?);

@@ -10,8 +10,8 @@ mod demo;
 mod dr_cmd;
 mod export_cmd;
 mod key_provider;
-mod members_cmd;
 mod lifecycle_cmd;
+mod members_cmd;
 mod staff_cmd;
 
 use std::io::Read;

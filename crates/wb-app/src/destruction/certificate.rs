@@ -78,8 +78,7 @@ pub enum CertificateError {
 
 /// The bytes signed for `body`.
 fn message(body: &CertificateBody) -> Result<Vec<u8>, CertificateError> {
-    let json =
-        serde_json::to_vec(body).map_err(|e| CertificateError::Malformed(e.to_string()))?;
+    let json = serde_json::to_vec(body).map_err(|e| CertificateError::Malformed(e.to_string()))?;
     let mut message = Vec::with_capacity(FORMAT.len() + 1 + json.len());
     message.extend_from_slice(FORMAT.as_bytes());
     message.push(b'\n');
@@ -138,7 +137,10 @@ pub fn verify(
         return Err(CertificateError::NodeCertificate);
     }
     if let Some(expected) = expected_deployment_key {
-        if !expected.trim().eq_ignore_ascii_case(&s.deployment_public_key) {
+        if !expected
+            .trim()
+            .eq_ignore_ascii_case(&s.deployment_public_key)
+        {
             return Err(CertificateError::Deployment {
                 found: s.deployment_public_key.clone(),
                 expected: expected.trim().to_string(),

@@ -47,10 +47,7 @@ impl Platform {
     /// Destroys every company whose grace period is over.
     pub async fn destroy_due_companies(&self) -> ServiceResult<DestructionRound> {
         let mut round = DestructionRound::default();
-        let due = self
-            .control
-            .due_destructions(self.now(), PER_ROUND)
-            .await?;
+        let due = self.control.due_destructions(self.now(), PER_ROUND).await?;
         for record in due {
             let id = record.company_id.clone();
             let unit = crate::runner::unit(self, JOB, &id, Some(&id), async {
@@ -211,7 +208,12 @@ impl Platform {
 
     async fn asker_email(&self, record: &Deprovisioning) -> Option<String> {
         let user_id = record.deprovisioned_by.strip_prefix("user:")?;
-        self.control.user(user_id).await.ok().flatten().map(|u| u.email)
+        self.control
+            .user(user_id)
+            .await
+            .ok()
+            .flatten()
+            .map(|u| u.email)
     }
 
     async fn alert_destruction_failed(&self, company_id: &str, error: &str) {

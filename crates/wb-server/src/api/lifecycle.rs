@@ -56,11 +56,7 @@ pub async fn deprovision(
 ) -> ApiResult<(StatusCode, Json<DeprovisionView>)> {
     // The door first: another company's caller learns nothing from the body.
     let admission = platform
-        .admit(
-            caller.clone(),
-            &company,
-            wb_core::Permission::Deprovision,
-        )
+        .admit(caller.clone(), &company, wb_core::Permission::Deprovision)
         .await?;
     drop(admission);
     let passphrase = body.passphrase.map(Secret::from).ok_or_else(|| {

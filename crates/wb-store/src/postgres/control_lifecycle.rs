@@ -10,8 +10,8 @@ use wb_core::lifecycle::StepRecord;
 
 use super::control::{append_audit, begin, clamp_limit, int8, rows, text, PgControl};
 use crate::lifecycle::*;
-use crate::model::AuditEvent;
 use crate::lifecycle::{parse_steps, with_step};
+use crate::model::AuditEvent;
 use crate::{from_unix_millis, unix_millis, StoreError};
 
 const COLUMNS: &str = "company_id, deprovisioned_at, deprovisioned_by, destroy_after, \
@@ -107,7 +107,10 @@ impl LifecycleStore for PgControl {
             &[text(&d.company_id)],
         )
         .await?;
-        let (at, after) = (unix_millis(d.deprovisioned_at), unix_millis(d.destroy_after));
+        let (at, after) = (
+            unix_millis(d.deprovisioned_at),
+            unix_millis(d.destroy_after),
+        );
         tx.execute_typed(
             &format!(
                 "INSERT INTO company_lifecycle ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, '[]', NULL, NULL)"
@@ -182,10 +185,7 @@ impl LifecycleStore for PgControl {
         Ok(())
     }
 
-    async fn deprovisioning(
-        &self,
-        company_id: &str,
-    ) -> Result<Option<Deprovisioning>, StoreError> {
+    async fn deprovisioning(&self, company_id: &str) -> Result<Option<Deprovisioning>, StoreError> {
         self.lifecycle_where("company_id", company_id).await
     }
 

@@ -183,10 +183,7 @@ impl LifecycleStore for SqliteControl {
         .await
     }
 
-    async fn deprovisioning(
-        &self,
-        company_id: &str,
-    ) -> Result<Option<Deprovisioning>, StoreError> {
+    async fn deprovisioning(&self, company_id: &str) -> Result<Option<Deprovisioning>, StoreError> {
         self.lifecycle_where("company_id", company_id.to_string())
             .await
     }

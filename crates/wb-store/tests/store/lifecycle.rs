@@ -120,7 +120,10 @@ async fn deprovisioning_blocks_members_and_ends_grants_and_cancel_restores(
         control.company(&c).await.unwrap().unwrap().status,
         CompanyStatus::Deprovisioned
     );
-    assert_eq!(control.access_facts(Some(&owner), &c).await.unwrap().0, None);
+    assert_eq!(
+        control.access_facts(Some(&owner), &c).await.unwrap().0,
+        None
+    );
     assert!(control
         .live_grants("staff:alice", &c)
         .await

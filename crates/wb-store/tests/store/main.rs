@@ -14,6 +14,6 @@ mod entries;
 mod export_schedules;
 mod factors;
 mod files;
-mod migrations;
 mod lifecycle;
+mod migrations;
 mod staff;

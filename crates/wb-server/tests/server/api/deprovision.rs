@@ -8,10 +8,10 @@
 
 use std::path::{Path, PathBuf};
 
+use object_store::ObjectStoreExt;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use object_store::ObjectStoreExt;
 use wb_core::staff::StaffRole;
 use wb_server::destruction::certificate;
 use wb_server::exports::age::x25519;
@@ -104,9 +104,13 @@ async fn deprovisioning_blocks_every_credential_at_once_and_cancel_restores_with
     }
 
     // Refused, and nothing changes: an API key, no passphrase, a wrong one.
-    srv.post(&t.path("/deprovision"), &key, json!({"passphrase": PASSPHRASE}))
-        .await
-        .problem(403, "forbidden");
+    srv.post(
+        &t.path("/deprovision"),
+        &key,
+        json!({"passphrase": PASSPHRASE}),
+    )
+    .await
+    .problem(403, "forbidden");
     srv.post(&t.path("/deprovision"), &t.token, json!({}))
         .await
         .problem(422, "passphrase-required");
@@ -224,9 +228,13 @@ async fn destruction_after_grace_leaves_nothing_and_a_certificate_that_verifies(
         .await
         .ok(201);
     let recipient = x25519::Identity::generate().to_public().to_string();
-    srv.post(&t.path("/exports"), &t.token, json!({ "recipient": recipient }))
-        .await
-        .ok(201);
+    srv.post(
+        &t.path("/exports"),
+        &t.token,
+        json!({ "recipient": recipient }),
+    )
+    .await
+    .ok(201);
     // Backups of every kind: journal segments, a snapshot, audit segments,
     // the configuration and the wrapped key.
     let p = &srv.platform;
@@ -237,9 +245,11 @@ async fn destruction_after_grace_leaves_nothing_and_a_certificate_that_verifies(
     wb_server::backup::audit_trail::ship_once(p, &mut Default::default())
         .await
         .unwrap();
-    assert!(wb_server::dr::backup_config_once(p, &mut Default::default())
-        .await
-        .unwrap());
+    assert!(
+        wb_server::dr::backup_config_once(p, &mut Default::default())
+            .await
+            .unwrap()
+    );
     let wrapped = p.control.company(&t.id).await.unwrap().unwrap().wrapped_dek;
     let prefix = object_store::path::Path::from(format!("companies/{}", t.id));
     let listed = |p: &wb_server::Platform| {
@@ -255,7 +265,10 @@ async fn destruction_after_grace_leaves_nothing_and_a_certificate_that_verifies(
                 .len()
         }
     };
-    assert!(listed(p).await >= 5, "backups, snapshot, audit, file, export");
+    assert!(
+        listed(p).await >= 5,
+        "backups, snapshot, audit, file, export"
+    );
 
     let done = deprovision(&srv, &t, PASSPHRASE).await.ok(202);
     let certificate_id = done["certificate_id"].as_str().unwrap().to_string();
@@ -294,7 +307,10 @@ async fn destruction_after_grace_leaves_nothing_and_a_certificate_that_verifies(
     // object under its prefix, no wrapped key, no canary, no key bytes.
     assert_eq!(listed(p).await, 0);
     let dek = object_store::path::Path::from(format!("keys/companies/{}.dek", t.id));
-    assert!(p.objects.head(&dek).await.is_err(), "the wrapped key object is gone");
+    assert!(
+        p.objects.head(&dek).await.is_err(),
+        "the wrapped key object is gone"
+    );
     let company = p.control.company(&t.id).await.unwrap().unwrap();
     assert!(company.wrapped_dek.is_empty() && company.name.is_empty());
     for needle in [CANARY.as_bytes(), &wrapped, t.id.as_bytes()] {
@@ -307,7 +323,10 @@ async fn destruction_after_grace_leaves_nothing_and_a_certificate_that_verifies(
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("was destroyed at") && !err.contains('\n'), "{err}");
+    assert!(
+        err.contains("was destroyed at") && !err.contains('\n'),
+        "{err}"
+    );
     let err = wb_server::backup_verify::verify(p, Some(&t.id))
         .await
         .unwrap_err()
@@ -367,7 +386,11 @@ async fn destruction_after_grace_leaves_nothing_and_a_certificate_that_verifies(
     assert!(by("attachments") >= 1 && by("snapshots") >= 1 && by("exports") >= 1);
     assert!(by("journal_segments") >= 1 && by("config_backups") >= 1 && by("keys") >= 1);
     assert!(!checked.certificate.grace_overridden);
-    let edited = text.replacen("\"grace_overridden\": false", "\"grace_overridden\": true", 1);
+    let edited = text.replacen(
+        "\"grace_overridden\": false",
+        "\"grace_overridden\": true",
+        1,
+    );
     assert!(certificate::verify(&edited, None).is_err());
     // Kept in the platform trail, whole.
     let trail = p
@@ -411,10 +434,15 @@ async fn destruction_after_grace_leaves_nothing_and_a_certificate_that_verifies(
         assert!(!gone.restored);
         assert!(gone.name.is_empty());
         let why = gone.error.as_deref().unwrap();
-        assert!(why.contains("was destroyed after") && why.contains(&certificate_id), "{why}");
-        assert!(wb_server::dr::backup_config_once(p, &mut Default::default())
-            .await
-            .unwrap());
+        assert!(
+            why.contains("was destroyed after") && why.contains(&certificate_id),
+            "{why}"
+        );
+        assert!(
+            wb_server::dr::backup_config_once(p, &mut Default::default())
+                .await
+                .unwrap()
+        );
         let dir = tempfile::tempdir().unwrap();
         let fresh = wb_server::Platform::open(
             dir.path(),
@@ -433,6 +461,9 @@ async fn destruction_after_grace_leaves_nothing_and_a_certificate_that_verifies(
             .find(|c| c.company_id == t.id)
             .and_then(|c| c.error.clone())
             .unwrap();
-        assert!(why.contains("was destroyed at") && why.contains(&certificate_id), "{why}");
+        assert!(
+            why.contains("was destroyed at") && why.contains(&certificate_id),
+            "{why}"
+        );
     }
 }

@@ -35,7 +35,12 @@ pub(super) async fn active_grant(
     active
 }
 
-pub(super) async fn upload(srv: &TestServer, t: &Tenant, token: &str, bytes: &[u8]) -> super::harness::Resp {
+pub(super) async fn upload(
+    srv: &TestServer,
+    t: &Tenant,
+    token: &str,
+    bytes: &[u8],
+) -> super::harness::Resp {
     srv.send(
         Method::POST,
         &t.path("/files?name=receipt.txt"),

@@ -1,0 +1,158 @@
+//! The end of a company on the host: `company destroy` refuses a company
+//! that is not de-provisioned and asks for `--confirm`; with it, it
+//! destroys a de-provisioned company before its grace period ends and
+//! prints a certificate that `certificate verify` accepts offline (and
+//! refuses when edited, or signed in another deployment); afterwards
+//! `restore` and `backup verify` refuse the company in one line.
+
+use time::OffsetDateTime;
+use wb_core::Action;
+use wb_store::{Actor, AuditEvent, Deprovisioning, Outcome};
+
+use crate::common::{fails_with, ok_json, open, stderr_line, workbooks};
+
+#[test]
+fn company_destroy_overrides_the_grace_period_and_its_certificate_verifies_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    assert!(workbooks(&["init"], data).status.success());
+    let company = ok_json(&workbooks(
+        &["company", "create", "--name", "Ending Ltd", "--json"],
+        data,
+    ));
+    let id = company["id"].as_str().unwrap().to_string();
+
+    let database = data.join("companies").join(format!("{id}.db"));
+    assert!(database.exists());
+    fails_with(
+        &workbooks(&["company", "destroy", "--company", &id, "--confirm"], data),
+        "not de-provisioned",
+    );
+    fails_with(
+        &workbooks(&["company", "destroy", "--company", &id], data),
+        "add --confirm",
+    );
+
+    // De-provisioned (as its owner would over the API), 30 days of grace.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let platform = open(data);
+        let now = OffsetDateTime::now_utc();
+        let record = Deprovisioning {
+            company_id: id.clone(),
+            deprovisioned_at: now,
+            deprovisioned_by: "user:owner".into(),
+            destroy_after: now + time::Duration::days(30),
+            certificate_id: uuid::Uuid::now_v7().to_string(),
+            certificate_token_hash: "00".repeat(32),
+            steps: vec![],
+            destroyed_at: None,
+            certificate: None,
+        };
+        let event = AuditEvent {
+            at: now,
+            actor: Actor::system("test"),
+            company_id: Some(id.clone()),
+            action: Action::CompanyDeprovision,
+            target: None,
+            outcome: Outcome::Success,
+            detail: None,
+        };
+        platform
+            .control
+            .deprovision_company(&record, &event)
+            .await
+            .unwrap();
+    });
+
+    let out = workbooks(
+        &[
+            "company",
+            "destroy",
+            "--company",
+            &id,
+            "--confirm",
+            "--json",
+        ],
+        data,
+    );
+    let signed = ok_json(&out);
+    assert_eq!(signed["certificate"]["company_id"], id.as_str());
+    assert_eq!(signed["certificate"]["grace_overridden"], true);
+    assert_eq!(signed["certificate"]["steps"].as_array().unwrap().len(), 9);
+    assert!(!database.exists());
+    let file = data.join("certificate.json");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let path = file.to_str().unwrap();
+
+    let checked = workbooks(&["certificate", "verify", path], data);
+    assert!(checked.status.success(), "{}", stderr_line(&checked));
+    let line = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        line.starts_with("valid: company ") && line.contains(&id),
+        "{line}"
+    );
+    let deployment = signed["signature"]["deployment_public_key"]
+        .as_str()
+        .unwrap();
+    let pinned = workbooks(
+        &[
+            "certificate",
+            "verify",
+            path,
+            "--deployment-key",
+            deployment,
+        ],
+        data,
+    );
+    assert!(pinned.status.success(), "{}", stderr_line(&pinned));
+    fails_with(
+        &workbooks(
+            &[
+                "certificate",
+                "verify",
+                path,
+                "--deployment-key",
+                &"ab".repeat(32),
+            ],
+            data,
+        ),
+        "not the expected",
+    );
+    let edited = data.join("edited.json");
+    std::fs::write(
+        &edited,
+        String::from_utf8_lossy(&out.stdout).replacen(
+            "\"grace_overridden\": true",
+            "\"grace_overridden\": false",
+            1,
+        ),
+    )
+    .unwrap();
+    fails_with(
+        &workbooks(&["certificate", "verify", edited.to_str().unwrap()], data),
+        "changed after signing",
+    );
+
+    // Destroyed: once more answers the same certificate; restores refuse.
+    let again = ok_json(&workbooks(
+        &[
+            "company",
+            "destroy",
+            "--company",
+            &id,
+            "--confirm",
+            "--json",
+        ],
+        data,
+    ));
+    assert_eq!(again, signed);
+    fails_with(
+        &workbooks(&["restore", "--company", &id, "--latest"], data),
+        "was destroyed at",
+    );
+    fails_with(
+        &workbooks(&["backup", "verify", "--company", &id], data),
+        "was destroyed at",
+    );
+}
