@@ -119,6 +119,11 @@ impl PgCluster {
         }
     }
 
+    /// The cluster's data directory (to look at what PostgreSQL keeps on disk).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
     /// Always `"127.0.0.1"`.
     pub fn host(&self) -> &str {
         HOST
@@ -312,8 +317,12 @@ impl PgCluster {
 
         cluster.start_on_free_port()?;
 
+        // What a deployment grants its service role so that destroying a
+        // company can also push its rows out of the WAL (docs/lifecycle.md).
         let role_sql = format!(
-            "CREATE ROLE {SERVICE_ROLE} LOGIN CREATEDB CREATEROLE NOSUPERUSER PASSWORD '{}'",
+            "CREATE ROLE {SERVICE_ROLE} LOGIN CREATEDB CREATEROLE NOSUPERUSER PASSWORD '{}';
+             GRANT pg_checkpoint TO {SERVICE_ROLE};
+             GRANT EXECUTE ON FUNCTION pg_switch_wal() TO {SERVICE_ROLE};",
             cluster.service_password
         );
         let conninfo = format!(
@@ -401,6 +410,7 @@ impl PgCluster {
              unix_socket_directories = {}\n\
              max_connections = 300\n\
              fsync = on\n\
+             wal_recycle = off\n\
              shared_buffers = 128MB\n\
              log_min_messages = warning\n",
             conf_string(&self.data_dir.join("server.crt").to_string_lossy()),

@@ -290,7 +290,10 @@ pub trait TenantDirectory: Send + Sync {
 /// What `TenantDirectory::destroy` removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DestroyedDatabase {
-    /// The file names or the database and role, without any directory.
+    /// Files, or the database and its role.
+    pub items: u64,
+    /// The file names or the database and role, without any directory
+    /// (and what was done about the server's WAL).
     pub names: Vec<String>,
     pub bytes: u64,
 }

@@ -27,7 +27,7 @@ pub(super) async fn take(
         DestructionStep::Database => {
             let gone = platform.tenants.destroy(company_id).await?;
             Removed {
-                items: gone.names.len() as u64,
+                items: gone.items,
                 bytes: gone.bytes,
                 names: gone.names,
             }

@@ -101,3 +101,26 @@ pub(crate) async fn drop_company_database(
     }
     Ok(u64::try_from(size).unwrap_or(0))
 }
+
+/// After a company's database is dropped its rows may still sit in the
+/// server's write-ahead log: switches to a new WAL segment and checkpoints,
+/// so the segments that held them are no longer needed and are removed
+/// (unlinked with `wal_recycle = off`; WAL archives are the operator's).
+/// Answers false when the service role may not (it needs `pg_checkpoint`
+/// and EXECUTE on `pg_switch_wal`): PostgreSQL then removes them at its own
+/// next checkpoints.
+pub(crate) async fn push_out_of_wal(
+    budget: &ConnectionBudget,
+    admin: &PgEndpoint,
+) -> Result<bool, StoreError> {
+    let client = budget.connect(admin).await?;
+    for sql in ["SELECT pg_switch_wal()", "CHECKPOINT"] {
+        if let Err(e) = client.batch_execute(sql).await {
+            if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) {
+                return Ok(false);
+            }
+            return Err(e.into());
+        }
+    }
+    Ok(true)
+}

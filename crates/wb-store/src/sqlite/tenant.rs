@@ -679,6 +679,7 @@ impl TenantDirectory for SqliteTenants {
             open.remove(company_id);
         }
         let mut gone = DestroyedDatabase {
+            items: 0,
             names: Vec::new(),
             bytes: 0,
         };
@@ -697,6 +698,7 @@ impl TenantDirectory for SqliteTenants {
                 Err(e) => return Err(StoreError::Backend(format!("{}: {e}", file.display()))),
             }
             gone.bytes += size;
+            gone.items += 1;
             if let Some(name) = file.file_name() {
                 gone.names.push(name.to_string_lossy().into_owned());
             }

@@ -273,16 +273,25 @@ impl TenantDirectory for PgTenants {
         self.forget(company_id);
         let Some(placement) = self.placements().get(company_id).await? else {
             return Ok(DestroyedDatabase {
+                items: 0,
                 names: Vec::new(),
                 bytes: 0,
             });
         };
         let bytes = self.drop_database(&placement).await?;
         self.placements().remove(company_id).await?;
+        let admin = self.server(&placement.server)?.with_database("postgres");
+        let wal = if provision::push_out_of_wal(self.budget(), &admin).await? {
+            "its rows pushed out of the server's WAL (switched and checkpointed)"
+        } else {
+            "the server's WAL not checkpointed (no pg_checkpoint): removed at its next checkpoints"
+        };
         Ok(DestroyedDatabase {
+            items: 2,
             names: vec![
                 format!("database {}", placement.database),
                 format!("role {}", placement.role),
+                wal.to_string(),
             ],
             bytes,
         })
