@@ -287,7 +287,7 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
 }
 
 /// One entry per journal record, many requests in flight (as many clients would).
-async fn large_company(platform: &Arc<Platform>, entries: u64) -> Result<(String, f64)> {
+pub(crate) async fn large_company(platform: &Arc<Platform>, entries: u64) -> Result<(String, f64)> {
     let company = platform.create_company("Bench Restore", None).await?;
     let store = platform.tenant(&company.id).await?;
     for (code, kind) in [("1000", "asset"), ("4000", "income")] {

@@ -19,6 +19,7 @@ mod embedded;
 mod exports;
 mod grants;
 mod harness;
+mod lifecycle;
 mod postgres;
 mod report;
 mod security;
@@ -72,6 +73,14 @@ pub struct BenchArgs {
     /// staff member's read next to the owner's) and write its own section.
     #[arg(long, conflicts_with_all = ["postgres", "backup", "exports", "security", "console"])]
     pub grants: bool,
+    /// Run only the company-lifecycle benchmark (the destruction of a
+    /// --large-entries company with --attachment-mib MiB of attachments
+    /// and its backups) and write its own section.
+    #[arg(long, conflicts_with_all = ["postgres", "backup", "exports", "security", "console", "grants"])]
+    pub lifecycle: bool,
+    /// MiB of attachments in the company the lifecycle benchmark destroys.
+    #[arg(long, default_value_t = 1024)]
+    pub attachment_mib: u64,
     /// Companies opened for the PostgreSQL memory-per-idle-company measurement.
     #[arg(long, default_value_t = 200)]
     pub pg_companies: u64,
@@ -102,6 +111,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     if args.grants {
         return grants::run(&args).await;
+    }
+    if args.lifecycle {
+        return lifecycle::run(&args).await;
     }
     embedded::run(args).await
 }
@@ -138,6 +150,7 @@ mod tests {
                 && !a.security
                 && !a.console
                 && !a.grants
+                && !a.lifecycle
                 && !a.pg_statements
         );
     }
@@ -152,6 +165,7 @@ mod tests {
             &["--security", "--postgres"],
             &["--console", "--security"],
             &["--grants", "--console"],
+            &["--lifecycle", "--backup"],
             &["--pg-statements"],
         ] {
             assert!(parse(line).is_err(), "{line:?} accepted");
