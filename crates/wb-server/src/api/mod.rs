@@ -470,7 +470,7 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
 /// (an invitation token in `/api/v1/invitations/{token}/accept`, or a
 /// session or API key pasted where an id goes) becomes `***`.
 fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
-    const SECRET_PREFIXES: [&str; 4] = ["wbi_", "wbs_", "wbk_", "wbt_"];
+    const SECRET_PREFIXES: [&str; 5] = ["wbi_", "wbs_", "wbk_", "wbt_", "wbc_"];
     let secret = |segment: &str| SECRET_PREFIXES.iter().any(|p| segment.starts_with(p));
     if !path.split('/').any(secret) {
         return std::borrow::Cow::Borrowed(path);
