@@ -149,6 +149,7 @@ impl LifecycleConfig {
             destroy_after: parse_time(&self.destroy_after)?,
             certificate_id: self.certificate_id.clone(),
             certificate_token_hash: self.certificate_token_hash.clone(),
+            destruction_started_at: None,
             steps: Vec::new(),
             destroyed_at: None,
             certificate: None,

@@ -72,6 +72,7 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
         destroy_after: now,
         certificate_id: uuid::Uuid::now_v7().to_string(),
         certificate_token_hash: "00".repeat(32),
+        destruction_started_at: None,
         steps: Vec::new(),
         destroyed_at: None,
         certificate: None,

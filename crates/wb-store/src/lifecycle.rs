@@ -26,6 +26,8 @@ pub struct Deprovisioning {
     pub certificate_id: String,
     /// SHA-256 (hex) of the token that fetches the certificate.
     pub certificate_token_hash: String,
+    /// When the destruction claimed the company (no cancel from then on).
+    pub destruction_started_at: Option<OffsetDateTime>,
     /// The destruction's steps done so far, in the order done.
     pub steps: Vec<StepRecord>,
     pub destroyed_at: Option<OffsetDateTime>,
@@ -57,6 +59,16 @@ pub trait LifecycleStore: Send + Sync {
         deprovisioning: &Deprovisioning,
         audit: &AuditEvent,
     ) -> Result<Vec<String>, StoreError>;
+
+    /// Claims a de-provisioned company for its destruction (idempotent):
+    /// from then on a cancel is refused, so a cancel can never race a step
+    /// that is already deleting. `Conflict` if the company is not
+    /// de-provisioned (a cancel won) or is destroyed.
+    async fn begin_destruction(
+        &self,
+        company_id: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
 
     /// Makes a de-provisioned company active again and forgets its
     /// de-provisioning, with `audit`. `Conflict` if the company is not

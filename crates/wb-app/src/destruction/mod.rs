@@ -93,6 +93,15 @@ impl Platform {
         let Some(mut record) = record else {
             return Err(lifecycle_error(LifecycleError::NotDeprovisioned));
         };
+        // Claimed first: from now on a cancel is refused, so it can never
+        // bring back a company whose files a step is deleting.
+        match self.control.begin_destruction(company_id, now).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => {
+                return Err(lifecycle_error(LifecycleError::NotDeprovisioned))
+            }
+            Err(e) => return Err(e.into()),
+        }
         let asker_email = self.asker_email(&record).await;
         while let Some(step) =
             DestructionStep::next(&record.steps.iter().map(|s| s.step).collect::<Vec<_>>())

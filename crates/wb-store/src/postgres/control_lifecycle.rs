@@ -15,7 +15,7 @@ use crate::model::AuditEvent;
 use crate::{from_unix_millis, unix_millis, StoreError};
 
 const COLUMNS: &str = "company_id, deprovisioned_at, deprovisioned_by, destroy_after, \
-    certificate_id, certificate_token_hash, steps, destroyed_at, certificate";
+    certificate_id, certificate_token_hash, steps, destroyed_at, certificate, destruction_started_at";
 
 fn lifecycle_row(r: &Row) -> Result<Deprovisioning, StoreError> {
     Ok(Deprovisioning {
@@ -23,6 +23,10 @@ fn lifecycle_row(r: &Row) -> Result<Deprovisioning, StoreError> {
         deprovisioned_at: from_unix_millis(r.try_get(1)?)?,
         deprovisioned_by: r.try_get(2)?,
         destroy_after: from_unix_millis(r.try_get(3)?)?,
+        destruction_started_at: r
+            .try_get::<_, Option<i64>>(9)?
+            .map(from_unix_millis)
+            .transpose()?,
         certificate_id: r.try_get(4)?,
         certificate_token_hash: r.try_get(5)?,
         steps: parse_steps(r.try_get(6)?)?,
@@ -113,7 +117,7 @@ impl LifecycleStore for PgControl {
         );
         tx.execute_typed(
             &format!(
-                "INSERT INTO company_lifecycle ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, '[]', NULL, NULL)"
+                "INSERT INTO company_lifecycle ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, '[]', NULL, NULL, NULL)"
             ),
             &[
                 text(&d.company_id),
@@ -151,14 +155,15 @@ impl LifecycleStore for PgControl {
         let mut conn = self.conn().await?;
         let tx = begin(&mut conn).await?;
         let status = lock_status(&tx, company_id).await?;
-        let steps = tx
+        let started = tx
             .query_typed_opt(
-                "SELECT steps FROM company_lifecycle WHERE company_id = $1 AND destroyed_at IS NULL",
+                "SELECT destruction_started_at FROM company_lifecycle
+                 WHERE company_id = $1 AND destroyed_at IS NULL",
                 &[text(&company_id)],
             )
             .await?;
-        match (status.as_deref(), steps) {
-            (Some("deprovisioned"), Some(row)) if parse_steps(row.try_get(0)?)?.is_empty() => {}
+        match (status.as_deref(), started) {
+            (Some("deprovisioned"), Some(row)) if row.try_get::<_, Option<i64>>(0)?.is_none() => {}
             (Some("deprovisioned"), Some(_)) => {
                 return Err(StoreError::Conflict(
                     "the company's destruction has begun".into(),
@@ -181,6 +186,36 @@ impl LifecycleStore for PgControl {
         )
         .await?;
         append_audit(&tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn begin_destruction(
+        &self,
+        company_id: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        let tx = begin(&mut conn).await?;
+        if lock_status(&tx, company_id).await?.as_deref() != Some("deprovisioned") {
+            return Err(StoreError::Conflict(
+                "the company is not de-provisioned".into(),
+            ));
+        }
+        let at = unix_millis(at);
+        let changed = tx
+            .execute_typed(
+                "UPDATE company_lifecycle
+                 SET destruction_started_at = COALESCE(destruction_started_at, $1)
+                 WHERE company_id = $2 AND destroyed_at IS NULL",
+                &[int8(&at), text(&company_id)],
+            )
+            .await?;
+        if changed != 1 {
+            return Err(StoreError::Conflict(
+                "the company is not de-provisioned".into(),
+            ));
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -7,12 +7,12 @@ use wb_core::lifecycle::StepRecord;
 
 use super::control::SqliteControl;
 use crate::lifecycle::*;
-use crate::lifecycle::{parse_steps, with_step};
+use crate::lifecycle::with_step;
 use crate::model::AuditEvent;
 use crate::{from_unix_millis, unix_millis, StoreError};
 
 const COLUMNS: &str = "company_id, deprovisioned_at, deprovisioned_by, destroy_after, \
-    certificate_id, certificate_token_hash, steps, destroyed_at, certificate";
+    certificate_id, certificate_token_hash, steps, destroyed_at, certificate, destruction_started_at";
 
 type Parsed<T> = rusqlite::Result<Result<T, StoreError>>;
 
@@ -26,12 +26,14 @@ fn lifecycle_row(r: &Row<'_>) -> Parsed<Deprovisioning> {
     let steps: String = r.get(6)?;
     let destroyed: Option<i64> = r.get(7)?;
     let certificate: Option<String> = r.get(8)?;
+    let started: Option<i64> = r.get(9)?;
     Ok((|| {
         Ok(Deprovisioning {
             company_id,
             deprovisioned_at: from_unix_millis(at)?,
             deprovisioned_by: by,
             destroy_after: from_unix_millis(after)?,
+            destruction_started_at: started.map(from_unix_millis).transpose()?,
             certificate_id,
             certificate_token_hash,
             steps: parse_steps(&steps)?,
@@ -110,7 +112,7 @@ impl LifecycleStore for SqliteControl {
             )?;
             tx.execute(
                 &format!(
-                    "INSERT INTO company_lifecycle ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, '[]', NULL, NULL)"
+                    "INSERT INTO company_lifecycle ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, '[]', NULL, NULL, NULL)"
                 ),
                 params![
                     d.company_id,
@@ -149,16 +151,16 @@ impl LifecycleStore for SqliteControl {
     ) -> Result<(), StoreError> {
         let company_id = company_id.to_string();
         self.write(Some(audit), move |tx| {
-            let steps: Option<String> = tx
+            let started: Option<Option<i64>> = tx
                 .query_row(
-                    "SELECT l.steps FROM company_lifecycle l JOIN companies c ON c.id = l.company_id
+                    "SELECT l.destruction_started_at FROM company_lifecycle l JOIN companies c ON c.id = l.company_id
                      WHERE l.company_id = ?1 AND c.status = 'deprovisioned' AND l.destroyed_at IS NULL",
                     [&company_id],
                     |r| r.get(0),
                 )
                 .optional()?;
-            match steps {
-                Some(steps) if parse_steps(&steps)?.is_empty() => {}
+            match started {
+                Some(None) => {}
                 Some(_) => {
                     return Err(StoreError::Conflict(
                         "the company's destruction has begun".into(),
@@ -178,6 +180,34 @@ impl LifecycleStore for SqliteControl {
                 "UPDATE companies SET status = 'active' WHERE id = ?1",
                 [&company_id],
             )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn begin_destruction(
+        &self,
+        company_id: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let company_id = company_id.to_string();
+        self.write(None, move |tx| {
+            if status(tx, &company_id)?.as_deref() != Some("deprovisioned") {
+                return Err(StoreError::Conflict(
+                    "the company is not de-provisioned".into(),
+                ));
+            }
+            let changed = tx.execute(
+                "UPDATE company_lifecycle
+                 SET destruction_started_at = COALESCE(destruction_started_at, ?1)
+                 WHERE company_id = ?2 AND destroyed_at IS NULL",
+                params![unix_millis(at), company_id],
+            )?;
+            if changed != 1 {
+                return Err(StoreError::Conflict(
+                    "the company is not de-provisioned".into(),
+                ));
+            }
             Ok(())
         })
         .await

@@ -66,6 +66,7 @@ fn deprovisioning(company: &str, owner: &str) -> Deprovisioning {
         destroy_after: T0 + Duration::days(30),
         certificate_id: uuid::Uuid::new_v4().to_string(),
         certificate_token_hash: "ab".repeat(32),
+        destruction_started_at: None,
         steps: Vec::new(),
         destroyed_at: None,
         certificate: None,
@@ -168,6 +169,11 @@ async fn deprovisioning_blocks_members_and_ends_grants_and_cancel_restores(
         Some(Role::Owner)
     );
     assert_eq!(control.deprovisioning(&c).await.unwrap(), None);
+    // A destruction that comes after a cancel cannot claim it.
+    assert!(matches!(
+        control.begin_destruction(&c, T0).await,
+        Err(StoreError::Conflict(_))
+    ));
     // The grant stays ended: a cancel does not bring staff access back.
     assert!(control
         .live_grants("staff:alice", &c)
@@ -200,6 +206,31 @@ async fn destruction_records_each_step_once_and_keeps_the_proof(control: &dyn Co
         .deprovision_company(&d, &event(Action::CompanyDeprovision))
         .await
         .unwrap();
+    // Claimed: a cancel is refused from here on, before any step is done.
+    control
+        .begin_destruction(&c, T0 + Duration::days(30))
+        .await
+        .unwrap();
+    control
+        .begin_destruction(&c, T0 + Duration::days(31))
+        .await
+        .unwrap();
+    assert_eq!(
+        control
+            .deprovisioning(&c)
+            .await
+            .unwrap()
+            .unwrap()
+            .destruction_started_at,
+        Some(T0 + Duration::days(30)),
+        "the first claim is kept"
+    );
+    assert!(matches!(
+        control
+            .cancel_deprovisioning(&c, &event(Action::CompanyDeprovisionCancel))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
     control
         .record_destruction_step(
             &c,
@@ -255,6 +286,7 @@ async fn destruction_records_each_step_once_and_keeps_the_proof(control: &dyn Co
     let company = control.company(&c).await.unwrap().unwrap();
     assert_eq!(company.status, CompanyStatus::Destroyed);
     assert!(control.members_of(&c).await.unwrap().is_empty());
+    assert!(company.name.is_empty() && company.wrapped_dek.is_empty());
     let kept = control.deprovisioning(&c).await.unwrap().unwrap();
     assert_eq!(kept.destroyed_at, Some(destroyed_at));
     assert_eq!(kept.certificate.as_deref(), Some("{\"certificate\":1}"));

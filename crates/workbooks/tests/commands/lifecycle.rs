@@ -45,6 +45,7 @@ fn company_destroy_overrides_the_grace_period_and_its_certificate_verifies_offli
             destroy_after: now + time::Duration::days(30),
             certificate_id: uuid::Uuid::now_v7().to_string(),
             certificate_token_hash: "00".repeat(32),
+            destruction_started_at: None,
             steps: vec![],
             destroyed_at: None,
             certificate: None,

@@ -10,6 +10,8 @@ CREATE TABLE IF NOT EXISTS company_lifecycle (
     certificate_id         TEXT NOT NULL UNIQUE,
     -- SHA-256 of the token emailed to the owner to fetch the certificate.
     certificate_token_hash TEXT NOT NULL,
+    -- Set by the first destruction step's claim: a cancel is refused from then on.
+    destruction_started_at BIGINT,
     -- The steps done so far, a JSON array in the order they were done.
     steps                  TEXT NOT NULL DEFAULT '[]',
     destroyed_at           BIGINT,
