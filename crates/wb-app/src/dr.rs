@@ -403,7 +403,9 @@ impl ConfigSnapshot {
             // A company whose destruction has begun is kept as a tombstone:
             // a backup taken now must not bring back what was destroyed.
             if c.status == CompanyStatus::Destroyed
-                || lifecycle.as_ref().is_some_and(|d| !d.steps.is_empty())
+                || lifecycle
+                    .as_ref()
+                    .is_some_and(|d| d.destruction_started_at.is_some() || !d.steps.is_empty())
             {
                 companies.push(CompanyConfig::tombstone(&c, lifecycle.as_ref()));
                 continue;
@@ -585,6 +587,19 @@ pub async fn backup_config_once(
         .await
         .context("storing the configuration backup")?;
     state.last_digest = Some(digest);
+    // A destruction that began while this snapshot was taken may have
+    // cleaned the backups before this one landed: clean it too.
+    for c in snapshot.companies.iter().filter(|c| c.status != "destroyed") {
+        let begun = platform
+            .control
+            .deprovisioning(&c.id)
+            .await?
+            .is_some_and(|d| d.destruction_started_at.is_some());
+        if begun {
+            scrub_company(platform, &c.id).await?;
+            state.last_digest = None;
+        }
+    }
     Ok(true)
 }
 

@@ -196,6 +196,9 @@ impl Platform {
         }
         let from = to - time::Duration::weeks(1);
         for company in self.control.companies().await? {
+            if company.status == wb_store::CompanyStatus::Destroyed {
+                continue;
+            }
             let cursor = company_digest_cursor(&company.id);
             let unit = crate::runner::unit(self, JOB, &company.id, Some(&company.id), async {
                 if self.control.cursor(&cursor).await? >= week {

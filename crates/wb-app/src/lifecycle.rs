@@ -301,7 +301,7 @@ impl Platform {
                 r.and_then(|r| r.destroyed_at)
                     .map_or_else(|| "an unrecorded time".into(), rfc3339)
             ),
-            (_, Some(r)) if !r.steps.is_empty() => anyhow::bail!(
+            (_, Some(r)) if r.destruction_started_at.is_some() || !r.steps.is_empty() => anyhow::bail!(
                 "company {company_id} is being destroyed (its grace period ended {}){certificate}: nothing of it can be restored",
                 rfc3339(r.destroy_after)
             ),
@@ -356,17 +356,20 @@ impl Platform {
         let common = format!(
             "{name} was de-provisioned in Work-books: nobody can reach its books any more (members, API keys and staff alike).\n\n\
              Its data, its backups and every copy of its key will be destroyed after {when}. Until then an owner can cancel this \
-             (POST /api/v1/companies/{id}/deprovision/cancel, or the company's settings in the console).\n",
+             (POST /api/v1/companies/{id}/deprovision/cancel).\n",
             id = record.company_id
         );
         for to in owners {
             let body = if to.eq_ignore_ascii_case(asker) {
                 format!(
                     "{common}\nOnce it is destroyed, a signed certificate of destruction is kept for you. Fetch it with this token \
-                     (keep it; it is not shown again):\n\n  {base}/api/v1/destruction-certificates/{cert}?token={token}\n\n\
-                     and check it offline with: workbooks certificate verify FILE\n",
+                     (keep it; it is not shown again):\n\n  {token}\n\n\
+                     curl -H 'X-Certificate-Token: {token}' {base}/api/v1/destruction-certificates/{cert} > certificate.json\n\n\
+                     It will be signed by this deployment, whose key is:\n\n  {deployment}\n\n\
+                     Check it offline with: workbooks certificate verify certificate.json --deployment-key {deployment}\n",
                     cert = record.certificate_id,
-                    token = token.expose()
+                    token = token.expose(),
+                    deployment = self.node_certifier().public_key_hex(),
                 )
             } else {
                 common.clone()

@@ -50,7 +50,8 @@ impl std::fmt::Debug for Deprovisioning {
 
 #[async_trait]
 pub trait LifecycleStore: Send + Sync {
-    /// Marks an active company de-provisioned and ends every access grant
+    /// Marks an active company de-provisioned, deletes its pending
+    /// invitations and ends every access grant
     /// to it not yet ended (revoked by `deprovisioning.deprovisioned_by`),
     /// with `audit`, in one transaction. `Conflict` if the company is not
     /// active. Returns the ids of the grants it ended.

@@ -20,7 +20,8 @@ pub enum CertificateCommand {
 pub struct VerifyArgs {
     /// The certificate (JSON, as fetched or printed by `company destroy`).
     pub file: PathBuf,
-    /// Also require this deployment key (hex), as the operator publishes it.
+    /// The deployment key (hex) the operator publishes (and the
+    /// de-provisioning email names): required to call a certificate valid.
     #[arg(long, value_name = "HEX")]
     pub deployment_key: Option<String>,
     /// Print the verified certificate as JSON.
@@ -35,6 +36,15 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
         wb_server::destruction::certificate::verify(&text, args.deployment_key.as_deref())
             .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
     let c = &checked.certificate;
+    // Anyone can make a key and sign a certificate with it: without the
+    // deployment's published key, an intact signature proves nothing.
+    if args.deployment_key.is_none() {
+        anyhow::bail!(
+            "{}: the signature is intact, but it was made by deployment key {}: compare it with the key your provider publishes and run again with --deployment-key HEX",
+            args.file.display(),
+            checked.signature.deployment_public_key
+        );
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&checked)?);
     } else {

@@ -321,6 +321,17 @@ async fn company(cmd: CompanyCommand) -> Result<()> {
             confirm,
         } => {
             let d = deployment.resolve()?;
+            // On the embedded store a running server holds the company's
+            // files open and its jobs could write under its prefix: the
+            // override runs with the server stopped (the server's own job
+            // destroys what is due while it runs).
+            let _lock = match d.storage {
+                wb_server::StorageConfig::Embedded => Some(
+                    wb_server::data_lock::lock(&d.data)
+                        .context("company destroy on the embedded store needs the server stopped")?,
+                ),
+                wb_server::StorageConfig::Postgres(_) => None,
+            };
             let platform = open_platform(&d).await?;
             lifecycle_cmd::destroy(&platform, &company, confirm, d.json).await
         }

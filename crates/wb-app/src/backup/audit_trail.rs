@@ -104,7 +104,18 @@ async fn ship_company(
         let (first, last) = (first.seq, last.seq);
         let key = match &key {
             Some(k) => k,
-            None => key.insert(platform.company_key(&id).await?),
+            None => {
+                // A de-provisioned company's trail ships nothing more.
+                let active = platform
+                    .control
+                    .company(&id)
+                    .await?
+                    .is_some_and(|c| c.status == wb_store::CompanyStatus::Active);
+                if !active {
+                    return Ok(total);
+                }
+                key.insert(platform.company_key(&id).await?)
+            }
         };
         let mut plain = Vec::new();
         for event in &events {

@@ -64,6 +64,10 @@ pub struct BackupStatus {
 pub async fn status(platform: &Platform) -> anyhow::Result<Vec<BackupStatus>> {
     let mut out = Vec::new();
     for company in platform.control.companies().await? {
+        // A de-provisioned or destroyed company ships nothing more.
+        if company.status != wb_store::CompanyStatus::Active {
+            continue;
+        }
         let tenant = platform
             .tenant(&company.id)
             .await
@@ -171,6 +175,19 @@ pub async fn restore_with_progress(
         snapshot,
     } = staged;
     drop(store);
+    // The source may have been de-provisioned while its books were copied:
+    // a copy of a company on its way out is not recorded (its destruction
+    // would not know of it).
+    let source_active = platform
+        .control
+        .company(source_id)
+        .await
+        .map(|c| c.is_some_and(|c| c.status == wb_store::CompanyStatus::Active));
+    if !matches!(source_active, Ok(true)) {
+        platform.tenants.discard(&company.id).await;
+        attachments::discard(platform, &company.id).await;
+        bail!("company {source_id} was de-provisioned while it was being restored: the copy was discarded");
+    }
     let recorded = platform
         .record_staged_company(
             &company,

@@ -157,8 +157,14 @@ async fn ship_tenant(
         let key = match &key {
             Some(k) => k,
             None => {
-                // A store open but not recorded (a restore in progress) has no key yet.
-                if platform.control.company(&id).await?.is_none() {
+                // A store open but not recorded (a restore in progress) has no
+                // key yet; a de-provisioned company ships nothing more.
+                let active = platform
+                    .control
+                    .company(&id)
+                    .await?
+                    .is_some_and(|c| c.status == wb_store::CompanyStatus::Active);
+                if !active {
                     stats.caught_up(&id);
                     return Ok(total);
                 }

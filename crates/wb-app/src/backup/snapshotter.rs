@@ -71,6 +71,10 @@ async fn with_lease_renewed<T>(
 pub async fn snapshot_round(platform: &Platform, policy: &BackupPolicy) -> anyhow::Result<usize> {
     let mut taken = 0;
     for company in platform.control.companies().await? {
+        // A de-provisioned company gets no new snapshot.
+        if company.status != wb_store::CompanyStatus::Active {
+            continue;
+        }
         if !crate::runner::hold_lease(&*platform.control, &platform.node_id, &lease(&company.id))
             .await
         {
@@ -110,6 +114,10 @@ pub async fn snapshot_round(platform: &Platform, policy: &BackupPolicy) -> anyho
 
 async fn prune_round(platform: &Platform, policy: &BackupPolicy) -> anyhow::Result<()> {
     for company in platform.control.companies().await? {
+        // A de-provisioned company gets no new snapshot.
+        if company.status != wb_store::CompanyStatus::Active {
+            continue;
+        }
         if !crate::runner::hold_lease(&*platform.control, &platform.node_id, &lease(&company.id))
             .await
         {

@@ -76,6 +76,16 @@ pub(super) async fn take(
     })
 }
 
+/// The last look under the company's prefix and at its wrapped key.
+pub(super) async fn sweep(platform: &Platform, company_id: &str) -> ServiceResult<()> {
+    let late = delete_prefix(platform, ObjectPath::from(format!("companies/{company_id}"))).await?;
+    if late.items > 0 {
+        tracing::warn!(company = company_id, objects = late.items, "objects written during a destruction were swept");
+    }
+    crate::dr::delete_company_key(platform, company_id).await?;
+    Ok(())
+}
+
 /// Deletes every object under `prefix`, counting them and their bytes.
 async fn delete_prefix(platform: &Platform, prefix: ObjectPath) -> anyhow::Result<Removed> {
     let listed: Vec<_> = platform

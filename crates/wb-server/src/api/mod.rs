@@ -184,7 +184,11 @@ fn company_routes(batch_body_limit: usize) -> Vec<(&'static str, MethodRouter<Ap
             "/members/{user}",
             patch(members::change_member).delete(members::remove_member),
         ),
-        ("/deprovision", post(lifecycle::deprovision)),
+        (
+            "/deprovision",
+            post(lifecycle::deprovision)
+                .layer(DefaultBodyLimit::max(session::AUTH_BODY_LIMIT_BYTES)),
+        ),
         ("/deprovision/cancel", post(lifecycle::cancel)),
     ]
 }

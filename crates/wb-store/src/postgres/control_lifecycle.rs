@@ -129,6 +129,12 @@ impl LifecycleStore for PgControl {
             ],
         )
         .await?;
+        // A pending invitation could make someone an owner who cancels.
+        tx.execute_typed(
+            "DELETE FROM invitations WHERE company_id = $1",
+            &[text(&d.company_id)],
+        )
+        .await?;
         let ended = tx
             .query_typed(
                 "UPDATE access_grants SET ended_kind = 'revoked', ended_side = 'company',
@@ -328,7 +334,7 @@ impl LifecycleStore for PgControl {
             .await?;
         }
         tx.execute_typed(
-            "DELETE FROM cursors WHERE name LIKE '%:company:' || $1",
+            "DELETE FROM cursors WHERE name LIKE '%:' || $1",
             &[text(&company_id)],
         )
         .await?;

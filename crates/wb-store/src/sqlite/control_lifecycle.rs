@@ -123,6 +123,11 @@ impl LifecycleStore for SqliteControl {
                     d.certificate_token_hash
                 ],
             )?;
+            // A pending invitation could make someone an owner who cancels.
+            tx.execute(
+                "DELETE FROM invitations WHERE company_id = ?1",
+                [&d.company_id],
+            )?;
             let ended: Vec<String> = tx
                 .prepare_cached(
                     "SELECT id FROM access_grants WHERE company_id = ?1 AND ended_kind IS NULL ORDER BY id",
@@ -314,7 +319,7 @@ impl LifecycleStore for SqliteControl {
                 )?;
             }
             tx.execute(
-                "DELETE FROM cursors WHERE name LIKE '%:company:' || ?1",
+                "DELETE FROM cursors WHERE name LIKE '%:' || ?1",
                 [&company_id],
             )?;
             Ok(())

@@ -86,27 +86,33 @@ fn company_destroy_overrides_the_grace_period_and_its_certificate_verifies_offli
     std::fs::write(&file, &out.stdout).unwrap();
     let path = file.to_str().unwrap();
 
-    let checked = workbooks(&["certificate", "verify", path], data);
-    assert!(checked.status.success(), "{}", stderr_line(&checked));
-    let line = String::from_utf8_lossy(&checked.stdout);
+    let deployment = signed["signature"]["deployment_public_key"]
+        .as_str()
+        .unwrap();
+    // Without the deployment's published key an intact signature is not
+    // enough (anyone can sign with a key of their own).
+    fails_with(
+        &workbooks(&["certificate", "verify", path], data),
+        "signature is intact",
+    );
+    let verify = |file: &str| {
+        workbooks(
+            &["certificate", "verify", file, "--deployment-key", deployment],
+            data,
+        )
+    };
+    let pinned = verify(path);
+    assert!(pinned.status.success(), "{}", stderr_line(&pinned));
+    let line = String::from_utf8_lossy(&pinned.stdout);
     assert!(
         line.starts_with("valid: company ") && line.contains(&id),
         "{line}"
     );
-    let deployment = signed["signature"]["deployment_public_key"]
-        .as_str()
-        .unwrap();
-    let pinned = workbooks(
-        &[
-            "certificate",
-            "verify",
-            path,
-            "--deployment-key",
-            deployment,
-        ],
-        data,
-    );
-    assert!(pinned.status.success(), "{}", stderr_line(&pinned));
+    // A whole certificate forged with keys of the forger's own (a correct
+    // signature chain) fails against the real deployment key.
+    let forged = data.join("forged.json");
+    std::fs::write(&forged, forge(&String::from_utf8_lossy(&out.stdout))).unwrap();
+    fails_with(&verify(forged.to_str().unwrap()), "not the expected");
     fails_with(
         &workbooks(
             &[
@@ -130,10 +136,7 @@ fn company_destroy_overrides_the_grace_period_and_its_certificate_verifies_offli
         ),
     )
     .unwrap();
-    fails_with(
-        &workbooks(&["certificate", "verify", edited.to_str().unwrap()], data),
-        "changed after signing",
-    );
+    fails_with(&verify(edited.to_str().unwrap()), "changed after signing");
 
     // Destroyed: once more answers the same certificate; restores refuse.
     let again = ok_json(&workbooks(
@@ -156,4 +159,22 @@ fn company_destroy_overrides_the_grace_period_and_its_certificate_verifies_offli
         &workbooks(&["backup", "verify", "--company", &id], data),
         "was destroyed at",
     );
+}
+
+/// The same certificate re-signed by a deployment key and node key of the
+/// forger's own (a correct signature chain, the wrong deployment).
+fn forge(text: &str) -> String {
+    use wb_server::destruction::certificate::{sign, SignedCertificate};
+    let real: SignedCertificate = serde_json::from_str(text).unwrap();
+    let certifier = wb_crypto::NodeCertifier::new(&wb_crypto::MasterKey::generate());
+    let node = wb_crypto::NodeKey::generate();
+    let node_id = real.certificate.node_id.clone();
+    let forged = sign(
+        real.certificate,
+        &node,
+        &certifier.certify(&node_id, &node.public_key_hex()),
+        certifier.public_key_hex(),
+    )
+    .unwrap();
+    serde_json::to_string_pretty(&forged).unwrap()
 }
