@@ -394,6 +394,66 @@ impl Platform {
         Ok(company)
     }
 
+    /// The operator's one way into a de-provisioned company: on the host,
+    /// during its grace period and before its destruction begins, to export
+    /// it for the owner who de-provisioned it (`workbooks company export`).
+    /// The scope's caller is that owner, the actor on record the operator;
+    /// the export is recorded in the company's trail like any other.
+    pub async fn admit_operator_export(
+        &self,
+        company_id: &str,
+        operator: Actor,
+    ) -> ServiceResult<CompanyScope> {
+        let company = self
+            .control
+            .company(company_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("company"))?;
+        let record = self.control.deprovisioning(company_id).await?;
+        let now = self.now();
+        let owner =
+            match (company.status, record) {
+                (wb_store::CompanyStatus::Deprovisioned, Some(r))
+                    if r.destruction_started_at.is_none() && now < r.destroy_after =>
+                {
+                    r.deprovisioned_by
+                        .strip_prefix("user:")
+                        .map(str::to_string)
+                        .ok_or_else(|| ServiceError::not_found("owner"))?
+                }
+                (wb_store::CompanyStatus::Active, _) => return Err(ServiceError::conflict(
+                    "company-active",
+                    "the company is active: its owner exports it through the API or the console",
+                )),
+                _ => return Err(ServiceError::conflict(
+                    "grace-period-over",
+                    "the company is no longer in its grace period: nothing of it can be exported",
+                )),
+            };
+        let store = match self.tenants.get_open(company_id) {
+            Some(store) => store,
+            None => {
+                let key = self.company_key(company_id).await?;
+                self.tenants.open(company_id, &key).await?
+            }
+        };
+        Ok(CompanyScope {
+            store,
+            caller: Caller {
+                principal: Principal::User {
+                    user_id: owner,
+                    token_hash: String::new(),
+                    started: now,
+                    second_factor: true,
+                },
+                actor: operator,
+            },
+            company_id: company_id.to_string(),
+            role: Role::Owner,
+            grant: None,
+        })
+    }
+
     /// Whether the company exists and is active (not de-provisioned or
     /// destroyed). Members learn it in the same read as their role; API
     /// keys and staff ask here, uncached.

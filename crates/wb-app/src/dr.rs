@@ -589,7 +589,11 @@ pub async fn backup_config_once(
     state.last_digest = Some(digest);
     // A destruction that began while this snapshot was taken may have
     // cleaned the backups before this one landed: clean it too.
-    for c in snapshot.companies.iter().filter(|c| c.status != "destroyed") {
+    for c in snapshot
+        .companies
+        .iter()
+        .filter(|c| c.status != "destroyed")
+    {
         let begun = platform
             .control
             .deprovisioning(&c.id)

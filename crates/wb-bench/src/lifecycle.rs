@@ -86,7 +86,10 @@ pub async fn run(args: &BenchArgs) -> Result<()> {
         outcome: Outcome::Success,
         detail: None,
     };
-    platform.control.deprovision_company(&record, &event).await?;
+    platform
+        .control
+        .deprovision_company(&record, &event)
+        .await?;
     eprintln!("bench --lifecycle: destroying");
     let started = Instant::now();
     let certificate = platform

@@ -249,6 +249,20 @@ pub enum CompanyCommand {
         #[arg(long)]
         confirm: bool,
     },
+    /// Export a de-provisioned company for its owner during its grace period
+    /// (the operator's decision; the export is in the company's trail).
+    Export {
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+        #[arg(long)]
+        company: String,
+        /// The owner's age recipient (`age1…`) the export is encrypted to.
+        #[arg(long)]
+        recipient: String,
+        /// Where to write the encrypted export (must not exist).
+        #[arg(long, value_name = "FILE")]
+        out: std::path::PathBuf,
+    },
     /// Invite someone to a company (as its owner would); the link is emailed
     /// by a running server, and the token printed once.
     Invite {

@@ -83,3 +83,50 @@ pub async fn destroy(platform: &Platform, company: &str, confirm: bool, json: bo
     }
     Ok(())
 }
+
+/// Exports a de-provisioned company for its owner, within its grace period,
+/// into `out` (created; never overwritten).
+pub async fn export(
+    platform: &Platform,
+    company: &str,
+    recipient: &str,
+    out: &std::path::Path,
+    json: bool,
+) -> Result<()> {
+    use std::io::Write;
+    let one_line =
+        |e: wb_server::error::ServiceError| anyhow::anyhow!("company {company}: {}", e.detail);
+    let scope = platform
+        .admit_operator_export(company, crate::alerts_cmd::operator())
+        .await
+        .map_err(one_line)?;
+    let record = scope
+        .create_export(
+            platform,
+            wb_server::export_create::ExportKeyRequest::Recipient(recipient.to_string()),
+        )
+        .await
+        .map_err(one_line)?;
+    let (record, found) = scope
+        .download_export(platform, &record.id)
+        .await
+        .map_err(one_line)?;
+    let bytes = found.bytes().await?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)
+        .with_context(|| format!("cannot create {}", out.display()))?;
+    file.write_all(&bytes)?;
+    file.sync_all()?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"export": record.id, "out": out, "size_bytes": bytes.len(),
+                "sha256": wb_crypto::sha256_hex(&bytes)})
+        );
+    } else {
+        println!("export {} written to {}", record.id, out.display());
+    }
+    Ok(())
+}

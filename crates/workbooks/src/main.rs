@@ -326,14 +326,25 @@ async fn company(cmd: CompanyCommand) -> Result<()> {
             // override runs with the server stopped (the server's own job
             // destroys what is due while it runs).
             let _lock = match d.storage {
-                wb_server::StorageConfig::Embedded => Some(
-                    wb_server::data_lock::lock(&d.data)
-                        .context("company destroy on the embedded store needs the server stopped")?,
-                ),
+                wb_server::StorageConfig::Embedded => {
+                    Some(wb_server::data_lock::lock(&d.data).context(
+                        "company destroy on the embedded store needs the server stopped",
+                    )?)
+                }
                 wb_server::StorageConfig::Postgres(_) => None,
             };
             let platform = open_platform(&d).await?;
             lifecycle_cmd::destroy(&platform, &company, confirm, d.json).await
+        }
+        CompanyCommand::Export {
+            deployment,
+            company,
+            recipient,
+            out,
+        } => {
+            let d = deployment.resolve()?;
+            let platform = open_platform(&d).await?;
+            lifecycle_cmd::export(&platform, &company, &recipient, &out, d.json).await
         }
         CompanyCommand::Invite {
             deployment,

@@ -78,9 +78,17 @@ pub(super) async fn take(
 
 /// The last look under the company's prefix and at its wrapped key.
 pub(super) async fn sweep(platform: &Platform, company_id: &str) -> ServiceResult<()> {
-    let late = delete_prefix(platform, ObjectPath::from(format!("companies/{company_id}"))).await?;
+    let late = delete_prefix(
+        platform,
+        ObjectPath::from(format!("companies/{company_id}")),
+    )
+    .await?;
     if late.items > 0 {
-        tracing::warn!(company = company_id, objects = late.items, "objects written during a destruction were swept");
+        tracing::warn!(
+            company = company_id,
+            objects = late.items,
+            "objects written during a destruction were swept"
+        );
     }
     crate::dr::delete_company_key(platform, company_id).await?;
     Ok(())

@@ -6,8 +6,8 @@ use time::OffsetDateTime;
 use wb_core::lifecycle::StepRecord;
 
 use super::control::SqliteControl;
-use crate::lifecycle::*;
 use crate::lifecycle::with_step;
+use crate::lifecycle::*;
 use crate::model::AuditEvent;
 use crate::{from_unix_millis, unix_millis, StoreError};
 

@@ -66,6 +66,65 @@ fn company_destroy_overrides_the_grace_period_and_its_certificate_verifies_offli
             .unwrap();
     });
 
+    // Within the grace period the operator may export it for its owner,
+    // and the export opens with the owner's age identity.
+    let identity = wb_server::exports::age::x25519::Identity::generate();
+    let identity_file = data.join("owner.age");
+    {
+        use wb_server::exports::age::secrecy::ExposeSecret;
+        std::fs::write(&identity_file, identity.to_string().expose_secret()).unwrap();
+    }
+    let exported = data.join("owner-export.age");
+    let recipient = identity.to_public().to_string();
+    let made = ok_json(&workbooks(
+        &[
+            "company",
+            "export",
+            "--company",
+            &id,
+            "--recipient",
+            &recipient,
+            "--out",
+            exported.to_str().unwrap(),
+            "--json",
+        ],
+        data,
+    ));
+    assert!(made["size_bytes"].as_u64().unwrap() > 0);
+    let opened = workbooks(
+        &[
+            "export",
+            "decrypt",
+            "--in",
+            exported.to_str().unwrap(),
+            "--identity",
+            identity_file.to_str().unwrap(),
+        ],
+        data,
+    );
+    assert!(opened.status.success(), "{}", stderr_line(&opened));
+    // An active company is its owner's to export, not the operator's.
+    let other = ok_json(&workbooks(
+        &["company", "create", "--name", "Going On Ltd", "--json"],
+        data,
+    ));
+    fails_with(
+        &workbooks(
+            &[
+                "company",
+                "export",
+                "--company",
+                other["id"].as_str().unwrap(),
+                "--recipient",
+                &recipient,
+                "--out",
+                data.join("other.age").to_str().unwrap(),
+            ],
+            data,
+        ),
+        "is active",
+    );
+
     let out = workbooks(
         &[
             "company",
@@ -97,7 +156,13 @@ fn company_destroy_overrides_the_grace_period_and_its_certificate_verifies_offli
     );
     let verify = |file: &str| {
         workbooks(
-            &["certificate", "verify", file, "--deployment-key", deployment],
+            &[
+                "certificate",
+                "verify",
+                file,
+                "--deployment-key",
+                deployment,
+            ],
             data,
         )
     };
@@ -154,6 +219,22 @@ fn company_destroy_overrides_the_grace_period_and_its_certificate_verifies_offli
     fails_with(
         &workbooks(&["restore", "--company", &id, "--latest"], data),
         "was destroyed at",
+    );
+    fails_with(
+        &workbooks(
+            &[
+                "company",
+                "export",
+                "--company",
+                &id,
+                "--recipient",
+                &recipient,
+                "--out",
+                data.join("late.age").to_str().unwrap(),
+            ],
+            data,
+        ),
+        "no longer in its grace period",
     );
     fails_with(
         &workbooks(&["backup", "verify", "--company", &id], data),

@@ -149,7 +149,8 @@ async fn deprovisioning_blocks_every_credential_at_once_and_cancel_restores_with
         .await
         .replace("=3D", "=");
     assert!(mail.contains("/api/v1/destruction-certificates/"), "{mail}");
-    assert!(mail.contains("?token=wbc_"), "{mail}");
+    assert!(mail.contains("X-Certificate-Token: wbc_"), "{mail}");
+    assert!(mail.contains("--deployment-key "), "{mail}");
 
     // Only an owner cancels; then members and keys work again, the grant
     // stays ended.
@@ -286,11 +287,12 @@ async fn destruction_after_grace_leaves_nothing_and_a_certificate_that_verifies(
         .await
         .replace("=3D", "=");
     let token = mail
-        .split("?token=")
+        .split("X-Certificate-Token: ")
         .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|rest| rest.split('\'').next())
         .unwrap()
         .to_string();
+    assert!(token.starts_with("wbc_"), "{token}");
     let cert_path = format!("/api/v1/destruction-certificates/{certificate_id}");
     // Not yet destroyed: the token says so, and nothing goes before its time.
     srv.get_anon(&format!("{cert_path}?token={token}"))
@@ -487,4 +489,61 @@ async fn destruction_after_grace_leaves_nothing_and_a_certificate_that_verifies(
             "{why}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_an_owner_with_their_second_factor_deprovisions_and_invitations_die() {
+    use super::mfa::{code, enrol, member_of};
+
+    let srv = TestServer::start_manual().await;
+    let t = srv.signup("Careful Ltd").await;
+    let admin = member_of(&srv, &t, "admin").await;
+    srv.post(
+        &t.path("/deprovision"),
+        &admin,
+        json!({"passphrase": PASSPHRASE}),
+    )
+    .await
+    .problem(403, "forbidden");
+
+    let (secret, _) = enrol(&srv, &t.token).await;
+    deprovision(&srv, &t, PASSPHRASE)
+        .await
+        .problem(403, "mfa-required");
+    srv.post(
+        &t.path("/deprovision"),
+        &t.token,
+        json!({"passphrase": PASSPHRASE, "otp": "000000"}),
+    )
+    .await
+    .problem(401, "mfa-invalid");
+    let invited = srv
+        .post(
+            &t.path("/invitations"),
+            &t.token,
+            json!({"email": "late.owner@example.com", "role": "owner"}),
+        )
+        .await
+        .ok(201);
+    srv.get(&t.path("/entries"), &t.token).await.ok(200);
+
+    srv.post(
+        &t.path("/deprovision"),
+        &t.token,
+        json!({"passphrase": PASSPHRASE, "otp": code(&srv, &secret)}),
+    )
+    .await
+    .ok(202);
+    // The pending owner invitation went with it: nobody joins to cancel.
+    let accept = format!(
+        "/api/v1/invitations/{}/accept",
+        invited["token"].as_str().unwrap()
+    );
+    let refused = srv
+        .post_anon(&accept, json!({"passphrase": PASSPHRASE}))
+        .await;
+    assert!(refused.status.is_client_error(), "{}", refused.text);
+    // Backup status still answers, without the company.
+    let status = wb_server::backup::status(&srv.platform).await.unwrap();
+    assert!(status.iter().all(|s| s.company_id != t.id));
 }

@@ -17,7 +17,7 @@ fn unix_now(srv: &TestServer) -> u64 {
 }
 
 /// The code of `secret` at the server's current time.
-fn code(srv: &TestServer, secret: &TotpSecret) -> String {
+pub(super) fn code(srv: &TestServer, secret: &TotpSecret) -> String {
     secret.code_at(unix_now(srv)).unwrap().expose().to_string()
 }
 
@@ -61,7 +61,7 @@ async fn login(srv: &TestServer, body: Value) -> Resp {
 
 /// Enrols and confirms an authenticator for the session `token`; answers
 /// its secret and the recovery codes.
-async fn enrol(srv: &TestServer, token: &str) -> (TotpSecret, Vec<String>) {
+pub(super) async fn enrol(srv: &TestServer, token: &str) -> (TotpSecret, Vec<String>) {
     let started = srv
         .post(
             "/api/v1/me/mfa/totp",
