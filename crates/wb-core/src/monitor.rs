@@ -511,6 +511,7 @@ impl Monitor {
             | Action::MemberRole
             | Action::MembersList
             | Action::JournalReplay
+            | Action::KeysRotateMaster
             | Action::MemberAdd
             | Action::ReportBalanceSheet
             | Action::ReportIncomeStatement

@@ -31,8 +31,9 @@ pub mod tls;
 // The services, under the paths this crate has always offered them at.
 pub use wb_app::{
     access, audit_verify, auth_cache, backup, backup_verify, clock, cpu_work, data_lock, dr,
-    drains, dto, egress, export_push, exports, files, grant_notices, grants, jobs, keyring, mail,
-    mailer, members, monitor_job, objects, platform, security, staff, staff_views, storage,
+    drains, dto, egress, export_push, exports, files, grant_notices, grants, jobs, keyring,
+    keys_handover, keys_rotation, keys_status, mail, mailer, members, monitor_job, objects,
+    platform, security, staff, staff_views, storage,
 };
 
 pub use clock::{Clock, SystemClock};

@@ -23,6 +23,7 @@ pub mod members;
 pub mod migrations;
 mod model;
 pub mod postgres;
+mod sealed;
 pub mod sqlite;
 pub mod staff;
 mod traits;
@@ -39,6 +40,7 @@ pub use members::{
     Accepted, Delivery, InvitationRecord, Joiner, MemberRecord, MemberStore, OutboxMessage,
 };
 pub use model::*;
+pub use sealed::SealedColumn;
 pub use traits::{ControlStore, TenantDirectory, TenantStore};
 
 /// Milliseconds since the Unix epoch, for columns compared as numbers.

@@ -65,6 +65,9 @@ pub enum Command {
     /// Customer exports: decrypt and verify one offline.
     #[command(subcommand)]
     Export(crate::export_cmd::ExportCommand),
+    /// The master key: rotation and status.
+    #[command(subcommand)]
+    Keys(crate::keys_cmd::KeysCommand),
 }
 
 #[derive(Debug, Subcommand)]

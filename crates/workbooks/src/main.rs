@@ -10,6 +10,7 @@ mod demo;
 mod dr_cmd;
 mod export_cmd;
 mod key_provider;
+mod keys_cmd;
 mod members_cmd;
 mod staff_cmd;
 
@@ -84,6 +85,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Restore(args) => backup_cmd::restore(args).await,
         Command::Dr(cmd) => dr_cmd::run(cmd).await,
         Command::Export(cmd) => export_cmd::run(cmd),
+        Command::Keys(cmd) => keys_cmd::run(cmd).await,
     }
 }
 

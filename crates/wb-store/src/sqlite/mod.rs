@@ -8,6 +8,7 @@ mod control_export_schedules;
 mod control_factors;
 mod control_members;
 mod control_rows;
+mod control_sealed;
 mod control_staff;
 mod tenant;
 mod tenant_files;

@@ -14,4 +14,5 @@ mod cli;
 mod compat;
 mod crash;
 mod export;
+mod keys;
 mod postgres;

@@ -1,0 +1,200 @@
+//! `workbooks keys rotate-master` and `keys status` through the built binary:
+//! an interrupted rotation resumes, a node running with the old key learns
+//! the new one, and afterwards the new key alone opens the deployment and
+//! its backups while the old one opens nothing.
+
+use crate::common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use wb_core::staff::StaffRole;
+use wb_crypto::{MasterKey, Secret, TotpSecret};
+use wb_server::{Platform, SystemClock};
+use wb_store::Actor;
+
+use common::{fails_with, ok_json, open, workbooks};
+
+const PASSPHRASE: &str = "orbit lantern quarry 58 mossy anvil";
+
+/// `keys rotate-master` with the data directory's own (old) key as the
+/// current one; `stop_after` interrupts it.
+fn rotate(data: &Path, new_key: &Path, stop_after: Option<usize>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_workbooks"));
+    command
+        .args([
+            "keys",
+            "rotate-master",
+            "--new-key-file",
+            new_key.to_str().unwrap(),
+            "--grace-seconds",
+            "0",
+            "--json",
+        ])
+        .env_remove("WORKBOOKS_MASTER_KEY")
+        .env_remove("WORKBOOKS_CONFIG")
+        .env("WORKBOOKS_DATA", data)
+        .env("WORKBOOKS_OPERATOR", "olga");
+    if let Some(n) = stop_after {
+        command.env("WORKBOOKS_ROTATION_STOP_AFTER", n.to_string());
+    }
+    command.output().unwrap()
+}
+
+fn open_with(data: &Path, key: &Path) -> Platform {
+    Platform::open_embedded(
+        data,
+        MasterKey::load(key).unwrap(),
+        Arc::new(SystemClock),
+        time::Duration::hours(1),
+    )
+    .unwrap()
+}
+
+fn code(secret: &TotpSecret) -> Secret {
+    let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap();
+    secret.code_at(now).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotate_master_resumes_and_leaves_only_the_new_key_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(workbooks(&["init"], &data).status.success());
+    let company = crate::backup::books(&data, 1).await;
+    let old_key = data.join("master.key");
+    let new_key = dir.path().join("new.key");
+    let new_id = MasterKey::load_or_create(&new_key)
+        .unwrap()
+        .id()
+        .to_string();
+    let totp = {
+        let platform = open(&data);
+        let created = platform
+            .create_staff(
+                "ops@example.com",
+                &[StaffRole::Operations],
+                &Secret::from(PASSPHRASE.to_string()),
+                Actor::system("test"),
+            )
+            .await
+            .unwrap();
+        platform.register_node().await.unwrap();
+        let mut state = wb_server::dr::ConfigBackupState::default();
+        wb_server::dr::backup_config_once(&platform, &mut state)
+            .await
+            .unwrap();
+        let uri = created.totp_uri.expose().to_string();
+        let secret = uri
+            .split(['?', '&'])
+            .find_map(|p| p.strip_prefix("secret="))
+            .unwrap()
+            .to_string();
+        TotpSecret::from_base32(&secret).unwrap()
+    };
+    let before = ok_json(&workbooks(&["keys", "status", "--json"], &data));
+    assert_eq!(before["rotation"], "complete", "{before}");
+    let old_id = MasterKey::load(&old_key).unwrap().id().to_string();
+    // Company key (control and object store), platform key, control.key, node.key.
+    assert_eq!(before["wrapped"][&old_id], 5, "{before}");
+
+    // Interrupted midway: the old key still opens everything, status says so.
+    fails_with(
+        &rotate(&data, &new_key, Some(2)),
+        "rotation stopped after 2 changes",
+    );
+    let midway = ok_json(&workbooks(&["keys", "status", "--json"], &data));
+    assert_eq!(midway["rotation"], "in-progress", "{midway}");
+    assert_eq!(midway["handover"], true, "{midway}");
+    assert_eq!(midway["wrapped"][&new_id], 2, "{midway}");
+
+    // A node still running with the old key learns the new one.
+    let running = open(&data);
+    assert!(wb_server::keys_handover::learn_once(&running)
+        .await
+        .unwrap());
+    let made_while_rotating = running.create_company("Beta", None).await.unwrap();
+
+    let report = ok_json(&rotate(&data, &new_key, None));
+    assert_eq!(report["status"]["rotation"], "complete", "{report}");
+    assert_eq!(report["status"]["need_other_kek"], 0, "{report}");
+    // platform.dek and control.key (node.key moved when the node learned).
+    assert!(report["rewrapped"].as_u64().unwrap() >= 2, "{report}");
+    assert!(
+        report["resealed"].as_u64().unwrap() >= 1,
+        "the staff TOTP secret: {report}"
+    );
+    assert_eq!(report["recertified"], 1, "{report}");
+    // Nothing left: a rerun changes nothing.
+    let again = ok_json(&rotate(&data, &new_key, None));
+    assert_eq!(again["rewrapped"], 0, "{again}");
+    // The running node opens a company whose key moved under it.
+    assert!(running.tenant(&company).await.is_ok());
+    drop(running);
+
+    // The new key alone: status, the books, a staff login with TOTP.
+    let key_arg = ["--master-key-file", new_key.to_str().unwrap()];
+    let status = ok_json(&workbooks(
+        &["keys", "status", "--json", key_arg[0], key_arg[1]],
+        &data,
+    ));
+    assert_eq!(status["kek"], new_id.as_str());
+    assert_eq!(status["rotation"], "complete", "{status}");
+    assert_eq!(status["wrapped"].as_object().unwrap().len(), 1, "{status}");
+    {
+        let platform = open_with(&data, &new_key);
+        let books = platform.tenant(&company).await.unwrap();
+        assert_eq!(books.accounts().await.unwrap().len(), 2);
+        platform.tenant(&made_while_rotating.id).await.unwrap();
+        platform
+            .staff_login(
+                "ops@example.com",
+                &Secret::from(PASSPHRASE.to_string()),
+                &code(&totp),
+                Actor::system("test"),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    // The old key opens nothing.
+    fails_with(
+        &workbooks(&["keys", "status"], &data),
+        "does not open this data directory",
+    );
+
+    // DR on fresh nodes: the new key alone works, the old key fails in one line.
+    let objects = format!("file://{}", data.join("objects").display());
+    let dr = |fresh: &str, key: &Path| {
+        workbooks(
+            &[
+                "dr",
+                "restore",
+                "--from",
+                &objects,
+                "--master-key-file",
+                key.to_str().unwrap(),
+                "--json",
+            ],
+            &dir.path().join(fresh),
+        )
+    };
+    fails_with(&dr("fresh-old", &old_key), "was the master key rotated?");
+    let restored = ok_json(&dr("fresh-new", &new_key));
+    assert!(
+        restored["companies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["company_id"] == company.as_str() && c["restored"] == true),
+        "{restored}"
+    );
+    // Staff live on the host, not in backups; what DR restored opens with
+    // the new key alone.
+    let status = ok_json(&workbooks(
+        &["keys", "status", "--json", key_arg[0], key_arg[1]],
+        &dir.path().join("fresh-new"),
+    ));
+    assert_eq!(status["rotation"], "complete", "{status}");
+}
