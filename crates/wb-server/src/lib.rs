@@ -32,7 +32,7 @@ pub mod tls;
 pub use wb_app::{
     access, audit_verify, auth_cache, backup, backup_verify, clock, cpu_work, data_lock, dr,
     drains, dto, egress, export_push, exports, files, grant_notices, grants, jobs, keyring,
-    keys_handover, keys_rotation, keys_status, mail, mailer, members, monitor_job, objects,
+    keys_handover, keys_rotation, keys_status, login, mail, mailer, members, monitor_job, objects,
     platform, security, staff, staff_views, storage,
 };
 

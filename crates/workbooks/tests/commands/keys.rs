@@ -52,9 +52,55 @@ fn open_with(data: &Path, key: &Path) -> Platform {
     .unwrap()
 }
 
-fn code(secret: &TotpSecret) -> Secret {
+/// A code `steps_ahead` 30-second steps from now (each code is accepted
+/// once, and a neighbouring step is accepted).
+fn code(secret: &TotpSecret, steps_ahead: u64) -> Secret {
     let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap();
-    secret.code_at(now).unwrap()
+    secret.code_at(now + 30 * steps_ahead).unwrap()
+}
+
+fn secret_in(uri_or_base32: &str) -> TotpSecret {
+    let base32 = uri_or_base32
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("secret="))
+        .unwrap_or(uri_or_base32);
+    TotpSecret::from_base32(base32).unwrap()
+}
+
+/// A user with a confirmed authenticator; answers its secret.
+async fn user_with_totp(platform: &Platform) -> TotpSecret {
+    let actor = || Actor::system("test");
+    let pass = Secret::from(PASSPHRASE.to_string());
+    let (_, session) = platform
+        .signup("Owned Ltd", "owner@example.com", &pass, actor())
+        .await
+        .unwrap();
+    let principal = platform.authenticate(&session.token).await.unwrap();
+    let enrolment = platform
+        .begin_totp(&principal, &pass, actor())
+        .await
+        .unwrap();
+    let secret = secret_in(enrolment.secret.expose());
+    platform
+        .confirm_totp(&principal, &code(&secret, 0), actor())
+        .await
+        .unwrap();
+    secret
+}
+
+/// A user login with passphrase and code on `platform`.
+async fn user_login(platform: &Platform, secret: &TotpSecret) {
+    let step = platform
+        .login_step(
+            "owner@example.com",
+            &Secret::from(PASSPHRASE.to_string()),
+            Some(&code(secret, 1)),
+            Actor::system("test"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(step, wb_server::login::LoginStep::Session(_)));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -69,8 +115,9 @@ async fn rotate_master_resumes_and_leaves_only_the_new_key_needed() {
         .unwrap()
         .id()
         .to_string();
-    let totp = {
+    let (totp, user_totp) = {
         let platform = open(&data);
+        let user_totp = user_with_totp(&platform).await;
         let created = platform
             .create_staff(
                 "ops@example.com",
@@ -85,19 +132,14 @@ async fn rotate_master_resumes_and_leaves_only_the_new_key_needed() {
         wb_server::dr::backup_config_once(&platform, &mut state)
             .await
             .unwrap();
-        let uri = created.totp_uri.expose().to_string();
-        let secret = uri
-            .split(['?', '&'])
-            .find_map(|p| p.strip_prefix("secret="))
-            .unwrap()
-            .to_string();
-        TotpSecret::from_base32(&secret).unwrap()
+        (secret_in(created.totp_uri.expose()), user_totp)
     };
     let before = ok_json(&workbooks(&["keys", "status", "--json"], &data));
     assert_eq!(before["rotation"], "complete", "{before}");
     let old_id = MasterKey::load(&old_key).unwrap().id().to_string();
-    // Company key (control and object store), platform key, control.key, node.key.
-    assert_eq!(before["wrapped"][&old_id], 5, "{before}");
+    // Two companies' keys (control and object store), platform key,
+    // control.key, node.key.
+    assert_eq!(before["wrapped"][&old_id], 7, "{before}");
 
     // Interrupted midway: the old key still opens everything, status says so.
     fails_with(
@@ -121,10 +163,8 @@ async fn rotate_master_resumes_and_leaves_only_the_new_key_needed() {
     assert_eq!(report["status"]["need_other_kek"], 0, "{report}");
     // platform.dek and control.key (node.key moved when the node learned).
     assert!(report["rewrapped"].as_u64().unwrap() >= 2, "{report}");
-    assert!(
-        report["resealed"].as_u64().unwrap() >= 1,
-        "the staff TOTP secret: {report}"
-    );
+    // The user's and the staff member's TOTP secrets (and any queued email).
+    assert!(report["resealed"].as_u64().unwrap() >= 2, "{report}");
     assert_eq!(report["recertified"], 1, "{report}");
     // Nothing left: a rerun changes nothing.
     let again = ok_json(&rotate(&data, &new_key, None));
@@ -146,12 +186,13 @@ async fn rotate_master_resumes_and_leaves_only_the_new_key_needed() {
         let platform = open_with(&data, &new_key);
         let books = platform.tenant(&company).await.unwrap();
         assert_eq!(books.accounts().await.unwrap().len(), 2);
+        user_login(&platform, &user_totp).await;
         platform.tenant(&made_while_rotating.id).await.unwrap();
         platform
             .staff_login(
                 "ops@example.com",
                 &Secret::from(PASSPHRASE.to_string()),
-                &code(&totp),
+                &code(&totp, 0),
                 Actor::system("test"),
                 None,
             )
@@ -197,4 +238,9 @@ async fn rotate_master_resumes_and_leaves_only_the_new_key_needed() {
         &dir.path().join("fresh-new"),
     ));
     assert_eq!(status["rotation"], "complete", "{status}");
+    user_login(
+        &open_with(&dir.path().join("fresh-new"), &new_key),
+        &user_totp,
+    )
+    .await;
 }
