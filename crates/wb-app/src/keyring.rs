@@ -34,6 +34,10 @@ pub const LEGACY_CONFIG_BACKUP_AAD: &[u8] = b"workbooks-config-backup/v1";
 /// rotation the other is held too, so whatever is still under it opens.
 pub struct Keyring {
     keks: RwLock<Keks>,
+    /// The deployment's current KEK id when this node holds none of it (a
+    /// rotation it missed): it then wraps nothing, since no other node could
+    /// open what it wrapped.
+    retired_by: RwLock<Option<String>>,
 }
 
 struct Keks {
@@ -55,6 +59,7 @@ impl Keyring {
                 current: master,
                 older: Vec::new(),
             }),
+            retired_by: RwLock::new(None),
         }
     }
 
@@ -69,6 +74,7 @@ impl Keyring {
         if keks.current.id() == next.id() {
             return;
         }
+        *self.retired_by.write().unwrap_or_else(|e| e.into_inner()) = None;
         let previous = std::mem::replace(&mut keks.current, next);
         let current = keks.current.id();
         keks.older
@@ -91,7 +97,28 @@ impl Keyring {
     }
 
     fn wrap(&self, key: &DataKey, context: &str) -> Result<Vec<u8>, CryptoError> {
-        self.keks().current.wrap(key, context)
+        let keks = self.keks();
+        if let Some(current) = self
+            .retired_by
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Err(CryptoError::RetiredKek {
+                held: keks.current.id(),
+                current,
+            });
+        }
+        keks.current.wrap(key, context)
+    }
+
+    /// Notes the deployment's current KEK id (`keys/kek.id`, written by a
+    /// completed rotation): a node holding none of it stops wrapping keys.
+    pub fn note_deployment_kek(&self, current: &str) -> bool {
+        let held = self.held_keks().iter().any(|k| k.to_string() == current);
+        *self.retired_by.write().unwrap_or_else(|e| e.into_inner()) =
+            (!held).then(|| current.to_string());
+        !held
     }
 
     /// Opens a wrapping with the key it names, or (legacy, naming none) with
@@ -427,6 +454,7 @@ mod tests {
         ring.learn(new.clone());
         assert_eq!(ring.held_keks(), vec![new.id(), old.id()]);
         assert!(ring.company_key("a", &under_old).is_ok());
+        assert!(!ring.note_deployment_kek(&new.id().to_string()));
         assert!(open_with_any(&ring.mfa_keys(), &sealed, b"u").is_some());
         let under_new = ring
             .rewrap(Wrapped::Company("a"), &under_old)
@@ -447,6 +475,13 @@ mod tests {
         assert!(ring.opens_with_current(Wrapped::Company("a"), &under_new));
         assert!(!ring.opens_with_current(Wrapped::Company("a"), &under_old));
         // The new key alone opens the rewrapped key, not the old wrapping.
+        // A node left with the old key alone, once rotation completed, wraps nothing.
+        let left_behind = Keyring::new(old);
+        assert!(left_behind.note_deployment_kek(&new.id().to_string()));
+        assert!(matches!(
+            left_behind.wrap_company_key("b", &key),
+            Err(CryptoError::RetiredKek { .. })
+        ));
         let alone = Keyring::new(new);
         assert!(alone.company_key("a", &under_new).is_ok());
         assert!(matches!(

@@ -25,6 +25,9 @@ use crate::platform::Platform;
 
 /// Where the handover waits while a rotation runs.
 pub const HANDOVER: &str = "keys/master-handover.kek";
+/// The deployment's current KEK id, written when a rotation completes (an
+/// id, not a key): a node holding none of it stops wrapping keys.
+pub const KEK_ID: &str = "keys/kek.id";
 /// How often a running node looks for a handover.
 pub const LOOK_EVERY: Duration = Duration::from_secs(5);
 
@@ -55,8 +58,17 @@ pub async fn published(platform: &Platform) -> anyhow::Result<bool> {
     }
 }
 
-/// Deletes the handover (the rotation is complete).
+/// Records the current KEK id, then deletes the handover (the rotation is
+/// complete).
 pub async fn withdraw(platform: &Platform) -> anyhow::Result<()> {
+    platform
+        .objects
+        .put(
+            &ObjectPath::from(KEK_ID),
+            PutPayload::from(platform.keyring().current_kek().to_string().into_bytes()),
+        )
+        .await
+        .with_context(|| format!("writing {KEK_ID}"))?;
     match platform.objects.delete(&path()).await {
         Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
         Err(e) => Err(anyhow!("deleting {HANDOVER}: {e}")),
@@ -69,7 +81,10 @@ pub async fn withdraw(platform: &Platform) -> anyhow::Result<()> {
 pub async fn learn_once(platform: &Platform) -> anyhow::Result<bool> {
     let wrapped = match platform.objects.get(&path()).await {
         Ok(found) => found.bytes().await?,
-        Err(object_store::Error::NotFound { .. }) => return Ok(false),
+        Err(object_store::Error::NotFound { .. }) => {
+            check_retired(platform).await?;
+            return Ok(false);
+        }
         Err(e) => return Err(anyhow!("reading {HANDOVER}: {e}")),
     };
     let next = platform.keyring().open_handover(&wrapped).map_err(|_| {
@@ -87,6 +102,23 @@ pub async fn learn_once(platform: &Platform) -> anyhow::Result<bool> {
         tracing::info!(kek = %id, "learned the new master key from a rotation's handover");
     }
     Ok(learned)
+}
+
+/// Without a handover: a node that missed a whole rotation holds none of
+/// the deployment's current key; it says so and wraps nothing from now on.
+async fn check_retired(platform: &Platform) -> anyhow::Result<()> {
+    let current = match platform.objects.get(&ObjectPath::from(KEK_ID)).await {
+        Ok(found) => found.bytes().await?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(()),
+        Err(e) => return Err(anyhow!("reading {KEK_ID}: {e}")),
+    };
+    let current = String::from_utf8_lossy(&current).trim().to_string();
+    if platform.keyring().note_deployment_kek(&current) {
+        return Err(anyhow!(
+            "this node's master key was rotated away (the deployment's is {current}); it wraps no key until restarted with the current one"
+        ));
+    }
+    Ok(())
 }
 
 /// Re-wraps a key file in place under the current key (written beside it,

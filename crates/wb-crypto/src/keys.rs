@@ -33,6 +33,8 @@ pub enum CryptoError {
         "wrapped by master key {wrapped_by}, which is not held here (this master key is {held})"
     )]
     UnknownKek { wrapped_by: KekId, held: KekId },
+    #[error("master key {held} was rotated away (the deployment's is {current}): restart this node with the current master key")]
+    RetiredKek { held: KekId, current: String },
     #[error("encryption failed")]
     Encrypt,
     #[error("ciphertext is malformed, tampered with, or under another key")]
