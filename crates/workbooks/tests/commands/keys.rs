@@ -14,13 +14,23 @@ use wb_crypto::{MasterKey, Secret, TotpSecret};
 use wb_server::{Platform, SystemClock};
 use wb_store::Actor;
 
-use common::{fails_with, ok_json, open, workbooks};
+use common::{fails_with, https_client, ok_json, open, spawn_serve, workbooks};
 
 const PASSPHRASE: &str = "orbit lantern quarry 58 mossy anvil";
 
 /// `keys rotate-master` with the data directory's own (old) key as the
 /// current one; `stop_after` interrupts it.
 fn rotate(data: &Path, new_key: &Path, stop_after: Option<usize>) -> Output {
+    rotate_with_grace(data, new_key, stop_after, 0)
+}
+
+fn rotate_with_grace(
+    data: &Path,
+    new_key: &Path,
+    stop_after: Option<usize>,
+    grace_seconds: u64,
+) -> Output {
+    let grace = grace_seconds.to_string();
     let mut command = Command::new(env!("CARGO_BIN_EXE_workbooks"));
     command
         .args([
@@ -29,7 +39,7 @@ fn rotate(data: &Path, new_key: &Path, stop_after: Option<usize>) -> Output {
             "--new-key-file",
             new_key.to_str().unwrap(),
             "--grace-seconds",
-            "0",
+            &grace,
             "--json",
         ])
         .env_remove("WORKBOOKS_MASTER_KEY")
@@ -243,4 +253,113 @@ async fn rotate_master_resumes_and_leaves_only_the_new_key_needed() {
         &user_totp,
     )
     .await;
+}
+
+/// POSTs `body` and answers the status and the JSON answer.
+async fn post(
+    client: &reqwest::Client,
+    url: String,
+    token: Option<&str>,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let mut request = client.post(url).json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let answer = request.send().await.unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap_or_default())
+}
+
+async fn get_status(client: &reqwest::Client, url: String, token: &str) -> u16 {
+    let answer = client.get(url).bearer_auth(token).send().await.unwrap();
+    answer.status().as_u16()
+}
+
+/// `workbooks serve` keeps working through a rotation without a restart
+/// (it learns the new key from the handover within the grace period), and
+/// afterwards starts and serves with the new key alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_server_learns_the_new_key_and_then_the_new_key_alone_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(workbooks(&["init"], &data).status.success());
+    let new_key = dir.path().join("new.key");
+    MasterKey::load_or_create(&new_key).unwrap();
+    let (user_totp, staff_totp, owned) = {
+        let platform = open(&data);
+        let user_totp = user_with_totp(&platform).await;
+        let created = platform
+            .create_staff(
+                "ops@example.com",
+                &[StaffRole::Operations],
+                &Secret::from(PASSPHRASE.to_string()),
+                Actor::system("test"),
+            )
+            .await
+            .unwrap();
+        let owned = platform.control.companies().await.unwrap()[0].id.clone();
+        (user_totp, secret_in(created.totp_uri.expose()), owned)
+    };
+    let (server, url) = spawn_serve(&data);
+    let client = https_client(&data);
+    // Longer than the server's look interval (5 s).
+    let report = ok_json(&rotate_with_grace(&data, &new_key, None, 6));
+    assert_eq!(report["status"]["rotation"], "complete", "{report}");
+
+    // The server that started with the old key: a TOTP login (the secret
+    // is sealed under the new key now), the books, a new company.
+    let login = json_login(&client, &url, &user_totp).await;
+    let token = login["token"].as_str().unwrap().to_string();
+    let accounts = format!("{url}/api/v1/companies/{owned}/accounts");
+    let (created, _) = post(
+        &client,
+        accounts.clone(),
+        Some(&token),
+        serde_json::json!({"code": "1000", "name": "Cash", "type": "asset"}),
+    )
+    .await;
+    assert_eq!(created, 201);
+    let (signed_up, signup) = post(
+        &client,
+        format!("{url}/api/v1/signup"),
+        None,
+        serde_json::json!({"company_name": "After Ltd", "email": "after@example.com",
+                           "passphrase": "violet orbit cactus thunder"}),
+    )
+    .await;
+    assert_eq!(signed_up, 201, "{signup}");
+    let after = signup["company"]["id"].as_str().unwrap().to_string();
+    let after_token = signup["token"].as_str().unwrap().to_string();
+    drop(server);
+
+    // The new key alone (moved over the old key file).
+    std::fs::copy(&new_key, data.join("master.key")).unwrap();
+    let (_server, url) = spawn_serve(&data);
+    let (staff, answer) = post(
+        &client,
+        format!("{url}/api/v1/staff/auth/login"),
+        None,
+        serde_json::json!({"email": "ops@example.com", "passphrase": PASSPHRASE,
+                           "otp": code(&staff_totp, 0).expose()}),
+    )
+    .await;
+    assert_eq!(staff, 200, "{answer}");
+    let accounts = format!("{url}/api/v1/companies/{owned}/accounts");
+    assert_eq!(get_status(&client, accounts, &token).await, 200);
+    let after_accounts = format!("{url}/api/v1/companies/{after}/accounts");
+    assert_eq!(get_status(&client, after_accounts, &after_token).await, 200);
+}
+
+async fn json_login(client: &reqwest::Client, url: &str, secret: &TotpSecret) -> serde_json::Value {
+    let (status, answer) = post(
+        client,
+        format!("{url}/api/v1/auth/login"),
+        None,
+        serde_json::json!({"email": "owner@example.com", "passphrase": PASSPHRASE,
+                           "otp": code(secret, 1).expose()}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    answer
 }
