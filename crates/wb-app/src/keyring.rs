@@ -490,6 +490,35 @@ mod tests {
         ));
     }
 
+    /// What `keys status` counts as needing another key, by wrapping.
+    #[test]
+    fn which_wrappings_the_current_key_alone_opens() {
+        let (old, new) = (MasterKey::generate(), MasterKey::generate());
+        let key = DataKey::generate();
+        let ring = Keyring::new(new.clone());
+        ring.learn(new.clone());
+        let cases = [
+            ("under the current key", new.wrap(&key, "c").unwrap(), true),
+            ("under the old key", old.wrap(&key, "c").unwrap(), false),
+            ("another context", new.wrap(&key, "d").unwrap(), true),
+            ("garbage", vec![2u8; 70], false),
+            ("empty", Vec::new(), false),
+        ];
+        for (case, wrapped, opens) in cases {
+            assert_eq!(
+                ring.opens_with_current(Wrapped::Company("c"), &wrapped),
+                opens,
+                "{case}"
+            );
+        }
+        // Held but not current: opens, yet still counts as needing it.
+        ring.learn(old.clone());
+        ring.learn(new);
+        let under_old = old.wrap(&key, "c").unwrap();
+        assert!(ring.company_key("c", &under_old).is_ok());
+        assert!(!ring.opens_with_current(Wrapped::Company("c"), &under_old));
+    }
+
     #[test]
     fn a_company_key_opens_only_for_its_company() {
         let ring = Keyring::new(MasterKey::generate());

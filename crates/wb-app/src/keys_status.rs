@@ -16,7 +16,7 @@ use crate::keyring::{outbox_message_aad, totp_secret_aad, Derived, Wrapped};
 use crate::platform::Platform;
 
 /// The deployment's master-key position.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct KeyStatus {
     /// The id of the master key this command was given (the current one).
     pub kek: String,
