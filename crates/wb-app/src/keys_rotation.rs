@@ -90,8 +90,34 @@ impl Progress {
 }
 
 /// Rotates to `next`, which the platform's keyring must already hold as its
-/// current key (the key it replaces held too): see `workbooks keys`.
+/// current key (the key it replaces held too): see `workbooks keys`. A run
+/// that fails is audited as a failure (best effort) and can be run again.
 pub async fn rotate_master(
+    platform: &Platform,
+    next: MasterKey,
+    actor: Actor,
+    options: &RotationOptions,
+) -> anyhow::Result<RotationReport> {
+    let kek = next.id().to_string();
+    let result = rotate(platform, next, actor.clone(), options).await;
+    if let Err(error) = &result {
+        let event = AuditEvent {
+            at: platform.now(),
+            actor,
+            company_id: None,
+            action: Action::KeysRotateMaster,
+            target: Some(format!("kek:{kek}")),
+            outcome: Outcome::Failure,
+            detail: Some(format!("{error:#}")),
+        };
+        if let Err(e) = platform.control.audit(&event).await {
+            tracing::error!(error = %e, "auditing an unfinished master-key rotation");
+        }
+    }
+    result
+}
+
+async fn rotate(
     platform: &Platform,
     next: MasterKey,
     actor: Actor,

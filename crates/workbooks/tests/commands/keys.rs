@@ -194,6 +194,17 @@ async fn rotate_master_resumes_and_leaves_only_the_new_key_needed() {
     assert_eq!(status["wrapped"].as_object().unwrap().len(), 1, "{status}");
     {
         let platform = open_with(&data, &new_key);
+        // Audited: the interrupted run as a failure, the finished ones.
+        let rotations: Vec<String> = platform
+            .control
+            .audit_events(None, 0, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == "keys.rotate_master")
+            .map(|e| e.outcome)
+            .collect();
+        assert_eq!(rotations, ["failure", "success", "success"]);
         let books = platform.tenant(&company).await.unwrap();
         assert_eq!(books.accounts().await.unwrap().len(), 2);
         user_login(&platform, &user_totp).await;
