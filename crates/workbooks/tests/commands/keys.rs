@@ -314,8 +314,43 @@ async fn a_running_server_learns_the_new_key_and_then_the_new_key_alone_serves()
     };
     let (server, url) = spawn_serve(&data);
     let client = https_client(&data);
-    // Longer than the server's look interval (5 s).
-    let report = ok_json(&rotate_with_grace(&data, &new_key, None, 6));
+    let (busy_status, busy) = post(
+        &client,
+        format!("{url}/api/v1/signup"),
+        None,
+        serde_json::json!({"company_name": "Busy Ltd", "email": "busy@example.com",
+                           "passphrase": "violet orbit cactus thunder"}),
+    )
+    .await;
+    assert_eq!(busy_status, 201, "{busy}");
+    let busy_token = busy["token"].as_str().unwrap().to_string();
+    let busy_accounts = |url: &str| {
+        let company = busy["company"]["id"].as_str().unwrap();
+        format!("{url}/api/v1/companies/{company}/accounts")
+    };
+    // Writes go on while the rotation runs (its grace is longer than the
+    // server's look interval, 5 s): none may fail.
+    let rotation = {
+        let (data, new_key) = (data.clone(), new_key.clone());
+        std::thread::spawn(move || rotate_with_grace(&data, &new_key, None, 6))
+    };
+    let mut written = 0;
+    while !rotation.is_finished() {
+        let (status, answer) = post(
+            &client,
+            busy_accounts(&url),
+            Some(&busy_token),
+            serde_json::json!({"code": format!("{}", 1000 + written), "name": "A", "type": "asset"}),
+        )
+        .await;
+        match status {
+            201 => written += 1,
+            429 => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+            _ => panic!("a write during the rotation failed: {status} {answer}"),
+        }
+    }
+    assert!(written > 0);
+    let report = ok_json(&rotation.join().unwrap());
     assert_eq!(report["status"]["rotation"], "complete", "{report}");
 
     // The server that started with the old key: a TOTP login (the secret
@@ -358,6 +393,20 @@ async fn a_running_server_learns_the_new_key_and_then_the_new_key_alone_serves()
     assert_eq!(staff, 200, "{answer}");
     let accounts = format!("{url}/api/v1/companies/{owned}/accounts");
     assert_eq!(get_status(&client, accounts, &token).await, 200);
+    let listed: serde_json::Value = client
+        .get(busy_accounts(&url))
+        .bearer_auth(&busy_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.as_array().map(Vec::len),
+        Some(written),
+        "every write during the rotation is there"
+    );
     let after_accounts = format!("{url}/api/v1/companies/{after}/accounts");
     assert_eq!(get_status(&client, after_accounts, &after_token).await, 200);
 }
