@@ -34,15 +34,17 @@ pub struct ChainReport {
 struct NodeKeys(HashMap<String, (String, bool)>);
 
 impl NodeKeys {
-    fn new(nodes: Vec<RegisteredNode>, certifier: &NodeCertifier) -> NodeKeys {
+    /// `certifiers`: of every master key held (a rotation re-issues certificates).
+    fn new(nodes: Vec<RegisteredNode>, certifiers: &[NodeCertifier]) -> NodeKeys {
         NodeKeys(
             nodes
                 .into_iter()
                 .map(|n| {
-                    let certified = n
-                        .certificate
-                        .as_deref()
-                        .is_some_and(|c| certifier.is_certified(&n.id, &n.public_key, c));
+                    let certified = n.certificate.as_deref().is_some_and(|c| {
+                        certifiers
+                            .iter()
+                            .any(|k| k.is_certified(&n.id, &n.public_key, c))
+                    });
                     (n.id, (n.public_key, certified))
                 })
                 .collect(),
@@ -178,7 +180,7 @@ fn compare_copies(local: &[StoredAuditEvent], central: &[CentralEvent]) -> Optio
 pub async fn verify_deployment(platform: &Platform) -> ServiceResult<Vec<ChainReport>> {
     let keys = NodeKeys::new(
         platform.control.node_keys().await?,
-        &platform.node_certifier(),
+        &platform.keyring().node_certifiers(),
     );
     let companies: BTreeSet<String> = platform.company_ids().await?.into_iter().collect();
     let mut sources: BTreeSet<String> = companies.iter().map(|c| company_source(c)).collect();
@@ -327,7 +329,7 @@ impl crate::access::CompanyScope {
     pub async fn verify_audit_chain(&self, platform: &Platform) -> ServiceResult<ChainReport> {
         let keys = NodeKeys::new(
             platform.control.node_keys().await?,
-            &platform.node_certifier(),
+            &platform.keyring().node_certifiers(),
         );
         let source = company_source(self.company_id());
         let checkpoints = platform.control.checkpoints(&source).await?;

@@ -41,7 +41,7 @@ use crate::backup::shipper::cursor_name;
 use crate::platform::Platform;
 
 const FORMAT: u32 = 1;
-const PLATFORM_KEY: &str = "keys/platform.dek";
+pub(crate) const PLATFORM_KEY: &str = "keys/platform.dek";
 const CONFIG_PREFIX: &str = "config";
 const CONFIG_SUFFIX: &str = ".v2.sealed";
 const LEGACY_CONFIG_SUFFIX: &str = ".sealed";
@@ -49,7 +49,7 @@ const LEGACY_CONFIG_SUFFIX: &str = ".sealed";
 pub const CONFIG_BACKUP_EVERY: Duration = Duration::from_secs(60);
 pub const CONFIG_BACKUP_LEASE: &str = "config-backup";
 
-fn dek_path(company_id: &str) -> ObjectPath {
+pub(crate) fn dek_path(company_id: &str) -> ObjectPath {
     ObjectPath::from(format!("keys/companies/{company_id}.dek"))
 }
 
@@ -506,8 +506,11 @@ async fn platform_key(platform: &Platform, create: bool) -> anyhow::Result<DataK
             platform
                 .keyring()
                 .platform_backup_key(&wrapped)
-                .map_err(|_| {
-                    anyhow!("the master key does not open this object store's backups (wrong key?)")
+                .map_err(|e| match e {
+                    wb_crypto::CryptoError::UnknownKek { .. } => anyhow!(
+                        "the master key does not open this object store's backups: {e} (was the master key rotated?)"
+                    ),
+                    _ => anyhow!("the master key does not open this object store's backups (wrong key?)"),
                 })
         }
         Err(object_store::Error::NotFound { .. }) if create => {
@@ -1091,7 +1094,7 @@ async fn restore_company(
     let key = platform
         .keyring()
         .company_key(&c.id, &wrapped)
-        .map_err(|_| anyhow!("its wrapped key does not open with this master key"))?;
+        .map_err(|e| anyhow!("its wrapped key does not open with this master key: {e}"))?;
     // A snapshot that fails to load is stepped over: the company is rebuilt
     // again from an older one (or the segments alone).
     let mut skip = Vec::new();

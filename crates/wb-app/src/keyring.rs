@@ -8,13 +8,20 @@
 //! data unreadable, so they are written here once and pinned by tests.
 
 use std::path::Path;
+use std::sync::RwLock;
 
-use wb_crypto::{CryptoError, DataKey, MasterKey, NodeCertifier, NodeKey};
+use wb_crypto::{CryptoError, DataKey, KekId, MasterKey, NodeCertifier, NodeKey, WrappedBy};
 
 /// Wraps the control plane's own DEK (`<data>/control.key`).
 const CONTROL_KEY_CONTEXT: &str = "workbooks:control-plane";
 /// Wraps the platform backup key that seals configuration backups.
 const PLATFORM_BACKUP_KEY_CONTEXT: &str = "workbooks:platform-backup-key";
+/// Wraps a node's checkpoint-signing seed (`<data>/node.key`); the string
+/// wb-crypto used before the keyring wrapped it.
+const NODE_KEY_CONTEXT: &str = "workbooks:node-signing-key";
+/// Wraps the next master key under the current one while a rotation runs
+/// (`keys/master-handover.kek`, see `crate::keys_rotation`).
+const HANDOVER_CONTEXT: &str = "workbooks:master-handover";
 /// Derives the key that seals messages in the email outbox.
 const OUTBOX_KEY_PURPOSE: &str = "workbooks:outbox/v1";
 /// Derives the key that seals users' TOTP secrets in the control store.
@@ -22,9 +29,21 @@ const MFA_KEY_PURPOSE: &str = "workbooks:mfa/v1";
 /// Configuration backups sealed before the object path was bound in.
 pub const LEGACY_CONFIG_BACKUP_AAD: &[u8] = b"workbooks-config-backup/v1";
 
-/// The master key and the operations allowed with it.
+/// The master keys held and the operations allowed with them. One is
+/// current (every new wrapping and sealing uses it); during a master-key
+/// rotation the other is held too, so whatever is still under it opens.
 pub struct Keyring {
-    master: MasterKey,
+    keks: RwLock<Keks>,
+    /// The deployment's current KEK id when this node holds none of it (a
+    /// rotation it missed): it then wraps nothing, since no other node could
+    /// open what it wrapped.
+    retired_by: RwLock<Option<String>>,
+}
+
+struct Keks {
+    current: MasterKey,
+    /// Keys still held to open what they wrapped, newest first.
+    older: Vec<MasterKey>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -35,7 +54,140 @@ impl std::fmt::Debug for Keyring {
 
 impl Keyring {
     pub fn new(master: MasterKey) -> Keyring {
-        Keyring { master }
+        Keyring {
+            keks: RwLock::new(Keks {
+                current: master,
+                older: Vec::new(),
+            }),
+            retired_by: RwLock::new(None),
+        }
+    }
+
+    fn keks(&self) -> std::sync::RwLockReadGuard<'_, Keks> {
+        self.keks.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes `next` the current master key; the one it replaces stays held
+    /// for what it still wraps. Learning the current key again changes nothing.
+    pub fn learn(&self, next: MasterKey) {
+        let mut keks = self.keks.write().unwrap_or_else(|e| e.into_inner());
+        if keks.current.id() == next.id() {
+            return;
+        }
+        *self.retired_by.write().unwrap_or_else(|e| e.into_inner()) = None;
+        let previous = std::mem::replace(&mut keks.current, next);
+        let current = keks.current.id();
+        keks.older
+            .retain(|k| k.id() != current && k.id() != previous.id());
+        keks.older.insert(0, previous);
+    }
+
+    /// The id of the master key new wrappings are made with.
+    pub fn current_kek(&self) -> KekId {
+        self.keks().current.id()
+    }
+
+    /// Every master key id held, the current first.
+    pub fn held_keks(&self) -> Vec<KekId> {
+        let keks = self.keks();
+        std::iter::once(&keks.current)
+            .chain(&keks.older)
+            .map(MasterKey::id)
+            .collect()
+    }
+
+    fn wrap(&self, key: &DataKey, context: &str) -> Result<Vec<u8>, CryptoError> {
+        let keks = self.keks();
+        if let Some(current) = self
+            .retired_by
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Err(CryptoError::RetiredKek {
+                held: keks.current.id(),
+                current,
+            });
+        }
+        keks.current.wrap(key, context)
+    }
+
+    /// Notes the deployment's current KEK id (`keys/kek.id`, written by a
+    /// completed rotation): a node holding none of it stops wrapping keys.
+    pub fn note_deployment_kek(&self, current: &str) -> bool {
+        let held = self.held_keks().iter().any(|k| k.to_string() == current);
+        *self.retired_by.write().unwrap_or_else(|e| e.into_inner()) =
+            (!held).then(|| current.to_string());
+        !held
+    }
+
+    /// Opens a wrapping with the key it names, or (legacy, naming none) with
+    /// each key held in turn.
+    fn unwrap(&self, wrapped: &[u8], context: &str) -> Result<DataKey, CryptoError> {
+        let keks = self.keks();
+        let mut held = std::iter::once(&keks.current).chain(&keks.older);
+        match WrappedBy::of(wrapped)? {
+            WrappedBy::Kek(id) => match held.find(|k| k.id() == id) {
+                Some(kek) => kek.unwrap_key(wrapped, context),
+                None => Err(CryptoError::UnknownKek {
+                    wrapped_by: id,
+                    held: keks.current.id(),
+                }),
+            },
+            WrappedBy::Legacy => held
+                .find_map(|k| k.unwrap_key(wrapped, context).ok())
+                .ok_or(CryptoError::Unwrap),
+        }
+    }
+
+    /// `wrapped` under the current key: None when it already is, else the
+    /// new wrapping (for a rotation; the caller stores it).
+    pub fn rewrap(
+        &self,
+        kind: Wrapped<'_>,
+        wrapped: &[u8],
+    ) -> Result<Option<Vec<u8>>, CryptoError> {
+        if WrappedBy::of(wrapped)? == WrappedBy::Kek(self.current_kek()) {
+            return Ok(None);
+        }
+        let key = self.unwrap(wrapped, kind.context())?;
+        self.wrap(&key, kind.context()).map(Some)
+    }
+
+    /// Whether the current key alone opens `wrapped` (a legacy wrapping is
+    /// tried; a v2 one is judged by its header).
+    pub fn opens_with_current(&self, kind: Wrapped<'_>, wrapped: &[u8]) -> bool {
+        let keks = self.keks();
+        match WrappedBy::of(wrapped) {
+            Ok(WrappedBy::Kek(id)) => id == keks.current.id(),
+            Ok(WrappedBy::Legacy) => keks.current.unwrap_key(wrapped, kind.context()).is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// `sealed` under the current key's derived key: None when it already
+    /// is, else sealed again (opened with an older key's derived key).
+    pub fn reseal(
+        &self,
+        kind: Derived,
+        sealed: &[u8],
+        aad: &[u8],
+    ) -> Result<Option<Vec<u8>>, CryptoError> {
+        let keys = self.derived(kind.purpose());
+        if keys[0].open(sealed, aad).is_ok() {
+            return Ok(None);
+        }
+        let plain = open_with_any(&keys[1..], sealed, aad).ok_or(CryptoError::Decrypt)?;
+        keys[0].seal(&plain, aad).map(Some)
+    }
+
+    /// Whether the current key's derived key opens `sealed`.
+    pub fn opens_derived_with_current(&self, kind: Derived, sealed: &[u8], aad: &[u8]) -> bool {
+        self.keks()
+            .current
+            .derive_key(kind.purpose())
+            .open(sealed, aad)
+            .is_ok()
     }
 
     /// A new company's DEK wrapped for storage; the company id is the
@@ -45,51 +197,168 @@ impl Keyring {
         company_id: &str,
         key: &DataKey,
     ) -> Result<Vec<u8>, CryptoError> {
-        self.master.wrap(key, company_id)
+        self.wrap(key, company_id)
     }
 
     /// A company's DEK from its stored wrapping.
     pub fn company_key(&self, company_id: &str, wrapped: &[u8]) -> Result<DataKey, CryptoError> {
-        self.master.unwrap_key(wrapped, company_id)
+        self.unwrap(wrapped, company_id)
     }
 
     pub fn wrap_control_key(&self, key: &DataKey) -> Result<Vec<u8>, CryptoError> {
-        self.master.wrap(key, CONTROL_KEY_CONTEXT)
+        self.wrap(key, CONTROL_KEY_CONTEXT)
     }
 
     pub fn control_key(&self, wrapped: &[u8]) -> Result<DataKey, CryptoError> {
-        self.master.unwrap_key(wrapped, CONTROL_KEY_CONTEXT)
+        self.unwrap(wrapped, CONTROL_KEY_CONTEXT)
     }
 
     pub fn wrap_platform_backup_key(&self, key: &DataKey) -> Result<Vec<u8>, CryptoError> {
-        self.master.wrap(key, PLATFORM_BACKUP_KEY_CONTEXT)
+        self.wrap(key, PLATFORM_BACKUP_KEY_CONTEXT)
     }
 
     pub fn platform_backup_key(&self, wrapped: &[u8]) -> Result<DataKey, CryptoError> {
-        self.master.unwrap_key(wrapped, PLATFORM_BACKUP_KEY_CONTEXT)
+        self.unwrap(wrapped, PLATFORM_BACKUP_KEY_CONTEXT)
+    }
+
+    /// This node's checkpoint-signing key, its seed wrapped by the master
+    /// key at `path` (created on first use).
+    pub fn node_key(&self, path: &Path) -> Result<NodeKey, CryptoError> {
+        let err = |reason: String| CryptoError::KeyFile {
+            path: path.display().to_string(),
+            reason,
+        };
+        if path.exists() {
+            let wrapped = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+            return Ok(NodeKey::from_seed(
+                &self.unwrap(&wrapped, Wrapped::Node.context())?,
+            ));
+        }
+        let seed = DataKey::generate();
+        let wrapped = self.wrap(&seed, Wrapped::Node.context())?;
+        wb_crypto::write_private_file(path, &wrapped).map_err(|e| err(e.to_string()))?;
+        Ok(NodeKey::from_seed(&seed))
+    }
+
+    /// `next` wrapped under the newest key held that is not `next`, for
+    /// nodes that hold only that one; None when no other key is held.
+    pub fn handover(&self, next: &MasterKey) -> Result<Option<Vec<u8>>, CryptoError> {
+        let keks = self.keks();
+        std::iter::once(&keks.current)
+            .chain(&keks.older)
+            .find(|k| k.id() != next.id())
+            .map(|k| k.wrap_master(next, HANDOVER_CONTEXT))
+            .transpose()
+    }
+
+    /// The master key a handover carries, opened with a key held.
+    pub fn open_handover(&self, wrapped: &[u8]) -> Result<MasterKey, CryptoError> {
+        let keks = self.keks();
+        std::iter::once(&keks.current)
+            .chain(&keks.older)
+            .find_map(|k| k.unwrap_master(wrapped, HANDOVER_CONTEXT).ok())
+            .ok_or(CryptoError::Unwrap)
+    }
+
+    /// The keys derived for `purpose` from every master key held, the
+    /// current one first: what the current one sealed opens first, what an
+    /// older one sealed (until a rotation re-seals it) still opens.
+    fn derived(&self, purpose: &str) -> Vec<DataKey> {
+        let keks = self.keks();
+        std::iter::once(&keks.current)
+            .chain(&keks.older)
+            .map(|k| k.derive_key(purpose))
+            .collect()
     }
 
     /// The key outbox messages are sealed with: derived, so every node
     /// (whichever delivers) opens what any node queued.
     pub fn outbox_key(&self) -> DataKey {
-        self.master.derive_key(OUTBOX_KEY_PURPOSE)
+        self.keks().current.derive_key(OUTBOX_KEY_PURPOSE)
+    }
+
+    /// Outbox keys of every master key held (for opening), current first.
+    pub fn outbox_keys(&self) -> Vec<DataKey> {
+        self.derived(OUTBOX_KEY_PURPOSE)
     }
 
     /// The key TOTP secrets are sealed with: derived, so every node opens
     /// what any node sealed, and a master-key rotation re-derives it.
     pub fn mfa_key(&self) -> DataKey {
-        self.master.derive_key(MFA_KEY_PURPOSE)
+        self.keks().current.derive_key(MFA_KEY_PURPOSE)
     }
 
-    /// This node's checkpoint-signing key, its seed wrapped by the master key.
-    pub fn node_key(&self, path: &Path) -> Result<NodeKey, CryptoError> {
-        NodeKey::load_or_create(path, &self.master)
+    /// MFA keys of every master key held (for opening), current first.
+    pub fn mfa_keys(&self) -> Vec<DataKey> {
+        self.derived(MFA_KEY_PURPOSE)
     }
 
     /// The deployment's node-certification key (derived, never stored).
     pub fn node_certifier(&self) -> NodeCertifier {
-        NodeCertifier::new(&self.master)
+        NodeCertifier::new(&self.keks().current)
     }
+
+    /// Certification keys of every master key held, current first: a
+    /// certificate made under an older one stays valid until re-issued.
+    pub fn node_certifiers(&self) -> Vec<NodeCertifier> {
+        let keks = self.keks();
+        std::iter::once(&keks.current)
+            .chain(&keks.older)
+            .map(NodeCertifier::new)
+            .collect()
+    }
+}
+
+/// What a wrapped key is, which names the context it is wrapped under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wrapped<'a> {
+    /// A company's DEK (the company id is the context).
+    Company(&'a str),
+    /// `<data>/control.key`.
+    Control,
+    /// `keys/platform.dek`.
+    PlatformBackup,
+    /// `<data>/node.key`.
+    Node,
+}
+
+impl Wrapped<'_> {
+    fn context(&self) -> &str {
+        match self {
+            Wrapped::Company(id) => id,
+            Wrapped::Control => CONTROL_KEY_CONTEXT,
+            Wrapped::PlatformBackup => PLATFORM_BACKUP_KEY_CONTEXT,
+            Wrapped::Node => NODE_KEY_CONTEXT,
+        }
+    }
+}
+
+/// A key derived from the master key that seals stored data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Derived {
+    /// TOTP secrets of users and staff.
+    Mfa,
+    /// Queued email.
+    Outbox,
+}
+
+impl Derived {
+    fn purpose(self) -> &'static str {
+        match self {
+            Derived::Mfa => MFA_KEY_PURPOSE,
+            Derived::Outbox => OUTBOX_KEY_PURPOSE,
+        }
+    }
+}
+
+/// Opens `sealed` with the first of `keys` that opens it (keys derived from
+/// each master key held, current first).
+pub fn open_with_any(
+    keys: &[DataKey],
+    sealed: &[u8],
+    aad: &[u8],
+) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+    keys.iter().find_map(|k| k.open(sealed, aad).ok())
 }
 
 /// Associated data of a sealed outbox message: its id.
@@ -170,6 +439,84 @@ mod tests {
         );
         assert_eq!(CONTROL_KEY_CONTEXT, "workbooks:control-plane");
         assert_eq!(PLATFORM_BACKUP_KEY_CONTEXT, "workbooks:platform-backup-key");
+        assert_eq!(NODE_KEY_CONTEXT, "workbooks:node-signing-key");
+        assert_eq!(HANDOVER_CONTEXT, "workbooks:master-handover");
+    }
+
+    #[test]
+    fn a_rotating_keyring_opens_both_and_wraps_with_the_new() {
+        let (old, new) = (MasterKey::generate(), MasterKey::generate());
+        let ring = Keyring::new(old.clone());
+        let key = DataKey::generate();
+        let under_old = ring.wrap_company_key("a", &key).unwrap();
+        let sealed = ring.mfa_key().seal(b"s", b"u").unwrap();
+        ring.learn(new.clone());
+        ring.learn(new.clone());
+        assert_eq!(ring.held_keks(), vec![new.id(), old.id()]);
+        assert!(ring.company_key("a", &under_old).is_ok());
+        assert!(!ring.note_deployment_kek(&new.id().to_string()));
+        assert!(open_with_any(&ring.mfa_keys(), &sealed, b"u").is_some());
+        let under_new = ring
+            .rewrap(Wrapped::Company("a"), &under_old)
+            .unwrap()
+            .unwrap();
+        assert_eq!(WrappedBy::of(&under_new).unwrap(), WrappedBy::Kek(new.id()));
+        assert!(ring
+            .rewrap(Wrapped::Company("a"), &under_new)
+            .unwrap()
+            .is_none());
+        let resealed = ring.reseal(Derived::Mfa, &sealed, b"u").unwrap().unwrap();
+        assert!(ring
+            .reseal(Derived::Mfa, &resealed, b"u")
+            .unwrap()
+            .is_none());
+        assert!(ring.opens_derived_with_current(Derived::Mfa, &resealed, b"u"));
+        assert!(!ring.opens_derived_with_current(Derived::Mfa, &sealed, b"u"));
+        assert!(ring.opens_with_current(Wrapped::Company("a"), &under_new));
+        assert!(!ring.opens_with_current(Wrapped::Company("a"), &under_old));
+        // The new key alone opens the rewrapped key, not the old wrapping.
+        // A node left with the old key alone, once rotation completed, wraps nothing.
+        let left_behind = Keyring::new(old);
+        assert!(left_behind.note_deployment_kek(&new.id().to_string()));
+        assert!(matches!(
+            left_behind.wrap_company_key("b", &key),
+            Err(CryptoError::RetiredKek { .. })
+        ));
+        let alone = Keyring::new(new);
+        assert!(alone.company_key("a", &under_new).is_ok());
+        assert!(matches!(
+            alone.company_key("a", &under_old),
+            Err(CryptoError::UnknownKek { .. })
+        ));
+    }
+
+    /// What `keys status` counts as needing another key, by wrapping.
+    #[test]
+    fn which_wrappings_the_current_key_alone_opens() {
+        let (old, new) = (MasterKey::generate(), MasterKey::generate());
+        let key = DataKey::generate();
+        let ring = Keyring::new(new.clone());
+        ring.learn(new.clone());
+        let cases = [
+            ("under the current key", new.wrap(&key, "c").unwrap(), true),
+            ("under the old key", old.wrap(&key, "c").unwrap(), false),
+            ("another context", new.wrap(&key, "d").unwrap(), true),
+            ("garbage", vec![2u8; 70], false),
+            ("empty", Vec::new(), false),
+        ];
+        for (case, wrapped, opens) in cases {
+            assert_eq!(
+                ring.opens_with_current(Wrapped::Company("c"), &wrapped),
+                opens,
+                "{case}"
+            );
+        }
+        // Held but not current: opens, yet still counts as needing it.
+        ring.learn(old.clone());
+        ring.learn(new);
+        let under_old = old.wrap(&key, "c").unwrap();
+        assert!(ring.company_key("c", &under_old).is_ok());
+        assert!(!ring.opens_with_current(Wrapped::Company("c"), &under_old));
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub mod grant_notices;
 pub mod grants;
 pub mod jobs;
 pub mod keyring;
+pub mod keys_handover;
+pub mod keys_rotation;
+pub mod keys_status;
 #[cfg(test)]
 mod layering;
 pub mod lifecycle;

@@ -99,11 +99,12 @@ impl Platform {
     }
 
     pub(crate) fn open_totp_of(&self, subject: &str, sealed: &[u8]) -> ServiceResult<TotpSecret> {
-        let bytes = self
-            .keyring()
-            .mfa_key()
-            .open(sealed, &totp_secret_aad(subject))
-            .map_err(|_| ServiceError::internal())?;
+        let bytes = crate::keyring::open_with_any(
+            &self.keyring().mfa_keys(),
+            sealed,
+            &totp_secret_aad(subject),
+        )
+        .ok_or_else(ServiceError::internal)?;
         TotpSecret::from_bytes(&bytes).map_err(|_| ServiceError::internal())
     }
 

@@ -56,6 +56,7 @@ pub struct Platform {
     pub(crate) grace: std::sync::RwLock<wb_core::lifecycle::GracePeriod>,
     /// This node's identity and checkpoint-signing key.
     pub node_id: String,
+    data_dir: std::path::PathBuf,
     pub node_key: NodeKey,
     /// Where change-journal segments are shipped (`<data>/objects` by default;
     /// `with_object_store` replaces it).
@@ -125,9 +126,9 @@ fn control_key(data_dir: &Path, keyring: &Keyring) -> anyhow::Result<DataKey> {
     if path.exists() {
         let wrapped =
             std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        return keyring
-            .control_key(&wrapped)
-            .context("the master key does not open this data directory (wrong key?)");
+        return keyring.control_key(&wrapped).map_err(|e| {
+            anyhow::anyhow!("the master key does not open this data directory (wrong key?): {e}")
+        });
     }
     let key = DataKey::generate();
     let wrapped = keyring.wrap_control_key(&key)?;
@@ -144,9 +145,17 @@ impl Platform {
         clock: Arc<dyn Clock>,
         session_ttl: Duration,
     ) -> anyhow::Result<Platform> {
+        Platform::embedded(data_dir, Keyring::new(master), clock, session_ttl)
+    }
+
+    fn embedded(
+        data_dir: &Path,
+        keyring: Keyring,
+        clock: Arc<dyn Clock>,
+        session_ttl: Duration,
+    ) -> anyhow::Result<Platform> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-        let keyring = Keyring::new(master);
         let key = control_key(data_dir, &keyring)?;
         let control = Arc::new(
             SqliteControl::open(&data_dir.join("control.db"), &key)
@@ -170,15 +179,26 @@ impl Platform {
         session_ttl: Duration,
         storage: &StorageConfig,
     ) -> anyhow::Result<Platform> {
+        Platform::open_with_keyring(data_dir, Keyring::new(master), clock, session_ttl, storage)
+            .await
+    }
+
+    /// Opens the deployment holding every key of `keyring` (a master-key
+    /// rotation opens it with the old key and the new one).
+    pub async fn open_with_keyring(
+        data_dir: &Path,
+        keyring: Keyring,
+        clock: Arc<dyn Clock>,
+        session_ttl: Duration,
+        storage: &StorageConfig,
+    ) -> anyhow::Result<Platform> {
         match storage {
-            StorageConfig::Embedded => {
-                Platform::open_embedded(data_dir, master, clock, session_ttl)
-            }
+            StorageConfig::Embedded => Platform::embedded(data_dir, keyring, clock, session_ttl),
             StorageConfig::Postgres(config) => {
                 std::fs::create_dir_all(data_dir)
                     .with_context(|| format!("creating data directory {}", data_dir.display()))?;
                 let stores = crate::storage::open_postgres(config).await?;
-                Platform::assemble(data_dir, Keyring::new(master), clock, session_ttl, stores)
+                Platform::assemble(data_dir, keyring, clock, session_ttl, stores)
             }
         }
     }
@@ -210,6 +230,7 @@ impl Platform {
             staff_limits: Default::default(),
             grace: Default::default(),
             node_id: node_id(data_dir)?,
+            data_dir: data_dir.to_path_buf(),
             node_key: keyring.node_key(&data_dir.join("node.key"))?,
             audit_refuse_all: std::sync::atomic::AtomicBool::new(false),
             export_destinations: Default::default(),
@@ -365,6 +386,11 @@ impl Platform {
     /// The deployment's node-certification key (derived from the master key).
     pub(crate) fn node_certifier(&self) -> wb_crypto::NodeCertifier {
         self.keyring.node_certifier()
+    }
+
+    /// Where this node keeps its files (`node.key`, `control.key`, …).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
 
     /// Every company on record (for jobs that visit them all).

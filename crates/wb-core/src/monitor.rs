@@ -516,6 +516,7 @@ impl Monitor {
             | Action::MemberRole
             | Action::MembersList
             | Action::JournalReplay
+            | Action::KeysRotateMaster
             | Action::MemberAdd
             | Action::ReportBalanceSheet
             | Action::ReportIncomeStatement

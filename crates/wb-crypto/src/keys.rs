@@ -13,6 +13,13 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 const KEY_LEN: usize = 32;
 const NONCE_LEN: usize = 24;
 const WRAP_VERSION: u8 = 1;
+/// A key wrapped by a master key that names it (`[2][KEK id][nonce][sealed]`).
+/// Version 1 (`[1][nonce][sealed]`, written before rotation existed) names
+/// none: it is a legacy wrapping, opened by trying the keys held.
+const WRAP_V2: u8 = 2;
+const KEK_ID_LEN: usize = 8;
+/// HKDF info of a master key's id: a fingerprint, never the key.
+const KEK_ID_PURPOSE: &str = "workbooks:kek-id/v1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
@@ -22,6 +29,12 @@ pub enum CryptoError {
     MalformedMasterKey,
     #[error("wrapped key is malformed or was wrapped by another master key")]
     Unwrap,
+    #[error(
+        "wrapped by master key {wrapped_by}, which is not held here (this master key is {held})"
+    )]
+    UnknownKek { wrapped_by: KekId, held: KekId },
+    #[error("master key {held} was rotated away (the deployment's is {current}): restart this node with the current master key")]
+    RetiredKek { held: KekId, current: String },
     #[error("encryption failed")]
     Encrypt,
     #[error("ciphertext is malformed, tampered with, or under another key")]
@@ -99,6 +112,54 @@ pub fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
+/// A master key's id: the first 8 bytes of HKDF-SHA256(key, "workbooks:kek-id/v1"),
+/// shown as 16 hex characters. Stored in each v2 wrapping; it names the key
+/// without revealing anything that helps find it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KekId([u8; KEK_ID_LEN]);
+
+impl fmt::Display for KekId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for KekId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KekId({self})")
+    }
+}
+
+/// How a stored wrapping says which master key made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WrappedBy {
+    /// Written before wrappings named their key: opened by trying.
+    Legacy,
+    Kek(KekId),
+}
+
+impl WrappedBy {
+    /// Reads the header of a wrapped key (not its contents: no key needed).
+    pub fn of(wrapped: &[u8]) -> Result<WrappedBy, CryptoError> {
+        match wrapped.first() {
+            Some(&WRAP_VERSION) if wrapped.len() > 1 + NONCE_LEN => Ok(WrappedBy::Legacy),
+            Some(&WRAP_V2) if wrapped.len() > 1 + KEK_ID_LEN + NONCE_LEN => {
+                let mut id = [0u8; KEK_ID_LEN];
+                id.copy_from_slice(&wrapped[1..1 + KEK_ID_LEN]);
+                Ok(WrappedBy::Kek(KekId(id)))
+            }
+            _ => Err(CryptoError::Unwrap),
+        }
+    }
+}
+
+/// Associated data of a v2 wrapping: its version and KEK id beside the
+/// caller's context, so the header cannot be rewritten (e.g. stripped back to
+/// a v1 wrapping) without failing authentication.
+fn v2_aad(id: &KekId, context: &str) -> Vec<u8> {
+    format!("workbooks-wrap/v2\n{id}\n{context}").into_bytes()
+}
+
 /// The key-encryption key. Never leaves this process unwrapped.
 #[derive(Clone)]
 pub struct MasterKey(KeyBytes);
@@ -168,10 +229,64 @@ impl MasterKey {
         MasterKey::from_hex(&text)
     }
 
+    /// This key's id (see `KekId`).
+    pub fn id(&self) -> KekId {
+        let hkdf = hkdf::Hkdf::<sha2::Sha256>::new(None, &self.0 .0);
+        let mut bytes = [0u8; KEK_ID_LEN];
+        // 8 bytes is far below HKDF-SHA256's limit: cannot fail.
+        let _ = hkdf.expand(KEK_ID_PURPOSE.as_bytes(), &mut bytes);
+        KekId(bytes)
+    }
+
     /// Wraps a data key; `context` (e.g. the company id) is bound as associated data,
-    /// so a wrapped key moved to another company does not unwrap.
+    /// so a wrapped key moved to another company does not unwrap. The
+    /// wrapping names this key's id (format v2).
     pub fn wrap(&self, key: &DataKey, context: &str) -> Result<Vec<u8>, CryptoError> {
-        self.0.seal(&key.0 .0, context.as_bytes())
+        self.wrap_bytes(&key.0, context)
+    }
+
+    /// Wraps another master key (a rotation's handover to running nodes).
+    pub fn wrap_master(&self, next: &MasterKey, context: &str) -> Result<Vec<u8>, CryptoError> {
+        self.wrap_bytes(&next.0, context)
+    }
+
+    pub fn unwrap_master(&self, wrapped: &[u8], context: &str) -> Result<MasterKey, CryptoError> {
+        self.unwrap_bytes(wrapped, context).map(MasterKey)
+    }
+
+    fn wrap_bytes(&self, key: &KeyBytes, context: &str) -> Result<Vec<u8>, CryptoError> {
+        let id = self.id();
+        let sealed = self.0.seal(&key.0, &v2_aad(&id, context))?;
+        // `seal` writes [1][nonce][sealed]; the v2 header replaces its version byte.
+        let mut out = Vec::with_capacity(sealed.len() + KEK_ID_LEN);
+        out.push(WRAP_V2);
+        out.extend_from_slice(&id.0);
+        out.extend_from_slice(&sealed[1..]);
+        Ok(out)
+    }
+
+    fn unwrap_bytes(&self, wrapped: &[u8], context: &str) -> Result<KeyBytes, CryptoError> {
+        let bytes = match WrappedBy::of(wrapped)? {
+            WrappedBy::Legacy => self.0.open(wrapped, context.as_bytes()),
+            WrappedBy::Kek(id) if id == self.id() => {
+                let mut v1 = Vec::with_capacity(wrapped.len() - KEK_ID_LEN);
+                v1.push(WRAP_VERSION);
+                v1.extend_from_slice(&wrapped[1 + KEK_ID_LEN..]);
+                self.0.open(&v1, &v2_aad(&id, context))
+            }
+            WrappedBy::Kek(id) => {
+                return Err(CryptoError::UnknownKek {
+                    wrapped_by: id,
+                    held: self.id(),
+                })
+            }
+        }
+        .map_err(|_| CryptoError::Unwrap)?;
+        let array: [u8; KEY_LEN] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| CryptoError::Unwrap)?;
+        Ok(KeyBytes(array))
     }
 
     /// The raw key, for deriving purpose-bound keys inside this crate only.
@@ -190,16 +305,10 @@ impl MasterKey {
         DataKey(KeyBytes(bytes))
     }
 
+    /// Opens a wrapping of either format; a v2 wrapping made by another
+    /// master key fails with `UnknownKek` (which names both ids).
     pub fn unwrap_key(&self, wrapped: &[u8], context: &str) -> Result<DataKey, CryptoError> {
-        let bytes = self
-            .0
-            .open(wrapped, context.as_bytes())
-            .map_err(|_| CryptoError::Unwrap)?;
-        let array: [u8; KEY_LEN] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| CryptoError::Unwrap)?;
-        Ok(DataKey(KeyBytes(array)))
+        self.unwrap_bytes(wrapped, context).map(DataKey)
     }
 }
 
@@ -292,6 +401,84 @@ mod tests {
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
         assert!(kek.unwrap_key(&tampered, "company-a").is_err());
+    }
+
+    /// A legacy (v1) wrapping, as written before wrappings named their KEK.
+    fn legacy_wrap(kek: &MasterKey, dek: &DataKey, context: &str) -> Vec<u8> {
+        kek.0.seal(&dek.0 .0, context.as_bytes()).unwrap()
+    }
+
+    /// The v2 layout is a stored format: pinned byte for byte here.
+    #[test]
+    fn wrap_format_v2_is_pinned() {
+        let kek = MasterKey::from_hex(&"11".repeat(32)).unwrap();
+        let dek = DataKey(KeyBytes([7u8; KEY_LEN]));
+        assert_eq!(kek.id().to_string(), "55ca49a386d15e8f");
+        let wrapped = kek.wrap(&dek, "company-a").unwrap();
+        assert_eq!(wrapped.len(), 1 + KEK_ID_LEN + NONCE_LEN + KEY_LEN + 16);
+        assert_eq!(wrapped[0], 2);
+        assert_eq!(&wrapped[1..9], &kek.id().0);
+        assert_eq!(WrappedBy::of(&wrapped).unwrap(), WrappedBy::Kek(kek.id()));
+        // Opened by hand from the documented layout and associated data.
+        let mut v1 = vec![1u8];
+        v1.extend_from_slice(&wrapped[9..]);
+        let aad = format!("workbooks-wrap/v2\n{}\ncompany-a", kek.id());
+        assert_eq!(&*kek.0.open(&v1, aad.as_bytes()).unwrap(), &[7u8; KEY_LEN]);
+        // Stripping the header back to v1 does not open.
+        assert!(kek.unwrap_key(&v1, "company-a").is_err());
+    }
+
+    #[test]
+    fn legacy_wrappings_still_open_and_name_no_kek() {
+        let kek = MasterKey::generate();
+        let dek = DataKey::generate();
+        let old = legacy_wrap(&kek, &dek, "c");
+        assert_eq!(WrappedBy::of(&old).unwrap(), WrappedBy::Legacy);
+        assert_eq!(kek.unwrap_key(&old, "c").unwrap().0 .0, dek.0 .0);
+        assert!(MasterKey::generate().unwrap_key(&old, "c").is_err());
+    }
+
+    #[test]
+    fn another_keks_wrapping_names_both_ids() {
+        let (a, b) = (MasterKey::generate(), MasterKey::generate());
+        let wrapped = a.wrap(&DataKey::generate(), "c").unwrap();
+        match b.unwrap_key(&wrapped, "c") {
+            Err(CryptoError::UnknownKek { wrapped_by, held }) => {
+                assert_eq!((wrapped_by, held), (a.id(), b.id()))
+            }
+            other => panic!("{other:?}"),
+        }
+        let next = b.clone();
+        let handover = a.wrap_master(&next, "h").unwrap();
+        assert_eq!(a.unwrap_master(&handover, "h").unwrap().id(), b.id());
+        assert!(a.unwrap_master(&handover, "other").is_err());
+    }
+
+    #[test]
+    fn wrapped_by_rejects_garbage() {
+        for bad in [&[][..], &[1u8; 10][..], &[2u8; 20][..], &[3u8; 80][..]] {
+            assert!(WrappedBy::of(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// A KEK id depends on the key only, differs between keys, and is
+        /// never a piece of the key's bytes.
+        #[test]
+        fn kek_ids_name_keys(a in proptest::array::uniform32(0u8..), b in proptest::array::uniform32(0u8..)) {
+            let (ka, kb) = (MasterKey(KeyBytes(a)), MasterKey(KeyBytes(b)));
+            proptest::prop_assert_eq!(ka.id(), MasterKey(KeyBytes(a)).id());
+            if a != b {
+                proptest::prop_assert_ne!(ka.id(), kb.id());
+            }
+            let id = ka.id().to_string();
+            proptest::prop_assert_eq!(id.len(), 16);
+            proptest::prop_assert!(!hex::encode(a).contains(&id));
+            let dek = DataKey(KeyBytes(b));
+            let wrapped = ka.wrap(&dek, "ctx").unwrap();
+            proptest::prop_assert_eq!(WrappedBy::of(&wrapped).unwrap(), WrappedBy::Kek(ka.id()));
+            proptest::prop_assert_eq!(ka.unwrap_key(&wrapped, "ctx").unwrap().0 .0, b);
+        }
     }
 
     #[test]

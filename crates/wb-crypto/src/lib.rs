@@ -21,7 +21,7 @@ pub use files::{
     is_content_address, ChunkOpener, ChunkSealer, ContentHasher, FileCryptoError, SealedTail,
     CHUNK_LEN, HEADER_LEN, SEALED_CHUNK_LEN,
 };
-pub use keys::{write_private_file, CryptoError, DataKey, MasterKey};
+pub use keys::{write_private_file, CryptoError, DataKey, KekId, MasterKey, WrappedBy};
 pub use passphrase::{
     check_strength, hash_passphrase, verify_passphrase, PassphraseError, MAX_PASSPHRASE_BYTES,
 };

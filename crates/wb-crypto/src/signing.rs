@@ -48,6 +48,11 @@ impl NodeKey {
         Ok(NodeKey::from_data_key(&key))
     }
 
+    /// The node key whose seed is `seed` (unwrapped by the keyring).
+    pub fn from_seed(seed: &DataKey) -> NodeKey {
+        NodeKey::from_data_key(seed)
+    }
+
     pub fn generate() -> NodeKey {
         NodeKey::from_data_key(&DataKey::generate())
     }

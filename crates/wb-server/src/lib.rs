@@ -32,8 +32,9 @@ pub mod tls;
 pub use wb_app::{
     access, audit_verify, auth_cache, backup, backup_verify, clock, cpu_work, data_lock,
     destruction, dr, drains, dto, egress, error, export_create, export_push, exports, files,
-    grant_notices, grants, jobs, keyring, lifecycle, mail, mailer, members, monitor_job, objects,
-    platform, security, staff, staff_views, storage,
+    grant_notices, grants, jobs, keyring, keys_handover, keys_rotation, keys_status, lifecycle,
+    login, mail, mailer, members, monitor_job, objects, platform, security, staff, staff_views,
+    storage,
 };
 
 pub use clock::{Clock, SystemClock};

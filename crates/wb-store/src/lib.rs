@@ -24,6 +24,7 @@ pub mod members;
 pub mod migrations;
 mod model;
 pub mod postgres;
+mod sealed;
 pub mod sqlite;
 pub mod staff;
 mod traits;
@@ -41,6 +42,7 @@ pub use members::{
     Accepted, Delivery, InvitationRecord, Joiner, MemberRecord, MemberStore, OutboxMessage,
 };
 pub use model::*;
+pub use sealed::SealedColumn;
 pub use traits::{ControlStore, DestroyedDatabase, TenantDirectory, TenantStore};
 
 /// Milliseconds since the Unix epoch, for columns compared as numbers.

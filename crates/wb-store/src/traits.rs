@@ -37,6 +37,21 @@ pub trait ControlStore:
     ) -> Result<(), StoreError>;
     async fn company(&self, id: &str) -> Result<Option<CompanyRecord>, StoreError>;
     async fn companies(&self) -> Result<Vec<CompanyRecord>, StoreError>;
+    /// Every row's (id, sealed bytes) of one column sealed under the master
+    /// key or a key derived from it (for a master-key rotation).
+    async fn sealed_values(
+        &self,
+        column: crate::SealedColumn,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Replaces row `id`'s sealed bytes with `new` if they are still `old`
+    /// (false: the row changed or went since it was read; read it again).
+    async fn reseal(
+        &self,
+        column: crate::SealedColumn,
+        id: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError>;
 
     async fn create_user(&self, user: &UserRecord, audit: &AuditEvent) -> Result<(), StoreError>;
     async fn user(&self, id: &str) -> Result<Option<UserRecord>, StoreError>;

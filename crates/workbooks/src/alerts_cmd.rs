@@ -51,7 +51,7 @@ pub struct MaintenanceArgs {
 }
 
 /// The operator running the CLI, as recorded in alerts and audit events.
-pub(crate) fn operator() -> Actor {
+pub fn operator() -> Actor {
     let name = ["WORKBOOKS_OPERATOR", "USER", "LOGNAME", "USERNAME"]
         .iter()
         .find_map(|var| std::env::var(var).ok().filter(|v| !v.trim().is_empty()))

@@ -68,6 +68,9 @@ pub enum Command {
     /// Certificates of destruction: verify one offline.
     #[command(subcommand)]
     Certificate(crate::lifecycle_cmd::CertificateCommand),
+    /// The master key: rotation and status.
+    #[command(subcommand)]
+    Keys(crate::keys_cmd::KeysCommand),
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,6 +10,7 @@ mod demo;
 mod dr_cmd;
 mod export_cmd;
 mod key_provider;
+mod keys_cmd;
 mod lifecycle_cmd;
 mod members_cmd;
 mod staff_cmd;
@@ -88,6 +89,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Certificate(lifecycle_cmd::CertificateCommand::Verify(args)) => {
             lifecycle_cmd::verify(args)
         }
+        Command::Keys(cmd) => keys_cmd::run(cmd).await,
     }
 }
 

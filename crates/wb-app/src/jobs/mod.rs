@@ -35,6 +35,11 @@ impl Jobs {
                 crate::dr::CONFIG_BACKUP_EVERY,
                 watch.clone(),
             ),
+            crate::keys_handover::spawn(
+                platform.clone(),
+                crate::keys_handover::LOOK_EVERY,
+                watch.clone(),
+            ),
             forwarder::spawn(
                 platform,
                 Duration::from_millis(200),

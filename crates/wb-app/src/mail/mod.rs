@@ -47,11 +47,12 @@ pub async fn queue(platform: &Platform, message: &Message) -> ServiceResult<Stri
 
 /// A queued message, opened.
 pub(crate) fn open(platform: &Platform, queued: &OutboxMessage) -> Result<Message, String> {
-    let plain = platform
-        .keyring()
-        .outbox_key()
-        .open(&queued.sealed_message, &outbox_message_aad(&queued.id))
-        .map_err(|_| "the message does not open under this deployment's key".to_string())?;
+    let plain = crate::keyring::open_with_any(
+        &platform.keyring().outbox_keys(),
+        &queued.sealed_message,
+        &outbox_message_aad(&queued.id),
+    )
+    .ok_or_else(|| "the message does not open under this deployment's key".to_string())?;
     serde_json::from_slice(&plain).map_err(|e| format!("the message is malformed: {e}"))
 }
 

@@ -202,6 +202,9 @@ actions! {
     FilesList = "files.list",
     /// Change-journal records replayed into a company (a restore).
     JournalReplay = "journal.replay",
+    /// The master key rotated: every wrapped key, sealed secret and node
+    /// certificate moved to the new key (detail: KEK ids and counts only).
+    KeysRotateMaster = "keys.rotate_master",
     /// An invitation to a company accepted, or a refused attempt (platform
     /// trail for a token that matches no live invitation).
     InvitationAccept = "invitation.accept",
@@ -325,6 +328,7 @@ impl Action {
             | Action::FileUpload
             | Action::FilesList
             | Action::JournalReplay
+            | Action::KeysRotateMaster
             | Action::AccessAddress
             | Action::AccessSession
             | Action::AuthPassphraseChange
@@ -473,11 +477,12 @@ mod tests {
             (Action::InvitationAccept, "invitation.accept"),
             (Action::MemberRole, "member.role"),
             (Action::MemberRemove, "member.remove"),
+            (Action::KeysRotateMaster, "keys.rotate_master"),
         ];
         for (action, name) in pinned {
             assert_eq!(action.as_str(), name);
         }
-        assert_eq!(Action::ALL.len(), 98);
+        assert_eq!(Action::ALL.len(), 99);
     }
 
     #[test]

@@ -60,7 +60,9 @@ impl Action {
             | Action::GrantDeny
             | Action::GrantRevoke
             | Action::GrantsList
-            | Action::GrantUse => true,
+            | Action::GrantUse
+            // KEK ids and counts: no customer content.
+            | Action::KeysRotateMaster => true,
             // The books, files, exports, restores and the people in a
             // company: details may name or quote the customer's content.
             Action::AccountCreate

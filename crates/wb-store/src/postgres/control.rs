@@ -684,6 +684,23 @@ impl ControlStore for PgControl {
         PgControl::node_keys(self).await
     }
 
+    async fn sealed_values(
+        &self,
+        column: crate::SealedColumn,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        PgControl::sealed_values(self, column).await
+    }
+
+    async fn reseal(
+        &self,
+        column: crate::SealedColumn,
+        id: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        PgControl::reseal(self, column, id, old, new).await
+    }
+
     async fn cursor(&self, name: &str) -> Result<i64, StoreError> {
         PgControl::cursor(self, name).await
     }

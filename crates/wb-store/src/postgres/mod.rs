@@ -13,6 +13,7 @@ mod control_factors;
 mod control_lifecycle;
 mod control_members;
 mod control_rows;
+mod control_sealed;
 mod control_staff;
 mod placement;
 mod pool;

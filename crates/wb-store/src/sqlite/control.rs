@@ -559,6 +559,23 @@ impl ControlStore for SqliteControl {
         SqliteControl::node_keys(self).await
     }
 
+    async fn sealed_values(
+        &self,
+        column: crate::SealedColumn,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        SqliteControl::sealed_values(self, column).await
+    }
+
+    async fn reseal(
+        &self,
+        column: crate::SealedColumn,
+        id: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError> {
+        SqliteControl::reseal(self, column, id, old, new).await
+    }
+
     async fn cursor(&self, name: &str) -> Result<i64, StoreError> {
         let name = name.to_string();
         self.readers

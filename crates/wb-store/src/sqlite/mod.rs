@@ -9,6 +9,7 @@ mod control_factors;
 mod control_lifecycle;
 mod control_members;
 mod control_rows;
+mod control_sealed;
 mod control_staff;
 mod tenant;
 mod tenant_files;

@@ -1390,6 +1390,34 @@ async fn control_story(control: Arc<dyn ControlStore>) {
     assert_eq!(stored.status, CompanyStatus::Active);
     assert_eq!(stored.wrapped_dek, company.wrapped_dek);
     assert!(kek.unwrap_key(&stored.wrapped_dek, &company.id).is_ok());
+    // Sealed columns (a master-key rotation): every value read, one replaced
+    // only while it is still the value read.
+    use wb_store::SealedColumn;
+    for column in SealedColumn::ALL {
+        control.sealed_values(column).await.expect("sealed values");
+    }
+    let sealed = control
+        .sealed_values(SealedColumn::CompanyKey)
+        .await
+        .expect("sealed values");
+    assert!(sealed
+        .iter()
+        .any(|(id, w)| id == &company.id && w == &company.wrapped_dek));
+    let rewrapped = kek.wrap(&DataKey::generate(), &company.id).expect("wrap");
+    let reseal = |old: Vec<u8>, new: Vec<u8>| {
+        let (control, id) = (control.clone(), company.id.clone());
+        async move {
+            control
+                .reseal(SealedColumn::CompanyKey, &id, &old, &new)
+                .await
+                .expect("reseal")
+        }
+    };
+    assert!(!reseal(b"stale".to_vec(), rewrapped.clone()).await);
+    assert!(reseal(company.wrapped_dek.clone(), rewrapped.clone()).await);
+    let changed = control.company(&company.id).await.expect("company");
+    assert_eq!(changed.expect("exists").wrapped_dek, rewrapped);
+    assert!(reseal(rewrapped, company.wrapped_dek.clone()).await);
     assert_eq!(
         control.companies().await.expect("companies").len(),
         start_companies + 1

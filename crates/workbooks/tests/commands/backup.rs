@@ -21,7 +21,7 @@ fn ctx() -> WriteContext {
 
 /// A company with two accounts and `entries` entries, shipped in one segment
 /// per round; returns its id.
-async fn books(data: &Path, rounds: usize) -> String {
+pub(crate) async fn books(data: &Path, rounds: usize) -> String {
     let platform = open(data);
     let company = platform.create_company("Acme", None).await.unwrap();
     let store = platform.tenant(&company.id).await.unwrap();

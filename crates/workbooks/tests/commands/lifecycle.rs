@@ -34,37 +34,7 @@ fn company_destroy_overrides_the_grace_period_and_its_certificate_verifies_offli
     );
 
     // De-provisioned (as its owner would over the API), 30 days of grace.
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let platform = open(data);
-        let now = OffsetDateTime::now_utc();
-        let record = Deprovisioning {
-            company_id: id.clone(),
-            deprovisioned_at: now,
-            deprovisioned_by: "user:owner".into(),
-            destroy_after: now + time::Duration::days(30),
-            certificate_id: uuid::Uuid::now_v7().to_string(),
-            certificate_token_hash: "00".repeat(32),
-            destruction_started_at: None,
-            steps: vec![],
-            destroyed_at: None,
-            certificate: None,
-        };
-        let event = AuditEvent {
-            at: now,
-            actor: Actor::system("test"),
-            company_id: Some(id.clone()),
-            action: Action::CompanyDeprovision,
-            target: None,
-            outcome: Outcome::Success,
-            detail: None,
-        };
-        platform
-            .control
-            .deprovision_company(&record, &event)
-            .await
-            .unwrap();
-    });
+    deprovision(data, &id);
 
     // Within the grace period the operator may export it for its owner,
     // and the export opens with the owner's age identity.
@@ -202,6 +172,9 @@ fn company_destroy_overrides_the_grace_period_and_its_certificate_verifies_offli
     )
     .unwrap();
     fails_with(&verify(edited.to_str().unwrap()), "changed after signing");
+    // The operator publishes the key `keys status` shows.
+    let status = ok_json(&workbooks(&["keys", "status", "--json"], data));
+    assert_eq!(status["deployment_key"], deployment);
 
     // Destroyed: once more answers the same certificate; restores refuse.
     let again = ok_json(&workbooks(
@@ -258,4 +231,84 @@ fn forge(text: &str) -> String {
     )
     .unwrap();
     serde_json::to_string_pretty(&forged).unwrap()
+}
+
+#[test]
+fn a_master_key_rotation_after_a_destruction_has_nothing_left_of_it_to_rewrap() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    assert!(workbooks(&["init"], data).status.success());
+    let company = ok_json(&workbooks(
+        &["company", "create", "--name", "Gone Ltd", "--json"],
+        data,
+    ));
+    let id = company["id"].as_str().unwrap().to_string();
+    deprovision(data, &id);
+    ok_json(&workbooks(
+        &[
+            "company",
+            "destroy",
+            "--company",
+            &id,
+            "--confirm",
+            "--json",
+        ],
+        data,
+    ));
+    let new_key = dir.path().join("next.key");
+    std::fs::write(&new_key, format!("{}\n", "7a".repeat(32))).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&new_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let rotated = ok_json(&workbooks(
+        &[
+            "keys",
+            "rotate-master",
+            "--new-key-file",
+            new_key.to_str().unwrap(),
+            "--grace-seconds",
+            "0",
+            "--json",
+        ],
+        data,
+    ));
+    assert_eq!(rotated["status"]["rotation"], "complete", "{rotated}");
+}
+
+/// Records the company de-provisioned, 30 days of grace, as its owner's
+/// request over the API would.
+fn deprovision(data: &std::path::Path, id: &str) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let platform = open(data);
+        let now = OffsetDateTime::now_utc();
+        let record = Deprovisioning {
+            company_id: id.to_string(),
+            deprovisioned_at: now,
+            deprovisioned_by: "user:owner".into(),
+            destroy_after: now + time::Duration::days(30),
+            certificate_id: uuid::Uuid::now_v7().to_string(),
+            certificate_token_hash: "00".repeat(32),
+            destruction_started_at: None,
+            steps: vec![],
+            destroyed_at: None,
+            certificate: None,
+        };
+        let event = AuditEvent {
+            at: now,
+            actor: Actor::system("test"),
+            company_id: Some(id.to_string()),
+            action: Action::CompanyDeprovision,
+            target: None,
+            outcome: Outcome::Success,
+            detail: None,
+        };
+        platform
+            .control
+            .deprovision_company(&record, &event)
+            .await
+            .unwrap();
+    });
 }

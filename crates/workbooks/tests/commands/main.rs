@@ -14,5 +14,6 @@ mod cli;
 mod compat;
 mod crash;
 mod export;
+mod keys;
 mod lifecycle;
 mod postgres;
