@@ -19,6 +19,7 @@ mod embedded;
 mod exports;
 mod grants;
 mod harness;
+mod keys;
 mod lifecycle;
 mod postgres;
 mod report;
@@ -78,6 +79,14 @@ pub struct BenchArgs {
     /// and its backups) and write its own section.
     #[arg(long, conflicts_with_all = ["postgres", "backup", "exports", "security", "console", "grants"])]
     pub lifecycle: bool,
+    /// Run only the master-key rotation benchmark (a rotation over
+    /// --rotation-companies companies while a server serves reads) and
+    /// write its own section.
+    #[arg(long, conflicts_with_all = ["postgres", "backup", "exports", "security", "console", "grants", "lifecycle"])]
+    pub keys: bool,
+    /// Companies whose keys the rotation benchmark re-wraps.
+    #[arg(long, default_value_t = 10_000)]
+    pub rotation_companies: u64,
     /// MiB of attachments in the company the lifecycle benchmark destroys.
     #[arg(long, default_value_t = 1024)]
     pub attachment_mib: u64,
@@ -115,6 +124,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     if args.lifecycle {
         return lifecycle::run(&args).await;
     }
+    if args.keys {
+        return keys::run(&args).await;
+    }
     embedded::run(args).await
 }
 
@@ -151,6 +163,7 @@ mod tests {
                 && !a.console
                 && !a.grants
                 && !a.lifecycle
+                && !a.keys
                 && !a.pg_statements
         );
     }
@@ -166,6 +179,7 @@ mod tests {
             &["--console", "--security"],
             &["--grants", "--console"],
             &["--lifecycle", "--backup"],
+            &["--keys", "--lifecycle"],
             &["--pg-statements"],
         ] {
             assert!(parse(line).is_err(), "{line:?} accepted");
