@@ -1082,7 +1082,24 @@ async fn restore_company(
             ),
             None => ("before this backup".to_string(), String::new()),
         };
-        bail!("it was destroyed {when}{certificate}: nothing of it remains to restore");
+        // A destruction the lost control store never finished may have left
+        // objects behind: finished here, so nothing of it outlives the
+        // recovery either.
+        let (left, _) = crate::objects::delete_under(
+            &*platform.objects,
+            &ObjectPath::from(format!("companies/{}", c.id)),
+        )
+        .await?;
+        let key = delete_company_key(platform, &c.id).await?;
+        let swept = if left > 0 || key > 0 {
+            format!(
+                "; {} objects it left behind removed",
+                left + u64::from(key > 0)
+            )
+        } else {
+            String::new()
+        };
+        bail!("it was destroyed {when}{certificate}: nothing of it remains to restore{swept}");
     }
     let wrapped = match platform.objects.get(&dek_path(&c.id)).await {
         Ok(found) => found.bytes().await?.to_vec(),

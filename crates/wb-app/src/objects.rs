@@ -445,6 +445,34 @@ pub fn open(url: Option<&str>, data_dir: &Path) -> anyhow::Result<Arc<dyn Object
     }
 }
 
+/// Deletes every object under `prefix` (a whole path segment); answers how
+/// many objects and bytes went. What is already gone counts as nothing, so
+/// a repeated call after a crash is harmless.
+pub async fn delete_under(
+    store: &dyn ObjectStore,
+    prefix: &object_store::path::Path,
+) -> anyhow::Result<(u64, u64)> {
+    use futures_util::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let listed: Vec<_> = store
+        .list(Some(prefix))
+        .try_collect()
+        .await
+        .map_err(|e| anyhow!("listing {prefix}: {e}"))?;
+    let (mut items, mut bytes) = (0, 0);
+    for meta in listed {
+        match store.delete(&meta.location).await {
+            Ok(()) => {
+                items += 1;
+                bytes += meta.size;
+            }
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => bail!("deleting {}: {e}", meta.location),
+        }
+    }
+    Ok((items, bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

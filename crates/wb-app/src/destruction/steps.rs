@@ -1,9 +1,7 @@
 //! What each destruction step removes, and where. Every step may be taken
 //! again after a crash: what is already gone counts as nothing.
 
-use futures_util::TryStreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::ObjectStoreExt;
 use wb_core::lifecycle::DestructionStep;
 
 use crate::error::ServiceResult;
@@ -96,22 +94,10 @@ pub(super) async fn sweep(platform: &Platform, company_id: &str) -> ServiceResul
 
 /// Deletes every object under `prefix`, counting them and their bytes.
 async fn delete_prefix(platform: &Platform, prefix: ObjectPath) -> anyhow::Result<Removed> {
-    let listed: Vec<_> = platform
-        .objects
-        .list(Some(&prefix))
-        .try_collect()
-        .await
-        .map_err(|e| anyhow::anyhow!("listing {prefix}: {e}"))?;
-    let mut removed = Removed::default();
-    for meta in listed {
-        match platform.objects.delete(&meta.location).await {
-            Ok(()) => {
-                removed.items += 1;
-                removed.bytes += meta.size;
-            }
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => anyhow::bail!("deleting {}: {e}", meta.location),
-        }
-    }
-    Ok(removed)
+    let (items, bytes) = crate::objects::delete_under(&*platform.objects, &prefix).await?;
+    Ok(Removed {
+        items,
+        bytes,
+        names: Vec::new(),
+    })
 }

@@ -437,6 +437,13 @@ async fn destruction_after_grace_leaves_nothing_and_a_certificate_that_verifies(
     // A fresh node recovering from the object store finds a tombstone,
     // before and after the next configuration backup.
     if super::BACKEND == Backend::Sqlite {
+        // Debris of a destruction the lost control store never finished:
+        // the recovery removes it.
+        let late = object_store::path::Path::from(format!("companies/{}/files/late", t.id));
+        p.objects
+            .put(&late, object_store::PutPayload::from(vec![7u8; 16]))
+            .await
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let fresh = wb_server::Platform::open(
             dir.path(),
@@ -461,6 +468,8 @@ async fn destruction_after_grace_leaves_nothing_and_a_certificate_that_verifies(
             why.contains("was destroyed after") && why.contains(&certificate_id),
             "{why}"
         );
+        assert!(why.contains("1 objects it left behind removed"), "{why}");
+        assert!(p.objects.head(&late).await.is_err());
         assert!(
             wb_server::dr::backup_config_once(p, &mut Default::default())
                 .await
