@@ -251,13 +251,32 @@ impl Keyring {
             .transpose()
     }
 
-    /// The master key a handover carries, opened with a key held.
+    /// The master key a handover carries, opened with the **current** key
+    /// only: a key this node has rotated away from (perhaps the disclosed
+    /// one a rotation answered) can neither hand it a key of an attacker's
+    /// choosing nor roll it back with an old handover replayed.
     pub fn open_handover(&self, wrapped: &[u8]) -> Result<MasterKey, CryptoError> {
+        self.keks().current.unwrap_master(wrapped, HANDOVER_CONTEXT)
+    }
+
+    /// A published handover opened with any key held: only for the rotation
+    /// itself, to tell whether another rotation's handover is out there.
+    pub(crate) fn open_handover_any(&self, wrapped: &[u8]) -> Result<MasterKey, CryptoError> {
         let keks = self.keks();
         std::iter::once(&keks.current)
             .chain(&keks.older)
             .find_map(|k| k.unwrap_master(wrapped, HANDOVER_CONTEXT).ok())
             .ok_or(CryptoError::Unwrap)
+    }
+
+    /// Drops every key but the current one: once the deployment names the
+    /// current key as its own (a rotation completed), nothing needs the
+    /// older ones and this node stops trusting them.
+    pub fn forget_older(&self) -> usize {
+        let mut keks = self.keks.write().unwrap_or_else(|e| e.into_inner());
+        let dropped = keks.older.len();
+        keks.older.clear();
+        dropped
     }
 
     /// The keys derived for `purpose` from every master key held, the
@@ -517,6 +536,35 @@ mod tests {
         let under_old = old.wrap(&key, "c").unwrap();
         assert!(ring.company_key("c", &under_old).is_ok());
         assert!(!ring.opens_with_current(Wrapped::Company("c"), &under_old));
+    }
+
+    /// A node that rotated from `leaked` to `next` takes no handover sealed
+    /// under `leaked` (an attacker's key, or an old handover replayed), and
+    /// once the rotation completed it stops trusting `leaked` at all.
+    #[test]
+    fn a_handover_opens_only_with_the_current_key_and_older_keys_are_dropped() {
+        let (leaked, next, evil) = (
+            MasterKey::generate(),
+            MasterKey::generate(),
+            MasterKey::generate(),
+        );
+        let rotating = Keyring::new(leaked.clone());
+        let genuine = rotating.handover(&next).unwrap().unwrap();
+        let node = Keyring::new(leaked.clone());
+        assert_eq!(node.open_handover(&genuine).unwrap().id(), next.id());
+        node.learn(next.clone());
+        // Planted with the leaked key, or the genuine one replayed: refused.
+        let planted = leaked.wrap_master(&evil, HANDOVER_CONTEXT).unwrap();
+        assert!(node.open_handover(&planted).is_err());
+        assert!(node.open_handover(&genuine).is_err());
+        // What the rotation itself reads still opens with any key it holds.
+        assert!(node.open_handover_any(&planted).is_ok());
+        let key = DataKey::generate();
+        let under_leaked = leaked.wrap(&key, "c").unwrap();
+        assert!(node.company_key("c", &under_leaked).is_ok());
+        assert_eq!(node.forget_older(), 1);
+        assert_eq!(node.held_keks(), vec![next.id()]);
+        assert!(node.company_key("c", &under_leaked).is_err());
     }
 
     #[test]

@@ -41,6 +41,23 @@ pub async fn publish(platform: &Platform, next: &MasterKey) -> anyhow::Result<bo
     let Some(wrapped) = platform.keyring().handover(next)? else {
         return Ok(false);
     };
+    // One rotation at a time: a handover of another key means another
+    // rotation (or an interrupted one with another key file) is under way;
+    // finishing it first keeps every key under one of two master keys.
+    if let Ok(found) = platform.objects.get(&path()).await {
+        let published = found.bytes().await?;
+        let other = platform
+            .keyring()
+            .open_handover_any(&published)
+            .map(|key| key.id())
+            .ok()
+            .filter(|id| *id != next.id());
+        if let Some(other) = other {
+            anyhow::bail!(
+                "a rotation to master key {other} is under way (its handover is published): finish it by running rotate-master again with that key file"
+            );
+        }
+    }
     platform
         .objects
         .put(&path(), PutPayload::from(wrapped))
@@ -88,10 +105,16 @@ pub async fn learn_once(platform: &Platform) -> anyhow::Result<bool> {
         Err(e) => return Err(anyhow!("reading {HANDOVER}: {e}")),
     };
     let next = platform.keyring().open_handover(&wrapped).map_err(|_| {
-        anyhow!("the master-key handover does not open with this node's master key")
+        anyhow!("the master-key handover does not open with this node's current master key (not for this node, or replayed)")
     })?;
     let id = next.id();
-    let learned = !platform.keyring().held_keks().contains(&id);
+    let held = platform.keyring().held_keks();
+    if held[1..].contains(&id) {
+        return Err(anyhow!(
+            "the master-key handover names {id}, a key this node rotated away from: refused"
+        ));
+    }
+    let learned = !held.contains(&id);
     platform.keyring().learn(next);
     rewrap_file(
         platform,
@@ -112,7 +135,20 @@ async fn check_retired(platform: &Platform) -> anyhow::Result<()> {
         Err(object_store::Error::NotFound { .. }) => return Ok(()),
         Err(e) => return Err(anyhow!("reading {KEK_ID}: {e}")),
     };
-    let current = String::from_utf8_lossy(&current).trim().to_string();
+    let current: String = String::from_utf8_lossy(&current)
+        .trim()
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(64)
+        .collect();
+    if platform.keyring().current_kek().to_string() == current {
+        // The rotation completed: keys rotated away from are not trusted.
+        let dropped = platform.keyring().forget_older();
+        if dropped > 0 {
+            tracing::info!(kek = %current, dropped, "a master-key rotation completed: older keys dropped");
+        }
+        return Ok(());
+    }
     if platform.keyring().note_deployment_kek(&current) {
         return Err(anyhow!(
             "this node's master key was rotated away (the deployment's is {current}); it wraps no key until restarted with the current one"
@@ -140,11 +176,18 @@ pub(crate) fn rewrap_file(
     else {
         return Ok(false);
     };
-    let temporary = file.with_extension("rewrapping");
-    let _ = std::fs::remove_file(&temporary);
+    // A name of its own per writer (the server's handover job and the CLI
+    // may both re-wrap `node.key`), and the directory synced after the
+    // rename, so a power loss keeps the new wrapping once it is reported.
+    let temporary = file.with_extension(format!("rewrapping-{}", uuid::Uuid::new_v4()));
     wb_crypto::write_private_file(&temporary, &rewrapped)
         .and_then(|_| std::fs::rename(&temporary, file))
         .with_context(|| format!("writing {}", file.display()))?;
+    if let Some(dir) = file.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing {}", dir.display()))?;
+    }
     Ok(true)
 }
 

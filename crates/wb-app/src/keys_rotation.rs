@@ -162,6 +162,15 @@ async fn rotate(
             status.need_other_kek
         );
     }
+    // Never declared done with something left under another key: the
+    // handover stays published, and a rerun picks up from here.
+    if !progress.report.unreadable.is_empty() {
+        bail!(
+            "{} keys or secrets could not be opened ({}): the rotation is not complete; fix them and run it again",
+            progress.report.unreadable.len(),
+            progress.report.unreadable.join("; ")
+        );
+    }
     keys_handover::withdraw(platform).await?;
     let report = &mut progress.report;
     report.status = keys_status::key_status(platform).await?;
@@ -258,6 +267,13 @@ async fn rewrap_objects(platform: &Platform, progress: &mut Progress) -> anyhow:
     let mut found = keys_status::object_company_keys(platform).await?;
     found.extend(keys_status::platform_backup_key(platform).await?);
     for item in found {
+        // A company whose destruction began keeps no key: its copy here is
+        // left for the destruction to delete, never written back.
+        if let Some(id) = &item.company {
+            if keys_status::being_destroyed(platform, id).await? {
+                continue;
+            }
+        }
         match platform.keyring().rewrap(item.kind(), &item.wrapped) {
             Ok(None) => {}
             Ok(Some(rewrapped)) => {

@@ -53,6 +53,21 @@ impl Found {
     }
 }
 
+/// Whether a company's destruction has begun or is done (a key object with
+/// no company record at all is still re-wrapped: nothing says it is dead).
+pub(crate) async fn being_destroyed(platform: &Platform, company_id: &str) -> anyhow::Result<bool> {
+    let company = platform.control.company(company_id).await?;
+    let begun = platform
+        .control
+        .deprovisioning(company_id)
+        .await?
+        .is_some_and(|d| d.destruction_started_at.is_some());
+    Ok(begun
+        || company.is_some_and(|c| {
+            c.status == wb_store::CompanyStatus::Destroyed || c.wrapped_dek.is_empty()
+        }))
+}
+
 /// Every company key wrapped in the object store (`keys/companies/{id}.dek`).
 pub(crate) async fn object_company_keys(platform: &Platform) -> anyhow::Result<Vec<Found>> {
     let listed = platform
@@ -70,7 +85,16 @@ pub(crate) async fn object_company_keys(platform: &Platform) -> anyhow::Result<V
         else {
             continue;
         };
-        let wrapped = platform.objects.get(&meta.location).await?.bytes().await?;
+        // A company whose destruction began: its copy is the destruction's
+        // to delete, never re-wrapped (nor counted as needing a key).
+        if being_destroyed(platform, &id).await? {
+            continue;
+        }
+        let wrapped = match platform.objects.get(&meta.location).await {
+            Ok(found) => found.bytes().await?,
+            Err(object_store::Error::NotFound { .. }) => continue,
+            Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", meta.location)),
+        };
         found.push(Found {
             place: meta.location.to_string(),
             wrapped: wrapped.to_vec(),

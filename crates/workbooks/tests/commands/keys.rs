@@ -160,6 +160,14 @@ async fn rotate_master_resumes_and_leaves_only_the_new_key_needed() {
     assert_eq!(midway["rotation"], "in-progress", "{midway}");
     assert_eq!(midway["handover"], true, "{midway}");
     assert_eq!(midway["wrapped"][&new_id], 2, "{midway}");
+    // Another rotation, to another key, while this one is under way: refused.
+    let other_key = data.join("other.key");
+    std::fs::write(&other_key, format!("{}\n", "5c".repeat(32))).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&other_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    fails_with(&rotate(&data, &other_key, None), "is under way");
 
     // A node still running with the old key learns the new one.
     let running = open(&data);
@@ -194,7 +202,8 @@ async fn rotate_master_resumes_and_leaves_only_the_new_key_needed() {
     assert_eq!(status["wrapped"].as_object().unwrap().len(), 1, "{status}");
     {
         let platform = open_with(&data, &new_key);
-        // Audited: the interrupted run as a failure, the finished ones.
+        // Audited: the interrupted run and the refused second rotation as
+        // failures, the finished ones.
         let rotations: Vec<String> = platform
             .control
             .audit_events(None, 0, 10_000)
@@ -204,7 +213,7 @@ async fn rotate_master_resumes_and_leaves_only_the_new_key_needed() {
             .filter(|e| e.action == "keys.rotate_master")
             .map(|e| e.outcome)
             .collect();
-        assert_eq!(rotations, ["failure", "success", "success"]);
+        assert_eq!(rotations, ["failure", "failure", "success", "success"]);
         let books = platform.tenant(&company).await.unwrap();
         assert_eq!(books.accounts().await.unwrap().len(), 2);
         user_login(&platform, &user_totp).await;
