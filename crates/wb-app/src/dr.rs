@@ -546,10 +546,21 @@ pub async fn backup_config_once(
 ) -> anyhow::Result<bool> {
     let key = platform_key(platform, true).await?;
     for company in platform.control.companies().await? {
-        // Only while active: a key a destruction erased is never put back.
         if state.dek_objects.contains(&company.id)
-            || company.status != CompanyStatus::Active
+            || company.status == CompanyStatus::Destroyed
             || company.wrapped_dek.is_empty()
+        {
+            continue;
+        }
+        // A de-provisioned company's key is backed up through its grace
+        // period (a recovery must be able to bring it back), never once its
+        // destruction has begun: a key a destruction erased is not put back.
+        if company.status == CompanyStatus::Deprovisioned
+            && platform
+                .control
+                .deprovisioning(&company.id)
+                .await?
+                .is_none_or(|d| d.destruction_started_at.is_some())
         {
             continue;
         }
@@ -1148,12 +1159,18 @@ async fn restore_company(
         }
     };
     drop(store);
-    // Recorded active; a company de-provisioned when backed up is
-    // de-provisioned again below with its own grace period.
+    // A company de-provisioned when backed up comes back closed, and then
+    // gets its grace period back: if that second write fails it stays
+    // closed (no grace period, nothing to cancel), never open.
+    let deprovisioned = c.status == CompanyStatus::Deprovisioned.as_str();
     let record = CompanyRecord {
         id: c.id.clone(),
         name: c.name.clone(),
-        status: CompanyStatus::Active,
+        status: if deprovisioned {
+            CompanyStatus::Deprovisioned
+        } else {
+            CompanyStatus::Active
+        },
         wrapped_dek: wrapped,
         created_at: parse_time(&c.created_at)?,
     };
@@ -1173,7 +1190,7 @@ async fn restore_company(
         platform.tenants.discard(&c.id).await;
         return Err(anyhow!("recording it: {e}"));
     }
-    if let Some(lifecycle) = c.lifecycle.as_ref().filter(|_| c.status == "deprovisioned") {
+    if let Some(lifecycle) = c.lifecycle.as_ref().filter(|_| deprovisioned) {
         let event = AuditEvent {
             action: Action::CompanyDeprovision,
             detail: Some("de-provisioned when backed up: its grace period goes on".into()),
@@ -1181,9 +1198,9 @@ async fn restore_company(
         };
         platform
             .control
-            .deprovision_company(&lifecycle.restore(&c.id)?, &event)
+            .restore_deprovisioning(&lifecycle.restore(&c.id)?, &event)
             .await
-            .map_err(|e| anyhow!("recording its de-provisioning: {e}"))?;
+            .map_err(|e| anyhow!("recording its de-provisioning (it stays closed): {e}"))?;
     }
     // Shipping continues after what is already in the object store.
     platform

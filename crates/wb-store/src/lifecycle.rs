@@ -61,6 +61,16 @@ pub trait LifecycleStore: Send + Sync {
         audit: &AuditEvent,
     ) -> Result<Vec<String>, StoreError>;
 
+    /// Records the de-provisioning of a company recorded de-provisioned
+    /// already (disaster recovery: the company comes back closed, then gets
+    /// its grace period back), with `audit`. `Conflict` unless the company
+    /// is de-provisioned with no lifecycle row yet.
+    async fn restore_deprovisioning(
+        &self,
+        deprovisioning: &Deprovisioning,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError>;
+
     /// Claims a de-provisioned company for its destruction (idempotent):
     /// from then on a cancel is refused, so a cancel can never race a step
     /// that is already deleting. `Conflict` if the company is not

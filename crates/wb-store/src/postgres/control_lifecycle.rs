@@ -153,6 +153,48 @@ impl LifecycleStore for PgControl {
         Ok(ended)
     }
 
+    async fn restore_deprovisioning(
+        &self,
+        d: &Deprovisioning,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        let tx = begin(&mut conn).await?;
+        let status = lock_status(&tx, &d.company_id).await?;
+        let taken = tx
+            .query_typed_opt(
+                "SELECT company_id FROM company_lifecycle WHERE company_id = $1",
+                &[text(&d.company_id)],
+            )
+            .await?;
+        if status.as_deref() != Some("deprovisioned") || taken.is_some() {
+            return Err(StoreError::Conflict(
+                "the company is not de-provisioned, or its de-provisioning is recorded".into(),
+            ));
+        }
+        let (at, after) = (
+            unix_millis(d.deprovisioned_at),
+            unix_millis(d.destroy_after),
+        );
+        tx.execute_typed(
+            &format!(
+                "INSERT INTO company_lifecycle ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, '[]', NULL, NULL, NULL)"
+            ),
+            &[
+                text(&d.company_id),
+                int8(&at),
+                text(&d.deprovisioned_by),
+                int8(&after),
+                text(&d.certificate_id),
+                text(&d.certificate_token_hash),
+            ],
+        )
+        .await?;
+        append_audit(&tx, audit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn cancel_deprovisioning(
         &self,
         company_id: &str,

@@ -149,6 +149,43 @@ impl LifecycleStore for SqliteControl {
         .await
     }
 
+    async fn restore_deprovisioning(
+        &self,
+        d: &Deprovisioning,
+        audit: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let d = d.clone();
+        self.write(Some(audit), move |tx| {
+            let taken: Option<String> = tx
+                .query_row(
+                    "SELECT company_id FROM company_lifecycle WHERE company_id = ?1",
+                    [&d.company_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if status(tx, &d.company_id)?.as_deref() != Some("deprovisioned") || taken.is_some() {
+                return Err(StoreError::Conflict(
+                    "the company is not de-provisioned, or its de-provisioning is recorded".into(),
+                ));
+            }
+            tx.execute(
+                &format!(
+                    "INSERT INTO company_lifecycle ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, '[]', NULL, NULL, NULL)"
+                ),
+                params![
+                    d.company_id,
+                    unix_millis(d.deprovisioned_at),
+                    d.deprovisioned_by,
+                    unix_millis(d.destroy_after),
+                    d.certificate_id,
+                    d.certificate_token_hash
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn cancel_deprovisioning(
         &self,
         company_id: &str,

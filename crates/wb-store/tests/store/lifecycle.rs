@@ -20,6 +20,7 @@ crate::on_both_control_backends!(
     "lifecycle";
     deprovisioning_blocks_members_and_ends_grants_and_cancel_restores,
     destruction_records_each_step_once_and_keeps_the_proof,
+    a_recovered_company_gets_its_grace_period_back_only_if_closed,
 );
 
 fn event(action: Action) -> AuditEvent {
@@ -304,4 +305,53 @@ async fn destruction_records_each_step_once_and_keeps_the_proof(control: &dyn Co
             .await,
         Err(StoreError::Conflict(_))
     ));
+}
+
+async fn a_recovered_company_gets_its_grace_period_back_only_if_closed(control: &dyn ControlStore) {
+    let (open, owner) = company_with_owner(control).await;
+    let d = deprovisioning(&open, &owner);
+    // An active company: refused (DR records it closed first).
+    assert!(matches!(
+        control
+            .restore_deprovisioning(&d, &event(Action::CompanyDeprovision))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let closed = uuid::Uuid::new_v4().to_string();
+    let record = CompanyRecord {
+        id: closed.clone(),
+        name: "Recovered Ltd".into(),
+        status: CompanyStatus::Deprovisioned,
+        wrapped_dek: vec![3; 40],
+        created_at: T0,
+    };
+    control
+        .create_company(&record, &event(Action::CompanyRestore))
+        .await
+        .unwrap();
+    let d = deprovisioning(&closed, &owner);
+    control
+        .restore_deprovisioning(&d, &event(Action::CompanyDeprovision))
+        .await
+        .unwrap();
+    assert_eq!(
+        control.deprovisioning(&closed).await.unwrap(),
+        Some(d.clone())
+    );
+    // Once: a second record is refused.
+    assert!(matches!(
+        control
+            .restore_deprovisioning(&d, &event(Action::CompanyDeprovision))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    // And the grace period runs as before: a cancel brings it back.
+    control
+        .cancel_deprovisioning(&closed, &event(Action::CompanyDeprovisionCancel))
+        .await
+        .unwrap();
+    assert_eq!(
+        control.company(&closed).await.unwrap().unwrap().status,
+        CompanyStatus::Active
+    );
 }

@@ -152,6 +152,44 @@ async fn deprovisioning_blocks_every_credential_at_once_and_cancel_restores_with
     assert!(mail.contains("X-Certificate-Token: wbc_"), "{mail}");
     assert!(mail.contains("--deployment-key "), "{mail}");
 
+    // A disaster recovery meanwhile brings the company back closed, with
+    // the same grace period.
+    if super::BACKEND == Backend::Sqlite {
+        let p = &srv.platform;
+        wb_server::jobs::shipper::ship_once(p, &mut Default::default())
+            .await
+            .unwrap();
+        wb_server::backup::audit_trail::ship_once(p, &mut Default::default())
+            .await
+            .unwrap();
+        wb_server::dr::backup_config_once(p, &mut Default::default())
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = wb_server::Platform::open(
+            dir.path(),
+            srv.master.clone(),
+            std::sync::Arc::new(wb_server::SystemClock),
+            time::Duration::hours(1),
+            &wb_server::StorageConfig::Embedded,
+        )
+        .await
+        .unwrap()
+        .with_object_store(p.objects.clone());
+        let report = wb_server::dr::restore(&fresh).await.unwrap();
+        let back = report
+            .companies
+            .iter()
+            .find(|c| c.company_id == t.id)
+            .unwrap();
+        assert!(back.restored, "{back:?}");
+        let company = fresh.control.company(&t.id).await.unwrap().unwrap();
+        assert_eq!(company.status, wb_store::CompanyStatus::Deprovisioned);
+        let lifecycle = fresh.control.deprovisioning(&t.id).await.unwrap().unwrap();
+        let millis = |t: OffsetDateTime| t.unix_timestamp_nanos() / 1_000_000;
+        assert_eq!(millis(lifecycle.destroy_after), millis(after));
+    }
+
     // Only an owner cancels; then members and keys work again, the grant
     // stays ended.
     srv.post(&t.path("/deprovision/cancel"), &key, json!({}))
