@@ -77,6 +77,29 @@ async fn add_step(
     Ok(())
 }
 
+/// The lifecycle row of a company just de-provisioned (no steps yet).
+async fn insert_lifecycle(tx: &Transaction<'_>, d: &Deprovisioning) -> Result<(), StoreError> {
+    let (at, after) = (
+        unix_millis(d.deprovisioned_at),
+        unix_millis(d.destroy_after),
+    );
+    tx.execute_typed(
+        &format!(
+        "INSERT INTO company_lifecycle ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, '[]', NULL, NULL, NULL)"
+        ),
+        &[
+        text(&d.company_id),
+        int8(&at),
+        text(&d.deprovisioned_by),
+        int8(&after),
+        text(&d.certificate_id),
+        text(&d.certificate_token_hash),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
 impl PgControl {
     async fn lifecycle_where(
         &self,
@@ -111,24 +134,7 @@ impl LifecycleStore for PgControl {
             &[text(&d.company_id)],
         )
         .await?;
-        let (at, after) = (
-            unix_millis(d.deprovisioned_at),
-            unix_millis(d.destroy_after),
-        );
-        tx.execute_typed(
-            &format!(
-                "INSERT INTO company_lifecycle ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, '[]', NULL, NULL, NULL)"
-            ),
-            &[
-                text(&d.company_id),
-                int8(&at),
-                text(&d.deprovisioned_by),
-                int8(&after),
-                text(&d.certificate_id),
-                text(&d.certificate_token_hash),
-            ],
-        )
-        .await?;
+        insert_lifecycle(&tx, d).await?;
         // A pending invitation could make someone an owner who cancels.
         tx.execute_typed(
             "DELETE FROM invitations WHERE company_id = $1",
@@ -140,7 +146,11 @@ impl LifecycleStore for PgControl {
                 "UPDATE access_grants SET ended_kind = 'revoked', ended_side = 'company',
                         ended_by = $1, ended_at = $2, version = version + 1
                  WHERE company_id = $3 AND ended_kind IS NULL RETURNING id",
-                &[text(&d.deprovisioned_by), int8(&at), text(&d.company_id)],
+                &[
+                    text(&d.deprovisioned_by),
+                    int8(&unix_millis(d.deprovisioned_at)),
+                    text(&d.company_id),
+                ],
             )
             .await?;
         let mut ended: Vec<String> = ended
@@ -172,24 +182,7 @@ impl LifecycleStore for PgControl {
                 "the company is not de-provisioned, or its de-provisioning is recorded".into(),
             ));
         }
-        let (at, after) = (
-            unix_millis(d.deprovisioned_at),
-            unix_millis(d.destroy_after),
-        );
-        tx.execute_typed(
-            &format!(
-                "INSERT INTO company_lifecycle ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, '[]', NULL, NULL, NULL)"
-            ),
-            &[
-                text(&d.company_id),
-                int8(&at),
-                text(&d.deprovisioned_by),
-                int8(&after),
-                text(&d.certificate_id),
-                text(&d.certificate_token_hash),
-            ],
-        )
-        .await?;
+        insert_lifecycle(&tx, d).await?;
         append_audit(&tx, audit).await?;
         tx.commit().await?;
         Ok(())

@@ -43,6 +43,24 @@ fn lifecycle_row(r: &Row<'_>) -> Parsed<Deprovisioning> {
     })())
 }
 
+/// The lifecycle row of a company just de-provisioned (no steps yet).
+fn insert_lifecycle(tx: &Transaction<'_>, d: &Deprovisioning) -> Result<(), StoreError> {
+    tx.execute(
+        &format!(
+            "INSERT INTO company_lifecycle ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, '[]', NULL, NULL, NULL)"
+        ),
+        params![
+            d.company_id,
+            unix_millis(d.deprovisioned_at),
+            d.deprovisioned_by,
+            unix_millis(d.destroy_after),
+            d.certificate_id,
+            d.certificate_token_hash
+        ],
+    )?;
+    Ok(())
+}
+
 fn status(tx: &Transaction<'_>, company_id: &str) -> Result<Option<String>, StoreError> {
     Ok(tx
         .query_row(
@@ -110,19 +128,7 @@ impl LifecycleStore for SqliteControl {
                 "UPDATE companies SET status = 'deprovisioned' WHERE id = ?1",
                 [&d.company_id],
             )?;
-            tx.execute(
-                &format!(
-                    "INSERT INTO company_lifecycle ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, '[]', NULL, NULL, NULL)"
-                ),
-                params![
-                    d.company_id,
-                    unix_millis(d.deprovisioned_at),
-                    d.deprovisioned_by,
-                    unix_millis(d.destroy_after),
-                    d.certificate_id,
-                    d.certificate_token_hash
-                ],
-            )?;
+            insert_lifecycle(tx, &d)?;
             // A pending invitation could make someone an owner who cancels.
             tx.execute(
                 "DELETE FROM invitations WHERE company_id = ?1",
@@ -168,19 +174,7 @@ impl LifecycleStore for SqliteControl {
                     "the company is not de-provisioned, or its de-provisioning is recorded".into(),
                 ));
             }
-            tx.execute(
-                &format!(
-                    "INSERT INTO company_lifecycle ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, '[]', NULL, NULL, NULL)"
-                ),
-                params![
-                    d.company_id,
-                    unix_millis(d.deprovisioned_at),
-                    d.deprovisioned_by,
-                    unix_millis(d.destroy_after),
-                    d.certificate_id,
-                    d.certificate_token_hash
-                ],
-            )?;
+            insert_lifecycle(tx, &d)?;
             Ok(())
         })
         .await
