@@ -351,7 +351,7 @@ impl Platform {
 
     /// The data key of the company a caller was admitted to (attachments
     /// are sealed with it as they stream).
-    pub async fn scope_key(&self, scope: &CompanyScope) -> ServiceResult<wb_crypto::DataKey> {
+    pub async fn scope_key(&self, scope: &CompanyScope) -> ServiceResult<wb_crypto::CompanyKeys> {
         self.company_key(scope.company_id()).await
     }
 
@@ -433,8 +433,8 @@ impl Platform {
         let store = match self.tenants.get_open(company_id) {
             Some(store) => store,
             None => {
-                let key = self.company_key(company_id).await?;
-                self.tenants.open(company_id, &key).await?
+                let keys = self.company_key(company_id).await?;
+                self.open_tenant(company_id, &keys).await?
             }
         };
         Ok(CompanyScope {

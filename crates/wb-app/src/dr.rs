@@ -113,6 +113,27 @@ struct CompanyConfig {
     /// kept as this alone: no name, members, keys or policies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     lifecycle: Option<LifecycleConfig>,
+    /// Its current key version (1 in snapshots written before keys had
+    /// versions); each version's wrapping is apart, at
+    /// `keys/companies/{id}.dek` (current) and `{id}.v{n}.dek` (retired).
+    #[serde(default = "first_key_version")]
+    key_version: u32,
+    /// The retired versions not destroyed, and when each was made and retired.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    retired_keys: Vec<RetiredKeyConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_created_at: Option<String>,
+}
+
+fn first_key_version() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct RetiredKeyConfig {
+    version: u32,
+    created_at: String,
+    retired_at: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -347,6 +368,9 @@ impl CompanyConfig {
             created_at: rfc3339(c.created_at),
             shipped_seq: 0,
             lifecycle: lifecycle.map(LifecycleConfig::of),
+            key_version: 1,
+            retired_keys: Vec::new(),
+            key_created_at: None,
         }
     }
 }
@@ -438,6 +462,7 @@ impl ConfigSnapshot {
                     created_at: rfc3339(e.created_at),
                 });
             }
+            let keys = control.company_key_versions(&c.id).await?;
             companies.push(CompanyConfig {
                 id: c.id.clone(),
                 name: c.name.clone(),
@@ -445,6 +470,22 @@ impl ConfigSnapshot {
                 created_at: rfc3339(c.created_at),
                 shipped_seq: control.cursor(&cursor_name(&c.id)).await?,
                 lifecycle: lifecycle.as_ref().map(LifecycleConfig::of),
+                key_version: keys.as_ref().map_or(1, |k| k.current_version),
+                retired_keys: keys
+                    .as_ref()
+                    .map(|k| {
+                        k.retired
+                            .iter()
+                            .filter(|r| r.destroyed_at.is_none())
+                            .map(|r| RetiredKeyConfig {
+                                version: r.version,
+                                created_at: rfc3339(r.created_at),
+                                retired_at: rfc3339(r.retired_at),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                key_created_at: keys.as_ref().map(|k| rfc3339(k.current_created_at)),
             });
             for m in control.members_of(&c.id).await? {
                 members.push(MemberConfig {
@@ -546,7 +587,13 @@ pub async fn backup_config_once(
 ) -> anyhow::Result<bool> {
     let key = platform_key(platform, true).await?;
     for company in platform.control.companies().await? {
-        if state.dek_objects.contains(&company.id)
+        let version = platform
+            .control
+            .company_key_versions(&company.id)
+            .await?
+            .map_or(1, |k| k.current_version);
+        let stored = format!("{}#{version}", company.id);
+        if state.dek_objects.contains(&stored)
             || company.status == CompanyStatus::Destroyed
             || company.wrapped_dek.is_empty()
         {
@@ -565,14 +612,20 @@ pub async fn backup_config_once(
             continue;
         }
         let path = dek_path(&company.id);
-        if platform.objects.head(&path).await.is_err() {
+        // Written when missing or not the current version's (a rotation
+        // that stopped between its steps is repaired here).
+        let stored_now = match platform.objects.get(&path).await {
+            Ok(found) => Some(found.bytes().await?),
+            Err(_) => None,
+        };
+        if stored_now.as_deref() != Some(company.wrapped_dek.as_slice()) {
             platform
                 .objects
                 .put(&path, PutPayload::from(company.wrapped_dek.clone()))
                 .await
                 .with_context(|| format!("storing the wrapped key of company {}", company.id))?;
         }
-        state.dek_objects.insert(company.id.clone());
+        state.dek_objects.insert(stored);
     }
     let snapshot = ConfigSnapshot::take(platform).await?;
     let digest = snapshot.digest()?;
@@ -697,6 +750,30 @@ pub async fn scrub_company(platform: &Platform, company_id: &str) -> anyhow::Res
 /// Deletes the object store's copy of a company's wrapped key; returns its
 /// size (0 when it was gone already).
 pub async fn delete_company_key(platform: &Platform, company_id: &str) -> anyhow::Result<u64> {
+    let mut bytes = 0;
+    // Retired versions first (`{id}.v{n}.dek`), then the current one.
+    let listed = platform
+        .objects
+        .list_with_delimiter(Some(&ObjectPath::from("keys/companies")))
+        .await
+        .with_context(|| "listing wrapped company keys")?;
+    let prefix = format!("{company_id}.v");
+    for meta in listed.objects {
+        if meta
+            .location
+            .filename()
+            .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".dek"))
+        {
+            match platform.objects.delete(&meta.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => bytes += meta.size,
+                Err(e) => bail!("deleting {}: {e}", meta.location),
+            }
+        }
+    }
+    Ok(bytes + delete_current_key(platform, company_id).await?)
+}
+
+async fn delete_current_key(platform: &Platform, company_id: &str) -> anyhow::Result<u64> {
     let path = dek_path(company_id);
     let size = match platform.objects.head(&path).await {
         Ok(meta) => meta.size,
@@ -1119,17 +1196,45 @@ async fn restore_company(
         }
         Err(e) => return Err(anyhow!("reading its wrapped key: {e}")),
     };
-    let key = platform
+    let current = platform
         .keyring()
         .company_key(&c.id, &wrapped)
         .map_err(|e| anyhow!("its wrapped key does not open with this master key: {e}"))?;
+    let mut retired = Vec::new();
+    let mut older = Vec::new();
+    for r in &c.retired_keys {
+        let path = crate::company_keys::retired_dek_path(&c.id, r.version);
+        let retired_wrapped = match platform.objects.get(&path).await {
+            Ok(found) => found.bytes().await?.to_vec(),
+            Err(object_store::Error::NotFound { .. }) => {
+                tracing::warn!(company = %c.id, version = r.version, "a retired key version is not in the object store: what it sealed cannot be read");
+                continue;
+            }
+            Err(e) => return Err(anyhow!("reading key version {}: {e}", r.version)),
+        };
+        older.push((
+            r.version,
+            platform
+                .keyring()
+                .company_key(&c.id, &retired_wrapped)
+                .map_err(|e| anyhow!("key version {} does not open with this master key: {e}", r.version))?,
+        ));
+        retired.push(wb_store::RetiredKey {
+            version: r.version,
+            created_at: parse_time(&r.created_at)?,
+            retired_at: parse_time(&r.retired_at)?,
+            destroyed_at: None,
+            wrapped_dek: retired_wrapped,
+        });
+    }
+    let key = wb_crypto::CompanyKeys::new(c.key_version, current, older);
     // A snapshot that fails to load is stepped over: the company is rebuilt
     // again from an older one (or the segments alone).
     let mut skip = Vec::new();
     let (store, imported_audit, replayed) = loop {
         let store = platform
             .tenants
-            .create(&c.id, &key)
+            .create(&c.id, key.current())
             .await
             .map_err(|e| anyhow!("creating its database: {e}"))?;
         let outcome = async {
@@ -1190,6 +1295,15 @@ async fn restore_company(
         platform.tenants.discard(&c.id).await;
         return Err(anyhow!("recording it: {e}"));
     }
+    let key_created_at = match &c.key_created_at {
+        Some(at) => parse_time(at)?,
+        None => record.created_at,
+    };
+    platform
+        .control
+        .restore_key_versions(&c.id, c.key_version, key_created_at, &retired)
+        .await
+        .map_err(|e| anyhow!("recording its key versions: {e}"))?;
     if let Some(lifecycle) = c.lifecycle.as_ref().filter(|_| deprovisioned) {
         let event = AuditEvent {
             action: Action::CompanyDeprovision,

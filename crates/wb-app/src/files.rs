@@ -18,7 +18,7 @@ use bytes::Bytes;
 use futures_util::stream::{BoxStream, Stream, StreamExt};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
-use wb_crypto::{ChunkOpener, DataKey, FileCryptoError, CHUNK_LEN, HEADER_LEN, SEALED_CHUNK_LEN};
+use wb_crypto::{CompanyKeys, FileCryptoError, VersionedOpener, CHUNK_LEN, HEADER_LEN, SEALED_CHUNK_LEN};
 use wb_store::FileRecord;
 
 /// Bytes of one multipart part.
@@ -176,7 +176,7 @@ async fn place(
 /// Seals a request body into the company's object store, streaming.
 pub async fn upload<S, E>(
     objects: &dyn ObjectStore,
-    key: &DataKey,
+    key: &CompanyKeys,
     company_id: &str,
     mut body: S,
     limits: UploadLimits,
@@ -248,7 +248,7 @@ pub enum DownloadError {
 /// Decrypts an object as it is read.
 struct Opening {
     source: BoxStream<'static, object_store::Result<Bytes>>,
-    opener: Option<ChunkOpener>,
+    opener: Option<VersionedOpener>,
     file: i64,
     expected: u64,
     sent: u64,
@@ -268,7 +268,7 @@ impl Opening {
                     .map_err(|source| DownloadError::Corrupt { file, source })?,
                 Some(Err(source)) => return Err(DownloadError::Store { file, source }),
                 None => {
-                    let last = self.opener.take().map(ChunkOpener::finish);
+                    let last = self.opener.take().map(VersionedOpener::finish);
                     let plain = last
                         .unwrap_or(Err(FileCryptoError::Truncated))
                         .map_err(|source| DownloadError::Corrupt { file, source })?;
@@ -304,7 +304,7 @@ impl Opening {
 /// altered at its start is an error here rather than a broken response.
 pub async fn download(
     objects: Arc<dyn ObjectStore>,
-    key: &DataKey,
+    key: &CompanyKeys,
     company_id: &str,
     file: &FileRecord,
 ) -> Result<BoxStream<'static, Result<Bytes, DownloadError>>, DownloadError> {
@@ -346,8 +346,8 @@ pub async fn download(
 /// holds that address already.
 pub async fn reseal(
     objects: Arc<dyn ObjectStore>,
-    (from_key, from_company): (&DataKey, &str),
-    (to_key, to_company): (&DataKey, &str),
+    (from_key, from_company): (&CompanyKeys, &str),
+    (to_key, to_company): (&CompanyKeys, &str),
     file: &FileRecord,
 ) -> Result<bool, UploadError> {
     let target = object_path(to_company, &file.address);

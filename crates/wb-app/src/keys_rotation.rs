@@ -236,28 +236,28 @@ async fn sweep(platform: &Platform, progress: &mut Progress) -> anyhow::Result<(
 
 async fn rewrap_company_keys(platform: &Platform, progress: &mut Progress) -> anyhow::Result<()> {
     let keyring = platform.keyring();
-    for (id, wrapped) in platform
-        .control
-        .sealed_values(SealedColumn::CompanyKey)
-        .await?
-    {
-        match keyring.rewrap(crate::keyring::Wrapped::Company(&id), &wrapped) {
-            Ok(None) => {}
-            Ok(Some(rewrapped)) => {
-                progress.change()?;
-                // False: changed meanwhile; the next pass reads it again.
-                if platform
-                    .control
-                    .reseal(SealedColumn::CompanyKey, &id, &wrapped, &rewrapped)
-                    .await?
-                {
-                    progress.report.rewrapped += 1;
+    for column in [SealedColumn::CompanyKey, SealedColumn::RetiredCompanyKey] {
+        for (id, wrapped) in platform.control.sealed_values(column).await? {
+            // A retired version is wrapped for its company (`<id>/v<n>`).
+            let company = wb_store::key_versions::company_of_retired_key(&id);
+            match keyring.rewrap(crate::keyring::Wrapped::Company(company), &wrapped) {
+                Ok(None) => {}
+                Ok(Some(rewrapped)) => {
+                    progress.change()?;
+                    // False: changed meanwhile; the next pass reads it again.
+                    if platform
+                        .control
+                        .reseal(column, &id, &wrapped, &rewrapped)
+                        .await?
+                    {
+                        progress.report.rewrapped += 1;
+                    }
                 }
+                Err(e) => progress
+                    .report
+                    .unreadable
+                    .push(format!("{}/{id}: {e}", column.sql_names_table())),
             }
-            Err(e) => progress
-                .report
-                .unreadable
-                .push(format!("companies/{id}: {e}")),
         }
     }
     Ok(())

@@ -81,7 +81,8 @@ pub(crate) async fn object_company_keys(platform: &Platform) -> anyhow::Result<V
             .location
             .filename()
             .and_then(|n| n.strip_suffix(".dek"))
-            .map(str::to_string)
+            // `{id}.v{n}.dek`: a retired version, wrapped for the same company.
+            .map(|n| n.split_once(".v").map_or(n, |(id, _)| id).to_string())
         else {
             continue;
         };
@@ -148,6 +149,18 @@ async fn all_wrapped(platform: &Platform) -> anyhow::Result<Vec<Found>> {
             company: Some(id),
         })
         .collect();
+    for (id, wrapped) in platform
+        .control
+        .sealed_values(SealedColumn::RetiredCompanyKey)
+        .await?
+    {
+        let company = wb_store::key_versions::company_of_retired_key(&id).to_string();
+        found.push(Found {
+            place: format!("company_key_versions/{id}"),
+            wrapped,
+            company: Some(company),
+        });
+    }
     found.extend(object_company_keys(platform).await?);
     found.extend(platform_backup_key(platform).await?);
     found.extend(key_files(platform)?);
@@ -163,7 +176,7 @@ pub(crate) fn sealed_aad(column: SealedColumn, id: &str) -> Option<(Derived, Vec
             totp_secret_aad(&crate::principal::staff_actor_id(id)),
         )),
         SealedColumn::OutboxMessage => Some((Derived::Outbox, outbox_message_aad(id))),
-        SealedColumn::CompanyKey => None,
+        SealedColumn::CompanyKey | SealedColumn::RetiredCompanyKey => None,
     }
 }
 

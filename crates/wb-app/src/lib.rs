@@ -24,6 +24,7 @@ pub mod backup_verify;
 pub mod books;
 pub mod clock;
 pub mod company;
+pub mod company_keys;
 pub mod cpu_work;
 pub mod data_lock;
 pub mod destruction;

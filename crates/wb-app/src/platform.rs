@@ -10,6 +10,7 @@ use anyhow::Context;
 use time::{Duration, OffsetDateTime};
 use wb_core::Role;
 use wb_crypto::{
+    CompanyKeys,
     check_strength, hash_passphrase, new_token, token_hash, DataKey, MasterKey, NodeKey,
     PassphraseError, Secret,
 };

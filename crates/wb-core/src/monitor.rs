@@ -475,6 +475,8 @@ impl Monitor {
             | Action::CompanyDestroyStep
             | Action::CompanyDestroyed
             | Action::DestructionCertificateRead
+            | Action::CompanyKeyRotate
+            | Action::CompanyKeyVersionDestroy
             | Action::CompanyRead
             | Action::DashboardRead
             | Action::CompanyRestore

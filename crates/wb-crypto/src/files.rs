@@ -57,6 +57,8 @@ pub enum FileCryptoError {
     TooLarge,
     #[error("encryption failed")]
     Encrypt,
+    #[error("the object is sealed under company key version {0}, which is no longer held")]
+    KeyVersion(u32),
 }
 
 type HmacSha256 = Hmac<Sha256>;

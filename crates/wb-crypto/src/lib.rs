@@ -9,6 +9,7 @@
 
 mod breached;
 mod files;
+mod key_versions;
 mod keys;
 mod passphrase;
 mod secret;
@@ -20,6 +21,9 @@ pub use breached::{breached_list_len, is_breached};
 pub use files::{
     is_content_address, ChunkOpener, ChunkSealer, ContentHasher, FileCryptoError, SealedTail,
     CHUNK_LEN, HEADER_LEN, SEALED_CHUNK_LEN,
+};
+pub use key_versions::{
+    sealed_key_version, CompanyKeys, VersionedOpener, VersionedSealer, ENVELOPE_LEN,
 };
 pub use keys::{write_private_file, CryptoError, DataKey, KekId, MasterKey, WrappedBy};
 pub use passphrase::{

@@ -19,6 +19,7 @@ pub mod export_schedules;
 pub mod factors;
 mod file_records;
 pub mod journal;
+pub mod key_versions;
 pub mod lifecycle;
 pub mod members;
 pub mod migrations;
@@ -37,13 +38,14 @@ pub use export_schedules::{ExportSchedule, ExportScheduleStore, PushResult};
 pub use factors::{
     Ceremony, FactorStore, MfaChallenge, PasskeyRecord, PassphraseReset, TotpRecord, UserFactors,
 };
+pub use key_versions::{CompanyKeyVersions, KeyVersionStore, RetiredKey};
 pub use lifecycle::{Deprovisioning, LifecycleStore};
 pub use members::{
     Accepted, Delivery, InvitationRecord, Joiner, MemberRecord, MemberStore, OutboxMessage,
 };
 pub use model::*;
 pub use sealed::SealedColumn;
-pub use traits::{ControlStore, DestroyedDatabase, TenantDirectory, TenantStore};
+pub use traits::{ControlStore, DestroyedDatabase, RekeyReport, TenantDirectory, TenantStore};
 
 /// Milliseconds since the Unix epoch, for columns compared as numbers.
 pub(crate) fn unix_millis(at: time::OffsetDateTime) -> i64 {

@@ -11,6 +11,7 @@ use wb_crypto::DataKey;
 
 use crate::export_schedules::ExportScheduleStore;
 use crate::factors::FactorStore;
+use crate::key_versions::KeyVersionStore;
 use crate::lifecycle::LifecycleStore;
 use crate::members::MemberStore;
 use crate::model::*;
@@ -21,7 +22,14 @@ use crate::StoreError;
 /// and (through `ExportScheduleStore`) companies' export schedules.
 #[async_trait]
 pub trait ControlStore:
-    ExportScheduleStore + MemberStore + FactorStore + StaffStore + LifecycleStore + Send + Sync
+    ExportScheduleStore
+    + MemberStore
+    + FactorStore
+    + StaffStore
+    + LifecycleStore
+    + KeyVersionStore
+    + Send
+    + Sync
 {
     /// Creates a company, its owner (or reuses the user) and the membership, atomically.
     async fn signup(
@@ -300,6 +308,32 @@ pub trait TenantDirectory: Send + Sync {
     /// and its role. A database already gone is no error (a resumed
     /// destruction repeats the step).
     async fn destroy(&self, company_id: &str) -> Result<DestroyedDatabase, StoreError>;
+    /// Re-keys a company's database from `from` to `to` while it serves
+    /// (SQLCipher: an online copy under the new key swapped in; PostgreSQL:
+    /// the role's password derived from `to`). Afterwards it opens with
+    /// `to` only. A database under `to` already is left as it is
+    /// (`already`): a rotation interrupted after its database was re-keyed
+    /// is finished by running it again.
+    async fn rekey(
+        &self,
+        company_id: &str,
+        from: &DataKey,
+        to: &DataKey,
+    ) -> Result<RekeyReport, StoreError>;
+}
+
+/// What `TenantDirectory::rekey` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RekeyReport {
+    /// The database was under the new key already: nothing was done.
+    pub already: bool,
+    /// Size of the re-keyed database file (0 on PostgreSQL).
+    pub bytes: u64,
+    /// Copy steps taken (1 on PostgreSQL).
+    pub steps: u64,
+    /// How long writes waited for the swap.
+    pub write_pause: std::time::Duration,
+    pub took: std::time::Duration,
 }
 
 /// What `TenantDirectory::destroy` removed.

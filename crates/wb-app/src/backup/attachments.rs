@@ -70,7 +70,9 @@ async fn head(platform: &Platform, company_id: &str, file: FileRecord) -> anyhow
         Err(e) => bail!("checking the object of attachment file {}: {e}", file.id),
     };
     let expected = sealed_size(file.size);
-    if meta.size != expected {
+    // An object sealed under key version 2 or later carries the version's
+    // envelope in front.
+    if meta.size != expected && meta.size != expected + wb_crypto::ENVELOPE_LEN as u64 {
         bail!(
             "attachment file {} of company {company_id} is damaged: its object {path} \
              holds {} bytes, not {expected}",
@@ -113,10 +115,12 @@ pub(crate) async fn copy(
         .company_key(source_id)
         .await
         .map_err(|e| anyhow!("the key of company {source_id}: {e}"))?;
-    let target_key = platform
-        .keyring()
-        .company_key(&target.id, &target.wrapped_dek)
-        .map_err(|e| anyhow!("the key of the restored company: {e}"))?;
+    let target_key = wb_crypto::CompanyKeys::single(
+        platform
+            .keyring()
+            .company_key(&target.id, &target.wrapped_dek)
+            .map_err(|e| anyhow!("the key of the restored company: {e}"))?,
+    );
     let (mut after, mut count) = (None, 0);
     while let Some((last, batch)) = page(store, after).await? {
         after = Some(last);

@@ -15,7 +15,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use wb_crypto::DataKey;
+use wb_crypto::CompanyKeys;
 use wb_store::{Applied, Change, StoredAuditEvent, TenantStore, WriteContext};
 
 use super::segments::parse_segment_name;
@@ -94,7 +94,7 @@ async fn ship_company(
     }
     let cursor = cursor_name(&id);
     let mut after = platform.control.cursor(&cursor).await?;
-    let mut key: Option<DataKey> = None;
+    let mut key: Option<CompanyKeys> = None;
     let mut total = 0;
     loop {
         let events = tenant.audit_events(after, SEGMENT_EVENTS).await?;
@@ -170,7 +170,7 @@ pub struct Imported {
 /// only an unreadable listing is an error.
 pub async fn import(
     platform: &Platform,
-    key: &DataKey,
+    key: &CompanyKeys,
     company_id: &str,
     store: &Arc<dyn TenantStore>,
 ) -> anyhow::Result<Imported> {
@@ -222,7 +222,7 @@ pub async fn import(
 /// Imports one segment's events from `expected` on; the last event imported.
 async fn import_segment(
     platform: &Platform,
-    key: &DataKey,
+    key: &CompanyKeys,
     company_id: &str,
     store: &Arc<dyn TenantStore>,
     (first, last, path): (i64, i64, &ObjectPath),

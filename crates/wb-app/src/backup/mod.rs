@@ -25,7 +25,7 @@ use anyhow::{anyhow, bail, Context};
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use wb_crypto::DataKey;
+use wb_crypto::CompanyKeys;
 use wb_store::{Actor, CompanyRecord, TenantStore};
 
 use crate::backup::shipper::cursor_name;
@@ -350,7 +350,7 @@ struct Rebuilt {
 /// The newest snapshot a restore to `target` can start from.
 async fn base_snapshot(
     platform: &Platform,
-    key: &DataKey,
+    key: &CompanyKeys,
     source_id: &str,
     snapshots: &[i64],
     target: RestoreTarget,
@@ -384,7 +384,7 @@ async fn base_snapshot(
 #[allow(clippy::too_many_arguments)]
 async fn rebuild(
     platform: &Platform,
-    key: &DataKey,
+    key: &CompanyKeys,
     source_id: &str,
     target: RestoreTarget,
     shipped: i64,
@@ -547,7 +547,7 @@ pub struct Replayed {
 /// under its own id with this.
 pub async fn replay_shipped(
     platform: &Platform,
-    key: &DataKey,
+    key: &CompanyKeys,
     company_id: &str,
     shipped: i64,
     store: &Arc<dyn TenantStore>,

@@ -5,7 +5,7 @@ use anyhow::{anyhow, bail, Context};
 use object_store::path::Path as ObjectPath;
 use object_store::ObjectStoreExt;
 use time::OffsetDateTime;
-use wb_crypto::DataKey;
+use wb_crypto::CompanyKeys;
 
 use crate::backup::shipper::{journal_prefix, SegmentRecord};
 use crate::platform::Platform;
@@ -77,7 +77,7 @@ pub async fn segment_landings(
 
 pub(crate) async fn read_segment(
     platform: &Platform,
-    key: &DataKey,
+    key: &CompanyKeys,
     company_id: &str,
     segment: &Segment,
 ) -> anyhow::Result<Vec<SegmentRecord>> {

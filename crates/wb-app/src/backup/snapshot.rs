@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use wb_crypto::DataKey;
+use wb_crypto::CompanyKeys;
 
 use super::replay::Replayer;
 use super::segments::verify;
@@ -119,7 +119,7 @@ pub async fn list(platform: &Platform, company_id: &str) -> anyhow::Result<Vec<i
 
 pub async fn read_manifest(
     platform: &Platform,
-    key: &DataKey,
+    key: &CompanyKeys,
     company_id: &str,
     seq: i64,
 ) -> anyhow::Result<Manifest> {
@@ -152,7 +152,7 @@ async fn get(platform: &Platform, path: &ObjectPath) -> anyhow::Result<Vec<u8>> 
 /// checking every part and the chain from the first record to the manifest's.
 pub(crate) async fn load(
     platform: &Platform,
-    key: &DataKey,
+    key: &CompanyKeys,
     manifest: &Manifest,
     replayer: &mut Replayer,
 ) -> anyhow::Result<()> {
@@ -202,7 +202,7 @@ pub(crate) async fn load(
 /// Seals and uploads parts as they fill.
 struct Parts<'a> {
     platform: &'a Platform,
-    key: &'a DataKey,
+    key: &'a CompanyKeys,
     company_id: &'a str,
     seq: i64,
     attempt: String,

@@ -22,7 +22,7 @@ pub mod pusher;
 pub mod schedule;
 
 use serde::{Deserialize, Serialize};
-use wb_crypto::{DataKey, Secret};
+use wb_crypto::{CompanyKeys, Secret};
 
 pub use destination::{Destination, DestinationError, DestinationPolicy};
 pub use push::{push_due, PushReport, EXPORT_PUSH_RULE, FAILURES_ALERT_AFTER};
@@ -58,7 +58,7 @@ impl Credentials {
     /// Seals under the company's DEK, bound to the company and destination.
     pub fn seal(
         &self,
-        key: &DataKey,
+        key: &CompanyKeys,
         company_id: &str,
         destination: &str,
     ) -> Result<Vec<u8>, SealError> {
@@ -81,7 +81,7 @@ impl Credentials {
 
     pub fn open(
         sealed: &[u8],
-        key: &DataKey,
+        key: &CompanyKeys,
         company_id: &str,
         destination: &str,
     ) -> Result<Credentials, SealError> {
@@ -124,7 +124,7 @@ mod tests {
 
     #[test]
     fn sealed_credentials_open_only_for_their_company_and_destination() {
-        let key = DataKey::generate();
+        let key = CompanyKeys::single(wb_crypto::DataKey::generate());
         let sealed = creds().seal(&key, "c1", "s3://b").unwrap();
         assert!(!String::from_utf8_lossy(&sealed).contains("wJalr"));
         let opened = Credentials::open(&sealed, &key, "c1", "s3://b").unwrap();
@@ -136,7 +136,8 @@ mod tests {
                 SealError::Open
             );
         }
-        assert!(Credentials::open(&sealed, &DataKey::generate(), "c1", "s3://b").is_err());
+        let other = CompanyKeys::single(wb_crypto::DataKey::generate());
+        assert!(Credentials::open(&sealed, &other, "c1", "s3://b").is_err());
     }
 
     #[test]

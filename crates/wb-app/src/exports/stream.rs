@@ -20,7 +20,7 @@ use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
-use wb_crypto::DataKey;
+use wb_crypto::CompanyKeys;
 use wb_store::FileRecord;
 
 use super::archive::{write_archive, Part};
@@ -46,7 +46,7 @@ pub struct Written {
 /// and data key.
 pub(super) struct Source {
     pub objects: Arc<dyn ObjectStore>,
-    pub key: DataKey,
+    pub key: CompanyKeys,
     pub company_id: String,
     pub files: Vec<ExportFile>,
 }

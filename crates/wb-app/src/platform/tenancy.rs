@@ -15,11 +15,35 @@ impl Platform {
             .await?
             .filter(|c| c.status == CompanyStatus::Active)
             .ok_or_else(|| ServiceError::not_found("company"))?;
-        let key = self
-            .keyring
-            .company_key(&company.id, &company.wrapped_dek)
-            .map_err(|e| anyhow::anyhow!("unwrapping the key of company {}: {e}", company.id))?;
-        Ok(self.tenants.open(&company.id, &key).await?)
+        let keys = self.company_key(&company.id).await?;
+        self.open_tenant(&company.id, &keys).await
+    }
+
+    /// Opens a company's store with its current key; a database still
+    /// under an older version (a rotation stopped before its re-key) is
+    /// opened with that one and re-keyed to the current version first.
+    pub(crate) async fn open_tenant(
+        &self,
+        company_id: &str,
+        keys: &CompanyKeys,
+    ) -> ServiceResult<Arc<dyn TenantStore>> {
+        match self.tenants.open(company_id, keys.current()).await {
+            Err(wb_store::StoreError::WrongKey) => {}
+            other => return Ok(other?),
+        }
+        for version in keys.versions().into_iter().skip(1) {
+            let Some(older) = keys.version(version) else {
+                continue;
+            };
+            if self.tenants.open(company_id, older).await.is_ok() {
+                tracing::warn!(company = %company_id, version, "the company database is under an older key version: re-keying it to the current one");
+                self.tenants
+                    .rekey(company_id, older, keys.current())
+                    .await?;
+                return Ok(self.tenants.open(company_id, keys.current()).await?);
+            }
+        }
+        Err(wb_store::StoreError::WrongKey.into())
     }
 
     /// Wraps and unwraps keys with the master key (never leaves this crate).
@@ -27,17 +51,29 @@ impl Platform {
         &self.keyring
     }
 
-    /// A company's data key (DEK), unwrapped with the master key.
-    pub(crate) async fn company_key(&self, company_id: &str) -> ServiceResult<DataKey> {
-        let company = self
+    /// A company's data keys (DEK versions), unwrapped with the master key:
+    /// the current one and every older one not destroyed.
+    pub(crate) async fn company_key(&self, company_id: &str) -> ServiceResult<CompanyKeys> {
+        let versions = self
             .control
-            .company(company_id)
+            .company_key_versions(company_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("company"))?;
-        Ok(self
-            .keyring
-            .company_key(&company.id, &company.wrapped_dek)
-            .map_err(|e| anyhow::anyhow!("unwrapping the key of company {}: {e}", company.id))?)
+        let unwrap = |wrapped: &[u8], version: u32| {
+            self.keyring.company_key(company_id, wrapped).map_err(|e| {
+                anyhow::anyhow!("unwrapping version {version} of the key of company {company_id}: {e}")
+            })
+        };
+        let current = unwrap(&versions.current_wrapped, versions.current_version)?;
+        let mut older = Vec::new();
+        for retired in versions
+            .retired
+            .iter()
+            .filter(|r| r.destroyed_at.is_none() && !r.wrapped_dek.is_empty())
+        {
+            older.push((retired.version, unwrap(&retired.wrapped_dek, retired.version)?));
+        }
+        Ok(CompanyKeys::new(versions.current_version, current, older))
     }
 
     /// Creates a company's store without recording the company in the control
@@ -176,7 +212,9 @@ impl Platform {
             .await?
             .ok_or_else(|| ServiceError::not_found("company"))?;
         let key = self.company_key(company_id).await?;
-        let moved = postgres.move_company(company_id, to_server, &key).await;
+        let moved = postgres
+            .move_company(company_id, to_server, key.current())
+            .await;
         let (outcome, detail) = match &moved {
             Ok(r) => (
                 Outcome::Success,

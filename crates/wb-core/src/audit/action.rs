@@ -144,6 +144,10 @@ actions! {
     CompanyDestroyed = "company.destroyed",
     /// A destruction certificate fetched (or a wrong token refused).
     DestructionCertificateRead = "company.destruction_certificate.read",
+    /// A company's key rotated to a new version (its database re-keyed).
+    CompanyKeyRotate = "company.key.rotate",
+    /// A retired version of a company's key destroyed: nothing kept needed it.
+    CompanyKeyVersionDestroy = "company.key.version.destroy",
     /// A company's profile read.
     CompanyRead = "company.read",
     /// A company's dashboard read in the console (balances, recent entries,
@@ -306,6 +310,8 @@ impl Action {
             | Action::CompanyDestroyStep
             | Action::CompanyDestroyed
             | Action::DestructionCertificateRead
+            | Action::CompanyKeyRotate
+            | Action::CompanyKeyVersionDestroy
             | Action::CompanyRead
             | Action::DashboardRead
             | Action::CompanyRestore
@@ -482,7 +488,7 @@ mod tests {
         for (action, name) in pinned {
             assert_eq!(action.as_str(), name);
         }
-        assert_eq!(Action::ALL.len(), 99);
+        assert_eq!(Action::ALL.len(), 101);
     }
 
     #[test]

@@ -43,6 +43,9 @@ impl Action {
             | Action::CompanyDestroyStep
             | Action::CompanyDestroyed
             | Action::DestructionCertificateRead
+            // Key versions: numbers, dates and counts.
+            | Action::CompanyKeyRotate
+            | Action::CompanyKeyVersionDestroy
             | Action::SystemMaintenance
             | Action::SystemShutdown
             | Action::SystemStart => true,

@@ -416,9 +416,11 @@ async fn attachments_stream_through_s3() {
     .unwrap()
     .with_object_store(wb_server::objects::open(Some(&moto.url("eu", "")), dir.path()).unwrap());
     let company = platform.create_company("Acme", None).await.unwrap();
-    let key = master
-        .unwrap_key(&company.wrapped_dek, &company.id)
-        .unwrap();
+    let key = wb_crypto::CompanyKeys::single(
+        master
+            .unwrap_key(&company.wrapped_dek, &company.id)
+            .unwrap(),
+    );
     let marker = SECRET_DESCRIPTION.as_bytes();
     let mut content: Vec<u8> = (0..6 * 1024 * 1024 + 4321)
         .map(|i: usize| (i % 251) as u8)

@@ -70,6 +70,7 @@ pub const SQLITE_CONTROL: &[Migration] = &[
     migration!(6, "sqlite/control", "0006_staff"),
     migration!(7, "sqlite/control", "0007_grant_notices"),
     migration!(8, "sqlite/control", "0008_company_lifecycle"),
+    migration!(9, "sqlite/control", "0009_company_key_versions"),
 ];
 pub const SQLITE_TENANT: &[Migration] = &[
     migration!(2, "sqlite/tenant", "0002_baseline"),
@@ -84,6 +85,7 @@ pub const POSTGRES_CONTROL: &[Migration] = &[
     migration!(6, "postgres/control", "0006_staff"),
     migration!(7, "postgres/control", "0007_grant_notices"),
     migration!(8, "postgres/control", "0008_company_lifecycle"),
+    migration!(9, "postgres/control", "0009_company_key_versions"),
 ];
 pub const POSTGRES_TENANT: &[Migration] = &[
     migration!(2, "postgres/tenant", "0002_baseline"),

@@ -322,6 +322,13 @@ impl LifecycleStore for PgControl {
             &[text(&company_id)],
         )
         .await?;
+        tx.execute_typed(
+            "UPDATE company_key_versions SET wrapped_dek = ''::bytea,
+                    destroyed_at = COALESCE(destroyed_at, $2)
+             WHERE company_id = $1",
+            &[text(&company_id), int8(&unix_millis(audit.at))],
+        )
+        .await?;
         append_audit(&tx, audit).await?;
         tx.commit().await?;
         Ok(())

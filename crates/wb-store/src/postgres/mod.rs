@@ -10,6 +10,7 @@ mod control_central;
 mod control_coordination;
 mod control_export_schedules;
 mod control_factors;
+mod control_key_versions;
 mod control_lifecycle;
 mod control_members;
 mod control_rows;

@@ -65,6 +65,29 @@ pub(crate) async fn create_company_database(
     Ok(())
 }
 
+/// Gives a company's role the password derived from `key` (a re-key).
+/// Sessions open already stay open; new ones need the new password.
+pub(crate) async fn set_role_password(
+    budget: &ConnectionBudget,
+    admin: &PgEndpoint,
+    role: &str,
+    key: &DataKey,
+) -> Result<(), StoreError> {
+    let client = budget.connect(admin).await?;
+    let verifier =
+        postgres_protocol::password::scram_sha_256(role_password(key).expose().as_bytes());
+    client
+        .batch_execute(&format!("ALTER ROLE {role} PASSWORD '{verifier}'"))
+        .await
+        .map_err(|e| {
+            StoreError::Backend(format!(
+                "changing the company role's password: {}",
+                e.as_db_error()
+                    .map_or_else(|| e.to_string(), |d| d.message().to_string())
+            ))
+        })
+}
+
 /// Drops the database and role when they exist (a failed creation, a move's source).
 pub(crate) async fn drop_company_database(
     budget: &ConnectionBudget,

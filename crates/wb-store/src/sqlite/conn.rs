@@ -118,18 +118,50 @@ pub(crate) fn parse_day(text: &str) -> Result<Date, StoreError> {
 /// that wait for one instead of opening more. WAL readers never wait for the writer.
 pub(crate) struct ReaderPool {
     path: PathBuf,
-    key: DataKey,
+    /// Changes only while every permit is held (`ReaderPool::rekey`).
+    key: Mutex<DataKey>,
     idle: Mutex<Vec<Connection>>,
     permits: tokio::sync::Semaphore,
+    max_open: u32,
 }
 
 impl ReaderPool {
     pub(crate) fn new(path: PathBuf, key: DataKey, max_open: usize) -> ReaderPool {
         ReaderPool {
             path,
-            key,
+            key: Mutex::new(key),
             idle: Mutex::new(Vec::new()),
             permits: tokio::sync::Semaphore::new(max_open),
+            max_open: u32::try_from(max_open).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Waits for the reads under way, closes every connection and holds all
+    /// permits until the returned guard drops: the database file can then
+    /// be replaced. Called on a blocking thread of the runtime.
+    pub(crate) fn close_all(&self) -> Result<tokio::sync::SemaphorePermit<'_>, StoreError> {
+        let permits = tokio::runtime::Handle::current()
+            .block_on(self.permits.acquire_many(self.max_open))
+            .map_err(|_| StoreError::Backend("reader pool closed".into()))?;
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+        Ok(permits)
+    }
+
+    /// The key new connections open with.
+    pub(crate) fn current_key(&self) -> Result<DataKey, StoreError> {
+        Ok(self
+            .key
+            .lock()
+            .map_err(|_| StoreError::Backend("reader pool poisoned".into()))?
+            .clone())
+    }
+
+    /// Opens new connections with `key` from now on (with every permit held).
+    pub(crate) fn set_key(&self, _closed: &tokio::sync::SemaphorePermit<'_>, key: DataKey) {
+        if let Ok(mut held) = self.key.lock() {
+            *held = key;
         }
     }
 
@@ -149,7 +181,12 @@ impl ReaderPool {
             let conn = match pool.idle.lock().map(|mut idle| idle.pop()) {
                 Ok(Some(conn)) => conn,
                 _ => {
-                    let conn = open_encrypted(&pool.path, &pool.key, OpenMode::Existing)?;
+                    let key = pool
+                        .key
+                        .lock()
+                        .map_err(|_| StoreError::Backend("reader pool poisoned".into()))?
+                        .clone();
+                    let conn = open_encrypted(&pool.path, &key, OpenMode::Existing)?;
                     conn.execute_batch("PRAGMA cache_size = -4096; PRAGMA query_only = ON;")?;
                     conn
                 }

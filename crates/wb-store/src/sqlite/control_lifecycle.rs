@@ -300,6 +300,7 @@ impl LifecycleStore for SqliteControl {
         audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let (company_id, step) = (company_id.to_string(), step.clone());
+        let at = unix_millis(audit.at);
         self.write(Some(audit), move |tx| {
             add_step(tx, &company_id, &step)?;
             // The old bytes may stay in a free page until it is reused;
@@ -308,6 +309,12 @@ impl LifecycleStore for SqliteControl {
             tx.execute(
                 "UPDATE companies SET wrapped_dek = X'' WHERE id = ?1",
                 [&company_id],
+            )?;
+            tx.execute(
+                "UPDATE company_key_versions SET wrapped_dek = X'',
+                        destroyed_at = COALESCE(destroyed_at, ?2)
+                 WHERE company_id = ?1",
+                params![company_id, at],
             )?;
             Ok(())
         })

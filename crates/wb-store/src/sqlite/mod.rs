@@ -6,6 +6,7 @@ mod control_alerts;
 mod control_central;
 mod control_export_schedules;
 mod control_factors;
+mod control_key_versions;
 mod control_lifecycle;
 mod control_members;
 mod control_rows;

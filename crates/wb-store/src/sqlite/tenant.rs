@@ -22,19 +22,23 @@ use crate::entry_list::{self, EntryQuery, Value as ListValue};
 use crate::migrations::{self, Database};
 use crate::model::*;
 use crate::writer_jobs::{Command, Job, Output};
-use crate::{DestroyedDatabase, StoreError, TenantDirectory, TenantStore};
+use crate::{DestroyedDatabase, RekeyReport, StoreError, TenantDirectory, TenantStore};
 
 const READERS_PER_COMPANY: usize = 4;
+/// The files of a company database: its own, its WAL and SHM, and those of a
+/// re-keyed copy an interrupted re-key left.
+const DATABASE_FILES: [&str; 6] = ["", "-wal", "-shm", ".rekey", ".rekey-wal", ".rekey-shm"];
 pub const MAX_PAGE: u32 = 1000;
 
 pub struct SqliteTenant {
     company_id: String,
     published: Arc<Published>,
     path: PathBuf,
-    /// Digest of the key the database was opened with, so that an open store is
-    /// handed out again only for the same key.
-    key_digest: [u8; 32],
+    /// Digest of the key the database is open with, so that an open store is
+    /// handed out again only for the same key (changed by a re-key).
+    key_digest: Mutex<[u8; 32]>,
     writer: mpsc::Sender<Job>,
+    rekeys: mpsc::Sender<tenant_writer::rekey::RekeyJob>,
     readers: Arc<ReaderPool>,
 }
 
@@ -47,6 +51,10 @@ impl std::fmt::Debug for SqliteTenant {
 }
 
 impl SqliteTenant {
+    fn digest(&self) -> [u8; 32] {
+        self.key_digest.lock().map(|d| *d).unwrap_or([0; 32])
+    }
+
     async fn send(&self, command: Command, ctx: WriteContext) -> Result<Output, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.writer
@@ -581,7 +589,7 @@ impl SqliteTenants {
             .and_then(|open| open.get(company_id).cloned());
         if let Some(open) = already_open {
             if mode == OpenMode::Existing {
-                if open.key_digest != key_digest(key) {
+                if open.digest() != key_digest(key) {
                     return Err(StoreError::WrongKey);
                 }
                 return Ok(open);
@@ -598,7 +606,8 @@ impl SqliteTenants {
         .await
         .map_err(|e| StoreError::Backend(format!("open task failed: {e}")))??;
         let published = Arc::new(Published::default());
-        let writer = tenant_writer::spawn(conn, company_id, published.clone(), self.audit)?;
+        let (writer, rekeys) =
+            tenant_writer::spawn(conn, company_id, path.clone(), published.clone(), self.audit)?;
         let tenant = Arc::new(SqliteTenant {
             company_id: company_id.to_string(),
             published,
@@ -607,9 +616,10 @@ impl SqliteTenants {
                 key.clone(),
                 READERS_PER_COMPANY,
             )),
-            key_digest: key_digest(key),
+            key_digest: Mutex::new(key_digest(key)),
             path,
             writer,
+            rekeys,
         });
         let mut open = self
             .open
@@ -665,12 +675,51 @@ impl TenantDirectory for SqliteTenants {
             open.remove(company_id);
         }
         if let Ok(path) = self.path_of(company_id) {
-            for suffix in ["", "-wal", "-shm"] {
+            for suffix in DATABASE_FILES {
                 let mut file = path.clone().into_os_string();
                 file.push(suffix);
                 let _ = std::fs::remove_file(file);
             }
         }
+    }
+
+    async fn rekey(
+        &self,
+        company_id: &str,
+        from: &DataKey,
+        to: &DataKey,
+    ) -> Result<RekeyReport, StoreError> {
+        let tenant = match self.start(company_id, from, OpenMode::Existing).await {
+            Ok(_) => self.open.lock().ok().and_then(|o| o.get(company_id).cloned()),
+            // Under the new key already (a rotation resumed after its re-key).
+            Err(StoreError::WrongKey) => {
+                self.start(company_id, to, OpenMode::Existing).await?;
+                return Ok(RekeyReport {
+                    already: true,
+                    bytes: 0,
+                    steps: 0,
+                    write_pause: std::time::Duration::ZERO,
+                    took: std::time::Duration::ZERO,
+                });
+            }
+            Err(e) => return Err(e),
+        }
+        .ok_or(StoreError::NotFound("company database"))?;
+        let (reply, answer) = oneshot::channel();
+        tenant
+            .rekeys
+            .send(tenant_writer::rekey::RekeyJob {
+                key: to.clone(),
+                readers: tenant.readers.clone(),
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        let report = answer.await.map_err(|_| StoreError::WriterStopped)??;
+        if let Ok(mut digest) = tenant.key_digest.lock() {
+            *digest = key_digest(to);
+        }
+        Ok(report)
     }
 
     async fn destroy(&self, company_id: &str) -> Result<DestroyedDatabase, StoreError> {
@@ -683,7 +732,7 @@ impl TenantDirectory for SqliteTenants {
             names: Vec::new(),
             bytes: 0,
         };
-        for suffix in ["", "-wal", "-shm"] {
+        for suffix in DATABASE_FILES {
             let mut file = path.clone().into_os_string();
             file.push(suffix);
             let file = PathBuf::from(file);

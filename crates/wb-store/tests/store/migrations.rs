@@ -358,7 +358,7 @@ async fn sqlite_reopening_is_a_no_op_and_newer_databases_are_refused() {
         err,
         StoreError::SchemaTooNew {
             found: 99,
-            supported: 8,
+            supported: 9,
             ..
         }
     ));
@@ -635,7 +635,7 @@ async fn postgres_reopening_is_a_no_op_and_newer_databases_are_refused() {
             err,
             StoreError::SchemaTooNew {
                 found: 99,
-                supported: 8,
+                supported: 9,
                 ..
             }
         ),

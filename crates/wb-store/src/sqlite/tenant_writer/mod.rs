@@ -23,6 +23,7 @@ use std::sync::Arc;
 use wb_core::audit::AuditFields;
 
 mod commands;
+pub(crate) mod rekey;
 mod replay;
 
 pub(crate) const MAX_BATCH_COMMANDS: usize = 256;
@@ -62,23 +63,46 @@ pub(crate) struct WriterState {
 pub(crate) fn spawn(
     conn: Connection,
     company_id: &str,
+    path: std::path::PathBuf,
     published: Arc<Published>,
     audit_enabled: bool,
-) -> Result<mpsc::Sender<Job>, StoreError> {
+) -> Result<(mpsc::Sender<Job>, mpsc::Sender<rekey::RekeyJob>), StoreError> {
     let mut state = WriterState::load(conn, company_id, published)?;
     state.audit_enabled = audit_enabled;
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-    tokio::spawn(run(rx, state));
-    Ok(tx)
+    // One re-key at a time; a second waits for the first.
+    let (rekey_tx, rekey_rx) = mpsc::channel(1);
+    tokio::spawn(run(rx, rekey_rx, path, state));
+    Ok((tx, rekey_tx))
 }
 
 /// After this long without work, the writer releases its page and statement
 /// caches, so a thousand idle companies do not hold a thousand warm caches.
 pub(crate) const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(1);
 
-async fn next_job(rx: &mut mpsc::Receiver<Job>, state: &mut Option<WriterState>) -> Option<Job> {
-    match tokio::time::timeout(IDLE_RELEASE, rx.recv()).await {
-        Ok(job) => job,
+enum Next {
+    Job(Job),
+    Rekey(rekey::RekeyJob),
+}
+
+async fn receive(
+    rx: &mut mpsc::Receiver<Job>,
+    rekeys: &mut mpsc::Receiver<rekey::RekeyJob>,
+) -> Option<Next> {
+    tokio::select! {
+        biased;
+        Some(job) = rekeys.recv() => Some(Next::Rekey(job)),
+        job = rx.recv() => job.map(Next::Job),
+    }
+}
+
+async fn next_job(
+    rx: &mut mpsc::Receiver<Job>,
+    rekeys: &mut mpsc::Receiver<rekey::RekeyJob>,
+    state: &mut Option<WriterState>,
+) -> Option<Next> {
+    match tokio::time::timeout(IDLE_RELEASE, receive(rx, rekeys)).await {
+        Ok(next) => next,
         Err(_) => {
             if let Some(mut idle) = state.take() {
                 *state = tokio::task::spawn_blocking(move || {
@@ -88,14 +112,46 @@ async fn next_job(rx: &mut mpsc::Receiver<Job>, state: &mut Option<WriterState>)
                 .await
                 .ok();
             }
-            rx.recv().await
+            receive(rx, rekeys).await
         }
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<Job>, state: WriterState) {
+async fn run(
+    mut rx: mpsc::Receiver<Job>,
+    mut rekeys: mpsc::Receiver<rekey::RekeyJob>,
+    path: std::path::PathBuf,
+    state: WriterState,
+) {
     let mut slot = Some(state);
-    while let Some(first) = next_job(&mut rx, &mut slot).await {
+    while let Some(next) = next_job(&mut rx, &mut rekeys, &mut slot).await {
+        let first = match next {
+            Next::Job(job) => job,
+            Next::Rekey(job) => {
+                let Some(mut state) = slot.take() else {
+                    let _ = job.reply.send(Err(StoreError::WriterStopped));
+                    return;
+                };
+                let path = path.clone();
+                let outcome = tokio::task::spawn_blocking(move || {
+                    let result = state.rekey(&path, &job, &mut rx);
+                    (state, rx, job, result)
+                })
+                .await;
+                match outcome {
+                    Ok((returned, back, job, result)) => {
+                        slot = Some(returned);
+                        rx = back;
+                        let _ = job.reply.send(result);
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "company writer panicked while re-keying; stopping it");
+                        return;
+                    }
+                }
+            }
+        };
         let Some(mut state) = slot.take() else {
             let _ = first.reply.send(Err(StoreError::WriterStopped));
             return;

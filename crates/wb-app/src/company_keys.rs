@@ -1,0 +1,398 @@
+//! Company key versions: rotating a company's key (a new version seals
+//! everything new and the database is re-keyed to it), what still depends
+//! on each older version, and destroying a version nothing kept needs.
+//!
+//! Order of a rotation, so a crash anywhere leaves every byte readable:
+//! 1. the current version's wrapping is copied to the object store as a
+//!    retired version (`keys/companies/{id}.v{n}.dek`: disaster recovery
+//!    can still read what it sealed);
+//! 2. the new version is recorded (control store, with the audit event);
+//! 3. the object store's current wrapping (`keys/companies/{id}.dek`) is
+//!    replaced (the configuration-backup job repairs it too);
+//! 4. the database is re-keyed (opening a database still under an older
+//!    version finishes this step: `Platform::open_tenant`);
+//! 5. the export destination's sealed credentials are sealed again.
+
+use futures_util::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, PutPayload};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use time::OffsetDateTime;
+use wb_core::Action;
+use wb_crypto::{sealed_key_version, DataKey, ENVELOPE_LEN};
+use wb_store::{Actor, AuditEvent, CompanyStatus, Outcome};
+
+use crate::error::{ServiceError, ServiceResult};
+use crate::platform::Platform;
+
+/// Where a retired version's wrapping is kept in the object store.
+pub fn retired_dek_path(company_id: &str, version: u32) -> ObjectPath {
+    ObjectPath::from(format!("keys/companies/{company_id}.v{version}.dek"))
+}
+
+/// What a rotation did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RotationReport {
+    pub company_id: String,
+    pub version: u32,
+    pub previous_version: u32,
+    pub rotated_at: String,
+    /// How long writes to the company waited for its database's swap.
+    pub database_write_pause_ms: f64,
+    pub database_rekey_ms: f64,
+    pub database_bytes: u64,
+    /// Sealed export-destination credentials sealed again under the new version.
+    pub credentials_resealed: bool,
+}
+
+/// What still depends on one version.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct VersionUse {
+    /// Objects in the object store sealed under it (journal segments,
+    /// snapshots, audit segments, attachments).
+    pub objects: u64,
+    pub bytes: u64,
+    /// Objects by kind (`journal`, `snapshots`, `audit`, `files`).
+    pub by_kind: BTreeMap<String, u64>,
+    /// The export destination's sealed credentials.
+    pub export_credentials: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyVersionStatus {
+    pub version: u32,
+    /// `current`, `retired` or `destroyed`.
+    pub state: &'static str,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destroyed_at: Option<String>,
+    /// Age in days (of the current version: since it was made).
+    pub age_days: i64,
+    pub depends: VersionUse,
+    /// The company database is keyed with it.
+    pub database: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CompanyKeyStatus {
+    pub company_id: String,
+    pub current_version: u32,
+    pub versions: Vec<KeyVersionStatus>,
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// The object-store prefixes of what a company's key seals, by kind.
+fn sealed_prefixes(company_id: &str) -> [(&'static str, ObjectPath); 4] {
+    [
+        ("journal", crate::backup::shipper::journal_prefix(company_id)),
+        ("snapshots", crate::backup::snapshot::snapshots_prefix(company_id)),
+        ("audit", crate::backup::audit_trail::prefix(company_id)),
+        ("files", crate::files::files_prefix(company_id)),
+    ]
+}
+
+impl Platform {
+    /// A new version of a company's key (see the module's order of steps).
+    pub async fn rotate_company_key(
+        &self,
+        company_id: &str,
+        actor: Actor,
+    ) -> ServiceResult<RotationReport> {
+        let company = self
+            .control
+            .company(company_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("company"))?;
+        if company.status != CompanyStatus::Active {
+            return Err(ServiceError::conflict(
+                "company-not-active",
+                "only an active company's key is rotated (a de-provisioned company's keys wait for its destruction)",
+            ));
+        }
+        let versions = self
+            .control
+            .company_key_versions(company_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("company"))?;
+        let before = self.company_key(company_id).await?;
+        if before.current_version() != versions.current_version {
+            return Err(ServiceError::conflict(
+                "key-rotation-running",
+                "the company's key changed meanwhile: try again",
+            ));
+        }
+        let previous = versions.current_version;
+        // 1. The version about to retire stays readable for recovery.
+        self.objects
+            .put(
+                &retired_dek_path(company_id, previous),
+                PutPayload::from(versions.current_wrapped.clone()),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("storing the retiring key version: {e}"))?;
+        // 2. The new version.
+        let next_key = DataKey::generate();
+        let wrapped = self
+            .keyring()
+            .wrap_company_key(company_id, &next_key)
+            .map_err(anyhow::Error::from)?;
+        let at = self.now();
+        let event = AuditEvent {
+            at,
+            actor: actor.clone(),
+            company_id: Some(company_id.to_string()),
+            action: Action::CompanyKeyRotate,
+            target: Some(format!("company:{company_id}")),
+            outcome: Outcome::Success,
+            detail: Some(format!(
+                "key version {previous} -> {}; version {previous} kept for what it sealed",
+                previous + 1
+            )),
+        };
+        let version = match self
+            .control
+            .rotate_company_key(company_id, previous, &wrapped, at, &event)
+            .await
+        {
+            Ok(v) => v,
+            Err(wb_store::StoreError::Conflict(why)) => {
+                return Err(ServiceError::conflict("key-rotation-conflict", why))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // 3. The object store's current wrapping.
+        self.objects
+            .put(
+                &crate::dr::dek_path(company_id),
+                PutPayload::from(wrapped.clone()),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("storing the new key version: {e}"))?;
+        // 4. The database.
+        let rekey = self
+            .tenants
+            .rekey(company_id, before.current(), &next_key)
+            .await?;
+        // 5. Credentials sealed under the old version.
+        let after = self.company_key(company_id).await?;
+        let credentials_resealed = self
+            .reseal_export_credentials(company_id, &after, actor)
+            .await?;
+        tracing::info!(company = %company_id, version, write_pause_ms = rekey.write_pause.as_secs_f64() * 1000.0, "company key rotated");
+        Ok(RotationReport {
+            company_id: company_id.to_string(),
+            version,
+            previous_version: previous,
+            rotated_at: rfc3339(at),
+            database_write_pause_ms: rekey.write_pause.as_secs_f64() * 1000.0,
+            database_rekey_ms: rekey.took.as_secs_f64() * 1000.0,
+            database_bytes: rekey.bytes,
+            credentials_resealed,
+        })
+    }
+
+    async fn reseal_export_credentials(
+        &self,
+        company_id: &str,
+        keys: &wb_crypto::CompanyKeys,
+        actor: Actor,
+    ) -> ServiceResult<bool> {
+        let Some(mut schedule) = self.control.export_schedule(company_id).await? else {
+            return Ok(false);
+        };
+        let Some(sealed) = schedule.sealed_credentials.clone() else {
+            return Ok(false);
+        };
+        if sealed_key_version(&sealed) == keys.current_version() {
+            return Ok(false);
+        }
+        let credentials = crate::export_push::Credentials::open(
+            &sealed,
+            keys,
+            company_id,
+            &schedule.destination,
+        )
+        .map_err(|e| anyhow::anyhow!("opening the export destination's credentials: {e}"))?;
+        schedule.sealed_credentials = Some(
+            credentials
+                .seal(keys, company_id, &schedule.destination)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+        let event = AuditEvent {
+            at: self.now(),
+            actor,
+            company_id: Some(company_id.to_string()),
+            action: Action::ExportScheduleSet,
+            target: Some(format!("company:{company_id}")),
+            outcome: Outcome::Success,
+            detail: Some(format!(
+                "credentials sealed again under key version {}",
+                keys.current_version()
+            )),
+        };
+        self.control.put_export_schedule(&schedule, &event).await?;
+        Ok(true)
+    }
+
+    /// What each key version of a company still seals, counted from the
+    /// first bytes of every object under the company's prefixes.
+    pub async fn key_version_uses(&self, company_id: &str) -> ServiceResult<BTreeMap<u32, VersionUse>> {
+        let mut uses: BTreeMap<u32, VersionUse> = BTreeMap::new();
+        for (kind, prefix) in sealed_prefixes(company_id) {
+            let listed: Vec<_> = self
+                .objects
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .map_err(|e| anyhow::anyhow!("listing {prefix}: {e}"))?;
+            for meta in listed {
+                let version = if meta.size < ENVELOPE_LEN as u64 {
+                    1
+                } else {
+                    match self
+                        .objects
+                        .get_range(&meta.location, 0..ENVELOPE_LEN as u64)
+                        .await
+                    {
+                        Ok(head) => sealed_key_version(&head),
+                        // Deleted meanwhile (retention): it needs nothing.
+                        Err(object_store::Error::NotFound { .. }) => continue,
+                        Err(e) => {
+                            return Err(anyhow::anyhow!("reading {}: {e}", meta.location).into())
+                        }
+                    }
+                };
+                let entry = uses.entry(version).or_default();
+                entry.objects += 1;
+                entry.bytes += meta.size;
+                *entry.by_kind.entry(kind.to_string()).or_default() += 1;
+            }
+        }
+        if let Some(sealed) = self
+            .control
+            .export_schedule(company_id)
+            .await?
+            .and_then(|s| s.sealed_credentials)
+        {
+            uses.entry(sealed_key_version(&sealed))
+                .or_default()
+                .export_credentials = true;
+        }
+        Ok(uses)
+    }
+
+    /// Every version of a company's key and what depends on each.
+    pub async fn company_key_status(&self, company_id: &str) -> ServiceResult<CompanyKeyStatus> {
+        let versions = self
+            .control
+            .company_key_versions(company_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("company"))?;
+        let mut uses = self.key_version_uses(company_id).await?;
+        let now = self.now();
+        let mut out = vec![KeyVersionStatus {
+            version: versions.current_version,
+            state: "current",
+            created_at: rfc3339(versions.current_created_at),
+            retired_at: None,
+            destroyed_at: None,
+            age_days: (now - versions.current_created_at).whole_days(),
+            depends: uses.remove(&versions.current_version).unwrap_or_default(),
+            database: true,
+        }];
+        for retired in &versions.retired {
+            out.push(KeyVersionStatus {
+                version: retired.version,
+                state: if retired.destroyed_at.is_some() {
+                    "destroyed"
+                } else {
+                    "retired"
+                },
+                created_at: rfc3339(retired.created_at),
+                retired_at: Some(rfc3339(retired.retired_at)),
+                destroyed_at: retired.destroyed_at.map(rfc3339),
+                age_days: (now - retired.created_at).whole_days(),
+                depends: uses.remove(&retired.version).unwrap_or_default(),
+                database: false,
+            });
+        }
+        Ok(CompanyKeyStatus {
+            company_id: company_id.to_string(),
+            current_version: versions.current_version,
+            versions: out,
+        })
+    }
+
+    /// Destroys each retired version of a company's key that nothing kept
+    /// needs any more (its backups rolled over, its attachments gone), once
+    /// the database is under the current version. Returns the versions
+    /// destroyed.
+    pub async fn retire_company_keys(&self, company_id: &str) -> ServiceResult<Vec<u32>> {
+        let Some(versions) = self.control.company_key_versions(company_id).await? else {
+            return Ok(Vec::new());
+        };
+        let waiting: Vec<u32> = versions
+            .retired
+            .iter()
+            .filter(|r| r.destroyed_at.is_none())
+            .map(|r| r.version)
+            .collect();
+        if waiting.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The database must open with the current version first (a
+        // rotation stopped before its re-key is finished here).
+        if self
+            .control
+            .company(company_id)
+            .await?
+            .is_some_and(|c| c.status == CompanyStatus::Active)
+        {
+            let keys = self.company_key(company_id).await?;
+            self.open_tenant(company_id, &keys).await?;
+        } else {
+            // A company on its way out keeps its keys for its destruction.
+            return Ok(Vec::new());
+        }
+        let uses = self.key_version_uses(company_id).await?;
+        let mut destroyed = Vec::new();
+        for version in waiting {
+            if uses.contains_key(&version) {
+                continue;
+            }
+            let event = AuditEvent {
+                at: self.now(),
+                actor: Actor::system("key-retirement"),
+                company_id: Some(company_id.to_string()),
+                action: Action::CompanyKeyVersionDestroy,
+                target: Some(format!("company:{company_id}")),
+                outcome: Outcome::Success,
+                detail: Some(format!(
+                    "key version {version} destroyed: no backup, snapshot, audit segment, attachment or credential sealed under it is kept"
+                )),
+            };
+            match self
+                .objects
+                .delete(&retired_dek_path(company_id, version))
+                .await
+            {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    return Err(anyhow::anyhow!("deleting key version {version}: {e}").into())
+                }
+            }
+            self.control
+                .destroy_key_version(company_id, version, event.at, &event)
+                .await?;
+            destroyed.push(version);
+        }
+        Ok(destroyed)
+    }
+}
