@@ -35,7 +35,7 @@ fn event(action: Action) -> AuditEvent {
     }
 }
 
-async fn company_with_owner(control: &dyn ControlStore) -> (String, String) {
+pub(crate) async fn company_with_owner(control: &dyn ControlStore) -> (String, String) {
     let id = uuid::Uuid::new_v4().to_string();
     let company = CompanyRecord {
         id: id.clone(),

@@ -14,6 +14,7 @@ mod entries;
 mod export_schedules;
 mod factors;
 mod files;
+mod key_versions;
 mod lifecycle;
 mod migrations;
 mod staff;

@@ -742,6 +742,10 @@ const CONTROL_TABLES: &[(&str, &str)] = &[
         "company_lifecycle",
         "backed up as each company's state (dr.rs CompanyConfig: destroy_after, destroyed_at, the certificate)",
     ),
+    (
+        "company_key_versions",
+        "backed up as each company's key_version and retired_keys (dr.rs CompanyConfig); each wrapping apart, at keys/companies/{id}.v{n}.dek",
+    ),
     ("placements", "PostgreSQL only; not backed up"),
     (
         "schema_migrations",
