@@ -1203,6 +1203,119 @@ async fn overflow_story(control: Arc<dyn ControlStore>, tenants: Arc<dyn TenantD
 }
 
 /// 64 writers, 20 entries each, plus one refused entry each mixed into the stream.
+/// A company database re-keyed while writers keep posting: nothing is lost
+/// or refused, the old key opens nothing afterwards, the new one opens the
+/// same books (also after the directory is opened again), and a second
+/// re-key to the same key changes nothing.
+async fn rekey_story(
+    control: Arc<dyn ControlStore>,
+    tenants: Arc<dyn TenantDirectory>,
+    reopen: Option<Arc<dyn TenantDirectory>>,
+) {
+    let company = new_company(&*control, &*tenants, "Rekeyed Ltd").await;
+    let store = company.store.clone();
+    standard_chart(&*store).await;
+    // Several MiB of books, so the copy takes many steps with writes between.
+    let long = "x".repeat(450);
+    for batch in 0..60 {
+        let drafts = (0..100)
+            .map(|i| {
+                draft(
+                    date!(2026 - 05 - 01),
+                    &format!("bulk {batch}/{i} {long}"),
+                    vec![p("1100", "1.00", "USD"), p("4000", "-1.00", "USD")],
+                )
+            })
+            .collect();
+        store.post_entries(drafts, None, ctx()).await.expect("bulk");
+    }
+    let before = snapshot(&*store).await;
+    let new_key = DataKey::generate();
+    const WRITERS: usize = 8;
+    const POSTS: usize = 40;
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..POSTS {
+                    store
+                        .post_entries(
+                            vec![draft(
+                                date!(2026 - 05 - 02),
+                                &format!("during {t}/{i}"),
+                                vec![p("1100", "2.00", "USD"), p("4000", "-2.00", "USD")],
+                            )],
+                            None,
+                            ctx(),
+                        )
+                        .await
+                        .expect("a post while re-keying");
+                }
+            })
+        })
+        .collect();
+    let report = tenants
+        .rekey(&company.id, &company.key, &new_key)
+        .await
+        .expect("re-key");
+    assert!(!report.already);
+    if reopen.is_some() {
+        // SQLCipher: copied in several steps, writes taken between them.
+        assert!(report.steps > 3, "{report:?}");
+        assert!(report.bytes > 3 * 1024 * 1024, "{report:?}");
+    }
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let store = tenants
+        .open(&company.id, &new_key)
+        .await
+        .expect("opens with the new key");
+    let after = snapshot(&*store).await;
+    assert_eq!(after.entries, before.entries + (WRITERS * POSTS) as i64);
+    assert_eq!(after.journal_len, before.journal_len + WRITERS * POSTS);
+    let bank = after
+        .balances
+        .get(&("1100".to_string(), "USD".to_string()))
+        .copied()
+        .unwrap_or_default();
+    assert_eq!(bank, 6000 * 100 + (WRITERS * POSTS) as i128 * 200);
+    assert!(
+        tenants.open(&company.id, &company.key).await.is_err(),
+        "the old key opens nothing"
+    );
+    let again = tenants
+        .rekey(&company.id, &company.key, &new_key)
+        .await
+        .expect("a second re-key to the same key");
+    assert_eq!(after.entries, snapshot(&*store).await.entries);
+    drop(again);
+    // Writes go on afterwards.
+    store
+        .post_entries(
+            vec![draft(
+                date!(2026 - 05 - 03),
+                "after",
+                vec![p("1100", "3.00", "USD"), p("4000", "-3.00", "USD")],
+            )],
+            None,
+            ctx(),
+        )
+        .await
+        .expect("a post after the re-key");
+    if let Some(reopened) = reopen {
+        assert!(matches!(
+            reopened.open(&company.id, &company.key).await,
+            Err(StoreError::WrongKey)
+        ));
+        let store = reopened
+            .open(&company.id, &new_key)
+            .await
+            .expect("opens again with the new key");
+        assert_eq!(snapshot(&*store).await.entries, after.entries + 1);
+    }
+}
+
 async fn group_commit_story(control: Arc<dyn ControlStore>, tenants: Arc<dyn TenantDirectory>) {
     const TASKS: usize = 64;
     const PER_TASK: usize = 20;
@@ -2079,6 +2192,20 @@ async fn sqlite_group_commit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_rekey_while_writing() {
+    let b = sqlite_backend();
+    let reopened: Arc<dyn TenantDirectory> =
+        Arc::new(SqliteTenants::new(b.companies_dir()).expect("tenant directory"));
+    rekey_story(b.control.clone(), b.tenants.clone(), Some(reopened)).await;
+    let leftovers: Vec<_> = std::fs::read_dir(b.companies_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".rekey"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_control() {
     let b = sqlite_backend();
     control_story(b.control.clone()).await;
@@ -2146,6 +2273,12 @@ async fn postgres_overflow() {
 async fn postgres_group_commit() {
     let (control, tenants) = pg_backend("group_commit").await;
     group_commit_story(control, tenants).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_rekey_while_writing() {
+    let (control, tenants) = pg_backend("rekey").await;
+    rekey_story(control, tenants, None).await;
 }
 
 #[test]

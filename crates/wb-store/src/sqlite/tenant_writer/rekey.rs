@@ -24,9 +24,9 @@ use crate::sqlite::conn::{open_encrypted, OpenMode, ReaderPool};
 use crate::writer_jobs::Job;
 use crate::{RekeyReport, StoreError};
 
-/// Pages copied per step: 1,024 pages (4 MiB) take a few milliseconds, so a
+/// Pages copied per step: 256 pages (1 MiB) take a millisecond or two, so a
 /// write waits at most that long for a step to finish.
-const PAGES_PER_STEP: std::os::raw::c_int = 1024;
+const PAGES_PER_STEP: std::os::raw::c_int = 256;
 
 pub(crate) struct RekeyJob {
     pub key: DataKey,
