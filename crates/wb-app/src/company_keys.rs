@@ -17,6 +17,7 @@ use futures_util::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::Serialize;
+use utoipa::ToSchema;
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
 use wb_core::Action;
@@ -32,7 +33,7 @@ pub fn retired_dek_path(company_id: &str, version: u32) -> ObjectPath {
 }
 
 /// What a rotation did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RotationReport {
     pub company_id: String,
     pub version: u32,
@@ -47,7 +48,7 @@ pub struct RotationReport {
 }
 
 /// What still depends on one version.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, ToSchema)]
 pub struct VersionUse {
     /// Objects in the object store sealed under it (journal segments,
     /// snapshots, audit segments, attachments).
@@ -59,7 +60,7 @@ pub struct VersionUse {
     pub export_credentials: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct KeyVersionStatus {
     pub version: u32,
     /// `current`, `retired` or `destroyed`.
@@ -76,7 +77,7 @@ pub struct KeyVersionStatus {
     pub database: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CompanyKeyStatus {
     pub company_id: String,
     pub current_version: u32,
@@ -99,6 +100,32 @@ fn sealed_prefixes(company_id: &str) -> [(&'static str, ObjectPath); 4] {
 }
 
 impl Platform {
+    /// An owner's rotation of their company's key, through the door.
+    pub async fn rotate_key_as(
+        &self,
+        caller: crate::access::Caller,
+        company_id: &str,
+    ) -> ServiceResult<RotationReport> {
+        let admission = self
+            .admit(caller.clone(), company_id, wb_core::Permission::RotateKey)
+            .await?;
+        drop(admission);
+        self.rotate_company_key(company_id, caller.actor).await
+    }
+
+    /// A company's key versions for its owners and admins, through the door.
+    pub async fn key_status_as(
+        &self,
+        caller: crate::access::Caller,
+        company_id: &str,
+    ) -> ServiceResult<CompanyKeyStatus> {
+        let admission = self
+            .admit(caller, company_id, wb_core::Permission::ManageSecurity)
+            .await?;
+        drop(admission);
+        self.company_key_status(company_id).await
+    }
+
     /// A new version of a company's key (see the module's order of steps).
     pub async fn rotate_company_key(
         &self,
@@ -394,5 +421,80 @@ impl Platform {
             destroyed.push(version);
         }
         Ok(destroyed)
+    }
+}
+
+/// The alert rule raised for a company whose current key version is older
+/// than its policy allows.
+pub const KEY_AGE_RULE: &str = "company-key-age";
+
+/// Whether a key version made at `made` is past `max_days` at `now`.
+pub fn key_too_old(made: OffsetDateTime, max_days: u32, now: OffsetDateTime) -> bool {
+    now - made > time::Duration::days(i64::from(max_days))
+}
+
+impl Platform {
+    /// A company's key upkeep, run by the backup-retention job after its
+    /// backups are pruned: retired versions nothing needs are destroyed,
+    /// and a current version older than the company's policy allows raises
+    /// an alert (once; it stays open until a rotation).
+    pub async fn key_upkeep(&self, company_id: &str) -> ServiceResult<Vec<u32>> {
+        let destroyed = self.retire_company_keys(company_id).await?;
+        let Some(versions) = self.control.company_key_versions(company_id).await? else {
+            return Ok(destroyed);
+        };
+        let max_days = self
+            .control
+            .company_policy(company_id)
+            .await?
+            .and_then(|p| p.key_max_age_days)
+            .unwrap_or(wb_core::security_policy::DEFAULT_KEY_MAX_AGE_DAYS);
+        let now = self.now();
+        if key_too_old(versions.current_created_at, max_days, now) {
+            let draft = wb_core::monitor::AlertDraft {
+                rule: KEY_AGE_RULE,
+                severity: wb_core::monitor::Severity::Medium,
+                // One alert per version: a rotation ends the reason for it.
+                dedupe_key: format!(
+                    "{KEY_AGE_RULE}:company:{company_id}:v{}",
+                    versions.current_version
+                ),
+                title: format!("Company {company_id}'s key is due for rotation"),
+                detail: format!(
+                    "key version {} was made {} days ago; the company's policy allows {max_days} days \
+                     (rotate with POST /api/v1/companies/{company_id}/keys/rotate or workbooks keys rotate --company {company_id})",
+                    versions.current_version,
+                    (now - versions.current_created_at).whole_days()
+                ),
+                company_id: Some(company_id.to_string()),
+                at: now,
+            };
+            match self.alerts.raise(&draft, now).await {
+                Ok(raised) if raised.new => {
+                    tracing::warn!(alert = raised.alert.id, company = %company_id, rule = KEY_AGE_RULE, "alert raised")
+                }
+                Ok(_) => {}
+                Err(e) => return Err(anyhow::anyhow!("raising the key-age alert: {e}").into()),
+            }
+        }
+        Ok(destroyed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn a_key_is_too_old_only_past_its_maximum() {
+        let made = datetime!(2026-01-01 00:00 UTC);
+        assert!(!key_too_old(made, 365, made + time::Duration::days(365)));
+        assert!(key_too_old(
+            made,
+            365,
+            made + time::Duration::days(365) + time::Duration::seconds(1)
+        ));
+        assert!(!key_too_old(made, 30, made));
     }
 }

@@ -336,6 +336,8 @@ struct PolicyConfig {
     ip_allowlist: Vec<String>,
     min_passphrase_strength: u8,
     api_key_max_days: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_max_age_days: Option<u32>,
 }
 
 /// The platform's configuration, as backed up.
@@ -448,6 +450,7 @@ impl ConfigSnapshot {
                     ip_allowlist: p.ip_allowlist.iter().map(ToString::to_string).collect(),
                     min_passphrase_strength: p.min_passphrase_strength,
                     api_key_max_days: p.api_key_max_days,
+                    key_max_age_days: p.key_max_age_days,
                 });
             }
             if let Some(e) = control.export_schedule(&c.id).await? {
@@ -1042,6 +1045,7 @@ pub async fn restore(platform: &Platform) -> anyhow::Result<DrReport> {
                             .collect::<Result<_, _>>()?,
                         min_passphrase_strength: p.min_passphrase_strength,
                         api_key_max_days: p.api_key_max_days,
+                        key_max_age_days: p.key_max_age_days,
                     };
                     policy.validate()?;
                     platform

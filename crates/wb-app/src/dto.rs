@@ -709,6 +709,9 @@ pub struct SecurityPolicyView {
     pub ip_allowlist: Vec<String>,
     pub min_passphrase_strength: u8,
     pub api_key_max_days: Option<u32>,
+    /// A company key version older than this many days raises an alert
+    /// (null: the platform's 365).
+    pub key_max_age_days: Option<u32>,
 }
 
 impl From<&wb_core::security_policy::SecurityPolicy> for SecurityPolicyView {
@@ -720,6 +723,7 @@ impl From<&wb_core::security_policy::SecurityPolicy> for SecurityPolicyView {
             ip_allowlist: p.ip_allowlist.iter().map(ToString::to_string).collect(),
             min_passphrase_strength: p.min_passphrase_strength,
             api_key_max_days: p.api_key_max_days,
+            key_max_age_days: p.key_max_age_days,
         }
     }
 }
@@ -747,6 +751,10 @@ pub struct SecurityPolicyRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u32>)]
     pub api_key_max_days: Option<Option<u32>>,
+    /// 30 to 3650 days; null: the platform's default.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>)]
+    pub key_max_age_days: Option<Option<u32>>,
     /// Apply an allowlist that excludes the caller's own address.
     #[serde(default)]
     pub confirm_lockout: bool,
@@ -761,6 +769,7 @@ impl From<SecurityPolicyRequest> for crate::security::PolicyChange {
             ip_allowlist: r.ip_allowlist,
             min_passphrase_strength: r.min_passphrase_strength,
             api_key_max_days: r.api_key_max_days,
+            key_max_age_days: r.key_max_age_days,
             confirm_lockout: r.confirm_lockout,
         }
     }

@@ -20,6 +20,7 @@ pub struct PolicyChange {
     pub ip_allowlist: Option<Vec<String>>,
     pub min_passphrase_strength: Option<u8>,
     pub api_key_max_days: Option<Option<u32>>,
+    pub key_max_age_days: Option<Option<u32>>,
     /// The caller knows the new allowlist excludes their own address.
     pub confirm_lockout: bool,
 }
@@ -136,6 +137,9 @@ fn apply(
     }
     if let Some(days) = change.api_key_max_days {
         next.api_key_max_days = days;
+    }
+    if let Some(days) = change.key_max_age_days {
+        next.key_max_age_days = days;
     }
     if let Some(list) = &change.ip_allowlist {
         if list.len() > wb_core::security_policy::MAX_ALLOWLIST {

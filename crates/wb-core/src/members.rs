@@ -140,6 +140,7 @@ mod tests {
                     RestoreCopy,
                     ReadFiles,
                     WriteFiles,
+                    RotateKey,
                 ]
                 .iter()
                 .any(|p| from.allows(*p) && !to.allows(*p));

@@ -29,6 +29,8 @@ pub enum Permission {
     ReadFiles,
     /// Upload attachments.
     WriteFiles,
+    /// Rotate the company's key to a new version.
+    RotateKey,
 }
 
 impl Role {
@@ -38,7 +40,7 @@ impl Role {
         use Permission::*;
         match self {
             Role::Owner => true,
-            Role::Admin => !matches!(permission, Deprovision | RestoreCopy),
+            Role::Admin => !matches!(permission, Deprovision | RestoreCopy | RotateKey),
             Role::Accountant => {
                 matches!(permission, ReadBooks | WriteBooks | ReadFiles | WriteFiles)
             }
@@ -118,6 +120,15 @@ mod tests {
                 assert_eq!(role.allows(*perm), allowed, "{role} {perm:?}");
             }
         }
+    }
+
+    #[test]
+    fn only_owners_rotate_keys() {
+        let rotators: Vec<Role> = Role::ALL
+            .into_iter()
+            .filter(|r| r.allows(Permission::RotateKey))
+            .collect();
+        assert_eq!(rotators, [Role::Owner]);
     }
 
     #[test]

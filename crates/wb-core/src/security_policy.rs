@@ -31,7 +31,16 @@ pub struct SecurityPolicy {
     pub min_passphrase_strength: u8,
     /// Longest life of an API key created for this company.
     pub api_key_max_days: Option<u32>,
+    /// Longest life of a company key version before an alert asks for a
+    /// rotation (None: `DEFAULT_KEY_MAX_AGE_DAYS`).
+    pub key_max_age_days: Option<u32>,
 }
+
+/// A company key version older than this raises an alert unless the
+/// company's policy says otherwise.
+pub const DEFAULT_KEY_MAX_AGE_DAYS: u32 = 365;
+/// The range a policy's key age may take (a month to ten years).
+pub const KEY_MAX_AGE_DAYS: std::ops::RangeInclusive<u32> = 30..=3650;
 
 impl Default for SecurityPolicy {
     fn default() -> SecurityPolicy {
@@ -42,6 +51,7 @@ impl Default for SecurityPolicy {
             ip_allowlist: Vec::new(),
             min_passphrase_strength: PLATFORM_MIN_STRENGTH,
             api_key_max_days: None,
+            key_max_age_days: None,
         }
     }
 }
@@ -60,6 +70,8 @@ pub enum PolicyError {
     IdleTimeout,
     #[error("api_key_max_days is 1 to {MAX_API_KEY_DAYS}")]
     ApiKeyDays,
+    #[error("key_max_age_days is 30 to 3650")]
+    KeyAge,
 }
 
 /// Parses one allowlist entry: a CIDR block, or a single address.
@@ -134,6 +146,12 @@ impl SecurityPolicy {
             .is_some_and(|d| !(1..=MAX_API_KEY_DAYS).contains(&d))
         {
             return Err(PolicyError::ApiKeyDays);
+        }
+        if self
+            .key_max_age_days
+            .is_some_and(|d| !KEY_MAX_AGE_DAYS.contains(&d))
+        {
+            return Err(PolicyError::KeyAge);
         }
         Ok(())
     }

@@ -229,6 +229,7 @@ pub(crate) fn policy_from_row(
     ip_allowlist: &str,
     min_passphrase_strength: i64,
     api_key_max_days: Option<i64>,
+    key_max_age_days: Option<i64>,
 ) -> Result<SecurityPolicy, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("security policy {what}"));
     let small = |v: Option<i64>, what: &str| {
@@ -246,5 +247,6 @@ pub(crate) fn policy_from_row(
         min_passphrase_strength: u8::try_from(min_passphrase_strength)
             .map_err(|_| corrupt("min_passphrase_strength"))?,
         api_key_max_days: small(api_key_max_days, "api_key_max_days")?,
+        key_max_age_days: small(key_max_age_days, "key_max_age_days")?,
     })
 }

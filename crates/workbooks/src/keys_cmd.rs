@@ -20,8 +20,22 @@ pub enum KeysCommand {
     /// Afterwards only the new key opens the deployment and its backups.
     RotateMaster(RotateMasterArgs),
     /// Which master key wraps how many keys, and whether a key other than
-    /// the current one is still needed (ids and counts, never keys).
+    /// the current one is still needed (ids and counts, never keys); with
+    /// --company, that company's key versions and what depends on each.
     Status(StatusArgs),
+    /// A new key version for one company: everything new is sealed with it
+    /// and the company database is re-keyed while it serves; older versions
+    /// stay (wrapped) while anything kept was sealed with them.
+    Rotate(RotateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub deployment: DeploymentArgs,
+    /// The company's id.
+    #[arg(long)]
+    pub company: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -41,13 +55,85 @@ pub struct RotateMasterArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pub deployment: DeploymentArgs,
+    /// One company's key versions instead of the master key's status.
+    #[arg(long)]
+    pub company: Option<String>,
 }
 
 pub async fn run(cmd: KeysCommand) -> Result<()> {
     match cmd {
         KeysCommand::RotateMaster(args) => rotate_master(args).await,
         KeysCommand::Status(args) => status(args).await,
+        KeysCommand::Rotate(args) => rotate(args).await,
     }
+}
+
+async fn rotate(args: RotateArgs) -> Result<()> {
+    let d = args.deployment.resolve()?;
+    // On the embedded store a running server holds the company database
+    // open: the re-key swaps the file under it. Through the API
+    // (`POST /api/v1/companies/{c}/keys/rotate`) the server does it live.
+    let _lock = match d.storage {
+        wb_server::StorageConfig::Embedded => Some(wb_server::data_lock::lock(&d.data).context(
+            "keys rotate on the embedded store needs the server stopped \
+             (a running server rotates through POST /api/v1/companies/{company}/keys/rotate)",
+        )?),
+        wb_server::StorageConfig::Postgres(_) => None,
+    };
+    let platform = crate::open_platform(&d).await?;
+    let args_company = &args.company;
+    let report = platform
+        .rotate_company_key(&args.company, crate::alerts_cmd::operator())
+        .await
+        .map_err(|e: wb_server::error::ServiceError| anyhow::anyhow!("company {}: {}", args_company, e.detail))?;
+    if d.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "company {}: key version {} -> {}; database re-keyed in {:.0} ms (writes paused {:.1} ms)",
+            report.company_id,
+            report.previous_version,
+            report.version,
+            report.database_rekey_ms,
+            report.database_write_pause_ms
+        );
+    }
+    Ok(())
+}
+
+async fn company_status(d: &Deployment, company: &str) -> Result<()> {
+    let platform = crate::open_platform(d).await?;
+    let args_company = company;
+    let status = platform
+        .company_key_status(company)
+        .await
+        .map_err(|e: wb_server::error::ServiceError| anyhow::anyhow!("company {}: {}", args_company, e.detail))?;
+    if d.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    println!(
+        "company {}: current key version {}",
+        status.company_id, status.current_version
+    );
+    for v in &status.versions {
+        println!(
+            "  v{:<3} {:<9} made {} ({} days); {} objects ({} bytes){}{}",
+            v.version,
+            v.state,
+            v.created_at,
+            v.age_days,
+            v.depends.objects,
+            v.depends.bytes,
+            if v.depends.export_credentials {
+                "; export credentials"
+            } else {
+                ""
+            },
+            if v.database { "; the database" } else { "" }
+        );
+    }
+    Ok(())
 }
 
 async fn rotate_master(args: RotateMasterArgs) -> Result<()> {
@@ -88,6 +174,9 @@ async fn rotate_master(args: RotateMasterArgs) -> Result<()> {
 
 async fn status(args: StatusArgs) -> Result<()> {
     let d = args.deployment.resolve()?;
+    if let Some(company) = &args.company {
+        return company_status(&d, company).await;
+    }
     let platform = crate::open_platform(&d).await?;
     let status = wb_server::keys_status::key_status(&platform).await?;
     if d.json {

@@ -20,6 +20,8 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(60);
 /// Job names for logs and the `job-panicked` alert.
 const JOB: &str = "snapshot";
 const PRUNE_JOB: &str = "retention";
+/// Company key upkeep after each company's pruning (`Platform::key_upkeep`).
+const KEYS_JOB: &str = "key-upkeep";
 pub const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
 
 fn lease(company_id: &str) -> String {
@@ -137,6 +139,19 @@ async fn prune_round(platform: &Platform, policy: &BackupPolicy) -> anyhow::Resu
                 tracing::warn!(company = %company.id, error = %format!("{e:#}"), "retention failed")
             }
             Err(_) => {}
+        }
+        // With its backups pruned, key versions nothing needs any more go,
+        // and a key past its policy's age raises an alert.
+        let upkeep = platform.key_upkeep(&company.id);
+        match crate::runner::unit(platform, KEYS_JOB, &company.id, Some(&company.id), upkeep).await
+        {
+            Ok(Ok(destroyed)) if !destroyed.is_empty() => {
+                tracing::info!(company = %company.id, versions = ?destroyed, "retired key versions destroyed");
+            }
+            Ok(Ok(_)) | Err(_) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(company = %company.id, error = %e, "key upkeep failed")
+            }
         }
     }
     Ok(())

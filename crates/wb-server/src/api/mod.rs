@@ -4,6 +4,7 @@ pub mod account;
 pub mod api_keys;
 pub mod audit;
 pub mod books;
+pub mod company_keys;
 pub mod export_schedule;
 pub mod exports;
 pub mod files;
@@ -64,6 +65,7 @@ use crate::problem::{ApiError, Problem};
         members::list_members, members::change_member, members::remove_member, members::accept,
         security_policy::get, security_policy::put,
         lifecycle::deprovision, lifecycle::cancel, lifecycle::certificate,
+        company_keys::rotate, company_keys::status,
         healthz, readyz,
     ),
     components(schemas(Problem)),
@@ -190,6 +192,8 @@ fn company_routes(batch_body_limit: usize) -> Vec<(&'static str, MethodRouter<Ap
                 .layer(DefaultBodyLimit::max(session::AUTH_BODY_LIMIT_BYTES)),
         ),
         ("/deprovision/cancel", post(lifecycle::cancel)),
+        ("/keys", get(company_keys::status)),
+        ("/keys/rotate", post(company_keys::rotate)),
     ]
 }
 

@@ -31,6 +31,7 @@ fn fields_of(policy: &SecurityPolicy) -> Form {
             policy.min_passphrase_strength.to_string(),
         ),
         ("api_key_max_days", number(policy.api_key_max_days)),
+        ("key_max_age_days", number(policy.key_max_age_days)),
     ];
     if policy.mfa_required {
         fields.push(("mfa_required", "yes".into()));
@@ -75,6 +76,7 @@ fn policy_form(view: &View, values: &Form, lockout: bool) -> Markup {
                 }
             }
             div { label for="api_key_max_days" { "Longest API key life (days, empty: the platform's)" } input #api_key_max_days name="api_key_max_days" inputmode="numeric" value=(value("api_key_max_days")); }
+            div { label for="key_max_age_days" { "Longest life of a company key version before an alert (days, 30 to 3650; empty: 365)" } input #key_max_age_days name="key_max_age_days" inputmode="numeric" value=(value("key_max_age_days")); }
             div { button type="submit" { "Save policy" } }
         }
     }
@@ -132,6 +134,7 @@ fn change_of(form: &Form) -> Result<PolicyChange, ApiError> {
         ),
         min_passphrase_strength: strength,
         api_key_max_days: Some(optional_number(form, "api_key_max_days")?),
+        key_max_age_days: Some(optional_number(form, "key_max_age_days")?),
         confirm_lockout: form.checked("confirm_lockout"),
     })
 }

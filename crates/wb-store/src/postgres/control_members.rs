@@ -364,7 +364,8 @@ impl MemberStore for PgControl {
                 "SELECT (SELECT m.role FROM memberships m JOIN companies c ON c.id = m.company_id
                          WHERE m.company_id = $2 AND m.user_id = $1 AND c.status = 'active'),
                         p.mfa_required, p.session_ttl_minutes, p.idle_timeout_minutes,
-                        p.ip_allowlist, p.min_passphrase_strength, p.api_key_max_days
+                        p.ip_allowlist, p.min_passphrase_strength, p.api_key_max_days,
+                        p.key_max_age_days
                  FROM (SELECT 1) AS one LEFT JOIN company_policies p ON p.company_id = $2",
                 &[text(&user_id), text(&company_id)],
             )
@@ -388,6 +389,7 @@ impl MemberStore for PgControl {
                 list,
                 strength,
                 r.try_get(6)?,
+                r.try_get(7)?,
             )?),
             _ => None,
         };
@@ -398,7 +400,8 @@ impl MemberStore for PgControl {
         let row = self
             .query_opt(
                 "SELECT mfa_required, session_ttl_minutes, idle_timeout_minutes,
-                        ip_allowlist, min_passphrase_strength, api_key_max_days
+                        ip_allowlist, min_passphrase_strength, api_key_max_days,
+                        key_max_age_days
                  FROM company_policies WHERE company_id = $1",
                 &[text(&company_id)],
             )
@@ -411,6 +414,7 @@ impl MemberStore for PgControl {
                 r.try_get(3)?,
                 r.try_get(4)?,
                 r.try_get(5)?,
+                r.try_get(6)?,
             )
         })
         .transpose()
@@ -428,12 +432,13 @@ impl MemberStore for PgControl {
         let list = allowlist_text(p);
         let strength = i64::from(p.min_passphrase_strength);
         let days = p.api_key_max_days.map(i64::from);
+        let key_age = p.key_max_age_days.map(i64::from);
         let at = unix_millis(audit.at);
         self.exec_audited(
             "INSERT INTO company_policies (company_id, mfa_required, session_ttl_minutes,
                  idle_timeout_minutes, ip_allowlist, min_passphrase_strength,
-                 api_key_max_days, updated_at, updated_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 api_key_max_days, updated_at, updated_by, key_max_age_days)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              ON CONFLICT (company_id) DO UPDATE SET
                  mfa_required = EXCLUDED.mfa_required,
                  session_ttl_minutes = EXCLUDED.session_ttl_minutes,
@@ -441,6 +446,7 @@ impl MemberStore for PgControl {
                  ip_allowlist = EXCLUDED.ip_allowlist,
                  min_passphrase_strength = EXCLUDED.min_passphrase_strength,
                  api_key_max_days = EXCLUDED.api_key_max_days,
+                 key_max_age_days = EXCLUDED.key_max_age_days,
                  updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by",
             &[
                 text(&company_id),
@@ -452,6 +458,7 @@ impl MemberStore for PgControl {
                 int8(&days),
                 int8(&at),
                 text(&audit.actor.id),
+                int8(&key_age),
             ],
             Some(audit),
         )

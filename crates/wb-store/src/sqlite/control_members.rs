@@ -403,26 +403,37 @@ impl MemberStore for SqliteControl {
                     Option<String>,
                     Option<i64>,
                     Option<i64>,
+                    Option<i64>,
                 );
                 let row: Option<Facts> = conn
                     .prepare_cached(
                         "SELECT (SELECT m.role FROM memberships m JOIN companies c ON c.id = m.company_id
                                  WHERE m.company_id = ?2 AND m.user_id = ?1 AND c.status = 'active'),
                                 p.mfa_required, p.session_ttl_minutes, p.idle_timeout_minutes,
-                                p.ip_allowlist, p.min_passphrase_strength, p.api_key_max_days
+                                p.ip_allowlist, p.min_passphrase_strength, p.api_key_max_days,
+                                p.key_max_age_days
                          FROM (SELECT 1) LEFT JOIN company_policies p ON p.company_id = ?2",
                     )?
                     .query_row(params![user_id, company_id], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                            r.get(6)?,
+                            r.get(7)?,
+                        ))
                     })
                     .optional()?;
-                let Some((role, mfa, ttl, idle, list, strength, days)) = row else {
+                let Some((role, mfa, ttl, idle, list, strength, days, key_age)) = row else {
                     return Ok((None, None));
                 };
                 let role = role.as_deref().map(parse_role).transpose()?;
                 let policy = match (mfa, list, strength) {
                     (Some(mfa), Some(list), Some(strength)) => {
-                        Some(policy_from_row(mfa, ttl, idle, &list, strength, days)?)
+                        Some(policy_from_row(mfa, ttl, idle, &list, strength, days, key_age)?)
                     }
                     _ => None,
                 };
@@ -435,10 +446,12 @@ impl MemberStore for SqliteControl {
         let company_id = company_id.to_string();
         self.readers
             .with(move |conn| {
-                let row: Option<(i64, Option<i64>, Option<i64>, String, i64, Option<i64>)> = conn
+                type Row = (i64, Option<i64>, Option<i64>, String, i64, Option<i64>, Option<i64>);
+                let row: Option<Row> = conn
                     .prepare_cached(
                         "SELECT mfa_required, session_ttl_minutes, idle_timeout_minutes,
-                                ip_allowlist, min_passphrase_strength, api_key_max_days
+                                ip_allowlist, min_passphrase_strength, api_key_max_days,
+                                key_max_age_days
                          FROM company_policies WHERE company_id = ?1",
                     )?
                     .query_row([company_id], |r| {
@@ -449,11 +462,12 @@ impl MemberStore for SqliteControl {
                             r.get(3)?,
                             r.get(4)?,
                             r.get(5)?,
+                            r.get(6)?,
                         ))
                     })
                     .optional()?;
-                row.map(|(mfa, ttl, idle, list, strength, days)| {
-                    policy_from_row(mfa, ttl, idle, &list, strength, days)
+                row.map(|(mfa, ttl, idle, list, strength, days, key_age)| {
+                    policy_from_row(mfa, ttl, idle, &list, strength, days, key_age)
                 })
                 .transpose()
             })
@@ -472,8 +486,8 @@ impl MemberStore for SqliteControl {
             tx.execute(
                 "INSERT INTO company_policies (company_id, mfa_required, session_ttl_minutes,
                      idle_timeout_minutes, ip_allowlist, min_passphrase_strength,
-                     api_key_max_days, updated_at, updated_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     api_key_max_days, updated_at, updated_by, key_max_age_days)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (company_id) DO UPDATE SET
                      mfa_required = excluded.mfa_required,
                      session_ttl_minutes = excluded.session_ttl_minutes,
@@ -481,6 +495,7 @@ impl MemberStore for SqliteControl {
                      ip_allowlist = excluded.ip_allowlist,
                      min_passphrase_strength = excluded.min_passphrase_strength,
                      api_key_max_days = excluded.api_key_max_days,
+                     key_max_age_days = excluded.key_max_age_days,
                      updated_at = excluded.updated_at, updated_by = excluded.updated_by",
                 params![
                     company_id,
@@ -491,7 +506,8 @@ impl MemberStore for SqliteControl {
                     p.min_passphrase_strength,
                     p.api_key_max_days,
                     at,
-                    by
+                    by,
+                    p.key_max_age_days
                 ],
             )?;
             Ok(())

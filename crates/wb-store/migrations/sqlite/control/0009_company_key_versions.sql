@@ -20,3 +20,6 @@ CREATE TABLE IF NOT EXISTS company_key_versions (
     destroyed_at INTEGER,
     UNIQUE (company_id, version)
 ) STRICT;
+-- The company's longest key-version life before an alert (days; NULL:
+-- the platform's default).
+ALTER TABLE company_policies ADD COLUMN key_max_age_days INTEGER;
