@@ -17,20 +17,16 @@ use futures_util::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::Serialize;
-use utoipa::ToSchema;
 use std::collections::BTreeMap;
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 use wb_core::Action;
 use wb_crypto::{sealed_key_version, DataKey, ENVELOPE_LEN};
 use wb_store::{Actor, AuditEvent, CompanyStatus, Outcome};
 
+use crate::dr::retired_dek_path;
 use crate::error::{ServiceError, ServiceResult};
 use crate::platform::Platform;
-
-/// Where a retired version's wrapping is kept in the object store.
-pub fn retired_dek_path(company_id: &str, version: u32) -> ObjectPath {
-    ObjectPath::from(format!("keys/companies/{company_id}.v{version}.dek"))
-}
 
 /// What a rotation did.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -92,8 +88,14 @@ fn rfc3339(at: OffsetDateTime) -> String {
 /// The object-store prefixes of what a company's key seals, by kind.
 fn sealed_prefixes(company_id: &str) -> [(&'static str, ObjectPath); 4] {
     [
-        ("journal", crate::backup::shipper::journal_prefix(company_id)),
-        ("snapshots", crate::backup::snapshot::snapshots_prefix(company_id)),
+        (
+            "journal",
+            crate::backup::shipper::journal_prefix(company_id),
+        ),
+        (
+            "snapshots",
+            crate::backup::snapshot::snapshots_prefix(company_id),
+        ),
         ("audit", crate::backup::audit_trail::prefix(company_id)),
         ("files", crate::files::files_prefix(company_id)),
     ]
@@ -240,13 +242,11 @@ impl Platform {
         if sealed_key_version(&sealed) == keys.current_version() {
             return Ok(false);
         }
-        let credentials = crate::export_push::Credentials::open(
-            &sealed,
-            keys,
-            company_id,
-            &schedule.destination,
-        )
-        .map_err(|e| anyhow::anyhow!("opening the export destination's credentials: {e}"))?;
+        let credentials =
+            crate::export_push::Credentials::open(&sealed, keys, company_id, &schedule.destination)
+                .map_err(|e| {
+                    anyhow::anyhow!("opening the export destination's credentials: {e}")
+                })?;
         schedule.sealed_credentials = Some(
             credentials
                 .seal(keys, company_id, &schedule.destination)
@@ -270,7 +270,10 @@ impl Platform {
 
     /// What each key version of a company still seals, counted from the
     /// first bytes of every object under the company's prefixes.
-    pub async fn key_version_uses(&self, company_id: &str) -> ServiceResult<BTreeMap<u32, VersionUse>> {
+    pub async fn key_version_uses(
+        &self,
+        company_id: &str,
+    ) -> ServiceResult<BTreeMap<u32, VersionUse>> {
         let mut uses: BTreeMap<u32, VersionUse> = BTreeMap::new();
         for (kind, prefix) in sealed_prefixes(company_id) {
             let listed: Vec<_> = self
@@ -411,9 +414,7 @@ impl Platform {
                 .await
             {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => {
-                    return Err(anyhow::anyhow!("deleting key version {version}: {e}").into())
-                }
+                Err(e) => return Err(anyhow::anyhow!("deleting key version {version}: {e}").into()),
             }
             self.control
                 .destroy_key_version(company_id, version, event.at, &event)

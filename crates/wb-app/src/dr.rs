@@ -53,6 +53,11 @@ pub(crate) fn dek_path(company_id: &str) -> ObjectPath {
     ObjectPath::from(format!("keys/companies/{company_id}.dek"))
 }
 
+/// Where a retired version of a company's key is kept, wrapped.
+pub fn retired_dek_path(company_id: &str, version: u32) -> ObjectPath {
+    ObjectPath::from(format!("keys/companies/{company_id}.v{version}.dek"))
+}
+
 /// Associated data of a configuration backup: its full object name, which
 /// holds the time it was taken and its digest.
 fn config_aad(path: &ObjectPath) -> Vec<u8> {
@@ -1207,7 +1212,7 @@ async fn restore_company(
     let mut retired = Vec::new();
     let mut older = Vec::new();
     for r in &c.retired_keys {
-        let path = crate::company_keys::retired_dek_path(&c.id, r.version);
+        let path = retired_dek_path(&c.id, r.version);
         let retired_wrapped = match platform.objects.get(&path).await {
             Ok(found) => found.bytes().await?.to_vec(),
             Err(object_store::Error::NotFound { .. }) => {
@@ -1221,7 +1226,12 @@ async fn restore_company(
             platform
                 .keyring()
                 .company_key(&c.id, &retired_wrapped)
-                .map_err(|e| anyhow!("key version {} does not open with this master key: {e}", r.version))?,
+                .map_err(|e| {
+                    anyhow!(
+                        "key version {} does not open with this master key: {e}",
+                        r.version
+                    )
+                })?,
         ));
         retired.push(wb_store::RetiredKey {
             version: r.version,

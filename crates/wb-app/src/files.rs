@@ -18,7 +18,9 @@ use bytes::Bytes;
 use futures_util::stream::{BoxStream, Stream, StreamExt};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
-use wb_crypto::{CompanyKeys, FileCryptoError, VersionedOpener, CHUNK_LEN, HEADER_LEN, SEALED_CHUNK_LEN};
+use wb_crypto::{
+    CompanyKeys, FileCryptoError, VersionedOpener, CHUNK_LEN, HEADER_LEN, SEALED_CHUNK_LEN,
+};
 use wb_store::FileRecord;
 
 /// Bytes of one multipart part.

@@ -10,9 +10,8 @@ use anyhow::Context;
 use time::{Duration, OffsetDateTime};
 use wb_core::Role;
 use wb_crypto::{
-    CompanyKeys,
-    check_strength, hash_passphrase, new_token, token_hash, DataKey, MasterKey, NodeKey,
-    PassphraseError, Secret,
+    check_strength, hash_passphrase, new_token, token_hash, CompanyKeys, DataKey, MasterKey,
+    NodeKey, PassphraseError, Secret,
 };
 use wb_store::sqlite::{SqliteControl, SqliteTenants};
 use wb_store::{

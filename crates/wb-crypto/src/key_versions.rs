@@ -343,7 +343,10 @@ mod tests {
         assert_eq!(sealed_key_version(&new), 2);
         assert_eq!(&*after.open(&old, b"a").unwrap(), b"old");
         assert_eq!(&*after.open(&new, b"a").unwrap(), b"new");
-        assert!(before.open(&new, b"a").is_err(), "v1 alone opens no v2 blob");
+        assert!(
+            before.open(&new, b"a").is_err(),
+            "v1 alone opens no v2 blob"
+        );
         assert!(after.open(&new, b"b").is_err(), "aad still bound");
         // Version 1 destroyed: what it sealed opens no more.
         let only_v2 = CompanyKeys::new(2, after.current().clone(), Vec::new());

@@ -30,11 +30,11 @@ pub mod tls;
 
 // The services, under the paths this crate has always offered them at.
 pub use wb_app::{
-    access, audit_verify, auth_cache, backup, backup_verify, clock, cpu_work, data_lock,
-    destruction, dr, drains, dto, egress, error, export_create, export_push, exports, files,
-    grant_notices, grants, jobs, keyring, keys_handover, keys_rotation, keys_status, lifecycle,
-    login, mail, mailer, members, monitor_job, objects, platform, security, staff, staff_views,
-    storage,
+    access, audit_verify, auth_cache, backup, backup_verify, clock, company_keys, cpu_work,
+    data_lock, destruction, dr, drains, dto, egress, error, export_create, export_push, exports,
+    files, grant_notices, grants, jobs, keyring, keys_handover, keys_rotation, keys_status,
+    lifecycle, login, mail, mailer, members, monitor_job, objects, platform, security, staff,
+    staff_views, storage,
 };
 
 pub use clock::{Clock, SystemClock};

@@ -85,7 +85,9 @@ async fn rotate(args: RotateArgs) -> Result<()> {
     let report = platform
         .rotate_company_key(&args.company, crate::alerts_cmd::operator())
         .await
-        .map_err(|e: wb_server::error::ServiceError| anyhow::anyhow!("company {}: {}", args_company, e.detail))?;
+        .map_err(|e: wb_server::error::ServiceError| {
+            anyhow::anyhow!("company {}: {}", args_company, e.detail)
+        })?;
     if d.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -104,10 +106,11 @@ async fn rotate(args: RotateArgs) -> Result<()> {
 async fn company_status(d: &Deployment, company: &str) -> Result<()> {
     let platform = crate::open_platform(d).await?;
     let args_company = company;
-    let status = platform
-        .company_key_status(company)
-        .await
-        .map_err(|e: wb_server::error::ServiceError| anyhow::anyhow!("company {}: {}", args_company, e.detail))?;
+    let status = platform.company_key_status(company).await.map_err(
+        |e: wb_server::error::ServiceError| {
+            anyhow::anyhow!("company {}: {}", args_company, e.detail)
+        },
+    )?;
     if d.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(());

@@ -61,7 +61,9 @@ impl Platform {
             .ok_or_else(|| ServiceError::not_found("company"))?;
         let unwrap = |wrapped: &[u8], version: u32| {
             self.keyring.company_key(company_id, wrapped).map_err(|e| {
-                anyhow::anyhow!("unwrapping version {version} of the key of company {company_id}: {e}")
+                anyhow::anyhow!(
+                    "unwrapping version {version} of the key of company {company_id}: {e}"
+                )
             })
         };
         let current = unwrap(&versions.current_wrapped, versions.current_version)?;
@@ -71,7 +73,10 @@ impl Platform {
             .iter()
             .filter(|r| r.destroyed_at.is_none() && !r.wrapped_dek.is_empty())
         {
-            older.push((retired.version, unwrap(&retired.wrapped_dek, retired.version)?));
+            older.push((
+                retired.version,
+                unwrap(&retired.wrapped_dek, retired.version)?,
+            ));
         }
         Ok(CompanyKeys::new(versions.current_version, current, older))
     }

@@ -35,6 +35,7 @@ mod api {
     mod audit;
     mod auth;
     mod books;
+    mod company_keys;
     mod console_staff;
     mod deprovision;
     mod door;
@@ -75,6 +76,7 @@ mod api_postgres {
     mod audit;
     mod auth;
     mod books;
+    mod company_keys;
     mod console_staff;
     mod deprovision;
     mod door;

@@ -446,7 +446,15 @@ impl MemberStore for SqliteControl {
         let company_id = company_id.to_string();
         self.readers
             .with(move |conn| {
-                type Row = (i64, Option<i64>, Option<i64>, String, i64, Option<i64>, Option<i64>);
+                type Row = (
+                    i64,
+                    Option<i64>,
+                    Option<i64>,
+                    String,
+                    i64,
+                    Option<i64>,
+                    Option<i64>,
+                );
                 let row: Option<Row> = conn
                     .prepare_cached(
                         "SELECT mfa_required, session_ttl_minutes, idle_timeout_minutes,

@@ -606,8 +606,13 @@ impl SqliteTenants {
         .await
         .map_err(|e| StoreError::Backend(format!("open task failed: {e}")))??;
         let published = Arc::new(Published::default());
-        let (writer, rekeys) =
-            tenant_writer::spawn(conn, company_id, path.clone(), published.clone(), self.audit)?;
+        let (writer, rekeys) = tenant_writer::spawn(
+            conn,
+            company_id,
+            path.clone(),
+            published.clone(),
+            self.audit,
+        )?;
         let tenant = Arc::new(SqliteTenant {
             company_id: company_id.to_string(),
             published,
@@ -690,7 +695,11 @@ impl TenantDirectory for SqliteTenants {
         to: &DataKey,
     ) -> Result<RekeyReport, StoreError> {
         let tenant = match self.start(company_id, from, OpenMode::Existing).await {
-            Ok(_) => self.open.lock().ok().and_then(|o| o.get(company_id).cloned()),
+            Ok(_) => self
+                .open
+                .lock()
+                .ok()
+                .and_then(|o| o.get(company_id).cloned()),
             // Under the new key already (a rotation resumed after its re-key).
             Err(StoreError::WrongKey) => {
                 self.start(company_id, to, OpenMode::Existing).await?;

@@ -45,7 +45,11 @@ async fn audited(control: &dyn ControlStore, action: Action) -> usize {
 
 async fn rotations_keep_each_version_until_destroyed(control: &dyn ControlStore) {
     let (company, _) = crate::lifecycle::company_with_owner(control).await;
-    let v = control.company_key_versions(&company).await.unwrap().unwrap();
+    let v = control
+        .company_key_versions(&company)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(v.current_version, 1);
     assert!(v.retired.is_empty());
     let first_wrapping = v.current_wrapped.clone();
@@ -68,16 +72,31 @@ async fn rotations_keep_each_version_until_destroyed(control: &dyn ControlStore)
     ));
     let t2 = T0 + Duration::days(20);
     control
-        .rotate_company_key(&company, 2, &[3; 40], t2, &event(Action::CompanyKeyRotate, t2))
+        .rotate_company_key(
+            &company,
+            2,
+            &[3; 40],
+            t2,
+            &event(Action::CompanyKeyRotate, t2),
+        )
         .await
         .unwrap();
     assert_eq!(audited(control, Action::CompanyKeyRotate).await, 2);
-    let v = control.company_key_versions(&company).await.unwrap().unwrap();
+    let v = control
+        .company_key_versions(&company)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(v.current_version, 3);
     assert_eq!(v.current_created_at, t2);
     assert_eq!(v.current_wrapped, vec![3; 40]);
     assert_eq!(
-        control.company(&company).await.unwrap().unwrap().wrapped_dek,
+        control
+            .company(&company)
+            .await
+            .unwrap()
+            .unwrap()
+            .wrapped_dek,
         vec![3; 40],
         "companies.wrapped_dek is the current version"
     );
@@ -101,7 +120,12 @@ async fn rotations_keep_each_version_until_destroyed(control: &dyn ControlStore)
     assert_eq!(ours.len(), 2);
     let id_v1 = format!("{company}/v1");
     assert!(control
-        .reseal(SealedColumn::RetiredCompanyKey, &id_v1, &first_wrapping, &[7; 40])
+        .reseal(
+            SealedColumn::RetiredCompanyKey,
+            &id_v1,
+            &first_wrapping,
+            &[7; 40]
+        )
         .await
         .unwrap());
 
@@ -120,7 +144,11 @@ async fn rotations_keep_each_version_until_destroyed(control: &dyn ControlStore)
         .await
         .unwrap();
     assert_eq!(audited(control, Action::CompanyKeyVersionDestroy).await, 1);
-    let v = control.company_key_versions(&company).await.unwrap().unwrap();
+    let v = control
+        .company_key_versions(&company)
+        .await
+        .unwrap()
+        .unwrap();
     let v1 = v.retired.iter().find(|r| r.version == 1).unwrap();
     assert_eq!(v1.destroyed_at, Some(t2));
     assert!(v1.wrapped_dek.is_empty());
@@ -149,7 +177,13 @@ async fn rotations_keep_each_version_until_destroyed(control: &dyn ControlStore)
 async fn destruction_erases_every_version(control: &dyn ControlStore) {
     let (company, owner) = crate::lifecycle::company_with_owner(control).await;
     control
-        .rotate_company_key(&company, 1, &[2; 40], T0, &event(Action::CompanyKeyRotate, T0))
+        .rotate_company_key(
+            &company,
+            1,
+            &[2; 40],
+            T0,
+            &event(Action::CompanyKeyRotate, T0),
+        )
         .await
         .unwrap();
     let d = Deprovisioning {
@@ -171,7 +205,13 @@ async fn destruction_erases_every_version(control: &dyn ControlStore) {
     // A de-provisioned company's key is not rotated.
     assert!(matches!(
         control
-            .rotate_company_key(&company, 2, &[4; 40], T0, &event(Action::CompanyKeyRotate, T0))
+            .rotate_company_key(
+                &company,
+                2,
+                &[4; 40],
+                T0,
+                &event(Action::CompanyKeyRotate, T0)
+            )
             .await,
         Err(StoreError::Conflict(_))
     ));
@@ -187,7 +227,11 @@ async fn destruction_erases_every_version(control: &dyn ControlStore) {
         .shred_company_key(&company, &step, &event(Action::CompanyDestroyStep, T0))
         .await
         .unwrap();
-    let v = control.company_key_versions(&company).await.unwrap().unwrap();
+    let v = control
+        .company_key_versions(&company)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(v.current_wrapped.is_empty());
     assert!(v
         .retired
@@ -211,7 +255,11 @@ async fn recovery_records_retired_versions_once(control: &dyn ControlStore) {
             .await
             .unwrap();
     }
-    let v = control.company_key_versions(&company).await.unwrap().unwrap();
+    let v = control
+        .company_key_versions(&company)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(v.current_version, 2);
     assert_eq!(v.current_created_at, made);
     assert_eq!(v.retired, retired);

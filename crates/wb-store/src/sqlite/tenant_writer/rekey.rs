@@ -103,8 +103,8 @@ impl WriterState {
             .map_err(|e| backend("sharing the writer's connection", e))?;
         let mut steps = 0u64;
         {
-            let backup = Backup::new(&source, &mut target)
-                .map_err(|e| backend("starting the copy", e))?;
+            let backup =
+                Backup::new(&source, &mut target).map_err(|e| backend("starting the copy", e))?;
             loop {
                 steps += 1;
                 match backup
@@ -128,7 +128,8 @@ impl WriterState {
             .close()
             .map_err(|(_, e)| backend("closing the copy", e))?;
         if let Ok(file) = std::fs::File::open(copy) {
-            file.sync_all().map_err(|e| backend("syncing the copy", e))?;
+            file.sync_all()
+                .map_err(|e| backend("syncing the copy", e))?;
         }
         Ok(steps)
     }
