@@ -209,6 +209,7 @@ impl Platform {
             .tenants
             .rekey(company_id, before.current(), &next_key)
             .await?;
+        self.note_open_key_version(company_id, version);
         // 5. Credentials sealed under the old version.
         let after = self.company_key(company_id).await?;
         let credentials_resealed = self
@@ -423,6 +424,57 @@ impl Platform {
         }
         Ok(destroyed)
     }
+}
+
+/// How often a node looks for companies another node rotated.
+pub const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Platform {
+    /// Forgets this node's open store of each company whose key another
+    /// node rotated (PostgreSQL: its pool would connect with the old role
+    /// password); the next request opens it with the current version.
+    /// Returns the companies forgotten.
+    pub async fn refresh_rotated_keys(&self) -> ServiceResult<Vec<String>> {
+        let Some(postgres) = &self.postgres else {
+            return Ok(Vec::new());
+        };
+        let current = self.control.rotated_key_versions().await?;
+        let mut stale = Vec::new();
+        if let Ok(mut open) = self.open_key_versions.lock() {
+            for (company, version) in current {
+                if open.get(&company).is_some_and(|v| *v != version) {
+                    open.remove(&company);
+                    stale.push(company);
+                }
+            }
+        }
+        for company in &stale {
+            postgres.forget(company);
+            tracing::info!(company = %company, "company key rotated on another node: its store is opened again");
+        }
+        Ok(stale)
+    }
+}
+
+/// Runs `refresh_rotated_keys` every `every` until stopped (every node, no lease).
+pub fn spawn_refresh(
+    platform: std::sync::Arc<Platform>,
+    every: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if crate::runner::pause(&mut stop, every).await {
+                return;
+            }
+            let round = platform.refresh_rotated_keys();
+            if let Ok(Err(e)) =
+                crate::runner::unit(&platform, "key-refresh", "round", None, round).await
+            {
+                tracing::warn!(error = %e, "looking for rotated company keys failed");
+            }
+        }
+    })
 }
 
 /// The alert rule raised for a company whose current key version is older

@@ -80,6 +80,10 @@ pub struct Platform {
     signup_tails: Mutex<VecDeque<std::time::Duration>>,
     /// Where email goes and what links in it point at (`ServerConfig`).
     mail: std::sync::RwLock<MailSettings>,
+    /// The key version each company store this node opened is keyed with
+    /// (`company_keys::refresh_rotated_keys` reopens those another node
+    /// rotated).
+    pub(crate) open_key_versions: Mutex<std::collections::HashMap<String, u32>>,
 }
 
 /// Email delivery settings of this node.
@@ -242,6 +246,7 @@ impl Platform {
             signup_limit: AtomicU32::new(crate::policy::DEFAULT_SIGNUPS_PER_ADDRESS_PER_HOUR),
             signup_tails: Mutex::new(VecDeque::with_capacity(identity::SIGNUP_TAILS_KEPT)),
             mail: Default::default(),
+            open_key_versions: Default::default(),
         })
     }
 

@@ -208,6 +208,13 @@ pub async fn start(
         crate::grant_notices::NOTICE_EVERY,
         jobs.stopper(),
     ));
+    if platform.postgres.is_some() {
+        jobs.add(wb_app::company_keys::spawn_refresh(
+            platform.clone(),
+            wb_app::company_keys::REFRESH_EVERY,
+            jobs.stopper(),
+        ));
+    }
     jobs.add(wb_app::destruction::spawn(
         platform.clone(),
         wb_app::destruction::DESTRUCTION_EVERY,

@@ -114,4 +114,9 @@ pub trait KeyVersionStore: Send + Sync {
 
     /// Companies holding a retired version not yet destroyed.
     async fn companies_with_retired_keys(&self) -> Result<Vec<String>, StoreError>;
+
+    /// (company, current key version) of every active company whose key
+    /// was rotated at least once: another node compares it with the
+    /// version it opened the company's database with.
+    async fn rotated_key_versions(&self) -> Result<Vec<(String, u32)>, StoreError>;
 }

@@ -29,7 +29,11 @@ impl Platform {
     ) -> ServiceResult<Arc<dyn TenantStore>> {
         match self.tenants.open(company_id, keys.current()).await {
             Err(wb_store::StoreError::WrongKey) => {}
-            other => return Ok(other?),
+            other => {
+                let store = other?;
+                self.note_open_key_version(company_id, keys.current_version());
+                return Ok(store);
+            }
         }
         for version in keys.versions().into_iter().skip(1) {
             let Some(older) = keys.version(version) else {
@@ -40,10 +44,18 @@ impl Platform {
                 self.tenants
                     .rekey(company_id, older, keys.current())
                     .await?;
-                return Ok(self.tenants.open(company_id, keys.current()).await?);
+                let store = self.tenants.open(company_id, keys.current()).await?;
+                self.note_open_key_version(company_id, keys.current_version());
+                return Ok(store);
             }
         }
         Err(wb_store::StoreError::WrongKey.into())
+    }
+
+    pub(crate) fn note_open_key_version(&self, company_id: &str, version: u32) {
+        if let Ok(mut open) = self.open_key_versions.lock() {
+            open.insert(company_id.to_string(), version);
+        }
     }
 
     /// Wraps and unwraps keys with the master key (never leaves this crate).

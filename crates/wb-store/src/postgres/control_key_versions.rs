@@ -228,6 +228,18 @@ impl KeyVersionStore for PgControl {
         Ok(())
     }
 
+    async fn rotated_key_versions(&self) -> Result<Vec<(String, u32)>, StoreError> {
+        self.query(
+            "SELECT id, key_version FROM companies
+             WHERE key_version > 1 AND status = 'active' ORDER BY id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, version(r.try_get(1)?)?)))
+        .collect()
+    }
+
     async fn companies_with_retired_keys(&self) -> Result<Vec<String>, StoreError> {
         self.query(
             "SELECT DISTINCT company_id FROM company_key_versions

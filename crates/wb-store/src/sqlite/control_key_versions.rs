@@ -235,6 +235,25 @@ impl KeyVersionStore for SqliteControl {
         .await
     }
 
+    async fn rotated_key_versions(&self) -> Result<Vec<(String, u32)>, StoreError> {
+        self.readers
+            .with(|conn| {
+                let mut stmt = conn.prepare(
+                    "SELECT id, key_version FROM companies
+                     WHERE key_version > 1 AND status = 'active' ORDER BY id",
+                )?;
+                let rows =
+                    stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (id, v) = row?;
+                    out.push((id, version(v)?));
+                }
+                Ok(out)
+            })
+            .await
+    }
+
     async fn companies_with_retired_keys(&self) -> Result<Vec<String>, StoreError> {
         self.readers
             .with(|conn| {

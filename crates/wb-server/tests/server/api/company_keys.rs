@@ -394,3 +394,33 @@ async fn a_retired_version_goes_once_nothing_kept_needs_it_and_old_keys_alert() 
         .unwrap();
     assert!(verified[0].verified(), "{:?}", verified[0]);
 }
+
+/// PostgreSQL: a rotation on one node reaches another node serving the same
+/// company within its next look (a second): it opens the company again with
+/// the new role password and goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_node_reopens_a_company_rotated_elsewhere() {
+    if super::BACKEND != super::harness::Backend::Postgres {
+        return;
+    }
+    let a = TestServer::start_manual().await;
+    let t = a.signup("Two Nodes Ltd").await;
+    a.chart(&t).await;
+    let b = a.another_node_on_this_clock().await;
+    b.post_entry(&t, sale("on b before")).await;
+    assert!(b.platform.refresh_rotated_keys().await.unwrap().is_empty());
+    a.post(&t.path("/keys/rotate"), &t.token, json!({}))
+        .await
+        .ok(200);
+    assert_eq!(
+        b.platform.refresh_rotated_keys().await.unwrap(),
+        vec![t.id.clone()]
+    );
+    assert!(b.platform.refresh_rotated_keys().await.unwrap().is_empty());
+    b.post_entry(&t, sale("on b after")).await;
+    a.post_entry(&t, sale("on a after")).await;
+    assert_eq!(
+        descriptions(&b.all_entries(&t, &t.token).await),
+        vec!["on a after", "on b after", "on b before"]
+    );
+}
