@@ -432,3 +432,85 @@ async fn json_login(client: &reqwest::Client, url: &str, secret: &TotpSecret) ->
     assert_eq!(status, 200, "{answer}");
     answer
 }
+
+/// `keys rotate --company` re-keys the company's books (the server stopped,
+/// on the embedded store), `keys status --company` lists both versions, and
+/// a master-key rotation afterwards re-wraps the retired version too, so
+/// the new master key alone opens every version.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_company_key_rotates_from_the_cli_and_its_versions_survive_a_master_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(workbooks(&["init"], &data).status.success());
+    let company = crate::backup::books(&data, 3).await;
+    let before = ok_json(&workbooks(
+        &["keys", "status", "--company", &company, "--json"],
+        &data,
+    ));
+    assert_eq!(before["current_version"], 1, "{before}");
+    assert_eq!(before["versions"].as_array().unwrap().len(), 1);
+
+    // Refused while a server holds the books open.
+    {
+        let (_server, _url) = spawn_serve(&data);
+        fails_with(
+            &workbooks(&["keys", "rotate", "--company", &company, "--json"], &data),
+            "needs the server stopped",
+        );
+    }
+    fails_with(
+        &workbooks(&["keys", "rotate", "--company", "no-such-company"], &data),
+        "company no-such-company: ",
+    );
+    let rotated = ok_json(&workbooks(
+        &["keys", "rotate", "--company", &company, "--json"],
+        &data,
+    ));
+    assert_eq!(rotated["version"], 2, "{rotated}");
+    assert_eq!(rotated["previous_version"], 1, "{rotated}");
+    let status = ok_json(&workbooks(
+        &["keys", "status", "--company", &company, "--json"],
+        &data,
+    ));
+    let states: Vec<(u64, String)> = status["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_u64().unwrap(),
+                v["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        vec![(2, "current".to_string()), (1, "retired".to_string())]
+    );
+    // What was shipped before the rotation is sealed under version 1.
+    assert!(
+        status["versions"][1]["depends"]["objects"].as_u64().unwrap() >= 1,
+        "{status}"
+    );
+    {
+        let platform = open(&data);
+        let store = platform.tenant(&company).await.unwrap();
+        assert_eq!(store.stats().await.unwrap().entries, 3);
+    }
+
+    // A new master key: both versions are re-wrapped and open with it alone.
+    let new_key = dir.path().join("new.key");
+    MasterKey::load_or_create(&new_key).unwrap();
+    let report = ok_json(&rotate(&data, &new_key, None));
+    assert_eq!(report["status"]["rotation"], "complete", "{report}");
+    std::fs::copy(&new_key, data.join("master.key")).unwrap();
+    let platform = open_with(&data, &new_key);
+    let status = platform.company_key_status(&company).await.unwrap();
+    assert_eq!(status.versions.len(), 2);
+    let keys = platform.tenant(&company).await.unwrap();
+    assert_eq!(keys.stats().await.unwrap().entries, 3);
+    let verified = wb_server::backup_verify::verify(&platform, Some(&company))
+        .await
+        .unwrap();
+    assert!(verified[0].verified(), "{:?}", verified[0]);
+}
