@@ -14,6 +14,7 @@
 //! branches on them.
 
 mod backup;
+mod company_keys;
 mod console;
 mod embedded;
 mod exports;
@@ -84,6 +85,11 @@ pub struct BenchArgs {
     /// write its own section.
     #[arg(long, conflicts_with_all = ["postgres", "backup", "exports", "security", "console", "grants", "lifecycle"])]
     pub keys: bool,
+    /// Run only the company-key rotation benchmark (a --large-entries
+    /// company's key rotated while writers post: time, longest write pause)
+    /// and write its own section.
+    #[arg(long, conflicts_with_all = ["postgres", "backup", "exports", "security", "console", "grants", "lifecycle", "keys"])]
+    pub company_keys: bool,
     /// Companies whose keys the rotation benchmark re-wraps.
     #[arg(long, default_value_t = 10_000)]
     pub rotation_companies: u64,
@@ -127,6 +133,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     if args.keys {
         return keys::run(&args).await;
     }
+    if args.company_keys {
+        return company_keys::run(&args).await;
+    }
     embedded::run(args).await
 }
 
@@ -164,6 +173,7 @@ mod tests {
                 && !a.grants
                 && !a.lifecycle
                 && !a.keys
+                && !a.company_keys
                 && !a.pg_statements
         );
     }
@@ -180,6 +190,7 @@ mod tests {
             &["--grants", "--console"],
             &["--lifecycle", "--backup"],
             &["--keys", "--lifecycle"],
+            &["--company-keys", "--keys"],
             &["--pg-statements"],
         ] {
             assert!(parse(line).is_err(), "{line:?} accepted");

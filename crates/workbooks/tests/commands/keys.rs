@@ -489,7 +489,10 @@ async fn a_company_key_rotates_from_the_cli_and_its_versions_survive_a_master_ro
     );
     // What was shipped before the rotation is sealed under version 1.
     assert!(
-        status["versions"][1]["depends"]["objects"].as_u64().unwrap() >= 1,
+        status["versions"][1]["depends"]["objects"]
+            .as_u64()
+            .unwrap()
+            >= 1,
         "{status}"
     );
     {
