@@ -56,17 +56,39 @@ pub(super) async fn take(
             // The object store's copy goes first; the control store's copy
             // goes in the same transaction that records this step.
             let bytes = crate::dr::delete_company_key(platform, company_id).await?;
-            let company = platform.control.company(company_id).await?;
-            let in_control = company.map_or(0, |c| c.wrapped_dek.len() as u64);
-            let mut names = vec!["company key version 1 (the only version)".to_string()];
+            let versions = platform.control.company_key_versions(company_id).await?;
+            let mut names = Vec::new();
+            let (mut items, mut in_control) = (u64::from(bytes > 0), 0u64);
+            if let Some(v) = &versions {
+                names.push(format!("company key version {} (current)", v.current_version));
+                if !v.current_wrapped.is_empty() {
+                    items += 1;
+                    in_control += v.current_wrapped.len() as u64;
+                }
+                for retired in &v.retired {
+                    names.push(match retired.destroyed_at {
+                        Some(_) => format!(
+                            "company key version {} (destroyed before, when nothing needed it)",
+                            retired.version
+                        ),
+                        None => format!("company key version {} (retired)", retired.version),
+                    });
+                    if !retired.wrapped_dek.is_empty() {
+                        items += 1;
+                        in_control += retired.wrapped_dek.len() as u64;
+                    }
+                }
+            }
             if in_control > 0 {
-                names.push("its wrapping in the control store".into());
+                names.push("their wrappings in the control store".into());
             }
             if bytes > 0 {
-                names.push(format!("its wrapping at keys/companies/{company_id}.dek"));
+                names.push(format!(
+                    "their wrappings at keys/companies/{company_id}.dek and .v*.dek"
+                ));
             }
             Removed {
-                items: u64::from(in_control > 0) + u64::from(bytes > 0),
+                items,
                 bytes: in_control + bytes,
                 names,
             }
