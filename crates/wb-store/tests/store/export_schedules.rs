@@ -299,6 +299,8 @@ async fn sqlite_databases_without_the_table_are_migrated() {
          DROP TABLE passphrase_resets; DROP TABLE passkeys; DROP TABLE webauthn_ceremonies;
          ALTER TABLE sessions DROP COLUMN second_factor;
          DROP TABLE staff_sessions; DROP TABLE grant_notices; DROP TABLE access_grants; DROP TABLE staff;
+         DROP TABLE company_key_versions; ALTER TABLE companies DROP COLUMN key_version;
+         ALTER TABLE companies DROP COLUMN key_created_at;
          PRAGMA user_version = 0;",
     )
     .unwrap();
@@ -324,7 +326,9 @@ async fn postgres_databases_without_the_table_are_migrated() {
          DROP TABLE totp_factors; DROP TABLE recovery_codes; DROP TABLE mfa_challenges;
          DROP TABLE passphrase_resets; DROP TABLE passkeys; DROP TABLE webauthn_ceremonies;
          ALTER TABLE sessions DROP COLUMN second_factor;
-         DROP TABLE staff_sessions; DROP TABLE grant_notices; DROP TABLE access_grants; DROP TABLE staff;",
+         DROP TABLE staff_sessions; DROP TABLE grant_notices; DROP TABLE access_grants; DROP TABLE staff;
+         DROP TABLE company_key_versions; ALTER TABLE companies DROP COLUMN key_version;
+         ALTER TABLE companies DROP COLUMN key_created_at;",
         )
         .await
         .unwrap();
