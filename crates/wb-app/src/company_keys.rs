@@ -28,6 +28,15 @@ use crate::dr::retired_dek_path;
 use crate::error::{ServiceError, ServiceResult};
 use crate::platform::Platform;
 
+/// The shortest time between two rotations of one company's key.
+pub const MIN_ROTATION_INTERVAL: time::Duration = time::Duration::hours(1);
+/// The most versions of one company's key held at once (current included).
+pub const MAX_HELD_VERSIONS: usize = 24;
+/// How long a retired version is kept at least, whatever the scan finds:
+/// work that took the key before the rotation (a long upload, a snapshot,
+/// a shipping round) may still be sealing with it.
+pub const RETIRED_AT_LEAST: time::Duration = time::Duration::hours(24);
+
 /// What a rotation did.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RotationReport {
@@ -124,7 +133,10 @@ impl Platform {
         let admission = self
             .admit(caller, company_id, wb_core::Permission::ManageSecurity)
             .await?;
-        drop(admission);
+        // The read is on record before the answer.
+        admission
+            .read(self, Action::CompanyKeyStatusRead, None)
+            .await?;
         self.company_key_status(company_id).await
     }
 
@@ -158,6 +170,32 @@ impl Platform {
             ));
         }
         let previous = versions.current_version;
+        // Each rotation copies the whole database and keeps another version:
+        // one an hour at most, and not past MAX_HELD_VERSIONS held.
+        let now = self.now();
+        if previous > 1 && now - versions.current_created_at < MIN_ROTATION_INTERVAL {
+            return Err(ServiceError::conflict(
+                "key-rotated-recently",
+                format!(
+                    "the company's key was rotated less than {} minutes ago: rotate again later",
+                    MIN_ROTATION_INTERVAL.whole_minutes()
+                ),
+            ));
+        }
+        let held = versions
+            .retired
+            .iter()
+            .filter(|r| r.destroyed_at.is_none())
+            .count();
+        if held + 1 >= MAX_HELD_VERSIONS {
+            return Err(ServiceError::conflict(
+                "too-many-key-versions",
+                format!(
+                    "the company holds {} key versions, the most allowed: older ones go once nothing kept needs them",
+                    held + 1
+                ),
+            ));
+        }
         // 1. The version about to retire stays readable for recovery.
         self.objects
             .put(
@@ -196,14 +234,17 @@ impl Platform {
             }
             Err(e) => return Err(e.into()),
         };
-        // 3. The object store's current wrapping.
-        self.objects
-            .put(
-                &crate::dr::dek_path(company_id),
-                PutPayload::from(wrapped.clone()),
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("storing the new key version: {e}"))?;
+        // 3. The object store's current wrapping, also under its version's
+        // name (so a recovery tells which version it is).
+        for path in [
+            retired_dek_path(company_id, version),
+            crate::dr::dek_path(company_id),
+        ] {
+            self.objects
+                .put(&path, PutPayload::from(wrapped.clone()))
+                .await
+                .map_err(|e| anyhow::anyhow!("storing the new key version: {e}"))?;
+        }
         // 4. The database.
         let rekey = self
             .tenants
@@ -276,6 +317,12 @@ impl Platform {
         company_id: &str,
     ) -> ServiceResult<BTreeMap<u32, VersionUse>> {
         let mut uses: BTreeMap<u32, VersionUse> = BTreeMap::new();
+        let known: Vec<u32> = match self.control.company_key_versions(company_id).await? {
+            Some(v) => std::iter::once(v.current_version)
+                .chain(v.retired.iter().map(|r| r.version))
+                .collect(),
+            None => vec![1],
+        };
         for (kind, prefix) in sealed_prefixes(company_id) {
             let listed: Vec<_> = self
                 .objects
@@ -292,7 +339,11 @@ impl Platform {
                         .get_range(&meta.location, 0..ENVELOPE_LEN as u64)
                         .await
                     {
-                        Ok(head) => sealed_key_version(&head),
+                        // A header naming a version the company never had is
+                        // a version-1 object whose nonce looks like a header.
+                        Ok(head) => Some(sealed_key_version(&head))
+                            .filter(|v| known.contains(v))
+                            .unwrap_or(1),
                         // Deleted meanwhile (retention): it needs nothing.
                         Err(object_store::Error::NotFound { .. }) => continue,
                         Err(e) => {
@@ -393,9 +444,14 @@ impl Platform {
             return Ok(Vec::new());
         }
         let uses = self.key_version_uses(company_id).await?;
+        let now = self.now();
         let mut destroyed = Vec::new();
         for version in waiting {
-            if uses.contains_key(&version) {
+            let retired_long_enough = versions
+                .retired
+                .iter()
+                .any(|r| r.version == version && now - r.retired_at >= RETIRED_AT_LEAST);
+            if uses.contains_key(&version) || !retired_long_enough {
                 continue;
             }
             let event = AuditEvent {
@@ -442,7 +498,13 @@ impl Platform {
         let mut stale = Vec::new();
         if let Ok(mut open) = self.open_key_versions.lock() {
             for (company, version) in current {
-                if open.get(&company).is_some_and(|v| *v != version) {
+                // Open here with another version, or open with none noted
+                // (created on this node before the rotation).
+                let reopen = match open.get(&company) {
+                    Some(v) => *v != version,
+                    None => self.tenants.get_open(&company).is_some(),
+                };
+                if reopen {
                     open.remove(&company);
                     stale.push(company);
                 }
@@ -492,6 +554,18 @@ impl Platform {
     /// and a current version older than the company's policy allows raises
     /// an alert (once; it stays open until a rotation).
     pub async fn key_upkeep(&self, company_id: &str) -> ServiceResult<Vec<u32>> {
+        // Credentials a rotation did not reach (it stopped before its last
+        // step) are sealed under the current version first.
+        if self
+            .control
+            .company(company_id)
+            .await?
+            .is_some_and(|c| c.status == CompanyStatus::Active)
+        {
+            let keys = self.company_key(company_id).await?;
+            self.reseal_export_credentials(company_id, &keys, Actor::system("key-upkeep"))
+                .await?;
+        }
         let destroyed = self.retire_company_keys(company_id).await?;
         let Some(versions) = self.control.company_key_versions(company_id).await? else {
             return Ok(destroyed);

@@ -595,16 +595,25 @@ pub async fn backup_config_once(
 ) -> anyhow::Result<bool> {
     let key = platform_key(platform, true).await?;
     for company in platform.control.companies().await? {
-        let version = platform
-            .control
-            .company_key_versions(&company.id)
-            .await?
-            .map_or(1, |k| k.current_version);
-        let stored = format!("{}#{version}", company.id);
-        if state.dek_objects.contains(&stored)
-            || company.status == CompanyStatus::Destroyed
-            || company.wrapped_dek.is_empty()
-        {
+        if company.status == CompanyStatus::Destroyed {
+            continue;
+        }
+        // One read gives the version and its wrapping together (a rotation
+        // between two reads must not pair one version's number with
+        // another's wrapping).
+        let Some(keys) = platform.control.company_key_versions(&company.id).await? else {
+            continue;
+        };
+        if keys.current_wrapped.is_empty() {
+            continue;
+        }
+        let stored = format!(
+            "{}#{}#{}",
+            company.id,
+            keys.current_version,
+            wb_crypto::sha256_hex(&keys.current_wrapped)
+        );
+        if state.dek_objects.contains(&stored) {
             continue;
         }
         // A de-provisioned company's key is backed up through its grace
@@ -619,19 +628,28 @@ pub async fn backup_config_once(
         {
             continue;
         }
-        let path = dek_path(&company.id);
-        // Written when missing or not the current version's (a rotation
-        // that stopped between its steps is repaired here).
-        let stored_now = match platform.objects.get(&path).await {
-            Ok(found) => Some(found.bytes().await?),
-            Err(_) => None,
-        };
-        if stored_now.as_deref() != Some(company.wrapped_dek.as_slice()) {
-            platform
-                .objects
-                .put(&path, PutPayload::from(company.wrapped_dek.clone()))
-                .await
-                .with_context(|| format!("storing the wrapped key of company {}", company.id))?;
+        // The current wrapping, and (from version 2) the same under its
+        // version's name, so a recovery knows which version it is without
+        // the configuration backup; written when missing or different (a
+        // rotation that stopped between its steps is repaired here).
+        let mut places = vec![dek_path(&company.id)];
+        if keys.current_version > 1 {
+            places.push(retired_dek_path(&company.id, keys.current_version));
+        }
+        for path in places {
+            let stored_now = match platform.objects.get(&path).await {
+                Ok(found) => Some(found.bytes().await?),
+                Err(_) => None,
+            };
+            if stored_now.as_deref() != Some(keys.current_wrapped.as_slice()) {
+                platform
+                    .objects
+                    .put(&path, PutPayload::from(keys.current_wrapped.clone()))
+                    .await
+                    .with_context(|| {
+                        format!("storing the wrapped key of company {}", company.id)
+                    })?;
+            }
         }
         state.dek_objects.insert(stored);
     }
@@ -792,6 +810,39 @@ async fn delete_current_key(platform: &Platform, company_id: &str) -> anyhow::Re
         Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(size),
         Err(e) => bail!("deleting {path}: {e}"),
     }
+}
+
+/// Every version of a company's key kept in the object store
+/// (`keys/companies/{id}.v{n}.dek`), oldest first.
+async fn object_key_versions(
+    platform: &Platform,
+    company_id: &str,
+) -> anyhow::Result<Vec<(u32, Vec<u8>)>> {
+    let listed = platform
+        .objects
+        .list_with_delimiter(Some(&ObjectPath::from("keys/companies")))
+        .await
+        .context("listing wrapped company keys")?;
+    let prefix = format!("{company_id}.v");
+    let mut found = Vec::new();
+    for meta in listed.objects {
+        let Some(version) = meta
+            .location
+            .filename()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|n| n.strip_suffix(".dek"))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        match platform.objects.get(&meta.location).await {
+            Ok(got) => found.push((version, got.bytes().await?.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(anyhow!("reading {}: {e}", meta.location)),
+        }
+    }
+    found.sort_by_key(|(v, _)| *v);
+    Ok(found)
 }
 
 /// Every configuration backup, oldest first (names start with the time).
@@ -1209,39 +1260,47 @@ async fn restore_company(
         .keyring()
         .company_key(&c.id, &wrapped)
         .map_err(|e| anyhow!("its wrapped key does not open with this master key: {e}"))?;
+    // Every version in the object store (`{id}.v{n}.dek`); the current one
+    // is the version whose copy equals `{id}.dek` (a rotation after this
+    // configuration backup is recognised so), else the backup's number.
+    let mut opened = Vec::new();
+    for (version, stored_wrapped) in object_key_versions(platform, &c.id).await? {
+        match platform.keyring().company_key(&c.id, &stored_wrapped) {
+            Ok(key) => opened.push((version, stored_wrapped, key)),
+            Err(e) => {
+                tracing::warn!(company = %c.id, version, error = %e, "a key version does not open with this master key: what it sealed cannot be read");
+            }
+        }
+    }
+    let current_version = opened
+        .iter()
+        .find(|(_, _, key)| key.fingerprint() == current.fingerprint())
+        .map(|(v, _, _)| *v)
+        .unwrap_or(c.key_version);
     let mut retired = Vec::new();
     let mut older = Vec::new();
-    for r in &c.retired_keys {
-        let path = retired_dek_path(&c.id, r.version);
-        let retired_wrapped = match platform.objects.get(&path).await {
-            Ok(found) => found.bytes().await?.to_vec(),
-            Err(object_store::Error::NotFound { .. }) => {
-                tracing::warn!(company = %c.id, version = r.version, "a retired key version is not in the object store: what it sealed cannot be read");
-                continue;
-            }
-            Err(e) => return Err(anyhow!("reading key version {}: {e}", r.version)),
+    for (version, retired_wrapped, key) in
+        opened.into_iter().filter(|(v, _, _)| *v < current_version)
+    {
+        older.push((version, key));
+        let times = c.retired_keys.iter().find(|r| r.version == version);
+        let created_at = match times {
+            Some(r) => parse_time(&r.created_at)?,
+            None => parse_time(&c.created_at)?,
         };
-        older.push((
-            r.version,
-            platform
-                .keyring()
-                .company_key(&c.id, &retired_wrapped)
-                .map_err(|e| {
-                    anyhow!(
-                        "key version {} does not open with this master key: {e}",
-                        r.version
-                    )
-                })?,
-        ));
+        let retired_at = match times {
+            Some(r) => parse_time(&r.retired_at)?,
+            None => platform.now(),
+        };
         retired.push(wb_store::RetiredKey {
-            version: r.version,
-            created_at: parse_time(&r.created_at)?,
-            retired_at: parse_time(&r.retired_at)?,
+            version,
+            created_at,
+            retired_at,
             destroyed_at: None,
             wrapped_dek: retired_wrapped,
         });
     }
-    let key = wb_crypto::CompanyKeys::new(c.key_version, current, older);
+    let key = wb_crypto::CompanyKeys::new(current_version, current, older);
     // A snapshot that fails to load is stepped over: the company is rebuilt
     // again from an older one (or the segments alone).
     let mut skip = Vec::new();
@@ -1310,12 +1369,14 @@ async fn restore_company(
         return Err(anyhow!("recording it: {e}"));
     }
     let key_created_at = match &c.key_created_at {
+        // Rotated after this backup: its age is not known, counted from now.
+        _ if current_version != c.key_version => platform.now(),
         Some(at) => parse_time(at)?,
         None => record.created_at,
     };
     platform
         .control
-        .restore_key_versions(&c.id, c.key_version, key_created_at, &retired)
+        .restore_key_versions(&c.id, current_version, key_created_at, &retired)
         .await
         .map_err(|e| anyhow!("recording its key versions: {e}"))?;
     if let Some(lifecycle) = c.lifecycle.as_ref().filter(|_| deprovisioned) {

@@ -476,6 +476,7 @@ impl Monitor {
             | Action::CompanyDestroyed
             | Action::DestructionCertificateRead
             | Action::CompanyKeyRotate
+            | Action::CompanyKeyStatusRead
             | Action::CompanyKeyVersionDestroy
             | Action::CompanyRead
             | Action::DashboardRead

@@ -349,6 +349,17 @@ impl DataKey {
         crate::Secret::new(hex::encode(&*digest))
     }
 
+    /// A public name of this key (SHA-256 of a fixed label under it): two
+    /// wrappings hold the same key exactly when their fingerprints match.
+    /// Reveals nothing of the key.
+    pub fn fingerprint(&self) -> String {
+        self.derived_password("workbooks key fingerprint")
+            .expose()
+            .chars()
+            .take(32)
+            .collect()
+    }
+
     /// Authenticated encryption of a blob (attachments, segments, exports).
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
         self.0.seal(plaintext, aad)

@@ -60,7 +60,10 @@ pub(super) async fn take(
             let mut names = Vec::new();
             let (mut items, mut in_control) = (u64::from(bytes > 0), 0u64);
             if let Some(v) = &versions {
-                names.push(format!("company key version {} (current)", v.current_version));
+                names.push(format!(
+                    "company key version {} (current)",
+                    v.current_version
+                ));
                 if !v.current_wrapped.is_empty() {
                     items += 1;
                     in_control += v.current_wrapped.len() as u64;

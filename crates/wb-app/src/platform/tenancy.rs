@@ -85,10 +85,14 @@ impl Platform {
             .iter()
             .filter(|r| r.destroyed_at.is_none() && !r.wrapped_dek.is_empty())
         {
-            older.push((
-                retired.version,
-                unwrap(&retired.wrapped_dek, retired.version)?,
-            ));
+            // One unreadable old version must not close the company: what
+            // it sealed stays unreadable (and is reported), the rest works.
+            match unwrap(&retired.wrapped_dek, retired.version) {
+                Ok(key) => older.push((retired.version, key)),
+                Err(e) => {
+                    tracing::error!(company = %company_id, version = retired.version, error = %e, "a retired key version cannot be unwrapped")
+                }
+            }
         }
         Ok(CompanyKeys::new(versions.current_version, current, older))
     }

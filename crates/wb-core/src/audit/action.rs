@@ -146,6 +146,8 @@ actions! {
     DestructionCertificateRead = "company.destruction_certificate.read",
     /// A company's key rotated to a new version (its database re-keyed).
     CompanyKeyRotate = "company.key.rotate",
+    /// A company's key versions read (what depends on each).
+    CompanyKeyStatusRead = "company.key.status.read",
     /// A retired version of a company's key destroyed: nothing kept needed it.
     CompanyKeyVersionDestroy = "company.key.version.destroy",
     /// A company's profile read.
@@ -311,6 +313,7 @@ impl Action {
             | Action::CompanyDestroyed
             | Action::DestructionCertificateRead
             | Action::CompanyKeyRotate
+            | Action::CompanyKeyStatusRead
             | Action::CompanyKeyVersionDestroy
             | Action::CompanyRead
             | Action::DashboardRead
@@ -488,7 +491,7 @@ mod tests {
         for (action, name) in pinned {
             assert_eq!(action.as_str(), name);
         }
-        assert_eq!(Action::ALL.len(), 101);
+        assert_eq!(Action::ALL.len(), 102);
     }
 
     #[test]

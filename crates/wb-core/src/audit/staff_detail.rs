@@ -45,6 +45,7 @@ impl Action {
             | Action::DestructionCertificateRead
             // Key versions: numbers, dates and counts.
             | Action::CompanyKeyRotate
+            | Action::CompanyKeyStatusRead
             | Action::CompanyKeyVersionDestroy
             | Action::SystemMaintenance
             | Action::SystemShutdown

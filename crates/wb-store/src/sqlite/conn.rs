@@ -121,7 +121,10 @@ pub(crate) struct ReaderPool {
     /// Changes only while every permit is held (`ReaderPool::rekey`).
     key: Mutex<DataKey>,
     idle: Mutex<Vec<Connection>>,
-    permits: tokio::sync::Semaphore,
+    /// A read holds its permit on the blocking thread until its connection
+    /// is back in `idle` (so `close_all` waits for reads whose callers went
+    /// away too).
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
     max_open: u32,
 }
 
@@ -131,7 +134,7 @@ impl ReaderPool {
             path,
             key: Mutex::new(key),
             idle: Mutex::new(Vec::new()),
-            permits: tokio::sync::Semaphore::new(max_open),
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(max_open)),
             max_open: u32::try_from(max_open).unwrap_or(u32::MAX),
         }
     }
@@ -173,11 +176,12 @@ impl ReaderPool {
     {
         let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| StoreError::Backend("reader pool closed".into()))?;
         let pool = self.clone();
-        let result = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let conn = match pool.idle.lock().map(|mut idle| idle.pop()) {
                 Ok(Some(conn)) => conn,
                 _ => {
@@ -195,11 +199,10 @@ impl ReaderPool {
             if let Ok(mut idle) = pool.idle.lock() {
                 idle.push(conn);
             }
+            drop(permit);
             result
         })
         .await
-        .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?;
-        drop(permit);
-        result
+        .map_err(|e| StoreError::Backend(format!("reader task failed: {e}")))?
     }
 }

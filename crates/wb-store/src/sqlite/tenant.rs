@@ -724,7 +724,27 @@ impl TenantDirectory for SqliteTenants {
             })
             .await
             .map_err(|_| StoreError::WriterStopped)?;
-        let report = answer.await.map_err(|_| StoreError::WriterStopped)??;
+        let report = match answer.await.map_err(|_| StoreError::WriterStopped) {
+            Ok(Ok(report)) => report,
+            Ok(Err(e)) | Err(e) => {
+                // A writer that stopped is dropped, so the next use opens the
+                // database afresh (under whichever key it has).
+                // (A writer that could not reopen its database stops right
+                // after answering.)
+                let stopped = tokio::time::timeout(
+                    std::time::Duration::from_millis(200),
+                    tenant.writer.closed(),
+                )
+                .await
+                .is_ok();
+                if stopped {
+                    if let Ok(mut open) = self.open.lock() {
+                        open.remove(company_id);
+                    }
+                }
+                return Err(e);
+            }
+        };
         if let Ok(mut digest) = tenant.key_digest.lock() {
             *digest = key_digest(to);
         }

@@ -157,7 +157,8 @@ async fn bad_policies_change_nothing_and_every_change_is_on_record() {
     assert_eq!(
         srv.get(&policy, &t.token).await.ok(200),
         json!({"mfa_required": false, "session_ttl_minutes": null, "idle_timeout_minutes": null,
-               "ip_allowlist": [], "min_passphrase_strength": 3, "api_key_max_days": null})
+               "ip_allowlist": [], "min_passphrase_strength": 3, "api_key_max_days": null,
+               "key_max_age_days": null})
     );
 
     // Fields left out keep their value; null clears a limit.

@@ -58,6 +58,9 @@ pub(crate) struct WriterState {
     audit_enabled: bool,
     /// True while the page cache is enlarged for a restore's replay.
     bulk_cache: bool,
+    /// A re-key could not reopen the database: the writer stops, and the
+    /// store is opened afresh on its next use.
+    broken: bool,
 }
 
 pub(crate) fn spawn(
@@ -140,9 +143,14 @@ async fn run(
                 .await;
                 match outcome {
                     Ok((returned, back, job, result)) => {
+                        let broken = returned.broken;
                         slot = Some(returned);
                         rx = back;
                         let _ = job.reply.send(result);
+                        if broken {
+                            tracing::error!("a company database could not be reopened after its re-key; stopping its writer");
+                            return;
+                        }
                         continue;
                     }
                     Err(e) => {
@@ -226,6 +234,7 @@ impl WriterState {
             published,
             audit_enabled: true,
             bulk_cache: false,
+            broken: false,
         })
     }
 

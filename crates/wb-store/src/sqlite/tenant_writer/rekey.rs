@@ -24,9 +24,12 @@ use crate::sqlite::conn::{open_encrypted, OpenMode, ReaderPool};
 use crate::writer_jobs::Job;
 use crate::{RekeyReport, StoreError};
 
-/// Pages copied per step: 256 pages (1 MiB) take a millisecond or two, so a
+/// Pages copied per step: 64 pages (256 KiB) take a few milliseconds, so a
 /// write waits at most that long for a step to finish.
-const PAGES_PER_STEP: std::os::raw::c_int = 256;
+const PAGES_PER_STEP: std::os::raw::c_int = 64;
+/// How often the copy's written pages are flushed to disk meanwhile, so the
+/// flush inside the write pause is small.
+const SYNC_EVERY: Duration = Duration::from_millis(250);
 
 pub(crate) struct RekeyJob {
     pub key: DataKey,
@@ -50,6 +53,40 @@ pub(crate) fn remove_copy(copy: &Path) {
     }
 }
 
+/// Flushes the copy to disk every `SYNC_EVERY` on a thread of its own while
+/// the writer copies and writes.
+struct Syncer {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Syncer {
+    fn start(copy: &Path) -> Syncer {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let copy = copy.to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name("rekey-sync".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(SYNC_EVERY)
+                {
+                    if let Ok(file) = std::fs::File::open(&copy) {
+                        let _ = file.sync_data();
+                    }
+                }
+            })
+            .ok();
+        Syncer { stop, thread }
+    }
+
+    fn stop(mut self) {
+        let _ = self.stop.send(());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 fn backend(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("{what}: {e}"))
 }
@@ -68,14 +105,13 @@ impl WriterState {
         let copy = copy_path(path);
         remove_copy(&copy);
         let outcome = self.copy_into(&copy, &job.key, rx);
-        let steps = match outcome {
-            Ok(steps) => steps,
+        let (steps, paused) = match outcome {
+            Ok(done) => done,
             Err(e) => {
                 remove_copy(&copy);
                 return Err(e);
             }
         };
-        let paused = Instant::now();
         self.swap(path, &copy, job)?;
         let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         Ok(RekeyReport {
@@ -92,8 +128,12 @@ impl WriterState {
         copy: &Path,
         key: &DataKey,
         rx: &mut mpsc::Receiver<Job>,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<(u64, Instant), StoreError> {
         let mut target = open_encrypted(copy, key, OpenMode::Create)?;
+        // The copy is thrown away if anything stops it: no journal, and its
+        // pages reach the disk through the syncer below and one last flush.
+        target.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;")?;
+        let syncer = Syncer::start(copy);
         // SAFETY: `source` shares this writer's SQLite handle without owning
         // it (dropping it closes nothing) and is used only on this thread,
         // between the writer's own uses of the handle, never at the same
@@ -123,15 +163,17 @@ impl WriterState {
                 self.apply_waiting(rx);
             }
         }
+        // From here writes wait until the swap is done.
+        let paused = Instant::now();
         drop(source);
+        syncer.stop();
         target
             .close()
             .map_err(|(_, e)| backend("closing the copy", e))?;
-        if let Ok(file) = std::fs::File::open(copy) {
-            file.sync_all()
-                .map_err(|e| backend("syncing the copy", e))?;
-        }
-        Ok(steps)
+        std::fs::File::open(copy)
+            .and_then(|file| file.sync_all())
+            .map_err(|e| backend("syncing the copy", e))?;
+        Ok((steps, paused))
     }
 
     /// Applies the writes queued meanwhile, as one batch, and answers them.
@@ -157,38 +199,67 @@ impl WriterState {
     }
 
     /// Closes readers and the old database, puts the copy in its place and
-    /// opens it with the new key.
+    /// opens it with the new key. The copy goes in only once the old
+    /// database left no WAL or SHM behind (they would be taken for the
+    /// copy's); otherwise the old database is opened again as it was.
     fn swap(&mut self, path: &Path, copy: &Path, job: &RekeyJob) -> Result<(), StoreError> {
         let closed = job.readers.close_all()?;
+        let old_key = job.readers.current_key()?;
         let placeholder =
             Connection::open_in_memory().map_err(|e| backend("a placeholder connection", e))?;
         let old = std::mem::replace(&mut self.conn, placeholder);
-        // The last connection to close checkpoints the WAL and removes it,
-        // so the copy does not meet the old database's WAL under its name.
-        if let Err((old, e)) = old.close() {
-            self.conn = old;
-            remove_copy(copy);
-            return Err(backend("closing the database", e));
-        }
-        let renamed = std::fs::rename(copy, path);
+        // The last connection to close checkpoints the WAL and removes it.
+        let closed_old = old.close();
+        let leftovers = ["-wal", "-shm"].iter().any(|suffix| {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            PathBuf::from(file).exists()
+        });
+        let renamed = match closed_old {
+            Err((old, e)) => {
+                self.conn = old;
+                remove_copy(copy);
+                return Err(backend("closing the database", e));
+            }
+            Ok(()) if leftovers => {
+                remove_copy(copy);
+                Err(StoreError::Backend(
+                    "another connection still has the database open: re-key it again".into(),
+                ))
+            }
+            Ok(()) => std::fs::rename(copy, path)
+                .map_err(|e| backend("replacing the database with its re-keyed copy", e)),
+        };
         let key = if renamed.is_ok() {
             job.key.clone()
         } else {
             remove_copy(copy);
-            // Reopened below under the key it still has.
-            job.readers.current_key()?
+            old_key
         };
         if let Some(dir) = path.parent() {
             if let Ok(dir) = std::fs::File::open(dir) {
                 let _ = dir.sync_all();
             }
         }
-        let conn = open_encrypted(path, &key, OpenMode::Existing)?;
-        conn.execute_batch(super::NORMAL_CACHE)?;
+        // If this fails the writer stops (`Reopen`): the store is dropped
+        // and opened afresh on its next use.
+        let conn = open_encrypted(path, &key, OpenMode::Existing)
+            .and_then(|c| {
+                c.execute_batch(super::NORMAL_CACHE)
+                    .map(|_| c)
+                    .map_err(Into::into)
+            })
+            .map_err(|e| {
+                StoreError::Backend(format!("reopening the database after its re-key: {e}"))
+            })
+            .map_err(|e| {
+                self.broken = true;
+                e
+            })?;
         self.conn = conn;
         self.reload();
         job.readers.set_key(&closed, key);
         drop(closed);
-        renamed.map_err(|e| backend("replacing the database with its re-keyed copy", e))
+        renamed
     }
 }
