@@ -624,3 +624,54 @@ async fn configuration_backups_of_the_previous_format_restore_but_not_as_newer()
     assert!(report.configuration_from.ends_with(".v2.sealed"));
     assert_eq!(report.users, 1);
 }
+
+/// A company whose key was rotated after the last configuration backup
+/// comes back on a fresh node with both versions: what was shipped under
+/// version 1 and under version 2 replays, the fresh node knows version 2 is
+/// current (from the object store), and a rotation there goes on from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_company_rotated_after_the_last_configuration_backup_comes_back_with_every_version() {
+    let objects = tempfile::tempdir().unwrap();
+    let old_dir = tempfile::tempdir().unwrap();
+    let master = MasterKey::generate();
+    let old = platform(old_dir.path(), objects.path(), &master);
+    let a = company_with_books(&old, "Rotated Ltd", "rotated@example.com", 4).await;
+    let mut shipper = ShipperState::default();
+    ship_once(&old, &mut shipper).await.unwrap();
+    let mut config = ConfigBackupState::default();
+    assert!(dr::backup_config_once(&old, &mut config).await.unwrap());
+
+    let rotated = old
+        .rotate_company_key(&a, Actor::system("test"))
+        .await
+        .unwrap();
+    assert_eq!(rotated.version, 2);
+    let store = old.tenant(&a).await.unwrap();
+    store
+        .reverse_entry(2, date!(2026 - 05 - 03), None, ctx())
+        .await
+        .unwrap();
+    ship_once(&old, &mut shipper).await.unwrap();
+    let expected = books(&store).await;
+    drop(store);
+    drop(old);
+
+    let new_dir = tempfile::tempdir().unwrap();
+    let fresh = platform(new_dir.path(), objects.path(), &master);
+    let report = dr::restore(&fresh).await.unwrap();
+    let back = report.companies.iter().find(|c| c.company_id == a).unwrap();
+    assert!(back.restored, "{back:?}");
+    let store = fresh.tenant(&a).await.unwrap();
+    assert_eq!(books(&store).await, expected);
+    let status = fresh.company_key_status(&a).await.unwrap();
+    assert_eq!(status.current_version, 2);
+    let states: Vec<(u32, &str)> = status
+        .versions
+        .iter()
+        .map(|v| (v.version, v.state))
+        .collect();
+    assert_eq!(states, vec![(2, "current"), (1, "retired")]);
+    // Objects of both versions are counted against their versions.
+    assert!(status.versions[1].depends.objects > 0);
+    assert!(status.versions[0].depends.objects > 0);
+}
