@@ -75,7 +75,7 @@ impl CompanyKeys {
             .into_iter()
             .filter(|(v, _)| *v != current_version)
             .collect();
-        older.sort_by(|a, b| b.0.cmp(&a.0));
+        older.sort_by_key(|(v, _)| std::cmp::Reverse(*v));
         CompanyKeys {
             current_version: current_version.max(1),
             current,

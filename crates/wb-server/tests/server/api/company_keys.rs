@@ -96,7 +96,7 @@ async fn download(srv: &TestServer, t: &Tenant, id: &str) -> Vec<u8> {
     response.bytes().await.unwrap().to_vec()
 }
 
-fn version<'a>(status: &'a Value, n: u64) -> &'a Value {
+fn version(status: &Value, n: u64) -> &Value {
     status["versions"]
         .as_array()
         .unwrap()

@@ -84,7 +84,7 @@ pub(crate) fn spawn(
 pub(crate) const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(1);
 
 enum Next {
-    Job(Job),
+    Job(Box<Job>),
     Rekey(rekey::RekeyJob),
 }
 
@@ -95,7 +95,7 @@ async fn receive(
     tokio::select! {
         biased;
         Some(job) = rekeys.recv() => Some(Next::Rekey(job)),
-        job = rx.recv() => job.map(Next::Job),
+        job = rx.recv() => job.map(|j| Next::Job(Box::new(j))),
     }
 }
 
@@ -129,7 +129,7 @@ async fn run(
     let mut slot = Some(state);
     while let Some(next) = next_job(&mut rx, &mut rekeys, &mut slot).await {
         let first = match next {
-            Next::Job(job) => job,
+            Next::Job(job) => *job,
             Next::Rekey(job) => {
                 let Some(mut state) = slot.take() else {
                     let _ = job.reply.send(Err(StoreError::WriterStopped));

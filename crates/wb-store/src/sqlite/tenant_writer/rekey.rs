@@ -252,10 +252,7 @@ impl WriterState {
             .map_err(|e| {
                 StoreError::Backend(format!("reopening the database after its re-key: {e}"))
             })
-            .map_err(|e| {
-                self.broken = true;
-                e
-            })?;
+            .inspect_err(|_| self.broken = true)?;
         self.conn = conn;
         self.reload();
         job.readers.set_key(&closed, key);
