@@ -9,6 +9,7 @@
 
 pub mod attachments;
 pub mod audit;
+pub mod data_retention;
 pub mod grants;
 pub mod ledger;
 pub mod lifecycle;

@@ -478,6 +478,8 @@ impl Monitor {
             | Action::CompanyKeyRotate
             | Action::CompanyKeyStatusRead
             | Action::CompanyKeyVersionDestroy
+            | Action::RetentionSet
+            | Action::RetentionRead
             | Action::CompanyRead
             | Action::DashboardRead
             | Action::CompanyRestore

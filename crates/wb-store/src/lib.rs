@@ -21,6 +21,7 @@ mod file_records;
 pub mod journal;
 pub mod key_versions;
 pub mod lifecycle;
+pub mod retention_rules;
 pub mod members;
 pub mod migrations;
 mod model;
@@ -40,6 +41,7 @@ pub use factors::{
 };
 pub use key_versions::{CompanyKeyVersions, KeyVersionStore, RetiredKey};
 pub use lifecycle::{Deprovisioning, LifecycleStore};
+pub use retention_rules::RetentionRuleStore;
 pub use members::{
     Accepted, Delivery, InvitationRecord, Joiner, MemberRecord, MemberStore, OutboxMessage,
 };

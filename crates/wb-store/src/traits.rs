@@ -13,6 +13,7 @@ use crate::export_schedules::ExportScheduleStore;
 use crate::factors::FactorStore;
 use crate::key_versions::KeyVersionStore;
 use crate::lifecycle::LifecycleStore;
+use crate::retention_rules::RetentionRuleStore;
 use crate::members::MemberStore;
 use crate::model::*;
 use crate::staff::StaffStore;
@@ -28,6 +29,7 @@ pub trait ControlStore:
     + StaffStore
     + LifecycleStore
     + KeyVersionStore
+    + RetentionRuleStore
     + Send
     + Sync
 {

@@ -146,6 +146,10 @@ actions! {
     DestructionCertificateRead = "company.destruction_certificate.read",
     /// A company's key rotated to a new version (its database re-keyed).
     CompanyKeyRotate = "company.key.rotate",
+    /// A company's retention rules set (before and after), or a change refused.
+    RetentionSet = "retention.set",
+    /// A company's retention rules read.
+    RetentionRead = "retention.read",
     /// A company's key versions read (what depends on each).
     CompanyKeyStatusRead = "company.key.status.read",
     /// A retired version of a company's key destroyed: nothing kept needed it.
@@ -315,6 +319,8 @@ impl Action {
             | Action::CompanyKeyRotate
             | Action::CompanyKeyStatusRead
             | Action::CompanyKeyVersionDestroy
+            | Action::RetentionSet
+            | Action::RetentionRead
             | Action::CompanyRead
             | Action::DashboardRead
             | Action::CompanyRestore
@@ -491,7 +497,7 @@ mod tests {
         for (action, name) in pinned {
             assert_eq!(action.as_str(), name);
         }
-        assert_eq!(Action::ALL.len(), 102);
+        assert_eq!(Action::ALL.len(), 104);
     }
 
     #[test]

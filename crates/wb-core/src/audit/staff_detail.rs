@@ -47,6 +47,8 @@ impl Action {
             | Action::CompanyKeyRotate
             | Action::CompanyKeyStatusRead
             | Action::CompanyKeyVersionDestroy
+            | Action::RetentionSet
+            | Action::RetentionRead
             | Action::SystemMaintenance
             | Action::SystemShutdown
             | Action::SystemStart => true,

@@ -71,6 +71,7 @@ pub const SQLITE_CONTROL: &[Migration] = &[
     migration!(7, "sqlite/control", "0007_grant_notices"),
     migration!(8, "sqlite/control", "0008_company_lifecycle"),
     migration!(9, "sqlite/control", "0009_company_key_versions"),
+    migration!(10, "sqlite/control", "0010_company_retention"),
 ];
 pub const SQLITE_TENANT: &[Migration] = &[
     migration!(2, "sqlite/tenant", "0002_baseline"),
@@ -86,6 +87,7 @@ pub const POSTGRES_CONTROL: &[Migration] = &[
     migration!(7, "postgres/control", "0007_grant_notices"),
     migration!(8, "postgres/control", "0008_company_lifecycle"),
     migration!(9, "postgres/control", "0009_company_key_versions"),
+    migration!(10, "postgres/control", "0010_company_retention"),
 ];
 pub const POSTGRES_TENANT: &[Migration] = &[
     migration!(2, "postgres/tenant", "0002_baseline"),

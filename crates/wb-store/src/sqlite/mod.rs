@@ -8,6 +8,7 @@ mod control_export_schedules;
 mod control_factors;
 mod control_key_versions;
 mod control_lifecycle;
+mod control_retention;
 mod control_members;
 mod control_rows;
 mod control_sealed;

@@ -300,7 +300,7 @@ async fn sqlite_databases_without_the_table_are_migrated() {
          ALTER TABLE sessions DROP COLUMN second_factor;
          DROP TABLE staff_sessions; DROP TABLE grant_notices; DROP TABLE access_grants; DROP TABLE staff;
          DROP TABLE company_key_versions; ALTER TABLE companies DROP COLUMN key_version;
-         ALTER TABLE companies DROP COLUMN key_created_at;
+         ALTER TABLE companies DROP COLUMN key_created_at; DROP TABLE company_retention;
          PRAGMA user_version = 0;",
     )
     .unwrap();
@@ -328,7 +328,7 @@ async fn postgres_databases_without_the_table_are_migrated() {
          ALTER TABLE sessions DROP COLUMN second_factor;
          DROP TABLE staff_sessions; DROP TABLE grant_notices; DROP TABLE access_grants; DROP TABLE staff;
          DROP TABLE company_key_versions; ALTER TABLE companies DROP COLUMN key_version;
-         ALTER TABLE companies DROP COLUMN key_created_at;",
+         ALTER TABLE companies DROP COLUMN key_created_at; DROP TABLE company_retention;",
         )
         .await
         .unwrap();

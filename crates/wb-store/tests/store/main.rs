@@ -16,5 +16,6 @@ mod factors;
 mod files;
 mod key_versions;
 mod lifecycle;
+mod retention_rules;
 mod migrations;
 mod staff;

@@ -358,7 +358,7 @@ async fn sqlite_reopening_is_a_no_op_and_newer_databases_are_refused() {
         err,
         StoreError::SchemaTooNew {
             found: 99,
-            supported: 9,
+            supported: 10,
             ..
         }
     ));
@@ -613,7 +613,7 @@ async fn postgres_reopening_is_a_no_op_and_newer_databases_are_refused() {
     let before = pg_schema(&client).await;
     let applied = pg_lines(
         &client,
-        "SELECT version::text, name FROM schema_migrations ORDER BY version",
+        "SELECT version::text, name FROM schema_migrations ORDER BY schema_migrations.version",
     )
     .await;
     let expected: Vec<String> = migrations::POSTGRES_CONTROL
@@ -635,7 +635,7 @@ async fn postgres_reopening_is_a_no_op_and_newer_databases_are_refused() {
             err,
             StoreError::SchemaTooNew {
                 found: 99,
-                supported: 9,
+                supported: 10,
                 ..
             }
         ),
@@ -745,6 +745,10 @@ const CONTROL_TABLES: &[(&str, &str)] = &[
     (
         "company_key_versions",
         "backed up as each company's key_version and retired_keys (dr.rs CompanyConfig); each wrapping apart, at keys/companies/{id}.v{n}.dek",
+    ),
+    (
+        "company_retention",
+        "backed up as each company's retention (dr.rs CompanyConfig)",
     ),
     ("placements", "PostgreSQL only; not backed up"),
     (
