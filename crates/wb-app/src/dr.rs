@@ -128,6 +128,9 @@ struct CompanyConfig {
     retired_keys: Vec<RetiredKeyConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     key_created_at: Option<String>,
+    /// Its own retention rules, when it set any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retention: Option<wb_core::data_retention::DataRetention>,
 }
 
 fn first_key_version() -> u32 {
@@ -378,6 +381,7 @@ impl CompanyConfig {
             key_version: 1,
             retired_keys: Vec::new(),
             key_created_at: None,
+            retention: None,
         }
     }
 }
@@ -494,6 +498,7 @@ impl ConfigSnapshot {
                     })
                     .unwrap_or_default(),
                 key_created_at: keys.as_ref().map(|k| rfc3339(k.current_created_at)),
+                retention: control.company_retention(&c.id).await?,
             });
             for m in control.members_of(&c.id).await? {
                 members.push(MemberConfig {
@@ -1379,6 +1384,18 @@ async fn restore_company(
         .restore_key_versions(&c.id, current_version, key_created_at, &retired)
         .await
         .map_err(|e| anyhow!("recording its key versions: {e}"))?;
+    if let Some(rules) = &c.retention {
+        let restored = AuditEvent {
+            action: Action::RetentionSet,
+            detail: Some("restored by disaster recovery".into()),
+            ..event.clone()
+        };
+        platform
+            .control
+            .put_company_retention(&c.id, rules, &restored)
+            .await
+            .map_err(|e| anyhow!("recording its retention rules: {e}"))?;
+    }
     if let Some(lifecycle) = c.lifecycle.as_ref().filter(|_| deprovisioned) {
         let event = AuditEvent {
             action: Action::CompanyDeprovision,

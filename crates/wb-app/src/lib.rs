@@ -68,6 +68,7 @@ pub mod reset;
 pub mod restore_copy;
 pub mod restore_jobs;
 pub mod restore_target;
+pub mod retention_rules;
 pub mod runner;
 pub mod security;
 pub mod staff;

@@ -84,6 +84,8 @@ pub struct Platform {
     /// (`company_keys::refresh_rotated_keys` reopens those another node
     /// rotated).
     pub(crate) open_key_versions: Mutex<std::collections::HashMap<String, u32>>,
+    /// The least time entries and the audit trail are kept (`ServerConfig`).
+    pub(crate) statutory_minimum: std::sync::RwLock<wb_core::data_retention::StatutoryMinimum>,
 }
 
 /// Email delivery settings of this node.
@@ -247,6 +249,7 @@ impl Platform {
             signup_tails: Mutex::new(VecDeque::with_capacity(identity::SIGNUP_TAILS_KEPT)),
             mail: Default::default(),
             open_key_versions: Default::default(),
+            statutory_minimum: Default::default(),
         })
     }
 

@@ -71,6 +71,9 @@ pub struct ServerConfig {
     /// How long a de-provisioned company waits before its destruction
     /// (`deprovision-grace-days`, 1 to 90; default 30).
     pub deprovision_grace: wb_core::lifecycle::GracePeriod,
+    /// The least years any company keeps its entries and audit trail
+    /// (`statutory-minimum-years`, 1 to 30; default 10).
+    pub statutory_minimum: wb_core::data_retention::StatutoryMinimum,
     /// Proxies whose `X-Forwarded-For` names the client (empty: the
     /// socket's peer is the client, and the header is ignored).
     pub trusted_proxies: Vec<ipnet::IpNet>,
@@ -212,6 +215,7 @@ impl ServerConfig {
             mail: MailConfig::default(),
             staff: Default::default(),
             deprovision_grace: Default::default(),
+            statutory_minimum: Default::default(),
             trusted_proxies: Vec::new(),
             rate_limits: Default::default(),
             cors_origins: Vec::new(),

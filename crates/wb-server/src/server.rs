@@ -131,6 +131,7 @@ pub async fn start(
     config.staff.check().map_err(|e| anyhow::anyhow!(e))?;
     platform.set_staff_limits(config.staff);
     platform.set_grace_period(config.deprovision_grace);
+    platform.set_statutory_minimum(config.statutory_minimum);
     platform.export_slots.set_limits(config.exports);
     let listener = match listener {
         Some(l) => l,

@@ -21,11 +21,11 @@ mod file_records;
 pub mod journal;
 pub mod key_versions;
 pub mod lifecycle;
-pub mod retention_rules;
 pub mod members;
 pub mod migrations;
 mod model;
 pub mod postgres;
+pub mod retention_rules;
 mod sealed;
 pub mod sqlite;
 pub mod staff;
@@ -41,11 +41,11 @@ pub use factors::{
 };
 pub use key_versions::{CompanyKeyVersions, KeyVersionStore, RetiredKey};
 pub use lifecycle::{Deprovisioning, LifecycleStore};
-pub use retention_rules::RetentionRuleStore;
 pub use members::{
     Accepted, Delivery, InvitationRecord, Joiner, MemberRecord, MemberStore, OutboxMessage,
 };
 pub use model::*;
+pub use retention_rules::RetentionRuleStore;
 pub use sealed::SealedColumn;
 pub use traits::{ControlStore, DestroyedDatabase, RekeyReport, TenantDirectory, TenantStore};
 

@@ -11,8 +11,10 @@ use crate::StoreError;
 #[async_trait]
 pub trait RetentionRuleStore: Send + Sync {
     /// The company's rules; None when it never set any (the defaults apply).
-    async fn company_retention(&self, company_id: &str)
-        -> Result<Option<DataRetention>, StoreError>;
+    async fn company_retention(
+        &self,
+        company_id: &str,
+    ) -> Result<Option<DataRetention>, StoreError>;
 
     /// Sets the company's rules, with `audit`, in one transaction.
     async fn put_company_retention(

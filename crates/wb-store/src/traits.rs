@@ -13,9 +13,9 @@ use crate::export_schedules::ExportScheduleStore;
 use crate::factors::FactorStore;
 use crate::key_versions::KeyVersionStore;
 use crate::lifecycle::LifecycleStore;
-use crate::retention_rules::RetentionRuleStore;
 use crate::members::MemberStore;
 use crate::model::*;
+use crate::retention_rules::RetentionRuleStore;
 use crate::staff::StaffStore;
 use crate::StoreError;
 

@@ -428,6 +428,9 @@ struct ConfigFile {
     /// Days a de-provisioned company waits before it is destroyed
     /// (default 30, 1 to 90).
     deprovision_grace_days: Option<u32>,
+    /// The least years any company keeps its entries and audit trail
+    /// (default 10, 1 to 30): companies' retention rules never go below it.
+    statutory_minimum_years: Option<u32>,
     /// The `[http]` table: trusted proxies, CORS origins, request budgets
     /// (`abuse_cfg`).
     http: Option<crate::abuse_cfg::AbuseFile>,
@@ -479,6 +482,7 @@ pub struct Serve {
     pub abuse: crate::abuse_cfg::Abuse,
     pub staff: wb_server::staff::StaffLimits,
     pub deprovision_grace: wb_core::lifecycle::GracePeriod,
+    pub statutory_minimum: wb_core::data_retention::StatutoryMinimum,
 }
 
 impl DeploymentArgs {
@@ -651,6 +655,11 @@ impl ServeArgs {
                 .map_err(|e| anyhow::anyhow!("deprovision-grace-days: {e}"))?,
             None => Default::default(),
         };
+        let statutory_minimum = match file.statutory_minimum_years {
+            Some(years) => wb_core::data_retention::StatutoryMinimum::years(years)
+                .map_err(|e| anyhow::anyhow!("statutory-minimum-years: {e}"))?,
+            None => Default::default(),
+        };
         let mut connections = connections;
         connections.max_header_bytes = abuse.max_header_bytes;
         if self.deployment.data.is_none() && file.data.is_none() {
@@ -728,6 +737,7 @@ impl ServeArgs {
             abuse,
             staff,
             deprovision_grace,
+            statutory_minimum,
             mail,
             connections,
             exports,

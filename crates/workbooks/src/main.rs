@@ -198,6 +198,7 @@ async fn serve(settings: cli::Serve, demo: bool) -> Result<()> {
     config.mail = settings.mail.clone();
     config.staff = settings.staff;
     config.deprovision_grace = settings.deprovision_grace;
+    config.statutory_minimum = settings.statutory_minimum;
     config.trusted_proxies = settings.abuse.trusted_proxies.clone();
     config.cors_origins = settings.abuse.cors_origins.clone();
     config.rate_limits = settings.abuse.rate_limits;

@@ -17,6 +17,7 @@ pub mod mfa;
 pub mod passkeys;
 pub mod reports;
 pub mod restores;
+pub mod retention;
 pub mod security_policy;
 pub mod session;
 pub mod staff;
@@ -66,6 +67,7 @@ use crate::problem::{ApiError, Problem};
         security_policy::get, security_policy::put,
         lifecycle::deprovision, lifecycle::cancel, lifecycle::certificate,
         company_keys::rotate, company_keys::status,
+        retention::get, retention::put,
         healthz, readyz,
     ),
     components(schemas(Problem)),
@@ -193,6 +195,7 @@ fn company_routes(batch_body_limit: usize) -> Vec<(&'static str, MethodRouter<Ap
         ),
         ("/deprovision/cancel", post(lifecycle::cancel)),
         ("/keys", get(company_keys::status)),
+        ("/retention", get(retention::get).put(retention::put)),
         ("/keys/rotate", post(company_keys::rotate)),
     ]
 }

@@ -636,6 +636,29 @@ async fn a_company_rotated_after_the_last_configuration_backup_comes_back_with_e
     let master = MasterKey::generate();
     let old = platform(old_dir.path(), objects.path(), &master);
     let a = company_with_books(&old, "Rotated Ltd", "rotated@example.com", 4).await;
+    // Its retention rules come back too.
+    let rules = wb_core::data_retention::DataRetention {
+        entries_years: 15,
+        attachments_years: 2,
+        audit_years: 12,
+        exports_days: 14,
+    };
+    old.control
+        .put_company_retention(
+            &a,
+            &rules,
+            &wb_store::AuditEvent {
+                at: OffsetDateTime::now_utc(),
+                actor: Actor::system("test"),
+                company_id: Some(a.clone()),
+                action: Action::RetentionSet,
+                target: None,
+                outcome: wb_store::Outcome::Success,
+                detail: None,
+            },
+        )
+        .await
+        .unwrap();
     let mut shipper = ShipperState::default();
     ship_once(&old, &mut shipper).await.unwrap();
     let mut config = ConfigBackupState::default();
@@ -663,6 +686,7 @@ async fn a_company_rotated_after_the_last_configuration_backup_comes_back_with_e
     assert!(back.restored, "{back:?}");
     let store = fresh.tenant(&a).await.unwrap();
     assert_eq!(books(&store).await, expected);
+    assert_eq!(fresh.company_retention(&a).await.unwrap(), rules);
     let status = fresh.company_key_status(&a).await.unwrap();
     assert_eq!(status.current_version, 2);
     let states: Vec<(u32, &str)> = status

@@ -55,6 +55,7 @@ mod api {
     mod prop;
     mod reset;
     mod restores;
+    mod retention;
     mod security_policy;
     mod staff;
     mod staff_ops;
@@ -96,6 +97,7 @@ mod api_postgres {
     mod prop;
     mod reset;
     mod restores;
+    mod retention;
     mod security_policy;
     mod staff;
     mod staff_ops;

@@ -16,6 +16,6 @@ mod factors;
 mod files;
 mod key_versions;
 mod lifecycle;
-mod retention_rules;
 mod migrations;
+mod retention_rules;
 mod staff;

@@ -33,7 +33,10 @@ async fn rules_are_kept_and_replaced_with_their_audit(control: &dyn ControlStore
         .put_company_retention(&company, &first, &event)
         .await
         .unwrap();
-    assert_eq!(control.company_retention(&company).await.unwrap(), Some(first));
+    assert_eq!(
+        control.company_retention(&company).await.unwrap(),
+        Some(first)
+    );
     let second = DataRetention {
         exports_days: 7,
         ..first
@@ -42,7 +45,10 @@ async fn rules_are_kept_and_replaced_with_their_audit(control: &dyn ControlStore
         .put_company_retention(&company, &second, &event)
         .await
         .unwrap();
-    assert_eq!(control.company_retention(&company).await.unwrap(), Some(second));
+    assert_eq!(
+        control.company_retention(&company).await.unwrap(),
+        Some(second)
+    );
     let audited = control
         .audit_events(Some(&company), 0, 1000)
         .await
