@@ -64,6 +64,32 @@ impl Platform {
             .unwrap_or_default())
     }
 
+    /// Deletes the company's stored exports older than its rules keep them,
+    /// recording how many went (`export.expire`). Returns the ids deleted.
+    pub async fn expire_exports(&self, company_id: &str) -> ServiceResult<Vec<String>> {
+        let rules = self.company_retention(company_id).await?;
+        let gone = crate::exports::storage::expire(self, company_id, &rules, self.now()).await?;
+        if !gone.is_empty() {
+            self.control
+                .audit(&AuditEvent {
+                    at: self.now(),
+                    actor: wb_store::Actor::system("retention"),
+                    company_id: Some(company_id.to_string()),
+                    action: Action::ExportExpire,
+                    target: Some(format!("company:{company_id}")),
+                    outcome: Outcome::Success,
+                    detail: Some(format!(
+                        "{} exports older than {} days deleted: {}",
+                        gone.len(),
+                        rules.exports_days,
+                        gone.join(", ")
+                    )),
+                })
+                .await?;
+        }
+        Ok(gone)
+    }
+
     fn retention_view(&self, rules: &DataRetention) -> RetentionView {
         RetentionView {
             entries_years: rules.entries_years,

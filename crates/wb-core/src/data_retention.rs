@@ -95,6 +95,11 @@ impl RetentionError {
 }
 
 impl DataRetention {
+    /// Whether an export made at `created` is past `exports_days` at `now`.
+    pub fn export_expired(&self, created: time::OffsetDateTime, now: time::OffsetDateTime) -> bool {
+        now - created >= time::Duration::days(i64::from(self.exports_days))
+    }
+
     /// Checks every rule's range, and that entries (and the audit trail
     /// that proves them) are kept at least the statutory minimum.
     pub fn validate(&self, minimum: StatutoryMinimum) -> Result<(), RetentionError> {
@@ -159,6 +164,17 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(rules.validate(minimum), Ok(()));
+    }
+
+    #[test]
+    fn an_export_expires_at_its_day() {
+        let made = time::macros::datetime!(2026-01-01 00:00 UTC);
+        let rules = DataRetention {
+            exports_days: 2,
+            ..Default::default()
+        };
+        assert!(!rules.export_expired(made, made + time::Duration::hours(47)));
+        assert!(rules.export_expired(made, made + time::Duration::days(2)));
     }
 
     #[test]

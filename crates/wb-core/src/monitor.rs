@@ -480,6 +480,7 @@ impl Monitor {
             | Action::CompanyKeyVersionDestroy
             | Action::RetentionSet
             | Action::RetentionRead
+            | Action::ExportExpire
             | Action::CompanyRead
             | Action::DashboardRead
             | Action::CompanyRestore

@@ -22,6 +22,8 @@ const JOB: &str = "snapshot";
 const PRUNE_JOB: &str = "retention";
 /// Company key upkeep after each company's pruning (`Platform::key_upkeep`).
 const KEYS_JOB: &str = "key-upkeep";
+/// Stored exports past a company's `exports_days` (`Platform::expire_exports`).
+const EXPORTS_JOB: &str = "export-expiry";
 pub const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
 
 fn lease(company_id: &str) -> String {
@@ -151,6 +153,25 @@ async fn prune_round(platform: &Platform, policy: &BackupPolicy) -> anyhow::Resu
             Ok(Ok(_)) | Err(_) => {}
             Ok(Err(e)) => {
                 tracing::warn!(company = %company.id, error = %e, "key upkeep failed")
+            }
+        }
+        // Stored exports past the company's own rules go.
+        let expiry = platform.expire_exports(&company.id);
+        match crate::runner::unit(
+            platform,
+            EXPORTS_JOB,
+            &company.id,
+            Some(&company.id),
+            expiry,
+        )
+        .await
+        {
+            Ok(Ok(gone)) if !gone.is_empty() => {
+                tracing::info!(company = %company.id, exports = gone.len(), "expired exports deleted");
+            }
+            Ok(Ok(_)) | Err(_) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(company = %company.id, error = %e, "export expiry failed")
             }
         }
     }

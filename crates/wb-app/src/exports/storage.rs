@@ -253,6 +253,39 @@ pub(crate) async fn download(
     }
 }
 
+/// Deletes the company's stored exports older than its `exports_days`
+/// (each file before its metadata, so a half-deleted export is never
+/// listed); returns the ids deleted.
+pub(crate) async fn expire(
+    platform: &Platform,
+    company_id: &str,
+    rules: &wb_core::data_retention::DataRetention,
+    now: time::OffsetDateTime,
+) -> anyhow::Result<Vec<String>> {
+    let mut gone = Vec::new();
+    for record in list(platform, company_id).await? {
+        let created = time::OffsetDateTime::parse(
+            &record.created_at,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map_err(|e| anyhow::anyhow!("export {}: bad created_at: {e}", record.id))?;
+        if !rules.export_expired(created, now) {
+            continue;
+        }
+        for path in [
+            blob_path(company_id, &record.id),
+            meta_path(company_id, &record.id),
+        ] {
+            match platform.objects.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(anyhow::anyhow!("deleting {path}: {e}")),
+            }
+        }
+        gone.push(record.id);
+    }
+    Ok(gone)
+}
+
 /// Every export of a company, newest first.
 pub(crate) async fn list(
     platform: &Platform,

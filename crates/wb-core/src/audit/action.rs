@@ -150,6 +150,8 @@ actions! {
     RetentionSet = "retention.set",
     /// A company's retention rules read.
     RetentionRead = "retention.read",
+    /// Stored exports older than the company's `exports_days` deleted.
+    ExportExpire = "export.expire",
     /// A company's key versions read (what depends on each).
     CompanyKeyStatusRead = "company.key.status.read",
     /// A retired version of a company's key destroyed: nothing kept needed it.
@@ -321,6 +323,7 @@ impl Action {
             | Action::CompanyKeyVersionDestroy
             | Action::RetentionSet
             | Action::RetentionRead
+            | Action::ExportExpire
             | Action::CompanyRead
             | Action::DashboardRead
             | Action::CompanyRestore
@@ -497,7 +500,7 @@ mod tests {
         for (action, name) in pinned {
             assert_eq!(action.as_str(), name);
         }
-        assert_eq!(Action::ALL.len(), 104);
+        assert_eq!(Action::ALL.len(), 105);
     }
 
     #[test]

@@ -49,6 +49,7 @@ impl Action {
             | Action::CompanyKeyVersionDestroy
             | Action::RetentionSet
             | Action::RetentionRead
+            | Action::ExportExpire
             | Action::SystemMaintenance
             | Action::SystemShutdown
             | Action::SystemStart => true,

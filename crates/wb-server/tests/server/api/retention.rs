@@ -144,3 +144,77 @@ async fn the_operators_minimum_is_the_one_that_counts() {
         .await
         .problem(422, "below-statutory-minimum");
 }
+
+/// Stored exports older than the company's `exports_days` go (file and
+/// metadata), on record; younger ones stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_older_than_the_rules_keep_them_are_deleted() {
+    let srv = TestServer::start_manual().await;
+    let clock = srv.clock.clone().unwrap();
+    let t = srv.signup("Short Exports Ltd").await;
+    srv.chart(&t).await;
+    let recipient = wb_server::exports::age::x25519::Identity::generate()
+        .to_public()
+        .to_string();
+    let old = srv
+        .post(
+            &t.path("/exports"),
+            &t.token,
+            json!({ "recipient": recipient }),
+        )
+        .await
+        .ok(201);
+    put(&srv, &t, &t.token, json!({"exports_days": 2}))
+        .await
+        .ok(200);
+    clock.advance(time::Duration::days(1));
+    assert!(srv.platform.expire_exports(&t.id).await.unwrap().is_empty());
+    clock.advance(time::Duration::days(1));
+    // Two days on, the owner signs in again.
+    let t = Tenant {
+        token: srv
+            .login(&t.email, super::harness::PASSPHRASE)
+            .await
+            .ok(200)["token"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+        ..t.clone()
+    };
+    let young = srv
+        .post(
+            &t.path("/exports"),
+            &t.token,
+            json!({ "recipient": recipient }),
+        )
+        .await
+        .ok(201);
+    assert_eq!(
+        srv.platform.expire_exports(&t.id).await.unwrap(),
+        vec![old["id"].as_str().unwrap().to_string()]
+    );
+    let listed = srv.get(&t.path("/exports"), &t.token).await.ok(200);
+    let ids: Vec<&str> = listed["exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![young["id"].as_str().unwrap()]);
+    let old_id = old["id"].as_str().unwrap();
+    srv.get(&t.path(&format!("/exports/{old_id}")), &t.token)
+        .await
+        .problem(404, "not-found");
+    let events = srv
+        .platform
+        .control
+        .audit_events(Some(&t.id), 0, 10_000)
+        .await
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.action == "export.expire"
+                && e.detail.as_deref().unwrap_or("").contains(old_id))
+    );
+}
