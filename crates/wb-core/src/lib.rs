@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod members;
 pub mod money;
 pub mod monitor;
+pub mod purge;
 pub mod reports;
 pub mod retention;
 pub mod revert;
