@@ -121,8 +121,11 @@ mod tests {
         );
     }
 
+    /// (day, lines of (account index, currency index, amount)).
+    type GeneratedBook = Vec<(u16, Vec<(u8, u8, i64)>)>;
+
     /// Generated books: balanced entries on days 0..60, in two currencies.
-    fn books() -> impl Strategy<Value = Vec<(u16, Vec<(u8, u8, i64)>)>> {
+    fn books() -> impl Strategy<Value = GeneratedBook> {
         proptest::collection::vec(
             (
                 0u16..60,
