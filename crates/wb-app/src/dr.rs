@@ -1384,7 +1384,18 @@ async fn restore_company(
         .restore_key_versions(&c.id, current_version, key_created_at, &retired)
         .await
         .map_err(|e| anyhow!("recording its key versions: {e}"))?;
-    if let Some(rules) = &c.retention {
+    // Rules a backup holds are checked as a change would be: out of range
+    // (an `exports_days` of 0 would expire every export) they are left out
+    // and the company keeps the defaults.
+    let retention = c.retention.filter(|rules| {
+        let minimum = wb_core::data_retention::StatutoryMinimum::years(1).unwrap_or_default();
+        let valid = rules.validate(minimum).is_ok();
+        if !valid {
+            tracing::warn!(company = %c.id, "the backed-up retention rules are out of range: the defaults apply");
+        }
+        valid
+    });
+    if let Some(rules) = &retention {
         let restored = AuditEvent {
             action: Action::RetentionSet,
             detail: Some("restored by disaster recovery".into()),

@@ -55,13 +55,16 @@ impl Platform {
             .unwrap_or_default()
     }
 
-    /// A company's rules (the defaults when it set none).
+    /// A company's rules in force (the defaults when it set none), never
+    /// below today's statutory minimum: rules set before the operator raised
+    /// it are read as the minimum, and a change to another field still passes.
     pub async fn company_retention(&self, company_id: &str) -> ServiceResult<DataRetention> {
         Ok(self
             .control
             .company_retention(company_id)
             .await?
-            .unwrap_or_default())
+            .unwrap_or_default()
+            .at_least(self.statutory_minimum()))
     }
 
     /// Deletes the company's stored exports older than its rules keep them,

@@ -95,6 +95,15 @@ impl RetentionError {
 }
 
 impl DataRetention {
+    /// These rules with entries and the audit trail kept at least `minimum`.
+    pub fn at_least(self, minimum: StatutoryMinimum) -> DataRetention {
+        DataRetention {
+            entries_years: self.entries_years.max(minimum.0),
+            audit_years: self.audit_years.max(minimum.0),
+            ..self
+        }
+    }
+
     /// Whether an export made at `created` is past `exports_days` at `now`.
     pub fn export_expired(&self, created: time::OffsetDateTime, now: time::OffsetDateTime) -> bool {
         now - created >= time::Duration::days(i64::from(self.exports_days))
@@ -175,6 +184,19 @@ mod tests {
         };
         assert!(!rules.export_expired(made, made + time::Duration::hours(47)));
         assert!(rules.export_expired(made, made + time::Duration::days(2)));
+    }
+
+    #[test]
+    fn rules_below_a_raised_minimum_are_read_as_it() {
+        let minimum = StatutoryMinimum::years(15).unwrap();
+        let kept = DataRetention::default().at_least(minimum);
+        assert_eq!((kept.entries_years, kept.audit_years), (15, 15));
+        assert_eq!(kept.validate(minimum), Ok(()));
+        let longer = DataRetention {
+            entries_years: 20,
+            ..Default::default()
+        };
+        assert_eq!(longer.at_least(minimum).entries_years, 20);
     }
 
     #[test]

@@ -37,22 +37,12 @@ async fn wait_shipped(srv: &TestServer, company: &str) {
 
 async fn restored(srv: &TestServer, t: &Tenant, body: Value) -> Tenant {
     let asked = srv.post(&t.path("/restores"), &t.token, body).await.ok(202);
-    let id = asked["id"].as_str().unwrap().to_string();
-    for _ in 0..600 {
-        let job = srv
-            .get(&t.path(&format!("/restores/{id}")), &t.token)
-            .await
-            .ok(200);
-        if job["state"] != "running" {
-            assert_eq!(job["state"], "done", "{job}");
-            return Tenant {
-                id: job["company"]["id"].as_str().unwrap().to_string(),
-                ..t.clone()
-            };
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let job = super::restores::ended(srv, t, asked["id"].as_str().unwrap()).await;
+    assert_eq!(job["state"], "done", "{job}");
+    Tenant {
+        id: job["company"]["id"].as_str().unwrap().to_string(),
+        ..t.clone()
     }
-    panic!("restore {id} did not end in 30 s");
 }
 
 fn descriptions(entries: &[Value]) -> Vec<String> {
@@ -318,16 +308,7 @@ async fn a_retired_version_goes_once_nothing_kept_needs_it_and_old_keys_alert() 
     srv.platform.key_upkeep(&t.id).await.unwrap();
     assert_eq!(key_alerts(&srv).await, 1);
     // A month later the owner signs in again.
-    let t = Tenant {
-        token: srv
-            .login(&t.email, super::harness::PASSPHRASE)
-            .await
-            .ok(200)["token"]
-            .as_str()
-            .unwrap()
-            .to_string(),
-        ..t.clone()
-    };
+    let t = srv.sign_in_again(&t).await;
 
     let rotated = srv
         .post(&t.path("/keys/rotate"), &t.token, json!({}))
@@ -344,16 +325,7 @@ async fn a_retired_version_goes_once_nothing_kept_needs_it_and_old_keys_alert() 
     clock.advance(time::Duration::hours(1));
     snapshot::take(&srv.platform, &t.id).await.unwrap();
     clock.advance(time::Duration::days(60));
-    let t = Tenant {
-        token: srv
-            .login(&t.email, super::harness::PASSPHRASE)
-            .await
-            .ok(200)["token"]
-            .as_str()
-            .unwrap()
-            .to_string(),
-        ..t.clone()
-    };
+    let t = srv.sign_in_again(&t).await;
     backup::prune(
         &srv.platform,
         &t.id,

@@ -665,6 +665,19 @@ impl TestServer {
         .await
     }
 
+    /// The tenant's owner signed in again (a session that outlived a
+    /// clock moved days ahead).
+    pub async fn sign_in_again(&self, tenant: &Tenant) -> Tenant {
+        let token = self.login(&tenant.email, PASSPHRASE).await.ok(200)["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        Tenant {
+            token,
+            ..tenant.clone()
+        }
+    }
+
     /// Creates the standard chart of accounts used across the tests.
     pub async fn chart(&self, tenant: &Tenant) {
         for (code, name, kind) in CHART {

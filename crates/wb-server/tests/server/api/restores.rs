@@ -29,7 +29,7 @@ async fn wait_shipped(srv: &TestServer, company: &str) {
 }
 
 /// Polls the restore until it ends (a bounded number of times).
-async fn ended(srv: &TestServer, t: &Tenant, id: &str) -> Value {
+pub(super) async fn ended(srv: &TestServer, t: &Tenant, id: &str) -> Value {
     for _ in 0..600 {
         let job = srv
             .get(&t.path(&format!("/restores/{id}")), &t.token)

@@ -171,16 +171,7 @@ async fn exports_older_than_the_rules_keep_them_are_deleted() {
     assert!(srv.platform.expire_exports(&t.id).await.unwrap().is_empty());
     clock.advance(time::Duration::days(1));
     // Two days on, the owner signs in again.
-    let t = Tenant {
-        token: srv
-            .login(&t.email, super::harness::PASSPHRASE)
-            .await
-            .ok(200)["token"]
-            .as_str()
-            .unwrap()
-            .to_string(),
-        ..t.clone()
-    };
+    let t = srv.sign_in_again(&t).await;
     let young = srv
         .post(
             &t.path("/exports"),
