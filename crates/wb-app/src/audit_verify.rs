@@ -156,6 +156,10 @@ async fn local_company_chain(
 /// A central copy must hold the same events as the chain it copies, up to
 /// where it has been collected.
 fn compare_copies(local: &[StoredAuditEvent], central: &[CentralEvent]) -> Option<String> {
+    // A local chain purged under the retention rules starts later; the
+    // central copy is compared from there.
+    let start = local.first().map_or(0, |e| e.seq);
+    let central = &central[central.partition_point(|c| c.event.seq < start)..];
     for (l, c) in local.iter().zip(central) {
         if l.seq != c.event.seq || l.hash != c.event.hash {
             return Some(format!(

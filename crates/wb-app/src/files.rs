@@ -348,6 +348,16 @@ pub async fn download(
 /// holds that address already.
 pub async fn reseal(
     objects: Arc<dyn ObjectStore>,
+    from: (&CompanyKeys, &str),
+    to: (&CompanyKeys, &str),
+    file: &FileRecord,
+) -> Result<bool, UploadError> {
+    reseal_between((objects.clone(), objects), from, to, file).await
+}
+
+/// `reseal` from one object store into another (a sandbox's own).
+pub async fn reseal_between(
+    (source, objects): (Arc<dyn ObjectStore>, Arc<dyn ObjectStore>),
     (from_key, from_company): (&CompanyKeys, &str),
     (to_key, to_company): (&CompanyKeys, &str),
     file: &FileRecord,
@@ -358,7 +368,7 @@ pub async fn reseal(
         Err(object_store::Error::NotFound { .. }) => {}
         Err(e) => return Err(e.into()),
     }
-    let mut plain = download(objects.clone(), from_key, from_company, file)
+    let mut plain = download(source, from_key, from_company, file)
         .await
         .map_err(|e| UploadError::Body(e.to_string()))?;
     let mut staging = Staging::start(&*objects, to_company).await?;

@@ -93,7 +93,7 @@ impl Platform {
         Ok(gone)
     }
 
-    fn retention_view(&self, rules: &DataRetention) -> RetentionView {
+    pub(crate) fn retention_view(&self, rules: &DataRetention) -> RetentionView {
         RetentionView {
             entries_years: rules.entries_years,
             attachments_years: rules.attachments_years,

@@ -141,6 +141,8 @@ pub struct Verified {
     pub events: u64,
     pub last_seq: i64,
     pub last_checkpoint: Option<Checkpoint>,
+    /// The last event a purge dropped (0: the chain starts at event 1).
+    pub purged_through: i64,
 }
 
 /// Verifies events (in stored order, starting at sequence 1) and the
@@ -173,8 +175,31 @@ pub fn verify_certified(
     checkpoints: &[Checkpoint],
     signer: impl Fn(&Checkpoint) -> Signer,
 ) -> Result<Verified, ChainError> {
-    let mut expected_seq = 1;
-    let mut prev_hash = GENESIS.to_string();
+    // A chain purged under the customer's retention rules starts after the
+    // events it dropped: that start must be vouched for by a certified
+    // checkpoint at the last dropped event, carrying the hash the first kept
+    // event links to (the purge anchor).
+    let purged_through = match events.first() {
+        Some(first) if first.seq > 1 => {
+            let anchor = first.seq - 1;
+            let vouched = checkpoints.iter().any(|cp| {
+                cp.seq == anchor && cp.hash == first.prev_hash && signer(cp) == Signer::Certified
+            });
+            if !vouched {
+                return Err(ChainError::Deleted {
+                    expected: 1,
+                    found: first.seq,
+                });
+            }
+            anchor
+        }
+        _ => 0,
+    };
+    let mut expected_seq = purged_through + 1;
+    let mut prev_hash = match events.first() {
+        Some(first) if purged_through > 0 => first.prev_hash.clone(),
+        _ => GENESIS.to_string(),
+    };
     let mut hash_at: Vec<(i64, String)> = Vec::with_capacity(events.len());
     for event in events {
         if event.seq < expected_seq {
@@ -224,6 +249,13 @@ pub fn verify_certified(
                 checkpoint_seq: cp.seq,
             });
         }
+        if cp.seq <= purged_through {
+            // Vouches for events the purge dropped (the anchor itself was
+            // checked above); the checkpoints still chain.
+            prev_checkpoint = cp.digest();
+            prev_checkpoint_seq = cp.seq;
+            continue;
+        }
         let at = hash_at.binary_search_by_key(&cp.seq, |(s, _)| *s);
         match at {
             Ok(i) if hash_at[i].1 == cp.hash => {}
@@ -243,6 +275,7 @@ pub fn verify_certified(
         events: events.len() as u64,
         last_seq,
         last_checkpoint: checkpoints.last().cloned(),
+        purged_through,
     })
 }
 
@@ -290,6 +323,32 @@ mod tests {
 
     fn signed(cp: &Checkpoint) -> bool {
         cp.signature == b"sig"
+    }
+
+    #[test]
+    fn a_purged_chain_verifies_from_a_certified_checkpoint_at_its_start() {
+        let events = chain(12);
+        let cp4 = checkpoint(&events, 4, GENESIS);
+        let cp10 = checkpoint(&events, 10, &cp4.digest());
+        let kept = &events[4..];
+        let v = verify(kept, &[cp4.clone(), cp10.clone()], signed).unwrap();
+        assert_eq!((v.events, v.last_seq, v.purged_through), (8, 12, 4));
+        // No checkpoint at the last dropped event: a deleted prefix.
+        assert_eq!(
+            verify(&events[3..], &[cp4.clone(), cp10.clone()], signed),
+            Err(ChainError::Deleted {
+                expected: 1,
+                found: 4
+            })
+        );
+        // A checkpoint there that is not signed does not vouch.
+        let mut forged = cp4.clone();
+        forged.signature = b"forged".to_vec();
+        assert!(verify(kept, &[forged], signed).is_err());
+        // A kept prefix re-linked to another start does not verify.
+        let mut relinked = kept.to_vec();
+        relinked[0].prev_hash = events[2].hash.clone();
+        assert!(verify(&relinked, &[cp4, cp10], signed).is_err());
     }
 
     #[test]

@@ -74,7 +74,7 @@ impl GrantScope {
             ReadFiles | WriteFiles => matches!(self, GrantScope::Files | GrantScope::Full),
             ReadAudit => matches!(self, GrantScope::Full),
             ManageMembers | ManageApiKeys | ManageSecurity | Deprovision | ExportData
-            | RestoreCopy | RotateKey => false,
+            | RestoreCopy | RotateKey | PurgeData => false,
         }
     }
 }

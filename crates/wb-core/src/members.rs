@@ -141,6 +141,7 @@ mod tests {
                     ReadFiles,
                     WriteFiles,
                     RotateKey,
+                    PurgeData,
                 ]
                 .iter()
                 .any(|p| from.allows(*p) && !to.allows(*p));

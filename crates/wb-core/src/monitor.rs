@@ -481,6 +481,12 @@ impl Monitor {
             | Action::RetentionSet
             | Action::RetentionRead
             | Action::ExportExpire
+            | Action::DataPurge
+            | Action::DataPurgePreview
+            | Action::DataPurgeBackups
+            | Action::SandboxApprove
+            | Action::SandboxRestore
+            | Action::SandboxDestroy
             | Action::CompanyRead
             | Action::DashboardRead
             | Action::CompanyRestore

@@ -13,16 +13,12 @@ use crate::ledger::Posting;
 use crate::money::Currency;
 
 /// The first day whose entries are kept when entries are kept `years`
-/// years as of `today`: the same day `years` years earlier (29 February
-/// falls back to the 28th).
+/// years as of `today`: 1 January of the year `years` before this one.
+/// Retention periods run from the end of the year a record belongs to, so
+/// a year's books go whole, never half a year at a time.
 pub fn horizon(today: Date, years: u32) -> Date {
     let year = today.year() - i32::try_from(years).unwrap_or(i32::MAX).min(9000);
-    let day = if today.month() == Month::February && today.day() == 29 {
-        28
-    } else {
-        today.day()
-    };
-    Date::from_calendar_date(year, today.month(), day).unwrap_or(Date::MIN)
+    Date::from_calendar_date(year, Month::January, 1).unwrap_or(Date::MIN)
 }
 
 /// One currency's opening entry: per account, the sum of what the purged
@@ -90,10 +86,11 @@ mod tests {
     }
 
     #[test]
-    fn the_horizon_is_the_same_day_years_back() {
-        assert_eq!(horizon(date!(2036 - 06 - 15), 10), date!(2026 - 06 - 15));
-        assert_eq!(horizon(date!(2028 - 02 - 29), 1), date!(2027 - 02 - 28));
+    fn the_horizon_is_the_first_of_january_years_back() {
+        assert_eq!(horizon(date!(2036 - 06 - 15), 10), date!(2026 - 01 - 01));
+        assert_eq!(horizon(date!(2028 - 02 - 29), 1), date!(2027 - 01 - 01));
         assert_eq!(horizon(date!(2026 - 01 - 01), 0), date!(2026 - 01 - 01));
+        assert_eq!(horizon(date!(2026 - 12 - 31), 10), date!(2016 - 01 - 01));
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub enum Permission {
     WriteFiles,
     /// Rotate the company's key to a new version.
     RotateKey,
+    /// Purge data under the retention rules (irreversible, backups included).
+    PurgeData,
 }
 
 impl Role {
@@ -40,7 +42,10 @@ impl Role {
         use Permission::*;
         match self {
             Role::Owner => true,
-            Role::Admin => !matches!(permission, Deprovision | RestoreCopy | RotateKey),
+            Role::Admin => !matches!(
+                permission,
+                Deprovision | RestoreCopy | RotateKey | PurgeData
+            ),
             Role::Accountant => {
                 matches!(permission, ReadBooks | WriteBooks | ReadFiles | WriteFiles)
             }
@@ -120,6 +125,15 @@ mod tests {
                 assert_eq!(role.allows(*perm), allowed, "{role} {perm:?}");
             }
         }
+    }
+
+    #[test]
+    fn only_owners_purge() {
+        let purgers: Vec<Role> = Role::ALL
+            .into_iter()
+            .filter(|r| r.allows(Permission::PurgeData))
+            .collect();
+        assert_eq!(purgers, [Role::Owner]);
     }
 
     #[test]

@@ -18,6 +18,8 @@ const CONTEXT: &str = "workbooks:node-signing-key";
 /// HKDF info for the certification key, and the domain of what it signs.
 const CERTIFICATION: &str = "workbooks-node-certification/v1";
 
+// Clone: a purge signs its anchor from inside the company writer.
+#[derive(Clone)]
 pub struct NodeKey(SigningKey);
 
 impl fmt::Debug for NodeKey {

@@ -240,7 +240,8 @@ needs!(
     ExportData,
     RestoreCopy,
     ReadFiles,
-    WriteFiles
+    WriteFiles,
+    PurgeData
 );
 
 /// A company route's caller, admitted by the door (`Platform::admit`) to the

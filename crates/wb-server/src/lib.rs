@@ -33,8 +33,8 @@ pub use wb_app::{
     access, audit_verify, auth_cache, backup, backup_verify, clock, company_keys, cpu_work,
     data_lock, destruction, dr, drains, dto, egress, error, export_create, export_push, exports,
     files, grant_notices, grants, jobs, keyring, keys_handover, keys_rotation, keys_status,
-    lifecycle, login, mail, mailer, members, monitor_job, objects, platform, security, staff,
-    staff_views, storage,
+    lifecycle, login, mail, mailer, members, monitor_job, objects, platform, purge, restore_target,
+    sandbox, security, staff, staff_views, storage,
 };
 
 pub use clock::{Clock, SystemClock};

@@ -58,6 +58,14 @@ pub(crate) fn entries_posted(entries: &[Entry], at: &str) -> Result<String, Stor
     })
 }
 
+/// The payload of `entries_kept` (a purge's baseline): each entry with its
+/// own creation time (`created_at` holds each one's, as journal text).
+pub(crate) fn entries_kept(entries: &[(Entry, String)]) -> Result<String, StoreError> {
+    to_json(&EntriesPosted {
+        entries: entries.iter().map(|(e, at)| EntryOut::new(e, at)).collect(),
+    })
+}
+
 /// The payload of `entry_reversed`: the reversed entry's id and the reversal.
 pub(crate) fn entry_reversed(
     reverses: i64,
@@ -152,6 +160,8 @@ struct AccountIn {
     account_type: String,
     parent: Option<String>,
     currency: Option<String>,
+    #[serde(default)]
+    created_at: Option<String>,
 }
 
 /// An entry as payloads carry it (`entries_posted`, and inside `entry_reversed`).
@@ -242,6 +252,39 @@ pub fn replay_content(
                 at,
             )?]))
         }
+        crate::purge::ACCOUNT_KEPT => {
+            let a: AccountIn = serde_json::from_str(payload)?;
+            let when = a.created_at.clone().unwrap_or_else(|| at.to_string());
+            let account = NewAccount::validate(
+                &a.code,
+                &a.name,
+                &a.account_type,
+                a.parent.as_deref(),
+                a.currency.as_deref(),
+            )?;
+            let created_at = parse_time(&when).map_err(|_| bad_time("", &when))?;
+            Ok(ReplayedContent::Account {
+                id: a.id,
+                account,
+                created_at,
+            })
+        }
+        crate::purge::ENTRIES_KEPT => {
+            let p: EntriesIn = serde_json::from_str(payload)?;
+            let entries = p
+                .entries
+                .into_iter()
+                .map(|e| restored_entry(e, None, at))
+                .collect::<Result<_, _>>()?;
+            Ok(ReplayedContent::KeptEntries(entries))
+        }
+        crate::purge::PURGED => {
+            let anchor: crate::purge::Anchor = serde_json::from_str(payload)?;
+            Ok(ReplayedContent::Purged {
+                through_seq: anchor.through_seq,
+                through_hash: anchor.through_hash,
+            })
+        }
         FILE_ADDED => {
             let f: FileIn = serde_json::from_str(payload)?;
             let created_at = parse_time(&f.created_at)
@@ -265,7 +308,7 @@ pub fn replay_content(
 /// `entry_reversed`); `None` for a record of another kind. Reads only the
 /// ids, so it accepts what a full decode would refuse elsewhere in the record.
 pub fn entry_ids(kind: &str, payload: &str) -> Result<Option<Vec<i64>>, JournalError> {
-    if kind != ENTRIES_POSTED && kind != ENTRY_REVERSED {
+    if kind != ENTRIES_POSTED && kind != ENTRY_REVERSED && kind != crate::purge::ENTRIES_KEPT {
         return Ok(None);
     }
     let payload: serde_json::Value = serde_json::from_str(payload)?;

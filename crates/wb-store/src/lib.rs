@@ -25,6 +25,7 @@ pub mod members;
 pub mod migrations;
 mod model;
 pub mod postgres;
+pub mod purge;
 pub mod retention_rules;
 mod sealed;
 pub mod sqlite;
@@ -45,6 +46,7 @@ pub use members::{
     Accepted, Delivery, InvitationRecord, Joiner, MemberRecord, MemberStore, OutboxMessage,
 };
 pub use model::*;
+pub use purge::{PurgeCounts, PurgePlan, PurgeReport};
 pub use retention_rules::RetentionRuleStore;
 pub use sealed::SealedColumn;
 pub use traits::{ControlStore, DestroyedDatabase, RekeyReport, TenantDirectory, TenantStore};

@@ -337,6 +337,14 @@ pub enum ReplayedContent {
         created_at: OffsetDateTime,
     },
     Entries(Vec<RestoredEntry>),
+    /// Entries a purge kept, re-stated in id order: ids may skip the purged ones.
+    KeptEntries(Vec<RestoredEntry>),
+    /// A purge's anchor: the store is emptied and its journal continues
+    /// from record `through_seq` (hash `through_hash`); the baseline follows.
+    Purged {
+        through_seq: i64,
+        through_hash: String,
+    },
     /// An attachment's record, under its recorded id (its object is checked
     /// and copied by the restore, not by the store).
     File(FileRecord),

@@ -248,6 +248,13 @@ pub trait TenantStore: Send + Sync {
     /// Records an attachment whose object is already stored (journal record
     /// `file_added`, audit action `file.upload`). A linked entry must exist.
     async fn add_file(&self, file: NewFile, ctx: WriteContext) -> Result<FileRecord, StoreError>;
+    /// Purges under the retention rules (`crate::purge`): one transaction,
+    /// all or nothing; a dry run reports the same and changes nothing.
+    async fn purge(
+        &self,
+        plan: crate::purge::PurgePlan,
+        ctx: WriteContext,
+    ) -> Result<crate::purge::PurgeReport, StoreError>;
     async fn files(&self, page: FilePage) -> Result<Vec<FileRecord>, StoreError>;
     async fn file(&self, id: i64) -> Result<Option<FileRecord>, StoreError>;
 

@@ -24,6 +24,8 @@ pub(crate) enum Command {
     AddFile(NewFile),
     /// An audit event with no change attached (reads, refusals).
     Record(AuditEvent),
+    /// A purge under the retention rules (`crate::purge`).
+    Purge(crate::purge::PurgePlan),
 }
 
 impl Command {
@@ -37,6 +39,7 @@ impl Command {
             Command::ImportAudit(_) => Action::AuditImport,
             Command::AddFile(_) => Action::FileUpload,
             Command::Record(_) => Action::AuditRecord,
+            Command::Purge(_) => Action::DataPurge,
         }
     }
 }
@@ -49,6 +52,7 @@ pub(crate) enum Output {
     AuditImported(i64),
     File(FileRecord),
     Recorded,
+    Purged(Box<crate::purge::PurgeReport>),
 }
 
 pub(crate) struct Job {
@@ -85,7 +89,7 @@ pub(crate) fn applied_of(output: Output) -> Result<Applied, StoreError> {
         Output::Entry(e) => Ok(Applied::Entry(e)),
         Output::Replayed(last_seq) => Ok(Applied::Replayed { last_seq }),
         Output::AuditImported(last_seq) => Ok(Applied::AuditImported { last_seq }),
-        Output::File(_) | Output::Recorded => Err(StoreError::Backend(
+        Output::File(_) | Output::Recorded | Output::Purged(_) => Err(StoreError::Backend(
             "writer answered with the wrong kind of result".into(),
         )),
     }

@@ -71,6 +71,10 @@ pub enum Command {
     /// The master key: rotation and status.
     #[command(subcommand)]
     Keys(crate::keys_cmd::KeysCommand),
+    /// Production data on a local machine, on management's approval:
+    /// restored sanitized, served on loopback, destroyed at its expiry.
+    #[command(subcommand)]
+    Sandbox(crate::sandbox_cmd::SandboxCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -989,4 +993,9 @@ mod tests {
             assert!(err.to_string().contains(key), "{err}");
         }
     }
+}
+
+/// The `listen` key of a config file (`sandbox serve` reads only that).
+pub fn config_listen(path: Option<&Path>) -> Result<Option<SocketAddr>> {
+    Ok(read_config(path)?.listen)
 }

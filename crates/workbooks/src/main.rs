@@ -13,6 +13,7 @@ mod key_provider;
 mod keys_cmd;
 mod lifecycle_cmd;
 mod members_cmd;
+mod sandbox_cmd;
 mod staff_cmd;
 
 use std::io::Read;
@@ -90,6 +91,7 @@ async fn run(cli: Cli) -> Result<()> {
             lifecycle_cmd::verify(args)
         }
         Command::Keys(cmd) => keys_cmd::run(cmd).await,
+        Command::Sandbox(cmd) => sandbox_cmd::run(cmd).await,
     }
 }
 
@@ -239,7 +241,7 @@ async fn serve(settings: cli::Serve, demo: bool) -> Result<()> {
     server.shutdown().await
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -193,6 +193,10 @@ pub async fn import(
         if last < expected {
             continue;
         }
+        if expected == 1 {
+            // A trail purged under the retention rules starts later.
+            expected = first;
+        }
         match import_segment(
             platform,
             key,
@@ -273,4 +277,39 @@ async fn import_segment(
         Applied::AuditImported { last_seq } if last_seq == end => Ok(Some(end)),
         _ => bail!("importing audit segment {path} did not end at event {end}"),
     }
+}
+
+/// After a purge dropped the company's audit events through `through`:
+/// deletes every shipped segment holding one of them and ships the trail
+/// again from the first kept event (a segment past `through` may then be
+/// shipped twice; an import skips what it has).
+pub(crate) async fn forget_through(
+    platform: &Platform,
+    company_id: &str,
+    through: i64,
+) -> anyhow::Result<usize> {
+    let listing = platform
+        .objects
+        .list_with_delimiter(Some(&prefix(company_id)))
+        .await
+        .with_context(|| format!("listing the audit segments of company {company_id}"))?;
+    let cursor = cursor_name(company_id);
+    if platform.control.cursor(&cursor).await? > through {
+        platform.control.set_cursor(&cursor, through).await?;
+    }
+    let mut deleted = 0;
+    for meta in listing.objects {
+        let Some((first, _)) = meta.location.filename().and_then(parse_segment_name) else {
+            continue;
+        };
+        if first <= through {
+            platform
+                .objects
+                .delete(&meta.location)
+                .await
+                .with_context(|| format!("deleting {}", meta.location))?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
 }

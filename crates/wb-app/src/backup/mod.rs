@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 mod attachments;
 pub mod audit_trail;
+pub(crate) mod purge_anchor;
+pub mod purged;
 mod replay;
 pub mod retention;
 mod revert;
@@ -377,6 +379,24 @@ async fn base_snapshot(
         return Ok(Some(manifest));
     }
     Ok(None)
+}
+
+/// Replays `source_id`'s shipped journal up to `target` into `store`, which
+/// may belong to another deployment (a sandbox). Returns the last record.
+pub(crate) async fn replay_into(
+    platform: &Platform,
+    source_id: &str,
+    target: RestoreTarget,
+    store: &Arc<dyn TenantStore>,
+) -> anyhow::Result<i64> {
+    platform.refuse_destroyed(source_id).await?;
+    let key = platform
+        .company_key(source_id)
+        .await
+        .map_err(|e| anyhow!("the key of company {source_id}: {e}"))?;
+    let shipped = platform.control.cursor(&cursor_name(source_id)).await?;
+    let rebuilt = rebuild(platform, &key, source_id, target, shipped, store, None, &[]).await?;
+    Ok(rebuilt.last_seq)
 }
 
 /// Loads the newest usable snapshot, then replays the shipped segments after

@@ -205,6 +205,16 @@ async fn ship_tenant(
     Ok(total)
 }
 
+/// Ships one company's new records now, outside the rounds (a purge needs
+/// its journal shipped before it deletes it).
+pub(crate) async fn ship_one(
+    platform: &Platform,
+    tenant: &Arc<dyn TenantStore>,
+) -> anyhow::Result<usize> {
+    let down = std::sync::atomic::AtomicBool::new(false);
+    ship_tenant(platform, &mut Slot::default(), &down, tenant).await
+}
+
 /// One round: ships what is new in every open company. A company that fails is
 /// logged and retried next round; the others go on. Returns records shipped.
 /// Companies that fall behind raise the `backup-lag` alert.

@@ -179,6 +179,14 @@ pub(crate) async fn load(
         for line in plain.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let record: SegmentRecord = serde_json::from_slice(line)
                 .with_context(|| format!("snapshot part {path} holds a malformed line"))?;
+            if expected == 1 && record.seq > 1 {
+                // Taken after a purge: the chain starts at its signed anchor.
+                crate::backup::purge_anchor::vouched(platform, company_id, &record)
+                    .await
+                    .with_context(|| format!("snapshot part {path}"))?;
+                expected = record.seq;
+                prev_hash.clone_from(&record.prev_hash);
+            }
             verify(&record, expected, &prev_hash)
                 .with_context(|| format!("snapshot part {path}"))?;
             expected += 1;
@@ -279,6 +287,15 @@ pub async fn take(platform: &Platform, company_id: &str) -> anyhow::Result<Optio
     };
     let mut expected = 1;
     let mut prev_hash = wb_core::audit::GENESIS.to_string();
+    // After a purge the company's journal starts at its anchor.
+    if let Some(first) = tenant.journal(0, 1).await?.first() {
+        if first.seq > 1 {
+            let first = SegmentRecord::from(first);
+            crate::backup::purge_anchor::vouched(platform, company_id, &first).await?;
+            expected = first.seq;
+            prev_hash = first.prev_hash;
+        }
+    }
     let mut last_at = String::new();
     while expected <= head {
         let limit = READ_PAGE.min(u32::try_from(head - expected + 1).unwrap_or(READ_PAGE));

@@ -24,6 +24,8 @@ const PRUNE_JOB: &str = "retention";
 const KEYS_JOB: &str = "key-upkeep";
 /// Stored exports past a company's `exports_days` (`Platform::expire_exports`).
 const EXPORTS_JOB: &str = "export-expiry";
+/// Deleting the backups made before a purge.
+const PURGE_JOB: &str = "purge-backups";
 pub const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
 
 fn lease(company_id: &str) -> String {
@@ -141,6 +143,18 @@ async fn prune_round(platform: &Platform, policy: &BackupPolicy) -> anyhow::Resu
                 tracing::warn!(company = %company.id, error = %format!("{e:#}"), "retention failed")
             }
             Err(_) => {}
+        }
+        // Backups from before a purge go once a snapshot after it is shipped.
+        let purged = crate::backup::purged::finish(platform, &company.id);
+        match crate::runner::unit(platform, PURGE_JOB, &company.id, Some(&company.id), purged).await
+        {
+            Ok(Ok(Some(done))) => {
+                tracing::info!(company = %company.id, snapshots = done.snapshots_deleted.len(), segments = done.segments_deleted, "backups from before a purge deleted");
+            }
+            Ok(Ok(None)) | Err(_) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(company = %company.id, error = %format!("{e:#}"), "deleting the backups from before a purge failed")
+            }
         }
         // With its backups pruned, key versions nothing needs any more go,
         // and a key past its policy's age raises an alert.

@@ -152,6 +152,18 @@ actions! {
     RetentionRead = "retention.read",
     /// Stored exports older than the company's `exports_days` deleted.
     ExportExpire = "export.expire",
+    /// Data purged under the retention rules (before/after counts), or a purge refused.
+    DataPurge = "data.purge",
+    /// A purge's dry run: what it would remove.
+    DataPurgePreview = "data.purge.preview",
+    /// Backups made before a purge deleted once a snapshot after it was shipped.
+    DataPurgeBackups = "data.purge.backups",
+    /// Management approved restoring a company into a local sandbox (or a request refused).
+    SandboxApprove = "sandbox.approve",
+    /// A company restored into a sanitized sandbox (or a restore refused).
+    SandboxRestore = "sandbox.restore",
+    /// A sandbox destroyed (at its expiry or by hand): files and key gone.
+    SandboxDestroy = "sandbox.destroy",
     /// A company's key versions read (what depends on each).
     CompanyKeyStatusRead = "company.key.status.read",
     /// A retired version of a company's key destroyed: nothing kept needed it.
@@ -324,6 +336,12 @@ impl Action {
             | Action::RetentionSet
             | Action::RetentionRead
             | Action::ExportExpire
+            | Action::DataPurge
+            | Action::DataPurgePreview
+            | Action::DataPurgeBackups
+            | Action::SandboxApprove
+            | Action::SandboxRestore
+            | Action::SandboxDestroy
             | Action::CompanyRead
             | Action::DashboardRead
             | Action::CompanyRestore
@@ -500,7 +518,7 @@ mod tests {
         for (action, name) in pinned {
             assert_eq!(action.as_str(), name);
         }
-        assert_eq!(Action::ALL.len(), 105);
+        assert_eq!(Action::ALL.len(), 111);
     }
 
     #[test]

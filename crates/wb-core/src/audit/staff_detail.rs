@@ -50,6 +50,12 @@ impl Action {
             | Action::RetentionSet
             | Action::RetentionRead
             | Action::ExportExpire
+            | Action::DataPurge
+            | Action::DataPurgePreview
+            | Action::DataPurgeBackups
+            | Action::SandboxApprove
+            | Action::SandboxRestore
+            | Action::SandboxDestroy
             | Action::SystemMaintenance
             | Action::SystemShutdown
             | Action::SystemStart => true,

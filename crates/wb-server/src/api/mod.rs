@@ -15,6 +15,7 @@ pub mod members;
 pub mod metrics;
 pub mod mfa;
 pub mod passkeys;
+pub mod purge;
 pub mod reports;
 pub mod restores;
 pub mod retention;
@@ -67,7 +68,7 @@ use crate::problem::{ApiError, Problem};
         security_policy::get, security_policy::put,
         lifecycle::deprovision, lifecycle::cancel, lifecycle::certificate,
         company_keys::rotate, company_keys::status,
-        retention::get, retention::put,
+        retention::get, retention::put, purge::purge,
         healthz, readyz,
     ),
     components(schemas(Problem)),
@@ -196,6 +197,7 @@ fn company_routes(batch_body_limit: usize) -> Vec<(&'static str, MethodRouter<Ap
         ("/deprovision/cancel", post(lifecycle::cancel)),
         ("/keys", get(company_keys::status)),
         ("/retention", get(retention::get).put(retention::put)),
+        ("/purge", post(purge::purge)),
         ("/keys/rotate", post(company_keys::rotate)),
     ]
 }

@@ -53,6 +53,7 @@ mod api {
     mod mfa;
     mod passkeys;
     mod prop;
+    mod purge;
     mod reset;
     mod restores;
     mod retention;

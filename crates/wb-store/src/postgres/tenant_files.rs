@@ -20,6 +20,11 @@ pub(crate) const INSERT: &str =
     "INSERT INTO files (id, address, name, content_type, size, entry_id, created_at, created_by)
      SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[],
                           $6::bigint[], $7::text[], $8::text[])";
+/// A purge's candidates: records linked to one of the entries it removes,
+/// and every unlinked record (whose age the purge compares as a time).
+const PURGE_CANDIDATES: &str =
+    "SELECT id, address, name, content_type, size, entry_id, created_at, created_by
+     FROM files WHERE entry_id = ANY($1) OR entry_id IS NULL ORDER BY id";
 pub(crate) const NEXT_ID: &str = "SELECT COALESCE(MAX(id), 0) + 1 FROM files";
 pub(crate) const EXISTING_ENTRIES: &str = "SELECT id FROM entries WHERE id = ANY($1)";
 
@@ -64,4 +69,17 @@ pub(crate) async fn files(
         }
     };
     rows.iter().map(row_to_file).collect()
+}
+
+/// The records linked to one of `entries`, and every unlinked record, by id.
+pub(crate) async fn purge_candidates(
+    conn: &mut PgConn,
+    entries: &[i64],
+) -> Result<Vec<FileRecord>, StoreError> {
+    let statement = conn.prepare_cached(PURGE_CANDIDATES).await?;
+    conn.query(&statement, &[&entries])
+        .await?
+        .iter()
+        .map(row_to_file)
+        .collect()
 }

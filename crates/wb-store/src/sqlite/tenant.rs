@@ -278,6 +278,17 @@ impl TenantStore for SqliteTenant {
         }
     }
 
+    async fn purge(
+        &self,
+        plan: crate::purge::PurgePlan,
+        ctx: WriteContext,
+    ) -> Result<crate::purge::PurgeReport, StoreError> {
+        match self.send(Command::Purge(plan), ctx).await? {
+            Output::Purged(report) => Ok(*report),
+            _ => Err(unexpected()),
+        }
+    }
+
     async fn files(&self, page: FilePage) -> Result<Vec<FileRecord>, StoreError> {
         self.readers
             .with(move |conn| tenant_files::files(conn, &page, MAX_PAGE))

@@ -17,5 +17,6 @@ mod files;
 mod key_versions;
 mod lifecycle;
 mod migrations;
+mod purge;
 mod retention_rules;
 mod staff;

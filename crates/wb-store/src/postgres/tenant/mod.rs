@@ -309,6 +309,17 @@ impl TenantStore for PgTenant {
         }
     }
 
+    async fn purge(
+        &self,
+        plan: crate::purge::PurgePlan,
+        ctx: WriteContext,
+    ) -> Result<crate::purge::PurgeReport, StoreError> {
+        match self.send(Command::Purge(plan), ctx).await? {
+            Output::Purged(report) => Ok(*report),
+            _ => Err(unexpected()),
+        }
+    }
+
     async fn files(&self, page: FilePage) -> Result<Vec<FileRecord>, StoreError> {
         rerouted!(self, route => async {
             let mut conn = route.pool.get().await?;

@@ -26,6 +26,7 @@ use crate::writer_jobs::{Command, Job, Output};
 use crate::StoreError;
 
 mod plan;
+mod purge;
 mod write;
 
 use plan::Planner;
@@ -51,6 +52,10 @@ struct Heads {
     next_account_id: i64,
     /// Not kept in `heads`: read from `files` when a batch records files.
     next_file_id: i64,
+    /// Not kept in `heads` either: true while a restore replays a purge's
+    /// baseline (`crate::purge::continues_baseline`), where kept attachment
+    /// records may skip the ids of purged ones.
+    baseline: bool,
 }
 
 /// Rows one command adds; merged into the batch only when the command succeeds.
@@ -67,6 +72,9 @@ struct Writes {
     journal_seq: Vec<i64>,
     journal_prev: Vec<String>,
     audit: Vec<AuditRow>,
+    /// A replayed purge anchor: the ledger tables are emptied before the
+    /// rows above (which hold only what came after the anchor) are written.
+    wipe: bool,
 }
 
 struct AuditRow {
@@ -80,7 +88,21 @@ struct AuditRow {
 }
 
 impl Writes {
+    /// Forgets the ledger rows planned so far (audit rows stay): a replayed
+    /// purge anchor empties the tables they were bound for.
+    fn wipe_tables(&mut self) {
+        let audit = std::mem::take(&mut self.audit);
+        *self = Writes {
+            audit,
+            wipe: true,
+            ..Writes::default()
+        };
+    }
+
     fn merge(&mut self, other: Writes) -> Result<(), StoreError> {
+        if other.wipe {
+            self.wipe_tables();
+        }
         self.accounts.extend(other.accounts);
         self.entries.extend(other.entries);
         self.created_at.extend(other.created_at);
@@ -117,6 +139,8 @@ pub(crate) struct Writer {
     seen_journal_seq: i64,
     published: Arc<Published>,
     audit_enabled: bool,
+    /// `Heads::baseline` as the last committed batch left it.
+    baseline: bool,
 }
 
 pub(crate) async fn spawn(
@@ -132,6 +156,7 @@ pub(crate) async fn spawn(
         seen_journal_seq: -1,
         published,
         audit_enabled,
+        baseline: false,
     };
     {
         let mut conn = writer.pool.get().await?;
@@ -159,7 +184,7 @@ async fn run(mut rx: mpsc::Receiver<Job>, mut writer: Writer) {
         // arrival order: the first posts, the others find its record once
         // that group has committed and answer with it (as a retry would).
         while !jobs.is_empty() {
-            let (group, later) = split_repeated_keys(jobs);
+            let (group, later) = next_group(jobs);
             jobs = later;
             let (replies, work): (Vec<_>, Vec<_>) = group
                 .into_iter()
@@ -170,6 +195,38 @@ async fn run(mut rx: mpsc::Receiver<Job>, mut writer: Writer) {
                 let _ = reply.send(result);
             }
         }
+    }
+}
+
+/// Whether a command must be written alone: a purge (carried out outside
+/// the planner) and a replay holding a purge's anchor (which empties the
+/// tables under whatever the batch planned before it).
+fn runs_alone(command: &Command) -> bool {
+    match command {
+        Command::Purge(_) => true,
+        Command::Replay(records) => records
+            .iter()
+            .any(|r| matches!(r.content, ReplayedContent::Purged { .. })),
+        _ => false,
+    }
+}
+
+/// The next group to commit, and the jobs after it, in arrival order: a job
+/// that runs alone is a group of its own (jobs after it wait for it, so
+/// changes queued in order are applied in order).
+fn next_group(mut jobs: Vec<Job>) -> (Vec<Job>, Vec<Job>) {
+    match jobs.iter().position(|j| runs_alone(&j.command)) {
+        Some(0) => {
+            let later = jobs.split_off(1);
+            (jobs, later)
+        }
+        Some(at) => {
+            let tail = jobs.split_off(at);
+            let (group, mut later) = split_repeated_keys(jobs);
+            later.extend(tail);
+            (group, later)
+        }
+        None => split_repeated_keys(jobs),
     }
 }
 
@@ -217,6 +274,7 @@ async fn read_heads(conn: &mut PgConn, lock: bool) -> Result<Heads, StoreError> 
         next_entry_id: row.try_get(4)?,
         next_account_id: row.try_get(5)?,
         next_file_id: 0,
+        baseline: false,
     })
 }
 
@@ -257,8 +315,13 @@ impl Writer {
 
     async fn apply_batch(
         &mut self,
-        work: Vec<(Command, WriteContext)>,
+        mut work: Vec<(Command, WriteContext)>,
     ) -> Vec<Result<Output, StoreError>> {
+        if let [(Command::Purge(_), _)] = work.as_slice() {
+            if let Some((Command::Purge(plan), ctx)) = work.pop() {
+                return vec![self.purge(plan, ctx).await];
+            }
+        }
         let count = work.len();
         match self.try_batch(work).await {
             Ok(results) => results,
@@ -365,8 +428,10 @@ impl Writer {
             reversed: HashSet::new(),
             company_id: &self.company_id,
             audit_enabled: self.audit_enabled,
+            wiped: false,
         };
         let mut writes = Writes::default();
+        let mut stale_accounts = false;
         let mut results = Vec::with_capacity(work.len());
         for (command, ctx) in &work {
             let action = command.action();
@@ -382,6 +447,7 @@ impl Writer {
                 Ok(output) => results.push(Ok(output)),
                 Err(error) => {
                     plan.heads = before;
+                    stale_accounts |= matches!(command, Command::Replay(_));
                     let detail = error.to_string();
                     let mut refusal = Writes::default();
                     plan.audit(
@@ -411,10 +477,21 @@ impl Writer {
             conn.discard();
             return Err((StoreError::Backend(format!("commit failed: {e}")), None));
         }
+        if writes.wipe {
+            self.accounts.clear();
+        }
         for (code, meta) in new_accounts {
             self.accounts.insert(code, meta);
         }
-        self.seen_journal_seq = heads_after.journal_seq;
+        self.baseline = heads_after.baseline;
+        // A refused replay may have planned accounts (kept in `new_accounts`)
+        // that were never written, or emptied them at a replayed anchor: the
+        // next batch reads them back.
+        self.seen_journal_seq = if stale_accounts {
+            -1
+        } else {
+            heads_after.journal_seq
+        };
         self.published
             .set(heads_after.audit_seq, heads_after.journal_seq);
         Ok(results)
@@ -430,7 +507,10 @@ impl Writer {
         if heads.journal_seq != self.seen_journal_seq {
             self.reload_accounts(conn).await?;
             self.seen_journal_seq = heads.journal_seq;
+            // Written elsewhere (or refused here) since: no baseline goes on.
+            self.baseline = false;
         }
+        heads.baseline = self.baseline;
         let mut preloaded = Preloaded::default();
         let keys: Vec<String> = work
             .iter()
@@ -450,8 +530,11 @@ impl Writer {
                     records
                         .iter()
                         .filter_map(|r| match &r.content {
-                            ReplayedContent::Entries(entries) => Some(entries),
-                            ReplayedContent::Account { .. } | ReplayedContent::File(_) => None,
+                            ReplayedContent::Entries(entries)
+                            | ReplayedContent::KeptEntries(entries) => Some(entries),
+                            ReplayedContent::Account { .. }
+                            | ReplayedContent::File(_)
+                            | ReplayedContent::Purged { .. } => None,
                         })
                         .flatten()
                         .filter_map(|e| e.reverses)

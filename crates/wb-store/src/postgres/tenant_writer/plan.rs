@@ -29,13 +29,29 @@ pub(super) struct Planner<'a> {
     pub(super) reversed: HashSet<i64>,
     pub(super) company_id: &'a str,
     pub(super) audit_enabled: bool,
+    /// A replayed purge anchor emptied the tables: what was read from them
+    /// before (`accounts`, `preloaded`) is gone.
+    pub(super) wiped: bool,
 }
 
 impl Planner<'_> {
     fn account(&self, code: &str) -> Option<&AccountMeta> {
-        self.new_accounts
-            .get(code)
-            .or_else(|| self.accounts.get(code))
+        self.new_accounts.get(code).or_else(|| {
+            if self.wiped {
+                None
+            } else {
+                self.accounts.get(code)
+            }
+        })
+    }
+
+    /// An entry stored before this batch, unless a replayed anchor emptied the tables.
+    fn stored_entry(&self, id: i64) -> Option<&Entry> {
+        if self.wiped {
+            None
+        } else {
+            self.preloaded.entries.get(&id)
+        }
     }
 
     pub(super) fn apply(
@@ -44,6 +60,13 @@ impl Planner<'_> {
         ctx: &WriteContext,
     ) -> Result<(Output, Writes), StoreError> {
         let mut w = Writes::default();
+        if !matches!(
+            command,
+            Command::Replay(_) | Command::ImportAudit(_) | Command::Record(_)
+        ) {
+            // A change of the books ends any replayed baseline.
+            self.heads.baseline = false;
+        }
         let output = match command {
             Command::CreateAccount(new) => {
                 Output::Account(self.create_account(new.clone(), ctx, &mut w)?)
@@ -62,6 +85,13 @@ impl Planner<'_> {
                 Output::AuditImported(self.import_audit(events, &mut w)?)
             }
             Command::AddFile(file) => Output::File(self.add_file(file.clone(), ctx, &mut w)?),
+            // The writer carries a purge out alone, in its own transaction
+            // (`super::purge`); it never reaches the planner.
+            Command::Purge(_) => {
+                return Err(StoreError::Backend(
+                    "a purge is carried out alone, outside the batch planner".into(),
+                ))
+            }
             Command::Record(event) => {
                 let recorded = WriteContext {
                     actor: event.actor.clone(),
@@ -116,8 +146,12 @@ impl Planner<'_> {
         Ok(record)
     }
 
-    /// Plans a file record, which must take the next file id.
+    /// Plans a file record, which must take the next file id (in a purge's
+    /// baseline, the next kept one: ids may skip, never go back).
     fn plan_file(&mut self, file: FileRecord, w: &mut Writes) -> Result<(), StoreError> {
+        if self.heads.baseline && file.id > self.heads.next_file_id {
+            self.heads.next_file_id = file.id;
+        }
         if file.id != self.heads.next_file_id {
             return Err(StoreError::Conflict(format!(
                 "file {} would be stored as file {}: the journal skips or repeats files",
@@ -293,9 +327,7 @@ impl Planner<'_> {
         w: &mut Writes,
     ) -> Result<Entry, StoreError> {
         let original = self
-            .preloaded
-            .entries
-            .get(&entry_id)
+            .stored_entry(entry_id)
             .or_else(|| self.planned.get(&entry_id))
             .ok_or(StoreError::NotFound("entry"))?;
         if original.reversed_by.is_some() || self.reversed.contains(&entry_id) {
@@ -360,6 +392,31 @@ impl Planner<'_> {
                         )));
                     }
                 }
+                ReplayedContent::KeptEntries(entries) => {
+                    for r in entries {
+                        if r.id < self.heads.next_entry_id {
+                            return Err(StoreError::Conflict(format!(
+                                "kept entry {} is out of order after entry {}",
+                                r.id,
+                                self.heads.next_entry_id - 1
+                            )));
+                        }
+                        self.heads.next_entry_id = r.id;
+                        let stored = self.restore_entry(r, &local, w)?;
+                        local.insert(stored.id, stored);
+                    }
+                }
+                ReplayedContent::Purged {
+                    through_seq,
+                    through_hash,
+                } => {
+                    // The store is emptied (the writer runs this command
+                    // alone, so only its own rows were planned before) and
+                    // its journal continues from the record the anchor names.
+                    w.wipe_tables();
+                    local.clear();
+                    self.wipe(*through_seq, through_hash);
+                }
                 ReplayedContent::Entries(entries) => {
                     for r in entries {
                         let stored = self.restore_entry(r, &local, w)?;
@@ -369,6 +426,8 @@ impl Planner<'_> {
                 ReplayedContent::File(file) => self.plan_file(file.clone(), w)?,
             }
             self.journal_verbatim(w, record)?;
+            self.heads.baseline =
+                crate::purge::continues_baseline(self.heads.baseline, &record.kind);
         }
         self.audit(
             w,
@@ -379,6 +438,21 @@ impl Planner<'_> {
             None,
         );
         Ok(self.heads.journal_seq)
+    }
+
+    /// What a replayed anchor leaves: no accounts, entries or files, and
+    /// the journal head it names.
+    fn wipe(&mut self, through_seq: i64, through_hash: &str) {
+        self.wiped = true;
+        self.new_accounts.clear();
+        self.planned.clear();
+        self.reversed.clear();
+        self.heads.journal_seq = through_seq;
+        self.heads.journal_hash = through_hash.to_string();
+        self.heads.next_entry_id = 1;
+        self.heads.next_account_id = 1;
+        self.heads.next_file_id = 1;
+        self.heads.baseline = true;
     }
 
     fn restore_entry(
@@ -403,9 +477,7 @@ impl Planner<'_> {
             .map_err(|e| StoreError::Conflict(format!("restored entry {}: {e}", r.id)))?;
         if let Some(original) = r.reverses {
             let found = self
-                .preloaded
-                .entries
-                .get(&original)
+                .stored_entry(original)
                 .or_else(|| self.planned.get(&original))
                 .or_else(|| local.get(&original))
                 .ok_or(StoreError::NotFound("entry"))?;
@@ -498,7 +570,7 @@ impl Planner<'_> {
         Ok(())
     }
 
-    fn entry(
+    pub(super) fn entry(
         &mut self,
         entry: BalancedEntry,
         reverses: Option<i64>,
@@ -542,7 +614,13 @@ impl Planner<'_> {
         Ok(entry)
     }
 
-    fn journal(&mut self, w: &mut Writes, ctx: &WriteContext, kind: &str, payload: String) {
+    pub(super) fn journal(
+        &mut self,
+        w: &mut Writes,
+        ctx: &WriteContext,
+        kind: &str,
+        payload: String,
+    ) {
         let seq = self.heads.journal_seq + 1;
         let at = ts(ctx.at);
         let hash = chain::link(&self.heads.journal_hash, seq, &[&at, kind, &payload]);

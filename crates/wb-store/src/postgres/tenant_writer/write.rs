@@ -85,6 +85,11 @@ pub(super) async fn write(
     w: &Writes,
     heads: &Heads,
 ) -> Result<(), WriteFailure> {
+    if w.wipe {
+        conn.batch_execute(&super::purge::wipe_sql())
+            .await
+            .map_err(|e| WriteFailure::Other(e.into()))?;
+    }
     let mut steps: Vec<Step<'_>> = Vec::new();
     if !w.accounts.is_empty() {
         let a = &w.accounts;

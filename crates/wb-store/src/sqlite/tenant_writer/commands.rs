@@ -63,8 +63,12 @@ impl WriterState {
         Ok(record)
     }
 
-    /// Inserts a file record, which must take the next file id.
+    /// Inserts a file record, which must take the next file id (in a
+    /// purge's baseline, the next kept one: ids may skip, never go back).
     pub(super) fn insert_file(&mut self, file: &FileRecord) -> Result<(), StoreError> {
+        if self.baseline && file.id > self.next_file_id {
+            self.next_file_id = file.id;
+        }
         if file.id != self.next_file_id {
             return Err(StoreError::Conflict(format!(
                 "file {} would be stored as file {}: the journal skips or repeats files",

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use wb_core::audit::AuditFields;
 
 mod commands;
+mod purge;
 pub(crate) mod rekey;
 mod replay;
 
@@ -52,6 +53,10 @@ pub(crate) struct WriterState {
     audit: Head,
     next_entry_id: i64,
     next_file_id: i64,
+    /// True while a restore replays a purge's baseline (from its anchor up
+    /// to the first record of another kind): kept attachment records may
+    /// skip the ids of purged ones, as `entries_kept` records may.
+    baseline: bool,
     /// The last committed audit sequence, for the forwarder to poll cheaply.
     published: Arc<Published>,
     /// False only in benchmarks that measure the cost of auditing.
@@ -231,6 +236,7 @@ impl WriterState {
             audit,
             next_entry_id,
             next_file_id,
+            baseline: false,
             published,
             audit_enabled: true,
             bulk_cache: false,
@@ -318,6 +324,10 @@ impl WriterState {
             let audit = (self.audit.seq, self.audit.hash.clone());
             let next_entry_id = self.next_entry_id;
             let next_file_id = self.next_file_id;
+            let baseline = self.baseline;
+            // A replay may have cached accounts (or, past a purge's anchor,
+            // dropped them) that the rollback below takes back.
+            let caches_accounts = matches!(command, Command::Replay(_) | Command::CreateAccount(_));
             let result = self
                 .conn
                 .execute_batch("SAVEPOINT command")
@@ -332,6 +342,10 @@ impl WriterState {
                     let _ = self
                         .conn
                         .execute_batch("ROLLBACK TO command; RELEASE command");
+                    if caches_accounts {
+                        self.reload();
+                    }
+                    self.baseline = baseline;
                     self.journal = Head {
                         seq: journal.0,
                         hash: journal.1,
@@ -389,6 +403,7 @@ impl WriterState {
         if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
             return fail(e.to_string());
         }
+        let baseline = self.baseline;
         let mut results = Vec::with_capacity(count);
         for (command, ctx) in work {
             match self.apply(command, &ctx) {
@@ -396,6 +411,7 @@ impl WriterState {
                 Err(error) => {
                     let _ = self.conn.execute_batch("ROLLBACK");
                     self.reload();
+                    self.baseline = baseline;
                     let message = error.to_string();
                     let mut out: Vec<Result<Output, StoreError>> = (0..count)
                         .map(|_| Err(StoreError::Backend(message.clone())))
@@ -408,6 +424,7 @@ impl WriterState {
         if let Err(e) = self.conn.execute_batch("COMMIT") {
             let _ = self.conn.execute_batch("ROLLBACK");
             self.reload();
+            self.baseline = baseline;
             return fail(format!("commit failed: {e}"));
         }
         self.published.set(self.audit.seq, self.journal.seq);
@@ -415,6 +432,13 @@ impl WriterState {
     }
 
     fn apply(&mut self, command: Command, ctx: &WriteContext) -> Result<Output, StoreError> {
+        if !matches!(
+            command,
+            Command::Replay(_) | Command::ImportAudit(_) | Command::Record(_)
+        ) {
+            // A change of the books ends any replayed baseline.
+            self.baseline = false;
+        }
         match command {
             Command::CreateAccount(new) => self.create_account(new, ctx).map(Output::Account),
             Command::Post {
@@ -431,6 +455,9 @@ impl WriterState {
             Command::Replay(records) => self.replay(records, ctx).map(Output::Replayed),
             Command::ImportAudit(events) => self.import_audit(events).map(Output::AuditImported),
             Command::AddFile(file) => self.add_file(file, ctx).map(Output::File),
+            Command::Purge(plan) => self
+                .purge(plan, ctx)
+                .map(|report| Output::Purged(Box::new(report))),
             Command::Record(event) => {
                 let recorded = WriteContext {
                     actor: event.actor.clone(),

@@ -7,6 +7,7 @@ use wb_core::LedgerError;
 
 use super::*;
 use crate::chain;
+use crate::purge;
 use crate::sqlite::conn::ts;
 use crate::StoreError;
 
@@ -47,6 +48,26 @@ impl WriterState {
                         self.restore_entry(entry, &mut balances)?;
                     }
                 }
+                ReplayedContent::KeptEntries(entries) => {
+                    for entry in entries {
+                        if entry.id < self.next_entry_id {
+                            return Err(StoreError::Conflict(format!(
+                                "kept entry {} is out of order after entry {}",
+                                entry.id,
+                                self.next_entry_id - 1
+                            )));
+                        }
+                        self.next_entry_id = entry.id;
+                        self.restore_entry(entry, &mut balances)?;
+                    }
+                }
+                ReplayedContent::Purged {
+                    through_seq,
+                    through_hash,
+                } => {
+                    self.flush_balances(std::mem::take(&mut balances))?;
+                    self.replay_anchor(through_seq, &through_hash)?;
+                }
                 ReplayedContent::File(file) => self.insert_file(&file)?,
             }
             self.journal_verbatim(
@@ -56,6 +77,7 @@ impl WriterState {
                 &record.payload,
                 &record.hash,
             )?;
+            self.baseline = purge::continues_baseline(self.baseline, &record.kind);
         }
         self.flush_balances(balances)?;
         self.audit_append(
@@ -132,6 +154,14 @@ impl WriterState {
                     "imported audit event {} belongs to another company",
                     event.seq
                 )));
+            }
+            if self.audit.seq == 0 && event.seq > 1 {
+                // A trail purged under the retention rules starts after the
+                // events it dropped; a signed checkpoint vouches for the start.
+                self.audit = Head {
+                    seq: event.seq - 1,
+                    hash: event.prev_hash.clone(),
+                };
             }
             if event.seq != self.audit.seq + 1 || event.prev_hash != self.audit.hash {
                 return Err(StoreError::Conflict(format!(

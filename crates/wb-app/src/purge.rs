@@ -1,0 +1,454 @@
+//! The customer's purge under its own retention rules (`POST
+//! /api/v1/companies/{c}/purge`): entries before the horizon replaced by
+//! opening entries, attachments and audit events past their rules removed,
+//! the journal restarted at a signed anchor, and the backups made before it
+//! deleted once a snapshot after it is shipped. A dry run reports exactly
+//! what the purge would remove (the same transaction, rolled back).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use object_store::ObjectStoreExt;
+use serde::{Deserialize, Serialize};
+use time::{Date, Month, OffsetDateTime, Time};
+use utoipa::ToSchema;
+use wb_core::audit::Checkpoint;
+use wb_core::data_retention::DataRetention;
+use wb_core::Action;
+use wb_store::{AuditEvent, Outcome, PurgeCounts, PurgePlan, PurgeReport, StoreError};
+
+use crate::access::CompanyScope;
+use crate::backup::purged::{self, PurgedBackups};
+use crate::error::{ServiceError, ServiceResult};
+use crate::platform::Platform;
+use crate::retention_rules::RetentionView;
+
+/// Attempts when writes arrive between shipping the journal and the purge.
+const ATTEMPTS: usize = 5;
+
+/// `{"dry_run": true}` lists what would go; `entries_before` asks for an
+/// earlier horizon than the rules' (never a later one).
+#[derive(Debug, Default, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeRequest {
+    #[serde(default)]
+    pub dry_run: bool,
+    /// `YYYY-MM-DD`: purge entries before this date only.
+    pub entries_before: Option<String>,
+}
+
+/// One posting of an opening entry.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+pub struct OpeningPosting {
+    pub account: String,
+    pub amount: String,
+}
+
+/// An opening-balance entry that replaces the purged entries of a currency.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+pub struct OpeningView {
+    pub id: i64,
+    pub date: String,
+    pub currency: String,
+    pub postings: Vec<OpeningPosting>,
+}
+
+/// An attachment removed.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+pub struct AttachmentGone {
+    pub id: i64,
+    pub name: String,
+    pub size: u64,
+    pub created_at: String,
+    pub entry_id: Option<i64>,
+}
+
+/// What a purge removed, or (dry run) would remove.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+pub struct PurgeView {
+    pub company_id: String,
+    pub dry_run: bool,
+    /// Entries dated before this go (a reversal pair only whole).
+    pub horizon: String,
+    pub rules: RetentionView,
+    /// Entries removed (SPEC §5; the same as `entries_removed`).
+    pub entries: usize,
+    /// Attachments removed.
+    pub attachments: usize,
+    /// Audit events removed.
+    pub audit_events: u64,
+    pub entries_removed: usize,
+    /// The removed entry ids as inclusive ranges, ascending.
+    pub entry_id_ranges: Vec<[i64; 2]>,
+    pub postings_removed: u64,
+    pub opening_entries: Vec<OpeningView>,
+    /// Attachments created before this go unless linked to a kept entry.
+    pub attachments_before: String,
+    pub attachments_removed: Vec<AttachmentGone>,
+    /// Audit events before this go, through the last signed checkpoint before it.
+    pub audit_before: String,
+    pub audit_through_seq: i64,
+    pub audit_events_removed: u64,
+    /// The journal record the anchor names ("purged through N, hash H").
+    pub journal_through_seq: i64,
+    pub journal_through_hash: String,
+    pub anchor_seq: i64,
+    /// Snapshots made before the purge (deleted once one after it is shipped).
+    pub backup_snapshots_before: Vec<i64>,
+    /// What went from the backups (None: not yet, or a dry run).
+    pub backups: Option<PurgedBackups>,
+    /// When nothing purged remains in the backups: now, or (when the object
+    /// store could not take the new snapshot) at the next hourly round.
+    pub gone_from_backups: String,
+    pub before: CountsView,
+    pub after: CountsView,
+}
+
+/// Row counts of the company database before and after.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema, PartialEq, Eq)]
+pub struct CountsView {
+    pub entries: u64,
+    pub postings: u64,
+    pub attachments: u64,
+    pub audit_events: u64,
+    pub journal_records: u64,
+}
+
+impl From<PurgeCounts> for CountsView {
+    fn from(c: PurgeCounts) -> CountsView {
+        CountsView {
+            entries: c.entries,
+            postings: c.postings,
+            attachments: c.files,
+            audit_events: c.audit_events,
+            journal_records: c.journal_records,
+        }
+    }
+}
+
+/// 1 January of `date`'s year at midnight UTC.
+fn start_of_year(date: Date) -> OffsetDateTime {
+    Date::from_calendar_date(date.year(), Month::January, 1)
+        .unwrap_or(date)
+        .with_time(Time::MIDNIGHT)
+        .assume_utc()
+}
+
+fn parse_day(text: &str) -> ServiceResult<Date> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    Date::parse(text, format).map_err(|_| {
+        ServiceError::bad_request(
+            "invalid-date",
+            format!("entries_before must be a date as YYYY-MM-DD, not {text:?}"),
+        )
+    })
+}
+
+fn ranges(ids: &[i64]) -> Vec<[i64; 2]> {
+    let mut out: Vec<[i64; 2]> = Vec::new();
+    for &id in ids {
+        match out.last_mut() {
+            Some(last) if last[1] + 1 == id => last[1] = id,
+            _ => out.push([id, id]),
+        }
+    }
+    out
+}
+
+/// The horizon the rules allow today, or the earlier one asked for; a later
+/// one is refused naming the rule.
+fn horizon_for(
+    platform: &Platform,
+    rules: &DataRetention,
+    today: Date,
+    asked: Option<&str>,
+) -> ServiceResult<Date> {
+    let allowed = wb_core::purge::horizon(today, rules.entries_years);
+    let Some(asked) = asked else {
+        return Ok(allowed);
+    };
+    let asked = parse_day(asked)?;
+    if asked <= allowed {
+        return Ok(asked);
+    }
+    let minimum = platform.statutory_minimum().in_years();
+    let (slug, rule) = if rules.entries_years <= minimum {
+        (
+            "below-statutory-minimum",
+            format!("statutory_minimum_years ({minimum} years)"),
+        )
+    } else {
+        (
+            "beyond-retention-rule",
+            format!("entries_years ({} years)", rules.entries_years),
+        )
+    };
+    Err(ServiceError::unprocessable(
+        slug,
+        format!(
+            "refused by rule {rule}: entries are kept at least {} years, so the latest purge horizon today is {allowed}, not {asked}",
+            rules.entries_years
+        ),
+    ))
+}
+
+impl Platform {
+    /// Whether a checkpoint is signed by a node key this deployment certified.
+    async fn certified(&self, checkpoint: &Checkpoint) -> ServiceResult<bool> {
+        let nodes = self.control.node_keys().await?;
+        let certifiers = self.keyring().node_certifiers();
+        Ok(nodes.iter().any(|n| {
+            n.id == checkpoint.node
+                && wb_crypto::verify_signature(
+                    &n.public_key,
+                    &checkpoint.message(),
+                    &checkpoint.signature,
+                )
+                && n.certificate.as_deref().is_some_and(|c| {
+                    certifiers
+                        .iter()
+                        .any(|k| k.is_certified(&n.id, &n.public_key, c))
+                })
+        }))
+    }
+}
+
+impl CompanyScope {
+    /// The newest certified checkpoint of the company's audit chain at an
+    /// event older than `cutoff`: the purge drops the events through it,
+    /// and the checkpoint vouches for where the kept chain starts.
+    async fn audit_anchor(
+        &self,
+        platform: &Platform,
+        cutoff: OffsetDateTime,
+    ) -> ServiceResult<Option<(i64, String)>> {
+        let source = crate::forwarder::company_source(self.company_id());
+        let checkpoints = platform.control.checkpoints(&source).await?;
+        let cutoff = crate::dto::rfc3339(cutoff);
+        for cp in checkpoints.iter().rev() {
+            let Some(event) = self
+                .store()
+                .audit_events(cp.seq - 1, 1)
+                .await?
+                .into_iter()
+                .next()
+            else {
+                continue;
+            };
+            if event.seq != cp.seq || event.hash != cp.hash {
+                continue;
+            }
+            let at =
+                OffsetDateTime::parse(&event.at, &time::format_description::well_known::Rfc3339)
+                    .map_err(|_| ServiceError::internal())?;
+            let cutoff_at =
+                OffsetDateTime::parse(&cutoff, &time::format_description::well_known::Rfc3339)
+                    .map_err(|_| ServiceError::internal())?;
+            if at < cutoff_at && platform.certified(cp).await? {
+                return Ok(Some((cp.seq, cp.hash.clone())));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Purges (or, dry, reports) what the company's rules let go today.
+    pub async fn purge(
+        &self,
+        platform: &Platform,
+        request: PurgeRequest,
+    ) -> ServiceResult<PurgeView> {
+        let rules = platform.company_retention(self.company_id()).await?;
+        let now = platform.now();
+        let today = now.date();
+        let horizon = match horizon_for(platform, &rules, today, request.entries_before.as_deref())
+        {
+            Ok(h) => h,
+            Err(refused) => {
+                self.record(
+                    platform,
+                    AuditEvent {
+                        at: now,
+                        actor: self.actor().clone(),
+                        company_id: Some(self.company_id().to_string()),
+                        action: Action::DataPurge,
+                        target: None,
+                        outcome: Outcome::Failure,
+                        detail: Some(refused.to_string()),
+                    },
+                )
+                .await?;
+                return Err(refused);
+            }
+        };
+        let files_before = start_of_year(wb_core::purge::horizon(today, rules.attachments_years));
+        let audit_before = start_of_year(wb_core::purge::horizon(today, rules.audit_years));
+        let tenant = platform.tenant(self.company_id()).await?;
+        let node = platform.node_id.clone();
+        let key = platform.node_key.clone();
+        let signer: wb_store::purge::AnchorSigner =
+            Arc::new(move |message: &[u8]| (node.clone(), key.sign(message)));
+        let mut attempt = 0;
+        let report: PurgeReport = loop {
+            attempt += 1;
+            let audit_through = self.audit_anchor(platform, audit_before).await?;
+            let journal_head = if request.dry_run {
+                tenant.stats().await?.journal_seq
+            } else {
+                purged::ship_now(platform, &tenant)
+                    .await
+                    .map_err(|e| ServiceError::unavailable(format!("{e:#}")))?
+            };
+            let plan = PurgePlan {
+                horizon,
+                files_before,
+                audit_through,
+                journal_head,
+                dry_run: request.dry_run,
+                signer: signer.clone(),
+            };
+            match tenant.purge(plan, self.write_context(platform.now())).await {
+                Err(StoreError::Conflict(_)) if attempt < ATTEMPTS => continue,
+                Err(StoreError::Conflict(reason)) => {
+                    return Err(ServiceError::conflict("purge-conflict", reason))
+                }
+                Err(e) => return Err(e.into()),
+                Ok(report) => break report,
+            }
+        };
+        let snapshots_before: Vec<i64> = crate::backup::snapshot::list(platform, self.company_id())
+            .await
+            .map_err(|e| ServiceError::unavailable(format!("{e:#}")))?
+            .into_iter()
+            .filter(|s| *s < report.anchor_seq)
+            .collect();
+        let mut backups = None;
+        let mut gone = "never: a dry run removes nothing".to_string();
+        if request.dry_run {
+            self.record(
+                platform,
+                AuditEvent {
+                    at: platform.now(),
+                    actor: self.actor().clone(),
+                    company_id: Some(self.company_id().to_string()),
+                    action: Action::DataPurgePreview,
+                    target: Some(format!("horizon:{horizon}")),
+                    outcome: Outcome::Success,
+                    detail: Some(wb_store::purge::audit_detail(&report)),
+                },
+            )
+            .await?;
+        } else {
+            self.forget_purged_objects(platform, &report).await;
+            platform
+                .control
+                .set_cursor(
+                    &purged::pending_cursor(self.company_id()),
+                    report.anchor_seq,
+                )
+                .await?;
+            match purged::finish(platform, self.company_id()).await {
+                Ok(done) => {
+                    backups = done;
+                    gone = crate::dto::rfc3339(platform.now());
+                }
+                Err(e) => {
+                    tracing::warn!(company = %self.company_id(), error = %format!("{e:#}"), "the backups from before a purge are deleted at the next round");
+                    gone = format!(
+                        "by {} (the next pruning round; the object store refused now)",
+                        crate::dto::rfc3339(
+                            platform.now() + crate::backup::snapshotter::PRUNE_EVERY
+                        )
+                    );
+                }
+            }
+        }
+        Ok(PurgeView {
+            company_id: self.company_id().to_string(),
+            dry_run: request.dry_run,
+            horizon: horizon.to_string(),
+            rules: platform.retention_view(&rules),
+            entries: report.entries.len(),
+            attachments: report.files.len(),
+            audit_events: report.audit_events,
+            entries_removed: report.entries.len(),
+            entry_id_ranges: ranges(&report.entries),
+            postings_removed: report.postings,
+            opening_entries: report
+                .opening
+                .iter()
+                .map(|e| OpeningView {
+                    id: e.id,
+                    date: e.date.to_string(),
+                    currency: e
+                        .postings
+                        .first()
+                        .map(|p| p.currency.code().to_string())
+                        .unwrap_or_default(),
+                    postings: e
+                        .postings
+                        .iter()
+                        .map(|p| OpeningPosting {
+                            account: p.account.clone(),
+                            amount: p.currency.format(i128::from(p.amount)),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            attachments_before: crate::dto::rfc3339(files_before),
+            attachments_removed: report
+                .files
+                .iter()
+                .map(|f| AttachmentGone {
+                    id: f.id,
+                    name: f.name.clone(),
+                    size: f.size,
+                    created_at: crate::dto::rfc3339(f.created_at),
+                    entry_id: f.entry_id,
+                })
+                .collect(),
+            audit_before: crate::dto::rfc3339(audit_before),
+            audit_through_seq: report.audit_through,
+            audit_events_removed: report.audit_events,
+            journal_through_seq: report.journal_through,
+            journal_through_hash: report.journal_through_hash.clone(),
+            anchor_seq: report.anchor_seq,
+            backup_snapshots_before: snapshots_before,
+            backups,
+            gone_from_backups: gone,
+            before: report.before.into(),
+            after: report.after.into(),
+        })
+    }
+
+    /// Deletes the removed attachments' objects (an address a kept record
+    /// still uses stays) and the shipped audit segments that held the
+    /// removed events; the audit trail is shipped again from the first kept
+    /// event. A failure is logged: the data is already out of the database,
+    /// and the objects are sealed under the company's key.
+    async fn forget_purged_objects(&self, platform: &Platform, report: &PurgeReport) {
+        let kept: BTreeSet<&str> = report.kept_addresses.iter().map(String::as_str).collect();
+        let addresses: BTreeSet<&str> = report
+            .files
+            .iter()
+            .map(|f| f.address.as_str())
+            .filter(|a| !kept.contains(a))
+            .collect();
+        for address in addresses {
+            let path = crate::files::object_path(self.company_id(), address);
+            if let Err(e) = platform.objects.delete(&path).await {
+                tracing::warn!(company = %self.company_id(), error = %e, "deleting a purged attachment failed");
+            }
+        }
+        if report.audit_through > 0 {
+            if let Err(e) = crate::backup::audit_trail::forget_through(
+                platform,
+                self.company_id(),
+                report.audit_through,
+            )
+            .await
+            {
+                tracing::warn!(company = %self.company_id(), error = %format!("{e:#}"), "deleting purged audit segments failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! A sandbox on disk: its own data directory with its own master key, an
+//! embedded store and a local object store, and `sandbox.json` saying what
+//! it holds and when it ends. Destroying it removes the master key first
+//! (without it nothing in the directory opens), then everything else.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use wb_crypto::MasterKey;
+
+use crate::clock::Clock;
+use crate::platform::Platform;
+use crate::storage::StorageConfig;
+
+const MANIFEST: &str = "sandbox.json";
+const MASTER_KEY: &str = "master.key";
+
+/// What a sandbox directory holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SandboxManifest {
+    pub format: u32,
+    /// The company's id in the sandbox.
+    pub company: String,
+    /// The production company it was restored from.
+    pub source_company: String,
+    pub reason: String,
+    pub approver: String,
+    pub approval: String,
+    pub created_at: String,
+    pub expires_at: String,
+    /// The production data directory (where its destruction is reported).
+    pub production_data: String,
+}
+
+impl SandboxManifest {
+    pub fn expires(&self) -> anyhow::Result<OffsetDateTime> {
+        OffsetDateTime::parse(
+            &self.expires_at,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .context("the sandbox's expiry is unreadable")
+    }
+}
+
+/// What destroying a sandbox removed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Destroyed {
+    pub sandbox: String,
+    pub manifest: Option<SandboxManifest>,
+    pub files: u64,
+    pub bytes: u64,
+    pub destroyed_at: String,
+    /// Why: "expired" or "by hand".
+    pub cause: String,
+}
+
+/// Refuses every address but a loopback one: a sandbox holds production
+/// data and must not be reachable from another machine.
+pub fn loopback_only(listen: SocketAddr) -> anyhow::Result<()> {
+    if !listen.ip().is_loopback() {
+        bail!("a sandbox serves on a loopback address only (127.0.0.0/8 or ::1), not {listen}");
+    }
+    Ok(())
+}
+
+pub fn read_manifest(dir: &Path) -> anyhow::Result<SandboxManifest> {
+    let path = dir.join(MANIFEST);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "{} is not a sandbox (no readable {MANIFEST})",
+            dir.display()
+        )
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("{} is unreadable", path.display()))
+}
+
+pub(crate) fn write_manifest(dir: &Path, manifest: &SandboxManifest) -> anyhow::Result<()> {
+    let path = dir.join(MANIFEST);
+    std::fs::write(&path, serde_json::to_vec_pretty(manifest)?)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Creates an empty private directory for a new sandbox; refuses one that
+/// holds anything.
+pub(crate) fn create_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .next()
+            .is_some()
+    {
+        bail!(
+            "{} is not empty; a sandbox needs a directory of its own",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Opens (or, in a new directory, creates) the sandbox's own deployment:
+/// its own master key, embedded stores and object store, no mail.
+pub async fn open(dir: &Path, clock: Arc<dyn Clock>) -> anyhow::Result<Platform> {
+    let key = MasterKey::load_or_create(&dir.join(MASTER_KEY))?;
+    let platform = Platform::open(
+        dir,
+        key,
+        clock,
+        time::Duration::hours(12),
+        &StorageConfig::Embedded,
+    )
+    .await?;
+    let objects = crate::objects::open(None, dir)?;
+    Ok(platform.with_object_store(objects))
+}
+
+fn tally(dir: &Path, files: &mut u64, bytes: &mut u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            tally(&path, files, bytes);
+        } else {
+            *files += 1;
+            *bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+    }
+}
+
+/// Destroys the sandbox at `dir`: its master key (overwritten, then
+/// removed), then every file. A directory without a manifest is refused
+/// (it may not be a sandbox).
+pub fn destroy(dir: &Path, cause: &str, now: OffsetDateTime) -> anyhow::Result<Destroyed> {
+    let manifest = read_manifest(dir)?;
+    let (mut files, mut bytes) = (0, 0);
+    tally(dir, &mut files, &mut bytes);
+    let key = dir.join(MASTER_KEY);
+    if key.exists() {
+        let len = std::fs::metadata(&key).map(|m| m.len()).unwrap_or(0);
+        std::fs::write(&key, vec![0u8; usize::try_from(len).unwrap_or(0)])
+            .with_context(|| format!("overwriting {}", key.display()))?;
+        std::fs::remove_file(&key).with_context(|| format!("removing {}", key.display()))?;
+    }
+    std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    Ok(Destroyed {
+        sandbox: dir.display().to_string(),
+        manifest: Some(manifest),
+        files,
+        bytes,
+        destroyed_at: crate::dto::rfc3339(now),
+        cause: cause.to_string(),
+    })
+}
+
+/// Destroys the sandbox when its time is up at `now`; None while it lives.
+pub fn expire_if_due(dir: &Path, now: OffsetDateTime) -> anyhow::Result<Option<Destroyed>> {
+    let manifest = read_manifest(dir)?;
+    if now < manifest.expires()? {
+        return Ok(None);
+    }
+    destroy(dir, "expired", now).map(Some)
+}
+
+/// Where a sandbox destroyed without the production data directory at hand
+/// leaves its record, for the operator to report (`sandbox report`): beside
+/// the destroyed directory, never inside it.
+pub fn destruction_record_path(dir: &Path) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "sandbox".into());
+    dir.with_file_name(format!("{name}.destroyed.json"))
+}
+
+pub fn write_destruction_record(destroyed: &Destroyed) -> anyhow::Result<PathBuf> {
+    let path = destruction_record_path(Path::new(&destroyed.sandbox));
+    std::fs::write(&path, serde_json::to_vec_pretty(destroyed)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
