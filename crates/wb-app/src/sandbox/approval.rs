@@ -42,6 +42,12 @@ impl Approval {
 
 /// Signs `approval` and records it as issued; returns the token.
 pub(crate) async fn issue(platform: &Platform, approval: &Approval) -> anyhow::Result<String> {
+    // The CLI signs on the host, perhaps before any server registered this
+    // node's key: register (certify) it so the signature can be checked.
+    platform
+        .register_node()
+        .await
+        .map_err(|e| anyhow::anyhow!("registering this node's key: {e}"))?;
     let body = serde_json::to_vec(approval)?;
     let signature = platform.node_key.sign(&body);
     platform

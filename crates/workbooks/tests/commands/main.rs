@@ -17,3 +17,4 @@ mod export;
 mod keys;
 mod lifecycle;
 mod postgres;
+mod sandbox;
