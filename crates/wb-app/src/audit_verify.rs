@@ -14,6 +14,20 @@ use crate::platform::Platform;
 
 const PAGE: u32 = 10_000;
 
+/// Whether the chain records the purge that dropped its events through
+/// `through`: a successful `data.purge` event whose detail names that
+/// `audit_through` (a trail that starts later without one was cut).
+pub(crate) fn purge_accounts_for(events: &[ChainedEvent], through: i64) -> bool {
+    events.iter().any(|e| {
+        e.fields.action == wb_core::Action::DataPurge.as_str()
+            && e.fields.outcome == "success"
+            && serde_json::from_str::<serde_json::Value>(&e.fields.detail)
+                .ok()
+                .and_then(|d| d["audit_through"].as_i64())
+                == Some(through)
+    })
+}
+
 /// The outcome for one chain.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ChainReport {
@@ -26,6 +40,8 @@ pub struct ChainReport {
     pub last_checkpoint_at: Option<String>,
     /// The first problem found, in words; None when the chain verifies.
     pub problem: Option<String>,
+    /// The last event a purge under the retention rules removed (0: none).
+    pub purged_through: i64,
 }
 
 /// The registered node keys, each with whether the master key certified it.
@@ -79,7 +95,19 @@ fn report(
     // Without a signed checkpoint, a chain rewritten end to end would still
     // link up: only a checkpoint (or a drain's copy) can tell.
     let unvouched = copy != "file" && !events.is_empty() && checkpoints.is_empty();
-    match audit::verify_certified(events, checkpoints, |cp| keys.signer(cp)) {
+    let verified =
+        audit::verify_certified(events, checkpoints, |cp| keys.signer(cp)).and_then(|v| {
+            if v.purged_through > 0 && !purge_accounts_for(events, v.purged_through) {
+                // A certified checkpoint vouches for the start, but nothing in
+                // the chain says a purge removed what came before it.
+                return Err(audit::ChainError::Deleted {
+                    expected: 1,
+                    found: v.purged_through + 1,
+                });
+            }
+            Ok(v)
+        });
+    match verified {
         Ok(v) if unvouched => ChainReport {
             source: source.to_string(),
             copy,
@@ -88,6 +116,7 @@ fn report(
             checkpoints: 0,
             last_checkpoint_at: None,
             problem: Some("no signed checkpoint covers this chain (yet: one is written within 10 s of activity)".into()),
+            purged_through: v.purged_through,
         },
         Ok(v) => ChainReport {
             source: source.to_string(),
@@ -97,6 +126,7 @@ fn report(
             checkpoints: checkpoints.len(),
             last_checkpoint_at: v.last_checkpoint.map(|c| c.at),
             problem: None,
+            purged_through: v.purged_through,
         },
         Err(e) => ChainReport {
             source: source.to_string(),
@@ -106,6 +136,7 @@ fn report(
             checkpoints: checkpoints.len(),
             last_checkpoint_at: None,
             problem: Some(e.to_string()),
+            purged_through: 0,
         },
     }
 }
@@ -231,6 +262,7 @@ pub async fn verify_deployment(platform: &Platform) -> ServiceResult<Vec<ChainRe
                 checkpoints: checkpoints.len(),
                 last_checkpoint_at: None,
                 problem: Some(format!("cannot be read: {e}")),
+                purged_through: 0,
             }),
             None => {}
         }

@@ -64,6 +64,7 @@ pub mod platform;
 pub mod policy;
 pub mod principal;
 pub mod purge;
+pub mod purge_upkeep;
 pub mod records;
 pub mod reset;
 pub mod restore_copy;

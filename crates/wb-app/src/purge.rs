@@ -5,10 +5,8 @@
 //! deleted once a snapshot after it is shipped. A dry run reports exactly
 //! what the purge would remove (the same transaction, rolled back).
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 use time::{Date, Month, OffsetDateTime, Time};
 use utoipa::ToSchema;
@@ -285,8 +283,15 @@ impl CompanyScope {
         let tenant = platform.tenant(self.company_id()).await?;
         let node = platform.node_id.clone();
         let key = platform.node_key.clone();
+        let public_key = key.public_key_hex();
+        let certificate = hex::encode(platform.node_certifier().certify(&node, &public_key));
         let signer: wb_store::purge::AnchorSigner =
-            Arc::new(move |message: &[u8]| (node.clone(), key.sign(message)));
+            Arc::new(move |message: &[u8]| wb_store::purge::AnchorSignature {
+                node: node.clone(),
+                public_key: public_key.clone(),
+                certificate: certificate.clone(),
+                signature: key.sign(message),
+            });
         let mut attempt = 0;
         let report: PurgeReport = loop {
             attempt += 1;
@@ -337,24 +342,35 @@ impl CompanyScope {
                 },
             )
             .await?;
+        } else if report.anchor_seq == 0 {
+            gone = "never: nothing was due to go".to_string();
+            self.record(
+                platform,
+                AuditEvent {
+                    at: platform.now(),
+                    actor: self.actor().clone(),
+                    company_id: Some(self.company_id().to_string()),
+                    action: Action::DataPurge,
+                    target: Some(format!("horizon:{horizon}")),
+                    outcome: Outcome::Success,
+                    detail: Some(format!(
+                        "nothing before {horizon} was due to go; nothing changed"
+                    )),
+                },
+            )
+            .await?;
         } else {
-            self.forget_purged_objects(platform, &report).await;
-            platform
-                .control
-                .set_cursor(
-                    &purged::pending_cursor(self.company_id()),
-                    report.anchor_seq,
-                )
-                .await?;
-            match purged::finish(platform, self.company_id()).await {
+            // The backups, audit segments, attachment objects and stored
+            // exports that held what went: now, or at the next hourly round.
+            match platform.purge_upkeep(self.company_id()).await {
                 Ok(done) => {
-                    backups = done;
+                    backups = done.map(|d| d.backups);
                     gone = crate::dto::rfc3339(platform.now());
                 }
                 Err(e) => {
-                    tracing::warn!(company = %self.company_id(), error = %format!("{e:#}"), "the backups from before a purge are deleted at the next round");
+                    tracing::warn!(company = %self.company_id(), error = %format!("{e:#}"), "what a purge removed goes from the backups at the next round");
                     gone = format!(
-                        "by {} (the next pruning round; the object store refused now)",
+                        "by {} (the next pruning round: {e:#})",
                         crate::dto::rfc3339(
                             platform.now() + crate::backup::snapshotter::PRUNE_EVERY
                         )
@@ -418,37 +434,5 @@ impl CompanyScope {
             before: report.before.into(),
             after: report.after.into(),
         })
-    }
-
-    /// Deletes the removed attachments' objects (an address a kept record
-    /// still uses stays) and the shipped audit segments that held the
-    /// removed events; the audit trail is shipped again from the first kept
-    /// event. A failure is logged: the data is already out of the database,
-    /// and the objects are sealed under the company's key.
-    async fn forget_purged_objects(&self, platform: &Platform, report: &PurgeReport) {
-        let kept: BTreeSet<&str> = report.kept_addresses.iter().map(String::as_str).collect();
-        let addresses: BTreeSet<&str> = report
-            .files
-            .iter()
-            .map(|f| f.address.as_str())
-            .filter(|a| !kept.contains(a))
-            .collect();
-        for address in addresses {
-            let path = crate::files::object_path(self.company_id(), address);
-            if let Err(e) = platform.objects.delete(&path).await {
-                tracing::warn!(company = %self.company_id(), error = %e, "deleting a purged attachment failed");
-            }
-        }
-        if report.audit_through > 0 {
-            if let Err(e) = crate::backup::audit_trail::forget_through(
-                platform,
-                self.company_id(),
-                report.audit_through,
-            )
-            .await
-            {
-                tracing::warn!(company = %self.company_id(), error = %format!("{e:#}"), "deleting purged audit segments failed");
-            }
-        }
     }
 }

@@ -308,7 +308,7 @@ pub fn replay_content(
 /// `entry_reversed`); `None` for a record of another kind. Reads only the
 /// ids, so it accepts what a full decode would refuse elsewhere in the record.
 pub fn entry_ids(kind: &str, payload: &str) -> Result<Option<Vec<i64>>, JournalError> {
-    if kind != ENTRIES_POSTED && kind != ENTRY_REVERSED && kind != crate::purge::ENTRIES_KEPT {
+    if kind != ENTRIES_POSTED && kind != ENTRY_REVERSED {
         return Ok(None);
     }
     let payload: serde_json::Value = serde_json::from_str(payload)?;

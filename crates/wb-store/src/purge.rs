@@ -34,8 +34,20 @@ pub const ENTRIES_KEPT: &str = "entries_kept";
 /// Entries re-stated per `entries_kept` record.
 pub const ENTRIES_PER_RECORD: usize = 500;
 
-/// Signs a purge anchor's message: (node id, signature).
-pub type AnchorSigner = Arc<dyn Fn(&[u8]) -> (String, Vec<u8>) + Send + Sync>;
+/// What signs an anchor: the node, its public key and the certificate the
+/// deployment's master key gave that key (so the anchor can be checked
+/// where the node's registration is not at hand, e.g. after disaster
+/// recovery), and the signature over the anchor's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnchorSignature {
+    pub node: String,
+    pub public_key: String,
+    pub certificate: String,
+    pub signature: Vec<u8>,
+}
+
+/// Signs a purge anchor's message.
+pub type AnchorSigner = Arc<dyn Fn(&[u8]) -> AnchorSignature + Send + Sync>;
 
 /// What to purge.
 #[derive(Clone)]
@@ -115,6 +127,11 @@ pub struct Anchor {
     pub entries_removed: u64,
     pub files_removed: u64,
     pub node: String,
+    /// The node's public key (hex) and its certificate from the master key.
+    #[serde(default)]
+    pub public_key: String,
+    #[serde(default)]
+    pub certificate: String,
     /// Hex of the node's signature over `message()`.
     pub signature: String,
 }
@@ -160,11 +177,15 @@ impl Anchor {
             entries_removed: removed.0,
             files_removed: removed.1,
             node: String::new(),
+            public_key: String::new(),
+            certificate: String::new(),
             signature: String::new(),
         };
-        let (node, signature) = signer(&anchor.message());
-        anchor.node = node;
-        anchor.signature = hex::encode(signature);
+        let signed = signer(&anchor.message());
+        anchor.node = signed.node;
+        anchor.public_key = signed.public_key;
+        anchor.certificate = signed.certificate;
+        anchor.signature = hex::encode(signed.signature);
         anchor
     }
 }
@@ -179,6 +200,35 @@ pub(crate) fn continues_baseline(in_baseline: bool, kind: &str) -> bool {
         PURGED => true,
         ACCOUNT_KEPT | ENTRIES_KEPT | crate::journal::FILE_ADDED => in_baseline,
         _ => false,
+    }
+}
+
+impl PurgeReport {
+    /// The report of a purge with nothing to remove: it changes nothing
+    /// (no anchor, the journal and backups stay as they are).
+    pub(crate) fn nothing(
+        horizon: Date,
+        journal: (i64, String),
+        counts: PurgeCounts,
+        dry_run: bool,
+    ) -> PurgeReport {
+        PurgeReport {
+            horizon,
+            entries: Vec::new(),
+            postings: 0,
+            files: Vec::new(),
+            kept_addresses: Vec::new(),
+            opening: Vec::new(),
+            audit_through: 0,
+            audit_events: 0,
+            journal_through: journal.0,
+            journal_through_hash: journal.1,
+            anchor_seq: 0,
+            baseline_end: 0,
+            before: counts,
+            after: counts,
+            dry_run,
+        }
     }
 }
 

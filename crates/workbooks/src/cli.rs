@@ -440,6 +440,11 @@ struct ConfigFile {
     http: Option<crate::abuse_cfg::AbuseFile>,
 }
 
+/// The `listen` key of a config file (`sandbox serve` reads only that).
+pub fn config_listen(path: Option<&Path>) -> Result<Option<SocketAddr>> {
+    Ok(read_config(path)?.listen)
+}
+
 fn read_config(path: Option<&Path>) -> Result<ConfigFile> {
     let Some(path) = path else {
         return Ok(ConfigFile::default());
@@ -993,9 +998,4 @@ mod tests {
             assert!(err.to_string().contains(key), "{err}");
         }
     }
-}
-
-/// The `listen` key of a config file (`sandbox serve` reads only that).
-pub fn config_listen(path: Option<&Path>) -> Result<Option<SocketAddr>> {
-    Ok(read_config(path)?.listen)
 }

@@ -280,9 +280,10 @@ async fn import_segment(
 }
 
 /// After a purge dropped the company's audit events through `through`:
-/// deletes every shipped segment holding one of them and ships the trail
-/// again from the first kept event (a segment past `through` may then be
-/// shipped twice; an import skips what it has).
+/// deletes every shipped segment holding one of them. A segment that also
+/// held kept events is shipped again from the first kept event (the cursor
+/// goes back), so a segment past `through` may exist twice; an import skips
+/// what it has. Returns the segments deleted.
 pub(crate) async fn forget_through(
     platform: &Platform,
     company_id: &str,
@@ -293,13 +294,10 @@ pub(crate) async fn forget_through(
         .list_with_delimiter(Some(&prefix(company_id)))
         .await
         .with_context(|| format!("listing the audit segments of company {company_id}"))?;
-    let cursor = cursor_name(company_id);
-    if platform.control.cursor(&cursor).await? > through {
-        platform.control.set_cursor(&cursor, through).await?;
-    }
     let mut deleted = 0;
+    let mut held_kept_events = false;
     for meta in listing.objects {
-        let Some((first, _)) = meta.location.filename().and_then(parse_segment_name) else {
+        let Some((first, last)) = meta.location.filename().and_then(parse_segment_name) else {
             continue;
         };
         if first <= through {
@@ -309,7 +307,12 @@ pub(crate) async fn forget_through(
                 .await
                 .with_context(|| format!("deleting {}", meta.location))?;
             deleted += 1;
+            held_kept_events |= last > through;
         }
+    }
+    let cursor = cursor_name(company_id);
+    if held_kept_events && platform.control.cursor(&cursor).await? > through {
+        platform.control.set_cursor(&cursor, through).await?;
     }
     Ok(deleted)
 }

@@ -444,6 +444,8 @@ async fn rebuild(
         last_at = Some(base.at()?);
     }
     let mut records = 0;
+    // The purge anchor the shipped journal starts at, when no snapshot is used.
+    let mut started_at_anchor: Option<i64> = None;
     // True once the target was reached (rather than the segments running out).
     let mut stopped = false;
     let reached = |seq: i64, at: OffsetDateTime| match target {
@@ -461,6 +463,20 @@ async fn rebuild(
             }
             if segment.last < expected {
                 continue; // covered by a snapshot or a longer segment (re-shipped after a crash)
+            }
+            if segment.first > expected && base.is_none() && expected == 1 {
+                // After a purge the shipped journal may start at its anchor.
+                if let Some(first) = read_segment(platform, key, source_id, segment)
+                    .await?
+                    .into_iter()
+                    .next()
+                    .filter(|r| r.seq == segment.first && r.kind == wb_store::purge::PURGED)
+                {
+                    purge_anchor::vouched(platform, source_id, &first).await?;
+                    expected = first.seq;
+                    prev_hash.clone_from(&first.prev_hash);
+                    started_at_anchor = Some(first.seq);
+                }
             }
             if segment.first > expected {
                 if let Some(base) = &base {
@@ -494,6 +510,13 @@ async fn rebuild(
                     format!("journal record {}: bad time {:?}", record.seq, record.at)
                 })?;
                 if reached(record.seq, at) {
+                    if started_at_anchor == Some(record.seq) {
+                        bail!(
+                            "that point is before company {source_id}'s purge (journal record {}): \
+                             the backups from before it were deleted",
+                            record.seq
+                        );
+                    }
                     stopped = true;
                     break 'segments;
                 }

@@ -1,6 +1,7 @@
 //! A purge's journal anchor: a chain that starts there (a snapshot taken
-//! after the purge, the company's own journal) is vouched for by the
-//! anchor's signature, made by a node whose key this deployment certified.
+//! after the purge, the company's own journal, the segments after it) is
+//! vouched for by the anchor's signature, made by a node key the
+//! deployment's master key certified (key and certificate in the anchor).
 
 use anyhow::{anyhow, bail};
 use wb_store::purge::Anchor;
@@ -33,18 +34,16 @@ pub(crate) async fn vouched(
             record.seq
         );
     }
-    let nodes = platform.control.node_keys().await?;
+    // The anchor carries its node's key and the certificate the master key
+    // gave it: checked here without the node's registration, which disaster
+    // recovery does not bring back.
     let certifiers = platform.keyring().node_certifiers();
     let signature = anchor.signature_bytes().unwrap_or_default();
-    let vouched = nodes.iter().any(|n| {
-        n.id == anchor.node
-            && wb_crypto::verify_signature(&n.public_key, &anchor.message(), &signature)
-            && n.certificate.as_deref().is_some_and(|c| {
-                certifiers
-                    .iter()
-                    .any(|k| k.is_certified(&n.id, &n.public_key, c))
-            })
-    });
+    let certificate = hex::decode(&anchor.certificate).unwrap_or_default();
+    let vouched = certifiers
+        .iter()
+        .any(|k| k.is_certified(&anchor.node, &anchor.public_key, &certificate))
+        && wb_crypto::verify_signature(&anchor.public_key, &anchor.message(), &signature);
     if !vouched {
         bail!(
             "the purge anchor at record {} of company {company_id} is not signed by a certified node key",

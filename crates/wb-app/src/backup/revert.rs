@@ -60,6 +60,41 @@ async fn resolve(store: &dyn TenantStore, target: RestoreTarget, head: i64) -> a
 /// Journal records read at a time.
 const PAGE: u32 = 10_000;
 
+/// After a purge the journal starts at its anchor, followed by the kept
+/// state re-stated (all committed with the anchor): the last of those
+/// records, before which nothing can be reverted to. None without a purge.
+async fn purge_floor(store: &dyn TenantStore) -> anyhow::Result<Option<i64>> {
+    let Some(anchor) = store.journal(0, 1).await?.into_iter().next() else {
+        return Ok(None);
+    };
+    if anchor.kind != wb_store::purge::PURGED {
+        return Ok(None);
+    }
+    let mut floor = anchor.seq;
+    loop {
+        let page = store.journal(floor, PAGE).await?;
+        let Some(last) = page.last().map(|r| r.seq) else {
+            return Ok(Some(floor));
+        };
+        for record in &page {
+            let baseline = record.at == anchor.at
+                && matches!(
+                    record.kind.as_str(),
+                    wb_store::purge::ACCOUNT_KEPT
+                        | wb_store::purge::ENTRIES_KEPT
+                        | wb_store::journal::FILE_ADDED
+                );
+            if !baseline {
+                return Ok(Some(floor));
+            }
+            floor = record.seq;
+        }
+        if last == floor && page.len() < PAGE as usize {
+            return Ok(Some(floor));
+        }
+    }
+}
+
 /// The first and last entry ids the records after `from` up to `head` posted.
 async fn entries_between(
     store: &dyn TenantStore,
@@ -118,6 +153,13 @@ pub async fn revert_in_place(
         .map_err(|e| anyhow!("opening company {company_id}: {e}"))?;
     let head = store.stats().await?.journal_seq;
     let to_seq = resolve(&*store, target, head).await?;
+    if let Some(floor) = purge_floor(&*store).await? {
+        if to_seq < floor {
+            bail!(
+                "the company's journal was restarted by a purge: the earliest point to revert to is record {floor} (the end of what the purge kept)"
+            );
+        }
+    }
     // Only what was committed up to `head`: entries posted while the revert
     // runs are kept.
     let Some((first_after, last)) = entries_between(&*store, to_seq, head).await? else {

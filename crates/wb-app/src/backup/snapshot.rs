@@ -296,6 +296,10 @@ pub async fn take(platform: &Platform, company_id: &str) -> anyhow::Result<Optio
             prev_hash = first.prev_hash;
         }
     }
+    if expected > head {
+        // The purge's anchor is not shipped yet: nothing to snapshot.
+        return Ok(None);
+    }
     let mut last_at = String::new();
     while expected <= head {
         let limit = READ_PAGE.min(u32::try_from(head - expected + 1).unwrap_or(READ_PAGE));

@@ -144,16 +144,17 @@ async fn prune_round(platform: &Platform, policy: &BackupPolicy) -> anyhow::Resu
             }
             Err(_) => {}
         }
-        // Backups from before a purge go once a snapshot after it is shipped.
-        let purged = crate::backup::purged::finish(platform, &company.id);
+        // What a purge removed goes from the backups too (again, if a job
+        // running during the purge uploaded something late).
+        let purged = platform.purge_upkeep(&company.id);
         match crate::runner::unit(platform, PURGE_JOB, &company.id, Some(&company.id), purged).await
         {
-            Ok(Ok(Some(done))) => {
-                tracing::info!(company = %company.id, snapshots = done.snapshots_deleted.len(), segments = done.segments_deleted, "backups from before a purge deleted");
+            Ok(Ok(Some(done))) if done.backups.segments_deleted > 0 => {
+                tracing::info!(company = %company.id, snapshots = done.backups.snapshots_deleted.len(), segments = done.backups.segments_deleted, "backups from before a purge deleted");
             }
-            Ok(Ok(None)) | Err(_) => {}
+            Ok(Ok(_)) | Err(_) => {}
             Ok(Err(e)) => {
-                tracing::warn!(company = %company.id, error = %format!("{e:#}"), "deleting the backups from before a purge failed")
+                tracing::warn!(company = %company.id, error = %format!("{e:#}"), "deleting what a purge removed from the backups failed; retried next round")
             }
         }
         // With its backups pruned, key versions nothing needs any more go,

@@ -416,7 +416,29 @@ fn verify_books(
         }
     }
     let chained: Vec<_> = audit.iter().map(ExportAuditEvent::chained).collect();
-    let verified = wb_core::audit::verify(&chained, &[], |_| true)
+    // A trail purged under the retention rules starts later: its own
+    // `data.purge` event must account for the start.
+    let purged_start: Vec<wb_core::audit::Checkpoint> = match chained.first() {
+        Some(first) if first.seq > 1 => {
+            if !crate::audit_verify::purge_accounts_for(&chained, first.seq - 1) {
+                return Err(integrity(format!(
+                    "audit chain: it starts at event {} and no purge in it accounts for that",
+                    first.seq
+                )));
+            }
+            vec![wb_core::audit::Checkpoint {
+                source: String::new(),
+                seq: first.seq - 1,
+                hash: first.prev_hash.clone(),
+                at: String::new(),
+                node: String::new(),
+                prev: wb_core::audit::GENESIS.to_string(),
+                signature: Vec::new(),
+            }]
+        }
+        _ => Vec::new(),
+    };
+    let verified = wb_core::audit::verify(&chained, &purged_start, |_| true)
         .map_err(|e| integrity(format!("audit chain: {e}")))?;
     if verified.last_seq != manifest.audit_seq {
         return Err(integrity(format!(
@@ -437,8 +459,21 @@ fn verify_books(
 /// before and hashing to its stored hash (as restore checks segments).
 fn verify_journal(journal: &[SegmentRecord], last: i64) -> Result<(), ReadError> {
     let mut prev = wb_core::audit::GENESIS.to_string();
+    let mut start = 1;
+    // After a purge the journal starts at its anchor, which names the
+    // record it follows (its signature is checked where the deployment's
+    // key is known: restores and `backup verify`).
+    if let Some(first) = journal.first() {
+        if let Some(anchor) = wb_store::purge::Anchor::of(&first.kind, &first.payload) {
+            if anchor.through_seq + 1 != first.seq || anchor.through_hash != first.prev_hash {
+                return Err(integrity("journal chain: the purge anchor does not link"));
+            }
+            start = first.seq;
+            prev.clone_from(&first.prev_hash);
+        }
+    }
     for (i, record) in journal.iter().enumerate() {
-        let expected = i as i64 + 1;
+        let expected = start + i as i64;
         if record.seq != expected {
             return Err(integrity(format!(
                 "journal chain: expected record {expected}, found {}",

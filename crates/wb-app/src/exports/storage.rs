@@ -286,6 +286,37 @@ pub(crate) async fn expire(
     Ok(gone)
 }
 
+/// Deletes the company's stored exports made before `before` (a purge:
+/// they hold what it removed); returns the ids deleted.
+pub(crate) async fn delete_made_before(
+    platform: &Platform,
+    company_id: &str,
+    before: time::OffsetDateTime,
+) -> anyhow::Result<Vec<String>> {
+    let mut gone = Vec::new();
+    for record in list(platform, company_id).await? {
+        let created = time::OffsetDateTime::parse(
+            &record.created_at,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map_err(|e| anyhow::anyhow!("export {}: bad created_at: {e}", record.id))?;
+        if created >= before {
+            continue;
+        }
+        for path in [
+            blob_path(company_id, &record.id),
+            meta_path(company_id, &record.id),
+        ] {
+            match platform.objects.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(anyhow::anyhow!("deleting {path}: {e}")),
+            }
+        }
+        gone.push(record.id);
+    }
+    Ok(gone)
+}
+
 /// Every export of a company, newest first.
 pub(crate) async fn list(
     platform: &Platform,

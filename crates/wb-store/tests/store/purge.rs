@@ -112,7 +112,12 @@ fn ctx() -> WriteContext {
 
 /// The test node's "signature": the message's digest.
 fn signer() -> AnchorSigner {
-    Arc::new(|message: &[u8]| ("node-1".to_string(), Sha256::digest(message).to_vec()))
+    Arc::new(|message: &[u8]| purge::AnchorSignature {
+        node: "node-1".to_string(),
+        public_key: "key-1".to_string(),
+        certificate: "certificate-1".to_string(),
+        signature: Sha256::digest(message).to_vec(),
+    })
 }
 
 fn plan(journal_head: i64, dry_run: bool, audit_through: Option<(i64, String)>) -> PurgePlan {
@@ -572,6 +577,8 @@ async fn purge_story(tenants: Arc<dyn TenantDirectory>) {
     assert_eq!(anchor.entries_removed, 5);
     assert_eq!(anchor.files_removed, 3);
     assert_eq!(anchor.node, "node-1");
+    assert_eq!(anchor.public_key, "key-1");
+    assert_eq!(anchor.certificate, "certificate-1");
     assert_eq!(
         anchor.signature_bytes(),
         Some(Sha256::digest(anchor.message()).to_vec())
@@ -591,10 +598,14 @@ async fn purge_story(tenants: Arc<dyn TenantDirectory>) {
             wb_store::journal::FILE_ADDED,
         ]
     );
-    assert_eq!(
-        wb_store::journal::entry_ids(&journal[5].kind, &journal[5].payload).unwrap(),
-        Some(vec![4, 6, 7, 8, 10, 11])
-    );
+    let kept: serde_json::Value = serde_json::from_str(&journal[5].payload).unwrap();
+    let kept: Vec<i64> = kept["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(kept, vec![4, 6, 7, 8, 10, 11]);
 
     // The purge's own audit event, with its report.
     let audit = all_audit(&*store).await;
@@ -893,4 +904,16 @@ async fn refusal_story(tenants: Arc<dyn TenantDirectory>) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+
+    // Purged again with nothing left to go: nothing changes, not even the
+    // journal (no second anchor, so the backups stay as they are).
+    let journal = all_journal(&*store).await;
+    let books_now = books(&*store).await;
+    let head = store.journal_head();
+    let again = store.purge(plan(head, false, None), ctx()).await.unwrap();
+    assert_eq!(again.anchor_seq, 0);
+    assert!(again.entries.is_empty() && again.files.is_empty());
+    assert_eq!(again.before, again.after);
+    assert_eq!(all_journal(&*store).await, journal);
+    assert_eq!(books(&*store).await, books_now);
 }

@@ -211,6 +211,19 @@ async fn a_purge_removes_exactly_what_its_dry_run_lists_and_the_backups_follow()
         .unwrap()
         .address;
 
+    let identity = wb_server::exports::age::x25519::Identity::generate();
+    let recipient = identity.to_public().to_string();
+    let old_export = srv
+        .post(
+            &t.path("/exports"),
+            &t.token,
+            json!({ "recipient": recipient }),
+        )
+        .await
+        .ok(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let before_purge = clock.now();
     checkpointed(&srv, &t.id).await;
     let tenant = srv.platform.tenant(&t.id).await.unwrap();
@@ -344,6 +357,14 @@ async fn a_purge_removes_exactly_what_its_dry_run_lists_and_the_backups_follow()
         .await
         .unwrap();
     assert!(verified[0].verified(), "{verified:?}");
+    let company_chain = reports
+        .iter()
+        .find(|r| r.source == format!("company:{}", t.id) && r.copy == "local")
+        .unwrap();
+    assert_eq!(
+        company_chain.purged_through,
+        done["audit_through_seq"].as_i64().unwrap()
+    );
     let first = tenant.journal(0, 1).await.unwrap();
     assert_eq!(first[0].kind, "purged");
     assert_eq!(first[0].seq, done["anchor_seq"].as_i64().unwrap());
@@ -351,6 +372,50 @@ async fn a_purge_removes_exactly_what_its_dry_run_lists_and_the_backups_follow()
         first[0].prev_hash,
         done["journal_through_hash"].as_str().unwrap()
     );
+
+    // Exports made before the purge held what went: gone. One made after
+    // it opens and verifies (its journal starts at the anchor, its audit
+    // trail after the purged events, accounted for by the purge's event).
+    let listed = srv.get(&t.path("/exports"), &t.token).await.ok(200);
+    assert!(!listed.to_string().contains(&old_export), "{listed}");
+    let fresh = srv
+        .post(
+            &t.path("/exports"),
+            &t.token,
+            json!({ "recipient": recipient }),
+        )
+        .await
+        .ok(201);
+    let bytes = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap()
+        .get(srv.url(fresh["download"].as_str().unwrap()))
+        .bearer_auth(&t.token)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let contents = wb_server::exports::decrypt_and_read(
+        &bytes,
+        &wb_server::exports::Unlock::identity(identity),
+    )
+    .unwrap();
+    assert_eq!(contents.journal[0].kind, "purged");
+
+    // Reverting in place to a point before the purge is refused.
+    let refused = wb_server::backup::revert_in_place(
+        &srv.platform,
+        &t.id,
+        wb_server::backup::RestoreTarget::Seq(1),
+        wb_store::Actor::system("test"),
+        &|_, _| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(format!("{refused:#}").contains("purge"), "{refused:#}");
 
     // The purge is on record with its counts.
     // (the audit API reads the central collection, filled in the background)

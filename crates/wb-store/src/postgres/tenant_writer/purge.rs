@@ -167,6 +167,22 @@ impl Writer {
             .filter(|f| f.entry_id.is_some() || f.created_at < plan.files_before)
             .collect();
         let audit_through = audit_checkpoint(conn, plan).await?;
+        let audit_due: i64 = match audit_through {
+            Some(through) => conn
+                .query_one(
+                    "SELECT COUNT(*) FROM audit_events WHERE seq <= $1",
+                    &[&through],
+                )
+                .await?
+                .try_get(0)?,
+            None => 0,
+        };
+        if purged.is_empty() && files.is_empty() && audit_due == 0 {
+            // Nothing goes: the journal is not restarted, backups stay.
+            let journal = (heads.journal_seq, heads.journal_hash.clone());
+            let report = PurgeReport::nothing(plan.horizon, journal, before, plan.dry_run);
+            return Ok((report, heads));
+        }
 
         conn.batch_execute(&guards("DISABLE")).await?;
         let postings = conn

@@ -146,7 +146,42 @@ impl WriterState {
         }
         let opening = self.opening_of_purged(plan.horizon)?;
         let files = self.files_to_purge(plan)?;
+        if let Some((through, hash)) = &plan.audit_through {
+            let stored: Option<String> = self
+                .conn
+                .query_row(
+                    "SELECT hash FROM audit_events WHERE seq = ?1",
+                    [through],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if stored.as_deref() != Some(hash.as_str()) {
+                return Err(StoreError::Conflict(format!(
+                    "audit event {through} is not the one the purge's checkpoint vouches for"
+                )));
+            }
+        }
+        let audit_due: i64 = match &plan.audit_through {
+            Some((through, _)) => self.conn.query_row(
+                "SELECT COUNT(*) FROM audit_events WHERE seq <= ?1",
+                [through],
+                |r| r.get(0),
+            )?,
+            None => 0,
+        };
+        if purged.is_empty() && files.is_empty() && audit_due == 0 {
+            // Nothing goes: the journal is not restarted, backups stay.
+            return Ok(PurgeReport::nothing(
+                plan.horizon,
+                (self.journal.seq, self.journal.hash.clone()),
+                before,
+                plan.dry_run,
+            ));
+        }
 
+        // Freed pages are overwritten, so what goes is not left readable
+        // (with the company key) in the file's free pages.
+        self.conn.execute_batch("PRAGMA secure_delete = ON")?;
         let guards = self.lift_guards()?;
         let postings = self.conn.execute(
             "DELETE FROM postings WHERE entry_id IN (SELECT id FROM temp.purge_entries)",
@@ -180,6 +215,7 @@ impl WriterState {
         let through = (self.journal.seq, self.journal.hash.clone());
         self.conn.execute("DELETE FROM change_journal", [])?;
         self.restore_guards(guards)?;
+        self.conn.execute_batch("PRAGMA secure_delete = OFF")?;
 
         let anchor = Anchor::signed(
             &self.company_id,
