@@ -122,6 +122,12 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 }
 
 pub async fn open_platform(d: &Deployment) -> Result<Arc<Platform>> {
+    if wb_server::sandbox::local::is_sandbox(&d.data) {
+        anyhow::bail!(
+            "{} is a sandbox of production data: only `workbooks sandbox serve|destroy` open it",
+            d.data.display()
+        );
+    }
     let key = master_key(d)?;
     let platform = Platform::open(
         &d.data,

@@ -194,25 +194,32 @@ async fn serve(args: ServeArgs) -> Result<()> {
         );
     }
     let manifest = local::read_manifest(&dir)?;
-    let expires = manifest.expires()?;
     let platform = Arc::new(local::open(&dir, clock.clone()).await?);
+    // The expiry kept in the sandbox's encrypted store counts (an edited
+    // sandbox.json extends nothing); the deadline runs on a monotonic clock
+    // from here, so setting the wall clock back extends nothing either.
+    let expires = local::expiry(&platform, &dir).await?;
+    let left = (expires - clock.now()).max(time::Duration::ZERO);
+    let deadline = tokio::time::Instant::now()
+        + std::time::Duration::try_from(left).unwrap_or_default();
     let config = ServerConfig::new(dir.clone(), listen);
-    let server = wb_server::start(platform, &config, None).await?;
+    let server = wb_server::start(platform.clone(), &config, None).await?;
     let url = server.url();
     if args.json {
         println!(
             "{}",
-            serde_json::json!({"url": url, "sandbox": dir, "expires_at": manifest.expires_at})
+            serde_json::json!({"url": url, "sandbox": dir, "expires_at": wb_server::dto::rfc3339(expires)})
         );
     } else {
         println!(
             "sandbox of company {} serving at {url} until {}",
-            manifest.source_company, manifest.expires_at
+            manifest.source_company,
+            wb_server::dto::rfc3339(expires)
         );
     }
     let expired = async {
         loop {
-            if clock.now() >= expires {
+            if clock.now() >= expires || tokio::time::Instant::now() >= deadline {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -224,7 +231,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
             Ok(())
         }
         _ = expired => {
-            server.shutdown().await?;
+            // Destroyed even when the shutdown fails.
+            if let Err(e) = server.shutdown().await {
+                eprintln!("stopping the sandbox server: {e:#}");
+            }
+            drop(platform);
             let destroyed = local::destroy(&dir, "expired", clock.now())?;
             let record = local::write_destruction_record(&destroyed)?;
             eprintln!("the sandbox reached its expiry and is destroyed (record: {})", record.display());
@@ -235,9 +246,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
 
 async fn destroy(args: DestroyArgs) -> Result<()> {
     let d = args.deployment.resolve()?;
-    let production = match &args.deployment.data {
-        Some(_) => Some(open_platform(&d).await?),
-        None => None,
+    // The production deployment when one is named (flag, environment or
+    // config file) and is not the sandbox itself.
+    let named = args.deployment.data.is_some() || args.deployment.config.is_some();
+    let production = if named && !wb_server::sandbox::local::is_sandbox(&d.data) {
+        Some(open_platform(&d).await?)
+    } else {
+        None
     };
     let destroyed = sandbox::destroy_and_report(
         &args.sandbox,

@@ -339,6 +339,13 @@ fn snapshot_retries_until_the_books_are_still() {
         ) -> Result<wb_store::FileRecord, wb_store::StoreError> {
             unimplemented!()
         }
+        async fn purge(
+            &self,
+            _: wb_store::PurgePlan,
+            _: wb_store::WriteContext,
+        ) -> Result<wb_store::PurgeReport, wb_store::StoreError> {
+            unimplemented!()
+        }
         async fn files(
             &self,
             _: wb_store::FilePage,

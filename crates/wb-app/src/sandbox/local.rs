@@ -67,6 +67,40 @@ pub fn loopback_only(listen: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The control-store cursor holding a sandbox's expiry (Unix seconds):
+/// inside its encrypted store, so editing `sandbox.json` extends nothing.
+pub(crate) const EXPIRY_CURSOR: &str = "sandbox-expires-at";
+
+/// Whether `dir` is a sandbox (it has a manifest).
+pub fn is_sandbox(dir: &Path) -> bool {
+    dir.join(MANIFEST).exists()
+}
+
+/// A sandbox's expiry: the earlier of its manifest's and its store's.
+pub async fn expiry(platform: &Platform, dir: &Path) -> anyhow::Result<OffsetDateTime> {
+    let manifest = read_manifest(dir)?.expires()?;
+    let stored = platform.control.cursor(EXPIRY_CURSOR).await?;
+    let stored = OffsetDateTime::from_unix_timestamp(stored).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    Ok(manifest.min(stored))
+}
+
+/// For a server about to serve `dir`: None when it is no sandbox; for a
+/// sandbox, refuses a non-loopback address and an expired sandbox.
+pub async fn guard(platform: &Platform, dir: &Path, listen: SocketAddr) -> anyhow::Result<Option<()>> {
+    if !is_sandbox(dir) {
+        return Ok(None);
+    }
+    loopback_only(listen)?;
+    let expires = expiry(platform, dir).await?;
+    if platform.now() >= expires {
+        bail!(
+            "this sandbox expired at {}; destroy it (workbooks sandbox destroy)",
+            crate::dto::rfc3339(expires)
+        );
+    }
+    Ok(Some(()))
+}
+
 pub fn read_manifest(dir: &Path) -> anyhow::Result<SandboxManifest> {
     let path = dir.join(MANIFEST);
     let text = std::fs::read_to_string(&path).with_context(|| {
@@ -84,21 +118,15 @@ pub(crate) fn write_manifest(dir: &Path, manifest: &SandboxManifest) -> anyhow::
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// Creates an empty private directory for a new sandbox; refuses one that
-/// holds anything.
+/// Creates the directory for a new sandbox, private; refuses one that
+/// exists (so two restores never share one). True: it was created here.
 pub(crate) fn create_dir(dir: &Path) -> anyhow::Result<()> {
-    if dir.exists()
-        && std::fs::read_dir(dir)
-            .with_context(|| format!("reading {}", dir.display()))?
-            .next()
-            .is_some()
-    {
-        bail!(
-            "{} is not empty; a sandbox needs a directory of its own",
+    std::fs::create_dir(dir).with_context(|| {
+        format!(
+            "cannot create {} (a sandbox needs a new directory of its own)",
             dir.display()
-        );
-    }
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        )
+    })?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -106,6 +134,16 @@ pub(crate) fn create_dir(dir: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("restricting {}", dir.display()))?;
     }
     Ok(())
+}
+
+/// Removes a sandbox directory this process created and could not finish
+/// (its key shredded first).
+pub(crate) fn discard(dir: &Path) -> anyhow::Result<()> {
+    let key = dir.join(MASTER_KEY);
+    if key.exists() {
+        shred(&key)?;
+    }
+    std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))
 }
 
 /// Opens (or, in a new directory, creates) the sandbox's own deployment:
@@ -129,9 +167,10 @@ fn tally(dir: &Path, files: &mut u64, bytes: &mut u64) {
         return;
     };
     for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            tally(&path, files, bytes);
+        // Never through a link: only what the sandbox itself holds.
+        let Ok(kind) = entry.file_type() else { continue };
+        if kind.is_dir() {
+            tally(&entry.path(), files, bytes);
         } else {
             *files += 1;
             *bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
@@ -139,21 +178,46 @@ fn tally(dir: &Path, files: &mut u64, bytes: &mut u64) {
     }
 }
 
-/// Destroys the sandbox at `dir`: its master key (overwritten, then
-/// removed), then every file. A directory without a manifest is refused
-/// (it may not be a sandbox).
+/// Overwrites a key file in place (same blocks, flushed) before removing it.
+fn shred(path: &Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    file.write_all(&vec![0u8; usize::try_from(len).unwrap_or(0)])
+        .with_context(|| format!("overwriting {}", path.display()))?;
+    file.sync_all()
+        .with_context(|| format!("flushing {}", path.display()))?;
+    drop(file);
+    std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))
+}
+
+/// Destroys the sandbox at `dir`: its master key (overwritten in place,
+/// flushed, removed), then every file. Refused for a path that is a link or
+/// holds no manifest (it may not be a sandbox), and while a server holds it.
 pub fn destroy(dir: &Path, cause: &str, now: OffsetDateTime) -> anyhow::Result<Destroyed> {
-    let manifest = read_manifest(dir)?;
+    let meta = std::fs::symlink_metadata(dir)
+        .with_context(|| format!("{} does not exist", dir.display()))?;
+    if !meta.is_dir() {
+        bail!("{} is not a sandbox directory (a link or a file)", dir.display());
+    }
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("resolving {}", dir.display()))?;
+    let manifest = read_manifest(&dir)?;
+    let lock = crate::data_lock::lock(&dir)
+        .context("the sandbox is being served; stop it first (or let it expire)")?;
     let (mut files, mut bytes) = (0, 0);
-    tally(dir, &mut files, &mut bytes);
+    tally(&dir, &mut files, &mut bytes);
     let key = dir.join(MASTER_KEY);
     if key.exists() {
-        let len = std::fs::metadata(&key).map(|m| m.len()).unwrap_or(0);
-        std::fs::write(&key, vec![0u8; usize::try_from(len).unwrap_or(0)])
-            .with_context(|| format!("overwriting {}", key.display()))?;
-        std::fs::remove_file(&key).with_context(|| format!("removing {}", key.display()))?;
+        shred(&key)?;
     }
-    std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    drop(lock);
     Ok(Destroyed {
         sandbox: dir.display().to_string(),
         manifest: Some(manifest),
@@ -174,8 +238,8 @@ pub fn expire_if_due(dir: &Path, now: OffsetDateTime) -> anyhow::Result<Option<D
 }
 
 /// Where a sandbox destroyed without the production data directory at hand
-/// leaves its record, for the operator to report (`sandbox report`): beside
-/// the destroyed directory, never inside it.
+/// leaves its record, for `sandbox list` to carry into the production
+/// trail: beside the destroyed directory, never inside it.
 pub fn destruction_record_path(dir: &Path) -> PathBuf {
     let name = dir
         .file_name()

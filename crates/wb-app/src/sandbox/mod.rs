@@ -116,21 +116,35 @@ impl Platform {
         passphrase: &Secret,
         otp: &Secret,
     ) -> ServiceResult<Approved> {
-        let reason = check_reason(reason)?;
-        if !(1..=MAX_TTL_HOURS).contains(&ttl_hours) {
-            return Err(ServiceError::unprocessable(
-                "invalid-ttl",
-                format!("--ttl-hours must be 1 to {MAX_TTL_HOURS}"),
-            ));
-        }
-        self.refuse_destroyed(company_id).await?;
-        let company = self
-            .control
-            .company(company_id)
-            .await?
-            .filter(|c| c.status == CompanyStatus::Active)
-            .ok_or_else(|| ServiceError::not_found("company"))?;
         let host = crate::staff::host_actor();
+        let checked = async {
+            let reason = check_reason(reason)?;
+            if !(1..=MAX_TTL_HOURS).contains(&ttl_hours) {
+                return Err(ServiceError::unprocessable(
+                    "invalid-ttl",
+                    format!("--ttl-hours must be 1 to {MAX_TTL_HOURS}"),
+                ));
+            }
+            self.refuse_destroyed(company_id).await?;
+            let company = self
+                .control
+                .company(company_id)
+                .await?
+                .filter(|c| c.status == CompanyStatus::Active)
+                .ok_or_else(|| ServiceError::not_found("company"))?;
+            Ok((reason, company))
+        }
+        .await;
+        let (reason, company) = match checked {
+            Ok(ok) => ok,
+            Err(refused) => {
+                let mut audit = event(self, &host, Action::SandboxApprove, company_id);
+                audit.outcome = Outcome::Failure;
+                audit.detail = Some(format!("refused before any login: {refused}"));
+                self.control.audit(&audit).await?;
+                return Err(refused);
+            }
+        };
         let (token, _) = self
             .staff_login(
                 staff_email,
@@ -198,6 +212,10 @@ impl Platform {
             audit.detail = Some(format!("refused: {why}"));
             audit
         };
+        if let Err(e) = local::create_dir(dir) {
+            self.control.audit(&refuse(format!("{e:#}"))).await?;
+            return Err(e);
+        }
         let checked = async {
             let reason = check_reason(reason).map_err(|e| e.to_string())?;
             let approval = approval::read(self, token).await?;
@@ -214,28 +232,32 @@ impl Platform {
         let (reason, approval) = match checked {
             Ok(ok) => ok,
             Err(why) => {
+                let _ = std::fs::remove_dir(dir);
                 self.control.audit(&refuse(why.clone())).await?;
                 bail!("sandbox restore refused: {why}");
             }
         };
-        if let Err(e) = local::create_dir(dir) {
-            self.control.audit(&refuse(format!("{e:#}"))).await?;
-            return Err(e);
-        }
-        match self
+        let filled = self
             .fill_sandbox(company_id, &reason, &approval, dir, target)
-            .await
-        {
-            Ok((created, record)) => {
+            .await;
+        let recorded = match &filled {
+            Ok((_, record)) => {
                 let mut audit = event(self, &actor, Action::SandboxRestore, company_id);
-                audit.detail = Some(serde_json::to_string(&record)?);
-                self.control.audit(&audit).await?;
-                Ok(created)
+                audit.detail = Some(serde_json::to_string(record)?);
+                self.control.audit(&audit).await.map_err(anyhow::Error::from)
             }
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(dir);
-                let mut audit = refuse(format!("{e:#}"));
-                audit.detail = Some(format!("failed, the partial sandbox deleted: {e:#}"));
+            Err(e) => Err(anyhow!("{e:#}")),
+        };
+        match (filled, recorded) {
+            (Ok((created, _)), Ok(())) => Ok(created),
+            (Err(e), _) | (_, Err(e)) => {
+                // Not finished, or not on record: nothing of it may remain.
+                let cleanup = match local::discard(dir) {
+                    Ok(()) => "the partial sandbox deleted".to_string(),
+                    Err(gone) => format!("deleting the partial sandbox failed too: {gone:#}"),
+                };
+                let mut audit = refuse(String::new());
+                audit.detail = Some(format!("failed ({cleanup}): {e:#}"));
                 self.control.audit(&audit).await?;
                 Err(e)
             }
@@ -341,6 +363,10 @@ impl Platform {
             expires_at: crate::dto::rfc3339(approval.expires()),
             production_data: self.data_dir().display().to_string(),
         };
+        sandbox
+            .control
+            .set_cursor(local::EXPIRY_CURSOR, approval.expires_at)
+            .await?;
         local::write_manifest(dir, &manifest)?;
         drop(store);
         drop(sandbox);
@@ -371,7 +397,8 @@ impl Platform {
         ))
     }
 
-    /// Records a sandbox's destruction in the production chain.
+    /// Records a sandbox's destruction in the production chain (the detail
+    /// names its approval, which `live_sandboxes` matches on).
     pub async fn record_sandbox_destroyed(&self, destroyed: &Destroyed) -> ServiceResult<()> {
         let company = destroyed
             .manifest
@@ -383,23 +410,32 @@ impl Platform {
             Action::SandboxDestroy,
             company,
         );
-        audit.detail = Some(format!(
-            "sandbox {} destroyed ({}) at {}: {} files, {} bytes, its master key first",
-            destroyed.sandbox,
-            destroyed.cause,
-            destroyed.destroyed_at,
-            destroyed.files,
-            destroyed.bytes
-        ));
+        audit.detail = Some(
+            serde_json::to_string(&DestroyRecord {
+                sandbox: destroyed.sandbox.clone(),
+                approval: destroyed
+                    .manifest
+                    .as_ref()
+                    .map(|m| m.approval.clone())
+                    .unwrap_or_default(),
+                cause: destroyed.cause.clone(),
+                destroyed_at: destroyed.destroyed_at.clone(),
+                files: destroyed.files,
+                bytes: destroyed.bytes,
+            })
+            .map_err(|_| ServiceError::internal())?,
+        );
         self.control.audit(&audit).await?;
         Ok(())
     }
 
     /// The sandboxes the production chain records as restored and not yet
-    /// destroyed. A destruction record left beside a sandbox that destroyed
-    /// itself is reported (and removed) on the way.
+    /// destroyed. On the way, a sandbox past its expiry that this host can
+    /// reach is destroyed, and a destruction record left beside a sandbox
+    /// that destroyed itself is carried in (only when its directory is gone
+    /// and the record names the same approval).
     pub async fn live_sandboxes(&self) -> ServiceResult<Vec<LiveSandbox>> {
-        let mut live: Vec<LiveSandbox> = Vec::new();
+        let mut live: Vec<(String, LiveSandbox)> = Vec::new();
         let mut after = 0;
         loop {
             let page = self.control.audit_events(None, after, 10_000).await?;
@@ -415,39 +451,49 @@ impl Platform {
                     .and_then(|t| t.strip_prefix("company:"))
                     .unwrap_or_default()
                     .to_string();
+                let detail = e.detail.as_deref().unwrap_or_default();
                 if e.action == Action::SandboxRestore.as_str() {
-                    let Some(record) = e
-                        .detail
-                        .as_deref()
-                        .and_then(|d| serde_json::from_str::<RestoreRecord>(d).ok())
-                    else {
+                    let Ok(record) = serde_json::from_str::<RestoreRecord>(detail) else {
                         continue;
                     };
-                    live.push(LiveSandbox {
-                        sandbox: record.sandbox,
-                        company: record.company,
-                        source_company: company,
-                        reason: record.reason,
-                        approver: record.approver,
-                        created_at: e.at.clone(),
-                        expires_at: record.expires_at,
-                        expired: false,
-                    });
+                    live.push((
+                        record.approval,
+                        LiveSandbox {
+                            sandbox: record.sandbox,
+                            company: record.company,
+                            source_company: company,
+                            reason: record.reason,
+                            approver: record.approver,
+                            created_at: e.at.clone(),
+                            expires_at: record.expires_at,
+                            expired: false,
+                        },
+                    ));
                 } else if e.action == Action::SandboxDestroy.as_str() {
-                    let gone = e.detail.as_deref().unwrap_or_default();
-                    live.retain(|s| !gone.starts_with(&format!("sandbox {} destroyed", s.sandbox)));
+                    if let Ok(gone) = serde_json::from_str::<DestroyRecord>(detail) {
+                        live.retain(|(approval, _)| *approval != gone.approval);
+                    }
                 }
             }
         }
         let now = self.now();
         let mut still = Vec::new();
-        for mut sandbox in live {
-            let record = local::destruction_record_path(Path::new(&sandbox.sandbox));
-            if let Ok(text) = std::fs::read_to_string(&record) {
-                if let Ok(destroyed) = serde_json::from_str::<Destroyed>(&text) {
-                    self.record_sandbox_destroyed(&destroyed).await?;
-                    let _ = std::fs::remove_file(&record);
-                    continue;
+        for (approval, mut sandbox) in live {
+            let dir = Path::new(&sandbox.sandbox);
+            let same = |manifest: Option<&SandboxManifest>| {
+                manifest.is_some_and(|m| m.approval == approval)
+            };
+            let record = local::destruction_record_path(dir);
+            if !dir.exists() {
+                if let Ok(text) = std::fs::read_to_string(&record) {
+                    if let Ok(mut destroyed) = serde_json::from_str::<Destroyed>(&text) {
+                        if same(destroyed.manifest.as_ref()) {
+                            destroyed.sandbox.clone_from(&sandbox.sandbox);
+                            self.record_sandbox_destroyed(&destroyed).await?;
+                            let _ = std::fs::remove_file(&record);
+                            continue;
+                        }
+                    }
                 }
             }
             sandbox.expired = OffsetDateTime::parse(
@@ -455,10 +501,27 @@ impl Platform {
                 &time::format_description::well_known::Rfc3339,
             )
             .is_ok_and(|end| now >= end);
+            if sandbox.expired && same(local::read_manifest(dir).ok().as_ref()) {
+                if let Ok(destroyed) = local::destroy(dir, "expired", now) {
+                    self.record_sandbox_destroyed(&destroyed).await?;
+                    continue;
+                }
+            }
             still.push(sandbox);
         }
         Ok(still)
     }
+}
+
+/// The detail of a `sandbox.destroy` event.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+struct DestroyRecord {
+    sandbox: String,
+    approval: String,
+    cause: String,
+    destroyed_at: String,
+    files: u64,
+    bytes: u64,
 }
 
 /// Destroys the sandbox at `dir` and reports it to `production` when given,
@@ -470,14 +533,14 @@ pub async fn destroy_and_report(
     production: Option<&Arc<Platform>>,
 ) -> anyhow::Result<Destroyed> {
     let destroyed = local::destroy(dir, cause, now)?;
-    match production {
-        Some(platform) => platform
-            .record_sandbox_destroyed(&destroyed)
-            .await
-            .map_err(|e| anyhow!("the sandbox is destroyed, but recording it failed: {e}"))?,
-        None => {
-            local::write_destruction_record(&destroyed)?;
-        }
+    let recorded = match production {
+        Some(platform) => platform.record_sandbox_destroyed(&destroyed).await.map_err(|e| {
+            tracing::warn!(error = %e, "recording a sandbox's destruction failed; left beside it");
+        }),
+        None => Err(()),
+    };
+    if recorded.is_err() {
+        local::write_destruction_record(&destroyed)?;
     }
     Ok(destroyed)
 }

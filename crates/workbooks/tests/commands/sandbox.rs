@@ -18,7 +18,8 @@ fn sandbox_cmd(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         .args(args)
         .env_remove("WORKBOOKS_MASTER_KEY")
         .env_remove("WORKBOOKS_CONFIG")
-        .env_remove("WORKBOOKS_LISTEN");
+        .env_remove("WORKBOOKS_LISTEN")
+        .env_remove("WORKBOOKS_DATA");
     for (k, v) in env {
         command.env(k, v);
     }
@@ -220,13 +221,37 @@ fn a_sandbox_from_the_command_line() {
     assert!(line.contains("https://127.0.0.1:"), "{line}");
     drop(Killed(child));
 
-    let destroyed = ok_json(&workbooks(
+    // Ordinary commands do not open a sandbox (so it cannot be served
+    // elsewhere or past its expiry by `workbooks serve`).
+    fails_with(
+        &sandbox_cmd(
+            &["serve", "--data", sandbox_arg, "--listen", "0.0.0.0:0"],
+            &[],
+        ),
+        "sandbox",
+    );
+    // A directory that is not a sandbox is not destroyed.
+    fails_with(
+        &sandbox_cmd(
+            &["sandbox", "destroy", "--sandbox", data.to_str().unwrap()],
+            &[],
+        ),
+        "not a sandbox",
+    );
+    assert!(data.join("master.key").exists());
+
+    // Destroyed without the production deployment at hand: the record is
+    // left beside it, and `sandbox list` carries it into the trail.
+    let destroyed = ok_json(&sandbox_cmd(
         &["sandbox", "destroy", "--sandbox", sandbox_arg, "--json"],
-        &data,
+        &[],
     ));
     assert_eq!(destroyed["cause"], "by hand");
     assert!(!sandbox.exists());
+    let record = dir.path().join("sandbox.destroyed.json");
+    assert!(record.exists());
     let listed = ok_json(&workbooks(&["sandbox", "list", "--json"], &data));
+    assert!(!record.exists(), "the record was carried in");
     assert_eq!(listed, serde_json::json!([]));
     let trail = common::open(&data);
     let rt = tokio::runtime::Runtime::new().unwrap();

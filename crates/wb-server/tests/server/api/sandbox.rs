@@ -311,20 +311,33 @@ async fn a_sandbox_is_restored_only_on_approval_sanitized_and_destroyed_at_its_e
             .is_none());
     }
 
-    // Its time runs out (the injected clock): it destroys itself, master key first.
-    assert!(local::expire_if_due(&sandbox_dir, clock.now())
-        .unwrap()
-        .is_none());
+    // Editing sandbox.json extends nothing: the expiry in its encrypted
+    // store counts.
+    let mut manifest = local::read_manifest(&sandbox_dir).unwrap();
+    manifest.expires_at = "2099-01-01T00:00:00Z".into();
+    std::fs::write(
+        sandbox_dir.join("sandbox.json"),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
+    {
+        let sandbox = local::open(&sandbox_dir, clock.clone()).await.unwrap();
+        let expires = local::expiry(&sandbox, &sandbox_dir).await.unwrap();
+        assert_eq!(wb_server::dto::rfc3339(expires), created.expires_at);
+    }
+
+    // Its time runs out (the injected clock): the host destroys it, master
+    // key first, the next time it looks (`sandbox list`), and says so.
+    assert_eq!(srv.platform.live_sandboxes().await.unwrap().len(), 1);
     clock.advance(time::Duration::hours(5));
-    let destroyed = local::expire_if_due(&sandbox_dir, clock.now())
-        .unwrap()
-        .unwrap();
-    assert_eq!(destroyed.cause, "expired");
-    assert!(destroyed.files > 0);
-    assert!(!sandbox_dir.exists());
-    local::write_destruction_record(&destroyed).unwrap();
-    // `sandbox list` carries the record into the production trail.
     assert!(srv.platform.live_sandboxes().await.unwrap().is_empty());
+    assert!(!sandbox_dir.exists());
+    // A sandbox being served is not destroyed under its server, and a
+    // directory that is not a sandbox (or a link to one) is refused.
+    let not_a_sandbox = work.path().join("plain");
+    std::fs::create_dir(&not_a_sandbox).unwrap();
+    assert!(local::destroy(&not_a_sandbox, "by hand", clock.now()).is_err());
+    assert!(not_a_sandbox.exists());
 
     // A point in time: the books as they were then.
     next_step(&srv);
