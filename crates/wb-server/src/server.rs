@@ -126,17 +126,18 @@ pub async fn start(
     // A sandbox of production data serves on loopback only, until its
     // expiry (kept in its encrypted control store), and pushes nothing out.
     let sandboxed;
-    let config = match crate::sandbox::local::guard(&platform, &config.data_dir, config.listen).await? {
-        Some(()) => {
-            let mut c = config.clone();
-            c.export_push_every = std::time::Duration::ZERO;
-            c.audit_drains.clear();
-            c.mail = Default::default();
-            sandboxed = c;
-            &sandboxed
-        }
-        None => config,
-    };
+    let config =
+        match crate::sandbox::local::guard(&platform, &config.data_dir, config.listen).await? {
+            Some(()) => {
+                let mut c = config.clone();
+                c.export_push_every = std::time::Duration::ZERO;
+                c.audit_drains.clear();
+                c.mail = Default::default();
+                sandboxed = c;
+                &sandboxed
+            }
+            None => config,
+        };
     platform.set_export_destination_policy(crate::export_push::DestinationPolicy {
         file_root: config.export_file_root.clone(),
         allow_private_endpoints: config.export_allow_private_endpoints,

@@ -200,8 +200,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
     // from here, so setting the wall clock back extends nothing either.
     let expires = local::expiry(&platform, &dir).await?;
     let left = (expires - clock.now()).max(time::Duration::ZERO);
-    let deadline = tokio::time::Instant::now()
-        + std::time::Duration::try_from(left).unwrap_or_default();
+    let deadline =
+        tokio::time::Instant::now() + std::time::Duration::try_from(left).unwrap_or_default();
     let config = ServerConfig::new(dir.clone(), listen);
     let server = wb_server::start(platform.clone(), &config, None).await?;
     let url = server.url();

@@ -86,7 +86,11 @@ pub async fn expiry(platform: &Platform, dir: &Path) -> anyhow::Result<OffsetDat
 
 /// For a server about to serve `dir`: None when it is no sandbox; for a
 /// sandbox, refuses a non-loopback address and an expired sandbox.
-pub async fn guard(platform: &Platform, dir: &Path, listen: SocketAddr) -> anyhow::Result<Option<()>> {
+pub async fn guard(
+    platform: &Platform,
+    dir: &Path,
+    listen: SocketAddr,
+) -> anyhow::Result<Option<()>> {
     if !is_sandbox(dir) {
         return Ok(None);
     }
@@ -168,7 +172,9 @@ fn tally(dir: &Path, files: &mut u64, bytes: &mut u64) {
     };
     for entry in entries.flatten() {
         // Never through a link: only what the sandbox itself holds.
-        let Ok(kind) = entry.file_type() else { continue };
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
         if kind.is_dir() {
             tally(&entry.path(), files, bytes);
         } else {
@@ -202,7 +208,10 @@ pub fn destroy(dir: &Path, cause: &str, now: OffsetDateTime) -> anyhow::Result<D
     let meta = std::fs::symlink_metadata(dir)
         .with_context(|| format!("{} does not exist", dir.display()))?;
     if !meta.is_dir() {
-        bail!("{} is not a sandbox directory (a link or a file)", dir.display());
+        bail!(
+            "{} is not a sandbox directory (a link or a file)",
+            dir.display()
+        );
     }
     let dir = dir
         .canonicalize()

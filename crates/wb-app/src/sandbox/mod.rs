@@ -244,7 +244,10 @@ impl Platform {
             Ok((_, record)) => {
                 let mut audit = event(self, &actor, Action::SandboxRestore, company_id);
                 audit.detail = Some(serde_json::to_string(record)?);
-                self.control.audit(&audit).await.map_err(anyhow::Error::from)
+                self.control
+                    .audit(&audit)
+                    .await
+                    .map_err(anyhow::Error::from)
             }
             Err(e) => Err(anyhow!("{e:#}")),
         };

@@ -143,6 +143,8 @@ async fn a_sandbox_is_restored_only_on_approval_sanitized_and_destroyed_at_its_e
         .as_str()
         .unwrap()
         .to_string();
+    // The owner has an authenticator in production.
+    let _ = super::mfa::enrol(&srv, &t.token).await;
     super::company_keys::wait_shipped(&srv, &t.id).await;
 
     let manager = staff_member(&srv, "mia@ops.example", &[StaffRole::Management]).await;
@@ -236,7 +238,9 @@ async fn a_sandbox_is_restored_only_on_approval_sanitized_and_destroyed_at_its_e
             books(&sandbox, &created.company).await,
             books(&srv.platform, &t.id).await
         );
-        // Production's passphrase, session and API key do not work there.
+        // Production's passphrase, session and API key do not work there,
+        // and the owner's authenticator stayed in production (`login`
+        // refuses an account with a second factor).
         for (pass, works) in [
             (PASSPHRASE, false),
             (created.owner_passphrase.as_str(), true),
