@@ -85,19 +85,38 @@ impl NodeKeys {
     }
 }
 
+/// `known_purge`: the last event a purge removed, as the verified local
+/// chain of the same source established (0: none known). A copy may then
+/// start right after it (or hold nothing collected since) without its own
+/// `data.purge` event, which it may not have collected yet.
 fn report(
     source: &str,
     copy: &'static str,
     events: &[ChainedEvent],
     checkpoints: &[Checkpoint],
     keys: &NodeKeys,
+    known_purge: i64,
 ) -> ChainReport {
+    let later: Vec<Checkpoint>;
+    let checkpoints = if known_purge > 0 && events.is_empty() {
+        later = checkpoints
+            .iter()
+            .filter(|cp| cp.seq > known_purge)
+            .cloned()
+            .collect();
+        &later[..]
+    } else {
+        checkpoints
+    };
     // Without a signed checkpoint, a chain rewritten end to end would still
     // link up: only a checkpoint (or a drain's copy) can tell.
     let unvouched = copy != "file" && !events.is_empty() && checkpoints.is_empty();
     let verified =
         audit::verify_certified(events, checkpoints, |cp| keys.signer(cp)).and_then(|v| {
-            if v.purged_through > 0 && !purge_accounts_for(events, v.purged_through) {
+            if v.purged_through > 0
+            && v.purged_through != known_purge
+            && !purge_accounts_for(events, v.purged_through)
+        {
                 // A certified checkpoint vouches for the start, but nothing in
                 // the chain says a purge removed what came before it.
                 return Err(audit::ChainError::Deleted {
@@ -248,7 +267,7 @@ pub async fn verify_deployment(platform: &Platform) -> ServiceResult<Vec<ChainRe
             Some(Ok(local)) => {
                 let chained: Vec<ChainedEvent> =
                     local.iter().map(StoredAuditEvent::chained).collect();
-                let mut r = report(&source, "local", &chained, &checkpoints, &keys);
+                let mut r = report(&source, "local", &chained, &checkpoints, &keys, 0);
                 if r.problem.is_none() {
                     r.problem = compare_copies(&local, &central);
                 }
@@ -266,6 +285,10 @@ pub async fn verify_deployment(platform: &Platform) -> ServiceResult<Vec<ChainRe
             }),
             None => {}
         }
+        let known_purge = reports
+            .last()
+            .filter(|r| r.source == source && r.copy == "local" && r.problem.is_none())
+            .map_or(0, |r| r.purged_through);
         let central_chained: Vec<ChainedEvent> =
             central.iter().map(|c| c.event.chained()).collect();
         reports.push(report(
@@ -274,6 +297,7 @@ pub async fn verify_deployment(platform: &Platform) -> ServiceResult<Vec<ChainRe
             &central_chained,
             &checkpoints,
             &keys,
+            known_purge,
         ));
     }
     Ok(reports)
@@ -290,7 +314,7 @@ pub fn verify_records(records: &[StoredAuditEventWithSource]) -> Vec<ChainReport
     }
     by_source
         .into_iter()
-        .map(|(source, events)| report(source, "file", &events, &[], &NodeKeys::none()))
+        .map(|(source, events)| report(source, "file", &events, &[], &NodeKeys::none(), 0))
         .collect()
 }
 
@@ -371,6 +395,6 @@ impl crate::access::CompanyScope {
         let checkpoints = platform.control.checkpoints(&source).await?;
         let local = local_company_chain(platform, self.company_id()).await?;
         let chained: Vec<ChainedEvent> = local.iter().map(StoredAuditEvent::chained).collect();
-        Ok(report(&source, "local", &chained, &checkpoints, &keys))
+        Ok(report(&source, "local", &chained, &checkpoints, &keys, 0))
     }
 }

@@ -4,7 +4,8 @@
 //! journal says whether a purge happened (it starts at the anchor) and its
 //! audit trail where the kept events start, so no marker can be lost:
 //! - backups from before the anchor (`backup::purged`);
-//! - shipped audit segments holding removed events;
+//! - shipped audit segments holding removed events, and their copies in
+//!   the central audit collection;
 //! - once per purge: attachment objects no kept record uses, and stored
 //!   exports made before the purge (both from before the purge's commit
 //!   time, so nothing uploaded or made since is touched).
@@ -26,6 +27,8 @@ pub struct PurgeUpkeep {
     pub anchor_seq: i64,
     pub backups: PurgedBackups,
     pub audit_segments_deleted: usize,
+    /// Copies of removed events in the central audit collection.
+    pub central_events_deleted: u64,
     pub attachment_objects_deleted: usize,
     pub exports_deleted: Vec<String>,
 }
@@ -35,6 +38,7 @@ impl PurgeUpkeep {
         !self.backups.snapshots_deleted.is_empty()
             || self.backups.segments_deleted > 0
             || self.audit_segments_deleted > 0
+            || self.central_events_deleted > 0
             || self.attachment_objects_deleted > 0
             || !self.exports_deleted.is_empty()
     }
@@ -67,6 +71,10 @@ impl Platform {
                 done.audit_segments_deleted =
                     crate::backup::audit_trail::forget_through(self, company_id, first.seq - 1)
                         .await?;
+                done.central_events_deleted = self
+                    .control
+                    .central_forget(&crate::forwarder::company_source(company_id), first.seq - 1)
+                    .await?;
             }
         }
         if self.control.cursor(&swept_cursor(company_id)).await? < anchor {
@@ -89,11 +97,12 @@ impl Platform {
                     target: Some(format!("company:{company_id}")),
                     outcome: Outcome::Success,
                     detail: Some(format!(
-                        "after the purge anchored at journal record {anchor}: snapshots {:?} and {} journal segments deleted (snapshot {} replaces them), {} audit segments, {} attachment objects, exports {:?}",
+                        "after the purge anchored at journal record {anchor}: snapshots {:?} and {} journal segments deleted (snapshot {} replaces them), {} audit segments, {} central audit copies, {} attachment objects, exports {:?}",
                         done.backups.snapshots_deleted,
                         done.backups.segments_deleted,
                         done.backups.snapshot_seq,
                         done.audit_segments_deleted,
+                        done.central_events_deleted,
                         done.attachment_objects_deleted,
                         done.exports_deleted
                     )),

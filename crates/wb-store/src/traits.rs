@@ -148,6 +148,11 @@ pub trait ControlStore:
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<CentralEvent>, StoreError>;
+    /// Removes a source's central copies through `through_seq`: a purge
+    /// under the customer's retention rules removed those events from the
+    /// source chain. The only delete of the collection (its guard is lifted
+    /// inside this transaction alone). Returns how many went.
+    async fn central_forget(&self, source: &str, through_seq: i64) -> Result<u64, StoreError>;
     async fn append_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
     /// Checkpoints of a source in the order they were written.
     async fn checkpoints(&self, source: &str) -> Result<Vec<Checkpoint>, StoreError>;

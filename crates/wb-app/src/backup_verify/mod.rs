@@ -56,6 +56,9 @@ pub struct Verification {
     pub checksum: Option<String>,
     /// Why the company does not verify; `None` when it does.
     pub failure: Option<String>,
+    /// The journal record a purge's signed anchor names, when the
+    /// restored journal starts at one ("purged through N").
+    pub purged_through: Option<i64>,
 }
 
 impl Verification {
@@ -66,7 +69,13 @@ impl Verification {
     /// `ok <id> at seq N` or `FAILED <id>: reason`.
     pub fn line(&self) -> String {
         match &self.failure {
-            None => format!("ok {} at seq {}", self.company_id, self.seq),
+            None => match self.purged_through {
+                Some(n) => format!(
+                    "ok {} at seq {} (from a purge's anchor: purged through record {n})",
+                    self.company_id, self.seq
+                ),
+                None => format!("ok {} at seq {}", self.company_id, self.seq),
+            },
             Some(reason) => format!("FAILED {}: {reason}", self.company_id),
         }
     }
@@ -129,6 +138,7 @@ pub(crate) async fn verify_until(
             source_seq: 0,
             checksum: None,
             failure: Some(format!("{panicked} (see the server log)")),
+            purged_through: None,
         });
         out.push(verified);
     }
@@ -175,6 +185,7 @@ async fn verify_company(platform: &Platform, company: &CompanyRecord) -> Verific
         source_seq: 0,
         checksum: None,
         failure: None,
+        purged_through: None,
     };
     if let Err(e) = check(platform, &company.id, &mut v).await {
         v.failure = Some(format!("{e:#}").replace('\n', " "));
@@ -189,6 +200,13 @@ async fn check(platform: &Platform, id: &str, v: &mut Verification) -> anyhow::R
     let staged = stage_restore(platform, id, RestoreTarget::Latest, "verify", None).await?;
     v.seq = staged.last_seq;
     v.records = staged.records;
+    v.purged_through = staged
+        .store
+        .journal(0, 1)
+        .await?
+        .first()
+        .and_then(|r| wb_store::purge::Anchor::of(&r.kind, &r.payload))
+        .map(|a| a.through_seq);
     let compared = compare(platform, id, &staged.store, staged.last_seq, v).await;
     staged.discard(platform).await;
     compared

@@ -658,6 +658,40 @@ impl ControlStore for PgControl {
         PgControl::central_source_events(self, source, after_seq, limit).await
     }
 
+    async fn central_forget(&self, source: &str, through_seq: i64) -> Result<u64, StoreError> {
+        let mut conn = self.conn().await?;
+        let tx = begin(&mut conn).await?;
+        // Lifted inside this transaction only (DDL is transactional, and
+        // the table stays locked until it ends); checked back on.
+        tx.batch_execute("ALTER TABLE collected_events DISABLE TRIGGER collected_append_only")
+            .await?;
+        let removed = tx
+            .execute(
+                "DELETE FROM collected_events
+                 WHERE source = (SELECT id FROM collected_sources WHERE name = $1)
+                   AND source_seq <= $2",
+                &[&source, &through_seq],
+            )
+            .await?;
+        tx.batch_execute("ALTER TABLE collected_events ENABLE TRIGGER collected_append_only")
+            .await?;
+        let enabled: bool = tx
+            .query_one(
+                "SELECT tgenabled <> 'D' FROM pg_trigger
+                 WHERE tgname = 'collected_append_only' AND tgrelid = 'collected_events'::regclass",
+                &[],
+            )
+            .await?
+            .try_get(0)?;
+        if !enabled {
+            return Err(StoreError::Backend(
+                "the central collection's guard did not come back on".into(),
+            ));
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+
     async fn append_checkpoint(&self, cp: &Checkpoint) -> Result<(), StoreError> {
         PgControl::append_checkpoint(self, cp).await
     }

@@ -533,6 +533,30 @@ impl ControlStore for SqliteControl {
         SqliteControl::central_source_events(self, source, after_seq, limit).await
     }
 
+    async fn central_forget(&self, source: &str, through_seq: i64) -> Result<u64, StoreError> {
+        let source = source.to_string();
+        self.write(None, move |tx| {
+            let guard: Option<String> = tx
+                .query_row(
+                    "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'collected_undeletable'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            tx.execute_batch("DROP TRIGGER IF EXISTS collected_undeletable")?;
+            let removed = tx.execute(
+                "DELETE FROM collected_events WHERE source = (SELECT id FROM collected_sources WHERE name = ?1)
+                 AND source_seq <= ?2",
+                params![source, through_seq],
+            )?;
+            if let Some(sql) = guard {
+                tx.execute_batch(&sql)?;
+            }
+            Ok(removed as u64)
+        })
+        .await
+    }
+
     async fn append_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
         SqliteControl::append_checkpoint(self, checkpoint).await
     }

@@ -357,6 +357,20 @@ async fn a_purge_removes_exactly_what_its_dry_run_lists_and_the_backups_follow()
         .await
         .unwrap();
     assert!(verified[0].verified(), "{verified:?}");
+    assert_eq!(
+        verified[0].purged_through,
+        done["journal_through_seq"].as_i64(),
+        "backup verify shows the anchor"
+    );
+    // The central audit collection kept no copy of a removed event.
+    let central = srv
+        .platform
+        .control
+        .central_source_events(&format!("company:{}", t.id), 0, 10_000)
+        .await
+        .unwrap();
+    let through = done["audit_through_seq"].as_i64().unwrap();
+    assert!(central.iter().all(|c| c.event.seq > through), "{central:?}");
     let company_chain = reports
         .iter()
         .find(|r| r.source == format!("company:{}", t.id) && r.copy == "local")
