@@ -114,9 +114,9 @@ fn report(
     let verified =
         audit::verify_certified(events, checkpoints, |cp| keys.signer(cp)).and_then(|v| {
             if v.purged_through > 0
-            && v.purged_through != known_purge
-            && !purge_accounts_for(events, v.purged_through)
-        {
+                && v.purged_through != known_purge
+                && !purge_accounts_for(events, v.purged_through)
+            {
                 // A certified checkpoint vouches for the start, but nothing in
                 // the chain says a purge removed what came before it.
                 return Err(audit::ChainError::Deleted {
