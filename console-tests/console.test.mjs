@@ -492,6 +492,29 @@ try {
     await plain.close();
   });
 
+  await step('data retention: a rule below the statutory minimum is refused naming it; the purge preview lists what would go', async () => {
+    await page.goto(`${base}${companyPath}`);
+    await page.getByRole('link', { name: 'Data retention' }).click();
+    assert.equal(await heading(page), 'Data retention');
+    await visit(page, 'retention');
+    await page.getByLabel('Keep entries (years)').fill('3');
+    await page.getByRole('button', { name: 'Save rules' }).click();
+    await page.getByText(/entries_years is 3, below the statutory minimum/).waitFor();
+    expectAnswered(owner, 422);
+    assert.equal(await page.getByLabel('Keep entries (years)').inputValue(), '3', 'what was typed stays');
+    await page.getByLabel('Keep entries (years)').fill('12');
+    await page.getByRole('button', { name: 'Save rules' }).click();
+    await page.getByText('Retention rules saved.').waitFor();
+    assert.equal(await page.getByLabel('Keep entries (years)').inputValue(), '12');
+    await page.getByRole('button', { name: 'Preview the purge' }).click();
+    assert.equal(await heading(page), 'Purge');
+    await page.getByText('Nothing has changed yet.').waitFor();
+    // This year's books are well inside twelve years: nothing is due.
+    await page.getByText('Nothing is due: the rules let nothing go yet.').waitFor();
+    assert.equal(await page.getByRole('button', { name: 'Purge now' }).count(), 0);
+    await visit(page, 'purge-preview');
+  });
+
   await step('an allowlist that excludes me asks for confirmation, then locks me out', async () => {
     await page.goto(`${base}${companyPath}/security`);
     await visit(page, 'security');

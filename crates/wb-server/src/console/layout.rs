@@ -37,11 +37,12 @@ pub enum Nav {
     Audit,
     Backups,
     Access,
+    Retention,
 }
 
 /// The company's pages, each with the permission it needs (a role without
 /// it does not see the link; the door refuses the page anyway).
-const COMPANY_NAV: [(Nav, &str, &str, Permission); 11] = [
+const COMPANY_NAV: [(Nav, &str, &str, Permission); 12] = [
     (Nav::Dashboard, "", "Dashboard", Permission::ReadBooks),
     (
         Nav::Accounts,
@@ -81,6 +82,12 @@ const COMPANY_NAV: [(Nav, &str, &str, Permission); 11] = [
         Nav::Access,
         "/access",
         "Staff access",
+        Permission::ManageSecurity,
+    ),
+    (
+        Nav::Retention,
+        "/retention",
+        "Data retention",
         Permission::ManageSecurity,
     ),
 ];

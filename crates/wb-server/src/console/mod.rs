@@ -26,6 +26,7 @@ mod members;
 mod page;
 mod reports;
 mod restore;
+mod retention;
 mod security;
 mod signin;
 mod staff;
@@ -125,6 +126,12 @@ pub fn router(files: FileSettings) -> Router<AppState> {
             &company("/security"),
             get(security::page).post(security::save),
         )
+        .route(
+            &company("/retention"),
+            get(retention::page).post(retention::save),
+        )
+        .route(&company("/purge/preview"), post(retention::preview))
+        .route(&company("/purge"), post(retention::purge))
         .route(&company("/access"), get(access::page))
         .route(&company("/access/{grant}/{decision}"), post(access::decide))
         .route(&company("/audit"), get(audit::page))

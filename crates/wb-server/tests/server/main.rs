@@ -36,6 +36,7 @@ mod api {
     mod auth;
     mod books;
     mod company_keys;
+    mod console_retention;
     mod console_staff;
     mod deprovision;
     mod door;
@@ -80,6 +81,7 @@ mod api_postgres {
     mod auth;
     mod books;
     mod company_keys;
+    mod console_retention;
     mod console_staff;
     mod deprovision;
     mod door;

@@ -1,0 +1,404 @@
+//! The company's data retention: its own rules (owners and admins, never
+//! below the platform's statutory minimum) and, for the owner, the purge
+//! those rules allow: preview exactly what would go (the API's dry run),
+//! type the company's name, purge. The same services as
+//! `GET|PUT /api/v1/companies/{c}/retention` and `POST …/purge`.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use maud::{html, Markup};
+use wb_app::purge::{PurgeRequest, PurgeView};
+use wb_app::retention_rules::{RetentionRequest, RetentionView};
+use wb_core::{Action, Permission};
+
+use super::form::Form;
+use super::layout::{self, Nav};
+use super::page::{Page, PageResult, View};
+use crate::auth::{AppState, ManageSecurity, PurgeData};
+use crate::problem::ApiError;
+
+const TITLE: &str = "Data retention";
+const PURGE_TITLE: &str = "Purge";
+/// Attachments listed one by one on a preview; the rest are counted.
+const LISTED_ATTACHMENTS: usize = 200;
+
+/// The rules' fields, as saved or (after a refusal) as sent.
+fn fields_of(rules: &RetentionView) -> Form {
+    Form::from_pairs(vec![
+        ("entries_years".into(), rules.entries_years.to_string()),
+        (
+            "attachments_years".into(),
+            rules.attachments_years.to_string(),
+        ),
+        ("audit_years".into(), rules.audit_years.to_string()),
+        ("exports_days".into(), rules.exports_days.to_string()),
+    ])
+}
+
+fn rules_form(view: &View, values: &Form, minimum: u32) -> Markup {
+    let value = |name: &str| values.get(name).unwrap_or("").to_string();
+    let field = |name: &str, label: &str, hint: &str| {
+        html! {
+            div {
+                label for=(name) { (label) }
+                input id=(name) name=(name) inputmode="numeric" required value=(value(name)) aria-describedby={ (name) "-hint" };
+                p.hint id={ (name) "-hint" } { (hint) }
+            }
+        }
+    };
+    html! {
+        form.stack method="post" action=(view.href("/retention")) {
+            (view.csrf())
+            (field("entries_years", "Keep entries (years)", &format!("At least {minimum} (the statutory minimum). Counted from the end of the year.")))
+            (field("attachments_years", "Keep attachments (years)", "An attachment linked to an entry still kept stays with it."))
+            (field("audit_years", "Keep the audit trail (years)", &format!("At least {minimum} (the statutory minimum).")))
+            (field("exports_days", "Keep exports (days)", "Exports older than this are deleted."))
+            div { button type="submit" { "Save rules" } }
+        }
+    }
+}
+
+fn purge_section(view: &View, owner: bool) -> Markup {
+    html! {
+        h2 #purge { "Purge what the rules let go" }
+        @if owner {
+            p { "Entries dated before the rules' horizon are replaced by one opening-balance entry per currency, so every balance from the horizon on stays the same. Attachments and audit events past their rules go too, and so do the backups made before the purge." }
+            p { "The preview changes nothing and lists exactly what would go." }
+            form.inline method="post" action=(view.href("/purge/preview")) {
+                (view.csrf())
+                button.secondary type="submit" { "Preview the purge" }
+            }
+        } @else {
+            p.hint { "The company's owner can purge what these rules let go." }
+        }
+    }
+}
+
+fn rules_page(view: &View, values: &Form, minimum: u32, owner: bool) -> Markup {
+    html! {
+        p { "How long this company keeps its records. Nothing is deleted when the rules change: a purge, which only the owner can start, removes what they let go." }
+        (rules_form(view, values, minimum))
+        (purge_section(view, owner))
+    }
+}
+
+/// `GET /c/{company}/retention`.
+pub async fn page(
+    State(platform): State<AppState>,
+    page: Page<ManageSecurity>,
+) -> PageResult<Response> {
+    let (admission, view) = page.into_parts();
+    let owner = admission.allows(Permission::PurgeData);
+    let scope = admission
+        .read(&platform, Action::RetentionRead, None)
+        .await?;
+    let rules = scope.retention(&platform).await?;
+    Ok(view.render(
+        TITLE,
+        Nav::Retention,
+        rules_page(
+            &view,
+            &fields_of(&rules),
+            rules.statutory_minimum_years,
+            owner,
+        ),
+    ))
+}
+
+fn years(form: &Form, name: &str, label: &str) -> Result<Option<u32>, ApiError> {
+    match form.get(name) {
+        None => Ok(None),
+        Some(v) => v.parse::<u32>().map(Some).map_err(|_| {
+            ApiError::unprocessable("invalid-retention", format!("{label} must be a whole number"))
+        }),
+    }
+}
+
+fn change_of(form: &Form) -> Result<RetentionRequest, ApiError> {
+    Ok(RetentionRequest {
+        entries_years: years(form, "entries_years", "Keep entries")?,
+        attachments_years: years(form, "attachments_years", "Keep attachments")?,
+        audit_years: years(form, "audit_years", "Keep the audit trail")?,
+        exports_days: years(form, "exports_days", "Keep exports")?,
+    })
+}
+
+/// `POST /c/{company}/retention`: saves the rules; a refusal names the rule
+/// and keeps what was typed.
+pub async fn save(
+    State(platform): State<AppState>,
+    page: Page<ManageSecurity>,
+    form: Form,
+) -> PageResult<Response> {
+    let (admission, view) = page.into_parts();
+    let owner = admission.allows(Permission::PurgeData);
+    let scope = admission.operate(&platform).await?;
+    let outcome = match change_of(&form) {
+        Ok(change) => scope
+            .set_retention(&platform, change)
+            .await
+            .map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    let minimum = platform.statutory_minimum().in_years();
+    match outcome {
+        Ok(rules) => {
+            let content = html! {
+                (layout::notice("success", "Retention rules saved."))
+                (rules_page(&view, &fields_of(&rules), minimum, owner))
+            };
+            Ok(view.render(TITLE, Nav::Retention, content))
+        }
+        Err(e) => {
+            let content = html! {
+                (layout::notice("error", &e.detail))
+                (rules_page(&view, &form, minimum, owner))
+            };
+            Ok((e.status, view.render(TITLE, Nav::Retention, content)).into_response())
+        }
+    }
+}
+
+fn ranges(ranges: &[[i64; 2]]) -> String {
+    ranges
+        .iter()
+        .map(|[a, b]| {
+            if a == b {
+                format!("#{a}")
+            } else {
+                format!("#{a}–#{b}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What a purge removed, or (a preview) would remove.
+fn summary(view: &View, purge: &PurgeView) -> Markup {
+    let rows = [
+        ("Entries", purge.before.entries, purge.after.entries),
+        ("Postings", purge.before.postings, purge.after.postings),
+        (
+            "Attachments",
+            purge.before.attachments,
+            purge.after.attachments,
+        ),
+        (
+            "Audit events",
+            purge.before.audit_events,
+            purge.after.audit_events,
+        ),
+    ];
+    let more = purge
+        .attachments_removed
+        .len()
+        .saturating_sub(LISTED_ATTACHMENTS);
+    html! {
+        table.responsive #purge-counts {
+            caption { "Records in the company database" }
+            thead { tr { th scope="col" { "Kind" } th scope="col" { "Before" } th scope="col" { "After" } } }
+            tbody {
+                @for (kind, before, after) in rows {
+                    tr { th scope="row" data-label="Kind" { (kind) } td data-label="Before" { (before) } td data-label="After" { (after) } }
+                }
+            }
+        }
+        h3 { "Entries" }
+        @if purge.entries_removed == 0 {
+            p #purge-entries { "No entry is dated before " (purge.horizon) "." }
+        } @else {
+            p #purge-entries { (purge.entries_removed) " entries dated before " strong { (purge.horizon) } " (" (ranges(&purge.entry_id_ranges)) ", " (purge.postings_removed) " postings)." }
+            @if !purge.opening_entries.is_empty() {
+                p { "In their place, one opening entry per currency on " (purge.horizon) ":" }
+                @for opening in &purge.opening_entries {
+                    table.responsive {
+                        caption { "Opening entry " a href=(view.href(&format!("/entries/{}", opening.id))) { "#" (opening.id) } " (" (opening.currency) ")" }
+                        thead { tr { th scope="col" { "Account" } th scope="col" { "Amount" } } }
+                        tbody {
+                            @for posting in &opening.postings {
+                                tr { td data-label="Account" { (posting.account) } td.amount data-label="Amount" { (posting.amount) } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h3 { "Attachments" }
+        @if purge.attachments_removed.is_empty() {
+            p #purge-attachments { "No attachment goes (older than " (purge.attachments_before) " and not linked to an entry kept)." }
+        } @else {
+            p #purge-attachments { (purge.attachments_removed.len()) " attachments: those of the removed entries, and those older than " (purge.attachments_before) " linked to no entry." }
+            ul {
+                @for file in purge.attachments_removed.iter().take(LISTED_ATTACHMENTS) {
+                    li { (file.name) " (" (file.size) " bytes, " (file.created_at) @if let Some(entry) = file.entry_id { ", entry #" (entry) } ")" }
+                }
+                @if more > 0 { li { "and " (more) " more" } }
+            }
+        }
+        h3 { "Audit trail" }
+        @if purge.audit_events_removed == 0 {
+            p #purge-audit { "No audit event goes (before " (purge.audit_before) ", up to a signed checkpoint)." }
+        } @else {
+            p #purge-audit { (purge.audit_events_removed) " audit events, through event #" (purge.audit_through_seq) " (the last signed checkpoint before " (purge.audit_before) ")." }
+        }
+        h3 { "Backups" }
+        @if purge.dry_run {
+            p { (purge.backup_snapshots_before.len()) " snapshot(s) and the changes shipped before the purge are deleted once a snapshot after it is in backup storage. The journal keeps a signed anchor: purged through change #" (purge.journal_through_seq) "." }
+        } @else {
+            p #purge-backups { "Gone from the backups: " (purge.gone_from_backups) ". The journal keeps a signed anchor (change #" (purge.anchor_seq) "): purged through change #" (purge.journal_through_seq) ", hash " code { (purge.journal_through_hash) } "." }
+        }
+    }
+}
+
+fn company_name(view: &View) -> String {
+    view.chrome()
+        .current
+        .as_ref()
+        .map(|(_, name, _)| name.clone())
+        .unwrap_or_default()
+}
+
+/// Nothing is due: a purge would change nothing.
+fn nothing_due(purge: &PurgeView) -> bool {
+    purge.entries_removed == 0
+        && purge.attachments_removed.is_empty()
+        && purge.audit_events_removed == 0
+}
+
+fn preview_page(view: &View, purge: &PurgeView, error: Option<&str>) -> Markup {
+    let name = company_name(view);
+    html! {
+        @if let Some(error) = error { (layout::notice("error", error)) }
+        p { "What a purge under this company's rules removes today. " strong { "Nothing has changed yet." } }
+        (summary(view, purge))
+        @if nothing_due(purge) {
+            (layout::notice("success", "Nothing is due: the rules let nothing go yet."))
+        } @else {
+            h2 { "Purge" }
+            p { "This cannot be undone: what is listed above is deleted from the database now, and from the backups once a snapshot after the purge is stored. A restore to a moment before the purge will no longer be possible." }
+            form.stack method="post" action=(view.href("/purge")) {
+                (view.csrf())
+                // The horizon previewed: a purge confirmed after a new year
+                // begins removes no more entries than were shown.
+                input type="hidden" name="entries_before" value=(purge.horizon);
+                div {
+                    label for="confirm-name" { "Type the company's name to confirm: " strong { (name) } }
+                    input #confirm-name name="confirm" required autocomplete="off" aria-describedby=[error.map(|_| "confirm-name-error")];
+                    @if let Some(error) = error { p.field-error #confirm-name-error { (error) } }
+                }
+                div { button.danger type="submit" { "Purge now" } }
+            }
+        }
+        p { a href=(view.href("/retention")) { "Back to data retention" } }
+    }
+}
+
+fn refused(view: &View, error: ApiError) -> Response {
+    let content = html! {
+        (layout::notice("error", &error.detail))
+        p { a href=(view.href("/retention")) { "Back to data retention" } }
+    };
+    (
+        error.status,
+        view.render(PURGE_TITLE, Nav::Retention, content),
+    )
+        .into_response()
+}
+
+/// `POST /c/{company}/purge/preview`: the dry run (recorded as
+/// `data.purge.preview`). A POST: it takes the company's writer for a
+/// moment, which no prefetch should do.
+pub async fn preview(
+    State(platform): State<AppState>,
+    page: Page<PurgeData>,
+) -> PageResult<Response> {
+    let (admission, view) = page.into_parts();
+    let scope = admission.operate(&platform).await?;
+    let request = PurgeRequest {
+        dry_run: true,
+        entries_before: None,
+    };
+    match scope.purge(&platform, request).await {
+        Ok(purge) => Ok(view.render(
+            PURGE_TITLE,
+            Nav::Retention,
+            preview_page(&view, &purge, None),
+        )),
+        Err(e) => Ok(refused(&view, e.into())),
+    }
+}
+
+/// `POST /c/{company}/purge`: the purge, after the name is typed.
+pub async fn purge(
+    State(platform): State<AppState>,
+    page: Page<PurgeData>,
+    form: Form,
+) -> PageResult<Response> {
+    let (admission, view) = page.into_parts();
+    let scope = admission.operate(&platform).await?;
+    let entries_before = form.get("entries_before").map(str::to_string);
+    if form.get("confirm").unwrap_or("") != company_name(&view) {
+        // Show the preview again (the same horizon), with the error.
+        let request = PurgeRequest {
+            dry_run: true,
+            entries_before,
+        };
+        return match scope.purge(&platform, request).await {
+            Ok(purge) => Ok((
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                view.render(
+                    PURGE_TITLE,
+                    Nav::Retention,
+                    preview_page(
+                        &view,
+                        &purge,
+                        Some("The name does not match; type it exactly as shown."),
+                    ),
+                ),
+            )
+                .into_response()),
+            Err(e) => Ok(refused(&view, e.into())),
+        };
+    }
+    let request = PurgeRequest {
+        dry_run: false,
+        entries_before,
+    };
+    match scope.purge(&platform, request).await {
+        Ok(purge) => {
+            let content = html! {
+                (layout::notice("success", if nothing_due(&purge) { "Nothing was due: nothing changed." } else { "The purge is done." }))
+                (summary(&view, &purge))
+                p { a href=(view.href("/retention")) { "Back to data retention" } }
+            };
+            Ok(view.render(PURGE_TITLE, Nav::Retention, content))
+        }
+        Err(e) => Ok(refused(&view, e.into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removed_ids_read_as_ranges() {
+        assert_eq!(ranges(&[]), "");
+        assert_eq!(ranges(&[[3, 3]]), "#3");
+        assert_eq!(ranges(&[[1, 4], [7, 7], [9, 12]]), "#1–#4, #7, #9–#12");
+    }
+
+    #[test]
+    fn the_rules_form_takes_whole_numbers_only() {
+        let form = |v: &str| Form::from_pairs(vec![("entries_years".into(), v.into())]);
+        assert_eq!(change_of(&form("12")).unwrap().entries_years, Some(12));
+        for bad in ["-1", "ten", "1.5", "99999999999"] {
+            let e = change_of(&form(bad)).unwrap_err();
+            assert!(e.detail.contains("Keep entries"), "{bad}: {}", e.detail);
+        }
+        // A field left out keeps its value.
+        let empty = change_of(&Form::from_pairs(vec![])).unwrap();
+        assert_eq!(empty.entries_years, None);
+        assert_eq!(empty.exports_days, None);
+    }
+}

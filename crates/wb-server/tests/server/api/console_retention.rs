@@ -1,0 +1,327 @@
+//! The console's data retention page (`/c/{company}/retention`) and its
+//! purge: the rules saved from the form and refused below the statutory
+//! minimum naming the rule; an admin edits the rules but cannot preview or
+//! purge; the owner's preview changes nothing; a purge with the wrong name
+//! changes nothing; with the name, the old entries go and one opening entry
+//! stands in their place; every step is in the company's trail; no form
+//! works without the CSRF token.
+
+use reqwest::Method;
+use serde_json::json;
+use wb_core::Action;
+
+use super::harness::{entry, Body, Resp, Tenant, TestServer};
+
+const CSRF: &str = "csrf_consoletesttoken0123456789";
+
+fn one_year_minimum(config: &mut wb_server::ServerConfig) {
+    config.statutory_minimum = wb_core::data_retention::StatutoryMinimum::years(1).unwrap();
+}
+
+fn form(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in fields {
+        s.append_pair(k, v);
+    }
+    s.finish().into_bytes()
+}
+
+fn cookie_of(token: &str) -> String {
+    format!("__Host-wb_session={token}")
+}
+
+async fn get_page(srv: &TestServer, path: &str, token: &str) -> Resp {
+    srv.send(
+        Method::GET,
+        path,
+        None,
+        Body::None,
+        &[("cookie", &cookie_of(token))],
+    )
+    .await
+}
+
+/// A console form POST from this origin; `csrf` false leaves the token out.
+async fn post_page(
+    srv: &TestServer,
+    path: &str,
+    token: &str,
+    fields: &[(&str, &str)],
+    csrf: bool,
+) -> Resp {
+    let cookie = format!("{}; __Host-wb_csrf={CSRF}", cookie_of(token));
+    let mut all = fields.to_vec();
+    if csrf {
+        all.push(("_csrf", CSRF));
+    }
+    srv.send(
+        Method::POST,
+        path,
+        None,
+        Body::Raw {
+            content_type: Some("application/x-www-form-urlencoded"),
+            bytes: form(&all),
+        },
+        &[("cookie", &cookie), ("origin", &srv.base)],
+    )
+    .await
+}
+
+/// `(action, outcome)` of the company's own trail, oldest first.
+async fn trail(srv: &TestServer, t: &Tenant) -> Vec<(String, String)> {
+    let tenant = srv.platform.tenant(&t.id).await.unwrap();
+    tenant
+        .audit_events(0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.action, e.outcome))
+        .collect()
+}
+
+fn count(trail: &[(String, String)], action: Action, outcome: &str) -> usize {
+    trail
+        .iter()
+        .filter(|(a, o)| a == action.as_str() && o == outcome)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_rules_and_the_purge_from_the_console() {
+    let srv = TestServer::start_manual_configured(one_year_minimum).await;
+    let clock = srv.clock.clone().unwrap();
+    let t = srv.signup("Tidy Books Ltd").await;
+    srv.chart(&t).await;
+    // Dates from the clock: two years on, a one-year rule keeps entries
+    // from 1 January of last year (`horizon`).
+    let year = clock.now().year();
+    let old = |md: &str| format!("{}-{md}", year - 1);
+    let horizon = format!("{}-01-01", year + 1);
+    let kept_day = format!("{}-02-01", year + 1);
+    let later = format!("{}-06-01", year + 1);
+    srv.post_entry(
+        &t,
+        entry(
+            &old("03-01"),
+            "Old sale",
+            &[("1000", "100.00", "USD"), ("4000", "-100.00", "USD")],
+        ),
+    )
+    .await;
+    srv.post_entry(
+        &t,
+        entry(
+            &old("05-01"),
+            "Old rent",
+            &[("5000", "30.00", "USD"), ("1000", "-30.00", "USD")],
+        ),
+    )
+    .await;
+    clock.advance(time::Duration::days(731));
+    let t = srv.sign_in_again(&t).await;
+    let kept = srv
+        .post_entry(
+            &t,
+            entry(
+                &kept_day,
+                "New sale",
+                &[("1000", "10.00", "USD"), ("4000", "-10.00", "USD")],
+            ),
+        )
+        .await;
+    let retention = format!("/c/{}/retention", t.id);
+
+    // The page: the rules as saved, the link in the navigation, the purge.
+    let page = get_page(&srv, &retention, &t.token).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page.text.contains("Data retention"));
+    assert!(page.text.contains("name=\"entries_years\""));
+    assert!(page.text.contains("value=\"10\""), "the default ten years");
+    assert!(page.text.contains("Preview the purge"));
+
+    // Below the statutory minimum: refused, naming the rule; what was typed stays.
+    let refused = post_page(
+        &srv,
+        &retention,
+        &t.token,
+        &[
+            ("entries_years", "0"),
+            ("attachments_years", "1"),
+            ("audit_years", "1"),
+            ("exports_days", "30"),
+        ],
+        true,
+    )
+    .await;
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert!(refused.text.contains("entries_years"), "{}", refused.text);
+    assert!(refused.text.contains("value=\"0\""));
+    let garbage = post_page(
+        &srv,
+        &retention,
+        &t.token,
+        &[("entries_years", "ten")],
+        true,
+    )
+    .await;
+    assert_eq!(garbage.status, 422, "{}", garbage.text);
+    assert!(garbage.text.contains("whole number"));
+    let rules = srv.get(&t.path("/retention"), &t.token).await.ok(200);
+    assert_eq!(rules["entries_years"], 10, "a refusal changes nothing");
+
+    // Without the CSRF token nothing is saved.
+    let forged = post_page(&srv, &retention, &t.token, &[("entries_years", "1")], false).await;
+    assert_eq!(forged.status, 403, "{}", forged.text);
+    assert_eq!(
+        srv.get(&t.path("/retention"), &t.token).await.ok(200)["entries_years"],
+        10
+    );
+
+    // An admin edits the rules (one year) but neither previews nor purges.
+    let admin = super::mfa::member_of(&srv, &t, "admin").await;
+    let saved = post_page(
+        &srv,
+        &retention,
+        &admin,
+        &[
+            ("entries_years", "1"),
+            ("attachments_years", "1"),
+            ("audit_years", "1"),
+            ("exports_days", "30"),
+        ],
+        true,
+    )
+    .await;
+    assert_eq!(saved.status, 200, "{}", saved.text);
+    assert!(saved.text.contains("Retention rules saved."));
+    assert!(!saved.text.contains("Preview the purge"), "no purge for an admin");
+    let rules = srv.get(&t.path("/retention"), &t.token).await.ok(200);
+    assert_eq!(rules["entries_years"], 1);
+    for path in ["/purge/preview", "/purge"] {
+        let resp = post_page(
+            &srv,
+            &format!("/c/{}{path}", t.id),
+            &admin,
+            &[("confirm", "Tidy Books Ltd")],
+            true,
+        )
+        .await;
+        assert_eq!(resp.status, 403, "{path}: {}", resp.text);
+    }
+    // An accountant does not even see the page.
+    let accountant = super::mfa::member_of(&srv, &t, "accountant").await;
+    assert_eq!(get_page(&srv, &retention, &accountant).await.status, 403);
+
+    // The owner's preview lists the two old entries and changes nothing.
+    let entries_before = srv.all_entries(&t, &t.token).await;
+    assert_eq!(entries_before.len(), 3);
+    let preview = post_page(
+        &srv,
+        &format!("/c/{}/purge/preview", t.id),
+        &t.token,
+        &[],
+        true,
+    )
+    .await;
+    assert_eq!(preview.status, 200, "{}", preview.text);
+    assert!(
+        preview
+            .text
+            .contains(&format!("2 entries dated before <strong>{horizon}</strong>")),
+        "{}",
+        preview.text
+    );
+    assert!(preview.text.contains("Nothing has changed yet."));
+    assert!(preview
+        .text
+        .contains(&format!("name=\"entries_before\" value=\"{horizon}\"")));
+    assert_eq!(srv.all_entries(&t, &t.token).await, entries_before);
+
+    // The wrong name: refused, nothing changes, the preview is shown again.
+    let wrong = post_page(
+        &srv,
+        &format!("/c/{}/purge", t.id),
+        &t.token,
+        &[("entries_before", horizon.as_str()), ("confirm", "Tidy Books")],
+        true,
+    )
+    .await;
+    assert_eq!(wrong.status, 422, "{}", wrong.text);
+    assert!(wrong.text.contains("The name does not match"));
+    assert_eq!(srv.all_entries(&t, &t.token).await, entries_before);
+    // Nor without the CSRF token.
+    let forged = post_page(
+        &srv,
+        &format!("/c/{}/purge", t.id),
+        &t.token,
+        &[("entries_before", horizon.as_str()), ("confirm", "Tidy Books Ltd")],
+        false,
+    )
+    .await;
+    assert_eq!(forged.status, 403);
+    assert_eq!(srv.all_entries(&t, &t.token).await, entries_before);
+    // A horizon later than the rules allow is refused, naming the rule.
+    let refused_later = post_page(
+        &srv,
+        &format!("/c/{}/purge", t.id),
+        &t.token,
+        &[("entries_before", later.as_str()), ("confirm", "Tidy Books Ltd")],
+        true,
+    )
+    .await;
+    assert_eq!(refused_later.status, 422, "{}", refused_later.text);
+    assert!(
+        refused_later.text.contains("statutory_minimum_years"),
+        "{}",
+        refused_later.text
+    );
+    assert_eq!(srv.all_entries(&t, &t.token).await, entries_before);
+
+    // The purge: the old entries go, one opening entry stands in for them,
+    // and the balance on the kept day is what it was.
+    let balance_before = srv.trial_balance(&t, &t.token, &kept_day).await["accounts"].clone();
+    let done = post_page(
+        &srv,
+        &format!("/c/{}/purge", t.id),
+        &t.token,
+        &[("entries_before", horizon.as_str()), ("confirm", "Tidy Books Ltd")],
+        true,
+    )
+    .await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    assert!(done.text.contains("The purge is done."), "{}", done.text);
+    assert!(done.text.contains("Gone from the backups"));
+    let after = srv.all_entries(&t, &t.token).await;
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(after.iter().any(|e| e["id"] == kept.as_str()));
+    assert!(after
+        .iter()
+        .any(|e| e["reference"] == json!(format!("purge:{horizon}"))));
+    assert!(!after.iter().any(|e| e["description"] == "Old sale"));
+    assert_eq!(
+        srv.trial_balance(&t, &t.token, &kept_day).await["accounts"],
+        balance_before
+    );
+
+    // A second purge (a resubmitted form) has nothing left to do.
+    let again = post_page(
+        &srv,
+        &format!("/c/{}/purge", t.id),
+        &t.token,
+        &[("entries_before", horizon.as_str()), ("confirm", "Tidy Books Ltd")],
+        true,
+    )
+    .await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert!(again.text.contains("Nothing was due"), "{}", again.text);
+    assert_eq!(srv.all_entries(&t, &t.token).await.len(), 2);
+
+    // Every step is in the company's trail.
+    let trail = trail(&srv, &t).await;
+    assert_eq!(count(&trail, Action::RetentionSet, "success"), 1);
+    assert_eq!(count(&trail, Action::RetentionSet, "failure"), 1);
+    assert!(count(&trail, Action::DataPurgePreview, "success") >= 2);
+    assert_eq!(count(&trail, Action::DataPurge, "failure"), 1);
+    assert!(count(&trail, Action::DataPurge, "success") >= 1);
+    srv.shutdown().await;
+}
