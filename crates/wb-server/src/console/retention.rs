@@ -109,7 +109,10 @@ fn years(form: &Form, name: &str, label: &str) -> Result<Option<u32>, ApiError> 
     match form.get(name) {
         None => Ok(None),
         Some(v) => v.parse::<u32>().map(Some).map_err(|_| {
-            ApiError::unprocessable("invalid-retention", format!("{label} must be a whole number"))
+            ApiError::unprocessable(
+                "invalid-retention",
+                format!("{label} must be a whole number"),
+            )
         }),
     }
 }
@@ -173,6 +176,11 @@ fn ranges(ranges: &[[i64; 2]]) -> String {
         .join(", ")
 }
 
+/// The day of an RFC 3339 time (the cut-offs are midnights, UTC).
+fn day(at: &str) -> &str {
+    at.get(..10).unwrap_or(at)
+}
+
 /// What a purge removed, or (a preview) would remove.
 fn summary(view: &View, purge: &PurgeView) -> Markup {
     let rows = [
@@ -203,7 +211,7 @@ fn summary(view: &View, purge: &PurgeView) -> Markup {
                 }
             }
         }
-        h3 { "Entries" }
+        h2 { "Entries" }
         @if purge.entries_removed == 0 {
             p #purge-entries { "No entry is dated before " (purge.horizon) "." }
         } @else {
@@ -223,26 +231,28 @@ fn summary(view: &View, purge: &PurgeView) -> Markup {
                 }
             }
         }
-        h3 { "Attachments" }
+        h2 { "Attachments" }
         @if purge.attachments_removed.is_empty() {
-            p #purge-attachments { "No attachment goes (older than " (purge.attachments_before) " and not linked to an entry kept)." }
+            p #purge-attachments { "No attachment goes (older than " (day(&purge.attachments_before)) " and not linked to an entry kept)." }
         } @else {
-            p #purge-attachments { (purge.attachments_removed.len()) " attachments: those of the removed entries, and those older than " (purge.attachments_before) " linked to no entry." }
+            p #purge-attachments { (purge.attachments_removed.len()) " attachments: those of the removed entries, and those older than " (day(&purge.attachments_before)) " linked to no entry." }
             ul {
                 @for file in purge.attachments_removed.iter().take(LISTED_ATTACHMENTS) {
-                    li { (file.name) " (" (file.size) " bytes, " (file.created_at) @if let Some(entry) = file.entry_id { ", entry #" (entry) } ")" }
+                    li { (file.name) " (" (file.size) " bytes, " (day(&file.created_at)) @if let Some(entry) = file.entry_id { ", entry #" (entry) } ")" }
                 }
                 @if more > 0 { li { "and " (more) " more" } }
             }
         }
-        h3 { "Audit trail" }
+        h2 { "Audit trail" }
         @if purge.audit_events_removed == 0 {
-            p #purge-audit { "No audit event goes (before " (purge.audit_before) ", up to a signed checkpoint)." }
+            p #purge-audit { "No audit event goes (before " (day(&purge.audit_before)) ", up to a signed checkpoint)." }
         } @else {
-            p #purge-audit { (purge.audit_events_removed) " audit events, through event #" (purge.audit_through_seq) " (the last signed checkpoint before " (purge.audit_before) ")." }
+            p #purge-audit { (purge.audit_events_removed) " audit events, through event #" (purge.audit_through_seq) " (the last signed checkpoint before " (day(&purge.audit_before)) ")." }
         }
-        h3 { "Backups" }
-        @if purge.dry_run {
+        h2 { "Backups" }
+        @if nothing_due(purge) {
+            p #purge-backups { "Nothing goes from the backups." }
+        } @else if purge.dry_run {
             p { (purge.backup_snapshots_before.len()) " snapshot(s) and the changes shipped before the purge are deleted once a snapshot after it is in backup storage. The journal keeps a signed anchor: purged through change #" (purge.journal_through_seq) "." }
         } @else {
             p #purge-backups { "Gone from the backups: " (purge.gone_from_backups) ". The journal keeps a signed anchor (change #" (purge.anchor_seq) "): purged through change #" (purge.journal_through_seq) ", hash " code { (purge.journal_through_hash) } "." }
@@ -270,11 +280,12 @@ fn preview_page(view: &View, purge: &PurgeView, error: Option<&str>) -> Markup {
     html! {
         @if let Some(error) = error { (layout::notice("error", error)) }
         p { "What a purge under this company's rules removes today. " strong { "Nothing has changed yet." } }
-        (summary(view, purge))
         @if nothing_due(purge) {
             (layout::notice("success", "Nothing is due: the rules let nothing go yet."))
-        } @else {
-            h2 { "Purge" }
+        }
+        (summary(view, purge))
+        @if !nothing_due(purge) {
+            h2 { "Purge now" }
             p { "This cannot be undone: what is listed above is deleted from the database now, and from the backups once a snapshot after the purge is stored. A restore to a moment before the purge will no longer be possible." }
             form.stack method="post" action=(view.href("/purge")) {
                 (view.csrf())
@@ -386,6 +397,17 @@ mod tests {
         assert_eq!(ranges(&[]), "");
         assert_eq!(ranges(&[[3, 3]]), "#3");
         assert_eq!(ranges(&[[1, 4], [7, 7], [9, 12]]), "#1–#4, #7, #9–#12");
+    }
+
+    #[test]
+    fn cut_offs_read_as_days() {
+        assert_eq!(day("2016-01-01T00:00:00Z"), "2016-01-01");
+        assert_eq!(day("short"), "short");
+        assert_eq!(
+            day("2016-01-é"),
+            "2016-01-é",
+            "never split inside a character"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 use reqwest::Method;
 use serde_json::json;
 use wb_core::Action;
+use wb_server::Clock;
 
 use super::harness::{entry, Body, Resp, Tenant, TestServer};
 
@@ -67,14 +68,19 @@ async fn post_page(
     .await
 }
 
-/// `(action, outcome)` of the company's own trail, oldest first.
+/// `(action, outcome)` of what is on record about the company: its own
+/// trail (the purge) and the control chain's events naming it (the rules).
 async fn trail(srv: &TestServer, t: &Tenant) -> Vec<(String, String)> {
     let tenant = srv.platform.tenant(&t.id).await.unwrap();
-    tenant
-        .audit_events(0, 10_000)
+    let own = tenant.audit_events(0, 10_000).await.unwrap();
+    let control = srv
+        .platform
+        .control
+        .audit_events(Some(&t.id), 0, 10_000)
         .await
-        .unwrap()
-        .into_iter()
+        .unwrap();
+    own.into_iter()
+        .chain(control)
         .map(|e| (e.action, e.outcome))
         .collect()
 }
@@ -194,7 +200,10 @@ async fn retention_rules_and_the_purge_from_the_console() {
     .await;
     assert_eq!(saved.status, 200, "{}", saved.text);
     assert!(saved.text.contains("Retention rules saved."));
-    assert!(!saved.text.contains("Preview the purge"), "no purge for an admin");
+    assert!(
+        !saved.text.contains("Preview the purge"),
+        "no purge for an admin"
+    );
     let rules = srv.get(&t.path("/retention"), &t.token).await.ok(200);
     assert_eq!(rules["entries_years"], 1);
     for path in ["/purge/preview", "/purge"] {
@@ -225,9 +234,9 @@ async fn retention_rules_and_the_purge_from_the_console() {
     .await;
     assert_eq!(preview.status, 200, "{}", preview.text);
     assert!(
-        preview
-            .text
-            .contains(&format!("2 entries dated before <strong>{horizon}</strong>")),
+        preview.text.contains(&format!(
+            "2 entries dated before <strong>{horizon}</strong>"
+        )),
         "{}",
         preview.text
     );
@@ -242,7 +251,10 @@ async fn retention_rules_and_the_purge_from_the_console() {
         &srv,
         &format!("/c/{}/purge", t.id),
         &t.token,
-        &[("entries_before", horizon.as_str()), ("confirm", "Tidy Books")],
+        &[
+            ("entries_before", horizon.as_str()),
+            ("confirm", "Tidy Books"),
+        ],
         true,
     )
     .await;
@@ -254,7 +266,10 @@ async fn retention_rules_and_the_purge_from_the_console() {
         &srv,
         &format!("/c/{}/purge", t.id),
         &t.token,
-        &[("entries_before", horizon.as_str()), ("confirm", "Tidy Books Ltd")],
+        &[
+            ("entries_before", horizon.as_str()),
+            ("confirm", "Tidy Books Ltd"),
+        ],
         false,
     )
     .await;
@@ -265,7 +280,10 @@ async fn retention_rules_and_the_purge_from_the_console() {
         &srv,
         &format!("/c/{}/purge", t.id),
         &t.token,
-        &[("entries_before", later.as_str()), ("confirm", "Tidy Books Ltd")],
+        &[
+            ("entries_before", later.as_str()),
+            ("confirm", "Tidy Books Ltd"),
+        ],
         true,
     )
     .await;
@@ -284,7 +302,10 @@ async fn retention_rules_and_the_purge_from_the_console() {
         &srv,
         &format!("/c/{}/purge", t.id),
         &t.token,
-        &[("entries_before", horizon.as_str()), ("confirm", "Tidy Books Ltd")],
+        &[
+            ("entries_before", horizon.as_str()),
+            ("confirm", "Tidy Books Ltd"),
+        ],
         true,
     )
     .await;
@@ -308,7 +329,10 @@ async fn retention_rules_and_the_purge_from_the_console() {
         &srv,
         &format!("/c/{}/purge", t.id),
         &t.token,
-        &[("entries_before", horizon.as_str()), ("confirm", "Tidy Books Ltd")],
+        &[
+            ("entries_before", horizon.as_str()),
+            ("confirm", "Tidy Books Ltd"),
+        ],
         true,
     )
     .await;
