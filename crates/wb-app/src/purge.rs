@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use time::{Date, Month, OffsetDateTime, Time};
+use time::{Date, OffsetDateTime, Time};
 use utoipa::ToSchema;
 use wb_core::audit::Checkpoint;
 use wb_core::data_retention::DataRetention;
@@ -24,8 +24,10 @@ use crate::retention_rules::RetentionView;
 /// Attempts when writes arrive between shipping the journal and the purge.
 const ATTEMPTS: usize = 5;
 
-/// `{"dry_run": true}` lists what would go; `entries_before` asks for an
-/// earlier horizon than the rules' (never a later one).
+/// `{"dry_run": true}` lists what would go; `entries_before`,
+/// `attachments_before` and `audit_before` ask for earlier cut-offs than
+/// the rules' (never later ones): a client that previewed sends back the
+/// preview's, so the purge removes nothing the preview did not reach.
 #[derive(Debug, Default, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PurgeRequest {
@@ -33,6 +35,13 @@ pub struct PurgeRequest {
     pub dry_run: bool,
     /// `YYYY-MM-DD`: purge entries before this date only.
     pub entries_before: Option<String>,
+    /// `YYYY-MM-DD`: remove attachments created before this day only.
+    pub attachments_before: Option<String>,
+    /// `YYYY-MM-DD`: remove audit events from before this day only.
+    pub audit_before: Option<String>,
+    /// When given, the company's name as typed to confirm: a purge with
+    /// another name is refused (422 `confirmation-mismatch`) and recorded.
+    pub confirm: Option<String>,
 }
 
 /// One posting of an opening entry.
@@ -124,20 +133,12 @@ impl From<PurgeCounts> for CountsView {
     }
 }
 
-/// 1 January of `date`'s year at midnight UTC.
-fn start_of_year(date: Date) -> OffsetDateTime {
-    Date::from_calendar_date(date.year(), Month::January, 1)
-        .unwrap_or(date)
-        .with_time(Time::MIDNIGHT)
-        .assume_utc()
-}
-
-fn parse_day(text: &str) -> ServiceResult<Date> {
+fn parse_day(field: &str, text: &str) -> ServiceResult<Date> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
     Date::parse(text, format).map_err(|_| {
         ServiceError::bad_request(
             "invalid-date",
-            format!("entries_before must be a date as YYYY-MM-DD, not {text:?}"),
+            format!("{field} must be a date as YYYY-MM-DD, not {text:?}"),
         )
     })
 }
@@ -153,24 +154,37 @@ fn ranges(ids: &[i64]) -> Vec<[i64; 2]> {
     out
 }
 
-/// The horizon the rules allow today, or the earlier one asked for; a later
-/// one is refused naming the rule.
-fn horizon_for(
+/// One rule of a purge: what it keeps, and whether the statutory minimum
+/// binds it.
+struct Rule {
+    /// The rule's field (`entries_years`, …), named in a refusal.
+    name: &'static str,
+    /// The request's field asking for an earlier cut-off.
+    field: &'static str,
+    /// What it keeps, for the refusal's sentence.
+    keeps: &'static str,
+    years: u32,
+    statutory: bool,
+}
+
+/// The cut-off a rule allows today (1 January, `years` back), or the
+/// earlier one asked for; a later one is refused naming the rule.
+fn cut_off(
     platform: &Platform,
-    rules: &DataRetention,
+    rule: &Rule,
     today: Date,
     asked: Option<&str>,
 ) -> ServiceResult<Date> {
-    let allowed = wb_core::purge::horizon(today, rules.entries_years);
+    let allowed = wb_core::purge::horizon(today, rule.years);
     let Some(asked) = asked else {
         return Ok(allowed);
     };
-    let asked = parse_day(asked)?;
+    let asked = parse_day(rule.field, asked)?;
     if asked <= allowed {
         return Ok(asked);
     }
     let minimum = platform.statutory_minimum().in_years();
-    let (slug, rule) = if rules.entries_years <= minimum {
+    let (slug, name) = if rule.statutory && rule.years <= minimum {
         (
             "below-statutory-minimum",
             format!("statutory_minimum_years ({minimum} years)"),
@@ -178,15 +192,56 @@ fn horizon_for(
     } else {
         (
             "beyond-retention-rule",
-            format!("entries_years ({} years)", rules.entries_years),
+            format!("{} ({} years)", rule.name, rule.years),
         )
     };
     Err(ServiceError::unprocessable(
         slug,
         format!(
-            "refused by rule {rule}: entries are kept at least {} years, so the latest purge horizon today is {allowed}, not {asked}",
-            rules.entries_years
+            "refused by rule {name}: {} are kept at least {} years, so the latest {} today is {allowed}, not {asked}",
+            rule.keeps, rule.years, rule.field
         ),
+    ))
+}
+
+/// The three cut-offs of a purge today: entries (the horizon), attachments
+/// and audit events.
+fn cut_offs(
+    platform: &Platform,
+    rules: &DataRetention,
+    today: Date,
+    request: &PurgeRequest,
+) -> ServiceResult<(Date, Date, Date)> {
+    let entries = Rule {
+        name: "entries_years",
+        field: "entries_before",
+        keeps: "entries",
+        years: rules.entries_years,
+        statutory: true,
+    };
+    let attachments = Rule {
+        name: "attachments_years",
+        field: "attachments_before",
+        keeps: "attachments",
+        years: rules.attachments_years,
+        statutory: false,
+    };
+    let audit = Rule {
+        name: "audit_years",
+        field: "audit_before",
+        keeps: "audit events",
+        years: rules.audit_years,
+        statutory: true,
+    };
+    Ok((
+        cut_off(platform, &entries, today, request.entries_before.as_deref())?,
+        cut_off(
+            platform,
+            &attachments,
+            today,
+            request.attachments_before.as_deref(),
+        )?,
+        cut_off(platform, &audit, today, request.audit_before.as_deref())?,
     ))
 }
 
@@ -212,6 +267,23 @@ impl Platform {
 }
 
 impl CompanyScope {
+    /// A dry run, or a purge without `confirm`, needs no name; with one it
+    /// must be the company's name as shown.
+    async fn confirmed(&self, platform: &Platform, request: &PurgeRequest) -> ServiceResult<()> {
+        let Some(typed) = request.confirm.as_deref().filter(|_| !request.dry_run) else {
+            return Ok(());
+        };
+        let company = self.company(platform).await?;
+        if crate::restore_copy::confirms(typed, &company.name) {
+            Ok(())
+        } else {
+            Err(ServiceError::unprocessable(
+                "confirmation-mismatch",
+                "type the company's name exactly as it is shown to confirm the purge",
+            ))
+        }
+    }
+
     /// The newest certified checkpoint of the company's audit chain at an
     /// event older than `cutoff`: the purge drops the events through it,
     /// and the checkpoint vouches for where the kept chain starts.
@@ -258,9 +330,12 @@ impl CompanyScope {
         let rules = platform.company_retention(self.company_id()).await?;
         let now = platform.now();
         let today = now.date();
-        let horizon = match horizon_for(platform, &rules, today, request.entries_before.as_deref())
-        {
-            Ok(h) => h,
+        let checked = match cut_offs(platform, &rules, today, &request) {
+            Ok(cuts) => self.confirmed(platform, &request).await.map(|()| cuts),
+            Err(e) => Err(e),
+        };
+        let (horizon, files_day, audit_day) = match checked {
+            Ok(cuts) => cuts,
             Err(refused) => {
                 self.record(
                     platform,
@@ -278,8 +353,8 @@ impl CompanyScope {
                 return Err(refused);
             }
         };
-        let files_before = start_of_year(wb_core::purge::horizon(today, rules.attachments_years));
-        let audit_before = start_of_year(wb_core::purge::horizon(today, rules.audit_years));
+        let files_before = files_day.with_time(Time::MIDNIGHT).assume_utc();
+        let audit_before = audit_day.with_time(Time::MIDNIGHT).assume_utc();
         let tenant = platform.tenant(self.company_id()).await?;
         let node = platform.node_id.clone();
         let key = platform.node_key.clone();
@@ -299,9 +374,14 @@ impl CompanyScope {
             let journal_head = if request.dry_run {
                 tenant.stats().await?.journal_seq
             } else {
-                purged::ship_now(platform, &tenant)
-                    .await
-                    .map_err(|e| ServiceError::unavailable(format!("{e:#}")))?
+                purged::ship_now(platform, &tenant).await.map_err(|e| {
+                    // The detail (the object store's answer) is the
+                    // operators': the caller learns that nothing changed.
+                    tracing::warn!(company = %self.company_id(), error = %format!("{e:#}"), "a purge waits for the journal to be shipped");
+                    ServiceError::unavailable(
+                        "the company's latest changes are not in backup storage yet; nothing was purged, try again in a minute",
+                    )
+                })?
             };
             let plan = PurgePlan {
                 horizon,
@@ -320,9 +400,21 @@ impl CompanyScope {
                 Ok(report) => break report,
             }
         };
-        let snapshots_before: Vec<i64> = crate::backup::snapshot::list(platform, self.company_id())
-            .await
-            .map_err(|e| ServiceError::unavailable(format!("{e:#}")))?
+        let snapshots = match crate::backup::snapshot::list(platform, self.company_id()).await {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!(company = %self.company_id(), error = %format!("{e:#}"), "the snapshots could not be listed");
+                if request.dry_run {
+                    return Err(ServiceError::unavailable(
+                        "backup storage did not answer; nothing changed, try again in a minute",
+                    ));
+                }
+                // The purge is done: its answer must say so (upkeep below
+                // finds the snapshots itself).
+                Vec::new()
+            }
+        };
+        let snapshots_before: Vec<i64> = snapshots
             .into_iter()
             .filter(|s| *s < report.anchor_seq)
             .collect();
@@ -370,7 +462,7 @@ impl CompanyScope {
                 Err(e) => {
                     tracing::warn!(company = %self.company_id(), error = %format!("{e:#}"), "what a purge removed goes from the backups at the next round");
                     gone = format!(
-                        "by {} (the next pruning round: {e:#})",
+                        "by {} (the next pruning round; backup storage could not take the new snapshot now)",
                         crate::dto::rfc3339(
                             platform.now() + crate::backup::snapshotter::PRUNE_EVERY
                         )

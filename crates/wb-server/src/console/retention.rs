@@ -21,6 +21,8 @@ const TITLE: &str = "Data retention";
 const PURGE_TITLE: &str = "Purge";
 /// Attachments listed one by one on a preview; the rest are counted.
 const LISTED_ATTACHMENTS: usize = 200;
+/// Ranges of removed entry ids shown; the rest are counted.
+const LISTED_RANGES: usize = 100;
 
 /// The rules' fields, as saved or (after a refusal) as sent.
 fn fields_of(rules: &RetentionView) -> Form {
@@ -162,9 +164,12 @@ pub async fn save(
     }
 }
 
+/// The first `LISTED_RANGES` ranges of ids, and how many more there are.
 fn ranges(ranges: &[[i64; 2]]) -> String {
-    ranges
+    let more = ranges.len().saturating_sub(LISTED_RANGES);
+    let listed = ranges
         .iter()
+        .take(LISTED_RANGES)
         .map(|[a, b]| {
             if a == b {
                 format!("#{a}")
@@ -173,7 +178,12 @@ fn ranges(ranges: &[[i64; 2]]) -> String {
             }
         })
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    if more > 0 {
+        format!("{listed} and {more} more ranges")
+    } else {
+        listed
+    }
 }
 
 /// The day of an RFC 3339 time (the cut-offs are midnights, UTC).
@@ -286,12 +296,16 @@ fn preview_page(view: &View, purge: &PurgeView, error: Option<&str>) -> Markup {
         (summary(view, purge))
         @if !nothing_due(purge) {
             h2 { "Purge now" }
-            p { "This cannot be undone: what is listed above is deleted from the database now, and from the backups once a snapshot after the purge is stored. A restore to a moment before the purge will no longer be possible." }
+            p { "This cannot be undone: what is listed above is deleted from the database now (with the exports stored before the purge), and from the backups once a snapshot after the purge is stored. A restore to a moment before the purge will no longer be possible." }
+            p.hint { "Beyond the platform's reach: exports already pushed to your own storage, copies your audit drains delivered, and anyone's downloads. Delete those yourself." }
             form.stack method="post" action=(view.href("/purge")) {
                 (view.csrf())
-                // The horizon previewed: a purge confirmed after a new year
-                // begins removes no more entries than were shown.
-                input type="hidden" name="entries_before" value=(purge.horizon);
+                // The cut-offs previewed: a purge confirmed after a new
+                // year began, or after the rules were shortened, reaches
+                // no further than the preview did.
+                @for (name, value) in previewed(purge) {
+                    input type="hidden" name=(name) value=(value);
+                }
                 div {
                     label for="confirm-name" { "Type the company's name to confirm: " strong { (name) } }
                     input #confirm-name name="confirm" required autocomplete="off" aria-describedby=[error.map(|_| "confirm-name-error")];
@@ -327,7 +341,7 @@ pub async fn preview(
     let scope = admission.operate(&platform).await?;
     let request = PurgeRequest {
         dry_run: true,
-        entries_before: None,
+        ..PurgeRequest::default()
     };
     match scope.purge(&platform, request).await {
         Ok(purge) => Ok(view.render(
@@ -339,43 +353,54 @@ pub async fn preview(
     }
 }
 
-/// `POST /c/{company}/purge`: the purge, after the name is typed.
+/// The cut-offs a preview showed, as the purge form sends them back.
+fn previewed(purge: &PurgeView) -> [(&'static str, String); 3] {
+    [
+        ("entries_before", purge.horizon.clone()),
+        (
+            "attachments_before",
+            day(&purge.attachments_before).to_string(),
+        ),
+        ("audit_before", day(&purge.audit_before).to_string()),
+    ]
+}
+
+/// The cut-offs the purge form sent back, or None when one is missing (a
+/// form that did not come from a preview).
+fn cut_offs_of(form: &Form) -> Option<[String; 3]> {
+    Some([
+        form.get("entries_before")?.to_string(),
+        form.get("attachments_before")?.to_string(),
+        form.get("audit_before")?.to_string(),
+    ])
+}
+
+/// `POST /c/{company}/purge`: the purge, after the name is typed, reaching
+/// no further than the preview it came from.
 pub async fn purge(
     State(platform): State<AppState>,
     page: Page<PurgeData>,
     form: Form,
 ) -> PageResult<Response> {
     let (admission, view) = page.into_parts();
-    let scope = admission.operate(&platform).await?;
-    let entries_before = form.get("entries_before").map(str::to_string);
-    if form.get("confirm").unwrap_or("") != company_name(&view) {
-        // Show the preview again (the same horizon), with the error.
-        let request = PurgeRequest {
-            dry_run: true,
-            entries_before,
-        };
-        return match scope.purge(&platform, request).await {
-            Ok(purge) => Ok((
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                view.render(
-                    PURGE_TITLE,
-                    Nav::Retention,
-                    preview_page(
-                        &view,
-                        &purge,
-                        Some("The name does not match; type it exactly as shown."),
-                    ),
-                ),
-            )
-                .into_response()),
-            Err(e) => Ok(refused(&view, e.into())),
-        };
-    }
-    let request = PurgeRequest {
-        dry_run: false,
-        entries_before,
+    let Some([entries, attachments, audit]) = cut_offs_of(&form) else {
+        return Ok(refused(
+            &view,
+            ApiError::unprocessable(
+                "preview-first",
+                "Preview the purge first: the purge removes what its preview showed, no more.",
+            ),
+        ));
     };
-    match scope.purge(&platform, request).await {
+    let scope = admission.operate(&platform).await?;
+    let request = |dry_run: bool| PurgeRequest {
+        dry_run,
+        entries_before: Some(entries.clone()),
+        attachments_before: Some(attachments.clone()),
+        audit_before: Some(audit.clone()),
+        confirm: (!dry_run).then(|| form.get("confirm").unwrap_or("").to_string()),
+    };
+    match scope.purge(&platform, request(false)).await {
         Ok(purge) => {
             let content = html! {
                 (layout::notice("success", if nothing_due(&purge) { "Nothing was due: nothing changed." } else { "The purge is done." }))
@@ -383,6 +408,25 @@ pub async fn purge(
                 p { a href=(view.href("/retention")) { "Back to data retention" } }
             };
             Ok(view.render(PURGE_TITLE, Nav::Retention, content))
+        }
+        Err(e) if e.slug == "confirmation-mismatch" => {
+            // Refused and on record; the same preview again, with the error.
+            match scope.purge(&platform, request(true)).await {
+                Ok(purge) => Ok((
+                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    view.render(
+                        PURGE_TITLE,
+                        Nav::Retention,
+                        preview_page(
+                            &view,
+                            &purge,
+                            Some("The name does not match; type it exactly as shown."),
+                        ),
+                    ),
+                )
+                    .into_response()),
+                Err(e) => Ok(refused(&view, e.into())),
+            }
         }
         Err(e) => Ok(refused(&view, e.into())),
     }
@@ -397,6 +441,10 @@ mod tests {
         assert_eq!(ranges(&[]), "");
         assert_eq!(ranges(&[[3, 3]]), "#3");
         assert_eq!(ranges(&[[1, 4], [7, 7], [9, 12]]), "#1–#4, #7, #9–#12");
+        let many: Vec<[i64; 2]> = (0..250).map(|i| [i * 2, i * 2]).collect();
+        let shown = ranges(&many);
+        assert!(shown.ends_with("#198 and 150 more ranges"), "{shown}");
+        assert_eq!(shown.matches('#').count(), LISTED_RANGES);
     }
 
     #[test]
@@ -404,8 +452,8 @@ mod tests {
         assert_eq!(day("2016-01-01T00:00:00Z"), "2016-01-01");
         assert_eq!(day("short"), "short");
         assert_eq!(
-            day("2016-01-é"),
-            "2016-01-é",
+            day("2016-01-0é"),
+            "2016-01-0é",
             "never split inside a character"
         );
     }
