@@ -499,9 +499,12 @@ try {
     await visit(page, 'retention');
     await page.getByLabel('Keep entries (years)').fill('3');
     await page.getByRole('button', { name: 'Save rules' }).click();
-    await page.getByText(/entries_years is 3, below the statutory minimum/).waitFor();
+    await page.getByRole('alert').getByText(/entries_years is 3, below the statutory minimum/).waitFor();
+    assert.match(await page.locator('#entries_years-error').textContent(), /below the statutory minimum/);
     expectAnswered(owner, 422);
     assert.equal(await page.getByLabel('Keep entries (years)').inputValue(), '3', 'what was typed stays');
+    assert.equal(await page.getByLabel('Keep entries (years)').getAttribute('aria-invalid'), 'true');
+    await visit(page, 'retention-refused');
     await page.getByLabel('Keep entries (years)').fill('12');
     await page.getByRole('button', { name: 'Save rules' }).click();
     await page.getByText('Retention rules saved.').waitFor();

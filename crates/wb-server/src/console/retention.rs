@@ -37,13 +37,39 @@ fn fields_of(rules: &RetentionView) -> Form {
     ])
 }
 
-fn rules_form(view: &View, values: &Form, minimum: u32) -> Markup {
+/// The rules' fields and their labels.
+const FIELDS: [(&str, &str); 4] = [
+    ("entries_years", "Keep entries"),
+    ("attachments_years", "Keep attachments"),
+    ("audit_years", "Keep the audit trail"),
+    ("exports_days", "Keep exports"),
+];
+
+/// The field a refusal is about: the service's names the rule first, the
+/// form's own the label.
+fn field_in_error(detail: &str) -> Option<&'static str> {
+    FIELDS
+        .iter()
+        .find(|(name, label)| detail.starts_with(name) || detail.starts_with(label))
+        .map(|(name, _)| *name)
+}
+
+/// The rules form; `error` (a refusal's detail) is shown at its field too.
+fn rules_form(view: &View, values: &Form, minimum: u32, error: Option<&str>) -> Markup {
     let value = |name: &str| values.get(name).unwrap_or("").to_string();
+    let wrong = error.and_then(field_in_error);
     let field = |name: &str, label: &str, hint: &str| {
+        let invalid = wrong == Some(name);
+        let described = if invalid {
+            format!("{name}-error {name}-hint")
+        } else {
+            format!("{name}-hint")
+        };
         html! {
             div {
                 label for=(name) { (label) }
-                input id=(name) name=(name) inputmode="numeric" required value=(value(name)) aria-describedby={ (name) "-hint" };
+                input id=(name) name=(name) inputmode="numeric" required value=(value(name)) aria-invalid=[invalid.then_some("true")] aria-describedby=(described);
+                @if invalid { (super::page::field_error(name, error)) }
                 p.hint id={ (name) "-hint" } { (hint) }
             }
         }
@@ -76,10 +102,16 @@ fn purge_section(view: &View, owner: bool) -> Markup {
     }
 }
 
-fn rules_page(view: &View, values: &Form, minimum: u32, owner: bool) -> Markup {
+fn rules_page(
+    view: &View,
+    values: &Form,
+    minimum: u32,
+    owner: bool,
+    error: Option<&str>,
+) -> Markup {
     html! {
         p { "How long this company keeps its records. Nothing is deleted when the rules change: a purge, which only the owner can start, removes what they let go." }
-        (rules_form(view, values, minimum))
+        (rules_form(view, values, minimum, error))
         (purge_section(view, owner))
     }
 }
@@ -103,6 +135,7 @@ pub async fn page(
             &fields_of(&rules),
             rules.statutory_minimum_years,
             owner,
+            None,
         ),
     ))
 }
@@ -150,14 +183,14 @@ pub async fn save(
         Ok(rules) => {
             let content = html! {
                 (layout::notice("success", "Retention rules saved."))
-                (rules_page(&view, &fields_of(&rules), minimum, owner))
+                (rules_page(&view, &fields_of(&rules), minimum, owner, None))
             };
             Ok(view.render(TITLE, Nav::Retention, content))
         }
         Err(e) => {
             let content = html! {
                 (layout::notice("error", &e.detail))
-                (rules_page(&view, &form, minimum, owner))
+                (rules_page(&view, &form, minimum, owner, Some(&e.detail)))
             };
             Ok((e.status, view.render(TITLE, Nav::Retention, content)).into_response())
         }
@@ -445,6 +478,19 @@ mod tests {
         let shown = ranges(&many);
         assert!(shown.ends_with("#198 and 150 more ranges"), "{shown}");
         assert_eq!(shown.matches('#').count(), LISTED_RANGES);
+    }
+
+    #[test]
+    fn a_refusal_points_at_its_field() {
+        assert_eq!(
+            field_in_error("audit_years is 3, below the statutory minimum of 10 years"),
+            Some("audit_years")
+        );
+        assert_eq!(
+            field_in_error("Keep exports must be a whole number"),
+            Some("exports_days")
+        );
+        assert_eq!(field_in_error("something else"), None);
     }
 
     #[test]

@@ -177,6 +177,14 @@ async fn retention_rules_and_the_purge_from_the_console() {
         refused.text
     );
     assert!(refused.text.contains("value=\"0\""), "what was typed stays");
+    assert!(
+        refused.text.contains(
+            "aria-invalid=\"true\" aria-describedby=\"entries_years-error entries_years-hint\""
+        ),
+        "the field is marked: {}",
+        refused.text
+    );
+    assert_eq!(refused.text.matches("aria-invalid").count(), 1);
     let garbage = post_page(
         &srv,
         &retention,
