@@ -330,11 +330,12 @@ impl CompanyScope {
         let rules = platform.company_retention(self.company_id()).await?;
         let now = platform.now();
         let today = now.date();
-        let checked = match cut_offs(platform, &rules, today, &request) {
-            Ok(cuts) => self.confirmed(platform, &request).await.map(|()| cuts),
-            Err(e) => Err(e),
+        let checked = async {
+            let cuts = cut_offs(platform, &rules, today, &request)?;
+            self.confirmed(platform, &request).await?;
+            ServiceResult::Ok(cuts)
         };
-        let (horizon, files_day, audit_day) = match checked {
+        let (horizon, files_day, audit_day) = match checked.await {
             Ok(cuts) => cuts,
             Err(refused) => {
                 self.record(

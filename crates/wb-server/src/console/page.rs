@@ -221,6 +221,15 @@ impl View {
         &self.viewer.chrome
     }
 
+    /// The name of the company the page is about, as the header shows it.
+    pub fn company_name(&self) -> &str {
+        self.viewer
+            .chrome
+            .current
+            .as_ref()
+            .map_or("", |(_, name, _)| name.as_str())
+    }
+
     pub fn csrf(&self) -> Markup {
         layout::csrf_field(&self.viewer.chrome)
     }
@@ -277,6 +286,18 @@ impl<P: Need> FromRequestParts<AppState> for Page<P> {
 /// A "see other" to a page after a change (POST, redirect, GET).
 pub fn see_other(location: &str) -> Response {
     Redirect::to(location).into_response()
+}
+
+/// The field of a destructive form where the company's name is typed to
+/// confirm (the service compares it); `error` shown beside it.
+pub fn confirm_name_field(name: &str, error: Option<&str>) -> Markup {
+    html! {
+        div {
+            label for="confirm-name" { "Type the company's name to confirm: " strong { (name) } }
+            input #confirm-name name="confirm" required autocomplete="off" aria-describedby=[error.map(|_| "confirm-name-error")];
+            (field_error("confirm-name", error))
+        }
+    }
 }
 
 /// A form's error, shown next to the field it concerns.

@@ -16,7 +16,7 @@ use wb_core::Action;
 use super::fmt;
 use super::form::Form;
 use super::layout::{self, Nav};
-use super::page::{see_other, Page, PageError, PageResult, View};
+use super::page::{confirm_name_field, see_other, Page, PageError, PageResult, View};
 use crate::auth::{AppState, RestoreCopy};
 use crate::problem::ApiError;
 
@@ -102,12 +102,7 @@ fn point_fields(target: RestoreTarget) -> Markup {
 }
 
 fn confirm_page(view: &View, target: RestoreTarget, error: Option<&str>) -> Markup {
-    let name = view
-        .chrome()
-        .current
-        .as_ref()
-        .map(|(_, name, _)| name.clone())
-        .unwrap_or_default();
+    let name = view.company_name();
     html! {
         @if let Some(error) = error { (layout::notice("error", error)) }
         p { "You are about to restore " strong { (name) } " as it was at " strong { (describe(target)) } "." }
@@ -120,11 +115,7 @@ fn confirm_page(view: &View, target: RestoreTarget, error: Option<&str>) -> Mark
         form.stack method="post" action=(view.href("/restores")) {
             (view.csrf())
             (point_fields(target))
-            div {
-                label for="confirm-name" { "Type the company's name to confirm: " strong { (name) } }
-                input #confirm-name name="confirm" required autocomplete="off" aria-describedby=[error.map(|_| "confirm-name-error")];
-                @if let Some(error) = error { p.field-error #confirm-name-error { (error) } }
-            }
+            (confirm_name_field(name, error))
             div { button.danger type="submit" { "Restore into a new company" } }
         }
         p { a href={ (view.href("/backups")) "#restore" } { "Cancel" } }

@@ -13,7 +13,7 @@ use wb_core::{Action, Permission};
 
 use super::form::Form;
 use super::layout::{self, Nav};
-use super::page::{Page, PageResult, View};
+use super::page::{confirm_name_field, field_error, Page, PageResult, View};
 use crate::auth::{AppState, ManageSecurity, PurgeData};
 use crate::problem::ApiError;
 
@@ -26,23 +26,27 @@ const LISTED_RANGES: usize = 100;
 
 /// The rules' fields, as saved or (after a refusal) as sent.
 fn fields_of(rules: &RetentionView) -> Form {
-    Form::from_pairs(vec![
-        ("entries_years".into(), rules.entries_years.to_string()),
-        (
-            "attachments_years".into(),
-            rules.attachments_years.to_string(),
-        ),
-        ("audit_years".into(), rules.audit_years.to_string()),
-        ("exports_days".into(), rules.exports_days.to_string()),
-    ])
+    let values = [
+        rules.entries_years,
+        rules.attachments_years,
+        rules.audit_years,
+        rules.exports_days,
+    ];
+    Form::from_pairs(
+        FIELDS
+            .iter()
+            .zip(values)
+            .map(|((name, _, _), v)| (name.to_string(), v.to_string()))
+            .collect(),
+    )
 }
 
-/// The rules' fields and their labels.
-const FIELDS: [(&str, &str); 4] = [
-    ("entries_years", "Keep entries"),
-    ("attachments_years", "Keep attachments"),
-    ("audit_years", "Keep the audit trail"),
-    ("exports_days", "Keep exports"),
+/// The rules' fields: name, label, unit.
+const FIELDS: [(&str, &str, &str); 4] = [
+    ("entries_years", "Keep entries", "years"),
+    ("attachments_years", "Keep attachments", "years"),
+    ("audit_years", "Keep the audit trail", "years"),
+    ("exports_days", "Keep exports", "days"),
 ];
 
 /// The field a refusal is about: the service's names the rule first, the
@@ -50,15 +54,15 @@ const FIELDS: [(&str, &str); 4] = [
 fn field_in_error(detail: &str) -> Option<&'static str> {
     FIELDS
         .iter()
-        .find(|(name, label)| detail.starts_with(name) || detail.starts_with(label))
-        .map(|(name, _)| *name)
+        .find(|(name, label, _)| detail.starts_with(name) || detail.starts_with(label))
+        .map(|(name, _, _)| *name)
 }
 
 /// The rules form; `error` (a refusal's detail) is shown at its field too.
 fn rules_form(view: &View, values: &Form, minimum: u32, error: Option<&str>) -> Markup {
     let value = |name: &str| values.get(name).unwrap_or("").to_string();
     let wrong = error.and_then(field_in_error);
-    let field = |name: &str, label: &str, hint: &str| {
+    let field = |(name, label, unit): (&str, &str, &str), hint: &str| {
         let invalid = wrong == Some(name);
         let described = if invalid {
             format!("{name}-error {name}-hint")
@@ -67,9 +71,9 @@ fn rules_form(view: &View, values: &Form, minimum: u32, error: Option<&str>) -> 
         };
         html! {
             div {
-                label for=(name) { (label) }
+                label for=(name) { (label) " (" (unit) ")" }
                 input id=(name) name=(name) inputmode="numeric" required value=(value(name)) aria-invalid=[invalid.then_some("true")] aria-describedby=(described);
-                @if invalid { (super::page::field_error(name, error)) }
+                @if invalid { (field_error(name, error)) }
                 p.hint id={ (name) "-hint" } { (hint) }
             }
         }
@@ -77,10 +81,10 @@ fn rules_form(view: &View, values: &Form, minimum: u32, error: Option<&str>) -> 
     html! {
         form.stack method="post" action=(view.href("/retention")) {
             (view.csrf())
-            (field("entries_years", "Keep entries (years)", &format!("At least {minimum} (the statutory minimum). Counted from the end of the year.")))
-            (field("attachments_years", "Keep attachments (years)", "An attachment linked to an entry still kept stays with it."))
-            (field("audit_years", "Keep the audit trail (years)", &format!("At least {minimum} (the statutory minimum).")))
-            (field("exports_days", "Keep exports (days)", "Exports older than this are deleted."))
+            (field(FIELDS[0], &format!("At least {minimum} (the statutory minimum). Counted from the end of the year.")))
+            (field(FIELDS[1], "An attachment linked to an entry still kept stays with it."))
+            (field(FIELDS[2], &format!("At least {minimum} (the statutory minimum).")))
+            (field(FIELDS[3], "Exports older than this are deleted."))
             div { button type="submit" { "Save rules" } }
         }
     }
@@ -140,7 +144,7 @@ pub async fn page(
     ))
 }
 
-fn years(form: &Form, name: &str, label: &str) -> Result<Option<u32>, ApiError> {
+fn number(form: &Form, (name, label, _): (&str, &str, &str)) -> Result<Option<u32>, ApiError> {
     match form.get(name) {
         None => Ok(None),
         Some(v) => v.parse::<u32>().map(Some).map_err(|_| {
@@ -154,10 +158,10 @@ fn years(form: &Form, name: &str, label: &str) -> Result<Option<u32>, ApiError> 
 
 fn change_of(form: &Form) -> Result<RetentionRequest, ApiError> {
     Ok(RetentionRequest {
-        entries_years: years(form, "entries_years", "Keep entries")?,
-        attachments_years: years(form, "attachments_years", "Keep attachments")?,
-        audit_years: years(form, "audit_years", "Keep the audit trail")?,
-        exports_days: years(form, "exports_days", "Keep exports")?,
+        entries_years: number(form, FIELDS[0])?,
+        attachments_years: number(form, FIELDS[1])?,
+        audit_years: number(form, FIELDS[2])?,
+        exports_days: number(form, FIELDS[3])?,
     })
 }
 
@@ -303,14 +307,6 @@ fn summary(view: &View, purge: &PurgeView) -> Markup {
     }
 }
 
-fn company_name(view: &View) -> String {
-    view.chrome()
-        .current
-        .as_ref()
-        .map(|(_, name, _)| name.clone())
-        .unwrap_or_default()
-}
-
 /// Nothing is due: a purge would change nothing.
 fn nothing_due(purge: &PurgeView) -> bool {
     purge.entries_removed == 0
@@ -319,7 +315,6 @@ fn nothing_due(purge: &PurgeView) -> bool {
 }
 
 fn preview_page(view: &View, purge: &PurgeView, error: Option<&str>) -> Markup {
-    let name = company_name(view);
     html! {
         @if let Some(error) = error { (layout::notice("error", error)) }
         p { "What a purge under this company's rules removes today. " strong { "Nothing has changed yet." } }
@@ -339,11 +334,7 @@ fn preview_page(view: &View, purge: &PurgeView, error: Option<&str>) -> Markup {
                 @for (name, value) in previewed(purge) {
                     input type="hidden" name=(name) value=(value);
                 }
-                div {
-                    label for="confirm-name" { "Type the company's name to confirm: " strong { (name) } }
-                    input #confirm-name name="confirm" required autocomplete="off" aria-describedby=[error.map(|_| "confirm-name-error")];
-                    @if let Some(error) = error { p.field-error #confirm-name-error { (error) } }
-                }
+                (confirm_name_field(view.company_name(), error))
                 div { button.danger type="submit" { "Purge now" } }
             }
         }

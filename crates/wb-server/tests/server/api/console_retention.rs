@@ -6,25 +6,14 @@
 //! stands in their place; every step is in the company's trail; no form
 //! works without the CSRF token.
 
-use reqwest::Method;
 use serde_json::json;
 use wb_core::Action;
 use wb_server::Clock;
 
-use super::harness::{entry, Body, Resp, Tenant, TestServer};
-
-const CSRF: &str = "csrf_consoletesttoken0123456789";
+use super::harness::{entry, Resp, Tenant, TestServer, CONSOLE_CSRF};
 
 fn one_year_minimum(config: &mut wb_server::ServerConfig) {
     config.statutory_minimum = wb_core::data_retention::StatutoryMinimum::years(1).unwrap();
-}
-
-fn form(fields: &[(&str, &str)]) -> Vec<u8> {
-    let mut s = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in fields {
-        s.append_pair(k, v);
-    }
-    s.finish().into_bytes()
 }
 
 fn cookie_of(token: &str) -> String {
@@ -32,17 +21,10 @@ fn cookie_of(token: &str) -> String {
 }
 
 async fn get_page(srv: &TestServer, path: &str, token: &str) -> Resp {
-    srv.send(
-        Method::GET,
-        path,
-        None,
-        Body::None,
-        &[("cookie", &cookie_of(token))],
-    )
-    .await
+    srv.console_get(path, &cookie_of(token)).await
 }
 
-/// A console form POST from this origin; `csrf` false leaves the token out.
+/// A console form POST; `csrf` false leaves the form's token out.
 async fn post_page(
     srv: &TestServer,
     path: &str,
@@ -50,22 +32,11 @@ async fn post_page(
     fields: &[(&str, &str)],
     csrf: bool,
 ) -> Resp {
-    let cookie = format!("{}; __Host-wb_csrf={CSRF}", cookie_of(token));
     let mut all = fields.to_vec();
     if csrf {
-        all.push(("_csrf", CSRF));
+        all.push(("_csrf", CONSOLE_CSRF));
     }
-    srv.send(
-        Method::POST,
-        path,
-        None,
-        Body::Raw {
-            content_type: Some("application/x-www-form-urlencoded"),
-            bytes: form(&all),
-        },
-        &[("cookie", &cookie), ("origin", &srv.base)],
-    )
-    .await
+    srv.console_post(path, &cookie_of(token), &all).await
 }
 
 /// `(action, outcome)` of what is on record about the company: its own

@@ -5,42 +5,20 @@
 //! the console is read through the door under the grant, and refused once
 //! revoked; a role that may not see a page is refused on record.
 
-use reqwest::Method;
 use wb_core::staff::StaffRole;
 
 use super::grants::staff;
-use super::harness::{Body, Resp, Tenant, TestServer};
+use super::harness::{Resp, Tenant, TestServer, CONSOLE_CSRF};
 use super::staff::{code, next_step, staff_member, STAFF_PASSPHRASE};
 
-const CSRF: &str = "csrf_consoletesttoken0123456789";
-
-fn form(fields: &[(&str, &str)]) -> Vec<u8> {
-    let mut s = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in fields {
-        s.append_pair(k, v);
-    }
-    s.finish().into_bytes()
-}
+const CSRF: &str = CONSOLE_CSRF;
 
 async fn get_with(srv: &TestServer, path: &str, cookie: &str) -> Resp {
-    srv.send(Method::GET, path, None, Body::None, &[("cookie", cookie)])
-        .await
+    srv.console_get(path, cookie).await
 }
 
-/// A console form POST from this origin, with the CSRF cookie and `fields`.
 async fn post_form(srv: &TestServer, path: &str, cookie: &str, fields: &[(&str, &str)]) -> Resp {
-    let cookie = format!("{cookie}; __Host-wb_csrf={CSRF}");
-    srv.send(
-        Method::POST,
-        path,
-        None,
-        Body::Raw {
-            content_type: Some("application/x-www-form-urlencoded"),
-            bytes: form(fields),
-        },
-        &[("cookie", &cookie), ("origin", &srv.base)],
-    )
-    .await
+    srv.console_post(path, cookie, fields).await
 }
 
 fn location(resp: &Resp) -> &str {

@@ -144,6 +144,9 @@ pub enum Body {
 static EMAILS: AtomicUsize = AtomicUsize::new(0);
 
 /// A fresh email address (unique in this test process).
+/// The CSRF token console tests send (cookie and form field).
+pub const CONSOLE_CSRF: &str = "csrf_consoletesttoken0123456789";
+
 pub fn fresh_email(prefix: &str) -> String {
     format!(
         "{prefix}{}@example.com",
@@ -456,6 +459,33 @@ impl TestServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// A console page asked for with `cookie` (a session or staff cookie).
+    pub async fn console_get(&self, path: &str, cookie: &str) -> Resp {
+        self.send(Method::GET, path, None, Body::None, &[("cookie", cookie)])
+            .await
+    }
+
+    /// A console form POST from this origin with `cookie` and the CSRF
+    /// cookie [`CONSOLE_CSRF`]; the form's `_csrf` field is the caller's.
+    pub async fn console_post(&self, path: &str, cookie: &str, fields: &[(&str, &str)]) -> Resp {
+        let mut body = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in fields {
+            body.append_pair(k, v);
+        }
+        let cookie = format!("{cookie}; __Host-wb_csrf={CONSOLE_CSRF}");
+        self.send(
+            Method::POST,
+            path,
+            None,
+            Body::Raw {
+                content_type: Some("application/x-www-form-urlencoded"),
+                bytes: body.finish().into_bytes(),
+            },
+            &[("cookie", &cookie), ("origin", &self.base)],
+        )
+        .await
     }
 
     /// Sends a JSON request authenticated by a `Cookie` header only.
